@@ -1,0 +1,65 @@
+"""Bearer-token authentication: a tokens file maps each token to a tenant.
+
+The file (MLAAS_AUTH_TOKENS_FILE) is YAML or JSON: `{token: tenant, ...}`. Tokens are kept
+only as sha256 digests in memory. Without a file the mesh runs open: every caller is the
+anonymous tenant "" and sees everything, and servers bind to loopback only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from mlaas.errors import Unauthenticated
+
+ANONYMOUS = ""
+# Health checks stay open so that load balancers and orchestrators can probe without a token.
+PUBLIC_METHOD_PREFIXES = ("/grpc.health.v1.Health/",)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class Authenticator:
+    def __init__(self, tokens: dict[str, str] | None):
+        self._tenants = None if tokens is None else {_digest(t): tenant for t, tenant in tokens.items()}
+
+    @classmethod
+    def from_file(cls, path: str | Path | None) -> Authenticator:
+        if not path:
+            return cls(None)
+        data = yaml.safe_load(Path(path).read_text())
+        if not isinstance(data, dict) or not data:
+            raise ValueError(f"{path}: expected a mapping of token to tenant")
+        tokens = {str(token): str(tenant) for token, tenant in data.items()}
+        if any(not tenant for tenant in tokens.values()):
+            raise ValueError(f"{path}: every token needs a non-empty tenant")
+        return cls(tokens)
+
+    @property
+    def enabled(self) -> bool:
+        return self._tenants is not None
+
+    def tenant(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
+        """The caller's tenant from its call metadata; raises Unauthenticated."""
+        if self._tenants is None:
+            return ANONYMOUS
+        header = next((v for k, v in metadata or () if k == "authorization"), None)
+        if header is None:
+            raise Unauthenticated("missing 'authorization: Bearer <token>' metadata")
+        if isinstance(header, bytes):
+            header = header.decode(errors="replace")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
+        tenant = self._tenants.get(_digest(token.strip()))
+        if tenant is None:
+            raise Unauthenticated("unknown bearer token")
+        return tenant
+
+    def is_public(self, method: str) -> bool:
+        return method.startswith(PUBLIC_METHOD_PREFIXES)

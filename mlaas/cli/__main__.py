@@ -1,0 +1,5 @@
+import sys
+
+from mlaas.cli import main
+
+sys.exit(main())

@@ -1,0 +1,75 @@
+"""`mlaas up`: the whole mesh on one machine, on its embedded defaults."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from mlaas.client import RegistryClient
+from mlaas.net import free_port, wait_healthy
+from mlaas.redis_embedded import EmbeddedRedis
+from mlaas.settings import data_dir
+from mlaas.supervisor import Supervisor, child_env
+
+
+def run_up(args) -> int:
+    root = Path(args.data_dir).expanduser() if args.data_dir else data_dir(os.environ)
+    root.mkdir(parents=True, exist_ok=True)
+    say = (lambda *_: None) if args.json else print
+    redis = EmbeddedRedis(root / "redis").start()
+    supervisor = Supervisor(root / "logs")
+    registry_port = args.registry_port or free_port()
+    env = child_env(
+        os.environ,
+        MLAAS_DATA_DIR=str(root),
+        MLAAS_REDIS_URL=redis.url,
+        MLAAS_REGISTRY_PORT=str(registry_port),
+        MLAAS_REGISTRY_METRICS_PORT=str(args.registry_metrics_port),
+    )
+    registry_address = f"127.0.0.1:{registry_port}"
+    try:
+        supervisor.spawn("registry", [sys.executable, "-m", "registry_svc"], env)
+        wait_healthy(registry_address, timeout=60)
+        if args.demo:
+            say("registering demo models:")
+            with RegistryClient(registry_address, args.token) as client:
+                from mlaas.demo import register_demo_models
+
+                register_demo_models(client, log=say)
+        endpoints = {
+            "registry": registry_address,
+            "registry_metrics": f"http://127.0.0.1:{args.registry_metrics_port}/metrics",
+            "redis": redis.url,
+            "data_dir": str(root),
+            "logs": str(supervisor.log_dir),
+        }
+        if args.json:
+            import json
+
+            print(json.dumps(endpoints), flush=True)
+        else:
+            print("\nMLaaS mesh is up:")
+            for key, value in endpoints.items():
+                print(f"  {key:17} {value}")
+            print(f"\ntry: mlaas model find --task classification --max-memory 256Mi --registry {registry_address}")
+            print("Ctrl-C stops everything.", flush=True)
+        dead = supervisor.wait_for_signal()
+        if dead is not None:
+            print(f"{dead.name} exited with {dead.process.returncode}; see {dead.log_path}", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        say("stopping...")
+        supervisor.stop_all()
+        redis.stop()
+
+
+def add_parser(commands, common: argparse.ArgumentParser) -> None:
+    up = commands.add_parser("up", parents=[common], help="run the mesh locally (embedded Redis, local runtimes)")
+    up.add_argument("--data-dir", help="where state lives (env MLAAS_DATA_DIR; default ~/.mlaas)")
+    up.add_argument("--demo", action="store_true", help="register the demo models")
+    up.add_argument("--registry-port", type=int, default=50051, help="0 picks a free port")
+    up.add_argument("--registry-metrics-port", type=int, default=9451)
+    up.set_defaults(run=run_up)

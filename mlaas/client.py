@@ -1,0 +1,229 @@
+"""Typed Python client for the mesh services (what an application imports).
+
+    from mlaas.client import RegistryClient
+    with RegistryClient("127.0.0.1:50051") as registry:
+        for result in registry.find(task="classification", max_memory="256Mi"):
+            print(result.model.description.name, result.model.version)
+
+Every failed call raises a subclass of mlaas.errors.MlaasError carrying the server's message.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from mlaas.errors import MlaasError, from_rpc_error
+from mlaas.quantities import parse_cpu, parse_memory
+from mlaas.refs import enum_value, parse_ref
+from mlaas.v1 import registry_pb2, registry_pb2_grpc, types_pb2
+
+CHUNK_BYTES = 1 << 20
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 2**20),
+    ("grpc.max_send_message_length", 64 * 2**20),
+]
+Progress = Callable[[int, int], None]
+
+
+def open_channel(address: str) -> grpc.Channel:
+    return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+def _as_ref(ref: str | types_pb2.ModelRef) -> types_pb2.ModelRef:
+    return parse_ref(ref) if isinstance(ref, str) else ref
+
+
+def find_request(
+    *,
+    task: str | int | None = None,
+    families: Iterable[str] = (),
+    framework: str = "",
+    feature_count: int = 0,
+    datatype: str = "",
+    max_cpu: str | int | float | None = None,
+    max_memory: str | int | None = None,
+    max_gpus: int = 0,
+    max_train_cpu: str | int | float | None = None,
+    max_train_memory: str | int | None = None,
+    max_train_gpus: int = 0,
+    min_explainability: str | int | None = None,
+    metrics: Mapping[str, float] | None = None,
+    tags: Iterable[str] = (),
+    rank_by: str = "",
+    latest_only: bool = False,
+    name: str = "",
+    page_size: int = 0,
+) -> registry_pb2.FindModelsRequest:
+    """A FindModelsRequest from friendly values ("classification", "256Mi", "500m", ...)."""
+    request = registry_pb2.FindModelsRequest(
+        families=list(families),
+        framework=framework,
+        input=registry_pb2.InputRequirement(feature_count=feature_count, datatype=datatype.upper()),
+        tags=list(tags),
+        rank_by_metric=rank_by,
+        latest_only=latest_only,
+        name=name,
+        page_size=page_size,
+    )
+    if task is not None:
+        request.task = enum_value(types_pb2.Task, "TASK_", task)
+    if min_explainability is not None:
+        request.min_explainability = enum_value(
+            types_pb2.ExplainabilityLevel, "EXPLAINABILITY_LEVEL_", min_explainability
+        )
+    for target, cpu, memory, gpus in (
+        (request.max_run_resources, max_cpu, max_memory, max_gpus),
+        (request.max_train_resources, max_train_cpu, max_train_memory, max_train_gpus),
+    ):
+        if cpu is not None:
+            target.cpu_millicores = parse_cpu(cpu)
+        if memory is not None:
+            target.memory_bytes = parse_memory(memory)
+        target.gpus = gpus
+    for metric, minimum in (metrics or {}).items():
+        request.metrics.add(name=metric, min_value=minimum)
+    return request
+
+
+class _Client:
+    def __init__(self, address: str, token: str | None = None, timeout: float = 60.0):
+        self.address = address
+        self._channel = open_channel(address)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._timeout = timeout
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, method, request, timeout: float | None = None):
+        try:
+            return method(request, metadata=self._metadata, timeout=timeout or self._timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+    def _stream(self, method, request) -> Iterator[Any]:
+        try:
+            yield from method(request, metadata=self._metadata, timeout=None)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+
+class RegistryClient(_Client):
+    def __init__(self, address: str = "127.0.0.1:50051", token: str | None = None, timeout: float = 60.0):
+        super().__init__(address, token, timeout)
+        self._stub = registry_pb2_grpc.RegistryServiceStub(self._channel)
+
+    def register(
+        self,
+        artifact: str | Path | bytes,
+        description: types_pb2.ModelDescription,
+        reference_data: np.ndarray | str | Path | None = None,
+        progress: Progress | None = None,
+        timeout: float = 3600.0,
+    ) -> registry_pb2.RegisterModelResponse:
+        """Uploads an ONNX model (a path or its bytes) with its description.
+
+        `reference_data` is a sample of training inputs (rows x features) used for drift
+        detection; `progress(sent, total)` is called after each chunk.
+        """
+        total = len(artifact) if isinstance(artifact, bytes) else Path(artifact).stat().st_size
+        reference: bytes | None = None
+        if isinstance(reference_data, np.ndarray):
+            buffer = io.BytesIO()
+            np.save(buffer, reference_data, allow_pickle=False)
+            reference = buffer.getvalue()
+        elif reference_data is not None:
+            reference = Path(reference_data).read_bytes()
+
+        def artifact_chunks() -> Iterator[bytes]:
+            if isinstance(artifact, bytes):
+                yield from (artifact[i : i + CHUNK_BYTES] for i in range(0, len(artifact), CHUNK_BYTES))
+                return
+            with open(artifact, "rb") as source:
+                while chunk := source.read(CHUNK_BYTES):
+                    yield chunk
+
+        def messages() -> Iterator[registry_pb2.RegisterModelRequest]:
+            yield registry_pb2.RegisterModelRequest(description=description)
+            sent = 0
+            for chunk in artifact_chunks():
+                sent += len(chunk)
+                yield registry_pb2.RegisterModelRequest(artifact_chunk=chunk)
+                if progress:
+                    progress(sent, total)
+            if reference:
+                for start in range(0, len(reference), CHUNK_BYTES):
+                    yield registry_pb2.RegisterModelRequest(reference_data_chunk=reference[start : start + CHUNK_BYTES])
+
+        return self._call(self._stub.RegisterModel, messages(), timeout)
+
+    def find_page(self, request: registry_pb2.FindModelsRequest) -> registry_pb2.FindModelsResponse:
+        return self._call(self._stub.FindModels, request)
+
+    def find(
+        self, request: registry_pb2.FindModelsRequest | None = None, *, limit: int | None = None, **filters
+    ) -> list[registry_pb2.FindModelsResult]:
+        """Every ranked match (all pages, up to `limit`); filters as for `find_request`."""
+        request = request or find_request(**filters)
+        results: list[registry_pb2.FindModelsResult] = []
+        while True:
+            page = self.find_page(request)
+            results.extend(page.results)
+            if not page.next_page_token or (limit is not None and len(results) >= limit):
+                return results[:limit] if limit is not None else results
+            request.page_token = page.next_page_token
+
+    def get(self, ref: str | types_pb2.ModelRef) -> types_pb2.ModelVersion:
+        return self._call(self._stub.GetModel, registry_pb2.GetModelRequest(ref=_as_ref(ref))).model
+
+    def list(self, name: str = "", page_size: int = 0) -> Iterator[types_pb2.ModelVersion]:
+        request = registry_pb2.ListModelsRequest(name=name, page_size=page_size)
+        while True:
+            page = self._call(self._stub.ListModels, request)
+            yield from page.models
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    def set_alias(self, name: str, alias: str, version: int) -> types_pb2.ModelVersion:
+        request = registry_pb2.SetAliasRequest(name=name, alias=alias, version=version)
+        return self._call(self._stub.SetAlias, request).model
+
+    def delete(self, name: str, version: int) -> None:
+        self._call(self._stub.DeleteModelVersion, registry_pb2.DeleteModelVersionRequest(name=name, version=version))
+
+    def download(
+        self,
+        ref: str | types_pb2.ModelRef,
+        dest: str | Path,
+        kind: int = registry_pb2.ARTIFACT_KIND_MODEL,
+    ) -> types_pb2.ModelVersion:
+        """Streams an artifact into `dest` (written atomically); returns the resolved version."""
+        dest = Path(dest)
+        partial = dest.with_name(dest.name + ".partial")
+        model = None
+        request = registry_pb2.DownloadArtifactRequest(ref=_as_ref(ref), kind=kind)
+        try:
+            with open(partial, "wb") as out:
+                for message in self._stream(self._stub.DownloadArtifact, request):
+                    if message.HasField("model"):
+                        model = message.model
+                    out.write(message.chunk)
+            partial.replace(dest)
+        finally:
+            partial.unlink(missing_ok=True)
+        if model is None:
+            raise MlaasError("the registry sent no model header before the artifact")
+        return model

@@ -1,0 +1,98 @@
+"""Training recipes: scikit-learn pipelines rebuilt from an allowlist of estimators.
+
+A recipe names estimators by their import path and gives JSON hyperparameters. Nothing from a
+user is ever imported or unpickled: only the classes below can be built, and only with the
+parameters their constructors accept.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from google.protobuf import json_format
+
+from mlaas.errors import InvalidArgument
+from mlaas.v1 import types_pb2
+
+ALLOWED_ESTIMATORS = frozenset(
+    {
+        "sklearn.preprocessing.StandardScaler",
+        "sklearn.preprocessing.MinMaxScaler",
+        "sklearn.preprocessing.PolynomialFeatures",
+        "sklearn.decomposition.PCA",
+        "sklearn.linear_model.LogisticRegression",
+        "sklearn.linear_model.LinearRegression",
+        "sklearn.linear_model.Ridge",
+        "sklearn.linear_model.SGDClassifier",
+        "sklearn.tree.DecisionTreeClassifier",
+        "sklearn.tree.DecisionTreeRegressor",
+        "sklearn.ensemble.RandomForestClassifier",
+        "sklearn.ensemble.RandomForestRegressor",
+        "sklearn.ensemble.GradientBoostingClassifier",
+        "sklearn.ensemble.GradientBoostingRegressor",
+        "sklearn.ensemble.HistGradientBoostingClassifier",
+        "sklearn.ensemble.HistGradientBoostingRegressor",
+        "sklearn.neural_network.MLPClassifier",
+        "sklearn.neural_network.MLPRegressor",
+        "sklearn.neighbors.KNeighborsClassifier",
+        "sklearn.svm.SVC",
+    }
+)
+
+
+def _estimator_class(path: str) -> type:
+    if path not in ALLOWED_ESTIMATORS:
+        raise InvalidArgument(
+            f"recipe estimator {path!r} is not allowed; choose one of: {', '.join(sorted(ALLOWED_ESTIMATORS))}"
+        )
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _params(step: types_pb2.RecipeStep) -> dict[str, Any]:
+    params = json_format.MessageToDict(step.params) if step.HasField("params") else {}
+    # JSON has only floats; give integral values back to constructors that expect ints.
+    return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in params.items()}
+
+
+def validate_recipe(recipe: types_pb2.TrainingRecipe) -> None:
+    """Raises InvalidArgument unless every step is allowed and takes its parameters."""
+    for index, step in enumerate(recipe.steps):
+        cls = _estimator_class(step.estimator)
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        unknown = sorted(set(_params(step)) - accepted)
+        if unknown:
+            raise InvalidArgument(
+                f"recipe step {index} ({step.estimator}) has unknown parameters {unknown}; accepted: {sorted(accepted)}"
+            )
+    if recipe.steps:
+        build_pipeline(recipe)
+
+
+def build_pipeline(recipe: types_pb2.TrainingRecipe):
+    """A fresh, unfitted scikit-learn Pipeline for the recipe."""
+    from sklearn.pipeline import Pipeline
+
+    steps = []
+    for index, step in enumerate(recipe.steps):
+        cls = _estimator_class(step.estimator)
+        try:
+            estimator = cls(**_params(step))
+            # scikit-learn checks values only when fitting; check them now, at registration.
+            if hasattr(estimator, "_validate_params"):
+                estimator._validate_params()
+            steps.append((f"step{index}", estimator))
+        except (TypeError, ValueError) as err:
+            raise InvalidArgument(f"recipe step {index} ({step.estimator}): {err}") from None
+    return Pipeline(steps)
+
+
+def recipe_from_steps(steps: Sequence[tuple[str, Mapping[str, Any]]]) -> types_pb2.TrainingRecipe:
+    recipe = types_pb2.TrainingRecipe()
+    for estimator, params in steps:
+        step = recipe.steps.add(estimator=estimator)
+        step.params.update(dict(params))
+    return recipe

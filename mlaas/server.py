@@ -1,0 +1,136 @@
+"""Start and stop a mesh gRPC server with what every server must have: health checking,
+reflection, Prometheus metrics, the auth and service interceptors, and a graceful SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, start_http_server
+
+from mlaas.auth import Authenticator
+from mlaas.interceptors import AuthInterceptor, MetricsInterceptor, RpcMetrics
+from mlaas.settings import LOOPBACK, ServerSettings
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 64 * 2**20
+
+
+@dataclass
+class Service:
+    """One servicer to mount: its generated `add_..._to_server` function and full name."""
+
+    full_name: str
+    servicer: object
+    add_to_server: Callable[[object, grpc.Server], None]
+
+
+def bind_host(settings: ServerSettings, authenticator: Authenticator) -> str:
+    if authenticator.enabled or settings.allow_open_remote or settings.host in (LOOPBACK, "localhost"):
+        return settings.host
+    log.warning(
+        "no MLAAS_AUTH_TOKENS_FILE: refusing to listen on %s without authentication, binding %s "
+        "(set MLAAS_ALLOW_OPEN_REMOTE=true to override)",
+        settings.host,
+        LOOPBACK,
+    )
+    return LOOPBACK
+
+
+class MeshServer:
+    def __init__(
+        self,
+        name: str,
+        settings: ServerSettings,
+        services: Sequence[Service],
+        authenticator: Authenticator,
+        metrics_registry: CollectorRegistry | None = None,
+    ):
+        self.name = name
+        self.settings = settings
+        self.metrics_registry = metrics_registry or CollectorRegistry()
+        self._authenticator = authenticator
+        self._services = list(services)
+        self._health = health.HealthServicer(experimental_non_blocking=True)
+        self._server: grpc.Server | None = None
+        self._metrics_http = None
+        self._stopped = threading.Event()
+        self.port = 0
+        self.metrics_port = -1
+
+    def start(self) -> MeshServer:
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self.settings.max_workers, thread_name_prefix=self.name),
+            interceptors=[
+                AuthInterceptor(self._authenticator),
+                MetricsInterceptor(RpcMetrics(self.metrics_registry, self.name)),
+            ],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        for service in self._services:
+            service.add_to_server(service.servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        names = [s.full_name for s in self._services]
+        reflection.enable_server_reflection(
+            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            server,
+        )
+        host = bind_host(self.settings, self._authenticator)
+        self.port = server.add_insecure_port(f"{host}:{self.settings.port}")
+        if self.port == 0:
+            raise OSError(f"{self.name}: cannot listen on {host}:{self.settings.port}")
+        server.start()
+        self._server = server
+        for full_name in ["", *names]:
+            self._health.set(full_name, health_pb2.HealthCheckResponse.SERVING)
+        if self.settings.metrics_port >= 0:
+            self._metrics_http, _ = start_http_server(
+                self.settings.metrics_port, addr=host, registry=self.metrics_registry
+            )
+            self.metrics_port = self._metrics_http.server_address[1]
+        log.info(
+            "%s listening on %s:%d (metrics on %d, auth %s)",
+            self.name,
+            host,
+            self.port,
+            self.metrics_port,
+            "on" if self._authenticator.enabled else "OFF: open to every local caller",
+        )
+        return self
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stops taking new calls, lets in-flight calls finish within the grace period."""
+        if self._server is None or self._stopped.is_set():
+            return
+        self._health.enter_graceful_shutdown()
+        self._server.stop(self.settings.shutdown_grace_seconds if grace is None else grace).wait()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+        self._stopped.set()
+        log.info("%s stopped", self.name)
+
+    def wait(self) -> None:
+        self._stopped.wait()
+
+    def serve_until_signalled(self) -> None:
+        """Blocks until SIGTERM or SIGINT, then stops gracefully."""
+
+        def on_signal(signum, _frame):
+            log.info("%s: %s received, draining", self.name, signal.Signals(signum).name)
+            threading.Thread(target=self.stop, daemon=True).start()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.wait()

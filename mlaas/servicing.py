@@ -1,0 +1,68 @@
+"""Turns MlaasError raised in a servicer into its gRPC status, where it is raised.
+
+Applied as a class decorator, so servicers answer with the right status however they are
+hosted: behind the mesh's server or inside grpcio-testing's in-memory server.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+
+import grpc
+
+from mlaas.errors import MlaasError
+
+log = logging.getLogger(__name__)
+
+
+def _abort(context: grpc.ServicerContext, method: str, err: Exception):
+    if isinstance(err, MlaasError):
+        context.abort(err.code, err.message)
+    log.exception("unexpected error in %s", method)
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(err).__name__}: {err}")
+
+
+def _guard(name: str, fn):
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def stream(self, request, context):
+            try:
+                yield from fn(self, request, context)
+            except Exception as err:
+                if isinstance(err, MlaasError) or not _already_aborted(context):
+                    _abort(context, name, err)
+                raise
+
+        return stream
+
+    @functools.wraps(fn)
+    def unary(self, request, context):
+        try:
+            return fn(self, request, context)
+        except Exception as err:
+            if isinstance(err, MlaasError) or not _already_aborted(context):
+                _abort(context, name, err)
+            raise
+
+    return unary
+
+
+def _already_aborted(context) -> bool:
+    code = context.code() if hasattr(context, "code") else None
+    return code is not None and code != grpc.StatusCode.OK
+
+
+def maps_errors(cls):
+    """Class decorator: every rpc method the generated base class declares gets error mapping."""
+    base_rpcs = {
+        name
+        for base in cls.__mro__[1:]
+        for name, member in vars(base).items()
+        if base.__name__.endswith("Servicer") and callable(member) and name[:1].isupper()
+    }
+    for name in base_rpcs & set(vars(cls)):
+        setattr(cls, name, _guard(name, vars(cls)[name]))
+    return cls

@@ -1,0 +1,86 @@
+"""Settings every server shares, read once from MLAAS_* environment variables.
+
+Each service builds its own settings object from these at start-up and passes it down; nothing
+reads the environment after that.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+
+def env_str(env: Mapping[str, str], name: str, default: str) -> str:
+    return env.get(name, default)
+
+
+def env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer") from None
+
+
+def env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def data_dir(env: Mapping[str, str]) -> Path:
+    return Path(env.get("MLAAS_DATA_DIR") or Path.home() / ".mlaas").expanduser()
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How one gRPC server listens and shuts down."""
+
+    host: str = LOOPBACK
+    port: int = 0
+    # Prometheus /metrics port: 0 picks a free port, -1 turns it off.
+    metrics_port: int = 0
+    auth_tokens_file: str | None = None
+    shutdown_grace_seconds: float = 10.0
+    max_workers: int = 32
+    # Without a tokens file servers bind to loopback unless this is set.
+    allow_open_remote: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], service: str, default_port: int) -> ServerSettings:
+        """Reads MLAAS_HOST, MLAAS_<SERVICE>_PORT, MLAAS_<SERVICE>_METRICS_PORT and the shared knobs."""
+        upper = service.upper()
+        return cls(
+            host=env_str(env, "MLAAS_HOST", LOOPBACK),
+            port=env_int(env, f"MLAAS_{upper}_PORT", default_port),
+            metrics_port=env_int(env, f"MLAAS_{upper}_METRICS_PORT", 0),
+            auth_tokens_file=env.get("MLAAS_AUTH_TOKENS_FILE") or None,
+            shutdown_grace_seconds=env_float(env, "MLAAS_SHUTDOWN_GRACE_SECONDS", 10.0),
+            max_workers=env_int(env, "MLAAS_MAX_WORKERS", 32),
+            allow_open_remote=env_bool(env, "MLAAS_ALLOW_OPEN_REMOTE", False),
+        )
+
+
+def current_env() -> Mapping[str, str]:
+    return os.environ

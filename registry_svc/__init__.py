@@ -1,0 +1,1 @@
+"""The model Registry: catalogue, artifacts and discovery (mlaas.v1.RegistryService)."""

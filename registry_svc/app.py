@@ -1,0 +1,50 @@
+"""Wires the registry together from its settings."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from mlaas.auth import Authenticator
+from mlaas.server import MeshServer, Service
+from mlaas.v1 import registry_pb2, registry_pb2_grpc
+from registry_svc.artifacts import ArtifactStore, LocalArtifactStore, open_store
+from registry_svc.catalog import Catalog
+from registry_svc.guards import AllowAll, DeletionGuard
+from registry_svc.servicer import RegistryServicer
+from registry_svc.settings import RegistrySettings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
+# Blobs younger than this may belong to an upload another process has not committed yet.
+ORPHAN_MIN_AGE_SECONDS = 3600
+
+
+def collect_orphans(store: ArtifactStore, catalog: Catalog) -> int:
+    """Deletes local blobs no version references (left by a crash between store and commit)."""
+    if not isinstance(store, LocalArtifactStore):
+        return 0
+    referenced = catalog.referenced_digests()
+    removed = 0
+    for digest in list(store.digests()):
+        path = store.root / digest[:2] / digest
+        if digest not in referenced and time.time() - path.stat().st_mtime > ORPHAN_MIN_AGE_SECONDS:
+            store.delete(digest)
+            removed += 1
+    return removed
+
+
+def build_registry(
+    settings: RegistrySettings, guard: DeletionGuard | None = None, authenticator: Authenticator | None = None
+) -> MeshServer:
+    authenticator = authenticator or Authenticator.from_file(settings.server.auth_tokens_file)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    catalog = Catalog(settings.database_path)
+    store = open_store(settings.artifact_store, settings.data_dir, settings.s3_endpoint_url)
+    removed = collect_orphans(store, catalog)
+    if removed:
+        log.info("removed %d orphaned artifact blobs", removed)
+    servicer = RegistryServicer(settings, catalog, store, authenticator, guard or AllowAll())
+    service = Service(SERVICE_NAME, servicer, registry_pb2_grpc.add_RegistryServiceServicer_to_server)
+    return MeshServer("registry", settings.server, [service], authenticator)

@@ -1,0 +1,104 @@
+"""Shared fixtures: real registry servers on free ports over a real SQLite file, and small
+real ONNX models."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlaas.client import RegistryClient
+from mlaas.server import MeshServer
+from mlaas.settings import ServerSettings
+from registry_svc.app import build_registry
+from registry_svc.settings import RegistrySettings
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def tiny_onnx(features: int = 4, dtype: str = "float", outputs: int = 1, seed: int = 0) -> bytes:
+    """A real ONNX model: y = X @ W over a [N, features] input (distinct bytes per seed)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    elem = {"float": TensorProto.FLOAT, "double": TensorProto.DOUBLE}[dtype]
+    np_dtype = {"float": np.float32, "double": np.float64}[dtype]
+    weights = np.random.default_rng(seed).normal(size=(features, outputs)).astype(np_dtype)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "W"], ["Y"])],
+        "tiny",
+        [helper.make_tensor_value_info("X", elem, [None, features])],
+        [helper.make_tensor_value_info("Y", elem, [None, outputs])],
+        [numpy_helper.from_array(weights, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+@pytest.fixture(scope="session")
+def iris_model():
+    """(fitted scikit-learn pipeline, X, y) on iris."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_iris(return_X_y=True)
+    X = X.astype(np.float32)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y)
+    return model, X, y
+
+
+@pytest.fixture
+def registry_settings(tmp_path) -> RegistrySettings:
+    return RegistrySettings(
+        server=ServerSettings(port=0, metrics_port=0, shutdown_grace_seconds=2.0),
+        data_dir=tmp_path / "data",
+    )
+
+
+@pytest.fixture
+def start_registry() -> Iterator[Callable[..., MeshServer]]:
+    """Starts registries in this process; every one is stopped at teardown."""
+    started: list[MeshServer] = []
+
+    def start(settings: RegistrySettings, **kwargs) -> MeshServer:
+        server = build_registry(settings, **kwargs).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop(0)
+
+
+@pytest.fixture
+def registry(start_registry, registry_settings) -> MeshServer:
+    return start_registry(registry_settings)
+
+
+@pytest.fixture
+def client(registry) -> Iterator[RegistryClient]:
+    with RegistryClient(f"127.0.0.1:{registry.port}") as c:
+        yield c
+
+
+def with_server(settings: RegistrySettings, **changes) -> RegistrySettings:
+    return dataclasses.replace(settings, server=dataclasses.replace(settings.server, **changes))
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """Environment for child processes: the test venv's tools first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env

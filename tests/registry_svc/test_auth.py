@@ -1,0 +1,84 @@
+"""Authentication and tenancy: bearer tokens from a tokens file, private models per tenant."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from mlaas import errors
+from mlaas.auth import Authenticator
+from mlaas.client import RegistryClient
+from mlaas.server import bind_host
+from mlaas.settings import ServerSettings
+from mlaas.v1 import types_pb2
+from tests.conftest import tiny_onnx
+from tests.registry_svc.helpers import describe
+
+PRIVATE = types_pb2.VISIBILITY_PRIVATE
+
+
+@pytest.fixture
+def secured(start_registry, registry_settings, tmp_path):
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("token-alpha: alpha\ntoken-beta: beta\n")
+    settings = registry_settings.__class__(
+        **{**registry_settings.__dict__, "server": ServerSettings(port=0, auth_tokens_file=str(tokens))}
+    )
+    return start_registry(settings)
+
+
+def _client(server, token):
+    return RegistryClient(f"127.0.0.1:{server.port}", token=token)
+
+
+def test_every_rpc_but_health_needs_a_token(secured):
+    for token, message in (
+        (None, "missing 'authorization: Bearer <token>'"),
+        ("wrong", "unknown bearer token"),
+    ):
+        with _client(secured, token) as anonymous, pytest.raises(errors.Unauthenticated, match=message):
+            anonymous.find()
+        with _client(secured, token) as anonymous, pytest.raises(errors.Unauthenticated):
+            anonymous.register(tiny_onnx(), describe("sneaky"))
+    with grpc.insecure_channel(f"127.0.0.1:{secured.port}") as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_tenants_see_only_their_own_private_models(secured):
+    with _client(secured, "token-alpha") as alpha, _client(secured, "token-beta") as beta:
+        alpha.register(tiny_onnx(seed=1), describe("alpha-secret", visibility=PRIVATE))
+        alpha.register(tiny_onnx(seed=2), describe("alpha-public"))
+        assert alpha.get("alpha-secret").owner == "alpha"
+        assert {r.model.description.name for r in alpha.find()} == {"alpha-secret", "alpha-public"}
+
+        assert {r.model.description.name for r in beta.find()} == {"alpha-public"}
+        assert [m.description.name for m in beta.list()] == ["alpha-public"]
+        with pytest.raises(errors.NotFound):
+            beta.get("alpha-secret")
+        with pytest.raises(errors.NotFound):
+            beta.delete("alpha-secret", 1)
+        with pytest.raises(errors.PermissionDenied, match="belongs to another tenant"):
+            beta.set_alias("alpha-public", "champion", 1)
+        with pytest.raises(errors.PermissionDenied, match="belongs to another tenant"):
+            beta.delete("alpha-public", 1)
+        with pytest.raises(errors.PermissionDenied, match="belongs to another tenant"):
+            beta.register(tiny_onnx(seed=3), describe("alpha-public"))
+        # The owner still can.
+        alpha.set_alias("alpha-public", "champion", 1)
+        alpha.delete("alpha-secret", 1)
+
+
+def test_open_mode_binds_loopback_only():
+    open_auth = Authenticator(None)
+    assert bind_host(ServerSettings(host="0.0.0.0"), open_auth) == "127.0.0.1"
+    assert bind_host(ServerSettings(host="0.0.0.0", allow_open_remote=True), open_auth) == "0.0.0.0"
+    assert bind_host(ServerSettings(host="0.0.0.0"), Authenticator({"t": "x"})) == "0.0.0.0"
+
+
+def test_tokens_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ValueError, match="expected a mapping of token to tenant"):
+        Authenticator.from_file(bad)
