@@ -1,0 +1,131 @@
+"""Open Inference Protocol tensors <-> numpy.
+
+Raw contents become zero-copy numpy views (np.frombuffer over the request's bytes); typed
+`contents` fields are converted once. Every input is checked against the model signature, and
+an error names the tensor and what was expected.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+import numpy as np
+
+from mlaas.datatypes import OIP_TO_NUMPY
+from mlaas.errors import InvalidArgument
+from mlaas.oip import open_inference_v2_pb2 as oip
+from inference_svc.signature import Signature, TensorInfo
+
+# OIP datatype -> the typed contents field that carries it (FP16 travels only as raw bytes).
+CONTENTS_FIELD = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+_LENGTH = struct.Struct("<I")
+
+
+def decode_bytes(raw: bytes) -> np.ndarray:
+    """A BYTES tensor's raw form: each element a 4-byte little-endian length, then the bytes."""
+    items = []
+    offset, end = 0, len(raw)
+    while offset < end:
+        if offset + 4 > end:
+            raise ValueError("truncated length prefix")
+        (length,) = _LENGTH.unpack_from(raw, offset)
+        offset += 4
+        if offset + length > end:
+            raise ValueError("element runs past the end of the data")
+        items.append(raw[offset : offset + length])
+        offset += length
+    return np.array(items, dtype=np.object_)
+
+
+def encode_bytes(array: np.ndarray) -> bytes:
+    parts = []
+    for item in array.reshape(-1):
+        data = item if isinstance(item, bytes) else str(item).encode()
+        parts.append(_LENGTH.pack(len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def _shape_error(tensor: str, expected: Sequence[int], got: Sequence[int]) -> InvalidArgument:
+    want = "[" + ", ".join("-1" if d < 0 else str(d) for d in expected) + "]"
+    return InvalidArgument(f"input {tensor!r}: shape {list(got)} does not match the model's {want} (-1 = any)")
+
+
+def check_shape(info: TensorInfo, shape: Sequence[int]) -> None:
+    if len(shape) != len(info.shape):
+        raise _shape_error(info.name, info.shape, shape)
+    for want, got in zip(info.shape, shape, strict=True):
+        if got < 0 or (want >= 0 and want != got):
+            raise _shape_error(info.name, info.shape, shape)
+
+
+def _from_contents(tensor, dtype: np.dtype, datatype: str) -> np.ndarray:
+    field = CONTENTS_FIELD.get(datatype)
+    if field is None:
+        raise InvalidArgument(f"input {tensor.name!r}: {datatype} data must be sent in raw_input_contents")
+    values = getattr(tensor.contents, field)
+    if datatype == "BYTES":
+        return np.array(list(values), dtype=np.object_)
+    return np.array(values, dtype=dtype)
+
+
+def decode_array(tensor, raw: bytes | None, info: TensorInfo) -> np.ndarray:
+    """One request tensor as a numpy array shaped as the request says, checked against `info`."""
+    if tensor.datatype != info.datatype:
+        raise InvalidArgument(f"input {tensor.name!r}: datatype {tensor.datatype or '(none)'}, expected {info.datatype}")
+    shape = tuple(tensor.shape)
+    check_shape(info, shape)
+    count = int(np.prod(shape)) if shape else 1
+    dtype = OIP_TO_NUMPY[info.datatype]
+    try:
+        if raw is not None:
+            array = decode_bytes(raw) if info.datatype == "BYTES" else np.frombuffer(raw, dtype=dtype)
+        else:
+            array = _from_contents(tensor, dtype, info.datatype)
+    except ValueError as err:
+        raise InvalidArgument(f"input {tensor.name!r}: malformed {info.datatype} data: {err}") from None
+    if array.size != count:
+        raise InvalidArgument(
+            f"input {tensor.name!r}: shape {list(shape)} needs {count} elements, got {array.size}"
+        )
+    if info.datatype == "BYTES":
+        # onnxruntime takes string tensors as str objects
+        array = np.array([v.decode("utf-8", "replace") for v in array], dtype=np.object_)
+    return array.reshape(shape)
+
+
+def encode_output(name: str, array: np.ndarray, datatype: str) -> tuple[oip.ModelInferResponse.InferOutputTensor, bytes]:
+    tensor = oip.ModelInferResponse.InferOutputTensor(name=name, datatype=datatype, shape=array.shape)
+    if datatype == "BYTES":
+        return tensor, encode_bytes(array)
+    return tensor, np.ascontiguousarray(array).tobytes()
+
+
+def requested_outputs(request, signature: Signature) -> list[TensorInfo]:
+    """The outputs to return: the requested ones in order, or every tensor output."""
+    if not request.outputs:
+        return [o for o in signature.outputs if o.datatype]
+    chosen = []
+    for wanted in request.outputs:
+        info = signature.output(wanted.name)
+        if info is None:
+            names = ", ".join(o.name for o in signature.outputs)
+            raise InvalidArgument(f"requested output {wanted.name!r} does not exist; the model has: {names}")
+        if not info.datatype:
+            raise InvalidArgument(f"output {wanted.name!r} is a {info.onnx_type}, not a tensor")
+        chosen.append(info)
+    return chosen

@@ -1,0 +1,125 @@
+"""Input tensors by reference: a `data_uri` parameter instead of contents.
+
+    file:///data/batch.npy            only under the configured roots (no path traversal)
+    s3://bucket/key.npz#features      only from the configured buckets
+    https://host/rows.csv             only to the configured hosts
+
+Formats: .npy, .npz (the array named after '#', or the only one), numeric .csv. Every
+reference is size-limited; every refusal says why and what to configure.
+"""
+
+from __future__ import annotations
+
+import io
+import ssl
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+
+from mlaas.errors import InvalidArgument, PermissionDenied, ResourceExhausted
+
+
+@dataclass(frozen=True)
+class DataRefPolicy:
+    file_roots: tuple[Path, ...] = ()
+    https_hosts: tuple[str, ...] = ()
+    s3_buckets: tuple[str, ...] = ()
+    max_bytes: int = 256 * 2**20
+    s3_endpoint_url: str | None = None
+    # Extra CA bundle for https references (e.g. an internal CA).
+    ca_file: str | None = None
+    timeout_seconds: float = 30.0
+    roots_resolved: tuple[Path, ...] = field(init=False, default=())
+
+    def __post_init__(self):
+        object.__setattr__(self, "roots_resolved", tuple(p.resolve() for p in self.file_roots))
+
+
+def _too_big(uri: str, size: int, limit: int) -> ResourceExhausted:
+    return ResourceExhausted(f"data_uri {uri}: {size} bytes exceeds the limit of {limit} bytes")
+
+
+def _read_file(uri: str, path_text: str, policy: DataRefPolicy) -> bytes:
+    if not policy.roots_resolved:
+        raise PermissionDenied("file:// data references are disabled; set MLAAS_DATA_URI_ROOTS to allow directories")
+    path = Path(path_text).resolve()
+    if not any(path.is_relative_to(root) for root in policy.roots_resolved):
+        raise PermissionDenied(f"data_uri {uri} is outside the allowed roots")
+    if not path.is_file():
+        raise InvalidArgument(f"data_uri {uri}: no such file")
+    size = path.stat().st_size
+    if size > policy.max_bytes:
+        raise _too_big(uri, size, policy.max_bytes)
+    return path.read_bytes()
+
+
+def _read_https(uri: str, host: str, policy: DataRefPolicy) -> bytes:
+    if host not in policy.https_hosts:
+        raise PermissionDenied(f"data_uri {uri}: host {host!r} is not allowed (MLAAS_DATA_URI_HOSTS)")
+    context = ssl.create_default_context(cafile=policy.ca_file) if policy.ca_file else ssl.create_default_context()
+    try:
+        with urllib.request.urlopen(uri, timeout=policy.timeout_seconds, context=context) as response:
+            length = int(response.headers.get("Content-Length") or 0)
+            if length > policy.max_bytes:
+                raise _too_big(uri, length, policy.max_bytes)
+            data = response.read(policy.max_bytes + 1)
+    except OSError as err:
+        raise InvalidArgument(f"data_uri {uri}: cannot fetch: {err}") from None
+    if len(data) > policy.max_bytes:
+        raise _too_big(uri, len(data), policy.max_bytes)
+    return data
+
+
+def _read_s3(uri: str, bucket: str, key: str, policy: DataRefPolicy) -> bytes:
+    if bucket not in policy.s3_buckets:
+        raise PermissionDenied(f"data_uri {uri}: bucket {bucket!r} is not allowed (MLAAS_DATA_URI_BUCKETS)")
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        obj = boto3.client("s3", endpoint_url=policy.s3_endpoint_url).get_object(Bucket=bucket, Key=key)
+    except (BotoCoreError, ClientError) as err:
+        raise InvalidArgument(f"data_uri {uri}: cannot fetch: {err}") from None
+    if obj["ContentLength"] > policy.max_bytes:
+        obj["Body"].close()
+        raise _too_big(uri, obj["ContentLength"], policy.max_bytes)
+    return obj["Body"].read()
+
+
+def _parse(uri: str, data: bytes, path: str, key: str) -> np.ndarray:
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix == ".npy":
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        if suffix == ".npz":
+            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+                names = list(archive.keys())
+                if not key and len(names) == 1:
+                    key = names[0]
+                if key not in names:
+                    raise InvalidArgument(f"data_uri {uri}: name the array after '#', one of {names}")
+                return archive[key]
+        if suffix == ".csv":
+            return np.loadtxt(io.StringIO(data.decode()), delimiter=",", ndmin=2)
+    except InvalidArgument:
+        raise
+    except Exception as err:
+        raise InvalidArgument(f"data_uri {uri}: cannot parse as {suffix}: {err}") from None
+    raise InvalidArgument(f"data_uri {uri}: unsupported format {suffix or '(none)'}; use .npy, .npz or .csv")
+
+
+def load(uri: str, policy: DataRefPolicy) -> np.ndarray:
+    """Fetches and parses a reference (blocking: call it off the event loop)."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        data = _read_file(uri, parsed.path, policy)
+    elif parsed.scheme == "https":
+        data = _read_https(uri.split("#", 1)[0], parsed.hostname or "", policy)
+    elif parsed.scheme == "s3":
+        data = _read_s3(uri, parsed.netloc, parsed.path.lstrip("/"), policy)
+    else:
+        raise InvalidArgument(f"data_uri {uri!r}: scheme must be file://, s3:// or https://")
+    return _parse(uri, data, parsed.path, parsed.fragment)
