@@ -7,15 +7,16 @@ an error names the tensor and what was expected.
 
 from __future__ import annotations
 
-import struct
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
+from inference_svc.signature import Signature, TensorInfo
 from mlaas.datatypes import OIP_TO_NUMPY
 from mlaas.errors import InvalidArgument
 from mlaas.oip import open_inference_v2_pb2 as oip
-from inference_svc.signature import Signature, TensorInfo
+from mlaas.tensors import decode_bytes, encode_bytes
 
 # OIP datatype -> the typed contents field that carries it (FP16 travels only as raw bytes).
 CONTENTS_FIELD = {
@@ -32,32 +33,6 @@ CONTENTS_FIELD = {
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
-_LENGTH = struct.Struct("<I")
-
-
-def decode_bytes(raw: bytes) -> np.ndarray:
-    """A BYTES tensor's raw form: each element a 4-byte little-endian length, then the bytes."""
-    items = []
-    offset, end = 0, len(raw)
-    while offset < end:
-        if offset + 4 > end:
-            raise ValueError("truncated length prefix")
-        (length,) = _LENGTH.unpack_from(raw, offset)
-        offset += 4
-        if offset + length > end:
-            raise ValueError("element runs past the end of the data")
-        items.append(raw[offset : offset + length])
-        offset += length
-    return np.array(items, dtype=np.object_)
-
-
-def encode_bytes(array: np.ndarray) -> bytes:
-    parts = []
-    for item in array.reshape(-1):
-        data = item if isinstance(item, bytes) else str(item).encode()
-        parts.append(_LENGTH.pack(len(data)))
-        parts.append(data)
-    return b"".join(parts)
 
 
 def _shape_error(tensor: str, expected: Sequence[int], got: Sequence[int]) -> InvalidArgument:
@@ -86,10 +61,12 @@ def _from_contents(tensor, dtype: np.dtype, datatype: str) -> np.ndarray:
 def decode_array(tensor, raw: bytes | None, info: TensorInfo) -> np.ndarray:
     """One request tensor as a numpy array shaped as the request says, checked against `info`."""
     if tensor.datatype != info.datatype:
-        raise InvalidArgument(f"input {tensor.name!r}: datatype {tensor.datatype or '(none)'}, expected {info.datatype}")
+        raise InvalidArgument(
+            f"input {tensor.name!r}: datatype {tensor.datatype or '(none)'}, expected {info.datatype}"
+        )
     shape = tuple(tensor.shape)
     check_shape(info, shape)
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)
     dtype = OIP_TO_NUMPY[info.datatype]
     try:
         if raw is not None:
@@ -99,17 +76,18 @@ def decode_array(tensor, raw: bytes | None, info: TensorInfo) -> np.ndarray:
     except ValueError as err:
         raise InvalidArgument(f"input {tensor.name!r}: malformed {info.datatype} data: {err}") from None
     if array.size != count:
-        raise InvalidArgument(
-            f"input {tensor.name!r}: shape {list(shape)} needs {count} elements, got {array.size}"
-        )
+        raise InvalidArgument(f"input {tensor.name!r}: shape {list(shape)} needs {count} elements, got {array.size}")
     if info.datatype == "BYTES":
         # onnxruntime takes string tensors as str objects
         array = np.array([v.decode("utf-8", "replace") for v in array], dtype=np.object_)
     return array.reshape(shape)
 
 
-def encode_output(name: str, array: np.ndarray, datatype: str) -> tuple[oip.ModelInferResponse.InferOutputTensor, bytes]:
-    tensor = oip.ModelInferResponse.InferOutputTensor(name=name, datatype=datatype, shape=array.shape)
+OutputTensor = oip.ModelInferResponse.InferOutputTensor
+
+
+def encode_output(name: str, array: np.ndarray, datatype: str) -> tuple[OutputTensor, bytes]:
+    tensor = OutputTensor(name=name, datatype=datatype, shape=array.shape)
     if datatype == "BYTES":
         return tensor, encode_bytes(array)
     return tensor, np.ascontiguousarray(array).tobytes()

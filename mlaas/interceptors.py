@@ -121,3 +121,28 @@ class MetricsInterceptor(grpc.ServerInterceptor):
             return run_unary
 
         return wrap_handler(continuation(handler_call_details), wrap)
+
+
+class AioAuthInterceptor(grpc.aio.ServerInterceptor):
+    """AuthInterceptor for grpc.aio servers."""
+
+    def __init__(self, authenticator: Authenticator):
+        self._auth = authenticator
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if self._auth.is_public(handler_call_details.method):
+            return handler
+        try:
+            self._auth.tenant(handler_call_details.invocation_metadata)
+        except MlaasError as err:
+            message = err.message
+
+            def refuse(behaviour, streaming):
+                async def abort(request, context):
+                    await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+                return abort
+
+            return wrap_handler(handler, refuse)
+        return handler

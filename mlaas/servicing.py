@@ -1,7 +1,9 @@
 """Turns MlaasError raised in a servicer into its gRPC status, where it is raised.
 
 Applied as a class decorator, so servicers answer with the right status however they are
-hosted: behind the mesh's server or inside grpcio-testing's in-memory server.
+hosted: behind the mesh's server or inside grpcio-testing's in-memory server. Works for sync
+handlers and for grpc.aio coroutines and async generators (where grpc.aio itself reports
+unexpected exceptions as UNKNOWN with the exception text).
 """
 
 from __future__ import annotations
@@ -25,6 +27,29 @@ def _abort(context: grpc.ServicerContext, method: str, err: Exception):
 
 
 def _guard(name: str, fn):
+    if inspect.isasyncgenfunction(fn):
+
+        @functools.wraps(fn)
+        async def async_stream(self, request, context):
+            try:
+                async for item in fn(self, request, context):
+                    yield item
+            except MlaasError as err:
+                await context.abort(err.code, err.message)
+
+        return async_stream
+
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_unary(self, request, context):
+            try:
+                return await fn(self, request, context)
+            except MlaasError as err:
+                await context.abort(err.code, err.message)
+
+        return async_unary
+
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)

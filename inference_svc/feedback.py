@@ -1,0 +1,87 @@
+"""The feedback tap: every inference is offered to a bounded buffer that a background task
+drains into a pluggable sink (the Monitor, once connected). Offering never waits: when the
+buffer is full the record is dropped and counted, so inference never waits for monitoring."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class FeedbackRecord:
+    request_id: str
+    model: str
+    version: str
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+    time_ns: int
+
+
+class FeedbackSink(Protocol):
+    async def send(self, records: list[FeedbackRecord], dropped: int) -> None: ...
+
+
+class DiscardSink:
+    """Used until a Monitor is configured."""
+
+    async def send(self, records: list[FeedbackRecord], dropped: int) -> None:
+        return None
+
+
+class FeedbackTap:
+    def __init__(self, capacity: int, sink: FeedbackSink, batch_size: int = 512, interval: float = 0.2):
+        self._buffer: collections.deque[FeedbackRecord] = collections.deque()
+        self._capacity = capacity
+        self._sink = sink
+        self._batch_size = batch_size
+        self._interval = interval
+        self.dropped = 0
+        self._dropped_unreported = 0
+        self.sent = 0
+        self._task: asyncio.Task | None = None
+
+    def offer(self, request_id: str, model: str, version: str, inputs, outputs) -> None:
+        if len(self._buffer) >= self._capacity:
+            self.dropped += 1
+            self._dropped_unreported += 1
+            return
+        self._buffer.append(FeedbackRecord(request_id, model, version, inputs, outputs, time.time_ns()))
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._drain_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._drain_once()
+
+    async def _drain_once(self) -> None:
+        while self._buffer:
+            take = min(self._batch_size, len(self._buffer))
+            records = [self._buffer.popleft() for _ in range(take)]
+            dropped, self._dropped_unreported = self._dropped_unreported, 0
+            try:
+                await self._sink.send(records, dropped)
+                self.sent += len(records)
+            except Exception as err:  # monitoring must never take inference down
+                self.dropped += len(records)
+                log.warning("feedback sink failed, %d records dropped: %s", len(records), err)
+
+    async def _drain_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self._drain_once()

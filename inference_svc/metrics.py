@@ -1,0 +1,38 @@
+"""Prometheus metrics of one runtime worker. With several workers, prometheus_client's
+multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the parent) sums them on one endpoint."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+class RuntimeMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        registry = registry or CollectorRegistry()
+        self.requests = Counter(
+            "mlaas_inference_requests", "Inference requests by model, kind and outcome",
+            ["model", "kind", "status"], registry=registry,
+        )  # fmt: skip
+        self.rows = Counter("mlaas_inference_rows", "Rows inferred", ["model"], registry=registry)
+        self.latency = Histogram(
+            "mlaas_inference_request_seconds", "Time from request to response, by model and kind",
+            ["model", "kind"], buckets=LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.queue_delay = Histogram(
+            "mlaas_inference_queue_seconds", "Time a request waited for its batch",
+            ["model"], buckets=LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.batch_size = Histogram(
+            "mlaas_inference_batch_rows", "Rows per ONNX Runtime call", ["model"], buckets=BATCH_BUCKETS,
+            registry=registry,
+        )  # fmt: skip
+        self.queued_rows = Gauge(
+            "mlaas_inference_queued_rows", "Rows waiting for a batch", ["model"], registry=registry,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.feedback_dropped = Counter(
+            "mlaas_feedback_dropped", "Feedback records dropped because the buffer was full", registry=registry
+        )

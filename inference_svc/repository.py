@@ -1,0 +1,171 @@
+"""The models one runtime worker serves: loaded from the registry (cached on disk by sha256) or
+from a file:// or s3:// URI, each with its own ONNX session and dynamic batcher."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from inference_svc.batcher import BatchPolicy, DynamicBatcher
+from inference_svc.metrics import RuntimeMetrics
+from inference_svc.session import OnnxModel
+from inference_svc.settings import RuntimeSettings
+from inference_svc.stats import ModelStats
+from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    version: str
+    sha256: str
+    source: str
+    model: OnnxModel
+    batcher: DynamicBatcher
+    stats: ModelStats
+    policy: BatchPolicy
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ModelRepository:
+    def __init__(self, settings: RuntimeSettings, metrics: RuntimeMetrics):
+        self._settings = settings
+        self._metrics = metrics
+        self._models: dict[str, LoadedModel] = {}
+        self._unavailable: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+        settings.cache_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- lookup -----------------------------------------------------------------------------
+
+    def get(self, name: str, version: str = "") -> LoadedModel:
+        loaded = self._models.get(name)
+        if loaded is None:
+            served = ", ".join(sorted(self._models)) or "none"
+            raise NotFound(f"model {name!r} is not loaded here (serving: {served})")
+        if version and version != loaded.version:
+            raise NotFound(f"model {name!r} version {version} is not loaded (serving version {loaded.version})")
+        return loaded
+
+    def all(self) -> list[LoadedModel]:
+        return list(self._models.values())
+
+    def unavailable(self) -> dict[str, str]:
+        return dict(self._unavailable)
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def _fetch_from_registry(self, ref: str) -> tuple[str, str, str, Path]:
+        """(name, version, sha256, local path) of a registry reference, downloading on a miss."""
+        from mlaas.client import RegistryClient
+
+        if not self._settings.registry_address:
+            raise FailedPrecondition("no registry configured (--registry or MLAAS_REGISTRY_ADDR)")
+        with RegistryClient(self._settings.registry_address, self._settings.registry_token) as registry:
+            model = registry.get(ref)
+            sha = model.artifact.sha256
+            path = self._settings.cache_dir / f"{sha}.onnx"
+            if not path.exists():
+                registry.download(f"{model.description.name}:{model.version}", path)
+                if _sha256(path) != sha:
+                    path.unlink()
+                    raise FailedPrecondition(f"downloaded artifact of {ref} does not match its sha256")
+        return model.description.name, str(model.version), sha, path
+
+    def _fetch_uri(self, uri: str) -> tuple[str, Path]:
+        parsed = urlparse(uri)
+        if parsed.scheme == "file":
+            path = Path(parsed.path)
+            if not path.is_file():
+                raise InvalidArgument(f"model uri {uri}: no such file")
+            return _sha256(path), path
+        if parsed.scheme == "s3":
+            import boto3
+
+            partial = self._settings.cache_dir / f"download-{abs(hash(uri))}.partial"
+            boto3.client("s3", endpoint_url=self._settings.data_refs.s3_endpoint_url).download_file(
+                parsed.netloc, parsed.path.lstrip("/"), str(partial)
+            )
+            sha = _sha256(partial)
+            path = self._settings.cache_dir / f"{sha}.onnx"
+            shutil.move(partial, path)
+            return sha, path
+        raise InvalidArgument(f"model uri {uri!r}: use file:// or s3://")
+
+    async def load_ref(self, ref: str) -> LoadedModel:
+        name, version, sha, path = await asyncio.to_thread(self._fetch_from_registry, ref)
+        return await self._install(name, version, sha, path, f"registry:{ref}")
+
+    async def load_uri(self, name: str, uri: str) -> LoadedModel:
+        sha, path = await asyncio.to_thread(self._fetch_uri, uri)
+        return await self._install(name, "1", sha, path, uri)
+
+    async def _install(self, name: str, version: str, sha: str, path: Path, source: str) -> LoadedModel:
+        async with self._lock:
+            current = self._models.get(name)
+            if current is not None and current.sha256 == sha and current.version == version:
+                return current
+            try:
+                model = await asyncio.to_thread(OnnxModel, path, self._settings.intra_op_threads)
+            except Exception as err:
+                self._unavailable[name] = f"onnxruntime cannot load it: {err}"
+                raise FailedPrecondition(f"model {name}: onnxruntime cannot load it: {err}") from None
+            base = self._settings.batch
+            policy = BatchPolicy(
+                max_batch_size=base.max_batch_size if model.signature.batchable else 1,
+                max_queue_delay_us=base.max_queue_delay_us,
+                max_queue_rows=base.max_queue_rows,
+                batchable=model.signature.batchable,
+                inline_compute_us=base.inline_compute_us,
+            )
+            stats = ModelStats()
+            batcher = DynamicBatcher(model.run, policy, stats, name, observer=_BatchObserver(self._metrics, name))
+            loaded = LoadedModel(name, version, sha, source, model, batcher, stats, policy)
+            self._models[name] = loaded
+            self._unavailable.pop(name, None)
+        if current is not None:
+            await current.batcher.close()  # requests already queued on the old version finish
+        log.info("serving %s version %s (%s, sha256 %s)", name, version, source, sha[:12])
+        return loaded
+
+    async def unload(self, name: str) -> None:
+        async with self._lock:
+            loaded = self._models.pop(name, None)
+        if loaded is None:
+            raise NotFound(f"model {name!r} is not loaded here")
+        await loaded.batcher.close()
+        log.info("unloaded %s", name)
+
+    async def close(self) -> None:
+        for name in list(self._models):
+            await self.unload(name)
+
+
+class _BatchObserver:
+    def __init__(self, metrics: RuntimeMetrics, model: str):
+        self._batch = metrics.batch_size.labels(model)
+        self._queue = metrics.queue_delay.labels(model)
+        self._rows = metrics.rows.labels(model)
+        self._queued = metrics.queued_rows.labels(model)
+
+    def batch(self, rows: int, requests: int, queued_rows: int) -> None:
+        self._batch.observe(rows)
+        self._rows.inc(rows)
+        self._queued.set(queued_rows)
+
+    def queued(self, seconds: float) -> None:
+        self._queue.observe(seconds)

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inference_svc.batcher import BatchPolicy
+from inference_svc.data_refs import DataRefPolicy
+from mlaas.cpu import cpu_limit
+from mlaas.settings import ServerSettings, data_dir, env_int
+
+
+def _paths(raw: str | None) -> tuple[Path, ...]:
+    return tuple(Path(p) for p in (raw or "").split(":") if p)
+
+
+def _names(raw: str | None) -> tuple[str, ...]:
+    return tuple(n.strip() for n in (raw or "").split(",") if n.strip())
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    server: ServerSettings
+    # Registry references (NAME, NAME:VERSION, NAME@ALIAS) to load at start.
+    models: tuple[str, ...] = ()
+    # Artifacts to load at start without a registry: (name, file:// or s3:// URI).
+    model_uris: tuple[tuple[str, str], ...] = ()
+    registry_address: str | None = None
+    registry_token: str | None = None
+    workers: int = 1
+    intra_op_threads: int = 1
+    batch: BatchPolicy = field(default_factory=BatchPolicy)
+    data_refs: DataRefPolicy = field(default_factory=DataRefPolicy)
+    cache_dir: Path = field(default_factory=lambda: Path("~/.mlaas/runtime-cache").expanduser())
+    feedback_capacity: int = 10000
+    # Private loopback ports of every worker (index = worker), for repository broadcasts.
+    control_ports: tuple[int, ...] = ()
+    worker_index: int = 0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RuntimeSettings:
+        return cls(
+            server=ServerSettings.from_env(env, "inference", 0),
+            registry_address=env.get("MLAAS_REGISTRY_ADDR") or None,
+            registry_token=env.get("MLAAS_TOKEN") or None,
+            workers=env_int(env, "MLAAS_INFERENCE_WORKERS", cpu_limit()),
+            intra_op_threads=env_int(env, "MLAAS_INFERENCE_INTRA_OP_THREADS", 1),
+            batch=BatchPolicy(
+                max_batch_size=env_int(env, "MLAAS_MAX_BATCH_SIZE", 256),
+                max_queue_delay_us=env_int(env, "MLAAS_MAX_QUEUE_DELAY_US", 0),
+                max_queue_rows=env_int(env, "MLAAS_MAX_QUEUE_ROWS", 65536),
+                inline_compute_us=env_int(env, "MLAAS_INLINE_COMPUTE_US", 100),
+            ),
+            data_refs=DataRefPolicy(
+                file_roots=_paths(env.get("MLAAS_DATA_URI_ROOTS")),
+                https_hosts=_names(env.get("MLAAS_DATA_URI_HOSTS")),
+                s3_buckets=_names(env.get("MLAAS_DATA_URI_BUCKETS")),
+                max_bytes=env_int(env, "MLAAS_DATA_URI_MAX_BYTES", 256 * 2**20),
+                s3_endpoint_url=env.get("MLAAS_S3_ENDPOINT_URL") or None,
+                ca_file=env.get("MLAAS_DATA_URI_CA_FILE") or None,
+            ),
+            cache_dir=data_dir(env) / "runtime-cache",
+            feedback_capacity=env_int(env, "MLAAS_FEEDBACK_CAPACITY", 10000),
+        )

@@ -1,0 +1,53 @@
+"""numpy arrays <-> Open Inference Protocol raw tensor bytes, for clients and the runtime.
+
+BYTES tensors travel as each element's 4-byte little-endian length followed by its bytes;
+every other datatype as row-major little-endian values.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from mlaas.datatypes import OIP_TO_NUMPY, oip_of_numpy
+
+_LENGTH = struct.Struct("<I")
+
+
+def decode_bytes(raw: bytes) -> np.ndarray:
+    items = []
+    offset, end = 0, len(raw)
+    while offset < end:
+        if offset + 4 > end:
+            raise ValueError("truncated length prefix")
+        (length,) = _LENGTH.unpack_from(raw, offset)
+        offset += 4
+        if offset + length > end:
+            raise ValueError("element runs past the end of the data")
+        items.append(raw[offset : offset + length])
+        offset += length
+    return np.array(items, dtype=np.object_)
+
+
+def encode_bytes(array: np.ndarray) -> bytes:
+    parts = []
+    for item in array.reshape(-1):
+        data = item if isinstance(item, bytes) else str(item).encode()
+        parts.append(_LENGTH.pack(len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def to_raw(array: np.ndarray) -> tuple[str, bytes]:
+    """(OIP datatype, raw bytes) of an array."""
+    datatype = oip_of_numpy(array.dtype)
+    if datatype == "BYTES":
+        return datatype, encode_bytes(array)
+    return datatype, np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def from_raw(raw: bytes, datatype: str, shape) -> np.ndarray:
+    if datatype == "BYTES":
+        return decode_bytes(raw).reshape(shape)
+    return np.frombuffer(raw, dtype=OIP_TO_NUMPY[datatype]).reshape(shape)

@@ -1,0 +1,128 @@
+"""The runtime's pure parts, in process: tensor codec, batcher, call-cost model, feedback tap."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from inference_svc.batcher import BatchPolicy, CallCost, DynamicBatcher
+from inference_svc.codec import check_shape
+from inference_svc.feedback import FeedbackTap
+from inference_svc.signature import TensorInfo
+from inference_svc.stats import ModelStats
+from mlaas import errors
+from mlaas.tensors import decode_bytes, encode_bytes, from_raw, to_raw
+
+
+def test_bytes_round_trip_and_truncation():
+    data = np.array([b"", b"abc", "ünï".encode()], dtype=np.object_)
+    assert list(decode_bytes(encode_bytes(data))) == list(data)
+    with pytest.raises(ValueError, match="runs past the end"):
+        decode_bytes(encode_bytes(data)[:-1])
+    datatype, raw = to_raw(np.arange(6, dtype=np.int16).reshape(2, 3))
+    assert datatype == "INT16" and np.array_equal(from_raw(raw, "INT16", (2, 3)), np.arange(6).reshape(2, 3))
+
+
+def test_shape_checks():
+    info = TensorInfo("X", "FP32", (-1, 4), "tensor(float)")
+    check_shape(info, (7, 4))
+    for bad in ((4,), (2, 3), (2, 4, 1), (-1, 4)):
+        with pytest.raises(errors.InvalidArgument, match="input 'X'"):
+            check_shape(info, bad)
+
+
+def test_call_cost_separates_fixed_and_per_row():
+    cost = CallCost(weight=1.0)
+    assert cost.predict(10) is None
+    cost.observe(1, 10_000)
+    cost.observe(11, 30_000)
+    assert cost.predict(1) == 10_000
+    assert cost.predict(21) == pytest.approx(50_000)
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+def test_batcher_splits_results_and_isolates_failures():
+    calls = []
+
+    def runner(feeds):
+        x = feeds["x"]
+        calls.append(len(x))
+        if (x < 0).any():
+            raise ValueError("negative input")
+        return {"y": x * 2}
+
+    async def main():
+        stats = ModelStats()
+        batcher = DynamicBatcher(runner, BatchPolicy(max_queue_delay_us=50_000, inline_compute_us=0), stats, "t")
+        inputs = [np.full((n, 1), i, dtype=np.float32) for i, n in enumerate([1, 2, 3, 1])]
+        inputs.append(np.full((1, 1), -1, dtype=np.float32))
+        futures = [batcher.submit({"x": x}, len(x)) for x in inputs]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        await batcher.close()
+        return stats, results, inputs
+
+    stats, results, inputs = _run(main())
+    for x, result in zip(inputs[:4], results[:4], strict=True):
+        assert np.array_equal(result["y"], x * 2)
+    assert isinstance(results[4], ValueError)
+    assert calls[0] == 8  # one shared call, then each request alone after the failure
+    assert stats.execution_count == 4 and stats.inference_count == 7
+
+
+def test_batcher_runs_tiny_calls_inline_once_measured():
+    import threading
+
+    threads = []
+
+    def runner(feeds):
+        threads.append(threading.current_thread().name)
+        return {"y": feeds["x"]}
+
+    async def main():
+        batcher = DynamicBatcher(runner, BatchPolicy(inline_compute_us=10_000), ModelStats(), "t")
+        for _ in range(3):
+            await batcher.submit({"x": np.zeros((1, 1))}, 1)
+        await batcher.close()
+
+    _run(main())
+    assert threads[0].startswith("onnx-t")  # unmeasured: off the loop
+    assert threads[1:] == ["MainThread", "MainThread"]  # measured as tiny: inline
+
+
+def test_batcher_bounds_its_queue():
+    async def main():
+        batcher = DynamicBatcher(
+            lambda f: {"y": f["x"]}, BatchPolicy(max_queue_delay_us=100_000, max_queue_rows=4), ModelStats(), "t"
+        )
+        first = batcher.submit({"x": np.zeros((3, 1))}, 3)
+        with pytest.raises(errors.ResourceExhausted, match="inference queue is full"):
+            batcher.submit({"x": np.zeros((2, 1))}, 2)
+        await first
+        await batcher.close()
+
+    _run(main())
+
+
+def test_feedback_tap_drops_when_full_and_never_waits():
+    received = []
+
+    class Sink:
+        async def send(self, records, dropped):
+            received.append((len(records), dropped))
+
+    async def main():
+        tap = FeedbackTap(capacity=3, sink=Sink(), batch_size=2)
+        for i in range(5):
+            tap.offer(str(i), "m", "1", {"x": np.zeros(1)}, {"y": np.zeros(1)})
+        assert tap.dropped == 2 and tap.pending == 3
+        await tap.stop()
+        return tap
+
+    tap = _run(main())
+    assert received == [(2, 2), (1, 0)]
+    assert tap.sent == 3
