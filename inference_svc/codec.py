@@ -43,7 +43,7 @@ def _shape_error(tensor: str, expected: Sequence[int], got: Sequence[int]) -> In
 def check_shape(info: TensorInfo, shape: Sequence[int]) -> None:
     if len(shape) != len(info.shape):
         raise _shape_error(info.name, info.shape, shape)
-    for want, got in zip(info.shape, shape, strict=True):
+    for want, got in zip(info.shape, shape, strict=False):  # lengths checked above
         if got < 0 or (want >= 0 and want != got):
             raise _shape_error(info.name, info.shape, shape)
 
@@ -96,7 +96,7 @@ def encode_output(name: str, array: np.ndarray, datatype: str) -> tuple[OutputTe
 def requested_outputs(request, signature: Signature) -> list[TensorInfo]:
     """The outputs to return: the requested ones in order, or every tensor output."""
     if not request.outputs:
-        return [o for o in signature.outputs if o.datatype]
+        return signature.tensor_outputs
     chosen = []
     for wanted in request.outputs:
         info = signature.output(wanted.name)

@@ -86,11 +86,6 @@ async def run_worker(settings: RuntimeSettings) -> None:
 
 
 def _worker_main(settings: RuntimeSettings) -> None:
-    import sys
-
-    # The ONNX session thread needs the GIL back quickly when a batch finishes; the default
-    # 5 ms switch interval would add up to 5 ms to every batch while the loop is busy.
-    sys.setswitchinterval(float(os.environ.get("MLAAS_GIL_SWITCH_INTERVAL", "0.0002")))
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker{settings.worker_index} %(name)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     asyncio.run(run_worker(settings))

@@ -217,8 +217,8 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
                 feeds[tensor.name] = None  # resolved off the loop by _resolve_refs
                 continue
             feeds[tensor.name] = decode_array(tensor, raw[index] if raw else None, info)
-        missing = [t.name for t in signature.inputs if t.name not in feeds]
-        if missing:
+        if len(feeds) != len(signature.inputs):
+            missing = [t.name for t in signature.inputs if t.name not in feeds]
             raise InvalidArgument(f"missing input(s) {missing}")
         outputs = requested_outputs(request, signature)
         return Prepared(request, loaded, feeds, 0, outputs, started)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +25,13 @@ class TensorInfo:
 class Signature:
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
+    # Derived lookups for the per-request path.
+    inputs_by_name: dict[str, TensorInfo] = field(init=False, compare=False)
+    tensor_outputs: list[TensorInfo] = field(init=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "inputs_by_name", {t.name: t for t in self.inputs})
+        object.__setattr__(self, "tensor_outputs", [t for t in self.outputs if t.datatype])
 
     @property
     def batchable(self) -> bool:
@@ -32,7 +39,7 @@ class Signature:
         return all(t.shape and t.shape[0] == -1 for t in (*self.inputs, *self.outputs))
 
     def input(self, name: str) -> TensorInfo | None:
-        return next((t for t in self.inputs if t.name == name), None)
+        return self.inputs_by_name.get(name)
 
     def output(self, name: str) -> TensorInfo | None:
         return next((t for t in self.outputs if t.name == name), None)
