@@ -91,7 +91,9 @@ def find_request(
     return request
 
 
-class _Client:
+class GrpcClient:
+    """A channel with the caller's bearer token and the error mapping every mesh client shares."""
+
     def __init__(self, address: str, token: str | None = None, timeout: float = 60.0):
         self.address = address
         self._channel = open_channel(address)
@@ -120,7 +122,7 @@ class _Client:
             raise from_rpc_error(err) from None
 
 
-class RegistryClient(_Client):
+class RegistryClient(GrpcClient):
     def __init__(self, address: str = "127.0.0.1:50051", token: str | None = None, timeout: float = 60.0):
         super().__init__(address, token, timeout)
         self._stub = registry_pb2_grpc.RegistryServiceStub(self._channel)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 
-from mlaas.client import CHANNEL_OPTIONS
+from mlaas.client import GrpcClient
 from mlaas.errors import from_rpc_error
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
@@ -63,28 +63,10 @@ class StreamResult:
     error: str = ""
 
 
-class InferenceClient:
+class InferenceClient(GrpcClient):
     def __init__(self, address: str, token: str | None = None, timeout: float = 60.0):
-        self.address = address
-        self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        super().__init__(address, token, timeout)
         self._stub = oip_grpc.GRPCInferenceServiceStub(self._channel)
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        self._timeout = timeout
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def _call(self, method, request):
-        try:
-            return method(request, metadata=self._metadata, timeout=self._timeout)
-        except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
 
     def ready(self, model: str = "") -> bool:
         if model:

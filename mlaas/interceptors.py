@@ -36,6 +36,17 @@ def wrap_handler(handler: grpc.RpcMethodHandler | None, wrap: BehaviourWrapper):
     return handler
 
 
+def refusal(authenticator: Authenticator, handler_call_details) -> str | None:
+    """Why this call must be refused UNAUTHENTICATED, or None to let it through."""
+    if not authenticator.enabled or authenticator.is_public(handler_call_details.method):
+        return None
+    try:
+        authenticator.tenant(handler_call_details.invocation_metadata)
+    except MlaasError as err:
+        return err.message
+    return None
+
+
 class AuthInterceptor(grpc.ServerInterceptor):
     """Refuses every rpc but health checks without a valid bearer token."""
 
@@ -44,21 +55,17 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
-        if not self._auth.enabled or self._auth.is_public(handler_call_details.method):
+        message = refusal(self._auth, handler_call_details)
+        if message is None:
             return handler
-        try:
-            self._auth.tenant(handler_call_details.invocation_metadata)
-        except MlaasError as err:
-            message = err.message
 
-            def refuse(behaviour, streaming):
-                def abort(request, context):
-                    context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        def refuse(behaviour, streaming):
+            def abort(request, context):
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
-                return abort
+            return abort
 
-            return wrap_handler(handler, refuse)
-        return handler
+        return wrap_handler(handler, refuse)
 
 
 class RpcMetrics:
@@ -131,18 +138,14 @@ class AioAuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
-        if self._auth.is_public(handler_call_details.method):
+        message = refusal(self._auth, handler_call_details)
+        if message is None:
             return handler
-        try:
-            self._auth.tenant(handler_call_details.invocation_metadata)
-        except MlaasError as err:
-            message = err.message
 
-            def refuse(behaviour, streaming):
-                async def abort(request, context):
-                    await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        def refuse(behaviour, streaming):
+            async def abort(request, context):
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
-                return abort
+            return abort
 
-            return wrap_handler(handler, refuse)
-        return handler
+        return wrap_handler(handler, refuse)
