@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import logging
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -96,13 +97,16 @@ class ModelRepository:
         if parsed.scheme == "s3":
             import boto3
 
-            partial = self._settings.cache_dir / f"download-{abs(hash(uri))}.partial"
-            boto3.client("s3", endpoint_url=self._settings.data_refs.s3_endpoint_url).download_file(
-                parsed.netloc, parsed.path.lstrip("/"), str(partial)
-            )
-            sha = _sha256(partial)
-            path = self._settings.cache_dir / f"{sha}.onnx"
-            shutil.move(partial, path)
+            partial = self._settings.cache_dir / f"download-{uuid.uuid4().hex}.partial"
+            try:
+                boto3.client("s3", endpoint_url=self._settings.data_refs.s3_endpoint_url).download_file(
+                    parsed.netloc, parsed.path.lstrip("/"), str(partial)
+                )
+                sha = _sha256(partial)
+                path = self._settings.cache_dir / f"{sha}.onnx"
+                shutil.move(partial, path)
+            finally:
+                partial.unlink(missing_ok=True)
             return sha, path
         raise InvalidArgument(f"model uri {uri!r}: use file:// or s3://")
 

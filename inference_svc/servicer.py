@@ -48,15 +48,14 @@ _TRITON_TYPES = {
 class Prepared:
     """A decoded request, ready for its batcher."""
 
-    __slots__ = ("feeds", "loaded", "outputs", "request", "rows", "started")
+    __slots__ = ("feeds", "loaded", "outputs", "request", "rows")
 
-    def __init__(self, request, loaded: LoadedModel, feeds, rows: int, outputs: list[TensorInfo], started: float):
+    def __init__(self, request, loaded: LoadedModel, feeds, rows: int, outputs: list[TensorInfo]):
         self.request = request
         self.loaded = loaded
         self.feeds = feeds
         self.rows = rows
         self.outputs = outputs
-        self.started = started
 
 
 @maps_errors
@@ -196,7 +195,6 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
 
     def _prepare(self, request) -> Prepared:
         """Decodes and checks a request; raises InvalidArgument/NotFound with the reason."""
-        started = time.perf_counter()
         loaded = self._repo.get(request.model_name, request.model_version)
         signature = loaded.model.signature
         raw = request.raw_input_contents
@@ -221,7 +219,7 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
             missing = [t.name for t in signature.inputs if t.name not in feeds]
             raise InvalidArgument(f"missing input(s) {missing}")
         outputs = requested_outputs(request, signature)
-        return Prepared(request, loaded, feeds, 0, outputs, started)
+        return Prepared(request, loaded, feeds, 0, outputs)
 
     async def _resolve_refs(self, prepared: Prepared) -> None:
         signature = prepared.loaded.model.signature
