@@ -155,3 +155,24 @@ def test_https_and_s3_references(tmp_path, models_dir, tls_server, s3_bucket):
             )
     finally:
         stop_runtime(rt)
+
+
+def test_model_artifact_from_s3(tmp_path, models_dir, s3_bucket):
+    boto3.client("s3", endpoint_url=s3_bucket).upload_file(str(models_dir / "iris.onnx"), "inputs", "models/iris.onnx")
+    rt = start_runtime(
+        tmp_path, "--workers", "1", "--model-uri", "iris=s3://inputs/models/iris.onnx",
+        env={"MLAAS_S3_ENDPOINT_URL": s3_bucket},
+    )  # fmt: skip
+    try:
+        with rt.channel() as channel:
+            stub = oip_grpc.GRPCInferenceServiceStub(channel)
+            request = oip.ModelInferRequest(
+                model_name="iris",
+                inputs=[oip.ModelInferRequest.InferInputTensor(name="X", datatype="FP32", shape=[2, 4])],
+                raw_input_contents=[ROWS.tobytes()],
+            )
+            assert len(labels(stub.ModelInfer(request))) == 2
+        cached = list((tmp_path / "data" / "runtime-cache").iterdir())
+        assert [p.suffix for p in cached] == [".onnx"]  # downloaded under its sha256, no partial left
+    finally:
+        stop_runtime(rt)
