@@ -1,0 +1,41 @@
+"""Runtime backends: where replicas run. One interface (create, status, logs, delete); the local
+backend runs child processes now, Docker and Kubernetes come with their own issue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    replica_id: str
+    deployment_id: str
+    node: str
+    # A registry reference NAME:VERSION, resolved when the deployment was accepted.
+    model_ref: str
+    cpu_millicores: int
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    replica_id: str
+    endpoint: str
+    running: bool
+    exit_code: int | None = None
+    # Backend-specific handle (a pid, a container id), kept in the deployment record.
+    handle: str = ""
+
+
+class Backend(Protocol):
+    name: str
+
+    def create(self, spec: ReplicaSpec) -> ReplicaStatus:
+        """Starts the replica and returns at once; readiness is checked with gRPC health."""
+
+    def status(self, replica: ReplicaStatus) -> ReplicaStatus: ...
+
+    def logs(self, replica: ReplicaStatus, lines: int = 100) -> str: ...
+
+    def delete(self, replica: ReplicaStatus, grace_seconds: float = 10.0) -> None: ...

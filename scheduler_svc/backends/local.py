@@ -1,0 +1,103 @@
+"""Replicas as child processes of `python -m inference_svc` on free loopback ports.
+
+Each replica runs in its own session (it outlives a scheduler restart; the handle is its pid)
+with one worker per whole CPU it was given, and logs to the scheduler's data dir.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from mlaas.net import free_port
+from scheduler_svc.backends import ReplicaSpec, ReplicaStatus
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child has exited
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, registry_address: str, log_dir: Path, env: Mapping[str, str], python: str = sys.executable):
+        self._registry = registry_address
+        self._log_dir = log_dir
+        self._env = dict(env)
+        self._python = python
+        self._children: dict[int, subprocess.Popen] = {}
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def _log_path(self, replica_id: str) -> Path:
+        return self._log_dir / f"{replica_id}.log"
+
+    def create(self, spec: ReplicaSpec) -> ReplicaStatus:
+        port = free_port()
+        workers = max(1, spec.cpu_millicores // 1000)
+        command = [
+            self._python, "-m", "inference_svc", "--model", spec.model_ref, "--registry", self._registry,
+            "--port", str(port), "--workers", str(workers), "--metrics-port", "-1",
+        ]  # fmt: skip
+        with open(self._log_path(spec.replica_id), "ab") as log:
+            process = subprocess.Popen(
+                command,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._children[process.pid] = process
+        return ReplicaStatus(spec.replica_id, f"127.0.0.1:{port}", True, handle=str(process.pid))
+
+    def status(self, replica: ReplicaStatus) -> ReplicaStatus:
+        pid = int(replica.handle)
+        child = self._children.get(pid)
+        if child is not None:
+            code = child.poll()
+            running = code is None
+        else:  # started by an earlier scheduler process
+            running, code = _alive(pid), None
+        return ReplicaStatus(replica.replica_id, replica.endpoint, running, code, replica.handle)
+
+    def logs(self, replica: ReplicaStatus, lines: int = 100) -> str:
+        path = self._log_path(replica.replica_id)
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def delete(self, replica: ReplicaStatus, grace_seconds: float = 10.0) -> None:
+        """SIGTERM (the runtime drains), SIGKILL after the grace period."""
+        pid = int(replica.handle)
+        if not self.status(replica).running:
+            self._reap(pid)
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        while time.monotonic() < deadline:
+            if not self.status(replica).running:
+                self._reap(pid)
+                return
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+        self._reap(pid)
+
+    def _reap(self, pid: int) -> None:
+        child = self._children.get(pid)  # kept, so that status() still knows the exit code
+        if child is not None:
+            child.wait()

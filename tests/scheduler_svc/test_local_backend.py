@@ -1,0 +1,33 @@
+"""The local backend starts real runtime processes that serve a registered model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlaas.client import RegistryClient
+from mlaas.export import register_sklearn
+from mlaas.inference_client import InferenceClient
+from mlaas.net import wait_healthy
+from scheduler_svc.backends import ReplicaSpec
+from scheduler_svc.backends.local import LocalBackend
+from tests.conftest import tool_env
+
+
+def test_create_serve_status_logs_delete(tmp_path, registry, iris_model):
+    model, X, _ = iris_model
+    address = f"127.0.0.1:{registry.port}"
+    with RegistryClient(address) as client:
+        version = register_sklearn(client, model, "iris-local", X).model.version
+    backend = LocalBackend(address, tmp_path / "logs", tool_env(MLAAS_DATA_DIR=str(tmp_path / "data")))
+    spec = ReplicaSpec("r-1", "d-1", "local-a", f"iris-local:{version}", cpu_millicores=1000, memory_bytes=2**28)
+    replica = backend.create(spec)
+    try:
+        wait_healthy(replica.endpoint, timeout=60)
+        with InferenceClient(replica.endpoint) as runtime:
+            assert np.array_equal(runtime.infer("iris-local", {"X": X[:3]})["label"], model.predict(X[:3]))
+        assert backend.status(replica).running
+        assert "serving ['iris-local']" in backend.logs(replica)
+    finally:
+        backend.delete(replica, grace_seconds=10)
+    stopped = backend.status(replica)
+    assert not stopped.running and stopped.exit_code == 0
