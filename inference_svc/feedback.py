@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,14 @@ class DiscardSink:
 
 
 class FeedbackTap:
-    def __init__(self, capacity: int, sink: FeedbackSink, batch_size: int = 512, interval: float = 0.2):
+    def __init__(
+        self,
+        capacity: int,
+        sink: FeedbackSink,
+        batch_size: int = 512,
+        interval: float = 0.2,
+        dropped_metric: Counter | None = None,
+    ):
         self._buffer: collections.deque[FeedbackRecord] = collections.deque()
         self._capacity = capacity
         self._sink = sink
@@ -48,10 +56,16 @@ class FeedbackTap:
         self._dropped_unreported = 0
         self.sent = 0
         self._task: asyncio.Task | None = None
+        self._dropped_metric = dropped_metric
+
+    def _drop(self, count: int) -> None:
+        self.dropped += count
+        if self._dropped_metric is not None:
+            self._dropped_metric.inc(count)
 
     def offer(self, request_id: str, model: str, version: str, inputs, outputs) -> None:
         if len(self._buffer) >= self._capacity:
-            self.dropped += 1
+            self._drop(1)
             self._dropped_unreported += 1
             return
         self._buffer.append(FeedbackRecord(request_id, model, version, inputs, outputs, time.time_ns()))
@@ -78,7 +92,7 @@ class FeedbackTap:
                 await self._sink.send(records, dropped)
                 self.sent += len(records)
             except Exception as err:  # monitoring must never take inference down
-                self.dropped += len(records)
+                self._drop(len(records))
                 log.warning("feedback sink failed, %d records dropped: %s", len(records), err)
 
     async def _drain_forever(self) -> None:

@@ -154,6 +154,13 @@ class ModelRepository:
         await loaded.batcher.close()
         log.info("unloaded %s", name)
 
+    async def refresh_gauges(self, interval: float = 1.0) -> None:
+        """Keeps the queued-rows gauge current without touching it per batch."""
+        while True:
+            for loaded in self._models.values():
+                self._metrics.queued_rows.labels(loaded.name).set(loaded.batcher.queued_rows)
+            await asyncio.sleep(interval)
+
     async def close(self) -> None:
         for name in list(self._models):
             await self.unload(name)
@@ -163,13 +170,9 @@ class _BatchObserver:
     def __init__(self, metrics: RuntimeMetrics, model: str):
         self._batch = metrics.batch_size.labels(model)
         self._queue = metrics.queue_delay.labels(model)
-        self._rows = metrics.rows.labels(model)
-        self._queued = metrics.queued_rows.labels(model)
 
     def batch(self, rows: int, requests: int, queued_rows: int) -> None:
         self._batch.observe(rows)
-        self._rows.inc(rows)
-        self._queued.set(queued_rows)
 
     def queued(self, seconds: float) -> None:
         self._queue.observe(seconds)

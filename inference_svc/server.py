@@ -36,7 +36,7 @@ async def run_worker(settings: RuntimeSettings) -> None:
     authenticator = Authenticator.from_file(settings.server.auth_tokens_file)
     metrics = RuntimeMetrics()
     repository = ModelRepository(settings, metrics)
-    feedback = FeedbackTap(settings.feedback_capacity, DiscardSink())
+    feedback = FeedbackTap(settings.feedback_capacity, DiscardSink(), dropped_metric=metrics.feedback_dropped)
     for ref in settings.models:
         await repository.load_ref(ref)
     for name, uri in settings.model_uris:
@@ -65,6 +65,7 @@ async def run_worker(settings: RuntimeSettings) -> None:
         server.add_insecure_port(f"127.0.0.1:{settings.control_ports[settings.worker_index]}")
     await server.start()
     feedback.start()
+    gauges = asyncio.get_running_loop().create_task(repository.refresh_gauges())
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info(
@@ -80,6 +81,7 @@ async def run_worker(settings: RuntimeSettings) -> None:
     servicer.draining = True
     await health_servicer.enter_graceful_shutdown()
     await server.stop(settings.server.shutdown_grace_seconds)
+    gauges.cancel()
     await feedback.stop()
     await repository.close()
     log.info("worker %d stopped", settings.worker_index)

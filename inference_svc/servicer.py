@@ -73,7 +73,7 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         self._feedback = feedback
         self._metrics = metrics
         self._siblings = siblings or []
-        self._observers: dict[tuple[str, str], tuple] = {}
+        self._observers: dict[tuple[str, str, str], object] = {}
         self.draining = False
 
     # -- health and metadata ------------------------------------------------------------------
@@ -265,16 +265,10 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         )  # fmt: skip
 
     def _observe(self, prepared: Prepared | None, model: str, kind: str, status: str, started: float) -> None:
-        key = (model, kind)
-        observers = self._observers.get(key)
-        if observers is None:
-            observers = (self._metrics.latency.labels(model, kind), {})
-            self._observers[key] = observers
-        latency, counters = observers
-        counter = counters.get(status)
-        if counter is None:
-            counter = counters[status] = self._metrics.requests.labels(model, kind, status)
-        counter.inc()
+        key = (model, kind, status)
+        latency = self._observers.get(key)
+        if latency is None:
+            latency = self._observers[key] = self._metrics.latency.labels(model, kind, status)
         elapsed = time.perf_counter() - started
         latency.observe(elapsed)
         if prepared is not None:

@@ -230,7 +230,9 @@ def test_repository_load_and_unload(stub, models_dir):
 def test_prometheus_metrics(runtime, stub):
     stub.ModelInfer(build_request("iris", {"X": ROWS}))
     text = urllib.request.urlopen(f"http://127.0.0.1:{runtime.metrics_port}/metrics", timeout=10).read().decode()
-    assert 'mlaas_inference_requests_total{kind="unary",model="iris",status="OK"}' in text
+    assert 'mlaas_inference_request_seconds_count{kind="unary",model="iris",status="OK"}' in text
+    assert 'mlaas_inference_batch_rows_sum{model="iris"}' in text
+    assert 'mlaas_inference_queued_rows{model="iris"' in text
     assert 'mlaas_inference_batch_rows_bucket{le="4.0",model="iris"}' in text
     assert "mlaas_inference_request_seconds_bucket" in text
     assert "mlaas_inference_queue_seconds_bucket" in text

@@ -6,6 +6,7 @@ import asyncio
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry, Counter
 
 from inference_svc.batcher import BatchPolicy, CallCost, DynamicBatcher
 from inference_svc.codec import check_shape
@@ -115,8 +116,11 @@ def test_feedback_tap_drops_when_full_and_never_waits():
         async def send(self, records, dropped):
             received.append((len(records), dropped))
 
+    registry = CollectorRegistry()
+    dropped_metric = Counter("dropped", "records dropped", registry=registry)
+
     async def main():
-        tap = FeedbackTap(capacity=3, sink=Sink(), batch_size=2)
+        tap = FeedbackTap(capacity=3, sink=Sink(), batch_size=2, dropped_metric=dropped_metric)
         for i in range(5):
             tap.offer(str(i), "m", "1", {"x": np.zeros(1)}, {"y": np.zeros(1)})
         assert tap.dropped == 2 and tap.pending == 3
@@ -126,3 +130,4 @@ def test_feedback_tap_drops_when_full_and_never_waits():
     tap = _run(main())
     assert received == [(2, 2), (1, 0)]
     assert tap.sent == 3
+    assert registry.get_sample_value("dropped_total") == 2
