@@ -1,0 +1,115 @@
+"""Deployment state in Redis, so that a scheduler restart loses nothing.
+
+A deployment is one serialized `Deployment` message; every state change is also appended to
+the deployment's own event stream (the history WatchDeployment replays, then follows).
+Changes are optimistic transactions (WATCH/MULTI): concurrent writers never lose an update.
+An idempotency key maps to the deployment it created, per tenant, forever.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+
+import redis
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from mlaas.errors import NotFound
+from mlaas.v1 import scheduler_pb2
+
+PREFIX = "mlaas:deployment:"
+INDEX = "mlaas:deployments"
+IDEMPOTENCY = "mlaas:idempotency:"
+
+
+def _now() -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(time.time_ns())
+    return stamp
+
+
+def _events_key(deployment_id: str) -> str:
+    return f"{PREFIX}{deployment_id}:events"
+
+
+class DeploymentStore:
+    def __init__(self, client: redis.Redis):
+        self._redis = client
+
+    def create(
+        self, deployment: scheduler_pb2.Deployment, idempotency_key: str = ""
+    ) -> tuple[scheduler_pb2.Deployment, bool]:
+        """Stores a new QUEUED deployment, or returns the one this tenant's key already made."""
+        deployment.id = deployment.id or f"d-{uuid.uuid4().hex[:12]}"
+        if idempotency_key:
+            key = f"{IDEMPOTENCY}{deployment.tenant}:{idempotency_key}"
+            if not self._redis.set(key, deployment.id, nx=True):
+                return self.get(self._redis.get(key).decode()), False
+        deployment.state = scheduler_pb2.DEPLOYMENT_STATE_QUEUED
+        deployment.created_at.CopyFrom(_now())
+        deployment.updated_at.CopyFrom(deployment.created_at)
+        event = scheduler_pb2.DeploymentEvent(
+            state=deployment.state, time=deployment.created_at, detail="accepted, waiting for placement"
+        )
+        pipe = self._redis.pipeline()
+        pipe.set(PREFIX + deployment.id, deployment.SerializeToString())
+        pipe.sadd(INDEX, deployment.id)
+        pipe.xadd(_events_key(deployment.id), {"event": event.SerializeToString()})
+        pipe.execute()
+        return deployment, True
+
+    def get(self, deployment_id: str) -> scheduler_pb2.Deployment:
+        raw = self._redis.get(PREFIX + deployment_id)
+        if raw is None:
+            raise NotFound(f"deployment {deployment_id!r} not found")
+        return scheduler_pb2.Deployment.FromString(raw)
+
+    def list(self, states: Iterable[int] = ()) -> list[scheduler_pb2.Deployment]:
+        wanted = set(states)
+        ids = sorted(i.decode() for i in self._redis.smembers(INDEX))
+        raws = self._redis.mget([PREFIX + i for i in ids]) if ids else []
+        found = [scheduler_pb2.Deployment.FromString(r) for r in raws if r is not None]
+        return [d for d in found if not wanted or d.state in wanted]
+
+    def update(
+        self,
+        deployment_id: str,
+        change: Callable[[scheduler_pb2.Deployment], None],
+        state: int | None = None,
+        detail: str = "",
+    ) -> scheduler_pb2.Deployment:
+        """Applies `change` atomically; with `state`, moves there and records the event."""
+        key = PREFIX + deployment_id
+        with self._redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if raw is None:
+                        raise NotFound(f"deployment {deployment_id!r} not found")
+                    deployment = scheduler_pb2.Deployment.FromString(raw)
+                    change(deployment)
+                    deployment.updated_at.CopyFrom(_now())
+                    pipe.multi()
+                    if state is not None:
+                        deployment.state = state
+                        deployment.reason = detail if state == scheduler_pb2.DEPLOYMENT_STATE_FAILED else ""
+                        event = scheduler_pb2.DeploymentEvent(state=state, time=deployment.updated_at, detail=detail)
+                        pipe.xadd(_events_key(deployment_id), {"event": event.SerializeToString()})
+                    pipe.set(key, deployment.SerializeToString())
+                    pipe.execute()
+                    return deployment
+                except redis.WatchError:
+                    continue  # someone else changed it meanwhile: read again
+
+    def events(
+        self, deployment_id: str, after: str = "0", block_ms: int | None = None
+    ) -> list[tuple[str, scheduler_pb2.DeploymentEvent]]:
+        """Events after the stream id `after` ("0": from the start); waits up to block_ms."""
+        reply = self._redis.xread({_events_key(deployment_id): after}, block=block_ms)
+        return [
+            (entry_id.decode(), scheduler_pb2.DeploymentEvent.FromString(fields[b"event"]))
+            for _, entries in reply or []
+            for entry_id, fields in entries
+        ]

