@@ -1,0 +1,159 @@
+"""mlaas.v1.SchedulerService: Deploy answers at once with a QUEUED deployment; placement
+workers do the rest. So far: Deploy, GetDeployment, ListDeployments, WatchDeployment,
+ListNodes and Decommission (straight to DESTROYED; shared leases and the CACHED step, Scale and
+UpdateDeployment come next and answer UNIMPLEMENTED until then)."""
+
+from __future__ import annotations
+
+import grpc
+
+from mlaas.auth import Authenticator
+from mlaas.client import RegistryClient
+from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound
+from mlaas.servicing import maps_errors
+from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc, types_pb2
+from scheduler_svc.backends import Backend
+from scheduler_svc.queue import DeploymentQueue
+from scheduler_svc.settings import SchedulerSettings
+from scheduler_svc.store import DeploymentStore
+from scheduler_svc.worker import nodes_with_allocations, replica_status
+
+S = scheduler_pb2
+TERMINAL = {S.DEPLOYMENT_STATE_FAILED, S.DEPLOYMENT_STATE_DESTROYED}
+MAX_REPLICAS = 64
+
+
+@maps_errors
+class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
+    def __init__(
+        self,
+        settings: SchedulerSettings,
+        store: DeploymentStore,
+        queue: DeploymentQueue,
+        backend: Backend,
+        authenticator: Authenticator,
+    ):
+        self._settings = settings
+        self._store = store
+        self._queue = queue
+        self._backend = backend
+        self._auth = authenticator
+
+    def _tenant_and_token(self, context: grpc.ServicerContext) -> tuple[str, str | None]:
+        metadata = context.invocation_metadata()
+        tenant = self._auth.tenant(metadata)
+        header = next((v for k, v in metadata or () if k == "authorization"), None)
+        token = header.partition(" ")[2] if isinstance(header, str) else None
+        return tenant, token
+
+    def _visible(self, deployment: scheduler_pb2.Deployment, tenant: str) -> scheduler_pb2.Deployment:
+        if self._auth.enabled and deployment.tenant != tenant:
+            raise NotFound(f"deployment {deployment.id!r} not found")
+        return deployment
+
+    def Deploy(self, request, context):
+        tenant, token = self._tenant_and_token(context)
+        if not request.model.name:
+            raise InvalidArgument("model.name is required")
+        replicas = request.replicas or 1
+        if not 1 <= replicas <= MAX_REPLICAS:
+            raise InvalidArgument(f"replicas must be between 1 and {MAX_REPLICAS}")
+        mode = request.mode or S.PLACEMENT_MODE_OPEN
+        node_names = [n.name for n in self._settings.nodes]
+        if mode == S.PLACEMENT_MODE_STRICT:
+            if not request.node:
+                raise InvalidArgument("STRICT placement needs node: the one node the model may run on")
+            if request.node not in node_names:
+                raise NotFound(f"node {request.node!r} does not exist; nodes: {', '.join(node_names)}")
+        if request.backend not in ("", "local"):
+            raise InvalidArgument(f"backend {request.backend!r} is not available here; use 'local'")
+        for field in ("cpu_millicores", "memory_bytes", "gpus"):
+            if getattr(request.resources, field) < 0:
+                raise InvalidArgument(f"resources.{field} must not be negative")
+        with RegistryClient(self._settings.registry_address, token) as registry:
+            model = registry.get(request.model)  # NOT_FOUND / PERMISSION_DENIED pass through
+        resources = types_pb2.Resources()
+        resources.CopyFrom(model.description.run_resources)
+        for field in ("cpu_millicores", "memory_bytes", "gpus"):
+            if getattr(request.resources, field):
+                setattr(resources, field, getattr(request.resources, field))
+        deployment = S.Deployment(
+            model=types_pb2.ModelRef(name=model.description.name, version=model.version),
+            mode=mode,
+            node=request.node,
+            replicas=replicas,
+            resources=resources,
+            tenant=tenant,
+            leases=1,
+            backend="local",
+        )
+        deployment, created = self._store.create(deployment, request.idempotency_key)
+        if created:
+            self._queue.enqueue(deployment.id)
+        return S.DeployResponse(deployment=deployment)
+
+    def GetDeployment(self, request, context):
+        tenant, _ = self._tenant_and_token(context)
+        return S.GetDeploymentResponse(deployment=self._visible(self._store.get(request.deployment_id), tenant))
+
+    def ListDeployments(self, request, context):
+        tenant, _ = self._tenant_and_token(context)
+        found = [
+            d
+            for d in self._store.list(request.states)
+            if (not self._auth.enabled or d.tenant == tenant)
+            and (not request.model_name or d.model.name == request.model_name)
+            and (not request.model_version or d.model.version == request.model_version)
+        ]
+        return S.ListDeploymentsResponse(deployments=found)
+
+    def WatchDeployment(self, request, context):
+        tenant, _ = self._tenant_and_token(context)
+        self._visible(self._store.get(request.deployment_id), tenant)
+        seen = "0"
+        while context.is_active():
+            for entry_id, event in self._store.events(request.deployment_id, seen, block_ms=1000):
+                seen = entry_id
+                yield S.WatchDeploymentResponse(event=event, deployment=self._store.get(request.deployment_id))
+                if event.state in TERMINAL:
+                    return
+
+    def ListNodes(self, request, context):
+        self._tenant_and_token(context)
+        nodes = []
+        for node in nodes_with_allocations(self._settings, self._store):
+            cpu, memory, gpus = node.allocatable
+            used_cpu, used_memory, used_gpus = node.allocated
+            nodes.append(
+                S.Node(
+                    name=node.name,
+                    allocatable=types_pb2.Resources(cpu_millicores=cpu, memory_bytes=memory, gpus=gpus),
+                    allocated=types_pb2.Resources(cpu_millicores=used_cpu, memory_bytes=used_memory, gpus=used_gpus),
+                    free=types_pb2.Resources(
+                        cpu_millicores=cpu - used_cpu, memory_bytes=memory - used_memory, gpus=gpus - used_gpus
+                    ),
+                    labels=dict(node.labels),
+                    backend="local",
+                )
+            )
+        return S.ListNodesResponse(nodes=nodes)
+
+    def Decommission(self, request, context):
+        tenant, _ = self._tenant_and_token(context)
+        deployment = self._visible(self._store.get(request.deployment_id), tenant)
+        if deployment.state in TERMINAL:
+            raise FailedPrecondition(
+                f"deployment {deployment.id} is already {S.DeploymentState.Name(deployment.state)}"
+            )
+        for replica in deployment.replica_status:
+            if replica.handle:
+                self._backend.delete(replica_status(replica))
+
+        def release(d: S.Deployment) -> None:
+            d.leases = 0
+            d.ClearField("endpoints")
+            for replica in d.replica_status:
+                replica.ready = False
+
+        deployment = self._store.update(deployment.id, release, S.DEPLOYMENT_STATE_DESTROYED, "decommissioned")
+        return S.DecommissionResponse(deployment=deployment)

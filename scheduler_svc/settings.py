@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlaas.cpu import cpu_limit
+from mlaas.quantities import parse_cpu, parse_memory
+from mlaas.settings import ServerSettings, data_dir, env_float, env_int
+from scheduler_svc.placement import Node
+
+DEFAULT_PORT = 50052
+
+
+def parse_nodes(text: str) -> list[Node]:
+    """`name:cpu=2,memory=4Gi,gpus=0;other:cpu=500m,memory=1Gi` -> nodes."""
+    nodes = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, _, spec = part.partition(":")
+        values = dict(item.split("=", 1) for item in spec.split(",") if "=" in item)
+        unknown = set(values) - {"cpu", "memory", "gpus"}
+        if not name or unknown or not {"cpu", "memory"} <= set(values):
+            raise ValueError(f"MLAAS_NODES entry {part!r}: expected NAME:cpu=N,memory=SIZE[,gpus=N]")
+        nodes.append(Node(name, (parse_cpu(values["cpu"]), parse_memory(values["memory"]), int(values.get("gpus", 0)))))
+    return nodes
+
+
+def this_machine() -> list[Node]:
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return [Node("local", (cpu_limit() * 1000, memory, 0))]
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    server: ServerSettings
+    redis_url: str
+    registry_address: str
+    data_dir: Path
+    nodes: list[Node] = field(default_factory=this_machine)
+    placement_workers: int = 2
+    # A request that fits nowhere (or not on its STRICT node) waits this long, then FAILS.
+    placement_timeout_seconds: float = 300.0
+    # How long a replica may take to report healthy.
+    start_timeout_seconds: float = 120.0
+    # A claimed request whose worker went quiet this long is taken over by another worker.
+    claim_idle_ms: int = 30_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SchedulerSettings:
+        nodes = env.get("MLAAS_NODES")
+        return cls(
+            server=ServerSettings.from_env(env, "scheduler", DEFAULT_PORT),
+            redis_url=env.get("MLAAS_REDIS_URL") or "redis://127.0.0.1:6379/0",
+            registry_address=env.get("MLAAS_REGISTRY_ADDR") or "127.0.0.1:50051",
+            data_dir=data_dir(env),
+            nodes=parse_nodes(nodes) if nodes else this_machine(),
+            placement_workers=env_int(env, "MLAAS_PLACEMENT_WORKERS", 2),
+            placement_timeout_seconds=env_float(env, "MLAAS_PLACEMENT_TIMEOUT_SECONDS", 300.0),
+            start_timeout_seconds=env_float(env, "MLAAS_START_TIMEOUT_SECONDS", 120.0),
+            claim_idle_ms=env_int(env, "MLAAS_CLAIM_IDLE_MS", 30_000),
+        )

@@ -1,0 +1,131 @@
+"""The scheduler end to end on real parts: the embedded Redis, a registry, the scheduler's gRPC
+server with its placement workers, and runtime child processes."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+
+from mlaas import errors
+from mlaas.client import RegistryClient
+from mlaas.export import register_sklearn
+from mlaas.inference_client import InferenceClient
+from mlaas.redis_embedded import EmbeddedRedis
+from mlaas.settings import ServerSettings
+from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc, types_pb2
+from scheduler_svc.app import build_scheduler
+from scheduler_svc.settings import SchedulerSettings, parse_nodes
+from tests.conftest import tool_env
+
+S = scheduler_pb2
+
+
+@pytest.fixture
+def mesh(tmp_path, registry, iris_model):
+    model, X, _ = iris_model
+    registry_address = f"127.0.0.1:{registry.port}"
+    with RegistryClient(registry_address) as client:
+        one_cpu = types_pb2.Resources(cpu_millicores=1000, memory_bytes=256 * 2**20)
+        register_sklearn(client, model, "iris", X, run_resources=one_cpu)
+    redis_server = EmbeddedRedis(tmp_path / "redis").start()
+    settings = SchedulerSettings(
+        server=ServerSettings(port=0, metrics_port=-1, shutdown_grace_seconds=2),
+        redis_url=redis_server.url,
+        registry_address=registry_address,
+        data_dir=tmp_path / "scheduler",
+        nodes=parse_nodes("node-a:cpu=2,memory=4Gi;tiny:cpu=500m,memory=512Mi"),
+        placement_timeout_seconds=2.0,
+        start_timeout_seconds=60.0,
+    )
+    scheduler = build_scheduler(settings, tool_env(MLAAS_DATA_DIR=str(tmp_path / "runtime"))).start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{scheduler.server.port}")
+    yield stub_of(channel), X, model
+    for deployment in stub_of(channel).ListDeployments(S.ListDeploymentsRequest()).deployments:
+        if deployment.state == S.DEPLOYMENT_STATE_READY:  # leave no runtime process behind
+            stub_of(channel).Decommission(S.DecommissionRequest(deployment_id=deployment.id))
+    channel.close()
+    scheduler.stop(0)
+    redis_server.stop()
+
+
+def stub_of(channel) -> scheduler_pb2_grpc.SchedulerServiceStub:
+    return scheduler_pb2_grpc.SchedulerServiceStub(channel)
+
+
+def watch_until(stub, deployment_id, final_states) -> list:
+    events = []
+    for update in stub.WatchDeployment(S.WatchDeploymentRequest(deployment_id=deployment_id), timeout=120):
+        events.append(update)
+        if update.event.state in final_states:
+            break
+    return events
+
+
+def test_deploy_watch_infer_decommission(mesh):
+    stub, X, model = mesh
+    reply = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris"), idempotency_key="first"))
+    deployment = reply.deployment
+    assert deployment.state == S.DEPLOYMENT_STATE_QUEUED and deployment.model.version == 1
+    again = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris"), idempotency_key="first"))
+    assert again.deployment.id == deployment.id
+    events = watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_READY, S.DEPLOYMENT_STATE_FAILED})
+    states = [e.event.state for e in events]
+    assert states == [S.DEPLOYMENT_STATE_QUEUED, S.DEPLOYMENT_STATE_PLACING, S.DEPLOYMENT_STATE_STARTING,
+                      S.DEPLOYMENT_STATE_READY], [e.event.detail for e in events]  # fmt: skip
+    ready = events[-1].deployment
+    assert ready.replica_status[0].node == "node-a"  # the tiny node cannot hold 1 CPU
+    with InferenceClient(ready.endpoints[0]) as runtime:
+        assert np.array_equal(runtime.infer("iris", {"X": X[:4]})["label"], model.predict(X[:4]))
+    nodes = {n.name: n for n in stub.ListNodes(S.ListNodesRequest()).nodes}
+    assert nodes["node-a"].allocated.cpu_millicores == 1000 and nodes["node-a"].free.cpu_millicores == 1000
+    gone = stub.Decommission(S.DecommissionRequest(deployment_id=deployment.id)).deployment
+    assert gone.state == S.DEPLOYMENT_STATE_DESTROYED
+    assert stub.ListNodes(S.ListNodesRequest()).nodes[0].allocated.cpu_millicores == 0
+    with pytest.raises(errors.Unavailable):  # the replica process is gone
+        InferenceClient(ready.endpoints[0], timeout=2).ready()
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Decommission(S.DecommissionRequest(deployment_id=deployment.id))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_strict_on_a_full_node_waits_with_a_reason_then_fails(mesh):
+    stub, _, _ = mesh
+    deployment = stub.Deploy(
+        S.DeployRequest(model=types_pb2.ModelRef(name="iris"), mode=S.PLACEMENT_MODE_STRICT, node="tiny")
+    ).deployment
+    events = watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_READY, S.DEPLOYMENT_STATE_FAILED})
+    assert events[-1].event.state == S.DEPLOYMENT_STATE_FAILED
+    assert "node 'tiny' has cpu 500m, memory 512Mi, gpus 0 free" in events[-1].event.detail
+    assert not any(e.event.state == S.DEPLOYMENT_STATE_READY for e in events)  # never elsewhere
+
+
+@pytest.mark.parametrize(
+    ("request_message", "code", "message"),
+    [
+        (S.DeployRequest(), grpc.StatusCode.INVALID_ARGUMENT, "model.name is required"),
+        (S.DeployRequest(model=types_pb2.ModelRef(name="absent")), grpc.StatusCode.NOT_FOUND, "model absent not found"),
+        (S.DeployRequest(model=types_pb2.ModelRef(name="iris"), mode=S.PLACEMENT_MODE_STRICT),
+         grpc.StatusCode.INVALID_ARGUMENT, "STRICT placement needs node"),
+        (S.DeployRequest(model=types_pb2.ModelRef(name="iris"), mode=S.PLACEMENT_MODE_STRICT, node="moon"),
+         grpc.StatusCode.NOT_FOUND, "node 'moon' does not exist"),
+        (S.DeployRequest(model=types_pb2.ModelRef(name="iris"), replicas=500), grpc.StatusCode.INVALID_ARGUMENT,
+         "replicas must be between 1 and 64"),
+        (S.DeployRequest(model=types_pb2.ModelRef(name="iris"), backend="docker"), grpc.StatusCode.INVALID_ARGUMENT,
+         "backend 'docker' is not available here"),
+    ],
+)  # fmt: skip
+def test_bad_deploy_requests(mesh, request_message, code, message):
+    stub, _, _ = mesh
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Deploy(request_message)
+    assert info.value.code() == code
+    assert message in info.value.details()
+    assert list(stub.ListDeployments(S.ListDeploymentsRequest()).deployments) == []
+
+
+def test_settings_nodes_parse():
+    nodes = parse_nodes("a:cpu=1500m,memory=2Gi,gpus=1; b:cpu=2,memory=1G")
+    assert [(n.name, n.allocatable) for n in nodes] == [("a", (1500, 2 * 2**30, 1)), ("b", (2000, 10**9, 0))]
+    with pytest.raises(ValueError, match="expected NAME:cpu=N,memory=SIZE"):
+        parse_nodes("a:cpu=1")
