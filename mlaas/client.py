@@ -18,10 +18,10 @@ from typing import Any
 import grpc
 import numpy as np
 
-from mlaas.errors import MlaasError, from_rpc_error
+from mlaas.errors import FailedPrecondition, MlaasError, from_rpc_error
 from mlaas.quantities import parse_cpu, parse_memory
 from mlaas.refs import enum_value, parse_ref
-from mlaas.v1 import registry_pb2, registry_pb2_grpc, types_pb2
+from mlaas.v1 import registry_pb2, registry_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, types_pb2
 
 CHUNK_BYTES = 1 << 20
 CHANNEL_OPTIONS = [
@@ -229,3 +229,67 @@ class RegistryClient(GrpcClient):
         if model is None:
             raise MlaasError("the registry sent no model header before the artifact")
         return model
+
+
+class SchedulerClient(GrpcClient):
+    """Deployments: `deploy` returns at once; `wait_ready` follows WatchDeployment."""
+
+    def __init__(self, address: str = "127.0.0.1:50052", token: str | None = None, timeout: float = 60.0):
+        super().__init__(address, token, timeout)
+        self._stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
+
+    def deploy(
+        self,
+        model: str | types_pb2.ModelRef,
+        replicas: int = 1,
+        strict_node: str = "",
+        idempotency_key: str = "",
+    ) -> scheduler_pb2.Deployment:
+        request = scheduler_pb2.DeployRequest(
+            model=_as_ref(model),
+            replicas=replicas,
+            mode=scheduler_pb2.PLACEMENT_MODE_STRICT if strict_node else scheduler_pb2.PLACEMENT_MODE_OPEN,
+            node=strict_node,
+            idempotency_key=idempotency_key,
+        )
+        return self._call(self._stub.Deploy, request).deployment
+
+    def get(self, deployment_id: str) -> scheduler_pb2.Deployment:
+        request = scheduler_pb2.GetDeploymentRequest(deployment_id=deployment_id)
+        return self._call(self._stub.GetDeployment, request).deployment
+
+    def list(self) -> list[scheduler_pb2.Deployment]:
+        return list(self._call(self._stub.ListDeployments, scheduler_pb2.ListDeploymentsRequest()).deployments)
+
+    def nodes(self) -> list[scheduler_pb2.Node]:
+        return list(self._call(self._stub.ListNodes, scheduler_pb2.ListNodesRequest()).nodes)
+
+    def decommission(self, deployment_id: str) -> scheduler_pb2.Deployment:
+        request = scheduler_pb2.DecommissionRequest(deployment_id=deployment_id)
+        return self._call(self._stub.Decommission, request).deployment
+
+    def watch(self, deployment_id: str) -> Iterator[scheduler_pb2.WatchDeploymentResponse]:
+        yield from self._stream(
+            self._stub.WatchDeployment, scheduler_pb2.WatchDeploymentRequest(deployment_id=deployment_id)
+        )
+
+    def wait_ready(
+        self, deployment_id: str, on_event: Callable[[scheduler_pb2.DeploymentEvent], None] | None = None
+    ) -> scheduler_pb2.Deployment:
+        """Follows the deployment until READY; raises FailedPrecondition with the reason if it fails."""
+        for update in self.watch(deployment_id):
+            if on_event:
+                on_event(update.event)
+            if update.event.state == scheduler_pb2.DEPLOYMENT_STATE_READY:
+                return update.deployment
+            if update.event.state in (scheduler_pb2.DEPLOYMENT_STATE_FAILED, scheduler_pb2.DEPLOYMENT_STATE_DESTROYED):
+                raise FailedPrecondition(f"deployment {deployment_id} {update.event.detail}")
+        raise FailedPrecondition(f"deployment {deployment_id}: the watch ended before it was ready")
+
+    def endpoint(self, deployment_id: str) -> tuple[str, str]:
+        """(address, model name) to send inference to; FailedPrecondition unless READY."""
+        deployment = self.get(deployment_id)
+        if deployment.state != scheduler_pb2.DEPLOYMENT_STATE_READY or not deployment.endpoints:
+            state = scheduler_pb2.DeploymentState.Name(deployment.state)
+            raise FailedPrecondition(f"deployment {deployment_id} is {state}, not READY ({deployment.reason})")
+        return deployment.endpoints[0], deployment.model.name

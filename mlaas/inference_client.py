@@ -82,6 +82,13 @@ class InferenceClient(GrpcClient):
         request = build_request(model, inputs, request_id, outputs)
         return read_response(self._call(self._stub.ModelInfer, request))
 
+    def infer_reference(self, model: str, input_name: str, datatype: str, uri: str) -> dict[str, np.ndarray]:
+        """Inference on an input the runtime reads itself (file://, s3://, https://)."""
+        tensor = oip.ModelInferRequest.InferInputTensor(name=input_name, datatype=datatype)
+        tensor.parameters["data_uri"].string_param = uri
+        request = oip.ModelInferRequest(model_name=model, inputs=[tensor])
+        return read_response(self._call(self._stub.ModelInfer, request))
+
     def stream(self, model: str, batches: Iterable[Mapping[str, np.ndarray]]) -> Iterator[StreamResult]:
         """Streams every batch over one ModelStreamInfer call; results come as they finish,
         each with the id of its request ("0", "1", ...)."""

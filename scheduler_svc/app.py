@@ -25,6 +25,7 @@ class Scheduler:
     server: MeshServer
     workers: list[PlacementWorker]
     stop_workers: threading.Event
+    servicer: SchedulerServicer
 
     def start(self) -> Scheduler:
         self.server.start()
@@ -32,11 +33,13 @@ class Scheduler:
             worker.start()
         return self
 
-    def stop(self, grace: float | None = None) -> None:
+    def stop(self, grace: float | None = None, remove_replicas: bool = False) -> None:
         self.stop_workers.set()
         self.server.stop(grace)
         for worker in self.workers:
             worker.join(10)
+        if remove_replicas:
+            self.servicer.decommission_all()
 
 
 def build_scheduler(settings: SchedulerSettings, env: dict[str, str], name: str = "scheduler") -> Scheduler:
@@ -53,4 +56,4 @@ def build_scheduler(settings: SchedulerSettings, env: dict[str, str], name: str 
         PlacementWorker(f"{name}-w{i}", settings, client, store, queue, backend, stop)
         for i in range(settings.placement_workers)
     ]
-    return Scheduler(MeshServer("scheduler", settings.server, [service], authenticator), workers, stop)
+    return Scheduler(MeshServer("scheduler", settings.server, [service], authenticator), workers, stop, servicer)

@@ -142,9 +142,17 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         tenant, _ = self._tenant_and_token(context)
         deployment = self._visible(self._store.get(request.deployment_id), tenant)
         if deployment.state in TERMINAL:
-            raise FailedPrecondition(
-                f"deployment {deployment.id} is already {S.DeploymentState.Name(deployment.state)}"
-            )
+            state = S.DeploymentState.Name(deployment.state)
+            raise FailedPrecondition(f"deployment {deployment.id} is already {state}")
+        return S.DecommissionResponse(deployment=self._destroy(deployment, "decommissioned"))
+
+    def decommission_all(self) -> None:
+        """Stops every live deployment's replicas (used when `mlaas up` shuts the mesh down)."""
+        for deployment in self._store.list():
+            if deployment.state not in TERMINAL:
+                self._destroy(deployment, "the mesh shut down")
+
+    def _destroy(self, deployment: scheduler_pb2.Deployment, detail: str) -> scheduler_pb2.Deployment:
         for replica in deployment.replica_status:
             if replica.handle:
                 self._backend.delete(replica_status(replica))
@@ -155,5 +163,4 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             for replica in d.replica_status:
                 replica.ready = False
 
-        deployment = self._store.update(deployment.id, release, S.DEPLOYMENT_STATE_DESTROYED, "decommissioned")
-        return S.DecommissionResponse(deployment=deployment)
+        return self._store.update(deployment.id, release, S.DEPLOYMENT_STATE_DESTROYED, detail)

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from mlaas.cli import model, up
+from mlaas.cli import deployments, model, up
 from mlaas.errors import MlaasError
 
 
@@ -17,6 +17,11 @@ def common_options() -> argparse.ArgumentParser:
         "--registry",
         default=os.environ.get("MLAAS_REGISTRY_ADDR", "127.0.0.1:50051"),
         help="registry address (env MLAAS_REGISTRY_ADDR; default 127.0.0.1:50051)",
+    )
+    common.add_argument(
+        "--scheduler",
+        default=os.environ.get("MLAAS_SCHEDULER_ADDR", "127.0.0.1:50052"),
+        help="scheduler address (env MLAAS_SCHEDULER_ADDR; default 127.0.0.1:50052)",
     )
     common.add_argument("--token", default=os.environ.get("MLAAS_TOKEN"), help="bearer token (env MLAAS_TOKEN)")
     common.add_argument("--json", action="store_true", help="machine-readable JSON output")
@@ -29,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up.add_parser(commands, common)
     model.add_parser(commands, common)
+    deployments.add_parsers(commands, common)
     return parser
 
 
@@ -45,3 +51,5 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `mlaas model list --json | head`
+        return 0

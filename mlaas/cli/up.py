@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from mlaas.client import RegistryClient
+from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.net import free_port, wait_healthy
 from mlaas.redis_embedded import EmbeddedRedis
 from mlaas.settings import data_dir
@@ -21,30 +21,47 @@ def run_up(args) -> int:
     redis = EmbeddedRedis(root / "redis").start()
     supervisor = Supervisor(root / "logs")
     registry_port = args.registry_port or free_port()
+    scheduler_port = args.scheduler_port or free_port()
+    registry_address = f"127.0.0.1:{registry_port}"
+    scheduler_address = f"127.0.0.1:{scheduler_port}"
     env = child_env(
         os.environ,
         MLAAS_DATA_DIR=str(root),
         MLAAS_REDIS_URL=redis.url,
+        MLAAS_REGISTRY_ADDR=registry_address,
         MLAAS_REGISTRY_PORT=str(registry_port),
         MLAAS_REGISTRY_METRICS_PORT=str(args.registry_metrics_port),
+        MLAAS_SCHEDULER_PORT=str(scheduler_port),
+        MLAAS_SCHEDULER_METRICS_PORT=str(args.scheduler_metrics_port),
+        # The runtimes are this command's children too: Ctrl-C takes them down with the rest.
+        MLAAS_STOP_REPLICAS_ON_EXIT="true",
     )
-    registry_address = f"127.0.0.1:{registry_port}"
     try:
         supervisor.spawn("registry", [sys.executable, "-m", "registry_svc"], env)
         wait_healthy(registry_address, timeout=60)
+        supervisor.spawn("scheduler", [sys.executable, "-m", "scheduler_svc"], env)
+        wait_healthy(scheduler_address, timeout=60)
+        endpoints = {
+            "registry": registry_address,
+            "scheduler": scheduler_address,
+            "registry_metrics": f"http://127.0.0.1:{args.registry_metrics_port}/metrics",
+            "scheduler_metrics": f"http://127.0.0.1:{args.scheduler_metrics_port}/metrics",
+            "redis": redis.url,
+            "data_dir": str(root),
+            "logs": str(supervisor.log_dir),
+        }
         if args.demo:
             say("registering demo models:")
             with RegistryClient(registry_address, args.token) as client:
                 from mlaas.demo import register_demo_models
 
                 register_demo_models(client, log=say)
-        endpoints = {
-            "registry": registry_address,
-            "registry_metrics": f"http://127.0.0.1:{args.registry_metrics_port}/metrics",
-            "redis": redis.url,
-            "data_dir": str(root),
-            "logs": str(supervisor.log_dir),
-        }
+            say("deploying iris-logreg:")
+            with SchedulerClient(scheduler_address, args.token) as scheduler:
+                deployment = scheduler.deploy("iris-logreg")
+                deployment = scheduler.wait_ready(deployment.id, lambda e: say(f"  {e.detail}"))
+            endpoints["demo_deployment"] = deployment.id
+            endpoints["demo_endpoint"] = deployment.endpoints[0]
         if args.json:
             import json
 
@@ -54,6 +71,10 @@ def run_up(args) -> int:
             for key, value in endpoints.items():
                 print(f"  {key:17} {value}")
             print(f"\ntry: mlaas model find --task classification --max-memory 256Mi --registry {registry_address}")
+            if "demo_deployment" in endpoints:
+                print(
+                    f"     mlaas infer {endpoints['demo_deployment']} --input rows.json --scheduler {scheduler_address}"
+                )
             print("Ctrl-C stops everything.", flush=True)
         dead = supervisor.wait_for_signal()
         if dead is not None:
@@ -72,4 +93,6 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
     up.add_argument("--demo", action="store_true", help="register the demo models")
     up.add_argument("--registry-port", type=int, default=50051, help="0 picks a free port")
     up.add_argument("--registry-metrics-port", type=int, default=9451)
+    up.add_argument("--scheduler-port", type=int, default=50052, help="0 picks a free port")
+    up.add_argument("--scheduler-metrics-port", type=int, default=9452)
     up.set_defaults(run=run_up)

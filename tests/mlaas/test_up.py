@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -35,58 +36,48 @@ def _children(parent: int) -> list[int]:
     return found
 
 
-def test_up_demo_serves_ranked_demo_models(tmp_path):
+def _cli(*args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "mlaas.cli", *args], capture_output=True, text=True, env=tool_env(), timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_up_demo_serves_ranked_models_and_a_deployment(tmp_path):
     command = [
-        sys.executable,
-        "-m",
-        "mlaas.cli",
-        "up",
-        "--demo",
-        "--json",
-        "--data-dir",
-        str(tmp_path),
-        "--registry-port",
-        "0",
-        "--registry-metrics-port",
-        "0",
-    ]
+        sys.executable, "-m", "mlaas.cli", "up", "--demo", "--json", "--data-dir", str(tmp_path),
+        "--registry-port", "0", "--registry-metrics-port", "0", "--scheduler-port", "0",
+        "--scheduler-metrics-port", "0",
+    ]  # fmt: skip
     up = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tool_env())
     try:
         endpoints = json.loads(up.stdout.readline())  # printed once everything is ready
-        find = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "mlaas.cli",
-                "model",
-                "find",
-                "--task",
-                "classification",
-                "--max-memory",
-                "256Mi",
-                "--json",
-                "--registry",
-                endpoints["registry"],
-            ],
-            capture_output=True,
-            text=True,
-            env=tool_env(),
-            timeout=60,
-            check=True,
-        )
-        results = json.loads(find.stdout)
-        assert {r["model"]["description"]["name"] for r in results} == {
-            "iris-logreg",
-            "wine-forest",
-            "breast-cancer-gb",
-            "digits-mlp",
-            "digits-forest",
-        }
-        assert [r["rank"] for r in results] == [1, 2, 3, 4, 5]
-        assert all(r["model"]["reference_rows"] for r in results)
+        found = json.loads(
+            _cli("model", "find", "--task", "classification", "--max-memory", "256Mi", "--json",
+                 "--registry", endpoints["registry"])
+        )  # fmt: skip
+        assert {r["model"]["description"]["name"] for r in found} == {
+            "iris-logreg", "wine-forest", "breast-cancer-gb", "digits-mlp", "digits-forest"
+        }  # fmt: skip
+        assert [r["rank"] for r in found] == [1, 2, 3, 4, 5]
+        assert all(r["model"]["reference_rows"] for r in found)
+
+        rows = tmp_path / "rows.json"
+        rows.write_text(json.dumps([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]))
+        answer = json.loads(
+            _cli("infer", endpoints["demo_deployment"], "--input", str(rows), "--json",
+                 "--scheduler", endpoints["scheduler"])
+        )  # fmt: skip
+        assert answer["label"] == [0, 2]
+        deployments = json.loads(_cli("deployments", "--json", "--scheduler", endpoints["scheduler"]))
+        assert [d["state"] for d in deployments] == ["DEPLOYMENT_STATE_READY"]
         children = _children(up.pid)
     finally:
         up.send_signal(signal.SIGINT)
         assert up.wait(60) == 0, up.stderr.read()
-    assert len(children) == 2, "redis-server and the registry should have been running"
+    assert len(children) == 3, "redis-server, the registry and the scheduler should have been running"
     assert not any(_alive(pid) for pid in children)
+    with socket.socket() as probe:  # the demo replica went down with the mesh
+        host, port = endpoints["demo_endpoint"].rsplit(":", 1)
+        assert probe.connect_ex((host, int(port))) != 0

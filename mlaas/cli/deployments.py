@@ -1,0 +1,152 @@
+"""`mlaas deploy | deployments | nodes | decommission | infer`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mlaas.cli.output import print_json, print_table
+from mlaas.client import SchedulerClient
+from mlaas.datatypes import OIP_TO_NUMPY
+from mlaas.errors import InvalidArgument
+from mlaas.quantities import format_cpu, format_memory
+from mlaas.refs import format_ref, parse_ref
+from mlaas.v1 import scheduler_pb2
+
+STATE_PREFIX = "DEPLOYMENT_STATE_"
+
+
+def _state(value: int) -> str:
+    return scheduler_pb2.DeploymentState.Name(value).removeprefix(STATE_PREFIX)
+
+
+def _scheduler(args) -> SchedulerClient:
+    return SchedulerClient(args.scheduler, args.token)
+
+
+def cmd_deploy(args) -> None:
+    with _scheduler(args) as scheduler:
+        deployment = scheduler.deploy(
+            parse_ref(args.model), args.replicas, args.strict or "", args.idempotency_key or ""
+        )
+        if args.wait:
+            say = (lambda e: None) if args.json else (lambda e: print(f"  {_state(e.state):10} {e.detail}"))
+            deployment = scheduler.wait_ready(deployment.id, say)
+    if args.json:
+        print_json(deployment)
+    else:
+        where = ", ".join(deployment.endpoints) or "-"
+        print(f"{deployment.id}  {format_ref(deployment.model)}  {_state(deployment.state)}  endpoints: {where}")
+
+
+def cmd_deployments(args) -> None:
+    with _scheduler(args) as scheduler:
+        found = scheduler.list()
+    if args.json:
+        print_json(found)
+        return
+    print_table(
+        ["ID", "MODEL", "STATE", "MODE", "NODES", "ENDPOINTS", "REASON"],
+        [
+            [
+                d.id,
+                format_ref(d.model),
+                _state(d.state),
+                scheduler_pb2.PlacementMode.Name(d.mode).removeprefix("PLACEMENT_MODE_"),
+                ",".join(r.node for r in d.replica_status) or "-",
+                ",".join(d.endpoints) or "-",
+                d.reason or "-",
+            ]
+            for d in found
+        ],
+    )
+
+
+def cmd_nodes(args) -> None:
+    with _scheduler(args) as scheduler:
+        nodes = scheduler.nodes()
+    if args.json:
+        print_json(nodes)
+        return
+    print_table(
+        ["NODE", "CPU FREE/ALL", "MEMORY FREE/ALL", "GPUS FREE/ALL"],
+        [
+            [
+                n.name,
+                f"{format_cpu(n.free.cpu_millicores)}/{format_cpu(n.allocatable.cpu_millicores)}",
+                f"{format_memory(n.free.memory_bytes)}/{format_memory(n.allocatable.memory_bytes)}",
+                f"{n.free.gpus}/{n.allocatable.gpus}",
+            ]
+            for n in nodes
+        ],
+    )
+
+
+def cmd_decommission(args) -> None:
+    with _scheduler(args) as scheduler:
+        deployment = scheduler.decommission(args.deployment)
+    if args.json:
+        print_json(deployment)
+    else:
+        print(f"{deployment.id}  {_state(deployment.state)}")
+
+
+def load_input(path: Path) -> np.ndarray:
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if suffix == ".csv":
+        return np.loadtxt(path, delimiter=",", ndmin=2)
+    if suffix == ".json":
+        return np.asarray(json.loads(path.read_text()))
+    raise InvalidArgument(f"{path}: use .npy, .csv or .json (a list of rows)")
+
+
+def cmd_infer(args) -> None:
+    from mlaas.inference_client import InferenceClient  # loads the inference.* stubs only here
+
+    with _scheduler(args) as scheduler:
+        address, model = scheduler.endpoint(args.deployment)
+    with InferenceClient(address, args.token) as runtime:
+        first = runtime.metadata(model).inputs[0]
+        if args.ref:
+            outputs = runtime.infer_reference(model, first.name, first.datatype, args.ref)
+        else:
+            data = load_input(Path(args.input)).astype(OIP_TO_NUMPY[first.datatype])
+            outputs = runtime.infer(model, {first.name: data})
+    as_lists = {name: value.tolist() for name, value in outputs.items()}
+    if args.json:
+        print_json(as_lists)
+    else:
+        for name, value in as_lists.items():
+            print(f"{name}: {value}")
+
+
+def add_parsers(commands, common: argparse.ArgumentParser) -> None:
+    deploy = commands.add_parser("deploy", parents=[common], help="deploy NAME[:VERSION|@ALIAS]")
+    deploy.add_argument("model")
+    deploy.add_argument("--strict", metavar="NODE", help="only on this node (privacy)")
+    deploy.add_argument("--replicas", type=int, default=1)
+    deploy.add_argument("--idempotency-key")
+    deploy.add_argument("--wait", action="store_true", help="follow progress until READY")
+    deploy.set_defaults(run=cmd_deploy)
+
+    listing = commands.add_parser("deployments", parents=[common], help="list deployments")
+    listing.set_defaults(run=cmd_deployments)
+
+    nodes = commands.add_parser("nodes", parents=[common], help="nodes with free and total capacity")
+    nodes.set_defaults(run=cmd_nodes)
+
+    decommission = commands.add_parser("decommission", parents=[common], help="stop a deployment")
+    decommission.add_argument("deployment")
+    decommission.set_defaults(run=cmd_decommission)
+
+    infer = commands.add_parser("infer", parents=[common], help="send one input to a deployment")
+    infer.add_argument("deployment")
+    source = infer.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help=".npy, .csv or .json rows")
+    source.add_argument("--ref", help="a file://, s3:// or https:// input the runtime reads")
+    infer.set_defaults(run=cmd_infer)
