@@ -11,6 +11,7 @@ from mlaas.auth import Authenticator
 from mlaas.server import MeshServer, Service
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
 from scheduler_svc.backends.local import LocalBackend
+from scheduler_svc.lifecycle import CacheJanitor, Lifecycle
 from scheduler_svc.queue import DeploymentQueue
 from scheduler_svc.servicer import SchedulerServicer
 from scheduler_svc.settings import SchedulerSettings
@@ -23,7 +24,7 @@ SERVICE_NAME = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].ful
 @dataclass
 class Scheduler:
     server: MeshServer
-    workers: list[PlacementWorker]
+    workers: list[threading.Thread]
     stop_workers: threading.Event
     servicer: SchedulerServicer
 
@@ -49,11 +50,14 @@ def build_scheduler(settings: SchedulerSettings, env: dict[str, str], name: str 
     store = DeploymentStore(client)
     queue = DeploymentQueue(client, idle_ms=settings.claim_idle_ms)
     backend = LocalBackend(settings.registry_address, settings.data_dir / "replicas", env)
-    servicer = SchedulerServicer(settings, store, queue, backend, authenticator)
+    lifecycle = Lifecycle(client, store, backend)
+    servicer = SchedulerServicer(settings, store, queue, lifecycle, authenticator)
     service = Service(SERVICE_NAME, servicer, scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server)
     stop = threading.Event()
     workers = [
-        PlacementWorker(f"{name}-w{i}", settings, client, store, queue, backend, stop)
+        PlacementWorker(f"{name}-w{i}", settings, client, store, queue, backend, lifecycle, stop)
         for i in range(settings.placement_workers)
     ]
-    return Scheduler(MeshServer("scheduler", settings.server, [service], authenticator), workers, stop, servicer)
+    janitor = CacheJanitor(lifecycle, settings.cache_ttl_seconds, stop)
+    server = MeshServer("scheduler", settings.server, [service], authenticator)
+    return Scheduler(server, [*workers, janitor], stop, servicer)

@@ -1,7 +1,6 @@
-"""mlaas.v1.SchedulerService: Deploy answers at once with a QUEUED deployment; placement
-workers do the rest. So far: Deploy, GetDeployment, ListDeployments, WatchDeployment,
-ListNodes and Decommission (straight to DESTROYED; shared leases and the CACHED step, Scale and
-UpdateDeployment come next and answer UNIMPLEMENTED until then)."""
+"""mlaas.v1.SchedulerService: Deploy answers at once with a QUEUED deployment (or a lease on a
+running one of the same version); placement workers do the rest. Scale and UpdateDeployment
+come next and answer UNIMPLEMENTED until then."""
 
 from __future__ import annotations
 
@@ -12,11 +11,11 @@ from mlaas.client import RegistryClient
 from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound
 from mlaas.servicing import maps_errors
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc, types_pb2
-from scheduler_svc.backends import Backend
+from scheduler_svc.lifecycle import Lifecycle
 from scheduler_svc.queue import DeploymentQueue
 from scheduler_svc.settings import SchedulerSettings
 from scheduler_svc.store import DeploymentStore
-from scheduler_svc.worker import nodes_with_allocations, replica_status
+from scheduler_svc.worker import nodes_with_allocations
 
 S = scheduler_pb2
 TERMINAL = {S.DEPLOYMENT_STATE_FAILED, S.DEPLOYMENT_STATE_DESTROYED}
@@ -30,13 +29,13 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         settings: SchedulerSettings,
         store: DeploymentStore,
         queue: DeploymentQueue,
-        backend: Backend,
+        lifecycle: Lifecycle,
         authenticator: Authenticator,
     ):
         self._settings = settings
         self._store = store
         self._queue = queue
-        self._backend = backend
+        self._lifecycle = lifecycle
         self._auth = authenticator
 
     def _tenant_and_token(self, context: grpc.ServicerContext) -> tuple[str, str | None]:
@@ -84,13 +83,26 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             replicas=replicas,
             resources=resources,
             tenant=tenant,
-            leases=1,
             backend="local",
         )
-        deployment, created = self._store.create(deployment, request.idempotency_key)
-        if created:
-            self._queue.enqueue(deployment.id)
-        return S.DeployResponse(deployment=deployment)
+        existing = self._store.find_by_key(tenant, request.idempotency_key)
+        if existing is not None:
+            return S.DeployResponse(deployment=existing)
+        name, version = deployment.model.name, deployment.model.version
+        with self._lifecycle.share_lock(name, version):
+            shared = self._lifecycle.shared(name, version) if mode == S.PLACEMENT_MODE_OPEN else None
+            if shared is not None and shared.mode == S.PLACEMENT_MODE_OPEN:
+                shared, lease_id = self._lifecycle.add_lease(shared.id, tenant)
+                self._store.remember_key(tenant, request.idempotency_key, shared.id)
+                return S.DeployResponse(deployment=shared, lease_id=lease_id)
+            deployment, created = self._store.create(deployment, request.idempotency_key)
+            if not created:  # a concurrent request with the same key won
+                return S.DeployResponse(deployment=deployment)
+            if mode == S.PLACEMENT_MODE_OPEN:  # STRICT deployments are never shared
+                self._lifecycle.mark_shared(deployment)
+            deployment, lease_id = self._lifecycle.add_lease(deployment.id, tenant)
+        self._queue.enqueue(deployment.id)
+        return S.DeployResponse(deployment=deployment, lease_id=lease_id)
 
     def GetDeployment(self, request, context):
         tenant, _ = self._tenant_and_token(context)
@@ -139,28 +151,17 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         return S.ListNodesResponse(nodes=nodes)
 
     def Decommission(self, request, context):
+        """Drops the caller's lease; the last one caches the deployment (see lifecycle.py)."""
         tenant, _ = self._tenant_and_token(context)
         deployment = self._visible(self._store.get(request.deployment_id), tenant)
         if deployment.state in TERMINAL:
             state = S.DeploymentState.Name(deployment.state)
             raise FailedPrecondition(f"deployment {deployment.id} is already {state}")
-        return S.DecommissionResponse(deployment=self._destroy(deployment, "decommissioned"))
+        deployment = self._lifecycle.drop_lease(deployment.id, tenant, request.lease_id)
+        return S.DecommissionResponse(deployment=deployment)
 
     def decommission_all(self) -> None:
         """Stops every live deployment's replicas (used when `mlaas up` shuts the mesh down)."""
         for deployment in self._store.list():
             if deployment.state not in TERMINAL:
-                self._destroy(deployment, "the mesh shut down")
-
-    def _destroy(self, deployment: scheduler_pb2.Deployment, detail: str) -> scheduler_pb2.Deployment:
-        for replica in deployment.replica_status:
-            if replica.handle:
-                self._backend.delete(replica_status(replica))
-
-        def release(d: S.Deployment) -> None:
-            d.leases = 0
-            d.ClearField("endpoints")
-            for replica in d.replica_status:
-                replica.ready = False
-
-        return self._store.update(deployment.id, release, S.DEPLOYMENT_STATE_DESTROYED, detail)
+                self._lifecycle.destroy(deployment, "the mesh shut down")

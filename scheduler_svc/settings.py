@@ -45,6 +45,8 @@ class SchedulerSettings:
     start_timeout_seconds: float = 120.0
     # A claimed request whose worker went quiet this long is taken over by another worker.
     claim_idle_ms: int = 30_000
+    # A deployment with no lease stays warm (CACHED) this long before it is destroyed.
+    cache_ttl_seconds: float = 600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SchedulerSettings:
@@ -59,4 +61,5 @@ class SchedulerSettings:
             placement_timeout_seconds=env_float(env, "MLAAS_PLACEMENT_TIMEOUT_SECONDS", 300.0),
             start_timeout_seconds=env_float(env, "MLAAS_START_TIMEOUT_SECONDS", 120.0),
             claim_idle_ms=env_int(env, "MLAAS_CLAIM_IDLE_MS", 30_000),
+            cache_ttl_seconds=env_float(env, "MLAAS_CACHE_TTL_SECONDS", 600.0),
         )

@@ -59,6 +59,17 @@ class DeploymentStore:
         pipe.execute()
         return deployment, True
 
+    def find_by_key(self, tenant: str, idempotency_key: str) -> scheduler_pb2.Deployment | None:
+        """The deployment an earlier request with this key made or joined, if any."""
+        if not idempotency_key:
+            return None
+        found = self._redis.get(f"{IDEMPOTENCY}{tenant}:{idempotency_key}")
+        return self.get(found.decode()) if found is not None else None
+
+    def remember_key(self, tenant: str, idempotency_key: str, deployment_id: str) -> None:
+        if idempotency_key:
+            self._redis.set(f"{IDEMPOTENCY}{tenant}:{idempotency_key}", deployment_id, nx=True)
+
     def get(self, deployment_id: str) -> scheduler_pb2.Deployment:
         raw = self._redis.get(PREFIX + deployment_id)
         if raw is None:

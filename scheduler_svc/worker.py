@@ -14,7 +14,8 @@ from mlaas.errors import NotFound
 from mlaas.net import wait_healthy
 from mlaas.refs import format_ref
 from mlaas.v1 import scheduler_pb2
-from scheduler_svc.backends import Backend, ReplicaSpec, ReplicaStatus
+from scheduler_svc.backends import Backend, ReplicaSpec
+from scheduler_svc.lifecycle import Lifecycle, replica_status
 from scheduler_svc.placement import Node, place
 from scheduler_svc.queue import Claimed, DeploymentQueue
 from scheduler_svc.settings import SchedulerSettings
@@ -34,10 +35,13 @@ PLACEMENT_LOCK = "mlaas:placement-lock"
 RETRY_PAUSE_SECONDS = 0.5
 
 
-def nodes_with_allocations(settings: SchedulerSettings, store: DeploymentStore) -> list[Node]:
-    """The configured nodes with what live deployments hold on them (derived, never stored)."""
+def nodes_with_allocations(
+    settings: SchedulerSettings, store: DeploymentStore, holding: set[int] = HOLDING
+) -> list[Node]:
+    """The configured nodes with what deployments in `holding` states hold on them (derived,
+    never stored)."""
     used = {n.name: [0, 0, 0] for n in settings.nodes}
-    for deployment in store.list(HOLDING):
+    for deployment in store.list(holding):
         res = deployment.resources
         for replica in deployment.replica_status:
             if replica.node in used:
@@ -46,10 +50,6 @@ def nodes_with_allocations(settings: SchedulerSettings, store: DeploymentStore) 
                 totals[1] += res.memory_bytes
                 totals[2] += res.gpus
     return [Node(n.name, n.allocatable, tuple(used[n.name]), n.labels) for n in settings.nodes]
-
-
-def replica_status(replica: scheduler_pb2.Replica) -> ReplicaStatus:
-    return ReplicaStatus(replica.id, replica.endpoint, True, handle=replica.handle)
 
 
 class PlacementWorker(threading.Thread):
@@ -61,9 +61,11 @@ class PlacementWorker(threading.Thread):
         store: DeploymentStore,
         queue: DeploymentQueue,
         backend: Backend,
+        lifecycle: Lifecycle,
         stop: threading.Event,
     ):
         super().__init__(name=name, daemon=True)
+        self._lifecycle = lifecycle
         self._settings = settings
         self._redis = client
         self._store = store
@@ -106,9 +108,26 @@ class PlacementWorker(threading.Thread):
     def _place(self, deployment: scheduler_pb2.Deployment) -> scheduler_pb2.Deployment | None:
         res = deployment.resources
         strict = deployment.node if deployment.mode == S.PLACEMENT_MODE_STRICT else None
+        need = (res.cpu_millicores, res.memory_bytes, res.gpus)
         with self._redis.lock(PLACEMENT_LOCK, timeout=30, blocking_timeout=30):
-            nodes = nodes_with_allocations(self._settings, self._store)
-            placement = place((res.cpu_millicores, res.memory_bytes, res.gpus), deployment.replicas, nodes, strict)
+            placement = place(need, deployment.replicas, nodes_with_allocations(self._settings, self._store), strict)
+            without_cache = HOLDING - {S.DEPLOYMENT_STATE_CACHED}
+            if (
+                not placement.placed
+                and place(
+                    need,
+                    deployment.replicas,
+                    nodes_with_allocations(self._settings, self._store, without_cache),
+                    strict,
+                ).placed
+            ):
+                # It fits once cached deployments make room: evict them, least recently used first.
+                for victim in self._lifecycle.cached_by_age(node=strict):
+                    self._lifecycle.destroy(victim, f"evicted from the cache to place {deployment.id}")
+                    nodes = nodes_with_allocations(self._settings, self._store)
+                    placement = place(need, deployment.replicas, nodes, strict)
+                    if placement.placed:
+                        break
             if not placement.placed:
                 self._store.update(deployment.id, lambda d: setattr(d, "reason", placement.reason))
                 return None

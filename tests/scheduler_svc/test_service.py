@@ -27,7 +27,8 @@ def mesh(tmp_path, registry, iris_model):
     registry_address = f"127.0.0.1:{registry.port}"
     with RegistryClient(registry_address) as client:
         one_cpu = types_pb2.Resources(cpu_millicores=1000, memory_bytes=256 * 2**20)
-        register_sklearn(client, model, "iris", X, run_resources=one_cpu)
+        for name in ("iris", "iris-b", "iris-c"):
+            register_sklearn(client, model, name, X, run_resources=one_cpu)
     redis_server = EmbeddedRedis(tmp_path / "redis").start()
     settings = SchedulerSettings(
         server=ServerSettings(port=0, metrics_port=-1, shutdown_grace_seconds=2),
@@ -37,13 +38,15 @@ def mesh(tmp_path, registry, iris_model):
         nodes=parse_nodes("node-a:cpu=2,memory=4Gi;tiny:cpu=500m,memory=512Mi"),
         placement_timeout_seconds=2.0,
         start_timeout_seconds=60.0,
+        cache_ttl_seconds=4.0,
     )
     scheduler = build_scheduler(settings, tool_env(MLAAS_DATA_DIR=str(tmp_path / "runtime"))).start()
     channel = grpc.insecure_channel(f"127.0.0.1:{scheduler.server.port}")
     yield stub_of(channel), X, model
     for deployment in stub_of(channel).ListDeployments(S.ListDeploymentsRequest()).deployments:
-        if deployment.state == S.DEPLOYMENT_STATE_READY:  # leave no runtime process behind
-            stub_of(channel).Decommission(S.DecommissionRequest(deployment_id=deployment.id))
+        if deployment.state not in (S.DEPLOYMENT_STATE_DESTROYED, S.DEPLOYMENT_STATE_FAILED):
+            scheduler.servicer.decommission_all()  # leave no runtime process behind
+            break
     channel.close()
     scheduler.stop(0)
     redis_server.stop()
@@ -79,14 +82,58 @@ def test_deploy_watch_infer_decommission(mesh):
         assert np.array_equal(runtime.infer("iris", {"X": X[:4]})["label"], model.predict(X[:4]))
     nodes = {n.name: n for n in stub.ListNodes(S.ListNodesRequest()).nodes}
     assert nodes["node-a"].allocated.cpu_millicores == 1000 and nodes["node-a"].free.cpu_millicores == 1000
-    gone = stub.Decommission(S.DecommissionRequest(deployment_id=deployment.id)).deployment
-    assert gone.state == S.DEPLOYMENT_STATE_DESTROYED
+    cached = stub.Decommission(S.DecommissionRequest(deployment_id=deployment.id)).deployment
+    assert cached.state == S.DEPLOYMENT_STATE_CACHED and cached.leases == 0
+    with InferenceClient(ready.endpoints[0]) as runtime:  # still warm
+        assert runtime.ready()
+    events = watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_DESTROYED})  # after the 4 s TTL
+    assert "cache TTL of 4s ran out" in events[-1].event.detail
     assert stub.ListNodes(S.ListNodesRequest()).nodes[0].allocated.cpu_millicores == 0
     with pytest.raises(errors.Unavailable):  # the replica process is gone
         InferenceClient(ready.endpoints[0], timeout=2).ready()
     with pytest.raises(grpc.RpcError) as info:
         stub.Decommission(S.DecommissionRequest(deployment_id=deployment.id))
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_leases_share_a_deployment_and_the_last_one_caches_it(mesh):
+    stub, X, _ = mesh
+    first = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris")))
+    second = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris", version=1)))
+    assert second.deployment.id == first.deployment.id and second.lease_id != first.lease_id
+    assert second.deployment.leases == 2
+    ready = watch_until(stub, first.deployment.id, {S.DEPLOYMENT_STATE_READY})[-1].deployment
+    dropped = stub.Decommission(S.DecommissionRequest(deployment_id=ready.id, lease_id=first.lease_id)).deployment
+    assert dropped.state == S.DEPLOYMENT_STATE_READY and dropped.leases == 1
+    with pytest.raises(grpc.RpcError) as info:  # a lease goes only once
+        stub.Decommission(S.DecommissionRequest(deployment_id=ready.id, lease_id=first.lease_id))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    cached = stub.Decommission(S.DecommissionRequest(deployment_id=ready.id)).deployment
+    assert cached.state == S.DEPLOYMENT_STATE_CACHED
+    revived = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris")))
+    assert revived.deployment.id == ready.id and revived.deployment.state == S.DEPLOYMENT_STATE_READY
+    assert list(revived.deployment.endpoints) == list(ready.endpoints)  # the same warm replica
+    with InferenceClient(ready.endpoints[0]) as runtime:
+        assert runtime.infer("iris", {"X": X[:1]})["label"].shape == (1,)
+
+
+def test_cached_deployments_make_room_least_recently_used_first(mesh):
+    stub, _, _ = mesh
+
+    def ready(name):
+        deployment = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name=name))).deployment
+        return watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_READY, S.DEPLOYMENT_STATE_FAILED})[-1]
+
+    a = ready("iris").deployment
+    stub.Decommission(S.DecommissionRequest(deployment_id=a.id))  # cached: holds 1 of node-a's 2 CPUs
+    b = ready("iris-b").deployment  # takes the other CPU
+    c = ready("iris-c")  # fits only if the cached one goes
+    assert c.event.state == S.DEPLOYMENT_STATE_READY, c.event.detail
+    evicted = stub.GetDeployment(S.GetDeploymentRequest(deployment_id=a.id)).deployment
+    assert evicted.state == S.DEPLOYMENT_STATE_DESTROYED
+    assert stub.GetDeployment(S.GetDeploymentRequest(deployment_id=b.id)).deployment.state == S.DEPLOYMENT_STATE_READY
+    history = watch_until(stub, a.id, {S.DEPLOYMENT_STATE_DESTROYED})
+    assert f"evicted from the cache to place {c.deployment.id}" in history[-1].event.detail
 
 
 def test_strict_on_a_full_node_waits_with_a_reason_then_fails(mesh):

@@ -1,0 +1,143 @@
+"""Sharing and the two-step decommission.
+
+An OPEN deployment of a model version is shared: a Deploy of the same version attaches a lease
+to it instead of starting another. Decommission drops one lease; with none left the deployment
+is CACHED (replicas kept warm) and a Deploy revives it at once. A CACHED deployment is DESTROYED
+after its TTL, or earlier, least recently used first, when placement needs its capacity.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+import redis
+
+from mlaas.errors import NotFound
+from mlaas.v1 import scheduler_pb2
+from scheduler_svc.backends import Backend, ReplicaStatus
+from scheduler_svc.store import PREFIX, DeploymentStore
+
+log = logging.getLogger(__name__)
+S = scheduler_pb2
+SHAREABLE = {
+    S.DEPLOYMENT_STATE_QUEUED,
+    S.DEPLOYMENT_STATE_PLACING,
+    S.DEPLOYMENT_STATE_STARTING,
+    S.DEPLOYMENT_STATE_READY,
+    S.DEPLOYMENT_STATE_CACHED,
+}
+
+
+def _leases_key(deployment_id: str) -> str:
+    return f"{PREFIX}{deployment_id}:leases"
+
+
+def _shared_key(name: str, version: int) -> str:
+    return f"mlaas:shared:{name}:{version}"
+
+
+def replica_status(replica: scheduler_pb2.Replica) -> ReplicaStatus:
+    return ReplicaStatus(replica.id, replica.endpoint, True, handle=replica.handle)
+
+
+class Lifecycle:
+    def __init__(self, client: redis.Redis, store: DeploymentStore, backend: Backend):
+        self._redis = client
+        self._store = store
+        self._backend = backend
+
+    def share_lock(self, name: str, version: int):
+        """Held while looking for a deployment to share and creating one, so two Deploys of one
+        version never start two deployments."""
+        return self._redis.lock(f"mlaas:share-lock:{name}:{version}", timeout=30, blocking_timeout=30)
+
+    def shared(self, name: str, version: int) -> scheduler_pb2.Deployment | None:
+        deployment_id = self._redis.get(_shared_key(name, version))
+        if deployment_id is None:
+            return None
+        try:
+            deployment = self._store.get(deployment_id.decode())
+        except NotFound:
+            return None
+        return deployment if deployment.state in SHAREABLE else None
+
+    def mark_shared(self, deployment: scheduler_pb2.Deployment) -> None:
+        self._redis.set(_shared_key(deployment.model.name, deployment.model.version), deployment.id)
+
+    def add_lease(self, deployment_id: str, tenant: str) -> tuple[scheduler_pb2.Deployment, str]:
+        """A new lease; a CACHED deployment comes back to READY at once (its replicas are warm)."""
+        lease_id = f"l-{uuid.uuid4().hex[:12]}"
+        self._redis.hset(_leases_key(deployment_id), lease_id, tenant)
+        count = int(self._redis.hlen(_leases_key(deployment_id)))
+        current = self._store.get(deployment_id)
+        if current.state == S.DEPLOYMENT_STATE_CACHED:
+            deployment = self._store.update(
+                deployment_id, lambda d: setattr(d, "leases", count), S.DEPLOYMENT_STATE_READY, "revived from the cache"
+            )
+        else:
+            deployment = self._store.update(deployment_id, lambda d: setattr(d, "leases", count))
+        return deployment, lease_id
+
+    def drop_lease(self, deployment_id: str, tenant: str, lease_id: str = "") -> scheduler_pb2.Deployment:
+        """Drops the given lease (or one of the tenant's); the last one out caches the deployment."""
+        leases = {k.decode(): v.decode() for k, v in self._redis.hgetall(_leases_key(deployment_id)).items()}
+        if not lease_id:
+            lease_id = next((k for k, owner in leases.items() if owner == tenant), "")
+        if lease_id not in leases or leases[lease_id] != tenant:
+            raise NotFound(f"deployment {deployment_id} has no lease {lease_id or 'of yours'}")
+        self._redis.hdel(_leases_key(deployment_id), lease_id)
+        left = len(leases) - 1
+        if left:
+            return self._store.update(deployment_id, lambda d: setattr(d, "leases", left))
+        return self._store.update(
+            deployment_id, lambda d: setattr(d, "leases", 0), S.DEPLOYMENT_STATE_CACHED, "no lease left: kept warm"
+        )
+
+    def destroy(self, deployment: scheduler_pb2.Deployment, detail: str) -> scheduler_pb2.Deployment:
+        """Stops the replicas and frees their resources for good."""
+        for replica in deployment.replica_status:
+            if replica.handle:
+                self._backend.delete(replica_status(replica))
+
+        def release(d: scheduler_pb2.Deployment) -> None:
+            d.leases = 0
+            d.ClearField("endpoints")
+            for replica in d.replica_status:
+                replica.ready = False
+
+        self._redis.delete(_leases_key(deployment.id))
+        return self._store.update(deployment.id, release, S.DEPLOYMENT_STATE_DESTROYED, detail)
+
+    def cached_by_age(self, node: str | None = None) -> list[scheduler_pb2.Deployment]:
+        """CACHED deployments, least recently used first (optionally only those on `node`)."""
+        cached = self._store.list([S.DEPLOYMENT_STATE_CACHED])
+        if node is not None:
+            cached = [d for d in cached if any(r.node == node for r in d.replica_status)]
+        return sorted(cached, key=lambda d: d.updated_at.ToNanoseconds())
+
+    def expire(self, ttl_seconds: float) -> int:
+        """Destroys CACHED deployments idle longer than the TTL; returns how many."""
+        now = time.time()
+        expired = [d for d in self.cached_by_age() if now - d.updated_at.ToSeconds() >= ttl_seconds]
+        for deployment in expired:
+            self.destroy(deployment, f"cache TTL of {ttl_seconds:.0f}s ran out")
+        return len(expired)
+
+
+class CacheJanitor(threading.Thread):
+    def __init__(self, lifecycle: Lifecycle, ttl_seconds: float, stop: threading.Event, interval: float = 0.5):
+        super().__init__(name="cache-janitor", daemon=True)
+        self._lifecycle = lifecycle
+        self._ttl = ttl_seconds
+        self._stopping = stop
+        self._interval = interval
+
+    def run(self) -> None:
+        while not self._stopping.wait(self._interval):
+            try:
+                self._lifecycle.expire(self._ttl)
+            except Exception:  # keep expiring whatever one failure was
+                log.exception("cache expiry failed")
