@@ -65,7 +65,7 @@ def test_each_caller_gets_its_own_rows(delayed_runtime, models_dir):
 
 def test_a_full_queue_refuses_at_once(tmp_path, models_dir):
     rt = start_runtime(
-        tmp_path, "--workers", "1", "--max-queue-delay-us", "300000", "--max-batch-size", "1000",
+        tmp_path, "--workers", "1", "--max-queue-delay-us", "2000000", "--max-batch-size", "1000",
         "--max-queue-rows", "8", "--model-uri", f"iris=file://{models_dir / 'iris.onnx'}",
     )  # fmt: skip
     try:

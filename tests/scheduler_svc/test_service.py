@@ -22,7 +22,9 @@ S = scheduler_pb2
 
 
 @pytest.fixture
-def mesh(tmp_path, registry, iris_model):
+def mesh(request, tmp_path, registry, iris_model):
+    """A scheduler over two nodes; the cache TTL is the test's indirect parameter (default 10 min,
+    so that timing never decides a test that is not about the TTL)."""
     model, X, _ = iris_model
     registry_address = f"127.0.0.1:{registry.port}"
     with RegistryClient(registry_address) as client:
@@ -38,7 +40,7 @@ def mesh(tmp_path, registry, iris_model):
         nodes=parse_nodes("node-a:cpu=2,memory=4Gi;tiny:cpu=500m,memory=512Mi"),
         placement_timeout_seconds=2.0,
         start_timeout_seconds=60.0,
-        cache_ttl_seconds=4.0,
+        cache_ttl_seconds=getattr(request, "param", 600.0),
     )
     scheduler = build_scheduler(settings, tool_env(MLAAS_DATA_DIR=str(tmp_path / "runtime"))).start()
     channel = grpc.insecure_channel(f"127.0.0.1:{scheduler.server.port}")
@@ -65,6 +67,7 @@ def watch_until(stub, deployment_id, final_states) -> list:
     return events
 
 
+@pytest.mark.parametrize("mesh", [4.0], indirect=True)
 def test_deploy_watch_infer_decommission(mesh):
     stub, X, model = mesh
     reply = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris"), idempotency_key="first"))
