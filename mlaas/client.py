@@ -11,6 +11,7 @@ Every failed call raises a subclass of mlaas.errors.MlaasError carrying the serv
 from __future__ import annotations
 
 import io
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,9 @@ class RegistryClient(GrpcClient):
     ) -> types_pb2.ModelVersion:
         """Streams an artifact into `dest` (written atomically); returns the resolved version."""
         dest = Path(dest)
-        partial = dest.with_name(dest.name + ".partial")
+        # A name of its own, so that concurrent downloads of one artifact (say, by the workers of
+        # one runtime) never write the same file; the last rename wins with identical bytes.
+        partial = dest.with_name(f"{dest.name}.{uuid.uuid4().hex}.partial")
         model = None
         request = registry_pb2.DownloadArtifactRequest(ref=_as_ref(ref), kind=kind)
         try:
@@ -258,8 +261,11 @@ class SchedulerClient(GrpcClient):
         request = scheduler_pb2.GetDeploymentRequest(deployment_id=deployment_id)
         return self._call(self._stub.GetDeployment, request).deployment
 
-    def list(self) -> list[scheduler_pb2.Deployment]:
-        return list(self._call(self._stub.ListDeployments, scheduler_pb2.ListDeploymentsRequest()).deployments)
+    def list(self, model_name: str = "", model_version: int = 0, states=()) -> list[scheduler_pb2.Deployment]:
+        request = scheduler_pb2.ListDeploymentsRequest(
+            model_name=model_name, model_version=model_version, states=list(states)
+        )
+        return list(self._call(self._stub.ListDeployments, request).deployments)
 
     def nodes(self) -> list[scheduler_pb2.Node]:
         return list(self._call(self._stub.ListNodes, scheduler_pb2.ListNodesRequest()).nodes)

@@ -10,7 +10,7 @@ from mlaas.server import MeshServer, Service
 from mlaas.v1 import registry_pb2, registry_pb2_grpc
 from registry_svc.artifacts import ArtifactStore, LocalArtifactStore, open_store
 from registry_svc.catalog import Catalog
-from registry_svc.guards import AllowAll, DeletionGuard
+from registry_svc.guards import AllowAll, DeletionGuard, SchedulerGuard
 from registry_svc.servicer import RegistryServicer
 from registry_svc.settings import RegistrySettings
 
@@ -45,6 +45,8 @@ def build_registry(
     removed = collect_orphans(store, catalog)
     if removed:
         log.info("removed %d orphaned artifact blobs", removed)
-    servicer = RegistryServicer(settings, catalog, store, authenticator, guard or AllowAll())
+    if guard is None:
+        guard = SchedulerGuard(settings.scheduler_address) if settings.scheduler_address else AllowAll()
+    servicer = RegistryServicer(settings, catalog, store, authenticator, guard)
     service = Service(SERVICE_NAME, servicer, registry_pb2_grpc.add_RegistryServiceServicer_to_server)
     return MeshServer("registry", settings.server, [service], authenticator)

@@ -13,3 +13,35 @@ class DeletionGuard(Protocol):
 class AllowAll:
     def refusal(self, name: str, version: int) -> str | None:
         return None
+
+
+class SchedulerGuard:
+    """Refuses to delete a version that has a live deployment, asking the scheduler over gRPC.
+    When the scheduler cannot be asked, deletion is refused too: a deployed model must not lose
+    its artifact because of a network blip."""
+
+    LIVE = ("QUEUED", "PLACING", "STARTING", "READY", "UPDATING", "CACHED")
+
+    def __init__(self, address: str, token: str | None = None):
+        self._address = address
+        self._token = token
+
+    def refusal(self, name: str, version: int) -> str | None:
+        from mlaas.client import SchedulerClient
+        from mlaas.errors import MlaasError
+        from mlaas.v1 import scheduler_pb2
+
+        states = [scheduler_pb2.DeploymentState.Value(f"DEPLOYMENT_STATE_{s}") for s in self.LIVE]
+        try:
+            with SchedulerClient(self._address, self._token, timeout=10) as scheduler:
+                live = scheduler.list(model_name=name, model_version=version, states=states)
+        except MlaasError as err:
+            return f"the scheduler at {self._address} cannot confirm it is not deployed ({err.message})"
+        if not live:
+            return None
+        described = ", ".join(
+            f"{d.id} ({scheduler_pb2.DeploymentState.Name(d.state).removeprefix('DEPLOYMENT_STATE_')}, "
+            f"{d.leases} lease(s))"
+            for d in live
+        )
+        return f"it is deployed: {described}"

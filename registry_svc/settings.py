@@ -18,6 +18,8 @@ class RegistrySettings:
     s3_endpoint_url: str | None = None
     max_artifact_bytes: int = 4 * 2**30
     max_reference_bytes: int = 256 * 2**20
+    # When set, deleting a version asks this scheduler whether it is deployed.
+    scheduler_address: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RegistrySettings:
@@ -28,6 +30,7 @@ class RegistrySettings:
             s3_endpoint_url=env.get("MLAAS_S3_ENDPOINT_URL") or None,
             max_artifact_bytes=env_int(env, "MLAAS_MAX_ARTIFACT_BYTES", 4 * 2**30),
             max_reference_bytes=env_int(env, "MLAAS_MAX_REFERENCE_BYTES", 256 * 2**20),
+            scheduler_address=env.get("MLAAS_SCHEDULER_ADDR") or None,
         )
 
     @property

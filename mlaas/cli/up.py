@@ -29,6 +29,8 @@ def run_up(args) -> int:
         MLAAS_DATA_DIR=str(root),
         MLAAS_REDIS_URL=redis.url,
         MLAAS_REGISTRY_ADDR=registry_address,
+        # The registry asks the scheduler before deleting a version that may be deployed.
+        MLAAS_SCHEDULER_ADDR=scheduler_address,
         MLAAS_REGISTRY_PORT=str(registry_port),
         MLAAS_REGISTRY_METRICS_PORT=str(args.registry_metrics_port),
         MLAAS_SCHEDULER_PORT=str(scheduler_port),

@@ -72,6 +72,12 @@ def test_up_demo_serves_ranked_models_and_a_deployment(tmp_path):
         assert answer["label"] == [0, 2]
         deployments = json.loads(_cli("deployments", "--json", "--scheduler", endpoints["scheduler"]))
         assert [d["state"] for d in deployments] == ["DEPLOYMENT_STATE_READY"]
+        delete = [sys.executable, "-m", "mlaas.cli", "model", "delete", "iris-logreg:1"]
+        refused = subprocess.run(
+            [*delete, "--registry", endpoints["registry"]], capture_output=True, text=True, env=tool_env(), timeout=60
+        )
+        assert refused.returncode == 1
+        assert "FAILED_PRECONDITION: model iris-logreg:1 cannot be deleted: it is deployed" in refused.stderr
         children = _children(up.pid)
     finally:
         up.send_signal(signal.SIGINT)

@@ -14,6 +14,7 @@ from mlaas.inference_client import InferenceClient
 from mlaas.redis_embedded import EmbeddedRedis
 from mlaas.settings import ServerSettings
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc, types_pb2
+from registry_svc.guards import SchedulerGuard
 from scheduler_svc.app import build_scheduler
 from scheduler_svc.settings import SchedulerSettings, parse_nodes
 from tests.conftest import tool_env
@@ -44,7 +45,7 @@ def mesh(request, tmp_path, registry, iris_model):
     )
     scheduler = build_scheduler(settings, tool_env(MLAAS_DATA_DIR=str(tmp_path / "runtime"))).start()
     channel = grpc.insecure_channel(f"127.0.0.1:{scheduler.server.port}")
-    yield stub_of(channel), X, model
+    yield stub_of(channel), X, model, f"127.0.0.1:{scheduler.server.port}"
     for deployment in stub_of(channel).ListDeployments(S.ListDeploymentsRequest()).deployments:
         if deployment.state not in (S.DEPLOYMENT_STATE_DESTROYED, S.DEPLOYMENT_STATE_FAILED):
             scheduler.servicer.decommission_all()  # leave no runtime process behind
@@ -69,7 +70,7 @@ def watch_until(stub, deployment_id, final_states) -> list:
 
 @pytest.mark.parametrize("mesh", [4.0], indirect=True)
 def test_deploy_watch_infer_decommission(mesh):
-    stub, X, model = mesh
+    stub, X, model, _ = mesh
     reply = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris"), idempotency_key="first"))
     deployment = reply.deployment
     assert deployment.state == S.DEPLOYMENT_STATE_QUEUED and deployment.model.version == 1
@@ -100,7 +101,7 @@ def test_deploy_watch_infer_decommission(mesh):
 
 
 def test_leases_share_a_deployment_and_the_last_one_caches_it(mesh):
-    stub, X, _ = mesh
+    stub, X, _, _ = mesh
     first = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris")))
     second = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris", version=1)))
     assert second.deployment.id == first.deployment.id and second.lease_id != first.lease_id
@@ -121,7 +122,7 @@ def test_leases_share_a_deployment_and_the_last_one_caches_it(mesh):
 
 
 def test_cached_deployments_make_room_least_recently_used_first(mesh):
-    stub, _, _ = mesh
+    stub, _, _, _ = mesh
 
     def ready(name):
         deployment = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name=name))).deployment
@@ -140,7 +141,7 @@ def test_cached_deployments_make_room_least_recently_used_first(mesh):
 
 
 def test_strict_on_a_full_node_waits_with_a_reason_then_fails(mesh):
-    stub, _, _ = mesh
+    stub, _, _, _ = mesh
     deployment = stub.Deploy(
         S.DeployRequest(model=types_pb2.ModelRef(name="iris"), mode=S.PLACEMENT_MODE_STRICT, node="tiny")
     ).deployment
@@ -166,7 +167,7 @@ def test_strict_on_a_full_node_waits_with_a_reason_then_fails(mesh):
     ],
 )  # fmt: skip
 def test_bad_deploy_requests(mesh, request_message, code, message):
-    stub, _, _ = mesh
+    stub, _, _, _ = mesh
     with pytest.raises(grpc.RpcError) as info:
         stub.Deploy(request_message)
     assert info.value.code() == code
@@ -179,3 +180,17 @@ def test_settings_nodes_parse():
     assert [(n.name, n.allocatable) for n in nodes] == [("a", (1500, 2 * 2**30, 1)), ("b", (2000, 10**9, 0))]
     with pytest.raises(ValueError, match="expected NAME:cpu=N,memory=SIZE"):
         parse_nodes("a:cpu=1")
+
+
+def test_the_registry_guard_refuses_to_delete_a_deployed_version(mesh):
+    stub, _, _, address = mesh
+    guard = SchedulerGuard(address)
+    assert guard.refusal("iris", 1) is None
+    deployment = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris"))).deployment
+    watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_READY})
+    assert guard.refusal("iris", 1) == f"it is deployed: {deployment.id} (READY, 1 lease(s))"
+    stub.Decommission(S.DecommissionRequest(deployment_id=deployment.id))
+    assert "CACHED, 0 lease(s)" in guard.refusal("iris", 1)  # still warm: its artifact is in use
+    assert guard.refusal("iris-b", 1) is None
+    unreachable = SchedulerGuard("127.0.0.1:1").refusal("iris", 1)
+    assert unreachable.startswith("the scheduler at 127.0.0.1:1 cannot confirm it is not deployed")
