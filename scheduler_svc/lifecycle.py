@@ -18,17 +18,11 @@ import redis
 from mlaas.errors import NotFound
 from mlaas.v1 import scheduler_pb2
 from scheduler_svc.backends import Backend, ReplicaStatus
+from scheduler_svc.states import SHAREABLE
 from scheduler_svc.store import PREFIX, DeploymentStore
 
 log = logging.getLogger(__name__)
 S = scheduler_pb2
-SHAREABLE = {
-    S.DEPLOYMENT_STATE_QUEUED,
-    S.DEPLOYMENT_STATE_PLACING,
-    S.DEPLOYMENT_STATE_STARTING,
-    S.DEPLOYMENT_STATE_READY,
-    S.DEPLOYMENT_STATE_CACHED,
-}
 
 
 def _leases_key(deployment_id: str) -> str:

@@ -14,11 +14,11 @@ from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc, types_pb2
 from scheduler_svc.lifecycle import Lifecycle
 from scheduler_svc.queue import DeploymentQueue
 from scheduler_svc.settings import SchedulerSettings
+from scheduler_svc.states import TERMINAL
 from scheduler_svc.store import DeploymentStore
 from scheduler_svc.worker import nodes_with_allocations
 
 S = scheduler_pb2
-TERMINAL = {S.DEPLOYMENT_STATE_FAILED, S.DEPLOYMENT_STATE_DESTROYED}
 MAX_REPLICAS = 64
 
 

@@ -19,24 +19,17 @@ from scheduler_svc.lifecycle import Lifecycle, replica_status
 from scheduler_svc.placement import Node, place
 from scheduler_svc.queue import Claimed, DeploymentQueue
 from scheduler_svc.settings import SchedulerSettings
+from scheduler_svc.states import HOLDING
 from scheduler_svc.store import DeploymentStore
 
 log = logging.getLogger(__name__)
 S = scheduler_pb2
-# States in which a deployment's replicas hold resources on their nodes.
-HOLDING = {
-    S.DEPLOYMENT_STATE_PLACING,
-    S.DEPLOYMENT_STATE_STARTING,
-    S.DEPLOYMENT_STATE_READY,
-    S.DEPLOYMENT_STATE_UPDATING,
-    S.DEPLOYMENT_STATE_CACHED,
-}
 PLACEMENT_LOCK = "mlaas:placement-lock"
 RETRY_PAUSE_SECONDS = 0.5
 
 
 def nodes_with_allocations(
-    settings: SchedulerSettings, store: DeploymentStore, holding: set[int] = HOLDING
+    settings: SchedulerSettings, store: DeploymentStore, holding: frozenset[int] = HOLDING
 ) -> list[Node]:
     """The configured nodes with what deployments in `holding` states hold on them (derived,
     never stored)."""

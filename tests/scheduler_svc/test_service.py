@@ -46,13 +46,12 @@ def mesh(request, tmp_path, registry, iris_model):
     scheduler = build_scheduler(settings, tool_env(MLAAS_DATA_DIR=str(tmp_path / "runtime"))).start()
     channel = grpc.insecure_channel(f"127.0.0.1:{scheduler.server.port}")
     yield stub_of(channel), X, model, f"127.0.0.1:{scheduler.server.port}"
-    for deployment in stub_of(channel).ListDeployments(S.ListDeploymentsRequest()).deployments:
-        if deployment.state not in (S.DEPLOYMENT_STATE_DESTROYED, S.DEPLOYMENT_STATE_FAILED):
-            scheduler.servicer.decommission_all()  # leave no runtime process behind
-            break
-    channel.close()
-    scheduler.stop(0)
-    redis_server.stop()
+    try:
+        scheduler.servicer.decommission_all()  # leave no runtime process behind
+        channel.close()
+        scheduler.stop(0)
+    finally:
+        redis_server.stop()
 
 
 def stub_of(channel) -> scheduler_pb2_grpc.SchedulerServiceStub:
