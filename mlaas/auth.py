@@ -24,6 +24,17 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+    """The token of an `authorization: Bearer <token>` header; "" when malformed, None when absent."""
+    header = next((v for k, v in metadata or () if k == "authorization"), None)
+    if header is None:
+        return None
+    if isinstance(header, bytes):
+        header = header.decode(errors="replace")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 class Authenticator:
     def __init__(self, tokens: dict[str, str] | None):
         self._tenants = None if tokens is None else {_digest(t): tenant for t, tenant in tokens.items()}
@@ -48,15 +59,12 @@ class Authenticator:
         """The caller's tenant from its call metadata; raises Unauthenticated."""
         if self._tenants is None:
             return ANONYMOUS
-        header = next((v for k, v in metadata or () if k == "authorization"), None)
-        if header is None:
+        token = bearer_token(metadata)
+        if token is None:
             raise Unauthenticated("missing 'authorization: Bearer <token>' metadata")
-        if isinstance(header, bytes):
-            header = header.decode(errors="replace")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        if not token:
             raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
-        tenant = self._tenants.get(_digest(token.strip()))
+        tenant = self._tenants.get(_digest(token))
         if tenant is None:
             raise Unauthenticated("unknown bearer token")
         return tenant

@@ -28,8 +28,7 @@ def collect_orphans(store: ArtifactStore, catalog: Catalog) -> int:
     referenced = catalog.referenced_digests()
     removed = 0
     for digest in list(store.digests()):
-        path = store.root / digest[:2] / digest
-        if digest not in referenced and time.time() - path.stat().st_mtime > ORPHAN_MIN_AGE_SECONDS:
+        if digest not in referenced and time.time() - store.path(digest).stat().st_mtime > ORPHAN_MIN_AGE_SECONDS:
             store.delete(digest)
             removed += 1
     return removed

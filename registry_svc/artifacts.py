@@ -43,11 +43,11 @@ class LocalArtifactStore:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def _path(self, sha256: str) -> Path:
+    def path(self, sha256: str) -> Path:
         return self.root / _shard(sha256)
 
     def put(self, sha256: str, source: Path) -> None:
-        dest = self._path(sha256)
+        dest = self.path(sha256)
         if dest.exists():
             return
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -56,15 +56,15 @@ class LocalArtifactStore:
         os.replace(partial, dest)  # atomic: readers never see half a blob
 
     def read(self, sha256: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
-        with open(self._path(sha256), "rb") as f:
+        with open(self.path(sha256), "rb") as f:
             while chunk := f.read(chunk_bytes):
                 yield chunk
 
     def delete(self, sha256: str) -> None:
-        self._path(sha256).unlink(missing_ok=True)
+        self.path(sha256).unlink(missing_ok=True)
 
     def exists(self, sha256: str) -> bool:
-        return self._path(sha256).exists()
+        return self.path(sha256).exists()
 
     def digests(self) -> Iterator[str]:
         for path in self.root.glob("??/*"):

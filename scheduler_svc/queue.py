@@ -96,9 +96,3 @@ class DeploymentQueue:
 
     def pending(self) -> int:
         return int(self._redis.xpending(STREAM, GROUP)["pending"])
-
-    def waiting(self) -> int:
-        """Requests not yet delivered to any worker."""
-        groups = {g["name"].decode(): g for g in self._redis.xinfo_groups(STREAM)}
-        lag = groups[GROUP].get("lag")
-        return int(lag) if lag is not None else int(self._redis.xlen(STREAM)) - self.pending()

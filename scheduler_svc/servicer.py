@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import grpc
 
-from mlaas.auth import Authenticator
+from mlaas.auth import Authenticator, bearer_token
 from mlaas.client import RegistryClient
 from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound
 from mlaas.servicing import maps_errors
@@ -40,10 +40,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     def _tenant_and_token(self, context: grpc.ServicerContext) -> tuple[str, str | None]:
         metadata = context.invocation_metadata()
-        tenant = self._auth.tenant(metadata)
-        header = next((v for k, v in metadata or () if k == "authorization"), None)
-        token = header.partition(" ")[2] if isinstance(header, str) else None
-        return tenant, token
+        return self._auth.tenant(metadata), bearer_token(metadata) or None
 
     def _visible(self, deployment: scheduler_pb2.Deployment, tenant: str) -> scheduler_pb2.Deployment:
         if self._auth.enabled and deployment.tenant != tenant:
