@@ -6,6 +6,8 @@ ONNX sessions."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -29,6 +31,7 @@ from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.server import MAX_MESSAGE_BYTES, bind_host
 
 log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 SERVICE_NAME = oip.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
 
@@ -78,7 +81,7 @@ async def run_worker(settings: RuntimeSettings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    servicer.draining = True
+    servicer.drain()
     await health_servicer.enter_graceful_shutdown()
     await server.stop(settings.server.shutdown_grace_seconds)
     gauges.cancel()
@@ -87,9 +90,19 @@ async def run_worker(settings: RuntimeSettings) -> None:
     log.info("worker %d stopped", settings.worker_index)
 
 
-def _worker_main(settings: RuntimeSettings) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """A worker must not outlive its runtime: killed with SIGKILL, the parent cannot stop it, and
+    an orphan would keep serving on the shared port. Linux sends SIGTERM on the parent's death."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker_main(settings: RuntimeSettings, parent_pid: int) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker{settings.worker_index} %(name)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    _die_with_parent(parent_pid)
     asyncio.run(run_worker(settings))
 
 
@@ -121,7 +134,9 @@ def run(settings: RuntimeSettings) -> int:
             control_ports=control_ports,
             worker_index=index,
         )
-        process = context.Process(target=_worker_main, args=(worker_settings,), name=f"inference-worker-{index}")
+        process = context.Process(
+            target=_worker_main, args=(worker_settings, os.getpid()), name=f"inference-worker-{index}"
+        )
         process.start()
         processes.append(process)
     if settings.server.metrics_port >= 0:

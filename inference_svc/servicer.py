@@ -24,7 +24,7 @@ from inference_svc.metrics import RuntimeMetrics
 from inference_svc.repository import LoadedModel, ModelRepository
 from inference_svc.settings import RuntimeSettings
 from inference_svc.signature import TensorInfo
-from mlaas.errors import InvalidArgument, MlaasError, NotFound
+from mlaas.errors import InvalidArgument, MlaasError, NotFound, Unavailable
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.servicing import maps_errors
@@ -74,7 +74,16 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         self._metrics = metrics
         self._siblings = siblings or []
         self._observers: dict[tuple[str, str, str], object] = {}
+        self._stream_readers: set[asyncio.Task] = set()
         self.draining = False
+
+    def drain(self) -> None:
+        """Stops taking requests from open streams: each stream answers what it has read and then
+        ends with UNAVAILABLE, so that its client reconnects (to another replica) and sends what
+        was not answered again. Unary calls in flight finish as usual."""
+        self.draining = True
+        for reader in self._stream_readers:
+            reader.cancel()
 
     # -- health and metadata ------------------------------------------------------------------
 
@@ -329,6 +338,10 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
                 deliver(None)  # wakes the writer to check whether it is done
 
         reader = asyncio.ensure_future(read())
+        self._stream_readers.add(reader)
+        reader.add_done_callback(self._stream_readers.discard)
+        if self.draining:
+            reader.cancel()
         try:
             while state["reading"] or state["unanswered"]:
                 if not ready:
@@ -338,11 +351,13 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
                     continue
                 message = ready.popleft()
                 if message is None:
-                    if reader.done() and reader.exception() is not None:
+                    if reader.done() and not reader.cancelled() and reader.exception() is not None:
                         raise reader.exception()
                     continue
                 state["unanswered"] -= 1
                 yield message
+            if self.draining:
+                raise Unavailable("the runtime is draining; reconnect and resend what was not answered")
         finally:
             reader.cancel()
 

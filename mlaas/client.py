@@ -11,6 +11,8 @@ Every failed call raises a subclass of mlaas.errors.MlaasError carrying the serv
 from __future__ import annotations
 
 import io
+import ipaddress
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -19,12 +21,18 @@ from typing import Any
 import grpc
 import numpy as np
 
-from mlaas.errors import FailedPrecondition, MlaasError, from_rpc_error
+from mlaas.errors import DeadlineExceeded, FailedPrecondition, MlaasError, from_rpc_error
 from mlaas.quantities import parse_cpu, parse_memory
-from mlaas.refs import enum_value, parse_ref
+from mlaas.refs import enum_value, parse_ref, state_name
 from mlaas.v1 import registry_pb2, registry_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, types_pb2
 
 CHUNK_BYTES = 1 << 20
+# Deployment states whose ready replicas take inference (CACHED ones are still warm).
+SERVING = (
+    scheduler_pb2.DEPLOYMENT_STATE_READY,
+    scheduler_pb2.DEPLOYMENT_STATE_UPDATING,
+    scheduler_pb2.DEPLOYMENT_STATE_CACHED,
+)
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 2**20),
     ("grpc.max_send_message_length", 64 * 2**20),
@@ -33,7 +41,21 @@ Progress = Callable[[int, int], None]
 
 
 def open_channel(address: str) -> grpc.Channel:
-    return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+    """`address` is host:port, or several IPv4 host:port endpoints separated by commas (a
+    deployment's replicas), over which calls are balanced round robin."""
+    endpoints = address.split(",")
+    if len(endpoints) > 1 and all(_is_ipv4(e.rsplit(":", 1)[0]) for e in endpoints):
+        balanced = [*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin")]
+        return grpc.insecure_channel("ipv4:" + address, options=balanced)
+    return grpc.insecure_channel(endpoints[0], options=CHANNEL_OPTIONS)
+
+
+def _is_ipv4(host: str) -> bool:
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _as_ref(ref: str | types_pb2.ModelRef) -> types_pb2.ModelRef:
@@ -274,6 +296,24 @@ class SchedulerClient(GrpcClient):
         request = scheduler_pb2.DecommissionRequest(deployment_id=deployment_id)
         return self._call(self._stub.Decommission, request).deployment
 
+    def scale(self, deployment_id: str, replicas: int) -> scheduler_pb2.Deployment:
+        request = scheduler_pb2.ScaleRequest(deployment_id=deployment_id, replicas=replicas)
+        return self._call(self._stub.Scale, request).deployment
+
+    def update(self, deployment_id: str, model: str | types_pb2.ModelRef) -> scheduler_pb2.Deployment:
+        """Rolls the deployment to another version of its model (answers at once, UPDATING)."""
+        request = scheduler_pb2.UpdateDeploymentRequest(deployment_id=deployment_id, model=_as_ref(model))
+        return self._call(self._stub.UpdateDeployment, request).deployment
+
+    def wait_settled(self, deployment_id: str, timeout: float = 300.0, poll: float = 0.2) -> scheduler_pb2.Deployment:
+        """Waits until a Scale or UpdateDeployment is over; the outcome is in the events."""
+        deadline = time.monotonic() + timeout
+        while (deployment := self.get(deployment_id)).state == scheduler_pb2.DEPLOYMENT_STATE_UPDATING:
+            if time.monotonic() > deadline:
+                raise DeadlineExceeded(f"deployment {deployment_id} still UPDATING after {timeout:.0f}s")
+            time.sleep(poll)
+        return deployment
+
     def watch(self, deployment_id: str) -> Iterator[scheduler_pb2.WatchDeploymentResponse]:
         yield from self._stream(
             self._stub.WatchDeployment, scheduler_pb2.WatchDeploymentRequest(deployment_id=deployment_id)
@@ -292,10 +332,12 @@ class SchedulerClient(GrpcClient):
                 raise FailedPrecondition(f"deployment {deployment_id} {update.event.detail}")
         raise FailedPrecondition(f"deployment {deployment_id}: the watch ended before it was ready")
 
-    def endpoint(self, deployment_id: str) -> tuple[str, str]:
-        """(address, model name) to send inference to; FailedPrecondition unless READY."""
+    def endpoints(self, deployment_id: str) -> tuple[str, str]:
+        """(the ready replicas' endpoints joined by commas, model name): an address for
+        `InferenceClient`, balanced over the replicas. FailedPrecondition while none serves."""
         deployment = self.get(deployment_id)
-        if deployment.state != scheduler_pb2.DEPLOYMENT_STATE_READY or not deployment.endpoints:
-            state = scheduler_pb2.DeploymentState.Name(deployment.state)
-            raise FailedPrecondition(f"deployment {deployment_id} is {state}, not READY ({deployment.reason})")
-        return deployment.endpoints[0], deployment.model.name
+        if deployment.state not in SERVING or not deployment.endpoints:
+            state = state_name(deployment.state)
+            detail = f" ({deployment.reason})" if deployment.reason else ""
+            raise FailedPrecondition(f"deployment {deployment_id} is {state} with no ready replica{detail}")
+        return ",".join(deployment.endpoints), deployment.model.name

@@ -54,6 +54,12 @@ class DeadlineExceeded(MlaasError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class Aborted(MlaasError):
+    """A concurrent change won: read again and decide again."""
+
+    code = grpc.StatusCode.ABORTED
+
+
 _BY_CODE = {
     cls.code: cls
     for cls in (
@@ -66,6 +72,7 @@ _BY_CODE = {
         PermissionDenied,
         Unavailable,
         DeadlineExceeded,
+        Aborted,
     )
 }
 

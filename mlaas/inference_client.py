@@ -13,14 +13,16 @@ tritonclient, KServe or MLServer, which define the same symbols.
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import grpc
 import numpy as np
 
-from mlaas.client import GrpcClient
-from mlaas.errors import from_rpc_error
+from mlaas.client import GrpcClient, SchedulerClient
+from mlaas.errors import MlaasError, from_rpc_error
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.tensors import from_raw, to_raw
@@ -61,6 +63,7 @@ class StreamResult:
     request_id: str
     outputs: dict[str, np.ndarray] | None
     error: str = ""
+    model_version: str = ""
 
 
 class InferenceClient(GrpcClient):
@@ -93,13 +96,123 @@ class InferenceClient(GrpcClient):
         """Streams every batch over one ModelStreamInfer call; results come as they finish,
         each with the id of its request ("0", "1", ...)."""
         counter = itertools.count()
-        requests = (build_request(model, inputs, str(next(counter))) for inputs in batches)
+        yield from self.stream_requests(build_request(model, inputs, str(next(counter))) for inputs in batches)
+
+    def stream_requests(self, requests: Iterable[oip.ModelInferRequest]) -> Iterator[StreamResult]:
         try:
-            for response in self._stub.ModelStreamInfer(requests, metadata=self._metadata):
+            for response in self._stub.ModelStreamInfer(iter(requests), metadata=self._metadata):
                 header = response.infer_response
                 if response.error_message:
-                    yield StreamResult(header.id, None, response.error_message)
+                    yield StreamResult(header.id, None, response.error_message, header.model_version)
                 else:
-                    yield StreamResult(header.id, read_response(header))
+                    yield StreamResult(header.id, read_response(header), model_version=header.model_version)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
+
+
+# A replica draining or restarting, or none ready for a moment: resolve again and retry. A
+# server that shuts down cancels the calls it had not started (CANCELLED); this client never
+# cancels its own calls, so that too means "try another replica".
+RETRIED = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.FAILED_PRECONDITION})
+
+
+class _Feeder:
+    """The requests of one logical stream, across reconnections: every request taken from the
+    source is pending until its answer arrives, and a new connection first resends those."""
+
+    def __init__(self, model: str, batches: Iterable[Mapping[str, np.ndarray]]):
+        self._model = model
+        self._source = iter(batches)
+        self._counter = itertools.count()
+        self._lock = threading.Lock()
+        self.pending: dict[str, oip.ModelInferRequest] = {}
+        self.exhausted = False
+
+    def requests(self) -> Iterator[oip.ModelInferRequest]:
+        yield from list(self.pending.values())
+        while True:
+            with self._lock:  # an abandoned connection's sender may still be pulling
+                inputs = next(self._source, None)
+                if inputs is None:
+                    self.exhausted = True
+                    return
+                request = build_request(self._model, inputs, str(next(self._counter)))
+                self.pending[request.id] = request
+            yield request
+
+
+class DeploymentInference:
+    """Inference on a deployment by id, as applications should call it: the endpoints come from
+    the scheduler, calls are balanced over the ready replicas, and when a replica answers
+    UNAVAILABLE (it drains in a rollout, or is being restarted) the endpoints are resolved again
+    and the call retried, for up to `retry_seconds` without progress. A stream resends the
+    requests that had no answer on a new connection, so no request fails or goes missing.
+
+        with SchedulerClient(address) as scheduler:
+            runtime = DeploymentInference(scheduler, deployment_id)
+            labels = runtime.infer({"X": rows})["label"]
+    """
+
+    def __init__(
+        self, scheduler: SchedulerClient, deployment_id: str, token: str | None = None, retry_seconds: float = 30.0
+    ):
+        self._scheduler = scheduler
+        self._deployment_id = deployment_id
+        self._token = token
+        self._retry_seconds = retry_seconds
+        self._client: InferenceClient | None = None
+        self.model = ""
+        self.reconnects = 0
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _runtime(self) -> InferenceClient:
+        if self._client is None:
+            address, self.model = self._scheduler.endpoints(self._deployment_id)
+            self._client = InferenceClient(address, self._token)
+        return self._client
+
+    def _reconnect_or_raise(self, err: MlaasError, deadline: float, pause: float) -> float:
+        """After UNAVAILABLE: drop the connection and pause, unless the error is not one to retry
+        or the retry budget is spent."""
+        if err.code not in RETRIED or time.monotonic() > deadline:
+            raise err
+        self.close()
+        self.reconnects += 1
+        time.sleep(pause)
+        return min(pause * 2, 0.5)
+
+    def infer(self, inputs: Mapping[str, np.ndarray], outputs: Iterable[str] = ()) -> dict[str, np.ndarray]:
+        deadline, pause = time.monotonic() + self._retry_seconds, 0.02
+        while True:
+            try:
+                return self._runtime().infer(self.model, inputs, outputs)
+            except MlaasError as err:
+                pause = self._reconnect_or_raise(err, deadline, pause)
+
+    def stream(self, batches: Iterable[Mapping[str, np.ndarray]]) -> Iterator[StreamResult]:
+        """Like InferenceClient.stream; each request is answered exactly once."""
+        feeder: _Feeder | None = None
+        deadline, pause = time.monotonic() + self._retry_seconds, 0.02
+        while True:
+            try:
+                runtime = self._runtime()
+                feeder = feeder or _Feeder(self.model, batches)
+                for result in runtime.stream_requests(feeder.requests()):
+                    if feeder.pending.pop(result.request_id, None) is not None:
+                        deadline = time.monotonic() + self._retry_seconds  # progress: a fresh budget
+                        yield result
+            except MlaasError as err:
+                pause = self._reconnect_or_raise(err, deadline, pause)
+                continue
+            if feeder.exhausted and not feeder.pending:
+                return

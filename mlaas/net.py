@@ -16,19 +16,42 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could bind `port` now (as gRPC does, with SO_REUSEADDR)."""
+    if not port:
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _check(stub: health_pb2_grpc.HealthStub, service: str, timeout: float) -> str:
+    try:
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+    except grpc.RpcError as err:
+        return err.code().name
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
+def health(address: str, timeout: float = 1.0, service: str = "") -> str:
+    """One gRPC health check: "SERVING", or why not (a serving status or a gRPC status code)."""
+    with grpc.insecure_channel(address) as channel:
+        return _check(health_pb2_grpc.HealthStub(channel), service, timeout)
+
+
 def wait_healthy(address: str, timeout: float = 30.0, service: str = "") -> None:
     """Polls the gRPC health service until it reports SERVING; raises TimeoutError."""
     deadline = time.monotonic() + timeout
-    last_error = "no answer"
+    last = "no answer"
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1.0)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-                last_error = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-            except grpc.RpcError as err:
-                last_error = err.code().name
+            last = _check(stub, service, 1.0)
+            if last == "SERVING":
+                return
             time.sleep(0.05)
-    raise TimeoutError(f"{address} not healthy within {timeout:.0f}s (last: {last_error})")
+    raise TimeoutError(f"{address} not healthy within {timeout:.0f}s (last: {last})")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mlaas.errors import InvalidArgument
-from mlaas.v1 import types_pb2
+from mlaas.v1 import scheduler_pb2, types_pb2
 
 
 def parse_ref(text: str) -> types_pb2.ModelRef:
@@ -47,3 +47,8 @@ def enum_value(enum, prefix: str, text: str | int) -> int:
 
 def enum_label(enum, prefix: str, value: int) -> str:
     return enum.Name(value)[len(prefix) :].lower()
+
+
+def state_name(value: int) -> str:
+    """A deployment state as people read it: READY, CACHED, ..."""
+    return scheduler_pb2.DeploymentState.Name(value).removeprefix("DEPLOYMENT_STATE_")

@@ -29,6 +29,7 @@ class SchedulerGuard:
     def refusal(self, name: str, version: int) -> str | None:
         from mlaas.client import SchedulerClient
         from mlaas.errors import MlaasError
+        from mlaas.refs import state_name
         from mlaas.v1 import scheduler_pb2
 
         states = [scheduler_pb2.DeploymentState.Value(f"DEPLOYMENT_STATE_{s}") for s in self.LIVE]
@@ -39,9 +40,5 @@ class SchedulerGuard:
             return f"the scheduler at {self._address} cannot confirm it is not deployed ({err.message})"
         if not live:
             return None
-        described = ", ".join(
-            f"{d.id} ({scheduler_pb2.DeploymentState.Name(d.state).removeprefix('DEPLOYMENT_STATE_')}, "
-            f"{d.leases} lease(s))"
-            for d in live
-        )
+        described = ", ".join(f"{d.id} ({state_name(d.state)}, {d.leases} lease(s))" for d in live)
         return f"it is deployed: {described}"

@@ -1,4 +1,5 @@
-"""Wires the scheduler together: its gRPC service and its placement workers."""
+"""Wires the scheduler together: its gRPC service, its placement workers, the cache janitor and
+the reconcile loop."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ import redis
 from mlaas.auth import Authenticator
 from mlaas.server import MeshServer, Service
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
+from scheduler_svc.backends import Backend
 from scheduler_svc.backends.local import LocalBackend
 from scheduler_svc.lifecycle import CacheJanitor, Lifecycle
+from scheduler_svc.placer import Placer
 from scheduler_svc.queue import DeploymentQueue
+from scheduler_svc.reconcile import Reconciler, ReconcileSettings
+from scheduler_svc.replicas import Replicas
+from scheduler_svc.rollout import Rollout
 from scheduler_svc.servicer import SchedulerServicer
 from scheduler_svc.settings import SchedulerSettings
 from scheduler_svc.store import DeploymentStore
@@ -43,21 +49,34 @@ class Scheduler:
             self.servicer.decommission_all()
 
 
-def build_scheduler(settings: SchedulerSettings, env: dict[str, str], name: str = "scheduler") -> Scheduler:
-    """`env` is the environment the runtime processes start with."""
+def build_scheduler(
+    settings: SchedulerSettings, env: dict[str, str], name: str = "scheduler", backend: Backend | None = None
+) -> Scheduler:
+    """`env` is the environment the runtime processes start with; `backend` defaults to local
+    child processes."""
     authenticator = Authenticator.from_file(settings.server.auth_tokens_file)
     client = redis.Redis.from_url(settings.redis_url)
     store = DeploymentStore(client)
     queue = DeploymentQueue(client, idle_ms=settings.claim_idle_ms)
-    backend = LocalBackend(settings.registry_address, settings.data_dir / "replicas", env)
+    backend = backend or LocalBackend(settings.registry_address, settings.data_dir / "replicas", env)
+    replicas = Replicas(store, backend, settings.start_timeout_seconds)
     lifecycle = Lifecycle(client, store, backend)
+    placer = Placer(settings, client, store, lifecycle)
+    # Long enough for a rollout to start replicas and drain the old ones.
+    rollout = Rollout(store, replicas, placer, lifecycle, lock_seconds=settings.start_timeout_seconds + 120)
     servicer = SchedulerServicer(settings, store, queue, lifecycle, authenticator)
     service = Service(SERVICE_NAME, servicer, scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server)
     stop = threading.Event()
     workers = [
-        PlacementWorker(f"{name}-w{i}", settings, client, store, queue, backend, lifecycle, stop)
+        PlacementWorker(f"{name}-w{i}", settings, store, queue, replicas, placer, rollout, stop)
         for i in range(settings.placement_workers)
     ]
     janitor = CacheJanitor(lifecycle, settings.cache_ttl_seconds, stop)
+    reconcile = ReconcileSettings(
+        interval_seconds=settings.reconcile_interval_seconds,
+        start_timeout_seconds=settings.start_timeout_seconds,
+        backoff_seconds=settings.restart_backoff_seconds,
+    )
+    reconciler = Reconciler(store, replicas, lifecycle, reconcile, stop)
     server = MeshServer("scheduler", settings.server, [service], authenticator)
-    return Scheduler(server, [*workers, janitor], stop, servicer)
+    return Scheduler(server, [*workers, janitor, reconciler], stop, servicer)

@@ -15,14 +15,19 @@ import uuid
 
 import redis
 
-from mlaas.errors import NotFound
+from mlaas.errors import Aborted, NotFound
 from mlaas.v1 import scheduler_pb2
-from scheduler_svc.backends import Backend, ReplicaStatus
-from scheduler_svc.states import SHAREABLE
+from scheduler_svc.backends import Backend
+from scheduler_svc.replicas import as_status
+from scheduler_svc.states import SHAREABLE, TERMINAL
 from scheduler_svc.store import PREFIX, DeploymentStore
 
 log = logging.getLogger(__name__)
 S = scheduler_pb2
+
+
+# States a worker is still working on; it settles the deployment when it is done.
+ON_ITS_WAY = frozenset({S.DEPLOYMENT_STATE_PLACING, S.DEPLOYMENT_STATE_STARTING, S.DEPLOYMENT_STATE_UPDATING})
 
 
 def _leases_key(deployment_id: str) -> str:
@@ -33,8 +38,9 @@ def _shared_key(name: str, version: int) -> str:
     return f"mlaas:shared:{name}:{version}"
 
 
-def replica_status(replica: scheduler_pb2.Replica) -> ReplicaStatus:
-    return ReplicaStatus(replica.id, replica.endpoint, True, handle=replica.handle)
+def ready_or_cached(deployment: scheduler_pb2.Deployment) -> int:
+    """Where a deployment goes once its replicas serve: CACHED if its last lease went meanwhile."""
+    return S.DEPLOYMENT_STATE_READY if deployment.leases else S.DEPLOYMENT_STATE_CACHED
 
 
 class Lifecycle:
@@ -76,8 +82,10 @@ class Lifecycle:
         return deployment, lease_id
 
     def drop_lease(self, deployment_id: str, tenant: str, lease_id: str = "") -> scheduler_pb2.Deployment:
-        """Drops the given lease (or one of the tenant's); the last one out caches the deployment."""
-        leases = {k.decode(): v.decode() for k, v in self._redis.hgetall(_leases_key(deployment_id)).items()}
+        """Drops the given lease (or one of the tenant's). The last one out caches a READY
+        deployment, destroys a QUEUED one, and leaves one on its way (placing, starting,
+        updating) to its worker, which caches it when it is done."""
+        leases = self.leases(deployment_id)
         if not lease_id:
             lease_id = next((k for k, owner in leases.items() if owner == tenant), "")
         if lease_id not in leases or leases[lease_id] != tenant:
@@ -86,15 +94,49 @@ class Lifecycle:
         left = len(leases) - 1
         if left:
             return self._store.update(deployment_id, lambda d: setattr(d, "leases", left))
-        return self._store.update(
-            deployment_id, lambda d: setattr(d, "leases", 0), S.DEPLOYMENT_STATE_CACHED, "no lease left: kept warm"
+
+        def none_left(d: scheduler_pb2.Deployment) -> None:
+            d.leases = 0
+
+        last_lease_steps = (
+            ({S.DEPLOYMENT_STATE_READY}, S.DEPLOYMENT_STATE_CACHED, "no lease left: kept warm"),
+            ({S.DEPLOYMENT_STATE_QUEUED}, S.DEPLOYMENT_STATE_DESTROYED, "decommissioned before it was placed"),
+            (ON_ITS_WAY, None, "no lease left: cached once its replicas serve"),
+            (TERMINAL, None, ""),
         )
+        while True:  # each step is atomic; if the state moved between two steps, look again
+            for only_from, state, detail in last_lease_steps:
+                try:
+                    return self._store.update(deployment_id, none_left, state, detail, only_from)
+                except Aborted:
+                    continue
+
+    def leases(self, deployment_id: str) -> dict[str, str]:
+        """lease id -> tenant."""
+        return {k.decode(): v.decode() for k, v in self._redis.hgetall(_leases_key(deployment_id)).items()}
+
+    def deployment_lock(self, deployment_id: str, seconds: float):
+        """Held by whoever changes a deployment's replicas (a rollout, the reconcile loop)."""
+        return self._redis.lock(f"mlaas:deployment-lock:{deployment_id}", timeout=seconds, blocking_timeout=seconds)
+
+    def reshare(self, deployment: scheduler_pb2.Deployment, old_versions: set[int]) -> None:
+        """After a rollout, Deploys of the new version share this deployment, not of the old ones."""
+        if deployment.mode != S.PLACEMENT_MODE_OPEN:
+            return
+        name = deployment.model.name
+        for version in old_versions - {deployment.model.version}:
+            key = _shared_key(name, version)
+            if self._redis.get(key) == deployment.id.encode():
+                self._redis.delete(key)
+        with self.share_lock(name, deployment.model.version):
+            if self.shared(name, deployment.model.version) is None:
+                self.mark_shared(deployment)
 
     def destroy(self, deployment: scheduler_pb2.Deployment, detail: str) -> scheduler_pb2.Deployment:
         """Stops the replicas and frees their resources for good."""
         for replica in deployment.replica_status:
             if replica.handle:
-                self._backend.delete(replica_status(replica))
+                self._backend.delete(as_status(replica))
 
         def release(d: scheduler_pb2.Deployment) -> None:
             d.leases = 0

@@ -1,6 +1,6 @@
 """mlaas.v1.SchedulerService: Deploy answers at once with a QUEUED deployment (or a lease on a
 running one of the same version); placement workers do the rest. Scale and UpdateDeployment
-come next and answer UNIMPLEMENTED until then."""
+answer at once too, with the deployment UPDATING; a worker rolls it (rollout.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ import grpc
 
 from mlaas.auth import Authenticator, bearer_token
 from mlaas.client import RegistryClient
-from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound
+from mlaas.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from mlaas.refs import state_name
 from mlaas.servicing import maps_errors
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc, types_pb2
 from scheduler_svc.lifecycle import Lifecycle
+from scheduler_svc.placer import nodes_with_allocations
 from scheduler_svc.queue import DeploymentQueue
 from scheduler_svc.settings import SchedulerSettings
 from scheduler_svc.states import TERMINAL
 from scheduler_svc.store import DeploymentStore
-from scheduler_svc.worker import nodes_with_allocations
 
 S = scheduler_pb2
 MAX_REPLICAS = 64
@@ -43,7 +44,12 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         return self._auth.tenant(metadata), bearer_token(metadata) or None
 
     def _visible(self, deployment: scheduler_pb2.Deployment, tenant: str) -> scheduler_pb2.Deployment:
-        if self._auth.enabled and deployment.tenant != tenant:
+        """Its owner and the tenants holding a lease on it see a deployment; others do not."""
+        if (
+            self._auth.enabled
+            and deployment.tenant != tenant
+            and tenant not in self._lifecycle.leases(deployment.id).values()
+        ):
             raise NotFound(f"deployment {deployment.id!r} not found")
         return deployment
 
@@ -112,7 +118,10 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             for d in self._store.list(request.states)
             if (not self._auth.enabled or d.tenant == tenant)
             and (not request.model_name or d.model.name == request.model_name)
-            and (not request.model_version or d.model.version == request.model_version)
+            and (
+                not request.model_version
+                or request.model_version in {d.model.version, *(r.model_version for r in d.replica_status)}
+            )
         ]
         return S.ListDeploymentsResponse(deployments=found)
 
@@ -152,10 +161,63 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         tenant, _ = self._tenant_and_token(context)
         deployment = self._visible(self._store.get(request.deployment_id), tenant)
         if deployment.state in TERMINAL:
-            state = S.DeploymentState.Name(deployment.state)
+            state = state_name(deployment.state)
             raise FailedPrecondition(f"deployment {deployment.id} is already {state}")
         deployment = self._lifecycle.drop_lease(deployment.id, tenant, request.lease_id)
         return S.DecommissionResponse(deployment=deployment)
+
+    def Scale(self, request, context):
+        tenant, _ = self._tenant_and_token(context)
+        if not 1 <= request.replicas <= MAX_REPLICAS:
+            raise InvalidArgument(f"replicas must be between 1 and {MAX_REPLICAS}")
+        deployment = self._visible(self._store.get(request.deployment_id), tenant)
+        if deployment.replicas == request.replicas and deployment.state == S.DEPLOYMENT_STATE_READY:
+            return S.ScaleResponse(deployment=deployment)
+
+        def scale(d: scheduler_pb2.Deployment) -> None:
+            d.replicas = request.replicas
+
+        detail = f"scaling from {deployment.replicas} to {request.replicas} replica(s)"
+        return S.ScaleResponse(deployment=self._begin_update(deployment, scale, detail))
+
+    def UpdateDeployment(self, request, context):
+        tenant, token = self._tenant_and_token(context)
+        deployment = self._visible(self._store.get(request.deployment_id), tenant)
+        if request.model.name not in ("", deployment.model.name):
+            raise InvalidArgument(
+                f"deployment {deployment.id} serves {deployment.model.name}; deploy {request.model.name} on its own"
+            )
+        others = set(self._lifecycle.leases(deployment.id).values()) - {tenant}
+        if others:
+            raise FailedPrecondition(
+                f"deployment {deployment.id} is shared with other tenants, who deployed version "
+                f"{deployment.model.version}; deploy the new version on its own"
+            )
+        wanted = types_pb2.ModelRef()
+        wanted.CopyFrom(request.model)
+        wanted.name = deployment.model.name
+        with RegistryClient(self._settings.registry_address, token) as registry:
+            version = registry.get(wanted).version  # NOT_FOUND / PERMISSION_DENIED pass through
+        if version == deployment.model.version and deployment.state == S.DEPLOYMENT_STATE_READY:
+            return S.UpdateDeploymentResponse(deployment=deployment)
+
+        def roll(d: scheduler_pb2.Deployment) -> None:
+            d.model.version = version
+
+        detail = f"rolling from version {deployment.model.version} to {version}"
+        return S.UpdateDeploymentResponse(deployment=self._begin_update(deployment, roll, detail))
+
+    def _begin_update(self, deployment: scheduler_pb2.Deployment, change, detail: str) -> scheduler_pb2.Deployment:
+        """UPDATING, queued for a worker; only a READY deployment can change (one change at a time)."""
+        try:
+            updating = self._store.update(
+                deployment.id, change, S.DEPLOYMENT_STATE_UPDATING, detail, only_from={S.DEPLOYMENT_STATE_READY}
+            )
+        except Aborted:
+            state = state_name(self._store.get(deployment.id).state)
+            raise FailedPrecondition(f"deployment {deployment.id} is {state}; only a READY one can change") from None
+        self._queue.enqueue(deployment.id)
+        return updating
 
     def decommission_all(self) -> None:
         """Stops every live deployment's replicas (used when `mlaas up` shuts the mesh down)."""

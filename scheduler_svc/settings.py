@@ -47,6 +47,9 @@ class SchedulerSettings:
     claim_idle_ms: int = 30_000
     # A deployment with no lease stays warm (CACHED) this long before it is destroyed.
     cache_ttl_seconds: float = 600.0
+    # How often the reconcile loop checks replicas, and its first restart delay (it doubles).
+    reconcile_interval_seconds: float = 1.0
+    restart_backoff_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SchedulerSettings:
@@ -62,4 +65,6 @@ class SchedulerSettings:
             start_timeout_seconds=env_float(env, "MLAAS_START_TIMEOUT_SECONDS", 120.0),
             claim_idle_ms=env_int(env, "MLAAS_CLAIM_IDLE_MS", 30_000),
             cache_ttl_seconds=env_float(env, "MLAAS_CACHE_TTL_SECONDS", 600.0),
+            reconcile_interval_seconds=env_float(env, "MLAAS_RECONCILE_INTERVAL_SECONDS", 1.0),
+            restart_backoff_seconds=env_float(env, "MLAAS_RESTART_BACKOFF_SECONDS", 1.0),
         )

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 import redis
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from mlaas.errors import NotFound
+from mlaas.errors import Aborted, NotFound
+from mlaas.refs import state_name
 from mlaas.v1 import scheduler_pb2
 
 PREFIX = "mlaas:deployment:"
@@ -87,10 +88,13 @@ class DeploymentStore:
         self,
         deployment_id: str,
         change: Callable[[scheduler_pb2.Deployment], None],
-        state: int | None = None,
+        state: int | Callable[[scheduler_pb2.Deployment], int] | None = None,
         detail: str = "",
+        only_from: Collection[int] = (),
     ) -> scheduler_pb2.Deployment:
-        """Applies `change` atomically; with `state`, moves there and records the event."""
+        """Applies `change` atomically. With `state` (a state, or a function of the changed
+        deployment), moves there; with `state` or `detail`, records an event. With `only_from`,
+        raises Aborted unless the deployment is in one of those states (someone else moved it)."""
         key = PREFIX + deployment_id
         with self._redis.pipeline() as pipe:
             while True:
@@ -100,13 +104,21 @@ class DeploymentStore:
                     if raw is None:
                         raise NotFound(f"deployment {deployment_id!r} not found")
                     deployment = scheduler_pb2.Deployment.FromString(raw)
+                    if only_from and deployment.state not in only_from:
+                        name = state_name(deployment.state)
+                        raise Aborted(f"deployment {deployment_id} is {name} now")
                     change(deployment)
                     deployment.updated_at.CopyFrom(_now())
                     pipe.multi()
+                    if callable(state):
+                        state = state(deployment)
                     if state is not None:
                         deployment.state = state
                         deployment.reason = detail if state == scheduler_pb2.DEPLOYMENT_STATE_FAILED else ""
-                        event = scheduler_pb2.DeploymentEvent(state=state, time=deployment.updated_at, detail=detail)
+                    if state is not None or detail:
+                        event = scheduler_pb2.DeploymentEvent(
+                            state=deployment.state, time=deployment.updated_at, detail=detail
+                        )
                         pipe.xadd(_events_key(deployment_id), {"event": event.SerializeToString()})
                     pipe.set(key, deployment.SerializeToString())
                     pipe.execute()

@@ -1,5 +1,6 @@
 """Placement workers: claim a deployment request, place it, start its replicas, wait until they
-are healthy, and only then acknowledge it. A worker that dies leaves the request pending, and
+are healthy, and only then acknowledge it. A request for an UPDATING deployment (Scale,
+UpdateDeployment) is a rollout (rollout.py). A worker that dies leaves the request pending, and
 another worker takes it over (the queue's XAUTOCLAIM), starting again from QUEUED."""
 
 from __future__ import annotations
@@ -8,41 +9,19 @@ import logging
 import threading
 import time
 
-import redis
-
-from mlaas.errors import NotFound
-from mlaas.net import wait_healthy
-from mlaas.refs import format_ref
+from mlaas.errors import Aborted, NotFound
 from mlaas.v1 import scheduler_pb2
-from scheduler_svc.backends import Backend, ReplicaSpec
-from scheduler_svc.lifecycle import Lifecycle, replica_status
-from scheduler_svc.placement import Node, place
+from scheduler_svc.lifecycle import ready_or_cached
+from scheduler_svc.placer import Placer
 from scheduler_svc.queue import Claimed, DeploymentQueue
+from scheduler_svc.replicas import Replicas, new_replica
+from scheduler_svc.rollout import Rollout
 from scheduler_svc.settings import SchedulerSettings
-from scheduler_svc.states import HOLDING
 from scheduler_svc.store import DeploymentStore
 
 log = logging.getLogger(__name__)
 S = scheduler_pb2
-PLACEMENT_LOCK = "mlaas:placement-lock"
 RETRY_PAUSE_SECONDS = 0.5
-
-
-def nodes_with_allocations(
-    settings: SchedulerSettings, store: DeploymentStore, holding: frozenset[int] = HOLDING
-) -> list[Node]:
-    """The configured nodes with what deployments in `holding` states hold on them (derived,
-    never stored)."""
-    used = {n.name: [0, 0, 0] for n in settings.nodes}
-    for deployment in store.list(holding):
-        res = deployment.resources
-        for replica in deployment.replica_status:
-            if replica.node in used:
-                totals = used[replica.node]
-                totals[0] += res.cpu_millicores
-                totals[1] += res.memory_bytes
-                totals[2] += res.gpus
-    return [Node(n.name, n.allocatable, tuple(used[n.name]), n.labels) for n in settings.nodes]
 
 
 class PlacementWorker(threading.Thread):
@@ -50,20 +29,20 @@ class PlacementWorker(threading.Thread):
         self,
         name: str,
         settings: SchedulerSettings,
-        client: redis.Redis,
         store: DeploymentStore,
         queue: DeploymentQueue,
-        backend: Backend,
-        lifecycle: Lifecycle,
+        replicas: Replicas,
+        placer: Placer,
+        rollout: Rollout,
         stop: threading.Event,
     ):
         super().__init__(name=name, daemon=True)
-        self._lifecycle = lifecycle
+        self._placer = placer
+        self._rollout = rollout
         self._settings = settings
-        self._redis = client
         self._store = store
         self._queue = queue
-        self._backend = backend
+        self._replicas = replicas
         self._stopping = stop
 
     def run(self) -> None:
@@ -81,58 +60,46 @@ class PlacementWorker(threading.Thread):
         except NotFound:
             self._queue.ack(claimed.entry_id)
             return
+        if deployment.state == S.DEPLOYMENT_STATE_UPDATING:
+            self._rollout.converge(deployment)
+            self._queue.ack(claimed.entry_id)
+            return
         if deployment.state in (S.DEPLOYMENT_STATE_PLACING, S.DEPLOYMENT_STATE_STARTING):
             # Taken over from a worker that died mid-way: undo what it started, then place again.
-            self._remove_replicas(deployment)
+            self._replicas.remove(deployment.replica_status)
             deployment = self._store.update(
                 deployment.id, lambda d: d.ClearField("replica_status"), S.DEPLOYMENT_STATE_QUEUED,
                 f"taken over by {self.name} (attempt {claimed.attempt})",
+                only_from={S.DEPLOYMENT_STATE_PLACING, S.DEPLOYMENT_STATE_STARTING},
             )  # fmt: skip
         if deployment.state != S.DEPLOYMENT_STATE_QUEUED:
             self._queue.ack(claimed.entry_id)
             return
-        placed = self._place(deployment)
-        if placed is None:
-            self._wait_or_fail(claimed, deployment)
-            return
-        self._start(placed)
+        try:
+            placed = self._place(deployment)
+            if placed is None:
+                self._wait_or_fail(claimed, deployment)
+                return
+            self._start(placed)
+        except Aborted as err:  # decommissioned or destroyed meanwhile
+            log.info("%s: %s gave up: %s", self.name, deployment.id, err.message)
         self._queue.ack(claimed.entry_id)
 
     def _place(self, deployment: scheduler_pb2.Deployment) -> scheduler_pb2.Deployment | None:
-        res = deployment.resources
-        strict = deployment.node if deployment.mode == S.PLACEMENT_MODE_STRICT else None
-        need = (res.cpu_millicores, res.memory_bytes, res.gpus)
-        with self._redis.lock(PLACEMENT_LOCK, timeout=30, blocking_timeout=30):
-            placement = place(need, deployment.replicas, nodes_with_allocations(self._settings, self._store), strict)
-            without_cache = HOLDING - {S.DEPLOYMENT_STATE_CACHED}
-            if (
-                not placement.placed
-                and place(
-                    need,
-                    deployment.replicas,
-                    nodes_with_allocations(self._settings, self._store, without_cache),
-                    strict,
-                ).placed
-            ):
-                # It fits once cached deployments make room: evict them, least recently used first.
-                for victim in self._lifecycle.cached_by_age(node=strict):
-                    self._lifecycle.destroy(victim, f"evicted from the cache to place {deployment.id}")
-                    nodes = nodes_with_allocations(self._settings, self._store)
-                    placement = place(need, deployment.replicas, nodes, strict)
-                    if placement.placed:
-                        break
-            if not placement.placed:
-                self._store.update(deployment.id, lambda d: setattr(d, "reason", placement.reason))
-                return None
-
-            def assign(d: scheduler_pb2.Deployment) -> None:
+        def assign(nodes: tuple[str, ...]) -> scheduler_pb2.Deployment:
+            def replicas_on_nodes(d: scheduler_pb2.Deployment) -> None:
                 d.ClearField("replica_status")
-                for index, node in enumerate(placement.nodes):
-                    d.replica_status.add(id=f"{d.id}-r{index}", node=node)
+                d.replica_status.extend(new_replica(d, node) for node in nodes)
 
             return self._store.update(
-                deployment.id, assign, S.DEPLOYMENT_STATE_PLACING, f"placed on {', '.join(placement.nodes)}"
-            )
+                deployment.id, replicas_on_nodes, S.DEPLOYMENT_STATE_PLACING, f"placed on {', '.join(nodes)}",
+                only_from={S.DEPLOYMENT_STATE_QUEUED},
+            )  # fmt: skip
+
+        placement, placed = self._placer.place(deployment, deployment.replicas, assign)
+        if placed is None:
+            self._store.update(deployment.id, lambda d: setattr(d, "reason", placement.reason))
+        return placed
 
     def _wait_or_fail(self, claimed: Claimed, deployment: scheduler_pb2.Deployment) -> None:
         waited = time.time() - deployment.created_at.ToSeconds()
@@ -148,42 +115,31 @@ class PlacementWorker(threading.Thread):
         self._queue.ack(claimed.entry_id)
 
     def _start(self, deployment: scheduler_pb2.Deployment) -> None:
-        model_ref = format_ref(deployment.model)
-        started = []
-        for replica in deployment.replica_status:
-            spec = ReplicaSpec(
-                replica.id, deployment.id, replica.node, model_ref,
-                deployment.resources.cpu_millicores, deployment.resources.memory_bytes,
-            )  # fmt: skip
-            started.append((replica.id, self._backend.create(spec)))
-        by_id = dict(started)
-
-        def record(d: scheduler_pb2.Deployment) -> None:
-            for replica in d.replica_status:
-                status = by_id[replica.id]
-                replica.endpoint, replica.handle = status.endpoint, status.handle
-
-        deployment = self._store.update(
-            deployment.id, record, S.DEPLOYMENT_STATE_STARTING, f"starting {len(started)} replica(s)"
-        )
+        ids = [r.id for r in deployment.replica_status]
+        deployment = self._replicas.start(
+            deployment, ids, S.DEPLOYMENT_STATE_STARTING, f"starting {len(ids)} replica(s)",
+            only_from={S.DEPLOYMENT_STATE_PLACING},
+        )  # fmt: skip
+        problem = self._replicas.wait_healthy(deployment, ids)
         try:
-            for _, status in started:
-                wait_healthy(status.endpoint, timeout=self._settings.start_timeout_seconds)
-        except TimeoutError as err:
-            logs = " | ".join(self._backend.logs(s, lines=5) for _, s in started)[-800:]
-            self._remove_replicas(deployment)
-            self._store.update(deployment.id, lambda d: None, S.DEPLOYMENT_STATE_FAILED, f"{err}; logs: {logs}")
-            return
+            if problem:
+                self._replicas.remove(deployment.replica_status)
+                self._store.update(
+                    deployment.id, lambda d: None, S.DEPLOYMENT_STATE_FAILED, problem,
+                    only_from={S.DEPLOYMENT_STATE_STARTING},
+                )  # fmt: skip
+                return
 
-        def ready(d: scheduler_pb2.Deployment) -> None:
-            for replica in d.replica_status:
-                replica.ready = True
-            d.ClearField("endpoints")
-            d.endpoints.extend(r.endpoint for r in d.replica_status)
+            def ready(d: scheduler_pb2.Deployment) -> None:
+                for replica in d.replica_status:
+                    replica.ready = True
+                d.ClearField("endpoints")
+                d.endpoints.extend(r.endpoint for r in d.replica_status)
 
-        self._store.update(deployment.id, ready, S.DEPLOYMENT_STATE_READY, f"{len(started)}/{len(started)} ready")
-
-    def _remove_replicas(self, deployment: scheduler_pb2.Deployment) -> None:
-        for replica in deployment.replica_status:
-            if replica.handle:
-                self._backend.delete(replica_status(replica))
+            self._store.update(
+                deployment.id, ready, ready_or_cached, f"{len(ids)}/{len(ids)} ready",
+                only_from={S.DEPLOYMENT_STATE_STARTING},
+            )  # fmt: skip
+        except Aborted:  # destroyed while starting (the mesh shut down): leave nothing running
+            self._replicas.remove(deployment.replica_status)
+            raise

@@ -13,14 +13,8 @@ from mlaas.client import SchedulerClient
 from mlaas.datatypes import OIP_TO_NUMPY
 from mlaas.errors import InvalidArgument
 from mlaas.quantities import format_cpu, format_memory
-from mlaas.refs import format_ref, parse_ref
+from mlaas.refs import format_ref, parse_ref, state_name
 from mlaas.v1 import scheduler_pb2
-
-STATE_PREFIX = "DEPLOYMENT_STATE_"
-
-
-def _state(value: int) -> str:
-    return scheduler_pb2.DeploymentState.Name(value).removeprefix(STATE_PREFIX)
 
 
 def _scheduler(args) -> SchedulerClient:
@@ -33,13 +27,13 @@ def cmd_deploy(args) -> None:
             parse_ref(args.model), args.replicas, args.strict or "", args.idempotency_key or ""
         )
         if args.wait:
-            say = (lambda e: None) if args.json else (lambda e: print(f"  {_state(e.state):10} {e.detail}"))
+            say = (lambda e: None) if args.json else (lambda e: print(f"  {state_name(e.state):10} {e.detail}"))
             deployment = scheduler.wait_ready(deployment.id, say)
     if args.json:
         print_json(deployment)
     else:
         where = ", ".join(deployment.endpoints) or "-"
-        print(f"{deployment.id}  {format_ref(deployment.model)}  {_state(deployment.state)}  endpoints: {where}")
+        print(f"{deployment.id}  {format_ref(deployment.model)}  {state_name(deployment.state)}  endpoints: {where}")
 
 
 def cmd_deployments(args) -> None:
@@ -54,7 +48,7 @@ def cmd_deployments(args) -> None:
             [
                 d.id,
                 format_ref(d.model),
-                _state(d.state),
+                state_name(d.state),
                 scheduler_pb2.PlacementMode.Name(d.mode).removeprefix("PLACEMENT_MODE_"),
                 ",".join(r.node for r in d.replica_status) or "-",
                 ",".join(d.endpoints) or "-",
@@ -91,7 +85,7 @@ def cmd_decommission(args) -> None:
     if args.json:
         print_json(deployment)
     else:
-        print(f"{deployment.id}  {_state(deployment.state)}")
+        print(f"{deployment.id}  {state_name(deployment.state)}")
 
 
 def load_input(path: Path) -> np.ndarray:
@@ -109,7 +103,7 @@ def cmd_infer(args) -> None:
     from mlaas.inference_client import InferenceClient  # loads the inference.* stubs only here
 
     with _scheduler(args) as scheduler:
-        address, model = scheduler.endpoint(args.deployment)
+        address, model = scheduler.endpoints(args.deployment)
     with InferenceClient(address, args.token) as runtime:
         first = runtime.metadata(model).inputs[0]
         if args.ref:

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mlaas.v1 import types_pb2 as mlaas_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mlaas/v1/scheduler.proto\x12\x08mlaas.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mlaas/v1/types.proto\"\xcb\x01\n\rDeployRequest\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.mlaas.v1.ModelRef\x12%\n\x04mode\x18\x02 \x01(\x0e\x32\x17.mlaas.v1.PlacementMode\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x10\n\x08replicas\x18\x04 \x01(\x05\x12&\n\tresources\x18\x05 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t\"L\n\x0e\x44\x65ployResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment\x12\x10\n\x08lease_id\x18\x02 \x01(\t\"f\n\x07Replica\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\r\n\x05ready\x18\x04 \x01(\x08\x12\x10\n\x08restarts\x18\x05 \x01(\x05\x12\x0e\n\x06handle\x18\x06 \x01(\t\"u\n\x0f\x44\x65ploymentEvent\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.mlaas.v1.DeploymentState\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xb3\x03\n\nDeployment\x12\n\n\x02id\x18\x01 \x01(\t\x12!\n\x05model\x18\x02 \x01(\x0b\x32\x12.mlaas.v1.ModelRef\x12%\n\x04mode\x18\x03 \x01(\x0e\x32\x17.mlaas.v1.PlacementMode\x12\x0c\n\x04node\x18\x04 \x01(\t\x12\x10\n\x08replicas\x18\x05 \x01(\x05\x12&\n\tresources\x18\x06 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12(\n\x05state\x18\x07 \x01(\x0e\x32\x19.mlaas.v1.DeploymentState\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12)\n\x0ereplica_status\x18\t \x03(\x0b\x32\x11.mlaas.v1.Replica\x12\x11\n\tendpoints\x18\n \x03(\t\x12\x0e\n\x06tenant\x18\x0b \x01(\t\x12\x0e\n\x06leases\x18\x0c \x01(\x05\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x62\x61\x63kend\x18\x0f \x01(\t\"-\n\x14GetDeploymentRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"A\n\x15GetDeploymentResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment\"\x95\x01\n\x16ListDeploymentsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x05\x12)\n\x06states\x18\x03 \x03(\x0e\x32\x19.mlaas.v1.DeploymentState\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"]\n\x17ListDeploymentsResponse\x12)\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x14.mlaas.v1.Deployment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"/\n\x16WatchDeploymentRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"m\n\x17WatchDeploymentResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.mlaas.v1.DeploymentEvent\x12(\n\ndeployment\x18\x02 \x01(\x0b\x32\x14.mlaas.v1.Deployment\">\n\x13\x44\x65\x63ommissionRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\"@\n\x14\x44\x65\x63ommissionResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment\"\xf5\x01\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x0b\x61llocatable\x18\x02 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12&\n\tallocated\x18\x03 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12!\n\x04\x66ree\x18\x04 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12*\n\x06labels\x18\x05 \x03(\x0b\x32\x1a.mlaas.v1.Node.LabelsEntry\x12\x0f\n\x07\x62\x61\x63kend\x18\x06 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x12\n\x10ListNodesRequest\"2\n\x11ListNodesResponse\x12\x1d\n\x05nodes\x18\x01 \x03(\x0b\x32\x0e.mlaas.v1.Node\"7\n\x0cScaleRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x10\n\x08replicas\x18\x02 \x01(\x05\"9\n\rScaleResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment\"S\n\x17UpdateDeploymentRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12!\n\x05model\x18\x02 \x01(\x0b\x32\x12.mlaas.v1.ModelRef\"D\n\x18UpdateDeploymentResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment*c\n\rPlacementMode\x12\x1e\n\x1aPLACEMENT_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13PLACEMENT_MODE_OPEN\x10\x01\x12\x19\n\x15PLACEMENT_MODE_STRICT\x10\x02*\xa2\x02\n\x0f\x44\x65ploymentState\x12 \n\x1c\x44\x45PLOYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_QUEUED\x10\x01\x12\x1c\n\x18\x44\x45PLOYMENT_STATE_PLACING\x10\x02\x12\x1d\n\x19\x44\x45PLOYMENT_STATE_STARTING\x10\x03\x12\x1a\n\x16\x44\x45PLOYMENT_STATE_READY\x10\x04\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_FAILED\x10\x05\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_CACHED\x10\x06\x12\x1e\n\x1a\x44\x45PLOYMENT_STATE_DESTROYED\x10\x07\x12\x1d\n\x19\x44\x45PLOYMENT_STATE_UPDATING\x10\x08\x32\x8d\x05\n\x10SchedulerService\x12=\n\x06\x44\x65ploy\x12\x17.mlaas.v1.DeployRequest\x1a\x18.mlaas.v1.DeployResponse\"\x00\x12R\n\rGetDeployment\x12\x1e.mlaas.v1.GetDeploymentRequest\x1a\x1f.mlaas.v1.GetDeploymentResponse\"\x00\x12X\n\x0fListDeployments\x12 .mlaas.v1.ListDeploymentsRequest\x1a!.mlaas.v1.ListDeploymentsResponse\"\x00\x12Z\n\x0fWatchDeployment\x12 .mlaas.v1.WatchDeploymentRequest\x1a!.mlaas.v1.WatchDeploymentResponse\"\x00\x30\x01\x12O\n\x0c\x44\x65\x63ommission\x12\x1d.mlaas.v1.DecommissionRequest\x1a\x1e.mlaas.v1.DecommissionResponse\"\x00\x12\x46\n\tListNodes\x12\x1a.mlaas.v1.ListNodesRequest\x1a\x1b.mlaas.v1.ListNodesResponse\"\x00\x12:\n\x05Scale\x12\x16.mlaas.v1.ScaleRequest\x1a\x17.mlaas.v1.ScaleResponse\"\x00\x12[\n\x10UpdateDeployment\x12!.mlaas.v1.UpdateDeploymentRequest\x1a\".mlaas.v1.UpdateDeploymentResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mlaas/v1/scheduler.proto\x12\x08mlaas.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mlaas/v1/types.proto\"\xcb\x01\n\rDeployRequest\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.mlaas.v1.ModelRef\x12%\n\x04mode\x18\x02 \x01(\x0e\x32\x17.mlaas.v1.PlacementMode\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x10\n\x08replicas\x18\x04 \x01(\x05\x12&\n\tresources\x18\x05 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t\"L\n\x0e\x44\x65ployResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment\x12\x10\n\x08lease_id\x18\x02 \x01(\t\"}\n\x07Replica\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\r\n\x05ready\x18\x04 \x01(\x08\x12\x10\n\x08restarts\x18\x05 \x01(\x05\x12\x0e\n\x06handle\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\x05\"u\n\x0f\x44\x65ploymentEvent\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.mlaas.v1.DeploymentState\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xb3\x03\n\nDeployment\x12\n\n\x02id\x18\x01 \x01(\t\x12!\n\x05model\x18\x02 \x01(\x0b\x32\x12.mlaas.v1.ModelRef\x12%\n\x04mode\x18\x03 \x01(\x0e\x32\x17.mlaas.v1.PlacementMode\x12\x0c\n\x04node\x18\x04 \x01(\t\x12\x10\n\x08replicas\x18\x05 \x01(\x05\x12&\n\tresources\x18\x06 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12(\n\x05state\x18\x07 \x01(\x0e\x32\x19.mlaas.v1.DeploymentState\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12)\n\x0ereplica_status\x18\t \x03(\x0b\x32\x11.mlaas.v1.Replica\x12\x11\n\tendpoints\x18\n \x03(\t\x12\x0e\n\x06tenant\x18\x0b \x01(\t\x12\x0e\n\x06leases\x18\x0c \x01(\x05\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x62\x61\x63kend\x18\x0f \x01(\t\"-\n\x14GetDeploymentRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"A\n\x15GetDeploymentResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment\"\x95\x01\n\x16ListDeploymentsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x05\x12)\n\x06states\x18\x03 \x03(\x0e\x32\x19.mlaas.v1.DeploymentState\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"]\n\x17ListDeploymentsResponse\x12)\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x14.mlaas.v1.Deployment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"/\n\x16WatchDeploymentRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"m\n\x17WatchDeploymentResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.mlaas.v1.DeploymentEvent\x12(\n\ndeployment\x18\x02 \x01(\x0b\x32\x14.mlaas.v1.Deployment\">\n\x13\x44\x65\x63ommissionRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\"@\n\x14\x44\x65\x63ommissionResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment\"\xf5\x01\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x0b\x61llocatable\x18\x02 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12&\n\tallocated\x18\x03 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12!\n\x04\x66ree\x18\x04 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12*\n\x06labels\x18\x05 \x03(\x0b\x32\x1a.mlaas.v1.Node.LabelsEntry\x12\x0f\n\x07\x62\x61\x63kend\x18\x06 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x12\n\x10ListNodesRequest\"2\n\x11ListNodesResponse\x12\x1d\n\x05nodes\x18\x01 \x03(\x0b\x32\x0e.mlaas.v1.Node\"7\n\x0cScaleRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x10\n\x08replicas\x18\x02 \x01(\x05\"9\n\rScaleResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment\"S\n\x17UpdateDeploymentRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12!\n\x05model\x18\x02 \x01(\x0b\x32\x12.mlaas.v1.ModelRef\"D\n\x18UpdateDeploymentResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment*c\n\rPlacementMode\x12\x1e\n\x1aPLACEMENT_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13PLACEMENT_MODE_OPEN\x10\x01\x12\x19\n\x15PLACEMENT_MODE_STRICT\x10\x02*\xa2\x02\n\x0f\x44\x65ploymentState\x12 \n\x1c\x44\x45PLOYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_QUEUED\x10\x01\x12\x1c\n\x18\x44\x45PLOYMENT_STATE_PLACING\x10\x02\x12\x1d\n\x19\x44\x45PLOYMENT_STATE_STARTING\x10\x03\x12\x1a\n\x16\x44\x45PLOYMENT_STATE_READY\x10\x04\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_FAILED\x10\x05\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_CACHED\x10\x06\x12\x1e\n\x1a\x44\x45PLOYMENT_STATE_DESTROYED\x10\x07\x12\x1d\n\x19\x44\x45PLOYMENT_STATE_UPDATING\x10\x08\x32\x8d\x05\n\x10SchedulerService\x12=\n\x06\x44\x65ploy\x12\x17.mlaas.v1.DeployRequest\x1a\x18.mlaas.v1.DeployResponse\"\x00\x12R\n\rGetDeployment\x12\x1e.mlaas.v1.GetDeploymentRequest\x1a\x1f.mlaas.v1.GetDeploymentResponse\"\x00\x12X\n\x0fListDeployments\x12 .mlaas.v1.ListDeploymentsRequest\x1a!.mlaas.v1.ListDeploymentsResponse\"\x00\x12Z\n\x0fWatchDeployment\x12 .mlaas.v1.WatchDeploymentRequest\x1a!.mlaas.v1.WatchDeploymentResponse\"\x00\x30\x01\x12O\n\x0c\x44\x65\x63ommission\x12\x1d.mlaas.v1.DecommissionRequest\x1a\x1e.mlaas.v1.DecommissionResponse\"\x00\x12\x46\n\tListNodes\x12\x1a.mlaas.v1.ListNodesRequest\x1a\x1b.mlaas.v1.ListNodesResponse\"\x00\x12:\n\x05Scale\x12\x16.mlaas.v1.ScaleRequest\x1a\x17.mlaas.v1.ScaleResponse\"\x00\x12[\n\x10UpdateDeployment\x12!.mlaas.v1.UpdateDeploymentRequest\x1a\".mlaas.v1.UpdateDeploymentResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,52 +35,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_NODE_LABELSENTRY']._loaded_options = None
   _globals['_NODE_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_PLACEMENTMODE']._serialized_start=2280
-  _globals['_PLACEMENTMODE']._serialized_end=2379
-  _globals['_DEPLOYMENTSTATE']._serialized_start=2382
-  _globals['_DEPLOYMENTSTATE']._serialized_end=2672
+  _globals['_PLACEMENTMODE']._serialized_start=2303
+  _globals['_PLACEMENTMODE']._serialized_end=2402
+  _globals['_DEPLOYMENTSTATE']._serialized_start=2405
+  _globals['_DEPLOYMENTSTATE']._serialized_end=2695
   _globals['_DEPLOYREQUEST']._serialized_start=94
   _globals['_DEPLOYREQUEST']._serialized_end=297
   _globals['_DEPLOYRESPONSE']._serialized_start=299
   _globals['_DEPLOYRESPONSE']._serialized_end=375
   _globals['_REPLICA']._serialized_start=377
-  _globals['_REPLICA']._serialized_end=479
-  _globals['_DEPLOYMENTEVENT']._serialized_start=481
-  _globals['_DEPLOYMENTEVENT']._serialized_end=598
-  _globals['_DEPLOYMENT']._serialized_start=601
-  _globals['_DEPLOYMENT']._serialized_end=1036
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=1038
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=1083
-  _globals['_GETDEPLOYMENTRESPONSE']._serialized_start=1085
-  _globals['_GETDEPLOYMENTRESPONSE']._serialized_end=1150
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=1153
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=1302
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=1304
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=1397
-  _globals['_WATCHDEPLOYMENTREQUEST']._serialized_start=1399
-  _globals['_WATCHDEPLOYMENTREQUEST']._serialized_end=1446
-  _globals['_WATCHDEPLOYMENTRESPONSE']._serialized_start=1448
-  _globals['_WATCHDEPLOYMENTRESPONSE']._serialized_end=1557
-  _globals['_DECOMMISSIONREQUEST']._serialized_start=1559
-  _globals['_DECOMMISSIONREQUEST']._serialized_end=1621
-  _globals['_DECOMMISSIONRESPONSE']._serialized_start=1623
-  _globals['_DECOMMISSIONRESPONSE']._serialized_end=1687
-  _globals['_NODE']._serialized_start=1690
-  _globals['_NODE']._serialized_end=1935
-  _globals['_NODE_LABELSENTRY']._serialized_start=1890
-  _globals['_NODE_LABELSENTRY']._serialized_end=1935
-  _globals['_LISTNODESREQUEST']._serialized_start=1937
-  _globals['_LISTNODESREQUEST']._serialized_end=1955
-  _globals['_LISTNODESRESPONSE']._serialized_start=1957
-  _globals['_LISTNODESRESPONSE']._serialized_end=2007
-  _globals['_SCALEREQUEST']._serialized_start=2009
-  _globals['_SCALEREQUEST']._serialized_end=2064
-  _globals['_SCALERESPONSE']._serialized_start=2066
-  _globals['_SCALERESPONSE']._serialized_end=2123
-  _globals['_UPDATEDEPLOYMENTREQUEST']._serialized_start=2125
-  _globals['_UPDATEDEPLOYMENTREQUEST']._serialized_end=2208
-  _globals['_UPDATEDEPLOYMENTRESPONSE']._serialized_start=2210
-  _globals['_UPDATEDEPLOYMENTRESPONSE']._serialized_end=2278
-  _globals['_SCHEDULERSERVICE']._serialized_start=2675
-  _globals['_SCHEDULERSERVICE']._serialized_end=3328
+  _globals['_REPLICA']._serialized_end=502
+  _globals['_DEPLOYMENTEVENT']._serialized_start=504
+  _globals['_DEPLOYMENTEVENT']._serialized_end=621
+  _globals['_DEPLOYMENT']._serialized_start=624
+  _globals['_DEPLOYMENT']._serialized_end=1059
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=1061
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=1106
+  _globals['_GETDEPLOYMENTRESPONSE']._serialized_start=1108
+  _globals['_GETDEPLOYMENTRESPONSE']._serialized_end=1173
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=1176
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=1325
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=1327
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=1420
+  _globals['_WATCHDEPLOYMENTREQUEST']._serialized_start=1422
+  _globals['_WATCHDEPLOYMENTREQUEST']._serialized_end=1469
+  _globals['_WATCHDEPLOYMENTRESPONSE']._serialized_start=1471
+  _globals['_WATCHDEPLOYMENTRESPONSE']._serialized_end=1580
+  _globals['_DECOMMISSIONREQUEST']._serialized_start=1582
+  _globals['_DECOMMISSIONREQUEST']._serialized_end=1644
+  _globals['_DECOMMISSIONRESPONSE']._serialized_start=1646
+  _globals['_DECOMMISSIONRESPONSE']._serialized_end=1710
+  _globals['_NODE']._serialized_start=1713
+  _globals['_NODE']._serialized_end=1958
+  _globals['_NODE_LABELSENTRY']._serialized_start=1913
+  _globals['_NODE_LABELSENTRY']._serialized_end=1958
+  _globals['_LISTNODESREQUEST']._serialized_start=1960
+  _globals['_LISTNODESREQUEST']._serialized_end=1978
+  _globals['_LISTNODESRESPONSE']._serialized_start=1980
+  _globals['_LISTNODESRESPONSE']._serialized_end=2030
+  _globals['_SCALEREQUEST']._serialized_start=2032
+  _globals['_SCALEREQUEST']._serialized_end=2087
+  _globals['_SCALERESPONSE']._serialized_start=2089
+  _globals['_SCALERESPONSE']._serialized_end=2146
+  _globals['_UPDATEDEPLOYMENTREQUEST']._serialized_start=2148
+  _globals['_UPDATEDEPLOYMENTREQUEST']._serialized_end=2231
+  _globals['_UPDATEDEPLOYMENTRESPONSE']._serialized_start=2233
+  _globals['_UPDATEDEPLOYMENTRESPONSE']._serialized_end=2301
+  _globals['_SCHEDULERSERVICE']._serialized_start=2698
+  _globals['_SCHEDULERSERVICE']._serialized_end=3351
 # @@protoc_insertion_point(module_scope)

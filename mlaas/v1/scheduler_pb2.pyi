@@ -68,20 +68,22 @@ class DeployResponse(_message.Message):
     def __init__(self, deployment: _Optional[_Union[Deployment, _Mapping]] = ..., lease_id: _Optional[str] = ...) -> None: ...
 
 class Replica(_message.Message):
-    __slots__ = ("id", "node", "endpoint", "ready", "restarts", "handle")
+    __slots__ = ("id", "node", "endpoint", "ready", "restarts", "handle", "model_version")
     ID_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     RESTARTS_FIELD_NUMBER: _ClassVar[int]
     HANDLE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     id: str
     node: str
     endpoint: str
     ready: bool
     restarts: int
     handle: str
-    def __init__(self, id: _Optional[str] = ..., node: _Optional[str] = ..., endpoint: _Optional[str] = ..., ready: _Optional[bool] = ..., restarts: _Optional[int] = ..., handle: _Optional[str] = ...) -> None: ...
+    model_version: int
+    def __init__(self, id: _Optional[str] = ..., node: _Optional[str] = ..., endpoint: _Optional[str] = ..., ready: _Optional[bool] = ..., restarts: _Optional[int] = ..., handle: _Optional[str] = ..., model_version: _Optional[int] = ...) -> None: ...
 
 class DeploymentEvent(_message.Message):
     __slots__ = ("state", "time", "detail")

@@ -16,6 +16,8 @@ class ReplicaSpec:
     model_ref: str
     cpu_millicores: int
     memory_bytes: int
+    # 0: any free port; a restarted replica asks for its old one, so its endpoint stays the same.
+    port: int = 0
 
 
 @dataclass(frozen=True)

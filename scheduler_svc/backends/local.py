@@ -6,6 +6,7 @@ with one worker per whole CPU it was given, and logs to the scheduler's data dir
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -32,6 +33,11 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
 class LocalBackend:
     name = "local"
 
@@ -47,7 +53,7 @@ class LocalBackend:
         return self._log_dir / f"{replica_id}.log"
 
     def create(self, spec: ReplicaSpec) -> ReplicaStatus:
-        port = free_port()
+        port = spec.port or free_port()
         workers = max(1, spec.cpu_millicores // 1000)
         command = [
             self._python, "-m", "inference_svc", "--model", spec.model_ref, "--registry", self._registry,
@@ -82,10 +88,12 @@ class LocalBackend:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     def delete(self, replica: ReplicaStatus, grace_seconds: float = 10.0) -> None:
-        """SIGTERM (the runtime drains), SIGKILL after the grace period."""
+        """SIGTERM (the runtime drains), SIGKILL after the grace period; then whatever is left
+        of its session (the replica is its process group leader)."""
         pid = int(replica.handle)
         if not self.status(replica).running:
             self._reap(pid)
+            _kill_group(pid)
             return
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_seconds
@@ -96,6 +104,7 @@ class LocalBackend:
             time.sleep(0.05)
         os.kill(pid, signal.SIGKILL)
         self._reap(pid)
+        _kill_group(pid)
 
     def _reap(self, pid: int) -> None:
         child = self._children.get(pid)  # kept, so that status() still knows the exit code

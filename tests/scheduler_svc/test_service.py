@@ -1,5 +1,5 @@
-"""The scheduler end to end on real parts: the embedded Redis, a registry, the scheduler's gRPC
-server with its placement workers, and runtime child processes."""
+"""The scheduler end to end on real parts (see conftest.py): deploy, watch, share, cache,
+evict, refuse."""
 
 from __future__ import annotations
 
@@ -8,63 +8,13 @@ import numpy as np
 import pytest
 
 from mlaas import errors
-from mlaas.client import RegistryClient
-from mlaas.export import register_sklearn
 from mlaas.inference_client import InferenceClient
-from mlaas.redis_embedded import EmbeddedRedis
-from mlaas.settings import ServerSettings
-from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc, types_pb2
+from mlaas.v1 import scheduler_pb2, types_pb2
 from registry_svc.guards import SchedulerGuard
-from scheduler_svc.app import build_scheduler
-from scheduler_svc.settings import SchedulerSettings, parse_nodes
-from tests.conftest import tool_env
+from scheduler_svc.settings import parse_nodes
+from tests.scheduler_svc.conftest import watch_until
 
 S = scheduler_pb2
-
-
-@pytest.fixture
-def mesh(request, tmp_path, registry, iris_model):
-    """A scheduler over two nodes; the cache TTL is the test's indirect parameter (default 10 min,
-    so that timing never decides a test that is not about the TTL)."""
-    model, X, _ = iris_model
-    registry_address = f"127.0.0.1:{registry.port}"
-    with RegistryClient(registry_address) as client:
-        one_cpu = types_pb2.Resources(cpu_millicores=1000, memory_bytes=256 * 2**20)
-        for name in ("iris", "iris-b", "iris-c"):
-            register_sklearn(client, model, name, X, run_resources=one_cpu)
-    redis_server = EmbeddedRedis(tmp_path / "redis").start()
-    settings = SchedulerSettings(
-        server=ServerSettings(port=0, metrics_port=-1, shutdown_grace_seconds=2),
-        redis_url=redis_server.url,
-        registry_address=registry_address,
-        data_dir=tmp_path / "scheduler",
-        nodes=parse_nodes("node-a:cpu=2,memory=4Gi;tiny:cpu=500m,memory=512Mi"),
-        placement_timeout_seconds=2.0,
-        start_timeout_seconds=60.0,
-        cache_ttl_seconds=getattr(request, "param", 600.0),
-    )
-    scheduler = build_scheduler(settings, tool_env(MLAAS_DATA_DIR=str(tmp_path / "runtime"))).start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{scheduler.server.port}")
-    yield stub_of(channel), X, model, f"127.0.0.1:{scheduler.server.port}"
-    try:
-        scheduler.servicer.decommission_all()  # leave no runtime process behind
-        channel.close()
-        scheduler.stop(0)
-    finally:
-        redis_server.stop()
-
-
-def stub_of(channel) -> scheduler_pb2_grpc.SchedulerServiceStub:
-    return scheduler_pb2_grpc.SchedulerServiceStub(channel)
-
-
-def watch_until(stub, deployment_id, final_states) -> list:
-    events = []
-    for update in stub.WatchDeployment(S.WatchDeploymentRequest(deployment_id=deployment_id), timeout=120):
-        events.append(update)
-        if update.event.state in final_states:
-            break
-    return events
 
 
 @pytest.mark.parametrize("mesh", [4.0], indirect=True)

@@ -1,0 +1,72 @@
+"""Placing replicas against live capacity: the pure `placement.place` applied to the nodes'
+current allocations, under one Redis lock, so that two placements (in any scheduler process)
+never count on the same free capacity. CACHED deployments are evicted, least recently used
+first, only when the request then fits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis
+
+from mlaas.v1 import scheduler_pb2
+from scheduler_svc.lifecycle import Lifecycle
+from scheduler_svc.placement import Node, Placement, place
+from scheduler_svc.settings import SchedulerSettings
+from scheduler_svc.states import HOLDING
+from scheduler_svc.store import DeploymentStore
+
+S = scheduler_pb2
+PLACEMENT_LOCK = "mlaas:placement-lock"
+Recorded = TypeVar("Recorded")
+
+
+def nodes_with_allocations(
+    settings: SchedulerSettings, store: DeploymentStore, holding: frozenset[int] = HOLDING
+) -> list[Node]:
+    """The configured nodes with what deployments in `holding` states hold on them (derived,
+    never stored)."""
+    used = {n.name: [0, 0, 0] for n in settings.nodes}
+    for deployment in store.list(holding):
+        res = deployment.resources
+        for replica in deployment.replica_status:
+            if replica.node in used:
+                totals = used[replica.node]
+                totals[0] += res.cpu_millicores
+                totals[1] += res.memory_bytes
+                totals[2] += res.gpus
+    return [Node(n.name, n.allocatable, tuple(used[n.name]), n.labels) for n in settings.nodes]
+
+
+class Placer:
+    def __init__(self, settings: SchedulerSettings, client: redis.Redis, store: DeploymentStore, lifecycle: Lifecycle):
+        self._settings = settings
+        self._redis = client
+        self._store = store
+        self._lifecycle = lifecycle
+
+    def place(
+        self, deployment: scheduler_pb2.Deployment, count: int, record: Callable[[tuple[str, ...]], Recorded]
+    ) -> tuple[Placement, Recorded | None]:
+        """Chooses nodes for `count` more replicas of `deployment` and, still under the lock,
+        calls `record(nodes)` to write them down. Returns the placement (with its reason when it
+        failed) and what `record` returned."""
+        res = deployment.resources
+        strict = deployment.node if deployment.mode == S.PLACEMENT_MODE_STRICT else None
+        need = (res.cpu_millicores, res.memory_bytes, res.gpus)
+
+        def attempt(holding: frozenset[int] = HOLDING) -> Placement:
+            return place(need, count, nodes_with_allocations(self._settings, self._store, holding), strict)
+
+        with self._redis.lock(PLACEMENT_LOCK, timeout=30, blocking_timeout=30):
+            placement = attempt()
+            if not placement.placed and attempt(HOLDING - {S.DEPLOYMENT_STATE_CACHED}).placed:
+                for victim in self._lifecycle.cached_by_age(node=strict):
+                    self._lifecycle.destroy(victim, f"evicted from the cache to place {deployment.id}")
+                    placement = attempt()
+                    if placement.placed:
+                        break
+            if not placement.placed:
+                return placement, None
+            return placement, record(placement.nodes)

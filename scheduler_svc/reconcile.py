@@ -1,0 +1,154 @@
+"""The reconcile loop: keeps the replicas of READY and CACHED deployments alive.
+
+Every interval it looks at each replica. One whose process has exited, or that fails its gRPC
+health check `unhealthy_checks` times in a row (then it is killed), leaves the endpoints and is
+restarted on the same port after an exponential backoff (base, 2 x base, 4 x base ... up to
+`backoff_cap`); it rejoins the endpoints once healthy. Each step is an event in the deployment's
+stream. A deployment is skipped while a rollout holds its lock, so several scheduler processes
+may run this loop side by side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from redis.exceptions import LockError
+
+from mlaas.net import health, port_is_free
+from mlaas.v1 import scheduler_pb2
+from scheduler_svc.lifecycle import Lifecycle
+from scheduler_svc.replicas import Replicas, as_status, endpoint_port, spec_for
+from scheduler_svc.store import DeploymentStore
+
+log = logging.getLogger(__name__)
+S = scheduler_pb2
+WATCHED = (S.DEPLOYMENT_STATE_READY, S.DEPLOYMENT_STATE_CACHED)
+
+
+@dataclass
+class ReconcileSettings:
+    interval_seconds: float = 1.0
+    start_timeout_seconds: float = 120.0
+    unhealthy_checks: int = 3
+    backoff_seconds: float = 1.0
+    backoff_cap_seconds: float = 60.0
+
+
+@dataclass
+class _Seen:
+    """What this loop remembers about one replica between rounds."""
+
+    failed_checks: int = 0
+    restart_at: float | None = None  # set when found down
+    started_at: float = 0.0
+
+
+def _set_serving(deployment: scheduler_pb2.Deployment, replica_id: str, ready: bool) -> None:
+    for replica in deployment.replica_status:
+        if replica.id == replica_id:
+            replica.ready = ready
+    deployment.ClearField("endpoints")
+    deployment.endpoints.extend(r.endpoint for r in deployment.replica_status if r.ready)
+
+
+class Reconciler(threading.Thread):
+    def __init__(
+        self,
+        store: DeploymentStore,
+        replicas: Replicas,
+        lifecycle: Lifecycle,
+        settings: ReconcileSettings,
+        stop: threading.Event,
+    ):
+        super().__init__(name="reconciler", daemon=True)
+        self._store = store
+        self._replicas = replicas
+        self._lifecycle = lifecycle
+        self._settings = settings
+        self._stopping = stop
+        self._seen: dict[str, _Seen] = {}
+
+    def run(self) -> None:
+        while not self._stopping.wait(self._settings.interval_seconds):
+            try:
+                self.reconcile_once()
+            except Exception:  # the loop must outlive any one failure
+                log.exception("reconcile round failed")
+
+    def reconcile_once(self) -> None:
+        present = set()
+        for deployment in self._store.list(WATCHED):
+            lock = self._lifecycle.deployment_lock(deployment.id, seconds=30)
+            if not lock.acquire(blocking=False):
+                continue  # a rollout is changing it
+            try:
+                deployment = self._store.get(deployment.id)
+                if deployment.state in WATCHED:
+                    for replica in deployment.replica_status:
+                        present.add(replica.id)
+                        self._check(deployment, replica)
+            finally:
+                with contextlib.suppress(LockError):  # expired meanwhile: nothing to release
+                    lock.release()
+        for gone in set(self._seen) - present:
+            del self._seen[gone]
+
+    def _check(self, deployment: scheduler_pb2.Deployment, replica: scheduler_pb2.Replica) -> None:
+        now = time.monotonic()
+        seen = self._seen.setdefault(replica.id, _Seen(started_at=now))
+        if seen.restart_at is None:
+            problem = self._problem(deployment, replica, seen, now)
+            if problem is None:
+                return
+            delay = min(self._settings.backoff_seconds * 2**replica.restarts, self._settings.backoff_cap_seconds)
+            seen.restart_at = now + delay
+            self._store.update(
+                deployment.id, lambda d: _set_serving(d, replica.id, False),
+                detail=f"replica {replica.id} {problem}; restart {replica.restarts + 1} in {delay:.1f}s",
+            )  # fmt: skip
+        if now < seen.restart_at:
+            return
+        port = endpoint_port(replica.endpoint)
+        started = self._replicas.backend.create(spec_for(deployment, replica, port if port_is_free(port) else 0))
+        seen.restart_at, seen.started_at, seen.failed_checks = None, now, 0
+
+        def restarted(d: scheduler_pb2.Deployment) -> None:
+            for r in d.replica_status:
+                if r.id == replica.id:
+                    r.endpoint, r.handle, r.restarts = started.endpoint, started.handle, r.restarts + 1
+
+        self._store.update(deployment.id, restarted, detail=f"replica {replica.id} restarted on {started.endpoint}")
+
+    def _problem(
+        self, deployment: scheduler_pb2.Deployment, replica: scheduler_pb2.Replica, seen: _Seen, now: float
+    ) -> str | None:
+        """None while the replica is fine (or still starting); otherwise what is wrong with it,
+        after making sure its process is gone."""
+        status = self._replicas.backend.status(as_status(replica))
+        if not status.running:
+            self._replicas.backend.delete(as_status(replica))  # whatever the process left behind
+            return "exited" + (f" with code {status.exit_code}" if status.exit_code is not None else "")
+        answer = health(replica.endpoint, timeout=1.0)
+        if answer == "SERVING":
+            seen.failed_checks = 0
+            if not replica.ready:
+                self._store.update(
+                    deployment.id, lambda d: _set_serving(d, replica.id, True),
+                    detail=f"replica {replica.id} serves again",
+                )  # fmt: skip
+            return None
+        if not replica.ready:  # (re)starting: it has start_timeout to become healthy
+            if now - seen.started_at < self._settings.start_timeout_seconds:
+                return None
+            problem = f"did not become healthy within {self._settings.start_timeout_seconds:.0f}s ({answer})"
+        else:
+            seen.failed_checks += 1
+            if seen.failed_checks < self._settings.unhealthy_checks:
+                return None
+            problem = f"failed {seen.failed_checks} health checks in a row ({answer}) and was stopped"
+        self._replicas.backend.delete(as_status(replica), grace_seconds=2.0)
+        return problem

@@ -1,0 +1,94 @@
+"""Starting, checking and removing a deployment's replicas through its backend: shared by the
+placement workers, rollouts and the reconcile loop.
+
+A replica is recorded in the deployment before its process starts, and its endpoint and handle
+right after, so whoever takes over after a crash can always find what was started.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Iterable
+
+from mlaas.errors import Aborted
+from mlaas.net import wait_healthy
+from mlaas.refs import format_ref
+from mlaas.v1 import scheduler_pb2, types_pb2
+from scheduler_svc.backends import Backend, ReplicaSpec, ReplicaStatus
+from scheduler_svc.store import DeploymentStore
+
+
+def new_replica(deployment: scheduler_pb2.Deployment, node: str) -> scheduler_pb2.Replica:
+    """A replica record of the deployment's (target) version on `node`, not started yet."""
+    return scheduler_pb2.Replica(
+        id=f"{deployment.id}-{uuid.uuid4().hex[:6]}", node=node, model_version=deployment.model.version
+    )
+
+
+def spec_for(deployment: scheduler_pb2.Deployment, replica: scheduler_pb2.Replica, port: int = 0) -> ReplicaSpec:
+    model = types_pb2.ModelRef(name=deployment.model.name, version=replica.model_version)
+    res = deployment.resources
+    return ReplicaSpec(
+        replica.id, deployment.id, replica.node, format_ref(model), res.cpu_millicores, res.memory_bytes, port
+    )
+
+
+def as_status(replica: scheduler_pb2.Replica) -> ReplicaStatus:
+    return ReplicaStatus(replica.id, replica.endpoint, True, handle=replica.handle)
+
+
+def endpoint_port(endpoint: str) -> int:
+    return int(endpoint.rsplit(":", 1)[1]) if endpoint else 0
+
+
+class Replicas:
+    def __init__(self, store: DeploymentStore, backend: Backend, start_timeout_seconds: float):
+        self._store = store
+        self._backend = backend
+        self._start_timeout = start_timeout_seconds
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    def start(
+        self,
+        deployment: scheduler_pb2.Deployment,
+        replica_ids: Collection[str],
+        state: int | None = None,
+        detail: str = "",
+        only_from: Collection[int] = (),
+    ) -> scheduler_pb2.Deployment:
+        """Starts the recorded replicas `replica_ids` and records their endpoints and handles.
+        If the deployment moved on meanwhile (Aborted), the processes are removed again."""
+        wanted = [r for r in deployment.replica_status if r.id in replica_ids]
+        started = {r.id: self._backend.create(spec_for(deployment, r)) for r in wanted}
+
+        def record(d: scheduler_pb2.Deployment) -> None:
+            for replica in d.replica_status:
+                if replica.id in started:
+                    replica.endpoint, replica.handle = started[replica.id].endpoint, started[replica.id].handle
+
+        try:
+            return self._store.update(deployment.id, record, state, detail, only_from)
+        except Aborted:
+            for status in started.values():
+                self._backend.delete(status)
+            raise
+
+    def wait_healthy(self, deployment: scheduler_pb2.Deployment, replica_ids: Collection[str]) -> str | None:
+        """None once every replica in `replica_ids` serves; otherwise why not, with log lines."""
+        replicas = [r for r in deployment.replica_status if r.id in replica_ids]
+        try:
+            for replica in replicas:
+                wait_healthy(replica.endpoint, timeout=self._start_timeout)
+        except TimeoutError as err:
+            logs = " | ".join(self._backend.logs(as_status(r), lines=5) for r in replicas)[-800:]
+            return f"{err}; logs: {logs}"
+        return None
+
+    def remove(self, replicas: Iterable[scheduler_pb2.Replica]) -> None:
+        """Stops replicas (each drains within the backend's grace period)."""
+        for replica in replicas:
+            if replica.handle:
+                self._backend.delete(as_status(replica))

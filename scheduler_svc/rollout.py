@@ -1,0 +1,133 @@
+"""Scale and UpdateDeployment as one convergence: an UPDATING deployment wants `replicas`
+replicas of version `model.version`.
+
+New replicas start beside the old ones (a surge), the endpoints switch only once they all serve,
+and the old or surplus replicas drain last (SIGTERM: each finishes what it has in flight and
+tells stream clients to reconnect), so there is never a moment without a ready replica. Running
+it again after a crash is safe: ready replicas of the target version are kept, half-started ones
+are replaced. If the new replicas cannot be placed or never serve, the deployment goes back to
+what it was serving, with the reason in its events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Collection
+
+from mlaas.v1 import scheduler_pb2
+from scheduler_svc.lifecycle import Lifecycle, ready_or_cached
+from scheduler_svc.placer import Placer
+from scheduler_svc.replicas import Replicas, new_replica
+from scheduler_svc.store import DeploymentStore
+
+log = logging.getLogger(__name__)
+S = scheduler_pb2
+
+
+def _without(deployment: scheduler_pb2.Deployment, replica_ids: Collection[str]) -> None:
+    kept = [r for r in deployment.replica_status if r.id not in replica_ids]
+    deployment.ClearField("replica_status")
+    deployment.replica_status.extend(kept)
+
+
+def _serve_from(deployment: scheduler_pb2.Deployment, replica_ids: Collection[str]) -> None:
+    """Only these replicas take traffic (the others are about to drain)."""
+    for replica in deployment.replica_status:
+        replica.ready = replica.ready and replica.id in replica_ids
+    deployment.ClearField("endpoints")
+    deployment.endpoints.extend(r.endpoint for r in deployment.replica_status if r.ready)
+
+
+class Rollout:
+    def __init__(
+        self, store: DeploymentStore, replicas: Replicas, placer: Placer, lifecycle: Lifecycle, lock_seconds: float
+    ):
+        self._store = store
+        self._replicas = replicas
+        self._placer = placer
+        self._lifecycle = lifecycle
+        self._lock_seconds = lock_seconds
+
+    def converge(self, deployment: scheduler_pb2.Deployment) -> None:
+        with self._lifecycle.deployment_lock(deployment.id, self._lock_seconds):
+            deployment = self._store.get(deployment.id)
+            if deployment.state == S.DEPLOYMENT_STATE_UPDATING:
+                self._converge(deployment)
+
+    def _converge(self, d: scheduler_pb2.Deployment) -> None:
+        target = d.model.version
+        half_started = [r for r in d.replica_status if r.model_version == target and not r.ready]
+        if half_started:  # left by a rollout that was interrupted
+            self._replicas.remove(half_started)
+            d = self._store.update(d.id, lambda x: _without(x, {r.id for r in half_started}))
+        missing = d.replicas - sum(1 for r in d.replica_status if r.model_version == target and r.ready)
+        if missing > 0:
+            problem = self._add(d, missing)
+            if problem:
+                self._give_up(d.id, problem)
+                return
+            d = self._store.get(d.id)
+        keep = {r.id for r in d.replica_status if r.model_version == target and r.ready}
+        keep = set(sorted(keep)[: d.replicas])
+        old_versions = {r.model_version for r in d.replica_status}
+        leaving = [r for r in d.replica_status if r.id not in keep]
+        if leaving:
+            d = self._store.update(
+                d.id, lambda x: _serve_from(x, keep), detail=f"serving version {target} on {len(keep)} replica(s); "
+                f"draining {len(leaving)}",
+            )  # fmt: skip
+            self._replicas.remove(leaving)
+        rolled = any(r.model_version != target for r in leaving)
+        done = f"rolled to version {target}" if rolled else f"{len(keep)} replica(s) of version {target}"
+
+        def settle(x: scheduler_pb2.Deployment) -> None:
+            _without(x, {r.id for r in leaving})
+            _serve_from(x, keep)
+
+        d = self._store.update(d.id, settle, ready_or_cached, done, only_from={S.DEPLOYMENT_STATE_UPDATING})
+        self._lifecycle.reshare(d, old_versions)
+
+    def _add(self, d: scheduler_pb2.Deployment, count: int) -> str | None:
+        """Starts `count` replicas of the target version beside the others; None once they all
+        serve, otherwise why not (and they are removed again)."""
+
+        def record(nodes: tuple[str, ...]) -> tuple[scheduler_pb2.Deployment, list[str]]:
+            new = [new_replica(d, node) for node in nodes]
+            detail = f"starting {len(new)} replica(s) of version {d.model.version} on {', '.join(nodes)}"
+            return self._store.update(d.id, lambda x: x.replica_status.extend(new), detail=detail), [r.id for r in new]
+
+        placement, recorded = self._placer.place(d, count, record)
+        if recorded is None:
+            return f"not placed: {placement.reason}"
+        d, ids = recorded
+        d = self._replicas.start(d, ids)
+        problem = self._replicas.wait_healthy(d, ids)
+        if problem:
+            self._replicas.remove(r for r in d.replica_status if r.id in ids)
+            self._store.update(d.id, lambda x: _without(x, ids))
+            return problem
+
+        def mark_ready(x: scheduler_pb2.Deployment) -> None:
+            for replica in x.replica_status:
+                replica.ready = replica.ready or replica.id in ids
+
+        self._store.update(d.id, mark_ready)
+        return None
+
+    def _give_up(self, deployment_id: str, problem: str) -> None:
+        """Back to what still serves: its version and its number of replicas (the rollout holds
+        the deployment's lock, so nobody changes the replicas meanwhile)."""
+        serving = [r for r in self._store.get(deployment_id).replica_status if r.ready]
+        version = Counter(r.model_version for r in serving).most_common(1)[0][0] if serving else 0
+
+        def revert(x: scheduler_pb2.Deployment) -> None:
+            if serving:
+                x.model.version, x.replicas = version, len(serving)
+
+        self._store.update(
+            deployment_id, revert, ready_or_cached,
+            f"update given up, still serving version {version} on {len(serving)} replica(s): {problem}",
+            only_from={S.DEPLOYMENT_STATE_UPDATING},
+        )  # fmt: skip
+        log.warning("rollout of %s given up: %s", deployment_id, problem)

@@ -1,0 +1,110 @@
+"""Failures the scheduler must survive, done for real: a replica killed with SIGKILL, a
+scheduler process killed with SIGKILL in the middle of a placement, and Redis stopped and
+restarted (AOF) with a request still queued."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import grpc
+import numpy as np
+
+from mlaas.inference_client import InferenceClient
+from mlaas.net import wait_healthy
+from mlaas.redis_embedded import EmbeddedRedis
+from mlaas.v1 import scheduler_pb2, types_pb2
+from scheduler_svc.backends.local import _alive
+from tests.scheduler_svc.conftest import stub_of, watch_until
+
+S = scheduler_pb2
+SETTLED = {S.DEPLOYMENT_STATE_READY, S.DEPLOYMENT_STATE_FAILED}
+
+
+def test_the_reconcile_loop_restarts_a_killed_replica_on_its_endpoint(mesh):
+    stub, X, model, _ = mesh
+    deployment = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris"))).deployment
+    ready = watch_until(stub, deployment.id, SETTLED)[-1].deployment
+    replica = ready.replica_status[0]
+    os.kill(int(replica.handle), signal.SIGKILL)
+    events = watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_READY}, detail="serves again")
+    details = [e.event.detail for e in events]
+    assert f"replica {replica.id} exited with code -9; restart 1 in 0.5s" in details, details
+    assert f"replica {replica.id} restarted on {replica.endpoint}" in details
+    assert all(e.event.state == S.DEPLOYMENT_STATE_READY for e in events[3:])  # it never stopped being READY
+    now = stub.GetDeployment(S.GetDeploymentRequest(deployment_id=deployment.id)).deployment
+    restarted = now.replica_status[0]
+    assert restarted.restarts == 1 and restarted.ready and restarted.handle != replica.handle
+    assert list(now.endpoints) == [replica.endpoint]  # clients keep their address
+    with InferenceClient(replica.endpoint) as runtime:
+        assert np.array_equal(runtime.infer("iris", {"X": X[:5]})["label"], model.predict(X[:5]))
+
+
+def test_a_scheduler_killed_mid_placement_is_finished_by_another(parts, tmp_path):
+    """The first scheduler is its own process (`python -m scheduler_svc`), killed with SIGKILL
+    once it has started the replica; a second one takes the request over after the claim's
+    idle time, removes the half-started replica and places the deployment again."""
+    env = dict(
+        parts.runtime_env,
+        MLAAS_REDIS_URL=parts.redis.url,
+        MLAAS_REGISTRY_ADDR=parts.registry_address,
+        MLAAS_NODES="node-a:cpu=2,memory=4Gi",
+        MLAAS_DATA_DIR=str(tmp_path / "first"),
+        MLAAS_SCHEDULER_PORT="0",
+        MLAAS_SCHEDULER_METRICS_PORT="-1",
+        MLAAS_CLAIM_IDLE_MS="1500",
+        MLAAS_PLACEMENT_WORKERS="1",
+    )
+    log = (tmp_path / "first.log").open("wb")
+    first = subprocess.Popen([sys.executable, "-m", "scheduler_svc"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        port = _port_from_log(tmp_path / "first.log", first)
+        wait_healthy(f"127.0.0.1:{port}", timeout=30)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = stub_of(channel)
+            deployment = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris"))).deployment
+            starting = watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_STARTING})[-1].deployment
+    finally:
+        first.kill()  # SIGKILL: no clean-up of any kind
+        first.wait()
+        log.close()
+    orphan = int(starting.replica_status[0].handle)
+    second = parts.start(claim_idle_ms=1500)
+    with grpc.insecure_channel(f"127.0.0.1:{second.server.port}") as channel:
+        events = watch_until(stub_of(channel), deployment.id, SETTLED)
+    assert events[-1].event.state == S.DEPLOYMENT_STATE_READY, events[-1].event.detail
+    assert any(e.event.detail.startswith("taken over by s0-w") for e in events)
+    assert not _alive(orphan)  # the half-started replica of the dead scheduler is gone
+    with InferenceClient(events[-1].deployment.endpoints[0]) as runtime:
+        assert runtime.ready("iris")
+
+
+def _port_from_log(path, process) -> int:
+    """The port the scheduler logs when it starts serving."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        found = re.search(rb"scheduler listening on [\d.]+:(\d+)", path.read_bytes())
+        if found:
+            return int(found.group(1))
+        time.sleep(0.1)
+    raise AssertionError(f"the scheduler did not start: {path.read_text()[-2000:]}")
+
+
+def test_a_queued_request_survives_a_redis_restart(parts, tmp_path):
+    idle = parts.start(placement_workers=0)  # accepts requests, places none
+    with grpc.insecure_channel(f"127.0.0.1:{idle.server.port}") as channel:
+        deployment = stub_of(channel).Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris"))).deployment
+    idle.stop(0)
+    port = int(parts.redis.url.rsplit(":", 1)[1].split("/")[0])
+    parts.redis.stop()  # a clean stop: the AOF holds the queue and the deployment
+    parts.redis = EmbeddedRedis(tmp_path / "redis", port=port).start()
+    worker = parts.start()
+    with grpc.insecure_channel(f"127.0.0.1:{worker.server.port}") as channel:
+        events = watch_until(stub_of(channel), deployment.id, SETTLED)
+    assert [e.event.state for e in events] == [
+        S.DEPLOYMENT_STATE_QUEUED, S.DEPLOYMENT_STATE_PLACING, S.DEPLOYMENT_STATE_STARTING, S.DEPLOYMENT_STATE_READY,
+    ]  # fmt: skip

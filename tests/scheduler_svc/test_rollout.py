@@ -1,0 +1,154 @@
+"""Scale and UpdateDeployment on real runtimes: replicas are added beside the old ones, the
+endpoints switch once the new ones serve, the old ones drain, and clients that retry through
+`DeploymentInference` see no failed request."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from mlaas.client import RegistryClient, SchedulerClient
+from mlaas.export import register_sklearn
+from mlaas.inference_client import DeploymentInference, InferenceClient
+from mlaas.oip import open_inference_v2_pb2 as oip
+from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
+from mlaas.v1 import scheduler_pb2, types_pb2
+from scheduler_svc.backends.local import _alive
+from tests.scheduler_svc.conftest import ONE_CPU, watch_until
+
+S = scheduler_pb2
+
+
+def ready_deployment(stub, name="iris", replicas=1):
+    deployment = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name=name), replicas=replicas)).deployment
+    events = watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_READY, S.DEPLOYMENT_STATE_FAILED})
+    assert events[-1].event.state == S.DEPLOYMENT_STATE_READY, events[-1].event.detail
+    return events[-1].deployment
+
+
+def rows_served(endpoint: str) -> int:
+    with grpc.insecure_channel(endpoint) as channel:
+        stats = oip_grpc.GRPCInferenceServiceStub(channel).ModelStatistics(oip.ModelStatisticsRequest(name="iris"))
+    return sum(s.inference_count for s in stats.model_stats)
+
+
+def test_scale_out_balances_and_scale_in_drains(mesh):
+    stub, X, model, address = mesh
+    deployment = ready_deployment(stub)
+    first_pid = int(deployment.replica_status[0].handle)
+    with SchedulerClient(address) as scheduler:
+        assert scheduler.scale(deployment.id, 2).state == S.DEPLOYMENT_STATE_UPDATING
+        scaled = scheduler.wait_settled(deployment.id)
+        assert scaled.state == S.DEPLOYMENT_STATE_READY and len(scaled.endpoints) == 2
+        assert deployment.endpoints[0] in scaled.endpoints  # the serving replica stayed
+        with DeploymentInference(scheduler, deployment.id) as runtime:
+            for _ in range(20):
+                assert np.array_equal(runtime.infer({"X": X[:3]})["label"], model.predict(X[:3]))
+        counts = [rows_served(e) for e in scaled.endpoints]
+        assert sum(counts) == 20 * 3 and min(counts) >= 5 * 3, counts  # round robin over both replicas
+
+        assert scheduler.scale(deployment.id, 3).state == S.DEPLOYMENT_STATE_UPDATING  # 1 CPU each: no room
+        refused = scheduler.wait_settled(deployment.id)
+        assert refused.state == S.DEPLOYMENT_STATE_READY and refused.replicas == 2 and len(refused.endpoints) == 2
+        history = [e.event.detail for e in watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_READY}, "given up")]
+        assert "update given up, still serving version 1 on 2 replica(s): not placed" in history[-1]
+
+        scheduler.scale(deployment.id, 1)
+        shrunk = scheduler.wait_settled(deployment.id)
+    assert shrunk.replicas == 1 and len(shrunk.endpoints) == len(shrunk.replica_status) == 1
+    gone = [r for r in scaled.replica_status if r.id != shrunk.replica_status[0].id]
+    assert not _alive(int(gone[0].handle))
+    nodes = {n.name: n for n in stub.ListNodes(S.ListNodesRequest()).nodes}
+    assert nodes["node-a"].allocated.cpu_millicores == 1000
+    assert _alive(first_pid) == (shrunk.replica_status[0].handle == str(first_pid))
+
+
+def test_update_under_streaming_load_fails_no_request(mesh, parts, iris_model):
+    stub, X, _, address = mesh
+    deployment = ready_deployment(stub)
+    old_pid = int(deployment.replica_status[0].handle)
+    with RegistryClient(parts.registry_address) as registry:  # version 2: another classifier
+        register_sklearn(registry, LogisticRegression(C=0.01, max_iter=300).fit(X, iris_model[2]), "iris", X,
+                         run_resources=ONE_CPU)  # fmt: skip
+    stop = threading.Event()
+    streamed, unary, failures = [], [], []
+
+    def rows():
+        for i in range(10**9):
+            if stop.is_set():
+                return
+            yield {"X": X[i % 150 : i % 150 + 1]}
+            time.sleep(0.001)
+
+    def stream_load():
+        with SchedulerClient(address) as scheduler, DeploymentInference(scheduler, deployment.id) as runtime:
+            try:
+                streamed.extend(runtime.stream(rows()))
+            except Exception as err:  # the assertion below reports it
+                failures.append(("stream", err))
+
+    def unary_load():
+        with SchedulerClient(address) as scheduler, DeploymentInference(scheduler, deployment.id) as runtime:
+            while not stop.is_set():
+                try:
+                    unary.append(runtime.infer({"X": X[:2]})["label"])
+                except Exception as err:
+                    failures.append(("unary", err))
+
+    threads = [threading.Thread(target=stream_load), threading.Thread(target=unary_load)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        with SchedulerClient(address) as scheduler:
+            assert scheduler.update(deployment.id, "iris:2").state == S.DEPLOYMENT_STATE_UPDATING
+            rolled = scheduler.wait_settled(deployment.id)
+        time.sleep(1.0)  # load on the new version
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+    assert failures == []
+    assert rolled.state == S.DEPLOYMENT_STATE_READY and rolled.model.version == 2
+    assert [r.model_version for r in rolled.replica_status] == [2] and rolled.endpoints != deployment.endpoints
+    assert not _alive(old_pid)  # drained and gone
+    assert all(r.error == "" for r in streamed)
+    assert sorted(int(r.request_id) for r in streamed) == list(range(len(streamed)))  # each answered once
+    versions = [r.model_version for r in streamed]
+    assert versions[0] == "1" and versions[-1] == "2" and len(streamed) > 200, (len(streamed), set(versions))
+    assert len(unary) > 20
+    events = [e.event.detail for e in watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_READY}, "rolled")]
+    assert "rolling from version 1 to 2" in events and events[-1] == "rolled to version 2"
+    with InferenceClient(rolled.endpoints[0]) as runtime:
+        assert runtime.metadata("iris").versions == ["2"]
+
+
+def test_scale_and_update_refusals(mesh):
+    stub, _, _, _ = mesh
+    queued = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris-b"))).deployment
+    cases = [
+        (stub.Scale, S.ScaleRequest(deployment_id=queued.id, replicas=0), grpc.StatusCode.INVALID_ARGUMENT,
+         "replicas must be between 1 and 64"),
+        (stub.Scale, S.ScaleRequest(deployment_id="d-nope", replicas=1), grpc.StatusCode.NOT_FOUND, "d-nope"),
+        (stub.UpdateDeployment, S.UpdateDeploymentRequest(deployment_id=queued.id,
+         model=types_pb2.ModelRef(name="iris")), grpc.StatusCode.INVALID_ARGUMENT, "serves iris-b; deploy iris"),
+        (stub.UpdateDeployment, S.UpdateDeploymentRequest(deployment_id=queued.id,
+         model=types_pb2.ModelRef(version=9)), grpc.StatusCode.NOT_FOUND, "iris-b:9"),
+    ]  # fmt: skip
+    for method, request, code, message in cases:
+        with pytest.raises(grpc.RpcError) as info:
+            method(request)
+        assert info.value.code() == code and message in info.value.details(), info.value.details()
+    ready = watch_until(stub, queued.id, {S.DEPLOYMENT_STATE_READY})[-1].deployment
+    stub.Scale(S.ScaleRequest(deployment_id=ready.id, replicas=2))
+    with pytest.raises(grpc.RpcError) as info:  # one change at a time
+        stub.Scale(S.ScaleRequest(deployment_id=ready.id, replicas=1))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "is UPDATING; only a READY one can change" in info.value.details()
+    assert os.environ.get("MLAAS_NODES") is None  # the fixture's nodes, not the environment's
