@@ -1,4 +1,4 @@
-"""`mlaas deploy | deployments | nodes | decommission | infer`."""
+"""`mlaas deploy | deployments | nodes | decommission | scale | update | infer`."""
 
 from __future__ import annotations
 
@@ -79,13 +79,29 @@ def cmd_nodes(args) -> None:
     )
 
 
-def cmd_decommission(args) -> None:
-    with _scheduler(args) as scheduler:
-        deployment = scheduler.decommission(args.deployment)
+def _print_state(args, deployment: scheduler_pb2.Deployment) -> None:
     if args.json:
         print_json(deployment)
     else:
-        print(f"{deployment.id}  {state_name(deployment.state)}")
+        state = state_name(deployment.state)
+        print(f"{deployment.id}  {format_ref(deployment.model)}  {state}  replicas: {deployment.replicas}")
+
+
+def cmd_decommission(args) -> None:
+    with _scheduler(args) as scheduler:
+        _print_state(args, scheduler.decommission(args.deployment))
+
+
+def cmd_scale(args) -> None:
+    with _scheduler(args) as scheduler:
+        deployment = scheduler.scale(args.deployment, args.replicas)
+        _print_state(args, scheduler.wait_settled(deployment.id) if args.wait else deployment)
+
+
+def cmd_update(args) -> None:
+    with _scheduler(args) as scheduler:
+        deployment = scheduler.update(args.deployment, parse_ref(args.model))
+        _print_state(args, scheduler.wait_settled(deployment.id) if args.wait else deployment)
 
 
 def load_input(path: Path) -> np.ndarray:
@@ -137,6 +153,18 @@ def add_parsers(commands, common: argparse.ArgumentParser) -> None:
     decommission = commands.add_parser("decommission", parents=[common], help="stop a deployment")
     decommission.add_argument("deployment")
     decommission.set_defaults(run=cmd_decommission)
+
+    scale = commands.add_parser("scale", parents=[common], help="change a deployment's replica count")
+    scale.add_argument("deployment")
+    scale.add_argument("replicas", type=int)
+    scale.add_argument("--wait", action="store_true", help="until the change is over")
+    scale.set_defaults(run=cmd_scale)
+
+    update = commands.add_parser("update", parents=[common], help="roll a deployment to another version")
+    update.add_argument("deployment")
+    update.add_argument("model", help="NAME:VERSION or NAME@ALIAS")
+    update.add_argument("--wait", action="store_true", help="until the change is over")
+    update.set_defaults(run=cmd_update)
 
     infer = commands.add_parser("infer", parents=[common], help="send one input to a deployment")
     infer.add_argument("deployment")

@@ -4,7 +4,10 @@ endpoints switch once the new ones serve, the old ones drain, and clients that r
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -20,6 +23,7 @@ from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.backends.local import _alive
+from tests.conftest import tool_env
 from tests.scheduler_svc.conftest import ONE_CPU, watch_until
 
 S = scheduler_pb2
@@ -59,8 +63,12 @@ def test_scale_out_balances_and_scale_in_drains(mesh):
         history = [e.event.detail for e in watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_READY}, "given up")]
         assert "update given up, still serving version 1 on 2 replica(s): not placed" in history[-1]
 
-        scheduler.scale(deployment.id, 1)
-        shrunk = scheduler.wait_settled(deployment.id)
+    command = [sys.executable, "-m", "mlaas.cli", "scale", deployment.id, "1", "--wait", "--json"]
+    command += ["--scheduler", address]
+    result = subprocess.run(command, capture_output=True, text=True, env=tool_env(), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["state"] == "DEPLOYMENT_STATE_READY"
+    shrunk = stub.GetDeployment(S.GetDeploymentRequest(deployment_id=deployment.id)).deployment
     assert shrunk.replicas == 1 and len(shrunk.endpoints) == len(shrunk.replica_status) == 1
     gone = [r for r in scaled.replica_status if r.id != shrunk.replica_status[0].id]
     assert not _alive(int(gone[0].handle))

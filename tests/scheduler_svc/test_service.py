@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from mlaas import errors
-from mlaas.inference_client import InferenceClient
+from mlaas.client import RegistryClient, SchedulerClient
+from mlaas.inference_client import DeploymentInference, InferenceClient
 from mlaas.v1 import scheduler_pb2, types_pb2
 from registry_svc.guards import SchedulerGuard
 from scheduler_svc.settings import parse_nodes
@@ -18,8 +19,11 @@ S = scheduler_pb2
 
 
 @pytest.mark.parametrize("mesh", [4.0], indirect=True)
-def test_deploy_watch_infer_decommission(mesh):
-    stub, X, model, _ = mesh
+def test_find_deploy_watch_stream_decommission_cache_destroy(mesh, parts):
+    stub, X, model, address = mesh
+    with RegistryClient(parts.registry_address) as registry:
+        found = [r.model.description.name for r in registry.find(task="classification", max_cpu="1")]
+    assert "iris" in found
     reply = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris"), idempotency_key="first"))
     deployment = reply.deployment
     assert deployment.state == S.DEPLOYMENT_STATE_QUEUED and deployment.model.version == 1
@@ -31,8 +35,11 @@ def test_deploy_watch_infer_decommission(mesh):
                       S.DEPLOYMENT_STATE_READY], [e.event.detail for e in events]  # fmt: skip
     ready = events[-1].deployment
     assert ready.replica_status[0].node == "node-a"  # the tiny node cannot hold 1 CPU
-    with InferenceClient(ready.endpoints[0]) as runtime:
-        assert np.array_equal(runtime.infer("iris", {"X": X[:4]})["label"], model.predict(X[:4]))
+    with SchedulerClient(address) as scheduler, DeploymentInference(scheduler, deployment.id) as runtime:
+        results = list(runtime.stream({"X": X[i : i + 5]} for i in range(0, 150, 5)))
+    assert sorted(int(r.request_id) for r in results) == list(range(30))
+    labels = np.concatenate([r.outputs["label"] for r in sorted(results, key=lambda r: int(r.request_id))])
+    assert np.array_equal(labels, model.predict(X))
     nodes = {n.name: n for n in stub.ListNodes(S.ListNodesRequest()).nodes}
     assert nodes["node-a"].allocated.cpu_millicores == 1000 and nodes["node-a"].free.cpu_millicores == 1000
     cached = stub.Decommission(S.DecommissionRequest(deployment_id=deployment.id)).deployment
