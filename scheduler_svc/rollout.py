@@ -15,6 +15,7 @@ import logging
 from collections import Counter
 from collections.abc import Collection
 
+from mlaas.errors import Aborted
 from mlaas.v1 import scheduler_pb2
 from scheduler_svc.lifecycle import Lifecycle, ready_or_cached
 from scheduler_svc.placer import Placer
@@ -23,6 +24,7 @@ from scheduler_svc.store import DeploymentStore
 
 log = logging.getLogger(__name__)
 S = scheduler_pb2
+UPDATING = {S.DEPLOYMENT_STATE_UPDATING}
 
 
 def _without(deployment: scheduler_pb2.Deployment, replica_ids: Collection[str]) -> None:
@@ -52,15 +54,19 @@ class Rollout:
     def converge(self, deployment: scheduler_pb2.Deployment) -> None:
         with self._lifecycle.deployment_lock(deployment.id, self._lock_seconds):
             deployment = self._store.get(deployment.id)
-            if deployment.state == S.DEPLOYMENT_STATE_UPDATING:
+            if deployment.state != S.DEPLOYMENT_STATE_UPDATING:
+                return
+            try:
                 self._converge(deployment)
+            except Aborted as err:  # destroyed meanwhile (the mesh shut down): nothing more to do
+                log.info("rollout of %s stopped: %s", deployment.id, err.message)
 
     def _converge(self, d: scheduler_pb2.Deployment) -> None:
         target = d.model.version
         half_started = [r for r in d.replica_status if r.model_version == target and not r.ready]
         if half_started:  # left by a rollout that was interrupted
             self._replicas.remove(half_started)
-            d = self._store.update(d.id, lambda x: _without(x, {r.id for r in half_started}))
+            d = self._store.update(d.id, lambda x: _without(x, {r.id for r in half_started}), only_from=UPDATING)
         missing = d.replicas - sum(1 for r in d.replica_status if r.model_version == target and r.ready)
         if missing > 0:
             problem = self._add(d, missing)
@@ -75,7 +81,7 @@ class Rollout:
         if leaving:
             d = self._store.update(
                 d.id, lambda x: _serve_from(x, keep), detail=f"serving version {target} on {len(keep)} replica(s); "
-                f"draining {len(leaving)}",
+                f"draining {len(leaving)}", only_from=UPDATING,
             )  # fmt: skip
             self._replicas.remove(leaving)
         rolled = any(r.model_version != target for r in leaving)
@@ -85,7 +91,7 @@ class Rollout:
             _without(x, {r.id for r in leaving})
             _serve_from(x, keep)
 
-        d = self._store.update(d.id, settle, ready_or_cached, done, only_from={S.DEPLOYMENT_STATE_UPDATING})
+        d = self._store.update(d.id, settle, ready_or_cached, done, only_from=UPDATING)
         self._lifecycle.reshare(d, old_versions)
 
     def _add(self, d: scheduler_pb2.Deployment, count: int) -> str | None:
@@ -95,24 +101,31 @@ class Rollout:
         def record(nodes: tuple[str, ...]) -> tuple[scheduler_pb2.Deployment, list[str]]:
             new = [new_replica(d, node) for node in nodes]
             detail = f"starting {len(new)} replica(s) of version {d.model.version} on {', '.join(nodes)}"
-            return self._store.update(d.id, lambda x: x.replica_status.extend(new), detail=detail), [r.id for r in new]
+            recorded = self._store.update(
+                d.id, lambda x: x.replica_status.extend(new), detail=detail, only_from=UPDATING
+            )
+            return recorded, [r.id for r in new]
 
         placement, recorded = self._placer.place(d, count, record)
         if recorded is None:
             return f"not placed: {placement.reason}"
         d, ids = recorded
-        d = self._replicas.start(d, ids)
+        d = self._replicas.start(d, ids, only_from=UPDATING)
         problem = self._replicas.wait_healthy(d, ids)
-        if problem:
-            self._replicas.remove(r for r in d.replica_status if r.id in ids)
-            self._store.update(d.id, lambda x: _without(x, ids))
-            return problem
 
         def mark_ready(x: scheduler_pb2.Deployment) -> None:
             for replica in x.replica_status:
                 replica.ready = replica.ready or replica.id in ids
 
-        self._store.update(d.id, mark_ready)
+        try:
+            if problem:
+                self._replicas.remove(r for r in d.replica_status if r.id in ids)
+                self._store.update(d.id, lambda x: _without(x, ids), only_from=UPDATING)
+                return problem
+            self._store.update(d.id, mark_ready, only_from=UPDATING)
+        except Aborted:  # leave nothing running that no record points to
+            self._replicas.remove(r for r in d.replica_status if r.id in ids)
+            raise
         return None
 
     def _give_up(self, deployment_id: str, problem: str) -> None:
@@ -128,6 +141,6 @@ class Rollout:
         self._store.update(
             deployment_id, revert, ready_or_cached,
             f"update given up, still serving version {version} on {len(serving)} replica(s): {problem}",
-            only_from={S.DEPLOYMENT_STATE_UPDATING},
+            only_from=UPDATING,
         )  # fmt: skip
         log.warning("rollout of %s given up: %s", deployment_id, problem)

@@ -65,10 +65,8 @@ def parts(request, tmp_path, registry, iris_model) -> Iterator[Parts]:
     made = Parts(settings, redis_server, registry_address, start, runtime_env)
     yield made
     try:
-        if started:
-            started[-1].servicer.decommission_all()  # leave no runtime process behind
-        for scheduler in started:
-            scheduler.stop(0)
+        for index, scheduler in enumerate(started):  # the last one also removes every replica
+            scheduler.stop(0, remove_replicas=index == len(started) - 1)
     finally:
         made.redis.stop()  # the test may have restarted it
 
