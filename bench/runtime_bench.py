@@ -30,11 +30,11 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+from venvs import ensure_venv
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PY = sys.executable
-MLSERVER_VENV = HERE / ".venvs" / "mlserver"
 
 
 def make_models(directory: Path) -> dict[str, tuple[Path, int, int]]:
@@ -79,25 +79,11 @@ def wait_ready(address: str, model: str, timeout: float = 120) -> None:
     raise TimeoutError(f"{address} never reported {model} ready")
 
 
-def ensure_mlserver_venv() -> Path | None:
-    python = MLSERVER_VENV / "bin" / "python"
-    if not python.exists():
-        print("creating the MLServer venv (bench/.venvs/mlserver)...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True)
-        result = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "mlserver==1.7.*", "uvloop<0.22", "onnxruntime", "numpy"],
-            check=False,
-        )
-        if result.returncode != 0:
-            print("MLServer could not be installed; its columns stay empty", flush=True)
-            return None
-    return MLSERVER_VENV / "bin" / "mlserver"
-
-
 def start_mlserver(models: dict, workdir: Path) -> tuple[subprocess.Popen, str] | None:
-    binary = ensure_mlserver_venv()
-    if binary is None:
+    bin_dir = ensure_venv("mlserver", ["mlserver==1.7.*", "uvloop<0.22", "onnxruntime", "numpy"])
+    if bin_dir is None:
         return None
+    binary = bin_dir / "mlserver"
     port = free_port()
     repo = workdir / "mlserver"
     repo.mkdir()
