@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from inference_svc.feedback import DiscardSink, FeedbackTap
 from inference_svc.metrics import RuntimeMetrics
+from inference_svc.monitor_sink import MonitorSink
 from inference_svc.repository import ModelRepository
 from inference_svc.servicer import InferenceServicer
 from inference_svc.settings import RuntimeSettings
@@ -39,7 +40,12 @@ async def run_worker(settings: RuntimeSettings) -> None:
     authenticator = Authenticator.from_file(settings.server.auth_tokens_file)
     metrics = RuntimeMetrics()
     repository = ModelRepository(settings, metrics)
-    feedback = FeedbackTap(settings.feedback_capacity, DiscardSink(), dropped_metric=metrics.feedback_dropped)
+    sink = (
+        MonitorSink(settings.monitor_address, settings.deployment_id, settings.registry_token)
+        if settings.monitor_address and settings.deployment_id
+        else DiscardSink()
+    )
+    feedback = FeedbackTap(settings.feedback_capacity, sink, dropped_metric=metrics.feedback_dropped)
     for ref in settings.models:
         await repository.load_ref(ref)
     for name, uri in settings.model_uris:

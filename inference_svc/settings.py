@@ -33,6 +33,9 @@ class RuntimeSettings:
     data_refs: DataRefPolicy = field(default_factory=DataRefPolicy)
     cache_dir: Path = field(default_factory=lambda: Path("~/.mlaas/runtime-cache").expanduser())
     feedback_capacity: int = 10000
+    # Where inference records go (the Monitor), and the deployment they belong to.
+    monitor_address: str | None = None
+    deployment_id: str = ""
     # Private loopback ports of every worker (index = worker), for repository broadcasts.
     control_ports: tuple[int, ...] = ()
     worker_index: int = 0
@@ -61,4 +64,6 @@ class RuntimeSettings:
             ),
             cache_dir=data_dir(env) / "runtime-cache",
             feedback_capacity=env_int(env, "MLAAS_FEEDBACK_CAPACITY", 10000),
+            monitor_address=env.get("MLAAS_MONITOR_ADDR") or None,
+            deployment_id=env.get("MLAAS_DEPLOYMENT_ID", ""),
         )

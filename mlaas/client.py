@@ -24,7 +24,15 @@ import numpy as np
 from mlaas.errors import DeadlineExceeded, FailedPrecondition, MlaasError, from_rpc_error
 from mlaas.quantities import parse_cpu, parse_memory
 from mlaas.refs import enum_value, parse_ref, state_name
-from mlaas.v1 import registry_pb2, registry_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, types_pb2
+from mlaas.v1 import (
+    monitor_pb2,
+    monitor_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+    scheduler_pb2,
+    scheduler_pb2_grpc,
+    types_pb2,
+)
 
 CHUNK_BYTES = 1 << 20
 # Deployment states whose ready replicas take inference (CACHED ones are still warm).
@@ -341,3 +349,58 @@ class SchedulerClient(GrpcClient):
             detail = f" ({deployment.reason})" if deployment.reason else ""
             raise FailedPrecondition(f"deployment {deployment_id} is {state} with no ready replica{detail}")
         return ",".join(deployment.endpoints), deployment.model.name
+
+
+class MonitorClient(GrpcClient):
+    """Labels in; drift reports, drift events, policies and retrainings out."""
+
+    def __init__(self, address: str = "127.0.0.1:50053", token: str | None = None, timeout: float = 60.0):
+        super().__init__(address, token, timeout)
+        self._stub = monitor_pb2_grpc.MonitorServiceStub(self._channel)
+
+    def report_labels(
+        self, deployment_id: str, labels: Iterable[tuple[str, str | float]], batch: int = 1000
+    ) -> monitor_pb2.ReportLabelsResponse:
+        """(request id, true label) pairs: a string is a class label, a number a regression
+        target. Returns once every label is on the Monitor's disk."""
+
+        def messages() -> Iterator[monitor_pb2.ReportLabelsRequest]:
+            chunk = []
+            for request_id, value in labels:
+                label = monitor_pb2.Label(request_id=request_id)
+                if isinstance(value, str):
+                    label.class_label = value
+                else:
+                    label.target = float(value)
+                chunk.append(label)
+                if len(chunk) == batch:
+                    yield monitor_pb2.ReportLabelsRequest(deployment_id=deployment_id, labels=chunk)
+                    chunk = []
+            if chunk:
+                yield monitor_pb2.ReportLabelsRequest(deployment_id=deployment_id, labels=chunk)
+
+        return self._call(self._stub.ReportLabels, messages())
+
+    def report(self, deployment_id: str) -> monitor_pb2.DriftReport:
+        request = monitor_pb2.GetDriftReportRequest(deployment_id=deployment_id)
+        return self._call(self._stub.GetDriftReport, request).report
+
+    def watch_drift(self, deployment_id: str) -> Iterator[monitor_pb2.DriftEvent]:
+        for reply in self._stream(self._stub.WatchDrift, monitor_pb2.WatchDriftRequest(deployment_id=deployment_id)):
+            yield reply.event
+
+    def set_policy(self, deployment_id: str, policy: monitor_pb2.MonitorPolicy) -> monitor_pb2.MonitorPolicy:
+        request = monitor_pb2.SetPolicyRequest(deployment_id=deployment_id, policy=policy)
+        return self._call(self._stub.SetPolicy, request).policy
+
+    def policy(self, deployment_id: str) -> monitor_pb2.MonitorPolicy:
+        return self._call(self._stub.GetPolicy, monitor_pb2.GetPolicyRequest(deployment_id=deployment_id)).policy
+
+    def retrainings(self, deployment_id: str) -> list[monitor_pb2.Retraining]:
+        request = monitor_pb2.ListRetrainingsRequest(deployment_id=deployment_id)
+        return list(self._call(self._stub.ListRetrainings, request).retrainings)
+
+    def watch_retraining(self, deployment_id: str) -> Iterator[monitor_pb2.Retraining]:
+        request = monitor_pb2.WatchRetrainingRequest(deployment_id=deployment_id)
+        for reply in self._stream(self._stub.WatchRetraining, request):
+            yield reply.retraining

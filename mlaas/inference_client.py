@@ -120,10 +120,10 @@ class _Feeder:
     """The requests of one logical stream, across reconnections: every request taken from the
     source is pending until its answer arrives, and a new connection first resends those."""
 
-    def __init__(self, model: str, batches: Iterable[Mapping[str, np.ndarray]]):
+    def __init__(self, model: str, batches: Iterable[Mapping[str, np.ndarray]], ids: Iterable[str] | None = None):
         self._model = model
         self._source = iter(batches)
-        self._counter = itertools.count()
+        self._ids = iter(ids) if ids is not None else map(str, itertools.count())
         self._lock = threading.Lock()
         self.pending: dict[str, oip.ModelInferRequest] = {}
         self.exhausted = False
@@ -136,7 +136,7 @@ class _Feeder:
                 if inputs is None:
                     self.exhausted = True
                     return
-                request = build_request(self._model, inputs, str(next(self._counter)))
+                request = build_request(self._model, inputs, next(self._ids))
                 self.pending[request.id] = request
             yield request
 
@@ -199,14 +199,17 @@ class DeploymentInference:
             except MlaasError as err:
                 pause = self._reconnect_or_raise(err, deadline, pause)
 
-    def stream(self, batches: Iterable[Mapping[str, np.ndarray]]) -> Iterator[StreamResult]:
-        """Like InferenceClient.stream; each request is answered exactly once."""
+    def stream(
+        self, batches: Iterable[Mapping[str, np.ndarray]], ids: Iterable[str] | None = None
+    ) -> Iterator[StreamResult]:
+        """Like InferenceClient.stream; each request is answered exactly once. `ids` are the
+        request ids (default "0", "1", ...): give unique ones to report labels for them later."""
         feeder: _Feeder | None = None
         deadline, pause = time.monotonic() + self._retry_seconds, 0.02
         while True:
             try:
                 runtime = self._runtime()
-                feeder = feeder or _Feeder(self.model, batches)
+                feeder = feeder or _Feeder(self.model, batches, ids)
                 for result in runtime.stream_requests(feeder.requests()):
                     if feeder.pending.pop(result.request_id, None) is not None:
                         deadline = time.monotonic() + self._retry_seconds  # progress: a fresh budget

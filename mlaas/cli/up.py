@@ -22,8 +22,10 @@ def run_up(args) -> int:
     supervisor = Supervisor(root / "logs")
     registry_port = args.registry_port or free_port()
     scheduler_port = args.scheduler_port or free_port()
+    monitor_port = args.monitor_port or free_port()
     registry_address = f"127.0.0.1:{registry_port}"
     scheduler_address = f"127.0.0.1:{scheduler_port}"
+    monitor_address = f"127.0.0.1:{monitor_port}"
     env = child_env(
         os.environ,
         MLAAS_DATA_DIR=str(root),
@@ -35,6 +37,10 @@ def run_up(args) -> int:
         MLAAS_REGISTRY_METRICS_PORT=str(args.registry_metrics_port),
         MLAAS_SCHEDULER_PORT=str(scheduler_port),
         MLAAS_SCHEDULER_METRICS_PORT=str(args.scheduler_metrics_port),
+        MLAAS_MONITOR_PORT=str(monitor_port),
+        MLAAS_MONITOR_METRICS_PORT=str(args.monitor_metrics_port),
+        # Runtimes send their inference records here (the scheduler passes it on to them).
+        MLAAS_MONITOR_ADDR=monitor_address,
         # The runtimes are this command's children too: Ctrl-C takes them down with the rest.
         MLAAS_STOP_REPLICAS_ON_EXIT="true",
     )
@@ -43,11 +49,15 @@ def run_up(args) -> int:
         wait_healthy(registry_address, timeout=60)
         supervisor.spawn("scheduler", [sys.executable, "-m", "scheduler_svc"], env)
         wait_healthy(scheduler_address, timeout=60)
+        supervisor.spawn("monitor", [sys.executable, "-m", "monitor_svc"], env)
+        wait_healthy(monitor_address, timeout=60)
         endpoints = {
             "registry": registry_address,
             "scheduler": scheduler_address,
+            "monitor": monitor_address,
             "registry_metrics": f"http://127.0.0.1:{args.registry_metrics_port}/metrics",
             "scheduler_metrics": f"http://127.0.0.1:{args.scheduler_metrics_port}/metrics",
+            "monitor_metrics": f"http://127.0.0.1:{args.monitor_metrics_port}/metrics",
             "redis": redis.url,
             "data_dir": str(root),
             "logs": str(supervisor.log_dir),
@@ -97,4 +107,6 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
     up.add_argument("--registry-metrics-port", type=int, default=9451)
     up.add_argument("--scheduler-port", type=int, default=50052, help="0 picks a free port")
     up.add_argument("--scheduler-metrics-port", type=int, default=9452)
+    up.add_argument("--monitor-port", type=int, default=50053, help="0 picks a free port")
+    up.add_argument("--monitor-metrics-port", type=int, default=9453)
     up.set_defaults(run=run_up)

@@ -96,16 +96,18 @@ class WindowSummary(_message.Message):
     def __init__(self, model_version: _Optional[int] = ..., window_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., features: _Optional[_Iterable[_Union[FeatureSummary, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[FeatureSummary, _Mapping]]] = ...) -> None: ...
 
 class IngestFeedbackRequest(_message.Message):
-    __slots__ = ("deployment_id", "records", "summaries", "dropped")
+    __slots__ = ("deployment_id", "records", "summaries", "dropped", "model_name")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     SUMMARIES_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     records: _containers.RepeatedCompositeFieldContainer[InferenceRecord]
     summaries: _containers.RepeatedCompositeFieldContainer[WindowSummary]
     dropped: int
-    def __init__(self, deployment_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[InferenceRecord, _Mapping]]] = ..., summaries: _Optional[_Iterable[_Union[WindowSummary, _Mapping]]] = ..., dropped: _Optional[int] = ...) -> None: ...
+    model_name: str
+    def __init__(self, deployment_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[InferenceRecord, _Mapping]]] = ..., summaries: _Optional[_Iterable[_Union[WindowSummary, _Mapping]]] = ..., dropped: _Optional[int] = ..., model_name: _Optional[str] = ...) -> None: ...
 
 class IngestFeedbackResponse(_message.Message):
     __slots__ = ("accepted_rows",)
@@ -224,22 +226,22 @@ class WatchDriftResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[DriftEvent, _Mapping]] = ...) -> None: ...
 
 class MonitorPolicy(_message.Message):
-    __slots__ = ("window_size", "expected_run_length", "auto_retrain", "min_labels", "cooldown_seconds", "min_improvement", "include_reference_data")
+    __slots__ = ("window_size", "expected_run_length", "auto_retrain", "min_labels", "cooldown_labels", "min_improvement", "performance_expected_run_length")
     WINDOW_SIZE_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_RUN_LENGTH_FIELD_NUMBER: _ClassVar[int]
     AUTO_RETRAIN_FIELD_NUMBER: _ClassVar[int]
     MIN_LABELS_FIELD_NUMBER: _ClassVar[int]
-    COOLDOWN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COOLDOWN_LABELS_FIELD_NUMBER: _ClassVar[int]
     MIN_IMPROVEMENT_FIELD_NUMBER: _ClassVar[int]
-    INCLUDE_REFERENCE_DATA_FIELD_NUMBER: _ClassVar[int]
+    PERFORMANCE_EXPECTED_RUN_LENGTH_FIELD_NUMBER: _ClassVar[int]
     window_size: int
     expected_run_length: int
     auto_retrain: bool
     min_labels: int
-    cooldown_seconds: int
+    cooldown_labels: int
     min_improvement: float
-    include_reference_data: bool
-    def __init__(self, window_size: _Optional[int] = ..., expected_run_length: _Optional[int] = ..., auto_retrain: _Optional[bool] = ..., min_labels: _Optional[int] = ..., cooldown_seconds: _Optional[int] = ..., min_improvement: _Optional[float] = ..., include_reference_data: _Optional[bool] = ...) -> None: ...
+    performance_expected_run_length: int
+    def __init__(self, window_size: _Optional[int] = ..., expected_run_length: _Optional[int] = ..., auto_retrain: _Optional[bool] = ..., min_labels: _Optional[int] = ..., cooldown_labels: _Optional[int] = ..., min_improvement: _Optional[float] = ..., performance_expected_run_length: _Optional[int] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
     __slots__ = ("deployment_id", "policy")

@@ -62,7 +62,7 @@ class LocalBackend:
         with open(self._log_path(spec.replica_id), "ab") as log:
             process = subprocess.Popen(
                 command,
-                env=self._env,
+                env={**self._env, "MLAAS_DEPLOYMENT_ID": spec.deployment_id},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -48,7 +48,7 @@ def test_up_demo_serves_ranked_models_and_a_deployment(tmp_path):
     command = [
         sys.executable, "-m", "mlaas.cli", "up", "--demo", "--json", "--data-dir", str(tmp_path),
         "--registry-port", "0", "--registry-metrics-port", "0", "--scheduler-port", "0",
-        "--scheduler-metrics-port", "0",
+        "--scheduler-metrics-port", "0", "--monitor-port", "0", "--monitor-metrics-port", "0",
     ]  # fmt: skip
     up = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tool_env())
     try:

@@ -28,7 +28,7 @@ class Parts:
     settings: SchedulerSettings
     redis: EmbeddedRedis
     registry_address: str
-    start: Callable[..., Scheduler]  # start(**settings changes): one more scheduler on the same Redis
+    start: Callable[..., Scheduler]  # start(env, **settings changes): one more scheduler on the same Redis
     runtime_env: dict[str, str]
 
 
@@ -57,8 +57,11 @@ def parts(request, tmp_path, registry, iris_model) -> Iterator[Parts]:
     runtime_env = tool_env(MLAAS_DATA_DIR=str(tmp_path / "runtime"))
     started: list[Scheduler] = []
 
-    def start(**changes) -> Scheduler:
-        scheduler = build_scheduler(dataclasses.replace(settings, **changes), runtime_env, f"s{len(started)}")
+    def start(env: dict[str, str] | None = None, **changes) -> Scheduler:
+        """`env`: more environment for the runtimes it starts."""
+        scheduler = build_scheduler(
+            dataclasses.replace(settings, **changes), {**runtime_env, **(env or {})}, f"s{len(started)}"
+        )
         started.append(scheduler.start())
         return scheduler
 

@@ -1,0 +1,1 @@
+"""The Monitor: feedback from runtimes and applications, drift detection, automatic retraining."""

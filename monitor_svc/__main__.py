@@ -1,0 +1,20 @@
+"""`python -m monitor_svc`: run the Monitor with settings from MLAAS_* variables."""
+
+from __future__ import annotations
+
+import logging
+
+from mlaas.settings import current_env
+from monitor_svc.app import build_monitor
+from monitor_svc.settings import MonitorSettings
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    monitor = build_monitor(MonitorSettings.from_env(current_env())).start()
+    monitor.server.serve_until_signalled()
+    monitor.stop(0)
+
+
+if __name__ == "__main__":
+    main()

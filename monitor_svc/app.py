@@ -1,0 +1,47 @@
+"""Wires the Monitor together: its store, the registry context loader, the retrainer thread and
+the gRPC service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlaas.auth import Authenticator
+from mlaas.server import MeshServer, Service
+from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
+from monitor_svc.changes import Changes
+from monitor_svc.context import ContextLoader
+from monitor_svc.retrainer import Retrainer
+from monitor_svc.servicer import MonitorServicer
+from monitor_svc.settings import MonitorSettings
+from monitor_svc.store import MonitorStore
+
+SERVICE_NAME = monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name
+
+
+@dataclass
+class Monitor:
+    server: MeshServer
+    servicer: MonitorServicer
+    retrainer: Retrainer
+    store: MonitorStore
+
+    def start(self) -> Monitor:
+        self.retrainer.start()
+        self.server.start()
+        return self
+
+    def stop(self, grace: float | None = None) -> None:
+        self.server.stop(grace)
+        self.retrainer.stop()
+        self.store.close()
+
+
+def build_monitor(settings: MonitorSettings) -> Monitor:
+    authenticator = Authenticator.from_file(settings.server.auth_tokens_file)
+    store = MonitorStore(settings.database_path, settings.keep_predictions)
+    contexts = ContextLoader(settings.registry_address, settings.data_dir / "monitor-models", settings.token)
+    changes = Changes()
+    retrainer = Retrainer(store, settings.registry_address, settings.scheduler_address, changes, settings.token)
+    servicer = MonitorServicer(store, contexts, retrainer, changes)
+    service = Service(SERVICE_NAME, servicer, monitor_pb2_grpc.add_MonitorServiceServicer_to_server)
+    return Monitor(MeshServer("monitor", settings.server, [service], authenticator), servicer, retrainer, store)

@@ -1,0 +1,189 @@
+"""One deployment's monitoring: its detectors, fed by inference records and matched labels.
+
+- data drift: a DriftScan over the input features against the version's reference data;
+- prediction drift: a DriftScan over the model's first output (a class label is categorical, a
+  regression value numeric) against the model's own outputs on the reference data;
+- performance drift: an ErrorRateDetector over labeled samples. For classification an error is
+  a wrong label; for regression, a residual larger than the 90th percentile of the first
+  `REGRESSION_BASELINE` residuals (so that "error rate" means the same thing for both).
+
+A new model version (after a rollout) gets fresh detectors against its own reference data.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from mlaas.v1 import monitor_pb2, types_pb2
+from monitor_svc.detectors import Alarm
+from monitor_svc.detectors.error_rate import ErrorRateDetector
+from monitor_svc.detectors.scan import CATEGORICAL, NUMERIC, WINDOWS, DriftScan
+from monitor_svc.retraining import RetrainTrigger
+from monitor_svc.store import Labeled
+
+M = monitor_pb2
+REGRESSION_BASELINE = 200
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    """What the Monitor knows of the version a deployment serves (from the registry)."""
+
+    name: str
+    version: int
+    task: int
+    feature_names: tuple[str, ...]
+    reference: np.ndarray  # rows x features
+    reference_predictions: np.ndarray  # the model's first output on the reference rows
+    recipe: types_pb2.TrainingRecipe = field(default_factory=types_pb2.TrainingRecipe)
+
+    @property
+    def classification(self) -> bool:
+        return self.task == types_pb2.TASK_CLASSIFICATION
+
+
+def default_policy() -> monitor_pb2.MonitorPolicy:
+    return M.MonitorPolicy(
+        window_size=WINDOWS[-1],
+        expected_run_length=5_000,
+        auto_retrain=True,
+        min_labels=500,
+        cooldown_labels=2_000,
+        min_improvement=0.01,
+        performance_expected_run_length=30_000,
+    )
+
+
+def scan_windows(longest: int) -> tuple[int, ...]:
+    """8, 16, 32, ... up to `longest`."""
+    return tuple(w for w in (2**k for k in range(3, 16)) if w <= max(longest, 8))
+
+
+def _stamp() -> Timestamp:
+    stamp = Timestamp()
+    stamp.GetCurrentTime()
+    return stamp
+
+
+class DeploymentMonitor:
+    def __init__(self, deployment_id: str, context: ModelContext, policy: monitor_pb2.MonitorPolicy, strict: bool):
+        self.deployment_id = deployment_id
+        self.context = context
+        self.policy = policy
+        self.strict = strict
+        self.lock = threading.Lock()  # one batch at a time per deployment
+        windows = scan_windows(policy.window_size)
+        ert = policy.expected_run_length
+        names = context.feature_names or tuple(f"x{j}" for j in range(context.reference.shape[1]))
+        self.data = DriftScan.calibrated(context.reference, ert, names, windows=windows)
+        kind = CATEGORICAL if context.classification else NUMERIC
+        self.prediction = DriftScan.calibrated(
+            context.reference_predictions.reshape(-1, 1).astype(np.float64), ert, ("prediction",), (kind,), windows
+        )
+        self.performance = ErrorRateDetector(policy.performance_expected_run_length)
+        self.trigger = RetrainTrigger(policy.min_labels, policy.cooldown_labels)
+        self.labels_seen = 0  # matched labels since this version started serving
+        self.label_base = 0  # matched-label number where this version's count starts
+        self._residual_limit: float | None = None
+        self._residuals: list[float] = []
+        self.last_performance_event = ""  # id of the latest performance drift event
+        self._recent_errors: list[float] = []
+
+    @property
+    def samples_seen(self) -> int:
+        return self.data.samples
+
+    def observe(self, inputs: np.ndarray, predictions: np.ndarray) -> list[monitor_pb2.DriftEvent]:
+        """Inference records (rows in order); returns the drift events they raised."""
+        events = [self._event(M.DRIFT_KIND_DATA, alarm, self.data.samples) for alarm in self.data.update(inputs)] + [
+            self._event(M.DRIFT_KIND_PREDICTION, alarm, self.prediction.samples)
+            for alarm in self.prediction.update(np.asarray(predictions, dtype=np.float64).reshape(-1, 1))
+        ]
+        return events
+
+    def learn(self, labeled: list[Labeled]) -> list[monitor_pb2.DriftEvent]:
+        """Matched labels of this version's predictions (in order); returns performance events
+        and records a retraining trigger for the first of them."""
+        labeled = [x for x in labeled if x.model_version == self.context.version]
+        if not labeled:
+            return []
+        if not self.labels_seen:
+            self.label_base = labeled[0].number - 1
+        errors = self._errors(labeled)
+        self._recent_errors = (self._recent_errors + errors.tolist())[-1024:]
+        events = []
+        for alarm in self.performance.update(errors):  # alarm.sample counts this version's labels
+            events.append(self._event(M.DRIFT_KIND_PERFORMANCE, alarm, alarm.sample))
+            if self.trigger.on_alarm(alarm, alarm.sample):
+                self.last_performance_event = events[-1].id
+        self.labels_seen = self.performance.samples
+        return events
+
+    def due_since(self) -> int | None:
+        """The global matched-label number after which the retraining data starts, when due."""
+        start = self.trigger.due(self.labels_seen)
+        return None if start is None else self.label_base + start
+
+    def _errors(self, labeled: list[Labeled]) -> np.ndarray:
+        if self.context.classification:
+            return np.array([x.prediction != x.label for x in labeled], dtype=np.float64)
+        residuals = np.abs(np.array([float(x.prediction) - float(x.label) for x in labeled]))
+        if self._residual_limit is None:
+            self._residuals.extend(residuals.tolist())
+            if len(self._residuals) < REGRESSION_BASELINE:
+                return np.zeros(0)
+            self._residual_limit = float(np.quantile(self._residuals, 0.9))
+            residuals = np.asarray(self._residuals)
+        return (residuals > self._residual_limit).astype(np.float64)
+
+    def recent_performance(self) -> float:
+        """Accuracy (classification) or the share of residuals within the baseline's 90th
+        percentile (regression) over the recent labels; NaN before any."""
+        return 1.0 - float(np.mean(self._recent_errors)) if self._recent_errors else float("nan")
+
+    def _event(self, kind: int, alarm: Alarm, seen: int) -> monitor_pb2.DriftEvent:
+        return M.DriftEvent(
+            id=f"e-{uuid.uuid4().hex[:12]}",
+            deployment_id=self.deployment_id,
+            model_version=self.context.version,
+            kind=kind,
+            features=list(alarm.features),
+            statistic=alarm.statistic,
+            value=alarm.value,
+            threshold=alarm.threshold,
+            window_start_sample=max(seen - alarm.window + 1, 1),
+            window_end_sample=seen,
+            time=_stamp(),
+        )
+
+    def report(self, labels_total: int) -> monitor_pb2.DriftReport:
+        features = [  # the inputs are one numeric tensor: every feature is tested on its mean
+            M.FeatureDrift(
+                feature=name, statistic="mean-z", value=score, threshold=self.data.threshold,
+                drifted=score > self.data.threshold,
+            )
+            for name, score in self.data.last_scores.items()
+        ]  # fmt: skip
+        return M.DriftReport(
+            deployment_id=self.deployment_id,
+            model_version=self.context.version,
+            samples_seen=self.samples_seen,
+            labels_seen=labels_total,
+            features=features,
+            recent_performance=self.recent_performance(),
+            retraining_unavailable_reason=self.retraining_unavailable(),
+        )
+
+    def retraining_unavailable(self) -> str:
+        if self.strict:
+            return "STRICT deployment: its raw data never leaves its node, so it is never retrained"
+        if not self.context.recipe.steps:
+            return "the model has no training recipe in the registry"
+        if not self.policy.auto_retrain:
+            return "auto_retrain is off in the policy"
+        return ""

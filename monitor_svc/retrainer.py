@@ -1,0 +1,175 @@
+"""Runs retrainings one at a time on a thread of their own, so that no rpc waits for a fit.
+
+A retraining: the labeled samples since the change (from the store) -> the registered recipe
+fitted on most of them -> challenger and champion scored on the held-out rest (the champion's
+score from the predictions it really made) -> if the challenger wins by the margin: refit on all
+of them, export to ONNX, register the new version with its lineage and the training window as
+its reference data, roll the deployment to it (the scheduler's UpdateDeployment), and move the
+`champion` alias. Every step is a state of the Retraining record, watched by WatchRetraining.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from mlaas.client import RegistryClient, SchedulerClient
+from mlaas.export import sklearn_to_onnx
+from mlaas.v1 import monitor_pb2, types_pb2
+from monitor_svc.changes import Changes
+from monitor_svc.monitoring import ModelContext
+from monitor_svc.retraining import holdout_split, judge, metric_name, score, train
+from monitor_svc.store import Labeled, MonitorStore
+
+log = logging.getLogger(__name__)
+M = monitor_pb2
+CHAMPION_ALIAS = "champion"
+
+
+@dataclass(frozen=True)
+class Job:
+    deployment_id: str
+    context: ModelContext
+    trigger_event_id: str
+    since_label: int  # matched-label number after which the data starts
+    min_improvement: float
+
+
+def _stamp() -> Timestamp:
+    stamp = Timestamp()
+    stamp.GetCurrentTime()
+    return stamp
+
+
+def targets(labels: list[str], classification: bool) -> np.ndarray:
+    """Labels as the model's outputs are typed: integers when every class label is one."""
+    if not classification:
+        return np.array([float(v) for v in labels])
+    try:
+        return np.array([int(v) for v in labels], dtype=np.int64)
+    except ValueError:
+        return np.array(labels)
+
+
+class Retrainer(threading.Thread):
+    def __init__(
+        self,
+        store: MonitorStore,
+        registry_address: str,
+        scheduler_address: str,
+        changes: Changes,
+        token: str | None = None,
+    ):
+        super().__init__(name="retrainer", daemon=True)
+        self._store = store
+        self._registry = registry_address
+        self._scheduler = scheduler_address
+        self._changes = changes
+        self._token = token
+        self._jobs: queue.Queue[tuple[Job, monitor_pb2.Retraining] | None] = queue.Queue()
+
+    def submit(self, job: Job) -> monitor_pb2.Retraining:
+        record = M.Retraining(
+            id=f"r-{uuid.uuid4().hex[:12]}",
+            deployment_id=job.deployment_id,
+            trigger_event_id=job.trigger_event_id,
+            parent_version=job.context.version,
+            state=M.RETRAINING_STATE_PENDING,
+            started_at=_stamp(),
+        )
+        self._save(record)
+        self._jobs.put((job, record))
+        return record
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+        self.join(30)
+
+    def run(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            job, record = item
+            try:
+                self._retrain(job, record)
+            except Exception as err:  # recorded on the retraining; the thread goes on
+                log.exception("retraining %s failed", record.id)
+                self._finish(record, M.RETRAINING_STATE_FAILED, f"{type(err).__name__}: {err}"[:500])
+
+    def _save(self, record: monitor_pb2.Retraining) -> None:
+        self._store.put_retraining(record.id, record.deployment_id, record.SerializeToString())
+        self._changes.notify()
+
+    def _finish(self, record: monitor_pb2.Retraining, state: int, reason: str = "") -> None:
+        record.state, record.reason = state, reason
+        record.finished_at.CopyFrom(_stamp())
+        self._save(record)
+
+    def _retrain(self, job: Job, record: monitor_pb2.Retraining) -> None:
+        context = job.context
+        labeled = self._store.labeled_since(job.deployment_id, job.since_label)
+        record.state = M.RETRAINING_STATE_TRAINING
+        self._save(record)
+        X = np.vstack([x.inputs for x in labeled]).astype(np.float32)
+        y = targets([x.label for x in labeled], context.classification)
+        fit, held = holdout_split(len(labeled), seed=len(labeled))
+        challenger = train(context.recipe, X[fit], y[fit])
+        record.state = M.RETRAINING_STATE_EVALUATING
+        champion_predictions = targets([labeled[i].prediction for i in held], context.classification)
+        verdict = judge(
+            score(context.task, y[held], champion_predictions),
+            score(context.task, y[held], challenger.predict(X[held])),
+            job.min_improvement,
+        )
+        name = metric_name(context.task)
+        record.champion_metrics.append(types_pb2.Metric(name=name, value=verdict.champion, dataset="held-out recent"))
+        record.challenger_metrics.append(
+            types_pb2.Metric(name=name, value=verdict.challenger, dataset="held-out recent")
+        )
+        self._save(record)
+        if not verdict.roll_out:
+            self._finish(record, M.RETRAINING_STATE_REJECTED, verdict.reason)
+            return
+        version = self._register(job, train(context.recipe, X, y), X, labeled, verdict.challenger)
+        record.challenger_version = version
+        self._save(record)
+        problem = self._roll_out(job, version)
+        if problem:
+            self._finish(record, M.RETRAINING_STATE_FAILED, problem)
+            return
+        self._finish(record, M.RETRAINING_STATE_ROLLED_OUT, verdict.reason)
+
+    def _register(self, job: Job, model, X: np.ndarray, labeled: list[Labeled], challenger_score: float) -> int:
+        context = job.context
+        with RegistryClient(self._registry, self._token) as registry:
+            description = types_pb2.ModelDescription()
+            parent = registry.get(types_pb2.ModelRef(name=context.name, version=context.version))
+            description.CopyFrom(parent.description)
+            del description.metrics[:]
+            description.metrics.append(
+                types_pb2.Metric(name=metric_name(context.task), value=challenger_score, dataset="held-out recent")
+            )
+            description.lineage.CopyFrom(
+                types_pb2.Lineage(
+                    parent_version=context.version, trigger=job.trigger_event_id, training_rows=len(labeled)
+                )
+            )
+            description.summary = f"retrained from version {context.version} on {len(labeled)} recent labeled samples"
+            reply = registry.register(sklearn_to_onnx(model, X[:1]), description, reference_data=X)
+        return reply.model.version
+
+    def _roll_out(self, job: Job, version: int) -> str:
+        """'' once the deployment serves `version` and the alias moved; otherwise why not."""
+        name = job.context.name
+        with SchedulerClient(self._scheduler, self._token) as scheduler:
+            scheduler.update(job.deployment_id, types_pb2.ModelRef(name=name, version=version))
+            settled = scheduler.wait_settled(job.deployment_id)
+        if settled.model.version != version:
+            return f"the scheduler could not roll {job.deployment_id} to version {version}; see its events"
+        with RegistryClient(self._registry, self._token) as registry:
+            registry.set_alias(name, CHAMPION_ALIAS, version)
+        return ""

@@ -1,0 +1,212 @@
+"""mlaas.v1.MonitorService: feedback and labels in, drift events and retrainings out."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+
+import grpc
+import numpy as np
+
+from mlaas.errors import InvalidArgument, NotFound
+from mlaas.servicing import maps_errors
+from mlaas.tensors import from_raw
+from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
+from monitor_svc.changes import Changes
+from monitor_svc.context import ContextLoader
+from monitor_svc.monitoring import DeploymentMonitor, default_policy
+from monitor_svc.retrainer import Job, Retrainer
+from monitor_svc.store import Labeled, MonitorStore
+
+M = monitor_pb2
+WATCH_POLL_SECONDS = 1.0
+RECENT_EVENTS = 20
+
+
+def _rows(tensor: monitor_pb2.RawTensor) -> np.ndarray:
+    array = from_raw(tensor.data, tensor.datatype, tuple(tensor.shape))
+    return array.reshape(array.shape[0], -1) if array.ndim else array.reshape(1, 1)
+
+
+def _until_gone(requests: Iterator) -> Iterator:
+    """The client's messages; a client that goes away mid-stream (a runtime draining) just ends
+    it: what arrived before is kept."""
+    try:
+        yield from requests
+    except grpc.RpcError:
+        return
+
+
+def _by_version(
+    records: Iterable[monitor_pb2.InferenceRecord],
+) -> dict[int, tuple[list[str], np.ndarray, np.ndarray]]:
+    """The records' rows grouped by model version, in order: (request ids, inputs, predictions).
+    Data drift watches the first input tensor, prediction drift the first output."""
+    grouped: dict[int, tuple[list[str], list[np.ndarray], list[np.ndarray]]] = {}
+    for record in records:
+        if not record.inputs or not record.outputs:
+            raise InvalidArgument("a feedback record needs its inputs and outputs")
+        inputs, predictions = _rows(record.inputs[0]), _rows(record.outputs[0])[:, 0]
+        if inputs.shape[0] != predictions.shape[0]:
+            raise InvalidArgument("inputs and outputs of a record have different row counts")
+        ids, xs, ps = grouped.setdefault(record.model_version, ([], [], []))
+        ids.extend(list(record.request_ids) + [""] * (inputs.shape[0] - len(record.request_ids)))
+        xs.append(inputs)
+        ps.append(predictions)
+    return {v: (ids, np.vstack(xs), np.concatenate(ps)) for v, (ids, xs, ps) in grouped.items()}
+
+
+def validate_policy(policy: monitor_pb2.MonitorPolicy) -> monitor_pb2.MonitorPolicy:
+    """Fills unset fields with defaults; InvalidArgument for values that make no sense."""
+    merged = default_policy()
+    for field in ("window_size", "expected_run_length", "min_labels", "cooldown_labels", "min_improvement",
+                  "performance_expected_run_length"):  # fmt: skip
+        value = getattr(policy, field)
+        if value < 0:
+            raise InvalidArgument(f"policy.{field} must not be negative")
+        if value:
+            setattr(merged, field, value)
+    if not 8 <= merged.window_size <= 4096:
+        raise InvalidArgument("policy.window_size must be between 8 and 4096")
+    if merged.expected_run_length < 50:
+        raise InvalidArgument("policy.expected_run_length must be at least 50 samples")
+    merged.auto_retrain = policy.auto_retrain
+    return merged
+
+
+@maps_errors
+class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
+    def __init__(self, store: MonitorStore, contexts: ContextLoader, retrainer: Retrainer, changes: Changes):
+        self._store = store
+        self._contexts = contexts
+        self._retrainer = retrainer
+        self._changes = changes
+        self._monitors: dict[str, DeploymentMonitor] = {}
+        self._lock = threading.Lock()
+
+    def _policy(self, deployment_id: str) -> monitor_pb2.MonitorPolicy:
+        raw = self._store.policy(deployment_id)
+        return M.MonitorPolicy.FromString(raw) if raw else default_policy()
+
+    def _monitor(self, deployment_id: str, model_name: str, version: int, strict: bool) -> DeploymentMonitor:
+        """The deployment's monitor for `version`; a new version (a rollout) gets a new one."""
+        with self._lock:
+            current = self._monitors.get(deployment_id)
+            if current is not None and current.context.version >= version:
+                return current
+        if not model_name:
+            raise InvalidArgument("model_name is required in the first feedback of a deployment")
+        context = self._contexts.load(model_name, version)
+        monitor = DeploymentMonitor(deployment_id, context, self._policy(deployment_id), strict)
+        if current is not None:  # after a retraining: let the new version settle first
+            monitor.trigger.cooling_until = monitor.policy.cooldown_labels
+        with self._lock:
+            self._monitors[deployment_id] = monitor
+        return monitor
+
+    def IngestFeedback(self, request_iterator, context):
+        accepted = 0
+        for request in _until_gone(request_iterator):
+            if not request.deployment_id:
+                raise InvalidArgument("deployment_id is required")
+            for version, (ids, inputs, predictions) in _by_version(request.records).items():
+                monitor = self._monitor(request.deployment_id, request.model_name, version, False)
+                with monitor.lock:  # one batch: one pass of the detectors, one transaction
+                    events = monitor.observe(inputs, predictions)
+                    matched = self._store.add_predictions(
+                        request.deployment_id, ids, version, inputs, [str(p) for p in predictions]
+                    )
+                    events += self._learn(monitor, matched)
+                self._publish(request.deployment_id, events)
+                accepted += inputs.shape[0]
+        return M.IngestFeedbackResponse(accepted_rows=accepted)
+
+    def ReportLabels(self, request_iterator, context):
+        accepted = unmatched = 0
+        for request in _until_gone(request_iterator):
+            if not request.deployment_id:
+                raise InvalidArgument("deployment_id is required")
+            pairs = []
+            for label in request.labels:
+                if not label.request_id or label.WhichOneof("value") is None:
+                    raise InvalidArgument("every label needs a request_id and a class_label or target")
+                value = label.class_label if label.WhichOneof("value") == "class_label" else repr(label.target)
+                pairs.append((label.request_id, value))
+            matched, waiting = self._store.add_labels(request.deployment_id, pairs)  # on disk from here
+            accepted += len(pairs)
+            unmatched += waiting
+            monitor = self._monitors.get(request.deployment_id)
+            if monitor is not None:
+                with monitor.lock:
+                    events = self._learn(monitor, matched)
+                self._publish(request.deployment_id, events)
+        return M.ReportLabelsResponse(accepted=accepted, unmatched=unmatched)
+
+    def _learn(self, monitor: DeploymentMonitor, matched: list[Labeled]) -> list[monitor_pb2.DriftEvent]:
+        events = monitor.learn(matched)
+        since = monitor.due_since()
+        if since is not None:
+            if not monitor.retraining_unavailable():
+                job = Job(
+                    monitor.deployment_id, monitor.context, monitor.last_performance_event, since,
+                    monitor.policy.min_improvement,
+                )  # fmt: skip
+                self._retrainer.submit(job)
+            monitor.trigger.finished(monitor.labels_seen)
+        return events
+
+    def _publish(self, deployment_id: str, events: list[monitor_pb2.DriftEvent]) -> None:
+        for event in events:
+            self._store.add_event(deployment_id, event.SerializeToString())
+        if events:
+            self._changes.notify()
+
+    def _known(self, deployment_id: str) -> DeploymentMonitor:
+        monitor = self._monitors.get(deployment_id)
+        if monitor is None:
+            raise NotFound(f"no feedback from deployment {deployment_id!r} yet")
+        return monitor
+
+    def GetDriftReport(self, request, context):
+        monitor = self._known(request.deployment_id)
+        _, matched = self._store.label_count(request.deployment_id)
+        report = monitor.report(matched)
+        recent = self._store.recent_events(request.deployment_id, RECENT_EVENTS)  # every version's
+        report.recent_events.extend(M.DriftEvent.FromString(raw) for raw in recent)
+        return M.GetDriftReportResponse(report=report)
+
+    def WatchDrift(self, request, context):
+        """Drift events from now on (GetDriftReport has the recent ones)."""
+        seen = self._store.last_event_seq()
+        while context.is_active():
+            for seq, raw in self._store.events(request.deployment_id, seen):
+                seen = seq
+                yield M.WatchDriftResponse(event=M.DriftEvent.FromString(raw))
+            self._changes.wait(WATCH_POLL_SECONDS)
+
+    def SetPolicy(self, request, context):
+        if not request.deployment_id:
+            raise InvalidArgument("deployment_id is required")
+        policy = validate_policy(request.policy)
+        self._store.put_policy(request.deployment_id, policy.SerializeToString())
+        with self._lock:  # detectors are rebuilt with the new policy on the next feedback
+            self._monitors.pop(request.deployment_id, None)
+        return M.SetPolicyResponse(policy=policy)
+
+    def GetPolicy(self, request, context):
+        return M.GetPolicyResponse(policy=self._policy(request.deployment_id))
+
+    def ListRetrainings(self, request, context):
+        found = [M.Retraining.FromString(r) for r in self._store.retrainings(request.deployment_id)]
+        return M.ListRetrainingsResponse(retrainings=found)
+
+    def WatchRetraining(self, request, context):
+        """Every change of the deployment's retrainings, starting with their current states."""
+        sent: dict[str, bytes] = {}
+        while context.is_active():
+            for raw in self._store.retrainings(request.deployment_id):
+                record = M.Retraining.FromString(raw)
+                if sent.get(record.id) != raw:
+                    sent[record.id] = raw
+                    yield M.WatchRetrainingResponse(retraining=record)
+            self._changes.wait(WATCH_POLL_SECONDS)

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlaas.settings import ServerSettings, data_dir, env_int
+
+DEFAULT_PORT = 50053
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    server: ServerSettings
+    data_dir: Path
+    registry_address: str = "127.0.0.1:50051"
+    scheduler_address: str = "127.0.0.1:50052"
+    # Predictions kept per deployment to match labels with and to retrain on.
+    keep_predictions: int = 50_000
+    # The token the Monitor presents to the registry and scheduler (retraining), if auth is on.
+    token: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> MonitorSettings:
+        return cls(
+            server=ServerSettings.from_env(env, "monitor", DEFAULT_PORT),
+            data_dir=data_dir(env),
+            registry_address=env.get("MLAAS_REGISTRY_ADDR") or "127.0.0.1:50051",
+            scheduler_address=env.get("MLAAS_SCHEDULER_ADDR") or "127.0.0.1:50052",
+            keep_predictions=env_int(env, "MLAAS_MONITOR_KEEP_PREDICTIONS", 50_000),
+            token=env.get("MLAAS_TOKEN") or None,
+        )
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "monitor.sqlite3"

@@ -1,0 +1,95 @@
+"""The whole loop on real parts: a SEA classifier deployed by the scheduler streams inference
+(its runtime sends every record to the Monitor), the application reports labels, the concept
+changes, the Monitor raises a performance drift event, retrains the registered recipe on the
+recent labels, registers the challenger with its lineage, and the scheduler rolls the deployment
+to it while a client keeps streaming, with no failed request."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from mlaas.client import MonitorClient, RegistryClient, SchedulerClient
+from mlaas.export import register_sklearn
+from mlaas.inference_client import DeploymentInference
+from mlaas.scenarios import sea, sea_classifier
+from mlaas.v1 import monitor_pb2, types_pb2
+
+M = monitor_pb2
+ONE_CPU = types_pb2.Resources(cpu_millicores=1000, memory_bytes=256 * 2**20)
+
+
+def stream_and_label(runtime, monitor, deployment_id, X, y, prefix) -> list:
+    ids = [f"{prefix}-{i}" for i in range(len(X))]
+    results = list(runtime.stream(({"X": X[i : i + 1]} for i in range(len(X))), ids))
+    assert all(r.error == "" for r in results)
+    monitor.report_labels(deployment_id, zip(ids, map(str, y), strict=True))
+    return results
+
+
+def test_concept_drift_is_detected_retrained_and_rolled_out_under_load(parts, start_monitor):
+    rng = np.random.default_rng(7)
+    champion = sea_classifier()
+    X_train, _ = sea(2_000, 0, np.random.default_rng(0))
+    with RegistryClient(parts.registry_address) as registry:
+        register_sklearn(registry, champion, "sea", X_train, reference_data=X_train[:1000], run_resources=ONE_CPU)
+    monitor_server = start_monitor(parts.registry_address)
+    monitor_address = f"127.0.0.1:{monitor_server.server.port}"
+    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": monitor_address})
+    scheduler_address = f"127.0.0.1:{scheduler.server.port}"
+    monitor_server.retrainer._scheduler = scheduler_address  # the scheduler's port is known only now
+    failures, streamed = [], []
+    with SchedulerClient(scheduler_address) as schedulers, MonitorClient(monitor_address) as monitor:
+        deployment = schedulers.wait_ready(schedulers.deploy("sea").id)
+        runtime = DeploymentInference(schedulers, deployment.id)
+        stream_and_label(runtime, monitor, deployment.id, *sea(2_000, 0, rng), "before")
+        after_X, after_y = sea(1_500, 3, rng)
+        stream_and_label(runtime, monitor, deployment.id, after_X, after_y, "after")
+
+        stop = threading.Event()
+
+        def keep_streaming():  # concept 3 traffic while the Monitor retrains and rolls out
+            with DeploymentInference(schedulers, deployment.id) as client:
+                rows = ({"X": after_X[i % 1500 : i % 1500 + 1]} for i in range(10**9))
+                try:
+                    for result in client.stream(rows, (f"load-{i}" for i in range(10**9))):
+                        streamed.append(result)
+                        if stop.is_set() and result.model_version == "2":  # served by the new version
+                            break
+                except Exception as err:  # reported by the assertion below
+                    failures.append(err)
+
+        load = threading.Thread(target=keep_streaming)
+        load.start()
+        try:
+            states = []
+            for retraining in monitor.watch_retraining(deployment.id):
+                states.append(retraining.state)
+                if retraining.state in (M.RETRAINING_STATE_ROLLED_OUT, M.RETRAINING_STATE_REJECTED,
+                                        M.RETRAINING_STATE_FAILED):  # fmt: skip
+                    break
+        finally:
+            stop.set()
+            load.join(60)
+        assert retraining.state == M.RETRAINING_STATE_ROLLED_OUT, retraining.reason
+        assert failures == [] and all(r.error == "" for r in streamed)
+        assert {r.model_version for r in streamed} == {"1", "2"}
+        deadline = time.monotonic() + 30
+        while (report := monitor.report(deployment.id)).model_version != 2 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the new version's first feedback is on its way
+        performance = [e for e in report.recent_events if e.kind == M.DRIFT_KIND_PERFORMANCE]
+        rolled = schedulers.get(deployment.id)
+    assert M.RETRAINING_STATE_TRAINING in states and M.RETRAINING_STATE_EVALUATING in states
+    assert retraining.parent_version == 1 and retraining.challenger_version == 2
+    assert retraining.challenger_metrics[0].value > retraining.champion_metrics[0].value
+    assert rolled.model.version == 2 and [r.model_version for r in rolled.replica_status] == [2]
+    with RegistryClient(parts.registry_address) as registry:
+        new = registry.get("sea@champion")
+    assert new.version == 2 and new.description.lineage.parent_version == 1
+    assert new.description.lineage.trigger == retraining.trigger_event_id != ""
+    assert report.labels_seen >= 3_000 and report.model_version == 2
+    assert [e.id for e in performance] == [retraining.trigger_event_id]  # one drift, one retraining
+    assert performance[0].model_version == 1 and performance[0].statistic == "error-rate-lr"
+    assert performance[0].window_end_sample > 2_000  # labeled samples of version 1: after the change
