@@ -28,6 +28,7 @@ from monitor_svc.store import Labeled
 
 M = monitor_pb2
 REGRESSION_BASELINE = 200
+HOLD_WINDOWS = 4
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class DeploymentMonitor:
         self._residual_limit: float | None = None
         self._residuals: list[float] = []
         self.last_performance_event = ""  # id of the latest performance drift event
+        self._holding_until: dict[int, int] = {}  # per drift kind: alarms up to here continue one drift
         self._recent_errors: list[float] = []
 
     @property
@@ -99,11 +101,18 @@ class DeploymentMonitor:
         return self.data.samples
 
     def observe(self, inputs: np.ndarray, predictions: np.ndarray) -> list[monitor_pb2.DriftEvent]:
-        """Inference records (rows in order); returns the drift events they raised."""
-        events = [self._event(M.DRIFT_KIND_DATA, alarm, self.data.samples) for alarm in self.data.update(inputs)] + [
-            self._event(M.DRIFT_KIND_PREDICTION, alarm, self.prediction.samples)
-            for alarm in self.prediction.update(np.asarray(predictions, dtype=np.float64).reshape(-1, 1))
-        ]
+        """Inference records (rows in order); returns the drift events they raised. A drift that
+        persists keeps the detector alarming; only its start is an event: alarms within
+        HOLD_WINDOWS longest windows of the previous one continue it."""
+        events = []
+        for kind, scan, rows in (
+            (M.DRIFT_KIND_DATA, self.data, inputs),
+            (M.DRIFT_KIND_PREDICTION, self.prediction, np.asarray(predictions, dtype=np.float64).reshape(-1, 1)),
+        ):
+            for alarm in scan.update(rows):
+                if alarm.sample > self._holding_until.get(kind, 0):
+                    events.append(self._event(kind, alarm, alarm.sample))
+                self._holding_until[kind] = alarm.sample + HOLD_WINDOWS * scan.windows[-1]
         return events
 
     def learn(self, labeled: list[Labeled]) -> list[monitor_pb2.DriftEvent]:

@@ -201,12 +201,21 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         return M.ListRetrainingsResponse(retrainings=found)
 
     def WatchRetraining(self, request, context):
-        """Every change of the deployment's retrainings, starting with their current states."""
+        """The deployment's retrainings as they are now, then every state each one goes through."""
+        seen = self._store.retraining_log_end()
         sent: dict[str, bytes] = {}
+
+        def fresh(raw: bytes):
+            record = M.Retraining.FromString(raw)
+            if sent.get(record.id) != raw:
+                sent[record.id] = raw
+                yield M.WatchRetrainingResponse(retraining=record)
+
+        for raw in self._store.retrainings(request.deployment_id):
+            yield from fresh(raw)
         while context.is_active():
-            for raw in self._store.retrainings(request.deployment_id):
-                record = M.Retraining.FromString(raw)
-                if sent.get(record.id) != raw:
-                    sent[record.id] = raw
-                    yield M.WatchRetrainingResponse(retraining=record)
+            changes = self._store.retraining_changes(request.deployment_id, seen)
+            for seq, raw in changes:
+                seen = seq
+                yield from fresh(raw)
             self._changes.wait(WATCH_POLL_SECONDS)

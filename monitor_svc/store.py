@@ -54,6 +54,12 @@ CREATE TABLE IF NOT EXISTS retrainings (
     record BLOB NOT NULL,
     updated REAL NOT NULL
 );
+-- every state a retraining went through, for WatchRetraining
+CREATE TABLE IF NOT EXISTS retraining_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    deployment TEXT NOT NULL,
+    record BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS policies (
     deployment TEXT PRIMARY KEY,
     record BLOB NOT NULL
@@ -128,8 +134,8 @@ class MonitorStore:
             waiting = db.execute(
                 "SELECT request_id FROM labels WHERE deployment = ? AND matched IS NULL", (deployment,)
             ).fetchall()
-            ids = {r[1] for r in rows} & {w[0] for w in waiting}
-            matched.extend(self._match(db, deployment, sorted(ids)))
+            waiting_ids = {w[0] for w in waiting}
+            matched.extend(self._match(db, deployment, [r[1] for r in rows if r[1] in waiting_ids]))  # row order
             db.execute(
                 "DELETE FROM predictions WHERE deployment = ? AND seq <= "
                 "(SELECT seq FROM predictions WHERE deployment = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
@@ -229,13 +235,28 @@ class MonitorStore:
             return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
 
     def put_retraining(self, retraining_id: str, deployment: str, record: bytes) -> None:
-        self._write(
-            lambda db: db.execute(
+        def put(db: sqlite3.Connection) -> None:
+            db.execute(
                 "INSERT INTO retrainings (id, deployment, record, updated) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET record = excluded.record, updated = excluded.updated",
                 (retraining_id, deployment, record, time.time()),
             )
-        )
+            db.execute("INSERT INTO retraining_log (deployment, record) VALUES (?, ?)", (deployment, record))
+
+        self._write(put)
+
+    def retraining_log_end(self) -> int:
+        """Where the retraining log ends now (to follow it from there)."""
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM retraining_log").fetchone()[0]
+
+    def retraining_changes(self, deployment: str, after: int) -> list[tuple[int, bytes]]:
+        """(seq, record) of every state saved after `after`, oldest first."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT seq, record FROM retraining_log WHERE deployment = ? AND seq > ? ORDER BY seq",
+                (deployment, after),
+            ).fetchall()
 
     def retrainings(self, deployment: str) -> list[bytes]:
         with self._lock:

@@ -1,0 +1,144 @@
+"""The Monitor's service on its own: durable labels across a crash, data and prediction drift
+from raw feedback, policies, and the statuses bad input gets. Feedback is sent the way a
+runtime sends it (IngestFeedback with raw tensors) by the test itself."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import grpc
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from mlaas.client import MonitorClient, RegistryClient
+from mlaas.errors import InvalidArgument, NotFound
+from mlaas.export import register_sklearn
+from mlaas.net import free_port, wait_healthy
+from mlaas.scenarios import covariate_streams
+from mlaas.tensors import to_raw
+from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
+from tests.conftest import tool_env
+
+M = monitor_pb2
+
+
+@pytest.fixture
+def gauss(registry):
+    """A classifier on the 5-d Gaussian of the drift benchmark, registered with its reference."""
+    streams = covariate_streams(1)
+    X = streams["reference_0"]
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    address = f"127.0.0.1:{registry.port}"
+    with RegistryClient(address) as client:
+        register_sklearn(client, LogisticRegression().fit(X, y), "gauss", X, reference_data=X)
+    return address, streams
+
+
+def tensor(name, array) -> monitor_pb2.RawTensor:
+    datatype, raw = to_raw(np.asarray(array))
+    return M.RawTensor(name=name, datatype=datatype, shape=np.asarray(array).shape, data=raw)
+
+
+def feedback(deployment, X, labels, ids, version=1, batch=100):
+    for start in range(0, len(X), batch):
+        rows = slice(start, start + batch)
+        record = M.InferenceRecord(
+            request_ids=ids[rows], model_version=version,
+            inputs=[tensor("X", X[rows])], outputs=[tensor("label", labels[rows])],
+        )  # fmt: skip
+        yield M.IngestFeedbackRequest(deployment_id=deployment, model_name="gauss", records=[record])
+
+
+def test_acknowledged_labels_survive_a_monitor_crash(gauss, tmp_path):
+    registry_address, streams = gauss
+    X = streams["null_0"][:1000]
+    ids = [f"r-{i}" for i in range(1000)]
+
+    def start():
+        port = free_port()
+        env = tool_env(MLAAS_DATA_DIR=str(tmp_path), MLAAS_MONITOR_PORT=str(port),
+                       MLAAS_MONITOR_METRICS_PORT="-1", MLAAS_REGISTRY_ADDR=registry_address)  # fmt: skip
+        process = subprocess.Popen([sys.executable, "-m", "monitor_svc"], env=env, stderr=subprocess.DEVNULL)
+        wait_healthy(f"127.0.0.1:{port}", timeout=60)
+        return process, f"127.0.0.1:{port}"
+
+    first, address = start()
+    try:
+        with MonitorClient(address) as monitor:
+            reply = monitor.report_labels("d-1", ((i, "1") for i in ids), batch=250)
+        assert (reply.accepted, reply.unmatched) == (1000, 1000)  # no prediction yet: kept for later
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    second, address = start()
+    try:
+        with grpc.insecure_channel(address) as channel, MonitorClient(address) as monitor:
+            stub = monitor_pb2_grpc.MonitorServiceStub(channel)
+            reply = stub.IngestFeedback(feedback("d-1", X, np.ones(1000, dtype=np.int64), ids))
+            assert reply.accepted_rows == 1000
+            report = monitor.report("d-1")
+        assert report.labels_seen == 1000 and report.recent_performance == 1.0
+    finally:
+        second.terminate()
+        second.wait()
+
+
+def test_a_covariate_shift_raises_data_drift_and_names_the_feature(gauss, start_monitor):
+    registry_address, streams = gauss
+    server = start_monitor(registry_address)
+    address = f"127.0.0.1:{server.server.port}"
+    model_labels = lambda X: (X[:, 0] + X[:, 1] > 0).astype(np.int64)  # noqa: E731
+    with grpc.insecure_channel(address) as channel, MonitorClient(address) as monitor:
+        stub = monitor_pb2_grpc.MonitorServiceStub(channel)
+        quiet = streams["null_0"][:1000]
+        stub.IngestFeedback(feedback("d-2", quiet, model_labels(quiet), [""] * 1000))
+        assert [e for e in monitor.report("d-2").recent_events if e.kind == M.DRIFT_KIND_DATA] == []
+        shifted = streams["shift_0"]
+        stub.IngestFeedback(feedback("d-2", shifted, model_labels(shifted), [""] * len(shifted)))
+        report = monitor.report("d-2")
+    data = [e for e in report.recent_events if e.kind == M.DRIFT_KIND_DATA]
+    assert len(data) == 1, data  # the drift persists, but it started once
+    assert data[0].features == ["x0"] and data[0].statistic == "mean-z"
+    assert data[0].value > data[0].threshold and 1000 < data[0].window_end_sample < 1400
+    assert report.samples_seen == 1000 + len(shifted) and report.retraining_unavailable_reason == ""
+    x0 = next(f for f in report.features if f.feature == "x0")
+    assert x0.statistic == "mean-z" and x0.threshold == data[0].threshold
+
+
+def test_policies_and_bad_input(gauss, start_monitor):
+    registry_address, _ = gauss
+    server = start_monitor(registry_address)
+    address = f"127.0.0.1:{server.server.port}"
+    with MonitorClient(address) as monitor:
+        policy = monitor.set_policy("d-3", M.MonitorPolicy(expected_run_length=20_000, auto_retrain=False))
+        assert policy.expected_run_length == 20_000 and not policy.auto_retrain and policy.min_labels == 500
+        assert monitor.policy("d-3") == policy
+        with pytest.raises(InvalidArgument, match="window_size must be between 8 and 4096"):
+            monitor.set_policy("d-3", M.MonitorPolicy(window_size=2))
+        with pytest.raises(InvalidArgument, match="min_labels must not be negative"):
+            monitor.set_policy("d-3", M.MonitorPolicy(min_labels=-1))
+        with pytest.raises(NotFound, match="no feedback from deployment 'd-9' yet"):
+            monitor.report("d-9")
+        with pytest.raises(InvalidArgument, match="needs a request_id and a class_label or target"):
+            monitor.report_labels("d-3", [("", "1")])
+        assert monitor.policy("d-3") == policy  # refusals changed nothing
+    with grpc.insecure_channel(address) as channel:
+        stub = monitor_pb2_grpc.MonitorServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.IngestFeedback(iter([M.IngestFeedbackRequest(model_name="gauss")]))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "deployment_id is required" in info.value.details()
+        bad = M.InferenceRecord(model_version=1, inputs=[tensor("X", np.zeros((3, 5), np.float32))],
+                                outputs=[tensor("label", np.zeros(2, np.int64))])  # fmt: skip
+        with pytest.raises(grpc.RpcError) as info:
+            stub.IngestFeedback(iter([M.IngestFeedbackRequest(deployment_id="d-3", model_name="gauss", records=[bad])]))
+        assert "different row counts" in info.value.details()
+        missing = M.IngestFeedbackRequest(deployment_id="d-4", model_name="nope", records=[
+            M.InferenceRecord(model_version=1, inputs=[tensor("X", np.zeros((1, 5), np.float32))],
+                              outputs=[tensor("label", np.zeros(1, np.int64))])])  # fmt: skip
+        with pytest.raises(grpc.RpcError) as info:
+            stub.IngestFeedback(iter([missing]))
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
