@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from mlaas.cli import deployments, model, up
+from mlaas.cli import deployments, model, monitoring, up
 from mlaas.errors import MlaasError
 
 
@@ -23,6 +23,11 @@ def common_options() -> argparse.ArgumentParser:
         default=os.environ.get("MLAAS_SCHEDULER_ADDR", "127.0.0.1:50052"),
         help="scheduler address (env MLAAS_SCHEDULER_ADDR; default 127.0.0.1:50052)",
     )
+    common.add_argument(
+        "--monitor",
+        default=os.environ.get("MLAAS_MONITOR_ADDR", "127.0.0.1:50053"),
+        help="monitor address (env MLAAS_MONITOR_ADDR; default 127.0.0.1:50053)",
+    )
     common.add_argument("--token", default=os.environ.get("MLAAS_TOKEN"), help="bearer token (env MLAAS_TOKEN)")
     common.add_argument("--json", action="store_true", help="machine-readable JSON output")
     return common
@@ -35,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_parser(commands, common)
     model.add_parser(commands, common)
     deployments.add_parsers(commands, common)
+    monitoring.add_parsers(commands, common)
     return parser
 
 

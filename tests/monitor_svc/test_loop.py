@@ -6,6 +6,9 @@ to it while a client keeps streaming, with no failed request."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -16,6 +19,7 @@ from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
 from mlaas.scenarios import sea, sea_classifier
 from mlaas.v1 import monitor_pb2, types_pb2
+from tests.conftest import tool_env
 
 M = monitor_pb2
 ONE_CPU = types_pb2.Resources(cpu_millicores=1000, memory_bytes=256 * 2**20)
@@ -93,3 +97,23 @@ def test_concept_drift_is_detected_retrained_and_rolled_out_under_load(parts, st
     assert [e.id for e in performance] == [retraining.trigger_event_id]  # one drift, one retraining
     assert performance[0].model_version == 1 and performance[0].statistic == "error-rate-lr"
     assert performance[0].window_end_sample > 2_000  # labeled samples of version 1: after the change
+    cli, where = [sys.executable, "-m", "mlaas.cli"], ["--monitor", monitor_address, "--json"]
+    listed = subprocess.run([*cli, "retrainings", deployment.id, *where], capture_output=True, text=True,
+                            env=tool_env())  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert [r["state"] for r in json.loads(listed.stdout)] == ["RETRAINING_STATE_ROLLED_OUT"]
+    drift = subprocess.run([*cli, "drift", deployment.id, *where], capture_output=True, text=True, env=tool_env())
+    assert json.loads(drift.stdout)["model_version"] == 2
+
+
+def test_labels_from_a_file_through_the_cli(registry, start_monitor, tmp_path):
+    server = start_monitor(f"127.0.0.1:{registry.port}")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("request_id,label\nr-1,0\nr-2,1\n")
+    command = [sys.executable, "-m", "mlaas.cli", "feedback", "d-1", "--labels", str(labels),
+               "--monitor", f"127.0.0.1:{server.server.port}"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=tool_env())
+    assert done.returncode == 0 and done.stdout.strip() == "2 labels stored; 2 wait for their prediction"
+    labels.write_text("r-3,1\nr-4\n")
+    refused = subprocess.run(command, capture_output=True, text=True, env=tool_env())
+    assert refused.returncode == 1 and "row 2 should be request_id,label; got ['r-4']" in refused.stderr

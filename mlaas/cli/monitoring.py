@@ -1,0 +1,116 @@
+"""`mlaas drift | feedback | retrainings`: what the Monitor sees, and labels for it."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+from mlaas.cli.output import print_json, print_table
+from mlaas.client import MonitorClient
+from mlaas.errors import InvalidArgument
+from mlaas.v1 import monitor_pb2
+
+M = monitor_pb2
+
+
+def _monitor(args) -> MonitorClient:
+    return MonitorClient(args.monitor, args.token)
+
+
+def _kind(value: int) -> str:
+    return M.DriftKind.Name(value).removeprefix("DRIFT_KIND_").lower()
+
+
+def _describe(event: monitor_pb2.DriftEvent) -> str:
+    return (
+        f"{event.time.ToDatetime():%H:%M:%S}  {_kind(event.kind):10} {','.join(event.features):16} "
+        f"{event.statistic} {event.value:.2f} > {event.threshold:.2f}  samples "
+        f"{event.window_start_sample}-{event.window_end_sample}  (version {event.model_version})"
+    )
+
+
+def cmd_drift(args) -> None:
+    with _monitor(args) as monitor:
+        if args.watch:
+            for event in monitor.watch_drift(args.deployment):
+                print_json(event) if args.json else print(_describe(event), flush=True)
+            return
+        report = monitor.report(args.deployment)
+    if args.json:
+        print_json(report)
+        return
+    print(f"deployment {report.deployment_id}, version {report.model_version}: {report.samples_seen} samples, "
+          f"{report.labels_seen} labels, recent accuracy {report.recent_performance:.3f}")  # fmt: skip
+    if report.retraining_unavailable_reason:
+        print(f"retraining unavailable: {report.retraining_unavailable_reason}")
+    print_table(
+        ["FEATURE", "STATISTIC", "VALUE", "THRESHOLD", "DRIFTED"],
+        [[f.feature, f.statistic, f"{f.value:.2f}", f"{f.threshold:.2f}", "yes" if f.drifted else "-"]
+         for f in report.features],
+    )  # fmt: skip
+    if report.recent_events:
+        print("\nrecent events:")
+        for event in report.recent_events:
+            print("  " + _describe(event))
+
+
+def read_labels(path: Path) -> list[tuple[str, str | float]]:
+    """A CSV (request_id,label) or JSON ({"request_id": label} or [[request_id, label], ...]).
+    Numbers in JSON are regression targets; everything in a CSV is a class label."""
+    if path.suffix.lower() == ".json":
+        data = json.loads(path.read_text())
+        pairs = data.items() if isinstance(data, dict) else data
+        return [(str(k), v if isinstance(v, int | float) and not isinstance(v, bool) else str(v)) for k, v in pairs]
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="") as handle:
+            rows = [row for row in csv.reader(handle) if row]
+        if rows and rows[0][0] == "request_id":
+            rows = rows[1:]
+        for number, row in enumerate(rows, start=1):
+            if len(row) != 2 or not row[0]:
+                raise InvalidArgument(f"{path}: row {number} should be request_id,label; got {row}")
+        return [(row[0], row[1]) for row in rows]
+    raise InvalidArgument(f"{path}: use .csv (request_id,label) or .json")
+
+
+def cmd_feedback(args) -> None:
+    labels = read_labels(Path(args.labels))
+    with _monitor(args) as monitor:
+        reply = monitor.report_labels(args.deployment, labels)
+    if args.json:
+        print_json(reply)
+    else:
+        print(f"{reply.accepted} labels stored; {reply.unmatched} wait for their prediction")
+
+
+def cmd_retrainings(args) -> None:
+    with _monitor(args) as monitor:
+        found = monitor.retrainings(args.deployment)
+    if args.json:
+        print_json(found)
+        return
+    print_table(
+        ["ID", "STATE", "FROM", "TO", "CHAMPION", "CHALLENGER", "REASON"],
+        [[r.id, M.RetrainingState.Name(r.state).removeprefix("RETRAINING_STATE_"), r.parent_version,
+          r.challenger_version or "-", f"{r.champion_metrics[0].value:.4f}" if r.champion_metrics else "-",
+          f"{r.challenger_metrics[0].value:.4f}" if r.challenger_metrics else "-", r.reason or "-"]
+         for r in found],
+    )  # fmt: skip
+
+
+def add_parsers(commands, common: argparse.ArgumentParser) -> None:
+    drift = commands.add_parser("drift", parents=[common], help="a deployment's drift report or events")
+    drift.add_argument("deployment")
+    drift.add_argument("--watch", action="store_true", help="follow drift events as they happen")
+    drift.set_defaults(run=cmd_drift)
+
+    feedback = commands.add_parser("feedback", parents=[common], help="report true labels for predictions")
+    feedback.add_argument("deployment")
+    feedback.add_argument("--labels", required=True, help=".csv (request_id,label) or .json")
+    feedback.set_defaults(run=cmd_feedback)
+
+    retrainings = commands.add_parser("retrainings", parents=[common], help="a deployment's retrainings")
+    retrainings.add_argument("deployment")
+    retrainings.set_defaults(run=cmd_retrainings)
