@@ -1,4 +1,4 @@
-"""`mlaas drift | feedback | retrainings`: what the Monitor sees, and labels for it."""
+"""`mlaas drift | feedback | retrainings | demo drift`: what the Monitor sees, labels for it, and\nthe drift demo."""
 
 from __future__ import annotations
 
@@ -100,6 +100,15 @@ def cmd_retrainings(args) -> None:
     )  # fmt: skip
 
 
+def cmd_demo(args) -> None:
+    from mlaas.drift_demo import run_drift_demo  # loads the inference stubs only here
+
+    say = (lambda _: None) if args.json else (lambda line: print(line, flush=True))
+    outcome = run_drift_demo(args.registry, args.scheduler, args.monitor, args.token, say)
+    if args.json:
+        print_json(outcome)
+
+
 def add_parsers(commands, common: argparse.ArgumentParser) -> None:
     drift = commands.add_parser("drift", parents=[common], help="a deployment's drift report or events")
     drift.add_argument("deployment")
@@ -114,3 +123,7 @@ def add_parsers(commands, common: argparse.ArgumentParser) -> None:
     retrainings = commands.add_parser("retrainings", parents=[common], help="a deployment's retrainings")
     retrainings.add_argument("deployment")
     retrainings.set_defaults(run=cmd_retrainings)
+
+    demo = commands.add_parser("demo", parents=[common], help="run a scenario against a running mesh")
+    demo.add_argument("scenario", choices=["drift"], help="drift: SEA concept change, detected and retrained")
+    demo.set_defaults(run=cmd_demo)

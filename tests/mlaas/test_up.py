@@ -78,11 +78,18 @@ def test_up_demo_serves_ranked_models_and_a_deployment(tmp_path):
         )
         assert refused.returncode == 1
         assert "FAILED_PRECONDITION: model iris-logreg:1 cannot be deleted: it is deployed" in refused.stderr
+
+        addresses = ["--registry", endpoints["registry"], "--scheduler", endpoints["scheduler"],
+                     "--monitor", endpoints["monitor"]]  # fmt: skip
+        demo = json.loads(_cli("demo", "drift", "--json", *addresses))
+        assert demo["retraining_state"] == "RETRAINING_STATE_ROLLED_OUT" and demo["version_now"] == 2
+        assert "DRIFT_KIND_PERFORMANCE" in demo["drift_events"] and demo["live_requests"] > 0
+        assert demo["accuracy_before"] > 0.85 > demo["accuracy_after_drift"]
         children = _children(up.pid)
     finally:
         up.send_signal(signal.SIGINT)
         assert up.wait(60) == 0, up.stderr.read()
-    assert len(children) == 3, "redis-server, the registry and the scheduler should have been running"
+    assert len(children) == 4, "redis-server, the registry, the scheduler and the monitor should have been running"
     assert not any(_alive(pid) for pid in children)
     with socket.socket() as probe:  # the demo replica went down with the mesh
         host, port = endpoints["demo_endpoint"].rsplit(":", 1)

@@ -1,0 +1,88 @@
+"""The drift demo, against a running mesh (`make up`): a SEA classifier is registered and
+deployed, serves concept 0 with its labels reported, then the concept changes (SEA 0 -> 3); the
+Monitor sees the error rate rise, retrains the recipe on the recent labels and the scheduler
+rolls the deployment to the new version, while this client keeps streaming."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+from mlaas.client import MonitorClient, RegistryClient, SchedulerClient
+from mlaas.errors import NotFound
+from mlaas.export import register_sklearn
+from mlaas.inference_client import DeploymentInference
+from mlaas.scenarios import sea, sea_classifier
+from mlaas.v1 import monitor_pb2
+
+M = monitor_pb2
+MODEL = "sea-demo"
+FINAL = (M.RETRAINING_STATE_ROLLED_OUT, M.RETRAINING_STATE_REJECTED, M.RETRAINING_STATE_FAILED)
+
+
+def _phase(runtime, monitor, deployment_id, concept, rows, prefix, rng) -> float:
+    """Streams `rows` samples of a SEA concept, reports their labels; returns the accuracy."""
+    X, y = sea(rows, concept, rng)
+    ids = [f"{prefix}-{i}" for i in range(rows)]
+    results = runtime.stream(({"X": X[i : i + 1]} for i in range(rows)), ids)
+    answers = {r.request_id: r.outputs["label"][0] for r in results}
+    monitor.report_labels(deployment_id, zip(ids, map(str, y), strict=True))
+    return float(np.mean([answers[i] == label for i, label in zip(ids, y, strict=True)]))
+
+
+def run_drift_demo(registry: str, scheduler: str, monitor: str, token: str | None, say: Callable[[str], None]) -> dict:
+    rng = np.random.default_rng(42)
+    with RegistryClient(registry, token) as client:
+        try:
+            client.get(MODEL)
+        except NotFound:
+            X, _ = sea(2_000, 0, np.random.default_rng(0))
+            say(f"registering {MODEL}: degree-2 polynomial + logistic regression on SEA concept 0")
+            register_sklearn(client, sea_classifier(), MODEL, X, reference_data=X[:1000],
+                             summary="SEA concept 0 classifier for the drift demo")  # fmt: skip
+    with SchedulerClient(scheduler, token) as schedulers, MonitorClient(monitor, token) as monitors:
+        deployment = schedulers.wait_ready(schedulers.deploy(MODEL).id)
+        say(f"deployed {MODEL}:{deployment.model.version} as {deployment.id}")
+        runtime = DeploymentInference(schedulers, deployment.id, token)
+        tag = deployment.id[-6:]
+        before = _phase(runtime, monitors, deployment.id, 0, 2_000, f"{tag}-c0", rng)
+        say(f"concept 0: 2,000 requests streamed and labeled, accuracy {before:.3f}")
+        after = _phase(runtime, monitors, deployment.id, 3, 1_500, f"{tag}-c3", rng)
+        say(f"concept 3 (the drift): 1,500 requests streamed and labeled, accuracy {after:.3f}")
+        stop, served = threading.Event(), []
+
+        def keep_streaming() -> None:
+            X, _ = sea(100_000, 3, rng)
+            rows = ({"X": X[i : i + 1]} for i in range(len(X)))
+            for result in runtime.stream(rows, (f"{tag}-live-{i}" for i in range(len(X)))):
+                served.append(result.model_version)
+                if stop.is_set():
+                    return
+
+        live = threading.Thread(target=keep_streaming, daemon=True)
+        live.start()
+        retraining = None
+        for retraining in monitors.watch_retraining(deployment.id):
+            state = M.RetrainingState.Name(retraining.state).removeprefix("RETRAINING_STATE_")
+            say(f"retraining {retraining.id}: {state}" + (f" ({retraining.reason})" if retraining.reason else ""))
+            if retraining.state in FINAL:
+                break
+        stop.set()
+        live.join(30)
+        report = monitors.report(deployment.id)
+        for event in report.recent_events:
+            say(f"drift event: {M.DriftKind.Name(event.kind)} {event.statistic} {event.value:.2f} > "
+                f"{event.threshold:.2f} on samples {event.window_start_sample}-{event.window_end_sample}")  # fmt: skip
+        final = schedulers.get(deployment.id)
+        say(f"{deployment.id} now serves {MODEL}:{final.model.version}; {len(served)} live requests, none failed")
+    return {
+        "deployment": deployment.id,
+        "accuracy_before": before,
+        "accuracy_after_drift": after,
+        "retraining_state": M.RetrainingState.Name(retraining.state) if retraining else "",
+        "version_now": final.model.version,
+        "drift_events": [M.DriftKind.Name(e.kind) for e in report.recent_events],
+        "live_requests": len(served),
+    }
