@@ -24,6 +24,7 @@ from inference_svc.monitor_sink import MonitorSink
 from inference_svc.repository import ModelRepository
 from inference_svc.servicer import InferenceServicer
 from inference_svc.settings import RuntimeSettings
+from inference_svc.summary_sink import SummarySink
 from mlaas.auth import Authenticator
 from mlaas.interceptors import AioAuthInterceptor
 from mlaas.net import free_port
@@ -40,11 +41,10 @@ async def run_worker(settings: RuntimeSettings) -> None:
     authenticator = Authenticator.from_file(settings.server.auth_tokens_file)
     metrics = RuntimeMetrics()
     repository = ModelRepository(settings, metrics)
-    sink = (
-        MonitorSink(settings.monitor_address, settings.deployment_id, settings.registry_token)
-        if settings.monitor_address and settings.deployment_id
-        else DiscardSink()
-    )
+    sink = DiscardSink()
+    if settings.monitor_address and settings.deployment_id:
+        kind = SummarySink if settings.feedback_mode == "summaries" else MonitorSink
+        sink = kind(settings.monitor_address, settings.deployment_id, settings.registry_token)
     feedback = FeedbackTap(settings.feedback_capacity, sink, dropped_metric=metrics.feedback_dropped)
     for ref in settings.models:
         await repository.load_ref(ref)

@@ -36,6 +36,8 @@ class RuntimeSettings:
     # Where inference records go (the Monitor), and the deployment they belong to.
     monitor_address: str | None = None
     deployment_id: str = ""
+    # STRICT deployments send window summaries, never raw inputs ("records" or "summaries").
+    feedback_mode: str = "records"
     # Private loopback ports of every worker (index = worker), for repository broadcasts.
     control_ports: tuple[int, ...] = ()
     worker_index: int = 0
@@ -66,4 +68,5 @@ class RuntimeSettings:
             feedback_capacity=env_int(env, "MLAAS_FEEDBACK_CAPACITY", 10000),
             monitor_address=env.get("MLAAS_MONITOR_ADDR") or None,
             deployment_id=env.get("MLAAS_DEPLOYMENT_ID", ""),
+            feedback_mode=env.get("MLAAS_FEEDBACK_MODE") or "records",
         )

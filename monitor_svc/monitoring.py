@@ -22,6 +22,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlaas.v1 import monitor_pb2, types_pb2
 from monitor_svc.detectors import Alarm
 from monitor_svc.detectors.error_rate import ErrorRateDetector
+from monitor_svc.detectors.histogram import HistogramTest
 from monitor_svc.detectors.scan import CATEGORICAL, NUMERIC, WINDOWS, DriftScan
 from monitor_svc.retraining import RetrainTrigger
 from monitor_svc.store import Labeled
@@ -87,6 +88,9 @@ class DeploymentMonitor:
             context.reference_predictions.reshape(-1, 1).astype(np.float64), ert, ("prediction",), (kind,), windows
         )
         self.performance = ErrorRateDetector(policy.performance_expected_run_length)
+        # STRICT deployments send window summaries instead of rows.
+        self.data_summaries = HistogramTest(context.reference, names, ert)
+        self.prediction_summaries = HistogramTest(context.reference_predictions, ("prediction",), ert)
         self.trigger = RetrainTrigger(policy.min_labels, policy.cooldown_labels)
         self.labels_seen = 0  # matched labels since this version started serving
         self.label_base = 0  # matched-label number where this version's count starts
@@ -98,7 +102,7 @@ class DeploymentMonitor:
 
     @property
     def samples_seen(self) -> int:
-        return self.data.samples
+        return self.data.samples + self.data_summaries.samples
 
     def observe(self, inputs: np.ndarray, predictions: np.ndarray) -> list[monitor_pb2.DriftEvent]:
         """Inference records (rows in order); returns the drift events they raised. A drift that
@@ -113,6 +117,20 @@ class DeploymentMonitor:
                 if alarm.sample > self._holding_until.get(kind, 0):
                     events.append(self._event(kind, alarm, alarm.sample))
                 self._holding_until[kind] = alarm.sample + HOLD_WINDOWS * scan.windows[-1]
+        return events
+
+    def observe_summary(self, summary: monitor_pb2.WindowSummary) -> list[monitor_pb2.DriftEvent]:
+        """A STRICT runtime's window summary; returns the drift events it raised."""
+        events = []
+        for kind, test, features in (
+            (M.DRIFT_KIND_DATA, self.data_summaries, summary.features),
+            (M.DRIFT_KIND_PREDICTION, self.prediction_summaries, summary.outputs),
+        ):
+            alarm = test.update(features)
+            if alarm is not None:
+                if alarm.sample > self._holding_until.get(kind, 0):
+                    events.append(self._event(kind, alarm, alarm.sample))
+                self._holding_until[kind] = alarm.sample + HOLD_WINDOWS * alarm.window
         return events
 
     def learn(self, labeled: list[Labeled]) -> list[monitor_pb2.DriftEvent]:
@@ -171,13 +189,16 @@ class DeploymentMonitor:
         )
 
     def report(self, labels_total: int) -> monitor_pb2.DriftReport:
-        features = [  # the inputs are one numeric tensor: every feature is tested on its mean
-            M.FeatureDrift(
-                feature=name, statistic="mean-z", value=score, threshold=self.data.threshold,
-                drifted=score > self.data.threshold,
-            )
-            for name, score in self.data.last_scores.items()
-        ]  # fmt: skip
+        if self.strict:  # tested from window histograms
+            scores = {name: (value, critical) for name, (value, critical) in self.data_summaries.last_scores.items()}
+            statistic = "chi2-histogram"
+        else:  # the inputs are one numeric tensor: every feature is tested on its mean
+            scores = {name: (value, self.data.threshold) for name, value in self.data.last_scores.items()}
+            statistic = "mean-z"
+        features = [
+            M.FeatureDrift(feature=name, statistic=statistic, value=v, threshold=limit, drifted=v > limit)
+            for name, (v, limit) in scores.items()
+        ]
         return M.DriftReport(
             deployment_id=self.deployment_id,
             model_version=self.context.version,

@@ -119,6 +119,12 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
                     events += self._learn(monitor, matched)
                 self._publish(request.deployment_id, events)
                 accepted += inputs.shape[0]
+            for summary in request.summaries:  # a STRICT runtime: counts only, never rows
+                monitor = self._monitor(request.deployment_id, request.model_name, summary.model_version, True)
+                with monitor.lock:
+                    events = monitor.observe_summary(summary)
+                self._publish(request.deployment_id, events)
+                accepted += summary.features[0].n if summary.features else 0
         return M.IngestFeedbackResponse(accepted_rows=accepted)
 
     def ReportLabels(self, request_iterator, context):

@@ -28,8 +28,9 @@ def new_replica(deployment: scheduler_pb2.Deployment, node: str) -> scheduler_pb
 def spec_for(deployment: scheduler_pb2.Deployment, replica: scheduler_pb2.Replica, port: int = 0) -> ReplicaSpec:
     model = types_pb2.ModelRef(name=deployment.model.name, version=replica.model_version)
     res = deployment.resources
+    strict = deployment.mode == scheduler_pb2.PLACEMENT_MODE_STRICT
     return ReplicaSpec(
-        replica.id, deployment.id, replica.node, format_ref(model), res.cpu_millicores, res.memory_bytes, port
+        replica.id, deployment.id, replica.node, format_ref(model), res.cpu_millicores, res.memory_bytes, port, strict
     )
 
 

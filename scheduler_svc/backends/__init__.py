@@ -18,6 +18,8 @@ class ReplicaSpec:
     memory_bytes: int
     # 0: any free port; a restarted replica asks for its old one, so its endpoint stays the same.
     port: int = 0
+    # STRICT: the replica's raw inputs must not leave its node (it sends only summaries).
+    strict: bool = False
 
 
 @dataclass(frozen=True)

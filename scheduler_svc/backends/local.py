@@ -62,7 +62,11 @@ class LocalBackend:
         with open(self._log_path(spec.replica_id), "ab") as log:
             process = subprocess.Popen(
                 command,
-                env={**self._env, "MLAAS_DEPLOYMENT_ID": spec.deployment_id},
+                env={
+                    **self._env,
+                    "MLAAS_DEPLOYMENT_ID": spec.deployment_id,
+                    "MLAAS_FEEDBACK_MODE": "summaries" if spec.strict else "records",
+                },
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from mlaas.client import MonitorClient, RegistryClient, SchedulerClient
+from mlaas.errors import NotFound
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
 from mlaas.scenarios import sea, sea_classifier
@@ -117,3 +118,51 @@ def test_labels_from_a_file_through_the_cli(registry, start_monitor, tmp_path):
     labels.write_text("r-3,1\nr-4\n")
     refused = subprocess.run(command, capture_output=True, text=True, env=tool_env())
     assert refused.returncode == 1 and "row 2 should be request_id,label; got ['r-4']" in refused.stderr
+
+
+def test_a_strict_deployment_sends_only_summaries_and_still_shows_data_drift(
+    parts, start_monitor, iris_model, monkeypatch
+):
+    """The Monitor's IngestFeedback is wrapped to record every message a runtime sends."""
+    from monitor_svc.servicer import MonitorServicer
+
+    received = []
+    ingest = MonitorServicer.IngestFeedback
+
+    def recording(self, request_iterator, context):
+        def tap():
+            for message in request_iterator:
+                received.append(message)
+                yield message
+
+        return ingest(self, tap(), context)
+
+    monkeypatch.setattr(MonitorServicer, "IngestFeedback", recording)
+    _, X, _ = iris_model
+    monitor_server = start_monitor(parts.registry_address)
+    monitor_address = f"127.0.0.1:{monitor_server.server.port}"
+    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": monitor_address})
+    with SchedulerClient(f"127.0.0.1:{scheduler.server.port}") as schedulers, MonitorClient(monitor_address) as monitor:
+        deployment = schedulers.wait_ready(schedulers.deploy("iris", strict_node="node-a").id)
+        runtime = DeploymentInference(schedulers, deployment.id)
+        rows = np.vstack([X] * 6)  # 900 rows like the reference, then 900 with a longer sepal
+        shifted = rows.copy()
+        shifted[:, 0] += 1.5
+        for batch in (rows, shifted):
+            assert all(r.error == "" for r in runtime.stream({"X": batch[i : i + 1]} for i in range(len(batch))))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                report = monitor.report(deployment.id)
+                if any(e.kind == M.DRIFT_KIND_DATA for e in report.recent_events):
+                    break
+            except NotFound:  # no summary has arrived yet
+                pass
+            time.sleep(0.3)
+    assert received and all(not m.records and m.summaries for m in received)  # no row ever left the node
+    assert all(s.HasField("window_start") and s.features[0].n >= 256 for m in received for s in m.summaries)
+    data = [e for e in report.recent_events if e.kind == M.DRIFT_KIND_DATA]
+    assert data and data[0].statistic == "chi2-histogram" and "x0" in data[0].features
+    assert data[0].window_end_sample > 900 and data[0].value > data[0].threshold
+    assert report.retraining_unavailable_reason.startswith("STRICT deployment")
+    assert {f.feature for f in report.features} == {"x0", "x1", "x2", "x3"}

@@ -1,0 +1,78 @@
+"""For STRICT deployments, raw inputs never leave the runtime: this sink turns inference records
+into per-window summaries (WindowSummary: per feature, counts over fixed bin edges, mean and
+variance, for the inputs and the first output) and sends only those to the Monitor, which still
+tests them against the reference data. Bin edges are the deciles of the first window, fixed
+from then on so that every window is counted the same way."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from inference_svc.feedback import FeedbackRecord
+from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
+
+M = monitor_pb2
+DECILES = np.linspace(0.1, 0.9, 9)
+
+
+def _edges(column: np.ndarray) -> np.ndarray:
+    return np.unique(np.quantile(column, DECILES))
+
+
+def _summaries(rows: np.ndarray, edges: list[np.ndarray]) -> list[monitor_pb2.FeatureSummary]:
+    found = []
+    for j, cut in enumerate(edges):
+        column = rows[:, j]
+        counts = np.bincount(np.searchsorted(cut, column, side="right"), minlength=cut.size + 1)
+        found.append(
+            M.FeatureSummary(
+                feature_index=j, bin_edges=cut.tolist(), counts=counts.tolist(), n=column.size,
+                mean=float(column.mean()), variance=float(column.var(ddof=1)) if column.size > 1 else 0.0,
+            )
+        )  # fmt: skip
+    return found
+
+
+class SummarySink:
+    def __init__(self, address: str, deployment_id: str, token: str | None = None, window: int = 256):
+        self._address = address
+        self._deployment_id = deployment_id
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._window = window
+        self._stub: monitor_pb2_grpc.MonitorServiceStub | None = None
+        self._inputs: list[np.ndarray] = []
+        self._outputs: list[np.ndarray] = []
+        self._edges: tuple[list[np.ndarray], list[np.ndarray]] | None = None
+        self._started = Timestamp()
+        self._model, self._version = "", 0
+
+    async def send(self, records: list[FeedbackRecord], dropped: int) -> None:
+        for record in records:
+            if not record.inputs or not record.outputs:
+                continue
+            if not self._inputs:
+                self._started.GetCurrentTime()
+            rows = next(iter(record.inputs.values()))
+            self._inputs.append(np.asarray(rows, dtype=np.float64).reshape(rows.shape[0], -1))
+            self._outputs.append(np.asarray(next(iter(record.outputs.values())), dtype=np.float64).reshape(-1, 1))
+            self._model, self._version = record.model, int(record.version) if str(record.version).isdigit() else 0
+        if sum(len(x) for x in self._inputs) < self._window:
+            return
+        inputs, outputs = np.vstack(self._inputs), np.vstack(self._outputs)[:, :1]
+        self._inputs, self._outputs = [], []
+        if self._edges is None:
+            self._edges = ([_edges(c) for c in inputs.T], [_edges(c) for c in outputs.T])
+        end = Timestamp()
+        end.GetCurrentTime()
+        summary = M.WindowSummary(
+            model_version=self._version, window_start=self._started, window_end=end,
+            features=_summaries(inputs, self._edges[0]), outputs=_summaries(outputs, self._edges[1]),
+        )  # fmt: skip
+        message = M.IngestFeedbackRequest(
+            deployment_id=self._deployment_id, model_name=self._model, summaries=[summary], dropped=dropped
+        )
+        if self._stub is None:  # created on the worker's own event loop
+            self._stub = monitor_pb2_grpc.MonitorServiceStub(grpc.aio.insecure_channel(self._address))
+        await self._stub.IngestFeedback(iter([message]), metadata=self._metadata, timeout=30)
