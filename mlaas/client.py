@@ -322,6 +322,25 @@ class SchedulerClient(GrpcClient):
             time.sleep(poll)
         return deployment
 
+    def run_training_job(
+        self, model: str | types_pb2.ModelRef, input_uri: str, output_uri: str
+    ) -> scheduler_pb2.TrainingJob:
+        request = scheduler_pb2.RunTrainingJobRequest(model=_as_ref(model), input_uri=input_uri, output_uri=output_uri)
+        return self._call(self._stub.RunTrainingJob, request).job
+
+    def wait_training_job(self, job_id: str, timeout: float = 3600.0, poll: float = 0.2) -> scheduler_pb2.TrainingJob:
+        """Waits until the job ends; FailedPrecondition with its reason if it failed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self._call(self._stub.GetTrainingJob, scheduler_pb2.GetTrainingJobRequest(job_id=job_id)).job
+            if job.state == scheduler_pb2.JOB_STATE_SUCCEEDED:
+                return job
+            if job.state == scheduler_pb2.JOB_STATE_FAILED:
+                raise FailedPrecondition(f"training job {job_id} failed: {job.reason}")
+            if time.monotonic() > deadline:
+                raise DeadlineExceeded(f"training job {job_id} still running after {timeout:.0f}s")
+            time.sleep(poll)
+
     def watch(self, deployment_id: str) -> Iterator[scheduler_pb2.WatchDeploymentResponse]:
         yield from self._stream(
             self._stub.WatchDeployment, scheduler_pb2.WatchDeploymentRequest(deployment_id=deployment_id)

@@ -41,7 +41,9 @@ def build_monitor(settings: MonitorSettings) -> Monitor:
     store = MonitorStore(settings.database_path, settings.keep_predictions)
     contexts = ContextLoader(settings.registry_address, settings.data_dir / "monitor-models", settings.token)
     changes = Changes()
-    retrainer = Retrainer(store, settings.registry_address, settings.scheduler_address, changes, settings.token)
+    retrainer = Retrainer(
+        store, settings.registry_address, settings.scheduler_address, settings.training_dir, changes, settings.token
+    )
     servicer = MonitorServicer(store, contexts, retrainer, changes)
     service = Service(SERVICE_NAME, servicer, monitor_pb2_grpc.add_MonitorServiceServicer_to_server)
     return Monitor(MeshServer("monitor", settings.server, [service], authenticator), servicer, retrainer, store)

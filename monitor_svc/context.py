@@ -55,11 +55,12 @@ class ContextLoader:
         )
 
 
-def first_output(artifact: Path, rows: np.ndarray) -> np.ndarray:
-    """The model's first output on `rows` (one value per row)."""
+def first_output(artifact: Path | bytes, rows: np.ndarray) -> np.ndarray:
+    """The model's (a file's or ONNX bytes') first output on `rows`, one value per row."""
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
+    model = artifact if isinstance(artifact, bytes) else str(artifact)
+    session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
     feed = session.get_inputs()[0]
     dtype = np.float64 if "double" in feed.type else np.float32
     output = session.run([session.get_outputs()[0].name], {feed.name: rows.astype(dtype)})[0]

@@ -1,11 +1,13 @@
 """Runs retrainings one at a time on a thread of their own, so that no rpc waits for a fit.
 
 A retraining: the labeled samples since the change (from the store) -> the registered recipe
-fitted on most of them -> challenger and champion scored on the held-out rest (the champion's
-score from the predictions it really made) -> if the challenger wins by the margin: refit on all
-of them, export to ONNX, register the new version with its lineage and the training window as
-its reference data, roll the deployment to it (the scheduler's UpdateDeployment), and move the
-`champion` alias. Every step is a state of the Retraining record, watched by WatchRetraining.
+fitted on most of them, as a training job the scheduler places with the model's train resources
+(RunTrainingJob; data and model pass through the shared jobs directory) -> challenger and
+champion scored on the held-out rest (the champion's score from the predictions it really made)
+-> if the challenger wins by the margin: a second job fits all of them, the model is registered
+with its lineage and the training window as its reference data, the deployment rolls to it (the
+scheduler's UpdateDeployment) and the `champion` alias moves. Every step is a state of the
+Retraining record, watched by WatchRetraining.
 """
 
 from __future__ import annotations
@@ -15,16 +17,17 @@ import queue
 import threading
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlaas.client import RegistryClient, SchedulerClient
-from mlaas.export import sklearn_to_onnx
 from mlaas.v1 import monitor_pb2, types_pb2
 from monitor_svc.changes import Changes
+from monitor_svc.context import first_output
 from monitor_svc.monitoring import ModelContext
-from monitor_svc.retraining import holdout_split, judge, metric_name, score, train
+from monitor_svc.retraining import holdout_split, judge, metric_name, score
 from monitor_svc.store import Labeled, MonitorStore
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,7 @@ class Retrainer(threading.Thread):
         store: MonitorStore,
         registry_address: str,
         scheduler_address: str,
+        jobs_dir: Path,
         changes: Changes,
         token: str | None = None,
     ):
@@ -70,6 +74,8 @@ class Retrainer(threading.Thread):
         self._store = store
         self._registry = registry_address
         self._scheduler = scheduler_address
+        self._jobs_dir = jobs_dir
+        jobs_dir.mkdir(parents=True, exist_ok=True)
         self._changes = changes
         self._token = token
         self._jobs: queue.Queue[tuple[Job, monitor_pb2.Retraining] | None] = queue.Queue()
@@ -117,12 +123,13 @@ class Retrainer(threading.Thread):
         X = np.vstack([x.inputs for x in labeled]).astype(np.float32)
         y = targets([x.label for x in labeled], context.classification)
         fit, held = holdout_split(len(labeled), seed=len(labeled))
-        challenger = train(context.recipe, X[fit], y[fit])
+        challenger = self._fit(context, X[fit], y[fit], f"{record.id}-challenger")
         record.state = M.RETRAINING_STATE_EVALUATING
         champion_predictions = targets([labeled[i].prediction for i in held], context.classification)
+        challenger_predictions = first_output(challenger, X[held]).astype(y.dtype)
         verdict = judge(
             score(context.task, y[held], champion_predictions),
-            score(context.task, y[held], challenger.predict(X[held])),
+            score(context.task, y[held], challenger_predictions),
             job.min_improvement,
         )
         name = metric_name(context.task)
@@ -134,7 +141,8 @@ class Retrainer(threading.Thread):
         if not verdict.roll_out:
             self._finish(record, M.RETRAINING_STATE_REJECTED, verdict.reason)
             return
-        version = self._register(job, train(context.recipe, X, y), X, labeled, verdict.challenger)
+        final = self._fit(context, X, y, f"{record.id}-final")  # judged on held-out; learns from all
+        version = self._register(job, final, X, labeled, verdict.challenger)
         record.challenger_version = version
         self._save(record)
         problem = self._roll_out(job, version)
@@ -143,7 +151,23 @@ class Retrainer(threading.Thread):
             return
         self._finish(record, M.RETRAINING_STATE_ROLLED_OUT, verdict.reason)
 
-    def _register(self, job: Job, model, X: np.ndarray, labeled: list[Labeled], challenger_score: float) -> int:
+    def _fit(self, context: ModelContext, X: np.ndarray, y: np.ndarray, name: str) -> bytes:
+        """The recipe fitted on (X, y) by a training job the scheduler places; ONNX bytes."""
+        data, model = self._jobs_dir / f"{name}.npz", self._jobs_dir / f"{name}.onnx"
+        np.savez(data, X=X, y=y)
+        try:
+            with SchedulerClient(self._scheduler, self._token) as scheduler:
+                ref = types_pb2.ModelRef(name=context.name, version=context.version)
+                started = scheduler.run_training_job(ref, f"file://{data}", f"file://{model}")
+                scheduler.wait_training_job(started.id)
+            return model.read_bytes()
+        finally:
+            data.unlink(missing_ok=True)
+            model.unlink(missing_ok=True)
+
+    def _register(
+        self, job: Job, onnx_model: bytes, X: np.ndarray, labeled: list[Labeled], challenger_score: float
+    ) -> int:
         context = job.context
         with RegistryClient(self._registry, self._token) as registry:
             description = types_pb2.ModelDescription()
@@ -159,7 +183,7 @@ class Retrainer(threading.Thread):
                 )
             )
             description.summary = f"retrained from version {context.version} on {len(labeled)} recent labeled samples"
-            reply = registry.register(sklearn_to_onnx(model, X[:1]), description, reference_data=X)
+            reply = registry.register(onnx_model, description, reference_data=X)
         return reply.model.version
 
     def _roll_out(self, job: Job, version: int) -> str:

@@ -19,6 +19,12 @@ class MonitorSettings:
     keep_predictions: int = 50_000
     # The token the Monitor presents to the registry and scheduler (retraining), if auth is on.
     token: str | None = None
+    # Where retraining data and models go for the scheduler's training jobs (shared with it).
+    jobs_dir: Path | None = None
+
+    @property
+    def training_dir(self) -> Path:
+        return self.jobs_dir or self.data_dir / "jobs"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> MonitorSettings:
@@ -29,6 +35,7 @@ class MonitorSettings:
             scheduler_address=env.get("MLAAS_SCHEDULER_ADDR") or "127.0.0.1:50052",
             keep_predictions=env_int(env, "MLAAS_MONITOR_KEEP_PREDICTIONS", 50_000),
             token=env.get("MLAAS_TOKEN") or None,
+            jobs_dir=Path(env["MLAAS_JOBS_DIR"]) if env.get("MLAAS_JOBS_DIR") else None,
         )
 
     @property

@@ -1,5 +1,5 @@
-"""Wires the scheduler together: its gRPC service, its placement workers, the cache janitor and
-the reconcile loop."""
+"""Wires the scheduler together: its gRPC service, its placement workers, the cache janitor,
+the reconcile loop and the training-job watcher."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from mlaas.server import MeshServer, Service
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
 from scheduler_svc.backends import Backend
 from scheduler_svc.backends.local import LocalBackend
+from scheduler_svc.jobs import JobStore, JobWatcher, TrainingJobs
 from scheduler_svc.lifecycle import CacheJanitor, Lifecycle
 from scheduler_svc.placer import Placer
 from scheduler_svc.queue import DeploymentQueue
@@ -61,10 +62,12 @@ def build_scheduler(
     backend = backend or LocalBackend(settings.registry_address, settings.data_dir / "replicas", env)
     replicas = Replicas(store, backend, settings.start_timeout_seconds)
     lifecycle = Lifecycle(client, store, backend)
-    placer = Placer(settings, client, store, lifecycle)
+    job_store = JobStore(client)
+    placer = Placer(settings, client, store, lifecycle, job_store.allocations)
+    jobs = TrainingJobs(job_store, placer, backend, settings.training_dir)
     # Long enough for a rollout to start replicas and drain the old ones.
     rollout = Rollout(store, replicas, placer, lifecycle, lock_seconds=settings.start_timeout_seconds + 120)
-    servicer = SchedulerServicer(settings, store, queue, lifecycle, authenticator)
+    servicer = SchedulerServicer(settings, store, queue, lifecycle, authenticator, jobs, job_store)
     service = Service(SERVICE_NAME, servicer, scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server)
     stop = threading.Event()
     workers = [
@@ -79,4 +82,5 @@ def build_scheduler(
     )
     reconciler = Reconciler(store, replicas, lifecycle, reconcile, stop)
     server = MeshServer("scheduler", settings.server, [service], authenticator)
-    return Scheduler(server, [*workers, janitor, reconciler], stop, servicer)
+    watcher = JobWatcher(jobs, stop)
+    return Scheduler(server, [*workers, janitor, reconciler, watcher], stop, servicer)

@@ -5,12 +5,12 @@ first, only when the request then fits."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 import redis
 
-from mlaas.v1 import scheduler_pb2
+from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.lifecycle import Lifecycle
 from scheduler_svc.placement import Node, Placement, place
 from scheduler_svc.settings import SchedulerSettings
@@ -23,28 +23,38 @@ Recorded = TypeVar("Recorded")
 
 
 def nodes_with_allocations(
-    settings: SchedulerSettings, store: DeploymentStore, holding: frozenset[int] = HOLDING
+    settings: SchedulerSettings,
+    store: DeploymentStore,
+    holding: frozenset[int] = HOLDING,
+    jobs: Iterable[tuple[str, types_pb2.Resources]] = (),
 ) -> list[Node]:
-    """The configured nodes with what deployments in `holding` states hold on them (derived,
-    never stored)."""
+    """The configured nodes with what deployments in `holding` states and running training
+    `jobs` (node, resources) hold on them (derived, never stored)."""
     used = {n.name: [0, 0, 0] for n in settings.nodes}
-    for deployment in store.list(holding):
-        res = deployment.resources
-        for replica in deployment.replica_status:
-            if replica.node in used:
-                totals = used[replica.node]
-                totals[0] += res.cpu_millicores
-                totals[1] += res.memory_bytes
-                totals[2] += res.gpus
+    held = [(r.node, d.resources) for d in store.list(holding) for r in d.replica_status]
+    for node, res in [*held, *jobs]:
+        if node in used:
+            totals = used[node]
+            totals[0] += res.cpu_millicores
+            totals[1] += res.memory_bytes
+            totals[2] += res.gpus
     return [Node(n.name, n.allocatable, tuple(used[n.name]), n.labels) for n in settings.nodes]
 
 
 class Placer:
-    def __init__(self, settings: SchedulerSettings, client: redis.Redis, store: DeploymentStore, lifecycle: Lifecycle):
+    def __init__(
+        self,
+        settings: SchedulerSettings,
+        client: redis.Redis,
+        store: DeploymentStore,
+        lifecycle: Lifecycle,
+        jobs: Callable[[], Iterable[tuple[str, types_pb2.Resources]]] = list,
+    ):
         self._settings = settings
         self._redis = client
         self._store = store
         self._lifecycle = lifecycle
+        self._jobs = jobs  # the running training jobs' allocations
 
     def place(
         self, deployment: scheduler_pb2.Deployment, count: int, record: Callable[[tuple[str, ...]], Recorded]
@@ -57,7 +67,8 @@ class Placer:
         need = (res.cpu_millicores, res.memory_bytes, res.gpus)
 
         def attempt(holding: frozenset[int] = HOLDING) -> Placement:
-            return place(need, count, nodes_with_allocations(self._settings, self._store, holding), strict)
+            nodes = nodes_with_allocations(self._settings, self._store, holding, self._jobs())
+            return place(need, count, nodes, strict)
 
         with self._redis.lock(PLACEMENT_LOCK, timeout=30, blocking_timeout=30):
             placement = attempt()

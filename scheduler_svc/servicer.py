@@ -12,6 +12,7 @@ from mlaas.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from mlaas.refs import state_name
 from mlaas.servicing import maps_errors
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc, types_pb2
+from scheduler_svc.jobs import JobStore, TrainingJobs
 from scheduler_svc.lifecycle import Lifecycle
 from scheduler_svc.placer import nodes_with_allocations
 from scheduler_svc.queue import DeploymentQueue
@@ -32,7 +33,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         queue: DeploymentQueue,
         lifecycle: Lifecycle,
         authenticator: Authenticator,
+        jobs: TrainingJobs,
+        job_store: JobStore,
     ):
+        self._jobs = jobs
+        self._job_store = job_store
         self._settings = settings
         self._store = store
         self._queue = queue
@@ -139,7 +144,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     def ListNodes(self, request, context):
         self._tenant_and_token(context)
         nodes = []
-        for node in nodes_with_allocations(self._settings, self._store):
+        for node in nodes_with_allocations(self._settings, self._store, jobs=self._job_store.allocations()):
             cpu, memory, gpus = node.allocatable
             used_cpu, used_memory, used_gpus = node.allocated
             nodes.append(
@@ -218,6 +223,24 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             raise FailedPrecondition(f"deployment {deployment.id} is {state}; only a READY one can change") from None
         self._queue.enqueue(deployment.id)
         return updating
+
+    def RunTrainingJob(self, request, context):
+        tenant, token = self._tenant_and_token(context)
+        if not request.model.name:
+            raise InvalidArgument("model.name is required")
+        with RegistryClient(self._settings.registry_address, token) as registry:
+            model = registry.get(request.model)  # NOT_FOUND / PERMISSION_DENIED pass through
+        if not model.description.recipe.steps:
+            raise FailedPrecondition(f"{model.description.name}:{model.version} has no training recipe")
+        job = self._jobs.run(model, request.input_uri, request.output_uri, tenant)
+        return S.RunTrainingJobResponse(job=job)
+
+    def GetTrainingJob(self, request, context):
+        tenant, _ = self._tenant_and_token(context)
+        job = self._job_store.get(request.job_id)
+        if self._auth.enabled and job.tenant != tenant:
+            raise NotFound(f"training job {request.job_id!r} not found")
+        return S.GetTrainingJobResponse(job=job)
 
     def decommission_all(self) -> None:
         """Stops every live deployment's replicas (used when `mlaas up` shuts the mesh down)."""

@@ -50,6 +50,12 @@ class SchedulerSettings:
     # How often the reconcile loop checks replicas, and its first restart delay (it doubles).
     reconcile_interval_seconds: float = 1.0
     restart_backoff_seconds: float = 1.0
+    # Where training jobs read their data and write their models (shared with the Monitor).
+    jobs_dir: Path | None = None
+
+    @property
+    def training_dir(self) -> Path:
+        return self.jobs_dir or self.data_dir / "jobs"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SchedulerSettings:
@@ -67,4 +73,5 @@ class SchedulerSettings:
             cache_ttl_seconds=env_float(env, "MLAAS_CACHE_TTL_SECONDS", 600.0),
             reconcile_interval_seconds=env_float(env, "MLAAS_RECONCILE_INTERVAL_SECONDS", 1.0),
             restart_backoff_seconds=env_float(env, "MLAAS_RESTART_BACKOFF_SECONDS", 1.0),
+            jobs_dir=Path(env["MLAAS_JOBS_DIR"]) if env.get("MLAAS_JOBS_DIR") else None,
         )

@@ -74,6 +74,16 @@ class SchedulerServiceStub:
                 request_serializer=mlaas_dot_v1_dot_scheduler__pb2.UpdateDeploymentRequest.SerializeToString,
                 response_deserializer=mlaas_dot_v1_dot_scheduler__pb2.UpdateDeploymentResponse.FromString,
                 _registered_method=True)
+        self.RunTrainingJob = channel.unary_unary(
+                '/mlaas.v1.SchedulerService/RunTrainingJob',
+                request_serializer=mlaas_dot_v1_dot_scheduler__pb2.RunTrainingJobRequest.SerializeToString,
+                response_deserializer=mlaas_dot_v1_dot_scheduler__pb2.RunTrainingJobResponse.FromString,
+                _registered_method=True)
+        self.GetTrainingJob = channel.unary_unary(
+                '/mlaas.v1.SchedulerService/GetTrainingJob',
+                request_serializer=mlaas_dot_v1_dot_scheduler__pb2.GetTrainingJobRequest.SerializeToString,
+                response_deserializer=mlaas_dot_v1_dot_scheduler__pb2.GetTrainingJobResponse.FromString,
+                _registered_method=True)
 
 
 class SchedulerServiceServicer:
@@ -132,6 +142,20 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunTrainingJob(self, request, context):
+        """Places and starts a training job with the model's train resources (retraining): it fits the
+        model's registered recipe on a labeled dataset and writes the ONNX model. Answers at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTrainingJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +198,16 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.UpdateDeployment,
                     request_deserializer=mlaas_dot_v1_dot_scheduler__pb2.UpdateDeploymentRequest.FromString,
                     response_serializer=mlaas_dot_v1_dot_scheduler__pb2.UpdateDeploymentResponse.SerializeToString,
+            ),
+            'RunTrainingJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunTrainingJob,
+                    request_deserializer=mlaas_dot_v1_dot_scheduler__pb2.RunTrainingJobRequest.FromString,
+                    response_serializer=mlaas_dot_v1_dot_scheduler__pb2.RunTrainingJobResponse.SerializeToString,
+            ),
+            'GetTrainingJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrainingJob,
+                    request_deserializer=mlaas_dot_v1_dot_scheduler__pb2.GetTrainingJobRequest.FromString,
+                    response_serializer=mlaas_dot_v1_dot_scheduler__pb2.GetTrainingJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -392,6 +426,60 @@ class SchedulerService:
             '/mlaas.v1.SchedulerService/UpdateDeployment',
             mlaas_dot_v1_dot_scheduler__pb2.UpdateDeploymentRequest.SerializeToString,
             mlaas_dot_v1_dot_scheduler__pb2.UpdateDeploymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunTrainingJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlaas.v1.SchedulerService/RunTrainingJob',
+            mlaas_dot_v1_dot_scheduler__pb2.RunTrainingJobRequest.SerializeToString,
+            mlaas_dot_v1_dot_scheduler__pb2.RunTrainingJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrainingJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlaas.v1.SchedulerService/GetTrainingJob',
+            mlaas_dot_v1_dot_scheduler__pb2.GetTrainingJobRequest.SerializeToString,
+            mlaas_dot_v1_dot_scheduler__pb2.GetTrainingJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,5 +1,6 @@
-"""Runtime backends: where replicas run. One interface (create, status, logs, delete); the local
-backend runs child processes now, Docker and Kubernetes come with their own issue."""
+"""Runtime backends: where replicas and training jobs run. One interface (create, start_job,
+status, logs, delete); the local backend runs child processes now, Docker and Kubernetes come
+with their own issue."""
 
 from __future__ import annotations
 
@@ -23,6 +24,19 @@ class ReplicaSpec:
 
 
 @dataclass(frozen=True)
+class JobSpec:
+    """A training job: fit `model_ref`'s recipe on `input_path` (.npz), write `output_path`."""
+
+    job_id: str
+    node: str
+    model_ref: str
+    input_path: str
+    output_path: str
+    cpu_millicores: int
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
 class ReplicaStatus:
     replica_id: str
     endpoint: str
@@ -37,6 +51,9 @@ class Backend(Protocol):
 
     def create(self, spec: ReplicaSpec) -> ReplicaStatus:
         """Starts the replica and returns at once; readiness is checked with gRPC health."""
+
+    def start_job(self, spec: JobSpec) -> ReplicaStatus:
+        """Starts a training job (status, logs and delete work on it as on a replica)."""
 
     def status(self, replica: ReplicaStatus) -> ReplicaStatus: ...
 

@@ -1,4 +1,5 @@
-"""Replicas as child processes of `python -m inference_svc` on free loopback ports.
+"""Replicas as child processes of `python -m inference_svc` on free loopback ports, and training
+jobs as child processes of `python -m mlaas.train_job`.
 
 Each replica runs in its own session (it outlives a scheduler restart; the handle is its pid)
 with one worker per whole CPU it was given, and logs to the scheduler's data dir.
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mlaas.net import free_port
-from scheduler_svc.backends import ReplicaSpec, ReplicaStatus
+from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus
 
 
 def _alive(pid: int) -> bool:
@@ -59,21 +60,30 @@ class LocalBackend:
             self._python, "-m", "inference_svc", "--model", spec.model_ref, "--registry", self._registry,
             "--port", str(port), "--workers", str(workers), "--metrics-port", "-1",
         ]  # fmt: skip
-        with open(self._log_path(spec.replica_id), "ab") as log:
+        env = {
+            **self._env,
+            "MLAAS_DEPLOYMENT_ID": spec.deployment_id,
+            "MLAAS_FEEDBACK_MODE": "summaries" if spec.strict else "records",
+        }
+        pid = self._spawn(spec.replica_id, command, env)
+        return ReplicaStatus(spec.replica_id, f"127.0.0.1:{port}", True, handle=str(pid))
+
+    def start_job(self, spec: JobSpec) -> ReplicaStatus:
+        command = [
+            self._python, "-m", "mlaas.train_job", "--registry", self._registry, "--model", spec.model_ref,
+            "--input", spec.input_path, "--output", spec.output_path,
+        ]  # fmt: skip
+        pid = self._spawn(spec.job_id, command, self._env)
+        return ReplicaStatus(spec.job_id, "", True, handle=str(pid))
+
+    def _spawn(self, name: str, command: list[str], env: Mapping[str, str]) -> int:
+        with open(self._log_path(name), "ab") as log:
             process = subprocess.Popen(
-                command,
-                env={
-                    **self._env,
-                    "MLAAS_DEPLOYMENT_ID": spec.deployment_id,
-                    "MLAAS_FEEDBACK_MODE": "summaries" if spec.strict else "records",
-                },
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                command, env=dict(env), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )
+            )  # fmt: skip
         self._children[process.pid] = process
-        return ReplicaStatus(spec.replica_id, f"127.0.0.1:{port}", True, handle=str(process.pid))
+        return process.pid
 
     def status(self, replica: ReplicaStatus) -> ReplicaStatus:
         pid = int(replica.handle)
