@@ -50,6 +50,7 @@ def test_concept_drift_is_detected_retrained_and_rolled_out_under_load(parts, st
         deployment = schedulers.wait_ready(schedulers.deploy("sea").id)
         runtime = DeploymentInference(schedulers, deployment.id)
         stream_and_label(runtime, monitor, deployment.id, *sea(2_000, 0, rng), "before")
+        assert monitor.retrainings(deployment.id) == []  # a stationary stream retrains nothing
         after_X, after_y = sea(1_500, 3, rng)
         stream_and_label(runtime, monitor, deployment.id, after_X, after_y, "after")
 
