@@ -1,0 +1,248 @@
+"""Replicas as Kubernetes Deployments with a Service each, training jobs as Kubernetes Jobs,
+through the `kubernetes` Python client.
+
+Every object carries labels for the deployment, model, version and tenant; containers get the
+replica's CPU and memory as requests and limits, native gRPC readiness and liveness probes, and
+a non-root security context. A STRICT replica is pinned with a required node affinity on
+`kubernetes.io/hostname`; an OPEN one prefers the node the scheduler chose. The manifests are
+plain dicts built by pure functions, so they can be validated without a cluster.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus
+from scheduler_svc.placement import Node
+
+GRPC_PORT = 8001
+HOSTNAME = "kubernetes.io/hostname"
+GPU = "nvidia.com/gpu"
+
+
+def object_name(identifier: str) -> str:
+    """A DNS-1123 name from a replica or job id."""
+    name = re.sub(r"[^a-z0-9-]", "-", identifier.lower()).strip("-")
+    return f"mlaas-{name}"[:63].rstrip("-")
+
+
+def _label(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "-", value)[:63].strip("-._") or "none"
+
+
+def _labels(component: str, deployment_id: str, model_ref: str, tenant: str) -> dict[str, str]:
+    name, _, version = model_ref.partition(":")
+    return {
+        "app.kubernetes.io/name": "mlaas",
+        "app.kubernetes.io/component": component,
+        "mlaas.io/deployment": _label(deployment_id),
+        "mlaas.io/model": _label(name),
+        "mlaas.io/version": _label(version or "latest"),
+        "mlaas.io/tenant": _label(tenant),
+    }
+
+
+def _resources(cpu_millicores: int, memory_bytes: int) -> dict:
+    amounts = {"cpu": f"{max(cpu_millicores, 1)}m", "memory": str(max(memory_bytes, 1 << 20))}
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _affinity(node: str, strict: bool) -> dict:
+    term = {"matchExpressions": [{"key": HOSTNAME, "operator": "In", "values": [node]}]}
+    if strict:
+        return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
+    return {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": term}]}}
+
+
+SECURITY = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def replica_manifests(
+    spec: ReplicaSpec, image: str, namespace: str, env: Mapping[str, str], tenant: str = ""
+) -> tuple[dict, dict]:
+    """(apps/v1 Deployment, v1 Service) for one replica."""
+    name = object_name(spec.replica_id)
+    labels = {**_labels("runtime", spec.deployment_id, spec.model_ref, tenant), "mlaas.io/replica": name}
+    probe = {"grpc": {"port": GRPC_PORT}, "periodSeconds": 5, "failureThreshold": 3}
+    variables = {
+        **env,
+        "MLAAS_DEPLOYMENT_ID": spec.deployment_id,
+        "MLAAS_FEEDBACK_MODE": "summaries" if spec.strict else "records",
+        "MLAAS_HOST": "0.0.0.0",
+        "MLAAS_ALLOW_OPEN_REMOTE": "true",  # the pod network; auth comes from MLAAS_AUTH_TOKENS_FILE
+    }
+    container = {
+        "name": "runtime",
+        "image": image,
+        "command": ["python", "-m", "inference_svc"],
+        "args": ["--model", spec.model_ref, "--port", str(GRPC_PORT), "--metrics-port", "9090"],
+        "env": [{"name": k, "value": v} for k, v in sorted(variables.items())],
+        "ports": [{"name": "grpc", "containerPort": GRPC_PORT}, {"name": "metrics", "containerPort": 9090}],
+        "resources": _resources(spec.cpu_millicores, spec.memory_bytes),
+        "readinessProbe": {**probe, "initialDelaySeconds": 2},
+        "livenessProbe": {**probe, "initialDelaySeconds": 30},
+        "securityContext": SECURITY,
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"mlaas.io/replica": name}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [container],
+                    "affinity": _affinity(spec.node, spec.strict),
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "selector": {"mlaas.io/replica": name},
+            "ports": [{"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "appProtocol": "grpc"}],
+        },
+    }
+    return deployment, service
+
+
+def job_manifest(spec: JobSpec, image: str, namespace: str, env: Mapping[str, str], jobs_dir: str) -> dict:
+    """batch/v1 Job fitting a recipe; the jobs directory is a shared volume (claim `mlaas-jobs`)
+    mounted where the scheduler and the Monitor see it too."""
+    name = object_name(spec.job_id)
+    labels = _labels("training", spec.job_id, spec.model_ref, "")
+    registry = env.get("MLAAS_REGISTRY_ADDR", "")
+    files = ["--input", spec.input_path, "--output", spec.output_path]
+    container = {
+        "name": "train",
+        "image": image,
+        "command": ["python", "-m", "mlaas.train_job"],
+        "args": ["--registry", registry, "--model", spec.model_ref, *files],
+        "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
+        "resources": _resources(spec.cpu_millicores, spec.memory_bytes),
+        "securityContext": SECURITY,
+        "volumeMounts": [{"name": "jobs", "mountPath": jobs_dir}],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "backoffLimit": 0,
+            "ttlSecondsAfterFinished": 3600,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [container],
+                    "affinity": _affinity(spec.node, False),
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
+                    "volumes": [{"name": "jobs", "persistentVolumeClaim": {"claimName": "mlaas-jobs"}}],
+                },
+            },
+        },
+    }
+
+
+def parse_quantity(text: str) -> float:
+    """A Kubernetes quantity ("500m", "2", "4Gi", "1G") as a number of base units."""
+    suffixes = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    for suffix in sorted(suffixes, key=len, reverse=True):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * suffixes[suffix]
+    return float(text)
+
+
+def node_of(item) -> Node:
+    """A scheduler node from a V1Node (its allocatable resources and labels)."""
+    allocatable = item.status.allocatable or {}
+    return Node(
+        item.metadata.name,
+        (
+            round(parse_quantity(allocatable.get("cpu", "0")) * 1000),
+            round(parse_quantity(allocatable.get("memory", "0"))),
+            round(parse_quantity(allocatable.get(GPU, "0"))),
+        ),
+        labels=dict(item.metadata.labels or {}),
+    )
+
+
+class KubernetesBackend:
+    name = "kubernetes"
+
+    def __init__(self, api_client, namespace: str, image: str, env: Mapping[str, str], jobs_dir: str):
+        from kubernetes import client
+
+        self._apps = client.AppsV1Api(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self._batch = client.BatchV1Api(api_client)
+        self._namespace = namespace
+        self._image = image
+        self._env = dict(env)  # for the containers: MLAAS_REGISTRY_ADDR, MLAAS_MONITOR_ADDR, ...
+        self._jobs_dir = jobs_dir
+
+    def create(self, spec: ReplicaSpec) -> ReplicaStatus:
+        deployment, service = replica_manifests(spec, self._image, self._namespace, self._env)
+        self._apps.create_namespaced_deployment(self._namespace, deployment)
+        self._core.create_namespaced_service(self._namespace, service)
+        name = deployment["metadata"]["name"]
+        return ReplicaStatus(spec.replica_id, f"{name}.{self._namespace}.svc:{GRPC_PORT}", True, handle=name)
+
+    def start_job(self, spec: JobSpec) -> ReplicaStatus:
+        job = job_manifest(spec, self._image, self._namespace, self._env, self._jobs_dir)
+        self._batch.create_namespaced_job(self._namespace, job)
+        return ReplicaStatus(spec.job_id, "", True, handle=job["metadata"]["name"])
+
+    def status(self, replica: ReplicaStatus) -> ReplicaStatus:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            if replica.endpoint:  # a replica: running while its Deployment exists
+                self._apps.read_namespaced_deployment_status(replica.handle, self._namespace)
+                return ReplicaStatus(replica.replica_id, replica.endpoint, True, None, replica.handle)
+            job = self._batch.read_namespaced_job_status(replica.handle, self._namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return ReplicaStatus(replica.replica_id, replica.endpoint, False, None, replica.handle)
+            raise
+        succeeded, failed = job.status.succeeded or 0, job.status.failed or 0
+        code = 0 if succeeded else 1 if failed else None
+        return ReplicaStatus(replica.replica_id, "", code is None, code, replica.handle)
+
+    def logs(self, replica: ReplicaStatus, lines: int = 100) -> str:
+        pods = self._core.list_namespaced_pod(self._namespace, label_selector=f"mlaas.io/replica={replica.handle}")
+        return "\n".join(
+            self._core.read_namespaced_pod_log(pod.metadata.name, self._namespace, tail_lines=lines)
+            for pod in pods.items
+        )
+
+    def delete(self, replica: ReplicaStatus, grace_seconds: float = 10.0) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        removals = (
+            [self._apps.delete_namespaced_deployment, self._core.delete_namespaced_service]
+            if replica.endpoint
+            else [self._batch.delete_namespaced_job]
+        )
+        for remove in removals:
+            try:
+                remove(replica.handle, self._namespace, grace_period_seconds=int(grace_seconds))
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+
+    def nodes(self) -> list[Node]:
+        return [node_of(item) for item in self._core.list_node().items]

@@ -1,0 +1,150 @@
+"""The Kubernetes backend against a local fake API server (no Kubernetes API server can run
+here): the fake records every request and keeps the objects posted to it, answering as the API
+does for the calls the backend makes. What the backend sends is validated against the
+Kubernetes 1.30 schemas with kubernetes-validate --strict, as a real API server would."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import kubernetes_validate
+import pytest
+from kubernetes import client
+
+from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus
+from scheduler_svc.backends.kubernetes import KubernetesBackend, object_name, parse_quantity
+
+K8S_VERSION = "1.30.0"
+NODES = {
+    "kind": "NodeList", "apiVersion": "v1", "metadata": {},
+    "items": [
+        {"metadata": {"name": "gpu-1", "labels": {"pool": "gpu"}},
+         "status": {"allocatable": {"cpu": "7500m", "memory": "30Gi", "nvidia.com/gpu": "1"}}},
+        {"metadata": {"name": "cpu-1"}, "status": {"allocatable": {"cpu": "4", "memory": "16G"}}},
+    ],
+}  # fmt: skip
+
+
+class FakeApi(BaseHTTPRequestHandler):
+    objects: dict[str, dict] = {}
+    requests: list[tuple[str, str, dict | None]] = []
+    job_status: dict = {}
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _answer(self, code: int, body: dict | str) -> None:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain" if isinstance(body, str) else "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.requests.append(("POST", self.path, body))
+        self.objects[f"{self.path}/{body['metadata']['name']}"] = body
+        self._answer(201, body)
+
+    def do_GET(self):
+        self.requests.append(("GET", self.path, None))
+        path = self.path.split("?")[0]
+        if path == "/api/v1/nodes":
+            return self._answer(200, NODES)
+        if path.endswith("/pods"):
+            pod = {"metadata": {"name": "runtime-pod"}, "spec": {"containers": []}}
+            return self._answer(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [pod]})
+        if path.endswith("/log"):
+            return self._answer(200, "worker 0 serving iris")
+        stored = self.objects.get(path.removesuffix("/status"))
+        if stored is None:
+            return self._answer(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404})
+        return self._answer(200, {**stored, "status": self.job_status if stored["kind"] == "Job" else {}})
+
+    def do_DELETE(self):
+        self.requests.append(("DELETE", self.path, None))
+        found = self.objects.pop(self.path.split("?")[0], None)
+        self._answer(200 if found else 404, {"kind": "Status", "apiVersion": "v1", "code": 200 if found else 404})
+
+
+@pytest.fixture
+def backend():
+    FakeApi.objects, FakeApi.requests, FakeApi.job_status = {}, [], {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    configuration = client.Configuration(host=f"http://127.0.0.1:{server.server_address[1]}")
+    env = {"MLAAS_REGISTRY_ADDR": "mlaas-registry:50051", "MLAAS_MONITOR_ADDR": "mlaas-monitor:50053"}
+    yield KubernetesBackend(client.ApiClient(configuration), "mlaas", "mlaas:dev", env, "/var/lib/mlaas/jobs")
+    server.shutdown()
+
+
+def posted(kind: str) -> dict:
+    return next(body for method, _, body in FakeApi.requests if method == "POST" and body["kind"] == kind)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_replica_is_a_valid_deployment_and_service(backend, strict):
+    spec = ReplicaSpec("d-1a2b-3c4d5e", "d-1a2b", "gpu-1", "iris:3", 1500, 512 * 2**20, strict=strict)
+    status = backend.create(spec)
+    deployment, service = posted("Deployment"), posted("Service")
+    for manifest in (deployment, service):
+        kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    name = object_name(spec.replica_id)
+    assert status.endpoint == f"{name}.mlaas.svc:8001" and status.handle == name
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["resources"]["limits"] == {"cpu": "1500m", "memory": str(512 * 2**20)}
+    assert container["resources"]["requests"] == container["resources"]["limits"]
+    assert container["readinessProbe"]["grpc"] == {"port": 8001} and container["livenessProbe"]["grpc"]
+    assert container["args"][:2] == ["--model", "iris:3"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MLAAS_DEPLOYMENT_ID"] == "d-1a2b" and env["MLAAS_MONITOR_ADDR"] == "mlaas-monitor:50053"
+    assert env["MLAAS_FEEDBACK_MODE"] == ("summaries" if strict else "records")
+    labels = deployment["metadata"]["labels"]
+    assert [labels[f"mlaas.io/{k}"] for k in ("deployment", "model", "version")] == ["d-1a2b", "iris", "3"]
+    affinity = pod["affinity"]["nodeAffinity"]
+    term = {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["gpu-1"]}]}
+    if strict:  # never anywhere else
+        assert affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] == [term]
+    else:
+        assert affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["preference"] == term
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+    assert backend.status(status).running
+    assert backend.logs(status) == "worker 0 serving iris"
+    backend.delete(status)
+    deleted = [path for method, path, _ in FakeApi.requests if method == "DELETE"]
+    assert deleted == [
+        f"/apis/apps/v1/namespaces/mlaas/deployments/{name}?gracePeriodSeconds=10",
+        f"/api/v1/namespaces/mlaas/services/{name}?gracePeriodSeconds=10",
+    ]
+    assert not backend.status(status).running
+    backend.delete(status)  # already gone: nothing to do, no error
+
+
+def test_a_training_job_is_a_valid_job(backend):
+    spec = JobSpec("j-77", "cpu-1", "iris:3", "/var/lib/mlaas/jobs/a.npz", "/var/lib/mlaas/jobs/a.onnx", 1000, 2**30)
+    started = backend.start_job(spec)
+    job = posted("Job")
+    kubernetes_validate.validate(job, K8S_VERSION, strict=True)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "mlaas.train_job"]
+    assert container["args"] == ["--registry", "mlaas-registry:50051", "--model", "iris:3", "--input",
+                                 spec.input_path, "--output", spec.output_path]  # fmt: skip
+    assert container["volumeMounts"] == [{"name": "jobs", "mountPath": "/var/lib/mlaas/jobs"}]
+    running = backend.status(ReplicaStatus(spec.job_id, "", True, handle=started.handle))
+    assert running.running and running.exit_code is None
+    FakeApi.job_status = {"succeeded": 1}
+    assert backend.status(started).exit_code == 0
+    FakeApi.job_status = {"failed": 1}
+    assert backend.status(started).exit_code == 1
+
+
+def test_nodes_come_from_the_nodes_api(backend):
+    nodes = {n.name: n for n in backend.nodes()}
+    assert nodes["gpu-1"].allocatable == (7500, 30 * 2**30, 1) and nodes["gpu-1"].labels == {"pool": "gpu"}
+    assert nodes["cpu-1"].allocatable == (4000, 16 * 10**9, 0)
+    assert parse_quantity("250m") == 0.25 and parse_quantity("1Ki") == 1024
