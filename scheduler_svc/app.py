@@ -3,6 +3,8 @@ the reconcile loop and the training-job watcher."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import threading
 from dataclasses import dataclass
 
@@ -12,6 +14,7 @@ from mlaas.auth import Authenticator
 from mlaas.server import MeshServer, Service
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
 from scheduler_svc.backends import Backend
+from scheduler_svc.backends.kubernetes import KubernetesBackend
 from scheduler_svc.backends.local import LocalBackend
 from scheduler_svc.jobs import JobStore, JobWatcher, TrainingJobs
 from scheduler_svc.lifecycle import CacheJanitor, Lifecycle
@@ -50,6 +53,22 @@ class Scheduler:
             self.servicer.decommission_all()
 
 
+def kubernetes_backend(settings: SchedulerSettings, env: dict[str, str]) -> tuple[Backend, SchedulerSettings]:
+    """The Kubernetes backend (in-cluster config, else ~/.kube/config) and the settings with the
+    cluster's nodes as the placement inventory."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:  # KUBECONFIG read now: the client reads it once, at import
+        config.load_kube_config(config_file=env.get("KUBECONFIG") or os.environ.get("KUBECONFIG"))
+    passed_on = {k: v for k, v in env.items() if k in ("MLAAS_REGISTRY_ADDR", "MLAAS_MONITOR_ADDR", "MLAAS_TOKEN")}
+    backend = KubernetesBackend(
+        client.ApiClient(), settings.k8s_namespace, settings.runtime_image, passed_on, str(settings.training_dir)
+    )
+    return backend, dataclasses.replace(settings, nodes=backend.nodes())
+
+
 def build_scheduler(
     settings: SchedulerSettings, env: dict[str, str], name: str = "scheduler", backend: Backend | None = None
 ) -> Scheduler:
@@ -59,6 +78,8 @@ def build_scheduler(
     client = redis.Redis.from_url(settings.redis_url)
     store = DeploymentStore(client)
     queue = DeploymentQueue(client, idle_ms=settings.claim_idle_ms)
+    if backend is None and settings.backend == "kubernetes":
+        backend, settings = kubernetes_backend(settings, env)
     backend = backend or LocalBackend(settings.registry_address, settings.data_dir / "replicas", env)
     replicas = Replicas(store, backend, settings.start_timeout_seconds)
     lifecycle = Lifecycle(client, store, backend)

@@ -72,8 +72,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 raise InvalidArgument("STRICT placement needs node: the one node the model may run on")
             if request.node not in node_names:
                 raise NotFound(f"node {request.node!r} does not exist; nodes: {', '.join(node_names)}")
-        if request.backend not in ("", "local"):
-            raise InvalidArgument(f"backend {request.backend!r} is not available here; use 'local'")
+        if request.backend not in ("", self._settings.backend):
+            raise InvalidArgument(f"backend {request.backend!r} is not available here; use {self._settings.backend!r}")
         for field in ("cpu_millicores", "memory_bytes", "gpus"):
             if getattr(request.resources, field) < 0:
                 raise InvalidArgument(f"resources.{field} must not be negative")
@@ -91,7 +91,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             replicas=replicas,
             resources=resources,
             tenant=tenant,
-            backend="local",
+            backend=self._settings.backend,
         )
         existing = self._store.find_by_key(tenant, request.idempotency_key)
         if existing is not None:
@@ -156,7 +156,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                         cpu_millicores=cpu - used_cpu, memory_bytes=memory - used_memory, gpus=gpus - used_gpus
                     ),
                     labels=dict(node.labels),
-                    backend="local",
+                    backend=self._settings.backend,
                 )
             )
         return S.ListNodesResponse(nodes=nodes)

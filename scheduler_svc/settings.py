@@ -52,6 +52,11 @@ class SchedulerSettings:
     restart_backoff_seconds: float = 1.0
     # Where training jobs read their data and write their models (shared with the Monitor).
     jobs_dir: Path | None = None
+    # "local" (child processes on the named MLAAS_NODES) or "kubernetes" (the cluster's nodes,
+    # in-cluster config or ~/.kube/config, runtime image MLAAS_RUNTIME_IMAGE, MLAAS_K8S_NAMESPACE).
+    backend: str = "local"
+    k8s_namespace: str = "mlaas"
+    runtime_image: str = "mlaas:latest"
 
     @property
     def training_dir(self) -> Path:
@@ -74,4 +79,7 @@ class SchedulerSettings:
             reconcile_interval_seconds=env_float(env, "MLAAS_RECONCILE_INTERVAL_SECONDS", 1.0),
             restart_backoff_seconds=env_float(env, "MLAAS_RESTART_BACKOFF_SECONDS", 1.0),
             jobs_dir=Path(env["MLAAS_JOBS_DIR"]) if env.get("MLAAS_JOBS_DIR") else None,
+            backend=env.get("MLAAS_BACKEND") or "local",
+            k8s_namespace=env.get("MLAAS_K8S_NAMESPACE") or "mlaas",
+            runtime_image=env.get("MLAAS_RUNTIME_IMAGE") or "mlaas:latest",
         )

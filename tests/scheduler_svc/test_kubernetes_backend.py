@@ -13,6 +13,10 @@ import kubernetes_validate
 import pytest
 from kubernetes import client
 
+from mlaas.client import SchedulerClient
+from mlaas.errors import InvalidArgument
+from mlaas.v1 import scheduler_pb2 as S
+from mlaas.v1.types_pb2 import ModelRef
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus
 from scheduler_svc.backends.kubernetes import KubernetesBackend, object_name, parse_quantity
 
@@ -71,14 +75,19 @@ class FakeApi(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def backend():
+def fake_api() -> str:
     FakeApi.objects, FakeApi.requests, FakeApi.job_status = {}, [], {}
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    configuration = client.Configuration(host=f"http://127.0.0.1:{server.server_address[1]}")
-    env = {"MLAAS_REGISTRY_ADDR": "mlaas-registry:50051", "MLAAS_MONITOR_ADDR": "mlaas-monitor:50053"}
-    yield KubernetesBackend(client.ApiClient(configuration), "mlaas", "mlaas:dev", env, "/var/lib/mlaas/jobs")
+    yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+@pytest.fixture
+def backend(fake_api):
+    configuration = client.Configuration(host=fake_api)
+    env = {"MLAAS_REGISTRY_ADDR": "mlaas-registry:50051", "MLAAS_MONITOR_ADDR": "mlaas-monitor:50053"}
+    return KubernetesBackend(client.ApiClient(configuration), "mlaas", "mlaas:dev", env, "/var/lib/mlaas/jobs")
 
 
 def posted(kind: str) -> dict:
@@ -148,3 +157,22 @@ def test_nodes_come_from_the_nodes_api(backend):
     assert nodes["gpu-1"].allocatable == (7500, 30 * 2**30, 1) and nodes["gpu-1"].labels == {"pool": "gpu"}
     assert nodes["cpu-1"].allocatable == (4000, 16 * 10**9, 0)
     assert parse_quantity("250m") == 0.25 and parse_quantity("1Ki") == 1024
+
+
+def test_a_kubernetes_scheduler_places_on_the_cluster_nodes(fake_api, parts, tmp_path, monkeypatch):
+    """MLAAS_BACKEND=kubernetes: the kubeconfig (here pointing at the fake) gives the nodes."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": fake_api}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me"}}],
+        "users": [{"name": "me", "user": {"token": "t"}}],
+    }))  # fmt: skip
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    scheduler = parts.start(backend="kubernetes")
+    with SchedulerClient(f"127.0.0.1:{scheduler.server.port}") as client_:
+        nodes = {n.name: n for n in client_.nodes()}
+        assert set(nodes) == {"gpu-1", "cpu-1"} and nodes["gpu-1"].allocatable.gpus == 1
+        assert nodes["cpu-1"].backend == "kubernetes"
+        with pytest.raises(InvalidArgument, match="backend 'local' is not available here; use 'kubernetes'"):
+            client_._call(client_._stub.Deploy, S.DeployRequest(model=ModelRef(name="iris"), backend="local"))
