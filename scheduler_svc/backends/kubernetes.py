@@ -35,6 +35,7 @@ def _labels(component: str, deployment_id: str, model_ref: str, tenant: str) -> 
     name, _, version = model_ref.partition(":")
     return {
         "app.kubernetes.io/name": "mlaas",
+        "app.kubernetes.io/part-of": "mlaas",
         "app.kubernetes.io/component": component,
         "mlaas.io/deployment": _label(deployment_id),
         "mlaas.io/model": _label(name),
