@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 BUF := node_modules/.bin/buf
 
-.PHONY: install up test lint protos bench clean
+.PHONY: install up test test-docker docker-image lint protos bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ up: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The uniform image, built from a debootstrap base where no image can be pulled.
+docker-image: $(STAMP)
+	$(PY) scripts/docker_image.py
+
+# The Docker backend on a real engine (starts dockerd, installing docker.io if it is missing).
+test-docker: $(STAMP)
+	$(PY) -m pytest tests_docker
 
 $(BUF): package.json package-lock.json
 	npm ci --no-audit --no-fund

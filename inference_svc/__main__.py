@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         settings,
         server=server,
         batch=batch,
-        models=tuple(args.model),
+        # MLAAS_MODEL: the model reference of a container started without arguments.
+        models=tuple(args.model) or tuple(filter(None, [os.environ.get("MLAAS_MODEL")])),
         model_uris=tuple(parse_model_uri(u) for u in args.model_uri),
         registry_address=args.registry or settings.registry_address,
         workers=args.workers or settings.workers,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import redis
@@ -14,6 +15,7 @@ from mlaas.auth import Authenticator
 from mlaas.server import MeshServer, Service
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
 from scheduler_svc.backends import Backend
+from scheduler_svc.backends.docker import DockerBackend
 from scheduler_svc.backends.kubernetes import KubernetesBackend
 from scheduler_svc.backends.local import LocalBackend
 from scheduler_svc.jobs import JobStore, JobWatcher, TrainingJobs
@@ -53,6 +55,12 @@ class Scheduler:
             self.servicer.decommission_all()
 
 
+def container_env(env: Mapping[str, str]) -> dict[str, str]:
+    """What a replica or job container is told about the mesh (never the scheduler's whole
+    environment)."""
+    return {k: v for k, v in env.items() if k in ("MLAAS_REGISTRY_ADDR", "MLAAS_MONITOR_ADDR", "MLAAS_TOKEN")}
+
+
 def kubernetes_backend(settings: SchedulerSettings, env: dict[str, str]) -> tuple[Backend, SchedulerSettings]:
     """The Kubernetes backend (in-cluster config, else ~/.kube/config) and the settings with the
     cluster's nodes as the placement inventory."""
@@ -62,10 +70,8 @@ def kubernetes_backend(settings: SchedulerSettings, env: dict[str, str]) -> tupl
         config.load_incluster_config()
     except config.ConfigException:  # KUBECONFIG read now: the client reads it once, at import
         config.load_kube_config(config_file=env.get("KUBECONFIG") or os.environ.get("KUBECONFIG"))
-    passed_on = {k: v for k, v in env.items() if k in ("MLAAS_REGISTRY_ADDR", "MLAAS_MONITOR_ADDR", "MLAAS_TOKEN")}
-    backend = KubernetesBackend(
-        client.ApiClient(), settings.k8s_namespace, settings.runtime_image, passed_on, str(settings.training_dir)
-    )
+    image, jobs = settings.runtime_image, str(settings.training_dir)
+    backend = KubernetesBackend(client.ApiClient(), settings.k8s_namespace, image, container_env(env), jobs)
     return backend, dataclasses.replace(settings, nodes=backend.nodes())
 
 
@@ -80,6 +86,8 @@ def build_scheduler(
     queue = DeploymentQueue(client, idle_ms=settings.claim_idle_ms)
     if backend is None and settings.backend == "kubernetes":
         backend, settings = kubernetes_backend(settings, env)
+    if backend is None and settings.backend == "docker":
+        backend = DockerBackend(settings.runtime_image, container_env(env), str(settings.training_dir))
     backend = backend or LocalBackend(settings.registry_address, settings.data_dir / "replicas", env)
     replicas = Replicas(store, backend, settings.start_timeout_seconds)
     lifecycle = Lifecycle(client, store, backend)

@@ -52,8 +52,9 @@ class SchedulerSettings:
     restart_backoff_seconds: float = 1.0
     # Where training jobs read their data and write their models (shared with the Monitor).
     jobs_dir: Path | None = None
-    # "local" (child processes on the named MLAAS_NODES) or "kubernetes" (the cluster's nodes,
-    # in-cluster config or ~/.kube/config, runtime image MLAAS_RUNTIME_IMAGE, MLAAS_K8S_NAMESPACE).
+    # "local" (child processes on the named MLAAS_NODES), "docker" (containers of
+    # MLAAS_RUNTIME_IMAGE on this machine's engine, on the named MLAAS_NODES) or "kubernetes" (the
+    # cluster's nodes, in-cluster config or ~/.kube/config, MLAAS_RUNTIME_IMAGE, MLAAS_K8S_NAMESPACE).
     backend: str = "local"
     k8s_namespace: str = "mlaas"
     runtime_image: str = "mlaas:latest"

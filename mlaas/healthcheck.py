@@ -1,0 +1,22 @@
+"""`python -m mlaas.healthcheck HOST:PORT`: exit 0 when the gRPC server there reports SERVING
+(the container image's health check; Kubernetes uses its native gRPC probe instead)."""
+
+from __future__ import annotations
+
+import sys
+
+from mlaas.net import health
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m mlaas.healthcheck HOST:PORT", file=sys.stderr)
+        return 2
+    answer = health(args[0], timeout=2.0)
+    print(answer)
+    return 0 if answer == "SERVING" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Replicas and training jobs as containers of the uniform image, through the `docker` SDK.
+
+Each container gets the replica's CPU (nano-CPUs) and memory as hard limits, labels for the
+deployment, model, version and node, a health check (`python -m mlaas.healthcheck`), and the
+host's network: the runtime binds the free port the backend chose, and reaches the registry and
+the Monitor on the addresses the scheduler was given, as a local process would. A training job
+mounts the jobs directory at the same path and runs as the scheduler's own user, so that the
+files it writes belong to it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from mlaas.net import free_port
+from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus
+from scheduler_svc.backends.kubernetes import object_name
+
+RUNNING = ("created", "running", "restarting")
+SECOND_NS = 1_000_000_000
+
+
+def _labels(kind: str, owner: str, model_ref: str, node: str) -> dict[str, str]:
+    name, _, version = model_ref.partition(":")
+    return {
+        "mlaas.io/component": kind,
+        "mlaas.io/deployment": owner,
+        "mlaas.io/model": name,
+        "mlaas.io/version": version,
+        "mlaas.io/node": node,
+    }
+
+
+class DockerBackend:
+    name = "docker"
+
+    def __init__(self, image: str, env: Mapping[str, str], jobs_dir: str, client=None):
+        import docker
+
+        self._docker = client or docker.from_env()
+        self._image = image
+        self._env = dict(env)  # MLAAS_REGISTRY_ADDR, MLAAS_MONITOR_ADDR, MLAAS_TOKEN for the containers
+        self._jobs_dir = jobs_dir
+
+    def create(self, spec: ReplicaSpec) -> ReplicaStatus:
+        port = spec.port or free_port()
+        workers = max(1, spec.cpu_millicores // 1000)
+        environment = {
+            **self._env,
+            "MLAAS_DEPLOYMENT_ID": spec.deployment_id,
+            "MLAAS_FEEDBACK_MODE": "summaries" if spec.strict else "records",
+        }
+        container = self._docker.containers.run(
+            self._image,
+            ["inference", "--model", spec.model_ref, "--port", str(port), "--workers", str(workers),
+             "--metrics-port", "-1"],
+            name=object_name(spec.replica_id),
+            detach=True,
+            network_mode="host",
+            environment=environment,
+            labels=_labels("runtime", spec.deployment_id, spec.model_ref, spec.node),
+            nano_cpus=max(spec.cpu_millicores, 1) * 1_000_000,
+            mem_limit=max(spec.memory_bytes, 64 << 20),
+            healthcheck={
+                "test": ["CMD", "python", "-m", "mlaas.healthcheck", f"127.0.0.1:{port}"],
+                "interval": 5 * SECOND_NS, "timeout": 3 * SECOND_NS, "retries": 3, "start_period": 10 * SECOND_NS,
+            },
+        )  # fmt: skip
+        return ReplicaStatus(spec.replica_id, f"127.0.0.1:{port}", True, handle=container.id)
+
+    def start_job(self, spec: JobSpec) -> ReplicaStatus:
+        container = self._docker.containers.run(
+            self._image,
+            ["train", "--registry", self._env.get("MLAAS_REGISTRY_ADDR", ""), "--model", spec.model_ref,
+             "--input", spec.input_path, "--output", spec.output_path],
+            name=object_name(spec.job_id),
+            detach=True,
+            network_mode="host",
+            environment=self._env,
+            labels=_labels("training", spec.job_id, spec.model_ref, spec.node),
+            nano_cpus=max(spec.cpu_millicores, 1) * 1_000_000,
+            mem_limit=max(spec.memory_bytes, 64 << 20),
+            volumes={self._jobs_dir: {"bind": self._jobs_dir, "mode": "rw"}},
+            user=f"{os.getuid()}:{os.getgid()}",
+        )  # fmt: skip
+        return ReplicaStatus(spec.job_id, "", True, handle=container.id)
+
+    def _container(self, replica: ReplicaStatus):
+        import docker
+
+        try:
+            container = self._docker.containers.get(replica.handle)
+        except docker.errors.NotFound:
+            return None
+        return container
+
+    def status(self, replica: ReplicaStatus) -> ReplicaStatus:
+        container = self._container(replica)
+        if container is None:
+            return ReplicaStatus(replica.replica_id, replica.endpoint, False, None, replica.handle)
+        if container.status in RUNNING:
+            return ReplicaStatus(replica.replica_id, replica.endpoint, True, None, replica.handle)
+        code = container.attrs["State"]["ExitCode"]
+        return ReplicaStatus(replica.replica_id, replica.endpoint, False, code, replica.handle)
+
+    def logs(self, replica: ReplicaStatus, lines: int = 100) -> str:
+        container = self._container(replica)
+        return container.logs(tail=lines).decode(errors="replace") if container is not None else ""
+
+    def delete(self, replica: ReplicaStatus, grace_seconds: float = 10.0) -> None:
+        """SIGTERM (the runtime drains), SIGKILL after the grace period, then the container goes."""
+        container = self._container(replica)
+        if container is None:
+            return
+        if container.status in RUNNING:
+            container.stop(timeout=int(grace_seconds))
+        container.remove(force=True)

@@ -1,0 +1,63 @@
+"""A deployment through the scheduler on the Docker backend, end to end on a real engine:
+deploy, infer, decommission, and the container is gone; plus a training job as a container."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import docker
+from mlaas.client import RegistryClient, SchedulerClient
+from mlaas.export import register_sklearn
+from mlaas.inference_client import DeploymentInference
+from mlaas.redis_embedded import EmbeddedRedis
+from mlaas.settings import ServerSettings
+from mlaas.v1 import scheduler_pb2, types_pb2
+from scheduler_svc.app import build_scheduler
+from scheduler_svc.settings import SchedulerSettings, parse_nodes
+
+S = scheduler_pb2
+
+
+def test_a_deployment_runs_as_a_container_and_goes_away(image, registry, iris_model, tmp_path):
+    model, X, y = iris_model
+    registry_address = f"127.0.0.1:{registry.port}"
+    with RegistryClient(registry_address) as client:
+        register_sklearn(client, model, "iris", X, run_resources=types_pb2.Resources(cpu_millicores=1000,
+                         memory_bytes=512 * 2**20))  # fmt: skip
+    redis_server = EmbeddedRedis(tmp_path / "redis").start()
+    jobs = tmp_path / "jobs"
+    settings = SchedulerSettings(
+        server=ServerSettings(port=0, metrics_port=-1, shutdown_grace_seconds=2),
+        redis_url=redis_server.url, registry_address=registry_address, data_dir=tmp_path / "scheduler",
+        nodes=parse_nodes("docker-host:cpu=2,memory=4Gi"), start_timeout_seconds=120, backend="docker",
+        runtime_image=image, jobs_dir=jobs,
+    )  # fmt: skip
+    scheduler = build_scheduler(settings, {"MLAAS_REGISTRY_ADDR": registry_address})
+    scheduler.start()
+    engine = docker.from_env()
+    try:
+        with SchedulerClient(f"127.0.0.1:{scheduler.server.port}") as client:
+            deployment = client.wait_ready(client.deploy("iris").id)
+            assert deployment.backend == "docker"
+            [container] = engine.containers.list(filters={"label": f"mlaas.io/deployment={deployment.id}"})
+            host = container.attrs["HostConfig"]
+            assert host["NanoCpus"] == 1_000_000_000 and host["Memory"] == 512 * 2**20
+            assert container.labels["mlaas.io/model"] == "iris" and container.labels["mlaas.io/version"] == "1"
+            assert container.attrs["Config"]["User"] == "10001:10001"  # the image runs as non-root
+            with DeploymentInference(client, deployment.id) as runtime:
+                assert np.array_equal(runtime.infer({"X": X[:5]})["label"], model.predict(X[:5]))
+
+            np.savez(jobs / "data.npz", X=X, y=y)
+            job = client.run_training_job("iris", f"file://{jobs}/data.npz", f"file://{jobs}/model.onnx")
+            assert client.wait_training_job(job.id, timeout=300).state == S.JOB_STATE_SUCCEEDED
+            assert (jobs / "model.onnx").stat().st_size > 0
+
+            client.decommission(deployment.id)
+        scheduler.stop(0, remove_replicas=True)
+        gone = engine.containers.list(all=True, filters={"label": f"mlaas.io/deployment={deployment.id}"})
+        assert gone == []
+    finally:
+        scheduler.stop(0, remove_replicas=True)
+        redis_server.stop()
+        for leftover in engine.containers.list(all=True, filters={"label": "mlaas.io/component"}):
+            leftover.remove(force=True)
