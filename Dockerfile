@@ -1,5 +1,5 @@
-# The uniform image: the inference runtime and every mesh service (docker/entrypoint.sh picks
-# one: inference, registry, scheduler, monitor, train).
+# The uniform image: the inference runtime and every mesh service
+# (scripts/container-entrypoint.sh picks one: inference, registry, scheduler, monitor, train).
 #
 #   docker build -t mlaas .           # with build/wheels made by `make docker-image` (below)
 #
@@ -18,7 +18,7 @@ FROM ${BASE_IMAGE}
 RUN groupadd --system --gid 10001 mlaas \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/mlaas --create-home mlaas
 COPY --from=build /opt/mlaas /opt/mlaas
-COPY docker/entrypoint.sh /usr/local/bin/mlaas-entrypoint
+COPY scripts/container-entrypoint.sh /usr/local/bin/mlaas-entrypoint
 ENV PATH=/opt/mlaas/bin:$PATH \
     MLAAS_DATA_DIR=/var/lib/mlaas \
     PYTHONUNBUFFERED=1

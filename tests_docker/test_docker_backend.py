@@ -3,9 +3,11 @@ deploy, infer, decommission, and the container is gone; plus a training job as a
 
 from __future__ import annotations
 
-import numpy as np
+import uuid
 
 import docker
+import numpy as np
+
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
@@ -13,6 +15,7 @@ from mlaas.redis_embedded import EmbeddedRedis
 from mlaas.settings import ServerSettings
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.app import build_scheduler
+from scheduler_svc.backends.docker import DockerBackend
 from scheduler_svc.settings import SchedulerSettings, parse_nodes
 
 S = scheduler_pb2
@@ -32,7 +35,10 @@ def test_a_deployment_runs_as_a_container_and_goes_away(image, registry, iris_mo
         nodes=parse_nodes("docker-host:cpu=2,memory=4Gi"), start_timeout_seconds=120, backend="docker",
         runtime_image=image, jobs_dir=jobs,
     )  # fmt: skip
-    scheduler = build_scheduler(settings, {"MLAAS_REGISTRY_ADDR": registry_address})
+    run = f"test-{uuid.uuid4().hex[:8]}"
+    env = {"MLAAS_REGISTRY_ADDR": registry_address}
+    backend = DockerBackend(image, env, str(jobs), mesh=run)
+    scheduler = build_scheduler(settings, env, backend=backend)
     scheduler.start()
     engine = docker.from_env()
     try:
@@ -43,6 +49,7 @@ def test_a_deployment_runs_as_a_container_and_goes_away(image, registry, iris_mo
             host = container.attrs["HostConfig"]
             assert host["NanoCpus"] == 1_000_000_000 and host["Memory"] == 512 * 2**20
             assert container.labels["mlaas.io/model"] == "iris" and container.labels["mlaas.io/version"] == "1"
+            assert container.labels["mlaas.io/mesh"] == run and container.labels["mlaas.io/node"] == "docker-host"
             assert container.attrs["Config"]["User"] == "10001:10001"  # the image runs as non-root
             with DeploymentInference(client, deployment.id) as runtime:
                 assert np.array_equal(runtime.infer({"X": X[:5]})["label"], model.predict(X[:5]))
@@ -59,5 +66,5 @@ def test_a_deployment_runs_as_a_container_and_goes_away(image, registry, iris_mo
     finally:
         scheduler.stop(0, remove_replicas=True)
         redis_server.stop()
-        for leftover in engine.containers.list(all=True, filters={"label": "mlaas.io/component"}):
-            leftover.remove(force=True)
+        for leftover in engine.containers.list(all=True, filters={"label": f"mlaas.io/mesh={run}"}):
+            leftover.remove(force=True)  # only this test's: other meshes may share the engine

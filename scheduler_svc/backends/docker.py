@@ -21,9 +21,10 @@ RUNNING = ("created", "running", "restarting")
 SECOND_NS = 1_000_000_000
 
 
-def _labels(kind: str, owner: str, model_ref: str, node: str) -> dict[str, str]:
+def _labels(kind: str, owner: str, model_ref: str, node: str, mesh: str) -> dict[str, str]:
     name, _, version = model_ref.partition(":")
     return {
+        "mlaas.io/mesh": mesh,
         "mlaas.io/component": kind,
         "mlaas.io/deployment": owner,
         "mlaas.io/model": name,
@@ -35,10 +36,12 @@ def _labels(kind: str, owner: str, model_ref: str, node: str) -> dict[str, str]:
 class DockerBackend:
     name = "docker"
 
-    def __init__(self, image: str, env: Mapping[str, str], jobs_dir: str, client=None):
+    def __init__(self, image: str, env: Mapping[str, str], jobs_dir: str, client=None, mesh: str = "mlaas"):
+        """`mesh` labels every container, so that several meshes can share one engine."""
         import docker
 
         self._docker = client or docker.from_env()
+        self._mesh = mesh
         self._image = image
         self._env = dict(env)  # MLAAS_REGISTRY_ADDR, MLAAS_MONITOR_ADDR, MLAAS_TOKEN for the containers
         self._jobs_dir = jobs_dir
@@ -59,7 +62,7 @@ class DockerBackend:
             detach=True,
             network_mode="host",
             environment=environment,
-            labels=_labels("runtime", spec.deployment_id, spec.model_ref, spec.node),
+            labels=_labels("runtime", spec.deployment_id, spec.model_ref, spec.node, self._mesh),
             nano_cpus=max(spec.cpu_millicores, 1) * 1_000_000,
             mem_limit=max(spec.memory_bytes, 64 << 20),
             healthcheck={
@@ -78,7 +81,7 @@ class DockerBackend:
             detach=True,
             network_mode="host",
             environment=self._env,
-            labels=_labels("training", spec.job_id, spec.model_ref, spec.node),
+            labels=_labels("training", spec.job_id, spec.model_ref, spec.node, self._mesh),
             nano_cpus=max(spec.cpu_millicores, 1) * 1_000_000,
             mem_limit=max(spec.memory_bytes, 64 << 20),
             volumes={self._jobs_dir: {"bind": self._jobs_dir, "mode": "rw"}},
