@@ -102,3 +102,25 @@ def tool_env(**extra: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
+
+
+@pytest.fixture(autouse=True)
+def no_stray_runtimes():
+    """After each test, no runtime process the test started may outlive it (a leaked replica is
+    a bug in the scheduler's clean-up, and would hold ports and CPU for the rest of the run)."""
+    import psutil
+
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    yield
+    stray = []
+    for child in me.children(recursive=True):
+        try:
+            if child.pid not in before and "inference_svc" in " ".join(child.cmdline()):
+                stray.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(stray, timeout=10)  # some are still draining
+    for process in alive:
+        process.kill()
+    assert not alive, f"runtime processes outlived the test: {[p.pid for p in alive]}"
