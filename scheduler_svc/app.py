@@ -26,7 +26,7 @@ from scheduler_svc.reconcile import Reconciler, ReconcileSettings
 from scheduler_svc.replicas import Replicas
 from scheduler_svc.rollout import Rollout
 from scheduler_svc.servicer import SchedulerServicer
-from scheduler_svc.settings import SchedulerSettings
+from scheduler_svc.settings import DOCKER_HOST_LABEL, SchedulerSettings
 from scheduler_svc.store import DeploymentStore
 from scheduler_svc.worker import PlacementWorker
 
@@ -87,7 +87,8 @@ def build_scheduler(
     if backend is None and settings.backend == "kubernetes":
         backend, settings = kubernetes_backend(settings, env)
     if backend is None and settings.backend == "docker":
-        backend = DockerBackend(settings.runtime_image, container_env(env), str(settings.training_dir))
+        engines = {n.name: n.labels[DOCKER_HOST_LABEL] for n in settings.nodes if DOCKER_HOST_LABEL in n.labels}
+        backend = DockerBackend(settings.runtime_image, container_env(env), str(settings.training_dir), engines)
     backend = backend or LocalBackend(settings.registry_address, settings.data_dir / "replicas", env)
     replicas = Replicas(store, backend, settings.start_timeout_seconds)
     lifecycle = Lifecycle(client, store, backend)

@@ -124,6 +124,8 @@ class TrainingJobs:
     def check(self) -> None:
         """Ends the jobs whose process has exited."""
         for job in self._store.running():
+            if not job.handle:  # placed, its process not started yet
+                continue
             status = self._backend.status(ReplicaStatus(job.id, "", True, handle=job.handle))
             if status.running:
                 continue
@@ -134,6 +136,7 @@ class TrainingJobs:
             else:
                 logs = self._backend.logs(status, lines=8)
                 self._finish(job, S.JOB_STATE_FAILED, f"exited with {status.exit_code}: {logs}"[-800:])
+            self._backend.delete(status)  # its container or process; what it said is in the record
 
     def _finish(self, job: scheduler_pb2.TrainingJob, state: int, reason: str) -> None:
         job.state, job.reason = state, reason

@@ -13,16 +13,22 @@ from scheduler_svc.placement import Node
 DEFAULT_PORT = 50052
 
 
+DOCKER_HOST_LABEL = "mlaas.io/docker-host"
+
+
 def parse_nodes(text: str) -> list[Node]:
-    """`name:cpu=2,memory=4Gi,gpus=0;other:cpu=500m,memory=1Gi` -> nodes."""
+    """`name:cpu=2,memory=4Gi,gpus=0;other:cpu=500m,memory=1Gi,docker=tcp://other:2375` -> nodes.
+    `docker` names the node's Docker engine (for the Docker backend; default: this machine's)."""
     nodes = []
     for part in filter(None, (p.strip() for p in text.split(";"))):
         name, _, spec = part.partition(":")
         values = dict(item.split("=", 1) for item in spec.split(",") if "=" in item)
-        unknown = set(values) - {"cpu", "memory", "gpus"}
+        unknown = set(values) - {"cpu", "memory", "gpus", "docker"}
         if not name or unknown or not {"cpu", "memory"} <= set(values):
-            raise ValueError(f"MLAAS_NODES entry {part!r}: expected NAME:cpu=N,memory=SIZE[,gpus=N]")
-        nodes.append(Node(name, (parse_cpu(values["cpu"]), parse_memory(values["memory"]), int(values.get("gpus", 0)))))
+            raise ValueError(f"MLAAS_NODES entry {part!r}: expected NAME:cpu=N,memory=SIZE[,gpus=N][,docker=URL]")
+        resources = (parse_cpu(values["cpu"]), parse_memory(values["memory"]), int(values.get("gpus", 0)))
+        labels = {DOCKER_HOST_LABEL: values["docker"]} if "docker" in values else {}
+        nodes.append(Node(name, resources, labels=labels))
     return nodes
 
 

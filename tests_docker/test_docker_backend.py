@@ -32,24 +32,34 @@ def test_a_deployment_runs_as_a_container_and_goes_away(image, registry, iris_mo
     settings = SchedulerSettings(
         server=ServerSettings(port=0, metrics_port=-1, shutdown_grace_seconds=2),
         redis_url=redis_server.url, registry_address=registry_address, data_dir=tmp_path / "scheduler",
-        nodes=parse_nodes("docker-host:cpu=2,memory=4Gi"), start_timeout_seconds=120, backend="docker",
+        # "edge" names its engine explicitly (the same one here: there is one engine on this machine).
+        nodes=parse_nodes("docker-host:cpu=2,memory=4Gi;edge:cpu=1,memory=1Gi,docker=unix:///var/run/docker.sock"),
+        start_timeout_seconds=120, placement_timeout_seconds=30, backend="docker",
         runtime_image=image, jobs_dir=jobs,
     )  # fmt: skip
     run = f"test-{uuid.uuid4().hex[:8]}"
     env = {"MLAAS_REGISTRY_ADDR": registry_address}
-    backend = DockerBackend(image, env, str(jobs), mesh=run)
+    backend = DockerBackend(image, env, str(jobs), {"edge": "unix:///var/run/docker.sock"}, mesh=run)
     scheduler = build_scheduler(settings, env, backend=backend)
     scheduler.start()
     engine = docker.from_env()
     try:
         with SchedulerClient(f"127.0.0.1:{scheduler.server.port}") as client:
-            deployment = client.wait_ready(client.deploy("iris").id)
+            private = client.wait_ready(client.deploy("iris", strict_node="edge").id)  # fills edge
+            assert private.replica_status[0].handle.startswith("edge/")
+            [pinned] = engine.containers.list(filters={"label": f"mlaas.io/deployment={private.id}"})
+            assert pinned.labels["mlaas.io/node"] == "edge"
+            assert dict(e.split("=", 1) for e in pinned.attrs["Config"]["Env"])["MLAAS_FEEDBACK_MODE"] == "summaries"
+
+            deployment = client.wait_ready(client.deploy("iris").id)  # OPEN: never shares a STRICT one
+            assert deployment.id != private.id and deployment.replica_status[0].node == "docker-host"
             assert deployment.backend == "docker"
             [container] = engine.containers.list(filters={"label": f"mlaas.io/deployment={deployment.id}"})
             host = container.attrs["HostConfig"]
             assert host["NanoCpus"] == 1_000_000_000 and host["Memory"] == 512 * 2**20
             assert container.labels["mlaas.io/model"] == "iris" and container.labels["mlaas.io/version"] == "1"
-            assert container.labels["mlaas.io/mesh"] == run and container.labels["mlaas.io/node"] == "docker-host"
+            assert container.labels["mlaas.io/mesh"] == run
+            assert container.labels["mlaas.io/node"] == deployment.replica_status[0].node
             assert container.attrs["Config"]["User"] == "10001:10001"  # the image runs as non-root
             with DeploymentInference(client, deployment.id) as runtime:
                 assert np.array_equal(runtime.infer({"X": X[:5]})["label"], model.predict(X[:5]))
@@ -61,8 +71,7 @@ def test_a_deployment_runs_as_a_container_and_goes_away(image, registry, iris_mo
 
             client.decommission(deployment.id)
         scheduler.stop(0, remove_replicas=True)
-        gone = engine.containers.list(all=True, filters={"label": f"mlaas.io/deployment={deployment.id}"})
-        assert gone == []
+        assert engine.containers.list(all=True, filters={"label": f"mlaas.io/mesh={run}"}) == []  # all gone
     finally:
         scheduler.stop(0, remove_replicas=True)
         redis_server.stop()

@@ -1,5 +1,9 @@
 """Replicas and training jobs as containers of the uniform image, through the `docker` SDK.
 
+Each node may name its own engine (`docker=URL` in MLAAS_NODES), so a STRICT deployment runs on
+the engine of the node it names, and nowhere else; nodes without one use this machine's. The
+handle is `NODE/CONTAINER-ID`, so the backend finds the engine again after a restart.
+
 Each container gets the replica's CPU (nano-CPUs) and memory as hard limits, labels for the
 deployment, model, version and node, a health check (`python -m mlaas.healthcheck`), and the
 host's network: the runtime binds the free port the backend chose, and reaches the registry and
@@ -36,11 +40,20 @@ def _labels(kind: str, owner: str, model_ref: str, node: str, mesh: str) -> dict
 class DockerBackend:
     name = "docker"
 
-    def __init__(self, image: str, env: Mapping[str, str], jobs_dir: str, client=None, mesh: str = "mlaas"):
-        """`mesh` labels every container, so that several meshes can share one engine."""
+    def __init__(
+        self,
+        image: str,
+        env: Mapping[str, str],
+        jobs_dir: str,
+        engines: Mapping[str, str] | None = None,
+        mesh: str = "mlaas",
+    ):
+        """`engines`: node -> Docker engine URL; `mesh` labels every container, so that several
+        meshes can share one engine."""
         import docker
 
-        self._docker = client or docker.from_env()
+        self._default = docker.from_env()
+        self._engines = {node: docker.DockerClient(base_url=url) for node, url in (engines or {}).items()}
         self._mesh = mesh
         self._image = image
         self._env = dict(env)  # MLAAS_REGISTRY_ADDR, MLAAS_MONITOR_ADDR, MLAAS_TOKEN for the containers
@@ -54,7 +67,7 @@ class DockerBackend:
             "MLAAS_DEPLOYMENT_ID": spec.deployment_id,
             "MLAAS_FEEDBACK_MODE": "summaries" if spec.strict else "records",
         }
-        container = self._docker.containers.run(
+        container = self._engine(spec.node).containers.run(
             self._image,
             ["inference", "--model", spec.model_ref, "--port", str(port), "--workers", str(workers),
              "--metrics-port", "-1"],
@@ -70,10 +83,10 @@ class DockerBackend:
                 "interval": 5 * SECOND_NS, "timeout": 3 * SECOND_NS, "retries": 3, "start_period": 10 * SECOND_NS,
             },
         )  # fmt: skip
-        return ReplicaStatus(spec.replica_id, f"127.0.0.1:{port}", True, handle=container.id)
+        return ReplicaStatus(spec.replica_id, f"127.0.0.1:{port}", True, handle=f"{spec.node}/{container.id}")
 
     def start_job(self, spec: JobSpec) -> ReplicaStatus:
-        container = self._docker.containers.run(
+        container = self._engine(spec.node).containers.run(
             self._image,
             ["train", "--registry", self._env.get("MLAAS_REGISTRY_ADDR", ""), "--model", spec.model_ref,
              "--input", spec.input_path, "--output", spec.output_path],
@@ -87,13 +100,17 @@ class DockerBackend:
             volumes={self._jobs_dir: {"bind": self._jobs_dir, "mode": "rw"}},
             user=f"{os.getuid()}:{os.getgid()}",
         )  # fmt: skip
-        return ReplicaStatus(spec.job_id, "", True, handle=container.id)
+        return ReplicaStatus(spec.job_id, "", True, handle=f"{spec.node}/{container.id}")
+
+    def _engine(self, node: str):
+        return self._engines.get(node, self._default)
 
     def _container(self, replica: ReplicaStatus):
         import docker
 
+        node, _, container_id = replica.handle.rpartition("/")
         try:
-            container = self._docker.containers.get(replica.handle)
+            container = self._engine(node).containers.get(container_id)
         except docker.errors.NotFound:
             return None
         return container
