@@ -39,6 +39,7 @@ class Scheduler:
     workers: list[threading.Thread]
     stop_workers: threading.Event
     servicer: SchedulerServicer
+    backend: Backend
 
     def start(self) -> Scheduler:
         self.server.start()
@@ -53,6 +54,7 @@ class Scheduler:
             worker.join(10)
         if remove_replicas:
             self.servicer.decommission_all()
+        self.backend.close()
 
 
 def container_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -113,4 +115,4 @@ def build_scheduler(
     reconciler = Reconciler(store, replicas, lifecycle, reconcile, stop)
     server = MeshServer("scheduler", settings.server, [service], authenticator)
     watcher = JobWatcher(jobs, stop)
-    return Scheduler(server, [*workers, janitor, reconciler, watcher], stop, servicer)
+    return Scheduler(server, [*workers, janitor, reconciler, watcher], stop, servicer, backend)

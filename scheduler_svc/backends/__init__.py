@@ -60,3 +60,6 @@ class Backend(Protocol):
     def logs(self, replica: ReplicaStatus, lines: int = 100) -> str: ...
 
     def delete(self, replica: ReplicaStatus, grace_seconds: float = 10.0) -> None: ...
+
+    def close(self) -> None:
+        """Releases what the backend holds (connections, watches); replicas keep running."""

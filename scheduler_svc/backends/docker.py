@@ -102,6 +102,10 @@ class DockerBackend:
         )  # fmt: skip
         return ReplicaStatus(spec.job_id, "", True, handle=f"{spec.node}/{container.id}")
 
+    def close(self) -> None:
+        for engine in {self._default, *self._engines.values()}:
+            engine.close()
+
     def _engine(self, node: str):
         return self._engines.get(node, self._default)
 

@@ -4,18 +4,23 @@ through the `kubernetes` Python client.
 Every object carries labels for the deployment, model, version and tenant; containers get the
 replica's CPU and memory as requests and limits, native gRPC readiness and liveness probes, and
 a non-root security context. A STRICT replica is pinned with a required node affinity on
-`kubernetes.io/hostname`; an OPEN one prefers the node the scheduler chose. The manifests are
-plain dicts built by pure functions, so they can be validated without a cluster.
+`kubernetes.io/hostname`; an OPEN one prefers the node the scheduler chose. Replica status comes
+from a watch on the namespace's runtime Deployments (a read only for one the watch has not seen
+yet). The manifests are plain dicts built by pure functions, so they can be validated without a
+cluster.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from collections.abc import Mapping
 
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus
 from scheduler_svc.placement import Node
 
+log = logging.getLogger(__name__)
 GRPC_PORT = 8001
 HOSTNAME = "kubernetes.io/hostname"
 GPU = "nvidia.com/gpu"
@@ -181,6 +186,44 @@ def node_of(item) -> Node:
     )
 
 
+class DeploymentWatch(threading.Thread):
+    """Follows the runtime Deployments of the namespace with a watch, so that the reconcile loop's
+    status checks (every replica, every second) read a cache instead of the API server."""
+
+    def __init__(self, apps, namespace: str, stop: threading.Event, timeout_seconds: int = 60):
+        super().__init__(name="k8s-deployment-watch", daemon=True)
+        self._apps = apps
+        self._namespace = namespace
+        self._stopping = stop
+        self._timeout = timeout_seconds
+        self.present: set[str] = set()
+        self.deleted: set[str] = set()
+
+    def run(self) -> None:
+        from kubernetes import watch
+
+        while not self._stopping.is_set():
+            try:
+                events = watch.Watch().stream(
+                    self._apps.list_namespaced_deployment, self._namespace,
+                    label_selector="app.kubernetes.io/component=runtime", timeout_seconds=self._timeout,
+                )  # fmt: skip
+                for event in events:
+                    name = event["object"].metadata.name
+                    if event["type"] == "DELETED":
+                        self.present.discard(name)
+                        self.deleted.add(name)
+                    else:
+                        self.present.add(name)
+                        self.deleted.discard(name)
+                    if self._stopping.is_set():
+                        return
+            except Exception:  # the API server went away for a moment: watch again
+                log.warning("watching deployments failed; watching again", exc_info=True)
+                self._stopping.wait(1.0)
+            self._stopping.wait(0.1)  # a watch that ended at once must not become a busy loop
+
+
 class KubernetesBackend:
     name = "kubernetes"
 
@@ -194,6 +237,12 @@ class KubernetesBackend:
         self._image = image
         self._env = dict(env)  # for the containers: MLAAS_REGISTRY_ADDR, MLAAS_MONITOR_ADDR, ...
         self._jobs_dir = jobs_dir
+        self._stop = threading.Event()
+        self.watch = DeploymentWatch(self._apps, namespace, self._stop)
+        self.watch.start()
+
+    def close(self) -> None:
+        self._stop.set()
 
     def create(self, spec: ReplicaSpec) -> ReplicaStatus:
         deployment, service = replica_manifests(spec, self._image, self._namespace, self._env)
@@ -210,8 +259,11 @@ class KubernetesBackend:
     def status(self, replica: ReplicaStatus) -> ReplicaStatus:
         from kubernetes.client.exceptions import ApiException
 
+        if replica.endpoint and replica.handle in self.watch.present | self.watch.deleted:
+            running = replica.handle in self.watch.present  # what the watch saw last
+            return ReplicaStatus(replica.replica_id, replica.endpoint, running, None, replica.handle)
         try:
-            if replica.endpoint:  # a replica: running while its Deployment exists
+            if replica.endpoint:  # not seen by the watch yet: ask; running while its Deployment exists
                 self._apps.read_namespaced_deployment_status(replica.handle, self._namespace)
                 return ReplicaStatus(replica.replica_id, replica.endpoint, True, None, replica.handle)
             job = self._batch.read_namespaced_job_status(replica.handle, self._namespace)

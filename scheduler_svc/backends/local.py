@@ -120,6 +120,9 @@ class LocalBackend:
         self._reap(pid)
         _kill_group(pid)
 
+    def close(self) -> None:
+        """Nothing to release: the replicas are processes of their own."""
+
     def _reap(self, pid: int) -> None:
         child = self._children.get(pid)  # kept, so that status() still knows the exit code
         if child is not None:

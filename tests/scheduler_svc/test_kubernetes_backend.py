@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import kubernetes_validate
@@ -33,6 +34,7 @@ NODES = {
 
 class FakeApi(BaseHTTPRequestHandler):
     objects: dict[str, dict] = {}
+    deleted: list[dict] = []
     requests: list[tuple[str, str, dict | None]] = []
     job_status: dict = {}
 
@@ -54,8 +56,10 @@ class FakeApi(BaseHTTPRequestHandler):
         self._answer(201, body)
 
     def do_GET(self):
-        self.requests.append(("GET", self.path, None))
         path = self.path.split("?")[0]
+        if "watch=true" in self.path:  # a watch: what exists and what went, then the stream ends
+            return self._watch(path)
+        self.requests.append(("GET", self.path, None))
         if path == "/api/v1/nodes":
             return self._answer(200, NODES)
         if path.endswith("/pods"):
@@ -68,15 +72,27 @@ class FakeApi(BaseHTTPRequestHandler):
             return self._answer(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404})
         return self._answer(200, {**stored, "status": self.job_status if stored["kind"] == "Job" else {}})
 
+    def _watch(self, collection: str) -> None:
+        events = [{"type": "ADDED", "object": o} for k, o in self.objects.items() if k.startswith(collection + "/")]
+        events += [{"type": "DELETED", "object": o} for o in self.deleted]
+        data = b"".join(json.dumps(e).encode() + b"\n" for e in events)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_DELETE(self):
         self.requests.append(("DELETE", self.path, None))
         found = self.objects.pop(self.path.split("?")[0], None)
+        if found is not None:
+            self.deleted.append(found)
         self._answer(200 if found else 404, {"kind": "Status", "apiVersion": "v1", "code": 200 if found else 404})
 
 
 @pytest.fixture
 def fake_api() -> str:
-    FakeApi.objects, FakeApi.requests, FakeApi.job_status = {}, [], {}
+    FakeApi.objects, FakeApi.deleted, FakeApi.requests, FakeApi.job_status = {}, [], [], {}
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -87,7 +103,18 @@ def fake_api() -> str:
 def backend(fake_api):
     configuration = client.Configuration(host=fake_api)
     env = {"MLAAS_REGISTRY_ADDR": "mlaas-registry:50051", "MLAAS_MONITOR_ADDR": "mlaas-monitor:50053"}
-    return KubernetesBackend(client.ApiClient(configuration), "mlaas", "mlaas:dev", env, "/var/lib/mlaas/jobs")
+    made = KubernetesBackend(client.ApiClient(configuration), "mlaas", "mlaas:dev", env, "/var/lib/mlaas/jobs")
+    yield made
+    made.close()
+
+
+def eventually(condition, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def posted(kind: str) -> dict:
@@ -122,9 +149,14 @@ def test_a_replica_is_a_valid_deployment_and_service(backend, strict):
         assert affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["preference"] == term
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
+    assert backend.status(status).running  # asked the API: the watch may not have seen it yet
+    assert eventually(lambda: name in backend.watch.present)
+    reads = sum(1 for method, path, _ in FakeApi.requests if method == "GET" and path.endswith("/status"))
     assert backend.status(status).running
+    assert sum(1 for m, path, _ in FakeApi.requests if m == "GET" and path.endswith("/status")) == reads  # cached
     assert backend.logs(status) == "worker 0 serving iris"
     backend.delete(status)
+    assert eventually(lambda: name in backend.watch.deleted)
     deleted = [path for method, path, _ in FakeApi.requests if method == "DELETE"]
     assert deleted == [
         f"/apis/apps/v1/namespaces/mlaas/deployments/{name}?gracePeriodSeconds=10",
