@@ -18,8 +18,9 @@ from scheduler_svc.backends import Backend
 from scheduler_svc.backends.docker import DockerBackend
 from scheduler_svc.backends.kubernetes import KubernetesBackend
 from scheduler_svc.backends.local import LocalBackend
-from scheduler_svc.jobs import JobStore, JobWatcher, TrainingJobs
-from scheduler_svc.lifecycle import CacheJanitor, Lifecycle
+from scheduler_svc.jobs import JobStore, TrainingJobs
+from scheduler_svc.lifecycle import Lifecycle
+from scheduler_svc.periodic import Periodic
 from scheduler_svc.placer import Placer
 from scheduler_svc.queue import DeploymentQueue
 from scheduler_svc.reconcile import Reconciler, ReconcileSettings
@@ -106,13 +107,15 @@ def build_scheduler(
         PlacementWorker(f"{name}-w{i}", settings, store, queue, replicas, placer, rollout, stop)
         for i in range(settings.placement_workers)
     ]
-    janitor = CacheJanitor(lifecycle, settings.cache_ttl_seconds, stop)
+    ttl = settings.cache_ttl_seconds
+    janitor = Periodic("cache-janitor", lambda: lifecycle.expire(ttl), 0.5, stop)
     reconcile = ReconcileSettings(
         interval_seconds=settings.reconcile_interval_seconds,
         start_timeout_seconds=settings.start_timeout_seconds,
         backoff_seconds=settings.restart_backoff_seconds,
     )
-    reconciler = Reconciler(store, replicas, lifecycle, reconcile, stop)
+    reconciler = Reconciler(store, replicas, lifecycle, reconcile)
+    reconcile_loop = Periodic("reconciler", reconciler.reconcile_once, reconcile.interval_seconds, stop)
     server = MeshServer("scheduler", settings.server, [service], authenticator)
-    watcher = JobWatcher(jobs, stop)
-    return Scheduler(server, [*workers, janitor, reconciler, watcher], stop, servicer, backend)
+    job_checks = Periodic("job-watcher", jobs.check, 0.3, stop)
+    return Scheduler(server, [*workers, janitor, reconcile_loop, job_checks], stop, servicer, backend)

@@ -3,15 +3,13 @@ resources, run by the backend, and holding those resources until they end.
 
 A job's files live under the jobs directory (`MLAAS_JOBS_DIR`, shared with the Monitor, which
 writes the labeled data there and reads the model back); a path outside it is refused, so a
-caller cannot make the scheduler read or write anything else. The JobWatcher thread marks jobs
+caller cannot make the scheduler read or write anything else. `check`, every few tenths of a
+second, marks jobs
 SUCCEEDED (exit 0 and the model written) or FAILED (with the job's last log lines).
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,7 +23,6 @@ from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.backends import Backend, JobSpec, ReplicaStatus
 from scheduler_svc.placer import Placer
 
-log = logging.getLogger(__name__)
 S = scheduler_pb2
 PREFIX = "mlaas:job:"
 INDEX = "mlaas:jobs"
@@ -142,19 +139,3 @@ class TrainingJobs:
         job.state, job.reason = state, reason
         job.finished_at.CopyFrom(_now())
         self._store.put(job)
-
-
-class JobWatcher(threading.Thread):
-    def __init__(self, jobs: TrainingJobs, stop: threading.Event, interval: float = 0.3):
-        super().__init__(name="job-watcher", daemon=True)
-        self._jobs = jobs
-        self._stopping = stop
-        self._interval = interval
-
-    def run(self) -> None:
-        while not self._stopping.wait(self._interval):
-            try:
-                self._jobs.check()
-            except Exception:  # keep watching whatever one failure was
-                log.exception("checking training jobs failed")
-                time.sleep(self._interval)

@@ -8,8 +8,6 @@ after its TTL, or earlier, least recently used first, when placement needs its c
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 import uuid
 
@@ -22,7 +20,6 @@ from scheduler_svc.replicas import as_status
 from scheduler_svc.states import SHAREABLE, TERMINAL
 from scheduler_svc.store import PREFIX, DeploymentStore
 
-log = logging.getLogger(__name__)
 S = scheduler_pb2
 
 
@@ -161,19 +158,3 @@ class Lifecycle:
         for deployment in expired:
             self.destroy(deployment, f"cache TTL of {ttl_seconds:.0f}s ran out")
         return len(expired)
-
-
-class CacheJanitor(threading.Thread):
-    def __init__(self, lifecycle: Lifecycle, ttl_seconds: float, stop: threading.Event, interval: float = 0.5):
-        super().__init__(name="cache-janitor", daemon=True)
-        self._lifecycle = lifecycle
-        self._ttl = ttl_seconds
-        self._stopping = stop
-        self._interval = interval
-
-    def run(self) -> None:
-        while not self._stopping.wait(self._interval):
-            try:
-                self._lifecycle.expire(self._ttl)
-            except Exception:  # keep expiring whatever one failure was
-                log.exception("cache expiry failed")

@@ -11,8 +11,6 @@ may run this loop side by side.
 from __future__ import annotations
 
 import contextlib
-import logging
-import threading
 import time
 from dataclasses import dataclass
 
@@ -24,7 +22,6 @@ from scheduler_svc.lifecycle import Lifecycle
 from scheduler_svc.replicas import Replicas, as_status, endpoint_port, spec_for
 from scheduler_svc.store import DeploymentStore
 
-log = logging.getLogger(__name__)
 S = scheduler_pb2
 WATCHED = (S.DEPLOYMENT_STATE_READY, S.DEPLOYMENT_STATE_CACHED)
 
@@ -55,29 +52,19 @@ def _set_serving(deployment: scheduler_pb2.Deployment, replica_id: str, ready: b
     deployment.endpoints.extend(r.endpoint for r in deployment.replica_status if r.ready)
 
 
-class Reconciler(threading.Thread):
+class Reconciler:
     def __init__(
         self,
         store: DeploymentStore,
         replicas: Replicas,
         lifecycle: Lifecycle,
         settings: ReconcileSettings,
-        stop: threading.Event,
     ):
-        super().__init__(name="reconciler", daemon=True)
         self._store = store
         self._replicas = replicas
         self._lifecycle = lifecycle
         self._settings = settings
-        self._stopping = stop
         self._seen: dict[str, _Seen] = {}
-
-    def run(self) -> None:
-        while not self._stopping.wait(self._settings.interval_seconds):
-            try:
-                self.reconcile_once()
-            except Exception:  # the loop must outlive any one failure
-                log.exception("reconcile round failed")
 
     def reconcile_once(self) -> None:
         present = set()
