@@ -45,15 +45,25 @@ def to_message(deployment_id: str, records: list[FeedbackRecord], dropped: int) 
     return message
 
 
-class MonitorSink:
-    def __init__(self, address: str, deployment_id: str, token: str | None = None):
+class MonitorConnection:
+    """IngestFeedback calls to the Monitor, over a channel opened on the worker's own event loop
+    at first use (shared by the record and the summary sinks)."""
+
+    def __init__(self, address: str, token: str | None = None):
         self._address = address
-        self._deployment_id = deployment_id
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._stub: monitor_pb2_grpc.MonitorServiceStub | None = None
 
-    async def send(self, records: list[FeedbackRecord], dropped: int) -> None:
-        if self._stub is None:  # created on the worker's own event loop
+    async def ingest(self, message: monitor_pb2.IngestFeedbackRequest) -> None:
+        if self._stub is None:
             self._stub = monitor_pb2_grpc.MonitorServiceStub(grpc.aio.insecure_channel(self._address))
-        message = to_message(self._deployment_id, records, dropped)
         await self._stub.IngestFeedback(iter([message]), metadata=self._metadata, timeout=30)
+
+
+class MonitorSink:
+    def __init__(self, address: str, deployment_id: str, token: str | None = None):
+        self._monitor = MonitorConnection(address, token)
+        self._deployment_id = deployment_id
+
+    async def send(self, records: list[FeedbackRecord], dropped: int) -> None:
+        await self._monitor.ingest(to_message(self._deployment_id, records, dropped))

@@ -6,12 +6,12 @@ from then on so that every window is counted the same way."""
 
 from __future__ import annotations
 
-import grpc
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from inference_svc.feedback import FeedbackRecord
-from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
+from inference_svc.monitor_sink import MonitorConnection
+from mlaas.v1 import monitor_pb2
 
 M = monitor_pb2
 DECILES = np.linspace(0.1, 0.9, 9)
@@ -37,11 +37,9 @@ def _summaries(rows: np.ndarray, edges: list[np.ndarray]) -> list[monitor_pb2.Fe
 
 class SummarySink:
     def __init__(self, address: str, deployment_id: str, token: str | None = None, window: int = 256):
-        self._address = address
+        self._monitor = MonitorConnection(address, token)
         self._deployment_id = deployment_id
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._window = window
-        self._stub: monitor_pb2_grpc.MonitorServiceStub | None = None
         self._inputs: list[np.ndarray] = []
         self._outputs: list[np.ndarray] = []
         self._edges: tuple[list[np.ndarray], list[np.ndarray]] | None = None
@@ -73,6 +71,4 @@ class SummarySink:
         message = M.IngestFeedbackRequest(
             deployment_id=self._deployment_id, model_name=self._model, summaries=[summary], dropped=dropped
         )
-        if self._stub is None:  # created on the worker's own event loop
-            self._stub = monitor_pb2_grpc.MonitorServiceStub(grpc.aio.insecure_channel(self._address))
-        await self._stub.IngestFeedback(iter([message]), metadata=self._metadata, timeout=30)
+        await self._monitor.ingest(message)
