@@ -67,6 +67,23 @@ CREATE TABLE IF NOT EXISTS policies (
 """
 
 
+def _ids_in(db: sqlite3.Connection, table: str, deployment: str, ids: Sequence[str], condition: str = "") -> set[str]:
+    """Which of `ids` the deployment has rows for in `table` (only these are looked up, by index,
+    so the cost follows the batch, not what has piled up)."""
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):  # below SQLite's limit on bound parameters
+        chunk = ids[start : start + 500]
+        found.update(
+            row[0]
+            for row in db.execute(
+                f"SELECT request_id FROM {table} WHERE deployment = ? AND request_id IN "
+                f"({','.join('?' * len(chunk))}) {condition}",
+                (deployment, *chunk),
+            )
+        )
+    return found
+
+
 @dataclass(frozen=True)
 class Labeled:
     """A prediction with its true label, numbered in the order labels were matched."""
@@ -131,11 +148,8 @@ class MonitorStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            waiting = db.execute(
-                "SELECT request_id FROM labels WHERE deployment = ? AND matched IS NULL", (deployment,)
-            ).fetchall()
-            waiting_ids = {w[0] for w in waiting}
-            matched.extend(self._match(db, deployment, [r[1] for r in rows if r[1] in waiting_ids]))  # row order
+            waiting = _ids_in(db, "labels", deployment, [r[1] for r in rows], "AND matched IS NULL")
+            matched.extend(self._match(db, deployment, [r[1] for r in rows if r[1] in waiting]))  # row order
             db.execute(
                 "DELETE FROM predictions WHERE deployment = ? AND seq <= "
                 "(SELECT seq FROM predictions WHERE deployment = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
@@ -158,14 +172,7 @@ class MonitorStore:
                 "ON CONFLICT (deployment, request_id) DO UPDATE SET label = excluded.label",
                 rows,
             )
-            known = {
-                r[0]
-                for r in db.execute(
-                    "SELECT request_id FROM predictions WHERE deployment = ? AND request_id IN "
-                    f"({','.join('?' * len(rows))})",
-                    (deployment, *(r[1] for r in rows)),
-                )
-            } if rows else set()  # fmt: skip
+            known = _ids_in(db, "predictions", deployment, [r[1] for r in rows])
             matched.extend(self._match(db, deployment, [r[1] for r in rows if r[1] in known]))
 
         self._write(insert)
