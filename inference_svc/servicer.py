@@ -24,7 +24,7 @@ from inference_svc.metrics import RuntimeMetrics
 from inference_svc.repository import LoadedModel, ModelRepository
 from inference_svc.settings import RuntimeSettings
 from inference_svc.signature import TensorInfo
-from mlaas.errors import InvalidArgument, MlaasError, NotFound, Unavailable
+from mlaas.errors import InvalidArgument, MlaasError, NotFound, Unavailable, from_rpc_error
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.servicing import maps_errors
@@ -187,7 +187,9 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         return oip.RepositoryModelUnloadResponse()
 
     async def _forward(self, method: str, request) -> None:
-        """Repeats a repository change on the other workers of this runtime."""
+        """Repeats a repository change on the other workers of this runtime. A sibling that is
+        still starting is waited for (wait_for_ready): the runtime answers health as soon as one
+        worker listens, so a change can arrive before the others do."""
         if LOCAL_ONLY in request.parameters or not self._siblings:
             return
         import grpc
@@ -195,10 +197,18 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         forwarded = type(request)()
         forwarded.CopyFrom(request)
         forwarded.parameters[LOCAL_ONLY].bool_param = True
-        for address in self._siblings:
+
+        async def repeat_on(address: str) -> None:
             async with grpc.aio.insecure_channel(address) as channel:
                 stub = oip_grpc.GRPCInferenceServiceStub(channel)
-                await getattr(stub, method)(forwarded, timeout=300)
+                try:
+                    await getattr(stub, method)(forwarded, timeout=300, wait_for_ready=True)
+                except grpc.aio.AioRpcError as error:
+                    failure = from_rpc_error(error)
+                    failure.message = f"{method} failed on the worker at {address}: {failure.message}"
+                    raise failure from None
+
+        await asyncio.gather(*(repeat_on(address) for address in self._siblings))
 
     # -- inference ------------------------------------------------------------------------------
 

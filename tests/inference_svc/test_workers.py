@@ -1,0 +1,95 @@
+"""Repository changes inside one runtime: the worker that receives RepositoryModelLoad repeats it
+on its sibling workers. The two workers are InferenceServicers in this process on real gRPC
+ports, so the test can hold one back the way a slow-starting worker process is."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import grpc
+import pytest
+
+from inference_svc.feedback import DiscardSink, FeedbackTap
+from inference_svc.metrics import RuntimeMetrics
+from inference_svc.repository import ModelRepository
+from inference_svc.servicer import InferenceServicer
+from inference_svc.settings import RuntimeSettings
+from mlaas.net import free_port
+from mlaas.oip import open_inference_v2_pb2 as oip
+from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
+from mlaas.settings import ServerSettings
+
+
+def worker(tmp_path, siblings: list[str]) -> tuple[InferenceServicer, ModelRepository]:
+    settings = RuntimeSettings(server=ServerSettings.from_env({}, "inference", 0), cache_dir=tmp_path)
+    metrics = RuntimeMetrics()
+    repository = ModelRepository(settings, metrics)
+    feedback = FeedbackTap(16, DiscardSink())
+    return InferenceServicer(settings, repository, feedback, metrics, siblings), repository
+
+
+@contextlib.asynccontextmanager
+async def serving(servicer: InferenceServicer, repository: ModelRepository, port: int):
+    server = grpc.aio.server()
+    oip_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    try:
+        yield
+    finally:
+        await server.stop(None)
+        await repository.close()
+
+
+def load_request(models_dir) -> oip.RepositoryModelLoadRequest:
+    request = oip.RepositoryModelLoadRequest(model_name="iris")
+    request.parameters["uri"].string_param = f"file://{models_dir / 'iris.onnx'}"
+    return request
+
+
+def test_a_load_waits_for_a_sibling_that_is_still_starting(tmp_path, models_dir):
+    async def scenario():
+        late_port, first_port = free_port(), free_port()
+        first, first_repo = worker(tmp_path, [f"127.0.0.1:{late_port}"])
+        late, late_repo = worker(tmp_path, [f"127.0.0.1:{first_port}"])
+        first_address = f"127.0.0.1:{first_port}"
+        async with serving(first, first_repo, first_port), grpc.aio.insecure_channel(first_address) as channel:
+            stub = oip_grpc.GRPCInferenceServiceStub(channel)
+            load = asyncio.ensure_future(stub.RepositoryModelLoad(load_request(models_dir), timeout=30))
+            await asyncio.sleep(1.0)  # the sibling is not listening yet
+            assert not load.done()
+            async with serving(late, late_repo, late_port):
+                await load
+                assert first_repo.get("iris") and late_repo.get("iris")
+
+    asyncio.run(scenario())
+
+
+def test_a_sibling_refusal_is_reported_with_its_own_status(tmp_path, models_dir):
+    async def scenario():
+        sibling_port, first_port = free_port(), free_port()
+        first, first_repo = worker(tmp_path, [f"127.0.0.1:{sibling_port}"])
+        sibling, sibling_repo = worker(tmp_path / "other", [])
+        artifact = tmp_path / "short-lived.onnx"
+        artifact.write_bytes((models_dir / "iris.onnx").read_bytes())
+        request = oip.RepositoryModelLoadRequest(model_name="iris")
+        request.parameters["uri"].string_param = f"file://{artifact}"
+        load_here = first_repo.load_uri
+
+        async def load_then_remove(name, uri):  # the sibling then finds the artifact gone
+            await load_here(name, uri)
+            artifact.unlink()
+
+        first_repo.load_uri = load_then_remove
+        async with (
+            serving(first, first_repo, first_port),
+            serving(sibling, sibling_repo, sibling_port),
+            grpc.aio.insecure_channel(f"127.0.0.1:{first_port}") as channel,
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await oip_grpc.GRPCInferenceServiceStub(channel).RepositoryModelLoad(request, timeout=30)
+        assert refused.value.code() not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.OK)
+        assert f"failed on the worker at 127.0.0.1:{sibling_port}" in refused.value.details()
+
+    asyncio.run(scenario())
