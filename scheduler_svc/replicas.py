@@ -7,6 +7,7 @@ right after, so whoever takes over after a crash can always find what was starte
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Collection, Iterable
 
@@ -14,7 +15,7 @@ from mlaas.errors import Aborted
 from mlaas.net import wait_healthy
 from mlaas.refs import format_ref
 from mlaas.v1 import scheduler_pb2, types_pb2
-from scheduler_svc.backends import Backend, ReplicaSpec, ReplicaStatus
+from scheduler_svc.backends import Backend, ReplicaSpec, ReplicaStatus, RollingBackend
 from scheduler_svc.store import DeploymentStore
 
 
@@ -25,8 +26,11 @@ def new_replica(deployment: scheduler_pb2.Deployment, node: str) -> scheduler_pb
     )
 
 
-def spec_for(deployment: scheduler_pb2.Deployment, replica: scheduler_pb2.Replica, port: int = 0) -> ReplicaSpec:
-    model = types_pb2.ModelRef(name=deployment.model.name, version=replica.model_version)
+def spec_for(
+    deployment: scheduler_pb2.Deployment, replica: scheduler_pb2.Replica, port: int = 0, version: int = 0
+) -> ReplicaSpec:
+    """The replica as the backend runs it: of its own model version, or of `version` if given."""
+    model = types_pb2.ModelRef(name=deployment.model.name, version=version or replica.model_version)
     res = deployment.resources
     strict = deployment.mode == scheduler_pb2.PLACEMENT_MODE_STRICT
     return ReplicaSpec(
@@ -93,3 +97,32 @@ class Replicas:
         for replica in replicas:
             if replica.handle:
                 self._backend.delete(as_status(replica))
+
+    def roll(
+        self,
+        deployment: scheduler_pb2.Deployment,
+        replicas: Collection[scheduler_pb2.Replica],
+        version: int,
+        poll_seconds: float = 0.5,
+    ) -> str | None:
+        """Moves running replicas to `version` in place, through a backend that rolls them itself.
+        None once each serves it; otherwise why not, after rolling every one back to its own
+        version (the platform keeps the old pod serving until a new one is ready)."""
+        backend: RollingBackend = self._backend  # type: ignore[assignment]
+        for replica in replicas:
+            backend.roll(as_status(replica), spec_for(deployment, replica, version=version))
+        deadline = time.monotonic() + self._start_timeout
+        pending = list(replicas)
+        while pending:
+            states = {r.id: backend.roll_state(as_status(r)) for r in pending}
+            problem = next((s.problem for s in states.values() if s.problem), "")
+            if not problem and time.monotonic() > deadline:
+                problem = f"not serving version {version} after {self._start_timeout:.0f}s"
+            if problem:
+                for replica in replicas:
+                    backend.roll(as_status(replica), spec_for(deployment, replica))
+                return problem
+            pending = [r for r in pending if not states[r.id].done]
+            if pending:
+                time.sleep(poll_seconds)
+        return None

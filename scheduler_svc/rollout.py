@@ -1,7 +1,9 @@
 """Scale and UpdateDeployment as one convergence: an UPDATING deployment wants `replicas`
 replicas of version `model.version`.
 
-New replicas start beside the old ones (a surge), the endpoints switch only once they all serve,
+On a backend whose platform rolls a replica itself (Kubernetes), serving replicas move to the new
+version in place first, behind their unchanged endpoints. Otherwise new replicas start beside the
+old ones (a surge), the endpoints switch only once they all serve,
 and the old or surplus replicas drain last (SIGTERM: each finishes what it has in flight and
 tells stream clients to reconnect), so there is never a moment without a ready replica. Running
 it again after a crash is safe: ready replicas of the target version are kept, half-started ones
@@ -17,6 +19,7 @@ from collections.abc import Collection
 
 from mlaas.errors import Aborted
 from mlaas.v1 import scheduler_pb2
+from scheduler_svc.backends import rolls_in_place
 from scheduler_svc.lifecycle import Lifecycle, ready_or_cached
 from scheduler_svc.placer import Placer
 from scheduler_svc.replicas import Replicas, new_replica
@@ -63,10 +66,17 @@ class Rollout:
 
     def _converge(self, d: scheduler_pb2.Deployment) -> None:
         target = d.model.version
+        old_versions = {r.model_version for r in d.replica_status}
         half_started = [r for r in d.replica_status if r.model_version == target and not r.ready]
         if half_started:  # left by a rollout that was interrupted
             self._replicas.remove(half_started)
             d = self._store.update(d.id, lambda x: _without(x, {r.id for r in half_started}), only_from=UPDATING)
+        if rolls_in_place(self._replicas.backend):
+            problem = self._roll_in_place(d)
+            if problem:
+                self._give_up(d.id, problem)
+                return
+            d = self._store.get(d.id)
         missing = d.replicas - sum(1 for r in d.replica_status if r.model_version == target and r.ready)
         if missing > 0:
             problem = self._add(d, missing)
@@ -76,7 +86,6 @@ class Rollout:
             d = self._store.get(d.id)
         keep = {r.id for r in d.replica_status if r.model_version == target and r.ready}
         keep = set(sorted(keep)[: d.replicas])
-        old_versions = {r.model_version for r in d.replica_status}
         leaving = [r for r in d.replica_status if r.id not in keep]
         if leaving:
             d = self._store.update(
@@ -84,8 +93,9 @@ class Rollout:
                 f"draining {len(leaving)}", only_from=UPDATING,
             )  # fmt: skip
             self._replicas.remove(leaving)
-        rolled = any(r.model_version != target for r in leaving)
-        done = f"rolled to version {target}" if rolled else f"{len(keep)} replica(s) of version {target}"
+        done = (
+            f"rolled to version {target}" if old_versions - {target} else f"{len(keep)} replica(s) of version {target}"
+        )
 
         def settle(x: scheduler_pb2.Deployment) -> None:
             _without(x, {r.id for r in leaving})
@@ -93,6 +103,31 @@ class Rollout:
 
         d = self._store.update(d.id, settle, ready_or_cached, done, only_from=UPDATING)
         self._lifecycle.reshare(d, old_versions)
+
+    def _roll_in_place(self, d: scheduler_pb2.Deployment) -> str | None:
+        """On a backend that rolls replicas itself, serving replicas of other versions (up to the
+        wanted number) move to the target version in place, keeping their endpoints; the surge
+        below then only adds what is still missing. None on success, otherwise why not."""
+        target = d.model.version
+        serving_target = sum(1 for r in d.replica_status if r.ready and r.model_version == target)
+        rolling = [r for r in d.replica_status if r.ready and r.model_version != target]
+        rolling = rolling[: max(d.replicas - serving_target, 0)]
+        if not rolling:
+            return None
+        ids = {r.id for r in rolling}
+        detail = f"rolling {len(rolling)} replica(s) to version {target} in place"
+        d = self._store.update(d.id, lambda x: None, detail=detail, only_from=UPDATING)
+        problem = self._replicas.roll(d, rolling, target)
+        if problem:
+            return f"rolling update failed and was rolled back: {problem}"
+
+        def rolled(x: scheduler_pb2.Deployment) -> None:
+            for replica in x.replica_status:
+                if replica.id in ids:
+                    replica.model_version = target
+
+        self._store.update(d.id, rolled, only_from=UPDATING)
+        return None
 
     def _add(self, d: scheduler_pb2.Deployment, count: int) -> str | None:
         """Starts `count` replicas of the target version beside the others; None once they all

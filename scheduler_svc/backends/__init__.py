@@ -46,6 +46,14 @@ class ReplicaStatus:
     handle: str = ""
 
 
+@dataclass(frozen=True)
+class RollState:
+    """How an in-place roll is going: done, failed (`problem`), or neither yet."""
+
+    done: bool = False
+    problem: str = ""
+
+
 class Backend(Protocol):
     name: str
 
@@ -63,3 +71,17 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Releases what the backend holds (connections, watches); replicas keep running."""
+
+
+class RollingBackend(Backend, Protocol):
+    """A backend whose platform replaces a replica's model itself (Kubernetes: the Deployment's
+    rolling update), keeping its endpoint; rollouts use it instead of a surge of new replicas."""
+
+    def roll(self, replica: ReplicaStatus, spec: ReplicaSpec) -> None:
+        """Starts replacing the replica's model by `spec.model_ref`; returns at once."""
+
+    def roll_state(self, replica: ReplicaStatus) -> RollState: ...
+
+
+def rolls_in_place(backend: Backend) -> bool:
+    return callable(getattr(backend, "roll", None))

@@ -17,7 +17,7 @@ import re
 import threading
 from collections.abc import Mapping
 
-from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus
+from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, RollState
 from scheduler_svc.placement import Node
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,31 @@ def replica_manifests(
         },
     }
     return deployment, service
+
+
+def roll_patch(spec: ReplicaSpec, image: str, namespace: str, env: Mapping[str, str], tenant: str = "") -> dict:
+    """A strategic merge patch moving a replica's Deployment to `spec` (its new model version):
+    the Deployment's rolling update (maxSurge 1, maxUnavailable 0) then starts a pod of the new
+    version and stops the old one once the new one is ready, behind the same Service."""
+    deployment, _ = replica_manifests(spec, image, namespace, env, tenant)
+    return {
+        "metadata": {"labels": deployment["metadata"]["labels"]},
+        "spec": {"template": deployment["spec"]["template"]},
+    }
+
+
+def roll_state_of(deployment) -> RollState:
+    """What `kubectl rollout status` would say of a V1Deployment."""
+    status = deployment.status
+    for condition in status.conditions or []:
+        if condition.type == "Progressing" and condition.reason == "ProgressDeadlineExceeded":
+            return RollState(problem=f"the rolling update made no progress: {condition.message}")
+    wanted = deployment.spec.replicas if deployment.spec.replicas is not None else 1
+    if (status.observed_generation or 0) < (deployment.metadata.generation or 0):
+        return RollState()  # the controller has not seen the change yet
+    updated = status.updated_replicas or 0
+    done = updated >= wanted and (status.replicas or 0) <= updated and (status.available_replicas or 0) >= updated
+    return RollState(done=done)
 
 
 def job_manifest(spec: JobSpec, image: str, namespace: str, env: Mapping[str, str], jobs_dir: str) -> dict:
@@ -250,6 +275,15 @@ class KubernetesBackend:
         self._core.create_namespaced_service(self._namespace, service)
         name = deployment["metadata"]["name"]
         return ReplicaStatus(spec.replica_id, f"{name}.{self._namespace}.svc:{GRPC_PORT}", True, handle=name)
+
+    def roll(self, replica: ReplicaStatus, spec: ReplicaSpec) -> None:
+        patch = roll_patch(spec, self._image, self._namespace, self._env)
+        self._apps.patch_namespaced_deployment(
+            replica.handle, self._namespace, patch, _content_type="application/strategic-merge-patch+json"
+        )
+
+    def roll_state(self, replica: ReplicaStatus) -> RollState:
+        return roll_state_of(self._apps.read_namespaced_deployment_status(replica.handle, self._namespace))
 
     def start_job(self, spec: JobSpec) -> ReplicaStatus:
         job = job_manifest(spec, self._image, self._namespace, self._env, self._jobs_dir)

@@ -16,6 +16,7 @@ from mlaas.redis_embedded import EmbeddedRedis
 from mlaas.settings import ServerSettings
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc, types_pb2
 from scheduler_svc.app import Scheduler, build_scheduler
+from scheduler_svc.backends import Backend
 from scheduler_svc.settings import SchedulerSettings, parse_nodes
 from tests.conftest import tool_env
 
@@ -28,7 +29,8 @@ class Parts:
     settings: SchedulerSettings
     redis: EmbeddedRedis
     registry_address: str
-    start: Callable[..., Scheduler]  # start(env, **settings changes): one more scheduler on the same Redis
+    # start(env, make_backend, **settings changes): one more scheduler on the same Redis
+    start: Callable[..., Scheduler]
     runtime_env: dict[str, str]
 
 
@@ -58,11 +60,16 @@ def parts(request, tmp_path, registry, iris_model) -> Iterator[Parts]:
     runtime_env = tool_env(MLAAS_DATA_DIR=str(tmp_path / "runtime"))
     started: list[Scheduler] = []
 
-    def start(env: dict[str, str] | None = None, **changes) -> Scheduler:
-        """`env`: more environment for the runtimes it starts."""
-        scheduler = build_scheduler(
-            dataclasses.replace(settings, **changes), {**runtime_env, **(env or {})}, f"s{len(started)}"
-        )
+    def start(
+        env: dict[str, str] | None = None,
+        make_backend: Callable[[SchedulerSettings, dict], Backend] | None = None,
+        **changes,
+    ) -> Scheduler:
+        """`env`: more environment for the runtimes it starts; `make_backend(settings, env)`: its
+        backend, if not the one the settings name."""
+        changed, env = dataclasses.replace(settings, **changes), {**runtime_env, **(env or {})}
+        backend = make_backend(changed, env) if make_backend else None
+        scheduler = build_scheduler(changed, env, f"s{len(started)}", backend)
         started.append(scheduler.start())
         return scheduler
 

@@ -5,6 +5,7 @@ Kubernetes 1.30 schemas with kubernetes-validate --strict, as a real API server 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -18,7 +19,7 @@ from mlaas.client import SchedulerClient
 from mlaas.errors import InvalidArgument
 from mlaas.v1 import scheduler_pb2 as S
 from mlaas.v1.types_pb2 import ModelRef
-from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus
+from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, RollState
 from scheduler_svc.backends.kubernetes import KubernetesBackend, object_name, parse_quantity
 
 K8S_VERSION = "1.30.0"
@@ -37,6 +38,8 @@ class FakeApi(BaseHTTPRequestHandler):
     deleted: list[dict] = []
     requests: list[tuple[str, str, dict | None]] = []
     job_status: dict = {}
+    deployment_status: dict = {}
+    patch_types: list[str] = []
 
     def log_message(self, *args):  # quiet
         pass
@@ -70,7 +73,22 @@ class FakeApi(BaseHTTPRequestHandler):
         stored = self.objects.get(path.removesuffix("/status"))
         if stored is None:
             return self._answer(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404})
-        return self._answer(200, {**stored, "status": self.job_status if stored["kind"] == "Job" else {}})
+        return self._answer(
+            200, {**stored, "status": self.job_status if stored["kind"] == "Job" else self.deployment_status}
+        )
+
+    def do_PATCH(self):
+        """A strategic merge patch, applied as a JSON merge: enough for patches that replace whole
+        maps (the backend's replaces the pod template and the labels)."""
+        patch = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.requests.append(("PATCH", self.path, patch))
+        self.patch_types.append(self.headers["Content-Type"])
+        stored = self.objects.get(self.path.split("?")[0])
+        if stored is None:
+            return self._answer(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404})
+        merge(stored, patch)
+        stored["metadata"]["generation"] = stored["metadata"].get("generation", 1) + 1
+        self._answer(200, stored)
 
     def _watch(self, collection: str) -> None:
         events = [{"type": "ADDED", "object": o} for k, o in self.objects.items() if k.startswith(collection + "/")]
@@ -90,9 +108,18 @@ class FakeApi(BaseHTTPRequestHandler):
         self._answer(200 if found else 404, {"kind": "Status", "apiVersion": "v1", "code": 200 if found else 404})
 
 
+def merge(target: dict, patch: dict) -> None:
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            merge(target[key], value)
+        else:
+            target[key] = value
+
+
 @pytest.fixture
 def fake_api() -> str:
     FakeApi.objects, FakeApi.deleted, FakeApi.requests, FakeApi.job_status = {}, [], [], {}
+    FakeApi.deployment_status, FakeApi.patch_types = {}, []
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -164,6 +191,39 @@ def test_a_replica_is_a_valid_deployment_and_service(backend, strict):
     ]
     assert not backend.status(status).running
     backend.delete(status)  # already gone: nothing to do, no error
+
+
+def test_an_update_rolls_the_replica_deployment_in_place(backend):
+    """A new version is a patch of the replica's Deployment, whose rolling update (maxSurge 1,
+    maxUnavailable 0) replaces the pod behind the same Service; its progress is read as
+    `kubectl rollout status` reads it. The fake API server plays the Deployment controller by
+    setting the status the test gives it."""
+    spec = ReplicaSpec("d-1a2b-3c4d5e", "d-1a2b", "cpu-1", "iris:3", 1000, 2**28)
+    status = backend.create(spec)
+    backend.roll(status, dataclasses.replace(spec, model_ref="iris:4"))
+    method, path, _ = FakeApi.requests[-1]
+    assert (method, path) == ("PATCH", f"/apis/apps/v1/namespaces/mlaas/deployments/{status.handle}")
+    assert FakeApi.patch_types == ["application/strategic-merge-patch+json"]
+    rolled = FakeApi.objects[path]
+    kubernetes_validate.validate(rolled, K8S_VERSION, strict=True)
+    assert rolled["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["--model", "iris:4"]
+    assert rolled["metadata"]["labels"]["mlaas.io/version"] == "4"
+    assert rolled["spec"]["selector"] == posted("Deployment")["spec"]["selector"]  # same pods' Service
+    assert rolled["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+
+    progress = [  # (status the controller reports, what the scheduler concludes)
+        ({"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}, RollState()),
+        ({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 1, "availableReplicas": 1}, RollState()),
+        ({"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 0}, RollState()),
+        ({"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}, RollState(True)),
+    ]
+    for reported, expected in progress:
+        FakeApi.deployment_status = reported
+        assert backend.roll_state(status) == expected, reported
+    stuck = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+             "message": 'ReplicaSet "mlaas-d-1a2b-3c4d5e-7f" has timed out progressing.'}  # fmt: skip
+    FakeApi.deployment_status = {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 1, "conditions": [stuck]}
+    assert backend.roll_state(status).problem == f"the rolling update made no progress: {stuck['message']}"
 
 
 def test_a_training_job_is_a_valid_job(backend):

@@ -4,6 +4,7 @@ endpoints switch once the new ones serve, the old ones drain, and clients that r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -19,12 +20,15 @@ from sklearn.linear_model import LogisticRegression
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference, InferenceClient
+from mlaas.net import wait_healthy
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.v1 import scheduler_pb2, types_pb2
-from scheduler_svc.backends.local import _alive
+from scheduler_svc.backends import ReplicaSpec, ReplicaStatus, RollState
+from scheduler_svc.backends.local import LocalBackend, _alive
+from scheduler_svc.replicas import endpoint_port
 from tests.conftest import tool_env
-from tests.scheduler_svc.conftest import ONE_CPU, watch_until
+from tests.scheduler_svc.conftest import ONE_CPU, stub_of, watch_until
 
 S = scheduler_pb2
 
@@ -160,3 +164,88 @@ def test_scale_and_update_refusals(mesh):
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "is UPDATING; only a READY one can change" in info.value.details()
     assert os.environ.get("MLAAS_NODES") is None  # the fixture's nodes, not the environment's
+
+
+class RestartingBackend(LocalBackend):
+    """Stands in for a platform that rolls a replica itself (Kubernetes' Deployment rolling
+    update, which cannot run here): rolling restarts the replica's process on the same port with
+    the new model, and the handle the scheduler keeps stays valid, as a Deployment name does.
+    Versions in `broken_versions` never become ready, like pods that crash-loop."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.broken_versions: set[str] = set()
+        self._current: dict[str, tuple[ReplicaStatus, str]] = {}  # replica id -> (process, version)
+
+    def _process(self, replica: ReplicaStatus) -> ReplicaStatus:
+        return self._current.get(replica.replica_id, (replica, ""))[0]
+
+    def create(self, spec: ReplicaSpec) -> ReplicaStatus:  # a restart: the record has the new handle
+        self._current.pop(spec.replica_id, None)
+        return super().create(spec)
+
+    def roll(self, replica: ReplicaStatus, spec: ReplicaSpec) -> None:
+        super().delete(self._process(replica))
+        started = super().create(dataclasses.replace(spec, port=endpoint_port(replica.endpoint)))
+        self._current[replica.replica_id] = (started, spec.model_ref.partition(":")[2])
+
+    def roll_state(self, replica: ReplicaStatus) -> RollState:
+        _, version = self._current[replica.replica_id]
+        if version in self.broken_versions:
+            return RollState(problem=f"pods of version {version} are crash-looping")
+        try:
+            wait_healthy(replica.endpoint, timeout=0.2)
+        except TimeoutError:
+            return RollState()
+        return RollState(done=True)
+
+    def status(self, replica: ReplicaStatus) -> ReplicaStatus:
+        return dataclasses.replace(super().status(self._process(replica)), handle=replica.handle)
+
+    def delete(self, replica: ReplicaStatus, grace_seconds: float = 10.0) -> None:
+        super().delete(self._process(replica), grace_seconds)
+
+
+def test_a_backend_that_rolls_in_place_keeps_the_endpoint(parts, iris_model):
+    _, X, y = iris_model
+    backends: list[RestartingBackend] = []
+
+    def make_backend(settings, env):
+        backends.append(RestartingBackend(settings.registry_address, settings.data_dir / "replicas", env))
+        return backends[-1]
+
+    scheduler_server = parts.start(make_backend=make_backend)
+    address = f"127.0.0.1:{scheduler_server.server.port}"
+    second = LogisticRegression(C=0.01, max_iter=300).fit(X, y)
+    with grpc.insecure_channel(address) as channel, SchedulerClient(address) as scheduler:
+        stub = stub_of(channel)
+        deployment = ready_deployment(stub)
+        with RegistryClient(parts.registry_address) as registry:
+            for C in (0.01, 0.02):  # versions 2 and 3
+                register_sklearn(registry, LogisticRegression(C=C, max_iter=300).fit(X, y), "iris", X,
+                                 run_resources=ONE_CPU)  # fmt: skip
+        replica = deployment.replica_status[0]
+        assert scheduler.update(deployment.id, "iris:2").state == S.DEPLOYMENT_STATE_UPDATING
+        rolled = scheduler.wait_settled(deployment.id)
+        assert rolled.state == S.DEPLOYMENT_STATE_READY and rolled.model.version == 2
+        assert list(rolled.endpoints) == list(deployment.endpoints)  # no new replica: the same one, in place
+        assert [(r.id, r.model_version) for r in rolled.replica_status] == [(replica.id, 2)]
+        with InferenceClient(rolled.endpoints[0]) as runtime:
+            assert runtime.metadata("iris").versions == ["2"]
+            assert np.array_equal(runtime.infer("iris", {"X": X})["label"], second.predict(X))
+        events = [e.event.detail for e in watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_READY}, "rolled")]
+        assert "rolling 1 replica(s) to version 2 in place" in events and events[-1] == "rolled to version 2"
+
+        backends[0].broken_versions.add("3")
+        scheduler.update(deployment.id, "iris:3")
+        refused = scheduler.wait_settled(deployment.id)
+        assert refused.state == S.DEPLOYMENT_STATE_READY and refused.model.version == 2
+        assert [(r.id, r.model_version) for r in refused.replica_status] == [(replica.id, 2)]
+        detail = watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_READY}, "given up")[-1].event.detail
+        assert detail == (
+            "update given up, still serving version 2 on 1 replica(s): rolling update failed and was rolled "
+            "back: pods of version 3 are crash-looping"
+        )
+        wait_healthy(refused.endpoints[0], timeout=60)
+        with InferenceClient(refused.endpoints[0]) as runtime:  # rolled back: version 2 again
+            assert runtime.metadata("iris").versions == ["2"]
