@@ -16,6 +16,10 @@ import yaml
 from mlaas.errors import Unauthenticated
 
 ANONYMOUS = ""
+# The tenant of the mesh's own components (scheduler, monitor, runtimes, the registry's deletion
+# guard): it reads every tenant's models and deployments, so that a runtime can fetch the model
+# it serves whoever owns it. Give its token only to the mesh's components.
+MESH_TENANT = "mlaas-mesh"
 # Health checks stay open so that load balancers and orchestrators can probe without a token.
 PUBLIC_METHOD_PREFIXES = ("/grpc.health.v1.Health/",)
 
@@ -68,6 +72,10 @@ class Authenticator:
         if tenant is None:
             raise Unauthenticated("unknown bearer token")
         return tenant
+
+    def reads_everything(self, tenant: str) -> bool:
+        """Open mode's single user and the mesh itself see every tenant's objects."""
+        return not self.enabled or tenant == MESH_TENANT
 
     def is_public(self, method: str) -> bool:
         return method.startswith(PUBLIC_METHOD_PREFIXES)

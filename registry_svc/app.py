@@ -45,7 +45,11 @@ def build_registry(
     if removed:
         log.info("removed %d orphaned artifact blobs", removed)
     if guard is None:
-        guard = SchedulerGuard(settings.scheduler_address) if settings.scheduler_address else AllowAll()
+        guard = (
+            SchedulerGuard(settings.scheduler_address, settings.scheduler_token)
+            if settings.scheduler_address
+            else AllowAll()
+        )
     servicer = RegistryServicer(settings, catalog, store, authenticator, guard)
     service = Service(SERVICE_NAME, servicer, registry_pb2_grpc.add_RegistryServiceServicer_to_server)
     return MeshServer("registry", settings.server, [service], authenticator)

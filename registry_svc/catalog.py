@@ -88,9 +88,11 @@ class Caller:
     tenant: str
     # True when authentication is off: one trusted local user who sees and changes everything.
     unrestricted: bool = False
+    # True for the mesh's own components: they read every tenant's models (see mlaas.auth).
+    reads_all: bool = False
 
     def may_read_sql(self) -> tuple[str, list]:
-        if self.unrestricted:
+        if self.unrestricted or self.reads_all:
             return "1", []
         return "(v.visibility = ? OR v.owner = ?)", [types_pb2.VISIBILITY_PUBLIC, self.tenant]
 

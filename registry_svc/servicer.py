@@ -49,7 +49,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 
     def _caller(self, context: grpc.ServicerContext) -> Caller:
         tenant = self._auth.tenant(context.invocation_metadata())
-        return Caller(tenant=tenant, unrestricted=not self._auth.enabled)
+        return Caller(tenant, unrestricted=not self._auth.enabled, reads_all=self._auth.reads_everything(tenant))
 
     def RegisterModel(self, request_iterator, context):
         caller = self._caller(context)

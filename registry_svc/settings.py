@@ -20,6 +20,8 @@ class RegistrySettings:
     max_reference_bytes: int = 256 * 2**20
     # When set, deleting a version asks this scheduler whether it is deployed.
     scheduler_address: str | None = None
+    # The mesh's token (tenant mlaas-mesh under auth), for the guard's ListDeployments.
+    scheduler_token: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RegistrySettings:
@@ -31,6 +33,7 @@ class RegistrySettings:
             max_artifact_bytes=env_int(env, "MLAAS_MAX_ARTIFACT_BYTES", 4 * 2**30),
             max_reference_bytes=env_int(env, "MLAAS_MAX_REFERENCE_BYTES", 256 * 2**20),
             scheduler_address=env.get("MLAAS_SCHEDULER_ADDR") or None,
+            scheduler_token=env.get("MLAAS_TOKEN") or None,
         )
 
     @property

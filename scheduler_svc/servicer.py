@@ -51,7 +51,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     def _visible(self, deployment: scheduler_pb2.Deployment, tenant: str) -> scheduler_pb2.Deployment:
         """Its owner and the tenants holding a lease on it see a deployment; others do not."""
         if (
-            self._auth.enabled
+            not self._auth.reads_everything(tenant)
             and deployment.tenant != tenant
             and tenant not in self._lifecycle.leases(deployment.id).values()
         ):
@@ -121,7 +121,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         found = [
             d
             for d in self._store.list(request.states)
-            if (not self._auth.enabled or d.tenant == tenant)
+            if (self._auth.reads_everything(tenant) or d.tenant == tenant)
             and (not request.model_name or d.model.name == request.model_name)
             and (
                 not request.model_version

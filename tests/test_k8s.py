@@ -6,6 +6,7 @@ default-deny network policies."""
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +14,8 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+
+from mlaas.auth import MESH_TENANT
 
 K8S = Path(__file__).resolve().parent.parent / "k8s"
 VERSION = "1.30.0"
@@ -72,6 +75,13 @@ def test_the_scheduler_may_do_only_what_its_backend_needs():
     assert env["MLAAS_BACKEND"] == "kubernetes" and env["MLAAS_REDIS_URL"] == "redis://mlaas-redis:6379/0"
 
 
-def test_dev_generates_its_token_secret_and_prod_does_not():
-    assert by(render("dev"), "Secret", "mlaas-tokens")["data"]["tokens.yaml"]
+def test_dev_generates_its_token_secrets_and_prod_does_not():
+    dev = render("dev")
+    tokens = yaml.safe_load(base64.b64decode(by(dev, "Secret", "mlaas-tokens")["data"]["tokens.yaml"]))
+    mesh_token = base64.b64decode(by(dev, "Secret", "mlaas-mesh-token")["data"]["token"]).decode()
+    assert tokens[mesh_token] == MESH_TENANT  # the components' token names the mesh's tenant
+    for kind, name in (("Deployment", "mlaas-scheduler"), ("StatefulSet", "mlaas-monitor"),
+                       ("StatefulSet", "mlaas-registry")):  # fmt: skip
+        env = {e["name"]: e for e in by(dev, kind, name)["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["MLAAS_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "mlaas-mesh-token", "key": "token"}
     assert not [o for o in render("prod") if o["kind"] == "Secret"]  # the operator creates it

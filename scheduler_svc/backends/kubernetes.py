@@ -61,6 +61,21 @@ def _affinity(node: str, strict: bool) -> dict:
     return {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": term}]}}
 
 
+# The Secret holding the mesh's own token (see k8s/): pods get it by reference, never as a literal.
+MESH_TOKEN_SECRET = "mlaas-mesh-token"
+
+
+def env_entries(variables: Mapping[str, str]) -> list[dict]:
+    """A container's env; the mesh token (MLAAS_TOKEN) comes from its Secret."""
+    entries = []
+    for name, value in sorted(variables.items()):
+        if name == "MLAAS_TOKEN":
+            entries.append({"name": name, "valueFrom": {"secretKeyRef": {"name": MESH_TOKEN_SECRET, "key": "token"}}})
+        else:
+            entries.append({"name": name, "value": value})
+    return entries
+
+
 SECURITY = {
     "runAsNonRoot": True,
     "allowPrivilegeEscalation": False,
@@ -88,7 +103,7 @@ def replica_manifests(
         "image": image,
         "command": ["python", "-m", "inference_svc"],
         "args": ["--model", spec.model_ref, "--port", str(GRPC_PORT), "--metrics-port", "9090"],
-        "env": [{"name": k, "value": v} for k, v in sorted(variables.items())],
+        "env": env_entries(variables),
         "ports": [{"name": "grpc", "containerPort": GRPC_PORT}, {"name": "metrics", "containerPort": 9090}],
         "resources": _resources(spec.cpu_millicores, spec.memory_bytes),
         "readinessProbe": {**probe, "initialDelaySeconds": 2},
@@ -162,7 +177,7 @@ def job_manifest(spec: JobSpec, image: str, namespace: str, env: Mapping[str, st
         "image": image,
         "command": ["python", "-m", "mlaas.train_job"],
         "args": ["--registry", registry, "--model", spec.model_ref, *files],
-        "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
+        "env": env_entries(env),
         "resources": _resources(spec.cpu_millicores, spec.memory_bytes),
         "securityContext": SECURITY,
         "volumeMounts": [{"name": "jobs", "mountPath": jobs_dir}],

@@ -7,7 +7,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mlaas import errors
-from mlaas.auth import Authenticator
+from mlaas.auth import MESH_TENANT, Authenticator
 from mlaas.client import RegistryClient
 from mlaas.server import bind_host
 from mlaas.settings import ServerSettings
@@ -21,7 +21,7 @@ PRIVATE = types_pb2.VISIBILITY_PRIVATE
 @pytest.fixture
 def secured(start_registry, registry_settings, tmp_path):
     tokens = tmp_path / "tokens.yaml"
-    tokens.write_text("token-alpha: alpha\ntoken-beta: beta\n")
+    tokens.write_text(f"token-alpha: alpha\ntoken-beta: beta\ntoken-mesh: {MESH_TENANT}\n")
     settings = registry_settings.__class__(
         **{**registry_settings.__dict__, "server": ServerSettings(port=0, auth_tokens_file=str(tokens))}
     )
@@ -68,6 +68,21 @@ def test_tenants_see_only_their_own_private_models(secured):
         # The owner still can.
         alpha.set_alias("alpha-public", "champion", 1)
         alpha.delete("alpha-secret", 1)
+
+
+def test_the_mesh_reads_every_tenants_models_and_changes_none(secured, tmp_path):
+    """The runtimes fetch the model they serve with the mesh's token, whoever owns it."""
+    with _client(secured, "token-alpha") as alpha, _client(secured, "token-mesh") as mesh:
+        artifact = tiny_onnx(seed=4)
+        alpha.register(artifact, describe("alpha-secret", visibility=PRIVATE))
+        assert mesh.get("alpha-secret").owner == "alpha"
+        assert mesh.download("alpha-secret:1", tmp_path / "fetched.onnx").owner == "alpha"
+        assert (tmp_path / "fetched.onnx").read_bytes() == artifact
+        assert {r.model.description.name for r in mesh.find()} == {"alpha-secret"}
+        with pytest.raises(errors.PermissionDenied, match="belongs to another tenant"):
+            mesh.set_alias("alpha-secret", "champion", 1)
+        with pytest.raises(errors.PermissionDenied, match="belongs to another tenant"):
+            mesh.delete("alpha-secret", 1)
 
 
 def test_open_mode_binds_loopback_only():

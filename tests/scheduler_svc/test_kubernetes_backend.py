@@ -129,7 +129,11 @@ def fake_api() -> str:
 @pytest.fixture
 def backend(fake_api):
     configuration = client.Configuration(host=fake_api)
-    env = {"MLAAS_REGISTRY_ADDR": "mlaas-registry:50051", "MLAAS_MONITOR_ADDR": "mlaas-monitor:50053"}
+    env = {
+        "MLAAS_REGISTRY_ADDR": "mlaas-registry:50051",
+        "MLAAS_MONITOR_ADDR": "mlaas-monitor:50053",
+        "MLAAS_TOKEN": "the-mesh-secret-token",
+    }
     made = KubernetesBackend(client.ApiClient(configuration), "mlaas", "mlaas:dev", env, "/var/lib/mlaas/jobs")
     yield made
     made.close()
@@ -163,8 +167,10 @@ def test_a_replica_is_a_valid_deployment_and_service(backend, strict):
     assert container["resources"]["requests"] == container["resources"]["limits"]
     assert container["readinessProbe"]["grpc"] == {"port": 8001} and container["livenessProbe"]["grpc"]
     assert container["args"][:2] == ["--model", "iris:3"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env["MLAAS_DEPLOYMENT_ID"] == "d-1a2b" and env["MLAAS_MONITOR_ADDR"] == "mlaas-monitor:50053"
+    assert env["MLAAS_TOKEN"] == {"secretKeyRef": {"name": "mlaas-mesh-token", "key": "token"}}
+    assert "the-mesh-secret-token" not in json.dumps(deployment)  # by reference only
     assert env["MLAAS_FEEDBACK_MODE"] == ("summaries" if strict else "records")
     labels = deployment["metadata"]["labels"]
     assert [labels[f"mlaas.io/{k}"] for k in ("deployment", "model", "version")] == ["d-1a2b", "iris", "3"]
