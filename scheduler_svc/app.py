@@ -16,7 +16,7 @@ from mlaas.server import MeshServer, Service
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
 from scheduler_svc.backends import Backend
 from scheduler_svc.backends.docker import DockerBackend
-from scheduler_svc.backends.kubernetes import KubernetesBackend
+from scheduler_svc.backends.kubernetes import TOKENS_SECRET, KubernetesBackend
 from scheduler_svc.backends.local import LocalBackend
 from scheduler_svc.jobs import JobStore, TrainingJobs
 from scheduler_svc.lifecycle import Lifecycle
@@ -74,7 +74,8 @@ def kubernetes_backend(settings: SchedulerSettings, env: dict[str, str]) -> tupl
     except config.ConfigException:  # KUBECONFIG read now: the client reads it once, at import
         config.load_kube_config(config_file=env.get("KUBECONFIG") or os.environ.get("KUBECONFIG"))
     image, jobs = settings.runtime_image, str(settings.training_dir)
-    backend = KubernetesBackend(client.ApiClient(), settings.k8s_namespace, image, container_env(env), jobs)
+    tokens = TOKENS_SECRET if settings.server.auth_tokens_file else ""  # a mesh with auth: runtimes too
+    backend = KubernetesBackend(client.ApiClient(), settings.k8s_namespace, image, container_env(env), jobs, tokens)
     return backend, dataclasses.replace(settings, nodes=backend.nodes())
 
 

@@ -75,6 +75,13 @@ def test_the_scheduler_may_do_only_what_its_backend_needs():
     assert env["MLAAS_BACKEND"] == "kubernetes" and env["MLAAS_REDIS_URL"] == "redis://mlaas-redis:6379/0"
 
 
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_runtimes_run_the_image_of_the_mesh(overlay):
+    scheduler = by(render(overlay), "Deployment", "mlaas-scheduler")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in scheduler["env"]}
+    assert env["MLAAS_RUNTIME_IMAGE"] == scheduler["image"]
+
+
 def test_dev_generates_its_token_secrets_and_prod_does_not():
     dev = render("dev")
     tokens = yaml.safe_load(base64.b64decode(by(dev, "Secret", "mlaas-tokens")["data"]["tokens.yaml"]))

@@ -63,6 +63,9 @@ def _affinity(node: str, strict: bool) -> dict:
 
 # The Secret holding the mesh's own token (see k8s/): pods get it by reference, never as a literal.
 MESH_TOKEN_SECRET = "mlaas-mesh-token"
+# The Secret of the mesh's tokens file (see k8s/), mounted by runtimes when the mesh runs with auth.
+TOKENS_SECRET = "mlaas-tokens"
+TOKENS_DIR = "/etc/mlaas"
 
 
 def env_entries(variables: Mapping[str, str]) -> list[dict]:
@@ -85,9 +88,10 @@ SECURITY = {
 
 
 def replica_manifests(
-    spec: ReplicaSpec, image: str, namespace: str, env: Mapping[str, str], tenant: str = ""
+    spec: ReplicaSpec, image: str, namespace: str, env: Mapping[str, str], tenant: str = "", tokens_secret: str = ""
 ) -> tuple[dict, dict]:
-    """(apps/v1 Deployment, v1 Service) for one replica."""
+    """(apps/v1 Deployment, v1 Service) for one replica. With `tokens_secret` (the mesh runs
+    with auth), the runtime mounts that Secret's tokens.yaml and asks callers for a bearer token."""
     name = object_name(spec.replica_id)
     labels = {**_labels("runtime", spec.deployment_id, spec.model_ref, tenant), "mlaas.io/replica": name}
     probe = {"grpc": {"port": GRPC_PORT}, "periodSeconds": 5, "failureThreshold": 3}
@@ -98,6 +102,8 @@ def replica_manifests(
         "MLAAS_HOST": "0.0.0.0",
         "MLAAS_ALLOW_OPEN_REMOTE": "true",  # the pod network; auth comes from MLAAS_AUTH_TOKENS_FILE
     }
+    if tokens_secret:
+        variables["MLAAS_AUTH_TOKENS_FILE"] = f"{TOKENS_DIR}/tokens.yaml"
     container = {
         "name": "runtime",
         "image": image,
@@ -110,6 +116,14 @@ def replica_manifests(
         "livenessProbe": {**probe, "initialDelaySeconds": 30},
         "securityContext": SECURITY,
     }
+    pod: dict = {
+        "containers": [container],
+        "affinity": _affinity(spec.node, spec.strict),
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
+    }
+    if tokens_secret:
+        container["volumeMounts"] = [{"name": "tokens", "mountPath": TOKENS_DIR, "readOnly": True}]
+        pod["volumes"] = [{"name": "tokens", "secret": {"secretName": tokens_secret}}]
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -118,14 +132,7 @@ def replica_manifests(
             "replicas": 1,
             "selector": {"matchLabels": {"mlaas.io/replica": name}},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [container],
-                    "affinity": _affinity(spec.node, spec.strict),
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
-                },
-            },
+            "template": {"metadata": {"labels": labels}, "spec": pod},
         },
     }
     service = {
@@ -140,11 +147,13 @@ def replica_manifests(
     return deployment, service
 
 
-def roll_patch(spec: ReplicaSpec, image: str, namespace: str, env: Mapping[str, str], tenant: str = "") -> dict:
+def roll_patch(
+    spec: ReplicaSpec, image: str, namespace: str, env: Mapping[str, str], tenant: str = "", tokens_secret: str = ""
+) -> dict:
     """A strategic merge patch moving a replica's Deployment to `spec` (its new model version):
     the Deployment's rolling update (maxSurge 1, maxUnavailable 0) then starts a pod of the new
     version and stops the old one once the new one is ready, behind the same Service."""
-    deployment, _ = replica_manifests(spec, image, namespace, env, tenant)
+    deployment, _ = replica_manifests(spec, image, namespace, env, tenant, tokens_secret)
     return {
         "metadata": {"labels": deployment["metadata"]["labels"]},
         "spec": {"template": deployment["spec"]["template"]},
@@ -267,7 +276,9 @@ class DeploymentWatch(threading.Thread):
 class KubernetesBackend:
     name = "kubernetes"
 
-    def __init__(self, api_client, namespace: str, image: str, env: Mapping[str, str], jobs_dir: str):
+    def __init__(
+        self, api_client, namespace: str, image: str, env: Mapping[str, str], jobs_dir: str, tokens_secret: str = ""
+    ):
         from kubernetes import client
 
         self._apps = client.AppsV1Api(api_client)
@@ -277,6 +288,7 @@ class KubernetesBackend:
         self._image = image
         self._env = dict(env)  # for the containers: MLAAS_REGISTRY_ADDR, MLAAS_MONITOR_ADDR, ...
         self._jobs_dir = jobs_dir
+        self._tokens_secret = tokens_secret  # runtimes ask for tokens from this Secret, if set
         self._stop = threading.Event()
         self.watch = DeploymentWatch(self._apps, namespace, self._stop)
         self.watch.start()
@@ -285,14 +297,16 @@ class KubernetesBackend:
         self._stop.set()
 
     def create(self, spec: ReplicaSpec) -> ReplicaStatus:
-        deployment, service = replica_manifests(spec, self._image, self._namespace, self._env)
+        deployment, service = replica_manifests(
+            spec, self._image, self._namespace, self._env, tokens_secret=self._tokens_secret
+        )
         self._apps.create_namespaced_deployment(self._namespace, deployment)
         self._core.create_namespaced_service(self._namespace, service)
         name = deployment["metadata"]["name"]
         return ReplicaStatus(spec.replica_id, f"{name}.{self._namespace}.svc:{GRPC_PORT}", True, handle=name)
 
     def roll(self, replica: ReplicaStatus, spec: ReplicaSpec) -> None:
-        patch = roll_patch(spec, self._image, self._namespace, self._env)
+        patch = roll_patch(spec, self._image, self._namespace, self._env, tokens_secret=self._tokens_secret)
         self._apps.patch_namespaced_deployment(
             replica.handle, self._namespace, patch, _content_type="application/strategic-merge-patch+json"
         )

@@ -20,7 +20,7 @@ from mlaas.errors import InvalidArgument
 from mlaas.v1 import scheduler_pb2 as S
 from mlaas.v1.types_pb2 import ModelRef
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, RollState
-from scheduler_svc.backends.kubernetes import KubernetesBackend, object_name, parse_quantity
+from scheduler_svc.backends.kubernetes import KubernetesBackend, object_name, parse_quantity, replica_manifests
 
 K8S_VERSION = "1.30.0"
 NODES = {
@@ -197,6 +197,20 @@ def test_a_replica_is_a_valid_deployment_and_service(backend, strict):
     ]
     assert not backend.status(status).running
     backend.delete(status)  # already gone: nothing to do, no error
+
+
+def test_runtimes_of_a_mesh_with_auth_ask_for_tokens():
+    spec = ReplicaSpec("d-1a2b-3c4d5e", "d-1a2b", "cpu-1", "iris:3", 1000, 2**28)
+    deployment, _ = replica_manifests(spec, "mlaas:dev", "mlaas", {}, tokens_secret="mlaas-tokens")
+    kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    mount = container["volumeMounts"][0]
+    assert env["MLAAS_AUTH_TOKENS_FILE"] == f"{mount['mountPath']}/tokens.yaml" and mount["readOnly"]
+    assert pod["volumes"] == [{"name": mount["name"], "secret": {"secretName": "mlaas-tokens"}}]
+    open_deployment, _ = replica_manifests(spec, "mlaas:dev", "mlaas", {})
+    assert "volumes" not in open_deployment["spec"]["template"]["spec"]
 
 
 def test_an_update_rolls_the_replica_deployment_in_place(backend):
