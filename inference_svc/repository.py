@@ -168,8 +168,8 @@ class ModelRepository:
 
 class _BatchObserver:
     def __init__(self, metrics: RuntimeMetrics, model: str):
-        self._batch = metrics.batch_size.labels(model)
-        self._queue = metrics.queue_delay.labels(model)
+        self._batch = metrics.buffered(metrics.batch_size.labels(model))
+        self._queue = metrics.buffered(metrics.queue_delay.labels(model))
 
     def batch(self, rows: int, requests: int, queued_rows: int) -> None:
         self._batch.observe(rows)

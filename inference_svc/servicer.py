@@ -287,7 +287,7 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         key = (model, kind, status)
         latency = self._observers.get(key)
         if latency is None:
-            latency = self._observers[key] = self._metrics.latency.labels(model, kind, status)
+            latency = self._observers[key] = self._metrics.buffered(self._metrics.latency.labels(model, kind, status))
         elapsed = time.perf_counter() - started
         latency.observe(elapsed)
         if prepared is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import urllib.request
 
 import grpc
@@ -228,9 +229,24 @@ def test_repository_load_and_unload(stub, models_dir):
 
 
 def test_prometheus_metrics(runtime, stub):
-    stub.ModelInfer(build_request("iris", {"X": ROWS}))
-    text = urllib.request.urlopen(f"http://127.0.0.1:{runtime.metrics_port}/metrics", timeout=10).read().decode()
-    assert 'mlaas_inference_request_seconds_count{kind="unary",model="iris",status="OK"}' in text
+    """Observations reach the endpoint within the runtime's flush interval (half a second)."""
+    ok_count = 'mlaas_inference_request_seconds_count{kind="unary",model="iris",status="OK"}'
+
+    def scrape() -> str:
+        return urllib.request.urlopen(f"http://127.0.0.1:{runtime.metrics_port}/metrics", timeout=10).read().decode()
+
+    def counted(text: str) -> float:
+        line = next((line for line in text.splitlines() if line.startswith(ok_count)), None)
+        return float(line.split()[-1]) if line else 0.0
+
+    before = counted(scrape())
+    for _ in range(3):
+        stub.ModelInfer(build_request("iris", {"X": ROWS}))
+    deadline = time.monotonic() + 5
+    while counted(text := scrape()) < before + 3:
+        assert time.monotonic() < deadline, "the three requests never reached the metrics endpoint"
+        time.sleep(0.1)
+    assert counted(text) == before + 3
     assert 'mlaas_inference_batch_rows_sum{model="iris"}' in text
     assert 'mlaas_inference_queued_rows{model="iris"' in text
     assert 'mlaas_inference_batch_rows_bucket{le="4.0",model="iris"}' in text
