@@ -64,11 +64,15 @@ class BatchPolicy:
 
 
 class CallCost:
-    """Predicts an ONNX call's time as fixed + per-row cost, from exponentially weighted
-    measurements (single-row calls give the fixed part, larger ones the slope)."""
+    """Predicts an ONNX call's own time as fixed + per-row cost. The fixed part follows the
+    fastest recent single-row calls (a minimum that creeps up by `drift` per call): a call
+    measured slow because the process was preempted says nothing about the model, and on a
+    busy machine that happens often enough to send loop-sized calls to the thread. The slope is
+    an exponentially weighted mean over larger calls."""
 
-    def __init__(self, weight: float = 0.2):
+    def __init__(self, weight: float = 0.2, drift: float = 0.05):
         self._weight = weight
+        self._drift = drift
         self._fixed_ns: float | None = None
         self._per_row_ns = 0.0
 
@@ -77,7 +81,8 @@ class CallCost:
 
     def observe(self, rows: int, ns: int) -> None:
         if rows == 1 or self._fixed_ns is None:
-            self._fixed_ns = self._blend(self._fixed_ns, ns / rows if rows > 1 else ns)
+            single = ns / rows
+            self._fixed_ns = single if self._fixed_ns is None else min(single, self._fixed_ns * (1 + self._drift))
         else:
             self._per_row_ns = self._blend(self._per_row_ns, max(0.0, (ns - self._fixed_ns) / (rows - 1)))
 

@@ -43,6 +43,18 @@ def test_call_cost_separates_fixed_and_per_row():
     assert cost.predict(21) == pytest.approx(50_000)
 
 
+def test_call_cost_ignores_a_preempted_call_but_follows_a_lasting_change():
+    cost = CallCost()
+    cost.observe(1, 10_000)
+    cost.observe(1, 900_000)  # the process lost the CPU during this one
+    assert cost.predict(1) == pytest.approx(10_500)
+    for _ in range(40):  # the model really got slower
+        cost.observe(1, 40_000)
+    assert cost.predict(1) == 40_000
+    cost.observe(1, 12_000)  # and faster again: at once
+    assert cost.predict(1) == 12_000
+
+
 def _run(coro):
     return asyncio.run(coro)
 
