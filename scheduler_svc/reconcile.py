@@ -3,7 +3,9 @@
 Every interval it looks at each replica. One whose process has exited, or that fails its gRPC
 health check `unhealthy_checks` times in a row (then it is killed), leaves the endpoints and is
 restarted on the same port after an exponential backoff (base, 2 x base, 4 x base ... up to
-`backoff_cap`); it rejoins the endpoints once healthy. Each step is an event in the deployment's
+`backoff_cap`); it rejoins the endpoints once healthy. On a platform that restarts unhealthy
+replicas itself (Kubernetes), an unhealthy replica only leaves the endpoints until it serves
+again; one whose Deployment is gone is still recreated. Each step is an event in the deployment's
 stream. A deployment is skipped while a rollout holds its lock, so several scheduler processes
 may run this loop side by side.
 """
@@ -18,6 +20,7 @@ from redis.exceptions import LockError
 
 from mlaas.net import health, port_is_free
 from mlaas.v1 import scheduler_pb2
+from scheduler_svc.backends import heals_itself
 from scheduler_svc.lifecycle import Lifecycle
 from scheduler_svc.replicas import Replicas, as_status, endpoint_port, spec_for
 from scheduler_svc.store import DeploymentStore
@@ -129,12 +132,19 @@ class Reconciler:
                 )  # fmt: skip
             return None
         if not replica.ready:  # (re)starting: it has start_timeout to become healthy
-            if now - seen.started_at < self._settings.start_timeout_seconds:
+            if heals_itself(self._replicas.backend) or now - seen.started_at < self._settings.start_timeout_seconds:
                 return None
             problem = f"did not become healthy within {self._settings.start_timeout_seconds:.0f}s ({answer})"
         else:
             seen.failed_checks += 1
             if seen.failed_checks < self._settings.unhealthy_checks:
+                return None
+            if heals_itself(self._replicas.backend):  # its platform restarts it: no second restart
+                self._store.update(
+                    deployment.id, lambda d: _set_serving(d, replica.id, False),
+                    detail=f"replica {replica.id} failed {seen.failed_checks} health checks in a row ({answer}); "
+                    f"out of the endpoints until {self._replicas.backend.name} has it serving again",
+                )  # fmt: skip
                 return None
             problem = f"failed {seen.failed_checks} health checks in a row ({answer}) and was stopped"
         self._replicas.backend.delete(as_status(replica), grace_seconds=2.0)

@@ -85,3 +85,9 @@ class RollingBackend(Backend, Protocol):
 
 def rolls_in_place(backend: Backend) -> bool:
     return callable(getattr(backend, "roll", None))
+
+
+def heals_itself(backend: Backend) -> bool:
+    """True when the platform restarts a replica that stops answering (Kubernetes' liveness
+    probe): the scheduler then only takes it out of the endpoints until it serves again."""
+    return bool(getattr(backend, "restarts_replicas", False))

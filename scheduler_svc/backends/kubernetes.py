@@ -275,6 +275,7 @@ class DeploymentWatch(threading.Thread):
 
 class KubernetesBackend:
     name = "kubernetes"
+    restarts_replicas = True  # the kubelet restarts a pod whose gRPC liveness probe fails
 
     def __init__(
         self, api_client, namespace: str, image: str, env: Mapping[str, str], jobs_dir: str, tokens_secret: str = ""

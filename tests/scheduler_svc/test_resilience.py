@@ -18,7 +18,7 @@ from mlaas.inference_client import InferenceClient
 from mlaas.net import wait_healthy
 from mlaas.redis_embedded import EmbeddedRedis
 from mlaas.v1 import scheduler_pb2, types_pb2
-from scheduler_svc.backends.local import _alive
+from scheduler_svc.backends.local import LocalBackend, _alive
 from tests.scheduler_svc.conftest import stub_of, watch_until
 
 S = scheduler_pb2
@@ -42,6 +42,36 @@ def test_the_reconcile_loop_restarts_a_killed_replica_on_its_endpoint(mesh):
     assert list(now.endpoints) == [replica.endpoint]  # clients keep their address
     with InferenceClient(replica.endpoint) as runtime:
         assert np.array_equal(runtime.infer("iris", {"X": X[:5]})["label"], model.predict(X[:5]))
+
+
+class SelfHealingBackend(LocalBackend):
+    """Local processes, declared as a platform that restarts unhealthy replicas itself, as
+    Kubernetes does with its liveness probe (no cluster can run here; the test freezes and thaws
+    the replica rather than having a kubelet restart it)."""
+
+    restarts_replicas = True
+
+
+def test_on_a_self_healing_platform_an_unhealthy_replica_only_leaves_the_endpoints(parts):
+    def make_backend(settings, env):
+        return SelfHealingBackend(settings.registry_address, settings.data_dir / "replicas", env)
+
+    address = f"127.0.0.1:{parts.start(make_backend=make_backend).server.port}"
+    with grpc.insecure_channel(address) as channel:
+        stub = stub_of(channel)
+        deployment = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris"))).deployment
+        replica = watch_until(stub, deployment.id, SETTLED)[-1].deployment.replica_status[0]
+        os.killpg(int(replica.handle), signal.SIGSTOP)  # the whole runtime stops answering
+        try:
+            events = watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_READY}, detail="health checks in a row")
+            assert events[-1].event.detail.startswith(f"replica {replica.id} failed 3 health checks in a row")
+            assert "out of the endpoints until local has it serving again" in events[-1].event.detail
+            assert list(events[-1].deployment.endpoints) == []
+        finally:
+            os.killpg(int(replica.handle), signal.SIGCONT)
+        back = watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_READY}, detail="serves again")[-1].deployment
+        assert list(back.endpoints) == [replica.endpoint]
+        assert back.replica_status[0].handle == replica.handle and back.replica_status[0].restarts == 0  # not restarted
 
 
 def test_a_scheduler_killed_mid_placement_is_finished_by_another(parts, tmp_path):
