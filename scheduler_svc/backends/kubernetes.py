@@ -4,10 +4,10 @@ through the `kubernetes` Python client.
 Every object carries labels for the deployment, model, version and tenant; containers get the
 replica's CPU and memory as requests and limits, native gRPC readiness and liveness probes, and
 a non-root security context. A STRICT replica is pinned with a required node affinity on
-`kubernetes.io/hostname`; an OPEN one prefers the node the scheduler chose. Replica status comes
-from a watch on the namespace's runtime Deployments (a read only for one the watch has not seen
-yet). The manifests are plain dicts built by pure functions, so they can be validated without a
-cluster.
+`kubernetes.io/hostname`; an OPEN one prefers the node the scheduler chose. Replica and job
+status come from watches on the namespace's runtime Deployments and training Jobs (a read only
+for an object a watch has not seen yet). The manifests are plain dicts built by pure functions,
+so they can be validated without a cluster.
 """
 
 from __future__ import annotations
@@ -235,17 +235,19 @@ def node_of(item) -> Node:
     )
 
 
-class DeploymentWatch(threading.Thread):
-    """Follows the runtime Deployments of the namespace with a watch, so that the reconcile loop's
-    status checks (every replica, every second) read a cache instead of the API server."""
+class ObjectWatch(threading.Thread):
+    """Follows one kind of the mesh's objects in the namespace (runtime Deployments, training
+    Jobs) with a watch, so that the reconcile loop's and the job checks' status reads (every
+    replica or job, every second) come from a cache instead of the API server."""
 
-    def __init__(self, apps, namespace: str, stop: threading.Event, timeout_seconds: int = 60):
-        super().__init__(name="k8s-deployment-watch", daemon=True)
-        self._apps = apps
+    def __init__(self, list_objects, namespace: str, component: str, stop: threading.Event, timeout_seconds=60):
+        super().__init__(name=f"k8s-watch-{component}", daemon=True)
+        self._list = list_objects
         self._namespace = namespace
+        self._selector = f"app.kubernetes.io/component={component}"
         self._stopping = stop
         self._timeout = timeout_seconds
-        self.present: set[str] = set()
+        self.present: dict[str, object] = {}  # name -> the object as last seen
         self.deleted: set[str] = set()
 
     def run(self) -> None:
@@ -254,23 +256,25 @@ class DeploymentWatch(threading.Thread):
         while not self._stopping.is_set():
             try:
                 events = watch.Watch().stream(
-                    self._apps.list_namespaced_deployment, self._namespace,
-                    label_selector="app.kubernetes.io/component=runtime", timeout_seconds=self._timeout,
-                )  # fmt: skip
+                    self._list, self._namespace, label_selector=self._selector, timeout_seconds=self._timeout
+                )
                 for event in events:
-                    name = event["object"].metadata.name
+                    item = event["object"]
                     if event["type"] == "DELETED":
-                        self.present.discard(name)
-                        self.deleted.add(name)
+                        self.present.pop(item.metadata.name, None)
+                        self.deleted.add(item.metadata.name)
                     else:
-                        self.present.add(name)
-                        self.deleted.discard(name)
+                        self.present[item.metadata.name] = item
+                        self.deleted.discard(item.metadata.name)
                     if self._stopping.is_set():
                         return
             except Exception:  # the API server went away for a moment: watch again
-                log.warning("watching deployments failed; watching again", exc_info=True)
+                log.warning("watching %s failed; watching again", self._selector, exc_info=True)
                 self._stopping.wait(1.0)
             self._stopping.wait(0.1)  # a watch that ended at once must not become a busy loop
+
+    def seen(self, name: str) -> bool:
+        return name in self.present or name in self.deleted
 
 
 class KubernetesBackend:
@@ -291,8 +295,10 @@ class KubernetesBackend:
         self._jobs_dir = jobs_dir
         self._tokens_secret = tokens_secret  # runtimes ask for tokens from this Secret, if set
         self._stop = threading.Event()
-        self.watch = DeploymentWatch(self._apps, namespace, self._stop)
+        self.watch = ObjectWatch(self._apps.list_namespaced_deployment, namespace, "runtime", self._stop)
+        self.job_watch = ObjectWatch(self._batch.list_namespaced_job, namespace, "training", self._stop)
         self.watch.start()
+        self.job_watch.start()
 
     def close(self) -> None:
         self._stop.set()
@@ -321,21 +327,29 @@ class KubernetesBackend:
         return ReplicaStatus(spec.job_id, "", True, handle=job["metadata"]["name"])
 
     def status(self, replica: ReplicaStatus) -> ReplicaStatus:
+        """From the watches; a read only for an object they have not seen yet."""
         from kubernetes.client.exceptions import ApiException
 
-        if replica.endpoint and replica.handle in self.watch.present | self.watch.deleted:
-            running = replica.handle in self.watch.present  # what the watch saw last
-            return ReplicaStatus(replica.replica_id, replica.endpoint, running, None, replica.handle)
-        try:
-            if replica.endpoint:  # not seen by the watch yet: ask; running while its Deployment exists
-                self._apps.read_namespaced_deployment_status(replica.handle, self._namespace)
-                return ReplicaStatus(replica.replica_id, replica.endpoint, True, None, replica.handle)
-            job = self._batch.read_namespaced_job_status(replica.handle, self._namespace)
-        except ApiException as err:
-            if err.status == 404:
-                return ReplicaStatus(replica.replica_id, replica.endpoint, False, None, replica.handle)
-            raise
-        succeeded, failed = job.status.succeeded or 0, job.status.failed or 0
+        watch = self.watch if replica.endpoint else self.job_watch
+        if watch.seen(replica.handle):
+            found = watch.present.get(replica.handle)
+        else:
+            read = (
+                self._apps.read_namespaced_deployment_status
+                if replica.endpoint
+                else self._batch.read_namespaced_job_status
+            )
+            try:
+                found = read(replica.handle, self._namespace)
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+                found = None
+        if found is None:
+            return ReplicaStatus(replica.replica_id, replica.endpoint, False, None, replica.handle)
+        if replica.endpoint:  # a replica runs while its Deployment exists
+            return ReplicaStatus(replica.replica_id, replica.endpoint, True, None, replica.handle)
+        succeeded, failed = found.status.succeeded or 0, found.status.failed or 0
         code = 0 if succeeded else 1 if failed else None
         return ReplicaStatus(replica.replica_id, "", code is None, code, replica.handle)
 

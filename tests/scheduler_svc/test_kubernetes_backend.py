@@ -91,7 +91,11 @@ class FakeApi(BaseHTTPRequestHandler):
         self._answer(200, stored)
 
     def _watch(self, collection: str) -> None:
-        events = [{"type": "ADDED", "object": o} for k, o in self.objects.items() if k.startswith(collection + "/")]
+        events = [
+            {"type": "ADDED", "object": {**o, "status": self.job_status} if o["kind"] == "Job" else o}
+            for k, o in self.objects.items()
+            if k.startswith(collection + "/")
+        ]
         events += [{"type": "DELETED", "object": o} for o in self.deleted]
         data = b"".join(json.dumps(e).encode() + b"\n" for e in events)
         self.send_response(200)
@@ -257,11 +261,14 @@ def test_a_training_job_is_a_valid_job(backend):
                                  spec.input_path, "--output", spec.output_path]  # fmt: skip
     assert container["volumeMounts"] == [{"name": "jobs", "mountPath": "/var/lib/mlaas/jobs"}]
     running = backend.status(ReplicaStatus(spec.job_id, "", True, handle=started.handle))
-    assert running.running and running.exit_code is None
+    assert running.running and running.exit_code is None  # read: the watch may not have seen it yet
+    assert eventually(lambda: started.handle in backend.job_watch.present)
+    reads = len(FakeApi.requests)
     FakeApi.job_status = {"succeeded": 1}
-    assert backend.status(started).exit_code == 0
+    assert eventually(lambda: backend.status(started).exit_code == 0)  # from the watch
     FakeApi.job_status = {"failed": 1}
-    assert backend.status(started).exit_code == 1
+    assert eventually(lambda: backend.status(started).exit_code == 1)
+    assert not [r for r in FakeApi.requests[reads:] if r[1].endswith("/status")]  # no reads meanwhile
 
 
 def test_nodes_come_from_the_nodes_api(backend):
