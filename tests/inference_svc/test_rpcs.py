@@ -239,6 +239,7 @@ def test_prometheus_metrics(runtime, stub):
         line = next((line for line in text.splitlines() if line.startswith(ok_count)), None)
         return float(line.split()[-1]) if line else 0.0
 
+    time.sleep(1.0)  # earlier tests' requests on this runtime reach the endpoint first
     before = counted(scrape())
     for _ in range(3):
         stub.ModelInfer(build_request("iris", {"X": ROWS}))
