@@ -48,14 +48,17 @@ CHANNEL_OPTIONS = [
 Progress = Callable[[int, int], None]
 
 
-def open_channel(address: str) -> grpc.Channel:
+def open_channel(address: str, connection: int | None = None) -> grpc.Channel:
     """`address` is host:port, or several IPv4 host:port endpoints separated by commas (a
-    deployment's replicas), over which calls are balanced round robin."""
+    deployment's replicas), over which calls are balanced round robin. Channels with different
+    `connection` numbers never share a TCP connection (gRPC otherwise shares one per address)."""
+    options = list(CHANNEL_OPTIONS)
+    if connection is not None:
+        options += [("grpc.use_local_subchannel_pool", 1), ("mlaas.connection", connection)]
     endpoints = address.split(",")
     if len(endpoints) > 1 and all(_is_ipv4(e.rsplit(":", 1)[0]) for e in endpoints):
-        balanced = [*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin")]
-        return grpc.insecure_channel("ipv4:" + address, options=balanced)
-    return grpc.insecure_channel(endpoints[0], options=CHANNEL_OPTIONS)
+        return grpc.insecure_channel("ipv4:" + address, options=[*options, ("grpc.lb_policy_name", "round_robin")])
+    return grpc.insecure_channel(endpoints[0], options=options)
 
 
 def _is_ipv4(host: str) -> bool:

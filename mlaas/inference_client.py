@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 
-from mlaas.client import GrpcClient, SchedulerClient
+from mlaas.client import GrpcClient, SchedulerClient, open_channel
 from mlaas.errors import MlaasError, from_rpc_error
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
@@ -67,9 +67,24 @@ class StreamResult:
 
 
 class InferenceClient(GrpcClient):
-    def __init__(self, address: str, token: str | None = None, timeout: float = 60.0):
+    """`connections` > 1 opens that many TCP connections to each endpoint and takes turns
+    between them: a runtime's workers share its port and each connection lands on one worker
+    (SO_REUSEPORT), so one connection would keep a single client on one of a replica's cores."""
+
+    def __init__(self, address: str, token: str | None = None, timeout: float = 60.0, connections: int = 1):
         super().__init__(address, token, timeout)
-        self._stub = oip_grpc.GRPCInferenceServiceStub(self._channel)
+        self._extra = [open_channel(address, i) for i in range(1, connections)]
+        stubs = [oip_grpc.GRPCInferenceServiceStub(c) for c in (self._channel, *self._extra)]
+        self._stubs = itertools.cycle(stubs)
+
+    @property
+    def _stub(self) -> oip_grpc.GRPCInferenceServiceStub:
+        return next(self._stubs)
+
+    def close(self) -> None:
+        super().close()
+        for channel in self._extra:
+            channel.close()
 
     def ready(self, model: str = "") -> bool:
         if model:
@@ -143,7 +158,8 @@ class _Feeder:
 
 class DeploymentInference:
     """Inference on a deployment by id, as applications should call it: the endpoints come from
-    the scheduler, calls are balanced over the ready replicas, and when a replica answers
+    the scheduler, calls are balanced over the ready replicas (over `connections` connections to
+    each, so that all of a replica's workers serve one client), and when a replica answers
     UNAVAILABLE (it drains in a rollout, or is being restarted) the endpoints are resolved again
     and the call retried, for up to `retry_seconds` without progress. A stream resends the
     requests that had no answer on a new connection, so no request fails or goes missing.
@@ -154,12 +170,18 @@ class DeploymentInference:
     """
 
     def __init__(
-        self, scheduler: SchedulerClient, deployment_id: str, token: str | None = None, retry_seconds: float = 30.0
+        self,
+        scheduler: SchedulerClient,
+        deployment_id: str,
+        token: str | None = None,
+        retry_seconds: float = 30.0,
+        connections: int = 4,
     ):
         self._scheduler = scheduler
         self._deployment_id = deployment_id
         self._token = token
         self._retry_seconds = retry_seconds
+        self._connections = connections  # per replica: see InferenceClient
         self._client: InferenceClient | None = None
         self.model = ""
         self.reconnects = 0
@@ -178,7 +200,7 @@ class DeploymentInference:
     def _runtime(self) -> InferenceClient:
         if self._client is None:
             address, self.model = self._scheduler.endpoints(self._deployment_id)
-            self._client = InferenceClient(address, self._token)
+            self._client = InferenceClient(address, self._token, connections=self._connections)
         return self._client
 
     def _reconnect_or_raise(self, err: MlaasError, deadline: float, pause: float) -> float:

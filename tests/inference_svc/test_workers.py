@@ -1,6 +1,7 @@
-"""Repository changes inside one runtime: the worker that receives RepositoryModelLoad repeats it
-on its sibling workers. The two workers are InferenceServicers in this process on real gRPC
-ports, so the test can hold one back the way a slow-starting worker process is."""
+"""The workers of one runtime. Repository changes: the worker that receives RepositoryModelLoad
+repeats it on its sibling workers (two InferenceServicers in this process on real gRPC ports, so
+the test can hold one back the way a slow-starting worker process is). Clients: a connection
+lands on one worker, so the SDK opens several."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import asyncio
 import contextlib
 
 import grpc
+import numpy as np
+import psutil
 import pytest
 
 from inference_svc.feedback import DiscardSink, FeedbackTap
@@ -15,10 +18,12 @@ from inference_svc.metrics import RuntimeMetrics
 from inference_svc.repository import ModelRepository
 from inference_svc.servicer import InferenceServicer
 from inference_svc.settings import RuntimeSettings
+from mlaas.inference_client import InferenceClient
 from mlaas.net import free_port
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.settings import ServerSettings
+from tests.inference_svc.conftest import start_runtime, stop_runtime
 
 
 def worker(tmp_path, siblings: list[str]) -> tuple[InferenceServicer, ModelRepository]:
@@ -93,3 +98,22 @@ def test_a_sibling_refusal_is_reported_with_its_own_status(tmp_path, models_dir)
         assert f"failed on the worker at 127.0.0.1:{sibling_port}" in refused.value.details()
 
     asyncio.run(scenario())
+
+
+def test_a_client_opens_the_connections_it_is_asked_for(tmp_path, models_dir, iris_model):
+    model, X, _ = iris_model
+    rt = start_runtime(tmp_path, "--workers", "2", "--model-uri", f"iris=file://{models_dir / 'iris.onnx'}")
+    port = int(rt.address.rsplit(":", 1)[1])
+    try:
+        with InferenceClient(rt.address, connections=4) as client:
+            for _ in range(8):  # every connection serves calls, in turn
+                assert np.array_equal(client.infer("iris", {"X": X[:3]})["label"], model.predict(X[:3]))
+            me = psutil.Process()
+            connections = getattr(me, "net_connections", me.connections)  # psutil 6 renamed it; kserve pins <6
+            mine = [
+                c for c in connections("tcp")
+                if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+            ]  # fmt: skip
+            assert len(mine) == 4
+    finally:
+        stop_runtime(rt)
