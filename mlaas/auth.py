@@ -8,6 +8,8 @@ anonymous tenant "" and sees everything, and servers bind to loopback only.
 from __future__ import annotations
 
 import hashlib
+import os
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +39,18 @@ def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | No
         header = header.decode(errors="replace")
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def add_mesh_token(tokens_file: str | Path, dest: Path) -> str:
+    """Writes `dest` (readable by its owner only): the tokens of `tokens_file` plus a new token
+    of the mesh's own tenant, and returns that token, for the mesh's components."""
+    Authenticator.from_file(tokens_file)  # a broken file fails here, with its reason
+    tokens = yaml.safe_load(Path(tokens_file).read_text())
+    token = secrets.token_urlsafe(32)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        yaml.safe_dump({**tokens, token: MESH_TENANT}, out)
+    return token
 
 
 class Authenticator:

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from mlaas.auth import add_mesh_token
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.net import free_port, wait_healthy
 from mlaas.redis_embedded import EmbeddedRedis
@@ -26,6 +27,11 @@ def run_up(args) -> int:
     registry_address = f"127.0.0.1:{registry_port}"
     scheduler_address = f"127.0.0.1:{scheduler_port}"
     monitor_address = f"127.0.0.1:{monitor_port}"
+    identity = {}
+    if os.environ.get("MLAAS_AUTH_TOKENS_FILE"):  # with auth: the components get their own token
+        tokens = root / "mesh-tokens.yaml"
+        mesh_token = add_mesh_token(os.environ["MLAAS_AUTH_TOKENS_FILE"], tokens)
+        identity = {"MLAAS_AUTH_TOKENS_FILE": str(tokens), "MLAAS_TOKEN": mesh_token}
     env = child_env(
         os.environ,
         MLAAS_DATA_DIR=str(root),
@@ -43,6 +49,7 @@ def run_up(args) -> int:
         MLAAS_MONITOR_ADDR=monitor_address,
         # The runtimes are this command's children too: Ctrl-C takes them down with the rest.
         MLAAS_STOP_REPLICAS_ON_EXIT="true",
+        **identity,
     )
     try:
         supervisor.spawn("registry", [sys.executable, "-m", "registry_svc"], env)

@@ -10,6 +10,14 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
+from mlaas import errors
+from mlaas.client import RegistryClient, SchedulerClient
+from mlaas.export import register_sklearn
+from mlaas.inference_client import DeploymentInference, InferenceClient
+from mlaas.v1 import types_pb2
 from tests.conftest import tool_env
 
 
@@ -94,3 +102,36 @@ def test_up_demo_serves_ranked_models_and_a_deployment(tmp_path):
     with socket.socket() as probe:  # the demo replica went down with the mesh
         host, port = endpoints["demo_endpoint"].rsplit(":", 1)
         assert probe.connect_ex((host, int(port))) != 0
+
+
+def test_up_with_a_tokens_file_serves_a_tenants_private_model(tmp_path, iris_model):
+    """With auth on, the runtime fetches the tenant's private model with the mesh's own token
+    (which `mlaas up` makes), and the registry's deletion guard sees the tenant's deployment."""
+    model, X, _ = iris_model
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("token-alpha: alpha\n")
+    command = [
+        sys.executable, "-m", "mlaas.cli", "up", "--json", "--data-dir", str(tmp_path / "mesh"),
+        "--registry-port", "0", "--registry-metrics-port", "-1", "--scheduler-port", "0",
+        "--scheduler-metrics-port", "-1", "--monitor-port", "0", "--monitor-metrics-port", "-1",
+    ]  # fmt: skip
+    env = tool_env(MLAAS_AUTH_TOKENS_FILE=str(tokens))
+    up = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        endpoints = json.loads(up.stdout.readline())
+        with (
+            RegistryClient(endpoints["registry"], "token-alpha") as registry,
+            SchedulerClient(endpoints["scheduler"], "token-alpha") as scheduler,
+        ):
+            register_sklearn(registry, model, "alpha-iris", X, visibility=types_pb2.VISIBILITY_PRIVATE)
+            deployment = scheduler.wait_ready(scheduler.deploy("alpha-iris").id)
+            with DeploymentInference(scheduler, deployment.id, token="token-alpha") as runtime:
+                assert np.array_equal(runtime.infer({"X": X[:5]})["label"], model.predict(X[:5]))
+            with InferenceClient(deployment.endpoints[0]) as anonymous, pytest.raises(errors.Unauthenticated):
+                anonymous.infer("alpha-iris", {"X": X[:1]})  # the runtime asks for a token too
+            with pytest.raises(errors.FailedPrecondition, match="it is deployed"):
+                registry.delete("alpha-iris", 1)
+        assert (tmp_path / "mesh" / "mesh-tokens.yaml").stat().st_mode & 0o077 == 0
+    finally:
+        up.send_signal(signal.SIGINT)
+        assert up.wait(60) == 0, up.stderr.read()
