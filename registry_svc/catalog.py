@@ -88,11 +88,13 @@ class Caller:
     tenant: str
     # True when authentication is off: one trusted local user who sees and changes everything.
     unrestricted: bool = False
-    # True for the mesh's own components: they read every tenant's models (see mlaas.auth).
-    reads_all: bool = False
+    # True for the mesh's own components (see mlaas.auth): they read every tenant's models, and
+    # add versions to and move aliases of existing ones on their owners' behalf (retraining);
+    # they never create a model name or delete.
+    mesh: bool = False
 
     def may_read_sql(self) -> tuple[str, list]:
-        if self.unrestricted or self.reads_all:
+        if self.unrestricted or self.mesh:
             return "1", []
         return "(v.visibility = ? OR v.owner = ?)", [types_pb2.VISIBILITY_PUBLIC, self.tenant]
 
@@ -313,10 +315,17 @@ class Catalog:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def _check_owner(self, db: sqlite3.Connection, name: str, caller: Caller, action: str) -> None:
+    def _check_owner(
+        self, db: sqlite3.Connection, name: str, caller: Caller, action: str, on_behalf: bool = False
+    ) -> str:
+        """The tenant that will own what `caller` writes under `name`, or PermissionDenied. With
+        `on_behalf`, the mesh may act on an existing name for its owner."""
         row = db.execute("SELECT owner FROM names WHERE name = ?", (name,)).fetchone()
-        if row is not None and not caller.unrestricted and row[0] != caller.tenant:
+        if caller.mesh and not (on_behalf and row is not None):
+            raise PermissionDenied(f"the mesh's own identity cannot {action} {name!r}")
+        if row is not None and not caller.unrestricted and not caller.mesh and row[0] != caller.tenant:
             raise PermissionDenied(f"model name {name!r} belongs to another tenant; you cannot {action} it")
+        return row[0] if row is not None else caller.tenant
 
     def add_version(
         self, new: NewVersion, caller: Caller, ensure_stored: Callable[[], None]
@@ -332,13 +341,13 @@ class Catalog:
                 "SELECT record FROM versions WHERE name = ? AND sha256 = ?", (desc.name, new.artifact.sha256)
             ).fetchone()
             if row is not None:
-                self._check_owner(db, desc.name, caller, "register versions of")
+                self._check_owner(db, desc.name, caller, "register versions of", on_behalf=True)
                 return self._materialise(db, row[0]), False
-            self._check_owner(db, desc.name, caller, "register versions of")
+            owner = self._check_owner(db, desc.name, caller, "register versions of", on_behalf=True)
             ensure_stored()
             db.execute(
                 "INSERT INTO names(name, owner, last_version) VALUES (?, ?, 0) ON CONFLICT(name) DO NOTHING",
-                (desc.name, caller.tenant),
+                (desc.name, owner),
             )
             db.execute("UPDATE names SET last_version = last_version + 1 WHERE name = ?", (desc.name,))
             version = db.execute("SELECT last_version FROM names WHERE name = ?", (desc.name,)).fetchone()[0]
@@ -352,7 +361,7 @@ class Catalog:
                 artifact=new.artifact,
                 reference_rows=new.reference_rows,
                 created_at=created,
-                owner=caller.tenant,
+                owner=owner,
             )
             if new.reference is not None:
                 model.reference_data.CopyFrom(new.reference)
@@ -363,7 +372,7 @@ class Catalog:
                 (
                     desc.name,
                     version,
-                    caller.tenant,
+                    owner,
                     desc.visibility,
                     new.artifact.sha256,
                     new.reference.sha256 if new.reference else None,
@@ -399,7 +408,7 @@ class Catalog:
             ).fetchone()
             if row is None:
                 raise NotFound(f"model {name}:{version} not found")
-            self._check_owner(db, name, caller, "set aliases on")
+            self._check_owner(db, name, caller, "set aliases on", on_behalf=True)
             db.execute(
                 "INSERT INTO aliases(name, alias, version) VALUES (?, ?, ?) "
                 "ON CONFLICT(name, alias) DO UPDATE SET version = excluded.version",

@@ -70,8 +70,9 @@ def test_tenants_see_only_their_own_private_models(secured):
         alpha.delete("alpha-secret", 1)
 
 
-def test_the_mesh_reads_every_tenants_models_and_changes_none(secured, tmp_path):
-    """The runtimes fetch the model they serve with the mesh's token, whoever owns it."""
+def test_the_mesh_reads_every_model_and_maintains_existing_ones_for_their_owners(secured, tmp_path):
+    """The runtimes fetch the model they serve with the mesh's token, whoever owns it; the
+    Monitor registers a retrained version and moves the alias on the owner's behalf."""
     with _client(secured, "token-alpha") as alpha, _client(secured, "token-mesh") as mesh:
         artifact = tiny_onnx(seed=4)
         alpha.register(artifact, describe("alpha-secret", visibility=PRIVATE))
@@ -79,9 +80,14 @@ def test_the_mesh_reads_every_tenants_models_and_changes_none(secured, tmp_path)
         assert mesh.download("alpha-secret:1", tmp_path / "fetched.onnx").owner == "alpha"
         assert (tmp_path / "fetched.onnx").read_bytes() == artifact
         assert {r.model.description.name for r in mesh.find()} == {"alpha-secret"}
-        with pytest.raises(errors.PermissionDenied, match="belongs to another tenant"):
-            mesh.set_alias("alpha-secret", "champion", 1)
-        with pytest.raises(errors.PermissionDenied, match="belongs to another tenant"):
+
+        retrained = mesh.register(tiny_onnx(seed=5), describe("alpha-secret", visibility=PRIVATE)).model
+        assert (retrained.version, retrained.owner) == (2, "alpha")  # the owner's, not the mesh's
+        mesh.set_alias("alpha-secret", "champion", 2)
+        assert alpha.get("alpha-secret@champion").version == 2  # alpha sees its new version
+        with pytest.raises(errors.PermissionDenied, match="the mesh's own identity cannot register versions of"):
+            mesh.register(tiny_onnx(seed=6), describe("mesh-made"))
+        with pytest.raises(errors.PermissionDenied, match="the mesh's own identity cannot delete versions of"):
             mesh.delete("alpha-secret", 1)
 
 
