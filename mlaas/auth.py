@@ -87,9 +87,13 @@ class Authenticator:
             raise Unauthenticated("unknown bearer token")
         return tenant
 
+    def is_mesh(self, tenant: str) -> bool:
+        """The caller is one of the mesh's own components (see MESH_TENANT)."""
+        return self.enabled and tenant == MESH_TENANT
+
     def reads_everything(self, tenant: str) -> bool:
         """Open mode's single user and the mesh itself see every tenant's objects."""
-        return not self.enabled or tenant == MESH_TENANT
+        return not self.enabled or self.is_mesh(tenant)
 
     def is_public(self, method: str) -> bool:
         return method.startswith(PUBLIC_METHOD_PREFIXES)

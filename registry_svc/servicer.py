@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import grpc
 
-from mlaas.auth import MESH_TENANT, Authenticator
+from mlaas.auth import Authenticator
 from mlaas.errors import FailedPrecondition, InvalidArgument
 from mlaas.servicing import maps_errors
 from mlaas.v1 import registry_pb2, registry_pb2_grpc, types_pb2
@@ -49,7 +49,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 
     def _caller(self, context: grpc.ServicerContext) -> Caller:
         tenant = self._auth.tenant(context.invocation_metadata())
-        return Caller(tenant, unrestricted=not self._auth.enabled, mesh=self._auth.enabled and tenant == MESH_TENANT)
+        return Caller(tenant, unrestricted=not self._auth.enabled, mesh=self._auth.is_mesh(tenant))
 
     def RegisterModel(self, request_iterator, context):
         caller = self._caller(context)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import grpc
 
-from mlaas.auth import MESH_TENANT, Authenticator, bearer_token
+from mlaas.auth import Authenticator, bearer_token
 from mlaas.client import RegistryClient
 from mlaas.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from mlaas.refs import state_name
@@ -192,7 +192,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             raise InvalidArgument(
                 f"deployment {deployment.id} serves {deployment.model.name}; deploy {request.model.name} on its own"
             )
-        acting_for = deployment.tenant if tenant == MESH_TENANT else tenant  # the mesh retrains for the owner
+        acting_for = deployment.tenant if self._auth.is_mesh(tenant) else tenant  # the mesh retrains for owners
         others = set(self._lifecycle.leases(deployment.id).values()) - {acting_for}
         if others:
             raise FailedPrecondition(
