@@ -79,6 +79,7 @@ def env_entries(variables: Mapping[str, str]) -> list[dict]:
     return entries
 
 
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001}  # the image's user
 SECURITY = {
     "runAsNonRoot": True,
     "allowPrivilegeEscalation": False,
@@ -119,7 +120,7 @@ def replica_manifests(
     pod: dict = {
         "containers": [container],
         "affinity": _affinity(spec.node, spec.strict),
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
+        "securityContext": POD_SECURITY,
     }
     if tokens_secret:
         container["volumeMounts"] = [{"name": "tokens", "mountPath": TOKENS_DIR, "readOnly": True}]
@@ -204,7 +205,7 @@ def job_manifest(spec: JobSpec, image: str, namespace: str, env: Mapping[str, st
                     "restartPolicy": "Never",
                     "containers": [container],
                     "affinity": _affinity(spec.node, False),
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
+                    "securityContext": POD_SECURITY,
                     "volumes": [{"name": "jobs", "persistentVolumeClaim": {"claimName": "mlaas-jobs"}}],
                 },
             },
