@@ -93,7 +93,7 @@ def build_scheduler(
     if backend is None and settings.backend == "docker":
         engines = {n.name: n.labels[DOCKER_HOST_LABEL] for n in settings.nodes if DOCKER_HOST_LABEL in n.labels}
         backend = DockerBackend(settings.runtime_image, container_env(env), str(settings.training_dir), engines)
-    backend = backend or LocalBackend(settings.registry_address, settings.data_dir / "replicas", env)
+    backend = backend or LocalBackend.for_settings(settings, env)
     replicas = Replicas(store, backend, settings.start_timeout_seconds)
     lifecycle = Lifecycle(client, store, backend)
     job_store = JobStore(client)

@@ -15,9 +15,13 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlaas.net import free_port
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus
+
+if TYPE_CHECKING:
+    from scheduler_svc.settings import SchedulerSettings
 
 
 def _alive(pid: int) -> bool:
@@ -49,6 +53,11 @@ class LocalBackend:
         self._python = python
         self._children: dict[int, subprocess.Popen] = {}
         log_dir.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def for_settings(cls, settings: SchedulerSettings, env: Mapping[str, str]) -> LocalBackend:
+        """The scheduler's local backend: runtimes fetch from its registry, log under its data dir."""
+        return cls(settings.registry_address, settings.data_dir / "replicas", env)
 
     def _log_path(self, replica_id: str) -> Path:
         return self._log_dir / f"{replica_id}.log"

@@ -53,10 +53,7 @@ class SelfHealingBackend(LocalBackend):
 
 
 def test_on_a_self_healing_platform_an_unhealthy_replica_only_leaves_the_endpoints(parts):
-    def make_backend(settings, env):
-        return SelfHealingBackend(settings.registry_address, settings.data_dir / "replicas", env)
-
-    address = f"127.0.0.1:{parts.start(make_backend=make_backend).server.port}"
+    address = f"127.0.0.1:{parts.start(make_backend=SelfHealingBackend.for_settings).server.port}"
     with grpc.insecure_channel(address) as channel:
         stub = stub_of(channel)
         deployment = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris"))).deployment

@@ -208,13 +208,7 @@ class RestartingBackend(LocalBackend):
 
 def test_a_backend_that_rolls_in_place_keeps_the_endpoint(parts, iris_model):
     _, X, y = iris_model
-    backends: list[RestartingBackend] = []
-
-    def make_backend(settings, env):
-        backends.append(RestartingBackend(settings.registry_address, settings.data_dir / "replicas", env))
-        return backends[-1]
-
-    scheduler_server = parts.start(make_backend=make_backend)
+    scheduler_server = parts.start(make_backend=RestartingBackend.for_settings)
     address = f"127.0.0.1:{scheduler_server.server.port}"
     second = LogisticRegression(C=0.01, max_iter=300).fit(X, y)
     with grpc.insecure_channel(address) as channel, SchedulerClient(address) as scheduler:
@@ -236,7 +230,7 @@ def test_a_backend_that_rolls_in_place_keeps_the_endpoint(parts, iris_model):
         events = [e.event.detail for e in watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_READY}, "rolled")]
         assert "rolling 1 replica(s) to version 2 in place" in events and events[-1] == "rolled to version 2"
 
-        backends[0].broken_versions.add("3")
+        scheduler_server.backend.broken_versions.add("3")
         scheduler.update(deployment.id, "iris:3")
         refused = scheduler.wait_settled(deployment.id)
         assert refused.state == S.DEPLOYMENT_STATE_READY and refused.model.version == 2
