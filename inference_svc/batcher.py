@@ -84,6 +84,8 @@ class CallCost:
             single = ns / rows
             self._fixed_ns = single if self._fixed_ns is None else min(single, self._fixed_ns * (1 + self._drift))
         else:
+            # A call of any size bounds the fixed part: a slow first call cannot stick under batched load.
+            self._fixed_ns = min(self._fixed_ns, ns)
             self._per_row_ns = self._blend(self._per_row_ns, max(0.0, (ns - self._fixed_ns) / (rows - 1)))
 
     def predict(self, rows: int) -> float | None:
@@ -138,6 +140,31 @@ class DynamicBatcher:
         if not self._busy:
             self._schedule(loop)
         return future
+
+    def run_now(self, feeds: Feeds, rows: int) -> Feeds | BaseException | None:
+        """Runs a request at once on the event loop when nothing is queued or running, the model
+        does not wait to fill batches, and the call is predicted short, and returns its outputs
+        or the call's error; None otherwise (then `submit` it). The common case at low
+        concurrency, without a queue entry or a future."""
+        policy = self._policy
+        if self._busy or self._queue or (policy.max_queue_delay_us > 0 and policy.batchable):
+            return None
+        predicted_ns = self._cost.predict(rows)
+        if predicted_ns is None or predicted_ns >= policy.inline_compute_us * 1000:
+            return None
+        started = time.perf_counter_ns()
+        try:
+            outputs = self._runner(feeds)
+        except Exception as err:
+            return err
+        infer_ns = time.perf_counter_ns() - started
+        self._stats.queue.add(0)
+        self._stats.record_batch(rows, 1, 0, infer_ns, 0)
+        self._cost.observe(rows, infer_ns)
+        if self._observer is not None:
+            self._observer.queued(0.0)
+            self._observer.batch(rows, 1, self._queued_rows)
+        return outputs
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         policy = self._policy

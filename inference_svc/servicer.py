@@ -306,7 +306,12 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
             if any(array is None for array in prepared.feeds.values()):
                 await self._resolve_refs(prepared)
             prepared.rows = self._rows(prepared)
-            result = await prepared.loaded.batcher.submit(prepared.feeds, prepared.rows)
+            batcher = prepared.loaded.batcher
+            result = batcher.run_now(prepared.feeds, prepared.rows)
+            if result is None:
+                result = await batcher.submit(prepared.feeds, prepared.rows)
+            elif isinstance(result, BaseException):
+                raise result
             response = self._respond(prepared, result)
         except MlaasError as err:
             self._count_failure(request, kind, err, started)
@@ -394,28 +399,44 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
                 )
                 return
             prepared.rows = self._rows(prepared)
-            future = prepared.loaded.batcher.submit(prepared.feeds, prepared.rows)
+            batcher = prepared.loaded.batcher
+            outcome = batcher.run_now(prepared.feeds, prepared.rows)
+            if outcome is None:
+                future = batcher.submit(prepared.feeds, prepared.rows)
         except MlaasError as err:
             self._count_failure(request, "stream", err, started)
             deliver(self._stream_failure(request, err))
             return
-
-        def answer(future: asyncio.Future) -> oip.ModelStreamInferResponse:
-            error = future.exception()
-            if error is None:
-                try:
-                    response = self._respond(prepared, future.result())
-                except MlaasError as err:
-                    error = err
-                else:
-                    self._observe(prepared, prepared.loaded.name, "stream", "OK", started)
-                    return oip.ModelStreamInferResponse(infer_response=response)
-            if not isinstance(error, MlaasError):
-                error = InvalidArgument(f"inference failed: {str(error).strip()[:500]}")
-            self._count_failure(request, "stream", error, started)
-            return self._stream_failure(request, error)
-
-        if future.done():  # ran inline: answer now rather than one loop turn later
-            deliver(answer(future))
+        if outcome is not None:
+            deliver(self._stream_answer(request, prepared, outcome, started))
+        elif future.done():  # ran inline: answer now rather than one loop turn later
+            deliver(self._stream_answer(request, prepared, _outcome(future), started))
         else:
-            future.add_done_callback(lambda f: None if f.cancelled() else deliver(answer(f)))
+            future.add_done_callback(
+                lambda f: (
+                    None if f.cancelled() else deliver(self._stream_answer(request, prepared, _outcome(f), started))
+                ),
+            )
+
+    def _stream_answer(
+        self, request, prepared: Prepared, outcome: dict[str, np.ndarray] | BaseException, started: float
+    ) -> oip.ModelStreamInferResponse:
+        """The stream message for a request's outputs, or for the error that ended it."""
+        error = outcome if isinstance(outcome, BaseException) else None
+        if error is None:
+            try:
+                response = self._respond(prepared, outcome)
+            except MlaasError as err:
+                error = err
+            else:
+                self._observe(prepared, prepared.loaded.name, "stream", "OK", started)
+                return oip.ModelStreamInferResponse(infer_response=response)
+        if not isinstance(error, MlaasError):
+            error = InvalidArgument(f"inference failed: {str(error).strip()[:500]}")
+        self._count_failure(request, "stream", error, started)
+        return self._stream_failure(request, error)
+
+
+def _outcome(future: asyncio.Future) -> dict[str, np.ndarray] | BaseException:
+    error = future.exception()
+    return error if error is not None else future.result()

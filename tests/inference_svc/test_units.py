@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -55,6 +56,14 @@ def test_call_cost_ignores_a_preempted_call_but_follows_a_lasting_change():
     assert cost.predict(1) == 12_000
 
 
+def test_call_cost_is_bounded_by_batched_calls_after_a_slow_first_call():
+    cost = CallCost()
+    cost.observe(1, 9_000_000)  # a cold first call
+    for _ in range(3):  # then only batches, as under steady load
+        cost.observe(8, 80_000)
+    assert cost.predict(1) <= 80_000
+
+
 def _run(coro):
     return asyncio.run(coro)
 
@@ -105,6 +114,36 @@ def test_batcher_runs_tiny_calls_inline_once_measured():
     _run(main())
     assert threads[0].startswith("onnx-t")  # unmeasured: off the loop
     assert threads[1:] == ["MainThread", "MainThread"]  # measured as tiny: inline
+
+
+def test_run_now_answers_measured_short_calls_at_once_and_defers_the_rest():
+    def runner(feeds):
+        if (feeds["x"] < 0).any():
+            raise ValueError("negative input")
+        time.sleep(0.001 * len(feeds["x"]))
+        return {"y": feeds["x"] * 2}
+
+    async def main():
+        stats = ModelStats()
+        batcher = DynamicBatcher(runner, BatchPolicy(inline_compute_us=5_000), stats, "t")
+        one = {"x": np.ones((1, 1))}
+        assert batcher.run_now(one, 1) is None  # never measured: submit it
+        await batcher.submit(one, 1)
+        assert np.array_equal(batcher.run_now(one, 1)["y"], [[2.0]])
+        assert isinstance(batcher.run_now({"x": -one["x"]}, 1), ValueError)
+        assert stats.execution_count == 2 and stats.queue.count == 2  # the failed call is not counted
+        await batcher.submit({"x": np.ones((40, 1))}, 40)  # measures the cost per row
+        pending = batcher.submit({"x": np.ones((40, 1))}, 40)  # predicted long: runs on the thread
+        assert batcher.run_now(one, 1) is None  # something is running: keep the order, join the queue
+        await pending
+        await batcher.close()
+
+        waiting = DynamicBatcher(runner, BatchPolicy(max_queue_delay_us=1000, inline_compute_us=10_000), stats, "w")
+        await waiting.submit(one, 1)
+        assert waiting.run_now(one, 1) is None  # the model waits to fill batches
+        await waiting.close()
+
+    _run(main())
 
 
 def test_batcher_bounds_its_queue():
