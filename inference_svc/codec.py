@@ -83,14 +83,11 @@ def decode_array(tensor, raw: bytes | None, info: TensorInfo) -> np.ndarray:
     return array.reshape(shape)
 
 
-OutputTensor = oip.ModelInferResponse.InferOutputTensor
-
-
-def encode_output(name: str, array: np.ndarray, datatype: str) -> tuple[OutputTensor, bytes]:
-    tensor = OutputTensor(name=name, datatype=datatype, shape=array.shape)
-    if datatype == "BYTES":
-        return tensor, encode_bytes(array)
-    return tensor, np.ascontiguousarray(array).tobytes()
+def add_output(response: oip.ModelInferResponse, name: str, array: np.ndarray, datatype: str) -> None:
+    """Appends one output tensor, raw, to a response (built in place: no message copies)."""
+    response.outputs.add(name=name, datatype=datatype, shape=array.shape)
+    raw = encode_bytes(array) if datatype == "BYTES" else np.ascontiguousarray(array).tobytes()
+    response.raw_output_contents.append(raw)
 
 
 def requested_outputs(request, signature: Signature) -> list[TensorInfo]:

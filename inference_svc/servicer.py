@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 
 from inference_svc import data_refs
-from inference_svc.codec import check_shape, decode_array, encode_output, requested_outputs
+from inference_svc.codec import add_output, check_shape, decode_array, requested_outputs
 from inference_svc.feedback import FeedbackTap
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.repository import LoadedModel, ModelRepository
@@ -269,19 +269,16 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
             raise InvalidArgument(f"inputs disagree on the batch size: {rows}")
         return next(iter(rows.values()))
 
-    def _respond(self, prepared: Prepared, result: dict[str, np.ndarray]) -> oip.ModelInferResponse:
+    def _respond(self, prepared: Prepared, result: dict[str, np.ndarray], response: oip.ModelInferResponse) -> None:
+        """Fills `response` (which may be part of a stream message) with the request's outputs."""
         loaded = prepared.loaded
-        tensors, raws = [], []
-        for info in prepared.outputs:
-            tensor, raw = encode_output(info.name, result[info.name], info.datatype)
-            tensors.append(tensor)
-            raws.append(raw)
         request = prepared.request
+        response.model_name = loaded.name
+        response.model_version = loaded.version
+        response.id = request.id
+        for info in prepared.outputs:
+            add_output(response, info.name, result[info.name], info.datatype)
         self._feedback.offer(request.id, loaded.name, loaded.version, prepared.feeds, result)
-        return oip.ModelInferResponse(
-            model_name=loaded.name, model_version=loaded.version, id=request.id, outputs=tensors,
-            raw_output_contents=raws,
-        )  # fmt: skip
 
     def _observe(self, prepared: Prepared | None, model: str, kind: str, status: str, started: float) -> None:
         key = (model, kind, status)
@@ -312,7 +309,8 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
                 result = await batcher.submit(prepared.feeds, prepared.rows)
             elif isinstance(result, BaseException):
                 raise result
-            response = self._respond(prepared, result)
+            response = oip.ModelInferResponse()
+            self._respond(prepared, result, response)
         except MlaasError as err:
             self._count_failure(request, kind, err, started)
             raise
@@ -424,13 +422,14 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         """The stream message for a request's outputs, or for the error that ended it."""
         error = outcome if isinstance(outcome, BaseException) else None
         if error is None:
+            message = oip.ModelStreamInferResponse()
             try:
-                response = self._respond(prepared, outcome)
+                self._respond(prepared, outcome, message.infer_response)
             except MlaasError as err:
                 error = err
             else:
                 self._observe(prepared, prepared.loaded.name, "stream", "OK", started)
-                return oip.ModelStreamInferResponse(infer_response=response)
+                return message
         if not isinstance(error, MlaasError):
             error = InvalidArgument(f"inference failed: {str(error).strip()[:500]}")
         self._count_failure(request, "stream", error, started)
