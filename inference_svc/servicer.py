@@ -48,14 +48,15 @@ _TRITON_TYPES = {
 class Prepared:
     """A decoded request, ready for its batcher."""
 
-    __slots__ = ("feeds", "loaded", "outputs", "request", "rows")
+    __slots__ = ("feeds", "loaded", "outputs", "references", "request", "rows")
 
-    def __init__(self, request, loaded: LoadedModel, feeds, rows: int, outputs: list[TensorInfo]):
+    def __init__(self, request, loaded: LoadedModel, feeds, outputs: list[TensorInfo], references: bool):
         self.request = request
         self.loaded = loaded
-        self.feeds = feeds
-        self.rows = rows
+        self.feeds = feeds  # an input given by data_uri is None until _resolve_refs loads it
+        self.rows = 0
         self.outputs = outputs
+        self.references = references
 
 
 @maps_errors
@@ -223,6 +224,7 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
                 "send all inputs raw or none"
             )
         feeds: dict[str, np.ndarray] = {}
+        references = False
         for index, tensor in enumerate(request.inputs):
             info = signature.input(tensor.name)
             if info is None:
@@ -232,13 +234,14 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
                 raise InvalidArgument(f"input {tensor.name!r} appears twice")
             if "data_uri" in tensor.parameters:
                 feeds[tensor.name] = None  # resolved off the loop by _resolve_refs
+                references = True
                 continue
             feeds[tensor.name] = decode_array(tensor, raw[index] if raw else None, info)
         if len(feeds) != len(signature.inputs):
             missing = [t.name for t in signature.inputs if t.name not in feeds]
             raise InvalidArgument(f"missing input(s) {missing}")
         outputs = requested_outputs(request, signature)
-        return Prepared(request, loaded, feeds, 0, outputs)
+        return Prepared(request, loaded, feeds, outputs, references)
 
     async def _resolve_refs(self, prepared: Prepared) -> None:
         signature = prepared.loaded.model.signature
@@ -264,10 +267,12 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
     def _rows(prepared: Prepared) -> int:
         if not prepared.loaded.policy.batchable:
             return 1
-        rows = {name: array.shape[0] for name, array in prepared.feeds.items()}
-        if len(set(rows.values())) != 1:
-            raise InvalidArgument(f"inputs disagree on the batch size: {rows}")
-        return next(iter(rows.values()))
+        arrays = iter(prepared.feeds.values())
+        rows = next(arrays).shape[0]
+        if any(array.shape[0] != rows for array in arrays):
+            sizes = {name: array.shape[0] for name, array in prepared.feeds.items()}
+            raise InvalidArgument(f"inputs disagree on the batch size: {sizes}")
+        return rows
 
     def _respond(self, prepared: Prepared, result: dict[str, np.ndarray], response: oip.ModelInferResponse) -> None:
         """Fills `response` (which may be part of a stream message) with the request's outputs."""
@@ -300,7 +305,7 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         started = time.perf_counter()
         try:
             prepared = self._prepare(request)
-            if any(array is None for array in prepared.feeds.values()):
+            if prepared.references:
                 await self._resolve_refs(prepared)
             prepared.rows = self._rows(prepared)
             batcher = prepared.loaded.batcher
@@ -386,7 +391,7 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         started = time.perf_counter()
         try:
             prepared = self._prepare(request)
-            if any(array is None for array in prepared.feeds.values()):
+            if prepared.references:
                 task = asyncio.ensure_future(self._infer(request, "stream"))
                 task.add_done_callback(
                     lambda t: deliver(

@@ -40,21 +40,34 @@ class ModelStats:
     execution_count: int = 0
     last_inference_ms: int = 0
     by_batch_size: dict[int, BatchStats] = field(default_factory=dict)
+    # Calls not yet added up: (rows, requests, input ns, infer ns, output ns, wall time s).
+    _calls: list[tuple[int, int, int, int, int, float]] = field(default_factory=list, repr=False)
 
     def record_batch(self, rows: int, requests: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
-        self.execution_count += 1
-        self.inference_count += rows
-        self.last_inference_ms = int(time.time() * 1000)
-        # Triton counts compute per request; the batch's time is shared by its requests.
-        self.compute_input.add(input_ns, requests)
-        self.compute_infer.add(infer_ns, requests)
-        self.compute_output.add(output_ns, requests)
-        batch = self.by_batch_size.setdefault(rows, BatchStats())
-        batch.compute_input.add(input_ns)
-        batch.compute_infer.add(infer_ns)
-        batch.compute_output.add(output_ns)
+        """Notes one ONNX Runtime call. Adding it up waits until the statistics are read (or
+        many calls wait): on the request path an append costs a tenth of the additions."""
+        self._calls.append((rows, requests, input_ns, infer_ns, output_ns, time.time()))
+        if len(self._calls) >= 4096:
+            self._add_up()
+
+    def _add_up(self) -> None:
+        calls, self._calls = self._calls, []
+        for rows, requests, input_ns, infer_ns, output_ns, _wall in calls:
+            self.execution_count += 1
+            self.inference_count += rows
+            # Triton counts compute per request; the batch's time is shared by its requests.
+            self.compute_input.add(input_ns, requests)
+            self.compute_infer.add(infer_ns, requests)
+            self.compute_output.add(output_ns, requests)
+            batch = self.by_batch_size.setdefault(rows, BatchStats())
+            batch.compute_input.add(input_ns)
+            batch.compute_infer.add(infer_ns)
+            batch.compute_output.add(output_ns)
+        if calls:
+            self.last_inference_ms = int(calls[-1][5] * 1000)
 
     def proto(self, name: str, version: str) -> oip.ModelStatistics:
+        self._add_up()
         return oip.ModelStatistics(
             name=name,
             version=version,

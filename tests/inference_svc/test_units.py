@@ -93,7 +93,8 @@ def test_batcher_splits_results_and_isolates_failures():
         assert np.array_equal(result["y"], x * 2)
     assert isinstance(results[4], ValueError)
     assert calls[0] == 8  # one shared call, then each request alone after the failure
-    assert stats.execution_count == 4 and stats.inference_count == 7
+    counted = stats.proto("t", "1")
+    assert counted.execution_count == 4 and counted.inference_count == 7
 
 
 def test_batcher_runs_tiny_calls_inline_once_measured():
@@ -131,7 +132,8 @@ def test_run_now_answers_measured_short_calls_at_once_and_defers_the_rest():
         await batcher.submit(one, 1)
         assert np.array_equal(batcher.run_now(one, 1)["y"], [[2.0]])
         assert isinstance(batcher.run_now({"x": -one["x"]}, 1), ValueError)
-        assert stats.execution_count == 2 and stats.queue.count == 2  # the failed call is not counted
+        counted = stats.proto("t", "1")
+        assert counted.execution_count == 2 and counted.inference_stats.queue.count == 2  # not the failed one
         await batcher.submit({"x": np.ones((40, 1))}, 40)  # measures the cost per row
         pending = batcher.submit({"x": np.ones((40, 1))}, 40)  # predicted long: runs on the thread
         assert batcher.run_now(one, 1) is None  # something is running: keep the order, join the queue
