@@ -111,6 +111,10 @@ class DynamicBatcher:
         self._idle.set()
         self._cost = CallCost()
 
+    def expect(self, rows: int, ns: int) -> None:
+        """Seeds the call-cost estimate (from a warm-up call), so the first request can run at once."""
+        self._cost.observe(rows, ns)
+
     @property
     def queued_rows(self) -> int:
         return self._queued_rows

@@ -136,8 +136,11 @@ class ModelRepository:
                 batchable=model.signature.batchable,
                 inline_compute_us=base.inline_compute_us,
             )
+            warm_up_ns = await asyncio.to_thread(model.warm_up)
             stats = ModelStats()
             batcher = DynamicBatcher(model.run, policy, stats, name, observer=_BatchObserver(self._metrics, name))
+            if warm_up_ns is not None:
+                batcher.expect(1, warm_up_ns)
             loaded = LoadedModel(name, version, sha, source, model, batcher, stats, policy)
             self._models[name] = loaded
             self._unavailable.pop(name, None)

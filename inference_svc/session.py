@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from inference_svc.signature import Signature, from_session
+from inference_svc.signature import Signature, TensorInfo, from_session
+
+log = logging.getLogger(__name__)
 
 
 def session_options(intra_op_threads: int) -> ort.SessionOptions:
@@ -32,3 +36,25 @@ class OnnxModel:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self._output_names, self.session.run(self._output_names, feeds), strict=True))
+
+    def warm_up(self) -> int | None:
+        """Runs the model twice on zeros shaped as one row, as Triton's model warmup does, so that
+        the first request does not pay ONNX Runtime's first-run allocations (about half a
+        millisecond for a logistic regression here). Returns the second call's time in ns, or
+        None when the model refuses zeros (it is served all the same)."""
+        feeds = {info.name: _zeros(info) for info in self.signature.inputs}
+        try:
+            self.run(feeds)
+            started = time.perf_counter_ns()
+            self.run(feeds)
+            return time.perf_counter_ns() - started
+        except Exception as err:
+            log.info("warm-up skipped: the model refused zero inputs: %s", str(err)[:200])
+            return None
+
+
+def _zeros(info: TensorInfo) -> np.ndarray:
+    shape = tuple(1 if dim < 0 else dim for dim in info.shape)
+    if info.datatype == "BYTES":
+        return np.full(shape, "", dtype=np.object_)
+    return np.zeros(shape, dtype=info.dtype)
