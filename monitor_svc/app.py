@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from mlaas.auth import Authenticator
 from mlaas.server import MeshServer, Service
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
+from monitor_svc.access import DeploymentAccess
 from monitor_svc.changes import Changes
 from monitor_svc.context import ContextLoader
 from monitor_svc.retrainer import Retrainer
@@ -44,6 +45,7 @@ def build_monitor(settings: MonitorSettings) -> Monitor:
     retrainer = Retrainer(
         store, settings.registry_address, settings.scheduler_address, settings.training_dir, changes, settings.token
     )
-    servicer = MonitorServicer(store, contexts, retrainer, changes)
+    access = DeploymentAccess(authenticator, settings.scheduler_address)
+    servicer = MonitorServicer(store, contexts, retrainer, changes, access)
     service = Service(SERVICE_NAME, servicer, monitor_pb2_grpc.add_MonitorServiceServicer_to_server)
     return Monitor(MeshServer("monitor", settings.server, [service], authenticator), servicer, retrainer, store)

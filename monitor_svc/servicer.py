@@ -12,6 +12,7 @@ from mlaas.errors import InvalidArgument, NotFound
 from mlaas.servicing import maps_errors
 from mlaas.tensors import from_raw
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
+from monitor_svc.access import DeploymentAccess
 from monitor_svc.changes import Changes
 from monitor_svc.context import ContextLoader
 from monitor_svc.monitoring import DeploymentMonitor, default_policy
@@ -76,8 +77,16 @@ def validate_policy(policy: monitor_pb2.MonitorPolicy) -> monitor_pb2.MonitorPol
 
 @maps_errors
 class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
-    def __init__(self, store: MonitorStore, contexts: ContextLoader, retrainer: Retrainer, changes: Changes):
+    def __init__(
+        self,
+        store: MonitorStore,
+        contexts: ContextLoader,
+        retrainer: Retrainer,
+        changes: Changes,
+        access: DeploymentAccess,
+    ):
         self._store = store
+        self._access = access
         self._contexts = contexts
         self._retrainer = retrainer
         self._changes = changes
@@ -107,8 +116,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
     def IngestFeedback(self, request_iterator, context):
         accepted = 0
         for request in _until_gone(request_iterator):
-            if not request.deployment_id:
-                raise InvalidArgument("deployment_id is required")
+            self._check(context, request.deployment_id)
             for version, (ids, inputs, predictions) in _by_version(request.records).items():
                 monitor = self._monitor(request.deployment_id, request.model_name, version, False)
                 with monitor.lock:  # one batch: one pass of the detectors, one transaction
@@ -130,8 +138,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
     def ReportLabels(self, request_iterator, context):
         accepted = unmatched = 0
         for request in _until_gone(request_iterator):
-            if not request.deployment_id:
-                raise InvalidArgument("deployment_id is required")
+            self._check(context, request.deployment_id)
             pairs = []
             for label in request.labels:
                 if not label.request_id or label.WhichOneof("value") is None:
@@ -167,6 +174,11 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         if events:
             self._changes.notify()
 
+    def _check(self, context, deployment_id: str) -> None:
+        if not deployment_id:
+            raise InvalidArgument("deployment_id is required")
+        self._access.check(context, deployment_id)
+
     def _known(self, deployment_id: str) -> DeploymentMonitor:
         monitor = self._monitors.get(deployment_id)
         if monitor is None:
@@ -174,6 +186,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         return monitor
 
     def GetDriftReport(self, request, context):
+        self._check(context, request.deployment_id)
         monitor = self._known(request.deployment_id)
         _, matched = self._store.label_count(request.deployment_id)
         report = monitor.report(matched)
@@ -183,6 +196,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
 
     def WatchDrift(self, request, context):
         """Drift events from now on (GetDriftReport has the recent ones)."""
+        self._check(context, request.deployment_id)
         seen = self._store.last_event_seq()
         while context.is_active():
             for seq, raw in self._store.events(request.deployment_id, seen):
@@ -191,8 +205,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
             self._changes.wait(WATCH_POLL_SECONDS)
 
     def SetPolicy(self, request, context):
-        if not request.deployment_id:
-            raise InvalidArgument("deployment_id is required")
+        self._check(context, request.deployment_id)
         policy = validate_policy(request.policy)
         self._store.put_policy(request.deployment_id, policy.SerializeToString())
         with self._lock:  # detectors are rebuilt with the new policy on the next feedback
@@ -200,14 +213,17 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         return M.SetPolicyResponse(policy=policy)
 
     def GetPolicy(self, request, context):
+        self._check(context, request.deployment_id)
         return M.GetPolicyResponse(policy=self._policy(request.deployment_id))
 
     def ListRetrainings(self, request, context):
+        self._check(context, request.deployment_id)
         found = [M.Retraining.FromString(r) for r in self._store.retrainings(request.deployment_id)]
         return M.ListRetrainingsResponse(retrainings=found)
 
     def WatchRetraining(self, request, context):
         """The deployment's retrainings as they are now, then every state each one goes through."""
+        self._check(context, request.deployment_id)
         seen = self._store.retraining_log_end()
         sent: dict[str, bytes] = {}
 

@@ -15,12 +15,15 @@ from tests.scheduler_svc.conftest import mesh, parts  # noqa: F401 (fixtures)
 
 @pytest.fixture
 def start_monitor(tmp_path) -> Callable[..., Monitor]:
-    """start_monitor(registry, scheduler): a Monitor server; all are stopped at teardown."""
+    """start_monitor(registry, scheduler, tokens_file=None): a Monitor server (with bearer-token
+    auth when a tokens file is given); all are stopped at teardown."""
     started: list[Monitor] = []
 
-    def start(registry_address: str, scheduler_address: str = "127.0.0.1:1") -> Monitor:
+    def start(registry_address: str, scheduler_address: str = "127.0.0.1:1", tokens_file=None) -> Monitor:
         settings = MonitorSettings(
-            server=ServerSettings(port=0, metrics_port=-1, shutdown_grace_seconds=1),
+            server=ServerSettings(
+                port=0, metrics_port=-1, shutdown_grace_seconds=1, auth_tokens_file=str(tokens_file or "") or None
+            ),
             data_dir=tmp_path / "monitor",
             registry_address=registry_address,
             scheduler_address=scheduler_address,
