@@ -114,6 +114,7 @@ def build_scheduler(
         interval_seconds=settings.reconcile_interval_seconds,
         start_timeout_seconds=settings.start_timeout_seconds,
         backoff_seconds=settings.restart_backoff_seconds,
+        backoff_reset_seconds=settings.restart_backoff_reset_seconds,
     )
     reconciler = Reconciler(store, replicas, lifecycle, reconcile)
     reconcile_loop = Periodic("reconciler", reconciler.reconcile_once, reconcile.interval_seconds, stop)

@@ -3,7 +3,9 @@
 Every interval it looks at each replica. One whose process has exited, or that fails its gRPC
 health check `unhealthy_checks` times in a row (then it is killed), leaves the endpoints and is
 restarted on the same port after an exponential backoff (base, 2 x base, 4 x base ... up to
-`backoff_cap`); it rejoins the endpoints once healthy. On a platform that restarts unhealthy
+`backoff_cap`); it rejoins the endpoints once healthy. As with Kubernetes' CrashLoopBackOff, a
+replica that ran `backoff_reset` since its last start is back to the base delay (its restart
+count, shown to users, keeps growing). On a platform that restarts unhealthy
 replicas itself (Kubernetes), an unhealthy replica only leaves the endpoints until it serves
 again; one whose Deployment is gone is still recreated. Each step is an event in the deployment's
 stream. A deployment is skipped while a rollout holds its lock, so several scheduler processes
@@ -36,15 +38,17 @@ class ReconcileSettings:
     unhealthy_checks: int = 3
     backoff_seconds: float = 1.0
     backoff_cap_seconds: float = 60.0
+    backoff_reset_seconds: float = 600.0
 
 
 @dataclass
 class _Seen:
     """What this loop remembers about one replica between rounds."""
 
+    started_at: float
+    recent_restarts: int  # restarts since it last ran backoff_reset; sets the next delay
     failed_checks: int = 0
     restart_at: float | None = None  # set when found down
-    started_at: float = 0.0
 
 
 def _set_serving(deployment: scheduler_pb2.Deployment, replica_id: str, ready: bool) -> None:
@@ -89,12 +93,15 @@ class Reconciler:
 
     def _check(self, deployment: scheduler_pb2.Deployment, replica: scheduler_pb2.Replica) -> None:
         now = time.monotonic()
-        seen = self._seen.setdefault(replica.id, _Seen(started_at=now))
+        # First seen (or seen again by another scheduler): assume its restarts are recent.
+        seen = self._seen.setdefault(replica.id, _Seen(started_at=now, recent_restarts=replica.restarts))
         if seen.restart_at is None:
             problem = self._problem(deployment, replica, seen, now)
             if problem is None:
                 return
-            delay = min(self._settings.backoff_seconds * 2**replica.restarts, self._settings.backoff_cap_seconds)
+            if now - seen.started_at >= self._settings.backoff_reset_seconds:
+                seen.recent_restarts = 0
+            delay = min(self._settings.backoff_seconds * 2**seen.recent_restarts, self._settings.backoff_cap_seconds)
             seen.restart_at = now + delay
             self._store.update(
                 deployment.id, lambda d: _set_serving(d, replica.id, False),
@@ -105,6 +112,7 @@ class Reconciler:
         port = endpoint_port(replica.endpoint)
         started = self._replicas.backend.create(spec_for(deployment, replica, port if port_is_free(port) else 0))
         seen.restart_at, seen.started_at, seen.failed_checks = None, now, 0
+        seen.recent_restarts += 1
 
         def restarted(d: scheduler_pb2.Deployment) -> None:
             for r in d.replica_status:

@@ -56,6 +56,8 @@ class SchedulerSettings:
     # How often the reconcile loop checks replicas, and its first restart delay (it doubles).
     reconcile_interval_seconds: float = 1.0
     restart_backoff_seconds: float = 1.0
+    # A replica that ran this long since its last start is restarted after the first delay again.
+    restart_backoff_reset_seconds: float = 600.0
     # Where training jobs read their data and write their models (shared with the Monitor).
     jobs_dir: Path | None = None
     # "local" (child processes on the named MLAAS_NODES), "docker" (containers of
@@ -85,6 +87,7 @@ class SchedulerSettings:
             cache_ttl_seconds=env_float(env, "MLAAS_CACHE_TTL_SECONDS", 600.0),
             reconcile_interval_seconds=env_float(env, "MLAAS_RECONCILE_INTERVAL_SECONDS", 1.0),
             restart_backoff_seconds=env_float(env, "MLAAS_RESTART_BACKOFF_SECONDS", 1.0),
+            restart_backoff_reset_seconds=env_float(env, "MLAAS_RESTART_BACKOFF_RESET_SECONDS", 600.0),
             jobs_dir=Path(env["MLAAS_JOBS_DIR"]) if env.get("MLAAS_JOBS_DIR") else None,
             backend=env.get("MLAAS_BACKEND") or "local",
             k8s_namespace=env.get("MLAAS_K8S_NAMESPACE") or "mlaas",

@@ -44,6 +44,34 @@ def test_the_reconcile_loop_restarts_a_killed_replica_on_its_endpoint(mesh):
         assert np.array_equal(runtime.infer("iris", {"X": X[:5]})["label"], model.predict(X[:5]))
 
 
+def _serving_after_restarts(stub, deployment_id: str, restarts: int) -> scheduler_pb2.Replica:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        deployment = stub.GetDeployment(S.GetDeploymentRequest(deployment_id=deployment_id)).deployment
+        replica = deployment.replica_status[0]
+        if replica.restarts == restarts and replica.ready:
+            return replica
+        time.sleep(0.1)
+    raise AssertionError(f"replica not serving after {restarts} restarts: {replica}")
+
+
+def test_restart_delays_double_while_a_replica_crash_loops_and_reset_once_it_has_run_a_while(parts):
+    scheduler = parts.start(restart_backoff_reset_seconds=4.0)
+    with grpc.insecure_channel(f"127.0.0.1:{scheduler.server.port}") as channel:
+        stub = stub_of(channel)
+        deployment = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris"))).deployment
+        replica = watch_until(stub, deployment.id, SETTLED)[-1].deployment.replica_status[0]
+        for restarts in (1, 2):  # killed again as soon as it serves: a crash loop
+            os.kill(int(replica.handle), signal.SIGKILL)
+            replica = _serving_after_restarts(stub, deployment.id, restarts)
+        time.sleep(4.5)  # now it has run longer than the reset time
+        os.kill(int(replica.handle), signal.SIGKILL)
+        _serving_after_restarts(stub, deployment.id, 3)
+        events = watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_READY}, detail="restart 3 in")
+    delays = [re.search(r"restart (\d) in ([0-9.]+)s", e.event.detail) for e in events]
+    assert [m.groups() for m in delays if m] == [("1", "0.5"), ("2", "1.0"), ("3", "0.5")]
+
+
 class SelfHealingBackend(LocalBackend):
     """Local processes, declared as a platform that restarts unhealthy replicas itself, as
     Kubernetes does with its liveness probe (no cluster can run here; the test freezes and thaws
