@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Iterable, Iterator
 
@@ -91,6 +92,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         self._retrainer = retrainer
         self._changes = changes
         self._monitors: dict[str, DeploymentMonitor] = {}
+        self._dropped: collections.Counter[str] = collections.Counter()  # by deployment, since start
         self._lock = threading.Lock()
 
     def _policy(self, deployment_id: str) -> monitor_pb2.MonitorPolicy:
@@ -117,6 +119,9 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         accepted = 0
         for request in _until_gone(request_iterator):
             self._check(context, request.deployment_id)
+            if request.dropped:
+                with self._lock:
+                    self._dropped[request.deployment_id] += request.dropped
             for version, (ids, inputs, predictions) in _by_version(request.records).items():
                 monitor = self._monitor(request.deployment_id, request.model_name, version, False)
                 with monitor.lock:  # one batch: one pass of the detectors, one transaction
@@ -190,6 +195,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         monitor = self._known(request.deployment_id)
         _, matched = self._store.label_count(request.deployment_id)
         report = monitor.report(matched)
+        report.feedback_dropped = self._dropped[request.deployment_id]
         recent = self._store.recent_events(request.deployment_id, RECENT_EVENTS)  # every version's
         report.recent_events.extend(M.DriftEvent.FromString(raw) for raw in recent)
         return M.GetDriftReportResponse(report=report)

@@ -182,7 +182,7 @@ class FeatureDrift(_message.Message):
     def __init__(self, feature: _Optional[str] = ..., statistic: _Optional[str] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., drifted: _Optional[bool] = ...) -> None: ...
 
 class DriftReport(_message.Message):
-    __slots__ = ("deployment_id", "model_version", "samples_seen", "labels_seen", "features", "recent_events", "recent_performance", "retraining_unavailable_reason")
+    __slots__ = ("deployment_id", "model_version", "samples_seen", "labels_seen", "features", "recent_events", "recent_performance", "retraining_unavailable_reason", "feedback_dropped")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_SEEN_FIELD_NUMBER: _ClassVar[int]
@@ -191,6 +191,7 @@ class DriftReport(_message.Message):
     RECENT_EVENTS_FIELD_NUMBER: _ClassVar[int]
     RECENT_PERFORMANCE_FIELD_NUMBER: _ClassVar[int]
     RETRAINING_UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_DROPPED_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     model_version: int
     samples_seen: int
@@ -199,7 +200,8 @@ class DriftReport(_message.Message):
     recent_events: _containers.RepeatedCompositeFieldContainer[DriftEvent]
     recent_performance: float
     retraining_unavailable_reason: str
-    def __init__(self, deployment_id: _Optional[str] = ..., model_version: _Optional[int] = ..., samples_seen: _Optional[int] = ..., labels_seen: _Optional[int] = ..., features: _Optional[_Iterable[_Union[FeatureDrift, _Mapping]]] = ..., recent_events: _Optional[_Iterable[_Union[DriftEvent, _Mapping]]] = ..., recent_performance: _Optional[float] = ..., retraining_unavailable_reason: _Optional[str] = ...) -> None: ...
+    feedback_dropped: int
+    def __init__(self, deployment_id: _Optional[str] = ..., model_version: _Optional[int] = ..., samples_seen: _Optional[int] = ..., labels_seen: _Optional[int] = ..., features: _Optional[_Iterable[_Union[FeatureDrift, _Mapping]]] = ..., recent_events: _Optional[_Iterable[_Union[DriftEvent, _Mapping]]] = ..., recent_performance: _Optional[float] = ..., retraining_unavailable_reason: _Optional[str] = ..., feedback_dropped: _Optional[int] = ...) -> None: ...
 
 class GetDriftReportRequest(_message.Message):
     __slots__ = ("deployment_id",)

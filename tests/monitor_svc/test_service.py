@@ -98,12 +98,15 @@ def test_a_covariate_shift_raises_data_drift_and_names_the_feature(gauss, start_
         assert [e for e in monitor.report("d-2").recent_events if e.kind == M.DRIFT_KIND_DATA] == []
         shifted = streams["shift_0"]
         stub.IngestFeedback(feedback("d-2", shifted, model_labels(shifted), [""] * len(shifted)))
+        for dropped in (3, 4):  # what a runtime's full buffer lost, reported with its next batches
+            stub.IngestFeedback(iter([M.IngestFeedbackRequest(deployment_id="d-2", dropped=dropped)]))
         report = monitor.report("d-2")
     data = [e for e in report.recent_events if e.kind == M.DRIFT_KIND_DATA]
     assert len(data) == 1, data  # the drift persists, but it started once
     assert data[0].features == ["x0"] and data[0].statistic == "mean-z"
     assert data[0].value > data[0].threshold and 1000 < data[0].window_end_sample < 1400
     assert report.samples_seen == 1000 + len(shifted) and report.retraining_unavailable_reason == ""
+    assert report.feedback_dropped == 7
     x0 = next(f for f in report.features if f.feature == "x0")
     assert x0.statistic == "mean-z" and x0.threshold == data[0].threshold
 
