@@ -76,6 +76,9 @@ class HealthOnlyBackend:
     def delete(self, replica: ReplicaStatus, grace_seconds: float = 10.0) -> None:
         pass
 
+    def close(self) -> None:
+        self._server.stop(0)
+
 
 def median_ms(values: list[float]) -> float:
     return round(statistics.median(values) * 1000, 1)
