@@ -44,7 +44,7 @@ from mlaas.v1 import scheduler_pb2, types_pb2
 from registry_svc.app import build_registry
 from registry_svc.settings import RegistrySettings
 from scheduler_svc.app import build_scheduler
-from scheduler_svc.backends import ReplicaSpec, ReplicaStatus
+from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus
 from scheduler_svc.settings import SchedulerSettings, parse_nodes
 
 HERE = Path(__file__).resolve().parent
@@ -66,6 +66,9 @@ class HealthOnlyBackend:
 
     def create(self, spec: ReplicaSpec) -> ReplicaStatus:
         return ReplicaStatus(spec.replica_id, self.endpoint, True, handle="0")
+
+    def start_job(self, spec: JobSpec) -> ReplicaStatus:
+        raise NotImplementedError("the queue benchmark starts no training jobs")
 
     def status(self, replica: ReplicaStatus) -> ReplicaStatus:
         return replica
