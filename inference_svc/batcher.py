@@ -162,13 +162,21 @@ class DynamicBatcher:
         except Exception as err:
             return err
         infer_ns = time.perf_counter_ns() - started
-        self._stats.queue.add(0)
-        self._stats.record_batch(rows, 1, 0, infer_ns, 0)
+        self._note_queued(0)
+        self._note_call((rows, 1, 0, infer_ns, 0))
+        return outputs
+
+    def _note_queued(self, waited_ns: int) -> None:
+        self._stats.queue.add(waited_ns)
+        if self._observer is not None:
+            self._observer.queued(waited_ns / 1e9)
+
+    def _note_call(self, call: Call) -> None:
+        rows, requests, input_ns, infer_ns, output_ns = call
+        self._stats.record_batch(rows, requests, input_ns, infer_ns, output_ns)
         self._cost.observe(rows, infer_ns)
         if self._observer is not None:
-            self._observer.queued(0.0)
-            self._observer.batch(rows, 1, self._queued_rows)
-        return outputs
+            self._observer.batch(rows, requests, self._queued_rows)
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         policy = self._policy
@@ -203,9 +211,7 @@ class DynamicBatcher:
         batch = self._take_batch()
         started = time.perf_counter_ns()
         for item in batch:
-            self._stats.queue.add(started - item.enqueued_ns)
-            if self._observer is not None:
-                self._observer.queued((started - item.enqueued_ns) / 1e9)
+            self._note_queued(started - item.enqueued_ns)
         self._busy = True
         self._idle.clear()
         predicted_ns = self._cost.predict(sum(item.rows for item in batch))
@@ -217,11 +223,8 @@ class DynamicBatcher:
 
     def _complete(self, batch: list[_Item], outcome: Outcome) -> None:
         results, calls = outcome
-        for rows, requests, input_ns, infer_ns, output_ns in calls:
-            self._stats.record_batch(rows, requests, input_ns, infer_ns, output_ns)
-            self._cost.observe(rows, infer_ns)
-            if self._observer is not None:
-                self._observer.batch(rows, requests, self._queued_rows)
+        for call in calls:
+            self._note_call(call)
         for item, result in zip(batch, results, strict=True):
             if item.future.done():  # the caller went away
                 continue
