@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 from pathlib import Path
 
 from mlaas.cli.output import print_json, print_table
@@ -49,7 +50,8 @@ def cmd_drift(args) -> None:
         print(f"retraining unavailable: {report.retraining_unavailable_reason}")
     print_table(
         ["FEATURE", "STATISTIC", "VALUE", "THRESHOLD", "DRIFTED"],
-        [[f.feature, f.statistic, f"{f.value:.2f}", f"{f.threshold:.2f}", "yes" if f.drifted else "-"]
+        [[f.feature, f.statistic, f"{f.value:.2f}" if math.isfinite(f.value) else "- (too few samples)",
+          f"{f.threshold:.2f}", "yes" if f.drifted else "-"]
          for f in report.features],
     )  # fmt: skip
     if report.recent_events:

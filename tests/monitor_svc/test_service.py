@@ -111,6 +111,19 @@ def test_a_covariate_shift_raises_data_drift_and_names_the_feature(gauss, start_
     assert x0.statistic == "mean-z" and x0.threshold == data[0].threshold
 
 
+def test_the_cli_report_says_when_a_feature_has_too_few_samples_to_test(gauss, start_monitor):
+    registry_address, streams = gauss
+    address = f"127.0.0.1:{start_monitor(registry_address).server.port}"
+    first = streams["null_0"][:3]  # fewer rows than the shortest window
+    with grpc.insecure_channel(address) as channel:
+        monitor_pb2_grpc.MonitorServiceStub(channel).IngestFeedback(feedback("d-4", first, np.zeros(3), [""] * 3))
+    shown = subprocess.run([sys.executable, "-m", "mlaas.cli", "drift", "d-4", "--monitor", address],
+                           capture_output=True, text=True, env=tool_env())  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "3 samples" in shown.stdout
+    assert shown.stdout.count("- (too few samples)") == 5 and "inf" not in shown.stdout
+
+
 def test_policies_and_bad_input(gauss, start_monitor):
     registry_address, _ = gauss
     server = start_monitor(registry_address)
