@@ -40,19 +40,21 @@ class ModelStats:
     execution_count: int = 0
     last_inference_ms: int = 0
     by_batch_size: dict[int, BatchStats] = field(default_factory=dict)
-    # Calls not yet added up: (rows, requests, input ns, infer ns, output ns, wall time s).
-    _calls: list[tuple[int, int, int, int, int, float]] = field(default_factory=list, repr=False)
+    # Calls not yet added up: (rows, requests, input ns, infer ns, output ns).
+    _calls: list[tuple[int, int, int, int, int]] = field(default_factory=list, repr=False)
+    _last_call_s: float = 0.0
 
     def record_batch(self, rows: int, requests: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
         """Notes one ONNX Runtime call. Adding it up waits until the statistics are read (or
         many calls wait): on the request path an append costs a tenth of the additions."""
-        self._calls.append((rows, requests, input_ns, infer_ns, output_ns, time.time()))
+        self._calls.append((rows, requests, input_ns, infer_ns, output_ns))
+        self._last_call_s = time.time()
         if len(self._calls) >= 4096:
             self._add_up()
 
     def _add_up(self) -> None:
         calls, self._calls = self._calls, []
-        for rows, requests, input_ns, infer_ns, output_ns, _wall in calls:
+        for rows, requests, input_ns, infer_ns, output_ns in calls:
             self.execution_count += 1
             self.inference_count += rows
             # Triton counts compute per request; the batch's time is shared by its requests.
@@ -64,7 +66,7 @@ class ModelStats:
             batch.compute_infer.add(infer_ns)
             batch.compute_output.add(output_ns)
         if calls:
-            self.last_inference_ms = int(calls[-1][5] * 1000)
+            self.last_inference_ms = int(self._last_call_s * 1000)
 
     def proto(self, name: str, version: str) -> oip.ModelStatistics:
         self._add_up()
