@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from inference_svc.access import DeploymentAccess, DeploymentAccessInterceptor, scheduler_check
 from inference_svc.feedback import DiscardSink, FeedbackTap
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.monitor_sink import MonitorSink
@@ -39,7 +40,7 @@ SERVICE_NAME = oip.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
 
 async def run_worker(settings: RuntimeSettings) -> None:
-    authenticator = Authenticator.from_file(settings.server.auth_tokens_file)
+    authenticator = Authenticator.for_server(settings.server)
     metrics = RuntimeMetrics()
     repository = ModelRepository(settings, metrics)
     sink = DiscardSink()
@@ -55,7 +56,7 @@ async def run_worker(settings: RuntimeSettings) -> None:
     siblings = [f"127.0.0.1:{p}" for i, p in enumerate(settings.control_ports) if i != settings.worker_index]
     servicer = InferenceServicer(settings, repository, feedback, metrics, siblings)
     server = grpc.aio.server(
-        interceptors=[AioAuthInterceptor(authenticator)] if authenticator.enabled else [],
+        interceptors=_interceptors(settings, authenticator),
         options=[
             ("grpc.so_reuseport", 1),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -102,6 +103,18 @@ async def run_worker(settings: RuntimeSettings) -> None:
     await feedback.stop()
     await repository.close()
     log.info("worker %d stopped", settings.worker_index)
+
+
+def _interceptors(settings: RuntimeSettings, authenticator: Authenticator) -> list:
+    """Authentication; on a deployment's runtime, also who may use that deployment."""
+    if not authenticator.enabled:
+        return []
+    if not settings.managed:
+        return [AioAuthInterceptor(authenticator)]
+    if not settings.scheduler_address:
+        raise ValueError("a deployment's runtime under auth needs MLAAS_SCHEDULER_ADDR to check who may use it")
+    access = DeploymentAccess(scheduler_check(settings.scheduler_address, settings.deployment_id))
+    return [AioAuthInterceptor(authenticator), DeploymentAccessInterceptor(authenticator, access)]
 
 
 def _die_with_parent(parent_pid: int) -> None:

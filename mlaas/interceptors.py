@@ -9,6 +9,7 @@ from collections.abc import Callable
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from mlaas import permissions
 from mlaas.auth import Authenticator
 from mlaas.errors import MlaasError
 
@@ -36,32 +37,36 @@ def wrap_handler(handler: grpc.RpcMethodHandler | None, wrap: BehaviourWrapper):
     return handler
 
 
-def refusal(authenticator: Authenticator, handler_call_details) -> str | None:
-    """Why this call must be refused UNAUTHENTICATED, or None to let it through."""
-    if not authenticator.enabled or authenticator.is_public(handler_call_details.method):
+def refusal(authenticator: Authenticator, handler_call_details) -> tuple[grpc.StatusCode, str] | None:
+    """Why this call must be refused (UNAUTHENTICATED: who is it; PERMISSION_DENIED: the rules of
+    mlaas.permissions), or None to let it through."""
+    method = handler_call_details.method
+    if not authenticator.enabled or authenticator.is_public(method):
         return None
     try:
-        authenticator.tenant(handler_call_details.invocation_metadata)
+        identity = authenticator.identity(handler_call_details.invocation_metadata)
     except MlaasError as err:
-        return err.message
-    return None
+        return grpc.StatusCode.UNAUTHENTICATED, err.message
+    denied = permissions.refusal(method, identity)
+    return None if denied is None else (grpc.StatusCode.PERMISSION_DENIED, denied)
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
-    """Refuses every rpc but health checks without a valid bearer token."""
+    """Refuses every rpc but health checks without a valid bearer token, and every rpc its
+    caller's role may not call."""
 
     def __init__(self, authenticator: Authenticator):
         self._auth = authenticator
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
-        message = refusal(self._auth, handler_call_details)
-        if message is None:
+        refused = refusal(self._auth, handler_call_details)
+        if refused is None:
             return handler
 
         def refuse(behaviour, streaming):
             def abort(request, context):
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+                context.abort(*refused)
 
             return abort
 
@@ -138,13 +143,13 @@ class AioAuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
-        message = refusal(self._auth, handler_call_details)
-        if message is None:
+        refused = refusal(self._auth, handler_call_details)
+        if refused is None:
             return handler
 
         def refuse(behaviour, streaming):
             async def abort(request, context):
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+                await context.abort(*refused)
 
             return abort
 

@@ -66,6 +66,8 @@ class ServerSettings:
     max_workers: int = 32
     # Without a tokens file servers bind to loopback unless this is set.
     allow_open_remote: bool = False
+    # The key that signs the credentials the scheduler mints for runtimes and jobs (mlaas.auth).
+    mesh_key_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], service: str, default_port: int) -> ServerSettings:
@@ -79,6 +81,7 @@ class ServerSettings:
             shutdown_grace_seconds=env_float(env, "MLAAS_SHUTDOWN_GRACE_SECONDS", 10.0),
             max_workers=env_int(env, "MLAAS_MAX_WORKERS", 32),
             allow_open_remote=env_bool(env, "MLAAS_ALLOW_OPEN_REMOTE", False),
+            mesh_key_file=env.get("MLAAS_MESH_KEY_FILE") or None,
         )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from mlaas.auth import Authenticator
 from mlaas.server import MeshServer, Service
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
-from monitor_svc.access import DeploymentAccess
+from monitor_svc.access import DeploymentAccess, scheduler_lookup
 from monitor_svc.changes import Changes
 from monitor_svc.context import ContextLoader
 from monitor_svc.retrainer import Retrainer
@@ -38,14 +38,14 @@ class Monitor:
 
 
 def build_monitor(settings: MonitorSettings) -> Monitor:
-    authenticator = Authenticator.from_file(settings.server.auth_tokens_file)
+    authenticator = Authenticator.for_server(settings.server)
     store = MonitorStore(settings.database_path, settings.keep_predictions)
     contexts = ContextLoader(settings.registry_address, settings.data_dir / "monitor-models", settings.token)
     changes = Changes()
     retrainer = Retrainer(
         store, settings.registry_address, settings.scheduler_address, settings.training_dir, changes, settings.token
     )
-    access = DeploymentAccess(authenticator, settings.scheduler_address)
+    access = DeploymentAccess(authenticator, scheduler_lookup(settings.scheduler_address))
     servicer = MonitorServicer(store, contexts, retrainer, changes, access)
     service = Service(SERVICE_NAME, servicer, monitor_pb2_grpc.add_MonitorServiceServicer_to_server)
     return Monitor(MeshServer("monitor", settings.server, [service], authenticator), servicer, retrainer, store)

@@ -37,7 +37,7 @@ def collect_orphans(store: ArtifactStore, catalog: Catalog) -> int:
 def build_registry(
     settings: RegistrySettings, guard: DeletionGuard | None = None, authenticator: Authenticator | None = None
 ) -> MeshServer:
-    authenticator = authenticator or Authenticator.from_file(settings.server.auth_tokens_file)
+    authenticator = authenticator or Authenticator.for_server(settings.server)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     catalog = Catalog(settings.database_path)
     store = open_store(settings.artifact_store, settings.data_dir, settings.s3_endpoint_url)

@@ -88,13 +88,18 @@ class Caller:
     tenant: str
     # True when authentication is off: one trusted local user who sees and changes everything.
     unrestricted: bool = False
-    # True for the mesh's own components (see mlaas.auth): they read every tenant's models, and
-    # add versions to and move aliases of existing ones on their owners' behalf (retraining);
-    # they never create a model name or delete.
-    mesh: bool = False
+    # The monitor's role: it reads every tenant's models, and adds versions to and moves aliases
+    # of existing ones on their owners' behalf (retraining); it never creates a model name,
+    # deletes, or changes a model's owner or visibility.
+    maintainer: bool = False
+    # A runtime's or training job's credential: it reads this one NAME:VERSION and nothing else.
+    only: str = ""
 
     def may_read_sql(self) -> tuple[str, list]:
-        if self.unrestricted or self.mesh:
+        if self.only:
+            name, _, version = self.only.rpartition(":")
+            return "(v.name = ? AND v.version = ?)", [name, int(version)]
+        if self.unrestricted or self.maintainer:
             return "1", []
         return "(v.visibility = ? OR v.owner = ?)", [types_pb2.VISIBILITY_PUBLIC, self.tenant]
 
@@ -321,10 +326,11 @@ class Catalog:
         """The tenant that will own what `caller` writes under `name`, or PermissionDenied. With
         `on_behalf`, the mesh may act on an existing name for its owner."""
         row = db.execute("SELECT owner FROM names WHERE name = ?", (name,)).fetchone()
-        if caller.mesh and not (on_behalf and row is not None):
+        if caller.only or (caller.maintainer and not (on_behalf and row is not None)):
             raise PermissionDenied(f"the mesh's own identity cannot {action} {name!r}")
-        if row is not None and not caller.unrestricted and not caller.mesh and row[0] != caller.tenant:
-            raise PermissionDenied(f"model name {name!r} belongs to another tenant; you cannot {action} it")
+        if row is not None and not caller.unrestricted and not caller.maintainer and row[0] != caller.tenant:
+            # The same answer whoever owns it: nothing of another tenant is told.
+            raise PermissionDenied(f"model name {name!r} is not yours to {action}; choose another name")
         return row[0] if row is not None else caller.tenant
 
     def add_version(
@@ -344,6 +350,8 @@ class Catalog:
                 self._check_owner(db, desc.name, caller, "register versions of", on_behalf=True)
                 return self._materialise(db, row[0]), False
             owner = self._check_owner(db, desc.name, caller, "register versions of", on_behalf=True)
+            if caller.maintainer:  # a retrained version is seen by whoever saw the model
+                desc.visibility = self._latest_visibility(db, desc.name)
             ensure_stored()
             db.execute(
                 "INSERT INTO names(name, owner, last_version) VALUES (?, ?, 0) ON CONFLICT(name) DO NOTHING",
@@ -399,6 +407,13 @@ class Catalog:
             db.executemany("INSERT INTO tags VALUES (?,?,?)", [(desc.name, version, t) for t in desc.tags])
             return model, True
 
+    @staticmethod
+    def _latest_visibility(db: sqlite3.Connection, name: str) -> int:
+        row = db.execute(
+            "SELECT visibility FROM versions WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)
+        ).fetchone()
+        return row[0] if row is not None else types_pb2.VISIBILITY_PRIVATE
+
     def set_alias(self, name: str, alias: str, version: int, caller: Caller) -> types_pb2.ModelVersion:
         with self._write() as db:
             visible, params = caller.may_read_sql()
@@ -415,6 +430,11 @@ class Catalog:
                 (name, alias, version),
             )
             return self._materialise(db, row[0])
+
+    def check_deletable(self, name: str, version: int, caller: Caller) -> None:
+        """NotFound or PermissionDenied unless `caller` may delete the version (before asking guards)."""
+        self.get(types_pb2.ModelRef(name=name, version=version), caller)
+        self._check_owner(self._connection(), name, caller, "delete versions of")
 
     def delete(
         self, name: str, version: int, caller: Caller, delete_blob: Callable[[str], None]

@@ -29,7 +29,6 @@ class SchedulerGuard:
     def refusal(self, name: str, version: int) -> str | None:
         from mlaas.client import SchedulerClient
         from mlaas.errors import MlaasError
-        from mlaas.refs import state_name
         from mlaas.v1 import scheduler_pb2
 
         states = [scheduler_pb2.DeploymentState.Value(f"DEPLOYMENT_STATE_{s}") for s in self.LIVE]
@@ -40,5 +39,5 @@ class SchedulerGuard:
             return f"the scheduler at {self._address} cannot confirm it is not deployed ({err.message})"
         if not live:
             return None
-        described = ", ".join(f"{d.id} ({state_name(d.state)}, {d.leases} lease(s))" for d in live)
-        return f"it is deployed: {described}"
+        # Deployments may be other tenants' (a public model): say how many, never which.
+        return f"it has {len(live)} live deployment(s); they must be decommissioned first"

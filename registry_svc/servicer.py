@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import grpc
 
-from mlaas.auth import Authenticator
+from mlaas.auth import MINTED_ROLES, MONITOR, Authenticator
 from mlaas.errors import FailedPrecondition, InvalidArgument
 from mlaas.servicing import maps_errors
 from mlaas.v1 import registry_pb2, registry_pb2_grpc, types_pb2
@@ -48,8 +48,13 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         settings.staging_dir.mkdir(parents=True, exist_ok=True)
 
     def _caller(self, context: grpc.ServicerContext) -> Caller:
-        tenant = self._auth.tenant(context.invocation_metadata())
-        return Caller(tenant, unrestricted=not self._auth.enabled, mesh=self._auth.is_mesh(tenant))
+        identity = self._auth.identity(context.invocation_metadata())
+        return Caller(
+            identity.tenant,
+            unrestricted=not self._auth.enabled,
+            maintainer=self._auth.is_role(identity.tenant, MONITOR),
+            only=identity.model if identity.role in MINTED_ROLES else "",
+        )
 
     def RegisterModel(self, request_iterator, context):
         caller = self._caller(context)
@@ -149,7 +154,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             raise InvalidArgument("version must be 1 or more")
         caller = self._caller(context)
         # Existence and ownership first, so that a stranger learns nothing from the guard.
-        self._catalog.get(types_pb2.ModelRef(name=request.name, version=request.version), caller)
+        self._catalog.check_deletable(request.name, request.version, caller)
         refusal = self._guard.refusal(request.name, request.version)
         if refusal:
             raise FailedPrecondition(f"model {request.name}:{request.version} cannot be deleted: {refusal}")

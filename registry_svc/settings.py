@@ -20,7 +20,7 @@ class RegistrySettings:
     max_reference_bytes: int = 256 * 2**20
     # When set, deleting a version asks this scheduler whether it is deployed.
     scheduler_address: str | None = None
-    # The mesh's token (tenant mlaas-mesh under auth), for the guard's ListDeployments.
+    # The registry role's token (mlaas-registry under auth), for the guard's ListDeployments.
     scheduler_token: str | None = None
 
     @classmethod

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import redis
 
-from mlaas.auth import Authenticator
+from mlaas.auth import Authenticator, MeshKey
 from mlaas.server import MeshServer, Service
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
 from scheduler_svc.backends import Backend
@@ -61,7 +61,7 @@ class Scheduler:
 def container_env(env: Mapping[str, str]) -> dict[str, str]:
     """What a replica or job container is told about the mesh (never the scheduler's whole
     environment)."""
-    return {k: v for k, v in env.items() if k in ("MLAAS_REGISTRY_ADDR", "MLAAS_MONITOR_ADDR", "MLAAS_TOKEN")}
+    return {k: v for k, v in env.items() if k in ("MLAAS_REGISTRY_ADDR", "MLAAS_MONITOR_ADDR", "MLAAS_SCHEDULER_ADDR")}
 
 
 def kubernetes_backend(settings: SchedulerSettings, env: dict[str, str]) -> tuple[Backend, SchedulerSettings]:
@@ -79,12 +79,23 @@ def kubernetes_backend(settings: SchedulerSettings, env: dict[str, str]) -> tupl
     return backend, dataclasses.replace(settings, nodes=backend.nodes())
 
 
+def mesh_key(settings: SchedulerSettings, authenticator: Authenticator) -> MeshKey | None:
+    """The key that signs runtimes' and jobs' credentials; a mesh with auth cannot do without."""
+    if not authenticator.enabled:
+        return None
+    if not settings.server.mesh_key_file:
+        raise ValueError(
+            "with MLAAS_AUTH_TOKENS_FILE the scheduler needs MLAAS_MESH_KEY_FILE to give runtimes their credentials"
+        )
+    return MeshKey.from_file(settings.server.mesh_key_file)
+
+
 def build_scheduler(
     settings: SchedulerSettings, env: dict[str, str], name: str = "scheduler", backend: Backend | None = None
 ) -> Scheduler:
     """`env` is the environment the runtime processes start with; `backend` defaults to local
     child processes."""
-    authenticator = Authenticator.from_file(settings.server.auth_tokens_file)
+    authenticator = Authenticator.for_server(settings.server)
     client = redis.Redis.from_url(settings.redis_url)
     store = DeploymentStore(client)
     queue = DeploymentQueue(client, idle_ms=settings.claim_idle_ms)
@@ -94,11 +105,12 @@ def build_scheduler(
         engines = {n.name: n.labels[DOCKER_HOST_LABEL] for n in settings.nodes if DOCKER_HOST_LABEL in n.labels}
         backend = DockerBackend(settings.runtime_image, container_env(env), str(settings.training_dir), engines)
     backend = backend or LocalBackend.for_settings(settings, env)
-    replicas = Replicas(store, backend, settings.start_timeout_seconds)
+    key = mesh_key(settings, authenticator)
+    replicas = Replicas(store, backend, settings.start_timeout_seconds, key)
     lifecycle = Lifecycle(client, store, backend)
     job_store = JobStore(client)
     placer = Placer(settings, client, store, lifecycle, job_store.allocations)
-    jobs = TrainingJobs(job_store, placer, backend, settings.training_dir)
+    jobs = TrainingJobs(job_store, placer, backend, settings.training_dir, key)
     # Long enough for a rollout to start replicas and drain the old ones.
     rollout = Rollout(store, replicas, placer, lifecycle, lock_seconds=settings.start_timeout_seconds + 120)
     servicer = SchedulerServicer(settings, store, queue, lifecycle, authenticator, jobs, job_store)

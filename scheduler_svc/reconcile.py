@@ -24,7 +24,7 @@ from mlaas.net import health, port_is_free
 from mlaas.v1 import scheduler_pb2
 from scheduler_svc.backends import heals_itself
 from scheduler_svc.lifecycle import Lifecycle
-from scheduler_svc.replicas import Replicas, as_status, endpoint_port, spec_for
+from scheduler_svc.replicas import Replicas, as_status, endpoint_port
 from scheduler_svc.store import DeploymentStore
 
 S = scheduler_pb2
@@ -110,7 +110,8 @@ class Reconciler:
         if now < seen.restart_at:
             return
         port = endpoint_port(replica.endpoint)
-        started = self._replicas.backend.create(spec_for(deployment, replica, port if port_is_free(port) else 0))
+        spec = self._replicas.spec(deployment, replica, port if port_is_free(port) else 0)
+        started = self._replicas.backend.create(spec)
         seen.restart_at, seen.started_at, seen.failed_checks = None, now, 0
         seen.recent_restarts += 1
 

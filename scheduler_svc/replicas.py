@@ -7,10 +7,12 @@ right after, so whoever takes over after a crash can always find what was starte
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Collection, Iterable
 
+from mlaas.auth import RUNTIME, MeshKey
 from mlaas.errors import Aborted
 from mlaas.net import wait_healthy
 from mlaas.refs import format_ref
@@ -47,10 +49,22 @@ def endpoint_port(endpoint: str) -> int:
 
 
 class Replicas:
-    def __init__(self, store: DeploymentStore, backend: Backend, start_timeout_seconds: float):
+    def __init__(
+        self, store: DeploymentStore, backend: Backend, start_timeout_seconds: float, key: MeshKey | None = None
+    ):
         self._store = store
         self._backend = backend
         self._start_timeout = start_timeout_seconds
+        self._key = key
+
+    def spec(
+        self, deployment: scheduler_pb2.Deployment, replica: scheduler_pb2.Replica, port: int = 0, version: int = 0
+    ) -> ReplicaSpec:
+        """spec_for, with the replica's credential when the mesh runs with auth."""
+        spec = spec_for(deployment, replica, port, version)
+        if self._key is None:
+            return spec
+        return dataclasses.replace(spec, token=self._key.mint(RUNTIME, deployment.id, spec.model_ref))
 
     @property
     def backend(self) -> Backend:
@@ -67,7 +81,7 @@ class Replicas:
         """Starts the recorded replicas `replica_ids` and records their endpoints and handles.
         If the deployment moved on meanwhile (Aborted), the processes are removed again."""
         wanted = [r for r in deployment.replica_status if r.id in replica_ids]
-        started = {r.id: self._backend.create(spec_for(deployment, r)) for r in wanted}
+        started = {r.id: self._backend.create(self.spec(deployment, r)) for r in wanted}
 
         def record(d: scheduler_pb2.Deployment) -> None:
             for replica in d.replica_status:
@@ -110,7 +124,7 @@ class Replicas:
         version (the platform keeps the old pod serving until a new one is ready)."""
         backend: RollingBackend = self._backend  # type: ignore[assignment]
         for replica in replicas:
-            backend.roll(as_status(replica), spec_for(deployment, replica, version=version))
+            backend.roll(as_status(replica), self.spec(deployment, replica, version=version))
         deadline = time.monotonic() + self._start_timeout
         pending = list(replicas)
         while pending:
@@ -120,7 +134,7 @@ class Replicas:
                 problem = f"not serving version {version} after {self._start_timeout:.0f}s"
             if problem:
                 for replica in replicas:
-                    backend.roll(as_status(replica), spec_for(deployment, replica))
+                    backend.roll(as_status(replica), self.spec(deployment, replica))
                 return problem
             pending = [r for r in pending if not states[r.id].done]
             if pending:

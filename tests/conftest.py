@@ -7,11 +7,13 @@ import dataclasses
 import os
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mlaas.auth import MeshKey, add_mesh_identities
 from mlaas.client import RegistryClient
 from mlaas.server import MeshServer
 from mlaas.settings import ServerSettings
@@ -124,3 +126,34 @@ def no_stray_runtimes():
     for process in alive:
         process.kill()
     assert not alive, f"runtime processes outlived the test: {[p.pid for p in alive]}"
+
+
+@dataclass(frozen=True)
+class Identities:
+    """A tokens file with tenants alpha and beta and a token per role of the mesh, and the mesh
+    key; `token(name)` is the bearer token of a tenant or role."""
+
+    tokens_file: Path
+    key_file: Path
+    tokens: dict[str, str]
+
+    def token(self, who: str) -> str:
+        return self.tokens[who]
+
+    def server(self, **changes) -> ServerSettings:
+        return ServerSettings(
+            port=0, metrics_port=-1, shutdown_grace_seconds=2, auth_tokens_file=str(self.tokens_file),
+            mesh_key_file=str(self.key_file), **changes,
+        )  # fmt: skip
+
+    def minted(self, role: str, scope: str, model: str) -> str:
+        return MeshKey.from_file(self.key_file).mint(role, scope, model)
+
+
+@pytest.fixture
+def identities(tmp_path) -> Identities:
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text("token-alpha: alpha\ntoken-beta: beta\n")
+    roles = add_mesh_identities(tenants, tmp_path)
+    tokens = {"alpha": "token-alpha", "beta": "token-beta", **roles}
+    return Identities(tmp_path / "mesh-tokens.yaml", tmp_path / "mesh.key", tokens)

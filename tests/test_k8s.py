@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from mlaas.auth import MESH_TENANT
+from mlaas.auth import MONITOR, REGISTRY, SCHEDULER, Authenticator
 
 K8S = Path(__file__).resolve().parent.parent / "k8s"
 VERSION = "1.30.0"
@@ -82,13 +82,26 @@ def test_runtimes_run_the_image_of_the_mesh(overlay):
     assert env["MLAAS_RUNTIME_IMAGE"] == scheduler["image"]
 
 
-def test_dev_generates_its_token_secrets_and_prod_does_not():
+def test_dev_generates_its_token_secrets_and_prod_does_not(tmp_path):
+    """Each component runs with its own role's token; the tokens file every runtime mounts names
+    the roles by digest only, so a runtime cannot learn them."""
     dev = render("dev")
     tokens = yaml.safe_load(base64.b64decode(by(dev, "Secret", "mlaas-tokens")["data"]["tokens.yaml"]))
-    mesh_token = base64.b64decode(by(dev, "Secret", "mlaas-mesh-token")["data"]["token"]).decode()
-    assert tokens[mesh_token] == MESH_TENANT  # the components' token names the mesh's tenant
-    for kind, name in (("Deployment", "mlaas-scheduler"), ("StatefulSet", "mlaas-monitor"),
-                       ("StatefulSet", "mlaas-registry")):  # fmt: skip
-        env = {e["name"]: e for e in by(dev, kind, name)["spec"]["template"]["spec"]["containers"][0]["env"]}
-        assert env["MLAAS_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "mlaas-mesh-token", "key": "token"}
+    tokens_file = tmp_path / "tokens.yaml"
+    tokens_file.write_text(yaml.safe_dump(tokens))
+    role_tokens = by(dev, "Secret", "mlaas-role-tokens")["data"]
+    assert by(dev, "Secret", "mlaas-mesh-key")["data"]["mesh.key"]
+    for kind, name, role in (("Deployment", "mlaas-scheduler", SCHEDULER), ("StatefulSet", "mlaas-monitor", MONITOR),
+                             ("StatefulSet", "mlaas-registry", REGISTRY)):  # fmt: skip
+        key = role.removeprefix("mlaas-")
+        token = base64.b64decode(role_tokens[key]).decode()
+        assert (
+            token not in tokens
+            and Authenticator.from_file(tokens_file).tenant([("authorization", f"Bearer {token}")]) == role
+        )
+        spec = by(dev, kind, name)["spec"]["template"]["spec"]
+        env = {e["name"]: e for e in spec["containers"][0]["env"]}
+        assert env["MLAAS_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "mlaas-role-tokens", "key": key}
+        assert env["MLAAS_MESH_KEY_FILE"]["value"] == "/etc/mlaas-key/mesh.key"
+        assert {"name": "mesh-key", "secret": {"secretName": "mlaas-mesh-key"}} in spec["volumes"]
     assert not [o for o in render("prod") if o["kind"] == "Secret"]  # the operator creates it

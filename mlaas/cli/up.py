@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from mlaas.auth import add_mesh_token
+from mlaas.auth import MONITOR, REGISTRY, SCHEDULER, add_mesh_identities
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.net import free_port, wait_healthy
 from mlaas.redis_embedded import EmbeddedRedis
@@ -27,11 +27,17 @@ def run_up(args) -> int:
     registry_address = f"127.0.0.1:{registry_port}"
     scheduler_address = f"127.0.0.1:{scheduler_port}"
     monitor_address = f"127.0.0.1:{monitor_port}"
-    identity = {}
-    if os.environ.get("MLAAS_AUTH_TOKENS_FILE"):  # with auth: the components get their own token
-        tokens = root / "mesh-tokens.yaml"
-        mesh_token = add_mesh_token(os.environ["MLAAS_AUTH_TOKENS_FILE"], tokens)
-        identity = {"MLAAS_AUTH_TOKENS_FILE": str(tokens), "MLAAS_TOKEN": mesh_token}
+    identity, roles = {}, {}
+    if os.environ.get("MLAAS_AUTH_TOKENS_FILE"):  # with auth: each component gets its role's token
+        roles = add_mesh_identities(os.environ["MLAAS_AUTH_TOKENS_FILE"], root)
+        identity = {
+            "MLAAS_AUTH_TOKENS_FILE": str(root / "mesh-tokens.yaml"),
+            "MLAAS_MESH_KEY_FILE": str(root / "mesh.key"),
+        }
+
+    def as_role(role: str) -> dict[str, str]:
+        return {**env, "MLAAS_TOKEN": roles[role]} if roles else env
+
     env = child_env(
         os.environ,
         MLAAS_DATA_DIR=str(root),
@@ -52,11 +58,11 @@ def run_up(args) -> int:
         **identity,
     )
     try:
-        supervisor.spawn("registry", [sys.executable, "-m", "registry_svc"], env)
+        supervisor.spawn("registry", [sys.executable, "-m", "registry_svc"], as_role(REGISTRY))
         wait_healthy(registry_address, timeout=60)
-        supervisor.spawn("scheduler", [sys.executable, "-m", "scheduler_svc"], env)
+        supervisor.spawn("scheduler", [sys.executable, "-m", "scheduler_svc"], as_role(SCHEDULER))
         wait_healthy(scheduler_address, timeout=60)
-        supervisor.spawn("monitor", [sys.executable, "-m", "monitor_svc"], env)
+        supervisor.spawn("monitor", [sys.executable, "-m", "monitor_svc"], as_role(MONITOR))
         wait_healthy(monitor_address, timeout=60)
         endpoints = {
             "registry": registry_address,

@@ -21,6 +21,8 @@ class ReplicaSpec:
     port: int = 0
     # STRICT: the replica's raw inputs must not leave its node (it sends only summaries).
     strict: bool = False
+    # The replica's own credential (MLAAS_TOKEN), minted for this deployment and model version.
+    token: str = ""
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class JobSpec:
     output_path: str
     cpu_millicores: int
     memory_bytes: int
+    # The job's own credential (MLAAS_TOKEN): it reads its model's recipe and nothing else.
+    token: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,11 @@ class RollingBackend(Backend, Protocol):
         """Starts replacing the replica's model by `spec.model_ref`; returns at once."""
 
     def roll_state(self, replica: ReplicaStatus) -> RollState: ...
+
+
+def credential(token: str) -> dict[str, str]:
+    """The environment that hands a replica or job its minted credential (none in open mode)."""
+    return {"MLAAS_TOKEN": token} if token else {}
 
 
 def rolls_in_place(backend: Backend) -> bool:

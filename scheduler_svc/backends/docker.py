@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping
 
 from mlaas.net import free_port
-from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus
+from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, credential
 from scheduler_svc.backends.kubernetes import object_name
 
 RUNNING = ("created", "running", "restarting")
@@ -56,7 +56,7 @@ class DockerBackend:
         self._engines = {node: docker.DockerClient(base_url=url) for node, url in (engines or {}).items()}
         self._mesh = mesh
         self._image = image
-        self._env = dict(env)  # MLAAS_REGISTRY_ADDR, MLAAS_MONITOR_ADDR, MLAAS_TOKEN for the containers
+        self._env = dict(env)  # the mesh's addresses (container_env); credentials come with each spec
         self._jobs_dir = jobs_dir
 
     def create(self, spec: ReplicaSpec) -> ReplicaStatus:
@@ -66,6 +66,7 @@ class DockerBackend:
             **self._env,
             "MLAAS_DEPLOYMENT_ID": spec.deployment_id,
             "MLAAS_FEEDBACK_MODE": "summaries" if spec.strict else "records",
+            **credential(spec.token),
         }
         container = self._engine(spec.node).containers.run(
             self._image,
@@ -93,7 +94,7 @@ class DockerBackend:
             name=object_name(spec.job_id),
             detach=True,
             network_mode="host",
-            environment=self._env,
+            environment={**self._env, **credential(spec.token)},
             labels=_labels("training", spec.job_id, spec.model_ref, spec.node, self._mesh),
             nano_cpus=max(spec.cpu_millicores, 1) * 1_000_000,
             mem_limit=max(spec.memory_bytes, 64 << 20),

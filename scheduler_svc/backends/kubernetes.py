@@ -17,7 +17,7 @@ import re
 import threading
 from collections.abc import Mapping
 
-from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, RollState
+from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, RollState, credential
 from scheduler_svc.placement import Node
 
 log = logging.getLogger(__name__)
@@ -61,22 +61,15 @@ def _affinity(node: str, strict: bool) -> dict:
     return {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": term}]}}
 
 
-# The Secret holding the mesh's own token (see k8s/): pods get it by reference, never as a literal.
-MESH_TOKEN_SECRET = "mlaas-mesh-token"
 # The Secret of the mesh's tokens file (see k8s/), mounted by runtimes when the mesh runs with auth.
 TOKENS_SECRET = "mlaas-tokens"
 TOKENS_DIR = "/etc/mlaas"
 
 
 def env_entries(variables: Mapping[str, str]) -> list[dict]:
-    """A container's env; the mesh token (MLAAS_TOKEN) comes from its Secret."""
-    entries = []
-    for name, value in sorted(variables.items()):
-        if name == "MLAAS_TOKEN":
-            entries.append({"name": name, "valueFrom": {"secretKeyRef": {"name": MESH_TOKEN_SECRET, "key": "token"}}})
-        else:
-            entries.append({"name": name, "value": value})
-    return entries
+    """A container's env. Its MLAAS_TOKEN is the credential minted for this replica or job alone
+    (one model version, one deployment's feedback), not a token of the mesh's roles."""
+    return [{"name": name, "value": value} for name, value in sorted(variables.items())]
 
 
 POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001}  # the image's user
@@ -102,6 +95,7 @@ def replica_manifests(
         "MLAAS_FEEDBACK_MODE": "summaries" if spec.strict else "records",
         "MLAAS_HOST": "0.0.0.0",
         "MLAAS_ALLOW_OPEN_REMOTE": "true",  # the pod network; auth comes from MLAAS_AUTH_TOKENS_FILE
+        **credential(spec.token),
     }
     if tokens_secret:
         variables["MLAAS_AUTH_TOKENS_FILE"] = f"{TOKENS_DIR}/tokens.yaml"
@@ -187,7 +181,7 @@ def job_manifest(spec: JobSpec, image: str, namespace: str, env: Mapping[str, st
         "image": image,
         "command": ["python", "-m", "mlaas.train_job"],
         "args": ["--registry", registry, "--model", spec.model_ref, *files],
-        "env": env_entries(env),
+        "env": env_entries({**env, **credential(spec.token)}),
         "resources": _resources(spec.cpu_millicores, spec.memory_bytes),
         "securityContext": SECURITY,
         "volumeMounts": [{"name": "jobs", "mountPath": jobs_dir}],

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlaas.net import free_port
-from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus
+from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, credential
 
 if TYPE_CHECKING:
     from scheduler_svc.settings import SchedulerSettings
@@ -49,7 +49,8 @@ class LocalBackend:
     def __init__(self, registry_address: str, log_dir: Path, env: Mapping[str, str], python: str = sys.executable):
         self._registry = registry_address
         self._log_dir = log_dir
-        self._env = dict(env)
+        # The scheduler's own credentials stay with it; each child gets the one minted for it.
+        self._env = {k: v for k, v in env.items() if k not in ("MLAAS_TOKEN", "MLAAS_MESH_KEY_FILE")}
         self._python = python
         self._children: dict[int, subprocess.Popen] = {}
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -73,6 +74,7 @@ class LocalBackend:
             **self._env,
             "MLAAS_DEPLOYMENT_ID": spec.deployment_id,
             "MLAAS_FEEDBACK_MODE": "summaries" if spec.strict else "records",
+            **credential(spec.token),
         }
         pid = self._spawn(spec.replica_id, command, env)
         return ReplicaStatus(spec.replica_id, f"127.0.0.1:{port}", True, handle=str(pid))
@@ -82,7 +84,7 @@ class LocalBackend:
             self._python, "-m", "mlaas.train_job", "--registry", self._registry, "--model", spec.model_ref,
             "--input", spec.input_path, "--output", spec.output_path,
         ]  # fmt: skip
-        pid = self._spawn(spec.job_id, command, self._env)
+        pid = self._spawn(spec.job_id, command, {**self._env, **credential(spec.token)})
         return ReplicaStatus(spec.job_id, "", True, handle=str(pid))
 
     def _spawn(self, name: str, command: list[str], env: Mapping[str, str]) -> int:

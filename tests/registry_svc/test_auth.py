@@ -7,7 +7,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mlaas import errors
-from mlaas.auth import MESH_TENANT, Authenticator
+from mlaas.auth import MONITOR, RUNTIME, Authenticator
 from mlaas.client import RegistryClient
 from mlaas.server import bind_host
 from mlaas.settings import ServerSettings
@@ -16,15 +16,12 @@ from tests.conftest import tiny_onnx
 from tests.registry_svc.helpers import describe
 
 PRIVATE = types_pb2.VISIBILITY_PRIVATE
+PUBLIC = types_pb2.VISIBILITY_PUBLIC
 
 
 @pytest.fixture
-def secured(start_registry, registry_settings, tmp_path):
-    tokens = tmp_path / "tokens.yaml"
-    tokens.write_text(f"token-alpha: alpha\ntoken-beta: beta\ntoken-mesh: {MESH_TENANT}\n")
-    settings = registry_settings.__class__(
-        **{**registry_settings.__dict__, "server": ServerSettings(port=0, auth_tokens_file=str(tokens))}
-    )
+def secured(start_registry, registry_settings, identities):
+    settings = registry_settings.__class__(**{**registry_settings.__dict__, "server": identities.server()})
     return start_registry(settings)
 
 
@@ -59,36 +56,55 @@ def test_tenants_see_only_their_own_private_models(secured):
             beta.get("alpha-secret")
         with pytest.raises(errors.NotFound):
             beta.delete("alpha-secret", 1)
-        with pytest.raises(errors.PermissionDenied, match="belongs to another tenant"):
+        with pytest.raises(errors.PermissionDenied, match="is not yours to"):
             beta.set_alias("alpha-public", "champion", 1)
-        with pytest.raises(errors.PermissionDenied, match="belongs to another tenant"):
+        with pytest.raises(errors.PermissionDenied, match="is not yours to"):
             beta.delete("alpha-public", 1)
-        with pytest.raises(errors.PermissionDenied, match="belongs to another tenant"):
+        with pytest.raises(errors.PermissionDenied, match="is not yours to"):
             beta.register(tiny_onnx(seed=3), describe("alpha-public"))
         # The owner still can.
         alpha.set_alias("alpha-public", "champion", 1)
         alpha.delete("alpha-secret", 1)
 
 
-def test_the_mesh_reads_every_model_and_maintains_existing_ones_for_their_owners(secured, tmp_path):
-    """The runtimes fetch the model they serve with the mesh's token, whoever owns it; the
-    Monitor registers a retrained version and moves the alias on the owner's behalf."""
-    with _client(secured, "token-alpha") as alpha, _client(secured, "token-mesh") as mesh:
+def test_the_monitor_role_maintains_existing_models_for_their_owners(secured, tmp_path, identities):
+    """The Monitor reads every model it monitors, registers a retrained version and moves the
+    alias on the owner's behalf; it cannot create a name, delete, browse, or make a private
+    model public."""
+    with _client(secured, "token-alpha") as alpha, _client(secured, identities.token(MONITOR)) as monitor:
         artifact = tiny_onnx(seed=4)
         alpha.register(artifact, describe("alpha-secret", visibility=PRIVATE))
-        assert mesh.get("alpha-secret").owner == "alpha"
-        assert mesh.download("alpha-secret:1", tmp_path / "fetched.onnx").owner == "alpha"
+        assert monitor.get("alpha-secret").owner == "alpha"
+        assert monitor.download("alpha-secret:1", tmp_path / "fetched.onnx").owner == "alpha"
         assert (tmp_path / "fetched.onnx").read_bytes() == artifact
-        assert {r.model.description.name for r in mesh.find()} == {"alpha-secret"}
 
-        retrained = mesh.register(tiny_onnx(seed=5), describe("alpha-secret", visibility=PRIVATE)).model
+        retrained = monitor.register(tiny_onnx(seed=5), describe("alpha-secret", visibility=PUBLIC)).model
         assert (retrained.version, retrained.owner) == (2, "alpha")  # the owner's, not the mesh's
-        mesh.set_alias("alpha-secret", "champion", 2)
+        assert retrained.description.visibility == PRIVATE  # as the model was: the role cannot publish it
+        monitor.set_alias("alpha-secret", "champion", 2)
         assert alpha.get("alpha-secret@champion").version == 2  # alpha sees its new version
         with pytest.raises(errors.PermissionDenied, match="the mesh's own identity cannot register versions of"):
-            mesh.register(tiny_onnx(seed=6), describe("mesh-made"))
-        with pytest.raises(errors.PermissionDenied, match="the mesh's own identity cannot delete versions of"):
-            mesh.delete("alpha-secret", 1)
+            monitor.register(tiny_onnx(seed=6), describe("mesh-made"))
+        for call in (lambda: monitor.delete("alpha-secret", 1), lambda: list(monitor.find())):
+            with pytest.raises(errors.PermissionDenied, match="mlaas-monitor role may not call"):
+                call()
+
+
+def test_a_minted_runtime_credential_reads_its_one_version(secured, tmp_path, identities):
+    with _client(secured, "token-alpha") as alpha:
+        alpha.register(tiny_onnx(seed=7), describe("alpha-secret", visibility=PRIVATE))
+        alpha.register(tiny_onnx(seed=8), describe("alpha-secret", visibility=PRIVATE))
+        alpha.register(tiny_onnx(seed=9), describe("alpha-other", visibility=PRIVATE))
+    with _client(secured, identities.minted(RUNTIME, "d-1", "alpha-secret:2")) as runtime:
+        assert runtime.download("alpha-secret:2", tmp_path / "m.onnx").version == 2
+        for ref in ("alpha-secret:1", "alpha-other:1", "alpha-other"):
+            with pytest.raises(errors.NotFound):
+                runtime.get(ref)
+        with pytest.raises(errors.PermissionDenied, match="may not call"):
+            runtime.register(tiny_onnx(seed=10), describe("alpha-secret"))
+    forged = identities.minted(RUNTIME, "d-1", "alpha-secret:2")[:-4] + "0000"
+    with _client(secured, forged) as stranger, pytest.raises(errors.Unauthenticated):
+        stranger.get("alpha-secret:2")
 
 
 def test_open_mode_binds_loopback_only():

@@ -136,7 +136,6 @@ def backend(fake_api):
     env = {
         "MLAAS_REGISTRY_ADDR": "mlaas-registry:50051",
         "MLAAS_MONITOR_ADDR": "mlaas-monitor:50053",
-        "MLAAS_TOKEN": "the-mesh-secret-token",
     }
     made = KubernetesBackend(client.ApiClient(configuration), "mlaas", "mlaas:dev", env, "/var/lib/mlaas/jobs")
     yield made
@@ -158,7 +157,7 @@ def posted(kind: str) -> dict:
 
 @pytest.mark.parametrize("strict", [False, True])
 def test_a_replica_is_a_valid_deployment_and_service(backend, strict):
-    spec = ReplicaSpec("d-1a2b-3c4d5e", "d-1a2b", "gpu-1", "iris:3", 1500, 512 * 2**20, strict=strict)
+    spec = ReplicaSpec("d-1a2b-3c4d5e", "d-1a2b", "gpu-1", "iris:3", 1500, 512 * 2**20, strict=strict, token="minted")
     status = backend.create(spec)
     deployment, service = posted("Deployment"), posted("Service")
     for manifest in (deployment, service):
@@ -173,8 +172,7 @@ def test_a_replica_is_a_valid_deployment_and_service(backend, strict):
     assert container["args"][:2] == ["--model", "iris:3"]
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env["MLAAS_DEPLOYMENT_ID"] == "d-1a2b" and env["MLAAS_MONITOR_ADDR"] == "mlaas-monitor:50053"
-    assert env["MLAAS_TOKEN"] == {"secretKeyRef": {"name": "mlaas-mesh-token", "key": "token"}}
-    assert "the-mesh-secret-token" not in json.dumps(deployment)  # by reference only
+    assert env["MLAAS_TOKEN"] == "minted"  # this replica's own credential (one model version), no role's
     assert env["MLAAS_FEEDBACK_MODE"] == ("summaries" if strict else "records")
     labels = deployment["metadata"]["labels"]
     assert [labels[f"mlaas.io/{k}"] for k in ("deployment", "model", "version")] == ["d-1a2b", "iris", "3"]
