@@ -326,7 +326,7 @@ class SchedulerClient(GrpcClient):
         return deployment
 
     def run_training_job(
-        self, model: str | types_pb2.ModelRef, input_uri: str, output_uri: str
+        self, model: str | types_pb2.ModelRef, input_uri: str, output_uri: str = ""
     ) -> scheduler_pb2.TrainingJob:
         request = scheduler_pb2.RunTrainingJobRequest(model=_as_ref(model), input_uri=input_uri, output_uri=output_uri)
         return self._call(self._stub.RunTrainingJob, request).job

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import queue
+import secrets
+import shutil
 import threading
 import uuid
 from dataclasses import dataclass
@@ -153,17 +155,21 @@ class Retrainer(threading.Thread):
 
     def _fit(self, context: ModelContext, X: np.ndarray, y: np.ndarray, name: str) -> bytes:
         """The recipe fitted on (X, y) by a training job the scheduler places; ONNX bytes."""
-        data, model = self._jobs_dir / f"{name}.npz", self._jobs_dir / f"{name}.onnx"
+        # An unguessable name: the scheduler moves the file into the job's private directory.
+        data = self._jobs_dir / f"{name}-{secrets.token_hex(16)}.npz"
         np.savez(data, X=X, y=y)
+        job_dir = None
         try:
             with SchedulerClient(self._scheduler, self._token) as scheduler:
                 ref = types_pb2.ModelRef(name=context.name, version=context.version)
-                started = scheduler.run_training_job(ref, f"file://{data}", f"file://{model}")
-                scheduler.wait_training_job(started.id)
-            return model.read_bytes()
+                started = scheduler.run_training_job(ref, f"file://{data}")
+                job_dir = Path(started.output_uri.removeprefix("file://")).parent
+                finished = scheduler.wait_training_job(started.id)
+            return Path(finished.output_uri.removeprefix("file://")).read_bytes()
         finally:
-            data.unlink(missing_ok=True)
-            model.unlink(missing_ok=True)
+            data.unlink(missing_ok=True)  # if the scheduler refused it
+            if job_dir is not None:
+                shutil.rmtree(job_dir, ignore_errors=True)
 
     def _register(
         self, job: Job, onnx_model: bytes, X: np.ndarray, labeled: list[Labeled], challenger_score: float

@@ -1,15 +1,20 @@
 """Training jobs (retraining): placed like a one-replica deployment with the model's train
 resources, run by the backend, and holding those resources until they end.
 
-A job's files live under the jobs directory (`MLAAS_JOBS_DIR`, shared with the Monitor, which
-writes the labeled data there and reads the model back); a path outside it is refused, so a
-caller cannot make the scheduler read or write anything else. `check`, every few tenths of a
+A job's files live in a private directory of its own under the jobs directory (`MLAAS_JOBS_DIR`,
+shared with the Monitor), named with a secret nobody can guess: the caller writes its data
+directly in the jobs directory, the scheduler moves it into the job's directory, and the job
+writes its model there (the job record says where, to its owner only). So no caller can make a
+job read another's data or overwrite another's model, nor the scheduler touch anything else. `check`, every few tenths of a
 second, marks jobs
 SUCCEEDED (exit 0 and the model written) or FAILED (with the job's last log lines).
 """
 
 from __future__ import annotations
 
+import secrets
+import shutil
+import stat
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,6 +22,7 @@ from pathlib import Path
 import redis
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from mlaas.auth import TRAINER, MeshKey
 from mlaas.errors import InvalidArgument, NotFound, ResourceExhausted
 from mlaas.refs import format_ref
 from mlaas.v1 import scheduler_pb2, types_pb2
@@ -36,14 +42,21 @@ def _now() -> Timestamp:
     return stamp
 
 
-def job_path(jobs_dir: Path, uri: str, field: str) -> Path:
-    """The file a file:// URI names, which must be inside `jobs_dir`."""
+def take_input(jobs_dir: Path, uri: str, job_dir: Path) -> Path:
+    """Moves the caller's input file into the job's private directory. It must be a regular file
+    directly in `jobs_dir` (no link, no directory, nothing outside): the one place callers write."""
     if not uri.startswith("file://"):
-        raise InvalidArgument(f"{field} must be a file:// URI inside the jobs directory {jobs_dir}")
-    path = Path(uri.removeprefix("file://")).resolve()
-    if not path.is_relative_to(jobs_dir.resolve()):
-        raise InvalidArgument(f"{field} {uri} is outside the jobs directory {jobs_dir}")
-    return path
+        raise InvalidArgument(f"input_uri must be a file:// URI of a file in the jobs directory {jobs_dir}")
+    path = Path(uri.removeprefix("file://"))
+    try:
+        regular = path.parent.resolve() == jobs_dir.resolve() and stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        raise InvalidArgument(f"input_uri {uri} is not a file directly in the jobs directory {jobs_dir}")
+    target = job_dir / "input.npz"
+    path.rename(target)  # same directory tree: atomic, and the caller's name is gone
+    return target
 
 
 class JobStore:
@@ -74,25 +87,32 @@ class JobStore:
 
 
 class TrainingJobs:
-    def __init__(self, store: JobStore, placer: Placer, backend: Backend, jobs_dir: Path):
+    def __init__(self, store: JobStore, placer: Placer, backend: Backend, jobs_dir: Path, key: MeshKey | None = None):
+        self._key = key
         self._store = store
         self._placer = placer
         self._backend = backend
         self.jobs_dir = jobs_dir
         jobs_dir.mkdir(parents=True, exist_ok=True)
 
-    def run(self, model: types_pb2.ModelVersion, input_uri: str, output_uri: str, tenant: str):
-        input_path = job_path(self.jobs_dir, input_uri, "input_uri")
-        output_path = job_path(self.jobs_dir, output_uri, "output_uri")
-        if not input_path.is_file():
-            raise InvalidArgument(f"input_uri {input_uri} does not exist")
+    def run(self, model: types_pb2.ModelVersion, input_uri: str, tenant: str) -> scheduler_pb2.TrainingJob:
+        job_id = f"j-{uuid.uuid4().hex[:12]}"
+        # Private to the job: a name nobody can guess, readable and writable by its owner only.
+        job_dir = self.jobs_dir / f"{job_id}-{secrets.token_hex(16)}"
+        job_dir.mkdir(mode=0o700)
+        try:
+            input_path = take_input(self.jobs_dir, input_uri, job_dir)
+        except Exception:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise
+        output_path = job_dir / "model.onnx"
         resources = model.description.train_resources
         if not (resources.cpu_millicores or resources.memory_bytes):
             resources = DEFAULT_TRAIN
         job = S.TrainingJob(
-            id=f"j-{uuid.uuid4().hex[:12]}",
+            id=job_id,
             model=types_pb2.ModelRef(name=model.description.name, version=model.version),
-            input_uri=input_uri, output_uri=output_uri, resources=resources, tenant=tenant,
+            input_uri=f"file://{input_path}", output_uri=f"file://{output_path}", resources=resources, tenant=tenant,
             state=S.JOB_STATE_RUNNING, created_at=_now(),
         )  # fmt: skip
         sizing = S.Deployment(resources=resources, mode=S.PLACEMENT_MODE_OPEN, replicas=1)
@@ -103,11 +123,14 @@ class TrainingJobs:
             return job
 
         placement, placed = self._placer.place(sizing, 1, record)
-        if placed is None:
+        if placed is None:  # refused: the caller's file goes back where it was
+            input_path.rename(input_uri.removeprefix("file://"))
+            shutil.rmtree(job_dir, ignore_errors=True)
             raise ResourceExhausted(f"no node can run the training job now: {placement.reason}")
         spec = JobSpec(
             job.id, job.node, format_ref(job.model), str(input_path), str(output_path),
             resources.cpu_millicores, resources.memory_bytes,
+            self._key.mint(TRAINER, job.id, format_ref(job.model)) if self._key else "",
         )  # fmt: skip
         try:
             started = self._backend.start_job(spec)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import grpc
 
-from mlaas.auth import Authenticator, bearer_token
+from mlaas.auth import MONITOR, REGISTRY, Authenticator, bearer_token
 from mlaas.client import RegistryClient
-from mlaas.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from mlaas.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from mlaas.refs import state_name
 from mlaas.servicing import maps_errors
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc, types_pb2
@@ -48,10 +48,14 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         metadata = context.invocation_metadata()
         return self._auth.tenant(metadata), bearer_token(metadata) or None
 
+    def _sees_all(self, tenant: str) -> bool:
+        """Open mode's single user, and the roles that look after every tenant's deployments."""
+        return not self._auth.enabled or self._auth.is_role(tenant, MONITOR, REGISTRY)
+
     def _visible(self, deployment: scheduler_pb2.Deployment, tenant: str) -> scheduler_pb2.Deployment:
         """Its owner and the tenants holding a lease on it see a deployment; others do not."""
         if (
-            not self._auth.reads_everything(tenant)
+            not self._sees_all(tenant)
             and deployment.tenant != tenant
             and tenant not in self._lifecycle.leases(deployment.id).values()
         ):
@@ -121,7 +125,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         found = [
             d
             for d in self._store.list(request.states)
-            if (self._auth.reads_everything(tenant) or d.tenant == tenant)
+            if (self._sees_all(tenant) or d.tenant == tenant)
             and (not request.model_name or d.model.name == request.model_name)
             and (
                 not request.model_version
@@ -175,7 +179,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         tenant, _ = self._tenant_and_token(context)
         if not 1 <= request.replicas <= MAX_REPLICAS:
             raise InvalidArgument(f"replicas must be between 1 and {MAX_REPLICAS}")
-        deployment = self._visible(self._store.get(request.deployment_id), tenant)
+        deployment = self._owned(self._store.get(request.deployment_id), tenant, "scale")
         if deployment.replicas == request.replicas and deployment.state == S.DEPLOYMENT_STATE_READY:
             return S.ScaleResponse(deployment=deployment)
 
@@ -187,13 +191,12 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     def UpdateDeployment(self, request, context):
         tenant, token = self._tenant_and_token(context)
-        deployment = self._visible(self._store.get(request.deployment_id), tenant)
+        deployment = self._owned(self._store.get(request.deployment_id), tenant, "update", for_owner=MONITOR)
         if request.model.name not in ("", deployment.model.name):
             raise InvalidArgument(
                 f"deployment {deployment.id} serves {deployment.model.name}; deploy {request.model.name} on its own"
             )
-        acting_for = deployment.tenant if self._auth.is_mesh(tenant) else tenant  # the mesh retrains for owners
-        others = set(self._lifecycle.leases(deployment.id).values()) - {acting_for}
+        others = set(self._lifecycle.leases(deployment.id).values()) - {deployment.tenant}
         if others:
             raise FailedPrecondition(
                 f"deployment {deployment.id} is shared with other tenants, who deployed version "
@@ -213,6 +216,16 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         detail = f"rolling from version {deployment.model.version} to {version}"
         return S.UpdateDeploymentResponse(deployment=self._begin_update(deployment, roll, detail))
 
+    def _owned(
+        self, deployment: scheduler_pb2.Deployment, tenant: str, action: str, for_owner: str = ""
+    ) -> scheduler_pb2.Deployment:
+        """The deployment, if `tenant` may change it: its owner (or the role `for_owner`, which
+        acts for owners). Lease holders use a deployment; they do not steer it."""
+        self._visible(deployment, tenant)
+        if not self._auth.enabled or tenant == deployment.tenant or self._auth.is_role(tenant, for_owner):
+            return deployment
+        raise PermissionDenied(f"only the owner of deployment {deployment.id} may {action} it")
+
     def _begin_update(self, deployment: scheduler_pb2.Deployment, change, detail: str) -> scheduler_pb2.Deployment:
         """UPDATING, queued for a worker; only a READY deployment can change (one change at a time)."""
         try:
@@ -231,15 +244,19 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             raise InvalidArgument("model.name is required")
         with RegistryClient(self._settings.registry_address, token) as registry:
             model = registry.get(request.model)  # NOT_FOUND / PERMISSION_DENIED pass through
+        if self._auth.enabled and model.owner != tenant and not self._auth.is_role(tenant, MONITOR):
+            raise PermissionDenied(f"only the owner of {model.description.name} may train it")
         if not model.description.recipe.steps:
             raise FailedPrecondition(f"{model.description.name}:{model.version} has no training recipe")
-        job = self._jobs.run(model, request.input_uri, request.output_uri, tenant)
+        if request.output_uri:
+            raise InvalidArgument("output_uri is chosen by the scheduler (the job's own directory); leave it empty")
+        job = self._jobs.run(model, request.input_uri, tenant)
         return S.RunTrainingJobResponse(job=job)
 
     def GetTrainingJob(self, request, context):
         tenant, _ = self._tenant_and_token(context)
         job = self._job_store.get(request.job_id)
-        if self._auth.enabled and job.tenant != tenant:
+        if self._auth.enabled and job.tenant != tenant and not self._auth.is_role(tenant, MONITOR):
             raise NotFound(f"training job {request.job_id!r} not found")
         return S.GetTrainingJobResponse(job=job)
 

@@ -4,6 +4,7 @@ deploy, infer, decommission, and the container is gone; plus a training job as a
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import docker
 import numpy as np
@@ -65,9 +66,10 @@ def test_a_deployment_runs_as_a_container_and_goes_away(image, registry, iris_mo
                 assert np.array_equal(runtime.infer({"X": X[:5]})["label"], model.predict(X[:5]))
 
             np.savez(jobs / "data.npz", X=X, y=y)
-            job = client.run_training_job("iris", f"file://{jobs}/data.npz", f"file://{jobs}/model.onnx")
-            assert client.wait_training_job(job.id, timeout=300).state == S.JOB_STATE_SUCCEEDED
-            assert (jobs / "model.onnx").stat().st_size > 0
+            job = client.run_training_job("iris", f"file://{jobs}/data.npz")
+            done = client.wait_training_job(job.id, timeout=300)
+            assert done.state == S.JOB_STATE_SUCCEEDED
+            assert Path(done.output_uri.removeprefix("file://")).stat().st_size > 0  # in the job's own directory
 
             client.decommission(deployment.id)
         scheduler.stop(0, remove_replicas=True)

@@ -3,13 +3,16 @@ registered recipe, ended by the watcher; and the statuses bad requests get."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnxruntime
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from mlaas.auth import MONITOR
 from mlaas.client import RegistryClient, SchedulerClient
-from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from mlaas.export import register_sklearn
 from mlaas.v1 import scheduler_pb2, types_pb2
 from tests.conftest import tiny_onnx
@@ -28,14 +31,17 @@ def test_a_training_job_fits_the_recipe_and_holds_its_resources_while_it_runs(sc
     client, jobs_dir = scheduler
     _, X, y = iris_model
     np.savez(jobs_dir / "data.npz", X=X, y=y)
-    job = client.run_training_job("iris", f"file://{jobs_dir}/data.npz", f"file://{jobs_dir}/model.onnx")
+    job = client.run_training_job("iris", f"file://{jobs_dir}/data.npz")
     assert job.state == S.JOB_STATE_RUNNING and job.node == "node-a" and job.model.version == 1
+    assert not (jobs_dir / "data.npz").exists()  # moved into the job's own directory
+    private = Path(job.output_uri.removeprefix("file://")).parent
+    assert private.parent == jobs_dir and len(private.name) > 40 and private.stat().st_mode & 0o077 == 0
     assert job.resources.cpu_millicores == 1000  # iris has no train resources: the default
     busy = {n.name: n for n in client.nodes()}["node-a"]
     assert busy.allocated.cpu_millicores == 1000  # held while it runs
     done = client.wait_training_job(job.id, timeout=120)
     assert done.state == S.JOB_STATE_SUCCEEDED and done.finished_at.seconds
-    session = onnxruntime.InferenceSession(str(jobs_dir / "model.onnx"))
+    session = onnxruntime.InferenceSession(done.output_uri.removeprefix("file://"))
     labels = session.run(None, {session.get_inputs()[0].name: X})[0]
     assert np.mean(labels == y) > 0.9
     assert {n.name: n for n in client.nodes()}["node-a"].allocated.cpu_millicores == 0
@@ -44,7 +50,7 @@ def test_a_training_job_fits_the_recipe_and_holds_its_resources_while_it_runs(sc
 def test_a_job_that_fails_says_why(scheduler):
     client, jobs_dir = scheduler
     np.savez(jobs_dir / "no-labels.npz", X=np.zeros((5, 4), np.float32))
-    job = client.run_training_job("iris", f"file://{jobs_dir}/no-labels.npz", f"file://{jobs_dir}/out.onnx")
+    job = client.run_training_job("iris", f"file://{jobs_dir}/no-labels.npz")
     with pytest.raises(FailedPrecondition, match=r"j-\w+ failed: exited with 2: .* must hold the arrays X"):
         client.wait_training_job(job.id, timeout=120)
 
@@ -57,19 +63,48 @@ def test_bad_training_jobs_are_refused(scheduler, parts, tmp_path):
         huge = types_pb2.Resources(cpu_millicores=64_000, memory_bytes=1 << 30)
         X = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
         register_sklearn(registry, LogisticRegression().fit(X, X[:, 0] > 0), "greedy", X, train_resources=huge)
-    good_in, good_out = f"file://{jobs_dir}/data.npz", f"file://{jobs_dir}/out.onnx"
-    with pytest.raises(InvalidArgument, match="output_uri file:///etc/passwd is outside the jobs directory"):
-        client.run_training_job("iris", good_in, "file:///etc/passwd")
-    with pytest.raises(InvalidArgument, match="is outside the jobs directory"):
-        client.run_training_job("iris", f"file://{jobs_dir}/../escape.npz", good_out)
-    with pytest.raises(InvalidArgument, match="does not exist"):
-        client.run_training_job("iris", f"file://{jobs_dir}/missing.npz", good_out)
+    good_in = f"file://{jobs_dir}/data.npz"
+    (jobs_dir / "a-directory").mkdir()
+    (jobs_dir / "a-link.npz").symlink_to(jobs_dir / "data.npz")
+    (jobs_dir / "nested").mkdir()
+    np.savez(jobs_dir / "nested" / "data.npz", X=np.zeros((5, 4), np.float32), y=np.zeros(5))
+    with pytest.raises(InvalidArgument, match="output_uri is chosen by the scheduler"):
+        client.run_training_job("iris", good_in, f"file://{jobs_dir}/out.onnx")
+    refused = ("../escape.npz", "missing.npz", "a-directory", "a-link.npz", "nested/data.npz", "/../../etc/passwd")
+    for uri in (f"file://{jobs_dir}/{name}" for name in refused):
+        with pytest.raises(InvalidArgument, match="is not a file directly in the jobs directory"):
+            client.run_training_job("iris", uri)
     with pytest.raises(InvalidArgument, match="must be a file:// URI"):
-        client.run_training_job("iris", "s3://bucket/data.npz", good_out)
+        client.run_training_job("iris", "s3://bucket/data.npz")
     with pytest.raises(FailedPrecondition, match="no-recipe:1 has no training recipe"):
-        client.run_training_job("no-recipe", good_in, good_out)
+        client.run_training_job("no-recipe", good_in)
     with pytest.raises(ResourceExhausted, match="no node can run the training job now"):
-        client.run_training_job("greedy", good_in, good_out)
+        client.run_training_job("greedy", good_in)
+    assert (jobs_dir / "data.npz").is_file()  # a refused job leaves the caller's file where it was
+    assert sorted(p.name for p in jobs_dir.iterdir()) == ["a-directory", "a-link.npz", "data.npz", "nested"]
     assert {n.name: n for n in client.nodes()}["node-a"].allocated.cpu_millicores == 0  # nothing half-made
     with pytest.raises(NotFound, match="training job 'j-nope' not found"):
         client.wait_training_job("j-nope", timeout=1)
+
+
+def test_under_auth_only_the_owner_or_the_monitor_trains_a_model(parts, identities, iris_model):
+    """Beta may read alpha's public model, but not run training jobs on it; alpha's job is not
+    beta's to see."""
+    scheduler = parts.start(server=identities.server())
+    jobs_dir = parts.settings.jobs_dir
+    address = f"127.0.0.1:{scheduler.server.port}"
+    _, X, y = iris_model
+    with RegistryClient(parts.registry_address) as registry:  # an open registry: iris is the anonymous tenant's
+        register_sklearn(registry, LogisticRegression(max_iter=300).fit(X, y), "iris-x", X)
+    np.savez(jobs_dir / "data.npz", X=X, y=y)
+    with (
+        SchedulerClient(address, identities.token("beta")) as beta,
+        pytest.raises(PermissionDenied, match="only the owner of iris-x may train it"),
+    ):
+        beta.run_training_job("iris-x", f"file://{jobs_dir}/data.npz")
+    assert (jobs_dir / "data.npz").is_file()
+    with SchedulerClient(address, identities.token(MONITOR)) as monitor:
+        job = monitor.run_training_job("iris-x", f"file://{jobs_dir}/data.npz")
+        assert monitor.wait_training_job(job.id, timeout=120).state == S.JOB_STATE_SUCCEEDED
+    with SchedulerClient(address, identities.token("beta")) as beta, pytest.raises(NotFound):
+        beta.wait_training_job(job.id, timeout=1)

@@ -1,6 +1,6 @@
 """Tenancy on the scheduler: with a tokens file, a tenant sees only its own deployments (and
-those it holds a lease on), while the mesh's own identity (`mlaas.auth.MESH_TENANT`: the
-registry's deletion guard, the monitor) sees every tenant's and rolls a deployment to a retrained
+those it holds a lease on) and steers only its own; the registry's role lists every tenant's
+deployments (its deletion guard), and the monitor's role reads them and rolls one to a retrained
 version on its owner's behalf."""
 
 from __future__ import annotations
@@ -9,23 +9,20 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from mlaas import errors
-from mlaas.auth import MESH_TENANT
+from mlaas.auth import MONITOR, REGISTRY, RUNTIME
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.export import register_sklearn
-from mlaas.settings import ServerSettings
 from mlaas.v1 import scheduler_pb2 as S
 from tests.scheduler_svc.conftest import ONE_CPU
 
 
-def test_tenants_see_their_own_deployments_and_the_mesh_sees_all(parts, tmp_path, iris_model):
-    tokens = tmp_path / "tokens.yaml"
-    tokens.write_text(f"token-alpha: alpha\ntoken-beta: beta\ntoken-mesh: {MESH_TENANT}\n")
-    server = ServerSettings(port=0, metrics_port=-1, shutdown_grace_seconds=2, auth_tokens_file=str(tokens))
-    address = f"127.0.0.1:{parts.start(server=server).server.port}"
+def test_tenants_see_their_own_deployments_and_the_roles_what_they_need(parts, identities, iris_model):
+    address = f"127.0.0.1:{parts.start(server=identities.server()).server.port}"
     with (
-        SchedulerClient(address, "token-alpha") as alpha,
-        SchedulerClient(address, "token-beta") as beta,
-        SchedulerClient(address, "token-mesh") as mesh,
+        SchedulerClient(address, identities.token("alpha")) as alpha,
+        SchedulerClient(address, identities.token("beta")) as beta,
+        SchedulerClient(address, identities.token(REGISTRY)) as registry_role,
+        SchedulerClient(address, identities.token(MONITOR)) as monitor_role,
     ):
         deployment = alpha.wait_ready(alpha.deploy("iris").id)
         assert deployment.state == S.DEPLOYMENT_STATE_READY and deployment.tenant == "alpha"
@@ -37,9 +34,15 @@ def test_tenants_see_their_own_deployments_and_the_mesh_sees_all(parts, tmp_path
         with pytest.raises(errors.NotFound):
             beta.decommission(deployment.id)
 
-        assert [d.id for d in mesh.list()] == [deployment.id]
-        assert mesh.get(deployment.id).tenant == "alpha"
-        assert [d.id for d in mesh.list(model_name="iris", model_version=1)] == [deployment.id]  # the guard's question
+        assert [d.id for d in registry_role.list(model_name="iris", model_version=1)] == [deployment.id]
+        assert monitor_role.get(deployment.id).tenant == "alpha"
+        with pytest.raises(errors.PermissionDenied, match="may not call"):
+            registry_role.get(deployment.id)
+        with pytest.raises(errors.PermissionDenied, match="may not call"):
+            monitor_role.deploy("iris")
+        runtime = identities.minted(RUNTIME, deployment.id, "iris:1")
+        with SchedulerClient(address, runtime) as replica, pytest.raises(errors.PermissionDenied):
+            replica.get(deployment.id)
 
         # The Monitor rolls a retrained version out on the owner's behalf; another tenant cannot.
         _, X, y = iris_model
@@ -48,5 +51,24 @@ def test_tenants_see_their_own_deployments_and_the_mesh_sees_all(parts, tmp_path
                              run_resources=ONE_CPU)  # fmt: skip
         with pytest.raises(errors.NotFound):
             beta.update(deployment.id, "iris:2")
-        assert mesh.update(deployment.id, "iris:2").state == S.DEPLOYMENT_STATE_UPDATING
+        assert monitor_role.update(deployment.id, "iris:2").state == S.DEPLOYMENT_STATE_UPDATING
         assert alpha.wait_settled(deployment.id).model.version == 2
+
+
+def test_a_lease_holder_uses_a_shared_deployment_but_does_not_steer_it(parts, identities):
+    address = f"127.0.0.1:{parts.start(server=identities.server()).server.port}"
+    with (
+        SchedulerClient(address, identities.token("alpha")) as alpha,
+        SchedulerClient(address, identities.token("beta")) as beta,
+    ):
+        deployment = alpha.wait_ready(alpha.deploy("iris").id)
+        shared = beta.deploy("iris")
+        assert shared.id == deployment.id  # a lease on alpha's deployment
+        assert beta.get(deployment.id).tenant == "alpha"
+        for change in (lambda: beta.scale(deployment.id, 2), lambda: beta.update(deployment.id, "iris:1")):
+            with pytest.raises(errors.PermissionDenied, match="only the owner"):
+                change()
+        assert alpha.get(deployment.id).replicas == 1
+        beta.decommission(deployment.id)  # its own lease: that is its to drop
+        with pytest.raises(errors.NotFound):
+            beta.get(deployment.id)
