@@ -1,42 +1,86 @@
-"""Who may feed and read a deployment's monitoring: whoever the scheduler shows the deployment
-to (its owner and the tenants holding a lease on it), and the mesh's own components (runtimes
-sending feedback, the CLI of an operator holding the mesh token). The Monitor asks the scheduler
-with the caller's own token, so the visibility rule lives in one place; an answer that allows is
-remembered for a short while, a refusal never is."""
+"""Who may feed and read a deployment's monitoring, and whose model the feedback is about.
+
+- Tenants: whoever the scheduler shows the deployment to (its owner and the tenants holding a
+  lease on it), asked with the caller's own token so that the visibility rule lives in one
+  place; changing the policy is the owner's. An answer that allows is remembered for a short
+  while, a refusal never is.
+- A runtime: only the deployment its credential was minted for; the model name and version of
+  its feedback are the credential's (the scheduler minted it from the deployment record), never
+  what the message says.
+- The monitor's role reads everything (the operator's CLI); the rules of mlaas.permissions keep
+  every other role out before this is asked.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import grpc
 
-from mlaas.auth import Authenticator, bearer_token
+from mlaas.auth import RUNTIME, Authenticator, bearer_token
 from mlaas.client import SchedulerClient
+from mlaas.errors import InvalidArgument, NotFound, PermissionDenied
+from mlaas.refs import parse_ref
+from mlaas.v1 import scheduler_pb2
+
+# (deployment id, the caller's token) -> the deployment, as the scheduler shows it to that caller
+GetDeployment = Callable[[str, str | None], scheduler_pb2.Deployment]
+
+
+def scheduler_lookup(address: str) -> GetDeployment:
+    def get(deployment_id: str, token: str | None) -> scheduler_pb2.Deployment:
+        with SchedulerClient(address, token, timeout=10) as scheduler:
+            return scheduler.get(deployment_id)
+
+    return get
 
 
 class DeploymentAccess:
-    def __init__(self, auth: Authenticator, scheduler_address: str, remember_seconds: float = 30.0):
+    def __init__(self, auth: Authenticator, get_deployment: GetDeployment, remember_seconds: float = 30.0):
         self._auth = auth
-        self._scheduler = scheduler_address
+        self._get = get_deployment
         self._remember = remember_seconds
-        self._allowed: dict[tuple[str, str], float] = {}  # (tenant, deployment) -> until (monotonic)
+        self._allowed: dict[tuple[str, str], tuple[float, str]] = {}  # (tenant, deployment) -> (until, owner)
         self._lock = threading.Lock()
 
-    def check(self, context: grpc.ServicerContext, deployment_id: str) -> None:
+    def check(self, context: grpc.ServicerContext, deployment_id: str, owner_only: bool = False) -> None:
         """Returns when the caller may use `deployment_id`; raises NotFound (as the scheduler does
-        for a deployment the caller cannot see) or Unavailable when the scheduler cannot answer."""
+        for a deployment the caller cannot see), PermissionDenied (`owner_only`, for a lease
+        holder) or Unavailable when the scheduler cannot answer."""
         if not self._auth.enabled:
             return
         metadata = context.invocation_metadata()
-        tenant = self._auth.tenant(metadata)
-        if self._auth.is_mesh(tenant):
+        identity = self._auth.identity(metadata)
+        if identity.role == RUNTIME:
+            if identity.scope != deployment_id:
+                raise NotFound(f"deployment {deployment_id!r} not found")
             return
-        key = (tenant, deployment_id)
+        if identity.role:
+            return
+        key = (identity.tenant, deployment_id)
         with self._lock:
-            if self._allowed.get(key, 0.0) > time.monotonic():
-                return
-        with SchedulerClient(self._scheduler, bearer_token(metadata), timeout=10) as scheduler:
-            scheduler.get(deployment_id)
-        with self._lock:
-            self._allowed[key] = time.monotonic() + self._remember
+            until, owner = self._allowed.get(key, (0.0, ""))
+        if until <= time.monotonic():
+            owner = self._get(deployment_id, bearer_token(metadata)).tenant
+            with self._lock:
+                self._allowed[key] = (time.monotonic() + self._remember, owner)
+        if owner_only and owner != identity.tenant:
+            raise PermissionDenied(f"only the owner of deployment {deployment_id} may change its monitoring")
+
+    def feedback_model(self, context: grpc.ServicerContext, claimed: str) -> tuple[str, set[int] | None]:
+        """(model name, the versions it may report: None for any) of feedback: the runtime's
+        credential says, whatever the message claims; open mode has one trusted user and no
+        credentials, and takes the claim."""
+        identity = self._auth.identity(context.invocation_metadata())
+        if identity.role == RUNTIME:
+            ref = parse_ref(identity.model)
+            return ref.name, {ref.version}
+        return claimed, None
+
+
+def check_versions(deployment_id: str, reported: set[int], allowed: set[int] | None) -> None:
+    stray = sorted(reported - allowed) if allowed is not None else []
+    if stray:
+        raise InvalidArgument(f"feedback of version(s) {stray} does not come from deployment {deployment_id}")

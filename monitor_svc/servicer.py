@@ -13,7 +13,7 @@ from mlaas.errors import InvalidArgument, NotFound
 from mlaas.servicing import maps_errors
 from mlaas.tensors import from_raw
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
-from monitor_svc.access import DeploymentAccess
+from monitor_svc.access import DeploymentAccess, check_versions
 from monitor_svc.changes import Changes
 from monitor_svc.context import ContextLoader
 from monitor_svc.monitoring import DeploymentMonitor, default_policy
@@ -119,11 +119,14 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         accepted = 0
         for request in _until_gone(request_iterator):
             self._check(context, request.deployment_id)
+            model_name, versions = self._access.feedback_model(context, request.model_name)
+            grouped = _by_version(request.records)
+            check_versions(request.deployment_id, {*grouped, *(s.model_version for s in request.summaries)}, versions)
             if request.dropped:
                 with self._lock:
                     self._dropped[request.deployment_id] += request.dropped
-            for version, (ids, inputs, predictions) in _by_version(request.records).items():
-                monitor = self._monitor(request.deployment_id, request.model_name, version, False)
+            for version, (ids, inputs, predictions) in grouped.items():
+                monitor = self._monitor(request.deployment_id, model_name, version, False)
                 with monitor.lock:  # one batch: one pass of the detectors, one transaction
                     events = monitor.observe(inputs, predictions)
                     matched = self._store.add_predictions(
@@ -133,7 +136,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
                 self._publish(request.deployment_id, events)
                 accepted += inputs.shape[0]
             for summary in request.summaries:  # a STRICT runtime: counts only, never rows
-                monitor = self._monitor(request.deployment_id, request.model_name, summary.model_version, True)
+                monitor = self._monitor(request.deployment_id, model_name, summary.model_version, True)
                 with monitor.lock:
                     events = monitor.observe_summary(summary)
                 self._publish(request.deployment_id, events)
@@ -179,10 +182,10 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         if events:
             self._changes.notify()
 
-    def _check(self, context, deployment_id: str) -> None:
+    def _check(self, context, deployment_id: str, owner_only: bool = False) -> None:
         if not deployment_id:
             raise InvalidArgument("deployment_id is required")
-        self._access.check(context, deployment_id)
+        self._access.check(context, deployment_id, owner_only)
 
     def _known(self, deployment_id: str) -> DeploymentMonitor:
         monitor = self._monitors.get(deployment_id)
@@ -211,7 +214,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
             self._changes.wait(WATCH_POLL_SECONDS)
 
     def SetPolicy(self, request, context):
-        self._check(context, request.deployment_id)
+        self._check(context, request.deployment_id, owner_only=True)
         policy = validate_policy(request.policy)
         self._store.put_policy(request.deployment_id, policy.SerializeToString())
         with self._lock:  # detectors are rebuilt with the new policy on the next feedback

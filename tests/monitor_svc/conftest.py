@@ -15,15 +15,16 @@ from tests.scheduler_svc.conftest import mesh, parts  # noqa: F401 (fixtures)
 
 @pytest.fixture
 def start_monitor(tmp_path) -> Callable[..., Monitor]:
-    """start_monitor(registry, scheduler, tokens_file=None): a Monitor server (with bearer-token
-    auth when a tokens file is given); all are stopped at teardown."""
+    """start_monitor(registry, scheduler, server=None, token=None): a Monitor server (with the
+    auth of `server`'s settings, presenting `token` to the others); all are stopped at teardown."""
     started: list[Monitor] = []
 
-    def start(registry_address: str, scheduler_address: str = "127.0.0.1:1", tokens_file=None) -> Monitor:
+    def start(
+        registry_address: str, scheduler_address: str = "127.0.0.1:1", server=None, token: str | None = None
+    ) -> Monitor:
         settings = MonitorSettings(
-            server=ServerSettings(
-                port=0, metrics_port=-1, shutdown_grace_seconds=1, auth_tokens_file=str(tokens_file or "") or None
-            ),
+            server=server or ServerSettings(port=0, metrics_port=-1, shutdown_grace_seconds=1),
+            token=token,
             data_dir=tmp_path / "monitor",
             registry_address=registry_address,
             scheduler_address=scheduler_address,

@@ -1,7 +1,9 @@
-"""Tenancy on the Monitor: with a tokens file, a tenant feeds and reads only the monitoring of
-deployments the scheduler shows it (its own, or ones it holds a lease on); the mesh's own
-identity (the runtimes' feedback) reaches every deployment. Real scheduler, registry, Redis and
-runtime process; the Monitor asks the scheduler with the caller's token."""
+"""Tenancy on the Monitor: with a tokens file, a tenant reads only the monitoring of deployments
+the scheduler shows it (its own, or ones it holds a lease on) and changes only its own
+deployments' policy; feedback comes only from a runtime's minted credential, for its own
+deployment and attributed to the model version the credential names, whatever the message
+claims. Real scheduler, registry, Redis and runtime process; the Monitor asks the scheduler with
+the caller's token."""
 
 from __future__ import annotations
 
@@ -9,29 +11,33 @@ import grpc
 import pytest
 
 from mlaas import errors
-from mlaas.auth import MESH_TENANT
+from mlaas.auth import MONITOR, RUNTIME
 from mlaas.client import MonitorClient, SchedulerClient
-from mlaas.settings import ServerSettings
 from mlaas.tensors import to_raw
 from mlaas.v1 import monitor_pb2 as M
 from mlaas.v1 import monitor_pb2_grpc
 
 
-def test_a_tenant_reaches_only_the_monitoring_of_deployments_it_can_see(parts, start_monitor, tmp_path, iris_model):
-    tokens = tmp_path / "tokens.yaml"
-    tokens.write_text(f"token-alpha: alpha\ntoken-beta: beta\ntoken-mesh: {MESH_TENANT}\n")
-    server = ServerSettings(port=0, metrics_port=-1, shutdown_grace_seconds=2, auth_tokens_file=str(tokens))
-    scheduler_address = f"127.0.0.1:{parts.start(server=server).server.port}"
-    monitor = start_monitor(parts.registry_address, scheduler_address, tokens)
+def _feed(address: str, token: str, request: M.IngestFeedbackRequest) -> M.IngestFeedbackResponse:
+    with grpc.insecure_channel(address) as channel:
+        stub = monitor_pb2_grpc.MonitorServiceStub(channel)
+        return stub.IngestFeedback(iter([request]), metadata=[("authorization", f"Bearer {token}")], timeout=30)
+
+
+def test_a_tenant_reaches_only_the_monitoring_of_deployments_it_can_see(parts, start_monitor, identities, iris_model):
+    scheduler_address = f"127.0.0.1:{parts.start(server=identities.server()).server.port}"
+    monitor = start_monitor(parts.registry_address, scheduler_address, identities.server())
     address = f"127.0.0.1:{monitor.server.port}"
     with SchedulerClient(scheduler_address, "token-alpha") as owner:
         deployment_id = owner.wait_ready(owner.deploy("iris").id).id
+    with SchedulerClient(scheduler_address, "token-beta") as other:
+        beta_deployment = other.wait_ready(other.deploy("iris-b").id).id
     strict = M.MonitorPolicy(window_size=64, expected_run_length=5000)
 
     with (
         MonitorClient(address, "token-alpha") as alpha,
         MonitorClient(address, "token-beta") as beta,
-        MonitorClient(address, "token-mesh") as mesh,
+        MonitorClient(address, identities.token(MONITOR)) as operator,
     ):
         assert alpha.set_policy(deployment_id, strict).window_size == 64
         assert alpha.retrainings(deployment_id) == []
@@ -48,20 +54,56 @@ def test_a_tenant_reaches_only_the_monitoring_of_deployments_it_can_see(parts, s
                 call()
         assert alpha.policy(deployment_id).window_size == 64  # beta's policy never landed
         assert monitor.store.label_count(deployment_id) == (0, 0)  # nor its label
+        assert operator.policy(deployment_id).window_size == 64
 
-        # Feedback: another tenant cannot poison a deployment's detectors; the mesh reaches it.
+        # Feedback: no tenant feeds a deployment's detectors, not even its owner; a runtime feeds
+        # only its own deployment, and its records are of the model its credential names.
         _, X, _ = iris_model
         datatype, raw = to_raw(X[:2])
         record = M.InferenceRecord(
-            request_ids=["a", "b"], model_version=1, inputs=[M.RawTensor(datatype=datatype, shape=[2, 4], data=raw)]
-        )
+            request_ids=["a", "b"], model_version=1, inputs=[M.RawTensor(datatype=datatype, shape=[2, 4], data=raw)],
+            outputs=[M.RawTensor(datatype="INT64", shape=[2], data=b"\0" * 16)],
+        )  # fmt: skip
+        feed = M.IngestFeedbackRequest(deployment_id=deployment_id, model_name="iris", records=[record])
+        for token in ("token-alpha", "token-beta", identities.token(MONITOR)):
+            with pytest.raises(grpc.RpcError) as refused:
+                _feed(address, token, feed)
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        betas_runtime = identities.minted(RUNTIME, beta_deployment, "iris-b:1")
+        with pytest.raises(grpc.RpcError) as elsewhere:
+            _feed(address, betas_runtime, feed)
+        assert elsewhere.value.code() == grpc.StatusCode.NOT_FOUND
+        # A runtime of beta's deployment that names alpha's model reads beta's model's statistics.
+        claim = M.IngestFeedbackRequest(deployment_id=beta_deployment, model_name="iris", records=[record])
+        assert _feed(address, betas_runtime, claim).accepted_rows == 2
+        assert monitor.servicer._monitors[beta_deployment].context.name == "iris-b"  # not alpha's "iris"
+        stray = M.IngestFeedbackRequest(deployment_id=beta_deployment, records=[M.InferenceRecord()])
+        stray.records[0].CopyFrom(record)
+        stray.records[0].model_version = 7
+        with pytest.raises(grpc.RpcError) as wrong_version:
+            _feed(address, betas_runtime, stray)
+        assert wrong_version.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
         with grpc.insecure_channel(address) as channel:
             stub = monitor_pb2_grpc.MonitorServiceStub(channel)
-            feed = M.IngestFeedbackRequest(deployment_id=deployment_id, model_name="iris", records=[record])
-            with pytest.raises(grpc.RpcError) as refused:
-                stub.IngestFeedback(iter([feed]), metadata=[("authorization", "Bearer token-beta")])
-            assert refused.value.code() == grpc.StatusCode.NOT_FOUND
             with pytest.raises(grpc.RpcError) as anonymous:
                 stub.GetPolicy(M.GetPolicyRequest(deployment_id=deployment_id))
             assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        assert mesh.policy(deployment_id).window_size == 64
+
+
+def test_a_lease_holder_reads_the_monitoring_but_does_not_change_the_policy(parts, start_monitor, identities):
+    scheduler_address = f"127.0.0.1:{parts.start(server=identities.server()).server.port}"
+    monitor = start_monitor(parts.registry_address, scheduler_address, identities.server())
+    address = f"127.0.0.1:{monitor.server.port}"
+    with (
+        SchedulerClient(scheduler_address, "token-alpha") as alpha,
+        SchedulerClient(scheduler_address, "token-beta") as beta,
+    ):
+        deployment_id = alpha.wait_ready(alpha.deploy("iris").id).id
+        assert beta.deploy("iris").id == deployment_id
+    with MonitorClient(address, "token-alpha") as owner, MonitorClient(address, "token-beta") as holder:
+        owner.set_policy(deployment_id, M.MonitorPolicy(window_size=64, auto_retrain=True))
+        assert holder.policy(deployment_id).auto_retrain
+        with pytest.raises(errors.PermissionDenied, match="only the owner"):
+            holder.set_policy(deployment_id, M.MonitorPolicy(auto_retrain=False))
+        assert owner.policy(deployment_id).auto_retrain
