@@ -2,7 +2,8 @@
 
     file:///data/batch.npy            only under the configured roots (no path traversal)
     s3://bucket/key.npz#features      only from the configured buckets
-    https://host/rows.csv             only to the configured hosts
+    https://host/rows.csv             only to the configured hosts, at public addresses unless
+                                      private ones are allowed; redirects are not followed
 
 Formats: .npy, .npz (the array named after '#', or the only one), numeric .csv. Every
 reference is size-limited; every refusal says why and what to configure.
@@ -10,9 +11,11 @@ reference is size-limited; every refusal says why and what to configure.
 
 from __future__ import annotations
 
+import http.client
 import io
+import ipaddress
+import socket
 import ssl
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -32,6 +35,8 @@ class DataRefPolicy:
     # Extra CA bundle for https references (e.g. an internal CA).
     ca_file: str | None = None
     timeout_seconds: float = 30.0
+    # https references to loopback, private or link-local addresses (an internal data server).
+    allow_private_addresses: bool = False
     roots_resolved: tuple[Path, ...] = field(init=False, default=())
 
     def __post_init__(self):
@@ -56,18 +61,61 @@ def _read_file(uri: str, path_text: str, policy: DataRefPolicy) -> bytes:
     return path.read_bytes()
 
 
-def _read_https(uri: str, host: str, policy: DataRefPolicy) -> bytes:
+def _checked_address(uri: str, host: str, port: int, policy: DataRefPolicy) -> str:
+    """An address of `host` that may be fetched from: every address it resolves to must be public
+    unless private ones are allowed, so that an allowed name cannot point into the mesh's own
+    network (the connection then goes to the address checked here, not to a second lookup)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as err:
+        raise InvalidArgument(f"data_uri {uri}: cannot resolve {host!r}: {err}") from None
+    addresses = [info[4][0] for info in infos]
+    if not policy.allow_private_addresses:
+        for address in addresses:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+            if not ip.is_global:
+                raise PermissionDenied(
+                    f"data_uri {uri}: {host!r} resolves to the non-public address {ip}; "
+                    "set MLAAS_DATA_URI_ALLOW_PRIVATE=true to allow private networks"
+                )
+    return addresses[0]
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """Connects to an address checked beforehand, verifying the certificate for the host name."""
+
+    def __init__(self, host: str, port: int, address: str, **kwargs):
+        super().__init__(host, port, **kwargs)
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def _read_https(uri: str, policy: DataRefPolicy) -> bytes:
+    parsed = urlparse(uri)
+    host, port = parsed.hostname or "", parsed.port or 443
     if host not in policy.https_hosts:
         raise PermissionDenied(f"data_uri {uri}: host {host!r} is not allowed (MLAAS_DATA_URI_HOSTS)")
+    address = _checked_address(uri, host, port, policy)
     context = ssl.create_default_context(cafile=policy.ca_file) if policy.ca_file else ssl.create_default_context()
+    connection = _PinnedHTTPSConnection(host, port, address, timeout=policy.timeout_seconds, context=context)
     try:
-        with urllib.request.urlopen(uri, timeout=policy.timeout_seconds, context=context) as response:
-            length = int(response.headers.get("Content-Length") or 0)
-            if length > policy.max_bytes:
-                raise _too_big(uri, length, policy.max_bytes)
-            data = response.read(policy.max_bytes + 1)
-    except OSError as err:
+        connection.request("GET", parsed.path + (f"?{parsed.query}" if parsed.query else ""))
+        response = connection.getresponse()
+        if 300 <= response.status < 400:  # each hop would need the checks again: not followed
+            raise PermissionDenied(f"data_uri {uri}: the server answered {response.status}; redirects are not followed")
+        if response.status != 200:
+            raise InvalidArgument(f"data_uri {uri}: cannot fetch: HTTP {response.status} {response.reason}")
+        length = int(response.headers.get("Content-Length") or 0)
+        if length > policy.max_bytes:
+            raise _too_big(uri, length, policy.max_bytes)
+        data = response.read(policy.max_bytes + 1)
+    except (OSError, http.client.HTTPException) as err:
         raise InvalidArgument(f"data_uri {uri}: cannot fetch: {err}") from None
+    finally:
+        connection.close()
     if len(data) > policy.max_bytes:
         raise _too_big(uri, len(data), policy.max_bytes)
     return data
@@ -117,7 +165,7 @@ def load(uri: str, policy: DataRefPolicy) -> np.ndarray:
     if parsed.scheme == "file":
         data = _read_file(uri, parsed.path, policy)
     elif parsed.scheme == "https":
-        data = _read_https(uri.split("#", 1)[0], parsed.hostname or "", policy)
+        data = _read_https(uri.split("#", 1)[0], policy)
     elif parsed.scheme == "s3":
         data = _read_s3(uri, parsed.netloc, parsed.path.lstrip("/"), policy)
     else:

@@ -87,14 +87,26 @@ class ModelRepository:
                     raise FailedPrecondition(f"downloaded artifact of {ref} does not match its sha256")
         return model.description.name, str(model.version), sha, path
 
-    def _fetch_uri(self, uri: str) -> tuple[str, Path]:
+    def _fetch_uri(self, uri: str, confined: bool) -> tuple[str, Path]:
+        """(sha256, local path) of a file:// or s3:// artifact. `confined` (a RepositoryModelLoad
+        from a caller): only under MLAAS_MODEL_ROOTS or from MLAAS_MODEL_BUCKETS, and one answer
+        for missing, unreadable and not allowed, so that callers cannot probe the host's files."""
         parsed = urlparse(uri)
+        unavailable = InvalidArgument(
+            f"model uri {uri}: no readable model there, or not under the allowed roots "
+            "(MLAAS_MODEL_ROOTS, MLAAS_MODEL_BUCKETS)"
+        )
         if parsed.scheme == "file":
-            path = Path(parsed.path)
-            if not path.is_file():
-                raise InvalidArgument(f"model uri {uri}: no such file")
-            return _sha256(path), path
+            path = Path(parsed.path).resolve()
+            if confined and not any(path.is_relative_to(root.resolve()) for root in self._settings.model_roots):
+                raise unavailable
+            try:
+                return _sha256(path), path
+            except OSError:  # missing, a directory, unreadable: the same answer
+                raise unavailable from None
         if parsed.scheme == "s3":
+            if confined and parsed.netloc not in self._settings.model_buckets:
+                raise unavailable
             import boto3
 
             partial = self._settings.cache_dir / f"download-{uuid.uuid4().hex}.partial"
@@ -114,8 +126,8 @@ class ModelRepository:
         name, version, sha, path = await asyncio.to_thread(self._fetch_from_registry, ref)
         return await self._install(name, version, sha, path, f"registry:{ref}")
 
-    async def load_uri(self, name: str, uri: str) -> LoadedModel:
-        sha, path = await asyncio.to_thread(self._fetch_uri, uri)
+    async def load_uri(self, name: str, uri: str, confined: bool = False) -> LoadedModel:
+        sha, path = await asyncio.to_thread(self._fetch_uri, uri, confined)
         return await self._install(name, "1", sha, path, uri)
 
     async def _install(self, name: str, version: str, sha: str, path: Path, source: str) -> LoadedModel:
@@ -152,6 +164,9 @@ class ModelRepository:
     async def unload(self, name: str) -> None:
         async with self._lock:
             loaded = self._models.pop(name, None)
+            failed = self._unavailable.pop(name, None)
+        if loaded is None and failed is not None:
+            return  # what a failed load left behind
         if loaded is None:
             raise NotFound(f"model {name!r} is not loaded here")
         await loaded.batcher.close()

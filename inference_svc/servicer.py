@@ -24,7 +24,7 @@ from inference_svc.metrics import RuntimeMetrics
 from inference_svc.repository import LoadedModel, ModelRepository
 from inference_svc.settings import RuntimeSettings
 from inference_svc.signature import TensorInfo
-from mlaas.errors import InvalidArgument, MlaasError, NotFound, Unavailable, from_rpc_error
+from mlaas.errors import InvalidArgument, MlaasError, NotFound, PermissionDenied, Unavailable, from_rpc_error
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.servicing import maps_errors
@@ -92,7 +92,9 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         return oip.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request, context):
-        ready = not self.draining and bool(self._repo.all()) and not self._repo.unavailable()
+        # A model that failed to load is listed by RepositoryIndex; it does not make the
+        # models that serve unready.
+        ready = not self.draining and bool(self._repo.all())
         return oip.ServerReadyResponse(ready=ready)
 
     async def ModelReady(self, request, context):
@@ -175,22 +177,25 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         if not request.model_name:
             raise InvalidArgument("model_name is required: a registry reference NAME[:VERSION|@ALIAS]")
         uri = request.parameters["uri"].string_param if "uri" in request.parameters else ""
+        if uri and self._settings.managed:
+            raise PermissionDenied("a deployment's runtime loads models from the registry only, not by uri")
         if uri:
-            await self._repo.load_uri(request.model_name, uri)
+            await self._repo.load_uri(request.model_name, uri, confined=True)
         else:
             await self._repo.load_ref(request.model_name)
-        await self._forward("RepositoryModelLoad", request)
+        await self._forward("RepositoryModelLoad", request, context)
         return oip.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(self, request, context):
         await self._repo.unload(request.model_name)
-        await self._forward("RepositoryModelUnload", request)
+        await self._forward("RepositoryModelUnload", request, context)
         return oip.RepositoryModelUnloadResponse()
 
-    async def _forward(self, method: str, request) -> None:
-        """Repeats a repository change on the other workers of this runtime. A sibling that is
-        still starting is waited for (wait_for_ready): the runtime answers health as soon as one
-        worker listens, so a change can arrive before the others do."""
+    async def _forward(self, method: str, request, context) -> None:
+        """Repeats a repository change on the other workers of this runtime, as the same caller
+        (its token: each worker checks it again). A sibling that is still starting is waited
+        for (wait_for_ready): the runtime answers health as soon as one worker listens, so a
+        change can arrive before the others do."""
         if LOCAL_ONLY in request.parameters or not self._siblings:
             return
         import grpc
@@ -198,12 +203,13 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         forwarded = type(request)()
         forwarded.CopyFrom(request)
         forwarded.parameters[LOCAL_ONLY].bool_param = True
+        caller = [(k, v) for k, v in context.invocation_metadata() or () if k == "authorization"]
 
         async def repeat_on(address: str) -> None:
             async with grpc.aio.insecure_channel(address) as channel:
                 stub = oip_grpc.GRPCInferenceServiceStub(channel)
                 try:
-                    await getattr(stub, method)(forwarded, timeout=300, wait_for_ready=True)
+                    await getattr(stub, method)(forwarded, metadata=caller, timeout=300, wait_for_ready=True)
                 except grpc.aio.AioRpcError as error:
                     failure = from_rpc_error(error)
                     failure.message = f"{method} failed on the worker at {address}: {failure.message}"
@@ -340,6 +346,7 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         ready: collections.deque[oip.ModelStreamInferResponse | None] = collections.deque()
         waiter: list[asyncio.Future | None] = [None]
         state = {"unanswered": 0, "reading": True}
+        refused: list[MlaasError] = []  # why the requests stopped coming (the caller's access was revoked)
 
         def deliver(message: oip.ModelStreamInferResponse | None) -> None:
             ready.append(message)
@@ -351,6 +358,8 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
                 async for request in request_iterator:
                     state["unanswered"] += 1
                     self._start_stream_request(request, deliver)
+            except MlaasError as err:
+                refused.append(err)
             finally:
                 state["reading"] = False
                 deliver(None)  # wakes the writer to check whether it is done
@@ -374,6 +383,8 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
                     continue
                 state["unanswered"] -= 1
                 yield message
+            if refused:
+                raise refused[0]
             if self.draining:
                 raise Unavailable("the runtime is draining; reconnect and resend what was not answered")
         finally:

@@ -7,7 +7,7 @@ from pathlib import Path
 from inference_svc.batcher import BatchPolicy
 from inference_svc.data_refs import DataRefPolicy
 from mlaas.cpu import cpu_limit
-from mlaas.settings import ServerSettings, data_dir, env_int
+from mlaas.settings import ServerSettings, data_dir, env_bool, env_int
 
 
 def _paths(raw: str | None) -> tuple[Path, ...]:
@@ -36,11 +36,21 @@ class RuntimeSettings:
     # Where inference records go (the Monitor), and the deployment they belong to.
     monitor_address: str | None = None
     deployment_id: str = ""
+    # Asked who may use a deployment's runtime (inference_svc/access.py).
+    scheduler_address: str | None = None
+    # Where RepositoryModelLoad may load `parameters.uri` from, on a standalone runtime only.
+    model_roots: tuple[Path, ...] = ()
+    model_buckets: tuple[str, ...] = ()
     # STRICT deployments send window summaries, never raw inputs ("records" or "summaries").
     feedback_mode: str = "records"
     # Private loopback ports of every worker (index = worker), for repository broadcasts.
     control_ports: tuple[int, ...] = ()
     worker_index: int = 0
+
+    @property
+    def managed(self) -> bool:
+        """The runtime serves a deployment of the mesh (not a standalone operator's runtime)."""
+        return bool(self.deployment_id)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RuntimeSettings:
@@ -63,10 +73,14 @@ class RuntimeSettings:
                 max_bytes=env_int(env, "MLAAS_DATA_URI_MAX_BYTES", 256 * 2**20),
                 s3_endpoint_url=env.get("MLAAS_S3_ENDPOINT_URL") or None,
                 ca_file=env.get("MLAAS_DATA_URI_CA_FILE") or None,
+                allow_private_addresses=env_bool(env, "MLAAS_DATA_URI_ALLOW_PRIVATE", False),
             ),
             cache_dir=data_dir(env) / "runtime-cache",
             feedback_capacity=env_int(env, "MLAAS_FEEDBACK_CAPACITY", 10000),
             monitor_address=env.get("MLAAS_MONITOR_ADDR") or None,
             deployment_id=env.get("MLAAS_DEPLOYMENT_ID", ""),
+            scheduler_address=env.get("MLAAS_SCHEDULER_ADDR") or None,
+            model_roots=_paths(env.get("MLAAS_MODEL_ROOTS")),
+            model_buckets=_names(env.get("MLAAS_MODEL_BUCKETS")),
             feedback_mode=env.get("MLAAS_FEEDBACK_MODE") or "records",
         )

@@ -129,7 +129,8 @@ def runtime(tmp_path_factory, models_dir) -> Iterator[Runtime]:
         "--model-uri", f"identity=file://{models_dir / 'identity.onnx'}",
         "--model-uri", f"fixed=file://{models_dir / 'fixed.onnx'}",
         "--model-uri", f"identity-typed=file://{models_dir / 'identity-typed.onnx'}",
-        env={"MLAAS_DATA_URI_ROOTS": str(refs), "MLAAS_DATA_URI_MAX_BYTES": "100000"},
+        env={"MLAAS_DATA_URI_ROOTS": str(refs), "MLAAS_DATA_URI_MAX_BYTES": "100000",
+             "MLAAS_MODEL_ROOTS": str(models_dir)},
     )  # fmt: skip
     rt.models_dir = refs
     yield rt

@@ -138,6 +138,7 @@ def test_https_and_s3_references(tmp_path, models_dir, tls_server, s3_bucket):
     rt = start_runtime(
         tmp_path, "--workers", "1", "--model-uri", f"iris=file://{models_dir / 'iris.onnx'}",
         env={"MLAAS_DATA_URI_HOSTS": "localhost", "MLAAS_DATA_URI_CA_FILE": str(ca),
+             "MLAAS_DATA_URI_ALLOW_PRIVATE": "true",
              "MLAAS_DATA_URI_BUCKETS": "inputs", "MLAAS_S3_ENDPOINT_URL": s3_bucket},
     )  # fmt: skip
     try:

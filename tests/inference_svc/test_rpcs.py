@@ -221,7 +221,7 @@ def test_repository_load_and_unload(stub, models_dir):
     bad.parameters["uri"].string_param = f"file://{models_dir / 'missing.onnx'}"
     with pytest.raises(grpc.RpcError) as info:
         stub.RepositoryModelLoad(bad)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "no such file" in info.value.details()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "no readable model there" in info.value.details()
     no_registry = oip.RepositoryModelLoadRequest(model_name="iris-logreg@champion")
     with pytest.raises(grpc.RpcError) as info:
         stub.RepositoryModelLoad(no_registry)

@@ -26,8 +26,10 @@ from mlaas.settings import ServerSettings
 from tests.inference_svc.conftest import start_runtime, stop_runtime
 
 
-def worker(tmp_path, siblings: list[str]) -> tuple[InferenceServicer, ModelRepository]:
-    settings = RuntimeSettings(server=ServerSettings.from_env({}, "inference", 0), cache_dir=tmp_path)
+def worker(tmp_path, siblings: list[str], roots=()) -> tuple[InferenceServicer, ModelRepository]:
+    settings = RuntimeSettings(
+        server=ServerSettings.from_env({}, "inference", 0), cache_dir=tmp_path, model_roots=tuple(roots)
+    )
     metrics = RuntimeMetrics()
     repository = ModelRepository(settings, metrics)
     feedback = FeedbackTap(16, DiscardSink())
@@ -56,8 +58,8 @@ def load_request(models_dir) -> oip.RepositoryModelLoadRequest:
 def test_a_load_waits_for_a_sibling_that_is_still_starting(tmp_path, models_dir):
     async def scenario():
         late_port, first_port = free_port(), free_port()
-        first, first_repo = worker(tmp_path, [f"127.0.0.1:{late_port}"])
-        late, late_repo = worker(tmp_path, [f"127.0.0.1:{first_port}"])
+        first, first_repo = worker(tmp_path, [f"127.0.0.1:{late_port}"], [models_dir])
+        late, late_repo = worker(tmp_path, [f"127.0.0.1:{first_port}"], [models_dir])
         first_address = f"127.0.0.1:{first_port}"
         async with serving(first, first_repo, first_port), grpc.aio.insecure_channel(first_address) as channel:
             stub = oip_grpc.GRPCInferenceServiceStub(channel)
@@ -74,16 +76,16 @@ def test_a_load_waits_for_a_sibling_that_is_still_starting(tmp_path, models_dir)
 def test_a_sibling_refusal_is_reported_with_its_own_status(tmp_path, models_dir):
     async def scenario():
         sibling_port, first_port = free_port(), free_port()
-        first, first_repo = worker(tmp_path, [f"127.0.0.1:{sibling_port}"])
-        sibling, sibling_repo = worker(tmp_path / "other", [])
+        first, first_repo = worker(tmp_path, [f"127.0.0.1:{sibling_port}"], [tmp_path])
+        sibling, sibling_repo = worker(tmp_path / "other", [], [tmp_path])
         artifact = tmp_path / "short-lived.onnx"
         artifact.write_bytes((models_dir / "iris.onnx").read_bytes())
         request = oip.RepositoryModelLoadRequest(model_name="iris")
         request.parameters["uri"].string_param = f"file://{artifact}"
         load_here = first_repo.load_uri
 
-        async def load_then_remove(name, uri):  # the sibling then finds the artifact gone
-            await load_here(name, uri)
+        async def load_then_remove(name, uri, confined):  # the sibling then finds the artifact gone
+            await load_here(name, uri, confined)
             artifact.unlink()
 
         first_repo.load_uri = load_then_remove

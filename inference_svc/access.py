@@ -1,0 +1,145 @@
+"""Who may use a mesh-managed runtime: the tenants the scheduler shows its deployment to (the
+owner and the lease holders), asked with the caller's own token so that the rule lives in one
+place, as the Monitor does. An answer that allows is remembered for `remember_seconds`, so a
+dropped lease or a decommission takes effect within that time (open streams included: they are
+checked again as they go on); a refusal is never remembered.
+
+Everyone else gets the same NOT_FOUND as for a model that is not loaded here. The repository
+rpcs of a managed runtime are the scheduler's alone. A standalone runtime (no deployment) is its
+operator's: any authenticated caller may use it, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import grpc
+
+from mlaas.auth import SCHEDULER, Authenticator, Identity, bearer_token
+from mlaas.errors import MlaasError, NotFound, PermissionDenied
+from mlaas.interceptors import wrap_handler
+from mlaas.oip import open_inference_v2_pb2 as oip
+
+_SERVICE = "/inference.GRPCInferenceService/"
+# Answer nothing of the models to strangers; the server-wide rpcs tell nothing of any tenant.
+_SERVER_WIDE = {_SERVICE + m for m in ("ServerLive", "ServerReady", "ServerMetadata")}
+_REPOSITORY = {_SERVICE + m for m in ("RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload")}
+
+# (tenant's token) -> None when allowed; raises NotFound (or Unavailable) otherwise.
+AskScheduler = Callable[[str | None], Awaitable[None]]
+
+
+def scheduler_check(scheduler_address: str, deployment_id: str) -> AskScheduler:
+    """Asks the scheduler for the deployment with the caller's token (off the event loop)."""
+    from mlaas.client import SchedulerClient
+
+    def ask(token: str | None) -> None:
+        with SchedulerClient(scheduler_address, token, timeout=10) as scheduler:
+            scheduler.get(deployment_id)
+
+    async def check(token: str | None) -> None:
+        await asyncio.to_thread(ask, token)
+
+    return check
+
+
+def _model_name(request) -> str:
+    return getattr(request, "model_name", "") or getattr(request, "name", "")
+
+
+class DeploymentAccess:
+    def __init__(self, ask: AskScheduler, remember_seconds: float = 2.0):
+        self._ask = ask
+        self._remember = remember_seconds
+        self._allowed_until: dict[str, float] = {}  # tenant -> monotonic time
+
+    def allowed_now(self, tenant: str) -> bool:
+        return self._allowed_until.get(tenant, 0.0) > time.monotonic()
+
+    async def check(self, tenant: str, token: str | None, model: str) -> None:
+        """Returns when `tenant` may use this runtime; NotFound (as for a missing model) if not."""
+        if self.allowed_now(tenant):
+            return
+        try:
+            await self._ask(token)
+        except NotFound:
+            self._allowed_until.pop(tenant, None)
+            raise NotFound(f"model {model!r} is not loaded here") from None
+        self._allowed_until[tenant] = time.monotonic() + self._remember
+
+
+class DeploymentAccessInterceptor(grpc.aio.ServerInterceptor):
+    """Runs after the auth interceptor (which has authenticated the caller)."""
+
+    def __init__(self, auth: Authenticator, access: DeploymentAccess):
+        self._auth = auth
+        self._access = access
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if not method.startswith(_SERVICE) or method in _SERVER_WIDE:
+            return handler
+        metadata = handler_call_details.invocation_metadata
+        try:
+            identity = self._auth.identity(metadata)
+        except MlaasError:
+            return handler  # the auth interceptor has refused it already
+        if method in _REPOSITORY:
+            return handler if identity.role == SCHEDULER else _refusing(handler, _repository_refusal)
+        if identity.role:
+            return handler  # the rules of mlaas.permissions let no role but tenants' reach here
+        return wrap_handler(handler, self._guard(identity, bearer_token(metadata), method))
+
+    def _guard(self, identity: Identity, token: str | None, method: str):
+        access = self._access
+
+        def wrap(behaviour, streaming):
+            if method.endswith("/ModelStreamInfer"):
+
+                async def stream(request_iterator, context):
+                    checked = _checked_requests(request_iterator, access, identity.tenant, token)
+                    async for response in behaviour(checked, context):
+                        yield response
+
+                return stream
+
+            async def unary(request, context):
+                try:
+                    await access.check(identity.tenant, token, _model_name(request))
+                except NotFound as err:
+                    if method.endswith("/ModelReady"):
+                        return oip.ModelReadyResponse(ready=False)
+                    await context.abort(err.code, err.message)
+                except MlaasError as err:
+                    await context.abort(err.code, err.message)
+                return await behaviour(request, context)
+
+            return unary
+
+        return wrap
+
+
+async def _checked_requests(requests: AsyncIterator, access: DeploymentAccess, tenant: str, token: str | None):
+    """The stream's requests, each let through while the caller may still use the runtime."""
+    async for request in requests:
+        if not access.allowed_now(tenant):
+            await access.check(tenant, token, request.model_name)
+        yield request
+
+
+def _repository_refusal() -> MlaasError:
+    return PermissionDenied("the repository of a mesh-managed runtime is the scheduler's")
+
+
+def _refusing(handler, error: Callable[[], MlaasError]):
+    def wrap(behaviour, streaming):
+        async def refuse(request, context):
+            err = error()
+            await context.abort(err.code, err.message)
+
+        return refuse
+
+    return wrap_handler(handler, wrap)

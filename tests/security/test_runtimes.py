@@ -1,0 +1,126 @@
+"""The runtimes behind a two-tenant mesh, attacked as the other tenant would: straight to the
+replica of a deployment it cannot use (its address is no secret), through every model rpc and
+every repository rpc; and revocation, as a lease holder that let its lease go."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from mlaas import errors
+from mlaas.export import register_sklearn
+from mlaas.inference_client import InferenceClient, build_request
+from mlaas.oip import open_inference_v2_pb2 as oip
+from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
+from mlaas.v1 import types_pb2
+from tests.security.conftest import TOKENS
+
+
+@pytest.fixture(scope="module")
+def models(mesh, iris_model):
+    """alpha's private `alpha-secret` and public `alpha-shared`."""
+    model, X, y = iris_model
+    with mesh.registry_as("alpha") as alpha:
+        register_sklearn(alpha, model, "alpha-secret", X, visibility=types_pb2.VISIBILITY_PRIVATE)
+        register_sklearn(alpha, LogisticRegression(max_iter=300).fit(X, y), "alpha-shared", X)
+    return X
+
+
+def _metadata(tenant: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {TOKENS[tenant]}")]
+
+
+def _code(call) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as refused:
+        call()
+    return refused.value.code(), refused.value.details()
+
+
+def test_another_tenant_gets_nothing_from_a_private_deployments_runtime(mesh, models, deployed):
+    X = models
+    endpoint = deployed("alpha", "alpha-secret").endpoints[0]
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = oip_grpc.GRPCInferenceServiceStub(channel)
+        beta = _metadata("beta")
+        not_here = (grpc.StatusCode.NOT_FOUND, "model 'alpha-secret' is not loaded here")
+        for call in (
+            lambda: stub.ModelInfer(build_request("alpha-secret", {"X": X[:1]}), metadata=beta),
+            lambda: stub.ModelMetadata(oip.ModelMetadataRequest(name="alpha-secret"), metadata=beta),
+            lambda: stub.ModelConfig(oip.ModelConfigRequest(name="alpha-secret"), metadata=beta),
+            lambda: stub.ModelStatistics(oip.ModelStatisticsRequest(name="alpha-secret"), metadata=beta),
+        ):
+            assert _code(call) == not_here
+        # The same answer as for a model that is nowhere: nothing tells the two apart.
+        missing = _code(lambda: stub.ModelMetadata(oip.ModelMetadataRequest(name="nothing"), metadata=beta))
+        assert missing == (grpc.StatusCode.NOT_FOUND, "model 'nothing' is not loaded here")
+        assert (
+            _code(lambda: stub.ModelStatistics(oip.ModelStatisticsRequest(), metadata=beta))[0]
+            == grpc.StatusCode.NOT_FOUND
+        )
+        assert not stub.ModelReady(oip.ModelReadyRequest(name="alpha-secret"), metadata=beta).ready
+        stream = stub.ModelStreamInfer(iter([build_request("alpha-secret", {"X": X[:1]})]), metadata=beta)
+        assert _code(lambda: list(stream)) == not_here
+
+        # The repository is the scheduler's: no tenant unloads, loads or lists, alpha included.
+        for who in (_metadata("beta"), _metadata("alpha")):
+            unload = oip.RepositoryModelUnloadRequest(model_name="alpha-secret")
+            load = oip.RepositoryModelLoadRequest(model_name="alpha-shared:1")
+            for method, request in (("RepositoryModelUnload", unload), ("RepositoryModelLoad", load),
+                                    ("RepositoryIndex", oip.RepositoryIndexRequest())):  # fmt: skip
+                code, _ = _code(lambda m=method, r=request, w=who: getattr(stub, m)(r, metadata=w))
+                assert code == grpc.StatusCode.PERMISSION_DENIED
+        assert stub.ServerReady(oip.ServerReadyRequest(), metadata=beta).ready  # nothing was unloaded
+
+    with InferenceClient(endpoint, token=TOKENS["alpha"]) as alpha:
+        assert alpha.infer("alpha-secret", {"X": X[:2]})["label"].shape == (2,)
+        assert [r.error for r in alpha.stream("alpha-secret", [{"X": X[:1]}])] == [""]
+
+
+def test_a_dropped_lease_takes_the_runtime_away_within_seconds(mesh, models, deployed):
+    """beta deploys alpha's public model: a lease on alpha's deployment. It infers, unary and
+    streaming; once it decommissions (its lease goes), both stop within seconds."""
+    X = models
+    deployment = deployed("alpha", "alpha-shared")
+    with mesh.scheduler_as("beta") as beta_scheduler:
+        assert beta_scheduler.deploy("alpha-shared").id == deployment.id
+    endpoint = deployment.endpoints[0]
+    request = build_request("alpha-shared", {"X": X[:1]})
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = oip_grpc.GRPCInferenceServiceStub(channel)
+        assert stub.ModelInfer(request, metadata=_metadata("beta")).outputs
+        revoked_at = [0.0]
+
+        def requests():  # one request every 50 ms for at most 20 s; the lease goes after 1 s
+            started = time.monotonic()
+            while time.monotonic() - started < 20:
+                if not revoked_at[0] and time.monotonic() - started > 1:
+                    with mesh.scheduler_as("beta") as beta_scheduler:
+                        beta_scheduler.decommission(deployment.id)
+                    revoked_at[0] = time.monotonic()
+                yield request
+                time.sleep(0.05)
+
+        answered = 0
+        with pytest.raises(grpc.RpcError) as ended:
+            for reply in stub.ModelStreamInfer(requests(), metadata=_metadata("beta"), timeout=30):
+                assert not reply.error_message
+                answered += 1
+        assert ended.value.code() == grpc.StatusCode.NOT_FOUND and answered > 0
+        assert time.monotonic() - revoked_at[0] < 10
+        assert _code(lambda: stub.ModelInfer(request, metadata=_metadata("beta")))[0] == grpc.StatusCode.NOT_FOUND
+        assert stub.ModelInfer(request, metadata=_metadata("alpha")).outputs  # the owner still can
+
+
+def test_a_stranger_with_no_token_or_a_forged_one_is_refused(mesh, models, deployed):
+    X = models
+    endpoint = deployed("alpha", "alpha-secret").endpoints[0]
+    with InferenceClient(endpoint) as anonymous, pytest.raises(errors.Unauthenticated):
+        anonymous.infer("alpha-secret", {"X": X[:1]})
+    forged = "mlaas-scoped.eyJyIjoibWxhYXMtc2NoZWR1bGVyIn0.00"
+    with InferenceClient(endpoint, token=forged) as stranger, pytest.raises(errors.Unauthenticated):
+        stranger.infer("alpha-secret", {"X": X[:1]})
+    assert np.isfinite(X).all()
