@@ -3,6 +3,7 @@ process on a free loopback port with append-only persistence in the data dir."""
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import redis
 
 from mlaas.net import free_port
+from mlaas.private_files import write_private
 
 
 def redis_server_binary() -> str:
@@ -22,17 +24,29 @@ class EmbeddedRedis:
     def __init__(self, directory: Path, port: int = 0):
         self.directory = directory
         self.port = port
+        self.password = ""
         self._process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def _config(self) -> Path:
+        """A config file (0600) with the password, generated once and kept with the data: on the
+        command line every local user could read it from the process list."""
+        secret = self.directory / "password"
+        if not secret.exists():
+            write_private(secret, secrets.token_urlsafe(32))
+        self.password = secret.read_text().strip()
+        config = self.directory / "redis.conf"
+        write_private(config, f"requirepass {self.password}\n")
+        return config
 
     def start(self, timeout: float = 15.0) -> EmbeddedRedis:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         command = [
-            redis_server_binary(),
+            redis_server_binary(), str(self._config()),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", str(self.directory),
@@ -43,7 +57,7 @@ class EmbeddedRedis:
         ]  # fmt: skip
         self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.5)
         try:
             while time.monotonic() < deadline:
                 if self._process.poll() is not None:

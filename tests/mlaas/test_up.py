@@ -85,7 +85,7 @@ def test_up_demo_serves_ranked_models_and_a_deployment(tmp_path):
             [*delete, "--registry", endpoints["registry"]], capture_output=True, text=True, env=tool_env(), timeout=60
         )
         assert refused.returncode == 1
-        assert "FAILED_PRECONDITION: model iris-logreg:1 cannot be deleted: it is deployed" in refused.stderr
+        assert "FAILED_PRECONDITION: model iris-logreg:1 cannot be deleted: it has 1 live deployment" in refused.stderr
 
         addresses = ["--registry", endpoints["registry"], "--scheduler", endpoints["scheduler"],
                      "--monitor", endpoints["monitor"]]  # fmt: skip
@@ -105,8 +105,9 @@ def test_up_demo_serves_ranked_models_and_a_deployment(tmp_path):
 
 
 def test_up_with_a_tokens_file_serves_a_tenants_private_model(tmp_path, iris_model):
-    """With auth on, the runtime fetches the tenant's private model with the mesh's own token
-    (which `mlaas up` makes), and the registry's deletion guard sees the tenant's deployment."""
+    """With auth on, the runtime fetches the tenant's private model with the credential the
+    scheduler minted for it (with the mesh key `mlaas up` makes), and the registry's deletion
+    guard, with the registry's role token, sees the tenant's deployment."""
     model, X, _ = iris_model
     tokens = tmp_path / "tokens.yaml"
     tokens.write_text("token-alpha: alpha\n")
@@ -129,9 +130,10 @@ def test_up_with_a_tokens_file_serves_a_tenants_private_model(tmp_path, iris_mod
                 assert np.array_equal(runtime.infer({"X": X[:5]})["label"], model.predict(X[:5]))
             with InferenceClient(deployment.endpoints[0]) as anonymous, pytest.raises(errors.Unauthenticated):
                 anonymous.infer("alpha-iris", {"X": X[:1]})  # the runtime asks for a token too
-            with pytest.raises(errors.FailedPrecondition, match="it is deployed"):
+            with pytest.raises(errors.FailedPrecondition, match="it has 1 live deployment"):
                 registry.delete("alpha-iris", 1)
-        assert (tmp_path / "mesh" / "mesh-tokens.yaml").stat().st_mode & 0o077 == 0
+        for secret in ("mesh-tokens.yaml", "mesh.key", "redis/password", "redis/redis.conf"):
+            assert (tmp_path / "mesh" / secret).stat().st_mode & 0o077 == 0, secret
     finally:
         up.send_signal(signal.SIGINT)
         assert up.wait(60) == 0, up.stderr.read()
