@@ -200,6 +200,7 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         forwarded.parameters[LOCAL_ONLY].bool_param = True
 
         async def repeat_on(address: str) -> None:
+            # The siblings' loopback control ports are plaintext by design (see server.py).
             async with grpc.aio.insecure_channel(address) as channel:
                 stub = oip_grpc.GRPCInferenceServiceStub(channel)
                 try:

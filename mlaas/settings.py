@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlaas.tls import ServerTLS
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -66,10 +68,16 @@ class ServerSettings:
     max_workers: int = 32
     # Without a tokens file servers bind to loopback unless this is set.
     allow_open_remote: bool = False
+    # TLS (mTLS with a client CA); None: plaintext.
+    tls: ServerTLS | None = None
+    # With a tokens file, a server beyond loopback refuses to start without TLS unless this is set
+    # (bearer tokens would cross the network in clear).
+    allow_plaintext: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], service: str, default_port: int) -> ServerSettings:
-        """Reads MLAAS_HOST, MLAAS_<SERVICE>_PORT, MLAAS_<SERVICE>_METRICS_PORT and the shared knobs."""
+        """Reads MLAAS_HOST, MLAAS_<SERVICE>_PORT, MLAAS_<SERVICE>_METRICS_PORT and the shared knobs
+        (MLAAS_TLS_CERT, MLAAS_TLS_KEY and MLAAS_TLS_CLIENT_CA among them)."""
         upper = service.upper()
         return cls(
             host=env_str(env, "MLAAS_HOST", LOOPBACK),
@@ -79,6 +87,8 @@ class ServerSettings:
             shutdown_grace_seconds=env_float(env, "MLAAS_SHUTDOWN_GRACE_SECONDS", 10.0),
             max_workers=env_int(env, "MLAAS_MAX_WORKERS", 32),
             allow_open_remote=env_bool(env, "MLAAS_ALLOW_OPEN_REMOTE", False),
+            tls=ServerTLS.from_env(env),
+            allow_plaintext=env_bool(env, "MLAAS_ALLOW_PLAINTEXT", False),
         )
 
 
