@@ -175,6 +175,15 @@ def test_the_cli_over_mtls(mtls_registry, pki):
     assert from_env.returncode == 0 and "via-cli" in from_env.stdout, from_env.stderr
 
 
+def test_the_image_health_check_over_mtls(mtls_registry, pki):
+    """What the Kubernetes probes and the Docker health check run: TLS from the environment."""
+    probe = [sys.executable, "-m", "mlaas.healthcheck", mtls_registry]
+    serving = run(*probe, env=tool_env(**client_of(pki).env()))
+    assert serving.returncode == 0 and serving.stdout.strip() == "SERVING", serving.stderr
+    refused = run(*probe, env=tool_env(**client_of(pki, certificate=False).env()))
+    assert refused.returncode == 1 and refused.stdout.strip() == "UNAVAILABLE"
+
+
 def grpcurl(*args: str) -> subprocess.CompletedProcess:
     return run("grpcurl", *args)
 
