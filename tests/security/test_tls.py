@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mlaas import errors
 from mlaas.auth import Authenticator
 from mlaas.certs import LocalPKI, local_pki
-from mlaas.client import RegistryClient, SchedulerClient
+from mlaas.client import MonitorClient, RegistryClient, SchedulerClient
 from mlaas.net import free_port, wait_healthy
 from mlaas.server import bind_host
 from mlaas.settings import ServerSettings
@@ -326,6 +327,16 @@ def test_up_tls_runs_every_connection_over_mtls(tmp_path):
             assert scheduler_pb2.DeploymentState.Name(deployment.state) == "DEPLOYMENT_STATE_READY"
             with DeploymentInference(scheduler, deployment.id) as runtime:  # the scheduler's TLS
                 assert runtime.infer({"X": rows})["label"].tolist() == [0, 2]
+        with MonitorClient(endpoints["monitor"], tls=tls) as monitor:  # the runtime's feedback came over mTLS
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if monitor.report(deployment.id).samples_seen >= 2:
+                        break
+                except errors.NotFound:  # no feedback yet
+                    pass
+                assert time.monotonic() < deadline, "the runtime's feedback never reached the monitor"
+                time.sleep(0.1)
         # every component serves mTLS, the runtime the scheduler started too
         for name in ("demo_endpoint", "registry", "scheduler", "monitor"):
             address = endpoints[name]
