@@ -5,11 +5,11 @@ application quotes when it reports labels."""
 
 from __future__ import annotations
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from inference_svc.feedback import FeedbackRecord
 from mlaas.tensors import to_raw
+from mlaas.tls import aio_channel
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
 
 M = monitor_pb2
@@ -56,7 +56,8 @@ class MonitorConnection:
 
     async def ingest(self, message: monitor_pb2.IngestFeedbackRequest) -> None:
         if self._stub is None:
-            self._stub = monitor_pb2_grpc.MonitorServiceStub(grpc.aio.insecure_channel(self._address))
+            # TLS as the environment says (MLAAS_TLS_CA...), which the scheduler passes on.
+            self._stub = monitor_pb2_grpc.MonitorServiceStub(aio_channel(self._address))
         await self._stub.IngestFeedback(iter([message]), metadata=self._metadata, timeout=30)
 
 

@@ -32,7 +32,7 @@ from mlaas.interceptors import AioAuthInterceptor
 from mlaas.net import free_port
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
-from mlaas.server import MAX_MESSAGE_BYTES, bind_host
+from mlaas.server import MAX_MESSAGE_BYTES, add_port, bind_host, tls_mode
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -70,9 +70,13 @@ async def run_worker(settings: RuntimeSettings) -> None:
         [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
     )
     host = bind_host(settings.server, authenticator)
-    if server.add_insecure_port(f"{host}:{settings.server.port}") == 0:
+    if add_port(server, f"{host}:{settings.server.port}", settings.server.tls) == 0:
         raise OSError(f"cannot listen on {host}:{settings.server.port}")
     if settings.control_ports:
+        # The workers' private port (repository changes repeated to siblings) stays plaintext:
+        # it listens on loopback only, so its traffic never leaves this host (or pod), and the
+        # mesh's certificate need not name 127.0.0.1. The auth interceptor still guards it; what
+        # it does not ask for, under mTLS, is a client certificate from a process of this host.
         server.add_insecure_port(f"127.0.0.1:{settings.control_ports[settings.worker_index]}")
     await server.start()
     # What start-up made (modules, sessions) lives as long as the worker: keep it out of the
@@ -85,8 +89,8 @@ async def run_worker(settings: RuntimeSettings) -> None:
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info(
-        "worker %d serving %s on %s:%d", settings.worker_index, [m.name for m in repository.all()], host,
-        settings.server.port,
+        "worker %d serving %s on %s:%d (%s)", settings.worker_index, [m.name for m in repository.all()], host,
+        settings.server.port, tls_mode(settings.server.tls),
     )  # fmt: skip
 
     stop = asyncio.Event()

@@ -206,6 +206,7 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         caller = [(k, v) for k, v in context.invocation_metadata() or () if k == "authorization"]
 
         async def repeat_on(address: str) -> None:
+            # The siblings' loopback control ports are plaintext by design (see server.py).
             async with grpc.aio.insecure_channel(address) as channel:
                 stub = oip_grpc.GRPCInferenceServiceStub(channel)
                 try:

@@ -24,6 +24,7 @@ import numpy as np
 from mlaas.errors import DeadlineExceeded, FailedPrecondition, MlaasError, from_rpc_error
 from mlaas.quantities import parse_cpu, parse_memory
 from mlaas.refs import enum_value, parse_ref, state_name
+from mlaas.tls import ClientTLS, channel, client_tls
 from mlaas.v1 import (
     monitor_pb2,
     monitor_pb2_grpc,
@@ -48,17 +49,18 @@ CHANNEL_OPTIONS = [
 Progress = Callable[[int, int], None]
 
 
-def open_channel(address: str, connection: int | None = None) -> grpc.Channel:
+def open_channel(address: str, connection: int | None = None, tls: ClientTLS | None = None) -> grpc.Channel:
     """`address` is host:port, or several IPv4 host:port endpoints separated by commas (a
     deployment's replicas), over which calls are balanced round robin. Channels with different
-    `connection` numbers never share a TCP connection (gRPC otherwise shares one per address)."""
+    `connection` numbers never share a TCP connection (gRPC otherwise shares one per address).
+    TLS with `tls`, else as the environment says (MLAAS_TLS_CA...), else plaintext."""
     options = list(CHANNEL_OPTIONS)
     if connection is not None:
         options += [("grpc.use_local_subchannel_pool", 1), ("mlaas.connection", connection)]
     endpoints = address.split(",")
     if len(endpoints) > 1 and all(_is_ipv4(e.rsplit(":", 1)[0]) for e in endpoints):
-        return grpc.insecure_channel("ipv4:" + address, options=[*options, ("grpc.lb_policy_name", "round_robin")])
-    return grpc.insecure_channel(endpoints[0], options=options)
+        return channel("ipv4:" + address, [*options, ("grpc.lb_policy_name", "round_robin")], tls)
+    return channel(endpoints[0], options, tls)
 
 
 def _is_ipv4(host: str) -> bool:
@@ -128,9 +130,11 @@ def find_request(
 class GrpcClient:
     """A channel with the caller's bearer token and the error mapping every mesh client shares."""
 
-    def __init__(self, address: str, token: str | None = None, timeout: float = 60.0):
+    def __init__(self, address: str, token: str | None = None, timeout: float = 60.0, tls: ClientTLS | None = None):
         self.address = address
-        self._channel = open_channel(address)
+        # TLS with `tls`, else as the environment says (MLAAS_TLS_CA...), else plaintext.
+        self.tls = client_tls(tls)
+        self._channel = open_channel(address, tls=self.tls)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
 
@@ -157,8 +161,14 @@ class GrpcClient:
 
 
 class RegistryClient(GrpcClient):
-    def __init__(self, address: str = "127.0.0.1:50051", token: str | None = None, timeout: float = 60.0):
-        super().__init__(address, token, timeout)
+    def __init__(
+        self,
+        address: str = "127.0.0.1:50051",
+        token: str | None = None,
+        timeout: float = 60.0,
+        tls: ClientTLS | None = None,
+    ):
+        super().__init__(address, token, timeout, tls)
         self._stub = registry_pb2_grpc.RegistryServiceStub(self._channel)
 
     def register(
@@ -270,8 +280,14 @@ class RegistryClient(GrpcClient):
 class SchedulerClient(GrpcClient):
     """Deployments: `deploy` returns at once; `wait_ready` follows WatchDeployment."""
 
-    def __init__(self, address: str = "127.0.0.1:50052", token: str | None = None, timeout: float = 60.0):
-        super().__init__(address, token, timeout)
+    def __init__(
+        self,
+        address: str = "127.0.0.1:50052",
+        token: str | None = None,
+        timeout: float = 60.0,
+        tls: ClientTLS | None = None,
+    ):
+        super().__init__(address, token, timeout, tls)
         self._stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
 
     def deploy(
@@ -376,8 +392,14 @@ class SchedulerClient(GrpcClient):
 class MonitorClient(GrpcClient):
     """Labels in; drift reports, drift events, policies and retrainings out."""
 
-    def __init__(self, address: str = "127.0.0.1:50053", token: str | None = None, timeout: float = 60.0):
-        super().__init__(address, token, timeout)
+    def __init__(
+        self,
+        address: str = "127.0.0.1:50053",
+        token: str | None = None,
+        timeout: float = 60.0,
+        tls: ClientTLS | None = None,
+    ):
+        super().__init__(address, token, timeout, tls)
         self._stub = monitor_pb2_grpc.MonitorServiceStub(self._channel)
 
     def report_labels(

@@ -15,6 +15,7 @@ from mlaas.errors import NotFound
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
 from mlaas.scenarios import sea, sea_classifier
+from mlaas.tls import ClientTLS
 from mlaas.v1 import monitor_pb2
 
 M = monitor_pb2
@@ -32,9 +33,12 @@ def _phase(runtime, monitor, deployment_id, concept, rows, prefix, rng) -> float
     return float(np.mean([answers[i] == label for i, label in zip(ids, y, strict=True)]))
 
 
-def run_drift_demo(registry: str, scheduler: str, monitor: str, token: str | None, say: Callable[[str], None]) -> dict:
+def run_drift_demo(
+    registry: str, scheduler: str, monitor: str, token: str | None, say: Callable[[str], None],
+    tls: ClientTLS | None = None,
+) -> dict:  # fmt: skip
     rng = np.random.default_rng(42)
-    with RegistryClient(registry, token) as client:
+    with RegistryClient(registry, token, tls=tls) as client:
         try:
             client.get(MODEL)
         except NotFound:
@@ -42,7 +46,7 @@ def run_drift_demo(registry: str, scheduler: str, monitor: str, token: str | Non
             say(f"registering {MODEL}: degree-2 polynomial + logistic regression on SEA concept 0")
             register_sklearn(client, sea_classifier(), MODEL, X, reference_data=X[:1000],
                              summary="SEA concept 0 classifier for the drift demo")  # fmt: skip
-    with SchedulerClient(scheduler, token) as schedulers, MonitorClient(monitor, token) as monitors:
+    with SchedulerClient(scheduler, token, tls=tls) as schedulers, MonitorClient(monitor, token, tls=tls) as monitors:
         deployment = schedulers.wait_ready(schedulers.deploy(MODEL).id)
         say(f"deployed {MODEL}:{deployment.model.version} as {deployment.id}")
         runtime = DeploymentInference(schedulers, deployment.id, token)

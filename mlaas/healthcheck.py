@@ -1,5 +1,7 @@
 """`python -m mlaas.healthcheck HOST:PORT`: exit 0 when the gRPC server there reports SERVING
-(the container image's health check; Kubernetes uses its native gRPC probe instead)."""
+(the container image's health check, and the Kubernetes probes of a mesh over TLS, which the
+kubelet's native gRPC probe cannot speak). TLS as MLAAS_TLS_CA, MLAAS_TLS_CLIENT_CERT and
+MLAAS_TLS_CLIENT_KEY say."""
 
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ from mlaas.errors import MlaasError, from_rpc_error
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.tensors import from_raw, to_raw
+from mlaas.tls import ClientTLS
 
 
 def build_request(
@@ -71,9 +72,12 @@ class InferenceClient(GrpcClient):
     between them: a runtime's workers share its port and each connection lands on one worker
     (SO_REUSEPORT), so one connection would keep a single client on one of a replica's cores."""
 
-    def __init__(self, address: str, token: str | None = None, timeout: float = 60.0, connections: int = 1):
-        super().__init__(address, token, timeout)
-        self._extra = [open_channel(address, i) for i in range(1, connections)]
+    def __init__(
+        self, address: str, token: str | None = None, timeout: float = 60.0, connections: int = 1,
+        tls: ClientTLS | None = None,
+    ):  # fmt: skip
+        super().__init__(address, token, timeout, tls)
+        self._extra = [open_channel(address, i, self.tls) for i in range(1, connections)]
         stubs = [oip_grpc.GRPCInferenceServiceStub(c) for c in (self._channel, *self._extra)]
         self._stubs = itertools.cycle(stubs)
 
@@ -176,8 +180,11 @@ class DeploymentInference:
         token: str | None = None,
         retry_seconds: float = 30.0,
         connections: int = 4,
+        tls: ClientTLS | None = None,
     ):
+        """`tls`: how to reach the runtimes; default: as the scheduler is reached (one mesh, one CA)."""
         self._scheduler = scheduler
+        self._tls = tls or scheduler.tls
         self._deployment_id = deployment_id
         self._token = token
         self._retry_seconds = retry_seconds
@@ -200,7 +207,7 @@ class DeploymentInference:
     def _runtime(self) -> InferenceClient:
         if self._client is None:
             address, self.model = self._scheduler.endpoints(self._deployment_id)
-            self._client = InferenceClient(address, self._token, connections=self._connections)
+            self._client = InferenceClient(address, self._token, connections=self._connections, tls=self._tls)
         return self._client
 
     def _reconnect_or_raise(self, err: MlaasError, deadline: float, pause: float) -> float:

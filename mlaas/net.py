@@ -1,4 +1,5 @@
-"""Small networking helpers: free ports and waiting for a gRPC server to be healthy."""
+"""Small networking helpers: free ports and waiting for a gRPC server to be healthy (over TLS
+when `tls` or the environment's MLAAS_TLS_CA says so, as every mesh client)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from mlaas.tls import ClientTLS, channel
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -37,18 +40,18 @@ def _check(stub: health_pb2_grpc.HealthStub, service: str, timeout: float) -> st
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
-def health(address: str, timeout: float = 1.0, service: str = "") -> str:
+def health(address: str, timeout: float = 1.0, service: str = "", tls: ClientTLS | None = None) -> str:
     """One gRPC health check: "SERVING", or why not (a serving status or a gRPC status code)."""
-    with grpc.insecure_channel(address) as channel:
-        return _check(health_pb2_grpc.HealthStub(channel), service, timeout)
+    with channel(address, tls=tls) as opened:
+        return _check(health_pb2_grpc.HealthStub(opened), service, timeout)
 
 
-def wait_healthy(address: str, timeout: float = 30.0, service: str = "") -> None:
+def wait_healthy(address: str, timeout: float = 30.0, service: str = "", tls: ClientTLS | None = None) -> None:
     """Polls the gRPC health service until it reports SERVING; raises TimeoutError."""
     deadline = time.monotonic() + timeout
     last = "no answer"
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+    with channel(address, tls=tls) as opened:
+        stub = health_pb2_grpc.HealthStub(opened)
         while time.monotonic() < deadline:
             last = _check(stub, service, 1.0)
             if last == "SERVING":

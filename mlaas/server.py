@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from mlaas.auth import Authenticator
 from mlaas.interceptors import AuthInterceptor, MetricsInterceptor, RpcMetrics
 from mlaas.settings import LOOPBACK, ServerSettings
+from mlaas.tls import ServerTLS
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,16 @@ class Service:
 
 
 def bind_host(settings: ServerSettings, authenticator: Authenticator) -> str:
-    if authenticator.enabled or settings.allow_open_remote or settings.host in (LOOPBACK, "localhost"):
+    """Where to listen. Without auth, loopback unless open remote access is allowed; with auth
+    beyond loopback, TLS is required (the callers' bearer tokens must not cross the network in
+    clear) unless plaintext is allowed."""
+    loopback = settings.host in (LOOPBACK, "localhost", "::1")
+    if authenticator.enabled and not loopback and settings.tls is None and not settings.allow_plaintext:
+        raise ValueError(
+            f"refusing to serve bearer tokens in clear on {settings.host}: set MLAAS_TLS_CERT and MLAAS_TLS_KEY, "
+            "or MLAAS_ALLOW_PLAINTEXT=true on a network you trust"
+        )
+    if authenticator.enabled or settings.allow_open_remote or loopback:
         return settings.host
     log.warning(
         "no MLAAS_AUTH_TOKENS_FILE: refusing to listen on %s without authentication, binding %s "
@@ -43,6 +53,19 @@ def bind_host(settings: ServerSettings, authenticator: Authenticator) -> str:
         LOOPBACK,
     )
     return LOOPBACK
+
+
+def add_port(server: grpc.Server | grpc.aio.Server, address: str, tls: ServerTLS | None) -> int:
+    """Listens on `address` with TLS when `tls` is set; the bound port (0 when it failed)."""
+    if tls is None:
+        return server.add_insecure_port(address)
+    return server.add_secure_port(address, tls.credentials())
+
+
+def tls_mode(tls: ServerTLS | None) -> str:
+    if tls is None:
+        return "plaintext"
+    return "mTLS: client certificates required" if tls.mutual else "TLS"
 
 
 class MeshServer:
@@ -88,7 +111,7 @@ class MeshServer:
             server,
         )
         host = bind_host(self.settings, self._authenticator)
-        self.port = server.add_insecure_port(f"{host}:{self.settings.port}")
+        self.port = add_port(server, f"{host}:{self.settings.port}", self.settings.tls)
         if self.port == 0:
             raise OSError(f"{self.name}: cannot listen on {host}:{self.settings.port}")
         server.start()
@@ -101,12 +124,13 @@ class MeshServer:
             )
             self.metrics_port = self._metrics_http.server_address[1]
         log.info(
-            "%s listening on %s:%d (metrics on %d, auth %s)",
+            "%s listening on %s:%d (metrics on %d, auth %s, %s)",
             self.name,
             host,
             self.port,
             self.metrics_port,
             "on" if self._authenticator.enabled else "OFF: open to every local caller",
+            tls_mode(self.settings.tls),
         )
         return self
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlaas.tls import ServerTLS
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -68,10 +70,16 @@ class ServerSettings:
     allow_open_remote: bool = False
     # The key that signs the credentials the scheduler mints for runtimes and jobs (mlaas.auth).
     mesh_key_file: str | None = None
+    # TLS (mTLS with a client CA); None: plaintext.
+    tls: ServerTLS | None = None
+    # With a tokens file, a server beyond loopback refuses to start without TLS unless this is set
+    # (bearer tokens would cross the network in clear).
+    allow_plaintext: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], service: str, default_port: int) -> ServerSettings:
-        """Reads MLAAS_HOST, MLAAS_<SERVICE>_PORT, MLAAS_<SERVICE>_METRICS_PORT and the shared knobs."""
+        """Reads MLAAS_HOST, MLAAS_<SERVICE>_PORT, MLAAS_<SERVICE>_METRICS_PORT and the shared knobs
+        (MLAAS_TLS_CERT, MLAAS_TLS_KEY and MLAAS_TLS_CLIENT_CA among them)."""
         upper = service.upper()
         return cls(
             host=env_str(env, "MLAAS_HOST", LOOPBACK),
@@ -82,6 +90,8 @@ class ServerSettings:
             max_workers=env_int(env, "MLAAS_MAX_WORKERS", 32),
             allow_open_remote=env_bool(env, "MLAAS_ALLOW_OPEN_REMOTE", False),
             mesh_key_file=env.get("MLAAS_MESH_KEY_FILE") or None,
+            tls=ServerTLS.from_env(env),
+            allow_plaintext=env_bool(env, "MLAAS_ALLOW_PLAINTEXT", False),
         )
 
 

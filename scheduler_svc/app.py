@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 import redis
 
+from mlaas import tls
 from mlaas.auth import Authenticator, MeshKey
 from mlaas.server import MeshServer, Service
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
 from scheduler_svc.backends import Backend
 from scheduler_svc.backends.docker import DockerBackend
-from scheduler_svc.backends.kubernetes import TOKENS_SECRET, KubernetesBackend
+from scheduler_svc.backends.kubernetes import TOKENS_SECRET, KubernetesBackend, MountedTLS
 from scheduler_svc.backends.local import LocalBackend
 from scheduler_svc.jobs import JobStore, TrainingJobs
 from scheduler_svc.lifecycle import Lifecycle
@@ -58,10 +59,17 @@ class Scheduler:
         self.backend.close()
 
 
+# Runtimes ask the scheduler who may use their deployment; their credential comes with each spec.
+CONTAINER_ENV = (
+    "MLAAS_REGISTRY_ADDR", "MLAAS_MONITOR_ADDR", "MLAAS_SCHEDULER_ADDR", "MLAAS_ALLOW_PLAINTEXT", *tls.ALL_ENV,
+)  # fmt: skip
+
+
 def container_env(env: Mapping[str, str]) -> dict[str, str]:
     """What a replica or job container is told about the mesh (never the scheduler's whole
-    environment)."""
-    return {k: v for k, v in env.items() if k in ("MLAAS_REGISTRY_ADDR", "MLAAS_MONITOR_ADDR", "MLAAS_SCHEDULER_ADDR")}
+    environment): where the services are and its TLS files (which a container mounts where the
+    scheduler has them)."""
+    return {k: v for k, v in env.items() if k in CONTAINER_ENV}
 
 
 def kubernetes_backend(settings: SchedulerSettings, env: dict[str, str]) -> tuple[Backend, SchedulerSettings]:
@@ -75,7 +83,11 @@ def kubernetes_backend(settings: SchedulerSettings, env: dict[str, str]) -> tupl
         config.load_kube_config(config_file=env.get("KUBECONFIG") or os.environ.get("KUBECONFIG"))
     image, jobs = settings.runtime_image, str(settings.training_dir)
     tokens = TOKENS_SECRET if settings.server.auth_tokens_file else ""  # a mesh with auth: runtimes too
-    backend = KubernetesBackend(client.ApiClient(), settings.k8s_namespace, image, container_env(env), jobs, tokens)
+    served = settings.server.tls  # a mesh over TLS: runtimes too, from the mesh's Secret
+    mounted = MountedTLS(settings.k8s_tls_secret, served.mutual) if served else None
+    backend = KubernetesBackend(
+        client.ApiClient(), settings.k8s_namespace, image, container_env(env), jobs, tokens, mounted
+    )
     return backend, dataclasses.replace(settings, nodes=backend.nodes())
 
 

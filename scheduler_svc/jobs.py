@@ -5,9 +5,9 @@ A job's files live in a private directory of its own under the jobs directory (`
 shared with the Monitor), named with a secret nobody can guess: the caller writes its data
 directly in the jobs directory, the scheduler moves it into the job's directory, and the job
 writes its model there (the job record says where, to its owner only). So no caller can make a
-job read another's data or overwrite another's model, nor the scheduler touch anything else. `check`, every few tenths of a
-second, marks jobs
-SUCCEEDED (exit 0 and the model written) or FAILED (with the job's last log lines).
+job read another's data or overwrite another's model, nor the scheduler touch anything else.
+`check`, every few tenths of a second, marks jobs SUCCEEDED (exit 0 and the model written) or
+FAILED (with the job's last log lines).
 """
 
 from __future__ import annotations

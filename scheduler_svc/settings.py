@@ -66,6 +66,8 @@ class SchedulerSettings:
     backend: str = "local"
     k8s_namespace: str = "mlaas"
     runtime_image: str = "mlaas:latest"
+    # The Secret (tls.crt, tls.key, ca.crt) runtimes and jobs mount when the scheduler serves TLS.
+    k8s_tls_secret: str = "mlaas-tls"
 
     @property
     def training_dir(self) -> Path:
@@ -92,4 +94,5 @@ class SchedulerSettings:
             backend=env.get("MLAAS_BACKEND") or "local",
             k8s_namespace=env.get("MLAAS_K8S_NAMESPACE") or "mlaas",
             runtime_image=env.get("MLAAS_RUNTIME_IMAGE") or "mlaas:latest",
+            k8s_tls_secret=env.get("MLAAS_K8S_TLS_SECRET") or "mlaas-tls",
         )

@@ -105,3 +105,63 @@ def test_dev_generates_its_token_secrets_and_prod_does_not(tmp_path):
         assert env["MLAAS_MESH_KEY_FILE"]["value"] == "/etc/mlaas-key/mesh.key"
         assert {"name": "mesh-key", "secret": {"secretName": "mlaas-mesh-key"}} in spec["volumes"]
     assert not [o for o in render("prod") if o["kind"] == "Secret"]  # the operator creates it
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_every_mesh_service_serves_tls_from_the_secret(overlay):
+    objects = render(overlay)
+    for kind, name, port in (("StatefulSet", "mlaas-registry", 50051), ("Deployment", "mlaas-scheduler", 50052),
+                             ("StatefulSet", "mlaas-monitor", 50053)):  # fmt: skip
+        pod = by(objects, kind, name)["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "tls")
+        assert mount["readOnly"]
+        volume = next(v for v in pod["volumes"] if v["name"] == "tls")
+        assert volume["secret"] == {"secretName": "mlaas-tls", "defaultMode": 0o440}
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        files = {"MLAAS_TLS_CERT": "tls.crt", "MLAAS_TLS_KEY": "tls.key", "MLAAS_TLS_CA": "ca.crt",
+                 "MLAAS_TLS_CLIENT_CERT": "tls.crt", "MLAAS_TLS_CLIENT_KEY": "tls.key"}  # fmt: skip
+        assert {k: env[k] for k in files} == {k: f"{mount['mountPath']}/{f}" for k, f in files.items()}, name
+        for probe in (container["readinessProbe"], container["livenessProbe"]):  # no TLS in the kubelet's grpc probe
+            assert probe["exec"]["command"] == ["python", "-m", "mlaas.healthcheck", f"127.0.0.1:{port}"], name
+    scheduler = by(objects, "Deployment", "mlaas-scheduler")["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "MLAAS_K8S_TLS_SECRET", "value": "mlaas-tls"} in scheduler["env"]
+
+
+def test_dev_makes_its_tls_secret_in_the_cluster_and_prod_does_not():
+    dev = render("dev")
+    job = by(dev, "Job", "mlaas-tls-init")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["containers"][0]["command"] == ["python", "-m", "mlaas.certs", "k8s-secret", "--name", "mlaas-tls"]
+    assert pod["containers"][0]["image"] == by(dev, "Deployment", "mlaas-scheduler")["spec"]["template"]["spec"][
+        "containers"][0]["image"]  # fmt: skip
+    assert pod["serviceAccountName"] == "mlaas-tls-init" and pod["securityContext"]["runAsNonRoot"]
+    assert by(dev, "Role", "mlaas-tls-init")["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}  # nothing to read, nothing else
+    ]
+    binding = by(dev, "RoleBinding", "mlaas-tls-init")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "mlaas-tls-init", "namespace": "mlaas"}]
+    prod = render("prod")
+    assert not [o for o in prod if o["metadata"]["name"] == "mlaas-tls-init"]  # cert-manager or the operator
+
+
+def test_the_dev_secret_certificate_names_every_endpoint_of_the_mesh():
+    """What the Job writes: a certificate for serving and for presenting as a client, valid for
+    the services, the runtimes' per-replica Services and loopback (the probes), signed by ca.crt."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from mlaas.certs import k8s_secret_data
+
+    data = k8s_secret_data("mlaas-e2e")
+    assert set(data) == {"ca.crt", "tls.crt", "tls.key"}
+    cert = x509.load_pem_x509_certificate(data["tls.crt"])
+    ca = x509.load_pem_x509_certificate(data["ca.crt"])
+    cert.verify_directly_issued_by(ca)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    names = set(san.get_values_for_type(x509.DNSName))
+    assert {"mlaas-registry", "mlaas-scheduler.mlaas-e2e.svc", "mlaas-monitor.mlaas-e2e", "*.mlaas-e2e.svc",
+            "localhost"} <= names  # fmt: skip
+    assert "127.0.0.1" in {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+    usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    assert usages == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}

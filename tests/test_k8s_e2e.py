@@ -10,6 +10,7 @@ it is skipped with that reason; the overlay it applies is rendered and validated
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
@@ -30,6 +31,7 @@ from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.export import register_sklearn
 from mlaas.inference_client import InferenceClient
 from mlaas.net import free_port
+from mlaas.tls import ClientTLS
 from mlaas.v1 import scheduler_pb2 as S
 from mlaas.v1 import types_pb2
 from tests.test_k8s import K8S, VERSION
@@ -127,6 +129,7 @@ def cluster(tmp_path_factory) -> Iterator[str]:
     kubectl("create", "namespace", namespace)
     try:
         kubectl("apply", "-k", str(work))
+        kubectl("-n", namespace, "wait", "--for=condition=complete", "job/mlaas-tls-init", "--timeout=300s")
         for workload in ("statefulset/mlaas-redis", "statefulset/mlaas-registry", "deployment/mlaas-scheduler",
                          "statefulset/mlaas-monitor"):  # fmt: skip
             kubectl("-n", namespace, "rollout", "status", workload, "--timeout=300s")
@@ -136,25 +139,36 @@ def cluster(tmp_path_factory) -> Iterator[str]:
         subprocess.run(["kubectl", "delete", "namespace", namespace, "--wait=false"], capture_output=True, timeout=120)
 
 
-def test_deploy_serve_roll_and_decommission_on_a_cluster(cluster, iris_model):
+def mesh_tls(namespace: str, directory: Path) -> ClientTLS:
+    """The CA of the mesh's TLS Secret (made by the dev overlay's Job), to reach it through
+    port-forwards on 127.0.0.1 (a name its certificate carries)."""
+    ca = directory / "ca.crt"
+    ca.write_bytes(
+        base64.b64decode(kubectl("-n", namespace, "get", "secret", "mlaas-tls", "-o", "jsonpath={.data.ca\\.crt}"))
+    )
+    return ClientTLS(str(ca))
+
+
+def test_deploy_serve_roll_and_decommission_on_a_cluster(cluster, iris_model, tmp_path):
     from kubernetes import client, config
 
     config.load_kube_config()
     apps, core = client.AppsV1Api(), client.CoreV1Api()
+    tls = mesh_tls(cluster, tmp_path)
     model, X, y = iris_model
     second = LogisticRegression(C=0.01, max_iter=300).fit(X, y)
     with (
         port_forward(cluster, "svc/mlaas-registry", 50051) as registry_address,
         port_forward(cluster, "svc/mlaas-scheduler", 50052) as scheduler_address,
-        RegistryClient(registry_address, TOKEN) as registry,
-        SchedulerClient(scheduler_address, TOKEN, timeout=120) as scheduler,
+        RegistryClient(registry_address, TOKEN, tls=tls) as registry,
+        SchedulerClient(scheduler_address, TOKEN, timeout=120, tls=tls) as scheduler,
     ):
         register_sklearn(registry, model, "iris", X, run_resources=SMALL)
         deployment = scheduler.wait_ready(scheduler.deploy("iris").id)
         assert deployment.state == S.DEPLOYMENT_STATE_READY and deployment.backend == "kubernetes"
         name = deployment.replica_status[0].handle
         with port_forward(cluster, f"svc/{name}", 8001) as runtime_address, InferenceClient(
-            runtime_address, TOKEN
+            runtime_address, TOKEN, tls=tls
         ) as runtime:  # fmt: skip
             assert np.array_equal(runtime.infer("iris", {"X": X})["label"], model.predict(X))
 
@@ -166,7 +180,7 @@ def test_deploy_serve_roll_and_decommission_on_a_cluster(cluster, iris_model):
         template = apps.read_namespaced_deployment(name, cluster).spec.template
         assert template.spec.containers[0].args[:2] == ["--model", "iris:2"]
         with port_forward(cluster, f"svc/{name}", 8001) as runtime_address, InferenceClient(
-            runtime_address, TOKEN
+            runtime_address, TOKEN, tls=tls
         ) as runtime:  # fmt: skip
             assert runtime.metadata("iris").versions == ["2"]
             assert np.array_equal(runtime.infer("iris", {"X": X})["label"], second.predict(X))

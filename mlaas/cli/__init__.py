@@ -29,6 +29,19 @@ def common_options() -> argparse.ArgumentParser:
         help="monitor address (env MLAAS_MONITOR_ADDR; default 127.0.0.1:50053)",
     )
     common.add_argument("--token", default=os.environ.get("MLAAS_TOKEN"), help="bearer token (env MLAAS_TOKEN)")
+    common.add_argument(
+        "--tls-ca",
+        default=os.environ.get("MLAAS_TLS_CA"),
+        help="CA file the servers' certificates chain to; turns TLS on (env MLAAS_TLS_CA)",
+    )
+    common.add_argument(
+        "--tls-cert",
+        default=os.environ.get("MLAAS_TLS_CLIENT_CERT"),
+        help="client certificate, for servers that require one (env MLAAS_TLS_CLIENT_CERT)",
+    )
+    common.add_argument(
+        "--tls-key", default=os.environ.get("MLAAS_TLS_CLIENT_KEY"), help="its key (env MLAAS_TLS_CLIENT_KEY)"
+    )
     common.add_argument("--json", action="store_true", help="machine-readable JSON output")
     return common
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlaas.cli.connect import tls_of
 from mlaas.cli.output import print_json, print_table
 from mlaas.client import SchedulerClient
 from mlaas.datatypes import OIP_TO_NUMPY
@@ -18,7 +19,7 @@ from mlaas.v1 import scheduler_pb2
 
 
 def _scheduler(args) -> SchedulerClient:
-    return SchedulerClient(args.scheduler, args.token)
+    return SchedulerClient(args.scheduler, args.token, tls=tls_of(args))
 
 
 def cmd_deploy(args) -> None:
@@ -120,7 +121,7 @@ def cmd_infer(args) -> None:
 
     with _scheduler(args) as scheduler:
         address, model = scheduler.endpoints(args.deployment)
-    with InferenceClient(address, args.token) as runtime:
+    with InferenceClient(address, args.token, tls=tls_of(args)) as runtime:
         first = runtime.metadata(model).inputs[0]
         if args.ref:
             outputs = runtime.infer_reference(model, first.name, first.datatype, args.ref)

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 from google.protobuf import json_format
 
+from mlaas.cli.connect import tls_of
 from mlaas.cli.output import ProgressBar, print_json, print_table
 from mlaas.client import RegistryClient, find_request
 from mlaas.errors import InvalidArgument
@@ -56,7 +57,7 @@ def load_description(path: Path) -> types_pb2.ModelDescription:
 
 
 def _client(args) -> RegistryClient:
-    return RegistryClient(args.registry, args.token)
+    return RegistryClient(args.registry, args.token, tls=tls_of(args))
 
 
 def _summary_row(model: types_pb2.ModelVersion, metric: str = "") -> list[object]:

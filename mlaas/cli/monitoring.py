@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+from mlaas.cli.connect import tls_of
 from mlaas.cli.output import print_json, print_table
 from mlaas.client import MonitorClient
 from mlaas.errors import InvalidArgument
@@ -17,7 +18,7 @@ M = monitor_pb2
 
 
 def _monitor(args) -> MonitorClient:
-    return MonitorClient(args.monitor, args.token)
+    return MonitorClient(args.monitor, args.token, tls=tls_of(args))
 
 
 def _kind(value: int) -> str:
@@ -108,7 +109,7 @@ def cmd_demo(args) -> None:
     from mlaas.drift_demo import run_drift_demo  # loads the inference stubs only here
 
     say = (lambda _: None) if args.json else (lambda line: print(line, flush=True))
-    outcome = run_drift_demo(args.registry, args.scheduler, args.monitor, args.token, say)
+    outcome = run_drift_demo(args.registry, args.scheduler, args.monitor, args.token, say, tls_of(args))
     if args.json:
         print_json(outcome)
 

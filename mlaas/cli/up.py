@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 from mlaas.auth import MONITOR, REGISTRY, SCHEDULER, add_mesh_identities
+from mlaas.cli.connect import tls_of
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.net import free_port, wait_healthy
 from mlaas.redis_embedded import EmbeddedRedis
 from mlaas.settings import data_dir
 from mlaas.supervisor import Supervisor, child_env
+from mlaas.tls import ClientTLS
 
 
 def run_up(args) -> int:
@@ -38,6 +40,13 @@ def run_up(args) -> int:
     def as_role(role: str) -> dict[str, str]:
         return {**env, "MLAAS_TOKEN": roles[role]} if roles else env
 
+    tls_env, tls = {}, tls_of(args)
+    if args.tls:  # every component serves TLS, requires a client certificate, and presents one
+        from mlaas.certs import local_pki
+
+        pki = local_pki(root / "tls")
+        tls_env = pki.env(mutual=True)
+        tls = ClientTLS(str(pki.ca_cert), str(pki.client_cert), str(pki.client_key))
     env = child_env(
         os.environ,
         MLAAS_DATA_DIR=str(root),
@@ -56,14 +65,15 @@ def run_up(args) -> int:
         # The runtimes are this command's children too: Ctrl-C takes them down with the rest.
         MLAAS_STOP_REPLICAS_ON_EXIT="true",
         **identity,
+        **tls_env,
     )
     try:
         supervisor.spawn("registry", [sys.executable, "-m", "registry_svc"], as_role(REGISTRY))
-        wait_healthy(registry_address, timeout=60)
+        wait_healthy(registry_address, timeout=60, tls=tls)
         supervisor.spawn("scheduler", [sys.executable, "-m", "scheduler_svc"], as_role(SCHEDULER))
-        wait_healthy(scheduler_address, timeout=60)
+        wait_healthy(scheduler_address, timeout=60, tls=tls)
         supervisor.spawn("monitor", [sys.executable, "-m", "monitor_svc"], as_role(MONITOR))
-        wait_healthy(monitor_address, timeout=60)
+        wait_healthy(monitor_address, timeout=60, tls=tls)
         endpoints = {
             "registry": registry_address,
             "scheduler": scheduler_address,
@@ -75,14 +85,16 @@ def run_up(args) -> int:
             "data_dir": str(root),
             "logs": str(supervisor.log_dir),
         }
+        if args.tls:
+            endpoints |= {"tls_ca": tls.ca_file, "tls_cert": tls.cert_file, "tls_key": tls.key_file}
         if args.demo:
             say("registering demo models:")
-            with RegistryClient(registry_address, args.token) as client:
+            with RegistryClient(registry_address, args.token, tls=tls) as client:
                 from mlaas.demo import register_demo_models
 
                 register_demo_models(client, log=say)
             say("deploying iris-logreg:")
-            with SchedulerClient(scheduler_address, args.token) as scheduler:
+            with SchedulerClient(scheduler_address, args.token, tls=tls) as scheduler:
                 deployment = scheduler.deploy("iris-logreg")
                 deployment = scheduler.wait_ready(deployment.id, lambda e: say(f"  {e.detail}"))
             endpoints["demo_deployment"] = deployment.id
@@ -95,11 +107,18 @@ def run_up(args) -> int:
             print("\nMLaaS mesh is up:")
             for key, value in endpoints.items():
                 print(f"  {key:17} {value}")
-            print(f"\ntry: mlaas model find --task classification --max-memory 256Mi --registry {registry_address}")
+            flags = f" --tls-ca {tls.ca_file} --tls-cert {tls.cert_file} --tls-key {tls.key_file}" if args.tls else ""
+            print(
+                f"\ntry: mlaas model find --task classification --max-memory 256Mi --registry {registry_address}{flags}"
+            )
             if "demo_deployment" in endpoints:
                 print(
                     f"     mlaas infer {endpoints['demo_deployment']} --input rows.json --scheduler {scheduler_address}"
+                    f"{flags}"
                 )
+            if args.tls:
+                print(f"     (or export MLAAS_TLS_CA={tls.ca_file} MLAAS_TLS_CLIENT_CERT={tls.cert_file} "
+                      f"MLAAS_TLS_CLIENT_KEY={tls.key_file})")  # fmt: skip
             print("Ctrl-C stops everything.", flush=True)
         dead = supervisor.wait_for_signal()
         if dead is not None:
@@ -116,6 +135,11 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
     up = commands.add_parser("up", parents=[common], help="run the mesh locally (embedded Redis, local runtimes)")
     up.add_argument("--data-dir", help="where state lives (env MLAAS_DATA_DIR; default ~/.mlaas)")
     up.add_argument("--demo", action="store_true", help="register the demo models")
+    up.add_argument(
+        "--tls",
+        action="store_true",
+        help="every connection over mTLS, with a local CA and certificates made in <data dir>/tls (reused)",
+    )
     up.add_argument("--registry-port", type=int, default=50051, help="0 picks a free port")
     up.add_argument("--registry-metrics-port", type=int, default=9451)
     up.add_argument("--scheduler-port", type=int, default=50052, help="0 picks a free port")

@@ -9,7 +9,9 @@ deployment, model, version and node, a health check (`python -m mlaas.healthchec
 host's network: the runtime binds the free port the backend chose, and reaches the registry and
 the Monitor on the addresses the scheduler was given, as a local process would. A training job
 mounts the jobs directory at the same path and runs as the scheduler's own user, so that the
-files it writes belong to it.
+files it writes belong to it. When the mesh runs TLS, its certificate files (MLAAS_TLS_*) are
+mounted read-only at the same paths (they must exist there on every engine's host), and the
+container runs as the scheduler's user, the only one that may read the keys (0600).
 """
 
 from __future__ import annotations
@@ -18,11 +20,32 @@ import os
 from collections.abc import Mapping
 
 from mlaas.net import free_port
+from mlaas.tls import ALL_ENV
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, credential
 from scheduler_svc.backends.kubernetes import object_name
 
 RUNNING = ("created", "running", "restarting")
 SECOND_NS = 1_000_000_000
+# Where a runtime that runs as the scheduler's user (not the image's) keeps its model cache.
+TLS_RUNTIME_DATA_DIR = "/tmp/mlaas"
+
+
+def tls_mounts(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Docker volumes for the TLS files `env` names: each read-only at its own path."""
+    files = sorted({env[name] for name in ALL_ENV if env.get(name)})
+    return {path: {"bind": path, "mode": "ro"} for path in files}
+
+
+def runtime_options(env: Mapping[str, str]) -> dict:
+    """What `containers.run` needs beyond the image's defaults for the mesh's TLS files, if any."""
+    volumes = tls_mounts(env)
+    if not volumes:
+        return {}
+    return {
+        "volumes": volumes,
+        "user": f"{os.getuid()}:{os.getgid()}",
+        "environment": {**env, "MLAAS_DATA_DIR": TLS_RUNTIME_DATA_DIR},
+    }
 
 
 def _labels(kind: str, owner: str, model_ref: str, node: str, mesh: str) -> dict[str, str]:
@@ -68,6 +91,7 @@ class DockerBackend:
             "MLAAS_FEEDBACK_MODE": "summaries" if spec.strict else "records",
             **credential(spec.token),
         }
+        options = {"environment": environment, **runtime_options(environment)}
         container = self._engine(spec.node).containers.run(
             self._image,
             ["inference", "--model", spec.model_ref, "--port", str(port), "--workers", str(workers),
@@ -75,7 +99,6 @@ class DockerBackend:
             name=object_name(spec.replica_id),
             detach=True,
             network_mode="host",
-            environment=environment,
             labels=_labels("runtime", spec.deployment_id, spec.model_ref, spec.node, self._mesh),
             nano_cpus=max(spec.cpu_millicores, 1) * 1_000_000,
             mem_limit=max(spec.memory_bytes, 64 << 20),
@@ -83,6 +106,7 @@ class DockerBackend:
                 "test": ["CMD", "python", "-m", "mlaas.healthcheck", f"127.0.0.1:{port}"],
                 "interval": 5 * SECOND_NS, "timeout": 3 * SECOND_NS, "retries": 3, "start_period": 10 * SECOND_NS,
             },
+            **options,
         )  # fmt: skip
         return ReplicaStatus(spec.replica_id, f"127.0.0.1:{port}", True, handle=f"{spec.node}/{container.id}")
 
@@ -98,7 +122,7 @@ class DockerBackend:
             labels=_labels("training", spec.job_id, spec.model_ref, spec.node, self._mesh),
             nano_cpus=max(spec.cpu_millicores, 1) * 1_000_000,
             mem_limit=max(spec.memory_bytes, 64 << 20),
-            volumes={self._jobs_dir: {"bind": self._jobs_dir, "mode": "rw"}},
+            volumes={self._jobs_dir: {"bind": self._jobs_dir, "mode": "rw"}, **tls_mounts(self._env)},
             user=f"{os.getuid()}:{os.getgid()}",
         )  # fmt: skip
         return ReplicaStatus(spec.job_id, "", True, handle=f"{spec.node}/{container.id}")

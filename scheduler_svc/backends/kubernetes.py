@@ -2,8 +2,9 @@
 through the `kubernetes` Python client.
 
 Every object carries labels for the deployment, model, version and tenant; containers get the
-replica's CPU and memory as requests and limits, native gRPC readiness and liveness probes, and
-a non-root security context. A STRICT replica is pinned with a required node affinity on
+replica's CPU and memory as requests and limits, readiness and liveness probes (the kubelet's
+native gRPC probe, or the image's health check when the mesh runs TLS), and a non-root security
+context. A STRICT replica is pinned with a required node affinity on
 `kubernetes.io/hostname`; an OPEN one prefers the node the scheduler chose. Replica and job
 status come from watches on the namespace's runtime Deployments and training Jobs (a read only
 for an object a watch has not seen yet). The manifests are plain dicts built by pure functions,
@@ -16,6 +17,7 @@ import logging
 import re
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, RollState, credential
 from scheduler_svc.placement import Node
@@ -64,6 +66,40 @@ def _affinity(node: str, strict: bool) -> dict:
 # The Secret of the mesh's tokens file (see k8s/), mounted by runtimes when the mesh runs with auth.
 TOKENS_SECRET = "mlaas-tokens"
 TOKENS_DIR = "/etc/mlaas"
+# The mesh's TLS Secret (see k8s/: `tls.crt`, `tls.key`, `ca.crt`, as cert-manager writes them),
+# mounted by runtimes and training jobs when the mesh runs TLS.
+TLS_DIR = "/etc/mlaas-tls"
+
+
+@dataclass(frozen=True)
+class MountedTLS:
+    """The Secret a pod mounts to serve TLS with `tls.crt` (which also serves as its client
+    certificate) and to trust `ca.crt`; `mutual`: it also requires client certificates."""
+
+    secret: str
+    mutual: bool = False
+
+    def env(self) -> dict[str, str]:
+        variables = {
+            "MLAAS_TLS_CERT": f"{TLS_DIR}/tls.crt",
+            "MLAAS_TLS_KEY": f"{TLS_DIR}/tls.key",
+            "MLAAS_TLS_CA": f"{TLS_DIR}/ca.crt",
+            "MLAAS_TLS_CLIENT_CERT": f"{TLS_DIR}/tls.crt",
+            "MLAAS_TLS_CLIENT_KEY": f"{TLS_DIR}/tls.key",
+        }
+        if self.mutual:
+            variables["MLAAS_TLS_CLIENT_CA"] = f"{TLS_DIR}/ca.crt"
+        return variables
+
+    def mount(self) -> tuple[dict, dict]:
+        """(volumeMount, volume): the key readable by the pod's group only (fsGroup)."""
+        volume = {"name": "tls", "secret": {"secretName": self.secret, "defaultMode": 0o440}}
+        return {"name": "tls", "mountPath": TLS_DIR, "readOnly": True}, volume
+
+
+def _without_tls(env: Mapping[str, str]) -> dict[str, str]:
+    """The scheduler's own certificate paths mean nothing in another pod."""
+    return {k: v for k, v in env.items() if not k.startswith("MLAAS_TLS_")}
 
 
 def env_entries(variables: Mapping[str, str]) -> list[dict]:
@@ -82,15 +118,26 @@ SECURITY = {
 
 
 def replica_manifests(
-    spec: ReplicaSpec, image: str, namespace: str, env: Mapping[str, str], tenant: str = "", tokens_secret: str = ""
+    spec: ReplicaSpec,
+    image: str,
+    namespace: str,
+    env: Mapping[str, str],
+    tenant: str = "",
+    tokens_secret: str = "",
+    tls: MountedTLS | None = None,
 ) -> tuple[dict, dict]:
     """(apps/v1 Deployment, v1 Service) for one replica. With `tokens_secret` (the mesh runs
-    with auth), the runtime mounts that Secret's tokens.yaml and asks callers for a bearer token."""
+    with auth), the runtime mounts that Secret's tokens.yaml and asks callers for a bearer token.
+    With `tls`, it serves TLS (mTLS) from that Secret, and its probes, which the kubelet's gRPC
+    probe cannot make over TLS, run the image's health check in the container."""
     name = object_name(spec.replica_id)
     labels = {**_labels("runtime", spec.deployment_id, spec.model_ref, tenant), "mlaas.io/replica": name}
     probe = {"grpc": {"port": GRPC_PORT}, "periodSeconds": 5, "failureThreshold": 3}
+    if tls is not None:
+        health = ["python", "-m", "mlaas.healthcheck", f"127.0.0.1:{GRPC_PORT}"]
+        probe = {"exec": {"command": health}, "periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 3}
     variables = {
-        **env,
+        **_without_tls(env),
         "MLAAS_DEPLOYMENT_ID": spec.deployment_id,
         "MLAAS_FEEDBACK_MODE": "summaries" if spec.strict else "records",
         "MLAAS_HOST": "0.0.0.0",
@@ -99,6 +146,8 @@ def replica_manifests(
     }
     if tokens_secret:
         variables["MLAAS_AUTH_TOKENS_FILE"] = f"{TOKENS_DIR}/tokens.yaml"
+    if tls is not None:
+        variables |= tls.env()
     container = {
         "name": "runtime",
         "image": image,
@@ -116,9 +165,17 @@ def replica_manifests(
         "affinity": _affinity(spec.node, spec.strict),
         "securityContext": POD_SECURITY,
     }
+    mounts, volumes = [], []
     if tokens_secret:
-        container["volumeMounts"] = [{"name": "tokens", "mountPath": TOKENS_DIR, "readOnly": True}]
-        pod["volumes"] = [{"name": "tokens", "secret": {"secretName": tokens_secret}}]
+        mounts.append({"name": "tokens", "mountPath": TOKENS_DIR, "readOnly": True})
+        volumes.append({"name": "tokens", "secret": {"secretName": tokens_secret}})
+    if tls is not None:
+        mount, volume = tls.mount()
+        mounts.append(mount)
+        volumes.append(volume)
+    if volumes:
+        container["volumeMounts"] = mounts
+        pod["volumes"] = volumes
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -143,12 +200,18 @@ def replica_manifests(
 
 
 def roll_patch(
-    spec: ReplicaSpec, image: str, namespace: str, env: Mapping[str, str], tenant: str = "", tokens_secret: str = ""
+    spec: ReplicaSpec,
+    image: str,
+    namespace: str,
+    env: Mapping[str, str],
+    tenant: str = "",
+    tokens_secret: str = "",
+    tls: MountedTLS | None = None,
 ) -> dict:
     """A strategic merge patch moving a replica's Deployment to `spec` (its new model version):
     the Deployment's rolling update (maxSurge 1, maxUnavailable 0) then starts a pod of the new
     version and stops the old one once the new one is ready, behind the same Service."""
-    deployment, _ = replica_manifests(spec, image, namespace, env, tenant, tokens_secret)
+    deployment, _ = replica_manifests(spec, image, namespace, env, tenant, tokens_secret, tls)
     return {
         "metadata": {"labels": deployment["metadata"]["labels"]},
         "spec": {"template": deployment["spec"]["template"]},
@@ -169,9 +232,12 @@ def roll_state_of(deployment) -> RollState:
     return RollState(done=done)
 
 
-def job_manifest(spec: JobSpec, image: str, namespace: str, env: Mapping[str, str], jobs_dir: str) -> dict:
+def job_manifest(
+    spec: JobSpec, image: str, namespace: str, env: Mapping[str, str], jobs_dir: str, tls: MountedTLS | None = None
+) -> dict:
     """batch/v1 Job fitting a recipe; the jobs directory is a shared volume (claim `mlaas-jobs`)
-    mounted where the scheduler and the Monitor see it too."""
+    mounted where the scheduler and the Monitor see it too. With `tls`, it reaches the registry
+    over TLS with the certificates of that Secret."""
     name = object_name(spec.job_id)
     labels = _labels("training", spec.job_id, spec.model_ref, "")
     registry = env.get("MLAAS_REGISTRY_ADDR", "")
@@ -181,11 +247,16 @@ def job_manifest(spec: JobSpec, image: str, namespace: str, env: Mapping[str, st
         "image": image,
         "command": ["python", "-m", "mlaas.train_job"],
         "args": ["--registry", registry, "--model", spec.model_ref, *files],
-        "env": env_entries({**env, **credential(spec.token)}),
+        "env": env_entries(_without_tls(env) | (tls.env() if tls else {}) | credential(spec.token)),
         "resources": _resources(spec.cpu_millicores, spec.memory_bytes),
         "securityContext": SECURITY,
         "volumeMounts": [{"name": "jobs", "mountPath": jobs_dir}],
     }
+    volumes = [{"name": "jobs", "persistentVolumeClaim": {"claimName": "mlaas-jobs"}}]
+    if tls is not None:
+        mount, volume = tls.mount()
+        container["volumeMounts"].append(mount)
+        volumes.append(volume)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -200,7 +271,7 @@ def job_manifest(spec: JobSpec, image: str, namespace: str, env: Mapping[str, st
                     "containers": [container],
                     "affinity": _affinity(spec.node, False),
                     "securityContext": POD_SECURITY,
-                    "volumes": [{"name": "jobs", "persistentVolumeClaim": {"claimName": "mlaas-jobs"}}],
+                    "volumes": volumes,
                 },
             },
         },
@@ -277,7 +348,14 @@ class KubernetesBackend:
     restarts_replicas = True  # the kubelet restarts a pod whose gRPC liveness probe fails
 
     def __init__(
-        self, api_client, namespace: str, image: str, env: Mapping[str, str], jobs_dir: str, tokens_secret: str = ""
+        self,
+        api_client,
+        namespace: str,
+        image: str,
+        env: Mapping[str, str],
+        jobs_dir: str,
+        tokens_secret: str = "",
+        tls: MountedTLS | None = None,
     ):
         from kubernetes import client
 
@@ -289,6 +367,7 @@ class KubernetesBackend:
         self._env = dict(env)  # for the containers: MLAAS_REGISTRY_ADDR, MLAAS_MONITOR_ADDR, ...
         self._jobs_dir = jobs_dir
         self._tokens_secret = tokens_secret  # runtimes ask for tokens from this Secret, if set
+        self._tls = tls  # runtimes and jobs use TLS from this Secret, if set
         self._stop = threading.Event()
         self.watch = ObjectWatch(self._apps.list_namespaced_deployment, namespace, "runtime", self._stop)
         self.job_watch = ObjectWatch(self._batch.list_namespaced_job, namespace, "training", self._stop)
@@ -300,7 +379,7 @@ class KubernetesBackend:
 
     def create(self, spec: ReplicaSpec) -> ReplicaStatus:
         deployment, service = replica_manifests(
-            spec, self._image, self._namespace, self._env, tokens_secret=self._tokens_secret
+            spec, self._image, self._namespace, self._env, tokens_secret=self._tokens_secret, tls=self._tls
         )
         self._apps.create_namespaced_deployment(self._namespace, deployment)
         self._core.create_namespaced_service(self._namespace, service)
@@ -308,7 +387,9 @@ class KubernetesBackend:
         return ReplicaStatus(spec.replica_id, f"{name}.{self._namespace}.svc:{GRPC_PORT}", True, handle=name)
 
     def roll(self, replica: ReplicaStatus, spec: ReplicaSpec) -> None:
-        patch = roll_patch(spec, self._image, self._namespace, self._env, tokens_secret=self._tokens_secret)
+        patch = roll_patch(
+            spec, self._image, self._namespace, self._env, tokens_secret=self._tokens_secret, tls=self._tls
+        )
         self._apps.patch_namespaced_deployment(
             replica.handle, self._namespace, patch, _content_type="application/strategic-merge-patch+json"
         )
@@ -317,7 +398,7 @@ class KubernetesBackend:
         return roll_state_of(self._apps.read_namespaced_deployment_status(replica.handle, self._namespace))
 
     def start_job(self, spec: JobSpec) -> ReplicaStatus:
-        job = job_manifest(spec, self._image, self._namespace, self._env, self._jobs_dir)
+        job = job_manifest(spec, self._image, self._namespace, self._env, self._jobs_dir, self._tls)
         self._batch.create_namespaced_job(self._namespace, job)
         return ReplicaStatus(spec.job_id, "", True, handle=job["metadata"]["name"])
 
