@@ -305,15 +305,21 @@ def test_the_sdk_against_a_tls_runtime(tls_runtime, pki):
 # -- the whole local mesh: mlaas up --tls ----------------------------------------------------------
 
 
-def test_up_tls_runs_every_connection_over_mtls(tmp_path):
+def test_up_tls_with_a_tokens_file_runs_the_demo_over_mtls(tmp_path):
+    """The whole local mesh as a multi-tenant operator runs it: tenants' tokens, the components'
+    roles and the runtimes' minted credentials, every connection over mTLS."""
     from mlaas.inference_client import DeploymentInference, InferenceClient
 
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("token-alpha: alpha\ntoken-beta: beta\n")
     command = [
         sys.executable, "-m", "mlaas.cli", "up", "--tls", "--demo", "--json", "--data-dir", str(tmp_path / "mesh"),
         "--registry-port", "0", "--registry-metrics-port", "-1", "--scheduler-port", "0",
         "--scheduler-metrics-port", "-1", "--monitor-port", "0", "--monitor-metrics-port", "-1",
+        "--token", "token-alpha",
     ]  # fmt: skip
-    up = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tool_env())
+    env = tool_env(MLAAS_AUTH_TOKENS_FILE=str(tokens))
+    up = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         endpoints = json.loads(up.stdout.readline())  # once the demo deployment is ready
         tls = ClientTLS(endpoints["tls_ca"], endpoints["tls_cert"], endpoints["tls_key"])
@@ -321,13 +327,13 @@ def test_up_tls_runs_every_connection_over_mtls(tmp_path):
         for key in Path(tls.ca_file).parent.glob("*.key"):
             assert key.stat().st_mode & 0o777 == 0o600, key
         rows = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], dtype=np.float32)
-        with SchedulerClient(endpoints["scheduler"], tls=tls) as scheduler:
+        with SchedulerClient(endpoints["scheduler"], "token-alpha", tls=tls) as scheduler:
             # `mlaas up` deployed it over mTLS, and the scheduler health-checked its runtime so
             deployment = scheduler.get(endpoints["demo_deployment"])
             assert scheduler_pb2.DeploymentState.Name(deployment.state) == "DEPLOYMENT_STATE_READY"
-            with DeploymentInference(scheduler, deployment.id) as runtime:  # the scheduler's TLS
+            with DeploymentInference(scheduler, deployment.id, token="token-alpha") as runtime:  # its TLS
                 assert runtime.infer({"X": rows})["label"].tolist() == [0, 2]
-        with MonitorClient(endpoints["monitor"], tls=tls) as monitor:  # the runtime's feedback came over mTLS
+        with MonitorClient(endpoints["monitor"], "token-alpha", tls=tls) as monitor:  # feedback came over mTLS
             deadline = time.monotonic() + 60
             while True:
                 try:
@@ -343,13 +349,24 @@ def test_up_tls_runs_every_connection_over_mtls(tmp_path):
             assert check(address, tls) == "SERVING"
             assert check(address, ClientTLS(tls.ca_file)) == "UNAVAILABLE"  # no client certificate
             assert check(address, None) == "UNAVAILABLE"  # plaintext
+        with InferenceClient(endpoints["demo_endpoint"], "token-beta", tls=tls) as beta, pytest.raises(errors.NotFound):
+            beta.infer("iris-logreg", {"X": rows})  # alpha's deployment: not beta's to use
         without = ClientTLS(tls.ca_file)
         with InferenceClient(endpoints["demo_endpoint"], tls=without) as anonymous, pytest.raises(errors.Unavailable):
             anonymous.infer("iris-logreg", {"X": rows})
 
         rows_file = tmp_path / "rows.json"
         rows_file.write_text(json.dumps(rows.tolist()))
-        flags = ["--tls-ca", tls.ca_file, "--tls-cert", tls.cert_file, "--tls-key", tls.key_file]
+        flags = [
+            "--tls-ca",
+            tls.ca_file,
+            "--tls-cert",
+            tls.cert_file,
+            "--tls-key",
+            tls.key_file,
+            "--token",
+            "token-alpha",
+        ]
         answer = cli("infer", endpoints["demo_deployment"], "--input", str(rows_file), "--json",
                      "--scheduler", endpoints["scheduler"], *flags)  # fmt: skip
         assert answer.returncode == 0, answer.stderr
