@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -157,3 +158,14 @@ def identities(tmp_path) -> Identities:
     roles = add_mesh_identities(tenants, tmp_path)
     tokens = {"alpha": "token-alpha", "beta": "token-beta", **roles}
     return Identities(tmp_path / "mesh-tokens.yaml", tmp_path / "mesh.key", tokens)
+
+
+def localhost_certificate(directory: Path) -> tuple[Path, Path]:
+    """(key, certificate) of a throwaway self-signed certificate for `localhost` (openssl)."""
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return key, cert

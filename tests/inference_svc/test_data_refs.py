@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.server
 import ssl
-import subprocess
 import threading
 
 import boto3
@@ -17,6 +16,7 @@ from moto.server import ThreadedMotoServer
 from mlaas.net import free_port
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
+from tests.conftest import localhost_certificate
 from tests.inference_svc.conftest import start_runtime, stop_runtime
 
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], dtype=np.float32)
@@ -93,12 +93,7 @@ def test_file_refusals(runtime, stub, tmp_path):
 @pytest.fixture
 def tls_server(tmp_path):
     """An HTTPS server on loopback with a certificate from a throwaway CA."""
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    key, cert = localhost_certificate(tmp_path)
     site = tmp_path / "site"
     site.mkdir()
     np.save(site / "rows.npy", ROWS)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.server
 import ssl
-import subprocess
 import threading
 
 import grpc
@@ -16,6 +15,7 @@ import pytest
 
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
+from tests.conftest import localhost_certificate
 from tests.inference_svc.conftest import start_runtime, stop_runtime
 
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2]], np.float32)
@@ -90,12 +90,7 @@ def test_without_model_roots_no_uri_is_loaded(tmp_path, models_dir):
 def redirecting_server(tmp_path):
     """An allowed HTTPS host that answers every request with a redirect to a plain-http address
     on loopback (where an internal service would be)."""
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    key, cert = localhost_certificate(tmp_path)
     internal_hits = []
 
     class Internal(http.server.BaseHTTPRequestHandler):
