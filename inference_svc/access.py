@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 
 from mlaas.auth import SCHEDULER, Authenticator, Identity, bearer_token
-from mlaas.errors import MlaasError, NotFound, PermissionDenied
+from mlaas.errors import MlaasError, NotFound, PermissionDenied, Unavailable
 from mlaas.interceptors import wrap_handler
 from mlaas.oip import open_inference_v2_pb2 as oip
 
@@ -50,24 +50,39 @@ def _model_name(request) -> str:
 
 
 class DeploymentAccess:
-    def __init__(self, ask: AskScheduler, remember_seconds: float = 2.0):
+    def __init__(self, ask: AskScheduler, remember_seconds: float = 2.0, outage_grace_seconds: float = 300.0):
         self._ask = ask
         self._remember = remember_seconds
-        self._allowed_until: dict[str, float] = {}  # tenant -> monotonic time
+        # While the scheduler cannot answer (a restart), a tenant allowed this recently still is:
+        # nobody can revoke anything meanwhile, and inference must not stop with the scheduler.
+        self._grace = outage_grace_seconds
+        self._allowed_at: dict[str, float] = {}  # tenant -> monotonic time of the last yes
+        self._ask_again_at: dict[str, float] = {}  # tenant -> when to ask next (a yes, or the outage's pause)
+        self._asking: dict[str, asyncio.Future] = {}  # one question per tenant at a time
 
     def allowed_now(self, tenant: str) -> bool:
-        return self._allowed_until.get(tenant, 0.0) > time.monotonic()
+        return self._ask_again_at.get(tenant, 0.0) > time.monotonic()
 
     async def check(self, tenant: str, token: str | None, model: str) -> None:
         """Returns when `tenant` may use this runtime; NotFound (as for a missing model) if not."""
         if self.allowed_now(tenant):
             return
+        pending = self._asking.get(tenant)
+        if pending is None:  # the calls that arrive meanwhile share this answer
+            pending = self._asking[tenant] = asyncio.ensure_future(self._ask(token))
+            pending.add_done_callback(lambda _: self._asking.pop(tenant, None))
         try:
-            await self._ask(token)
+            await asyncio.shield(pending)
         except NotFound:
-            self._allowed_until.pop(tenant, None)
+            self._allowed_at.pop(tenant, None)
             raise NotFound(f"model {model!r} is not loaded here") from None
-        self._allowed_until[tenant] = time.monotonic() + self._remember
+        except Unavailable:
+            if self._allowed_at.get(tenant, -1e9) + self._grace < time.monotonic():
+                raise
+            self._ask_again_at[tenant] = time.monotonic() + self._remember  # not on every call
+            return
+        self._allowed_at[tenant] = now = time.monotonic()
+        self._ask_again_at[tenant] = now + self._remember
 
 
 class DeploymentAccessInterceptor(grpc.aio.ServerInterceptor):
