@@ -15,6 +15,7 @@ from pathlib import Path
 
 from inference_svc.server import run
 from inference_svc.settings import RuntimeSettings
+from mlaas.private_files import private_by_default
 from mlaas.settings import current_env
 
 
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--intra-op-threads", type=int, help="ONNX Runtime threads per worker")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runtime %(name)s %(levelname)s %(message)s")
+    private_by_default()  # its model cache holds tenants' private models
 
     settings = RuntimeSettings.from_env(current_env())
     server = settings.server

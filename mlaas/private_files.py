@@ -12,3 +12,17 @@ def write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as out:
         out.write(text)
     os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
+
+
+def private_by_default() -> None:
+    """Everything this process (and its children) creates is its owner's alone: the data dir
+    holds every tenant's private models, inputs, labels and the deployments' state, on a machine
+    other users may share."""
+    os.umask(0o077)
+
+
+def private_dir(path: Path) -> Path:
+    """`path`, created if need be and made 0700 (an existing one too: its files were made before)."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path

@@ -31,6 +31,11 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
+    @property
+    def display_url(self) -> str:
+        """The URL to show a person: the password stays in its file."""
+        return f"redis://127.0.0.1:{self.port}/0 (password in {self.directory / 'password'})"
+
     def _config(self) -> Path:
         """A config file (0600) with the password, generated once and kept with the data: on the
         command line every local user could read it from the process list."""

@@ -19,6 +19,7 @@ import numpy as np
 
 from mlaas.client import RegistryClient
 from mlaas.export import sklearn_to_onnx
+from mlaas.private_files import private_by_default
 from mlaas.recipes import build_pipeline
 
 
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", required=True, type=Path)
     parser.add_argument("--output", required=True, type=Path)
     args = parser.parse_args(argv)
+    private_by_default()  # the model it writes is its owner's
     with RegistryClient(args.registry, os.environ.get("MLAAS_TOKEN") or None) as registry:
         recipe = registry.get(args.model).description.recipe
     if not recipe.steps:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from mlaas.private_files import private_by_default
 from mlaas.settings import current_env
 from monitor_svc.app import build_monitor
 from monitor_svc.settings import MonitorSettings
@@ -11,6 +12,7 @@ from monitor_svc.settings import MonitorSettings
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    private_by_default()
     monitor = build_monitor(MonitorSettings.from_env(current_env())).start()
     monitor.server.serve_until_signalled()
     monitor.stop(0)

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import logging
 
+from mlaas.private_files import private_by_default
 from mlaas.settings import current_env
 from registry_svc.app import build_registry
 from registry_svc.settings import RegistrySettings
@@ -16,6 +17,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, help="gRPC port (default MLAAS_REGISTRY_PORT or 50051)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    private_by_default()
     settings = RegistrySettings.from_env(current_env())
     if args.port is not None:
         settings = dataclasses.replace(settings, server=dataclasses.replace(settings.server, port=args.port))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
+from mlaas.private_files import private_by_default
 from mlaas.settings import current_env, env_bool
 from scheduler_svc.app import build_scheduler
 from scheduler_svc.settings import SchedulerSettings
@@ -12,6 +13,7 @@ from scheduler_svc.settings import SchedulerSettings
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    private_by_default()
     env = current_env()
     settings = SchedulerSettings.from_env(env)
     scheduler = build_scheduler(settings, dict(os.environ)).start()

@@ -11,6 +11,7 @@ from mlaas.auth import MONITOR, REGISTRY, SCHEDULER, add_mesh_identities
 from mlaas.cli.connect import tls_of
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.net import free_port, wait_healthy
+from mlaas.private_files import private_by_default, private_dir
 from mlaas.redis_embedded import EmbeddedRedis
 from mlaas.settings import data_dir
 from mlaas.supervisor import Supervisor, child_env
@@ -19,7 +20,8 @@ from mlaas.tls import ClientTLS
 
 def run_up(args) -> int:
     root = Path(args.data_dir).expanduser() if args.data_dir else data_dir(os.environ)
-    root.mkdir(parents=True, exist_ok=True)
+    private_by_default()  # every component inherits it: nothing in the data dir is for other users
+    private_dir(root)
     say = (lambda *_: None) if args.json else print
     redis = EmbeddedRedis(root / "redis").start()
     supervisor = Supervisor(root / "logs")
@@ -81,7 +83,7 @@ def run_up(args) -> int:
             "registry_metrics": f"http://127.0.0.1:{args.registry_metrics_port}/metrics",
             "scheduler_metrics": f"http://127.0.0.1:{args.scheduler_metrics_port}/metrics",
             "monitor_metrics": f"http://127.0.0.1:{args.monitor_metrics_port}/metrics",
-            "redis": redis.url,
+            "redis": redis.display_url,
             "data_dir": str(root),
             "logs": str(supervisor.log_dir),
         }

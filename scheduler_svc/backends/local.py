@@ -43,6 +43,11 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+# What a replica or job must not inherit from the scheduler's environment: its role's token, the
+# key that mints credentials, and Redis (whose password lets one rewrite every deployment).
+SCHEDULERS_OWN = ("MLAAS_TOKEN", "MLAAS_MESH_KEY_FILE", "MLAAS_REDIS_URL")
+
+
 class LocalBackend:
     name = "local"
 
@@ -50,7 +55,7 @@ class LocalBackend:
         self._registry = registry_address
         self._log_dir = log_dir
         # The scheduler's own credentials stay with it; each child gets the one minted for it.
-        self._env = {k: v for k, v in env.items() if k not in ("MLAAS_TOKEN", "MLAAS_MESH_KEY_FILE")}
+        self._env = {k: v for k, v in env.items() if k not in SCHEDULERS_OWN}
         self._python = python
         self._children: dict[int, subprocess.Popen] = {}
         log_dir.mkdir(parents=True, exist_ok=True)
