@@ -12,6 +12,7 @@ operator's: any authenticated caller may use it, as before.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -26,6 +27,18 @@ _SERVICE = "/inference.GRPCInferenceService/"
 # Answer nothing of the models to strangers; the server-wide rpcs tell nothing of any tenant.
 _SERVER_WIDE = {_SERVICE + m for m in ("ServerLive", "ServerReady", "ServerMetadata")}
 _REPOSITORY = {_SERVICE + m for m in ("RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload")}
+
+# The tenant of the call being served (set by the interceptor below, in the call's own task).
+CALLER_TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("caller_tenant", default="")
+
+
+def feedback_id(request_id: str) -> str:
+    """The id a request's feedback record carries: under the caller's tenant, so that labels
+    reported by one tenant never match (nor tell about) another's requests on a shared
+    deployment. The Monitor puts labels under the reporter's tenant the same way."""
+    tenant = CALLER_TENANT.get()
+    return f"{tenant}/{request_id}" if tenant and request_id else request_id
+
 
 # (tenant's token) -> None when allowed; raises NotFound (or Unavailable) otherwise.
 AskScheduler = Callable[[str | None], Awaitable[None]]
@@ -115,6 +128,7 @@ class DeploymentAccessInterceptor(grpc.aio.ServerInterceptor):
             if method.endswith("/ModelStreamInfer"):
 
                 async def stream(request_iterator, context):
+                    CALLER_TENANT.set(identity.tenant)
                     checked = _checked_requests(request_iterator, access, identity.tenant, token)
                     async for response in behaviour(checked, context):
                         yield response
@@ -130,6 +144,7 @@ class DeploymentAccessInterceptor(grpc.aio.ServerInterceptor):
                     await context.abort(err.code, err.message)
                 except MlaasError as err:
                     await context.abort(err.code, err.message)
+                CALLER_TENANT.set(identity.tenant)
                 return await behaviour(request, context)
 
             return unary

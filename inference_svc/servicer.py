@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 
 from inference_svc import data_refs
+from inference_svc.access import feedback_id
 from inference_svc.codec import add_output, check_shape, decode_array, requested_outputs
 from inference_svc.feedback import FeedbackTap
 from inference_svc.metrics import RuntimeMetrics
@@ -48,10 +49,11 @@ _TRITON_TYPES = {
 class Prepared:
     """A decoded request, ready for its batcher."""
 
-    __slots__ = ("feeds", "loaded", "outputs", "references", "request", "rows")
+    __slots__ = ("feedback_id", "feeds", "loaded", "outputs", "references", "request", "rows")
 
     def __init__(self, request, loaded: LoadedModel, feeds, outputs: list[TensorInfo], references: bool):
         self.request = request
+        self.feedback_id = feedback_id(request.id)  # read here, in the caller's own task
         self.loaded = loaded
         self.feeds = feeds  # an input given by data_uri is None until _resolve_refs loads it
         self.rows = 0
@@ -290,7 +292,7 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         response.id = request.id
         for info in prepared.outputs:
             add_output(response, info.name, result[info.name], info.datatype)
-        self._feedback.offer(request.id, loaded.name, loaded.version, prepared.feeds, result)
+        self._feedback.offer(prepared.feedback_id, loaded.name, loaded.version, prepared.feeds, result)
 
     def _observe(self, prepared: Prepared | None, model: str, kind: str, status: str, started: float) -> None:
         key = (model, kind, status)

@@ -9,6 +9,7 @@
   what the message says.
 - The monitor's role reads everything (the operator's CLI); the rules of mlaas.permissions keep
   every other role out before this is asked.
+- Labels: a tenant's label ids match only the requests it made itself (label_namespace).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def scheduler_lookup(address: str) -> GetDeployment:
 
 
 class DeploymentAccess:
-    def __init__(self, auth: Authenticator, get_deployment: GetDeployment, remember_seconds: float = 30.0):
+    def __init__(self, auth: Authenticator, get_deployment: GetDeployment, remember_seconds: float = 2.0):
         self._auth = auth
         self._get = get_deployment
         self._remember = remember_seconds
@@ -68,6 +69,16 @@ class DeploymentAccess:
                 self._allowed[key] = (time.monotonic() + self._remember, owner)
         if owner_only and owner != identity.tenant:
             raise PermissionDenied(f"only the owner of deployment {deployment_id} may change its monitoring")
+
+    def label_namespace(self, context: grpc.ServicerContext) -> str:
+        """What a tenant's label ids are put under: the runtimes record each request under its
+        caller's tenant (inference_svc/access.py:feedback_id), so a lease holder's labels match
+        only its own requests, and say nothing of the owner's. The monitor's role (an operator)
+        names full ids."""
+        if not self._auth.enabled:
+            return ""
+        identity = self._auth.identity(context.invocation_metadata())
+        return "" if identity.role else f"{identity.tenant}/"
 
     def feedback_model(self, context: grpc.ServicerContext, claimed: str) -> tuple[str, set[int] | None]:
         """(model name, the versions it may report: None for any) of feedback: the runtime's

@@ -145,6 +145,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
 
     def ReportLabels(self, request_iterator, context):
         accepted = unmatched = 0
+        namespace = self._access.label_namespace(context)
         for request in _until_gone(request_iterator):
             self._check(context, request.deployment_id)
             pairs = []
@@ -152,7 +153,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
                 if not label.request_id or label.WhichOneof("value") is None:
                     raise InvalidArgument("every label needs a request_id and a class_label or target")
                 value = label.class_label if label.WhichOneof("value") == "class_label" else repr(label.target)
-                pairs.append((label.request_id, value))
+                pairs.append((namespace + label.request_id, value))
             matched, waiting = self._store.add_labels(request.deployment_id, pairs)  # on disk from here
             accepted += len(pairs)
             unmatched += waiting

@@ -12,6 +12,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from mlaas import errors
+from mlaas.client import MonitorClient
 from mlaas.export import register_sklearn
 from mlaas.inference_client import InferenceClient, build_request
 from mlaas.oip import open_inference_v2_pb2 as oip
@@ -124,3 +125,38 @@ def test_a_stranger_with_no_token_or_a_forged_one_is_refused(mesh, models, deplo
     with InferenceClient(endpoint, token=forged) as stranger, pytest.raises(errors.Unauthenticated):
         stranger.infer("alpha-secret", {"X": X[:1]})
     assert np.isfinite(X).all()
+
+
+def test_on_a_shared_deployment_labels_match_only_the_reporters_own_requests(mesh, models, deployed):
+    """beta shares alpha's deployment: its labels for alpha's request ids match nothing and say
+    nothing (alpha's are as unmatched as ids nobody used), and cannot overwrite alpha's."""
+    X = models
+    deployment = deployed("alpha", "alpha-shared")
+    with mesh.scheduler_as("beta") as beta_scheduler:
+        assert beta_scheduler.deploy("alpha-shared").id == deployment.id
+    with grpc.insecure_channel(deployment.endpoints[0]) as channel:
+        stub = oip_grpc.GRPCInferenceServiceStub(channel)
+        for tenant, ids in (("alpha", ["order-1", "order-2"]), ("beta", ["b-1"])):
+            for request_id in ids:
+                request = build_request("alpha-shared", {"X": X[:1]})
+                request.id = request_id
+                stub.ModelInfer(request, metadata=_metadata(tenant))
+    with (
+        MonitorClient(mesh.monitor, TOKENS["alpha"]) as alpha,
+        MonitorClient(mesh.monitor, TOKENS["beta"]) as beta,
+    ):
+        deadline = time.monotonic() + 30
+        while True:  # the runtime sends its records in the background
+            try:
+                if alpha.report(deployment.id).samples_seen >= 3:
+                    break
+            except errors.NotFound:
+                pass
+            assert time.monotonic() < deadline, "the feedback never reached the Monitor"
+            time.sleep(0.1)
+        guessed = beta.report_labels(deployment.id, [("order-1", "0"), ("never-used", "0"), ("b-1", "0")])
+        assert (guessed.accepted, guessed.unmatched) == (3, 2)  # only its own request matched
+        owned = alpha.report_labels(deployment.id, [("order-1", "2"), ("order-2", "2")])
+        assert (owned.accepted, owned.unmatched) == (2, 0)  # beta's guess took nothing of alpha's
+    with mesh.scheduler_as("beta") as beta_scheduler:
+        beta_scheduler.decommission(deployment.id)  # its lease, so that the deployment goes
