@@ -6,7 +6,8 @@ checked again as they go on); a refusal is never remembered.
 
 Everyone else gets the same NOT_FOUND as for a model that is not loaded here. The repository
 rpcs of a managed runtime are the scheduler's alone. A standalone runtime (no deployment) is its
-operator's: any authenticated caller may use it, as before.
+operator's: any authenticated caller may infer, and only the operator's own tenant (the one its
+MLAAS_TOKEN names) may change its repository.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
-from mlaas.auth import SCHEDULER, Authenticator, Identity, bearer_token
+from mlaas.auth import Authenticator, Identity, bearer_token
 from mlaas.errors import MlaasError, NotFound, PermissionDenied, Unavailable
 from mlaas.interceptors import wrap_handler
 from mlaas.oip import open_inference_v2_pb2 as oip
@@ -56,6 +57,16 @@ def scheduler_check(scheduler_address: str, deployment_id: str) -> AskScheduler:
         await asyncio.to_thread(ask, token)
 
     return check
+
+
+def own_tenant(auth: Authenticator, token: str | None) -> str:
+    """The tenant the runtime's own token names ("" without one: then nobody is its operator)."""
+    if not token:
+        return ""
+    try:
+        return auth.identity([("authorization", f"Bearer {token}")]).tenant
+    except MlaasError:
+        return ""
 
 
 def _model_name(request) -> str:
@@ -98,12 +109,17 @@ class DeploymentAccess:
         self._ask_again_at[tenant] = now + self._remember
 
 
-class DeploymentAccessInterceptor(grpc.aio.ServerInterceptor):
-    """Runs after the auth interceptor (which has authenticated the caller)."""
+class RuntimeAccessInterceptor(grpc.aio.ServerInterceptor):
+    """Runs after the auth interceptor (which has authenticated the caller). `access`: who may
+    use the deployment's models (None on a standalone runtime: every tenant). `repository_owner`:
+    who may load and unload models, the scheduler's role or, on a standalone runtime, the tenant
+    whose token the runtime runs with (it fetches with that token: another tenant must not make
+    it fetch what only the operator may read)."""
 
-    def __init__(self, auth: Authenticator, access: DeploymentAccess):
+    def __init__(self, auth: Authenticator, access: DeploymentAccess | None, repository_owner: str):
         self._auth = auth
         self._access = access
+        self._repository_owner = repository_owner
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -116,8 +132,8 @@ class DeploymentAccessInterceptor(grpc.aio.ServerInterceptor):
         except MlaasError:
             return handler  # the auth interceptor has refused it already
         if method in _REPOSITORY:
-            return handler if identity.role == SCHEDULER else _refusing(handler, _repository_refusal)
-        if identity.role:
+            return handler if identity.tenant == self._repository_owner else _refusing(handler, _repository_refusal)
+        if identity.role or self._access is None:
             return handler  # the rules of mlaas.permissions let no role but tenants' reach here
         return wrap_handler(handler, self._guard(identity, bearer_token(metadata), method))
 
@@ -161,7 +177,7 @@ async def _checked_requests(requests: AsyncIterator, access: DeploymentAccess, t
 
 
 def _repository_refusal() -> MlaasError:
-    return PermissionDenied("the repository of a mesh-managed runtime is the scheduler's")
+    return PermissionDenied("this runtime's repository is not yours to change (the scheduler's, or its operator's)")
 
 
 def _refusing(handler, error: Callable[[], MlaasError]):

@@ -19,7 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from inference_svc.access import DeploymentAccess, DeploymentAccessInterceptor, scheduler_check
+from inference_svc.access import DeploymentAccess, RuntimeAccessInterceptor, own_tenant, scheduler_check
 from inference_svc.feedback import DiscardSink, FeedbackTap
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.monitor_sink import MonitorSink
@@ -27,7 +27,7 @@ from inference_svc.repository import ModelRepository
 from inference_svc.servicer import InferenceServicer
 from inference_svc.settings import RuntimeSettings
 from inference_svc.summary_sink import SummarySink
-from mlaas.auth import Authenticator
+from mlaas.auth import SCHEDULER, Authenticator
 from mlaas.interceptors import AioAuthInterceptor
 from mlaas.net import free_port
 from mlaas.oip import open_inference_v2_pb2 as oip
@@ -114,11 +114,12 @@ def _interceptors(settings: RuntimeSettings, authenticator: Authenticator) -> li
     if not authenticator.enabled:
         return []
     if not settings.managed:
-        return [AioAuthInterceptor(authenticator)]
+        operator = own_tenant(authenticator, settings.registry_token)
+        return [AioAuthInterceptor(authenticator), RuntimeAccessInterceptor(authenticator, None, operator)]
     if not settings.scheduler_address:
         raise ValueError("a deployment's runtime under auth needs MLAAS_SCHEDULER_ADDR to check who may use it")
     access = DeploymentAccess(scheduler_check(settings.scheduler_address, settings.deployment_id))
-    return [AioAuthInterceptor(authenticator), DeploymentAccessInterceptor(authenticator, access)]
+    return [AioAuthInterceptor(authenticator), RuntimeAccessInterceptor(authenticator, access, SCHEDULER)]
 
 
 def _die_with_parent(parent_pid: int) -> None:

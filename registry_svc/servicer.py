@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import grpc
 
 from mlaas.auth import MINTED_ROLES, MONITOR, Authenticator
-from mlaas.errors import FailedPrecondition, InvalidArgument
+from mlaas.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from mlaas.servicing import maps_errors
 from mlaas.v1 import registry_pb2, registry_pb2_grpc, types_pb2
 from registry_svc.artifacts import CHUNK_BYTES, ArtifactStore
@@ -164,8 +164,15 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 
     def DownloadArtifact(self, request, context) -> Iterator[registry_pb2.DownloadArtifactResponse]:
         check_name(request.ref.name)
-        model = self._catalog.get(request.ref, self._caller(context))
+        caller = self._caller(context)
+        model = self._catalog.get(request.ref, caller)
         if request.kind == registry_pb2.ARTIFACT_KIND_REFERENCE_DATA:
+            # Reference data is the owner's data (a retrained version's is recent production
+            # inputs): other tenants see its row count, never its rows, even of a public model.
+            if caller.tenant != model.owner and not (caller.unrestricted or caller.maintainer):
+                raise PermissionDenied(
+                    f"the reference data of {model.description.name}:{model.version} is its owner's"
+                )
             if not model.reference_data.sha256:
                 raise FailedPrecondition(
                     f"model {model.description.name}:{model.version} was registered without reference data"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -11,12 +12,13 @@ from mlaas.auth import MONITOR, RUNTIME, Authenticator
 from mlaas.client import RegistryClient
 from mlaas.server import bind_host
 from mlaas.settings import ServerSettings
-from mlaas.v1 import types_pb2
+from mlaas.v1 import registry_pb2, types_pb2
 from tests.conftest import tiny_onnx
 from tests.registry_svc.helpers import describe
 
 PRIVATE = types_pb2.VISIBILITY_PRIVATE
 PUBLIC = types_pb2.VISIBILITY_PUBLIC
+REFERENCE = registry_pb2.ARTIFACT_KIND_REFERENCE_DATA
 
 
 @pytest.fixture
@@ -120,3 +122,19 @@ def test_tokens_file_errors(tmp_path):
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ValueError, match="expected a mapping of token to tenant"):
         Authenticator.from_file(bad)
+
+
+def test_reference_data_is_its_owners_even_of_a_public_model(secured, tmp_path, identities):
+    """A retrained version's reference data is recent production inputs: never another tenant's
+    to download, though the model is public."""
+    reference = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    with _client(secured, "token-alpha") as alpha:
+        alpha.register(tiny_onnx(seed=11), describe("alpha-public"), reference_data=reference)
+        alpha.download("alpha-public:1", tmp_path / "own.npy", kind=REFERENCE)
+    with _client(secured, "token-beta") as beta:
+        assert beta.download("alpha-public:1", tmp_path / "model.onnx").reference_rows == 8
+        with pytest.raises(errors.PermissionDenied, match="is its owner's"):
+            beta.download("alpha-public:1", tmp_path / "theirs.npy", kind=REFERENCE)
+    with _client(secured, identities.token(MONITOR)) as monitor:
+        monitor.download("alpha-public:1", tmp_path / "monitored.npy", kind=REFERENCE)
+    assert np.array_equal(np.load(tmp_path / "monitored.npy"), reference)

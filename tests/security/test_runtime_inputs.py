@@ -155,3 +155,37 @@ def test_https_references_follow_no_redirect_and_reach_no_private_address(tmp_pa
             assert "resolves to the non-public address" in message
     finally:
         stop_runtime(default)
+
+
+def test_a_standalone_runtimes_repository_is_its_operators(tmp_path, models_dir):
+    """Any tenant may infer on an operator's standalone runtime, but only the operator's tenant
+    (whose token the runtime fetches with) may load or unload: beta must not make it fetch, with
+    alpha's rights, what only alpha may read, nor unload alpha's models."""
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("token-alpha: alpha\ntoken-beta: beta\n")
+    rt = start_runtime(
+        tmp_path, "--workers", "1", "--model-uri", f"iris=file://{models_dir / 'iris.onnx'}",
+        env={"MLAAS_AUTH_TOKENS_FILE": str(tokens), "MLAAS_TOKEN": "token-alpha", "MLAAS_MODEL_ROOTS": str(models_dir)},
+    )  # fmt: skip
+    try:
+        with rt.channel() as channel:
+            stub = oip_grpc.GRPCInferenceServiceStub(channel)
+
+            def as_(tenant):
+                return [("authorization", f"Bearer token-{tenant}")]
+
+            load = oip.RepositoryModelLoadRequest(model_name="identity")
+            load.parameters["uri"].string_param = f"file://{models_dir / 'identity.onnx'}"
+            for call in (
+                lambda: stub.RepositoryModelLoad(oip.RepositoryModelLoadRequest(model_name="alpha-secret:1"),
+                                                 metadata=as_("beta")),
+                lambda: stub.RepositoryModelLoad(load, metadata=as_("beta")),
+                lambda: stub.RepositoryModelUnload(oip.RepositoryModelUnloadRequest(model_name="iris"),
+                                                   metadata=as_("beta")),
+            ):  # fmt: skip
+                assert _refusal(call)[0] == grpc.StatusCode.PERMISSION_DENIED
+            assert stub.ModelReady(oip.ModelReadyRequest(name="iris"), metadata=as_("beta")).ready
+            stub.RepositoryModelLoad(load, metadata=as_("alpha"), timeout=60)
+            assert stub.ModelReady(oip.ModelReadyRequest(name="identity"), metadata=as_("beta")).ready
+    finally:
+        stop_runtime(rt)
