@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 
 from mlaas.auth import Authenticator, Identity, bearer_token
-from mlaas.errors import MlaasError, NotFound, PermissionDenied, Unavailable
+from mlaas.errors import DeadlineExceeded, MlaasError, NotFound, PermissionDenied, Unavailable
 from mlaas.interceptors import wrap_handler
 from mlaas.oip import open_inference_v2_pb2 as oip
 
@@ -45,16 +45,24 @@ def feedback_id(request_id: str) -> str:
 AskScheduler = Callable[[str | None], Awaitable[None]]
 
 
-def scheduler_check(scheduler_address: str, deployment_id: str) -> AskScheduler:
-    """Asks the scheduler for the deployment with the caller's token (off the event loop)."""
-    from mlaas.client import SchedulerClient
+def scheduler_check(scheduler_address: str, deployment_id: str, timeout: float = 5.0) -> AskScheduler:
+    """Asks the scheduler for the deployment with the caller's token, over one channel that the
+    runtime worker keeps (opened on first use, on the worker's event loop)."""
+    from mlaas import tls
+    from mlaas.errors import from_rpc_error
+    from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
 
-    def ask(token: str | None) -> None:
-        with SchedulerClient(scheduler_address, token, timeout=10) as scheduler:
-            scheduler.get(deployment_id)
+    stub: list[scheduler_pb2_grpc.SchedulerServiceStub] = []
+    request = scheduler_pb2.GetDeploymentRequest(deployment_id=deployment_id)
 
     async def check(token: str | None) -> None:
-        await asyncio.to_thread(ask, token)
+        if not stub:
+            stub.append(scheduler_pb2_grpc.SchedulerServiceStub(tls.aio_channel(scheduler_address)))
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        try:
+            await stub[0].GetDeployment(request, metadata=metadata, timeout=timeout)
+        except grpc.aio.AioRpcError as err:
+            raise from_rpc_error(err) from None
 
     return check
 
@@ -74,39 +82,70 @@ def _model_name(request) -> str:
 
 
 class DeploymentAccess:
-    def __init__(self, ask: AskScheduler, remember_seconds: float = 2.0, outage_grace_seconds: float = 300.0):
+    """A tenant's first call waits for the scheduler's answer. After a yes, calls go straight
+    through: once the yes is `remember_seconds` old, the next call asks again in the background,
+    and a no then refuses the calls after it (revocation within a few seconds, without putting
+    the scheduler on the path of every call). While the scheduler cannot answer (a restart),
+    a tenant allowed within `outage_grace_seconds` goes on: nobody can revoke anything meanwhile.
+    A no is remembered `refusal_seconds`, so that a stranger's calls cost the scheduler little."""
+
+    def __init__(
+        self,
+        ask: AskScheduler,
+        remember_seconds: float = 2.0,
+        outage_grace_seconds: float = 300.0,
+        refusal_seconds: float = 1.0,
+    ):
         self._ask = ask
         self._remember = remember_seconds
-        # While the scheduler cannot answer (a restart), a tenant allowed this recently still is:
-        # nobody can revoke anything meanwhile, and inference must not stop with the scheduler.
         self._grace = outage_grace_seconds
+        self._refusal = refusal_seconds
         self._allowed_at: dict[str, float] = {}  # tenant -> monotonic time of the last yes
-        self._ask_again_at: dict[str, float] = {}  # tenant -> when to ask next (a yes, or the outage's pause)
+        self._fresh_until: dict[str, float] = {}  # tenant -> until when its last yes needs no question
+        self._refused_until: dict[str, float] = {}
         self._asking: dict[str, asyncio.Future] = {}  # one question per tenant at a time
 
     def allowed_now(self, tenant: str) -> bool:
-        return self._ask_again_at.get(tenant, 0.0) > time.monotonic()
+        return self._fresh_until.get(tenant, 0.0) > time.monotonic()
 
     async def check(self, tenant: str, token: str | None, model: str) -> None:
         """Returns when `tenant` may use this runtime; NotFound (as for a missing model) if not."""
-        if self.allowed_now(tenant):
+        now = time.monotonic()
+        if self._fresh_until.get(tenant, 0.0) > now:
             return
-        pending = self._asking.get(tenant)
-        if pending is None:  # the calls that arrive meanwhile share this answer
-            pending = self._asking[tenant] = asyncio.ensure_future(self._ask(token))
-            pending.add_done_callback(lambda _: self._asking.pop(tenant, None))
+        if self._refused_until.get(tenant, 0.0) > now:
+            raise NotFound(f"model {model!r} is not loaded here")
+        question = self._question(tenant, token)
+        if self._allowed_at.get(tenant, -1e9) + self._grace > now:
+            return  # a recent yes: let this call through while the question is answered
+        await asyncio.shield(question)
+        if tenant not in self._allowed_at:
+            raise NotFound(f"model {model!r} is not loaded here")
+
+    def _question(self, tenant: str, token: str | None) -> asyncio.Future:
+        asking = self._asking.get(tenant)
+        if asking is None:
+            asking = self._asking[tenant] = asyncio.ensure_future(self._answer(tenant, token))
+            asking.add_done_callback(lambda done: done.cancelled() or done.exception())  # seen, if nobody waits
+        return asking
+
+    async def _answer(self, tenant: str, token: str | None) -> None:
         try:
-            await asyncio.shield(pending)
+            await self._ask(token)
         except NotFound:
             self._allowed_at.pop(tenant, None)
-            raise NotFound(f"model {model!r} is not loaded here") from None
-        except Unavailable:
+            self._fresh_until.pop(tenant, None)
+            self._refused_until[tenant] = time.monotonic() + self._refusal
+        except (Unavailable, DeadlineExceeded):
             if self._allowed_at.get(tenant, -1e9) + self._grace < time.monotonic():
                 raise
-            self._ask_again_at[tenant] = time.monotonic() + self._remember  # not on every call
-            return
-        self._allowed_at[tenant] = now = time.monotonic()
-        self._ask_again_at[tenant] = now + self._remember
+            self._fresh_until[tenant] = time.monotonic() + self._remember  # ask again later, not per call
+        else:
+            self._allowed_at[tenant] = now = time.monotonic()
+            self._fresh_until[tenant] = now + self._remember
+            self._refused_until.pop(tenant, None)
+        finally:
+            self._asking.pop(tenant, None)
 
 
 class RuntimeAccessInterceptor(grpc.aio.ServerInterceptor):
