@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -127,6 +128,26 @@ def find_request(
     return request
 
 
+def refuse_token_in_clear(address: str) -> None:
+    """A bearer token crosses the network only over TLS: beyond loopback, a client without a CA
+    refuses to send one (as servers with tokens refuse to listen there in clear), unless
+    MLAAS_ALLOW_PLAINTEXT=true says the network is trusted."""
+    hosts = [endpoint.rsplit(":", 1)[0].strip("[]") for endpoint in address.split(",")]
+    remote = [h for h in hosts if h != "localhost" and not _is_loopback(h)]
+    if remote and os.environ.get("MLAAS_ALLOW_PLAINTEXT", "").lower() not in ("1", "true", "yes", "on"):
+        raise ValueError(
+            f"refusing to send a bearer token in clear to {remote[0]}: give a CA (MLAAS_TLS_CA, --tls-ca "
+            "or tls=ClientTLS(...)), or set MLAAS_ALLOW_PLAINTEXT=true on a trusted network"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class GrpcClient:
     """A channel with the caller's bearer token and the error mapping every mesh client shares."""
 
@@ -134,6 +155,8 @@ class GrpcClient:
         self.address = address
         # TLS with `tls`, else as the environment says (MLAAS_TLS_CA...), else plaintext.
         self.tls = client_tls(tls)
+        if token and self.tls is None:
+            refuse_token_in_clear(address)
         self._channel = open_channel(address, tls=self.tls)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout

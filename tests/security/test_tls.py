@@ -377,3 +377,23 @@ def test_up_tls_with_a_tokens_file_runs_the_demo_over_mtls(tmp_path):
     finally:
         up.send_signal(signal.SIGINT)
         assert up.wait(60) == 0, up.stderr.read()
+
+
+def test_a_client_never_sends_a_token_in_clear_beyond_loopback(monkeypatch, pki):
+    """As servers with tokens refuse to listen beyond loopback in clear, clients refuse to send
+    one there without a CA (no connection is made: the channel is never used)."""
+    for name in ("MLAAS_TLS_CA", "MLAAS_ALLOW_PLAINTEXT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValueError, match=r"refusing to send a bearer token in clear to mesh\.invalid"):
+        RegistryClient("mesh.invalid:50051", "token-alpha")
+    with pytest.raises(ValueError, match=r"in clear to mesh\.invalid"):
+        SchedulerClient("127.0.0.1:1,mesh.invalid:2", "token-alpha")
+    for allowed in (
+        lambda: RegistryClient("mesh.invalid:50051"),  # no token to leak
+        lambda: RegistryClient("localhost:50051", "token-alpha"),
+        lambda: RegistryClient("[::1]:50051", "token-alpha"),
+        lambda: RegistryClient("mesh.invalid:50051", "token-alpha", tls=ClientTLS(str(pki.ca_cert))),
+    ):
+        allowed().close()
+    monkeypatch.setenv("MLAAS_ALLOW_PLAINTEXT", "true")
+    RegistryClient("mesh.invalid:50051", "token-alpha").close()
