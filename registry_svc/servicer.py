@@ -170,9 +170,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             # Reference data is the owner's data (a retrained version's is recent production
             # inputs): other tenants see its row count, never its rows, even of a public model.
             if caller.tenant != model.owner and not (caller.unrestricted or caller.maintainer):
-                raise PermissionDenied(
-                    f"the reference data of {model.description.name}:{model.version} is its owner's"
-                )
+                name = f"{model.description.name}:{model.version}"
+                raise PermissionDenied(f"the reference data of {name} is its owner's")
             if not model.reference_data.sha256:
                 raise FailedPrecondition(
                     f"model {model.description.name}:{model.version} was registered without reference data"
