@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from mlaas.auth import Authenticator
-from mlaas.interceptors import AuthInterceptor, MetricsInterceptor, RpcMetrics
+from mlaas.interceptors import AuthInterceptor, MetricsInterceptor, RpcMetrics, StreamLimitInterceptor, StreamLimits
 from mlaas.settings import LOOPBACK, ServerSettings
 from mlaas.tls import ServerTLS
 
@@ -86,6 +86,7 @@ class MeshServer:
         self._server: grpc.Server | None = None
         self._metrics_http = None
         self._stopped = threading.Event()
+        self.streams = StreamLimits(authenticator, settings.max_streams, settings.max_streams_per_caller)
         self.port = 0
         self.metrics_port = -1
 
@@ -94,6 +95,7 @@ class MeshServer:
             futures.ThreadPoolExecutor(max_workers=self.settings.max_workers, thread_name_prefix=self.name),
             interceptors=[
                 AuthInterceptor(self._authenticator),
+                StreamLimitInterceptor(self.streams),
                 MetricsInterceptor(RpcMetrics(self.metrics_registry, self.name)),
             ],
             options=[

@@ -66,6 +66,9 @@ class ServerSettings:
     auth_tokens_file: str | None = None
     shutdown_grace_seconds: float = 10.0
     max_workers: int = 32
+    # Open streams at once, in all and per caller (each holds a worker thread): see StreamLimits.
+    max_streams: int = 24
+    max_streams_per_caller: int = 8
     # Without a tokens file servers bind to loopback unless this is set.
     allow_open_remote: bool = False
     # The key that signs the credentials the scheduler mints for runtimes and jobs (mlaas.auth).
@@ -75,6 +78,13 @@ class ServerSettings:
     # With a tokens file, a server beyond loopback refuses to start without TLS unless this is set
     # (bearer tokens would cross the network in clear).
     allow_plaintext: bool = False
+
+    def __post_init__(self):
+        if not 0 < self.max_streams < self.max_workers:
+            raise ValueError(
+                f"MLAAS_MAX_STREAMS={self.max_streams} must be between 1 and MLAAS_MAX_WORKERS={self.max_workers} "
+                "(the threads left over serve unary calls and health checks)"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], service: str, default_port: int) -> ServerSettings:
@@ -88,6 +98,8 @@ class ServerSettings:
             auth_tokens_file=env.get("MLAAS_AUTH_TOKENS_FILE") or None,
             shutdown_grace_seconds=env_float(env, "MLAAS_SHUTDOWN_GRACE_SECONDS", 10.0),
             max_workers=env_int(env, "MLAAS_MAX_WORKERS", 32),
+            max_streams=env_int(env, "MLAAS_MAX_STREAMS", cls.max_streams),
+            max_streams_per_caller=env_int(env, "MLAAS_MAX_STREAMS_PER_CALLER", cls.max_streams_per_caller),
             allow_open_remote=env_bool(env, "MLAAS_ALLOW_OPEN_REMOTE", False),
             mesh_key_file=env.get("MLAAS_MESH_KEY_FILE") or None,
             tls=ServerTLS.from_env(env),
