@@ -6,8 +6,6 @@ ONNX sessions."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import gc
 import logging
 import multiprocessing
@@ -33,9 +31,9 @@ from mlaas.net import free_port
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.server import MAX_MESSAGE_BYTES, add_port, bind_host, tls_mode
+from mlaas.supervisor import die_with_parent
 
 log = logging.getLogger(__name__)
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 SERVICE_NAME = oip.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
 
@@ -122,19 +120,10 @@ def _interceptors(settings: RuntimeSettings, authenticator: Authenticator) -> li
     return [AioAuthInterceptor(authenticator), RuntimeAccessInterceptor(authenticator, access, SCHEDULER)]
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """A worker must not outlive its runtime: killed with SIGKILL, the parent cannot stop it, and
-    an orphan would keep serving on the shared port. Linux sends SIGTERM on the parent's death."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent_pid:  # it died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 def _worker_main(settings: RuntimeSettings, parent_pid: int) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker{settings.worker_index} %(name)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)  # an orphan would keep serving on the shared port
     asyncio.run(run_worker(settings))
 
 

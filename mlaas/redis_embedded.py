@@ -3,6 +3,7 @@ process on a free loopback port with append-only persistence in the data dir."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import time
@@ -12,6 +13,7 @@ import redis
 
 from mlaas.net import free_port
 from mlaas.private_files import write_private
+from mlaas.supervisor import die_with_parent
 
 
 def redis_server_binary() -> str:
@@ -60,7 +62,10 @@ class EmbeddedRedis:
             "--save", "",
             "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
-        self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
+        parent = os.getpid()  # it goes with whoever started it, however that ends
+        self._process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=lambda: die_with_parent(parent)
+        )
         deadline = time.monotonic() + timeout
         client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.5)
         try:

@@ -1,50 +1,80 @@
-"""Runs the mesh's services as child processes and stops them together.
+"""Runs the mesh's services as child processes, restarts one that crashes, and stops them
+together.
 
 Children get their own session, so a terminal's Ctrl-C reaches only the supervisor, which then
 stops every child in reverse start order with SIGTERM (graceful), SIGKILL after a grace period.
+They also die with the supervisor however it ends (SIGKILL included, start-up included): the
+kernel sends them SIGTERM when it goes, so that none is left holding the mesh's ports.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
+import os
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Asks the kernel for SIGTERM when the parent dies (Linux), in the child itself. If the
+    parent died before the request took effect, the child goes at once."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclass
 class Child:
     name: str
-    process: subprocess.Popen
+    command: list[str]
+    env: dict[str, str]
     log_path: Path
+    process: subprocess.Popen
+    crashes: list[float] = field(default_factory=list)  # monotonic times
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """A crashed child is started again after `backoff_seconds`, doubling up to `max_backoff_seconds`;
+    `max_crashes` within `window_seconds` and the supervisor gives up."""
+
+    backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 30.0
+    max_crashes: int = 5
+    window_seconds: float = 300.0
 
 
 class Supervisor:
-    def __init__(self, log_dir: Path):
+    def __init__(self, log_dir: Path, policy: RestartPolicy = RestartPolicy()):
         self.log_dir = log_dir
+        self.policy = policy
         self.children: list[Child] = []
         self.stopping = threading.Event()
 
     def spawn(self, name: str, command: Sequence[str], env: Mapping[str, str]) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{name}.log"
-        with open(log_path, "ab") as out:
-            process = subprocess.Popen(
-                list(command),
-                env=dict(env),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        child = Child(name, process, log_path)
+        child = Child(name, list(command), dict(env), self.log_dir / f"{name}.log", self._start(name, command, env))
         self.children.append(child)
         return child
+
+    def _start(self, name: str, command: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen:
+        parent = os.getpid()
+        with open(self.log_dir / f"{name}.log", "ab") as out:
+            return subprocess.Popen(
+                list(command), env=dict(env), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=lambda: die_with_parent(parent),
+            )  # fmt: skip
 
     def first_exited(self) -> Child | None:
         return next((c for c in self.children if c.process.poll() is not None), None)
@@ -62,8 +92,9 @@ class Supervisor:
                 child.process.kill()
                 child.process.wait()
 
-    def wait_for_signal(self) -> Child | None:
-        """Blocks until SIGINT/SIGTERM (returns None) or until a child dies (returns it)."""
+    def supervise(self, say: Callable[[str], None]) -> Child | None:
+        """Until SIGINT/SIGTERM (returns None), restarting children that exit; returns the child
+        that crashed too often, after which the caller stops the rest."""
         received = threading.Event()
 
         def on_signal(_signum, _frame):
@@ -73,8 +104,19 @@ class Supervisor:
         signal.signal(signal.SIGTERM, on_signal)
         while not received.wait(0.5):
             dead = self.first_exited()
-            if dead is not None:
+            if dead is None:
+                continue
+            now = time.monotonic()
+            dead.crashes = [t for t in dead.crashes if now - t < self.policy.window_seconds] + [now]
+            if len(dead.crashes) >= self.policy.max_crashes:
                 return dead
+            delay = min(self.policy.backoff_seconds * 2 ** (len(dead.crashes) - 1), self.policy.max_backoff_seconds)
+            crashes = f"{len(dead.crashes)} crash(es) in {self.policy.window_seconds:.0f}s"
+            say(f"{dead.name} exited with {dead.process.returncode}; restarting it in {delay:.0f}s ({crashes}; "
+                f"see {dead.log_path})")  # fmt: skip
+            if received.wait(delay):
+                return None
+            dead.process = self._start(dead.name, dead.command, dead.env)
         return None
 
 

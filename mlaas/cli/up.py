@@ -4,25 +4,58 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 from mlaas.auth import MONITOR, REGISTRY, SCHEDULER, add_mesh_identities
 from mlaas.cli.connect import tls_of
 from mlaas.client import RegistryClient, SchedulerClient
-from mlaas.net import free_port, wait_healthy
+from mlaas.net import free_port, port_is_free, wait_healthy
 from mlaas.private_files import private_by_default, private_dir
 from mlaas.redis_embedded import EmbeddedRedis
 from mlaas.settings import data_dir
-from mlaas.supervisor import Supervisor, child_env
+from mlaas.supervisor import Child, Supervisor, child_env
 from mlaas.tls import ClientTLS
 
 
+def _interrupt(_signum, _frame):
+    raise KeyboardInterrupt  # so that SIGTERM while starting stops what was started
+
+
+def _in_use(ports: dict[str, int]) -> str | None:
+    """Why the mesh cannot start on the ports asked for, or None (port 0 picks a free one)."""
+    taken = [f"127.0.0.1:{port} ({name})" for name, port in ports.items() if port and not port_is_free(port)]
+    return f"{', '.join(taken)} in use: is another mesh running? (0 picks a free port)" if taken else None
+
+
+def _wait_serving(child: Child, address: str, tls) -> None:
+    """Until the child we started answers health on `address`; fails at once if it exits (then
+    whatever answers there is not ours)."""
+    deadline = time.monotonic() + 60
+    while child.process.poll() is None:
+        try:
+            wait_healthy(address, timeout=0.5, tls=tls)
+            if child.process.poll() is None:
+                return
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{child.name} did not become healthy on {address}; see {child.log_path}") from None
+    tail = child.log_path.read_text(errors="replace").strip().splitlines()[-3:]
+    raise RuntimeError(f"{child.name} exited with {child.process.returncode} while starting: {' / '.join(tail)}")
+
+
 def run_up(args) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     root = Path(args.data_dir).expanduser() if args.data_dir else data_dir(os.environ)
     private_by_default()  # every component inherits it: nothing in the data dir is for other users
     private_dir(root)
     say = (lambda *_: None) if args.json else print
+    taken = _in_use({"registry": args.registry_port, "scheduler": args.scheduler_port, "monitor": args.monitor_port})
+    if taken:
+        print(f"error: {taken}", file=sys.stderr)
+        return 1
     redis = EmbeddedRedis(root / "redis").start()
     supervisor = Supervisor(root / "logs")
     registry_port = args.registry_port or free_port()
@@ -70,12 +103,12 @@ def run_up(args) -> int:
         **tls_env,
     )
     try:
-        supervisor.spawn("registry", [sys.executable, "-m", "registry_svc"], as_role(REGISTRY))
-        wait_healthy(registry_address, timeout=60, tls=tls)
-        supervisor.spawn("scheduler", [sys.executable, "-m", "scheduler_svc"], as_role(SCHEDULER))
-        wait_healthy(scheduler_address, timeout=60, tls=tls)
-        supervisor.spawn("monitor", [sys.executable, "-m", "monitor_svc"], as_role(MONITOR))
-        wait_healthy(monitor_address, timeout=60, tls=tls)
+        for name, role, address in (
+            ("registry", REGISTRY, registry_address),
+            ("scheduler", SCHEDULER, scheduler_address),
+            ("monitor", MONITOR, monitor_address),
+        ):
+            _wait_serving(supervisor.spawn(name, [sys.executable, "-m", f"{name}_svc"], as_role(role)), address, tls)
         endpoints = {
             "registry": registry_address,
             "scheduler": scheduler_address,
@@ -122,11 +155,14 @@ def run_up(args) -> int:
                 print(f"     (or export MLAAS_TLS_CA={tls.ca_file} MLAAS_TLS_CLIENT_CERT={tls.cert_file} "
                       f"MLAAS_TLS_CLIENT_KEY={tls.key_file})")  # fmt: skip
             print("Ctrl-C stops everything.", flush=True)
-        dead = supervisor.wait_for_signal()
+        dead = supervisor.supervise(lambda event: print(event, file=sys.stderr, flush=True))
         if dead is not None:
-            print(f"{dead.name} exited with {dead.process.returncode}; see {dead.log_path}", file=sys.stderr)
+            print(f"{dead.name} crashed {len(dead.crashes)} times; giving up; see {dead.log_path}", file=sys.stderr)
             return 1
         return 0
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     finally:
         say("stopping...")
         supervisor.stop_all()

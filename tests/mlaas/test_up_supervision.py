@@ -1,0 +1,85 @@
+"""`mlaas up` as an unlucky operator meets it: a component killed with SIGKILL is restarted (and
+says so), `mlaas up` itself killed with SIGKILL takes its children with it, and a port already
+taken is refused at once instead of talking to whatever answers there."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+
+from mlaas.client import RegistryClient
+from mlaas.net import wait_healthy
+from tests.conftest import tiny_onnx, tool_env
+from tests.registry_svc.helpers import describe
+
+PORTS = ["--registry-metrics-port", "-1", "--scheduler-port", "0", "--scheduler-metrics-port", "-1",
+         "--monitor-port", "0", "--monitor-metrics-port", "-1"]  # fmt: skip
+
+
+def _up(tmp_path, *args: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "mlaas.cli", "up", "--json", "--data-dir", str(tmp_path / "mesh"), *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tool_env())
+
+
+def _component(up: subprocess.Popen, module: str) -> psutil.Process | None:
+    """The running process of a component (None while it is being restarted)."""
+    for child in psutil.Process(up.pid).children():
+        try:
+            if module in " ".join(child.cmdline()):
+                return child
+        except psutil.Error:  # a zombie, not reaped yet
+            continue
+    return None
+
+
+def _eventually(condition, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_a_killed_component_is_restarted_and_keeps_its_state(tmp_path):
+    up = _up(tmp_path, "--registry-port", "0", *PORTS)
+    try:
+        endpoints = json.loads(up.stdout.readline())
+        with RegistryClient(endpoints["registry"]) as registry:
+            registry.register(tiny_onnx(), describe("kept"))
+        first = _component(up, "registry_svc")
+        first.kill()
+        _eventually(lambda: (_component(up, "registry_svc") or first).pid != first.pid)
+        wait_healthy(endpoints["registry"], timeout=60)
+        with RegistryClient(endpoints["registry"]) as registry:
+            assert registry.get("kept").version == 1
+        assert up.poll() is None  # the mesh went on
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(60)
+    assert "registry exited with -9; restarting it in 1s" in up.stderr.read()
+
+
+def test_killing_mlaas_up_takes_its_children_with_it(tmp_path):
+    up = _up(tmp_path, "--registry-port", "0", *PORTS)
+    json.loads(up.stdout.readline())
+    children = psutil.Process(up.pid).children()
+    assert len(children) == 4  # redis-server, the registry, the scheduler, the monitor
+    up.kill()
+    up.wait(10)
+    _, alive = psutil.wait_procs(children, timeout=30)
+    assert alive == []
+
+
+def test_a_port_in_use_is_refused_at_once(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        up = _up(tmp_path, "--registry-port", str(port), *PORTS)
+        assert up.wait(30) == 1
+    assert f"127.0.0.1:{port} (registry) in use: is another mesh running?" in up.stderr.read()
