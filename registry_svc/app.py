@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from pathlib import Path
 
 from mlaas.auth import Authenticator
 from mlaas.server import MeshServer, Service
@@ -19,6 +21,24 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
 # Blobs younger than this may belong to an upload another process has not committed yet.
 ORPHAN_MIN_AGE_SECONDS = 3600
+
+
+# An upload's files are written at every chunk; untouched this long, its process is gone.
+ABANDONED_UPLOAD_SECONDS = 600
+
+
+def remove_abandoned_uploads(staging_dir: Path, store: ArtifactStore) -> int:
+    """Deletes what uploads killed mid-way left: staged `.part` files and half-copied blobs."""
+    leftovers = list(staging_dir.glob("*.part"))
+    if isinstance(store, LocalArtifactStore):
+        leftovers += store.root.glob("??/*.partial")
+    removed = 0
+    for path in leftovers:
+        with contextlib.suppress(FileNotFoundError):  # finished or removed meanwhile
+            if time.time() - path.stat().st_mtime > ABANDONED_UPLOAD_SECONDS:
+                path.unlink()
+                removed += 1
+    return removed
 
 
 def collect_orphans(store: ArtifactStore, catalog: Catalog) -> int:
@@ -44,6 +64,9 @@ def build_registry(
     removed = collect_orphans(store, catalog)
     if removed:
         log.info("removed %d orphaned artifact blobs", removed)
+    abandoned = remove_abandoned_uploads(settings.staging_dir, store)
+    if abandoned:
+        log.info("removed %d files of abandoned uploads", abandoned)
     if guard is None:
         guard = (
             SchedulerGuard(settings.scheduler_address, settings.scheduler_token)
