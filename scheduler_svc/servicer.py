@@ -18,7 +18,7 @@ from scheduler_svc.placer import nodes_with_allocations
 from scheduler_svc.queue import DeploymentQueue
 from scheduler_svc.settings import SchedulerSettings
 from scheduler_svc.states import TERMINAL
-from scheduler_svc.store import DeploymentStore
+from scheduler_svc.store import DeploymentStore, RequestKey
 
 S = scheduler_pb2
 MAX_REPLICAS = 64
@@ -97,7 +97,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             tenant=tenant,
             backend=self._settings.backend,
         )
-        existing = self._store.find_by_key(tenant, request.idempotency_key)
+        request_key = RequestKey.of(tenant, request)
+        existing = self._store.find_by_key(request_key)
         if existing is not None:
             return S.DeployResponse(deployment=existing)
         name, version = deployment.model.name, deployment.model.version
@@ -105,9 +106,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             shared = self._lifecycle.shared(name, version) if mode == S.PLACEMENT_MODE_OPEN else None
             if shared is not None and shared.mode == S.PLACEMENT_MODE_OPEN:
                 shared, lease_id = self._lifecycle.add_lease(shared.id, tenant)
-                self._store.remember_key(tenant, request.idempotency_key, shared.id)
+                self._store.remember_key(request_key, shared.id)
                 return S.DeployResponse(deployment=shared, lease_id=lease_id)
-            deployment, created = self._store.create(deployment, request.idempotency_key)
+            deployment, created = self._store.create(deployment, request_key)
             if not created:  # a concurrent request with the same key won
                 return S.DeployResponse(deployment=deployment)
             if mode == S.PLACEMENT_MODE_OPEN:  # STRICT deployments are never shared

@@ -8,14 +8,16 @@ An idempotency key maps to the deployment it created, per tenant, forever.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
 
 import redis
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from mlaas.errors import Aborted, NotFound
+from mlaas.errors import Aborted, AlreadyExists, NotFound
 from mlaas.refs import state_name
 from mlaas.v1 import scheduler_pb2
 
@@ -34,19 +36,46 @@ def _events_key(deployment_id: str) -> str:
     return f"{PREFIX}{deployment_id}:events"
 
 
+@dataclass(frozen=True)
+class RequestKey:
+    """A tenant's idempotency key, and what the request that carries it asked for: a key reused
+    for another request is refused rather than answered with the first one's deployment."""
+
+    tenant: str
+    key: str
+    fingerprint: str
+
+    @classmethod
+    def of(cls, tenant: str, request: scheduler_pb2.DeployRequest) -> RequestKey | None:
+        if not request.idempotency_key:
+            return None
+        asked = scheduler_pb2.DeployRequest()
+        asked.CopyFrom(request)
+        asked.idempotency_key = ""
+        digest = hashlib.sha256(asked.SerializeToString(deterministic=True)).hexdigest()[:32]
+        return cls(tenant, request.idempotency_key, digest)
+
+    @property
+    def redis_key(self) -> str:
+        return f"{IDEMPOTENCY}{self.tenant}:{self.key}"
+
+    def value(self, deployment_id: str) -> str:
+        return f"{deployment_id}|{self.fingerprint}"
+
+
 class DeploymentStore:
     def __init__(self, client: redis.Redis):
         self._redis = client
 
     def create(
-        self, deployment: scheduler_pb2.Deployment, idempotency_key: str = ""
+        self, deployment: scheduler_pb2.Deployment, request_key: RequestKey | None = None
     ) -> tuple[scheduler_pb2.Deployment, bool]:
         """Stores a new QUEUED deployment, or returns the one this tenant's key already made."""
         deployment.id = deployment.id or f"d-{uuid.uuid4().hex[:12]}"
-        if idempotency_key:
-            key = f"{IDEMPOTENCY}{deployment.tenant}:{idempotency_key}"
-            if not self._redis.set(key, deployment.id, nx=True):
-                return self.get(self._redis.get(key).decode()), False
+        if request_key is not None and not self._redis.set(
+            request_key.redis_key, request_key.value(deployment.id), nx=True
+        ):
+            return self._made_by(request_key, self._redis.get(request_key.redis_key)), False
         deployment.state = scheduler_pb2.DEPLOYMENT_STATE_QUEUED
         deployment.created_at.CopyFrom(_now())
         deployment.updated_at.CopyFrom(deployment.created_at)
@@ -60,16 +89,26 @@ class DeploymentStore:
         pipe.execute()
         return deployment, True
 
-    def find_by_key(self, tenant: str, idempotency_key: str) -> scheduler_pb2.Deployment | None:
-        """The deployment an earlier request with this key made or joined, if any."""
-        if not idempotency_key:
+    def find_by_key(self, request_key: RequestKey | None) -> scheduler_pb2.Deployment | None:
+        """The deployment an earlier request with this key made or joined, if any; AlreadyExists
+        if that request asked for something else."""
+        if request_key is None:
             return None
-        found = self._redis.get(f"{IDEMPOTENCY}{tenant}:{idempotency_key}")
-        return self.get(found.decode()) if found is not None else None
+        found = self._redis.get(request_key.redis_key)
+        return self._made_by(request_key, found) if found is not None else None
 
-    def remember_key(self, tenant: str, idempotency_key: str, deployment_id: str) -> None:
-        if idempotency_key:
-            self._redis.set(f"{IDEMPOTENCY}{tenant}:{idempotency_key}", deployment_id, nx=True)
+    def remember_key(self, request_key: RequestKey | None, deployment_id: str) -> None:
+        if request_key is not None:
+            self._redis.set(request_key.redis_key, request_key.value(deployment_id), nx=True)
+
+    def _made_by(self, request_key: RequestKey, stored: bytes) -> scheduler_pb2.Deployment:
+        deployment_id, _, fingerprint = stored.decode().partition("|")
+        if fingerprint and fingerprint != request_key.fingerprint:  # keys stored before had none
+            raise AlreadyExists(
+                f"idempotency key {request_key.key!r} was used for a different request (deployment "
+                f"{deployment_id}); send that request again, or use a new key"
+            )
+        return self.get(deployment_id)
 
     def get(self, deployment_id: str) -> scheduler_pb2.Deployment:
         raw = self._redis.get(PREFIX + deployment_id)

@@ -8,9 +8,10 @@ import pytest
 import redis
 
 from mlaas import errors
+from mlaas.errors import AlreadyExists
 from mlaas.redis_embedded import EmbeddedRedis
 from mlaas.v1 import scheduler_pb2, types_pb2
-from scheduler_svc.store import DeploymentStore
+from scheduler_svc.store import DeploymentStore, RequestKey
 
 S = scheduler_pb2
 
@@ -26,15 +27,30 @@ def new(tenant="t1") -> scheduler_pb2.Deployment:
     return S.Deployment(model=types_pb2.ModelRef(name="iris", version=1), replicas=1, tenant=tenant)
 
 
+def key(name: str, tenant: str = "t1", model: str = "iris") -> RequestKey:
+    return RequestKey.of(tenant, S.DeployRequest(model=types_pb2.ModelRef(name=model), idempotency_key=name))
+
+
 def test_idempotency_keys_never_make_a_second_deployment(server):
     store = DeploymentStore(redis.Redis.from_url(server.url))
-    first, created = store.create(new(), "key-1")
-    again, created_again = store.create(new(), "key-1")
-    other_tenant, created_other = store.create(new("t2"), "key-1")
+    first, created = store.create(new(), key("key-1"))
+    again, created_again = store.create(new(), key("key-1"))
+    other_tenant, created_other = store.create(new("t2"), key("key-1", "t2"))
     assert created and not created_again and created_other
     assert again.id == first.id and other_tenant.id != first.id
     assert first.state == S.DEPLOYMENT_STATE_QUEUED
     assert {d.id for d in store.list()} == {first.id, other_tenant.id}
+
+
+def test_a_key_reused_for_another_request_is_refused_with_the_reason(server):
+    store = DeploymentStore(redis.Redis.from_url(server.url))
+    first, _ = store.create(new(), key("key-1"))
+    assert store.find_by_key(key("key-1")).id == first.id
+    with pytest.raises(AlreadyExists, match="idempotency key 'key-1' was used for a different request"):
+        store.find_by_key(key("key-1", model="wine"))
+    with pytest.raises(AlreadyExists):
+        store.create(new(), key("key-1", model="wine"))
+    assert [d.id for d in store.list()] == [first.id]  # nothing half-made
 
 
 def test_transitions_are_recorded_in_order_and_can_be_followed(server):
@@ -81,14 +97,14 @@ def test_concurrent_updates_are_not_lost(server):
 def test_state_survives_a_redis_restart(tmp_path):
     first = EmbeddedRedis(tmp_path / "redis").start()
     try:
-        deployment, _ = DeploymentStore(redis.Redis.from_url(first.url)).create(new(), "durable")
+        deployment, _ = DeploymentStore(redis.Redis.from_url(first.url)).create(new(), key("durable"))
     finally:
         first.stop()
     again = EmbeddedRedis(tmp_path / "redis").start()
     try:
         store = DeploymentStore(redis.Redis.from_url(again.url))
         assert store.get(deployment.id).state == S.DEPLOYMENT_STATE_QUEUED
-        assert store.create(new(), "durable") == (store.get(deployment.id), False)
+        assert store.create(new(), key("durable")) == (store.get(deployment.id), False)
         assert len(store.events(deployment.id)) == 1
     finally:
         again.stop()
