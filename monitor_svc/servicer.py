@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import math
 import threading
 from collections.abc import Iterable, Iterator
 
@@ -26,7 +27,14 @@ RECENT_EVENTS = 20
 
 
 def _rows(tensor: monitor_pb2.RawTensor) -> np.ndarray:
-    array = from_raw(tensor.data, tensor.datatype, tuple(tensor.shape))
+    """A record's tensor as rows; InvalidArgument when its bytes, datatype and shape disagree."""
+    try:
+        array = from_raw(tensor.data, tensor.datatype, tuple(tensor.shape))
+    except (KeyError, ValueError) as err:
+        raise InvalidArgument(
+            f"a feedback tensor of datatype {tensor.datatype!r}, shape {list(tensor.shape)} and "
+            f"{len(tensor.data)} bytes cannot be read: {err}"
+        ) from None
     return array.reshape(array.shape[0], -1) if array.ndim else array.reshape(1, 1)
 
 
@@ -64,8 +72,8 @@ def validate_policy(policy: monitor_pb2.MonitorPolicy) -> monitor_pb2.MonitorPol
     for field in ("window_size", "expected_run_length", "min_labels", "cooldown_labels", "min_improvement",
                   "performance_expected_run_length"):  # fmt: skip
         value = getattr(policy, field)
-        if value < 0:
-            raise InvalidArgument(f"policy.{field} must not be negative")
+        if not math.isfinite(value) or value < 0:
+            raise InvalidArgument(f"policy.{field} must be a finite number, not negative")
         if value:
             setattr(merged, field, value)
     if not 8 <= merged.window_size <= 4096:
@@ -127,6 +135,11 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
                     self._dropped[request.deployment_id] += request.dropped
             for version, (ids, inputs, predictions) in grouped.items():
                 monitor = self._monitor(request.deployment_id, model_name, version, False)
+                features = monitor.context.reference.shape[1]
+                if inputs.shape[1] != features:
+                    raise InvalidArgument(
+                        f"feedback rows have {inputs.shape[1]} values; {model_name}:{version} takes {features}"
+                    )
                 with monitor.lock:  # one batch: one pass of the detectors, one transaction
                     events = monitor.observe(inputs, predictions)
                     matched = self._store.add_predictions(
@@ -152,6 +165,8 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
             for label in request.labels:
                 if not label.request_id or label.WhichOneof("value") is None:
                     raise InvalidArgument("every label needs a request_id and a class_label or target")
+                if label.WhichOneof("value") == "target" and not math.isfinite(label.target):
+                    raise InvalidArgument(f"label {label.request_id!r}: the target must be a finite number")
                 value = label.class_label if label.WhichOneof("value") == "class_label" else repr(label.target)
                 pairs.append((namespace + label.request_id, value))
             matched, waiting = self._store.add_labels(request.deployment_id, pairs)  # on disk from here

@@ -134,8 +134,13 @@ def test_policies_and_bad_input(gauss, start_monitor):
         assert monitor.policy("d-3") == policy
         with pytest.raises(InvalidArgument, match="window_size must be between 8 and 4096"):
             monitor.set_policy("d-3", M.MonitorPolicy(window_size=2))
-        with pytest.raises(InvalidArgument, match="min_labels must not be negative"):
+        with pytest.raises(InvalidArgument, match="min_labels must be a finite number, not negative"):
             monitor.set_policy("d-3", M.MonitorPolicy(min_labels=-1))
+        with pytest.raises(InvalidArgument, match="min_improvement must be a finite number"):
+            monitor.set_policy("d-3", M.MonitorPolicy(min_improvement=float("nan")))
+        for target in (float("nan"), float("inf")):
+            with pytest.raises(InvalidArgument, match="the target must be a finite number"):
+                monitor.report_labels("d-3", [("r-1", target)])
         with pytest.raises(NotFound, match="no feedback from deployment 'd-9' yet"):
             monitor.report("d-9")
         with pytest.raises(InvalidArgument, match="needs a request_id and a class_label or target"):
@@ -158,3 +163,13 @@ def test_policies_and_bad_input(gauss, start_monitor):
         with pytest.raises(grpc.RpcError) as info:
             stub.IngestFeedback(iter([missing]))
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        # Malformed tensors and rows of the wrong width: the reason, never INTERNAL.
+        garbled = M.InferenceRecord(model_version=1, inputs=[M.RawTensor(datatype="FP32", shape=[4, 1000], data=b"x")],
+                                    outputs=[tensor("label", np.zeros(4, np.int64))])  # fmt: skip
+        wide = M.InferenceRecord(model_version=1, inputs=[tensor("X", np.zeros((4, 1000), np.float32))],
+                                 outputs=[tensor("label", np.zeros(4, np.int64))])  # fmt: skip
+        for record, reason in ((garbled, "cannot be read"), (wide, "feedback rows have 1000 values")):
+            request = M.IngestFeedbackRequest(deployment_id="d-5", model_name="gauss", records=[record])
+            with pytest.raises(grpc.RpcError) as info:
+                stub.IngestFeedback(iter([request]))
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and reason in info.value.details()
