@@ -43,6 +43,35 @@ ALLOWED_ESTIMATORS = frozenset(
 )
 
 
+# The hyperparameters that scale a fit's time or memory, and how far a recipe may take them: a
+# training job holds a node's CPU while it runs, so `n_estimators=1e9` is refused at registration.
+PARAMETER_LIMITS = {
+    "n_estimators": 2_000,
+    "max_iter": 100_000,
+    "max_depth": 128,
+    "max_leaf_nodes": 1_000_000,
+    "degree": 6,
+    "n_neighbors": 10_000,
+    "n_components": 4_096,
+}
+MAX_HIDDEN_LAYERS, MAX_LAYER_WIDTH = 8, 4_096
+
+
+def _check_limits(index: int, step: types_pb2.RecipeStep, params: Mapping[str, Any]) -> None:
+    def refuse(what: str) -> InvalidArgument:
+        return InvalidArgument(f"recipe step {index} ({step.estimator}): {what} (training jobs have bounded resources)")
+
+    for name, limit in PARAMETER_LIMITS.items():
+        value = params.get(name)
+        if isinstance(value, int | float) and value > limit:
+            raise refuse(f"{name}={value:g} is above the limit of {limit}")
+    layers = params.get("hidden_layer_sizes")
+    if isinstance(layers, list | tuple) and (
+        len(layers) > MAX_HIDDEN_LAYERS or any(not isinstance(w, int | float) or w > MAX_LAYER_WIDTH for w in layers)
+    ):
+        raise refuse(f"hidden_layer_sizes may have {MAX_HIDDEN_LAYERS} layers of {MAX_LAYER_WIDTH} at most")
+
+
 def _estimator_class(path: str) -> type:
     if path not in ALLOWED_ESTIMATORS:
         raise InvalidArgument(
@@ -63,11 +92,13 @@ def validate_recipe(recipe: types_pb2.TrainingRecipe) -> None:
     for index, step in enumerate(recipe.steps):
         cls = _estimator_class(step.estimator)
         accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-        unknown = sorted(set(_params(step)) - accepted)
+        params = _params(step)
+        unknown = sorted(set(params) - accepted)
         if unknown:
             raise InvalidArgument(
                 f"recipe step {index} ({step.estimator}) has unknown parameters {unknown}; accepted: {sorted(accepted)}"
             )
+        _check_limits(index, step, params)
     if recipe.steps:
         build_pipeline(recipe)
 

@@ -28,8 +28,9 @@ MIB = 2**20
 
 def check_name(name: str) -> None:
     if not NAME.match(name):
+        shown = name if len(name) <= 80 else f"{name[:80]}... ({len(name)} characters)"  # the answer must fit a status
         raise InvalidArgument(
-            f"model name {name!r} is invalid: use 1-63 lowercase letters, digits, '.', '_' or '-', "
+            f"model name {shown!r} is invalid: use 1-63 lowercase letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
 
@@ -41,10 +42,16 @@ def check_alias(alias: str) -> None:
         )
 
 
+# What one replica or training job may ask for: beyond any machine this mesh will place on.
+RESOURCE_MAXIMA = {"cpu_millicores": 1_024_000, "memory_bytes": 16 * 2**40, "gpus": 64}
+
+
 def _check_resources(field: str, res: types_pb2.Resources) -> None:
-    for attr in ("cpu_millicores", "memory_bytes", "gpus"):
+    for attr, maximum in RESOURCE_MAXIMA.items():
         if getattr(res, attr) < 0:
             raise InvalidArgument(f"{field}.{attr} must not be negative")
+        if getattr(res, attr) > maximum:
+            raise InvalidArgument(f"{field}.{attr} must be at most {maximum}")
 
 
 def validate_description(desc: types_pb2.ModelDescription) -> types_pb2.ModelDescription:
@@ -141,6 +148,10 @@ def validate_reference_data(path: Path, signature: types_pb2.Signature) -> int:
         raise InvalidArgument(f"reference data must be a 2-D array of rows x features, got shape {data.shape}")
     if data.dtype not in NUMPY_TO_OIP or data.dtype.kind not in "biuf":
         raise InvalidArgument(f"reference data must be numeric, got dtype {data.dtype}")
+    if data.dtype.kind == "f":
+        for start in range(0, data.shape[0], 65536):  # a block at a time: the file is mapped, not read
+            if not np.isfinite(data[start : start + 65536]).all():
+                raise InvalidArgument("reference data must be finite: it holds NaN or infinite values")
     tabular = tabular_input(signature)
     if tabular and data.shape[1] != tabular[0]:
         raise InvalidArgument(

@@ -96,6 +96,9 @@ def test_bad_uploads_leave_nothing_behind(client, registry_settings, artifact, m
     assert client.register(tiny_onnx(), describe("broken")).model.version == 1
 
 
+FOREST, MLP = "sklearn.ensemble.RandomForestClassifier", "sklearn.neural_network.MLPClassifier"
+
+
 @pytest.mark.parametrize(
     ("desc", "message"),
     [
@@ -112,8 +115,12 @@ def test_bad_uploads_leave_nothing_behind(client, registry_settings, artifact, m
         ),
         (describe("ok", run_resources=types_pb2.Resources(memory_bytes=-1)), "must not be negative"),
         (describe("ok", metrics=[types_pb2.Metric(name="acc", value=float("nan"))]), "non-finite"),
+        (describe("x" * 10_000), r"model name 'xxx.*\.\.\. \(10000 characters\)' is invalid"),
+        (describe("ok", run_resources=types_pb2.Resources(memory_bytes=2**63 - 1)), "must be at most"),
+        (describe("ok", recipe=recipe_from_steps([(FOREST, {"n_estimators": 1e9})])), "n_estimators=1e[+]09 is above"),
+        (describe("ok", recipe=recipe_from_steps([(MLP, {"hidden_layer_sizes": [100_000]})])), "8 layers of 4096"),
     ],
-    ids=["name", "task", "tag", "estimator", "param", "resources", "metric"],
+    ids=["name", "task", "tag", "estimator", "param", "resources", "metric", "long-name", "8EiB", "trees", "layers"],
 )
 def test_invalid_descriptions_are_refused_with_a_reason(client, registry_settings, desc, message):
     with pytest.raises(errors.InvalidArgument, match=message):
@@ -127,6 +134,8 @@ def test_reference_data_must_match_the_input(client, registry_settings, tmp_path
         client.register(tiny_onnx(features=4), describe("ref"), reference_data=np.zeros((5, 3), np.float32))
     with pytest.raises(errors.InvalidArgument, match=r"must be a \.npy array"):
         client.register(tiny_onnx(features=4), describe("ref"), reference_data=_csv_file(tmp_path))
+    with pytest.raises(errors.InvalidArgument, match="reference data must be finite"):
+        client.register(tiny_onnx(features=4), describe("ref"), reference_data=np.full((5, 4), np.nan, np.float32))
     assert stored_blobs(registry_settings.data_dir) == []
 
 
