@@ -14,7 +14,7 @@ import numpy as np
 
 from inference_svc.signature import Signature, TensorInfo
 from mlaas.datatypes import OIP_TO_NUMPY
-from mlaas.errors import InvalidArgument
+from mlaas.errors import InvalidArgument, ResourceExhausted
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.tensors import decode_bytes, encode_bytes
 
@@ -58,8 +58,10 @@ def _from_contents(tensor, dtype: np.dtype, datatype: str) -> np.ndarray:
     return np.array(values, dtype=dtype)
 
 
-def decode_array(tensor, raw: bytes | None, info: TensorInfo) -> np.ndarray:
-    """One request tensor as a numpy array shaped as the request says, checked against `info`."""
+def decode_array(tensor, raw: bytes | None, info: TensorInfo, max_bytes_elements: int) -> np.ndarray:
+    """One request tensor as a numpy array shaped as the request says, checked against `info`.
+    A BYTES tensor's elements become Python objects (~50 bytes each, however short): their count
+    is bounded by `max_bytes_elements` before any is made."""
     if tensor.datatype != info.datatype:
         raise InvalidArgument(
             f"input {tensor.name!r}: datatype {tensor.datatype or '(none)'}, expected {info.datatype}"
@@ -68,9 +70,14 @@ def decode_array(tensor, raw: bytes | None, info: TensorInfo) -> np.ndarray:
     check_shape(info, shape)
     count = math.prod(shape)
     dtype = OIP_TO_NUMPY[info.datatype]
+    if info.datatype == "BYTES" and count > max_bytes_elements:
+        raise ResourceExhausted(
+            f"input {tensor.name!r}: {count} BYTES elements; at most {max_bytes_elements} a request "
+            "(MLAAS_MAX_BYTES_ELEMENTS)"
+        )
     try:
         if raw is not None:
-            array = decode_bytes(raw) if info.datatype == "BYTES" else np.frombuffer(raw, dtype=dtype)
+            array = decode_bytes(raw, count) if info.datatype == "BYTES" else np.frombuffer(raw, dtype=dtype)
         else:
             array = _from_contents(tensor, dtype, info.datatype)
     except ValueError as err:

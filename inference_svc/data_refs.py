@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import io
 import ipaddress
+import math
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -137,11 +138,26 @@ def _read_s3(uri: str, bucket: str, key: str, policy: DataRefPolicy) -> bytes:
     return obj["Body"].read()
 
 
-def _parse(uri: str, data: bytes, path: str, key: str) -> np.ndarray:
+def _read_npy(uri: str, stream, max_bytes: int) -> np.ndarray:
+    """An .npy array whose declared size (its header's shape and dtype) is checked before any of
+    it is allocated or inflated: a small compressed file can declare gigabytes."""
+    major, _ = np.lib.format.read_magic(stream)
+    headers = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}
+    if major not in headers:
+        raise InvalidArgument(f"data_uri {uri}: .npy format version {major} is not supported (use 1 or 2)")
+    shape, _, dtype = headers[major](stream)
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > max_bytes:
+        raise _too_big(f"{uri} (as declared)", declared, max_bytes)
+    stream.seek(0)
+    return np.lib.format.read_array(stream, allow_pickle=False)
+
+
+def _parse(uri: str, data: bytes, path: str, key: str, max_bytes: int) -> np.ndarray:
     suffix = Path(path).suffix.lower()
     try:
         if suffix == ".npy":
-            return np.load(io.BytesIO(data), allow_pickle=False)
+            return _read_npy(uri, io.BytesIO(data), max_bytes)
         if suffix == ".npz":
             with np.load(io.BytesIO(data), allow_pickle=False) as archive:
                 names = list(archive.keys())
@@ -149,10 +165,11 @@ def _parse(uri: str, data: bytes, path: str, key: str) -> np.ndarray:
                     key = names[0]
                 if key not in names:
                     raise InvalidArgument(f"data_uri {uri}: name the array after '#', one of {names}")
-                return archive[key]
+                with archive.zip.open(f"{key}.npy") as member:
+                    return _read_npy(uri, member, max_bytes)
         if suffix == ".csv":
             return np.loadtxt(io.StringIO(data.decode()), delimiter=",", ndmin=2)
-    except InvalidArgument:
+    except (InvalidArgument, ResourceExhausted):
         raise
     except Exception as err:
         raise InvalidArgument(f"data_uri {uri}: cannot parse as {suffix}: {err}") from None
@@ -170,4 +187,4 @@ def load(uri: str, policy: DataRefPolicy) -> np.ndarray:
         data = _read_s3(uri, parsed.netloc, parsed.path.lstrip("/"), policy)
     else:
         raise InvalidArgument(f"data_uri {uri!r}: scheme must be file://, s3:// or https://")
-    return _parse(uri, data, parsed.path, parsed.fragment)
+    return _parse(uri, data, parsed.path, parsed.fragment, policy.max_bytes)

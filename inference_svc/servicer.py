@@ -72,6 +72,7 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         siblings: list[str] | None = None,
     ):
         self._settings = settings
+        self._max_bytes_elements = settings.max_bytes_elements
         self._repo = repository
         self._feedback = feedback
         self._metrics = metrics
@@ -245,7 +246,7 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
                 feeds[tensor.name] = None  # resolved off the loop by _resolve_refs
                 references = True
                 continue
-            feeds[tensor.name] = decode_array(tensor, raw[index] if raw else None, info)
+            feeds[tensor.name] = decode_array(tensor, raw[index] if raw else None, info, self._max_bytes_elements)
         if len(feeds) != len(signature.inputs):
             missing = [t.name for t in signature.inputs if t.name not in feeds]
             raise InvalidArgument(f"missing input(s) {missing}")

@@ -33,6 +33,8 @@ class RuntimeSettings:
     data_refs: DataRefPolicy = field(default_factory=DataRefPolicy)
     cache_dir: Path = field(default_factory=lambda: Path("~/.mlaas/runtime-cache").expanduser())
     feedback_capacity: int = 10000
+    # BYTES elements one request may carry (each becomes a Python object when decoded).
+    max_bytes_elements: int = 1 << 20
     # Where inference records go (the Monitor), and the deployment they belong to.
     monitor_address: str | None = None
     deployment_id: str = ""
@@ -77,6 +79,7 @@ class RuntimeSettings:
             ),
             cache_dir=data_dir(env) / "runtime-cache",
             feedback_capacity=env_int(env, "MLAAS_FEEDBACK_CAPACITY", 10000),
+            max_bytes_elements=env_int(env, "MLAAS_MAX_BYTES_ELEMENTS", cls.max_bytes_elements),
             monitor_address=env.get("MLAAS_MONITOR_ADDR") or None,
             deployment_id=env.get("MLAAS_DEPLOYMENT_ID", ""),
             scheduler_address=env.get("MLAAS_SCHEDULER_ADDR") or None,

@@ -15,10 +15,14 @@ from mlaas.datatypes import OIP_TO_NUMPY, oip_of_numpy
 _LENGTH = struct.Struct("<I")
 
 
-def decode_bytes(raw: bytes) -> np.ndarray:
+def decode_bytes(raw: bytes, at_most: int | None = None) -> np.ndarray:
+    """The elements of a raw BYTES tensor; with `at_most`, ValueError as soon as there are more
+    (so that a few bytes of empty elements never become millions of objects first)."""
     items = []
     offset, end = 0, len(raw)
     while offset < end:
+        if at_most is not None and len(items) == at_most:
+            raise ValueError(f"more than the {at_most} elements its shape declares")
         if offset + 4 > end:
             raise ValueError("truncated length prefix")
         (length,) = _LENGTH.unpack_from(raw, offset)

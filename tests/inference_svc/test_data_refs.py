@@ -71,6 +71,7 @@ def test_file_refusals(runtime, stub, tmp_path):
     np.save(refs / "text.npy", np.array([["a"] * 4] * 2))
     (refs / "rows.parquet").write_bytes(b"PAR1")
     np.savez(refs / "two.npz", a=ROWS, b=ROWS)
+    np.savez_compressed(refs / "bomb.npz", X=np.zeros((250_000, 4), np.float32))  # 4 MB in a few KB
     denied, invalid = grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT
     cases = [
         (f"file://{tmp_path}/outside.npy", denied, "is outside the allowed roots"),
@@ -81,6 +82,7 @@ def test_file_refusals(runtime, stub, tmp_path):
         (f"file://{refs}/text.npy", invalid, "the model takes FP32"),
         (f"file://{refs}/rows.parquet", invalid, "unsupported format .parquet"),
         (f"file://{refs}/two.npz", invalid, "name the array after '#'"),
+        (f"file://{refs}/bomb.npz", grpc.StatusCode.RESOURCE_EXHAUSTED, "(as declared): 4000000 bytes exceeds"),
         ("ftp://host/rows.npy", invalid, "scheme must be file://, s3:// or https://"),
         ("https://example.invalid/rows.npy", denied, "host 'example.invalid' is not allowed"),
         ("s3://somebody/rows.npy", denied, "bucket 'somebody' is not allowed"),

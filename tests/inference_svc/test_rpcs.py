@@ -268,3 +268,27 @@ def test_grpcurl_lists_and_calls_through_reflection(runtime):
     )  # fmt: skip
     reply = json.loads(grpcurl("-d", body, runtime.address, "inference.GRPCInferenceService/ModelInfer"))
     assert [o["name"] for o in reply["outputs"]] == ["label", "probabilities"]
+
+
+def test_bytes_requests_are_bounded_before_they_are_decoded(stub):
+    """32 MiB of empty BYTES elements once grew a worker by 2.2 GB: the declared element count is
+    checked before anything is decoded, and the data may never hold more than it declares."""
+
+    def request(shape, elements: int) -> oip.ModelInferRequest:
+        """`elements` empty BYTES elements under `shape`; one row of every other input."""
+        made = oip.ModelInferRequest(model_name="identity")
+        for datatype in DTYPES:
+            bytes_input = datatype == "BYTES"
+            made.inputs.add(name=f"in_{datatype}", datatype=datatype, shape=shape if bytes_input else [1, 3])
+            raw = b"\0\0\0\0" * elements if bytes_input else np.zeros((1, 3), DTYPES[datatype][1]).tobytes()
+            made.raw_input_contents.append(raw)
+        return made
+
+    for shape, elements, code, message in (
+        ([400_000, 3], 1, grpc.StatusCode.RESOURCE_EXHAUSTED, "1200000 BYTES elements; at most 1048576"),
+        ([1, 3], 2_000_000, grpc.StatusCode.INVALID_ARGUMENT, "more than the 3 elements its shape declares"),
+    ):
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ModelInfer(request(shape, elements), timeout=10)
+        assert refused.value.code() == code and message in refused.value.details()
+    assert stub.ModelInfer(request([1, 3], 3)).outputs  # within bounds it is served
