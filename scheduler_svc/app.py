@@ -30,6 +30,7 @@ from scheduler_svc.rollout import Rollout
 from scheduler_svc.servicer import SchedulerServicer
 from scheduler_svc.settings import DOCKER_HOST_LABEL, SchedulerSettings
 from scheduler_svc.store import DeploymentStore
+from scheduler_svc.waiting import WaitingRoom
 from scheduler_svc.worker import PlacementWorker
 
 SERVICE_NAME = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
@@ -144,4 +145,5 @@ def build_scheduler(
     reconcile_loop = Periodic("reconciler", reconciler.reconcile_once, reconcile.interval_seconds, stop)
     server = MeshServer("scheduler", settings.server, [service], authenticator)
     job_checks = Periodic("job-watcher", jobs.check, 0.3, stop)
-    return Scheduler(server, [*workers, janitor, reconcile_loop, job_checks], stop, servicer, backend)
+    waiting = Periodic("waiting-room", WaitingRoom(settings, store, queue, placer).revisit, 1.0, stop)
+    return Scheduler(server, [*workers, janitor, reconcile_loop, job_checks, waiting], stop, servicer, backend)

@@ -41,6 +41,18 @@ def nodes_with_allocations(
     return [Node(n.name, n.allocatable, tuple(used[n.name]), n.labels) for n in settings.nodes]
 
 
+def _wanted(deployment: scheduler_pb2.Deployment, count: int) -> tuple[tuple[int, int, int], int, str | None]:
+    """(resources of one replica, replicas, the STRICT node or None): the arguments of `place`."""
+    res = deployment.resources
+    strict = deployment.node if deployment.mode == S.PLACEMENT_MODE_STRICT else None
+    return (res.cpu_millicores, res.memory_bytes, res.gpus), count, strict
+
+
+def _fits(deployment: scheduler_pb2.Deployment, nodes: list[Node]) -> bool:
+    need, count, strict = _wanted(deployment, deployment.replicas)
+    return place(need, count, nodes, strict).placed
+
+
 class Placer:
     def __init__(
         self,
@@ -56,19 +68,24 @@ class Placer:
         self._lifecycle = lifecycle
         self._jobs = jobs  # the running training jobs' allocations
 
+    def might_fit(self, deployments: Iterable[scheduler_pb2.Deployment]) -> list[scheduler_pb2.Deployment]:
+        """Those of `deployments` that the free capacity could hold now, evicting cached ones if
+        need be (a quick look without the lock: `place` decides)."""
+        nodes = nodes_with_allocations(self._settings, self._store, HOLDING - {S.DEPLOYMENT_STATE_CACHED}, self._jobs())
+        return [d for d in deployments if _fits(d, nodes)]
+
     def place(
         self, deployment: scheduler_pb2.Deployment, count: int, record: Callable[[tuple[str, ...]], Recorded]
     ) -> tuple[Placement, Recorded | None]:
         """Chooses nodes for `count` more replicas of `deployment` and, still under the lock,
         calls `record(nodes)` to write them down. Returns the placement (with its reason when it
         failed) and what `record` returned."""
-        res = deployment.resources
-        strict = deployment.node if deployment.mode == S.PLACEMENT_MODE_STRICT else None
-        need = (res.cpu_millicores, res.memory_bytes, res.gpus)
+        wanted = _wanted(deployment, count)
+        strict = wanted[2]
 
         def attempt(holding: frozenset[int] = HOLDING) -> Placement:
             nodes = nodes_with_allocations(self._settings, self._store, holding, self._jobs())
-            return place(need, count, nodes, strict)
+            return place(wanted[0], count, nodes, strict)
 
         with self._redis.lock(PLACEMENT_LOCK, timeout=30, blocking_timeout=30):
             placement = attempt()

@@ -16,6 +16,8 @@ import redis
 STREAM = "mlaas:deploy:queue"
 GROUP = "placement"
 DEAD_LETTERS = "mlaas:deploy:dead"
+# Requests no node can hold now, waiting aside (scheduler_svc/waiting.py), not in the stream.
+WAITING = "mlaas:deploy:waiting"
 ATTEMPTS = "mlaas:deploy:attempts"
 ERRORS = "mlaas:deploy:errors"
 
@@ -66,6 +68,16 @@ class DeploymentQueue:
                 continue
             claimed.append(Claimed(entry_id, deployment_id, attempt))
         return claimed
+
+    def park(self, deployment_id: str) -> None:
+        self._redis.sadd(WAITING, deployment_id)
+
+    def parked(self) -> list[str]:
+        return sorted(m.decode() for m in self._redis.smembers(WAITING))
+
+    def unpark(self, deployment_id: str) -> bool:
+        """True for the one caller that took it out (several schedulers may look at once)."""
+        return self._redis.srem(WAITING, deployment_id) == 1
 
     def ack(self, entry_id: str) -> None:
         """Done with the request, placed or failed for good."""

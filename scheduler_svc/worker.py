@@ -18,6 +18,7 @@ from scheduler_svc.replicas import Replicas, new_replica
 from scheduler_svc.rollout import Rollout
 from scheduler_svc.settings import SchedulerSettings
 from scheduler_svc.store import DeploymentStore
+from scheduler_svc.waiting import fail_if_waited_too_long
 
 log = logging.getLogger(__name__)
 S = scheduler_pb2
@@ -102,16 +103,8 @@ class PlacementWorker(threading.Thread):
         return placed
 
     def _wait_or_fail(self, claimed: Claimed, deployment: scheduler_pb2.Deployment) -> None:
-        waited = time.time() - deployment.created_at.ToSeconds()
-        latest = self._store.get(deployment.id)
-        if waited > self._settings.placement_timeout_seconds:
-            self._store.update(
-                deployment.id, lambda d: None, S.DEPLOYMENT_STATE_FAILED,
-                f"not placed within {self._settings.placement_timeout_seconds:.0f}s: {latest.reason}",
-            )  # fmt: skip
-        else:
-            self._queue.enqueue(deployment.id)  # look again once capacity may have changed
-            time.sleep(RETRY_PAUSE_SECONDS)
+        if not fail_if_waited_too_long(self._store, self._settings, self._store.get(deployment.id)):  # its reason
+            self._queue.park(deployment.id)  # aside: the requests behind it go on at once
         self._queue.ack(claimed.entry_id)
 
     def _start(self, deployment: scheduler_pb2.Deployment) -> None:

@@ -6,14 +6,16 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
+import redis
 
 from mlaas import errors
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.inference_client import DeploymentInference, InferenceClient
 from mlaas.v1 import scheduler_pb2, types_pb2
 from registry_svc.guards import SchedulerGuard
+from scheduler_svc.queue import DeploymentQueue
 from scheduler_svc.settings import parse_nodes
-from tests.scheduler_svc.conftest import watch_until
+from tests.scheduler_svc.conftest import stub_of, watch_until
 
 S = scheduler_pb2
 
@@ -105,6 +107,31 @@ def test_strict_on_a_full_node_waits_with_a_reason_then_fails(mesh):
     assert events[-1].event.state == S.DEPLOYMENT_STATE_FAILED
     assert "node 'tiny' has cpu 500m, memory 512Mi, gpus 0 free" in events[-1].event.detail
     assert not any(e.event.state == S.DEPLOYMENT_STATE_READY for e in events)  # never elsewhere
+
+
+def test_unplaceable_requests_wait_aside_and_placeable_ones_go_past(parts):
+    """Requests no node can hold wait out of the queue (once, 500 of them delayed a placeable one
+    by two minutes): the placeable deploy behind them is placed at once, and they are placed as
+    soon as capacity frees up."""
+    scheduler = parts.start(placement_timeout_seconds=600)
+    address = f"127.0.0.1:{scheduler.server.port}"
+    queue = DeploymentQueue(redis.Redis.from_url(parts.settings.redis_url))
+    with SchedulerClient(address) as client:
+        blocker = client.wait_ready(client.deploy("iris-b", replicas=2).id)  # node-a's 2 CPUs
+        # One OPEN request that fits once node-a frees up, and 19 STRICT ones that never fit on tiny.
+        waiting = [client.deploy("iris-c").id] + [client.deploy("iris-c", strict_node="tiny").id for _ in range(19)]
+        small = types_pb2.Resources(cpu_millicores=100, memory_bytes=64 << 20)
+        with grpc.insecure_channel(address) as channel:
+            placeable = stub_of(channel).Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris"), resources=small))
+        assert client.wait_ready(placeable.deployment.id).state == S.DEPLOYMENT_STATE_READY
+        assert all(client.get(i).state == S.DEPLOYMENT_STATE_QUEUED for i in waiting)
+        assert set(queue.parked()) == set(waiting) and queue.pending() == 0  # none of them in the stream
+        assert client.get(waiting[0]).reason  # why it waits, visible
+        for deployment_id in waiting[1:]:
+            client.decommission(deployment_id)
+        client.decommission(blocker.id)  # capacity frees up: the one still waiting is placed
+        assert client.wait_ready(waiting[0]).state == S.DEPLOYMENT_STATE_READY
+        assert queue.parked() == []
 
 
 @pytest.mark.parametrize(
