@@ -110,7 +110,7 @@ def build_scheduler(
     child processes."""
     authenticator = Authenticator.for_server(settings.server)
     client = redis.Redis.from_url(settings.redis_url)
-    store = DeploymentStore(client)
+    store = DeploymentStore(client, settings.retention_seconds)
     queue = DeploymentQueue(client, idle_ms=settings.claim_idle_ms)
     if backend is None and settings.backend == "kubernetes":
         backend, settings = kubernetes_backend(settings, env)

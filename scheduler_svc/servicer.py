@@ -8,7 +8,7 @@ import grpc
 
 from mlaas.auth import MONITOR, REGISTRY, Authenticator, bearer_token
 from mlaas.client import RegistryClient
-from mlaas.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from mlaas.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from mlaas.refs import state_name
 from mlaas.servicing import maps_errors
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc, types_pb2
@@ -108,6 +108,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 shared, lease_id = self._lifecycle.add_lease(shared.id, tenant)
                 self._store.remember_key(request_key, shared.id)
                 return S.DeployResponse(deployment=shared, lease_id=lease_id)
+            self._check_quota(tenant)
             deployment, created = self._store.create(deployment, request_key)
             if not created:  # a concurrent request with the same key won
                 return S.DeployResponse(deployment=deployment)
@@ -116,6 +117,23 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             deployment, lease_id = self._lifecycle.add_lease(deployment.id, tenant)
         self._queue.enqueue(deployment.id)
         return S.DeployResponse(deployment=deployment, lease_id=lease_id)
+
+    def _check_quota(self, tenant: str) -> None:
+        """Under auth, what one tenant owns at once is bounded, so that nobody fills the queue or
+        the nodes for everyone (RESOURCE_EXHAUSTED, with the quota)."""
+        if not self._auth.enabled:
+            return
+        ended_or_evictable = {*TERMINAL, S.DEPLOYMENT_STATE_CACHED}  # cached ones go when room is needed
+        owned = [d for d in self._store.list() if d.tenant == tenant and d.state not in ended_or_evictable]
+        queued = sum(d.state == S.DEPLOYMENT_STATE_QUEUED for d in owned)
+        if len(owned) >= self._settings.max_deployments_per_tenant:
+            raise ResourceExhausted(
+                f"you own {len(owned)} deployments, the quota (MLAAS_MAX_DEPLOYMENTS_PER_TENANT); decommission one"
+            )
+        if queued >= self._settings.max_queued_per_tenant:
+            raise ResourceExhausted(
+                f"you have {queued} deployments waiting for placement, the quota (MLAAS_MAX_QUEUED_PER_TENANT)"
+            )
 
     def GetDeployment(self, request, context):
         tenant, _ = self._tenant_and_token(context)

@@ -20,6 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlaas.errors import Aborted, AlreadyExists, NotFound
 from mlaas.refs import state_name
 from mlaas.v1 import scheduler_pb2
+from scheduler_svc.states import TERMINAL
 
 PREFIX = "mlaas:deployment:"
 INDEX = "mlaas:deployments"
@@ -64,8 +65,9 @@ class RequestKey:
 
 
 class DeploymentStore:
-    def __init__(self, client: redis.Redis):
+    def __init__(self, client: redis.Redis, retention_seconds: float = 86_400.0):
         self._redis = client
+        self._retention = max(1, int(retention_seconds))
 
     def create(
         self, deployment: scheduler_pb2.Deployment, request_key: RequestKey | None = None
@@ -73,7 +75,7 @@ class DeploymentStore:
         """Stores a new QUEUED deployment, or returns the one this tenant's key already made."""
         deployment.id = deployment.id or f"d-{uuid.uuid4().hex[:12]}"
         if request_key is not None and not self._redis.set(
-            request_key.redis_key, request_key.value(deployment.id), nx=True
+            request_key.redis_key, request_key.value(deployment.id), nx=True, ex=self._retention
         ):
             return self._made_by(request_key, self._redis.get(request_key.redis_key)), False
         deployment.state = scheduler_pb2.DEPLOYMENT_STATE_QUEUED
@@ -99,7 +101,7 @@ class DeploymentStore:
 
     def remember_key(self, request_key: RequestKey | None, deployment_id: str) -> None:
         if request_key is not None:
-            self._redis.set(request_key.redis_key, request_key.value(deployment_id), nx=True)
+            self._redis.set(request_key.redis_key, request_key.value(deployment_id), nx=True, ex=self._retention)
 
     def _made_by(self, request_key: RequestKey, stored: bytes) -> scheduler_pb2.Deployment:
         deployment_id, _, fingerprint = stored.decode().partition("|")
@@ -120,6 +122,9 @@ class DeploymentStore:
         wanted = set(states)
         ids = sorted(i.decode() for i in self._redis.smembers(INDEX))
         raws = self._redis.mget([PREFIX + i for i in ids]) if ids else []
+        gone = [i for i, raw in zip(ids, raws, strict=True) if raw is None]
+        if gone:  # past their retention: the index forgets them too
+            self._redis.srem(INDEX, *gone)
         found = [scheduler_pb2.Deployment.FromString(r) for r in raws if r is not None]
         return [d for d in found if not wanted or d.state in wanted]
 
@@ -159,7 +164,11 @@ class DeploymentStore:
                             state=deployment.state, time=deployment.updated_at, detail=detail
                         )
                         pipe.xadd(_events_key(deployment_id), {"event": event.SerializeToString()})
-                    pipe.set(key, deployment.SerializeToString())
+                    # An ended deployment is kept for the retention, its events as long.
+                    ended = deployment.state in TERMINAL
+                    pipe.set(key, deployment.SerializeToString(), ex=self._retention if ended else None)
+                    if ended:
+                        pipe.expire(_events_key(deployment_id), self._retention)
                     pipe.execute()
                     return deployment
                 except redis.WatchError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import redis
@@ -108,3 +109,21 @@ def test_state_survives_a_redis_restart(tmp_path):
         assert len(store.events(deployment.id)) == 1
     finally:
         again.stop()
+
+
+def test_ended_deployments_and_keys_expire_after_the_retention(server):
+    client = redis.Redis.from_url(server.url)
+    store = DeploymentStore(client, retention_seconds=1)
+    ended, _ = store.create(new(), key("short-lived"))
+    live, _ = store.create(new())
+    store.update(ended.id, lambda d: None, S.DEPLOYMENT_STATE_DESTROYED, "decommissioned")
+    assert 0 < client.ttl(f"mlaas:deployment:{ended.id}") <= 1
+    assert 0 < client.ttl(f"mlaas:deployment:{ended.id}:events") <= 1
+    assert client.ttl(f"mlaas:deployment:{live.id}") == -1  # a live one stays
+    deadline = time.monotonic() + 10
+    while client.exists(f"mlaas:deployment:{ended.id}"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert [d.id for d in store.list()] == [live.id]
+    assert not client.sismember("mlaas:deployments", ended.id)  # the index forgets it too
+    assert store.find_by_key(key("short-lived")) is None  # so does its idempotency key

@@ -72,3 +72,23 @@ def test_a_lease_holder_uses_a_shared_deployment_but_does_not_steer_it(parts, id
         beta.decommission(deployment.id)  # its own lease: that is its to drop
         with pytest.raises(errors.NotFound):
             beta.get(deployment.id)
+
+
+def test_a_tenant_cannot_fill_the_queue_or_the_nodes_for_everyone(parts, identities):
+    scheduler = parts.start(
+        server=identities.server(), max_deployments_per_tenant=2, max_queued_per_tenant=1, placement_timeout_seconds=600
+    )
+    address = f"127.0.0.1:{scheduler.server.port}"
+    with (
+        SchedulerClient(address, identities.token("alpha")) as alpha,
+        SchedulerClient(address, identities.token("beta")) as beta,
+    ):
+        placed = alpha.wait_ready(alpha.deploy("iris").id)
+        waiting = alpha.deploy("iris-c", strict_node="tiny")  # 1 CPU on a node of 500m: it waits
+        with pytest.raises(errors.ResourceExhausted, match="you own 2 deployments, the quota"):
+            alpha.deploy("iris-b")
+        alpha.decommission(placed.id)  # CACHED, then gone: alpha owns 1, still waiting
+        with pytest.raises(errors.ResourceExhausted, match="1 deployments waiting for placement, the quota"):
+            alpha.deploy("iris-b", strict_node="tiny")
+        assert beta.wait_ready(beta.deploy("iris-b").id).state == S.DEPLOYMENT_STATE_READY  # others go on
+        alpha.decommission(waiting.id)
