@@ -39,7 +39,7 @@ class Monitor:
 
 def build_monitor(settings: MonitorSettings) -> Monitor:
     authenticator = Authenticator.for_server(settings.server)
-    store = MonitorStore(settings.database_path, settings.keep_predictions)
+    store = MonitorStore(settings.database_path, settings.keep_predictions, settings.unmatched_label_seconds)
     contexts = ContextLoader(settings.registry_address, settings.data_dir / "monitor-models", settings.token)
     changes = Changes()
     retrainer = Retrainer(

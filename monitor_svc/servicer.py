@@ -23,6 +23,7 @@ from monitor_svc.store import Labeled, MonitorStore
 
 M = monitor_pb2
 WATCH_POLL_SECONDS = 1.0
+MAX_LABEL_CHARS = 256
 RECENT_EVENTS = 20
 
 
@@ -165,6 +166,10 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
             for label in request.labels:
                 if not label.request_id or label.WhichOneof("value") is None:
                     raise InvalidArgument("every label needs a request_id and a class_label or target")
+                if len(label.request_id) > MAX_LABEL_CHARS or len(label.class_label) > MAX_LABEL_CHARS:
+                    raise InvalidArgument(
+                        f"a label's request_id and class_label have {MAX_LABEL_CHARS} characters at most"
+                    )
                 if label.WhichOneof("value") == "target" and not math.isfinite(label.target):
                     raise InvalidArgument(f"label {label.request_id!r}: the target must be a finite number")
                 value = label.class_label if label.WhichOneof("value") == "class_label" else repr(label.target)

@@ -97,7 +97,7 @@ class Labeled:
 
 
 class MonitorStore:
-    def __init__(self, path: Path, keep_predictions: int = 50_000):
+    def __init__(self, path: Path, keep_predictions: int = 50_000, unmatched_label_seconds: float = 86_400.0):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -105,6 +105,7 @@ class MonitorStore:
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
         self._keep = keep_predictions
+        self._unmatched_seconds = unmatched_label_seconds
         self._closed = False
 
     def close(self) -> None:
@@ -174,6 +175,17 @@ class MonitorStore:
             )
             known = _ids_in(db, "predictions", deployment, [r[1] for r in rows])
             matched.extend(self._match(db, deployment, [r[1] for r in rows if r[1] in known]))
+            # Retention: a label whose prediction never came goes after a while, and a
+            # deployment keeps no more labels than predictions (older ones have nothing to join).
+            db.execute(
+                "DELETE FROM labels WHERE deployment = ? AND matched IS NULL AND time < ?",
+                (deployment, now - self._unmatched_seconds),
+            )
+            db.execute(
+                "DELETE FROM labels WHERE deployment = ? AND seq <= "
+                "(SELECT seq FROM labels WHERE deployment = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (deployment, deployment, self._keep),
+            )
 
         self._write(insert)
         return matched, len(rows) - len(matched)

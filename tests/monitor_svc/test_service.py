@@ -138,6 +138,8 @@ def test_policies_and_bad_input(gauss, start_monitor):
             monitor.set_policy("d-3", M.MonitorPolicy(min_labels=-1))
         with pytest.raises(InvalidArgument, match="min_improvement must be a finite number"):
             monitor.set_policy("d-3", M.MonitorPolicy(min_improvement=float("nan")))
+        with pytest.raises(InvalidArgument, match="256 characters at most"):
+            monitor.report_labels("d-3", [("r-1", "x" * 16_384)])
         for target in (float("nan"), float("inf")):
             with pytest.raises(InvalidArgument, match="the target must be a finite number"):
                 monitor.report_labels("d-3", [("r-1", target)])
