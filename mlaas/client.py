@@ -370,6 +370,13 @@ class SchedulerClient(GrpcClient):
         request = scheduler_pb2.RunTrainingJobRequest(model=_as_ref(model), input_uri=input_uri, output_uri=output_uri)
         return self._call(self._stub.RunTrainingJob, request).job
 
+    def cancel_training_job(self, job_id: str) -> scheduler_pb2.TrainingJob:
+        request = scheduler_pb2.CancelTrainingJobRequest(job_id=job_id)
+        return self._call(self._stub.CancelTrainingJob, request).job
+
+    def training_job(self, job_id: str) -> scheduler_pb2.TrainingJob:
+        return self._call(self._stub.GetTrainingJob, scheduler_pb2.GetTrainingJobRequest(job_id=job_id)).job
+
     def wait_training_job(self, job_id: str, timeout: float = 3600.0, poll: float = 0.2) -> scheduler_pb2.TrainingJob:
         """Waits until the job ends; FailedPrecondition with its reason if it failed."""
         deadline = time.monotonic() + timeout

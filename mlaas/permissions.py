@@ -42,6 +42,7 @@ RULES: dict[str, frozenset[str]] = {
         _SCHEDULER + "UpdateDeployment": {TENANT, MONITOR},
         _SCHEDULER + "RunTrainingJob": {TENANT, MONITOR},
         _SCHEDULER + "GetTrainingJob": {TENANT, MONITOR},
+        _SCHEDULER + "CancelTrainingJob": {TENANT, MONITOR},
         # Runtimes feed their own deployment's monitoring; nobody else does.
         _MONITOR + "IngestFeedback": {RUNTIME},
         _MONITOR + "ReportLabels": {TENANT, MONITOR},

@@ -121,9 +121,9 @@ def build_scheduler(
     key = mesh_key(settings, authenticator)
     replicas = Replicas(store, backend, settings.start_timeout_seconds, key)
     lifecycle = Lifecycle(client, store, backend)
-    job_store = JobStore(client)
+    job_store = JobStore(client, settings.retention_seconds)
     placer = Placer(settings, client, store, lifecycle, job_store.allocations)
-    jobs = TrainingJobs(job_store, placer, backend, settings.training_dir, key)
+    jobs = TrainingJobs(job_store, placer, backend, settings.training_dir, key, settings.training_deadline_seconds)
     # Long enough for a rollout to start replicas and drain the old ones.
     rollout = Rollout(store, replicas, placer, lifecycle, lock_seconds=settings.start_timeout_seconds + 120)
     servicer = SchedulerServicer(settings, store, queue, lifecycle, authenticator, jobs, job_store)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import stat
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -60,13 +61,19 @@ def take_input(jobs_dir: Path, uri: str, job_dir: Path) -> Path:
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis):
+    def __init__(self, client: redis.Redis, retention_seconds: float = 86_400.0):
         self._redis = client
+        self._retention = max(1, int(retention_seconds))
 
     def put(self, job: scheduler_pb2.TrainingJob) -> None:
+        """Kept while it runs, and for the retention once it ended."""
+        ended = job.state != S.JOB_STATE_RUNNING
         pipe = self._redis.pipeline()
-        pipe.set(PREFIX + job.id, job.SerializeToString())
-        pipe.sadd(INDEX, job.id)
+        pipe.set(PREFIX + job.id, job.SerializeToString(), ex=self._retention if ended else None)
+        if ended:
+            pipe.srem(INDEX, job.id)  # the index lists the running ones
+        else:
+            pipe.sadd(INDEX, job.id)
         pipe.execute()
 
     def get(self, job_id: str) -> scheduler_pb2.TrainingJob:
@@ -87,8 +94,17 @@ class JobStore:
 
 
 class TrainingJobs:
-    def __init__(self, store: JobStore, placer: Placer, backend: Backend, jobs_dir: Path, key: MeshKey | None = None):
+    def __init__(
+        self,
+        store: JobStore,
+        placer: Placer,
+        backend: Backend,
+        jobs_dir: Path,
+        key: MeshKey | None = None,
+        deadline_seconds: float = 3600.0,
+    ):
         self._key = key
+        self._deadline = deadline_seconds
         self._store = store
         self._placer = placer
         self._backend = backend
@@ -115,6 +131,7 @@ class TrainingJobs:
             input_uri=f"file://{input_path}", output_uri=f"file://{output_path}", resources=resources, tenant=tenant,
             state=S.JOB_STATE_RUNNING, created_at=_now(),
         )  # fmt: skip
+        job.deadline.FromSeconds(job.created_at.seconds + int(self._deadline))
         sizing = S.Deployment(resources=resources, mode=S.PLACEMENT_MODE_OPEN, replicas=1)
 
         def record(nodes: tuple[str, ...]) -> scheduler_pb2.TrainingJob:
@@ -141,12 +158,24 @@ class TrainingJobs:
         self._store.put(job)
         return job
 
+    def cancel(self, job: scheduler_pb2.TrainingJob, reason: str) -> scheduler_pb2.TrainingJob:
+        """Stops a running job: its process goes, its resources are free, its data is removed."""
+        if job.handle:
+            self._backend.delete(ReplicaStatus(job.id, "", True, handle=job.handle), grace_seconds=5)
+        self._finish(job, S.JOB_STATE_CANCELLED, reason)
+        return job
+
     def check(self) -> None:
-        """Ends the jobs whose process has exited."""
+        """Ends the jobs whose process has exited, and stops those past their deadline."""
+        now = time.time()
         for job in self._store.running():
             if not job.handle:  # placed, its process not started yet
                 continue
             status = self._backend.status(ReplicaStatus(job.id, "", True, handle=job.handle))
+            if status.running and job.deadline.seconds and now > job.deadline.seconds:
+                self._backend.delete(status, grace_seconds=5)
+                self._finish(job, S.JOB_STATE_FAILED, f"did not finish within its deadline of {self._deadline:.0f}s")
+                continue
             if status.running:
                 continue
             output = Path(job.output_uri.removeprefix("file://"))
@@ -162,3 +191,6 @@ class TrainingJobs:
         job.state, job.reason = state, reason
         job.finished_at.CopyFrom(_now())
         self._store.put(job)
+        private = Path(job.output_uri.removeprefix("file://")).parent
+        if state != S.JOB_STATE_SUCCEEDED and job.output_uri and private.parent == self.jobs_dir:
+            shutil.rmtree(private, ignore_errors=True)  # nobody will read its model: its data goes now

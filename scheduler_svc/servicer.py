@@ -272,12 +272,25 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         job = self._jobs.run(model, request.input_uri, tenant)
         return S.RunTrainingJobResponse(job=job)
 
-    def GetTrainingJob(self, request, context):
+    def _job(self, context, job_id: str) -> scheduler_pb2.TrainingJob:
+        """The job, if the caller started it (or is the Monitor); NotFound as for a missing one."""
         tenant, _ = self._tenant_and_token(context)
-        job = self._job_store.get(request.job_id)
+        job = self._job_store.get(job_id)
         if self._auth.enabled and job.tenant != tenant and not self._auth.is_role(tenant, MONITOR):
-            raise NotFound(f"training job {request.job_id!r} not found")
-        return S.GetTrainingJobResponse(job=job)
+            raise NotFound(f"training job {job_id!r} not found")
+        return job
+
+    def GetTrainingJob(self, request, context):
+        return S.GetTrainingJobResponse(job=self._job(context, request.job_id))
+
+    def CancelTrainingJob(self, request, context):
+        job = self._job(context, request.job_id)
+        if job.state != S.JOB_STATE_RUNNING:
+            raise FailedPrecondition(
+                f"training job {job.id} is {S.JobState.Name(job.state).removeprefix('JOB_STATE_')}"
+            )
+        tenant, _ = self._tenant_and_token(context)
+        return S.CancelTrainingJobResponse(job=self._jobs.cancel(job, f"cancelled by {tenant or 'its owner'}"))
 
     def decommission_all(self) -> None:
         """Stops every live deployment's replicas (used when `mlaas up` shuts the mesh down)."""

@@ -70,6 +70,8 @@ class SchedulerSettings:
     k8s_tls_secret: str = "mlaas-tls"
     # How long DESTROYED and FAILED deployments (records, events) and idempotency keys are kept.
     retention_seconds: float = 86_400.0
+    # A training job still running this long after it started is stopped and FAILED.
+    training_deadline_seconds: float = 3_600.0
     # Under auth, what one tenant may own at once: deployments not ended, and of those QUEUED.
     max_deployments_per_tenant: int = 100
     max_queued_per_tenant: int = 20
@@ -101,6 +103,7 @@ class SchedulerSettings:
             runtime_image=env.get("MLAAS_RUNTIME_IMAGE") or "mlaas:latest",
             k8s_tls_secret=env.get("MLAAS_K8S_TLS_SECRET") or "mlaas-tls",
             retention_seconds=env_float(env, "MLAAS_RETENTION_SECONDS", cls.retention_seconds),
+            training_deadline_seconds=env_float(env, "MLAAS_TRAINING_DEADLINE_SECONDS", cls.training_deadline_seconds),
             max_deployments_per_tenant=env_int(env, "MLAAS_MAX_DEPLOYMENTS_PER_TENANT", cls.max_deployments_per_tenant),
             max_queued_per_tenant=env_int(env, "MLAAS_MAX_QUEUED_PER_TENANT", cls.max_queued_per_tenant),
         )

@@ -116,6 +116,18 @@ def load_input(path: Path) -> np.ndarray:
     raise InvalidArgument(f"{path}: use .npy, .csv or .json (a list of rows)")
 
 
+def cmd_job(args) -> None:
+    with _scheduler(args) as scheduler:
+        job = (
+            scheduler.training_job(args.job_id) if args.action == "show" else scheduler.cancel_training_job(args.job_id)
+        )
+    if args.json:
+        print_json(job)
+        return
+    state = scheduler_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_")
+    print(f"{job.id}  {format_ref(job.model)}  {state}  on {job.node or '-'}  {job.reason}".rstrip())
+
+
 def cmd_infer(args) -> None:
     from mlaas.inference_client import InferenceClient  # loads the inference.* stubs only here
 
@@ -166,6 +178,11 @@ def add_parsers(commands, common: argparse.ArgumentParser) -> None:
     update.add_argument("model", help="NAME:VERSION or NAME@ALIAS")
     update.add_argument("--wait", action="store_true", help="until the change is over")
     update.set_defaults(run=cmd_update)
+
+    job = commands.add_parser("job", parents=[common], help="a training job: show or cancel it")
+    job.add_argument("action", choices=["show", "cancel"])
+    job.add_argument("job_id")
+    job.set_defaults(run=cmd_job)
 
     infer = commands.add_parser("infer", parents=[common], help="send one input to a deployment")
     infer.add_argument("deployment")

@@ -84,6 +84,11 @@ class SchedulerServiceStub:
                 request_serializer=mlaas_dot_v1_dot_scheduler__pb2.GetTrainingJobRequest.SerializeToString,
                 response_deserializer=mlaas_dot_v1_dot_scheduler__pb2.GetTrainingJobResponse.FromString,
                 _registered_method=True)
+        self.CancelTrainingJob = channel.unary_unary(
+                '/mlaas.v1.SchedulerService/CancelTrainingJob',
+                request_serializer=mlaas_dot_v1_dot_scheduler__pb2.CancelTrainingJobRequest.SerializeToString,
+                response_deserializer=mlaas_dot_v1_dot_scheduler__pb2.CancelTrainingJobResponse.FromString,
+                _registered_method=True)
 
 
 class SchedulerServiceServicer:
@@ -156,6 +161,13 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelTrainingJob(self, request, context):
+        """Stops a running training job (its owner's, or the Monitor's): CANCELLED, resources freed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -208,6 +220,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.GetTrainingJob,
                     request_deserializer=mlaas_dot_v1_dot_scheduler__pb2.GetTrainingJobRequest.FromString,
                     response_serializer=mlaas_dot_v1_dot_scheduler__pb2.GetTrainingJobResponse.SerializeToString,
+            ),
+            'CancelTrainingJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTrainingJob,
+                    request_deserializer=mlaas_dot_v1_dot_scheduler__pb2.CancelTrainingJobRequest.FromString,
+                    response_serializer=mlaas_dot_v1_dot_scheduler__pb2.CancelTrainingJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -480,6 +497,33 @@ class SchedulerService:
             '/mlaas.v1.SchedulerService/GetTrainingJob',
             mlaas_dot_v1_dot_scheduler__pb2.GetTrainingJobRequest.SerializeToString,
             mlaas_dot_v1_dot_scheduler__pb2.GetTrainingJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTrainingJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlaas.v1.SchedulerService/CancelTrainingJob',
+            mlaas_dot_v1_dot_scheduler__pb2.CancelTrainingJobRequest.SerializeToString,
+            mlaas_dot_v1_dot_scheduler__pb2.CancelTrainingJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -89,7 +89,11 @@ class LocalBackend:
             self._python, "-m", "mlaas.train_job", "--registry", self._registry, "--model", spec.model_ref,
             "--input", spec.input_path, "--output", spec.output_path,
         ]  # fmt: skip
-        pid = self._spawn(spec.job_id, command, {**self._env, **credential(spec.token)})
+        # A child process has no container limits: its numeric libraries get as many threads as
+        # it was given CPUs (the scheduler stops it at its deadline).
+        threads = str(max(1, spec.cpu_millicores // 1000))
+        limits = {name: threads for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        pid = self._spawn(spec.job_id, command, {**self._env, **limits, **credential(spec.token)})
         return ReplicaStatus(spec.job_id, "", True, handle=str(pid))
 
     def _spawn(self, name: str, command: list[str], env: Mapping[str, str]) -> int:

@@ -108,3 +108,26 @@ def test_under_auth_only_the_owner_or_the_monitor_trains_a_model(parts, identiti
         assert monitor.wait_training_job(job.id, timeout=120).state == S.JOB_STATE_SUCCEEDED
     with SchedulerClient(address, identities.token("beta")) as beta, pytest.raises(NotFound):
         beta.wait_training_job(job.id, timeout=1)
+
+
+def test_a_job_can_be_cancelled_and_one_past_its_deadline_is_stopped(parts, iris_model):
+    """A runaway job once held a CPU until killed by hand: now its owner cancels it, and one
+    still running at its deadline is stopped; either way its resources and its data go."""
+    _, X, y = iris_model
+    jobs_dir = parts.settings.jobs_dir
+    scheduler = parts.start(training_deadline_seconds=1)
+    with SchedulerClient(f"127.0.0.1:{scheduler.server.port}") as client:
+        np.savez(jobs_dir / "data.npz", X=X, y=y)
+        job = client.run_training_job("iris", f"file://{jobs_dir}/data.npz")
+        cancelled = client.cancel_training_job(job.id)
+        assert cancelled.state == S.JOB_STATE_CANCELLED and "cancelled by" in cancelled.reason
+        assert not Path(job.output_uri.removeprefix("file://")).parent.exists()  # its data is gone
+        assert {n.name: n for n in client.nodes()}["node-a"].allocated.cpu_millicores == 0
+        with pytest.raises(FailedPrecondition, match="is CANCELLED"):
+            client.cancel_training_job(job.id)
+
+        np.savez(jobs_dir / "data.npz", X=X, y=y)
+        late = client.run_training_job("iris", f"file://{jobs_dir}/data.npz")  # starting takes longer than 1 s
+        with pytest.raises(FailedPrecondition, match="did not finish within its deadline of 1s"):
+            client.wait_training_job(late.id, timeout=60)
+        assert {n.name: n for n in client.nodes()}["node-a"].allocated.cpu_millicores == 0
