@@ -27,7 +27,7 @@ from inference_svc.settings import RuntimeSettings
 from inference_svc.summary_sink import SummarySink
 from mlaas.auth import SCHEDULER, Authenticator
 from mlaas.interceptors import AioAuthInterceptor
-from mlaas.net import free_port
+from mlaas.net import free_port, port_is_free
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.server import MAX_MESSAGE_BYTES, add_port, bind_host, tls_mode
@@ -142,6 +142,11 @@ def run(settings: RuntimeSettings) -> int:
     import dataclasses
 
     port = settings.server.port or free_port()
+    # The workers share the port (SO_REUSEPORT), which would let them share it with another
+    # runtime that holds it already, silently: a port in use is refused before any worker binds.
+    if not port_is_free(port, bind_host(settings.server, Authenticator.for_server(settings.server))):
+        log.error("port %d is in use; not sharing it with whatever holds it", port)
+        return 1
     workers = max(1, settings.workers)
     control_ports = tuple(free_port() for _ in range(workers)) if workers > 1 else ()
     metrics_dir = tempfile.mkdtemp(prefix="mlaas-runtime-metrics-")

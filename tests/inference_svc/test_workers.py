@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import subprocess
+import sys
 
 import grpc
 import numpy as np
@@ -23,6 +26,7 @@ from mlaas.net import free_port
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.settings import ServerSettings
+from tests.conftest import tool_env
 from tests.inference_svc.conftest import start_runtime, stop_runtime
 
 
@@ -119,3 +123,18 @@ def test_a_client_opens_the_connections_it_is_asked_for(tmp_path, models_dir, ir
             assert len(mine) == 4
     finally:
         stop_runtime(rt)
+
+
+def test_a_runtime_refuses_a_port_another_process_holds(tmp_path, models_dir):
+    """Its workers share their port (SO_REUSEPORT): handed a port in use, a runtime must not
+    silently share it with whatever holds it."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "inference_svc", "--port", str(port), "--metrics-port", "-1",
+                   "--model-uri", f"iris=file://{models_dir / 'iris.onnx'}"]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                              env=tool_env(MLAAS_DATA_DIR=str(tmp_path)))  # fmt: skip
+    assert done.returncode == 1
+    assert f"port {port} is in use" in done.stderr
