@@ -5,13 +5,14 @@ rolls the deployment to the new version, while this client keeps streaming."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 
 import numpy as np
 
 from mlaas.client import MonitorClient, RegistryClient, SchedulerClient
-from mlaas.errors import NotFound
+from mlaas.errors import MlaasError, NotFound
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
 from mlaas.scenarios import sea, sea_classifier
@@ -31,6 +32,13 @@ def _phase(runtime, monitor, deployment_id, concept, rows, prefix, rng) -> float
     answers = {r.request_id: r.outputs["label"][0] for r in results}
     monitor.report_labels(deployment_id, zip(ids, map(str, y), strict=True))
     return float(np.mean([answers[i] == label for i, label in zip(ids, y, strict=True)]))
+
+
+def _collect(monitors: MonitorClient, deployment_id: str, seen: list) -> None:
+    """Appends the deployment's drift events as they come, until the demo closes its client."""
+    with contextlib.suppress(MlaasError, ValueError):
+        for event in monitors.watch_drift(deployment_id):
+            seen.append(event)
 
 
 def run_drift_demo(
@@ -53,6 +61,11 @@ def run_drift_demo(
         tag = deployment.id[-6:]
         before = _phase(runtime, monitors, deployment.id, 0, 2_000, f"{tag}-c0", rng)
         say(f"concept 0: 2,000 requests streamed and labeled, accuracy {before:.3f}")
+        # Every drift event from the change on (the report keeps only the latest 20, which a
+        # retrained version's own events can push the one that caused it out of).
+        seen: list[monitor_pb2.DriftEvent] = []
+        watcher = threading.Thread(target=_collect, args=(monitors, deployment.id, seen), daemon=True)
+        watcher.start()
         after = _phase(runtime, monitors, deployment.id, 3, 1_500, f"{tag}-c3", rng)
         say(f"concept 3 (the drift): 1,500 requests streamed and labeled, accuracy {after:.3f}")
         stop, served = threading.Event(), []
@@ -75,8 +88,7 @@ def run_drift_demo(
                 break
         stop.set()
         live.join(30)
-        report = monitors.report(deployment.id)
-        for event in report.recent_events:
+        for event in list(seen):
             say(f"drift event: {M.DriftKind.Name(event.kind)} {event.statistic} {event.value:.2f} > "
                 f"{event.threshold:.2f} on samples {event.window_start_sample}-{event.window_end_sample}")  # fmt: skip
         final = schedulers.get(deployment.id)
@@ -87,6 +99,6 @@ def run_drift_demo(
         "accuracy_after_drift": after,
         "retraining_state": M.RetrainingState.Name(retraining.state) if retraining else "",
         "version_now": final.model.version,
-        "drift_events": [M.DriftKind.Name(e.kind) for e in report.recent_events],
+        "drift_events": [M.DriftKind.Name(e.kind) for e in list(seen)],
         "live_requests": len(served),
     }

@@ -83,6 +83,9 @@ class EmbeddedRedis:
         self.stop()
         raise TimeoutError(f"embedded Redis did not answer on port {self.port} within {timeout:.0f}s")
 
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM: Redis flushes its append-only file and exits."""
         if self._process is None or self._process.poll() is not None:

@@ -92,9 +92,10 @@ class Supervisor:
                 child.process.kill()
                 child.process.wait()
 
-    def supervise(self, say: Callable[[str], None]) -> Child | None:
+    def supervise(self, say: Callable[[str], None], revive: Sequence[Callable[[], str | None]] = ()) -> Child | None:
         """Until SIGINT/SIGTERM (returns None), restarting children that exit; returns the child
-        that crashed too often, after which the caller stops the rest."""
+        that crashed too often, after which the caller stops the rest. Each of `revive` is asked
+        every half second to bring back what it looks after, and says what it did."""
         received = threading.Event()
 
         def on_signal(_signum, _frame):
@@ -103,6 +104,8 @@ class Supervisor:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         while not received.wait(0.5):
+            for event in filter(None, (bring_back() for bring_back in revive)):
+                say(event)
             dead = self.first_exited()
             if dead is None:
                 continue

@@ -155,7 +155,14 @@ def run_up(args) -> int:
                 print(f"     (or export MLAAS_TLS_CA={tls.ca_file} MLAAS_TLS_CLIENT_CERT={tls.cert_file} "
                       f"MLAAS_TLS_CLIENT_KEY={tls.key_file})")  # fmt: skip
             print("Ctrl-C stops everything.", flush=True)
-        dead = supervisor.supervise(lambda event: print(event, file=sys.stderr, flush=True))
+
+        def revive_redis() -> str | None:
+            if redis.alive():
+                return None
+            redis.start()  # on its port, from its append-only file
+            return f"redis exited; restarted it on port {redis.port}"
+
+        dead = supervisor.supervise(lambda event: print(event, file=sys.stderr, flush=True), [revive_redis])
         if dead is not None:
             print(f"{dead.name} crashed {len(dead.crashes)} times; giving up; see {dead.log_path}", file=sys.stderr)
             return 1

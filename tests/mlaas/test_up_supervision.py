@@ -13,7 +13,8 @@ import time
 
 import psutil
 
-from mlaas.client import RegistryClient
+from mlaas.client import RegistryClient, SchedulerClient
+from mlaas.errors import MlaasError
 from mlaas.net import wait_healthy
 from tests.conftest import tiny_onnx, tool_env
 from tests.registry_svc.helpers import describe
@@ -83,3 +84,29 @@ def test_a_port_in_use_is_refused_at_once(tmp_path):
         up = _up(tmp_path, "--registry-port", str(port), *PORTS)
         assert up.wait(30) == 1
     assert f"127.0.0.1:{port} (registry) in use: is another mesh running?" in up.stderr.read()
+
+
+def test_a_killed_redis_is_restarted_with_its_data(tmp_path):
+    up = _up(tmp_path, "--registry-port", "0", *PORTS)
+    try:
+        endpoints = json.loads(up.stdout.readline())
+        with SchedulerClient(endpoints["scheduler"]) as scheduler:
+            nodes = scheduler.nodes()
+        first = _component(up, "redis-server")
+        first.kill()
+        _eventually(lambda: (_component(up, "redis-server") or first).pid != first.pid)
+        with SchedulerClient(endpoints["scheduler"]) as scheduler:  # the scheduler reconnects
+            _eventually(lambda: _answers(scheduler))
+            assert [n.name for n in scheduler.nodes()] == [n.name for n in nodes]
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(60)
+    assert "redis exited; restarted it on port" in up.stderr.read()
+
+
+def _answers(scheduler) -> bool:
+    try:
+        scheduler.list()
+    except MlaasError:  # Redis not back yet
+        return False
+    return True
