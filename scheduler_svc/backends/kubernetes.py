@@ -199,19 +199,11 @@ def replica_manifests(
     return deployment, service
 
 
-def roll_patch(
-    spec: ReplicaSpec,
-    image: str,
-    namespace: str,
-    env: Mapping[str, str],
-    tenant: str = "",
-    tokens_secret: str = "",
-    tls: MountedTLS | None = None,
-) -> dict:
-    """A strategic merge patch moving a replica's Deployment to `spec` (its new model version):
-    the Deployment's rolling update (maxSurge 1, maxUnavailable 0) then starts a pod of the new
-    version and stops the old one once the new one is ready, behind the same Service."""
-    deployment, _ = replica_manifests(spec, image, namespace, env, tenant, tokens_secret, tls)
+def roll_patch(deployment: dict) -> dict:
+    """A strategic merge patch moving a replica's Deployment to `deployment`, its manifest for the
+    new model version: the Deployment's rolling update (maxSurge 1, maxUnavailable 0) then starts
+    a pod of the new version and stops the old one once the new one is ready, behind the same
+    Service."""
     return {
         "metadata": {"labels": deployment["metadata"]["labels"]},
         "spec": {"template": deployment["spec"]["template"]},
@@ -377,19 +369,20 @@ class KubernetesBackend:
     def close(self) -> None:
         self._stop.set()
 
-    def create(self, spec: ReplicaSpec) -> ReplicaStatus:
-        deployment, service = replica_manifests(
+    def _manifests(self, spec: ReplicaSpec) -> tuple[dict, dict]:
+        return replica_manifests(
             spec, self._image, self._namespace, self._env, tokens_secret=self._tokens_secret, tls=self._tls
         )
+
+    def create(self, spec: ReplicaSpec) -> ReplicaStatus:
+        deployment, service = self._manifests(spec)
         self._apps.create_namespaced_deployment(self._namespace, deployment)
         self._core.create_namespaced_service(self._namespace, service)
         name = deployment["metadata"]["name"]
         return ReplicaStatus(spec.replica_id, f"{name}.{self._namespace}.svc:{GRPC_PORT}", True, handle=name)
 
     def roll(self, replica: ReplicaStatus, spec: ReplicaSpec) -> None:
-        patch = roll_patch(
-            spec, self._image, self._namespace, self._env, tokens_secret=self._tokens_secret, tls=self._tls
-        )
+        patch = roll_patch(self._manifests(spec)[0])
         self._apps.patch_namespaced_deployment(
             replica.handle, self._namespace, patch, _content_type="application/strategic-merge-patch+json"
         )
