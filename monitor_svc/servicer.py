@@ -67,9 +67,14 @@ def _by_version(
     return {v: (ids, np.vstack(xs), np.concatenate(ps)) for v, (ids, xs, ps) in grouped.items()}
 
 
-def validate_policy(policy: monitor_pb2.MonitorPolicy) -> monitor_pb2.MonitorPolicy:
-    """Fills unset fields with defaults; InvalidArgument for values that make no sense."""
-    merged = default_policy()
+def validate_policy(
+    policy: monitor_pb2.MonitorPolicy, current: monitor_pb2.MonitorPolicy | None = None
+) -> monitor_pb2.MonitorPolicy:
+    """`current` (the defaults if None) with the fields `policy` sets; InvalidArgument for values
+    that make no sense. Setting one field never resets the others (auto_retrain included: it
+    changes only when the caller sets it)."""
+    merged = monitor_pb2.MonitorPolicy()
+    merged.CopyFrom(current or default_policy())
     for field in ("window_size", "expected_run_length", "min_labels", "cooldown_labels", "min_improvement",
                   "performance_expected_run_length"):  # fmt: skip
         value = getattr(policy, field)
@@ -81,7 +86,8 @@ def validate_policy(policy: monitor_pb2.MonitorPolicy) -> monitor_pb2.MonitorPol
         raise InvalidArgument("policy.window_size must be between 8 and 4096")
     if merged.expected_run_length < 50:
         raise InvalidArgument("policy.expected_run_length must be at least 50 samples")
-    merged.auto_retrain = policy.auto_retrain
+    if policy.HasField("auto_retrain"):
+        merged.auto_retrain = policy.auto_retrain
     return merged
 
 
@@ -236,7 +242,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
 
     def SetPolicy(self, request, context):
         self._check(context, request.deployment_id, owner_only=True)
-        policy = validate_policy(request.policy)
+        policy = validate_policy(request.policy, self._policy(request.deployment_id))
         self._store.put_policy(request.deployment_id, policy.SerializeToString())
         with self._lock:  # detectors are rebuilt with the new policy on the next feedback
             self._monitors.pop(request.deployment_id, None)

@@ -1,4 +1,5 @@
-"""`mlaas drift | feedback | retrainings | demo drift`: what the Monitor sees, labels for it, and\nthe drift demo."""
+"""`mlaas drift | feedback | retrainings | policy | demo drift`: what the Monitor sees, labels for
+it, a deployment's monitoring policy, and the drift demo."""
 
 from __future__ import annotations
 
@@ -114,7 +115,36 @@ def cmd_demo(args) -> None:
         print_json(outcome)
 
 
+# --option -> MonitorPolicy field (numbers; 0 is "unchanged" on the wire, so it cannot be set)
+POLICY_NUMBERS = {
+    "window_size": int, "expected_run_length": int, "min_labels": int, "cooldown_labels": int,
+    "min_improvement": float, "performance_expected_run_length": int,
+}  # fmt: skip
+
+
+def cmd_policy(args) -> None:
+    """Shows the policy; with options, changes those fields only (the others stay)."""
+    change = M.MonitorPolicy(**{f: getattr(args, f) for f in POLICY_NUMBERS if getattr(args, f) is not None})
+    if args.auto_retrain is not None:
+        change.auto_retrain = args.auto_retrain == "on"
+    with _monitor(args) as monitor:
+        changing = change.ListFields()
+        policy = monitor.set_policy(args.deployment, change) if changing else monitor.policy(args.deployment)
+    if args.json:
+        print_json(policy)
+        return
+    for field in ("auto_retrain", *POLICY_NUMBERS):
+        print(f"{field:32} {getattr(policy, field)}")
+
+
 def add_parsers(commands, common: argparse.ArgumentParser) -> None:
+    policy = commands.add_parser("policy", parents=[common], help="show or change a deployment's monitoring policy")
+    policy.add_argument("deployment")
+    policy.add_argument("--auto-retrain", choices=["on", "off"])
+    for field, kind in POLICY_NUMBERS.items():
+        policy.add_argument(f"--{field.replace('_', '-')}", dest=field, type=kind)
+    policy.set_defaults(run=cmd_policy)
+
     drift = commands.add_parser("drift", parents=[common], help="a deployment's drift report or events")
     drift.add_argument("deployment")
     drift.add_argument("--watch", action="store_true", help="follow drift events as they happen")

@@ -4,6 +4,7 @@ runtime sends it (IngestFeedback with raw tensors) by the test itself."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -175,3 +176,29 @@ def test_policies_and_bad_input(gauss, start_monitor):
             with pytest.raises(grpc.RpcError) as info:
                 stub.IngestFeedback(iter([request]))
             assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and reason in info.value.details()
+
+
+def test_a_partial_policy_change_keeps_the_other_fields(gauss, start_monitor):
+    """Setting expected_run_length alone once returned every other field at its default and
+    auto_retrain false (a proto3 bool): retraining silently off. Also through `mlaas policy`."""
+    registry_address, _ = gauss
+    address = f"127.0.0.1:{start_monitor(registry_address).server.port}"
+    with MonitorClient(address) as monitor:
+        changed = monitor.set_policy("d-7", M.MonitorPolicy(expected_run_length=50_000))
+        assert changed.expected_run_length == 50_000 and changed.auto_retrain and changed.min_labels == 500
+        assert not monitor.set_policy("d-7", M.MonitorPolicy(auto_retrain=False)).auto_retrain
+        kept = monitor.set_policy("d-7", M.MonitorPolicy(window_size=64))
+        assert (kept.window_size, kept.expected_run_length, kept.auto_retrain) == (64, 50_000, False)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "mlaas.cli", "policy", "d-7", "--monitor", address, *args]
+        return subprocess.run(command, capture_output=True, text=True, env=tool_env(), timeout=60)
+
+    changed = cli("--auto-retrain", "on", "--min-labels", "300", "--json")
+    assert changed.returncode == 0, changed.stderr
+    policy = json.loads(changed.stdout)
+    assert policy["auto_retrain"] is True and policy["min_labels"] == 300 and policy["window_size"] == 64
+    shown = cli().stdout.split()
+    assert shown[shown.index("expected_run_length") + 1] == "50000" and shown[shown.index("auto_retrain") + 1] == "True"
+    refused = cli("--window-size", "2")
+    assert refused.returncode == 1 and "window_size must be between 8 and 4096" in refused.stderr
