@@ -10,6 +10,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import tempfile
 
@@ -182,11 +183,14 @@ def run(settings: RuntimeSettings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     exit_code = 0
-    while any(p.is_alive() for p in processes):
-        for p in processes:
-            p.join(0.2)
-            if not p.is_alive() and p.exitcode not in (0, None) and not stopping:
-                log.error("%s exited with %s; stopping the runtime", p.name, p.exitcode)
-                exit_code = 1
-                on_signal(signal.SIGTERM, None)
+    try:
+        while any(p.is_alive() for p in processes):
+            for p in processes:
+                p.join(0.2)
+                if not p.is_alive() and p.exitcode not in (0, None) and not stopping:
+                    log.error("%s exited with %s; stopping the runtime", p.name, p.exitcode)
+                    exit_code = 1
+                    on_signal(signal.SIGTERM, None)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)  # the workers' Prometheus files end with them
     return exit_code

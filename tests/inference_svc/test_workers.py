@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -138,3 +139,12 @@ def test_a_runtime_refuses_a_port_another_process_holds(tmp_path, models_dir):
                               env=tool_env(MLAAS_DATA_DIR=str(tmp_path)))  # fmt: skip
     assert done.returncode == 1
     assert f"port {port} is in use" in done.stderr
+
+
+def test_a_stopped_runtime_leaves_no_metrics_files_behind(tmp_path, models_dir):
+    rt = start_runtime(tmp_path, "--workers", "2", "--model-uri", f"iris=file://{models_dir / 'iris.onnx'}")
+    worker = psutil.Process(rt.process.pid).children()[0]
+    metrics_dir = worker.environ()["PROMETHEUS_MULTIPROC_DIR"]
+    assert os.path.isdir(metrics_dir)
+    assert stop_runtime(rt) == 0
+    assert not os.path.exists(metrics_dir)
