@@ -159,10 +159,13 @@ class TrainingJobs:
         return job
 
     def cancel(self, job: scheduler_pb2.TrainingJob, reason: str) -> scheduler_pb2.TrainingJob:
+        return self._stop(job, S.JOB_STATE_CANCELLED, reason)
+
+    def _stop(self, job: scheduler_pb2.TrainingJob, state: int, reason: str) -> scheduler_pb2.TrainingJob:
         """Stops a running job: its process goes, its resources are free, its data is removed."""
         if job.handle:
             self._backend.delete(ReplicaStatus(job.id, "", True, handle=job.handle), grace_seconds=5)
-        self._finish(job, S.JOB_STATE_CANCELLED, reason)
+        self._finish(job, state, reason)
         return job
 
     def check(self) -> None:
@@ -173,8 +176,7 @@ class TrainingJobs:
                 continue
             status = self._backend.status(ReplicaStatus(job.id, "", True, handle=job.handle))
             if status.running and job.deadline.seconds and now > job.deadline.seconds:
-                self._backend.delete(status, grace_seconds=5)
-                self._finish(job, S.JOB_STATE_FAILED, f"did not finish within its deadline of {self._deadline:.0f}s")
+                self._stop(job, S.JOB_STATE_FAILED, f"did not finish within its deadline of {self._deadline:.0f}s")
                 continue
             if status.running:
                 continue
