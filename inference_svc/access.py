@@ -1,8 +1,8 @@
 """Who may use a mesh-managed runtime: the tenants the scheduler shows its deployment to (the
 owner and the lease holders), asked with the caller's own token so that the rule lives in one
-place, as the Monitor does. An answer that allows is remembered for `remember_seconds`, so a
-dropped lease or a decommission takes effect within that time (open streams included: they are
-checked again as they go on); a refusal is never remembered.
+place, as the Monitor does (DeploymentAccess says how answers are remembered; a dropped lease or
+a decommission takes effect within seconds, open streams included: they are checked again as
+they go on).
 
 Everyone else gets the same NOT_FOUND as for a model that is not loaded here. The repository
 rpcs of a managed runtime are the scheduler's alone. A standalone runtime (no deployment) is its
@@ -110,9 +110,9 @@ class DeploymentAccess:
 
     async def check(self, tenant: str, token: str | None, model: str) -> None:
         """Returns when `tenant` may use this runtime; NotFound (as for a missing model) if not."""
-        now = time.monotonic()
-        if self._fresh_until.get(tenant, 0.0) > now:
+        if self.allowed_now(tenant):
             return
+        now = time.monotonic()
         if self._refused_until.get(tenant, 0.0) > now:
             raise NotFound(f"model {model!r} is not loaded here")
         question = self._question(tenant, token)
