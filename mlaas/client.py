@@ -25,6 +25,7 @@ import numpy as np
 from mlaas.errors import DeadlineExceeded, FailedPrecondition, MlaasError, from_rpc_error
 from mlaas.quantities import parse_cpu, parse_memory
 from mlaas.refs import enum_value, parse_ref, state_name
+from mlaas.settings import env_bool
 from mlaas.tls import ClientTLS, channel, client_tls
 from mlaas.v1 import (
     monitor_pb2,
@@ -134,7 +135,7 @@ def refuse_token_in_clear(address: str) -> None:
     MLAAS_ALLOW_PLAINTEXT=true says the network is trusted."""
     hosts = [endpoint.rsplit(":", 1)[0].strip("[]") for endpoint in address.split(",")]
     remote = [h for h in hosts if h != "localhost" and not _is_loopback(h)]
-    if remote and os.environ.get("MLAAS_ALLOW_PLAINTEXT", "").lower() not in ("1", "true", "yes", "on"):
+    if remote and not env_bool(os.environ, "MLAAS_ALLOW_PLAINTEXT", False):
         raise ValueError(
             f"refusing to send a bearer token in clear to {remote[0]}: give a CA (MLAAS_TLS_CA, --tls-ca "
             "or tls=ClientTLS(...)), or set MLAAS_ALLOW_PLAINTEXT=true on a trusted network"
