@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from mlaas.private_files import private_dir, write_private
+
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 CA_DAYS = 3650
 LEAF_DAYS = 365
@@ -120,16 +122,6 @@ def issue(
     return builder.sign(ca_key, hashes.SHA256()), key
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Written readable by its owner only, and atomically (never a half-written key)."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.unlink(missing_ok=True)
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    partial.replace(path)
-
-
 def write_public(path: Path, data: bytes) -> None:
     partial = path.with_name(f".{path.name}.partial")
     partial.write_bytes(data)
@@ -204,8 +196,7 @@ def local_pki(directory: Path, names: Sequence[str] = LOCAL_NAMES) -> LocalPKI:
     """Creates what is missing in `directory` (0700): the CA, then the server and client
     certificates it signs. Existing files are reused; a leaf near its end is issued again."""
     pki = LocalPKI(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o700)
+    private_dir(directory)
     ca_cert = _usable(pki.ca_cert) if pki.ca_key.exists() else None
     if ca_cert is None:
         ca_cert, ca_key = make_ca()

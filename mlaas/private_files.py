@@ -6,12 +6,15 @@ import os
 from pathlib import Path
 
 
-def write_private(path: Path, text: str) -> None:
-    """Writes `text` to `path` with mode 0600 (created so: never readable by others, even briefly)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
+def write_private(path: Path, data: str | bytes) -> None:
+    """Writes `data` to `path` readable by its owner only (created so: never by others, even
+    briefly), and atomically (never a half-written key)."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data.encode() if isinstance(data, str) else data)
+    partial.replace(path)
 
 
 def private_by_default() -> None:
