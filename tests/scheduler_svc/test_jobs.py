@@ -106,8 +106,11 @@ def test_under_auth_only_the_owner_or_the_monitor_trains_a_model(parts, identiti
     with SchedulerClient(address, identities.token(MONITOR)) as monitor:
         job = monitor.run_training_job("iris-x", f"file://{jobs_dir}/data.npz")
         assert monitor.wait_training_job(job.id, timeout=120).state == S.JOB_STATE_SUCCEEDED
-    with SchedulerClient(address, identities.token("beta")) as beta, pytest.raises(NotFound):
-        beta.wait_training_job(job.id, timeout=1)
+    with SchedulerClient(address, identities.token("beta")) as beta:
+        for call in (lambda: beta.wait_training_job(job.id, timeout=1), lambda: beta.cancel_training_job(job.id),
+                     lambda: beta.cancel_training_job("j-nope")):  # fmt: skip
+            with pytest.raises(NotFound, match="not found"):
+                call()
 
 
 def test_a_job_can_be_cancelled_and_one_past_its_deadline_is_stopped(parts, iris_model):
