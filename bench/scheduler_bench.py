@@ -9,7 +9,13 @@
   queue throughput        placements per second through the whole path (Deploy, Redis Streams
                           queue, placement lock, store updates, health check, READY) with a
                           backend that starts no process (every replica is one shared health
-                          server), beside raw Redis Streams XADD + XREADGROUP + XACK per second.
+                          server), beside raw Redis Streams XADD + XREADGROUP + XACK per second,
+                          with 100, 1,000 and 10,000 live deployments already placed; and the
+                          placement step alone (lock, allocations, choice, record) at each size,
+                          beside reading every deployment record (what placement did before the
+                          running totals).
+  head of line            a placeable Deploy behind 1,000 that no node can hold, to READY,
+                          beside the same Deploy alone (same backend).
 
     .venv/bin/python bench/scheduler_bench.py [--cold 7] [--revivals 50] [--placements 300]
 
@@ -20,6 +26,7 @@ processes as children. Writes bench/results/scheduler.json; medians are what to 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -40,12 +47,16 @@ from mlaas.export import register_sklearn
 from mlaas.net import free_port, wait_healthy
 from mlaas.redis_embedded import EmbeddedRedis
 from mlaas.settings import ServerSettings
-from mlaas.v1 import scheduler_pb2, types_pb2
+from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc, types_pb2
 from registry_svc.app import build_registry
 from registry_svc.settings import RegistrySettings
 from scheduler_svc.app import build_scheduler
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus
+from scheduler_svc.lifecycle import Lifecycle
+from scheduler_svc.placer import Placer
 from scheduler_svc.settings import SchedulerSettings, parse_nodes
+from scheduler_svc.states import HOLDING
+from scheduler_svc.store import DeploymentStore
 
 HERE = Path(__file__).resolve().parent
 S = scheduler_pb2
@@ -129,20 +140,109 @@ def revivals(scheduler: SchedulerClient, runs: int) -> tuple[list[float], list[f
     return revive, get
 
 
+def fill(store: DeploymentStore, live: int, node: str) -> None:
+    """`live` READY deployments of one replica each on `node`, written through the store."""
+
+    def placed(d: scheduler_pb2.Deployment) -> None:
+        d.replica_status.add(id=f"{d.id}-r", node=node, endpoint="127.0.0.1:1", ready=True)
+
+    for index in range(live):
+        deployment = S.Deployment(model=types_pb2.ModelRef(name="filler", version=1), replicas=1,
+                                  resources=SMALL, tenant=f"filler-{index % 50}")  # fmt: skip
+        created, _ = store.create(deployment)
+        store.update(created.id, placed, S.DEPLOYMENT_STATE_READY)
+
+
+def wait_all_ready(store: DeploymentStore, ids: list[str]) -> None:
+    pending = set(ids)
+    while pending:
+        pending = {d.id for d in store.get_many(sorted(pending)) if d.state != S.DEPLOYMENT_STATE_READY}
+        time.sleep(0.005)
+
+
 def queue_throughput(settings: SchedulerSettings, models: int, placements: int) -> float:
+    """Deploy to READY per second, the whole path, over the live deployments already stored."""
     backend = HealthOnlyBackend()
     scheduler = build_scheduler(settings, dict(os.environ), "queue-bench", backend=backend).start()
+    store = DeploymentStore(redis.Redis.from_url(settings.redis_url))
     try:
         with SchedulerClient(f"127.0.0.1:{scheduler.server.port}") as client:
             started = time.perf_counter()
             # STRICT deployments are never shared: every Deploy is a placement of its own.
             ids = [client.deploy(f"bench-{i % models}", strict_node="bench").id for i in range(placements)]
-            pending = set(ids)
-            while pending:
-                pending = {i for i in pending if client.get(i).state != S.DEPLOYMENT_STATE_READY}
-                time.sleep(0.01)
+            wait_all_ready(store, ids)
             return len(set(ids)) / (time.perf_counter() - started)
     finally:
+        scheduler.servicer.decommission_all()
+        scheduler.stop(0)
+
+
+def placement_step(settings: SchedulerSettings, placements: int) -> tuple[float, float]:
+    """(placements/s of the Placer alone, lock to record; ms to read every deployment record)."""
+    client = redis.Redis.from_url(settings.redis_url)
+    store = DeploymentStore(client)
+    placer = Placer(settings, client, store, Lifecycle(client, store, HealthOnlyBackend()))
+    queued = [store.create(S.Deployment(model=types_pb2.ModelRef(name="step", version=1), replicas=1,
+                                        resources=SMALL, tenant="step"))[0] for _ in range(placements)]  # fmt: skip
+
+    def record(deployment_id: str):
+        def on(nodes: tuple[str, ...]) -> scheduler_pb2.Deployment:
+            return store.update(deployment_id, lambda d: d.replica_status.add(id="r", node=nodes[0]),
+                                S.DEPLOYMENT_STATE_PLACING)  # fmt: skip
+
+        return on
+
+    started = time.perf_counter()
+    for deployment in queued:
+        placement, _ = placer.place(deployment, 1, record(deployment.id))
+        assert placement.placed, placement.reason
+    rate = placements / (time.perf_counter() - started)
+    reads = []
+    for _ in range(3):
+        started = time.perf_counter()
+        store.list(HOLDING)
+        reads.append(time.perf_counter() - started)
+    return rate, statistics.median(reads) * 1000
+
+
+def at_scale(settings: SchedulerSettings, models: int, placements: int, sizes: list[int]) -> list[dict]:
+    rows = []
+    client = redis.Redis.from_url(settings.redis_url)
+    for live in sizes:
+        client.flushall()
+        fill(DeploymentStore(client), live, "bench")
+        step, read_all_ms = placement_step(settings, placements)
+        whole = queue_throughput(settings, models, placements)
+        rows.append({"live_deployments": live, "placement_step_per_s": round(step, 1),
+                     "read_every_record_ms": round(read_all_ms, 1), "placements_per_s": round(whole, 1)})  # fmt: skip
+        print(rows[-1], flush=True)
+    client.flushall()
+    return rows
+
+
+def head_of_line(settings: SchedulerSettings, blocked: int, runs: int = 5) -> tuple[float, float]:
+    """(ms to READY of a placeable Deploy alone, median; the same behind `blocked` unplaceable)."""
+    backend = HealthOnlyBackend()
+    scheduler = build_scheduler(settings, dict(os.environ), "hol-bench", backend=backend).start()
+    too_big = types_pb2.Resources(cpu_millicores=10**9, memory_bytes=SMALL.memory_bytes)
+    try:
+        with SchedulerClient(f"127.0.0.1:{scheduler.server.port}") as client:
+
+            def to_ready(index: int) -> float:
+                started = time.perf_counter()
+                client.wait_ready(client.deploy(f"bench-{index}", strict_node="bench").id)
+                return time.perf_counter() - started
+
+            alone = [to_ready(i) for i in range(runs)]
+            with grpc.insecure_channel(f"127.0.0.1:{scheduler.server.port}") as channel:
+                deploy = scheduler_pb2_grpc.SchedulerServiceStub(channel).Deploy
+                for index in range(blocked):  # STRICT: a Deploy of its own each, never a shared lease
+                    deploy(S.DeployRequest(model=types_pb2.ModelRef(name=f"bench-{index % 10}"), resources=too_big,
+                                           mode=S.PLACEMENT_MODE_STRICT, node="bench"))  # fmt: skip
+            behind = to_ready(runs)
+            return statistics.median(alone) * 1000, behind * 1000
+    finally:
+        scheduler.servicer.decommission_all()
         scheduler.stop(0)
 
 
@@ -164,6 +264,8 @@ def main() -> None:
     parser.add_argument("--cold", type=int, default=7)
     parser.add_argument("--revivals", type=int, default=50)
     parser.add_argument("--placements", type=int, default=300)
+    parser.add_argument("--live", default="100,1000,10000", help="live deployments to place beside")
+    parser.add_argument("--blocked", type=int, default=1000, help="unplaceable requests ahead")
     args = parser.parse_args()
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
@@ -202,8 +304,10 @@ def main() -> None:
             scheduler.servicer.decommission_all()
             scheduler.stop(0)
         redis.Redis.from_url(redis_server.url).flushall()
-        placements_per_s = queue_throughput(settings, models, args.placements)
         stream_ops = redis_stream_ops(redis_server.url, 2000)
+        big = dataclasses.replace(settings, nodes=parse_nodes("bench:cpu=100000,memory=100Ti"))
+        scale = at_scale(big, models, args.placements, [int(n) for n in args.live.split(",")])
+        alone_ms, behind_ms = head_of_line(settings, args.blocked)
     finally:
         registry.stop(0)
         redis_server.stop()
@@ -214,8 +318,12 @@ def main() -> None:
         revival_ms=median_ms(revive),
         revival_p90_ms=round(sorted(revive)[int(0.9 * len(revive))] * 1000, 1),
         get_deployment_ms=median_ms(get),
-        placements_per_s=round(placements_per_s, 1),
         redis_stream_roundtrips_per_s=round(stream_ops, 1),
+        at_scale=scale,
+        placeable_alone_ms=round(alone_ms, 1),
+        placeable_behind_unplaceable_ms=round(behind_ms, 1),
+        unplaceable_ahead=args.blocked,
+        head_of_line_ratio=round(behind_ms / alone_ms, 2),
     )
     print(json.dumps(results, indent=2))
     (HERE / "results" / "scheduler.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -10,6 +10,7 @@ Every failed call raises a subclass of mlaas.errors.MlaasError carrying the serv
 
 from __future__ import annotations
 
+import copy
 import io
 import ipaddress
 import os
@@ -17,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import grpc
 import numpy as np
@@ -159,11 +160,23 @@ class GrpcClient:
         if token and self.tls is None:
             refuse_token_in_clear(address)
         self._channel = open_channel(address, tls=self.tls)
+        self._owns_channel = True
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
 
+    def with_token(self, token: str | None) -> Self:
+        """This client on the same channel, calling as `token`: a service forwarding each of its
+        callers' tokens keeps one connection. Closing it leaves the channel to this client."""
+        if token and self.tls is None:
+            refuse_token_in_clear(self.address)
+        twin = copy.copy(self)
+        twin._owns_channel = False
+        twin._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        return twin
+
     def close(self) -> None:
-        self._channel.close()
+        if self._owns_channel:
+            self._channel.close()
 
     def __enter__(self):
         return self

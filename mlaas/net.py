@@ -40,6 +40,32 @@ def _check(stub: health_pb2_grpc.HealthStub, service: str, timeout: float) -> st
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
+class HealthProbe:
+    """Health checks that keep one channel per address between rounds (a loop checking
+    thousands of replicas every second should not open a connection per check). Channels
+    reconnect within a second after their server restarts; `keep_only` closes the others."""
+
+    OPTIONS = (("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000))
+
+    def __init__(self, tls: ClientTLS | None = None):
+        self._tls = tls
+        self._stubs: dict[str, tuple[grpc.Channel, health_pb2_grpc.HealthStub]] = {}
+
+    def check(self, address: str, timeout: float = 1.0) -> str:
+        """As `health`: "SERVING", or why not."""
+        if address not in self._stubs:
+            opened = channel(address, self.OPTIONS, self._tls)
+            self._stubs[address] = (opened, health_pb2_grpc.HealthStub(opened))
+        return _check(self._stubs[address][1], "", timeout)
+
+    def keep_only(self, addresses: set[str]) -> None:
+        for address in set(self._stubs) - addresses:
+            self._stubs.pop(address)[0].close()
+
+    def close(self) -> None:
+        self.keep_only(set())
+
+
 def health(address: str, timeout: float = 1.0, service: str = "", tls: ClientTLS | None = None) -> str:
     """One gRPC health check: "SERVING", or why not (a serving status or a gRPC status code)."""
     with channel(address, tls=tls) as opened:

@@ -13,6 +13,7 @@ import redis
 
 from mlaas import tls
 from mlaas.auth import Authenticator, MeshKey
+from mlaas.client import RegistryClient
 from mlaas.server import MeshServer, Service
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
 from scheduler_svc.backends import Backend
@@ -43,6 +44,7 @@ class Scheduler:
     stop_workers: threading.Event
     servicer: SchedulerServicer
     backend: Backend
+    registry: RegistryClient
 
     def start(self) -> Scheduler:
         self.server.start()
@@ -58,6 +60,7 @@ class Scheduler:
         if remove_replicas:
             self.servicer.decommission_all()
         self.backend.close()
+        self.registry.close()
 
 
 # Runtimes ask the scheduler who may use their deployment; their credential comes with each spec.
@@ -126,7 +129,11 @@ def build_scheduler(
     jobs = TrainingJobs(job_store, placer, backend, settings.training_dir, key, settings.training_deadline_seconds)
     # Long enough for a rollout to start replicas and drain the old ones.
     rollout = Rollout(store, replicas, placer, lifecycle, lock_seconds=settings.start_timeout_seconds + 120)
-    servicer = SchedulerServicer(settings, store, queue, lifecycle, authenticator, jobs, job_store)
+    waiting_room = WaitingRoom(settings, store, queue, placer)
+    registry = RegistryClient(settings.registry_address)  # each call carries its caller's token
+    servicer = SchedulerServicer(
+        settings, store, queue, lifecycle, authenticator, jobs, job_store, waiting_room, registry
+    )
     service = Service(SERVICE_NAME, servicer, scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server)
     stop = threading.Event()
     workers = [
@@ -145,5 +152,6 @@ def build_scheduler(
     reconcile_loop = Periodic("reconciler", reconciler.reconcile_once, reconcile.interval_seconds, stop)
     server = MeshServer("scheduler", settings.server, [service], authenticator)
     job_checks = Periodic("job-watcher", jobs.check, 0.3, stop)
-    waiting = Periodic("waiting-room", WaitingRoom(settings, store, queue, placer).revisit, 1.0, stop)
-    return Scheduler(server, [*workers, janitor, reconcile_loop, job_checks, waiting], stop, servicer, backend)
+    waiting = Periodic("waiting-room", waiting_room.revisit, 1.0, stop)
+    loops = [*workers, janitor, reconcile_loop, job_checks, waiting]
+    return Scheduler(server, loops, stop, servicer, backend, registry)

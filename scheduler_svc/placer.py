@@ -1,7 +1,7 @@
 """Placing replicas against live capacity: the pure `placement.place` applied to the nodes'
-current allocations, under one Redis lock, so that two placements (in any scheduler process)
-never count on the same free capacity. CACHED deployments are evicted, least recently used
-first, only when the request then fits."""
+current allocations (the store's running totals, tallies.py), under one Redis lock, so that two
+placements (in any scheduler process) never count on the same free capacity. CACHED deployments
+are evicted, least recently used first, only when the request then fits."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import TypeVar
 import redis
 
 from mlaas.v1 import scheduler_pb2, types_pb2
+from scheduler_svc import tallies
 from scheduler_svc.lifecycle import Lifecycle
 from scheduler_svc.placement import Node, Placement, place
 from scheduler_svc.settings import SchedulerSettings
-from scheduler_svc.states import HOLDING
 from scheduler_svc.store import DeploymentStore
 
 S = scheduler_pb2
@@ -25,14 +25,14 @@ Recorded = TypeVar("Recorded")
 def nodes_with_allocations(
     settings: SchedulerSettings,
     store: DeploymentStore,
-    holding: frozenset[int] = HOLDING,
+    include_cached: bool = True,
     jobs: Iterable[tuple[str, types_pb2.Resources]] = (),
 ) -> list[Node]:
-    """The configured nodes with what deployments in `holding` states and running training
-    `jobs` (node, resources) hold on them (derived, never stored)."""
-    used = {n.name: [0, 0, 0] for n in settings.nodes}
-    held = [(r.node, d.resources) for d in store.list(holding) for r in d.replica_status]
-    for node, res in [*held, *jobs]:
+    """The configured nodes with what deployments' replicas (CACHED ones too, if asked) and
+    running training `jobs` (node, resources) hold on them."""
+    held = tallies.allocations(store.totals(), include_cached)
+    used = {n.name: list(held.get(n.name, (0, 0, 0))) for n in settings.nodes}
+    for node, res in jobs:
         if node in used:
             totals = used[node]
             totals[0] += res.cpu_millicores
@@ -48,9 +48,9 @@ def _wanted(deployment: scheduler_pb2.Deployment, count: int) -> tuple[tuple[int
     return (res.cpu_millicores, res.memory_bytes, res.gpus), count, strict
 
 
-def _fits(deployment: scheduler_pb2.Deployment, nodes: list[Node]) -> bool:
+def _try(deployment: scheduler_pb2.Deployment, nodes: list[Node]) -> Placement:
     need, count, strict = _wanted(deployment, deployment.replicas)
-    return place(need, count, nodes, strict).placed
+    return place(need, count, nodes, strict)
 
 
 class Placer:
@@ -71,8 +71,13 @@ class Placer:
     def might_fit(self, deployments: Iterable[scheduler_pb2.Deployment]) -> list[scheduler_pb2.Deployment]:
         """Those of `deployments` that the free capacity could hold now, evicting cached ones if
         need be (a quick look without the lock: `place` decides)."""
-        nodes = nodes_with_allocations(self._settings, self._store, HOLDING - {S.DEPLOYMENT_STATE_CACHED}, self._jobs())
-        return [d for d in deployments if _fits(d, nodes)]
+        nodes = nodes_with_allocations(self._settings, self._store, include_cached=False, jobs=self._jobs())
+        return [d for d in deployments if _try(d, nodes).placed]
+
+    def first_look(self, deployment: scheduler_pb2.Deployment) -> Placement:
+        """Where the deployment would go now, or why it cannot (the same quick look)."""
+        nodes = nodes_with_allocations(self._settings, self._store, include_cached=False, jobs=self._jobs())
+        return _try(deployment, nodes)
 
     def place(
         self, deployment: scheduler_pb2.Deployment, count: int, record: Callable[[tuple[str, ...]], Recorded]
@@ -83,13 +88,13 @@ class Placer:
         wanted = _wanted(deployment, count)
         strict = wanted[2]
 
-        def attempt(holding: frozenset[int] = HOLDING) -> Placement:
-            nodes = nodes_with_allocations(self._settings, self._store, holding, self._jobs())
+        def attempt(include_cached: bool = True) -> Placement:
+            nodes = nodes_with_allocations(self._settings, self._store, include_cached, self._jobs())
             return place(wanted[0], count, nodes, strict)
 
         with self._redis.lock(PLACEMENT_LOCK, timeout=30, blocking_timeout=30):
             placement = attempt()
-            if not placement.placed and attempt(HOLDING - {S.DEPLOYMENT_STATE_CACHED}).placed:
+            if not placement.placed and attempt(include_cached=False).placed:
                 for victim in self._lifecycle.cached_by_age(node=strict):
                     self._lifecycle.destroy(victim, f"evicted from the cache to place {deployment.id}")
                     placement = attempt()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import LockError
 
-from mlaas.net import health, port_is_free
+from mlaas.net import HealthProbe, port_is_free
 from mlaas.v1 import scheduler_pb2
 from scheduler_svc.backends import heals_itself
 from scheduler_svc.lifecycle import Lifecycle
@@ -49,6 +49,7 @@ class _Seen:
     recent_restarts: int  # restarts since it last ran backoff_reset; sets the next delay
     failed_checks: int = 0
     restart_at: float | None = None  # set when found down
+    answer: str | None = None  # a health answer of this round not acted on yet
 
 
 def _set_serving(deployment: scheduler_pb2.Deployment, replica_id: str, ready: bool) -> None:
@@ -72,10 +73,15 @@ class Reconciler:
         self._lifecycle = lifecycle
         self._settings = settings
         self._seen: dict[str, _Seen] = {}
+        self._probe = HealthProbe()
 
     def reconcile_once(self) -> None:
-        present = set()
+        present, endpoints = set(), set()
         for deployment in self._store.list(WATCHED):
+            if all(self._fine(r) for r in deployment.replica_status):
+                present.update(r.id for r in deployment.replica_status)
+                endpoints.update(r.endpoint for r in deployment.replica_status)
+                continue  # the common case needs no lock and writes nothing
             lock = self._lifecycle.deployment_lock(deployment.id, seconds=30)
             if not lock.acquire(blocking=False):
                 continue  # a rollout is changing it
@@ -84,12 +90,28 @@ class Reconciler:
                 if deployment.state in WATCHED:
                     for replica in deployment.replica_status:
                         present.add(replica.id)
+                        endpoints.add(replica.endpoint)
                         self._check(deployment, replica)
             finally:
                 with contextlib.suppress(LockError):  # expired meanwhile: nothing to release
                     lock.release()
         for gone in set(self._seen) - present:
             del self._seen[gone]
+        self._probe.keep_only(endpoints)
+
+    def _fine(self, replica: scheduler_pb2.Replica) -> bool:
+        """A ready replica that is running and serving, known to this loop and not due a restart
+        (then there is nothing to do, and its deployment is not locked)."""
+        seen = self._seen.get(replica.id)
+        if seen is None or seen.restart_at is not None or not replica.ready:
+            return False
+        if not self._replicas.backend.status(as_status(replica)).running:
+            return False
+        seen.answer = self._probe.check(replica.endpoint)
+        if seen.answer != "SERVING":
+            return False  # the locked look uses this answer rather than waiting on a second check
+        seen.answer, seen.failed_checks = None, 0
+        return True
 
     def _check(self, deployment: scheduler_pb2.Deployment, replica: scheduler_pb2.Replica) -> None:
         now = time.monotonic()
@@ -131,7 +153,7 @@ class Reconciler:
         if not status.running:
             self._replicas.backend.delete(as_status(replica))  # whatever the process left behind
             return "exited" + (f" with code {status.exit_code}" if status.exit_code is not None else "")
-        answer = health(replica.endpoint, timeout=1.0)
+        answer, seen.answer = seen.answer or self._probe.check(replica.endpoint), None
         if answer == "SERVING":
             seen.failed_checks = 0
             if not replica.ready:

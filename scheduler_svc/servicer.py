@@ -12,6 +12,7 @@ from mlaas.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound,
 from mlaas.refs import state_name
 from mlaas.servicing import maps_errors
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc, types_pb2
+from scheduler_svc import tallies
 from scheduler_svc.jobs import JobStore, TrainingJobs
 from scheduler_svc.lifecycle import Lifecycle
 from scheduler_svc.placer import nodes_with_allocations
@@ -19,6 +20,7 @@ from scheduler_svc.queue import DeploymentQueue
 from scheduler_svc.settings import SchedulerSettings
 from scheduler_svc.states import TERMINAL
 from scheduler_svc.store import DeploymentStore, RequestKey
+from scheduler_svc.waiting import WaitingRoom
 
 S = scheduler_pb2
 MAX_REPLICAS = 64
@@ -35,7 +37,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         authenticator: Authenticator,
         jobs: TrainingJobs,
         job_store: JobStore,
+        waiting_room: WaitingRoom,
+        registry: RegistryClient,
     ):
+        self._registry = registry  # asked with each caller's own token
+        self._waiting_room = waiting_room
         self._jobs = jobs
         self._job_store = job_store
         self._settings = settings
@@ -81,8 +87,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         for field in ("cpu_millicores", "memory_bytes", "gpus"):
             if getattr(request.resources, field) < 0:
                 raise InvalidArgument(f"resources.{field} must not be negative")
-        with RegistryClient(self._settings.registry_address, token) as registry:
-            model = registry.get(request.model)  # NOT_FOUND / PERMISSION_DENIED pass through
+        model = self._registry.with_token(token).get(request.model)  # NOT_FOUND / PERMISSION_DENIED pass through
         resources = types_pb2.Resources()
         resources.CopyFrom(model.description.run_resources)
         for field in ("cpu_millicores", "memory_bytes", "gpus"):
@@ -115,7 +120,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             if mode == S.PLACEMENT_MODE_OPEN:  # STRICT deployments are never shared
                 self._lifecycle.mark_shared(deployment)
             deployment, lease_id = self._lifecycle.add_lease(deployment.id, tenant)
-        self._queue.enqueue(deployment.id)
+        self._waiting_room.admit(deployment)
         return S.DeployResponse(deployment=deployment, lease_id=lease_id)
 
     def _check_quota(self, tenant: str) -> None:
@@ -123,12 +128,10 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         the nodes for everyone (RESOURCE_EXHAUSTED, with the quota)."""
         if not self._auth.enabled:
             return
-        ended_or_evictable = {*TERMINAL, S.DEPLOYMENT_STATE_CACHED}  # cached ones go when room is needed
-        owned = [d for d in self._store.list() if d.tenant == tenant and d.state not in ended_or_evictable]
-        queued = sum(d.state == S.DEPLOYMENT_STATE_QUEUED for d in owned)
-        if len(owned) >= self._settings.max_deployments_per_tenant:
+        owned, queued = tallies.owned(self._store.totals(), tenant)  # cached ones go when room is needed
+        if owned >= self._settings.max_deployments_per_tenant:
             raise ResourceExhausted(
-                f"you own {len(owned)} deployments, the quota (MLAAS_MAX_DEPLOYMENTS_PER_TENANT); decommission one"
+                f"you own {owned} deployments, the quota (MLAAS_MAX_DEPLOYMENTS_PER_TENANT); decommission one"
             )
         if queued >= self._settings.max_queued_per_tenant:
             raise ResourceExhausted(
@@ -224,8 +227,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         wanted = types_pb2.ModelRef()
         wanted.CopyFrom(request.model)
         wanted.name = deployment.model.name
-        with RegistryClient(self._settings.registry_address, token) as registry:
-            version = registry.get(wanted).version  # NOT_FOUND / PERMISSION_DENIED pass through
+        version = self._registry.with_token(token).get(wanted).version  # NOT_FOUND / PERMISSION_DENIED pass through
         if version == deployment.model.version and deployment.state == S.DEPLOYMENT_STATE_READY:
             return S.UpdateDeploymentResponse(deployment=deployment)
 
@@ -261,8 +263,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         tenant, token = self._tenant_and_token(context)
         if not request.model.name:
             raise InvalidArgument("model.name is required")
-        with RegistryClient(self._settings.registry_address, token) as registry:
-            model = registry.get(request.model)  # NOT_FOUND / PERMISSION_DENIED pass through
+        model = self._registry.with_token(token).get(request.model)  # NOT_FOUND / PERMISSION_DENIED pass through
         if self._auth.enabled and model.owner != tenant and not self._auth.is_role(tenant, MONITOR):
             raise PermissionDenied(f"only the owner of {model.description.name} may train it")
         if not model.description.recipe.steps:

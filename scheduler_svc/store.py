@@ -3,7 +3,9 @@
 A deployment is one serialized `Deployment` message; every state change is also appended to
 the deployment's own event stream (the history WatchDeployment replays, then follows).
 Changes are optimistic transactions (WATCH/MULTI): concurrent writers never lose an update.
-An idempotency key maps to the deployment it created, per tenant, forever.
+The same transaction keeps an index of the deployments in each state and the running totals of
+tallies.py, so that listing a few states or placing a request never reads every deployment.
+An idempotency key maps to the deployment it created, per tenant, for the retention.
 """
 
 from __future__ import annotations
@@ -20,11 +22,17 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlaas.errors import Aborted, AlreadyExists, NotFound
 from mlaas.refs import state_name
 from mlaas.v1 import scheduler_pb2
+from scheduler_svc import tallies
 from scheduler_svc.states import TERMINAL
 
 PREFIX = "mlaas:deployment:"
 INDEX = "mlaas:deployments"
 IDEMPOTENCY = "mlaas:idempotency:"
+TALLIES = "mlaas:tallies"
+# Changed by every write: rebuilding the index and totals watches it to see none was missed.
+VERSION = "mlaas:deployments:version"
+BOOKKEEPING = "mlaas:deployments:bookkeeping"  # set once the index and totals exist
+ALL_STATES = tuple(scheduler_pb2.DeploymentState.values())
 
 
 def _now() -> Timestamp:
@@ -35,6 +43,25 @@ def _now() -> Timestamp:
 
 def _events_key(deployment_id: str) -> str:
     return f"{PREFIX}{deployment_id}:events"
+
+
+def _state_key(state: int) -> str:
+    return f"{INDEX}:state:{state}"
+
+
+def _book(
+    pipe: redis.client.Pipeline,
+    before: scheduler_pb2.Deployment | None,
+    after: scheduler_pb2.Deployment,
+) -> None:
+    """Queues the index and totals changes of one write, inside its transaction."""
+    if before is None or before.state != after.state:
+        if before is not None:
+            pipe.srem(_state_key(before.state), after.id)
+        pipe.sadd(_state_key(after.state), after.id)
+    for name, increment in tallies.change(before, after).items():
+        pipe.hincrby(TALLIES, name, increment)
+    pipe.incr(VERSION)
 
 
 @dataclass(frozen=True)
@@ -68,6 +95,33 @@ class DeploymentStore:
     def __init__(self, client: redis.Redis, retention_seconds: float = 86_400.0):
         self._redis = client
         self._retention = max(1, int(retention_seconds))
+        if not self._redis.exists(BOOKKEEPING):
+            self.rebuild_bookkeeping()
+
+    def rebuild_bookkeeping(self) -> None:
+        """Derives the state index and the totals from the records (a store written before they
+        existed); retried until no write happened meanwhile."""
+        with self._redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(VERSION)
+                    found = self.list()
+                    pipe.multi()
+                    pipe.delete(TALLIES, *(_state_key(s) for s in ALL_STATES))
+                    for deployment in found:
+                        pipe.sadd(_state_key(deployment.state), deployment.id)
+                    for name, value in tallies.totals(found).items():
+                        if value:
+                            pipe.hset(TALLIES, name, value)
+                    pipe.set(BOOKKEEPING, 1)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
+
+    def totals(self) -> dict[str, int]:
+        """The running totals of tallies.py."""
+        return {k.decode(): int(v) for k, v in self._redis.hgetall(TALLIES).items()}
 
     def create(
         self, deployment: scheduler_pb2.Deployment, request_key: RequestKey | None = None
@@ -84,10 +138,11 @@ class DeploymentStore:
         event = scheduler_pb2.DeploymentEvent(
             state=deployment.state, time=deployment.created_at, detail="accepted, waiting for placement"
         )
-        pipe = self._redis.pipeline()
+        pipe = self._redis.pipeline()  # a transaction
         pipe.set(PREFIX + deployment.id, deployment.SerializeToString())
         pipe.sadd(INDEX, deployment.id)
         pipe.xadd(_events_key(deployment.id), {"event": event.SerializeToString()})
+        _book(pipe, None, deployment)
         pipe.execute()
         return deployment, True
 
@@ -119,14 +174,23 @@ class DeploymentStore:
         return scheduler_pb2.Deployment.FromString(raw)
 
     def list(self, states: Iterable[int] = ()) -> list[scheduler_pb2.Deployment]:
+        """Every deployment, or those in `states` (read through the state index)."""
         wanted = set(states)
-        ids = sorted(i.decode() for i in self._redis.smembers(INDEX))
+        members = self._redis.sunion([_state_key(s) for s in wanted]) if wanted else self._redis.smembers(INDEX)
+        found = self.get_many(sorted(i.decode() for i in members))
+        # A record read just after a concurrent change may be in another state than its set.
+        return [d for d in found if not wanted or d.state in wanted]
+
+    def get_many(self, ids: list[str]) -> list[scheduler_pb2.Deployment]:
+        """Those of `ids` that still exist, in one read."""
         raws = self._redis.mget([PREFIX + i for i in ids]) if ids else []
         gone = [i for i, raw in zip(ids, raws, strict=True) if raw is None]
-        if gone:  # past their retention: the index forgets them too
-            self._redis.srem(INDEX, *gone)
-        found = [scheduler_pb2.Deployment.FromString(r) for r in raws if r is not None]
-        return [d for d in found if not wanted or d.state in wanted]
+        if gone:  # past their retention: the indexes forget them too
+            pipe = self._redis.pipeline()
+            for key in (INDEX, *(_state_key(s) for s in TERMINAL)):
+                pipe.srem(key, *gone)
+            pipe.execute()
+        return [scheduler_pb2.Deployment.FromString(r) for r in raws if r is not None]
 
     def update(
         self,
@@ -147,6 +211,7 @@ class DeploymentStore:
                     raw = pipe.get(key)
                     if raw is None:
                         raise NotFound(f"deployment {deployment_id!r} not found")
+                    before = scheduler_pb2.Deployment.FromString(raw)
                     deployment = scheduler_pb2.Deployment.FromString(raw)
                     if only_from and deployment.state not in only_from:
                         name = state_name(deployment.state)
@@ -169,6 +234,7 @@ class DeploymentStore:
                     pipe.set(key, deployment.SerializeToString(), ex=self._retention if ended else None)
                     if ended:
                         pipe.expire(_events_key(deployment_id), self._retention)
+                    _book(pipe, before, deployment)
                     pipe.execute()
                     return deployment
                 except redis.WatchError:

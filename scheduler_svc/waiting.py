@@ -1,8 +1,9 @@
 """Requests that no node can hold now wait aside, out of the queue: there each one would make
 every request behind it wait its turn (500 unplaceable deploys once delayed a placeable one by
-two minutes). Every second the scheduler looks at them again and puts back in the queue those
-the free capacity could hold now; a request that waited longer than the placement timeout
-FAILS with the reason."""
+two minutes). A Deploy that does not fit at a first look goes aside at once; one that a worker
+then fails to place goes there too. Every second the scheduler looks at them again and puts
+back in the queue those the free capacity could hold now; a request that waited longer than the
+placement timeout FAILS with the reason."""
 
 from __future__ import annotations
 
@@ -41,13 +42,24 @@ class WaitingRoom:
         self._queue = queue
         self._placer = placer
 
+    def admit(self, deployment: scheduler_pb2.Deployment) -> None:
+        """A new request: into the queue if the free capacity could hold it now, else aside
+        with the reason (so a burst of unplaceable requests never stands before placeable ones)."""
+        placement = self._placer.first_look(deployment)
+        if placement.placed:
+            self._queue.enqueue(deployment.id)
+            return
+        with contextlib.suppress(Aborted, NotFound):  # decommissioned meanwhile
+            self._store.update(deployment.id, lambda d: setattr(d, "reason", placement.reason),
+                               only_from={S.DEPLOYMENT_STATE_QUEUED})  # fmt: skip
+            self._queue.park(deployment.id)
+
     def revisit(self) -> None:
         waiting = []
-        for deployment_id in self._queue.parked():
-            try:
-                deployment = self._store.get(deployment_id)
-            except NotFound:
-                deployment = None
+        parked = self._queue.parked()
+        stored = {d.id: d for d in self._store.get_many(parked)}
+        for deployment_id in parked:
+            deployment = stored.get(deployment_id)
             if deployment is None or deployment.state != S.DEPLOYMENT_STATE_QUEUED:
                 self._queue.unpark(deployment_id)  # decommissioned or taken care of
             elif fail_if_waited_too_long(self._store, self._settings, deployment):

@@ -12,6 +12,7 @@ from mlaas import errors
 from mlaas.errors import AlreadyExists
 from mlaas.redis_embedded import EmbeddedRedis
 from mlaas.v1 import scheduler_pb2, types_pb2
+from scheduler_svc import tallies
 from scheduler_svc.store import DeploymentStore, RequestKey
 
 S = scheduler_pb2
@@ -127,3 +128,56 @@ def test_ended_deployments_and_keys_expire_after_the_retention(server):
     assert [d.id for d in store.list()] == [live.id]
     assert not client.sismember("mlaas:deployments", ended.id)  # the index forgets it too
     assert store.find_by_key(key("short-lived")) is None  # so does its idempotency key
+
+
+def _derived(store: DeploymentStore) -> tuple[dict[str, int], dict[int, set[str]]]:
+    deployments = store.list()
+    by_state: dict[int, set[str]] = {}
+    for d in deployments:
+        by_state.setdefault(d.state, set()).add(d.id)
+    return {k: v for k, v in tallies.totals(deployments).items() if v}, by_state
+
+
+def _kept(store: DeploymentStore) -> tuple[dict[str, int], dict[int, set[str]]]:
+    by_state = {s: {d.id for d in store.list([s])} for s in S.DeploymentState.values()}
+    return {k: v for k, v in store.totals().items() if v}, {s: ids for s, ids in by_state.items() if ids}
+
+
+def test_the_running_totals_and_state_index_equal_what_the_records_say(server):
+    """Placement and quotas read the totals kept beside the records; after creates, placements,
+    a rollout's surge, caching, a failure and destruction (from several threads at once) they
+    must equal what a full read of the records derives, and a rebuild must derive the same."""
+    client = redis.Redis.from_url(server.url)
+    store = DeploymentStore(client)
+    res = types_pb2.Resources(cpu_millicores=250, memory_bytes=2**20)
+
+    def life(index: int) -> None:
+        deployment, _ = store.create(S.Deployment(model=new().model, replicas=2, tenant=f"t{index % 3}", resources=res))
+
+        def two_replicas(d):
+            d.replica_status.extend([S.Replica(id=f"{d.id}-a", node="n1"), S.Replica(id=f"{d.id}-b", node="n2")])
+
+        store.update(deployment.id, two_replicas, S.DEPLOYMENT_STATE_PLACING)
+        store.update(deployment.id, lambda d: None, S.DEPLOYMENT_STATE_READY)
+        if index % 4 == 0:  # a rollout's surge replica, then back
+            store.update(deployment.id, lambda d: d.replica_status.add(id="s", node="n1"), S.DEPLOYMENT_STATE_UPDATING)
+            store.update(deployment.id, lambda d: d.replica_status.pop(), S.DEPLOYMENT_STATE_READY)
+        ending = [S.DEPLOYMENT_STATE_CACHED, S.DEPLOYMENT_STATE_DESTROYED, S.DEPLOYMENT_STATE_FAILED, None][index % 4]
+        if ending is not None:
+            store.update(deployment.id, lambda d: None, ending)
+
+    threads = [threading.Thread(target=life, args=(i,)) for i in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store.create(new("t9"))  # one still QUEUED
+    kept = _kept(store)
+    assert kept == _derived(store)
+    assert tallies.owned(store.totals(), "t9") == (1, 1)
+    held = tallies.allocations(store.totals(), include_cached=False)
+    assert held["n1"] == [250 * 6, 6 * 2**20, 0]  # 6 are READY with one replica there, 6 CACHED
+    assert tallies.allocations(store.totals(), include_cached=True)["n1"][0] == 250 * 12
+
+    client.delete("mlaas:tallies", "mlaas:deployments:bookkeeping")  # a store written before the totals existed
+    assert _kept(DeploymentStore(client)) == kept
