@@ -39,10 +39,10 @@ VARIANTS = ("echo", "canned", "decode", "bare", "runtime")
 def serve(variant: str, port: int, model_path: Path, cache_dir: Path) -> None:
     from echo_server import response_for
 
-    from inference_svc.codec import add_output
     from inference_svc.server import run_worker
     from inference_svc.servicer import InferenceServicer
     from inference_svc.settings import RuntimeSettings
+    from inference_svc.wire import Answer
     from mlaas.oip import open_inference_v2_pb2 as oip
     from mlaas.settings import ServerSettings
 
@@ -66,12 +66,12 @@ def serve(variant: str, port: int, model_path: Path, cache_dir: Path) -> None:
         tensor = request.inputs[0]
         array = np.frombuffer(request.raw_input_contents[0], dtype=np.float32).reshape(tuple(tensor.shape))
         outputs = loaded.model.run({tensor.name: array})
-        message = oip.ModelStreamInferResponse()
-        response = message.infer_response
-        response.model_name, response.model_version, response.id = loaded.name, loaded.version, request.id
+        answer = Answer()
+        head = answer.head
+        head.model_name, head.model_version, head.id = loaded.name, loaded.version, request.id
         for info in loaded.model.signature.tensor_outputs:
-            add_output(response, info.name, outputs[info.name], info.datatype)
-        deliver(message)
+            answer.add_output(info.name, outputs[info.name], info.datatype)
+        deliver(answer.streamed())
 
     handlers = {"canned": answer_canned, "decode": answer_decoded, "bare": answer_bare}
     if variant in handlers:

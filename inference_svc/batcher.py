@@ -12,6 +12,11 @@ is predicted (from the model's measured time per row) to take less than `inline_
 On this kind of machine a thread handoff costs about 150 us of latency, far more than, say,
 an 11 us logistic regression; such calls run on the loop, where they block it for less time
 than the handoff would. Set inline_compute_us to 0 to keep every call on the thread.
+
+A long call (a 1.5M-row request takes ~70 ms) does not hold up short ones: while the session
+thread runs a call predicted longer than `LONG_CALL_FACTOR` x inline_compute_us, a short request
+that finds the queue empty runs on the loop beside it (ONNX Runtime sessions take concurrent
+calls). Short calls still batch behind one another as before, where batching pays.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ Runner = Callable[[Feeds], Feeds]
 # One successful ONNX call: (rows, requests, input ns, infer ns, output ns).
 Call = tuple[int, int, int, int, int]
 Outcome = tuple[list["Feeds | BaseException"], list[Call]]
+LONG_CALL_FACTOR = 20
 
 
 class Observer(Protocol):
@@ -74,7 +80,7 @@ class CallCost:
         self._weight = weight
         self._drift = drift
         self._fixed_ns: float | None = None
-        self._per_row_ns = 0.0
+        self._per_row_ns: float | None = None  # unknown until a call of several rows
 
     def _blend(self, old: float | None, new: float) -> float:
         return new if old is None else (1 - self._weight) * old + self._weight * new
@@ -89,9 +95,11 @@ class CallCost:
             self._per_row_ns = self._blend(self._per_row_ns, max(0.0, (ns - self._fixed_ns) / (rows - 1)))
 
     def predict(self, rows: int) -> float | None:
-        if self._fixed_ns is None:
+        """None while unknown: before any call, and for several rows before any such call (a
+        first 1.5M-row request must not be taken for a 1-row one and run on the loop)."""
+        if self._fixed_ns is None or (rows > 1 and self._per_row_ns is None):
             return None
-        return self._fixed_ns + self._per_row_ns * (rows - 1)
+        return self._fixed_ns + (self._per_row_ns or 0.0) * (rows - 1)
 
 
 class DynamicBatcher:
@@ -106,6 +114,7 @@ class DynamicBatcher:
         self._queued_rows = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"onnx-{name}")
         self._busy = False
+        self._running_long = False  # the session thread runs a call short ones need not wait for
         self._timer: asyncio.TimerHandle | None = None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -146,12 +155,14 @@ class DynamicBatcher:
         return future
 
     def run_now(self, feeds: Feeds, rows: int) -> Feeds | BaseException | None:
-        """Runs a request at once on the event loop when nothing is queued or running, the model
-        does not wait to fill batches, and the call is predicted short, and returns its outputs
-        or the call's error; None otherwise (then `submit` it). The common case at low
-        concurrency, without a queue entry or a future."""
+        """Runs a request at once on the event loop when nothing is queued, nothing runs but a
+        long call, the model does not wait to fill batches, and the call is predicted short, and
+        returns its outputs or the call's error; None otherwise (then `submit` it). The common
+        case at low concurrency, without a queue entry or a future."""
         policy = self._policy
-        if self._busy or self._queue or (policy.max_queue_delay_us > 0 and policy.batchable):
+        if (self._busy and not self._running_long) or self._queue:
+            return None
+        if policy.max_queue_delay_us > 0 and policy.batchable:
             return None
         predicted_ns = self._cost.predict(rows)
         if predicted_ns is None or predicted_ns >= policy.inline_compute_us * 1000:
@@ -215,9 +226,11 @@ class DynamicBatcher:
         self._busy = True
         self._idle.clear()
         predicted_ns = self._cost.predict(sum(item.rows for item in batch))
-        if predicted_ns is not None and predicted_ns < self._policy.inline_compute_us * 1000:
+        inline_ns = self._policy.inline_compute_us * 1000
+        if predicted_ns is not None and predicted_ns < inline_ns:
             self._complete(batch, self._execute(batch))
             return
+        self._running_long = predicted_ns is None or predicted_ns >= LONG_CALL_FACTOR * inline_ns
         future = asyncio.get_running_loop().run_in_executor(self._executor, self._execute, batch)
         future.add_done_callback(lambda f: self._complete(batch, f.result()))
 
@@ -232,7 +245,7 @@ class DynamicBatcher:
                 item.future.set_exception(result)
             else:
                 item.future.set_result(result)
-        self._busy = False
+        self._busy = self._running_long = False
         if self._queue:
             self._schedule(asyncio.get_running_loop())
         else:

@@ -15,8 +15,7 @@ import numpy as np
 from inference_svc.signature import Signature, TensorInfo
 from mlaas.datatypes import OIP_TO_NUMPY
 from mlaas.errors import InvalidArgument, ResourceExhausted
-from mlaas.oip import open_inference_v2_pb2 as oip
-from mlaas.tensors import decode_bytes, encode_bytes
+from mlaas.tensors import decode_bytes
 
 # OIP datatype -> the typed contents field that carries it (FP16 travels only as raw bytes).
 CONTENTS_FIELD = {
@@ -88,13 +87,6 @@ def decode_array(tensor, raw: bytes | None, info: TensorInfo, max_bytes_elements
         # onnxruntime takes string tensors as str objects
         array = np.array([v.decode("utf-8", "replace") for v in array], dtype=np.object_)
     return array.reshape(shape)
-
-
-def add_output(response: oip.ModelInferResponse, name: str, array: np.ndarray, datatype: str) -> None:
-    """Appends one output tensor, raw, to a response (built in place: no message copies)."""
-    response.outputs.add(name=name, datatype=datatype, shape=array.shape)
-    raw = encode_bytes(array) if datatype == "BYTES" else np.ascontiguousarray(array).tobytes()
-    response.raw_output_contents.append(raw)
 
 
 def requested_outputs(request, signature: Signature) -> list[TensorInfo]:

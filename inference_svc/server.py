@@ -26,11 +26,11 @@ from inference_svc.repository import ModelRepository
 from inference_svc.servicer import InferenceServicer
 from inference_svc.settings import RuntimeSettings
 from inference_svc.summary_sink import SummarySink
+from inference_svc.wire import add_inference_service
 from mlaas.auth import SCHEDULER, Authenticator
 from mlaas.interceptors import AioAuthInterceptor
 from mlaas.net import free_port, port_is_free
 from mlaas.oip import open_inference_v2_pb2 as oip
-from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.server import MAX_MESSAGE_BYTES, add_port, bind_host, tls_mode
 from mlaas.supervisor import die_with_parent
 
@@ -62,7 +62,7 @@ async def run_worker(settings: RuntimeSettings) -> None:
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    oip_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+    add_inference_service(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

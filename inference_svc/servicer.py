@@ -2,8 +2,9 @@
 streaming, configuration, statistics and repository extensions.
 
 The hot path (ModelInfer, ModelStreamInfer) decodes on the event loop with zero-copy views,
-hands the rows to the model's dynamic batcher, and encodes the answer when the batch returns.
-Streamed requests get no task of their own: a completion callback queues each response.
+hands the rows to the model's dynamic batcher, and encodes the answer when the batch returns
+(to bytes, by hand: wire.py). Streamed requests get no task of their own: a completion callback
+queues each response.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import numpy as np
 
 from inference_svc import data_refs
 from inference_svc.access import feedback_id
-from inference_svc.codec import add_output, check_shape, decode_array, requested_outputs
+from inference_svc.codec import check_shape, decode_array, requested_outputs
 from inference_svc.feedback import FeedbackTap
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.repository import LoadedModel, ModelRepository
 from inference_svc.settings import RuntimeSettings
 from inference_svc.signature import TensorInfo
+from inference_svc.wire import Answer, stream_message
 from mlaas.errors import InvalidArgument, MlaasError, NotFound, PermissionDenied, Unavailable, from_rpc_error
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
@@ -284,16 +286,16 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
             raise InvalidArgument(f"inputs disagree on the batch size: {sizes}")
         return rows
 
-    def _respond(self, prepared: Prepared, result: dict[str, np.ndarray], response: oip.ModelInferResponse) -> None:
-        """Fills `response` (which may be part of a stream message) with the request's outputs."""
+    def _respond(self, prepared: Prepared, result: dict[str, np.ndarray]) -> Answer:
+        """The request's answer, to be serialized as a response or a stream message."""
         loaded = prepared.loaded
-        request = prepared.request
-        response.model_name = loaded.name
-        response.model_version = loaded.version
-        response.id = request.id
+        answer = Answer()
+        head = answer.head
+        head.model_name, head.model_version, head.id = loaded.name, loaded.version, prepared.request.id
         for info in prepared.outputs:
-            add_output(response, info.name, result[info.name], info.datatype)
+            answer.add_output(info.name, result[info.name], info.datatype)
         self._feedback.offer(prepared.feedback_id, loaded.name, loaded.version, prepared.feeds, result)
+        return answer
 
     def _observe(self, prepared: Prepared | None, model: str, kind: str, status: str, started: float) -> None:
         key = (model, kind, status)
@@ -311,7 +313,8 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
             self._repo.get(request.model_name).stats.fail.add(elapsed_ns)
         self._observe(None, request.model_name or "-", kind, err.code.name, started)
 
-    async def _infer(self, request, kind: str) -> oip.ModelInferResponse:
+    async def _infer(self, request, kind: str) -> bytes:
+        """The serialized ModelInferResponse."""
         started = time.perf_counter()
         try:
             prepared = self._prepare(request)
@@ -324,8 +327,7 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
                 result = await batcher.submit(prepared.feeds, prepared.rows)
             elif isinstance(result, BaseException):
                 raise result
-            response = oip.ModelInferResponse()
-            self._respond(prepared, result, response)
+            response = self._respond(prepared, result).unary()
         except MlaasError as err:
             self._count_failure(request, kind, err, started)
             raise
@@ -339,7 +341,7 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request, context):
         return await self._infer(request, "unary")
 
-    async def ModelStreamInfer(self, request_iterator, context) -> AsyncIterator[oip.ModelStreamInferResponse]:
+    async def ModelStreamInfer(self, request_iterator, context) -> AsyncIterator[oip.ModelStreamInferResponse | bytes]:
         """Many requests in flight; each response carries its request's id; a failed request
         gets its own error_message and the stream goes on.
 
@@ -347,12 +349,12 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         writes answers as they become ready. (Reading and writing from one coroutine, as an
         echo server does, measured 30% slower at 16 requests in flight: see bench/.)"""
         loop = asyncio.get_running_loop()
-        ready: collections.deque[oip.ModelStreamInferResponse | None] = collections.deque()
+        ready: collections.deque[oip.ModelStreamInferResponse | bytes | None] = collections.deque()
         waiter: list[asyncio.Future | None] = [None]
         state = {"unanswered": 0, "reading": True}
         refused: list[MlaasError] = []  # why the requests stopped coming (the caller's access was revoked)
 
-        def deliver(message: oip.ModelStreamInferResponse | None) -> None:
+        def deliver(message: oip.ModelStreamInferResponse | bytes | None) -> None:
             ready.append(message)
             if waiter[0] is not None and not waiter[0].done():
                 waiter[0].set_result(None)
@@ -410,9 +412,7 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
                 task = asyncio.ensure_future(self._infer(request, "stream"))
                 task.add_done_callback(
                     lambda t: deliver(
-                        self._stream_failure(request, t.exception())
-                        if t.exception()
-                        else oip.ModelStreamInferResponse(infer_response=t.result())
+                        self._stream_failure(request, t.exception()) if t.exception() else stream_message(t.result())
                     )
                 )
                 return
@@ -438,13 +438,12 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
 
     def _stream_answer(
         self, request, prepared: Prepared, outcome: dict[str, np.ndarray] | BaseException, started: float
-    ) -> oip.ModelStreamInferResponse:
-        """The stream message for a request's outputs, or for the error that ended it."""
+    ) -> oip.ModelStreamInferResponse | bytes:
+        """The stream message for a request's outputs (serialized), or for the error that ended it."""
         error = outcome if isinstance(outcome, BaseException) else None
         if error is None:
-            message = oip.ModelStreamInferResponse()
             try:
-                self._respond(prepared, outcome, message.infer_response)
+                message = self._respond(prepared, outcome).streamed()
             except MlaasError as err:
                 error = err
             else:

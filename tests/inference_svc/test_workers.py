@@ -22,6 +22,7 @@ from inference_svc.metrics import RuntimeMetrics
 from inference_svc.repository import ModelRepository
 from inference_svc.servicer import InferenceServicer
 from inference_svc.settings import RuntimeSettings
+from inference_svc.wire import add_inference_service
 from mlaas.inference_client import InferenceClient
 from mlaas.net import free_port
 from mlaas.oip import open_inference_v2_pb2 as oip
@@ -44,7 +45,7 @@ def worker(tmp_path, siblings: list[str], roots=()) -> tuple[InferenceServicer, 
 @contextlib.asynccontextmanager
 async def serving(servicer: InferenceServicer, repository: ModelRepository, port: int):
     server = grpc.aio.server()
-    oip_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+    add_inference_service(servicer, server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     try:
