@@ -172,14 +172,28 @@ class RuntimeAccessInterceptor(grpc.aio.ServerInterceptor):
             return handler  # the auth interceptor has refused it already
         if method in _REPOSITORY:
             return handler if identity.tenant == self._repository_owner else _refusing(handler, _repository_refusal)
-        if identity.role or self._access is None:
+        if identity.role:
             return handler  # the rules of mlaas.permissions let no role but tenants' reach here
         return wrap_handler(handler, self._guard(identity, bearer_token(metadata), method))
 
     def _guard(self, identity: Identity, token: str | None, method: str):
+        """Checks the caller's access (a deployment's runtime) and names its tenant to the
+        servicer (for feedback ids and its share of the worker, inference_svc/limits.py)."""
         access = self._access
 
         def wrap(behaviour, streaming):
+            if access is None:  # a standalone runtime: every tenant may use it
+
+                async def named(request_or_iterator, context):
+                    CALLER_TENANT.set(identity.tenant)
+                    return await behaviour(request_or_iterator, context)
+
+                async def named_stream(request_iterator, context):
+                    CALLER_TENANT.set(identity.tenant)
+                    async for response in behaviour(request_iterator, context):
+                        yield response
+
+                return named_stream if streaming else named
             if method.endswith("/ModelStreamInfer"):
 
                 async def stream(request_iterator, context):

@@ -19,9 +19,10 @@ from collections.abc import AsyncIterator
 import numpy as np
 
 from inference_svc import data_refs
-from inference_svc.access import feedback_id
+from inference_svc.access import CALLER_TENANT, feedback_id
 from inference_svc.codec import check_shape, decode_array, requested_outputs
 from inference_svc.feedback import FeedbackTap
+from inference_svc.limits import TenantLimits
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.repository import LoadedModel, ModelRepository
 from inference_svc.settings import RuntimeSettings
@@ -51,11 +52,12 @@ _TRITON_TYPES = {
 class Prepared:
     """A decoded request, ready for its batcher."""
 
-    __slots__ = ("feedback_id", "feeds", "loaded", "outputs", "references", "request", "rows")
+    __slots__ = ("feedback_id", "feeds", "loaded", "outputs", "references", "request", "rows", "tenant")
 
     def __init__(self, request, loaded: LoadedModel, feeds, outputs: list[TensorInfo], references: bool):
         self.request = request
         self.feedback_id = feedback_id(request.id)  # read here, in the caller's own task
+        self.tenant = CALLER_TENANT.get()
         self.loaded = loaded
         self.feeds = feeds  # an input given by data_uri is None until _resolve_refs loads it
         self.rows = 0
@@ -79,6 +81,7 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         self._feedback = feedback
         self._metrics = metrics
         self._siblings = siblings or []
+        self._limits = TenantLimits(settings.tenant_share)
         self._observers: dict[tuple[str, str, str], object] = {}
         self._stream_readers: set[asyncio.Task] = set()
         self.draining = False
@@ -322,10 +325,11 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
                 await self._resolve_refs(prepared)
             prepared.rows = self._rows(prepared)
             batcher = prepared.loaded.batcher
-            result = batcher.run_now(prepared.feeds, prepared.rows)
-            if result is None:
-                result = await batcher.submit(prepared.feeds, prepared.rows)
-            elif isinstance(result, BaseException):
+            with self._limits.held(prepared.tenant, prepared.rows):
+                result = batcher.run_now(prepared.feeds, prepared.rows)
+                if result is None:
+                    result = await batcher.submit(prepared.feeds, prepared.rows)
+            if isinstance(result, BaseException):
                 raise result
             response = self._respond(prepared, result).unary()
         except MlaasError as err:
@@ -418,9 +422,14 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
                 return
             prepared.rows = self._rows(prepared)
             batcher = prepared.loaded.batcher
-            outcome = batcher.run_now(prepared.feeds, prepared.rows)
-            if outcome is None:
-                future = batcher.submit(prepared.feeds, prepared.rows)
+            self._limits.take(prepared.tenant, prepared.rows)  # given back when its answer is made
+            try:
+                outcome = batcher.run_now(prepared.feeds, prepared.rows)
+                if outcome is None:
+                    future = batcher.submit(prepared.feeds, prepared.rows)
+            except MlaasError:
+                self._limits.give_back(prepared.tenant, prepared.rows)
+                raise
         except MlaasError as err:
             self._count_failure(request, "stream", err, started)
             deliver(self._stream_failure(request, err))
@@ -432,7 +441,9 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         else:
             future.add_done_callback(
                 lambda f: (
-                    None if f.cancelled() else deliver(self._stream_answer(request, prepared, _outcome(f), started))
+                    self._limits.give_back(prepared.tenant, prepared.rows)
+                    if f.cancelled()
+                    else deliver(self._stream_answer(request, prepared, _outcome(f), started))
                 ),
             )
 
@@ -440,6 +451,7 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         self, request, prepared: Prepared, outcome: dict[str, np.ndarray] | BaseException, started: float
     ) -> oip.ModelStreamInferResponse | bytes:
         """The stream message for a request's outputs (serialized), or for the error that ended it."""
+        self._limits.give_back(prepared.tenant, prepared.rows)
         error = outcome if isinstance(outcome, BaseException) else None
         if error is None:
             try:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from inference_svc.batcher import BatchPolicy
 from inference_svc.data_refs import DataRefPolicy
+from inference_svc.limits import TenantShare
 from mlaas.cpu import cpu_limit
 from mlaas.settings import ServerSettings, data_dir, env_bool, env_int
 
@@ -30,6 +31,8 @@ class RuntimeSettings:
     workers: int = 1
     intra_op_threads: int = 1
     batch: BatchPolicy = field(default_factory=BatchPolicy)
+    # Under auth, what one tenant may have in flight on a worker (inference_svc/limits.py).
+    tenant_share: TenantShare = field(default_factory=TenantShare)
     data_refs: DataRefPolicy = field(default_factory=DataRefPolicy)
     cache_dir: Path = field(default_factory=lambda: Path("~/.mlaas/runtime-cache").expanduser())
     feedback_capacity: int = 10000
@@ -56,6 +59,7 @@ class RuntimeSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RuntimeSettings:
+        max_queue_rows = env_int(env, "MLAAS_MAX_QUEUE_ROWS", BatchPolicy.max_queue_rows)
         return cls(
             server=ServerSettings.from_env(env, "inference", 0),
             registry_address=env.get("MLAAS_REGISTRY_ADDR") or None,
@@ -65,8 +69,13 @@ class RuntimeSettings:
             batch=BatchPolicy(
                 max_batch_size=env_int(env, "MLAAS_MAX_BATCH_SIZE", 256),
                 max_queue_delay_us=env_int(env, "MLAAS_MAX_QUEUE_DELAY_US", 0),
-                max_queue_rows=env_int(env, "MLAAS_MAX_QUEUE_ROWS", 65536),
+                max_queue_rows=max_queue_rows,
                 inline_compute_us=env_int(env, "MLAAS_INLINE_COMPUTE_US", 100),
+            ),
+            tenant_share=TenantShare(
+                max_requests=env_int(env, "MLAAS_MAX_INFLIGHT_PER_TENANT", TenantShare.max_requests),
+                # Half the queue by default: one tenant can never fill it for the others.
+                max_rows=env_int(env, "MLAAS_MAX_INFLIGHT_ROWS_PER_TENANT", max_queue_rows // 2),
             ),
             data_refs=DataRefPolicy(
                 file_roots=_paths(env.get("MLAAS_DATA_URI_ROOTS")),

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter
 from inference_svc.batcher import BatchPolicy, CallCost, DynamicBatcher
 from inference_svc.codec import check_shape
 from inference_svc.feedback import FeedbackTap
+from inference_svc.limits import TenantLimits, TenantShare
 from inference_svc.signature import TensorInfo
 from inference_svc.stats import ModelStats
 from mlaas import errors
@@ -215,3 +216,21 @@ def test_a_short_call_does_not_wait_for_a_long_one_on_the_session_thread():
         await batcher.close()
 
     _run(main())
+
+
+def test_a_tenants_share_bounds_requests_and_rows_but_never_refuses_a_first_request():
+    limits = TenantLimits(TenantShare(max_requests=2, max_rows=100))
+    limits.take("alpha", 5_000)  # alone, however big: only the message size bounds it
+    with pytest.raises(errors.ResourceExhausted, match="limit per tenant is 100"):
+        limits.take("alpha", 1)
+    limits.give_back("alpha", 5_000)
+    limits.take("alpha", 60)
+    limits.take("alpha", 40)
+    with pytest.raises(errors.ResourceExhausted, match="2 of your requests are in flight"):
+        limits.take("alpha", 0)
+    limits.take("beta", 100)  # others are not affected
+    for _ in range(1_000):
+        limits.take("", 1_000)  # without auth nobody is counted
+    limits.give_back("alpha", 60)
+    limits.give_back("alpha", 40)
+    assert limits.in_flight("alpha") == (0, 0)
