@@ -3,6 +3,13 @@ jobs as child processes of `python -m mlaas.train_job`.
 
 Each replica runs in its own session (it outlives a scheduler restart; the handle is its pid)
 with one worker per whole CPU it was given, and logs to the scheduler's data dir.
+
+A child process has no container limits. A job gets as many numeric-library threads as CPUs,
+and its memory is watched as a kubelet watches a container's: each time its status is asked
+(three times a second by the job watcher), a job whose resident memory (with its children's) is
+above its train resources' memory is killed, with the reason in its log. That is a limit checked
+often, not a hard one (use the Docker or Kubernetes backend for that); a job started by an
+earlier scheduler process is not watched.
 """
 
 from __future__ import annotations
@@ -17,7 +24,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psutil
+
 from mlaas.net import free_port
+from mlaas.quantities import format_memory
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, credential
 
 if TYPE_CHECKING:
@@ -36,6 +46,15 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def _resident_bytes(pid: int) -> int:
+    """Resident memory of the process and its descendants (0 once it is gone)."""
+    try:
+        process = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
+    except psutil.Error:
+        return 0
 
 
 def _kill_group(pid: int) -> None:
@@ -58,6 +77,7 @@ class LocalBackend:
         self._env = {k: v for k, v in env.items() if k not in SCHEDULERS_OWN}
         self._python = python
         self._children: dict[int, subprocess.Popen] = {}
+        self._memory_limits: dict[int, int] = {}  # pid -> bytes, for the jobs it started
         log_dir.mkdir(parents=True, exist_ok=True)
 
     @classmethod
@@ -89,11 +109,11 @@ class LocalBackend:
             self._python, "-m", "mlaas.train_job", "--registry", self._registry, "--model", spec.model_ref,
             "--input", spec.input_path, "--output", spec.output_path,
         ]  # fmt: skip
-        # A child process has no container limits: its numeric libraries get as many threads as
-        # it was given CPUs (the scheduler stops it at its deadline).
         threads = str(max(1, spec.cpu_millicores // 1000))
         limits = {name: threads for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
         pid = self._spawn(spec.job_id, command, {**self._env, **limits, **credential(spec.token)})
+        if spec.memory_bytes:
+            self._memory_limits[pid] = spec.memory_bytes
         return ReplicaStatus(spec.job_id, "", True, handle=str(pid))
 
     def _spawn(self, name: str, command: list[str], env: Mapping[str, str]) -> int:
@@ -113,7 +133,23 @@ class LocalBackend:
             running = code is None
         else:  # started by an earlier scheduler process
             running, code = _alive(pid), None
+        if running and pid in self._memory_limits:
+            running, code = self._within_memory(replica, pid)
         return ReplicaStatus(replica.replica_id, replica.endpoint, running, code, replica.handle)
+
+    def _within_memory(self, replica: ReplicaStatus, pid: int) -> tuple[bool, int | None]:
+        """(still running, exit code): a job above its memory is killed, and says why in its log."""
+        used, limit = _resident_bytes(pid), self._memory_limits[pid]
+        if used <= limit:
+            return True, None
+        with open(self._log_path(replica.replica_id), "a") as log:
+            log.write(
+                f"stopped: {format_memory(used)} resident, more than the job's {format_memory(limit)} "
+                "(its model's train_resources.memory)\n"
+            )
+        _kill_group(pid)
+        self._reap(pid)
+        return False, -signal.SIGKILL
 
     def logs(self, replica: ReplicaStatus, lines: int = 100) -> str:
         path = self._log_path(replica.replica_id)
@@ -125,6 +161,7 @@ class LocalBackend:
         """SIGTERM (the runtime drains), SIGKILL after the grace period; then whatever is left
         of its session (the replica is its process group leader)."""
         pid = int(replica.handle)
+        self._memory_limits.pop(pid, None)  # it goes now, whatever it uses
         if not self.status(replica).running:
             self._reap(pid)
             _kill_group(pid)

@@ -134,3 +134,22 @@ def test_a_job_can_be_cancelled_and_one_past_its_deadline_is_stopped(parts, iris
         with pytest.raises(FailedPrecondition, match="did not finish within its deadline of 1s"):
             client.wait_training_job(late.id, timeout=60)
         assert {n.name: n for n in client.nodes()}["node-a"].allocated.cpu_millicores == 0
+
+
+def test_a_local_job_gets_no_more_memory_than_its_train_resources(scheduler, parts, iris_model):
+    """A child process has no container: the local backend watches a job's resident memory and
+    stops one above its model's train_resources.memory, with the reason, before it takes the
+    node's memory from the replicas beside it."""
+    client, jobs_dir = scheduler
+    model, X, y = iris_model
+    with RegistryClient(parts.registry_address) as registry:
+        small = types_pb2.Resources(cpu_millicores=1000, memory_bytes=400 << 20)
+        register_sklearn(registry, model, "iris-small-memory", X, train_resources=small)
+    rows = np.random.default_rng(0).random((4_000_000, 10), dtype=np.float32)  # 160 MB, several copies to fit
+    np.savez(jobs_dir / "big.npz", X=rows, y=(rows[:, 0] > 0.5).astype(np.int64))
+    job = client.run_training_job("iris-small-memory", f"file://{jobs_dir}/big.npz")
+    with pytest.raises(FailedPrecondition, match=r"exited with -9: .*resident, more than the job's 400Mi"):
+        client.wait_training_job(job.id, timeout=120)
+    np.savez(jobs_dir / "data.npz", X=X, y=y)  # what fits in it is fitted
+    fits = client.run_training_job("iris-small-memory", f"file://{jobs_dir}/data.npz")
+    assert client.wait_training_job(fits.id, timeout=120).state == S.JOB_STATE_SUCCEEDED
