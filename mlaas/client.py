@@ -23,7 +23,7 @@ from typing import Any, Self
 import grpc
 import numpy as np
 
-from mlaas.errors import DeadlineExceeded, FailedPrecondition, MlaasError, from_rpc_error
+from mlaas.errors import DeadlineExceeded, FailedPrecondition, MlaasError, Unavailable, from_rpc_error
 from mlaas.quantities import parse_cpu, parse_memory
 from mlaas.refs import enum_value, parse_ref, state_name
 from mlaas.settings import env_bool
@@ -447,27 +447,39 @@ class MonitorClient(GrpcClient):
         self._stub = monitor_pb2_grpc.MonitorServiceStub(self._channel)
 
     def report_labels(
-        self, deployment_id: str, labels: Iterable[tuple[str, str | float]], batch: int = 1000
+        self,
+        deployment_id: str,
+        labels: Iterable[tuple[str, str | float]],
+        batch: int = 1000,
+        retry_seconds: float = 30.0,
     ) -> monitor_pb2.ReportLabelsResponse:
         """(request id, true label) pairs: a string is a class label, a number a regression
-        target. Returns once every label is on the Monitor's disk."""
-
-        def messages() -> Iterator[monitor_pb2.ReportLabelsRequest]:
-            chunk = []
-            for request_id, value in labels:
-                label = monitor_pb2.Label(request_id=request_id)
-                if isinstance(value, str):
-                    label.class_label = value
-                else:
-                    label.target = float(value)
-                chunk.append(label)
-                if len(chunk) == batch:
-                    yield monitor_pb2.ReportLabelsRequest(deployment_id=deployment_id, labels=chunk)
-                    chunk = []
-            if chunk:
-                yield monitor_pb2.ReportLabelsRequest(deployment_id=deployment_id, labels=chunk)
-
-        return self._call(self._stub.ReportLabels, messages())
+        target. Returns once every label is on the Monitor's disk. While the Monitor is away
+        (UNAVAILABLE: restarting) the labels are sent again for up to `retry_seconds`; a label
+        sent twice is stored once."""
+        messages = []
+        chunk: list[monitor_pb2.Label] = []
+        for request_id, value in labels:
+            label = monitor_pb2.Label(request_id=request_id)
+            if isinstance(value, str):
+                label.class_label = value
+            else:
+                label.target = float(value)
+            chunk.append(label)
+            if len(chunk) == batch:
+                messages.append(monitor_pb2.ReportLabelsRequest(deployment_id=deployment_id, labels=chunk))
+                chunk = []
+        if chunk:
+            messages.append(monitor_pb2.ReportLabelsRequest(deployment_id=deployment_id, labels=chunk))
+        deadline, pause = time.monotonic() + retry_seconds, 0.05
+        while True:
+            try:
+                return self._call(self._stub.ReportLabels, iter(messages))
+            except Unavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
 
     def report(self, deployment_id: str) -> monitor_pb2.DriftReport:
         request = monitor_pb2.GetDriftReportRequest(deployment_id=deployment_id)

@@ -194,6 +194,34 @@ def test_feedback_tap_drops_when_full_and_never_waits():
     assert registry.get_sample_value("dropped_total") == 2
 
 
+def test_feedback_tap_keeps_what_the_sink_refused_and_sends_it_when_it_is_back():
+    """A Monitor restart used to drop every record offered meanwhile, and the labels for those
+    requests then never found their predictions."""
+    received: list[str] = []
+    sink_up = [False]
+
+    class Sink:
+        async def send(self, records, dropped):
+            if not sink_up[0]:
+                raise ConnectionError("monitor restarting")
+            received.extend(r.request_id for r in records)
+
+    async def main():
+        tap = FeedbackTap(capacity=4, sink=Sink(), batch_size=2)
+        for i in range(3):
+            tap.offer(str(i), "m", "1", {"x": np.zeros(1)}, {"y": np.zeros(1)})
+        await tap._drain_once()
+        assert tap.pending == 3 and tap.dropped == 0  # kept, in order
+        for i in range(3, 5):
+            tap.offer(str(i), "m", "1", {"x": np.zeros(1)}, {"y": np.zeros(1)})  # the 5th does not fit
+        sink_up[0] = True
+        await tap._drain_once()
+        return tap
+
+    tap = _run(main())
+    assert received == ["0", "1", "2", "3"] and tap.dropped == 1 and tap.pending == 0
+
+
 def test_a_short_call_does_not_wait_for_a_long_one_on_the_session_thread():
     """A 1-row request arriving while a 1.5M-row call runs used to wait the whole call (p99 of
     131 ms beside 24 MiB requests): it now runs on the loop beside it."""
