@@ -80,7 +80,7 @@ def test_prometheus_metrics_count_rpcs(registry_process):
     assert "mlaas_grpc_request_seconds_bucket" in text
 
 
-def test_sigterm_lets_an_in_flight_upload_finish(registry_process):
+def test_sigterm_lets_an_in_flight_upload_finish(registry_process, tmp_path):
     process, port, _ = registry_process
     artifact = tiny_onnx(seed=5)
     halfway = threading.Event()
@@ -108,6 +108,12 @@ def test_sigterm_lets_an_in_flight_upload_finish(registry_process):
     thread = threading.Thread(target=slow_upload)
     thread.start()
     assert halfway.wait(30)
+    # The server is handling the call once its staging file exists (a call a loaded server has
+    # not started yet is one grpc cancels at shutdown, whatever the grace: not this test's point).
+    deadline = time.monotonic() + 30
+    while not list((tmp_path / "data").rglob("*.part")):
+        assert time.monotonic() < deadline, "the upload never reached the registry"
+        time.sleep(0.01)
     os.kill(process.pid, signal.SIGTERM)
     thread.join(60)
     assert "error" not in result, result.get("error")
