@@ -56,6 +56,12 @@ class _Item:
     rows: int
     future: asyncio.Future
     enqueued_ns: int
+    taken: bool = False  # into a batch
+    abandoned: bool = False  # its caller went away while it queued: it is skipped
+
+    def stacks_with(self, other: _Item) -> bool:
+        """Whether the two can share one call: every input alike but for the batch dimension."""
+        return all(a.shape[1:] == other.feeds[name].shape[1:] for name, a in self.feeds.items())
 
 
 @dataclass(frozen=True)
@@ -148,7 +154,9 @@ class DynamicBatcher:
             )
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.append(_Item(feeds, rows, future, time.perf_counter_ns()))
+        item = _Item(feeds, rows, future, time.perf_counter_ns())
+        future.add_done_callback(lambda _: self._forget_if_abandoned(item))
+        self._queue.append(item)
         self._queued_rows += rows
         if not self._busy:
             self._schedule(loop)
@@ -206,20 +214,44 @@ class DynamicBatcher:
         if not self._busy and self._queue:
             self._dispatch()
 
+    def _forget_if_abandoned(self, item: _Item) -> None:
+        """A queued request whose caller went away (cancelled) frees its queue room at once and
+        is never run."""
+        if item.future.cancelled() and not item.taken:
+            item.abandoned = True
+            self._queued_rows -= item.rows
+
     def _take_batch(self) -> list[_Item]:
+        """The next batch: queued requests in order, as long as they stack (a model with a
+        dynamic non-batch dimension may get requests that cannot share a call)."""
         policy = self._policy
+        while self._queue and self._queue[0].abandoned:
+            self._queue.popleft()
+        if not self._queue:
+            return []
         batch = [self._queue.popleft()]
         rows = batch[0].rows
         if policy.batchable:
             while self._queue and rows + self._queue[0].rows <= policy.max_batch_size:
+                if self._queue[0].abandoned:
+                    self._queue.popleft()
+                    continue
+                if not self._queue[0].stacks_with(batch[0]):
+                    break
                 item = self._queue.popleft()
                 batch.append(item)
                 rows += item.rows
+        for item in batch:
+            item.taken = True
         self._queued_rows -= rows
         return batch
 
     def _dispatch(self) -> None:
         batch = self._take_batch()
+        if not batch:  # only abandoned requests were queued
+            self._busy = self._running_long = False
+            self._idle.set()
+            return
         started = time.perf_counter_ns()
         for item in batch:
             self._note_queued(started - item.enqueued_ns)
@@ -255,12 +287,12 @@ class DynamicBatcher:
         """Stack, run, split; returns the results and the successful calls' timings. A failing
         batch is retried request by request, so one bad request cannot fail its neighbours."""
         t0 = time.perf_counter_ns()
-        if len(batch) == 1:
-            feeds = batch[0].feeds
-        else:
-            feeds = {name: np.concatenate([item.feeds[name] for item in batch]) for name in batch[0].feeds}
-        t1 = time.perf_counter_ns()
         try:
+            if len(batch) == 1:
+                feeds = batch[0].feeds
+            else:
+                feeds = {name: np.concatenate([item.feeds[name] for item in batch]) for name in batch[0].feeds}
+            t1 = time.perf_counter_ns()
             outputs = self._runner(feeds)
         except Exception as err:
             if len(batch) == 1:

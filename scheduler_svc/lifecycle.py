@@ -13,11 +13,11 @@ import uuid
 
 import redis
 
-from mlaas.errors import Aborted, NotFound
+from mlaas.errors import NotFound
 from mlaas.v1 import scheduler_pb2
 from scheduler_svc.backends import Backend
 from scheduler_svc.replicas import as_status
-from scheduler_svc.states import SHAREABLE, TERMINAL
+from scheduler_svc.states import SHAREABLE
 from scheduler_svc.store import PREFIX, DeploymentStore
 
 S = scheduler_pb2
@@ -68,15 +68,7 @@ class Lifecycle:
         """A new lease; a CACHED deployment comes back to READY at once (its replicas are warm)."""
         lease_id = f"l-{uuid.uuid4().hex[:12]}"
         self._redis.hset(_leases_key(deployment_id), lease_id, tenant)
-        count = int(self._redis.hlen(_leases_key(deployment_id)))
-        current = self._store.get(deployment_id)
-        if current.state == S.DEPLOYMENT_STATE_CACHED:
-            deployment = self._store.update(
-                deployment_id, lambda d: setattr(d, "leases", count), S.DEPLOYMENT_STATE_READY, "revived from the cache"
-            )
-        else:
-            deployment = self._store.update(deployment_id, lambda d: setattr(d, "leases", count))
-        return deployment, lease_id
+        return self._settle_leases(deployment_id), lease_id
 
     def drop_lease(self, deployment_id: str, tenant: str, lease_id: str = "") -> scheduler_pb2.Deployment:
         """Drops the given lease (or one of the tenant's). The last one out caches a READY
@@ -88,25 +80,32 @@ class Lifecycle:
         if lease_id not in leases or leases[lease_id] != tenant:
             raise NotFound(f"deployment {deployment_id} has no lease {lease_id or 'of yours'}")
         self._redis.hdel(_leases_key(deployment_id), lease_id)
-        left = len(leases) - 1
-        if left:
-            return self._store.update(deployment_id, lambda d: setattr(d, "leases", left))
+        return self._settle_leases(deployment_id)
 
-        def none_left(d: scheduler_pb2.Deployment) -> None:
-            d.leases = 0
+    def _settle_leases(self, deployment_id: str) -> scheduler_pb2.Deployment:
+        """Brings the deployment's lease count, and with it its state, in line with its leases,
+        in one transaction that starts again if a lease comes or goes meanwhile: a Deploy and
+        the last Decommission racing once left a CACHED deployment with a live lease, which the
+        TTL then destroyed under its holder."""
+        key = _leases_key(deployment_id)
+        moves: dict[tuple[bool, int], tuple[int | None, str]] = {
+            (True, S.DEPLOYMENT_STATE_CACHED): (S.DEPLOYMENT_STATE_READY, "revived from the cache"),
+            (False, S.DEPLOYMENT_STATE_READY): (S.DEPLOYMENT_STATE_CACHED, "no lease left: kept warm"),
+            (False, S.DEPLOYMENT_STATE_QUEUED): (S.DEPLOYMENT_STATE_DESTROYED, "decommissioned before it was placed"),
+        }
 
-        last_lease_steps = (
-            ({S.DEPLOYMENT_STATE_READY}, S.DEPLOYMENT_STATE_CACHED, "no lease left: kept warm"),
-            ({S.DEPLOYMENT_STATE_QUEUED}, S.DEPLOYMENT_STATE_DESTROYED, "decommissioned before it was placed"),
-            (ON_ITS_WAY, None, "no lease left: cached once its replicas serve"),
-            (TERMINAL, None, ""),
-        )
-        while True:  # each step is atomic; if the state moved between two steps, look again
-            for only_from, state, detail in last_lease_steps:
-                try:
-                    return self._store.update(deployment_id, none_left, state, detail, only_from)
-                except Aborted:
-                    continue
+        def count(d: scheduler_pb2.Deployment) -> None:
+            d.leases = int(self._redis.hlen(key))
+
+        def detail(d: scheduler_pb2.Deployment) -> str:
+            if not d.leases and d.state in ON_ITS_WAY:
+                return "no lease left: cached once its replicas serve"
+            return moves.get((d.leases > 0, d.state), (0, ""))[1]
+
+        def state(d: scheduler_pb2.Deployment) -> int | None:
+            return moves.get((d.leases > 0, d.state), (None, ""))[0]
+
+        return self._store.update(deployment_id, count, state, detail, watch=[key])
 
     def leases(self, deployment_id: str) -> dict[str, str]:
         """lease id -> tenant."""

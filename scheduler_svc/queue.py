@@ -69,6 +69,10 @@ class DeploymentQueue:
             claimed.append(Claimed(entry_id, deployment_id, attempt))
         return claimed
 
+    def in_stream(self) -> set[str]:
+        """The deployments with a request in the stream (waiting or claimed)."""
+        return {fields[b"deployment"].decode() for _, fields in self._redis.xrange(STREAM) if fields}
+
     def park(self, deployment_id: str) -> None:
         self._redis.sadd(WAITING, deployment_id)
 

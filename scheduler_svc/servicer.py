@@ -110,6 +110,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         with self._lifecycle.share_lock(name, version):
             shared = self._lifecycle.shared(name, version) if mode == S.PLACEMENT_MODE_OPEN else None
             if shared is not None and shared.mode == S.PLACEMENT_MODE_OPEN:
+                if shared.state == S.DEPLOYMENT_STATE_CACHED and shared.tenant == tenant:
+                    self._check_quota(tenant)  # reviving one's own cached deployment owns it again
                 shared, lease_id = self._lifecycle.add_lease(shared.id, tenant)
                 self._store.remember_key(request_key, shared.id)
                 return S.DeployResponse(deployment=shared, lease_id=lease_id)
@@ -294,7 +296,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         return S.CancelTrainingJobResponse(job=self._jobs.cancel(job, f"cancelled by {tenant or 'its owner'}"))
 
     def decommission_all(self) -> None:
-        """Stops every live deployment's replicas (used when `mlaas up` shuts the mesh down)."""
+        """Stops every live deployment's replicas and every running training job (used when
+        `mlaas up` shuts the mesh down: a local job runs in a session of its own, and nothing
+        would stop it at its deadline once the scheduler is gone)."""
         for deployment in self._store.list():
             if deployment.state not in TERMINAL:
                 self._lifecycle.destroy(deployment, "the mesh shut down")
+        for job in self._job_store.running():
+            self._jobs.cancel(job, "the mesh shut down")

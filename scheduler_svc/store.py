@@ -196,18 +196,21 @@ class DeploymentStore:
         self,
         deployment_id: str,
         change: Callable[[scheduler_pb2.Deployment], None],
-        state: int | Callable[[scheduler_pb2.Deployment], int] | None = None,
-        detail: str = "",
+        state: int | Callable[[scheduler_pb2.Deployment], int | None] | None = None,
+        detail: str | Callable[[scheduler_pb2.Deployment], str] = "",
         only_from: Collection[int] = (),
+        watch: Collection[str] = (),
     ) -> scheduler_pb2.Deployment:
         """Applies `change` atomically. With `state` (a state, or a function of the changed
-        deployment), moves there; with `state` or `detail`, records an event. With `only_from`,
-        raises Aborted unless the deployment is in one of those states (someone else moved it)."""
+        deployment, None for no move), moves there; with a move or a `detail` (a text, or a
+        function of the changed deployment), records an event. With `only_from`,
+        raises Aborted unless the deployment is in one of those states (someone else moved it).
+        Keys in `watch` that `change` or `state` read make it start again if they change too."""
         key = PREFIX + deployment_id
         with self._redis.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(key)
+                    pipe.watch(key, *watch)
                     raw = pipe.get(key)
                     if raw is None:
                         raise NotFound(f"deployment {deployment_id!r} not found")
@@ -219,14 +222,15 @@ class DeploymentStore:
                     change(deployment)
                     deployment.updated_at.CopyFrom(_now())
                     pipe.multi()
-                    if callable(state):
-                        state = state(deployment)
-                    if state is not None:
-                        deployment.state = state
-                        deployment.reason = detail if state == scheduler_pb2.DEPLOYMENT_STATE_FAILED else ""
-                    if state is not None or detail:
+                    # Evaluated on each attempt (a retry reads the deployment again).
+                    said = detail(deployment) if callable(detail) else detail
+                    moved = state(deployment) if callable(state) else state
+                    if moved is not None:
+                        deployment.state = moved
+                        deployment.reason = said if moved == scheduler_pb2.DEPLOYMENT_STATE_FAILED else ""
+                    if moved is not None or said:
                         event = scheduler_pb2.DeploymentEvent(
-                            state=deployment.state, time=deployment.updated_at, detail=detail
+                            state=deployment.state, time=deployment.updated_at, detail=said
                         )
                         pipe.xadd(_events_key(deployment_id), {"event": event.SerializeToString()})
                     # An ended deployment is kept for the retention, its events as long.

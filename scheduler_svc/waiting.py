@@ -3,7 +3,9 @@ every request behind it wait its turn (500 unplaceable deploys once delayed a pl
 two minutes). A Deploy that does not fit at a first look goes aside at once; one that a worker
 then fails to place goes there too. Every second the scheduler looks at them again and puts
 back in the queue those the free capacity could hold now; a request that waited longer than the
-placement timeout FAILS with the reason."""
+placement timeout FAILS with the reason. A QUEUED deployment found neither in the queue nor
+aside (its scheduler was killed between storing it and queueing it) is admitted again.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from scheduler_svc.settings import SchedulerSettings
 from scheduler_svc.store import DeploymentStore
 
 S = scheduler_pb2
+# A Deploy stores its deployment, then queues it: younger than this, it may be on its way.
+ADMISSION_SECONDS = 10.0
 
 
 def fail_if_waited_too_long(
@@ -55,6 +59,7 @@ class WaitingRoom:
             self._queue.park(deployment.id)
 
     def revisit(self) -> None:
+        self._readmit_lost()
         waiting = []
         parked = self._queue.parked()
         stored = {d.id: d for d in self._store.get_many(parked)}
@@ -69,3 +74,13 @@ class WaitingRoom:
         for deployment in self._placer.might_fit(waiting) if waiting else ():
             if self._queue.unpark(deployment.id):
                 self._queue.enqueue(deployment.id)
+
+    def _readmit_lost(self) -> None:
+        queued = self._store.list([S.DEPLOYMENT_STATE_QUEUED])
+        if not queued:
+            return
+        known = self._queue.in_stream() | set(self._queue.parked())
+        now = time.time()
+        for deployment in queued:
+            if deployment.id not in known and now - deployment.created_at.ToSeconds() > ADMISSION_SECONDS:
+                self.admit(deployment)

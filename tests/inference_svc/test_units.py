@@ -262,3 +262,49 @@ def test_a_tenants_share_bounds_requests_and_rows_but_never_refuses_a_first_requ
     limits.give_back("alpha", 60)
     limits.give_back("alpha", 40)
     assert limits.in_flight("alpha") == (0, 0)
+
+
+def test_requests_that_cannot_share_a_call_are_run_apart_and_the_batcher_goes_on():
+    """Requests of a model with a dynamic non-batch dimension once wedged the batcher for good
+    (np.concatenate failed outside any handler): now they simply do not share a call."""
+    calls = []
+
+    def runner(feeds):
+        calls.append(feeds["x"].shape)
+        return {"y": feeds["x"].sum(axis=1)}
+
+    async def main():
+        batcher = DynamicBatcher(runner, BatchPolicy(max_queue_delay_us=20_000), ModelStats(), "t")
+        inputs = [np.ones((2, 3)), np.ones((2, 4)), np.ones((1, 4)), np.ones((2, 3))]
+        results = await asyncio.gather(*(batcher.submit({"x": x}, len(x)) for x in inputs))
+        again = await batcher.submit({"x": np.ones((1, 5))}, 1)
+        await batcher.close()
+        return results, again
+
+    results, again = _run(main())
+    assert [list(r["y"]) for r in results] == [[3, 3], [4, 4], [4], [3, 3]]
+    assert list(again["y"]) == [5]
+    assert calls[:3] == [(2, 3), (3, 4), (2, 3)]  # neighbours that stack still share
+
+
+def test_a_request_whose_caller_went_away_frees_its_queue_room_and_is_never_run():
+    runs = []
+
+    def runner(feeds):
+        runs.append(len(feeds["x"]))
+        time.sleep(0.05)
+        return {"y": feeds["x"]}
+
+    async def main():
+        batcher = DynamicBatcher(runner, BatchPolicy(max_queue_rows=100, inline_compute_us=0), ModelStats(), "t")
+        first = batcher.submit({"x": np.ones((1, 1))}, 1)  # runs: the others queue behind it
+        gone = batcher.submit({"x": np.ones((60, 1))}, 60)
+        gone.cancel()
+        await asyncio.sleep(0)  # its done callbacks run
+        assert batcher.queued_rows == 0
+        kept = batcher.submit({"x": np.ones((90, 1))}, 90)  # room again
+        await asyncio.gather(first, kept)
+        await batcher.close()
+
+    _run(main())
+    assert runs == [1, 90]

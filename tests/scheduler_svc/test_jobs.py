@@ -153,3 +153,19 @@ def test_a_local_job_gets_no_more_memory_than_its_train_resources(scheduler, par
     np.savez(jobs_dir / "data.npz", X=X, y=y)  # what fits in it is fitted
     fits = client.run_training_job("iris-small-memory", f"file://{jobs_dir}/data.npz")
     assert client.wait_training_job(fits.id, timeout=120).state == S.JOB_STATE_SUCCEEDED
+
+
+def test_the_mesh_shutting_down_stops_its_running_jobs(parts, iris_model):
+    """A local job runs in a session of its own: when `mlaas up` stopped, jobs lived on with
+    nobody left to stop them at their deadline."""
+    import psutil
+
+    _, X, y = iris_model
+    jobs_dir = parts.settings.jobs_dir
+    scheduler = parts.start()
+    with SchedulerClient(f"127.0.0.1:{scheduler.server.port}") as client:
+        np.savez(jobs_dir / "data.npz", X=X, y=y)
+        job = client.run_training_job("iris", f"file://{jobs_dir}/data.npz")
+    scheduler.stop(0, remove_replicas=True)  # as MLAAS_STOP_REPLICAS_ON_EXIT does
+    process = psutil.Process(int(job.handle)) if psutil.pid_exists(int(job.handle)) else None
+    assert process is None or process.status() == psutil.STATUS_ZOMBIE

@@ -15,6 +15,7 @@ from mlaas.v1 import scheduler_pb2, types_pb2
 from registry_svc.guards import SchedulerGuard
 from scheduler_svc.queue import DeploymentQueue
 from scheduler_svc.settings import parse_nodes
+from scheduler_svc.store import DeploymentStore
 from tests.scheduler_svc.conftest import stub_of, watch_until
 
 S = scheduler_pb2
@@ -132,6 +133,19 @@ def test_unplaceable_requests_wait_aside_and_placeable_ones_go_past(parts):
         client.decommission(blocker.id)  # capacity frees up: the one still waiting is placed
         assert client.wait_ready(waiting[0]).state == S.DEPLOYMENT_STATE_READY
         assert queue.parked() == []
+
+
+def test_a_deployment_stored_but_never_queued_is_admitted_again(parts):
+    """A scheduler killed between storing a Deploy and queueing it once left the deployment
+    QUEUED forever (and counted against its tenant's quota): the waiting room admits it again."""
+    scheduler = parts.start()
+    store = DeploymentStore(redis.Redis.from_url(parts.settings.redis_url))
+    small = types_pb2.Resources(cpu_millicores=100, memory_bytes=64 << 20)
+    model = types_pb2.ModelRef(name="iris", version=1)
+    lost, _ = store.create(S.Deployment(model=model, replicas=1, leases=1, resources=small))
+    store.update(lost.id, lambda d: d.created_at.FromSeconds(d.created_at.seconds - 60))  # well past its admission
+    with SchedulerClient(f"127.0.0.1:{scheduler.server.port}") as client:
+        assert client.wait_ready(lost.id).state == S.DEPLOYMENT_STATE_READY
 
 
 @pytest.mark.parametrize(

@@ -181,3 +181,25 @@ def test_the_running_totals_and_state_index_equal_what_the_records_say(server):
 
     client.delete("mlaas:tallies", "mlaas:deployments:bookkeeping")  # a store written before the totals existed
     assert _kept(DeploymentStore(client)) == kept
+
+
+def test_a_callable_state_and_detail_are_evaluated_again_when_a_write_is_retried(server):
+    """A concurrent write makes the transaction start again: what it decides must come from the
+    record it read then, not from the first attempt."""
+    client = redis.Redis.from_url(server.url)
+    store = DeploymentStore(client)
+    deployment, _ = store.create(new())
+    attempts = []
+
+    def interfere(d):
+        attempts.append(d.leases)
+        if len(attempts) == 1:  # another writer changes it between read and write
+            store.update(d.id, lambda other: setattr(other, "leases", 5))
+
+    updated = store.update(
+        deployment.id, interfere,
+        lambda d: S.DEPLOYMENT_STATE_READY if d.leases == 5 else S.DEPLOYMENT_STATE_FAILED,
+        lambda d: f"{d.leases} leases",
+    )  # fmt: skip
+    assert attempts == [0, 5] and updated.state == S.DEPLOYMENT_STATE_READY
+    assert store.events(deployment.id)[-1][1].detail == "5 leases"

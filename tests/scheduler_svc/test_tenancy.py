@@ -92,3 +92,16 @@ def test_a_tenant_cannot_fill_the_queue_or_the_nodes_for_everyone(parts, identit
             alpha.deploy("iris-b", strict_node="tiny")
         assert beta.wait_ready(beta.deploy("iris-b").id).state == S.DEPLOYMENT_STATE_READY  # others go on
         alpha.decommission(waiting.id)
+
+
+def test_reviving_ones_own_cached_deployment_counts_against_the_quota(parts, identities):
+    """Decommission-then-Deploy cycles once let a tenant hold any number of READY deployments
+    past its quota: a cached one is not counted, and its revival skipped the check."""
+    scheduler = parts.start(server=identities.server(), max_deployments_per_tenant=1)
+    with SchedulerClient(f"127.0.0.1:{scheduler.server.port}", identities.token("alpha")) as alpha:
+        cached = alpha.wait_ready(alpha.deploy("iris").id)
+        alpha.decommission(cached.id)  # CACHED: alpha owns none
+        alpha.wait_ready(alpha.deploy("iris-b").id)  # owns one, the quota
+        with pytest.raises(errors.ResourceExhausted, match="you own 1 deployments, the quota"):
+            alpha.deploy("iris")
+        assert alpha.get(cached.id).state == S.DEPLOYMENT_STATE_CACHED
