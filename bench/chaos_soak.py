@@ -45,6 +45,7 @@ from mlaas.v1 import scheduler_pb2
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 FAULTS = ("registry", "scheduler", "monitor", "replica", "redis")
+REPLICA = "inference_svc --model soak"
 LABEL_EVERY = 10  # answers per ReportLabels call, as an application batching its labels
 
 
@@ -59,9 +60,12 @@ def start_mesh(data_dir: Path) -> tuple[subprocess.Popen, dict]:
 
 
 def find(up: subprocess.Popen, marker: str) -> list[psutil.Process]:
-    """The mesh's processes whose command line holds `marker`, parents before their workers."""
+    """The mesh's processes whose command line holds `marker`, not their worker processes.
+    Replicas are looked for among all processes: one started by a scheduler that was killed
+    since runs on, in a session of its own, no longer below `mlaas up`."""
     found = []
-    for process in psutil.Process(up.pid).children(recursive=True):
+    candidates = psutil.process_iter() if marker == REPLICA else psutil.Process(up.pid).children(recursive=True)
+    for process in candidates:
         try:
             if marker in " ".join(process.cmdline()):
                 found.append(process)
@@ -84,7 +88,7 @@ class Faults:
     def inject(self, kind: str, timeout: float = 120.0) -> float:
         """Kills the part with SIGKILL; returns the seconds until it serves again."""
         marker = {"registry": "registry_svc", "scheduler": "scheduler_svc", "monitor": "monitor_svc",
-                  "replica": "inference_svc", "redis": "redis-server"}[kind]  # fmt: skip
+                  "replica": REPLICA, "redis": "redis-server"}[kind]  # fmt: skip
         victims = find(self._up, marker)
         victim = random.choice(victims) if kind == "replica" else victims[0]
         killed = time.monotonic()
