@@ -12,8 +12,8 @@ alternating rounds (1-row iris, one stream, one worker).
     .venv/bin/python bench/stream_bound.py [--rounds 5] [--duration 4] [--json FILE]
 
 The `bare` row bounds what any Python server calling ONNX Runtime reaches here; see the README's
-runtime benchmark. Each variant replaces InferenceServicer._start_stream_request in a worker
-started by this script (`--serve`), nothing else.
+runtime benchmark. Each variant replaces DataPlane.start (where the data plane takes a streamed
+request) in a worker started by this script (`--serve`), nothing else.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ VARIANTS = ("echo", "canned", "decode", "bare", "runtime")
 def serve(variant: str, port: int, model_path: Path, cache_dir: Path) -> None:
     from echo_server import response_for
 
+    from inference_svc.dataplane import DataPlane
     from inference_svc.server import run_worker
-    from inference_svc.servicer import InferenceServicer
     from inference_svc.settings import RuntimeSettings
     from inference_svc.wire import Answer
     from mlaas.oip import open_inference_v2_pb2 as oip
@@ -48,20 +48,25 @@ def serve(variant: str, port: int, model_path: Path, cache_dir: Path) -> None:
 
     prebuilt = response_for(1, 3)
 
-    def canned(request):
-        message = oip.ModelStreamInferResponse()
-        message.infer_response.CopyFrom(prebuilt)
-        message.infer_response.id = request.id
-        return message
+    class Canned:
+        """The prebuilt response as an answer (what the stream adapter serializes)."""
 
-    def answer_canned(self, request, deliver):
-        deliver(canned(request))
+        def __init__(self, request_id: str):
+            self._message = oip.ModelStreamInferResponse()
+            self._message.infer_response.CopyFrom(prebuilt)
+            self._message.infer_response.id = request_id
 
-    def answer_decoded(self, request, deliver):
-        self._prepare(request)
-        deliver(canned(request))
+        def streamed(self) -> bytes:
+            return self._message.SerializeToString()
 
-    def answer_bare(self, request, deliver):
+    def answer_canned(self, request, kind, deliver):
+        deliver(Canned(request.id))
+
+    def answer_decoded(self, request, kind, deliver):
+        self.prepare(request)
+        deliver(Canned(request.id))
+
+    def answer_bare(self, request, kind, deliver):
         loaded = self._repo.get(request.model_name)
         tensor = request.inputs[0]
         array = np.frombuffer(request.raw_input_contents[0], dtype=np.float32).reshape(tuple(tensor.shape))
@@ -71,11 +76,11 @@ def serve(variant: str, port: int, model_path: Path, cache_dir: Path) -> None:
         head.model_name, head.model_version, head.id = loaded.name, loaded.version, request.id
         for info in loaded.model.signature.tensor_outputs:
             answer.add_output(info.name, outputs[info.name], info.datatype)
-        deliver(answer.streamed())
+        deliver(answer)
 
     handlers = {"canned": answer_canned, "decode": answer_decoded, "bare": answer_bare}
     if variant in handlers:
-        InferenceServicer._start_stream_request = handlers[variant]
+        DataPlane.start = handlers[variant]
     settings = RuntimeSettings(
         server=ServerSettings(port=port, metrics_port=-1),
         model_uris=(("iris", model_path.as_uri()),),

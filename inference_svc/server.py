@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from inference_svc.access import DeploymentAccess, RuntimeAccessInterceptor, own_tenant, scheduler_check
+from inference_svc.dataplane import DataPlane
 from inference_svc.feedback import DiscardSink, FeedbackTap
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.monitor_sink import MonitorSink
@@ -53,7 +54,7 @@ async def run_worker(settings: RuntimeSettings) -> None:
         await repository.load_uri(name, uri)
 
     siblings = [f"127.0.0.1:{p}" for i, p in enumerate(settings.control_ports) if i != settings.worker_index]
-    servicer = InferenceServicer(settings, repository, feedback, metrics, siblings)
+    servicer = InferenceServicer(settings, repository, DataPlane(settings, repository, feedback, metrics), siblings)
     server = grpc.aio.server(
         interceptors=_interceptors(settings, authenticator),
         options=[

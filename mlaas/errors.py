@@ -54,6 +54,12 @@ class DeadlineExceeded(MlaasError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class Internal(MlaasError):
+    """A bug on the server's side (logged there with its traceback)."""
+
+    code = grpc.StatusCode.INTERNAL
+
+
 class Aborted(MlaasError):
     """A concurrent change won: read again and decide again."""
 
@@ -72,6 +78,7 @@ _BY_CODE = {
         PermissionDenied,
         Unavailable,
         DeadlineExceeded,
+        Internal,
         Aborted,
     )
 }

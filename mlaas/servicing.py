@@ -2,8 +2,9 @@
 
 Applied as a class decorator, so servicers answer with the right status however they are
 hosted: behind the mesh's server or inside grpcio-testing's in-memory server. Works for sync
-handlers and for grpc.aio coroutines and async generators (where grpc.aio itself reports
-unexpected exceptions as UNKNOWN with the exception text).
+handlers and for grpc.aio coroutines and async generators. Any other exception is a bug: it is
+logged with its traceback and answered INTERNAL (grpc.aio alone would answer UNKNOWN with the
+exception's text and log nothing).
 """
 
 from __future__ import annotations
@@ -19,11 +20,15 @@ from mlaas.errors import MlaasError
 log = logging.getLogger(__name__)
 
 
-def _abort(context: grpc.ServicerContext, method: str, err: Exception):
+def _status_of(method: str, err: Exception) -> tuple[grpc.StatusCode, str]:
     if isinstance(err, MlaasError):
-        context.abort(err.code, err.message)
+        return err.code, err.message
     log.exception("unexpected error in %s", method)
-    context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(err).__name__}: {err}")
+    return grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(err).__name__}"
+
+
+def _abort(context: grpc.ServicerContext, method: str, err: Exception):
+    context.abort(*_status_of(method, err))
 
 
 def _guard(name: str, fn):
@@ -34,8 +39,10 @@ def _guard(name: str, fn):
             try:
                 async for item in fn(self, request, context):
                     yield item
-            except MlaasError as err:
-                await context.abort(err.code, err.message)
+            except grpc.aio.AbortError:
+                raise  # the handler ended the call itself
+            except Exception as err:
+                await context.abort(*_status_of(name, err))
 
         return async_stream
 
@@ -45,8 +52,10 @@ def _guard(name: str, fn):
         async def async_unary(self, request, context):
             try:
                 return await fn(self, request, context)
-            except MlaasError as err:
-                await context.abort(err.code, err.message)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as err:
+                await context.abort(*_status_of(name, err))
 
         return async_unary
 

@@ -17,6 +17,7 @@ import numpy as np
 import psutil
 import pytest
 
+from inference_svc.dataplane import DataPlane
 from inference_svc.feedback import DiscardSink, FeedbackTap
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.repository import ModelRepository
@@ -39,7 +40,8 @@ def worker(tmp_path, siblings: list[str], roots=()) -> tuple[InferenceServicer, 
     metrics = RuntimeMetrics()
     repository = ModelRepository(settings, metrics)
     feedback = FeedbackTap(16, DiscardSink())
-    return InferenceServicer(settings, repository, feedback, metrics, siblings), repository
+    plane = DataPlane(settings, repository, feedback, metrics)
+    return InferenceServicer(settings, repository, plane, siblings), repository
 
 
 @contextlib.asynccontextmanager
