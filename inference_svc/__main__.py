@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -65,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         settings,
         server=server,
         batch=batch,
-        # MLAAS_MODEL: the model reference of a container started without arguments.
-        models=tuple(args.model) or tuple(filter(None, [os.environ.get("MLAAS_MODEL")])),
+        models=tuple(args.model) or settings.models,
         model_uris=tuple(parse_model_uri(u) for u in args.model_uri),
         registry_address=args.registry or settings.registry_address,
         workers=args.workers or settings.workers,

@@ -62,6 +62,8 @@ class RuntimeSettings:
         max_queue_rows = env_int(env, "MLAAS_MAX_QUEUE_ROWS", BatchPolicy.max_queue_rows)
         return cls(
             server=ServerSettings.from_env(env, "inference", 0),
+            # The model reference of a container started without arguments.
+            models=tuple(filter(None, [env.get("MLAAS_MODEL")])),
             registry_address=env.get("MLAAS_REGISTRY_ADDR") or None,
             registry_token=env.get("MLAAS_TOKEN") or None,
             workers=env_int(env, "MLAAS_INFERENCE_WORKERS", cpu_limit()),

@@ -160,3 +160,68 @@ class MeshServer:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         self.wait()
+
+
+class AioMeshServer:
+    """The asyncio twin of MeshServer, for servers whose handlers are coroutines (the inference
+    runtime): the same health checking, reflection, message limits, TLS, bind rules and graceful
+    drain. Metrics and stream limits stay with the server that uses it (the runtime's workers
+    sum their metrics in their parent process, and an asyncio server holds no thread per call)."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: ServerSettings,
+        services: Sequence[Service],
+        authenticator: Authenticator,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        share_port: bool = False,
+    ):
+        self.name = name
+        self.settings = settings
+        self._authenticator = authenticator
+        self._services = list(services)
+        self._interceptors = list(interceptors)
+        self._share_port = share_port  # worker processes of one server listen on one port
+        self._health = health.aio.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self.host = ""
+        self.port = 0
+
+    async def start(self, loopback_ports: Sequence[int] = ()) -> AioMeshServer:
+        """Listens on the settings' port (and plaintext on `loopback_ports`, for processes of
+        this host only) and serves; health says SERVING once every service is mounted."""
+        server = grpc.aio.server(
+            interceptors=self._interceptors,
+            options=[
+                ("grpc.so_reuseport", 1 if self._share_port else 0),
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        for service in self._services:
+            service.add_to_server(service.servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        names = [s.full_name for s in self._services]
+        reflection.enable_server_reflection(
+            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
+        )
+        self.host = bind_host(self.settings, self._authenticator)
+        self.port = add_port(server, f"{self.host}:{self.settings.port}", self.settings.tls)
+        if self.port == 0:
+            raise OSError(f"{self.name}: cannot listen on {self.host}:{self.settings.port}")
+        for port in loopback_ports:
+            server.add_insecure_port(f"{LOOPBACK}:{port}")
+        await server.start()
+        self._server = server
+        for full_name in ["", *names]:
+            await self._health.set(full_name, health_pb2.HealthCheckResponse.SERVING)
+        return self
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Health says NOT_SERVING, new calls are refused, calls in flight get the grace period."""
+        if self._server is None:
+            return
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
+        self._server = None

@@ -233,8 +233,8 @@ def test_a_short_call_does_not_wait_for_a_long_one_on_the_session_thread():
     async def main():
         batcher = DynamicBatcher(runner, BatchPolicy(inline_compute_us=10_000), ModelStats(), "t")
         one = {"x": np.ones((1, 1))}
-        await batcher.submit(one, 1)
-        await batcher.submit({"x": np.ones((5, 1))}, 5)  # measures the cost per row
+        batcher.expect(1, 500_000)  # what the runner costs, as if measured (a loaded machine
+        batcher.expect(5, 2_500_000)  # measures anything): 0.5 ms a row
         long_call = batcher.submit({"x": np.ones((1000, 1))}, 1000)  # predicted 500 ms: on the thread
         await asyncio.sleep(0.02)
         beside = batcher.run_now(one, 1)

@@ -1,0 +1,113 @@
+"""Builds one runtime worker from its settings and injects its parts: the model repository,
+the feedback tap and its sink (the Monitor, records or summaries), the data plane, the gRPC
+servicer, and the server with its interceptors (auth; on a deployment's runtime, who may use
+the deployment). server.py runs the worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from dataclasses import dataclass, field
+
+from inference_svc.access import DeploymentAccess, RuntimeAccessInterceptor, own_tenant, scheduler_check
+from inference_svc.dataplane import DataPlane
+from inference_svc.feedback import DiscardSink, FeedbackSink, FeedbackTap
+from inference_svc.metrics import RuntimeMetrics
+from inference_svc.monitor_sink import MonitorSink
+from inference_svc.repository import ModelRepository
+from inference_svc.servicer import InferenceServicer
+from inference_svc.settings import RuntimeSettings
+from inference_svc.summary_sink import SummarySink
+from inference_svc.wire import add_inference_service
+from mlaas.auth import SCHEDULER, Authenticator
+from mlaas.interceptors import AioAuthInterceptor
+from mlaas.oip import open_inference_v2_pb2 as oip
+from mlaas.server import AioMeshServer, Service, tls_mode
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = oip.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+
+
+@dataclass
+class Worker:
+    settings: RuntimeSettings
+    repository: ModelRepository
+    metrics: RuntimeMetrics
+    feedback: FeedbackTap
+    servicer: InferenceServicer
+    server: AioMeshServer
+    _background: list[asyncio.Task] = field(default_factory=list)
+
+    async def start(self) -> None:
+        """Loads the settings' models, then serves them."""
+        for ref in self.settings.models:
+            await self.repository.load_ref(ref)
+        for name, uri in self.settings.model_uris:
+            await self.repository.load_uri(name, uri)
+        control = self.settings.control_ports
+        # The workers' private port (repository changes repeated to siblings) stays plaintext:
+        # it listens on loopback only, so its traffic never leaves this host (or pod), and the
+        # mesh's certificate need not name 127.0.0.1. The auth interceptor still guards it; what
+        # it does not ask for, under mTLS, is a client certificate from a process of this host.
+        await self.server.start(loopback_ports=[control[self.settings.worker_index]] if control else [])
+        # What start-up made (modules, sessions) lives as long as the worker: keep it out of the
+        # garbage collector's scans, which the request path's allocations otherwise trigger.
+        gc.collect()
+        gc.freeze()
+        self.feedback.start()
+        loop = asyncio.get_running_loop()
+        self._background = [
+            loop.create_task(self.repository.refresh_gauges()),
+            loop.create_task(self.metrics.flush_forever()),
+        ]
+        log.info(
+            "worker %d serving %s on %s:%d (%s)", self.settings.worker_index, [m.name for m in self.repository.all()],
+            self.server.host, self.server.port, tls_mode(self.settings.server.tls),
+        )  # fmt: skip
+
+    async def stop(self) -> None:
+        """Open streams end (their clients resend elsewhere), calls in flight get the grace
+        period, then what the feedback tap holds is sent and the sessions are closed."""
+        self.servicer.drain()
+        await self.server.stop()
+        for task in self._background:
+            task.cancel()
+        self.metrics.flush()  # what the last half second observed
+        await self.feedback.stop()
+        await self.repository.close()
+        log.info("worker %d stopped", self.settings.worker_index)
+
+
+def _sink(settings: RuntimeSettings) -> FeedbackSink:
+    if not (settings.monitor_address and settings.deployment_id):
+        return DiscardSink()
+    kind = SummarySink if settings.feedback_mode == "summaries" else MonitorSink
+    return kind(settings.monitor_address, settings.deployment_id, settings.registry_token)
+
+
+def _interceptors(settings: RuntimeSettings, authenticator: Authenticator) -> list:
+    """Authentication; on a deployment's runtime, also who may use that deployment."""
+    if not authenticator.enabled:
+        return []
+    if not settings.managed:
+        operator = own_tenant(authenticator, settings.registry_token)
+        return [AioAuthInterceptor(authenticator), RuntimeAccessInterceptor(authenticator, None, operator)]
+    if not settings.scheduler_address:
+        raise ValueError("a deployment's runtime under auth needs MLAAS_SCHEDULER_ADDR to check who may use it")
+    access = DeploymentAccess(scheduler_check(settings.scheduler_address, settings.deployment_id))
+    return [AioAuthInterceptor(authenticator), RuntimeAccessInterceptor(authenticator, access, SCHEDULER)]
+
+
+def build_worker(settings: RuntimeSettings) -> Worker:
+    authenticator = Authenticator.for_server(settings.server)
+    metrics = RuntimeMetrics()
+    repository = ModelRepository(settings, metrics)
+    feedback = FeedbackTap(settings.feedback_capacity, _sink(settings), dropped_metric=metrics.feedback_dropped)
+    siblings = [f"127.0.0.1:{p}" for i, p in enumerate(settings.control_ports) if i != settings.worker_index]
+    servicer = InferenceServicer(settings, repository, DataPlane(settings, repository, feedback, metrics), siblings)
+    service = Service(SERVICE_NAME, servicer, add_inference_service)
+    server = AioMeshServer(
+        "inference", settings.server, [service], authenticator, _interceptors(settings, authenticator), share_port=True
+    )
+    return Worker(settings, repository, metrics, feedback, servicer, server)
