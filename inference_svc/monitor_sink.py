@@ -8,6 +8,7 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from inference_svc.feedback import FeedbackRecord
+from mlaas.inference_client import label_ids
 from mlaas.tensors import to_raw
 from mlaas.tls import aio_channel
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
@@ -16,9 +17,7 @@ M = monitor_pb2
 
 
 def row_ids(request_id: str, rows: int) -> list[str]:
-    if not request_id:
-        return [""] * rows
-    return [request_id] if rows == 1 else [f"{request_id}/{i}" for i in range(rows)]
+    return label_ids(request_id, rows) if request_id else [""] * rows
 
 
 def _tensor(name: str, array) -> monitor_pb2.RawTensor:

@@ -104,11 +104,13 @@ class InferenceClient(GrpcClient):
         request = build_request(model, inputs, request_id, outputs)
         return read_response(self._call(self._stub.ModelInfer, request))
 
-    def infer_reference(self, model: str, input_name: str, datatype: str, uri: str) -> dict[str, np.ndarray]:
+    def infer_reference(
+        self, model: str, input_name: str, datatype: str, uri: str, request_id: str = ""
+    ) -> dict[str, np.ndarray]:
         """Inference on an input the runtime reads itself (file://, s3://, https://)."""
         tensor = oip.ModelInferRequest.InferInputTensor(name=input_name, datatype=datatype)
         tensor.parameters["data_uri"].string_param = uri
-        request = oip.ModelInferRequest(model_name=model, inputs=[tensor])
+        request = oip.ModelInferRequest(model_name=model, inputs=[tensor], id=request_id)
         return read_response(self._call(self._stub.ModelInfer, request))
 
     def stream(self, model: str, batches: Iterable[Mapping[str, np.ndarray]]) -> Iterator[StreamResult]:
@@ -158,6 +160,12 @@ class _Feeder:
                 request = build_request(self._model, inputs, next(self._ids))
                 self.pending[request.id] = request
             yield request
+
+
+def label_ids(request_id: str, rows: int) -> list[str]:
+    """The ids a request's rows have in the Monitor, which labels must quote: the request's own
+    id for a single row, `ID/0`, `ID/1`, ... for a batch."""
+    return [request_id] if rows == 1 else [f"{request_id}/{i}" for i in range(rows)]
 
 
 class DeploymentInference:
@@ -220,11 +228,15 @@ class DeploymentInference:
         time.sleep(pause)
         return min(pause * 2, 0.5)
 
-    def infer(self, inputs: Mapping[str, np.ndarray], outputs: Iterable[str] = ()) -> dict[str, np.ndarray]:
+    def infer(
+        self, inputs: Mapping[str, np.ndarray], outputs: Iterable[str] = (), request_id: str = ""
+    ) -> dict[str, np.ndarray]:
+        """One request. Give it a unique `request_id` to report labels for it later (rows of a
+        batch are labelled as `ID/0`, `ID/1`, ...: see `label_ids`)."""
         deadline, pause = time.monotonic() + self._retry_seconds, 0.02
         while True:
             try:
-                return self._runtime().infer(self.model, inputs, outputs)
+                return self._runtime().infer(self.model, inputs, outputs, request_id)
             except MlaasError as err:
                 pause = self._reconnect_or_raise(err, deadline, pause)
 

@@ -162,10 +162,12 @@ class MonitorStore:
 
     def add_labels(self, deployment: str, labels: Iterable[tuple[str, str]]) -> tuple[list[Labeled], int]:
         """Commits labels (request id, label) to disk, then matches those whose prediction is
-        here. Returns (the newly matched, how many wait for their prediction)."""
+        here. Returns (the newly matched, how many wait for their prediction: a label sent again
+        for a prediction it already met does not wait)."""
         now = time.time()
         rows = [(deployment, rid, label, now) for rid, label in labels]
         matched: list[Labeled] = []
+        predicted: set[str] = set()
 
         def insert(db: sqlite3.Connection) -> None:
             db.executemany(
@@ -174,6 +176,7 @@ class MonitorStore:
                 rows,
             )
             known = _ids_in(db, "predictions", deployment, [r[1] for r in rows])
+            predicted.update(known)
             matched.extend(self._match(db, deployment, [r[1] for r in rows if r[1] in known]))
             # Retention: a label whose prediction never came goes after a while, and a
             # deployment keeps no more labels than predictions (older ones have nothing to join).
@@ -188,7 +191,7 @@ class MonitorStore:
             )
 
         self._write(insert)
-        return matched, len(rows) - len(matched)
+        return matched, sum(r[1] not in predicted for r in rows)
 
     def _match(self, db: sqlite3.Connection, deployment: str, request_ids: Sequence[str]) -> list[Labeled]:
         (last,) = db.execute(

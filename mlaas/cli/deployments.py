@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -129,23 +130,27 @@ def cmd_job(args) -> None:
 
 
 def cmd_infer(args) -> None:
-    from mlaas.inference_client import InferenceClient  # loads the inference.* stubs only here
+    from mlaas.inference_client import InferenceClient, label_ids  # loads the inference.* stubs only here
 
+    request_id = args.request_id or f"r-{uuid.uuid4().hex[:12]}"
     with _scheduler(args) as scheduler:
         address, model = scheduler.endpoints(args.deployment)
     with InferenceClient(address, args.token, tls=tls_of(args)) as runtime:
         first = runtime.metadata(model).inputs[0]
         if args.ref:
-            outputs = runtime.infer_reference(model, first.name, first.datatype, args.ref)
+            outputs = runtime.infer_reference(model, first.name, first.datatype, args.ref, request_id)
+            shaped = next(iter(outputs.values()), np.zeros(1))  # the rows the runtime read
         else:
-            data = load_input(Path(args.input)).astype(OIP_TO_NUMPY[first.datatype])
-            outputs = runtime.infer(model, {first.name: data})
+            shaped = load_input(Path(args.input)).astype(OIP_TO_NUMPY[first.datatype])
+            outputs = runtime.infer(model, {first.name: shaped}, request_id=request_id)
     as_lists = {name: value.tolist() for name, value in outputs.items()}
+    ids = label_ids(request_id, shaped.shape[0] if shaped.ndim else 1)  # what `mlaas feedback` quotes
     if args.json:
-        print_json(as_lists)
+        print_json({**as_lists, "request_ids": ids})
     else:
         for name, value in as_lists.items():
             print(f"{name}: {value}")
+        print(f"request ids (for mlaas feedback): {', '.join(ids)}")
 
 
 def add_parsers(commands, common: argparse.ArgumentParser) -> None:
@@ -186,6 +191,7 @@ def add_parsers(commands, common: argparse.ArgumentParser) -> None:
 
     infer = commands.add_parser("infer", parents=[common], help="send one input to a deployment")
     infer.add_argument("deployment")
+    infer.add_argument("--request-id", help="the request's id, for its labels (default: a new one, printed)")
     source = infer.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", help=".npy, .csv or .json rows")
     source.add_argument("--ref", help="a file://, s3:// or https:// input the runtime reads")

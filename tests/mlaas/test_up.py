@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -78,6 +79,18 @@ def test_up_demo_serves_ranked_models_and_a_deployment(tmp_path):
                  "--scheduler", endpoints["scheduler"])
         )  # fmt: skip
         assert answer["label"] == [0, 2]
+        ids = answer["request_ids"]  # made up by the CLI, one per row: what labels quote
+        assert len(ids) == 2 and ids[0].endswith("/0") and ids[1] == ids[0][:-1] + "1"
+        labels = tmp_path / "labels.csv"
+        labels.write_text(f"{ids[0]},0\n{ids[1]},1\n")  # the loop closed with the CLI alone
+        deadline = time.monotonic() + 30
+        while "0 wait for their prediction" not in (
+            said := _cli("feedback", endpoints["demo_deployment"], "--labels", str(labels), "--monitor",
+                         endpoints["monitor"])
+        ):  # fmt: skip
+            assert time.monotonic() < deadline, said  # the runtime sends its records every 0.2 s
+            time.sleep(0.3)
+        assert said.startswith("2 labels stored")
         deployments = json.loads(_cli("deployments", "--json", "--scheduler", endpoints["scheduler"]))
         assert [d["state"] for d in deployments] == ["DEPLOYMENT_STATE_READY"]
         delete = [sys.executable, "-m", "mlaas.cli", "model", "delete", "iris-logreg:1"]
