@@ -68,6 +68,37 @@ def tls_mode(tls: ServerTLS | None) -> str:
     return "mTLS: client certificates required" if tls.mutual else "TLS"
 
 
+def _options(share_port: bool = False) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.so_reuseport", 1 if share_port else 0),
+    ]
+
+
+def _mount(server: grpc.Server | grpc.aio.Server, services: Sequence[Service], health_servicer) -> list[str]:
+    """The services, health checking and reflection on `server`; the services' full names."""
+    for service in services:
+        service.add_to_server(service.servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [s.full_name for s in services]
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
+    )
+    return names
+
+
+def _listen(
+    server: grpc.Server | grpc.aio.Server, name: str, settings: ServerSettings, authenticator: Authenticator
+) -> tuple[str, int]:
+    """(host, port) the server listens on, by the bind rules; OSError when it cannot."""
+    host = bind_host(settings, authenticator)
+    port = add_port(server, f"{host}:{settings.port}", settings.tls)
+    if port == 0:
+        raise OSError(f"{name}: cannot listen on {host}:{settings.port}")
+    return host, port
+
+
 class MeshServer:
     def __init__(
         self,
@@ -98,24 +129,10 @@ class MeshServer:
                 StreamLimitInterceptor(self.streams),
                 MetricsInterceptor(RpcMetrics(self.metrics_registry, self.name)),
             ],
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),
-            ],
+            options=_options(),
         )
-        for service in self._services:
-            service.add_to_server(service.servicer, server)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        names = [s.full_name for s in self._services]
-        reflection.enable_server_reflection(
-            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-            server,
-        )
-        host = bind_host(self.settings, self._authenticator)
-        self.port = add_port(server, f"{host}:{self.settings.port}", self.settings.tls)
-        if self.port == 0:
-            raise OSError(f"{self.name}: cannot listen on {host}:{self.settings.port}")
+        names = _mount(server, self._services, self._health)
+        host, self.port = _listen(server, self.name, self.settings, self._authenticator)
         server.start()
         self._server = server
         for full_name in ["", *names]:
@@ -191,25 +208,9 @@ class AioMeshServer:
     async def start(self, loopback_ports: Sequence[int] = ()) -> AioMeshServer:
         """Listens on the settings' port (and plaintext on `loopback_ports`, for processes of
         this host only) and serves; health says SERVING once every service is mounted."""
-        server = grpc.aio.server(
-            interceptors=self._interceptors,
-            options=[
-                ("grpc.so_reuseport", 1 if self._share_port else 0),
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
-        for service in self._services:
-            service.add_to_server(service.servicer, server)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        names = [s.full_name for s in self._services]
-        reflection.enable_server_reflection(
-            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
-        )
-        self.host = bind_host(self.settings, self._authenticator)
-        self.port = add_port(server, f"{self.host}:{self.settings.port}", self.settings.tls)
-        if self.port == 0:
-            raise OSError(f"{self.name}: cannot listen on {self.host}:{self.settings.port}")
+        server = grpc.aio.server(interceptors=self._interceptors, options=_options(self._share_port))
+        names = _mount(server, self._services, self._health)
+        self.host, self.port = _listen(server, self.name, self.settings, self._authenticator)
         for port in loopback_ports:
             server.add_insecure_port(f"{LOOPBACK}:{port}")
         await server.start()
