@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 
 from mlaas.auth import Authenticator, Identity, bearer_token
+from mlaas.client import bearer_metadata
 from mlaas.errors import DeadlineExceeded, MlaasError, NotFound, PermissionDenied, Unavailable
 from mlaas.interceptors import wrap_handler
 from mlaas.oip import open_inference_v2_pb2 as oip
@@ -58,9 +59,8 @@ def scheduler_check(scheduler_address: str, deployment_id: str, timeout: float =
     async def check(token: str | None) -> None:
         if not stub:
             stub.append(scheduler_pb2_grpc.SchedulerServiceStub(tls.aio_channel(scheduler_address)))
-        metadata = (("authorization", f"Bearer {token}"),) if token else ()
         try:
-            await stub[0].GetDeployment(request, metadata=metadata, timeout=timeout)
+            await stub[0].GetDeployment(request, metadata=bearer_metadata(token), timeout=timeout)
         except grpc.aio.AioRpcError as err:
             raise from_rpc_error(err) from None
 
@@ -72,7 +72,7 @@ def own_tenant(auth: Authenticator, token: str | None) -> str:
     if not token:
         return ""
     try:
-        return auth.identity([("authorization", f"Bearer {token}")]).tenant
+        return auth.identity(bearer_metadata(token)).tenant
     except MlaasError:
         return ""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from inference_svc.feedback import FeedbackRecord
+from mlaas.client import bearer_metadata
 from mlaas.inference_client import label_ids
 from mlaas.tensors import to_raw
 from mlaas.tls import aio_channel
@@ -50,7 +51,7 @@ class MonitorConnection:
 
     def __init__(self, address: str, token: str | None = None):
         self._address = address
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._metadata = bearer_metadata(token)
         self._stub: monitor_pb2_grpc.MonitorServiceStub | None = None
 
     async def ingest(self, message: monitor_pb2.IngestFeedbackRequest) -> None:

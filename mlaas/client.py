@@ -130,6 +130,11 @@ def find_request(
     return request
 
 
+def bearer_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    """The header a mesh call carries to name its caller (none without a token)."""
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
 def refuse_token_in_clear(address: str) -> None:
     """A bearer token crosses the network only over TLS: beyond loopback, a client without a CA
     refuses to send one (as servers with tokens refuse to listen there in clear), unless
@@ -157,21 +162,22 @@ class GrpcClient:
         self.address = address
         # TLS with `tls`, else as the environment says (MLAAS_TLS_CA...), else plaintext.
         self.tls = client_tls(tls)
-        if token and self.tls is None:
-            refuse_token_in_clear(address)
+        self._calling_as(token)
         self._channel = open_channel(address, tls=self.tls)
         self._owns_channel = True
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
+
+    def _calling_as(self, token: str | None) -> None:
+        if token and self.tls is None:
+            refuse_token_in_clear(self.address)
+        self._metadata = bearer_metadata(token)
 
     def with_token(self, token: str | None) -> Self:
         """This client on the same channel, calling as `token`: a service forwarding each of its
         callers' tokens keeps one connection. Closing it leaves the channel to this client."""
-        if token and self.tls is None:
-            refuse_token_in_clear(self.address)
         twin = copy.copy(self)
         twin._owns_channel = False
-        twin._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        twin._calling_as(token)
         return twin
 
     def close(self) -> None:
