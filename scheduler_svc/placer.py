@@ -68,16 +68,19 @@ class Placer:
         self._lifecycle = lifecycle
         self._jobs = jobs  # the running training jobs' allocations
 
+    def _evictable_counted_free(self) -> list[Node]:
+        """The nodes as a quick look without the lock sees them: cached replicas' room free."""
+        return nodes_with_allocations(self._settings, self._store, include_cached=False, jobs=self._jobs())
+
     def might_fit(self, deployments: Iterable[scheduler_pb2.Deployment]) -> list[scheduler_pb2.Deployment]:
         """Those of `deployments` that the free capacity could hold now, evicting cached ones if
-        need be (a quick look without the lock: `place` decides)."""
-        nodes = nodes_with_allocations(self._settings, self._store, include_cached=False, jobs=self._jobs())
+        need be (a quick look: `place` decides)."""
+        nodes = self._evictable_counted_free()
         return [d for d in deployments if _try(d, nodes).placed]
 
     def first_look(self, deployment: scheduler_pb2.Deployment) -> Placement:
         """Where the deployment would go now, or why it cannot (the same quick look)."""
-        nodes = nodes_with_allocations(self._settings, self._store, include_cached=False, jobs=self._jobs())
-        return _try(deployment, nodes)
+        return _try(deployment, self._evictable_counted_free())
 
     def place(
         self, deployment: scheduler_pb2.Deployment, count: int, record: Callable[[tuple[str, ...]], Recorded]
@@ -85,12 +88,11 @@ class Placer:
         """Chooses nodes for `count` more replicas of `deployment` and, still under the lock,
         calls `record(nodes)` to write them down. Returns the placement (with its reason when it
         failed) and what `record` returned."""
-        wanted = _wanted(deployment, count)
-        strict = wanted[2]
+        need, _, strict = _wanted(deployment, count)
 
         def attempt(include_cached: bool = True) -> Placement:
             nodes = nodes_with_allocations(self._settings, self._store, include_cached, self._jobs())
-            return place(wanted[0], count, nodes, strict)
+            return place(need, count, nodes, strict)
 
         with self._redis.lock(PLACEMENT_LOCK, timeout=30, blocking_timeout=30):
             placement = attempt()

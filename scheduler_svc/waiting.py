@@ -59,28 +59,32 @@ class WaitingRoom:
             self._queue.park(deployment.id)
 
     def revisit(self) -> None:
-        self._readmit_lost()
-        waiting = []
+        """Every second: requests aside that fit now go back to the queue, those that waited
+        past the placement timeout fail, and lost ones are admitted again."""
+        queued = {d.id: d for d in self._store.list([S.DEPLOYMENT_STATE_QUEUED])}
         parked = self._queue.parked()
-        stored = {d.id: d for d in self._store.get_many(parked)}
+        waiting = []
         for deployment_id in parked:
-            deployment = stored.get(deployment_id)
-            if deployment is None or deployment.state != S.DEPLOYMENT_STATE_QUEUED:
+            deployment = queued.get(deployment_id)
+            if deployment is None:
                 self._queue.unpark(deployment_id)  # decommissioned or taken care of
             elif fail_if_waited_too_long(self._store, self._settings, deployment):
                 self._queue.unpark(deployment_id)
             else:
                 waiting.append(deployment)
+        aside = set(parked)
+        self._readmit_lost([d for d in queued.values() if d.id not in aside])
         for deployment in self._placer.might_fit(waiting) if waiting else ():
             if self._queue.unpark(deployment.id):
                 self._queue.enqueue(deployment.id)
 
-    def _readmit_lost(self) -> None:
-        queued = self._store.list([S.DEPLOYMENT_STATE_QUEUED])
-        if not queued:
-            return
-        known = self._queue.in_stream() | set(self._queue.parked())
+    def _readmit_lost(self, not_aside: list[scheduler_pb2.Deployment]) -> None:
+        """Those of the QUEUED deployments not aside that are not in the queue either."""
         now = time.time()
-        for deployment in queued:
-            if deployment.id not in known and now - deployment.created_at.ToSeconds() > ADMISSION_SECONDS:
+        settled = [d for d in not_aside if now - d.created_at.ToSeconds() > ADMISSION_SECONDS]
+        if not settled:
+            return
+        in_stream = self._queue.in_stream()
+        for deployment in settled:
+            if deployment.id not in in_stream:
                 self.admit(deployment)
