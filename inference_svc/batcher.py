@@ -249,7 +249,6 @@ class DynamicBatcher:
     def _dispatch(self) -> None:
         batch = self._take_batch()
         if not batch:  # only abandoned requests were queued
-            self._busy = self._running_long = False
             self._idle.set()
             return
         started = time.perf_counter_ns()

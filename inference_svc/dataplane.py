@@ -1,7 +1,7 @@
 """The runtime's inference pipeline, free of any transport: decode and check a request, load
 its data references, take the caller's share of the worker, batch and run it, build its answer,
-offer it to the feedback tap, and count it in the statistics and metrics. The gRPC servicer and
-the HTTP/REST server are thin adapters over it.
+offer it to the feedback tap, and count it in the statistics and metrics. The gRPC servicer is a
+thin adapter over it (as an HTTP/REST one is meant to be).
 
 Two entry points, one pipeline:
 - `infer` awaits one request's answer (unary calls);

@@ -13,13 +13,15 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from inference_svc.batcher import BatchPolicy
 from mlaas.errors import ResourceExhausted
 
 
 @dataclass(frozen=True)
 class TenantShare:
     max_requests: int = 256
-    max_rows: int = 32_768
+    # Half the model's queue: one tenant can never fill it for the others.
+    max_rows: int = BatchPolicy.max_queue_rows // 2
 
 
 class TenantLimits:

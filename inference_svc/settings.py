@@ -76,7 +76,7 @@ class RuntimeSettings:
             ),
             tenant_share=TenantShare(
                 max_requests=env_int(env, "MLAAS_MAX_INFLIGHT_PER_TENANT", TenantShare.max_requests),
-                # Half the queue by default: one tenant can never fill it for the others.
+                # Half the queue, as TenantShare's default, of the queue configured here.
                 max_rows=env_int(env, "MLAAS_MAX_INFLIGHT_ROWS_PER_TENANT", max_queue_rows // 2),
             ),
             data_refs=DataRefPolicy(

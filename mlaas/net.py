@@ -62,9 +62,6 @@ class HealthProbe:
         for address in set(self._stubs) - addresses:
             self._stubs.pop(address)[0].close()
 
-    def close(self) -> None:
-        self.keep_only(set())
-
 
 def health(address: str, timeout: float = 1.0, service: str = "", tls: ClientTLS | None = None) -> str:
     """One gRPC health check: "SERVING", or why not (a serving status or a gRPC status code)."""

@@ -97,13 +97,16 @@ class Lifecycle:
         def count(d: scheduler_pb2.Deployment) -> None:
             d.leases = int(self._redis.hlen(key))
 
+        def move(d: scheduler_pb2.Deployment) -> tuple[int | None, str]:
+            return moves.get((d.leases > 0, d.state), (None, ""))
+
         def detail(d: scheduler_pb2.Deployment) -> str:
             if not d.leases and d.state in ON_ITS_WAY:
                 return "no lease left: cached once its replicas serve"
-            return moves.get((d.leases > 0, d.state), (0, ""))[1]
+            return move(d)[1]
 
         def state(d: scheduler_pb2.Deployment) -> int | None:
-            return moves.get((d.leases > 0, d.state), (None, ""))[0]
+            return move(d)[0]
 
         return self._store.update(deployment_id, count, state, detail, watch=[key])
 
