@@ -131,7 +131,7 @@ class TrainingJobs:
             input_uri=f"file://{input_path}", output_uri=f"file://{output_path}", resources=resources, tenant=tenant,
             state=S.JOB_STATE_RUNNING, created_at=_now(),
         )  # fmt: skip
-        job.deadline.FromSeconds(job.created_at.seconds + int(self._deadline))
+        job.deadline.FromNanoseconds(job.created_at.ToNanoseconds() + int(self._deadline * 1e9))
         sizing = S.Deployment(resources=resources, mode=S.PLACEMENT_MODE_OPEN, replicas=1)
 
         def record(nodes: tuple[str, ...]) -> scheduler_pb2.TrainingJob:
@@ -175,8 +175,9 @@ class TrainingJobs:
             if not job.handle:  # placed, its process not started yet
                 continue
             status = self._backend.status(ReplicaStatus(job.id, "", True, handle=job.handle))
-            if status.running and job.deadline.seconds and now > job.deadline.seconds:
-                self._stop(job, S.JOB_STATE_FAILED, f"did not finish within its deadline of {self._deadline:.0f}s")
+            if status.running and job.HasField("deadline") and now > job.deadline.ToNanoseconds() / 1e9:
+                allowed = (job.deadline.ToNanoseconds() - job.created_at.ToNanoseconds()) / 1e9
+                self._stop(job, S.JOB_STATE_FAILED, f"did not finish within its deadline of {allowed:g}s")
                 continue
             if status.running:
                 continue

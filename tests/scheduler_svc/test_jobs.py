@@ -118,8 +118,12 @@ def test_a_job_can_be_cancelled_and_one_past_its_deadline_is_stopped(parts, iris
     still running at its deadline is stopped; either way its resources and its data go."""
     _, X, y = iris_model
     jobs_dir = parts.settings.jobs_dir
-    scheduler = parts.start(training_deadline_seconds=1)
-    with SchedulerClient(f"127.0.0.1:{scheduler.server.port}") as client:
+    scheduler = parts.start()
+    hasty = parts.start(training_deadline_seconds=0.2)  # no iris job starts and fits that fast
+    with (
+        SchedulerClient(f"127.0.0.1:{scheduler.server.port}") as client,
+        SchedulerClient(f"127.0.0.1:{hasty.server.port}") as hasty_client,
+    ):
         np.savez(jobs_dir / "data.npz", X=X, y=y)
         job = client.run_training_job("iris", f"file://{jobs_dir}/data.npz")
         cancelled = client.cancel_training_job(job.id)
@@ -130,8 +134,8 @@ def test_a_job_can_be_cancelled_and_one_past_its_deadline_is_stopped(parts, iris
             client.cancel_training_job(job.id)
 
         np.savez(jobs_dir / "data.npz", X=X, y=y)
-        late = client.run_training_job("iris", f"file://{jobs_dir}/data.npz")  # starting takes longer than 1 s
-        with pytest.raises(FailedPrecondition, match="did not finish within its deadline of 1s"):
+        late = hasty_client.run_training_job("iris", f"file://{jobs_dir}/data.npz")
+        with pytest.raises(FailedPrecondition, match=r"did not finish within its deadline of 0\.2s"):
             client.wait_training_job(late.id, timeout=60)
         assert {n.name: n for n in client.nodes()}["node-a"].allocated.cpu_millicores == 0
 
