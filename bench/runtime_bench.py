@@ -79,7 +79,8 @@ def wait_ready(address: str, model: str, timeout: float = 120) -> None:
     raise TimeoutError(f"{address} never reported {model} ready")
 
 
-def start_mlserver(models: dict, workdir: Path) -> tuple[subprocess.Popen, str] | None:
+def start_mlserver(models: dict, workdir: Path, http_port: int | None = None) -> tuple[subprocess.Popen, str] | None:
+    """MLServer serving `models`; (process, gRPC address). Its REST port is `http_port` if given."""
     bin_dir = ensure_venv("mlserver", ["mlserver==1.7.*", "uvloop<0.22", "onnxruntime", "numpy"])
     if bin_dir is None:
         return None
@@ -88,7 +89,9 @@ def start_mlserver(models: dict, workdir: Path) -> tuple[subprocess.Popen, str] 
     repo = workdir / "mlserver"
     repo.mkdir()
     (repo / "settings.json").write_text(
-        json.dumps({"http_port": free_port(), "grpc_port": port, "metrics_port": free_port(), "debug": False})
+        json.dumps(
+            {"http_port": http_port or free_port(), "grpc_port": port, "metrics_port": free_port(), "debug": False}
+        )
     )
     for name, (path, _, _) in models.items():
         model_dir = repo / name

@@ -1,7 +1,7 @@
 """`python -m inference_svc`: serve registered ONNX models over the Open Inference Protocol v2.
 
 python -m inference_svc --model iris-logreg@champion --registry 127.0.0.1:50051 --port 8001
-python -m inference_svc --model-uri iris=file:///models/iris.onnx --port 8001 --workers 2
+python -m inference_svc --model-uri iris=file:///models/iris.onnx --port 8001 --http-port 8000 --workers 2
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-uri", action="append", default=[], help="[NAME=]file://... or s3://...")
     parser.add_argument("--registry", help="registry address (env MLAAS_REGISTRY_ADDR)")
     parser.add_argument("--port", type=int, help="gRPC port (env MLAAS_INFERENCE_PORT; 0 picks one)")
+    parser.add_argument("--http-port", type=int, help="REST port (env MLAAS_INFERENCE_HTTP_PORT; 0 picks one; -1: off)")
     parser.add_argument("--workers", type=int, help="server processes sharing the port (default: the CPU limit)")
     parser.add_argument("--metrics-port", type=int, help="Prometheus port (-1 turns it off)")
     parser.add_argument("--max-batch-size", type=int, help="rows per ONNX Runtime call")
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         model_uris=tuple(parse_model_uri(u) for u in args.model_uri),
         registry_address=args.registry or settings.registry_address,
         workers=args.workers or settings.workers,
+        http_port=settings.http_port if args.http_port is None else args.http_port,
         intra_op_threads=args.intra_op_threads or settings.intra_op_threads,
     )
     if not settings.models and not settings.model_uris:

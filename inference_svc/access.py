@@ -16,13 +16,14 @@ import asyncio
 import contextvars
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import NamedTuple
 
 import grpc
 
 from mlaas.auth import Authenticator, Identity, bearer_token
 from mlaas.client import bearer_metadata
-from mlaas.errors import DeadlineExceeded, MlaasError, NotFound, PermissionDenied, Unavailable
-from mlaas.interceptors import wrap_handler
+from mlaas.errors import DeadlineExceeded, MlaasError, NotFound, PermissionDenied, Unauthenticated, Unavailable
+from mlaas.interceptors import refusal, wrap_handler
 from mlaas.oip import open_inference_v2_pb2 as oip
 
 _SERVICE = "/inference.GRPCInferenceService/"
@@ -148,17 +149,59 @@ class DeploymentAccess:
             self._asking.pop(tenant, None)
 
 
-class RuntimeAccessInterceptor(grpc.aio.ServerInterceptor):
-    """Runs after the auth interceptor (which has authenticated the caller). `access`: who may
-    use the deployment's models (None on a standalone runtime: every tenant). `repository_owner`:
-    who may load and unload models, the scheduler's role or, on a standalone runtime, the tenant
-    whose token the runtime runs with (it fetches with that token: another tenant must not make
-    it fetch what only the operator may read)."""
+class RuntimeRules:
+    """Who may call what on this runtime, whatever the protocol (the gRPC interceptor below and
+    the REST adapter, rest.py, both ask it). `access`: who may use the deployment's models (None
+    on a standalone runtime: every tenant). `repository_owner`: who may load and unload models,
+    the scheduler's role or, on a standalone runtime, the tenant whose token the runtime runs
+    with (it fetches with that token: another tenant must not make it fetch what only the
+    operator may read)."""
 
     def __init__(self, auth: Authenticator, access: DeploymentAccess | None, repository_owner: str):
-        self._auth = auth
-        self._access = access
+        self.auth = auth
+        self.access = access
         self._repository_owner = repository_owner
+
+    def caller(self, method: str, metadata) -> Identity | None:
+        """The authenticated caller of `method` (None when the rules do not concern it: auth
+        off, or a public method); raises Unauthenticated or PermissionDenied (mlaas.permissions)."""
+        refused = refusal(self.auth, _Call(method, metadata))
+        if refused is not None:
+            code, message = refused
+            raise (Unauthenticated if code == grpc.StatusCode.UNAUTHENTICATED else PermissionDenied)(message)
+        if not self.auth.enabled or not method.startswith(_SERVICE) or method in _SERVER_WIDE:
+            return None
+        return self.auth.identity(metadata)
+
+    def may_change_repository(self, identity: Identity) -> bool:
+        return identity.tenant == self._repository_owner
+
+    async def admit(self, identity: Identity, token: str | None, method: str, model: str) -> None:
+        """Returns when `identity` may call `method` on `model`, with CALLER_TENANT naming it (in
+        the caller's task, for feedback ids and its share of the worker, limits.py); raises the
+        MlaasError that refuses it (NotFound, as for a model not loaded here, to strangers)."""
+        if method in _REPOSITORY:
+            if not self.may_change_repository(identity):
+                raise _repository_refusal()
+            return
+        if identity.role:
+            return  # the rules of mlaas.permissions let no role but tenants' reach here
+        if self.access is not None:
+            await self.access.check(identity.tenant, token, model)
+        CALLER_TENANT.set(identity.tenant)
+
+
+class _Call(NamedTuple):  # what mlaas.interceptors.refusal reads of a gRPC call
+    method: str
+    invocation_metadata: object
+
+
+class RuntimeAccessInterceptor(grpc.aio.ServerInterceptor):
+    """RuntimeRules on gRPC; runs after the auth interceptor (which has authenticated the caller
+    and refused what mlaas.permissions refuses)."""
+
+    def __init__(self, rules: RuntimeRules):
+        self._rules = rules
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -167,38 +210,27 @@ class RuntimeAccessInterceptor(grpc.aio.ServerInterceptor):
             return handler
         metadata = handler_call_details.invocation_metadata
         try:
-            identity = self._auth.identity(metadata)
+            identity = self._rules.auth.identity(metadata)
         except MlaasError:
             return handler  # the auth interceptor has refused it already
         if method in _REPOSITORY:
-            return handler if identity.tenant == self._repository_owner else _refusing(handler, _repository_refusal)
+            allowed = self._rules.may_change_repository(identity)
+            return handler if allowed else _refusing(handler, _repository_refusal)
         if identity.role:
-            return handler  # the rules of mlaas.permissions let no role but tenants' reach here
+            return handler
         return wrap_handler(handler, self._guard(identity, bearer_token(metadata), method))
 
     def _guard(self, identity: Identity, token: str | None, method: str):
-        """Checks the caller's access (a deployment's runtime) and names its tenant to the
-        servicer (for feedback ids and its share of the worker, inference_svc/limits.py)."""
-        access = self._access
+        rules = self._rules
 
         def wrap(behaviour, streaming):
-            if access is None:  # a standalone runtime: every tenant may use it
-
-                async def named(request_or_iterator, context):
-                    CALLER_TENANT.set(identity.tenant)
-                    return await behaviour(request_or_iterator, context)
-
-                async def named_stream(request_iterator, context):
-                    CALLER_TENANT.set(identity.tenant)
-                    async for response in behaviour(request_iterator, context):
-                        yield response
-
-                return named_stream if streaming else named
             if method.endswith("/ModelStreamInfer"):
 
                 async def stream(request_iterator, context):
                     CALLER_TENANT.set(identity.tenant)
-                    checked = _checked_requests(request_iterator, access, identity.tenant, token)
+                    checked = request_iterator
+                    if rules.access is not None:  # checked again as the stream goes on
+                        checked = _checked_requests(request_iterator, rules.access, identity.tenant, token)
                     async for response in behaviour(checked, context):
                         yield response
 
@@ -206,14 +238,13 @@ class RuntimeAccessInterceptor(grpc.aio.ServerInterceptor):
 
             async def unary(request, context):
                 try:
-                    await access.check(identity.tenant, token, _model_name(request))
+                    await rules.admit(identity, token, method, _model_name(request))
                 except NotFound as err:
                     if method.endswith("/ModelReady"):
                         return oip.ModelReadyResponse(ready=False)
                     await context.abort(err.code, err.message)
                 except MlaasError as err:
                     await context.abort(err.code, err.message)
-                CALLER_TENANT.set(identity.tenant)
                 return await behaviour(request, context)
 
             return unary

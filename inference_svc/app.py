@@ -1,7 +1,8 @@
 """Builds one runtime worker from its settings and injects its parts: the model repository,
 the feedback tap and its sink (the Monitor, records or summaries), the data plane, the gRPC
-servicer, and the server with its interceptors (auth; on a deployment's runtime, who may use
-the deployment). server.py runs the worker processes."""
+servicer and the gRPC server with its interceptors (auth; on a deployment's runtime, who may
+use the deployment), and the REST server under the same rules. server.py runs the worker
+processes."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import gc
 import logging
 from dataclasses import dataclass, field
 
-from inference_svc.access import DeploymentAccess, RuntimeAccessInterceptor, own_tenant, scheduler_check
+from inference_svc.access import DeploymentAccess, RuntimeAccessInterceptor, RuntimeRules, own_tenant, scheduler_check
+from inference_svc.catalog import Catalog
 from inference_svc.dataplane import DataPlane
 from inference_svc.feedback import DiscardSink, FeedbackSink, FeedbackTap
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.monitor_sink import MonitorSink
 from inference_svc.repository import ModelRepository
+from inference_svc.rest import RestApp, RestServer
 from inference_svc.servicer import InferenceServicer
 from inference_svc.settings import RuntimeSettings
 from inference_svc.summary_sink import SummarySink
@@ -23,7 +26,7 @@ from inference_svc.wire import add_inference_service
 from mlaas.auth import SCHEDULER, Authenticator
 from mlaas.interceptors import AioAuthInterceptor
 from mlaas.oip import open_inference_v2_pb2 as oip
-from mlaas.server import AioMeshServer, Service, tls_mode
+from mlaas.server import AioMeshServer, Service, bind_host, tls_mode
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = oip.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
@@ -37,6 +40,7 @@ class Worker:
     feedback: FeedbackTap
     servicer: InferenceServicer
     server: AioMeshServer
+    rest: RestServer | None
     _background: list[asyncio.Task] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -51,6 +55,8 @@ class Worker:
         # mesh's certificate need not name 127.0.0.1. The auth interceptor still guards it; what
         # it does not ask for, under mTLS, is a client certificate from a process of this host.
         await self.server.start(loopback_ports=[control[self.settings.worker_index]] if control else [])
+        if self.rest is not None:
+            await self.rest.start()
         # What start-up made (modules, sessions) lives as long as the worker: keep it out of the
         # garbage collector's scans, which the request path's allocations otherwise trigger.
         gc.collect()
@@ -62,15 +68,16 @@ class Worker:
             loop.create_task(self.metrics.flush_forever()),
         ]
         log.info(
-            "worker %d serving %s on %s:%d (%s)", self.settings.worker_index, [m.name for m in self.repository.all()],
+            "worker %d serving %s on %s:%d (%s)%s", self.settings.worker_index, [m.name for m in self.repository.all()],
             self.server.host, self.server.port, tls_mode(self.settings.server.tls),
+            f", REST on port {self.rest.port}" if self.rest is not None else "",
         )  # fmt: skip
 
     async def stop(self) -> None:
         """Open streams end (their clients resend elsewhere), calls in flight get the grace
         period, then what the feedback tap holds is sent and the sessions are closed."""
         self.servicer.drain()
-        await self.server.stop()
+        await asyncio.gather(self.server.stop(), *([self.rest.stop()] if self.rest is not None else []))
         for task in self._background:
             task.cancel()
         self.metrics.flush()  # what the last half second observed
@@ -86,17 +93,18 @@ def _sink(settings: RuntimeSettings) -> FeedbackSink:
     return kind(settings.monitor_address, settings.deployment_id, settings.registry_token)
 
 
-def _interceptors(settings: RuntimeSettings, authenticator: Authenticator) -> list:
-    """Authentication; on a deployment's runtime, also who may use that deployment."""
+def _rules(settings: RuntimeSettings, authenticator: Authenticator) -> RuntimeRules | None:
+    """Who may call what (None without auth): on a deployment's runtime, who may use that
+    deployment, as the scheduler says; on a standalone one, every tenant, its operator alone
+    changing the repository."""
     if not authenticator.enabled:
-        return []
+        return None
     if not settings.managed:
-        operator = own_tenant(authenticator, settings.registry_token)
-        return [AioAuthInterceptor(authenticator), RuntimeAccessInterceptor(authenticator, None, operator)]
+        return RuntimeRules(authenticator, None, own_tenant(authenticator, settings.registry_token))
     if not settings.scheduler_address:
         raise ValueError("a deployment's runtime under auth needs MLAAS_SCHEDULER_ADDR to check who may use it")
     access = DeploymentAccess(scheduler_check(settings.scheduler_address, settings.deployment_id))
-    return [AioAuthInterceptor(authenticator), RuntimeAccessInterceptor(authenticator, access, SCHEDULER)]
+    return RuntimeRules(authenticator, access, SCHEDULER)
 
 
 def build_worker(settings: RuntimeSettings) -> Worker:
@@ -105,9 +113,17 @@ def build_worker(settings: RuntimeSettings) -> Worker:
     repository = ModelRepository(settings, metrics)
     feedback = FeedbackTap(settings.feedback_capacity, _sink(settings), dropped_metric=metrics.feedback_dropped)
     siblings = [f"127.0.0.1:{p}" for i, p in enumerate(settings.control_ports) if i != settings.worker_index]
-    servicer = InferenceServicer(settings, repository, DataPlane(settings, repository, feedback, metrics), siblings)
+    catalog = Catalog(settings, repository, siblings)
+    plane = DataPlane(settings, repository, feedback, metrics)
+    rules = _rules(settings, authenticator)
+    interceptors = [] if rules is None else [AioAuthInterceptor(authenticator), RuntimeAccessInterceptor(rules)]
+    servicer = InferenceServicer(catalog, plane)
     service = Service(SERVICE_NAME, servicer, add_inference_service)
-    server = AioMeshServer(
-        "inference", settings.server, [service], authenticator, _interceptors(settings, authenticator), share_port=True
-    )
-    return Worker(settings, repository, metrics, feedback, servicer, server)
+    server = AioMeshServer("inference", settings.server, [service], authenticator, interceptors, share_port=True)
+    rest = None
+    if settings.http_port >= 0:
+        rest = RestServer(
+            RestApp(settings, catalog, plane, rules), bind_host(settings.server, authenticator), settings.http_port,
+            settings.server.tls, share_port=True, grace=settings.server.shutdown_grace_seconds,
+        )  # fmt: skip
+    return Worker(settings, repository, metrics, feedback, servicer, server, rest)

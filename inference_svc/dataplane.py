@@ -1,7 +1,7 @@
 """The runtime's inference pipeline, free of any transport: decode and check a request, load
 its data references, take the caller's share of the worker, batch and run it, build its answer,
 offer it to the feedback tap, and count it in the statistics and metrics. The gRPC servicer is a
-thin adapter over it (as an HTTP/REST one is meant to be).
+thin adapter over it, and so is the REST one (rest.py).
 
 Two entry points, one pipeline:
 - `infer` awaits one request's answer (unary calls);
@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
@@ -85,11 +85,13 @@ class DataPlane:
 
     # -- the two entry points -------------------------------------------------------------------
 
-    async def infer(self, request, kind: str) -> Answer:
-        """The request's answer; raises the MlaasError to answer it with."""
+    async def infer(self, request, kind: str, raw_inputs: Sequence[bytes | memoryview] | None = None) -> Answer:
+        """The request's answer; raises the MlaasError to answer it with. `raw_inputs`: the
+        inputs' bytes when they came apart from the request (REST's binary data), instead of its
+        raw_input_contents."""
         started = time.perf_counter()
         try:
-            prepared = self.prepare(request)
+            prepared = self.prepare(request, raw_inputs)
             return await self._finish(prepared, kind)
         except Exception as err:
             failure = as_caller_error(err)
@@ -135,11 +137,11 @@ class DataPlane:
 
     # -- the pipeline ---------------------------------------------------------------------------
 
-    def prepare(self, request) -> Prepared:
+    def prepare(self, request, raw_inputs: Sequence[bytes | memoryview] | None = None) -> Prepared:
         """Decodes and checks a request; raises InvalidArgument/NotFound with the reason."""
         loaded = self._repo.get(request.model_name, request.model_version)
         signature = loaded.model.signature
-        raw = request.raw_input_contents
+        raw = request.raw_input_contents if raw_inputs is None else raw_inputs
         if raw and len(raw) != len(request.inputs):
             raise InvalidArgument(
                 f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs; "

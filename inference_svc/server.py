@@ -57,10 +57,12 @@ def run(settings: RuntimeSettings) -> int:
     import dataclasses
 
     port = settings.server.port or free_port()
-    # The workers share the port (SO_REUSEPORT), which would let them share it with another
+    http_port = (settings.http_port or free_port()) if settings.http_port >= 0 else -1
+    # The workers share the ports (SO_REUSEPORT), which would let them share one with another
     # runtime that holds it already, silently: a port in use is refused before any worker binds.
-    if not port_is_free(port, bind_host(settings.server, Authenticator.for_server(settings.server))):
-        log.error("port %d is in use; not sharing it with whatever holds it", port)
+    host = bind_host(settings.server, Authenticator.for_server(settings.server))
+    for taken in (p for p in (port, http_port) if p >= 0 and not port_is_free(p, host)):
+        log.error("port %d is in use; not sharing it with whatever holds it", taken)
         return 1
     workers = max(1, settings.workers)
     control_ports = tuple(free_port() for _ in range(workers)) if workers > 1 else ()
@@ -72,6 +74,7 @@ def run(settings: RuntimeSettings) -> int:
         worker_settings = dataclasses.replace(
             settings,
             server=dataclasses.replace(settings.server, port=port),
+            http_port=http_port,
             control_ports=control_ports,
             worker_index=index,
         )
@@ -83,7 +86,7 @@ def run(settings: RuntimeSettings) -> int:
     if settings.server.metrics_port >= 0:
         metrics_port = _serve_metrics(settings.server.metrics_port, "127.0.0.1")
         log.info("metrics on 127.0.0.1:%d/metrics", metrics_port)
-    log.info("runtime on port %d with %d worker(s)", port, workers)
+    log.info("runtime on port %d%s with %d worker(s)", port, f" (REST {http_port})" if http_port >= 0 else "", workers)
 
     stopping = False
 

@@ -29,6 +29,11 @@ class RuntimeSettings:
     registry_address: str | None = None
     registry_token: str | None = None
     workers: int = 1
+    # The Open Inference Protocol over HTTP/REST (rest.py): -1 off, 0 picks a free port.
+    http_port: int = -1
+    # The JSON part of one REST request (its Python objects take ~10x its size while it is read);
+    # larger tensors go as binary data.
+    max_json_bytes: int = 16 * 2**20
     intra_op_threads: int = 1
     batch: BatchPolicy = field(default_factory=BatchPolicy)
     # Under auth, what one tenant may have in flight on a worker (inference_svc/limits.py).
@@ -67,6 +72,8 @@ class RuntimeSettings:
             registry_address=env.get("MLAAS_REGISTRY_ADDR") or None,
             registry_token=env.get("MLAAS_TOKEN") or None,
             workers=env_int(env, "MLAAS_INFERENCE_WORKERS", cpu_limit()),
+            http_port=env_int(env, "MLAAS_INFERENCE_HTTP_PORT", cls.http_port),
+            max_json_bytes=env_int(env, "MLAAS_MAX_JSON_BYTES", cls.max_json_bytes),
             intra_op_threads=env_int(env, "MLAAS_INFERENCE_INTRA_OP_THREADS", 1),
             batch=BatchPolicy(
                 max_batch_size=env_int(env, "MLAAS_MAX_BATCH_SIZE", 256),

@@ -44,21 +44,23 @@ def raw_output(array: np.ndarray, datatype: str) -> bytes | memoryview:
 
 
 class Answer:
-    """One request's answer: `head` carries everything but the outputs' bytes."""
+    """One request's answer: `head` carries everything but the outputs' values, `arrays` them
+    (each protocol lays them out its own way: gRPC as raw bytes here, REST in rest_codec.py)."""
 
-    __slots__ = ("head", "raws")
+    __slots__ = ("arrays", "head")
 
     def __init__(self) -> None:
         self.head = oip.ModelInferResponse()
-        self.raws: list[bytes | memoryview] = []
+        self.arrays: list[np.ndarray] = []
 
     def add_output(self, name: str, array: np.ndarray, datatype: str) -> None:
         self.head.outputs.add(name=name, datatype=datatype, shape=array.shape)
-        self.raws.append(raw_output(array, datatype))
+        self.arrays.append(array)
 
     def _parts(self) -> list[bytes | memoryview]:
         parts: list[bytes | memoryview] = [self.head.SerializeToString()]
-        for raw in self.raws:
+        for output, array in zip(self.head.outputs, self.arrays, strict=True):
+            raw = raw_output(array, output.datatype)
             parts += [_length_delimited(RAW_OUTPUT_CONTENTS, len(raw)), raw]
         return parts
 

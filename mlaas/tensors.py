@@ -15,7 +15,7 @@ from mlaas.datatypes import OIP_TO_NUMPY, oip_of_numpy
 _LENGTH = struct.Struct("<I")
 
 
-def decode_bytes(raw: bytes, at_most: int | None = None) -> np.ndarray:
+def decode_bytes(raw: bytes | memoryview, at_most: int | None = None) -> np.ndarray:
     """The elements of a raw BYTES tensor; with `at_most`, ValueError as soon as there are more
     (so that a few bytes of empty elements never become millions of objects first)."""
     items = []
@@ -29,7 +29,7 @@ def decode_bytes(raw: bytes, at_most: int | None = None) -> np.ndarray:
         offset += 4
         if offset + length > end:
             raise ValueError("element runs past the end of the data")
-        items.append(raw[offset : offset + length])
+        items.append(bytes(raw[offset : offset + length]))  # a memoryview's slice is no bytes
         offset += length
     return np.array(items, dtype=np.object_)
 

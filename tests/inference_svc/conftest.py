@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,14 +75,18 @@ class Runtime:
     metrics_port: int
     process: subprocess.Popen
     models_dir: Path
+    http: str  # host:port of its REST endpoint
 
     def channel(self) -> grpc.Channel:
         return grpc.insecure_channel(self.address)
 
 
 def start_runtime(tmp: Path, *args: str, env: dict | None = None, timeout: float = 90) -> Runtime:
-    port, metrics_port = free_port(), free_port()
-    command = [sys.executable, "-m", "inference_svc", "--port", str(port), "--metrics-port", str(metrics_port), *args]
+    port, metrics_port, http_port = free_port(), free_port(), free_port()
+    command = [
+        sys.executable, "-m", "inference_svc", "--port", str(port), "--metrics-port", str(metrics_port),
+        "--http-port", str(http_port), *args,
+    ]  # fmt: skip
     process = subprocess.Popen(
         command,
         env=tool_env(MLAAS_DATA_DIR=str(tmp / "data"), **(env or {})),
@@ -89,10 +95,21 @@ def start_runtime(tmp: Path, *args: str, env: dict | None = None, timeout: float
     )
     try:
         wait_healthy(f"127.0.0.1:{port}", timeout=timeout)
+        wait_listening(http_port)  # a worker opens REST just after gRPC
     except TimeoutError:
         process.kill()
         raise AssertionError((tmp / f"runtime-{port}.log").read_text()) from None
-    return Runtime(f"127.0.0.1:{port}", metrics_port, process, tmp)
+    return Runtime(f"127.0.0.1:{port}", metrics_port, process, tmp, f"127.0.0.1:{http_port}")
+
+
+def wait_listening(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
 def stop_runtime(runtime: Runtime) -> int:

@@ -17,6 +17,7 @@ import numpy as np
 import psutil
 import pytest
 
+from inference_svc.catalog import Catalog
 from inference_svc.dataplane import DataPlane
 from inference_svc.feedback import DiscardSink, FeedbackTap
 from inference_svc.metrics import RuntimeMetrics
@@ -41,7 +42,7 @@ def worker(tmp_path, siblings: list[str], roots=()) -> tuple[InferenceServicer, 
     repository = ModelRepository(settings, metrics)
     feedback = FeedbackTap(16, DiscardSink())
     plane = DataPlane(settings, repository, feedback, metrics)
-    return InferenceServicer(settings, repository, plane, siblings), repository
+    return InferenceServicer(Catalog(settings, repository, siblings), plane), repository
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,165 @@
+"""What the runtime says about itself and its models (metadata, Triton's configuration,
+statistics, the repository index) and the changes to its repository (load, unload), free of any
+transport: the gRPC servicer and the REST adapter both answer from here, as protobuf messages
+(REST writes them as JSON)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from inference_svc.repository import ModelRepository
+from inference_svc.settings import RuntimeSettings
+from inference_svc.signature import TensorInfo
+from mlaas.errors import InvalidArgument, NotFound, PermissionDenied, from_rpc_error
+from mlaas.oip import open_inference_v2_pb2 as oip
+from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
+
+SERVER_NAME = "mlaas-inference"
+EXTENSIONS = ["model_repository", "model_configuration", "statistics", "binary_tensor_data", "parameters", "data_uri"]
+PLATFORM = "onnxruntime_onnx"
+# Set on repository changes repeated between the workers of one runtime, so they are not repeated again.
+LOCAL_ONLY = "mlaas_local_only"
+
+_TRITON_TYPES = {
+    "BOOL": oip.TYPE_BOOL, "UINT8": oip.TYPE_UINT8, "UINT16": oip.TYPE_UINT16, "UINT32": oip.TYPE_UINT32,
+    "UINT64": oip.TYPE_UINT64, "INT8": oip.TYPE_INT8, "INT16": oip.TYPE_INT16, "INT32": oip.TYPE_INT32,
+    "INT64": oip.TYPE_INT64, "FP16": oip.TYPE_FP16, "FP32": oip.TYPE_FP32, "FP64": oip.TYPE_FP64,
+    "BYTES": oip.TYPE_STRING,
+}  # fmt: skip
+
+
+class Catalog:
+    def __init__(self, settings: RuntimeSettings, repository: ModelRepository, siblings: Sequence[str] = ()):
+        self._settings = settings
+        self._repo = repository
+        self._siblings = list(siblings)  # the other workers' control addresses
+        self.draining = False
+
+    # -- health and metadata --------------------------------------------------------------------
+
+    def server_ready(self) -> bool:
+        # A model that failed to load is listed by the repository index; it does not make the
+        # models that serve unready.
+        return not self.draining and bool(self._repo.all())
+
+    def model_ready(self, name: str, version: str = "") -> bool:
+        try:
+            self._repo.get(name, version)
+        except NotFound:
+            return False
+        return not self.draining
+
+    @staticmethod
+    def server_metadata() -> oip.ServerMetadataResponse:
+        from mlaas import __version__
+
+        return oip.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=EXTENSIONS)
+
+    def model_metadata(self, name: str, version: str = "") -> oip.ModelMetadataResponse:
+        loaded = self._repo.get(name, version)
+        signature = loaded.model.signature
+
+        def tensors(infos):
+            return [
+                oip.ModelMetadataResponse.TensorMetadata(name=t.name, datatype=t.datatype, shape=t.shape)
+                for t in infos
+                if t.datatype
+            ]
+
+        return oip.ModelMetadataResponse(
+            name=loaded.name,
+            versions=[loaded.version],
+            platform=PLATFORM,
+            inputs=tensors(signature.inputs),
+            outputs=tensors(signature.outputs),
+        )
+
+    def model_config(self, name: str, version: str = "") -> oip.ModelConfigResponse:
+        loaded = self._repo.get(name, version)
+        signature = loaded.model.signature
+        batched = loaded.policy.batchable
+
+        # Triton's convention: with max_batch_size > 0, dims leave out the batch dimension.
+        def dims(info: TensorInfo) -> list[int]:
+            return list(info.shape[1:] if batched else info.shape)
+
+        config = oip.ModelConfig(
+            name=loaded.name,
+            platform=PLATFORM,
+            backend="onnxruntime",
+            runtime=SERVER_NAME,
+            max_batch_size=loaded.policy.max_batch_size if batched else 0,
+            input=[oip.ModelInput(name=t.name, data_type=_TRITON_TYPES[t.datatype], dims=dims(t))
+                   for t in signature.inputs],
+            output=[oip.ModelOutput(name=t.name, data_type=_TRITON_TYPES[t.datatype], dims=dims(t))
+                    for t in signature.outputs if t.datatype],
+            instance_group=[oip.ModelInstanceGroup(count=self._settings.workers, kind=oip.ModelInstanceGroup.KIND_CPU)],
+            parameters={"sha256": oip.ModelParameter(string_value=loaded.sha256),
+                        "source": oip.ModelParameter(string_value=loaded.source)},
+        )  # fmt: skip
+        if batched:
+            config.dynamic_batching.max_queue_delay_microseconds = loaded.policy.max_queue_delay_us
+        return oip.ModelConfigResponse(config=config)
+
+    def statistics(self, name: str = "", version: str = "") -> oip.ModelStatisticsResponse:
+        models = [self._repo.get(name, version)] if name else self._repo.all()
+        return oip.ModelStatisticsResponse(model_stats=[m.stats.proto(m.name, m.version) for m in models])
+
+    def repository_index(self, ready_only: bool) -> oip.RepositoryIndexResponse:
+        models = [
+            oip.RepositoryIndexResponse.ModelIndex(name=m.name, version=m.version, state="READY")
+            for m in self._repo.all()
+        ]
+        if not ready_only:
+            models += [
+                oip.RepositoryIndexResponse.ModelIndex(name=name, state="UNAVAILABLE", reason=reason)
+                for name, reason in self._repo.unavailable().items()
+            ]
+        return oip.RepositoryIndexResponse(models=models)
+
+    # -- repository changes ---------------------------------------------------------------------
+
+    async def load(self, request: oip.RepositoryModelLoadRequest, caller: Sequence[tuple[str, str]]) -> None:
+        """Loads a registry reference (or, on a standalone runtime, `parameters.uri`) on every
+        worker. `caller`: the caller's authorization metadata, which each worker checks again."""
+        if not request.model_name:
+            raise InvalidArgument("model_name is required: a registry reference NAME[:VERSION|@ALIAS]")
+        uri = request.parameters["uri"].string_param if "uri" in request.parameters else ""
+        if uri and self._settings.managed:
+            raise PermissionDenied("a deployment's runtime loads models from the registry only, not by uri")
+        if uri:
+            await self._repo.load_uri(request.model_name, uri, confined=True)
+        else:
+            await self._repo.load_ref(request.model_name)
+        await self._repeat_on_siblings("RepositoryModelLoad", request, caller)
+
+    async def unload(self, request: oip.RepositoryModelUnloadRequest, caller: Sequence[tuple[str, str]]) -> None:
+        await self._repo.unload(request.model_name)
+        await self._repeat_on_siblings("RepositoryModelUnload", request, caller)
+
+    async def _repeat_on_siblings(self, method: str, request, caller: Sequence[tuple[str, str]]) -> None:
+        """Repeats a repository change on the other workers of this runtime, as the same caller.
+        A sibling that is still starting is waited for (wait_for_ready): the runtime answers
+        health as soon as one worker listens, so a change can arrive before the others do."""
+        if LOCAL_ONLY in request.parameters or not self._siblings:
+            return
+        import grpc
+
+        forwarded = type(request)()
+        forwarded.CopyFrom(request)
+        forwarded.parameters[LOCAL_ONLY].bool_param = True
+        metadata = [(k, v) for k, v in caller if k == "authorization"]
+
+        async def repeat_on(address: str) -> None:
+            # The siblings' loopback control ports are plaintext by design (see app.py).
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub = oip_grpc.GRPCInferenceServiceStub(channel)
+                try:
+                    await getattr(stub, method)(forwarded, metadata=metadata, timeout=300, wait_for_ready=True)
+                except grpc.aio.AioRpcError as error:
+                    failure = from_rpc_error(error)
+                    failure.message = f"{method} failed on the worker at {address}: {failure.message}"
+                    raise failure from None
+
+        await asyncio.gather(*(repeat_on(address) for address in self._siblings))

@@ -1,0 +1,322 @@
+"""The Open Inference Protocol over HTTP/REST, with Triton's binary tensor data, configuration,
+statistics and repository extensions: an adapter over the same data plane and catalog as the
+gRPC servicer, under the same rules (access.py: bearer tokens, who may use the deployment), the
+same limits and the same errors (the gRPC status as an HTTP one, the reason as `{"error": ...}`).
+
+It is a bare ASGI application on uvicorn's httptools server, in each worker process beside the
+gRPC server, on the worker's event loop. The stack was picked by bench/http_stacks.py: about 3x
+the requests/s of FastAPI on uvicorn (what MLServer and KServe use) at 16 connections, and above
+Starlette's router and aiohttp's server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+
+import grpc
+import orjson
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+
+from inference_svc.access import RuntimeRules
+from inference_svc.catalog import Catalog
+from inference_svc.dataplane import DataPlane
+from inference_svc.rest_codec import HEADER_LENGTH, answer_body, parse_request, set_parameters
+from inference_svc.settings import RuntimeSettings
+from mlaas.auth import bearer_token
+from mlaas.errors import InvalidArgument, MlaasError, NotFound, ResourceExhausted
+from mlaas.oip import open_inference_v2_pb2 as oip
+from mlaas.server import MAX_MESSAGE_BYTES
+from mlaas.tls import ServerTLS
+
+log = logging.getLogger(__name__)
+
+_HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400, grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.PERMISSION_DENIED: 403, grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409, grpc.StatusCode.ABORTED: 409, grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNIMPLEMENTED: 501, grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}  # fmt: skip
+_JSON = [(b"content-type", b"application/json")]
+_SERVICE = "/inference.GRPCInferenceService/"
+_MODEL = r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?"
+_INT64 = {
+    FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
+    FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64,
+}  # fmt: skip
+
+Reply = tuple[int, bytes, list[tuple[bytes, bytes]]]
+
+
+def _json_reply(status: int, value) -> Reply:
+    return status, orjson.dumps(value), _JSON
+
+
+def _error(status: int, message: str) -> Reply:
+    return _json_reply(status, {"error": message})
+
+
+def _numbers(message, data: dict) -> dict:
+    """protobuf's JSON writes 64-bit integers as strings; Triton's REST API writes numbers."""
+    for field in message.DESCRIPTOR.fields:
+        if field.name not in data:
+            continue
+        value = getattr(message, field.name)
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            inner = field.message_type.fields_by_name["value"]
+            if inner.message_type is not None:
+                for key, item in value.items():
+                    _numbers(item, data[field.name][str(key)])
+        elif field.message_type is not None:
+            items = zip(value, data[field.name], strict=True) if field.is_repeated else [(value, data[field.name])]
+            for item, item_data in items:
+                _numbers(item, item_data)
+        elif field.type in _INT64:
+            data[field.name] = [int(v) for v in data[field.name]] if field.is_repeated else int(data[field.name])
+    return data
+
+
+def _message(message) -> dict:
+    return _numbers(
+        message,
+        json_format.MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True),
+    )
+
+
+class RestApp:
+    """The ASGI application: route, authenticate and admit, read the body within its limit,
+    answer. One route table maps each path to its handler and to the gRPC method whose rules
+    (mlaas.permissions, access.py) apply to it."""
+
+    def __init__(self, settings: RuntimeSettings, catalog: Catalog, plane: DataPlane, rules: RuntimeRules | None):
+        self._settings = settings
+        self._catalog = catalog
+        self._plane = plane
+        self._rules = rules
+        Handler = Callable[[dict, dict, bytes], Awaitable[Reply]]
+        routes: list[tuple[str, str, Handler, str]] = [
+            ("GET", "/v2/health/live", self._live, "ServerLive"),
+            ("GET", "/v2/health/ready", self._ready, "ServerReady"),
+            ("GET", "/v2", self._server_metadata, "ServerMetadata"),
+            ("GET", "/v2/models/stats", self._statistics, "ModelStatistics"),
+            ("GET", _MODEL, self._model_metadata, "ModelMetadata"),
+            ("GET", _MODEL + "/ready", self._model_ready, "ModelReady"),
+            ("POST", _MODEL + "/infer", self._infer, "ModelInfer"),
+            ("GET", _MODEL + "/config", self._model_config, "ModelConfig"),
+            ("GET", _MODEL + "/stats", self._statistics, "ModelStatistics"),
+            ("POST", "/v2/repository/index", self._repository_index, "RepositoryIndex"),
+            ("POST", r"/v2/repository/models/(?P<model>[^/]+)/load", self._load, "RepositoryModelLoad"),
+            ("POST", r"/v2/repository/models/(?P<model>[^/]+)/unload", self._unload, "RepositoryModelUnload"),
+        ]
+        self._routes = [(verb, re.compile(path + "/?"), handler, _SERVICE + rpc) for verb, path, handler, rpc in routes]
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            status, body, headers = await self._reply(scope, receive)
+        except MlaasError as err:
+            status, body, headers = _error(_HTTP_STATUS.get(err.code, 500), err.message)
+        except Exception:
+            log.exception("REST %s %s failed", scope["method"], scope["path"])
+            status, body, headers = _error(500, "internal error; see the runtime's log")
+        await send({
+            "type": "http.response.start", "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        })  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+    async def _reply(self, scope, receive) -> Reply:
+        path, verb = scope["path"], scope["method"]
+        allowed = []
+        for route_verb, pattern, handler, method in self._routes:
+            match = pattern.fullmatch(path)
+            if match is None:
+                continue
+            if route_verb != verb:
+                allowed.append(route_verb)
+                continue
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            params = {k: v or "" for k, v in match.groupdict().items()}
+            refusal = await self._admit(method, headers, params.get("model", ""))
+            if refusal is not None:
+                return refusal
+            return await handler(params, headers, await self._body(headers, receive))
+        if allowed:
+            status, body, headers = _error(405, f"{path} takes {', '.join(allowed)}")
+            return status, body, [*headers, (b"allow", ", ".join(allowed).encode())]
+        return _error(404, f"no such endpoint: {verb} {path}")
+
+    async def _admit(self, method: str, headers: dict, model: str) -> Reply | None:
+        """Applies the runtime's rules (None: let it through); readiness of a model a caller
+        may not see reads as not ready, as over gRPC."""
+        if self._rules is None:
+            return None
+        metadata = [("authorization", headers["authorization"])] if "authorization" in headers else []
+        identity = self._rules.caller(method, metadata)
+        if identity is None:
+            return None
+        try:
+            await self._rules.admit(identity, bearer_token(metadata), method, model)
+        except NotFound:
+            if method.endswith("/ModelReady"):
+                return _json_reply(503, {"name": model, "ready": False})
+            raise
+        return None
+
+    async def _body(self, headers: dict, receive) -> bytes:
+        """The request's body, refused past the gRPC side's message limit before it is read."""
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_MESSAGE_BYTES:
+            raise ResourceExhausted(f"the body is {declared} bytes; at most {MAX_MESSAGE_BYTES}")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise InvalidArgument("the client went away before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_MESSAGE_BYTES:
+                raise ResourceExhausted(f"the body is more than {MAX_MESSAGE_BYTES} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    # -- handlers: (path parameters, headers, body) -> reply ------------------------------------
+
+    async def _live(self, params, headers, body) -> Reply:
+        return _json_reply(200, {"live": True})
+
+    async def _ready(self, params, headers, body) -> Reply:
+        ready = self._catalog.server_ready()
+        return _json_reply(200 if ready else 503, {"ready": ready})
+
+    async def _server_metadata(self, params, headers, body) -> Reply:
+        return _json_reply(200, _message(self._catalog.server_metadata()))
+
+    async def _model_metadata(self, params, headers, body) -> Reply:
+        return _json_reply(200, _message(self._catalog.model_metadata(params["model"], params["version"])))
+
+    async def _model_ready(self, params, headers, body) -> Reply:
+        ready = self._catalog.model_ready(params["model"], params["version"])
+        return _json_reply(200 if ready else 503, {"name": params["model"], "ready": ready})
+
+    async def _model_config(self, params, headers, body) -> Reply:
+        config = self._catalog.model_config(params["model"], params["version"]).config
+        return _json_reply(200, _message(config))
+
+    async def _statistics(self, params, headers, body) -> Reply:
+        stats = self._catalog.statistics(params.get("model", ""), params.get("version", ""))
+        return _json_reply(200, _message(stats))
+
+    async def _repository_index(self, params, headers, body) -> Reply:
+        ready_only = bool(_json_object(body).get("ready", False))
+        return _json_reply(200, _message(self._catalog.repository_index(ready_only)).get("models", []))
+
+    async def _load(self, params, headers, body) -> Reply:
+        request = oip.RepositoryModelLoadRequest(model_name=params["model"])
+        set_parameters(request.parameters, _json_object(body).get("parameters"), "the request")
+        await self._catalog.load(request, _caller(headers))
+        return _json_reply(200, {})
+
+    async def _unload(self, params, headers, body) -> Reply:
+        await self._catalog.unload(oip.RepositoryModelUnloadRequest(model_name=params["model"]), _caller(headers))
+        return _json_reply(200, {})
+
+    async def _infer(self, params, headers, body) -> Reply:
+        length = headers.get(HEADER_LENGTH)
+        if length is not None and not length.isdigit():
+            raise InvalidArgument(f"{HEADER_LENGTH} must be a number of bytes, not {length!r}")
+        request, raws = parse_request(
+            body, None if length is None else int(length), params["model"], params["version"],
+            self._settings.max_json_bytes, self._settings.max_bytes_elements,
+        )  # fmt: skip
+        answer = await self._plane.infer(request, "rest", raws)
+        payload, json_length = answer_body(answer, request)
+        if json_length is None:
+            return 200, payload, _JSON
+        return 200, payload, [(b"content-type", b"application/octet-stream"),
+                              (HEADER_LENGTH.encode(), str(json_length).encode())]  # fmt: skip
+
+
+def _json_object(body: bytes) -> dict:
+    if not body.strip():
+        return {}
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise InvalidArgument(f"the body is not valid JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise InvalidArgument("the body must be a JSON object")
+    return value
+
+
+def _caller(headers: dict) -> list[tuple[str, str]]:
+    return [("authorization", headers["authorization"])] if "authorization" in headers else []
+
+
+def _ssl_context(tls: ServerTLS) -> ssl.SSLContext:
+    """The gRPC side's certificate, and its client CA for mTLS (read once, at start)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.client_ca_file:
+        context.load_verify_locations(tls.client_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class RestServer:
+    """uvicorn serving the app on (host, port) in this worker's event loop; with `share_port`
+    the runtime's worker processes listen on one port (SO_REUSEPORT), as their gRPC servers do."""
+
+    def __init__(self, app: RestApp, host: str, port: int, tls: ServerTLS | None, share_port: bool, grace: float):
+        self._app = app
+        self._host, self._port = host, port
+        self._tls = tls
+        self._share_port = share_port
+        self._grace = grace
+        self._server = None
+        self._ticks: asyncio.Future | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        import uvicorn
+
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say so, and without it
+        # a response written as headers then body waits ~40 ms for the client's delayed ACK.
+        listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self._share_port:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.bind((self._host, self._port))
+        listener.set_inheritable(False)
+        self.port = listener.getsockname()[1]
+        config = uvicorn.Config(
+            self._app, http="httptools", lifespan="off", log_level="warning", access_log=False,
+            timeout_graceful_shutdown=self._grace, server_header=False,
+        )  # fmt: skip
+        config.load()
+        if self._tls is not None:
+            config.ssl = _ssl_context(self._tls)
+        # What uvicorn.Server.serve does, without the signal handlers it installs: the worker
+        # handles SIGTERM itself (server.py) and stops this server with the gRPC one.
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        await server.startup(sockets=[listener])
+        self._ticks = asyncio.ensure_future(server.main_loop())  # the Date header, once a second
+        self._server = server
+
+    async def stop(self) -> None:
+        """Stops listening, lets requests in flight finish within the grace period."""
+        if self._server is not None:
+            self._server.should_exit = True
+            await self._ticks
+            await self._server.shutdown()
+            self._server = None
