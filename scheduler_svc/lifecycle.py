@@ -16,7 +16,7 @@ import redis
 from mlaas.errors import NotFound
 from mlaas.v1 import scheduler_pb2
 from scheduler_svc.backends import Backend
-from scheduler_svc.replicas import as_status
+from scheduler_svc.replicas import as_status, publish_endpoints
 from scheduler_svc.states import SHAREABLE
 from scheduler_svc.store import PREFIX, DeploymentStore
 
@@ -139,9 +139,9 @@ class Lifecycle:
 
         def release(d: scheduler_pb2.Deployment) -> None:
             d.leases = 0
-            d.ClearField("endpoints")
             for replica in d.replica_status:
                 replica.ready = False
+            publish_endpoints(d)
 
         self._redis.delete(_leases_key(deployment.id))
         return self._store.update(deployment.id, release, S.DEPLOYMENT_STATE_DESTROYED, detail)

@@ -24,7 +24,7 @@ from mlaas.net import HealthProbe, port_is_free
 from mlaas.v1 import scheduler_pb2
 from scheduler_svc.backends import heals_itself
 from scheduler_svc.lifecycle import Lifecycle
-from scheduler_svc.replicas import Replicas, as_status, endpoint_port
+from scheduler_svc.replicas import Replicas, as_status, endpoint_port, publish_endpoints, record_started
 from scheduler_svc.store import DeploymentStore
 
 S = scheduler_pb2
@@ -56,8 +56,7 @@ def _set_serving(deployment: scheduler_pb2.Deployment, replica_id: str, ready: b
     for replica in deployment.replica_status:
         if replica.id == replica_id:
             replica.ready = ready
-    deployment.ClearField("endpoints")
-    deployment.endpoints.extend(r.endpoint for r in deployment.replica_status if r.ready)
+    publish_endpoints(deployment)
 
 
 class Reconciler:
@@ -131,8 +130,11 @@ class Reconciler:
             )  # fmt: skip
         if now < seen.restart_at:
             return
-        port = endpoint_port(replica.endpoint)
-        spec = self._replicas.spec(deployment, replica, port if port_is_free(port) else 0)
+        # Its old ports where they are still free, so that its endpoints stay the same.
+        ports = tuple(
+            p if p and port_is_free(p) else 0 for p in map(endpoint_port, (replica.endpoint, replica.http_endpoint))
+        )
+        spec = self._replicas.spec(deployment, replica, ports)
         started = self._replicas.backend.create(spec)
         seen.restart_at, seen.started_at, seen.failed_checks = None, now, 0
         seen.recent_restarts += 1
@@ -140,7 +142,8 @@ class Reconciler:
         def restarted(d: scheduler_pb2.Deployment) -> None:
             for r in d.replica_status:
                 if r.id == replica.id:
-                    r.endpoint, r.handle, r.restarts = started.endpoint, started.handle, r.restarts + 1
+                    record_started(r, started)
+                    r.restarts += 1
 
         self._store.update(deployment.id, restarted, detail=f"replica {replica.id} restarted on {started.endpoint}")
 

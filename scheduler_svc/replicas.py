@@ -29,19 +29,38 @@ def new_replica(deployment: scheduler_pb2.Deployment, node: str) -> scheduler_pb
 
 
 def spec_for(
-    deployment: scheduler_pb2.Deployment, replica: scheduler_pb2.Replica, port: int = 0, version: int = 0
+    deployment: scheduler_pb2.Deployment,
+    replica: scheduler_pb2.Replica,
+    ports: tuple[int, int] = (0, 0),
+    version: int = 0,
 ) -> ReplicaSpec:
-    """The replica as the backend runs it: of its own model version, or of `version` if given."""
+    """The replica as the backend runs it: of its own model version, or of `version` if given;
+    on the (gRPC, REST) `ports` if given."""
     model = types_pb2.ModelRef(name=deployment.model.name, version=version or replica.model_version)
     res = deployment.resources
     strict = deployment.mode == scheduler_pb2.PLACEMENT_MODE_STRICT
     return ReplicaSpec(
-        replica.id, deployment.id, replica.node, format_ref(model), res.cpu_millicores, res.memory_bytes, port, strict
-    )
+        replica.id, deployment.id, replica.node, format_ref(model), res.cpu_millicores, res.memory_bytes,
+        port=ports[0], http_port=ports[1], strict=strict,
+    )  # fmt: skip
 
 
 def as_status(replica: scheduler_pb2.Replica) -> ReplicaStatus:
-    return ReplicaStatus(replica.id, replica.endpoint, True, handle=replica.handle)
+    return ReplicaStatus(replica.id, replica.endpoint, True, handle=replica.handle, http_endpoint=replica.http_endpoint)
+
+
+def record_started(replica: scheduler_pb2.Replica, started: ReplicaStatus) -> None:
+    """Where a replica the backend (re)started serves, and its handle."""
+    replica.endpoint, replica.http_endpoint, replica.handle = started.endpoint, started.http_endpoint, started.handle
+
+
+def publish_endpoints(deployment: scheduler_pb2.Deployment) -> None:
+    """The deployment's endpoints (gRPC and REST): those of its replicas that take traffic."""
+    serving = [r for r in deployment.replica_status if r.ready]
+    deployment.ClearField("endpoints")
+    deployment.endpoints.extend(r.endpoint for r in serving)
+    deployment.ClearField("http_endpoints")
+    deployment.http_endpoints.extend(r.http_endpoint for r in serving if r.http_endpoint)
 
 
 def endpoint_port(endpoint: str) -> int:
@@ -58,10 +77,14 @@ class Replicas:
         self._key = key
 
     def spec(
-        self, deployment: scheduler_pb2.Deployment, replica: scheduler_pb2.Replica, port: int = 0, version: int = 0
+        self,
+        deployment: scheduler_pb2.Deployment,
+        replica: scheduler_pb2.Replica,
+        ports: tuple[int, int] = (0, 0),
+        version: int = 0,
     ) -> ReplicaSpec:
         """spec_for, with the replica's credential when the mesh runs with auth."""
-        spec = spec_for(deployment, replica, port, version)
+        spec = spec_for(deployment, replica, ports, version)
         if self._key is None:
             return spec
         return dataclasses.replace(spec, token=self._key.mint(RUNTIME, deployment.id, spec.model_ref))
@@ -86,7 +109,7 @@ class Replicas:
         def record(d: scheduler_pb2.Deployment) -> None:
             for replica in d.replica_status:
                 if replica.id in started:
-                    replica.endpoint, replica.handle = started[replica.id].endpoint, started[replica.id].handle
+                    record_started(replica, started[replica.id])
 
         try:
             return self._store.update(deployment.id, record, state, detail, only_from)

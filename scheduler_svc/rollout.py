@@ -22,7 +22,7 @@ from mlaas.v1 import scheduler_pb2
 from scheduler_svc.backends import rolls_in_place
 from scheduler_svc.lifecycle import Lifecycle, ready_or_cached
 from scheduler_svc.placer import Placer
-from scheduler_svc.replicas import Replicas, new_replica
+from scheduler_svc.replicas import Replicas, new_replica, publish_endpoints
 from scheduler_svc.store import DeploymentStore
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,7 @@ def _serve_from(deployment: scheduler_pb2.Deployment, replica_ids: Collection[st
     """Only these replicas take traffic (the others are about to drain)."""
     for replica in deployment.replica_status:
         replica.ready = replica.ready and replica.id in replica_ids
-    deployment.ClearField("endpoints")
-    deployment.endpoints.extend(r.endpoint for r in deployment.replica_status if r.ready)
+    publish_endpoints(deployment)
 
 
 class Rollout:

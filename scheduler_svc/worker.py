@@ -14,7 +14,7 @@ from mlaas.v1 import scheduler_pb2
 from scheduler_svc.lifecycle import ready_or_cached
 from scheduler_svc.placer import Placer
 from scheduler_svc.queue import Claimed, DeploymentQueue
-from scheduler_svc.replicas import Replicas, new_replica
+from scheduler_svc.replicas import Replicas, new_replica, publish_endpoints
 from scheduler_svc.rollout import Rollout
 from scheduler_svc.settings import SchedulerSettings
 from scheduler_svc.store import DeploymentStore
@@ -126,8 +126,7 @@ class PlacementWorker(threading.Thread):
             def ready(d: scheduler_pb2.Deployment) -> None:
                 for replica in d.replica_status:
                     replica.ready = True
-                d.ClearField("endpoints")
-                d.endpoints.extend(r.endpoint for r in d.replica_status)
+                publish_endpoints(d)
 
             self._store.update(
                 deployment.id, ready, ready_or_cached, f"{len(ids)}/{len(ids)} ready",

@@ -19,6 +19,8 @@ class ReplicaSpec:
     memory_bytes: int
     # 0: any free port; a restarted replica asks for its old one, so its endpoint stays the same.
     port: int = 0
+    # The same for its HTTP/REST port.
+    http_port: int = 0
     # STRICT: the replica's raw inputs must not leave its node (it sends only summaries).
     strict: bool = False
     # The replica's own credential (MLAAS_TOKEN), minted for this deployment and model version.
@@ -48,6 +50,8 @@ class ReplicaStatus:
     exit_code: int | None = None
     # Backend-specific handle (a pid, a container id), kept in the deployment record.
     handle: str = ""
+    # host:port of its HTTP/REST endpoint (replicas only).
+    http_endpoint: str = ""
 
 
 @dataclass(frozen=True)

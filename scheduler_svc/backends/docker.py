@@ -83,7 +83,7 @@ class DockerBackend:
         self._jobs_dir = jobs_dir
 
     def create(self, spec: ReplicaSpec) -> ReplicaStatus:
-        port = spec.port or free_port()
+        port, http_port = spec.port or free_port(), spec.http_port or free_port()
         workers = max(1, spec.cpu_millicores // 1000)
         environment = {
             **self._env,
@@ -94,8 +94,8 @@ class DockerBackend:
         options = {"environment": environment, **runtime_options(environment)}
         container = self._engine(spec.node).containers.run(
             self._image,
-            ["inference", "--model", spec.model_ref, "--port", str(port), "--workers", str(workers),
-             "--metrics-port", "-1"],
+            ["inference", "--model", spec.model_ref, "--port", str(port), "--http-port", str(http_port),
+             "--workers", str(workers), "--metrics-port", "-1"],
             name=object_name(spec.replica_id),
             detach=True,
             network_mode="host",
@@ -108,7 +108,10 @@ class DockerBackend:
             },
             **options,
         )  # fmt: skip
-        return ReplicaStatus(spec.replica_id, f"127.0.0.1:{port}", True, handle=f"{spec.node}/{container.id}")
+        return ReplicaStatus(
+            spec.replica_id, f"127.0.0.1:{port}", True, handle=f"{spec.node}/{container.id}",
+            http_endpoint=f"127.0.0.1:{http_port}",
+        )  # fmt: skip
 
     def start_job(self, spec: JobSpec) -> ReplicaStatus:
         container = self._engine(spec.node).containers.run(

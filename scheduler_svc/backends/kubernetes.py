@@ -24,6 +24,7 @@ from scheduler_svc.placement import Node
 
 log = logging.getLogger(__name__)
 GRPC_PORT = 8001
+HTTP_PORT = 8000
 HOSTNAME = "kubernetes.io/hostname"
 GPU = "nvidia.com/gpu"
 
@@ -152,9 +153,22 @@ def replica_manifests(
         "name": "runtime",
         "image": image,
         "command": ["python", "-m", "inference_svc"],
-        "args": ["--model", spec.model_ref, "--port", str(GRPC_PORT), "--metrics-port", "9090"],
+        "args": [
+            "--model",
+            spec.model_ref,
+            "--port",
+            str(GRPC_PORT),
+            "--http-port",
+            str(HTTP_PORT),
+            "--metrics-port",
+            "9090",
+        ],
         "env": env_entries(variables),
-        "ports": [{"name": "grpc", "containerPort": GRPC_PORT}, {"name": "metrics", "containerPort": 9090}],
+        "ports": [
+            {"name": "grpc", "containerPort": GRPC_PORT},
+            {"name": "http", "containerPort": HTTP_PORT},
+            {"name": "metrics", "containerPort": 9090},
+        ],
         "resources": _resources(spec.cpu_millicores, spec.memory_bytes),
         "readinessProbe": {**probe, "initialDelaySeconds": 2},
         "livenessProbe": {**probe, "initialDelaySeconds": 30},
@@ -193,7 +207,10 @@ def replica_manifests(
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {
             "selector": {"mlaas.io/replica": name},
-            "ports": [{"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "appProtocol": "grpc"}],
+            "ports": [
+                {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "appProtocol": "grpc"},
+                {"name": "http", "port": HTTP_PORT, "targetPort": "http", "appProtocol": "http"},
+            ],
         },
     }
     return deployment, service
@@ -379,7 +396,10 @@ class KubernetesBackend:
         self._apps.create_namespaced_deployment(self._namespace, deployment)
         self._core.create_namespaced_service(self._namespace, service)
         name = deployment["metadata"]["name"]
-        return ReplicaStatus(spec.replica_id, f"{name}.{self._namespace}.svc:{GRPC_PORT}", True, handle=name)
+        host = f"{name}.{self._namespace}.svc"
+        return ReplicaStatus(
+            spec.replica_id, f"{host}:{GRPC_PORT}", True, handle=name, http_endpoint=f"{host}:{HTTP_PORT}"
+        )
 
     def roll(self, replica: ReplicaStatus, spec: ReplicaSpec) -> None:
         patch = roll_patch(self._manifests(spec)[0])

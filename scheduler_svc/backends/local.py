@@ -89,11 +89,11 @@ class LocalBackend:
         return self._log_dir / f"{replica_id}.log"
 
     def create(self, spec: ReplicaSpec) -> ReplicaStatus:
-        port = spec.port or free_port()
+        port, http_port = spec.port or free_port(), spec.http_port or free_port()
         workers = max(1, spec.cpu_millicores // 1000)
         command = [
             self._python, "-m", "inference_svc", "--model", spec.model_ref, "--registry", self._registry,
-            "--port", str(port), "--workers", str(workers), "--metrics-port", "-1",
+            "--port", str(port), "--http-port", str(http_port), "--workers", str(workers), "--metrics-port", "-1",
         ]  # fmt: skip
         env = {
             **self._env,
@@ -102,7 +102,9 @@ class LocalBackend:
             **credential(spec.token),
         }
         pid = self._spawn(spec.replica_id, command, env)
-        return ReplicaStatus(spec.replica_id, f"127.0.0.1:{port}", True, handle=str(pid))
+        return ReplicaStatus(
+            spec.replica_id, f"127.0.0.1:{port}", True, handle=str(pid), http_endpoint=f"127.0.0.1:{http_port}"
+        )
 
     def start_job(self, spec: JobSpec) -> ReplicaStatus:
         command = [

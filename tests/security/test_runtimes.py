@@ -4,7 +4,10 @@ every repository rpc; and revocation, as a lease holder that let its lease go.""
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
+import urllib.request
 
 import grpc
 import numpy as np
@@ -79,6 +82,38 @@ def test_another_tenant_gets_nothing_from_a_private_deployments_runtime(mesh, mo
     with InferenceClient(endpoint, token=TOKENS["alpha"]) as alpha:
         assert alpha.infer("alpha-secret", {"X": X[:2]})["label"].shape == (2,)
         assert [r.error for r in alpha.stream("alpha-secret", [{"X": X[:1]}])] == [""]
+
+
+def test_over_rest_too_another_tenant_gets_nothing_and_the_owner_everything(mesh, models, deployed):
+    """The same rules on the replica's HTTP/REST endpoint, which the scheduler publishes beside
+    its gRPC one."""
+    X = models
+    deployment = deployed("alpha", "alpha-secret")
+    assert len(deployment.http_endpoints) == len(deployment.endpoints) == 1
+    base = f"http://{deployment.http_endpoints[0]}"
+    body = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": X[0].tolist()}]}
+
+    def call(path: str, token: str | None, data: dict | None = None) -> tuple[int, dict]:
+        request = urllib.request.Request(base + path, data=None if data is None else json.dumps(data).encode())
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    not_here = (404, {"error": "model 'alpha-secret' is not loaded here"})
+    for path, data in (("/infer", body), ("", None), ("/config", None), ("/stats", None)):
+        assert call(f"/v2/models/alpha-secret{path}", TOKENS["beta"], data) == not_here, path
+    assert call("/v2/models/alpha-secret/ready", TOKENS["beta"])[0] == 503
+    assert call("/v2/models/nothing", TOKENS["beta"]) == (404, {"error": "model 'nothing' is not loaded here"})
+    for who in ("alpha", "beta"):  # the repository is the scheduler's
+        assert call("/v2/repository/models/alpha-secret/unload", TOKENS[who], {})[0] == 403
+        assert call("/v2/repository/index", TOKENS[who], {})[0] == 403
+    assert call("/v2/models/alpha-secret/infer", None, body)[0] == 401
+    status, answer = call("/v2/models/alpha-secret/infer", TOKENS["alpha"], body)
+    assert status == 200 and answer["outputs"][0]["shape"] == [1]
 
 
 def test_a_dropped_lease_takes_the_runtime_away_within_seconds(mesh, models, deployed):
