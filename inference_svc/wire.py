@@ -47,20 +47,22 @@ class Answer:
     """One request's answer: `head` carries everything but the outputs' values, `arrays` them
     (each protocol lays them out its own way: gRPC as raw bytes here, REST in rest_codec.py)."""
 
-    __slots__ = ("arrays", "head")
+    __slots__ = ("arrays", "datatypes", "head")
 
     def __init__(self) -> None:
         self.head = oip.ModelInferResponse()
         self.arrays: list[np.ndarray] = []
+        self.datatypes: list[str] = []  # beside the head's, which protobuf reads back slowly
 
     def add_output(self, name: str, array: np.ndarray, datatype: str) -> None:
         self.head.outputs.add(name=name, datatype=datatype, shape=array.shape)
         self.arrays.append(array)
+        self.datatypes.append(datatype)
 
     def _parts(self) -> list[bytes | memoryview]:
         parts: list[bytes | memoryview] = [self.head.SerializeToString()]
-        for output, array in zip(self.head.outputs, self.arrays, strict=True):
-            raw = raw_output(array, output.datatype)
+        for array, datatype in zip(self.arrays, self.datatypes, strict=True):
+            raw = raw_output(array, datatype)
             parts += [_length_delimited(RAW_OUTPUT_CONTENTS, len(raw)), raw]
         return parts
 
