@@ -5,6 +5,8 @@ measured in one run with the same asyncio client.
     .venv/bin/python bench/runtime_bench.py --quick --repeats 5
 
 Servers, per model (iris logistic regression; a 100-tree digits random forest):
+  minimal  bench/minimal_oip_server.py: one grpc.aio process, one onnxruntime session, no
+           batching or checks: what the runtime's features should cost nothing beside.
   echo     bench/echo_server.py: parses each request and answers a prebuilt response of the real
            size, no decoding, no inference: what Python gRPC itself costs here (the ceiling).
   runtime  python -m inference_svc with its defaults (workers = CPU limit, no batching delay).
@@ -128,6 +130,13 @@ def start_servers(models: dict, workdir: Path, runtime_args: list[str], with_mls
         stdout=subprocess.DEVNULL, stderr=open(workdir / "runtime.log", "wb"),  # noqa: SIM115
     )  # fmt: skip
     servers["runtime"] = {name: (runtime, f"127.0.0.1:{port}") for name in models}
+    port = free_port()
+    minimal = subprocess.Popen(
+        [PY, str(HERE / "minimal_oip_server.py"), "--port", str(port),
+         *(f"--model-uri={name}={path}" for name, (path, _, _) in models.items())],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(workdir / "minimal.log", "wb"),  # noqa: SIM115
+    )  # fmt: skip
+    servers["minimal"] = {name: (minimal, f"127.0.0.1:{port}") for name in models}
     if with_mlserver:
         started = start_mlserver(models, workdir)
         if started:
@@ -218,11 +227,13 @@ def print_table(measurements, args) -> None:
     print(f"\nmedians of {args.repeats} run(s) of {args.duration:.0f} s per cell; req/s = requests per second")
     print(
         "| model | mode | rows | conc | echo req/s | runtime req/s | runtime rows/s | runtime p50 / p99 ms "
-        "| % of echo | MLServer req/s | MLServer p50 / p99 ms | x MLServer | client CPU |"
+        "| % of echo | minimal req/s | x minimal | MLServer req/s | MLServer p50 / p99 ms | x MLServer | client CPU |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for cell in measurements:
         echo, ours, theirs = cell.get("echo"), cell.get("runtime"), cell.get("mlserver")
+        minimal = cell.get("minimal")
+        ratio_minimal = ours["requests_per_s"] / minimal["requests_per_s"] if ours and minimal else None
         ratio_echo = ours["requests_per_s"] / echo["requests_per_s"] * 100 if ours and echo else None
         ratio_ml = ours["requests_per_s"] / theirs["requests_per_s"] if ours and theirs else None
         print(
@@ -230,6 +241,7 @@ def print_table(measurements, args) -> None:
             f"| {fmt(echo and echo['requests_per_s'])} | {fmt(ours and ours['requests_per_s'])} "
             f"| {fmt(ours and ours['rows_per_s'])} "
             f"| {fmt(ours and ours['p50_ms'], 2)} / {fmt(ours and ours['p99_ms'], 2)} | {fmt(ratio_echo)}% "
+            f"| {fmt(minimal and minimal['requests_per_s'])} | {fmt(ratio_minimal, 2)} "
             f"| {fmt(theirs and theirs['requests_per_s'])} "
             f"| {fmt(theirs and theirs['p50_ms'], 2)} / {fmt(theirs and theirs['p99_ms'], 2)} "
             f"| {fmt(ratio_ml, 1)} | {fmt(ours and ours['client_cpu'], 2)} |"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from inference_svc.access import DeploymentAccess, RuntimeAccessInterceptor, RuntimeRules, own_tenant, scheduler_check
 from inference_svc.catalog import Catalog
+from inference_svc.cores import LongCalls
 from inference_svc.dataplane import DataPlane
 from inference_svc.feedback import DiscardSink, FeedbackSink, FeedbackTap
 from inference_svc.metrics import RuntimeMetrics
@@ -107,10 +108,11 @@ def _rules(settings: RuntimeSettings, authenticator: Authenticator) -> RuntimeRu
     return RuntimeRules(authenticator, access, SCHEDULER)
 
 
-def build_worker(settings: RuntimeSettings) -> Worker:
+def build_worker(settings: RuntimeSettings, long_calls: LongCalls | None = None) -> Worker:
+    """One worker; `long_calls` is shared by the runtime's workers (cores.py)."""
     authenticator = Authenticator.for_server(settings.server)
     metrics = RuntimeMetrics()
-    repository = ModelRepository(settings, metrics)
+    repository = ModelRepository(settings, metrics, long_calls)
     feedback = FeedbackTap(settings.feedback_capacity, _sink(settings), dropped_metric=metrics.feedback_dropped)
     siblings = [f"127.0.0.1:{p}" for i, p in enumerate(settings.control_ports) if i != settings.worker_index]
     catalog = Catalog(settings, repository, siblings)

@@ -17,6 +17,12 @@ A long call (a 1.5M-row request takes ~70 ms) does not hold up short ones: while
 thread runs a call predicted longer than `LONG_CALL_FACTOR` x inline_compute_us, a short request
 that finds the queue empty runs on the loop beside it (ONNX Runtime sessions take concurrent
 calls). Short calls still batch behind one another as before, where batching pays.
+
+A call predicted longer than `WIDE_CALL_NS` runs on the wide runner when there is one (a session
+with a thread per core, session.py) and no other worker of the runtime runs a long call
+(cores.py): otherwise a stream of large requests, which lands on one worker, would use one core
+of the machine. Shorter calls keep one thread each: waking a pool's threads costs more than it
+saves on them.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Protocol
 
 import numpy as np
 
+from inference_svc.cores import LongCalls
 from inference_svc.stats import ModelStats
 from mlaas.errors import ResourceExhausted
 
@@ -40,6 +47,7 @@ Runner = Callable[[Feeds], Feeds]
 Call = tuple[int, int, int, int, int]
 Outcome = tuple[list["Feeds | BaseException"], list[Call]]
 LONG_CALL_FACTOR = 20
+WIDE_CALL_NS = 2_000_000
 
 
 class Observer(Protocol):
@@ -110,9 +118,18 @@ class CallCost:
 
 class DynamicBatcher:
     def __init__(
-        self, runner: Runner, policy: BatchPolicy, stats: ModelStats, name: str, observer: Observer | None = None
+        self,
+        runner: Runner,
+        policy: BatchPolicy,
+        stats: ModelStats,
+        name: str,
+        observer: Observer | None = None,
+        wide_runner: Runner | None = None,
+        long_calls: LongCalls | None = None,
     ):
         self._runner = runner
+        self._wide_runner = wide_runner
+        self._long_calls = long_calls
         self._policy = policy
         self._stats = stats
         self._observer = observer
@@ -262,7 +279,8 @@ class DynamicBatcher:
             self._complete(batch, self._execute(batch))
             return
         self._running_long = predicted_ns is None or predicted_ns >= LONG_CALL_FACTOR * inline_ns
-        future = asyncio.get_running_loop().run_in_executor(self._executor, self._execute, batch)
+        long_call = predicted_ns is not None and predicted_ns >= WIDE_CALL_NS
+        future = asyncio.get_running_loop().run_in_executor(self._executor, self._execute, batch, long_call)
         future.add_done_callback(lambda f: self._complete(batch, f.result()))
 
     def _complete(self, batch: list[_Item], outcome: Outcome) -> None:
@@ -282,7 +300,13 @@ class DynamicBatcher:
         else:
             self._idle.set()
 
-    def _execute(self, batch: list[_Item]) -> Outcome:
+    def _run_long(self, feeds: Feeds) -> Feeds:
+        if self._long_calls is None:
+            return self._wide_runner(feeds)
+        with self._long_calls.running() as alone:
+            return (self._wide_runner if alone else self._runner)(feeds)
+
+    def _execute(self, batch: list[_Item], long_call: bool = False) -> Outcome:
         """Stack, run, split; returns the results and the successful calls' timings. A failing
         batch is retried request by request, so one bad request cannot fail its neighbours."""
         t0 = time.perf_counter_ns()
@@ -292,7 +316,7 @@ class DynamicBatcher:
             else:
                 feeds = {name: np.concatenate([item.feeds[name] for item in batch]) for name in batch[0].feeds}
             t1 = time.perf_counter_ns()
-            outputs = self._runner(feeds)
+            outputs = self._run_long(feeds) if long_call and self._wide_runner else self._runner(feeds)
         except Exception as err:
             if len(batch) == 1:
                 return [err], []

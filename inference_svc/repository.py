@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from inference_svc.batcher import BatchPolicy, DynamicBatcher
+from inference_svc.cores import LongCalls
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.session import OnnxModel
 from inference_svc.settings import RuntimeSettings
@@ -43,9 +44,10 @@ def _sha256(path: Path) -> str:
 
 
 class ModelRepository:
-    def __init__(self, settings: RuntimeSettings, metrics: RuntimeMetrics):
+    def __init__(self, settings: RuntimeSettings, metrics: RuntimeMetrics, long_calls: LongCalls | None = None):
         self._settings = settings
         self._metrics = metrics
+        self._long_calls = long_calls  # shared with the runtime's other workers
         self._models: dict[str, LoadedModel] = {}
         self._unavailable: dict[str, str] = {}
         self._lock = asyncio.Lock()
@@ -136,7 +138,8 @@ class ModelRepository:
             if current is not None and current.sha256 == sha and current.version == version:
                 return current
             try:
-                model = await asyncio.to_thread(OnnxModel, path, self._settings.intra_op_threads)
+                settings = self._settings
+                model = await asyncio.to_thread(OnnxModel, path, settings.intra_op_threads, settings.wide_call_threads)
             except Exception as err:
                 self._unavailable[name] = f"onnxruntime cannot load it: {err}"
                 raise FailedPrecondition(f"model {name}: onnxruntime cannot load it: {err}") from None
@@ -150,7 +153,10 @@ class ModelRepository:
             )
             warm_up_ns = await asyncio.to_thread(model.warm_up)
             stats = ModelStats()
-            batcher = DynamicBatcher(model.run, policy, stats, name, observer=_BatchObserver(self._metrics, name))
+            batcher = DynamicBatcher(
+                model.run, policy, stats, name, observer=_BatchObserver(self._metrics, name),
+                wide_runner=model.run_wide if model.has_wide else None, long_calls=self._long_calls,
+            )  # fmt: skip
             if warm_up_ns is not None:
                 batcher.expect(1, warm_up_ns)
             loaded = LoadedModel(name, version, sha, source, model, batcher, stats, policy)

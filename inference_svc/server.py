@@ -14,6 +14,7 @@ import signal
 import tempfile
 
 from inference_svc.app import build_worker
+from inference_svc.cores import LongCalls
 from inference_svc.settings import RuntimeSettings
 from mlaas.auth import Authenticator
 from mlaas.net import free_port, port_is_free
@@ -23,9 +24,9 @@ from mlaas.supervisor import die_with_parent
 log = logging.getLogger(__name__)
 
 
-async def run_worker(settings: RuntimeSettings) -> None:
+async def run_worker(settings: RuntimeSettings, long_calls: LongCalls) -> None:
     """One worker process: serves until SIGTERM or SIGINT, then drains."""
-    worker = build_worker(settings)
+    worker = build_worker(settings, long_calls)
     await worker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -35,11 +36,11 @@ async def run_worker(settings: RuntimeSettings) -> None:
     await worker.stop()
 
 
-def _worker_main(settings: RuntimeSettings, parent_pid: int) -> None:
+def _worker_main(settings: RuntimeSettings, parent_pid: int, long_calls: LongCalls) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker{settings.worker_index} %(name)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     die_with_parent(parent_pid)  # an orphan would keep serving on the shared port
-    asyncio.run(run_worker(settings))
+    asyncio.run(run_worker(settings, long_calls))
 
 
 def _serve_metrics(port: int, host: str) -> int:
@@ -69,6 +70,7 @@ def run(settings: RuntimeSettings) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="mlaas-runtime-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by the spawned workers
     context = multiprocessing.get_context("spawn")  # grpc must not be forked after initialisation
+    long_calls = LongCalls()
     processes = []
     for index in range(workers):
         worker_settings = dataclasses.replace(
@@ -79,7 +81,7 @@ def run(settings: RuntimeSettings) -> int:
             worker_index=index,
         )
         process = context.Process(
-            target=_worker_main, args=(worker_settings, os.getpid()), name=f"inference-worker-{index}"
+            target=_worker_main, args=(worker_settings, os.getpid(), long_calls), name=f"inference-worker-{index}"
         )
         process.start()
         processes.append(process)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -27,15 +28,33 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
 
 
 class OnnxModel:
-    def __init__(self, path: Path, intra_op_threads: int = 1):
+    """The model's session, and for long calls (batcher.py) a second one with `wide_threads`
+    threads, made at the first such call (a model that never gets one pays nothing for it)."""
+
+    def __init__(self, path: Path, intra_op_threads: int = 1, wide_threads: int = 1):
+        self._path = path
         self.session = ort.InferenceSession(
             str(path), session_options(intra_op_threads), providers=["CPUExecutionProvider"]
         )
         self.signature: Signature = from_session(self.session)
         self._output_names = [o.name for o in self.signature.outputs if o.datatype]
+        self._wide_threads = wide_threads if wide_threads > intra_op_threads else 0
+        self._wide: ort.InferenceSession | None = None
+        self._wide_lock = threading.Lock()
+
+    @property
+    def has_wide(self) -> bool:
+        return bool(self._wide_threads)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self._output_names, self.session.run(self._output_names, feeds), strict=True))
+
+    def run_wide(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self._wide_lock:
+            if self._wide is None:
+                options = session_options(self._wide_threads)
+                self._wide = ort.InferenceSession(str(self._path), options, providers=["CPUExecutionProvider"])
+        return dict(zip(self._output_names, self._wide.run(self._output_names, feeds), strict=True))
 
     def warm_up(self) -> int | None:
         """Runs the model twice on zeros shaped as one row, as Triton's model warmup does, so that

@@ -35,6 +35,8 @@ class RuntimeSettings:
     # larger tensors go as binary data.
     max_json_bytes: int = 16 * 2**20
     intra_op_threads: int = 1
+    # ONNX Runtime threads of a call predicted over 2 ms (batcher.WIDE_CALL_NS); 1: none wider.
+    wide_call_threads: int = 1
     batch: BatchPolicy = field(default_factory=BatchPolicy)
     # Under auth, what one tenant may have in flight on a worker (inference_svc/limits.py).
     tenant_share: TenantShare = field(default_factory=TenantShare)
@@ -75,6 +77,7 @@ class RuntimeSettings:
             http_port=env_int(env, "MLAAS_INFERENCE_HTTP_PORT", cls.http_port),
             max_json_bytes=env_int(env, "MLAAS_MAX_JSON_BYTES", cls.max_json_bytes),
             intra_op_threads=env_int(env, "MLAAS_INFERENCE_INTRA_OP_THREADS", 1),
+            wide_call_threads=env_int(env, "MLAAS_INFERENCE_WIDE_CALL_THREADS", cpu_limit()),
             batch=BatchPolicy(
                 max_batch_size=env_int(env, "MLAAS_MAX_BATCH_SIZE", 256),
                 max_queue_delay_us=env_int(env, "MLAAS_MAX_QUEUE_DELAY_US", 0),

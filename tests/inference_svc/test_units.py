@@ -308,3 +308,40 @@ def test_a_request_whose_caller_went_away_frees_its_queue_room_and_is_never_run(
 
     _run(main())
     assert runs == [1, 90]
+
+
+def test_a_long_call_takes_every_core_only_while_no_other_worker_runs_one():
+    """A call predicted over WIDE_CALL_NS runs on the wide runner; while another worker process
+    of the runtime runs a long call (held here through the shared counter), on the narrow one.
+    Short calls never go wide."""
+    from inference_svc.cores import LongCalls
+
+    used = []
+
+    def work(feeds):
+        time.sleep(0.003 * len(feeds["x"]) / 10)
+        return {"y": feeds["x"]}
+
+    def narrow(feeds):
+        used.append("narrow")
+        return work(feeds)
+
+    def wide(feeds):
+        used.append("wide")
+        return work(feeds)
+
+    long_calls = LongCalls()
+
+    async def main():
+        batcher = DynamicBatcher(narrow, BatchPolicy(inline_compute_us=0), ModelStats(), "t", wide_runner=wide,
+                                 long_calls=long_calls)  # fmt: skip
+        for _ in range(2):  # unmeasured (a cost per row needs two calls of several rows): narrow
+            await batcher.submit({"x": np.ones((10, 1))}, 10)
+        await batcher.submit({"x": np.ones((10, 1))}, 10)  # predicted 3 ms: wide, being alone
+        with long_calls.running():  # another worker's long call
+            await batcher.submit({"x": np.ones((10, 1))}, 10)
+        await batcher.submit({"x": np.ones((1, 1))}, 1)  # predicted 0.3 ms: narrow
+        await batcher.close()
+
+    _run(main())
+    assert used == ["narrow", "narrow", "wide", "narrow", "narrow"]
