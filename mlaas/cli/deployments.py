@@ -35,7 +35,9 @@ def cmd_deploy(args) -> None:
         print_json(deployment)
     else:
         where = ", ".join(deployment.endpoints) or "-"
-        print(f"{deployment.id}  {format_ref(deployment.model)}  {state_name(deployment.state)}  endpoints: {where}")
+        rest = f"  REST: {', '.join(deployment.http_endpoints)}" if deployment.http_endpoints else ""
+        state = state_name(deployment.state)
+        print(f"{deployment.id}  {format_ref(deployment.model)}  {state}  endpoints: {where}{rest}")
 
 
 def cmd_deployments(args) -> None:
@@ -45,7 +47,7 @@ def cmd_deployments(args) -> None:
         print_json(found)
         return
     print_table(
-        ["ID", "MODEL", "STATE", "MODE", "NODES", "ENDPOINTS", "REASON"],
+        ["ID", "MODEL", "STATE", "MODE", "NODES", "ENDPOINTS", "REST", "REASON"],
         [
             [
                 d.id,
@@ -54,6 +56,7 @@ def cmd_deployments(args) -> None:
                 scheduler_pb2.PlacementMode.Name(d.mode).removeprefix("PLACEMENT_MODE_"),
                 ",".join(r.node for r in d.replica_status) or "-",
                 ",".join(d.endpoints) or "-",
+                ",".join(d.http_endpoints) or "-",
                 d.reason or "-",
             ]
             for d in found

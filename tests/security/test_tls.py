@@ -235,11 +235,11 @@ def tls_runtime(tmp_path_factory, pki) -> Iterator[tuple[str, Path]]:
     X = X.astype(np.float32)
     model = tmp / "iris.onnx"
     model.write_bytes(sklearn_to_onnx(LogisticRegression(max_iter=300).fit(X, y), X))
-    port = free_port()
+    port, http_port = free_port(), free_port()
     env = tool_env(MLAAS_DATA_DIR=str(tmp / "data"), MLAAS_TLS_CERT=str(pki.server_cert),
                    MLAAS_TLS_KEY=str(pki.server_key))  # fmt: skip
     command = [sys.executable, "-m", "inference_svc", "--port", str(port), "--metrics-port", "-1", "--workers", "2",
-               "--model-uri", f"iris=file://{model}"]  # fmt: skip
+               "--http-port", str(http_port), "--model-uri", f"iris=file://{model}"]  # fmt: skip
     with open(tmp / "runtime.log", "wb") as log:
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
@@ -247,7 +247,7 @@ def tls_runtime(tmp_path_factory, pki) -> Iterator[tuple[str, Path]]:
             wait_healthy(f"127.0.0.1:{port}", timeout=90, tls=client_of(pki, certificate=False))
         except TimeoutError:
             raise AssertionError((tmp / "runtime.log").read_text()) from None
-        yield f"127.0.0.1:{port}", model
+        yield f"127.0.0.1:{port}", model, f"127.0.0.1:{http_port}"
     finally:
         process.terminate()
         try:
@@ -272,7 +272,7 @@ print(client.infer("iris", [x]).as_numpy("label").tolist())
 
 
 def test_unmodified_tritonclient_over_tls(tls_runtime, pki, other_pki):
-    address, _ = tls_runtime
+    address, _, _ = tls_runtime
     answer = run(sys.executable, "-c", TRITON, address, str(pki.ca_cert))
     assert answer.returncode == 0, answer.stderr
     assert json.loads(answer.stdout) == [0, 2]
@@ -281,7 +281,7 @@ def test_unmodified_tritonclient_over_tls(tls_runtime, pki, other_pki):
 
 
 def test_grpcurl_against_a_tls_runtime(tls_runtime, pki):
-    address, _ = tls_runtime
+    address, _, _ = tls_runtime
     listed = grpcurl("-cacert", str(pki.ca_cert), address, "list")
     assert listed.returncode == 0, listed.stderr
     assert "inference.GRPCInferenceService" in listed.stdout.split()
@@ -294,12 +294,25 @@ def test_grpcurl_against_a_tls_runtime(tls_runtime, pki):
 def test_the_sdk_against_a_tls_runtime(tls_runtime, pki):
     from mlaas.inference_client import InferenceClient
 
-    address, _ = tls_runtime
+    address, _, _ = tls_runtime
     rows = np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32)
     with InferenceClient(address, tls=client_of(pki, certificate=False), connections=2) as runtime:
         assert runtime.infer("iris", {"X": rows})["label"].tolist() == [0]
     with InferenceClient(address) as plaintext, pytest.raises(errors.Unavailable):
         plaintext.infer("iris", {"X": rows})
+
+
+def test_rest_over_tls_with_the_same_certificate(tls_runtime, pki, other_pki):
+    """The runtime's REST port serves the gRPC side's certificate: curl trusting the mesh CA
+    infers; trusting another CA, or in plaintext, it gets nothing."""
+    _, _, http = tls_runtime
+    body = '{"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]}'
+    url = f"https://localhost:{http.rsplit(':', 1)[1]}/v2/models/iris/infer"
+    answer = run("curl", "-sS", "--cacert", str(pki.ca_cert), "-d", body, url)
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout)["outputs"][0]["data"] == [0]
+    assert run("curl", "-sS", "--cacert", str(other_pki.ca_cert), "-d", body, url).returncode != 0
+    assert run("curl", "-sS", "-d", body, url.replace("https://", "http://")).returncode != 0
 
 
 # -- the whole local mesh: mlaas up --tls ----------------------------------------------------------
