@@ -19,6 +19,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mlaas.quantities import parse_cpu, parse_memory, parse_quantity
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, RollState, credential
 from scheduler_svc.placement import Node
 
@@ -287,24 +288,15 @@ def job_manifest(
     }
 
 
-def parse_quantity(text: str) -> float:
-    """A Kubernetes quantity ("500m", "2", "4Gi", "1G") as a number of base units."""
-    suffixes = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-    for suffix in sorted(suffixes, key=len, reverse=True):
-        if text.endswith(suffix):
-            return float(text[: -len(suffix)]) * suffixes[suffix]
-    return float(text)
-
-
 def node_of(item) -> Node:
     """A scheduler node from a V1Node (its allocatable resources and labels)."""
     allocatable = item.status.allocatable or {}
     return Node(
         item.metadata.name,
         (
-            round(parse_quantity(allocatable.get("cpu", "0")) * 1000),
-            round(parse_quantity(allocatable.get("memory", "0"))),
-            round(parse_quantity(allocatable.get(GPU, "0"))),
+            parse_cpu(allocatable.get("cpu", "0")),
+            parse_memory(allocatable.get("memory", "0")),
+            int(parse_quantity(allocatable.get(GPU, "0"))),
         ),
         labels=dict(item.metadata.labels or {}),
     )

@@ -15,15 +15,34 @@ from mlaas.v1 import types_pb2
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("256Mi", 256 * 2**20), ("1Gi", 2**30), ("1.5G", 1_500_000_000), ("1024", 1024), (77, 77)],
-)
+    [("256Mi", 256 * 2**20), ("1Gi", 2**30), ("1.5G", 1_500_000_000), ("1024", 1024), (77, 77),
+     # what else Kubernetes accepts: exponents, Pi/Ei, P/E, fractions rounded up to a byte
+     ("1e3", 1000), ("1E3", 1000), ("2Pi", 2 * 2**50), ("100Ei", 100 * 2**60), ("3P", 3 * 10**15),
+     ("1.5Ki", 1536), ("0.5", 1), (".5Mi", 2**19), ("123m", 1)],
+)  # fmt: skip
 def test_parse_memory(text, expected):
     assert parse_memory(text) == expected
 
 
-@pytest.mark.parametrize(("text", "expected"), [("500m", 500), ("2", 2000), ("0.25", 250), (1.5, 1500)])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("500m", 500), ("2", 2000), ("0.25", 250), (1.5, 1500), ("1e-1", 100), ("1e2", 100_000), ("0.0001", 1),
+     ("250000u", 250)],
+)  # fmt: skip
 def test_parse_cpu(text, expected):
     assert parse_cpu(text) == expected
+
+
+@pytest.mark.parametrize("text", ["lots", "1.2.3", "Mi", "5 Gi x", "1Zi", "1e", "--1"])
+def test_not_quantities(text):
+    with pytest.raises(ValueError, match="not a memory quantity"):
+        parse_memory(text)
+
+
+def test_resources_are_never_negative():
+    for parse in (parse_memory, parse_cpu):
+        with pytest.raises(ValueError, match="'-1' is negative"):
+            parse("-1")
 
 
 def test_quantity_errors_name_examples():
@@ -35,6 +54,9 @@ def test_quantity_errors_name_examples():
 
 def test_format_quantities():
     assert format_memory(256 * 2**20) == "256Mi"
+    # free and allocatable side by side in one unit (they were 24041.5Mi/24684084Ki)
+    assert (format_memory(25209315328), format_memory(24684084 * 1024)) == ("23.5Gi", "23.5Gi")
+    assert format_memory(3 * 2**50) == "3Pi" and format_memory(512) == "512"
     assert format_cpu(1500) == "1500m" and format_cpu(2000) == "2"
 
 
