@@ -7,48 +7,54 @@ import os
 import sys
 
 from mlaas.cli import deployments, model, monitoring, up
-from mlaas.errors import MlaasError
+from mlaas.errors import MlaasError, Unavailable
 
 
-def common_options() -> argparse.ArgumentParser:
-    """Options every command takes, before or after its name."""
+def common_options(after_command: bool = False) -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name. After it they default to nothing
+    (argparse.SUPPRESS): a command's parser would otherwise put its defaults over what was given
+    before the command's name."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+
+    def option(name: str, default, help_text: str, **kwargs) -> None:
+        common.add_argument(name, default=argparse.SUPPRESS if after_command else default, help=help_text, **kwargs)
+
+    env = os.environ.get
+    option(
         "--registry",
-        default=os.environ.get("MLAAS_REGISTRY_ADDR", "127.0.0.1:50051"),
-        help="registry address (env MLAAS_REGISTRY_ADDR; default 127.0.0.1:50051)",
+        env("MLAAS_REGISTRY_ADDR", "127.0.0.1:50051"),
+        "registry address (env MLAAS_REGISTRY_ADDR; default 127.0.0.1:50051)",
     )
-    common.add_argument(
+    option(
         "--scheduler",
-        default=os.environ.get("MLAAS_SCHEDULER_ADDR", "127.0.0.1:50052"),
-        help="scheduler address (env MLAAS_SCHEDULER_ADDR; default 127.0.0.1:50052)",
+        env("MLAAS_SCHEDULER_ADDR", "127.0.0.1:50052"),
+        "scheduler address (env MLAAS_SCHEDULER_ADDR; default 127.0.0.1:50052)",
     )
-    common.add_argument(
+    option(
         "--monitor",
-        default=os.environ.get("MLAAS_MONITOR_ADDR", "127.0.0.1:50053"),
-        help="monitor address (env MLAAS_MONITOR_ADDR; default 127.0.0.1:50053)",
+        env("MLAAS_MONITOR_ADDR", "127.0.0.1:50053"),
+        "monitor address (env MLAAS_MONITOR_ADDR; default 127.0.0.1:50053)",
     )
-    common.add_argument("--token", default=os.environ.get("MLAAS_TOKEN"), help="bearer token (env MLAAS_TOKEN)")
-    common.add_argument(
-        "--tls-ca",
-        default=os.environ.get("MLAAS_TLS_CA"),
-        help="CA file the servers' certificates chain to; turns TLS on (env MLAAS_TLS_CA)",
+    option("--token", env("MLAAS_TOKEN"), "bearer token (env MLAAS_TOKEN)")
+    option(
+        "--tls-ca", env("MLAAS_TLS_CA"), "CA file the servers' certificates chain to; turns TLS on (env MLAAS_TLS_CA)"
     )
-    common.add_argument(
+    option(
         "--tls-cert",
-        default=os.environ.get("MLAAS_TLS_CLIENT_CERT"),
-        help="client certificate, for servers that require one (env MLAAS_TLS_CLIENT_CERT)",
+        env("MLAAS_TLS_CLIENT_CERT"),
+        "client certificate, for servers that require one (env MLAAS_TLS_CLIENT_CERT)",
     )
-    common.add_argument(
-        "--tls-key", default=os.environ.get("MLAAS_TLS_CLIENT_KEY"), help="its key (env MLAAS_TLS_CLIENT_KEY)"
-    )
-    common.add_argument("--json", action="store_true", help="machine-readable JSON output")
-    return common
+    option("--tls-key", env("MLAAS_TLS_CLIENT_KEY"), "its key (env MLAAS_TLS_CLIENT_KEY)")
+    option("--json", False, "machine-readable JSON output", action="store_true")
+    return common  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = common_options()
-    parser = argparse.ArgumentParser(prog="mlaas", description="MLaaS mesh command line")
+    from mlaas import __version__
+
+    common = common_options(after_command=True)
+    parser = argparse.ArgumentParser(prog="mlaas", description="MLaaS mesh command line", parents=[common_options()])
+    parser.add_argument("--version", action="version", version=f"mlaas {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up.add_parser(commands, common)
     model.add_parser(commands, common)
@@ -62,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args) or 0
+    except Unavailable as err:
+        print(f"error: UNAVAILABLE: {err.message}", file=sys.stderr)
+        print(
+            "is the mesh running? Start one with `mlaas up`, or point at it with --registry, --scheduler and "
+            "--monitor (or MLAAS_REGISTRY_ADDR, MLAAS_SCHEDULER_ADDR, MLAAS_MONITOR_ADDR)",
+            file=sys.stderr,
+        )
+        return 1
     except MlaasError as err:
         print(f"error: {err.code.name}: {err.message}", file=sys.stderr)
         return 1

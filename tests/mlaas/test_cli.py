@@ -76,3 +76,32 @@ def test_bad_input_is_one_clear_line(mlaas, tmp_path):
     assert bad_quantity.returncode == 2 and "not a memory quantity" in bad_quantity.stderr
     bad_task = mlaas("model", "find", "--task", "poetry", ok=False)
     assert bad_task.returncode == 1 and "not one of: classification" in bad_task.stderr
+
+
+def test_global_options_go_before_or_after_the_command(registry):
+    """`mlaas --json model list` as well as `mlaas model list --json`; an option given after the
+    command wins over the same one before it; `--version` answers."""
+    address = f"127.0.0.1:{registry.port}"
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mlaas.cli", *args], capture_output=True, text=True,
+                              env=tool_env(), timeout=120)  # fmt: skip
+
+    before = run("--json", "--registry", address, "model", "list")
+    after = run("model", "list", "--json", "--registry", address)
+    assert before.returncode == after.returncode == 0, before.stderr + after.stderr
+    assert json.loads(before.stdout) == json.loads(after.stdout)
+    overridden = run("--registry", "127.0.0.1:1", "--json", "model", "list", "--registry", address)
+    assert overridden.returncode == 0 and json.loads(overridden.stdout) == json.loads(before.stdout)
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.startswith("mlaas 0.")
+
+
+def test_an_unreachable_mesh_says_where_it_looked_and_what_to_do():
+    from mlaas.net import free_port
+
+    closed = f"127.0.0.1:{free_port()}"
+    result = subprocess.run([sys.executable, "-m", "mlaas.cli", "model", "list", "--registry", closed],
+                            capture_output=True, text=True, env=tool_env(), timeout=120)  # fmt: skip
+    assert result.returncode == 1
+    assert closed in result.stderr and "mlaas up" in result.stderr and "MLAAS_REGISTRY_ADDR" in result.stderr
