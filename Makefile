@@ -36,6 +36,7 @@ $(BUF): package.json package-lock.json
 lint: $(STAMP) $(BUF)
 	$(BUF) lint
 	$(BUF) format --exit-code --diff
+	$(BUF) breaking --against '.git#branch=main'
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
