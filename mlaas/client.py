@@ -354,10 +354,17 @@ class SchedulerClient(GrpcClient):
         return self._call(self._stub.GetDeployment, request).deployment
 
     def list(self, model_name: str = "", model_version: int = 0, states=()) -> list[scheduler_pb2.Deployment]:
+        """Every deployment the caller may see that matches, oldest first (all the pages)."""
         request = scheduler_pb2.ListDeploymentsRequest(
             model_name=model_name, model_version=model_version, states=list(states)
         )
-        return list(self._call(self._stub.ListDeployments, request).deployments)
+        found: list[scheduler_pb2.Deployment] = []
+        while True:
+            page = self._call(self._stub.ListDeployments, request)
+            found.extend(page.deployments)
+            if not page.next_page_token:
+                return found
+            request.page_token = page.next_page_token
 
     def nodes(self) -> list[scheduler_pb2.Node]:
         return list(self._call(self._stub.ListNodes, scheduler_pb2.ListNodesRequest()).nodes)

@@ -7,9 +7,6 @@ version numbers stay gapless however many threads or processes register at once.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import sqlite3
 import threading
 import time
@@ -21,6 +18,7 @@ from pathlib import Path
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlaas.errors import InvalidArgument, NotFound, PermissionDenied
+from mlaas.paging import decode_page_token, encode_page_token, page_size, query_key
 from mlaas.v1 import registry_pb2, types_pb2
 from registry_svc.validation import tabular_input
 
@@ -79,9 +77,6 @@ CREATE TABLE IF NOT EXISTS aliases (
 );
 """
 
-DEFAULT_PAGE = 50
-MAX_PAGE = 500
-
 
 @dataclass(frozen=True)
 class Caller:
@@ -113,37 +108,12 @@ class NewVersion:
     reference_rows: int
 
 
-def encode_page_token(offset: int, query_key: str) -> str:
-    raw = json.dumps({"o": offset, "q": query_key}).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def decode_page_token(token: str, query_key: str) -> int:
-    if not token:
+def _offset(position) -> int:
+    if position is None:
         return 0
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        offset, key = int(data["o"]), data["q"]
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument("page_token is malformed; pass back next_page_token unchanged") from None
-    if key != query_key or offset < 0:
-        raise InvalidArgument("page_token belongs to a different query; repeat the query that returned it")
-    return offset
-
-
-def page_size(requested: int) -> int:
-    if requested < 0:
-        raise InvalidArgument("page_size must not be negative")
-    return min(requested or DEFAULT_PAGE, MAX_PAGE)
-
-
-def query_key(message) -> str:
-    """A digest of a request without its paging fields, binding page tokens to their query."""
-    clone = type(message)()
-    clone.CopyFrom(message)
-    clone.ClearField("page_token")
-    clone.ClearField("page_size")
-    return hashlib.sha256(clone.SerializeToString(deterministic=True)).hexdigest()[:16]
+    if not isinstance(position, int) or position < 0:
+        raise InvalidArgument("page_token is malformed; pass back next_page_token unchanged")
+    return position
 
 
 class Catalog:
@@ -214,7 +184,7 @@ class Catalog:
         visible, params = caller.may_read_sql()
         limit = page_size(request.page_size)
         key = query_key(request)
-        offset = decode_page_token(request.page_token, key)
+        offset = _offset(decode_page_token(request.page_token, key))
         where = [visible]
         if request.name:
             where.append("v.name = ?")
@@ -289,7 +259,7 @@ class Catalog:
 
         limit = page_size(request.page_size)
         key = query_key(request)
-        offset = decode_page_token(request.page_token, key)
+        offset = _offset(decode_page_token(request.page_token, key))
         matches = (
             f"SELECT v.*, {rank_sql} AS rank_value, "
             "ROW_NUMBER() OVER (PARTITION BY v.name ORDER BY v.version DESC) AS newest "

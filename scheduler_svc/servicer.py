@@ -9,6 +9,7 @@ import grpc
 from mlaas.auth import MONITOR, REGISTRY, Authenticator, bearer_token
 from mlaas.client import RegistryClient
 from mlaas.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from mlaas.paging import decode_page_token, encode_page_token, page_size, query_key
 from mlaas.refs import state_name
 from mlaas.servicing import maps_errors
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc, types_pb2
@@ -156,7 +157,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 or request.model_version in {d.model.version, *(r.model_version for r in d.replica_status)}
             )
         ]
-        return S.ListDeploymentsResponse(deployments=found)
+        return _page(found, request)
 
     def WatchDeployment(self, request, context):
         tenant, _ = self._tenant_and_token(context)
@@ -304,3 +305,24 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 self._lifecycle.destroy(deployment, "the mesh shut down")
         for job in self._job_store.running():
             self._jobs.cancel(job, "the mesh shut down")
+
+
+def _page(found: list[S.Deployment], request: S.ListDeploymentsRequest) -> S.ListDeploymentsResponse:
+    """One page, oldest first. The token holds the last deployment seen (its creation time and
+    id), not an offset: deployments created or destroyed between two pages shift nothing."""
+    limit, query = page_size(request.page_size), query_key(request)
+    after = decode_page_token(request.page_token, query)
+    if after is not None:
+        if not (isinstance(after, list) and len(after) == 3):
+            raise InvalidArgument("page_token is malformed; pass back next_page_token unchanged")
+        after = tuple(after)
+    ordered = sorted(found, key=_position)
+    rest = [d for d in ordered if after is None or _position(d) > after]
+    response = S.ListDeploymentsResponse(deployments=rest[:limit])
+    if len(rest) > limit:
+        response.next_page_token = encode_page_token(list(_position(rest[limit - 1])), query)
+    return response
+
+
+def _position(deployment: S.Deployment) -> tuple[int, int, str]:
+    return deployment.created_at.seconds, deployment.created_at.nanos, deployment.id

@@ -192,3 +192,24 @@ def test_the_registry_guard_refuses_to_delete_a_deployed_version(mesh):
     assert guard.refusal("iris-b", 1) is None
     unreachable = SchedulerGuard("127.0.0.1:1").refusal("iris", 1)
     assert unreachable.startswith("the scheduler at 127.0.0.1:1 cannot confirm it is not deployed")
+
+
+def test_list_deployments_pages_oldest_first_and_nothing_shifts_between_pages(mesh):
+    """Three deployments too big for the nodes (they wait, nothing starts), listed one at a
+    time: every one once, oldest first; one decommissioned between two pages shifts nothing; a
+    token is bound to its query; the SDK's list follows the pages."""
+    stub, _, _, address = mesh
+    made = [stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name=name), replicas=5)).deployment.id
+            for name in ("iris", "iris-b", "iris-c")]  # fmt: skip
+    first = stub.ListDeployments(S.ListDeploymentsRequest(page_size=1))
+    assert [d.id for d in first.deployments] == made[:1] and first.next_page_token
+    stub.Decommission(S.DecommissionRequest(deployment_id=made[0]))
+    second = stub.ListDeployments(S.ListDeploymentsRequest(page_size=1, page_token=first.next_page_token))
+    assert [d.id for d in second.deployments] == made[1:2]
+    third = stub.ListDeployments(S.ListDeploymentsRequest(page_size=1, page_token=second.next_page_token))
+    assert [d.id for d in third.deployments] == made[2:] and not third.next_page_token
+    with pytest.raises(grpc.RpcError) as other_query:
+        stub.ListDeployments(S.ListDeploymentsRequest(model_name="iris", page_token=first.next_page_token))
+    assert "belongs to a different query" in other_query.value.details()
+    with SchedulerClient(address) as client:
+        assert [d.id for d in client.list()] == made
