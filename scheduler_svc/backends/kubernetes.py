@@ -305,7 +305,9 @@ def node_of(item) -> Node:
 class ObjectWatch(threading.Thread):
     """Follows one kind of the mesh's objects in the namespace (runtime Deployments, training
     Jobs) with a watch, so that the reconcile loop's and the job checks' status reads (every
-    replica or job, every second) come from a cache instead of the API server."""
+    replica or job, every second) come from a cache instead of the API server. Each (re)start
+    lists first, as Kubernetes informers do: an object deleted while no watch ran is found gone,
+    and the watch goes on from the list's resourceVersion."""
 
     def __init__(self, list_objects, namespace: str, component: str, stop: threading.Event, timeout_seconds=60):
         super().__init__(name=f"k8s-watch-{component}", daemon=True)
@@ -322,9 +324,11 @@ class ObjectWatch(threading.Thread):
 
         while not self._stopping.is_set():
             try:
+                since = self._relist()
                 events = watch.Watch().stream(
-                    self._list, self._namespace, label_selector=self._selector, timeout_seconds=self._timeout
-                )
+                    self._list, self._namespace, label_selector=self._selector, timeout_seconds=self._timeout,
+                    resource_version=since,
+                )  # fmt: skip
                 for event in events:
                     item = event["object"]
                     if event["type"] == "DELETED":
@@ -339,6 +343,15 @@ class ObjectWatch(threading.Thread):
                 log.warning("watching %s failed; watching again", self._selector, exc_info=True)
                 self._stopping.wait(1.0)
             self._stopping.wait(0.1)  # a watch that ended at once must not become a busy loop
+
+    def _relist(self) -> str:
+        """Replaces what is present by what the API lists; returns the list's resourceVersion."""
+        listed = self._list(self._namespace, label_selector=self._selector)
+        present = {item.metadata.name: item for item in listed.items}
+        self.deleted.update(set(self.present) - set(present))
+        self.deleted.difference_update(present)
+        self.present = present
+        return listed.metadata.resource_version
 
     def seen(self, name: str) -> bool:
         return name in self.present or name in self.deleted

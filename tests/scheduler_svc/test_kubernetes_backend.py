@@ -67,6 +67,10 @@ class FakeApi(BaseHTTPRequestHandler):
         self.requests.append(("GET", self.path, None))
         if path == "/api/v1/nodes":
             return self._answer(200, NODES)
+        if path.endswith(("/deployments", "/jobs")):  # a list, as a watch's restart asks first
+            items = [o for k, o in self.objects.items() if k.startswith(path + "/")]
+            kind = "JobList" if path.endswith("/jobs") else "DeploymentList"
+            return self._answer(200, {"kind": kind, "metadata": {"resourceVersion": "7"}, "items": items})
         if path.endswith("/pods"):
             pod = {"metadata": {"name": "runtime-pod"}, "spec": {"containers": []}}
             return self._answer(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [pod]})
@@ -201,6 +205,18 @@ def test_a_replica_is_a_valid_deployment_and_service(backend, strict):
     ]
     assert not backend.status(status).running
     backend.delete(status)  # already gone: nothing to do, no error
+
+
+def test_a_deletion_no_watch_saw_is_found_by_the_next_list(backend):
+    """The watch was down when a runtime Deployment went (no DELETED event ever comes): the
+    watch's restart lists first and finds it gone instead of keeping it present forever."""
+    spec = ReplicaSpec("d-9f8e-7d6c5b", "d-9f8e", "cpu-1", "iris:1", 1000, 2**28)
+    status = backend.create(spec)
+    name = status.handle
+    assert eventually(lambda: name in backend.watch.present)
+    FakeApi.objects.pop(f"/apis/apps/v1/namespaces/mlaas/deployments/{name}")  # gone, and no event says so
+    assert eventually(lambda: name in backend.watch.deleted and name not in backend.watch.present)
+    assert not backend.status(status).running
 
 
 def test_runtimes_of_a_mesh_with_auth_ask_for_tokens():
