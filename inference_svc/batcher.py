@@ -40,6 +40,7 @@ import numpy as np
 from inference_svc.cores import LongCalls
 from inference_svc.stats import ModelStats
 from mlaas.errors import ResourceExhausted
+from mlaas.settings import setting
 
 Feeds = dict[str, np.ndarray]
 Runner = Callable[[Feeds], Feeds]
@@ -74,13 +75,13 @@ class _Item:
 
 @dataclass(frozen=True)
 class BatchPolicy:
-    max_batch_size: int = 256
-    max_queue_delay_us: int = 0
-    max_queue_rows: int = 65536
+    max_batch_size: int = setting("MLAAS_MAX_BATCH_SIZE", 256)
+    max_queue_delay_us: int = setting("MLAAS_MAX_QUEUE_DELAY_US", 0)
+    max_queue_rows: int = setting("MLAAS_MAX_QUEUE_ROWS", 65536)
     # False for models whose leading dimension is fixed: each request then runs alone.
     batchable: bool = True
     # Calls predicted shorter than this run on the event loop (see the module docstring).
-    inline_compute_us: int = 100
+    inline_compute_us: int = setting("MLAAS_INLINE_COMPUTE_US", 100)
 
 
 class CallCost:

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 
 from inference_svc.batcher import BatchPolicy
 from mlaas.errors import ResourceExhausted
+from mlaas.settings import setting
 
 
 @dataclass(frozen=True)
 class TenantShare:
-    max_requests: int = 256
-    # Half the model's queue: one tenant can never fill it for the others.
-    max_rows: int = BatchPolicy.max_queue_rows // 2
+    max_requests: int = setting("MLAAS_MAX_INFLIGHT_PER_TENANT", 256)
+    # Half the model's queue: one tenant can never fill it for the others (settings.py halves
+    # the queue configured there).
+    max_rows: int = setting("MLAAS_MAX_INFLIGHT_ROWS_PER_TENANT", BatchPolicy.max_queue_rows // 2)
 
 
 class TenantLimits:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from mlaas.tls import ServerTLS
@@ -49,6 +49,67 @@ def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw.lower() in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def setting(env_name: str, default, *, choices: tuple[str, ...] = (), parse=None):
+    """A settings field read from `env_name` by read_env: its default is declared here and
+    nowhere else. The value is parsed as its default's type (int, float, bool, str, Path), or by
+    `parse`; `choices` refuses anything else by name (a misspelt backend must not silently fall
+    back to the default)."""
+    return field(default=default, metadata={"env": env_name, "choices": choices, "parse": parse})
+
+
+def path_setting(raw: str) -> Path:
+    """The parser of a Path setting whose default is None."""
+    return Path(raw).expanduser()
+
+
+def paths_setting(raw: str) -> tuple[Path, ...]:
+    """A colon-separated list of paths."""
+    return tuple(Path(p) for p in raw.split(":") if p)
+
+
+def names_setting(raw: str) -> tuple[str, ...]:
+    """A comma-separated list of names."""
+    return tuple(n.strip() for n in raw.split(",") if n.strip())
+
+
+def read_env(cls, env: Mapping[str, str], **given):
+    """`cls` built from the environment: every field declared with setting() that `env` sets,
+    and `given` for the rest (fields built another way: nested settings, parsed lists)."""
+    values = dict(given)
+    for spec in fields(cls):
+        name = spec.metadata.get("env")
+        if name is None or spec.name in given:
+            continue
+        raw = env.get(name)
+        if raw is None or raw == "":
+            continue
+        values[spec.name] = _parsed(name, raw, spec.default, spec.metadata)
+    return cls(**values)
+
+
+def env_names(cls) -> list[str]:
+    """The environment variables `cls` reads through setting()."""
+    return [f.metadata["env"] for f in fields(cls) if "env" in f.metadata]
+
+
+def _parsed(name: str, raw: str, default, metadata):
+    choices, parse = metadata["choices"], metadata["parse"]
+    if choices and raw not in choices:
+        raise ValueError(f"{name}={raw!r} is not one of: {', '.join(choices)}")
+    if parse is not None:
+        return parse(raw)
+    kind = type(default)
+    if kind is bool:
+        return env_bool({name: raw}, name, default)
+    if kind is int:
+        return env_int({name: raw}, name, default)
+    if kind is float:
+        return env_float({name: raw}, name, default)
+    if isinstance(default, Path):
+        return path_setting(raw)
+    return raw
 
 
 def data_dir(env: Mapping[str, str]) -> Path:

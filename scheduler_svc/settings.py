@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mlaas.cpu import cpu_limit
 from mlaas.quantities import parse_cpu, parse_memory
-from mlaas.settings import ServerSettings, data_dir, env_float, env_int
+from mlaas.settings import ServerSettings, data_dir, path_setting, read_env, setting
 from scheduler_svc.placement import Node
 
 DEFAULT_PORT = 50052
@@ -37,44 +37,49 @@ def this_machine() -> list[Node]:
     return [Node("local", (cpu_limit() * 1000, memory, 0))]
 
 
+BACKENDS = ("local", "docker", "kubernetes")
+
+
 @dataclass(frozen=True)
 class SchedulerSettings:
+    """Each tunable with its environment variable and default, declared once (read_env)."""
+
     server: ServerSettings
-    redis_url: str
-    registry_address: str
     data_dir: Path
-    nodes: list[Node] = field(default_factory=this_machine)
-    placement_workers: int = 2
+    redis_url: str = setting("MLAAS_REDIS_URL", "redis://127.0.0.1:6379/0")
+    registry_address: str = setting("MLAAS_REGISTRY_ADDR", "127.0.0.1:50051")
+    nodes: list[Node] = field(default_factory=this_machine)  # MLAAS_NODES, parse_nodes
+    placement_workers: int = setting("MLAAS_PLACEMENT_WORKERS", 2)
     # A request that fits nowhere (or not on its STRICT node) waits this long, then FAILS.
-    placement_timeout_seconds: float = 300.0
+    placement_timeout_seconds: float = setting("MLAAS_PLACEMENT_TIMEOUT_SECONDS", 300.0)
     # How long a replica may take to report healthy.
-    start_timeout_seconds: float = 120.0
+    start_timeout_seconds: float = setting("MLAAS_START_TIMEOUT_SECONDS", 120.0)
     # A claimed request whose worker went quiet this long is taken over by another worker.
-    claim_idle_ms: int = 30_000
+    claim_idle_ms: int = setting("MLAAS_CLAIM_IDLE_MS", 30_000)
     # A deployment with no lease stays warm (CACHED) this long before it is destroyed.
-    cache_ttl_seconds: float = 600.0
+    cache_ttl_seconds: float = setting("MLAAS_CACHE_TTL_SECONDS", 600.0)
     # How often the reconcile loop checks replicas, and its first restart delay (it doubles).
-    reconcile_interval_seconds: float = 1.0
-    restart_backoff_seconds: float = 1.0
+    reconcile_interval_seconds: float = setting("MLAAS_RECONCILE_INTERVAL_SECONDS", 1.0)
+    restart_backoff_seconds: float = setting("MLAAS_RESTART_BACKOFF_SECONDS", 1.0)
     # A replica that ran this long since its last start is restarted after the first delay again.
-    restart_backoff_reset_seconds: float = 600.0
+    restart_backoff_reset_seconds: float = setting("MLAAS_RESTART_BACKOFF_RESET_SECONDS", 600.0)
     # Where training jobs read their data and write their models (shared with the Monitor).
-    jobs_dir: Path | None = None
+    jobs_dir: Path | None = setting("MLAAS_JOBS_DIR", None, parse=path_setting)
     # "local" (child processes on the named MLAAS_NODES), "docker" (containers of
     # MLAAS_RUNTIME_IMAGE on this machine's engine, on the named MLAAS_NODES) or "kubernetes" (the
     # cluster's nodes, in-cluster config or ~/.kube/config, MLAAS_RUNTIME_IMAGE, MLAAS_K8S_NAMESPACE).
-    backend: str = "local"
-    k8s_namespace: str = "mlaas"
-    runtime_image: str = "mlaas:latest"
+    backend: str = setting("MLAAS_BACKEND", "local", choices=BACKENDS)
+    k8s_namespace: str = setting("MLAAS_K8S_NAMESPACE", "mlaas")
+    runtime_image: str = setting("MLAAS_RUNTIME_IMAGE", "mlaas:latest")
     # The Secret (tls.crt, tls.key, ca.crt) runtimes and jobs mount when the scheduler serves TLS.
-    k8s_tls_secret: str = "mlaas-tls"
+    k8s_tls_secret: str = setting("MLAAS_K8S_TLS_SECRET", "mlaas-tls")
     # How long DESTROYED and FAILED deployments (records, events) and idempotency keys are kept.
-    retention_seconds: float = 86_400.0
+    retention_seconds: float = setting("MLAAS_RETENTION_SECONDS", 86_400.0)
     # A training job still running this long after it started is stopped and FAILED.
-    training_deadline_seconds: float = 3_600.0
+    training_deadline_seconds: float = setting("MLAAS_TRAINING_DEADLINE_SECONDS", 3_600.0)
     # Under auth, what one tenant may own at once: deployments not ended, and of those QUEUED.
-    max_deployments_per_tenant: int = 100
-    max_queued_per_tenant: int = 20
+    max_deployments_per_tenant: int = setting("MLAAS_MAX_DEPLOYMENTS_PER_TENANT", 100)
+    max_queued_per_tenant: int = setting("MLAAS_MAX_QUEUED_PER_TENANT", 20)
 
     @property
     def training_dir(self) -> Path:
@@ -83,27 +88,7 @@ class SchedulerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SchedulerSettings:
         nodes = env.get("MLAAS_NODES")
-        return cls(
-            server=ServerSettings.from_env(env, "scheduler", DEFAULT_PORT),
-            redis_url=env.get("MLAAS_REDIS_URL") or "redis://127.0.0.1:6379/0",
-            registry_address=env.get("MLAAS_REGISTRY_ADDR") or "127.0.0.1:50051",
-            data_dir=data_dir(env),
+        return read_env(
+            cls, env, server=ServerSettings.from_env(env, "scheduler", DEFAULT_PORT), data_dir=data_dir(env),
             nodes=parse_nodes(nodes) if nodes else this_machine(),
-            placement_workers=env_int(env, "MLAAS_PLACEMENT_WORKERS", 2),
-            placement_timeout_seconds=env_float(env, "MLAAS_PLACEMENT_TIMEOUT_SECONDS", 300.0),
-            start_timeout_seconds=env_float(env, "MLAAS_START_TIMEOUT_SECONDS", 120.0),
-            claim_idle_ms=env_int(env, "MLAAS_CLAIM_IDLE_MS", 30_000),
-            cache_ttl_seconds=env_float(env, "MLAAS_CACHE_TTL_SECONDS", 600.0),
-            reconcile_interval_seconds=env_float(env, "MLAAS_RECONCILE_INTERVAL_SECONDS", 1.0),
-            restart_backoff_seconds=env_float(env, "MLAAS_RESTART_BACKOFF_SECONDS", 1.0),
-            restart_backoff_reset_seconds=env_float(env, "MLAAS_RESTART_BACKOFF_RESET_SECONDS", 600.0),
-            jobs_dir=Path(env["MLAAS_JOBS_DIR"]) if env.get("MLAAS_JOBS_DIR") else None,
-            backend=env.get("MLAAS_BACKEND") or "local",
-            k8s_namespace=env.get("MLAAS_K8S_NAMESPACE") or "mlaas",
-            runtime_image=env.get("MLAAS_RUNTIME_IMAGE") or "mlaas:latest",
-            k8s_tls_secret=env.get("MLAAS_K8S_TLS_SECRET") or "mlaas-tls",
-            retention_seconds=env_float(env, "MLAAS_RETENTION_SECONDS", cls.retention_seconds),
-            training_deadline_seconds=env_float(env, "MLAAS_TRAINING_DEADLINE_SECONDS", cls.training_deadline_seconds),
-            max_deployments_per_tenant=env_int(env, "MLAAS_MAX_DEPLOYMENTS_PER_TENANT", cls.max_deployments_per_tenant),
-            max_queued_per_tenant=env_int(env, "MLAAS_MAX_QUEUED_PER_TENANT", cls.max_queued_per_tenant),
-        )
+        )  # fmt: skip

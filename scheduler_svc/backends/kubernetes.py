@@ -443,7 +443,8 @@ class KubernetesBackend:
             return ReplicaStatus(replica.replica_id, replica.endpoint, False, None, replica.handle)
         if replica.endpoint:  # a replica runs while its Deployment exists
             return ReplicaStatus(replica.replica_id, replica.endpoint, True, None, replica.handle)
-        succeeded, failed = found.status.succeeded or 0, found.status.failed or 0
+        status = found.status  # None until the job controller has written one
+        succeeded, failed = (status.succeeded or 0, status.failed or 0) if status is not None else (0, 0)
         code = 0 if succeeded else 1 if failed else None
         return ReplicaStatus(replica.replica_id, "", code is None, code, replica.handle)
 

@@ -68,7 +68,8 @@ class FakeApi(BaseHTTPRequestHandler):
         if path == "/api/v1/nodes":
             return self._answer(200, NODES)
         if path.endswith(("/deployments", "/jobs")):  # a list, as a watch's restart asks first
-            items = [o for k, o in self.objects.items() if k.startswith(path + "/")]
+            items = [{**o, "status": self.job_status} if o["kind"] == "Job" else o
+                     for k, o in self.objects.items() if k.startswith(path + "/")]  # fmt: skip
             kind = "JobList" if path.endswith("/jobs") else "DeploymentList"
             return self._answer(200, {"kind": kind, "metadata": {"resourceVersion": "7"}, "items": items})
         if path.endswith("/pods"):
