@@ -127,5 +127,6 @@ def build_worker(settings: RuntimeSettings, long_calls: LongCalls | None = None)
         rest = RestServer(
             RestApp(settings, catalog, plane, rules), bind_host(settings.server, authenticator), settings.http_port,
             settings.server.tls, share_port=True, grace=settings.server.shutdown_grace_seconds,
+            header_seconds=settings.rest_header_seconds,
         )  # fmt: skip
     return Worker(settings, repository, metrics, feedback, servicer, server, rest)

@@ -12,24 +12,27 @@ Starlette's router and aiohttp's server.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
+import resource
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import orjson
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
-from inference_svc.access import RuntimeRules
+from inference_svc.access import CALLER_TENANT, RuntimeRules
 from inference_svc.catalog import Catalog
 from inference_svc.dataplane import DataPlane
-from inference_svc.rest_codec import HEADER_LENGTH, answer_body, parse_request, set_parameters
+from inference_svc.rest_codec import HEADER_LENGTH, answer_body, byte_count, parse_request, set_parameters
 from inference_svc.settings import RuntimeSettings
 from mlaas.auth import bearer_token
-from mlaas.errors import InvalidArgument, MlaasError, NotFound, ResourceExhausted
+from mlaas.errors import InvalidArgument, MlaasError, NotFound
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.server import MAX_MESSAGE_BYTES
 from mlaas.tls import ServerTLS
@@ -43,6 +46,9 @@ _HTTP_STATUS = {
     grpc.StatusCode.UNIMPLEMENTED: 501, grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }  # fmt: skip
 _JSON = [(b"content-type", b"application/json")]
+# JSON larger than this is parsed on the worker's parsing thread, one at a time: its Python
+# objects would otherwise hold the event loop (~0.3 s for 16 MiB) and the memory of many.
+PARSE_ON_LOOP_BYTES = 256 * 2**10
 _SERVICE = "/inference.GRPCInferenceService/"
 _MODEL = r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?"
 _INT64 = {
@@ -51,6 +57,40 @@ _INT64 = {
 }  # fmt: skip
 
 Reply = tuple[int, bytes, list[tuple[bytes, bytes]]]
+
+
+class _BodyRefused(MlaasError):
+    """The body is not read to its end: the answer closes the connection."""
+
+    def __init__(self, status: int, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+class BodyBudget:
+    """Bytes of request bodies in flight on a worker, in all and per tenant."""
+
+    def __init__(self, total: int):
+        self._total, self._per_tenant = total, total // 2
+        self._held = 0
+        self._by_tenant: dict[str, int] = {}
+
+    def take(self, tenant: str, size: int) -> None:
+        held = self._by_tenant.get(tenant, 0)
+        if self._held + size > self._total or (tenant and held + size > self._per_tenant):
+            raise _BodyRefused(
+                429, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self._held} bytes of request bodies are in flight on this worker ({held} of them yours); "
+                "retry when some are answered",
+            )  # fmt: skip
+        self._held += size
+        self._by_tenant[tenant] = held + size
+
+    def give_back(self, tenant: str, size: int) -> None:
+        self._held -= size
+        left = self._by_tenant.pop(tenant) - size
+        if left:
+            self._by_tenant[tenant] = left
 
 
 def _json_reply(status: int, value) -> Reply:
@@ -98,6 +138,8 @@ class RestApp:
         self._catalog = catalog
         self._plane = plane
         self._rules = rules
+        self._budget = BodyBudget(settings.rest_body_budget_bytes)
+        self._parser = ThreadPoolExecutor(1, thread_name_prefix="rest-json")
         Handler = Callable[[dict, dict, bytes], Awaitable[Reply]]
         routes: list[tuple[str, str, Handler, str]] = [
             ("GET", "/v2/health/live", self._live, "ServerLive"),
@@ -120,6 +162,9 @@ class RestApp:
             return
         try:
             status, body, headers = await self._reply(scope, receive)
+        except _BodyRefused as err:
+            status, body, headers = _error(err.status, err.message)
+            headers = [*headers, (b"connection", b"close")]
         except MlaasError as err:
             status, body, headers = _error(_HTTP_STATUS.get(err.code, 500), err.message)
         except Exception:
@@ -146,7 +191,13 @@ class RestApp:
             refusal = await self._admit(method, headers, params.get("model", ""))
             if refusal is not None:
                 return refusal
-            return await handler(params, headers, await self._body(headers, receive))
+            tenant = CALLER_TENANT.get()
+            held = [0]
+            try:
+                return await handler(params, headers, await self._body(headers, receive, tenant, held))
+            finally:
+                if held[0]:
+                    self._budget.give_back(tenant, held[0])
         if allowed:
             status, body, headers = _error(405, f"{path} takes {', '.join(allowed)}")
             return status, body, [*headers, (b"allow", ", ".join(allowed).encode())]
@@ -169,23 +220,41 @@ class RestApp:
             raise
         return None
 
-    async def _body(self, headers: dict, receive) -> bytes:
-        """The request's body, refused past the gRPC side's message limit before it is read."""
-        declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_MESSAGE_BYTES:
-            raise ResourceExhausted(f"the body is {declared} bytes; at most {MAX_MESSAGE_BYTES}")
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise InvalidArgument("the client went away before sending the whole body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_MESSAGE_BYTES:
-                raise ResourceExhausted(f"the body is more than {MAX_MESSAGE_BYTES} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    async def _body(self, headers: dict, receive, tenant: str, held: list[int]) -> bytes:
+        """The request's body: refused past the gRPC side's message limit before it is read,
+        within the settings' rest_body_seconds, and within the worker's budget of bodies in flight (`held` counts
+        what this request took of it, given back by the caller)."""
+        try:
+            declared = byte_count(headers.get("content-length"))
+        except InvalidArgument as err:
+            raise _BodyRefused(400, grpc.StatusCode.INVALID_ARGUMENT, f"Content-Length: {err.message}") from None
+        if declared is not None and declared > MAX_MESSAGE_BYTES:
+            raise _BodyRefused(
+                413, grpc.StatusCode.RESOURCE_EXHAUSTED, f"the body is {declared} bytes; at most {MAX_MESSAGE_BYTES}"
+            )
+        chunks = []
+        try:
+            async with asyncio.timeout(self._settings.rest_body_seconds):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise InvalidArgument("the client went away before sending the whole body")
+                    chunk = message.get("body", b"")
+                    if held[0] + len(chunk) > MAX_MESSAGE_BYTES:
+                        raise _BodyRefused(413, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                           f"the body is more than {MAX_MESSAGE_BYTES} bytes")  # fmt: skip
+                    if chunk:
+                        self._budget.take(tenant, len(chunk))
+                        held[0] += len(chunk)
+                        chunks.append(chunk)
+                    if not message.get("more_body"):
+                        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        except TimeoutError:
+            raise _BodyRefused(
+                408,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"the body did not arrive within {self._settings.rest_body_seconds:g} s (MLAAS_REST_BODY_SECONDS)",
+            ) from None
 
     # -- handlers: (path parameters, headers, body) -> reply ------------------------------------
 
@@ -229,13 +298,19 @@ class RestApp:
         return _json_reply(200, {})
 
     async def _infer(self, params, headers, body) -> Reply:
-        length = headers.get(HEADER_LENGTH)
-        if length is not None and not length.isdigit():
-            raise InvalidArgument(f"{HEADER_LENGTH} must be a number of bytes, not {length!r}")
-        request, raws = parse_request(
-            body, None if length is None else int(length), params["model"], params["version"],
+        try:
+            length = byte_count(headers.get(HEADER_LENGTH))
+        except InvalidArgument as err:
+            raise InvalidArgument(f"{HEADER_LENGTH}: {err.message}") from None
+        parse = functools.partial(
+            parse_request, body, length, params["model"], params["version"],
             self._settings.max_json_bytes, self._settings.max_bytes_elements,
         )  # fmt: skip
+        json_size = len(body) if length is None else length
+        if json_size > PARSE_ON_LOOP_BYTES:
+            request, raws = await asyncio.get_running_loop().run_in_executor(self._parser, parse)
+        else:
+            request, raws = parse()
         answer = await self._plane.infer(request, "rest", raws)
         payload, json_length = answer_body(answer, request)
         if json_length is None:
@@ -271,16 +346,73 @@ def _ssl_context(tls: ServerTLS) -> ssl.SSLContext:
     return context
 
 
+def _max_connections() -> int:
+    """Open REST connections a worker keeps: half its file descriptors (gRPC, models and logs
+    need the rest), at most 10,000. Beyond, new ones are closed at once, so the worker never
+    runs out of descriptors (it would then fail every accept in a busy loop)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, min(10_000, soft // 2))
+
+
+def _guarded(protocol_class, max_connections: int, header_seconds: float):
+    """uvicorn's HTTP protocol with what it lacks against slow or idle clients: a cap on open
+    connections, and a deadline for each request's headers (uvicorn times out only the idle time
+    after a response, so a connection that never sends a whole request was kept forever)."""
+
+    class Guarded(protocol_class):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                transport.close()
+                return
+            self._await_headers()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._await_headers()
+
+        def on_headers_complete(self) -> None:
+            self._stop_waiting()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc) -> None:
+            self._stop_waiting()
+            super().connection_lost(exc)
+
+        def _await_headers(self) -> None:
+            self._stop_waiting()
+            self._deadline = asyncio.get_running_loop().call_later(header_seconds, self.timeout_keep_alive_handler)
+
+        def _stop_waiting(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+    return Guarded
+
+
 class RestServer:
     """uvicorn serving the app on (host, port) in this worker's event loop; with `share_port`
     the runtime's worker processes listen on one port (SO_REUSEPORT), as their gRPC servers do."""
 
-    def __init__(self, app: RestApp, host: str, port: int, tls: ServerTLS | None, share_port: bool, grace: float):
+    def __init__(
+        self,
+        app: RestApp,
+        host: str,
+        port: int,
+        tls: ServerTLS | None,
+        share_port: bool,
+        grace: float,
+        header_seconds: float,
+    ):
         self._app = app
         self._host, self._port = host, port
         self._tls = tls
         self._share_port = share_port
         self._grace = grace
+        self._header_seconds = header_seconds
         self._server = None
         self._ticks: asyncio.Future | None = None
         self.port = 0
@@ -303,6 +435,7 @@ class RestServer:
             timeout_graceful_shutdown=self._grace, server_header=False,
         )  # fmt: skip
         config.load()
+        config.http_protocol_class = _guarded(config.http_protocol_class, _max_connections(), self._header_seconds)
         if self._tls is not None:
             config.ssl = _ssl_context(self._tls)
         # What uvicorn.Server.serve does, without the signal handlers it installs: the worker

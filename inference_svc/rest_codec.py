@@ -58,19 +58,29 @@ def set_parameters(target, parameters, where: str) -> None:
             raise InvalidArgument(f"{where}: parameter {key!r} must be a bool, a number or a string")
 
 
-def _flat_strings(data, out: list[bytes], at_most: int) -> None:
-    for item in data:
-        if isinstance(item, list):
-            _flat_strings(item, out, at_most)
-            continue
-        if len(out) == at_most:
+def _flat_strings(data: list, at_most: int) -> list[bytes]:
+    """Nested lists of strings, flattened row-major (without recursion: JSON may nest deeper
+    than Python's stack)."""
+    out: list[bytes] = []
+    stack = [iter(data)]
+    while stack:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+        elif isinstance(item, list):
+            stack.append(iter(item))
+        elif len(out) == at_most:
             raise ResourceExhausted(f"more than {at_most} BYTES elements (MLAAS_MAX_BYTES_ELEMENTS)")
-        if isinstance(item, str):
+        elif isinstance(item, str):
             out.append(item.encode())
         elif isinstance(item, bool | int | float):
             out.append(str(item).encode())
         else:
             raise ValueError(f"a BYTES element must be a string, not {type(item).__name__}")
+    return out
+
+
+_END = object()
 
 
 def _json_data(name: str, datatype: str, data, max_bytes_elements: int) -> bytes:
@@ -79,15 +89,23 @@ def _json_data(name: str, datatype: str, data, max_bytes_elements: int) -> bytes
         data = [data]
     try:
         if datatype == "BYTES":
-            elements: list[bytes] = []
-            _flat_strings(data, elements, max_bytes_elements)
-            return encode_bytes(np.array(elements, dtype=np.object_))
+            return encode_bytes(np.array(_flat_strings(data, max_bytes_elements), dtype=np.object_))
         dtype = OIP_TO_NUMPY.get(datatype)
         if dtype is None:
             raise InvalidArgument(f"input {name!r}: unknown datatype {datatype!r}")
         return np.asarray(data, dtype=dtype).astype(dtype.newbyteorder("<"), copy=False).tobytes()
-    except (ValueError, TypeError, OverflowError) as err:
+    except (ValueError, TypeError, OverflowError, RecursionError) as err:
         raise InvalidArgument(f"input {name!r}: {datatype} data cannot be read: {err}") from None
+
+
+def byte_count(text: str | None) -> int | None:
+    """A header's count of bytes, None when absent; InvalidArgument unless plain ASCII digits of
+    a sane length (str.isdigit also takes "²", and int() refuses 4,300 digits and more)."""
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise InvalidArgument(f"{text[:40]!r} is not a number of bytes")
+    return int(text)
 
 
 def parse_request(

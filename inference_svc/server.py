@@ -12,6 +12,9 @@ import os
 import shutil
 import signal
 import tempfile
+from pathlib import Path
+
+import psutil
 
 from inference_svc.app import build_worker
 from inference_svc.cores import LongCalls
@@ -53,12 +56,29 @@ def _serve_metrics(port: int, host: str) -> int:
     return server.server_address[1]
 
 
+METRICS_DIR_PREFIX = "mlaas-runtime-metrics-"
+
+
+def _remove_orphaned_metrics_dirs() -> None:
+    """The Prometheus directories of runtimes killed before they could remove theirs (each is
+    named after its runtime's pid)."""
+    for stale in Path(tempfile.gettempdir()).glob(f"{METRICS_DIR_PREFIX}*"):
+        pid = stale.name.removeprefix(METRICS_DIR_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def run(settings: RuntimeSettings) -> int:
     """Spawns the workers and supervises them until SIGTERM/SIGINT or a worker dies."""
     import dataclasses
 
     port = settings.server.port or free_port()
-    http_port = (settings.http_port or free_port()) if settings.http_port >= 0 else -1
+    http_port = settings.http_port
+    while http_port == 0 or (http_port == port and not settings.http_port):
+        http_port = free_port()
+    if http_port == port:
+        log.error("--http-port and --port are both %d: gRPC and REST need a port each", port)
+        return 1
     # The workers share the ports (SO_REUSEPORT), which would let them share one with another
     # runtime that holds it already, silently: a port in use is refused before any worker binds.
     host = bind_host(settings.server, Authenticator.for_server(settings.server))
@@ -67,7 +87,8 @@ def run(settings: RuntimeSettings) -> int:
         return 1
     workers = max(1, settings.workers)
     control_ports = tuple(free_port() for _ in range(workers)) if workers > 1 else ()
-    metrics_dir = tempfile.mkdtemp(prefix="mlaas-runtime-metrics-")
+    _remove_orphaned_metrics_dirs()
+    metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by the spawned workers
     context = multiprocessing.get_context("spawn")  # grpc must not be forked after initialisation
     long_calls = LongCalls()

@@ -139,7 +139,8 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(runtime):
         connection.sendall(b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n{")
         reply = http.client.HTTPResponse(connection)
         reply.begin()
-        assert reply.status == 429 and "at most 67108864" in json.loads(reply.read())["error"]
+        assert reply.status == 413 and "at most 67108864" in json.loads(reply.read())["error"]
+        assert reply.getheader("connection") == "close"  # the rest of the body is never read
 
 
 def test_tokens_rules_and_limits_are_the_grpc_sides(tmp_path, models_dir):
