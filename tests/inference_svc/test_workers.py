@@ -152,3 +152,20 @@ def test_a_stopped_runtime_leaves_no_metrics_files_behind(tmp_path, models_dir):
     assert os.path.isdir(metrics_dir)
     assert stop_runtime(rt) == 0
     assert not os.path.exists(metrics_dir)
+
+
+def test_a_killed_runtimes_metrics_directory_is_removed_by_the_next(tmp_path, models_dir):
+    """A runtime killed with SIGKILL leaves its Prometheus directory (named after its pid) in
+    the temporary directory; the next runtime to start removes it, and not a living one's."""
+    import tempfile
+    from pathlib import Path
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = Path(tempfile.mkdtemp(prefix=f"mlaas-runtime-metrics-{dead.stdout.strip()}-"))
+    living = Path(tempfile.mkdtemp(prefix=f"mlaas-runtime-metrics-{os.getpid()}-"))
+    try:
+        rt = start_runtime(tmp_path, "--workers", "1", "--model-uri", f"iris=file://{models_dir / 'iris.onnx'}")
+        stop_runtime(rt)
+        assert not orphan.exists() and living.exists()
+    finally:
+        living.rmdir()
