@@ -53,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     from mlaas import __version__
 
     common = common_options(after_command=True)
-    parser = argparse.ArgumentParser(prog="mlaas", description="MLaaS mesh command line", parents=[common_options()])
+    # No abbreviations: the options before the command would otherwise claim a command's own
+    # (`mlaas up --tls` was "ambiguous: --tls-ca, --tls-cert, --tls-key").
+    parser = argparse.ArgumentParser(
+        prog="mlaas", description="MLaaS mesh command line", parents=[common_options()], allow_abbrev=False
+    )
     parser.add_argument("--version", action="version", version=f"mlaas {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up.add_parser(commands, common)

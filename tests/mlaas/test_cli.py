@@ -93,6 +93,10 @@ def test_global_options_go_before_or_after_the_command(registry):
     assert json.loads(before.stdout) == json.loads(after.stdout)
     overridden = run("--registry", "127.0.0.1:1", "--json", "model", "list", "--registry", address)
     assert overridden.returncode == 0 and json.loads(overridden.stdout) == json.loads(before.stdout)
+    from mlaas.cli import build_parser
+
+    up = build_parser().parse_args(["up", "--tls", "--json"])  # a command's own option, not an abbreviation
+    assert up.tls and up.json
     version = run("--version")
     assert version.returncode == 0 and version.stdout.startswith("mlaas 0.")
 
