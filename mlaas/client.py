@@ -498,6 +498,16 @@ class MonitorClient(GrpcClient):
         request = monitor_pb2.GetDriftReportRequest(deployment_id=deployment_id)
         return self._call(self._stub.GetDriftReport, request).report
 
+    def drift_events(self, deployment_id: str) -> Iterator[monitor_pb2.DriftEvent]:
+        """Every drift event of the deployment, oldest first (page after page)."""
+        request = monitor_pb2.ListDriftEventsRequest(deployment_id=deployment_id)
+        while True:
+            page = self._call(self._stub.ListDriftEvents, request)
+            yield from page.events
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
     def watch_drift(self, deployment_id: str) -> Iterator[monitor_pb2.DriftEvent]:
         for reply in self._stream(self._stub.WatchDrift, monitor_pb2.WatchDriftRequest(deployment_id=deployment_id)):
             yield reply.event

@@ -47,6 +47,7 @@ RULES: dict[str, frozenset[str]] = {
         _MONITOR + "IngestFeedback": {RUNTIME},
         _MONITOR + "ReportLabels": {TENANT, MONITOR},
         _MONITOR + "GetDriftReport": {TENANT, MONITOR},
+        _MONITOR + "ListDriftEvents": {TENANT, MONITOR},
         _MONITOR + "WatchDrift": {TENANT, MONITOR},
         _MONITOR + "SetPolicy": {TENANT},
         _MONITOR + "GetPolicy": {TENANT, MONITOR},

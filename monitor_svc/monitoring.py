@@ -8,6 +8,14 @@
   `REGRESSION_BASELINE` residuals (so that "error rate" means the same thing for both).
 
 A new model version (after a rollout) gets fresh detectors against its own reference data.
+
+Events: a detector restarts after each alarm, so a shift that persists keeps alarming. Each
+feature (the prediction counts as one) is in a drift from its first alarm for as long as its
+alarms come within HOLD_WINDOWS longest windows of one another; the report shows it drifted,
+since that first alarm, meanwhile. An alarm is an event when one of its features is not in a
+drift yet (so a change never hides behind another feature's drift), and, for a drift that goes
+on, again once per hold (so a change that follows a false alarm on the same feature is not
+hidden either: at most one hold late).
 """
 
 from __future__ import annotations
@@ -30,6 +38,10 @@ from monitor_svc.store import Labeled
 M = monitor_pb2
 REGRESSION_BASELINE = 200
 HOLD_WINDOWS = 4
+# The data and prediction drift detectors share the policy's false-alarm rate equally.
+DEFAULT_FALSE_ALARMS_PER_100K = 1.0
+MAX_FALSE_ALARMS_PER_100K = 4_000.0  # each detector then expects one every 50 predictions
+DRIFT_DETECTORS = 2
 
 
 @dataclass(frozen=True)
@@ -52,13 +64,35 @@ class ModelContext:
 def default_policy() -> monitor_pb2.MonitorPolicy:
     return M.MonitorPolicy(
         window_size=WINDOWS[-1],
-        expected_run_length=5_000,
+        false_alarms_per_100k=DEFAULT_FALSE_ALARMS_PER_100K,
         auto_retrain=True,
         min_labels=500,
         cooldown_labels=2_000,
         min_improvement=0.01,
         performance_expected_run_length=30_000,
     )
+
+
+def detector_run_length(policy: monitor_pb2.MonitorPolicy) -> float:
+    """Stationary predictions between one detector's false alarms, from the policy's rate for
+    all of them (a policy stored before the rate existed has the default)."""
+    rate = policy.false_alarms_per_100k if policy.HasField("false_alarms_per_100k") else DEFAULT_FALSE_ALARMS_PER_100K
+    return DRIFT_DETECTORS * 100_000 / rate
+
+
+@dataclass
+class _Drift:
+    """One feature's drift: first seen at `first_sample`, last alarmed at `last_sample`, last
+    raised as an event at `event_sample`; it goes on while alarms come within `hold`."""
+
+    first_sample: int
+    first_time: Timestamp
+    event_sample: int
+    last_sample: int
+    hold: int
+
+    def going_on(self, sample: int) -> bool:
+        return sample - self.last_sample <= self.hold
 
 
 def scan_windows(longest: int) -> tuple[int, ...]:
@@ -80,7 +114,7 @@ class DeploymentMonitor:
         self.strict = strict
         self.lock = threading.Lock()  # one batch at a time per deployment
         windows = scan_windows(policy.window_size)
-        ert = policy.expected_run_length
+        ert = detector_run_length(policy)
         names = context.feature_names or tuple(f"x{j}" for j in range(context.reference.shape[1]))
         self.data = DriftScan.calibrated(context.reference, ert, names, windows=windows)
         kind = CATEGORICAL if context.classification else NUMERIC
@@ -97,7 +131,7 @@ class DeploymentMonitor:
         self._residual_limit: float | None = None
         self._residuals: list[float] = []
         self.last_performance_event = ""  # id of the latest performance drift event
-        self._holding_until: dict[int, int] = {}  # per drift kind: alarms up to here continue one drift
+        self._drifts: dict[tuple[int, str], _Drift] = {}  # (kind, feature) -> its drift
         self._recent_errors: list[float] = []
 
     @property
@@ -105,19 +139,35 @@ class DeploymentMonitor:
         return self.data.samples + self.data_summaries.samples
 
     def observe(self, inputs: np.ndarray, predictions: np.ndarray) -> list[monitor_pb2.DriftEvent]:
-        """Inference records (rows in order); returns the drift events they raised. A drift that
-        persists keeps the detector alarming; only its start is an event: alarms within
-        HOLD_WINDOWS longest windows of the previous one continue it."""
+        """Inference records (rows in order); returns the drift events they raised (see the
+        module docstring)."""
         events = []
         for kind, scan, rows in (
             (M.DRIFT_KIND_DATA, self.data, inputs),
             (M.DRIFT_KIND_PREDICTION, self.prediction, np.asarray(predictions, dtype=np.float64).reshape(-1, 1)),
         ):
             for alarm in scan.update(rows):
-                if alarm.sample > self._holding_until.get(kind, 0):
-                    events.append(self._event(kind, alarm, alarm.sample))
-                self._holding_until[kind] = alarm.sample + HOLD_WINDOWS * scan.windows[-1]
+                event = self._note(kind, alarm, HOLD_WINDOWS * scan.windows[-1])
+                if event is not None:
+                    events.append(event)
         return events
+
+    def _note(self, kind: int, alarm: Alarm, hold: int) -> monitor_pb2.DriftEvent | None:
+        """Records an alarm in its features' drifts; the event it is, if it is one."""
+        raise_event = False
+        for feature in alarm.features:
+            drift = self._drifts.get((kind, feature))
+            if drift is None or not drift.going_on(alarm.sample):
+                self._drifts[(kind, feature)] = _Drift(alarm.sample, _stamp(), alarm.sample, alarm.sample, hold)
+                raise_event = True
+            else:
+                drift.last_sample = alarm.sample
+                raise_event = raise_event or alarm.sample - drift.event_sample > hold
+        if not raise_event:
+            return None
+        for feature in alarm.features:
+            self._drifts[(kind, feature)].event_sample = alarm.sample
+        return self._event(kind, alarm, alarm.sample)
 
     def observe_summary(self, summary: monitor_pb2.WindowSummary) -> list[monitor_pb2.DriftEvent]:
         """A STRICT runtime's window summary; returns the drift events it raised."""
@@ -128,9 +178,9 @@ class DeploymentMonitor:
         ):
             alarm = test.update(features)
             if alarm is not None:
-                if alarm.sample > self._holding_until.get(kind, 0):
-                    events.append(self._event(kind, alarm, alarm.sample))
-                self._holding_until[kind] = alarm.sample + HOLD_WINDOWS * alarm.window
+                event = self._note(kind, alarm, HOLD_WINDOWS * alarm.window)
+                if event is not None:
+                    events.append(event)
         return events
 
     def learn(self, labeled: list[Labeled]) -> list[monitor_pb2.DriftEvent]:
@@ -195,10 +245,7 @@ class DeploymentMonitor:
         else:  # the inputs are one numeric tensor: every feature is tested on its mean
             scores = {name: (value, self.data.threshold) for name, value in self.data.last_scores.items()}
             statistic = "mean-z"
-        features = [
-            M.FeatureDrift(feature=name, statistic=statistic, value=v, threshold=limit, drifted=v > limit)
-            for name, (v, limit) in scores.items()
-        ]
+        features = [self._feature_drift(name, statistic, v, limit) for name, (v, limit) in scores.items()]
         return M.DriftReport(
             deployment_id=self.deployment_id,
             model_version=self.context.version,
@@ -208,6 +255,17 @@ class DeploymentMonitor:
             recent_performance=self.recent_performance(),
             retraining_unavailable_reason=self.retraining_unavailable(),
         )
+
+    def _feature_drift(self, name: str, statistic: str, value: float, limit: float) -> monitor_pb2.FeatureDrift:
+        """A feature over its threshold now, or in a drift that goes on (the scan restarted at
+        its last alarm, so its value alone would say no drift while the data is shifted)."""
+        shown = M.FeatureDrift(feature=name, statistic=statistic, value=value, threshold=limit, drifted=value > limit)
+        drift = self._drifts.get((M.DRIFT_KIND_DATA, name))
+        if drift is not None and drift.going_on(self.samples_seen):
+            shown.drifted = True
+            shown.first_seen_sample = drift.first_sample
+            shown.first_seen.CopyFrom(drift.first_time)
+        return shown
 
     def retraining_unavailable(self) -> str:
         if self.strict:

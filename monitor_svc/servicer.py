@@ -11,13 +11,14 @@ import grpc
 import numpy as np
 
 from mlaas.errors import InvalidArgument, NotFound
+from mlaas.paging import decode_page_token, encode_page_token, page_size, query_key
 from mlaas.servicing import maps_errors
 from mlaas.tensors import from_raw
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
 from monitor_svc.access import DeploymentAccess, check_versions
 from monitor_svc.changes import Changes
 from monitor_svc.context import ContextLoader
-from monitor_svc.monitoring import DeploymentMonitor, default_policy
+from monitor_svc.monitoring import MAX_FALSE_ALARMS_PER_100K, DeploymentMonitor, default_policy
 from monitor_svc.retrainer import Job, Retrainer
 from monitor_svc.store import Labeled, MonitorStore
 
@@ -75,7 +76,7 @@ def validate_policy(
     changes only when the caller sets it)."""
     merged = monitor_pb2.MonitorPolicy()
     merged.CopyFrom(current or default_policy())
-    for field in ("window_size", "expected_run_length", "min_labels", "cooldown_labels", "min_improvement",
+    for field in ("window_size", "min_labels", "cooldown_labels", "min_improvement",
                   "performance_expected_run_length"):  # fmt: skip
         value = getattr(policy, field)
         if not math.isfinite(value) or value < 0:
@@ -84,8 +85,14 @@ def validate_policy(
             setattr(merged, field, value)
     if not 8 <= merged.window_size <= 4096:
         raise InvalidArgument("policy.window_size must be between 8 and 4096")
-    if merged.expected_run_length < 50:
-        raise InvalidArgument("policy.expected_run_length must be at least 50 samples")
+    if policy.HasField("false_alarms_per_100k"):
+        rate = policy.false_alarms_per_100k
+        if not (math.isfinite(rate) and 0 < rate <= MAX_FALSE_ALARMS_PER_100K):
+            raise InvalidArgument(
+                f"policy.false_alarms_per_100k must be above 0 and at most {MAX_FALSE_ALARMS_PER_100K:g} "
+                "(each detector then expects a false alarm every 50 predictions)"
+            )
+        merged.false_alarms_per_100k = rate
     if policy.HasField("auto_retrain"):
         merged.auto_retrain = policy.auto_retrain
     return merged
@@ -229,6 +236,18 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         recent = self._store.recent_events(request.deployment_id, RECENT_EVENTS)  # every version's
         report.recent_events.extend(M.DriftEvent.FromString(raw) for raw in recent)
         return M.GetDriftReportResponse(report=report)
+
+    def ListDriftEvents(self, request, context):
+        self._check(context, request.deployment_id)
+        limit, query = page_size(request.page_size), query_key(request)
+        after = decode_page_token(request.page_token, query) or 0
+        if not isinstance(after, int) or after < 0:
+            raise InvalidArgument("page_token is malformed; pass back next_page_token unchanged")
+        rows = self._store.events(request.deployment_id, after, limit + 1)
+        response = M.ListDriftEventsResponse(events=[M.DriftEvent.FromString(raw) for _, raw in rows[:limit]])
+        if len(rows) > limit:
+            response.next_page_token = encode_page_token(rows[limit - 1][0], query)
+        return response
 
     def WatchDrift(self, request, context):
         """Drift events from now on (GetDriftReport has the recent ones)."""

@@ -36,8 +36,9 @@ def _describe(event: monitor_pb2.DriftEvent) -> str:
 
 def cmd_drift(args) -> None:
     with _monitor(args) as monitor:
-        if args.watch:
-            for event in monitor.watch_drift(args.deployment):
+        if args.watch or args.events:
+            found = monitor.watch_drift(args.deployment) if args.watch else monitor.drift_events(args.deployment)
+            for event in found:
                 print_json(event) if args.json else print(_describe(event), flush=True)
             return
         report = monitor.report(args.deployment)
@@ -53,7 +54,8 @@ def cmd_drift(args) -> None:
     print_table(
         ["FEATURE", "STATISTIC", "VALUE", "THRESHOLD", "DRIFTED"],
         [[f.feature, f.statistic, f"{f.value:.2f}" if math.isfinite(f.value) else "- (too few samples)",
-          f"{f.threshold:.2f}", "yes" if f.drifted else "-"]
+          f"{f.threshold:.2f}", f"since sample {f.first_seen_sample}" if f.drifted and f.first_seen_sample
+          else "yes" if f.drifted else "-"]
          for f in report.features],
     )  # fmt: skip
     if report.recent_events:
@@ -117,7 +119,7 @@ def cmd_demo(args) -> None:
 
 # --option -> MonitorPolicy field (numbers; 0 is "unchanged" on the wire, so it cannot be set)
 POLICY_NUMBERS = {
-    "window_size": int, "expected_run_length": int, "min_labels": int, "cooldown_labels": int,
+    "window_size": int, "false_alarms_per_100k": float, "min_labels": int, "cooldown_labels": int,
     "min_improvement": float, "performance_expected_run_length": int,
 }  # fmt: skip
 
@@ -148,6 +150,7 @@ def add_parsers(commands, common: argparse.ArgumentParser) -> None:
     drift = commands.add_parser("drift", parents=[common], help="a deployment's drift report or events")
     drift.add_argument("deployment")
     drift.add_argument("--watch", action="store_true", help="follow drift events as they happen")
+    drift.add_argument("--events", action="store_true", help="every drift event so far, oldest first")
     drift.set_defaults(run=cmd_drift)
 
     feedback = commands.add_parser("feedback", parents=[common], help="report true labels for predictions")

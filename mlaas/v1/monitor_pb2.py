@@ -26,17 +26,17 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mlaas.v1 import types_pb2 as mlaas_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mlaas/v1/monitor.proto\x12\x08mlaas.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mlaas/v1/types.proto\"H\n\tRawTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\xb2\x01\n\x0fInferenceRecord\x12\x13\n\x0brequest_ids\x18\x01 \x03(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x05\x12#\n\x06inputs\x18\x03 \x03(\x0b\x32\x13.mlaas.v1.RawTensor\x12$\n\x07outputs\x18\x04 \x03(\x0b\x32\x13.mlaas.v1.RawTensor\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"u\n\x0e\x46\x65\x61tureSummary\x12\x15\n\rfeature_index\x18\x01 \x01(\x05\x12\x11\n\tbin_edges\x18\x02 \x03(\x01\x12\x0e\n\x06\x63ounts\x18\x03 \x03(\x03\x12\t\n\x01n\x18\x04 \x01(\x03\x12\x0c\n\x04mean\x18\x05 \x01(\x01\x12\x10\n\x08variance\x18\x06 \x01(\x01\"\xdf\x01\n\rWindowSummary\x12\x15\n\rmodel_version\x18\x01 \x01(\x05\x12\x30\n\x0cwindow_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nwindow_end\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08\x66\x65\x61tures\x18\x04 \x03(\x0b\x32\x18.mlaas.v1.FeatureSummary\x12)\n\x07outputs\x18\x05 \x03(\x0b\x32\x18.mlaas.v1.FeatureSummary\"\xab\x01\n\x15IngestFeedbackRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12*\n\x07records\x18\x02 \x03(\x0b\x32\x19.mlaas.v1.InferenceRecord\x12*\n\tsummaries\x18\x03 \x03(\x0b\x32\x17.mlaas.v1.WindowSummary\x12\x0f\n\x07\x64ropped\x18\x04 \x01(\x03\x12\x12\n\nmodel_name\x18\x05 \x01(\t\"/\n\x16IngestFeedbackResponse\x12\x15\n\raccepted_rows\x18\x01 \x01(\x03\"M\n\x05Label\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\x0b\x63lass_label\x18\x02 \x01(\tH\x00\x12\x10\n\x06target\x18\x03 \x01(\x01H\x00\x42\x07\n\x05value\"M\n\x13ReportLabelsRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x1f\n\x06labels\x18\x02 \x03(\x0b\x32\x0f.mlaas.v1.Label\";\n\x14ReportLabelsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x11\n\tunmatched\x18\x02 \x01(\x03\"\x92\x02\n\nDriftEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\x05\x12!\n\x04kind\x18\x04 \x01(\x0e\x32\x13.mlaas.v1.DriftKind\x12\x10\n\x08\x66\x65\x61tures\x18\x05 \x03(\t\x12\x11\n\tstatistic\x18\x06 \x01(\t\x12\r\n\x05value\x18\x07 \x01(\x01\x12\x11\n\tthreshold\x18\x08 \x01(\x01\x12\x1b\n\x13window_start_sample\x18\t \x01(\x03\x12\x19\n\x11window_end_sample\x18\n \x01(\x03\x12(\n\x04time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"e\n\x0c\x46\x65\x61tureDrift\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x11\n\tstatistic\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x11\n\tthreshold\x18\x04 \x01(\x01\x12\x0f\n\x07\x64rifted\x18\x05 \x01(\x08\"\x9a\x02\n\x0b\x44riftReport\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x05\x12\x14\n\x0csamples_seen\x18\x03 \x01(\x03\x12\x13\n\x0blabels_seen\x18\x04 \x01(\x03\x12(\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32\x16.mlaas.v1.FeatureDrift\x12+\n\rrecent_events\x18\x06 \x03(\x0b\x32\x14.mlaas.v1.DriftEvent\x12\x1a\n\x12recent_performance\x18\x07 \x01(\x01\x12%\n\x1dretraining_unavailable_reason\x18\x08 \x01(\t\x12\x18\n\x10\x66\x65\x65\x64\x62\x61\x63k_dropped\x18\t \x01(\x03\".\n\x15GetDriftReportRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"?\n\x16GetDriftReportResponse\x12%\n\x06report\x18\x01 \x01(\x0b\x32\x15.mlaas.v1.DriftReport\"*\n\x11WatchDriftRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"9\n\x12WatchDriftResponse\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.DriftEvent\"\x92\x02\n\rMonitorPolicy\x12\x13\n\x0bwindow_size\x18\x01 \x01(\x05\x12\x1b\n\x13\x65xpected_run_length\x18\x02 \x01(\x03\x12\x19\n\x0c\x61uto_retrain\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\nmin_labels\x18\x04 \x01(\x05\x12\x17\n\x0f\x63ooldown_labels\x18\x08 \x01(\x03\x12\x17\n\x0fmin_improvement\x18\x06 \x01(\x01\x12\'\n\x1fperformance_expected_run_length\x18\t \x01(\x03\x42\x0f\n\r_auto_retrainJ\x04\x08\x05\x10\x06J\x04\x08\x07\x10\x08R\x10\x63ooldown_secondsR\x16include_reference_data\"R\n\x10SetPolicyRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\'\n\x06policy\x18\x02 \x01(\x0b\x32\x17.mlaas.v1.MonitorPolicy\"<\n\x11SetPolicyResponse\x12\'\n\x06policy\x18\x01 \x01(\x0b\x32\x17.mlaas.v1.MonitorPolicy\")\n\x10GetPolicyRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"<\n\x11GetPolicyResponse\x12\'\n\x06policy\x18\x01 \x01(\x0b\x32\x17.mlaas.v1.MonitorPolicy\"\xf2\x02\n\nRetraining\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\x12\x18\n\x10trigger_event_id\x18\x03 \x01(\t\x12\x16\n\x0eparent_version\x18\x04 \x01(\x05\x12\x1a\n\x12\x63hallenger_version\x18\x05 \x01(\x05\x12(\n\x05state\x18\x06 \x01(\x0e\x32\x19.mlaas.v1.RetrainingState\x12*\n\x10\x63hampion_metrics\x18\x07 \x03(\x0b\x32\x10.mlaas.v1.Metric\x12,\n\x12\x63hallenger_metrics\x18\x08 \x03(\x0b\x32\x10.mlaas.v1.Metric\x12\x0e\n\x06reason\x18\t \x01(\t\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x16ListRetrainingsRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"D\n\x17ListRetrainingsResponse\x12)\n\x0bretrainings\x18\x01 \x03(\x0b\x32\x14.mlaas.v1.Retraining\"/\n\x16WatchRetrainingRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"C\n\x17WatchRetrainingResponse\x12(\n\nretraining\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Retraining*s\n\tDriftKind\x12\x1a\n\x16\x44RIFT_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44RIFT_KIND_DATA\x10\x01\x12\x19\n\x15\x44RIFT_KIND_PREDICTION\x10\x02\x12\x1a\n\x16\x44RIFT_KIND_PERFORMANCE\x10\x03*\xee\x01\n\x0fRetrainingState\x12 \n\x1cRETRAINING_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18RETRAINING_STATE_PENDING\x10\x01\x12\x1d\n\x19RETRAINING_STATE_TRAINING\x10\x02\x12\x1f\n\x1bRETRAINING_STATE_EVALUATING\x10\x03\x12\x1f\n\x1bRETRAINING_STATE_ROLLED_OUT\x10\x04\x12\x1d\n\x19RETRAINING_STATE_REJECTED\x10\x05\x12\x1b\n\x17RETRAINING_STATE_FAILED\x10\x06\x32\xa6\x05\n\x0eMonitorService\x12W\n\x0eIngestFeedback\x12\x1f.mlaas.v1.IngestFeedbackRequest\x1a .mlaas.v1.IngestFeedbackResponse\"\x00(\x01\x12Q\n\x0cReportLabels\x12\x1d.mlaas.v1.ReportLabelsRequest\x1a\x1e.mlaas.v1.ReportLabelsResponse\"\x00(\x01\x12U\n\x0eGetDriftReport\x12\x1f.mlaas.v1.GetDriftReportRequest\x1a .mlaas.v1.GetDriftReportResponse\"\x00\x12K\n\nWatchDrift\x12\x1b.mlaas.v1.WatchDriftRequest\x1a\x1c.mlaas.v1.WatchDriftResponse\"\x00\x30\x01\x12\x46\n\tSetPolicy\x12\x1a.mlaas.v1.SetPolicyRequest\x1a\x1b.mlaas.v1.SetPolicyResponse\"\x00\x12\x46\n\tGetPolicy\x12\x1a.mlaas.v1.GetPolicyRequest\x1a\x1b.mlaas.v1.GetPolicyResponse\"\x00\x12X\n\x0fListRetrainings\x12 .mlaas.v1.ListRetrainingsRequest\x1a!.mlaas.v1.ListRetrainingsResponse\"\x00\x12Z\n\x0fWatchRetraining\x12 .mlaas.v1.WatchRetrainingRequest\x1a!.mlaas.v1.WatchRetrainingResponse\"\x00\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mlaas/v1/monitor.proto\x12\x08mlaas.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mlaas/v1/types.proto\"H\n\tRawTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\xb2\x01\n\x0fInferenceRecord\x12\x13\n\x0brequest_ids\x18\x01 \x03(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x05\x12#\n\x06inputs\x18\x03 \x03(\x0b\x32\x13.mlaas.v1.RawTensor\x12$\n\x07outputs\x18\x04 \x03(\x0b\x32\x13.mlaas.v1.RawTensor\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"u\n\x0e\x46\x65\x61tureSummary\x12\x15\n\rfeature_index\x18\x01 \x01(\x05\x12\x11\n\tbin_edges\x18\x02 \x03(\x01\x12\x0e\n\x06\x63ounts\x18\x03 \x03(\x03\x12\t\n\x01n\x18\x04 \x01(\x03\x12\x0c\n\x04mean\x18\x05 \x01(\x01\x12\x10\n\x08variance\x18\x06 \x01(\x01\"\xdf\x01\n\rWindowSummary\x12\x15\n\rmodel_version\x18\x01 \x01(\x05\x12\x30\n\x0cwindow_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nwindow_end\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08\x66\x65\x61tures\x18\x04 \x03(\x0b\x32\x18.mlaas.v1.FeatureSummary\x12)\n\x07outputs\x18\x05 \x03(\x0b\x32\x18.mlaas.v1.FeatureSummary\"\xab\x01\n\x15IngestFeedbackRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12*\n\x07records\x18\x02 \x03(\x0b\x32\x19.mlaas.v1.InferenceRecord\x12*\n\tsummaries\x18\x03 \x03(\x0b\x32\x17.mlaas.v1.WindowSummary\x12\x0f\n\x07\x64ropped\x18\x04 \x01(\x03\x12\x12\n\nmodel_name\x18\x05 \x01(\t\"/\n\x16IngestFeedbackResponse\x12\x15\n\raccepted_rows\x18\x01 \x01(\x03\"M\n\x05Label\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\x0b\x63lass_label\x18\x02 \x01(\tH\x00\x12\x10\n\x06target\x18\x03 \x01(\x01H\x00\x42\x07\n\x05value\"M\n\x13ReportLabelsRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x1f\n\x06labels\x18\x02 \x03(\x0b\x32\x0f.mlaas.v1.Label\";\n\x14ReportLabelsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x11\n\tunmatched\x18\x02 \x01(\x03\"\x92\x02\n\nDriftEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\x05\x12!\n\x04kind\x18\x04 \x01(\x0e\x32\x13.mlaas.v1.DriftKind\x12\x10\n\x08\x66\x65\x61tures\x18\x05 \x03(\t\x12\x11\n\tstatistic\x18\x06 \x01(\t\x12\r\n\x05value\x18\x07 \x01(\x01\x12\x11\n\tthreshold\x18\x08 \x01(\x01\x12\x1b\n\x13window_start_sample\x18\t \x01(\x03\x12\x19\n\x11window_end_sample\x18\n \x01(\x03\x12(\n\x04time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb0\x01\n\x0c\x46\x65\x61tureDrift\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x11\n\tstatistic\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x11\n\tthreshold\x18\x04 \x01(\x01\x12\x0f\n\x07\x64rifted\x18\x05 \x01(\x08\x12\x19\n\x11\x66irst_seen_sample\x18\x06 \x01(\x03\x12.\n\nfirst_seen\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9a\x02\n\x0b\x44riftReport\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x05\x12\x14\n\x0csamples_seen\x18\x03 \x01(\x03\x12\x13\n\x0blabels_seen\x18\x04 \x01(\x03\x12(\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32\x16.mlaas.v1.FeatureDrift\x12+\n\rrecent_events\x18\x06 \x03(\x0b\x32\x14.mlaas.v1.DriftEvent\x12\x1a\n\x12recent_performance\x18\x07 \x01(\x01\x12%\n\x1dretraining_unavailable_reason\x18\x08 \x01(\t\x12\x18\n\x10\x66\x65\x65\x64\x62\x61\x63k_dropped\x18\t \x01(\x03\".\n\x15GetDriftReportRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"?\n\x16GetDriftReportResponse\x12%\n\x06report\x18\x01 \x01(\x0b\x32\x15.mlaas.v1.DriftReport\"V\n\x16ListDriftEventsRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x17ListDriftEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.mlaas.v1.DriftEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x11WatchDriftRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"9\n\x12WatchDriftResponse\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.DriftEvent\"\xce\x02\n\rMonitorPolicy\x12\x13\n\x0bwindow_size\x18\x01 \x01(\x05\x12\"\n\x15\x66\x61lse_alarms_per_100k\x18\n \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0c\x61uto_retrain\x18\x03 \x01(\x08H\x01\x88\x01\x01\x12\x12\n\nmin_labels\x18\x04 \x01(\x05\x12\x17\n\x0f\x63ooldown_labels\x18\x08 \x01(\x03\x12\x17\n\x0fmin_improvement\x18\x06 \x01(\x01\x12\'\n\x1fperformance_expected_run_length\x18\t \x01(\x03\x42\x18\n\x16_false_alarms_per_100kB\x0f\n\r_auto_retrainJ\x04\x08\x02\x10\x03J\x04\x08\x05\x10\x06J\x04\x08\x07\x10\x08R\x13\x65xpected_run_lengthR\x10\x63ooldown_secondsR\x16include_reference_data\"R\n\x10SetPolicyRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\'\n\x06policy\x18\x02 \x01(\x0b\x32\x17.mlaas.v1.MonitorPolicy\"<\n\x11SetPolicyResponse\x12\'\n\x06policy\x18\x01 \x01(\x0b\x32\x17.mlaas.v1.MonitorPolicy\")\n\x10GetPolicyRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"<\n\x11GetPolicyResponse\x12\'\n\x06policy\x18\x01 \x01(\x0b\x32\x17.mlaas.v1.MonitorPolicy\"\xf2\x02\n\nRetraining\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\x12\x18\n\x10trigger_event_id\x18\x03 \x01(\t\x12\x16\n\x0eparent_version\x18\x04 \x01(\x05\x12\x1a\n\x12\x63hallenger_version\x18\x05 \x01(\x05\x12(\n\x05state\x18\x06 \x01(\x0e\x32\x19.mlaas.v1.RetrainingState\x12*\n\x10\x63hampion_metrics\x18\x07 \x03(\x0b\x32\x10.mlaas.v1.Metric\x12,\n\x12\x63hallenger_metrics\x18\x08 \x03(\x0b\x32\x10.mlaas.v1.Metric\x12\x0e\n\x06reason\x18\t \x01(\t\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x16ListRetrainingsRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"D\n\x17ListRetrainingsResponse\x12)\n\x0bretrainings\x18\x01 \x03(\x0b\x32\x14.mlaas.v1.Retraining\"/\n\x16WatchRetrainingRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"C\n\x17WatchRetrainingResponse\x12(\n\nretraining\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Retraining*s\n\tDriftKind\x12\x1a\n\x16\x44RIFT_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44RIFT_KIND_DATA\x10\x01\x12\x19\n\x15\x44RIFT_KIND_PREDICTION\x10\x02\x12\x1a\n\x16\x44RIFT_KIND_PERFORMANCE\x10\x03*\xee\x01\n\x0fRetrainingState\x12 \n\x1cRETRAINING_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18RETRAINING_STATE_PENDING\x10\x01\x12\x1d\n\x19RETRAINING_STATE_TRAINING\x10\x02\x12\x1f\n\x1bRETRAINING_STATE_EVALUATING\x10\x03\x12\x1f\n\x1bRETRAINING_STATE_ROLLED_OUT\x10\x04\x12\x1d\n\x19RETRAINING_STATE_REJECTED\x10\x05\x12\x1b\n\x17RETRAINING_STATE_FAILED\x10\x06\x32\x80\x06\n\x0eMonitorService\x12W\n\x0eIngestFeedback\x12\x1f.mlaas.v1.IngestFeedbackRequest\x1a .mlaas.v1.IngestFeedbackResponse\"\x00(\x01\x12Q\n\x0cReportLabels\x12\x1d.mlaas.v1.ReportLabelsRequest\x1a\x1e.mlaas.v1.ReportLabelsResponse\"\x00(\x01\x12U\n\x0eGetDriftReport\x12\x1f.mlaas.v1.GetDriftReportRequest\x1a .mlaas.v1.GetDriftReportResponse\"\x00\x12X\n\x0fListDriftEvents\x12 .mlaas.v1.ListDriftEventsRequest\x1a!.mlaas.v1.ListDriftEventsResponse\"\x00\x12K\n\nWatchDrift\x12\x1b.mlaas.v1.WatchDriftRequest\x1a\x1c.mlaas.v1.WatchDriftResponse\"\x00\x30\x01\x12\x46\n\tSetPolicy\x12\x1a.mlaas.v1.SetPolicyRequest\x1a\x1b.mlaas.v1.SetPolicyResponse\"\x00\x12\x46\n\tGetPolicy\x12\x1a.mlaas.v1.GetPolicyRequest\x1a\x1b.mlaas.v1.GetPolicyResponse\"\x00\x12X\n\x0fListRetrainings\x12 .mlaas.v1.ListRetrainingsRequest\x1a!.mlaas.v1.ListRetrainingsResponse\"\x00\x12Z\n\x0fWatchRetraining\x12 .mlaas.v1.WatchRetrainingRequest\x1a!.mlaas.v1.WatchRetrainingResponse\"\x00\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mlaas.v1.monitor_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DRIFTKIND']._serialized_start=3152
-  _globals['_DRIFTKIND']._serialized_end=3267
-  _globals['_RETRAININGSTATE']._serialized_start=3270
-  _globals['_RETRAININGSTATE']._serialized_end=3508
+  _globals['_DRIFTKIND']._serialized_start=3466
+  _globals['_DRIFTKIND']._serialized_end=3581
+  _globals['_RETRAININGSTATE']._serialized_start=3584
+  _globals['_RETRAININGSTATE']._serialized_end=3822
   _globals['_RAWTENSOR']._serialized_start=91
   _globals['_RAWTENSOR']._serialized_end=163
   _globals['_INFERENCERECORD']._serialized_start=166
@@ -57,38 +57,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPORTLABELSRESPONSE']._serialized_end=1131
   _globals['_DRIFTEVENT']._serialized_start=1134
   _globals['_DRIFTEVENT']._serialized_end=1408
-  _globals['_FEATUREDRIFT']._serialized_start=1410
-  _globals['_FEATUREDRIFT']._serialized_end=1511
-  _globals['_DRIFTREPORT']._serialized_start=1514
-  _globals['_DRIFTREPORT']._serialized_end=1796
-  _globals['_GETDRIFTREPORTREQUEST']._serialized_start=1798
-  _globals['_GETDRIFTREPORTREQUEST']._serialized_end=1844
-  _globals['_GETDRIFTREPORTRESPONSE']._serialized_start=1846
-  _globals['_GETDRIFTREPORTRESPONSE']._serialized_end=1909
-  _globals['_WATCHDRIFTREQUEST']._serialized_start=1911
-  _globals['_WATCHDRIFTREQUEST']._serialized_end=1953
-  _globals['_WATCHDRIFTRESPONSE']._serialized_start=1955
-  _globals['_WATCHDRIFTRESPONSE']._serialized_end=2012
-  _globals['_MONITORPOLICY']._serialized_start=2015
-  _globals['_MONITORPOLICY']._serialized_end=2289
-  _globals['_SETPOLICYREQUEST']._serialized_start=2291
-  _globals['_SETPOLICYREQUEST']._serialized_end=2373
-  _globals['_SETPOLICYRESPONSE']._serialized_start=2375
-  _globals['_SETPOLICYRESPONSE']._serialized_end=2435
-  _globals['_GETPOLICYREQUEST']._serialized_start=2437
-  _globals['_GETPOLICYREQUEST']._serialized_end=2478
-  _globals['_GETPOLICYRESPONSE']._serialized_start=2480
-  _globals['_GETPOLICYRESPONSE']._serialized_end=2540
-  _globals['_RETRAINING']._serialized_start=2543
-  _globals['_RETRAINING']._serialized_end=2913
-  _globals['_LISTRETRAININGSREQUEST']._serialized_start=2915
-  _globals['_LISTRETRAININGSREQUEST']._serialized_end=2962
-  _globals['_LISTRETRAININGSRESPONSE']._serialized_start=2964
-  _globals['_LISTRETRAININGSRESPONSE']._serialized_end=3032
-  _globals['_WATCHRETRAININGREQUEST']._serialized_start=3034
-  _globals['_WATCHRETRAININGREQUEST']._serialized_end=3081
-  _globals['_WATCHRETRAININGRESPONSE']._serialized_start=3083
-  _globals['_WATCHRETRAININGRESPONSE']._serialized_end=3150
-  _globals['_MONITORSERVICE']._serialized_start=3511
-  _globals['_MONITORSERVICE']._serialized_end=4189
+  _globals['_FEATUREDRIFT']._serialized_start=1411
+  _globals['_FEATUREDRIFT']._serialized_end=1587
+  _globals['_DRIFTREPORT']._serialized_start=1590
+  _globals['_DRIFTREPORT']._serialized_end=1872
+  _globals['_GETDRIFTREPORTREQUEST']._serialized_start=1874
+  _globals['_GETDRIFTREPORTREQUEST']._serialized_end=1920
+  _globals['_GETDRIFTREPORTRESPONSE']._serialized_start=1922
+  _globals['_GETDRIFTREPORTRESPONSE']._serialized_end=1985
+  _globals['_LISTDRIFTEVENTSREQUEST']._serialized_start=1987
+  _globals['_LISTDRIFTEVENTSREQUEST']._serialized_end=2073
+  _globals['_LISTDRIFTEVENTSRESPONSE']._serialized_start=2075
+  _globals['_LISTDRIFTEVENTSRESPONSE']._serialized_end=2163
+  _globals['_WATCHDRIFTREQUEST']._serialized_start=2165
+  _globals['_WATCHDRIFTREQUEST']._serialized_end=2207
+  _globals['_WATCHDRIFTRESPONSE']._serialized_start=2209
+  _globals['_WATCHDRIFTRESPONSE']._serialized_end=2266
+  _globals['_MONITORPOLICY']._serialized_start=2269
+  _globals['_MONITORPOLICY']._serialized_end=2603
+  _globals['_SETPOLICYREQUEST']._serialized_start=2605
+  _globals['_SETPOLICYREQUEST']._serialized_end=2687
+  _globals['_SETPOLICYRESPONSE']._serialized_start=2689
+  _globals['_SETPOLICYRESPONSE']._serialized_end=2749
+  _globals['_GETPOLICYREQUEST']._serialized_start=2751
+  _globals['_GETPOLICYREQUEST']._serialized_end=2792
+  _globals['_GETPOLICYRESPONSE']._serialized_start=2794
+  _globals['_GETPOLICYRESPONSE']._serialized_end=2854
+  _globals['_RETRAINING']._serialized_start=2857
+  _globals['_RETRAINING']._serialized_end=3227
+  _globals['_LISTRETRAININGSREQUEST']._serialized_start=3229
+  _globals['_LISTRETRAININGSREQUEST']._serialized_end=3276
+  _globals['_LISTRETRAININGSRESPONSE']._serialized_start=3278
+  _globals['_LISTRETRAININGSRESPONSE']._serialized_end=3346
+  _globals['_WATCHRETRAININGREQUEST']._serialized_start=3348
+  _globals['_WATCHRETRAININGREQUEST']._serialized_end=3395
+  _globals['_WATCHRETRAININGRESPONSE']._serialized_start=3397
+  _globals['_WATCHRETRAININGRESPONSE']._serialized_end=3464
+  _globals['_MONITORSERVICE']._serialized_start=3825
+  _globals['_MONITORSERVICE']._serialized_end=4593
 # @@protoc_insertion_point(module_scope)

@@ -168,18 +168,22 @@ class DriftEvent(_message.Message):
     def __init__(self, id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., model_version: _Optional[int] = ..., kind: _Optional[_Union[DriftKind, str]] = ..., features: _Optional[_Iterable[str]] = ..., statistic: _Optional[str] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., window_start_sample: _Optional[int] = ..., window_end_sample: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class FeatureDrift(_message.Message):
-    __slots__ = ("feature", "statistic", "value", "threshold", "drifted")
+    __slots__ = ("feature", "statistic", "value", "threshold", "drifted", "first_seen_sample", "first_seen")
     FEATURE_FIELD_NUMBER: _ClassVar[int]
     STATISTIC_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     DRIFTED_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_FIELD_NUMBER: _ClassVar[int]
     feature: str
     statistic: str
     value: float
     threshold: float
     drifted: bool
-    def __init__(self, feature: _Optional[str] = ..., statistic: _Optional[str] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., drifted: _Optional[bool] = ...) -> None: ...
+    first_seen_sample: int
+    first_seen: _timestamp_pb2.Timestamp
+    def __init__(self, feature: _Optional[str] = ..., statistic: _Optional[str] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., drifted: _Optional[bool] = ..., first_seen_sample: _Optional[int] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class DriftReport(_message.Message):
     __slots__ = ("deployment_id", "model_version", "samples_seen", "labels_seen", "features", "recent_events", "recent_performance", "retraining_unavailable_reason", "feedback_dropped")
@@ -215,6 +219,24 @@ class GetDriftReportResponse(_message.Message):
     report: DriftReport
     def __init__(self, report: _Optional[_Union[DriftReport, _Mapping]] = ...) -> None: ...
 
+class ListDriftEventsRequest(_message.Message):
+    __slots__ = ("deployment_id", "page_size", "page_token")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, deployment_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListDriftEventsResponse(_message.Message):
+    __slots__ = ("events", "next_page_token")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[DriftEvent]
+    next_page_token: str
+    def __init__(self, events: _Optional[_Iterable[_Union[DriftEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class WatchDriftRequest(_message.Message):
     __slots__ = ("deployment_id",)
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -228,22 +250,22 @@ class WatchDriftResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[DriftEvent, _Mapping]] = ...) -> None: ...
 
 class MonitorPolicy(_message.Message):
-    __slots__ = ("window_size", "expected_run_length", "auto_retrain", "min_labels", "cooldown_labels", "min_improvement", "performance_expected_run_length")
+    __slots__ = ("window_size", "false_alarms_per_100k", "auto_retrain", "min_labels", "cooldown_labels", "min_improvement", "performance_expected_run_length")
     WINDOW_SIZE_FIELD_NUMBER: _ClassVar[int]
-    EXPECTED_RUN_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    FALSE_ALARMS_PER_100K_FIELD_NUMBER: _ClassVar[int]
     AUTO_RETRAIN_FIELD_NUMBER: _ClassVar[int]
     MIN_LABELS_FIELD_NUMBER: _ClassVar[int]
     COOLDOWN_LABELS_FIELD_NUMBER: _ClassVar[int]
     MIN_IMPROVEMENT_FIELD_NUMBER: _ClassVar[int]
     PERFORMANCE_EXPECTED_RUN_LENGTH_FIELD_NUMBER: _ClassVar[int]
     window_size: int
-    expected_run_length: int
+    false_alarms_per_100k: float
     auto_retrain: bool
     min_labels: int
     cooldown_labels: int
     min_improvement: float
     performance_expected_run_length: int
-    def __init__(self, window_size: _Optional[int] = ..., expected_run_length: _Optional[int] = ..., auto_retrain: _Optional[bool] = ..., min_labels: _Optional[int] = ..., cooldown_labels: _Optional[int] = ..., min_improvement: _Optional[float] = ..., performance_expected_run_length: _Optional[int] = ...) -> None: ...
+    def __init__(self, window_size: _Optional[int] = ..., false_alarms_per_100k: _Optional[float] = ..., auto_retrain: _Optional[bool] = ..., min_labels: _Optional[int] = ..., cooldown_labels: _Optional[int] = ..., min_improvement: _Optional[float] = ..., performance_expected_run_length: _Optional[int] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
     __slots__ = ("deployment_id", "policy")

@@ -49,6 +49,11 @@ class MonitorServiceStub:
                 request_serializer=mlaas_dot_v1_dot_monitor__pb2.GetDriftReportRequest.SerializeToString,
                 response_deserializer=mlaas_dot_v1_dot_monitor__pb2.GetDriftReportResponse.FromString,
                 _registered_method=True)
+        self.ListDriftEvents = channel.unary_unary(
+                '/mlaas.v1.MonitorService/ListDriftEvents',
+                request_serializer=mlaas_dot_v1_dot_monitor__pb2.ListDriftEventsRequest.SerializeToString,
+                response_deserializer=mlaas_dot_v1_dot_monitor__pb2.ListDriftEventsResponse.FromString,
+                _registered_method=True)
         self.WatchDrift = channel.unary_stream(
                 '/mlaas.v1.MonitorService/WatchDrift',
                 request_serializer=mlaas_dot_v1_dot_monitor__pb2.WatchDriftRequest.SerializeToString,
@@ -101,6 +106,13 @@ class MonitorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDriftEvents(self, request, context):
+        """Every drift event of a deployment (all its versions), oldest first, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchDrift(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -148,6 +160,11 @@ def add_MonitorServiceServicer_to_server(servicer, server):
                     servicer.GetDriftReport,
                     request_deserializer=mlaas_dot_v1_dot_monitor__pb2.GetDriftReportRequest.FromString,
                     response_serializer=mlaas_dot_v1_dot_monitor__pb2.GetDriftReportResponse.SerializeToString,
+            ),
+            'ListDriftEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDriftEvents,
+                    request_deserializer=mlaas_dot_v1_dot_monitor__pb2.ListDriftEventsRequest.FromString,
+                    response_serializer=mlaas_dot_v1_dot_monitor__pb2.ListDriftEventsResponse.SerializeToString,
             ),
             'WatchDrift': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchDrift,
@@ -256,6 +273,33 @@ class MonitorService:
             '/mlaas.v1.MonitorService/GetDriftReport',
             mlaas_dot_v1_dot_monitor__pb2.GetDriftReportRequest.SerializeToString,
             mlaas_dot_v1_dot_monitor__pb2.GetDriftReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDriftEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlaas.v1.MonitorService/ListDriftEvents',
+            mlaas_dot_v1_dot_monitor__pb2.ListDriftEventsRequest.SerializeToString,
+            mlaas_dot_v1_dot_monitor__pb2.ListDriftEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

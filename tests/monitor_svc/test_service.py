@@ -102,14 +102,21 @@ def test_a_covariate_shift_raises_data_drift_and_names_the_feature(gauss, start_
         for dropped in (3, 4):  # what a runtime's full buffer lost, reported with its next batches
             stub.IngestFeedback(iter([M.IngestFeedbackRequest(deployment_id="d-2", dropped=dropped)]))
         report = monitor.report("d-2")
+        first_page = stub.ListDriftEvents(M.ListDriftEventsRequest(deployment_id="d-2", page_size=2))
+        every = list(monitor.drift_events("d-2"))
     data = [e for e in report.recent_events if e.kind == M.DRIFT_KIND_DATA]
-    assert len(data) == 1, data  # the drift persists, but it started once
+    # The drift persists: it started once, and is raised again at most once per hold (four
+    # longest windows) while it lasts.
+    assert all(b.window_end_sample - a.window_end_sample > 4 * 256 for a, b in zip(data, data[1:], strict=False))
     assert data[0].features == ["x0"] and data[0].statistic == "mean-z"
+    assert [e.id for e in every] == [e.id for e in report.recent_events]  # fewer than 20: all of them
+    assert [e.id for e in first_page.events] == [e.id for e in every[:2]] and first_page.next_page_token
     assert data[0].value > data[0].threshold and 1000 < data[0].window_end_sample < 1400
     assert report.samples_seen == 1000 + len(shifted) and report.retraining_unavailable_reason == ""
     assert report.feedback_dropped == 7
     x0 = next(f for f in report.features if f.feature == "x0")
     assert x0.statistic == "mean-z" and x0.threshold == data[0].threshold
+    assert x0.drifted and x0.first_seen_sample == data[0].window_end_sample  # shifted to the end
 
 
 def test_the_cli_report_says_when_a_feature_has_too_few_samples_to_test(gauss, start_monitor):
@@ -130,11 +137,14 @@ def test_policies_and_bad_input(gauss, start_monitor):
     server = start_monitor(registry_address)
     address = f"127.0.0.1:{server.server.port}"
     with MonitorClient(address) as monitor:
-        policy = monitor.set_policy("d-3", M.MonitorPolicy(expected_run_length=20_000, auto_retrain=False))
-        assert policy.expected_run_length == 20_000 and not policy.auto_retrain and policy.min_labels == 500
+        policy = monitor.set_policy("d-3", M.MonitorPolicy(false_alarms_per_100k=10, auto_retrain=False))
+        assert policy.false_alarms_per_100k == 10 and not policy.auto_retrain and policy.min_labels == 500
         assert monitor.policy("d-3") == policy
         with pytest.raises(InvalidArgument, match="window_size must be between 8 and 4096"):
             monitor.set_policy("d-3", M.MonitorPolicy(window_size=2))
+        for rate in (0.0, -1.0, float("nan"), 1e6):
+            with pytest.raises(InvalidArgument, match="false_alarms_per_100k must be above 0 and at most 4000"):
+                monitor.set_policy("d-3", M.MonitorPolicy(false_alarms_per_100k=rate))
         with pytest.raises(InvalidArgument, match="min_labels must be a finite number, not negative"):
             monitor.set_policy("d-3", M.MonitorPolicy(min_labels=-1))
         with pytest.raises(InvalidArgument, match="min_improvement must be a finite number"):
@@ -179,16 +189,16 @@ def test_policies_and_bad_input(gauss, start_monitor):
 
 
 def test_a_partial_policy_change_keeps_the_other_fields(gauss, start_monitor):
-    """Setting expected_run_length alone once returned every other field at its default and
+    """Setting one field alone (then expected_run_length) once returned every other field at its default and
     auto_retrain false (a proto3 bool): retraining silently off. Also through `mlaas policy`."""
     registry_address, _ = gauss
     address = f"127.0.0.1:{start_monitor(registry_address).server.port}"
     with MonitorClient(address) as monitor:
-        changed = monitor.set_policy("d-7", M.MonitorPolicy(expected_run_length=50_000))
-        assert changed.expected_run_length == 50_000 and changed.auto_retrain and changed.min_labels == 500
+        changed = monitor.set_policy("d-7", M.MonitorPolicy(false_alarms_per_100k=0.5))
+        assert changed.false_alarms_per_100k == 0.5 and changed.auto_retrain and changed.min_labels == 500
         assert not monitor.set_policy("d-7", M.MonitorPolicy(auto_retrain=False)).auto_retrain
         kept = monitor.set_policy("d-7", M.MonitorPolicy(window_size=64))
-        assert (kept.window_size, kept.expected_run_length, kept.auto_retrain) == (64, 50_000, False)
+        assert (kept.window_size, kept.false_alarms_per_100k, kept.auto_retrain) == (64, 0.5, False)
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "mlaas.cli", "policy", "d-7", "--monitor", address, *args]
@@ -199,6 +209,6 @@ def test_a_partial_policy_change_keeps_the_other_fields(gauss, start_monitor):
     policy = json.loads(changed.stdout)
     assert policy["auto_retrain"] is True and policy["min_labels"] == 300 and policy["window_size"] == 64
     shown = cli().stdout.split()
-    assert shown[shown.index("expected_run_length") + 1] == "50000" and shown[shown.index("auto_retrain") + 1] == "True"
+    assert shown[shown.index("false_alarms_per_100k") + 1] == "0.5" and shown[shown.index("auto_retrain") + 1] == "True"
     refused = cli("--window-size", "2")
     assert refused.returncode == 1 and "window_size must be between 8 and 4096" in refused.stderr

@@ -32,7 +32,7 @@ def test_a_tenant_reaches_only_the_monitoring_of_deployments_it_can_see(parts, s
         deployment_id = owner.wait_ready(owner.deploy("iris").id).id
     with SchedulerClient(scheduler_address, "token-beta") as other:
         beta_deployment = other.wait_ready(other.deploy("iris-b").id).id
-    strict = M.MonitorPolicy(window_size=64, expected_run_length=5000)
+    strict = M.MonitorPolicy(window_size=64, false_alarms_per_100k=40)
 
     with (
         MonitorClient(address, "token-alpha") as alpha,
@@ -47,6 +47,7 @@ def test_a_tenant_reaches_only_the_monitoring_of_deployments_it_can_see(parts, s
             lambda: beta.policy(deployment_id),
             lambda: beta.retrainings(deployment_id),
             lambda: beta.report(deployment_id),
+            lambda: list(beta.drift_events(deployment_id)),
             lambda: next(iter(beta.watch_drift(deployment_id))),
             lambda: beta.report_labels(deployment_id, [("r1", "0")]),
         ):
