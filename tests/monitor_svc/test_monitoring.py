@@ -5,6 +5,8 @@ and the policy's false-alarm rate sets each detector's threshold."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from mlaas.v1 import monitor_pb2, types_pb2
@@ -67,7 +69,7 @@ def test_a_persisting_shift_is_drifted_in_the_report_since_its_first_alarm():
     events = data_events(feed(deployment, shifted))
     first_alarm = events[0].window_end_sample
     assert len(events) >= 2  # reminders while it lasts, a hold apart
-    assert all(b.window_end_sample - a.window_end_sample > 4 * 256 for a, b in zip(events, events[1:]))
+    assert all(b.window_end_sample - a.window_end_sample > 4 * 256 for a, b in itertools.pairwise(events))
     for _ in range(5):  # whatever the restarted scan's value says between alarms
         more = rng.normal(size=(37, 3))
         more[:, 2] += 1.0

@@ -4,6 +4,7 @@ runtime sends it (IngestFeedback with raw tensors) by the test itself."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -107,7 +108,7 @@ def test_a_covariate_shift_raises_data_drift_and_names_the_feature(gauss, start_
     data = [e for e in report.recent_events if e.kind == M.DRIFT_KIND_DATA]
     # The drift persists: it started once, and is raised again at most once per hold (four
     # longest windows) while it lasts.
-    assert all(b.window_end_sample - a.window_end_sample > 4 * 256 for a, b in zip(data, data[1:], strict=False))
+    assert all(b.window_end_sample - a.window_end_sample > 4 * 256 for a, b in itertools.pairwise(data))
     assert data[0].features == ["x0"] and data[0].statistic == "mean-z"
     assert [e.id for e in every] == [e.id for e in report.recent_events]  # fewer than 20: all of them
     assert [e.id for e in first_page.events] == [e.id for e in every[:2]] and first_page.next_page_token
