@@ -16,10 +16,6 @@ from mlaas.tls import ServerTLS
 LOOPBACK = "127.0.0.1"
 
 
-def env_str(env: Mapping[str, str], name: str, default: str) -> str:
-    return env.get(name, default)
-
-
 def env_int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -118,27 +114,28 @@ def data_dir(env: Mapping[str, str]) -> Path:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """How one gRPC server listens and shuts down."""
+    """How one gRPC server listens and shuts down. Its port and metrics port are read per
+    service (MLAAS_<SERVICE>_PORT, MLAAS_<SERVICE>_METRICS_PORT), the rest declared once here."""
 
-    host: str = LOOPBACK
+    host: str = setting("MLAAS_HOST", LOOPBACK)
     port: int = 0
     # Prometheus /metrics port: 0 picks a free port, -1 turns it off.
     metrics_port: int = 0
-    auth_tokens_file: str | None = None
-    shutdown_grace_seconds: float = 10.0
-    max_workers: int = 32
+    auth_tokens_file: str | None = setting("MLAAS_AUTH_TOKENS_FILE", None, parse=str)
+    shutdown_grace_seconds: float = setting("MLAAS_SHUTDOWN_GRACE_SECONDS", 10.0)
+    max_workers: int = setting("MLAAS_MAX_WORKERS", 32)
     # Open streams at once, in all and per caller (each holds a worker thread): see StreamLimits.
-    max_streams: int = 24
-    max_streams_per_caller: int = 8
+    max_streams: int = setting("MLAAS_MAX_STREAMS", 24)
+    max_streams_per_caller: int = setting("MLAAS_MAX_STREAMS_PER_CALLER", 8)
     # Without a tokens file servers bind to loopback unless this is set.
-    allow_open_remote: bool = False
+    allow_open_remote: bool = setting("MLAAS_ALLOW_OPEN_REMOTE", False)
     # The key that signs the credentials the scheduler mints for runtimes and jobs (mlaas.auth).
-    mesh_key_file: str | None = None
-    # TLS (mTLS with a client CA); None: plaintext.
+    mesh_key_file: str | None = setting("MLAAS_MESH_KEY_FILE", None, parse=str)
+    # TLS (mTLS with a client CA, MLAAS_TLS_*: mlaas.tls); None: plaintext.
     tls: ServerTLS | None = None
     # With a tokens file, a server beyond loopback refuses to start without TLS unless this is set
     # (bearer tokens would cross the network in clear).
-    allow_plaintext: bool = False
+    allow_plaintext: bool = setting("MLAAS_ALLOW_PLAINTEXT", False)
 
     def __post_init__(self):
         if not 0 < self.max_streams < self.max_workers:
@@ -152,20 +149,10 @@ class ServerSettings:
         """Reads MLAAS_HOST, MLAAS_<SERVICE>_PORT, MLAAS_<SERVICE>_METRICS_PORT and the shared knobs
         (MLAAS_TLS_CERT, MLAAS_TLS_KEY and MLAAS_TLS_CLIENT_CA among them)."""
         upper = service.upper()
-        return cls(
-            host=env_str(env, "MLAAS_HOST", LOOPBACK),
-            port=env_int(env, f"MLAAS_{upper}_PORT", default_port),
-            metrics_port=env_int(env, f"MLAAS_{upper}_METRICS_PORT", 0),
-            auth_tokens_file=env.get("MLAAS_AUTH_TOKENS_FILE") or None,
-            shutdown_grace_seconds=env_float(env, "MLAAS_SHUTDOWN_GRACE_SECONDS", 10.0),
-            max_workers=env_int(env, "MLAAS_MAX_WORKERS", 32),
-            max_streams=env_int(env, "MLAAS_MAX_STREAMS", cls.max_streams),
-            max_streams_per_caller=env_int(env, "MLAAS_MAX_STREAMS_PER_CALLER", cls.max_streams_per_caller),
-            allow_open_remote=env_bool(env, "MLAAS_ALLOW_OPEN_REMOTE", False),
-            mesh_key_file=env.get("MLAAS_MESH_KEY_FILE") or None,
-            tls=ServerTLS.from_env(env),
-            allow_plaintext=env_bool(env, "MLAAS_ALLOW_PLAINTEXT", False),
-        )
+        return read_env(
+            cls, env, port=env_int(env, f"MLAAS_{upper}_PORT", default_port),
+            metrics_port=env_int(env, f"MLAAS_{upper}_METRICS_PORT", 0), tls=ServerTLS.from_env(env),
+        )  # fmt: skip
 
 
 def current_env() -> Mapping[str, str]:

@@ -4,25 +4,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlaas.settings import ServerSettings, data_dir, env_float, env_int
+from mlaas.settings import ServerSettings, data_dir, path_setting, read_env, setting
 
 DEFAULT_PORT = 50053
 
 
 @dataclass(frozen=True)
 class MonitorSettings:
+    """Each tunable with its environment variable and default, declared once (read_env)."""
+
     server: ServerSettings
     data_dir: Path
-    registry_address: str = "127.0.0.1:50051"
-    scheduler_address: str = "127.0.0.1:50052"
+    registry_address: str = setting("MLAAS_REGISTRY_ADDR", "127.0.0.1:50051")
+    scheduler_address: str = setting("MLAAS_SCHEDULER_ADDR", "127.0.0.1:50052")
     # Predictions kept per deployment to match labels with and to retrain on.
-    keep_predictions: int = 50_000
+    keep_predictions: int = setting("MLAAS_MONITOR_KEEP_PREDICTIONS", 50_000)
     # A label whose prediction has not come within this long is dropped.
-    unmatched_label_seconds: float = 86_400.0
+    unmatched_label_seconds: float = setting("MLAAS_MONITOR_UNMATCHED_LABEL_SECONDS", 86_400.0)
     # The token the Monitor presents to the registry and scheduler (retraining), if auth is on.
-    token: str | None = None
+    token: str | None = setting("MLAAS_TOKEN", None, parse=str)
     # Where retraining data and models go for the scheduler's training jobs (shared with it).
-    jobs_dir: Path | None = None
+    jobs_dir: Path | None = setting("MLAAS_JOBS_DIR", None, parse=path_setting)
 
     @property
     def training_dir(self) -> Path:
@@ -30,18 +32,7 @@ class MonitorSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> MonitorSettings:
-        return cls(
-            server=ServerSettings.from_env(env, "monitor", DEFAULT_PORT),
-            data_dir=data_dir(env),
-            registry_address=env.get("MLAAS_REGISTRY_ADDR") or "127.0.0.1:50051",
-            scheduler_address=env.get("MLAAS_SCHEDULER_ADDR") or "127.0.0.1:50052",
-            keep_predictions=env_int(env, "MLAAS_MONITOR_KEEP_PREDICTIONS", 50_000),
-            unmatched_label_seconds=env_float(
-                env, "MLAAS_MONITOR_UNMATCHED_LABEL_SECONDS", cls.unmatched_label_seconds
-            ),
-            token=env.get("MLAAS_TOKEN") or None,
-            jobs_dir=Path(env["MLAAS_JOBS_DIR"]) if env.get("MLAAS_JOBS_DIR") else None,
-        )
+        return read_env(cls, env, server=ServerSettings.from_env(env, "monitor", DEFAULT_PORT), data_dir=data_dir(env))
 
     @property
     def database_path(self) -> Path:

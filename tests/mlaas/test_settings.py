@@ -1,6 +1,6 @@
 """Settings declared once (mlaas.settings.setting/read_env): each variable read as its
-declaration says, a value that is not one of its choices refused by name, and every declared
-variable in the README's configuration table."""
+declaration says, a value that is not one of its choices refused by name, every declared
+variable in the README's configuration table and every variable of the table read by the code."""
 
 from __future__ import annotations
 
@@ -13,11 +13,17 @@ from inference_svc.batcher import BatchPolicy
 from inference_svc.data_refs import DataRefPolicy
 from inference_svc.limits import TenantShare
 from inference_svc.settings import RuntimeSettings
-from mlaas.settings import env_names
+from mlaas.settings import ServerSettings, env_names
+from monitor_svc.settings import MonitorSettings
+from registry_svc.settings import RegistrySettings
 from scheduler_svc.settings import SchedulerSettings
 
-DECLARED = (SchedulerSettings, RuntimeSettings, BatchPolicy, TenantShare, DataRefPolicy)
-README = Path(__file__).resolve().parents[2] / "README.md"
+DECLARED = (ServerSettings, RegistrySettings, SchedulerSettings, MonitorSettings, RuntimeSettings, BatchPolicy,
+            TenantShare, DataRefPolicy)  # fmt: skip
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+# Read per service by name (mlaas.settings.ServerSettings.from_env), not declared one by one.
+PER_SERVICE = re.compile(r"MLAAS_(REGISTRY|SCHEDULER|MONITOR|INFERENCE)_(PORT|METRICS_PORT)$")
 
 
 def test_values_are_read_as_declared_and_defaults_stay_where_they_are_declared():
@@ -44,9 +50,29 @@ def test_a_value_that_cannot_be_meant_is_refused_by_name(settings, env, message)
         settings.from_env(env)
 
 
-def test_every_declared_variable_is_in_the_readmes_configuration_table():
+def documented() -> set[str]:
     text = README.read_text()
     table = text[text.index("## Configuration") : text.index("## Security")]
-    documented = set(re.findall(r"`(MLAAS_[A-Z0-9_]+)`", table))
-    missing = {cls.__name__: [n for n in env_names(cls) if n not in documented] for cls in DECLARED}
+    return set(re.findall(r"`(MLAAS_[A-Z0-9_]+)`", table))
+
+
+def test_every_declared_variable_is_in_the_readmes_configuration_table():
+    names = documented()
+    missing = {cls.__name__: [n for n in env_names(cls) if n not in names] for cls in DECLARED}
     assert not any(missing.values()), missing
+
+
+def test_every_variable_in_the_table_is_read_by_the_code():
+    """The other way round: the table names nothing the code has stopped reading (those read
+    one by one, like MLAAS_NODES or MLAAS_TLS_CERT, are found in the sources)."""
+    sources = (
+        "".join(
+            path.read_text()
+            for package in ("mlaas", "registry_svc", "scheduler_svc", "monitor_svc", "inference_svc", "scripts", "k8s")
+            for path in (ROOT / package).rglob("*")
+            if path.suffix in (".py", ".sh", ".yaml") and "_pb2" not in path.name
+        )
+        + (ROOT / "Dockerfile").read_text()
+    )
+    stale = sorted(n for n in documented() if n not in sources and not PER_SERVICE.match(n))
+    assert not stale, stale
