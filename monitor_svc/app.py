@@ -11,6 +11,7 @@ from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
 from monitor_svc.access import DeploymentAccess, scheduler_lookup
 from monitor_svc.changes import Changes
 from monitor_svc.context import ContextLoader
+from monitor_svc.deployments import DeploymentMonitors
 from monitor_svc.retrainer import Retrainer
 from monitor_svc.servicer import MonitorServicer
 from monitor_svc.settings import MonitorSettings
@@ -23,6 +24,7 @@ SERVICE_NAME = monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_na
 class Monitor:
     server: MeshServer
     servicer: MonitorServicer
+    deployments: DeploymentMonitors
     retrainer: Retrainer
     store: MonitorStore
 
@@ -46,6 +48,8 @@ def build_monitor(settings: MonitorSettings) -> Monitor:
         store, settings.registry_address, settings.scheduler_address, settings.training_dir, changes, settings.token
     )
     access = DeploymentAccess(authenticator, scheduler_lookup(settings.scheduler_address))
-    servicer = MonitorServicer(store, contexts, retrainer, changes, access)
+    deployments = DeploymentMonitors(store, contexts, retrainer, changes)
+    servicer = MonitorServicer(store, deployments, changes, access)
     service = Service(SERVICE_NAME, servicer, monitor_pb2_grpc.add_MonitorServiceServicer_to_server)
-    return Monitor(MeshServer("monitor", settings.server, [service], authenticator), servicer, retrainer, store)
+    server = MeshServer("monitor", settings.server, [service], authenticator)
+    return Monitor(server, servicer, deployments, retrainer, store)

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import collections
 import math
-import threading
 from collections.abc import Iterable, Iterator
 
 import grpc
 import numpy as np
 
-from mlaas.errors import InvalidArgument, NotFound
+from mlaas.errors import InvalidArgument
 from mlaas.paging import decode_page_token, encode_page_token, page_size, query_key
 from mlaas.servicing import maps_errors
 from mlaas.tensors import from_raw
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
 from monitor_svc.access import DeploymentAccess, check_versions
 from monitor_svc.changes import Changes
-from monitor_svc.context import ContextLoader
-from monitor_svc.monitoring import MAX_FALSE_ALARMS_PER_100K, DeploymentMonitor, default_policy
-from monitor_svc.retrainer import Job, Retrainer
-from monitor_svc.store import Labeled, MonitorStore
+from monitor_svc.deployments import DeploymentMonitors
+from monitor_svc.monitoring import MAX_FALSE_ALARMS_PER_100K, default_policy
+from monitor_svc.store import MonitorStore
 
 M = monitor_pb2
 WATCH_POLL_SECONDS = 1.0
@@ -101,41 +98,12 @@ def validate_policy(
 @maps_errors
 class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
     def __init__(
-        self,
-        store: MonitorStore,
-        contexts: ContextLoader,
-        retrainer: Retrainer,
-        changes: Changes,
-        access: DeploymentAccess,
+        self, store: MonitorStore, deployments: DeploymentMonitors, changes: Changes, access: DeploymentAccess
     ):
         self._store = store
-        self._access = access
-        self._contexts = contexts
-        self._retrainer = retrainer
+        self._deployments = deployments
         self._changes = changes
-        self._monitors: dict[str, DeploymentMonitor] = {}
-        self._dropped: collections.Counter[str] = collections.Counter()  # by deployment, since start
-        self._lock = threading.Lock()
-
-    def _policy(self, deployment_id: str) -> monitor_pb2.MonitorPolicy:
-        raw = self._store.policy(deployment_id)
-        return M.MonitorPolicy.FromString(raw) if raw else default_policy()
-
-    def _monitor(self, deployment_id: str, model_name: str, version: int, strict: bool) -> DeploymentMonitor:
-        """The deployment's monitor for `version`; a new version (a rollout) gets a new one."""
-        with self._lock:
-            current = self._monitors.get(deployment_id)
-            if current is not None and current.context.version >= version:
-                return current
-        if not model_name:
-            raise InvalidArgument("model_name is required in the first feedback of a deployment")
-        context = self._contexts.load(model_name, version)
-        monitor = DeploymentMonitor(deployment_id, context, self._policy(deployment_id), strict)
-        if current is not None:  # after a retraining: let the new version settle first
-            monitor.trigger.cooling_until = monitor.policy.cooldown_labels
-        with self._lock:
-            self._monitors[deployment_id] = monitor
-        return monitor
+        self._access = access
 
     def IngestFeedback(self, request_iterator, context):
         accepted = 0
@@ -145,10 +113,9 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
             grouped = _by_version(request.records)
             check_versions(request.deployment_id, {*grouped, *(s.model_version for s in request.summaries)}, versions)
             if request.dropped:
-                with self._lock:
-                    self._dropped[request.deployment_id] += request.dropped
+                self._deployments.count_dropped(request.deployment_id, request.dropped)
             for version, (ids, inputs, predictions) in grouped.items():
-                monitor = self._monitor(request.deployment_id, model_name, version, False)
+                monitor = self._deployments.for_version(request.deployment_id, model_name, version, False)
                 features = monitor.context.reference.shape[1]
                 if inputs.shape[1] != features:
                     raise InvalidArgument(
@@ -159,14 +126,14 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
                     matched = self._store.add_predictions(
                         request.deployment_id, ids, version, inputs, [str(p) for p in predictions]
                     )
-                    events += self._learn(monitor, matched)
-                self._publish(request.deployment_id, events)
+                    events += self._deployments.learn(monitor, matched)
+                self._deployments.publish(request.deployment_id, events)
                 accepted += inputs.shape[0]
             for summary in request.summaries:  # a STRICT runtime: counts only, never rows
-                monitor = self._monitor(request.deployment_id, model_name, summary.model_version, True)
+                monitor = self._deployments.for_version(request.deployment_id, model_name, summary.model_version, True)
                 with monitor.lock:
                     events = monitor.observe_summary(summary)
-                self._publish(request.deployment_id, events)
+                self._deployments.publish(request.deployment_id, events)
                 accepted += summary.features[0].n if summary.features else 0
         return M.IngestFeedbackResponse(accepted_rows=accepted)
 
@@ -190,49 +157,24 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
             matched, waiting = self._store.add_labels(request.deployment_id, pairs)  # on disk from here
             accepted += len(pairs)
             unmatched += waiting
-            monitor = self._monitors.get(request.deployment_id)
+            monitor = self._deployments.get(request.deployment_id)
             if monitor is not None:
                 with monitor.lock:
-                    events = self._learn(monitor, matched)
-                self._publish(request.deployment_id, events)
+                    events = self._deployments.learn(monitor, matched)
+                self._deployments.publish(request.deployment_id, events)
         return M.ReportLabelsResponse(accepted=accepted, unmatched=unmatched)
-
-    def _learn(self, monitor: DeploymentMonitor, matched: list[Labeled]) -> list[monitor_pb2.DriftEvent]:
-        events = monitor.learn(matched)
-        since = monitor.due_since()
-        if since is not None:
-            if not monitor.retraining_unavailable():
-                job = Job(
-                    monitor.deployment_id, monitor.context, monitor.last_performance_event, since,
-                    monitor.policy.min_improvement,
-                )  # fmt: skip
-                self._retrainer.submit(job)
-            monitor.trigger.finished(monitor.labels_seen)
-        return events
-
-    def _publish(self, deployment_id: str, events: list[monitor_pb2.DriftEvent]) -> None:
-        for event in events:
-            self._store.add_event(deployment_id, event.SerializeToString())
-        if events:
-            self._changes.notify()
 
     def _check(self, context, deployment_id: str, owner_only: bool = False) -> None:
         if not deployment_id:
             raise InvalidArgument("deployment_id is required")
         self._access.check(context, deployment_id, owner_only)
 
-    def _known(self, deployment_id: str) -> DeploymentMonitor:
-        monitor = self._monitors.get(deployment_id)
-        if monitor is None:
-            raise NotFound(f"no feedback from deployment {deployment_id!r} yet")
-        return monitor
-
     def GetDriftReport(self, request, context):
         self._check(context, request.deployment_id)
-        monitor = self._known(request.deployment_id)
+        monitor = self._deployments.known(request.deployment_id)
         _, matched = self._store.label_count(request.deployment_id)
         report = monitor.report(matched)
-        report.feedback_dropped = self._dropped[request.deployment_id]
+        report.feedback_dropped = self._deployments.dropped(request.deployment_id)
         recent = self._store.recent_events(request.deployment_id, RECENT_EVENTS)  # every version's
         report.recent_events.extend(M.DriftEvent.FromString(raw) for raw in recent)
         return M.GetDriftReportResponse(report=report)
@@ -261,15 +203,13 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
 
     def SetPolicy(self, request, context):
         self._check(context, request.deployment_id, owner_only=True)
-        policy = validate_policy(request.policy, self._policy(request.deployment_id))
-        self._store.put_policy(request.deployment_id, policy.SerializeToString())
-        with self._lock:  # detectors are rebuilt with the new policy on the next feedback
-            self._monitors.pop(request.deployment_id, None)
+        policy = validate_policy(request.policy, self._deployments.policy(request.deployment_id))
+        self._deployments.set_policy(request.deployment_id, policy)
         return M.SetPolicyResponse(policy=policy)
 
     def GetPolicy(self, request, context):
         self._check(context, request.deployment_id)
-        return M.GetPolicyResponse(policy=self._policy(request.deployment_id))
+        return M.GetPolicyResponse(policy=self._deployments.policy(request.deployment_id))
 
     def ListRetrainings(self, request, context):
         self._check(context, request.deployment_id)

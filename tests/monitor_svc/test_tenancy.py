@@ -77,7 +77,7 @@ def test_a_tenant_reaches_only_the_monitoring_of_deployments_it_can_see(parts, s
         # A runtime of beta's deployment that names alpha's model reads beta's model's statistics.
         claim = M.IngestFeedbackRequest(deployment_id=beta_deployment, model_name="iris", records=[record])
         assert _feed(address, betas_runtime, claim).accepted_rows == 2
-        assert monitor.servicer._monitors[beta_deployment].context.name == "iris-b"  # not alpha's "iris"
+        assert monitor.deployments.known(beta_deployment).context.name == "iris-b"  # not alpha's "iris"
         stray = M.IngestFeedbackRequest(deployment_id=beta_deployment, records=[M.InferenceRecord()])
         stray.records[0].CopyFrom(record)
         stray.records[0].model_version = 7
