@@ -18,7 +18,8 @@ from mlaas.server import MeshServer, Service
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
 from scheduler_svc.backends import Backend
 from scheduler_svc.backends.docker import DockerBackend
-from scheduler_svc.backends.kubernetes import TOKENS_SECRET, KubernetesBackend, MountedTLS
+from scheduler_svc.backends.k8s_manifests import TOKENS_SECRET, MountedTLS
+from scheduler_svc.backends.kubernetes import KubernetesBackend
 from scheduler_svc.backends.local import LocalBackend
 from scheduler_svc.jobs import JobStore, TrainingJobs
 from scheduler_svc.lifecycle import Lifecycle

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from mlaas.net import free_port
 from mlaas.tls import ALL_ENV
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, credential
-from scheduler_svc.backends.kubernetes import object_name
+from scheduler_svc.backends.k8s_manifests import object_name
 
 RUNNING = ("created", "running", "restarting")
 SECOND_NS = 1_000_000_000

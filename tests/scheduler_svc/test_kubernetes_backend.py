@@ -22,7 +22,8 @@ from mlaas.quantities import parse_quantity
 from mlaas.v1 import scheduler_pb2 as S
 from mlaas.v1.types_pb2 import ModelRef
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, RollState
-from scheduler_svc.backends.kubernetes import KubernetesBackend, object_name, replica_manifests
+from scheduler_svc.backends.k8s_manifests import object_name, replica_manifests
+from scheduler_svc.backends.kubernetes import KubernetesBackend
 
 K8S_VERSION = "1.30.0"
 NODES = {

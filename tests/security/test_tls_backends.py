@@ -12,7 +12,7 @@ import kubernetes_validate
 from scheduler_svc.app import container_env
 from scheduler_svc.backends import JobSpec, ReplicaSpec
 from scheduler_svc.backends.docker import runtime_options, tls_mounts
-from scheduler_svc.backends.kubernetes import TLS_DIR, MountedTLS, job_manifest, replica_manifests
+from scheduler_svc.backends.k8s_manifests import TLS_DIR, MountedTLS, job_manifest, replica_manifests
 from scheduler_svc.settings import SchedulerSettings
 
 K8S_VERSION = "1.30.0"
