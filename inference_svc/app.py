@@ -39,6 +39,7 @@ class Worker:
     repository: ModelRepository
     metrics: RuntimeMetrics
     feedback: FeedbackTap
+    catalog: Catalog
     servicer: InferenceServicer
     server: AioMeshServer
     rest: RestServer | None
@@ -83,6 +84,7 @@ class Worker:
             task.cancel()
         self.metrics.flush()  # what the last half second observed
         await self.feedback.stop()
+        await self.catalog.close()
         await self.repository.close()
         log.info("worker %d stopped", self.settings.worker_index)
 
@@ -129,4 +131,4 @@ def build_worker(settings: RuntimeSettings, long_calls: LongCalls | None = None)
             settings.server.tls, share_port=True, grace=settings.server.shutdown_grace_seconds,
             header_seconds=settings.rest_header_seconds,
         )  # fmt: skip
-    return Worker(settings, repository, metrics, feedback, servicer, server, rest)
+    return Worker(settings, repository, metrics, feedback, catalog, servicer, server, rest)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import grpc
+
 from inference_svc.repository import ModelRepository
 from inference_svc.settings import RuntimeSettings
 from inference_svc.signature import TensorInfo
@@ -34,7 +36,13 @@ class Catalog:
         self._settings = settings
         self._repo = repository
         self._siblings = list(siblings)  # the other workers' control addresses
+        self._sibling_channels: dict[str, grpc.aio.Channel] = {}  # opened at first use, on the worker's loop
         self.draining = False
+
+    async def close(self) -> None:
+        for channel in self._sibling_channels.values():
+            await channel.close()
+        self._sibling_channels.clear()
 
     # -- health and metadata --------------------------------------------------------------------
 
@@ -144,22 +152,21 @@ class Catalog:
         health as soon as one worker listens, so a change can arrive before the others do."""
         if LOCAL_ONLY in request.parameters or not self._siblings:
             return
-        import grpc
-
         forwarded = type(request)()
         forwarded.CopyFrom(request)
         forwarded.parameters[LOCAL_ONLY].bool_param = True
         metadata = [(k, v) for k, v in caller if k == "authorization"]
 
         async def repeat_on(address: str) -> None:
-            # The siblings' loopback control ports are plaintext by design (see app.py).
-            async with grpc.aio.insecure_channel(address) as channel:
-                stub = oip_grpc.GRPCInferenceServiceStub(channel)
-                try:
-                    await getattr(stub, method)(forwarded, metadata=metadata, timeout=300, wait_for_ready=True)
-                except grpc.aio.AioRpcError as error:
-                    failure = from_rpc_error(error)
-                    failure.message = f"{method} failed on the worker at {address}: {failure.message}"
-                    raise failure from None
+            channel = self._sibling_channels.get(address)
+            if channel is None:  # the siblings' loopback control ports are plaintext by design (app.py)
+                channel = self._sibling_channels[address] = grpc.aio.insecure_channel(address)
+            stub = oip_grpc.GRPCInferenceServiceStub(channel)
+            try:
+                await getattr(stub, method)(forwarded, metadata=metadata, timeout=300, wait_for_ready=True)
+            except grpc.aio.AioRpcError as error:
+                failure = from_rpc_error(error)
+                failure.message = f"{method} failed on the worker at {address}: {failure.message}"
+                raise failure from None
 
         await asyncio.gather(*(repeat_on(address) for address in self._siblings))

@@ -30,10 +30,11 @@ from mlaas.v1 import scheduler_pb2
 GetDeployment = Callable[[str, str | None], scheduler_pb2.Deployment]
 
 
-def scheduler_lookup(address: str) -> GetDeployment:
+def scheduler_lookup(scheduler: SchedulerClient) -> GetDeployment:
+    """Asks the scheduler as the caller (its token), over the one channel app.py made."""
+
     def get(deployment_id: str, token: str | None) -> scheduler_pb2.Deployment:
-        with SchedulerClient(address, token, timeout=10) as scheduler:
-            return scheduler.get(deployment_id)
+        return scheduler.with_token(token).get(deployment_id)
 
     return get
 

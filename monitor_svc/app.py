@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlaas.auth import Authenticator
+from mlaas.client import SchedulerClient
 from mlaas.server import MeshServer, Service
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
 from monitor_svc.access import DeploymentAccess, scheduler_lookup
@@ -47,7 +48,8 @@ def build_monitor(settings: MonitorSettings) -> Monitor:
     retrainer = Retrainer(
         store, settings.registry_address, settings.scheduler_address, settings.training_dir, changes, settings.token
     )
-    access = DeploymentAccess(authenticator, scheduler_lookup(settings.scheduler_address))
+    scheduler = SchedulerClient(settings.scheduler_address, timeout=10)  # each caller's token per call
+    access = DeploymentAccess(authenticator, scheduler_lookup(scheduler))
     deployments = DeploymentMonitors(store, contexts, retrainer, changes)
     servicer = MonitorServicer(store, deployments, changes, access)
     service = Service(SERVICE_NAME, servicer, monitor_pb2_grpc.add_MonitorServiceServicer_to_server)

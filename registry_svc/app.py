@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from mlaas.auth import Authenticator
+from mlaas.client import SchedulerClient
 from mlaas.server import MeshServer, Service
 from mlaas.v1 import registry_pb2, registry_pb2_grpc
 from registry_svc.artifacts import ArtifactStore, LocalArtifactStore, open_store
@@ -69,7 +70,7 @@ def build_registry(
         log.info("removed %d files of abandoned uploads", abandoned)
     if guard is None:
         guard = (
-            SchedulerGuard(settings.scheduler_address, settings.scheduler_token)
+            SchedulerGuard(SchedulerClient(settings.scheduler_address, settings.scheduler_token, timeout=10))
             if settings.scheduler_address
             else AllowAll()
         )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from mlaas.client import SchedulerClient
 
 
 class DeletionGuard(Protocol):
@@ -22,21 +25,18 @@ class SchedulerGuard:
 
     LIVE = ("QUEUED", "PLACING", "STARTING", "READY", "UPDATING", "CACHED")
 
-    def __init__(self, address: str, token: str | None = None):
-        self._address = address
-        self._token = token
+    def __init__(self, scheduler: SchedulerClient):
+        self._scheduler = scheduler  # one channel, made by app.py, with the registry's token
 
     def refusal(self, name: str, version: int) -> str | None:
-        from mlaas.client import SchedulerClient
         from mlaas.errors import MlaasError
         from mlaas.v1 import scheduler_pb2
 
         states = [scheduler_pb2.DeploymentState.Value(f"DEPLOYMENT_STATE_{s}") for s in self.LIVE]
         try:
-            with SchedulerClient(self._address, self._token, timeout=10) as scheduler:
-                live = scheduler.list(model_name=name, model_version=version, states=states)
+            live = self._scheduler.list(model_name=name, model_version=version, states=states)
         except MlaasError as err:
-            return f"the scheduler at {self._address} cannot confirm it is not deployed ({err.message})"
+            return f"the scheduler at {self._scheduler.address} cannot confirm it is not deployed ({err.message})"
         if not live:
             return None
         # Deployments may be other tenants' (a public model): say how many, never which.

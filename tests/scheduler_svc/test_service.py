@@ -181,7 +181,7 @@ def test_settings_nodes_parse():
 
 def test_the_registry_guard_refuses_to_delete_a_deployed_version(mesh):
     stub, _, _, address = mesh
-    guard = SchedulerGuard(address)
+    guard = SchedulerGuard(SchedulerClient(address, timeout=10))
     assert guard.refusal("iris", 1) is None
     deployment = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris"))).deployment
     watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_READY})
@@ -190,7 +190,7 @@ def test_the_registry_guard_refuses_to_delete_a_deployed_version(mesh):
     stub.Decommission(S.DecommissionRequest(deployment_id=deployment.id))
     assert guard.refusal("iris", 1) == refusal  # CACHED, still warm: its artifact is in use
     assert guard.refusal("iris-b", 1) is None
-    unreachable = SchedulerGuard("127.0.0.1:1").refusal("iris", 1)
+    unreachable = SchedulerGuard(SchedulerClient("127.0.0.1:1", timeout=10)).refusal("iris", 1)
     assert unreachable.startswith("the scheduler at 127.0.0.1:1 cannot confirm it is not deployed")
 
 
