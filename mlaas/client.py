@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import io
 import ipaddress
+import json
 import os
 import time
 import uuid
@@ -45,9 +46,32 @@ SERVING = (
     scheduler_pb2.DEPLOYMENT_STATE_UPDATING,
     scheduler_pb2.DEPLOYMENT_STATE_CACHED,
 )
+READ_PREFIXES = ("Get", "List", "Find")
+
+
+def read_retries() -> str:
+    """gRPC's service config retrying, on UNAVAILABLE (a service restarting, a replica moving),
+    the mesh's rpcs that only read (Get*, List*, Find*), as KServe's client retries its reads;
+    anything that writes is left to the caller, who knows whether a second try is safe."""
+    from mlaas.v1 import monitor_pb2, registry_pb2, scheduler_pb2
+
+    names = [
+        {"service": service.full_name, "method": method.name}
+        for module in (registry_pb2, scheduler_pb2, monitor_pb2)
+        for service in module.DESCRIPTOR.services_by_name.values()
+        for method in service.methods
+        if method.name.startswith(READ_PREFIXES) and not method.client_streaming
+    ]
+    policy = {"maxAttempts": 5, "initialBackoff": "0.1s", "maxBackoff": "1s", "backoffMultiplier": 2,
+              "retryableStatusCodes": ["UNAVAILABLE"]}  # fmt: skip
+    return json.dumps({"methodConfig": [{"name": names, "retryPolicy": policy}]})
+
+
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 2**20),
     ("grpc.max_send_message_length", 64 * 2**20),
+    ("grpc.enable_retries", 1),
+    ("grpc.service_config", read_retries()),
 ]
 Progress = Callable[[int, int], None]
 
@@ -181,6 +205,7 @@ class GrpcClient:
         return twin
 
     def close(self) -> None:
+        """Closes the channel (a client made by with_token leaves it to its original)."""
         if self._owns_channel:
             self._channel.close()
 
@@ -259,6 +284,7 @@ class RegistryClient(GrpcClient):
         return self._call(self._stub.RegisterModel, messages(), timeout)
 
     def find_page(self, request: registry_pb2.FindModelsRequest) -> registry_pb2.FindModelsResponse:
+        """One page of FindModels: (the ranked matches, the token of the next page or "")."""
         return self._call(self._stub.FindModels, request)
 
     def find(
@@ -275,9 +301,11 @@ class RegistryClient(GrpcClient):
             request.page_token = page.next_page_token
 
     def get(self, ref: str | types_pb2.ModelRef) -> types_pb2.ModelVersion:
+        """The model version a reference names (NAME, NAME:VERSION or NAME@ALIAS); NotFound if none."""
         return self._call(self._stub.GetModel, registry_pb2.GetModelRequest(ref=_as_ref(ref))).model
 
     def list(self, name: str = "", page_size: int = 0) -> Iterator[types_pb2.ModelVersion]:
+        """Every version the caller may read, of one model or of all, by name and then version."""
         request = registry_pb2.ListModelsRequest(name=name, page_size=page_size)
         while True:
             page = self._call(self._stub.ListModels, request)
@@ -287,10 +315,12 @@ class RegistryClient(GrpcClient):
             request.page_token = page.next_page_token
 
     def set_alias(self, name: str, alias: str, version: int) -> types_pb2.ModelVersion:
+        """Points `alias` of model `name` at `version` (the champion alias moves this way)."""
         request = registry_pb2.SetAliasRequest(name=name, alias=alias, version=version)
         return self._call(self._stub.SetAlias, request).model
 
     def delete(self, name: str, version: int) -> None:
+        """Deletes a version (FailedPrecondition while it is deployed)."""
         self._call(self._stub.DeleteModelVersion, registry_pb2.DeleteModelVersionRequest(name=name, version=version))
 
     def download(
@@ -340,6 +370,7 @@ class SchedulerClient(GrpcClient):
         strict_node: str = "",
         idempotency_key: str = "",
     ) -> scheduler_pb2.Deployment:
+        """Asks for a deployment of `model` (or a lease on the caller's existing one); returns it QUEUED."""
         request = scheduler_pb2.DeployRequest(
             model=_as_ref(model),
             replicas=replicas,
@@ -350,6 +381,7 @@ class SchedulerClient(GrpcClient):
         return self._call(self._stub.Deploy, request).deployment
 
     def get(self, deployment_id: str) -> scheduler_pb2.Deployment:
+        """The deployment, as the scheduler has it now."""
         request = scheduler_pb2.GetDeploymentRequest(deployment_id=deployment_id)
         return self._call(self._stub.GetDeployment, request).deployment
 
@@ -367,13 +399,16 @@ class SchedulerClient(GrpcClient):
             request.page_token = page.next_page_token
 
     def nodes(self) -> list[scheduler_pb2.Node]:
+        """The nodes with their allocatable and free resources."""
         return list(self._call(self._stub.ListNodes, scheduler_pb2.ListNodesRequest()).nodes)
 
     def decommission(self, deployment_id: str) -> scheduler_pb2.Deployment:
+        """Drops the caller's lease; with none left the deployment stays warm (CACHED) for the cache TTL."""
         request = scheduler_pb2.DecommissionRequest(deployment_id=deployment_id)
         return self._call(self._stub.Decommission, request).deployment
 
     def scale(self, deployment_id: str, replicas: int) -> scheduler_pb2.Deployment:
+        """Changes the deployment's replica count."""
         request = scheduler_pb2.ScaleRequest(deployment_id=deployment_id, replicas=replicas)
         return self._call(self._stub.Scale, request).deployment
 
@@ -394,14 +429,17 @@ class SchedulerClient(GrpcClient):
     def run_training_job(
         self, model: str | types_pb2.ModelRef, input_uri: str, output_uri: str = ""
     ) -> scheduler_pb2.TrainingJob:
+        """Starts a training job fitting `model`'s recipe on the data at `input_uri` (the model at `output_uri`)."""
         request = scheduler_pb2.RunTrainingJobRequest(model=_as_ref(model), input_uri=input_uri, output_uri=output_uri)
         return self._call(self._stub.RunTrainingJob, request).job
 
     def cancel_training_job(self, job_id: str) -> scheduler_pb2.TrainingJob:
+        """Stops a training job; it ends CANCELLED."""
         request = scheduler_pb2.CancelTrainingJobRequest(job_id=job_id)
         return self._call(self._stub.CancelTrainingJob, request).job
 
     def training_job(self, job_id: str) -> scheduler_pb2.TrainingJob:
+        """A training job as the scheduler has it now."""
         return self._call(self._stub.GetTrainingJob, scheduler_pb2.GetTrainingJobRequest(job_id=job_id)).job
 
     def wait_training_job(self, job_id: str, timeout: float = 3600.0, poll: float = 0.2) -> scheduler_pb2.TrainingJob:
@@ -418,6 +456,7 @@ class SchedulerClient(GrpcClient):
             time.sleep(poll)
 
     def watch(self, deployment_id: str) -> Iterator[scheduler_pb2.WatchDeploymentResponse]:
+        """The deployment's events, its history first, then as they happen."""
         yield from self._stream(
             self._stub.WatchDeployment, scheduler_pb2.WatchDeploymentRequest(deployment_id=deployment_id)
         )
@@ -495,6 +534,7 @@ class MonitorClient(GrpcClient):
                 pause = min(pause * 2, 1.0)
 
     def report(self, deployment_id: str) -> monitor_pb2.DriftReport:
+        """The deployment's drift report: per-feature statistics and drift state, recent events."""
         request = monitor_pb2.GetDriftReportRequest(deployment_id=deployment_id)
         return self._call(self._stub.GetDriftReport, request).report
 
@@ -509,21 +549,26 @@ class MonitorClient(GrpcClient):
             request.page_token = page.next_page_token
 
     def watch_drift(self, deployment_id: str) -> Iterator[monitor_pb2.DriftEvent]:
+        """Drift events of the deployment from now on."""
         for reply in self._stream(self._stub.WatchDrift, monitor_pb2.WatchDriftRequest(deployment_id=deployment_id)):
             yield reply.event
 
     def set_policy(self, deployment_id: str, policy: monitor_pb2.MonitorPolicy) -> monitor_pb2.MonitorPolicy:
+        """Changes the fields `policy` sets (the others keep their values); returns the policy now."""
         request = monitor_pb2.SetPolicyRequest(deployment_id=deployment_id, policy=policy)
         return self._call(self._stub.SetPolicy, request).policy
 
     def policy(self, deployment_id: str) -> monitor_pb2.MonitorPolicy:
+        """The deployment's monitoring policy."""
         return self._call(self._stub.GetPolicy, monitor_pb2.GetPolicyRequest(deployment_id=deployment_id)).policy
 
     def retrainings(self, deployment_id: str) -> list[monitor_pb2.Retraining]:
+        """Every retraining of the deployment, with its steps and outcome."""
         request = monitor_pb2.ListRetrainingsRequest(deployment_id=deployment_id)
         return list(self._call(self._stub.ListRetrainings, request).retrainings)
 
     def watch_retraining(self, deployment_id: str) -> Iterator[monitor_pb2.Retraining]:
+        """A retraining's changes as they happen, until it ends."""
         request = monitor_pb2.WatchRetrainingRequest(deployment_id=deployment_id)
         for reply in self._stream(self._stub.WatchRetraining, request):
             yield reply.retraining

@@ -36,6 +36,7 @@ def build_request(
     outputs: Iterable[str] = (),
     version: str = "",
 ) -> oip.ModelInferRequest:
+    """A ModelInferRequest carrying numpy `inputs` as raw tensor bytes."""
     tensors, raws = [], []
     for name, array in inputs.items():
         array = np.asarray(array)
@@ -53,6 +54,7 @@ def build_request(
 
 
 def read_response(response: oip.ModelInferResponse) -> dict[str, np.ndarray]:
+    """A ModelInferResponse's outputs as numpy arrays by name."""
     return {
         tensor.name: from_raw(raw, tensor.datatype, tuple(tensor.shape))
         for tensor, raw in zip(response.outputs, response.raw_output_contents, strict=True)
@@ -86,21 +88,25 @@ class InferenceClient(GrpcClient):
         return next(self._stubs)
 
     def close(self) -> None:
+        """Closes the runtime's channels."""
         super().close()
         for channel in self._extra:
             channel.close()
 
     def ready(self, model: str = "") -> bool:
+        """Whether the runtime (or one of its models) is ready to serve."""
         if model:
             return self._call(self._stub.ModelReady, oip.ModelReadyRequest(name=model)).ready
         return self._call(self._stub.ServerReady, oip.ServerReadyRequest()).ready
 
     def metadata(self, model: str) -> oip.ModelMetadataResponse:
+        """The model's Open Inference Protocol metadata: its inputs and outputs."""
         return self._call(self._stub.ModelMetadata, oip.ModelMetadataRequest(name=model))
 
     def infer(
         self, model: str, inputs: Mapping[str, np.ndarray], outputs: Iterable[str] = (), request_id: str = ""
     ) -> dict[str, np.ndarray]:
+        """One request: numpy inputs by name in, numpy outputs by name out."""
         request = build_request(model, inputs, request_id, outputs)
         return read_response(self._call(self._stub.ModelInfer, request))
 
@@ -120,6 +126,7 @@ class InferenceClient(GrpcClient):
         yield from self.stream_requests(build_request(model, inputs, str(next(counter))) for inputs in batches)
 
     def stream_requests(self, requests: Iterable[oip.ModelInferRequest]) -> Iterator[StreamResult]:
+        """Streams prebuilt ModelInferRequests; yields each answer with its request id."""
         try:
             for response in self._stub.ModelStreamInfer(iter(requests), metadata=self._metadata):
                 header = response.infer_response
@@ -202,6 +209,7 @@ class DeploymentInference:
         self.reconnects = 0
 
     def close(self) -> None:
+        """Closes the channels to the deployment's replicas."""
         if self._client is not None:
             self._client.close()
             self._client = None
