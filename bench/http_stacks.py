@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REQUEST = json.dumps(
@@ -94,18 +93,6 @@ def serve(stack: str, port: int) -> None:
     )
 
 
-def wait_listening(port: int, timeout: float = 30) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on {port}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -116,7 +103,7 @@ def main() -> None:
         serve(args.serve[0], int(args.serve[1]))
         return
     sys.path.insert(0, str(HERE.parent))
-    from mlaas.net import free_port
+    from mlaas.net import free_port, wait_listening
 
     body_file = Path(tempfile.mkdtemp()) / "request.json"
     body_file.write_bytes(REQUEST)

@@ -29,7 +29,14 @@ from google.protobuf.descriptor import FieldDescriptor
 from inference_svc.access import CALLER_TENANT, RuntimeRules
 from inference_svc.catalog import Catalog
 from inference_svc.dataplane import DataPlane
-from inference_svc.rest_codec import HEADER_LENGTH, answer_body, byte_count, parse_request, set_parameters
+from inference_svc.rest_codec import (
+    HEADER_LENGTH,
+    answer_body,
+    byte_count,
+    json_object,
+    parse_request,
+    set_parameters,
+)  # fmt: skip
 from inference_svc.settings import RuntimeSettings
 from mlaas.auth import bearer_token
 from mlaas.errors import InvalidArgument, MlaasError, NotFound
@@ -284,12 +291,12 @@ class RestApp:
         return _json_reply(200, _message(stats))
 
     async def _repository_index(self, params, headers, body) -> Reply:
-        ready_only = bool(_json_object(body).get("ready", False))
+        ready_only = bool(json_object(body, empty_is_nothing=True).get("ready", False))
         return _json_reply(200, _message(self._catalog.repository_index(ready_only)).get("models", []))
 
     async def _load(self, params, headers, body) -> Reply:
         request = oip.RepositoryModelLoadRequest(model_name=params["model"])
-        set_parameters(request.parameters, _json_object(body).get("parameters"), "the request")
+        set_parameters(request.parameters, json_object(body, empty_is_nothing=True).get("parameters"), "the request")
         await self._catalog.load(request, _caller(headers))
         return _json_reply(200, {})
 
@@ -317,18 +324,6 @@ class RestApp:
             return 200, payload, _JSON
         return 200, payload, [(b"content-type", b"application/octet-stream"),
                               (HEADER_LENGTH.encode(), str(json_length).encode())]  # fmt: skip
-
-
-def _json_object(body: bytes) -> dict:
-    if not body.strip():
-        return {}
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as err:
-        raise InvalidArgument(f"the body is not valid JSON: {err}") from None
-    if not isinstance(value, dict):
-        raise InvalidArgument("the body must be a JSON object")
-    return value
 
 
 def _caller(headers: dict) -> list[tuple[str, str]]:

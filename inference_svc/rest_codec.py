@@ -28,13 +28,17 @@ BINARY_OUTPUT = "binary_data_output"
 BINARY_DATA = "binary_data"
 
 
-def _json(data: bytes | memoryview) -> dict:
+def json_object(data: bytes | memoryview, empty_is_nothing: bool = False) -> dict:
+    """A JSON object; InvalidArgument with the reason for anything else (with
+    `empty_is_nothing`, an empty body is an empty object, as for repository calls)."""
+    if empty_is_nothing and not bytes(data).strip():
+        return {}
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as err:
-        raise InvalidArgument(f"the request is not valid JSON: {err}") from None
+        raise InvalidArgument(f"the body is not valid JSON: {err}") from None
     if not isinstance(value, dict):
-        raise InvalidArgument("the request must be a JSON object")
+        raise InvalidArgument("the body must be a JSON object")
     return value
 
 
@@ -121,7 +125,7 @@ def parse_request(
             "send large tensors as binary data (the Inference-Header-Content-Length extension)"
         )
     view = memoryview(body)
-    document = _json(view[:json_end])
+    document = json_object(view[:json_end])
     request = oip.ModelInferRequest(model_name=model, model_version=version)
     identifier = document.get("id", "")
     if not isinstance(identifier, str):

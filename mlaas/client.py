@@ -204,6 +204,15 @@ class GrpcClient:
         twin._calling_as(token)
         return twin
 
+    def _paged(self, method, request, field: str) -> Iterator:
+        """Every item of a paged list rpc (its `field`), page after page."""
+        while True:
+            page = self._call(method, request)
+            yield from getattr(page, field)
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
     def close(self) -> None:
         """Closes the channel (a client made by with_token leaves it to its original)."""
         if self._owns_channel:
@@ -306,13 +315,9 @@ class RegistryClient(GrpcClient):
 
     def list(self, name: str = "", page_size: int = 0) -> Iterator[types_pb2.ModelVersion]:
         """Every version the caller may read, of one model or of all, by name and then version."""
-        request = registry_pb2.ListModelsRequest(name=name, page_size=page_size)
-        while True:
-            page = self._call(self._stub.ListModels, request)
-            yield from page.models
-            if not page.next_page_token:
-                return
-            request.page_token = page.next_page_token
+        yield from self._paged(
+            self._stub.ListModels, registry_pb2.ListModelsRequest(name=name, page_size=page_size), "models"
+        )
 
     def set_alias(self, name: str, alias: str, version: int) -> types_pb2.ModelVersion:
         """Points `alias` of model `name` at `version` (the champion alias moves this way)."""
@@ -390,13 +395,7 @@ class SchedulerClient(GrpcClient):
         request = scheduler_pb2.ListDeploymentsRequest(
             model_name=model_name, model_version=model_version, states=list(states)
         )
-        found: list[scheduler_pb2.Deployment] = []
-        while True:
-            page = self._call(self._stub.ListDeployments, request)
-            found.extend(page.deployments)
-            if not page.next_page_token:
-                return found
-            request.page_token = page.next_page_token
+        return list(self._paged(self._stub.ListDeployments, request, "deployments"))
 
     def nodes(self) -> list[scheduler_pb2.Node]:
         """The nodes with their allocatable and free resources."""
@@ -541,12 +540,7 @@ class MonitorClient(GrpcClient):
     def drift_events(self, deployment_id: str) -> Iterator[monitor_pb2.DriftEvent]:
         """Every drift event of the deployment, oldest first (page after page)."""
         request = monitor_pb2.ListDriftEventsRequest(deployment_id=deployment_id)
-        while True:
-            page = self._call(self._stub.ListDriftEvents, request)
-            yield from page.events
-            if not page.next_page_token:
-                return
-            request.page_token = page.next_page_token
+        yield from self._paged(self._stub.ListDriftEvents, request, "events")
 
     def watch_drift(self, deployment_id: str) -> Iterator[monitor_pb2.DriftEvent]:
         """Drift events of the deployment from now on."""

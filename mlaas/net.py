@@ -32,6 +32,18 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
+def wait_listening(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
+    """Returns once something accepts connections on `port` (a server that is not gRPC, such as
+    a runtime's REST port); TimeoutError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port}")
+
+
 def _check(stub: health_pb2_grpc.HealthStub, service: str, timeout: float) -> str:
     try:
         reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from mlaas.export import sklearn_to_onnx
-from mlaas.net import free_port, wait_healthy
+from mlaas.net import free_port, wait_healthy, wait_listening
 from tests.conftest import tool_env
 
 # OIP datatype -> (ONNX element type, numpy dtype) for the identity model
@@ -101,16 +99,6 @@ def start_runtime(tmp: Path, *args: str, env: dict | None = None, timeout: float
         process.kill()
         raise AssertionError((tmp / f"runtime-{port}.log").read_text()) from None
     return Runtime(f"127.0.0.1:{port}", metrics_port, process, tmp, f"127.0.0.1:{http_port}")
-
-
-def wait_listening(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
 def stop_runtime(runtime: Runtime) -> int:
