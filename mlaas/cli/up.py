@@ -134,6 +134,8 @@ def run_up(args) -> int:
                 deployment = scheduler.wait_ready(deployment.id, lambda e: say(f"  {e.detail}"))
             endpoints["demo_deployment"] = deployment.id
             endpoints["demo_endpoint"] = deployment.endpoints[0]
+            if deployment.http_endpoints:  # the same replica over REST
+                endpoints["demo_rest_endpoint"] = deployment.http_endpoints[0]
         if args.json:
             import json
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -93,6 +94,13 @@ def test_up_demo_serves_ranked_models_and_a_deployment(tmp_path):
         assert said.startswith("2 labels stored")
         deployments = json.loads(_cli("deployments", "--json", "--scheduler", endpoints["scheduler"]))
         assert [d["state"] for d in deployments] == ["DEPLOYMENT_STATE_READY"]
+        assert deployments[0]["http_endpoints"] == [endpoints["demo_rest_endpoint"]]
+        body = json.dumps(
+            {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]}
+        )
+        rest = f"http://{endpoints['demo_rest_endpoint']}/v2/models/iris-logreg/infer"
+        with urllib.request.urlopen(urllib.request.Request(rest, data=body.encode()), timeout=30) as reply:
+            assert json.loads(reply.read())["outputs"][0]["data"] == [0]  # the demo replica answers REST too
         delete = [sys.executable, "-m", "mlaas.cli", "model", "delete", "iris-logreg:1"]
         refused = subprocess.run(
             [*delete, "--registry", endpoints["registry"]], capture_output=True, text=True, env=tool_env(), timeout=60
