@@ -99,7 +99,19 @@ def _listen(
     return host, port
 
 
-class MeshServer:
+class _Served:
+    """What both kinds of mesh server are made of: a name, the settings it listens by, the
+    services it mounts and who may call them (the port is known once it listens)."""
+
+    def __init__(self, name: str, settings: ServerSettings, services: Sequence[Service], authenticator: Authenticator):
+        self.name = name
+        self.settings = settings
+        self._authenticator = authenticator
+        self._services = list(services)
+        self.port = 0
+
+
+class MeshServer(_Served):
     def __init__(
         self,
         name: str,
@@ -108,17 +120,13 @@ class MeshServer:
         authenticator: Authenticator,
         metrics_registry: CollectorRegistry | None = None,
     ):
-        self.name = name
-        self.settings = settings
+        super().__init__(name, settings, services, authenticator)
         self.metrics_registry = metrics_registry or CollectorRegistry()
-        self._authenticator = authenticator
-        self._services = list(services)
         self._health = health.HealthServicer(experimental_non_blocking=True)
         self._server: grpc.Server | None = None
         self._metrics_http = None
         self._stopped = threading.Event()
         self.streams = StreamLimits(authenticator, settings.max_streams, settings.max_streams_per_caller)
-        self.port = 0
         self.metrics_port = -1
 
     def start(self) -> MeshServer:
@@ -179,7 +187,7 @@ class MeshServer:
         self.wait()
 
 
-class AioMeshServer:
+class AioMeshServer(_Served):
     """The asyncio twin of MeshServer, for servers whose handlers are coroutines (the inference
     runtime): the same health checking, reflection, message limits, TLS, bind rules and graceful
     drain. Metrics and stream limits stay with the server that uses it (the runtime's workers
@@ -194,16 +202,12 @@ class AioMeshServer:
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         share_port: bool = False,
     ):
-        self.name = name
-        self.settings = settings
-        self._authenticator = authenticator
-        self._services = list(services)
+        super().__init__(name, settings, services, authenticator)
         self._interceptors = list(interceptors)
         self._share_port = share_port  # worker processes of one server listen on one port
         self._health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self.host = ""
-        self.port = 0
 
     async def start(self, loopback_ports: Sequence[int] = ()) -> AioMeshServer:
         """Listens on the settings' port (and plaintext on `loopback_ports`, for processes of
