@@ -167,16 +167,26 @@ class RestApp:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
+        read_whole = [False]
+
+        async def receive_body():
+            message = await receive()
+            read_whole[0] = message["type"] == "http.request" and not message.get("more_body")
+            return message
+
         try:
-            status, body, headers = await self._reply(scope, receive)
-        except _BodyRefused as err:
+            status, body, headers = await self._reply(scope, receive_body)
+        except _BodyRefused as err:  # its connection closes: the body was not read to its end
             status, body, headers = _error(err.status, err.message)
-            headers = [*headers, (b"connection", b"close")]
         except MlaasError as err:
             status, body, headers = _error(_HTTP_STATUS.get(err.code, 500), err.message)
         except Exception:
             log.exception("REST %s %s failed", scope["method"], scope["path"])
             status, body, headers = _error(500, "internal error; see the runtime's log")
+        if not read_whole[0] and _declares_body(scope["headers"]):
+            # Answered before its body was read (refused, or a route that takes none): the rest
+            # of the body must not keep the connection, or its trickle, alive.
+            headers = [*headers, (b"connection", b"close")]
         await send({
             "type": "http.response.start", "status": status,
             "headers": [*headers, (b"content-length", str(len(body)).encode())],
@@ -198,7 +208,11 @@ class RestApp:
             refusal = await self._admit(method, headers, params.get("model", ""))
             if refusal is not None:
                 return refusal
-            tenant = CALLER_TENANT.get()
+            if verb != "POST":  # no GET route reads a body
+                return await handler(params, headers, b"")
+            # Under auth, callers that name no tenant (roles, the operator's repository calls)
+            # share one bucket of the budget: none may take the worker's whole budget.
+            tenant = CALLER_TENANT.get() or ("(no tenant)" if self._rules is not None else "")
             held = [0]
             try:
                 return await handler(params, headers, await self._body(headers, receive, tenant, held))
@@ -326,6 +340,15 @@ class RestApp:
                               (HEADER_LENGTH.encode(), str(json_length).encode())]  # fmt: skip
 
 
+def _declares_body(raw_headers) -> bool:
+    for name, value in raw_headers:
+        if name.lower() == b"transfer-encoding" or (
+            name.lower() == b"content-length" and value.strip() not in (b"", b"0")
+        ):
+            return True
+    return False
+
+
 def _caller(headers: dict) -> list[tuple[str, str]]:
     return [("authorization", headers["authorization"])] if "authorization" in headers else []
 
@@ -349,13 +372,33 @@ def _max_connections() -> int:
     return max(16, min(10_000, soft // 2))
 
 
+# A request's line and headers (uvicorn keeps whatever a client sends: 4 connections of 100 MiB
+# of headers took 400 MB), beyond which the answer is 431 and the connection closes.
+MAX_HEADER_BYTES = 64 * 2**10
+_HEADERS_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b'content-length: 53\r\n\r\n{"error": "the request headers are more than 64 KiB"}'
+)
+
+
 def _guarded(protocol_class, max_connections: int, header_seconds: float):
     """uvicorn's HTTP protocol with what it lacks against slow or idle clients: a cap on open
-    connections, and a deadline for each request's headers (uvicorn times out only the idle time
-    after a response, so a connection that never sends a whole request was kept forever)."""
+    connections, a deadline for each request's headers (uvicorn times out only the idle time
+    after a response, so a connection that never sends a whole request was kept forever) and a
+    limit on their size."""
 
     class Guarded(protocol_class):
         _deadline: asyncio.TimerHandle | None = None
+        _header_bytes = 0
+
+        def data_received(self, data: bytes) -> None:
+            reading_headers = self._deadline is not None
+            super().data_received(data)
+            if reading_headers and self._deadline is not None:  # and they are still not whole
+                self._header_bytes += len(data)
+                if self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
+                    self.transport.write(_HEADERS_TOO_LARGE)
+                    self.transport.close()
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
@@ -378,6 +421,7 @@ def _guarded(protocol_class, max_connections: int, header_seconds: float):
 
         def _await_headers(self) -> None:
             self._stop_waiting()
+            self._header_bytes = 0
             self._deadline = asyncio.get_running_loop().call_later(header_seconds, self.timeout_keep_alive_handler)
 
         def _stop_waiting(self) -> None:

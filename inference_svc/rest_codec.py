@@ -152,6 +152,8 @@ def parse_request(
         if "data_uri" in tensor.parameters:
             raws.append(b"")  # loaded by the data plane (data_refs.py)
         elif BINARY_SIZE in tensor.parameters:
+            if tensor.parameters[BINARY_SIZE].WhichOneof("parameter_choice") != "int64_param":
+                raise InvalidArgument(f"input {name!r}: {BINARY_SIZE} must be an integer")
             size = tensor.parameters[BINARY_SIZE].int64_param
             if size < 0 or offset + size > len(body):
                 raise InvalidArgument(f"input {name!r}: {BINARY_SIZE} {size} runs past the end of the body")

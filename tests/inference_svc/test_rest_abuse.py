@@ -125,3 +125,31 @@ def test_one_port_for_both_protocols_is_refused(tmp_path, models_dir):
         capture_output=True, text=True, env=tool_env(MLAAS_DATA_DIR=str(tmp_path)), timeout=60,
     )  # fmt: skip
     assert done.returncode == 1 and "gRPC and REST need a port each" in done.stderr
+
+
+def test_headers_are_bounded_in_size_and_unread_bodies_keep_no_connection(guarded):
+    """Second review: 100 MiB of headers were kept in memory; a connection answered before its
+    body was read (a 404, a 401) stayed open on a trickle of that body, past every deadline; a
+    GET with a body took the worker's body budget under no tenant's name."""
+    huge = _connect(guarded)
+    huge.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * (100 * 2**10))
+    reply = huge.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 431") and _closed_by_server(huge, 2.0)
+    huge.close()
+    for request in (b"POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nab",  # 404
+                    b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nab",  # 401
+                    b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-alpha\r\n"
+                    b"Content-Length: 4000000\r\n\r\nab"):  # fmt: skip
+        trickle = _connect(guarded)
+        trickle.sendall(request)
+        answer = http.client.HTTPResponse(trickle)
+        answer.begin()
+        assert answer.getheader("connection") == "close", request[:40]
+        answer.read()
+        trickle.sendall(b"c")  # one more byte of the body, as a trickle would
+        assert _closed_by_server(trickle, 2.0), request[:40]
+        trickle.close()
+    status, body = _infer(guarded, json.dumps(
+        {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": "16"}}]}
+    ).encode(), TOKENS["alpha"])  # fmt: skip
+    assert status == 400 and "binary_data_size must be an integer" in body["error"]
