@@ -16,14 +16,14 @@ import asyncio
 import contextvars
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import NamedTuple
 
 import grpc
 
+from mlaas import permissions
 from mlaas.auth import Authenticator, Identity, bearer_token
 from mlaas.client import bearer_metadata
-from mlaas.errors import DeadlineExceeded, MlaasError, NotFound, PermissionDenied, Unauthenticated, Unavailable
-from mlaas.interceptors import refusal, wrap_handler
+from mlaas.errors import DeadlineExceeded, MlaasError, NotFound, PermissionDenied, Unavailable
+from mlaas.interceptors import wrap_handler
 from mlaas.oip import open_inference_v2_pb2 as oip
 
 _SERVICE = "/inference.GRPCInferenceService/"
@@ -165,13 +165,13 @@ class RuntimeRules:
     def caller(self, method: str, metadata) -> Identity | None:
         """The authenticated caller of `method` (None when the rules do not concern it: auth
         off, or a public method); raises Unauthenticated or PermissionDenied (mlaas.permissions)."""
-        refused = refusal(self.auth, _Call(method, metadata))
-        if refused is not None:
-            code, message = refused
-            raise (Unauthenticated if code == grpc.StatusCode.UNAUTHENTICATED else PermissionDenied)(message)
-        if not self.auth.enabled or not method.startswith(_SERVICE) or method in _SERVER_WIDE:
+        if not self.auth.enabled or self.auth.is_public(method):
             return None
-        return self.auth.identity(metadata)
+        identity = self.auth.identity(metadata)  # authenticated once (a scoped token is verified)
+        denied = permissions.refusal(method, identity)
+        if denied is not None:
+            raise PermissionDenied(denied)
+        return None if method in _SERVER_WIDE else identity
 
     def may_change_repository(self, identity: Identity) -> bool:
         return identity.tenant == self._repository_owner
@@ -189,11 +189,6 @@ class RuntimeRules:
         if self.access is not None:
             await self.access.check(identity.tenant, token, model)
         CALLER_TENANT.set(identity.tenant)
-
-
-class _Call(NamedTuple):  # what mlaas.interceptors.refusal reads of a gRPC call
-    method: str
-    invocation_metadata: object
 
 
 class RuntimeAccessInterceptor(grpc.aio.ServerInterceptor):

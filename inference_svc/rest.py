@@ -229,7 +229,7 @@ class RestApp:
         may not see reads as not ready, as over gRPC."""
         if self._rules is None:
             return None
-        metadata = [("authorization", headers["authorization"])] if "authorization" in headers else []
+        metadata = _caller(headers)
         identity = self._rules.caller(method, metadata)
         if identity is None:
             return None
@@ -243,8 +243,8 @@ class RestApp:
 
     async def _body(self, headers: dict, receive, tenant: str, held: list[int]) -> bytes:
         """The request's body: refused past the gRPC side's message limit before it is read,
-        within the settings' rest_body_seconds, and within the worker's budget of bodies in flight (`held` counts
-        what this request took of it, given back by the caller)."""
+        read within the settings' rest_body_seconds and within the worker's budget of bodies in
+        flight (`held` counts what this request took of it, given back by the caller)."""
         try:
             declared = byte_count(headers.get("content-length"))
         except InvalidArgument as err:
@@ -375,9 +375,10 @@ def _max_connections() -> int:
 # A request's line and headers (uvicorn keeps whatever a client sends: 4 connections of 100 MiB
 # of headers took 400 MB), beyond which the answer is 431 and the connection closes.
 MAX_HEADER_BYTES = 64 * 2**10
+_TOO_LARGE_BODY = orjson.dumps({"error": f"the request headers are more than {MAX_HEADER_BYTES // 1024} KiB"})
 _HEADERS_TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\nconnection: close\r\n"
-    b'content-length: 53\r\n\r\n{"error": "the request headers are more than 64 KiB"}'
+    b"content-length: %d\r\n\r\n%s" % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY)
 )
 
 
