@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import io
 import ipaddress
+import itertools
 import json
 import os
 import time
@@ -301,13 +302,7 @@ class RegistryClient(GrpcClient):
     ) -> list[registry_pb2.FindModelsResult]:
         """Every ranked match (all pages, up to `limit`); filters as for `find_request`."""
         request = request or find_request(**filters)
-        results: list[registry_pb2.FindModelsResult] = []
-        while True:
-            page = self.find_page(request)
-            results.extend(page.results)
-            if not page.next_page_token or (limit is not None and len(results) >= limit):
-                return results[:limit] if limit is not None else results
-            request.page_token = page.next_page_token
+        return list(itertools.islice(self._paged(self._stub.FindModels, request, "results"), limit))
 
     def get(self, ref: str | types_pb2.ModelRef) -> types_pb2.ModelVersion:
         """The model version a reference names (NAME, NAME:VERSION or NAME@ALIAS); NotFound if none."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 
 from mlaas.errors import InvalidArgument
 
@@ -20,9 +21,14 @@ def encode_page_token(position, query: str) -> str:
     return base64.urlsafe_b64encode(raw).decode()
 
 
-def decode_page_token(token: str, query: str):
-    """The position a token carries, None for no token; InvalidArgument for a malformed one or
-    one of another query."""
+def is_offset(position) -> bool:
+    """A position that counts items (an offset, a sequence number)."""
+    return isinstance(position, int) and position >= 0
+
+
+def decode_page_token(token: str, query: str, valid: Callable[[object], bool]):
+    """The position a token carries, None for no token; InvalidArgument for a malformed one (a
+    position `valid` refuses included) or one of another query."""
     if not token:
         return None
     try:
@@ -32,6 +38,8 @@ def decode_page_token(token: str, query: str):
         raise InvalidArgument("page_token is malformed; pass back next_page_token unchanged") from None
     if key != query:
         raise InvalidArgument("page_token belongs to a different query; repeat the query that returned it")
+    if not valid(position):
+        raise InvalidArgument("page_token is malformed; pass back next_page_token unchanged")
     return position
 
 

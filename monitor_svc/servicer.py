@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 
 from mlaas.errors import InvalidArgument
-from mlaas.paging import decode_page_token, encode_page_token, page_size, query_key
+from mlaas.paging import decode_page_token, encode_page_token, is_offset, page_size, query_key
 from mlaas.servicing import maps_errors
 from mlaas.tensors import from_raw
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
@@ -182,9 +182,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
     def ListDriftEvents(self, request, context):
         self._check(context, request.deployment_id)
         limit, query = page_size(request.page_size), query_key(request)
-        after = decode_page_token(request.page_token, query) or 0
-        if not isinstance(after, int) or after < 0:
-            raise InvalidArgument("page_token is malformed; pass back next_page_token unchanged")
+        after = decode_page_token(request.page_token, query, is_offset) or 0
         rows = self._store.events(request.deployment_id, after, limit + 1)
         response = M.ListDriftEventsResponse(events=[M.DriftEvent.FromString(raw) for _, raw in rows[:limit]])
         if len(rows) > limit:

@@ -18,7 +18,7 @@ from pathlib import Path
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlaas.errors import InvalidArgument, NotFound, PermissionDenied
-from mlaas.paging import decode_page_token, encode_page_token, page_size, query_key
+from mlaas.paging import decode_page_token, encode_page_token, is_offset, page_size, query_key
 from mlaas.v1 import registry_pb2, types_pb2
 from registry_svc.validation import tabular_input
 
@@ -108,14 +108,6 @@ class NewVersion:
     reference_rows: int
 
 
-def _offset(position) -> int:
-    if position is None:
-        return 0
-    if not isinstance(position, int) or position < 0:
-        raise InvalidArgument("page_token is malformed; pass back next_page_token unchanged")
-    return position
-
-
 class Catalog:
     def __init__(self, path: Path):
         self.path = path
@@ -184,7 +176,7 @@ class Catalog:
         visible, params = caller.may_read_sql()
         limit = page_size(request.page_size)
         key = query_key(request)
-        offset = _offset(decode_page_token(request.page_token, key))
+        offset = decode_page_token(request.page_token, key, is_offset) or 0
         where = [visible]
         if request.name:
             where.append("v.name = ?")
@@ -259,7 +251,7 @@ class Catalog:
 
         limit = page_size(request.page_size)
         key = query_key(request)
-        offset = _offset(decode_page_token(request.page_token, key))
+        offset = decode_page_token(request.page_token, key, is_offset) or 0
         matches = (
             f"SELECT v.*, {rank_sql} AS rank_value, "
             "ROW_NUMBER() OVER (PARTITION BY v.name ORDER BY v.version DESC) AS newest "

@@ -311,11 +311,8 @@ def _page(found: list[S.Deployment], request: S.ListDeploymentsRequest) -> S.Lis
     """One page, oldest first. The token holds the last deployment seen (its creation time and
     id), not an offset: deployments created or destroyed between two pages shift nothing."""
     limit, query = page_size(request.page_size), query_key(request)
-    after = decode_page_token(request.page_token, query)
-    if after is not None:
-        if not (isinstance(after, list) and len(after) == 3):
-            raise InvalidArgument("page_token is malformed; pass back next_page_token unchanged")
-        after = tuple(after)
+    after = decode_page_token(request.page_token, query, lambda p: isinstance(p, list) and len(p) == 3)
+    after = tuple(after) if after is not None else None
     ordered = sorted(found, key=_position)
     rest = [d for d in ordered if after is None or _position(d) > after]
     response = S.ListDeploymentsResponse(deployments=rest[:limit])
