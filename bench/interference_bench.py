@@ -1,9 +1,11 @@
 """Interference: the latency of a tenant's 1-row calls while another client sends 24 MiB
 requests (1.5M rows of iris each) to the same runtime, beside the same 1-row client alone, in
-one run; with one worker (both clients on it) and with two (the default here: the kernel spreads
-connections over the workers, so they may or may not share one).
+one run: with one worker (both clients on it); with two (the kernel spreads connections over
+the workers, so they may or may not share one); and with a bulk port (as the scheduler starts
+runtimes), the big client sending to it, from anywhere or kept to the bulk worker's core (as a
+client on another machine would take none of this machine's CPU).
 
-    .venv/bin/python bench/interference_bench.py            # 3 rounds of 6 s per cell, ~2 minutes
+    .venv/bin/python bench/interference_bench.py            # 3 rounds of 6 s per cell, ~4 minutes
     .venv/bin/python bench/interference_bench.py --rounds 5 --duration 10
 
 Both clients are bench/loadgen.py processes (unary, one call in flight each); the runtime is
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -27,10 +30,17 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PY = sys.executable
 BIG_ROWS = 1_500_000  # x 4 features x 4 bytes = 24 MiB
+CELLS = [  # (workers, bulk, label)
+    (1, "", "1 worker, no bulk port (both clients on it)"),
+    (2, "", "2 workers, no bulk port"),
+    (2, "port", "2 workers + bulk worker (as deployed), big client anywhere"),
+    (2, "port+client", "2 workers + bulk worker, big client on the bulk core"),
+]
 
 
-def loadgen(address: str, rows: int, duration: float) -> subprocess.Popen:
-    command = [
+def loadgen(address: str, rows: int, duration: float, cpus: set[int] | None = None) -> subprocess.Popen:
+    """A loadgen process; `cpus` keeps it to those CPUs."""
+    command = [*(["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []),
         PY, str(HERE / "loadgen.py"), "--target", address, "--model", "iris", "--features", "4",
         "--rows", str(rows), "--concurrency", "1", "--mode", "unary", "--duration", str(duration),
     ]  # fmt: skip
@@ -44,20 +54,24 @@ def result(process: subprocess.Popen) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def measure(model: Path, workers: int, rounds: int, duration: float) -> dict[str, list[dict]]:
-    port = free_port()
+def measure(model: Path, workers: int, rounds: int, duration: float, bulk: str) -> dict[str, list[dict]]:
+    """`bulk`: "" (no bulk port), "port" (the big client sends to the bulk port), "port+client"
+    (and runs on the bulk worker's core, as a client on another machine would not compete)."""
+    port, bulk_port = free_port(), free_port() if bulk else -1
     runtime = subprocess.Popen(
         [PY, "-m", "inference_svc", "--port", str(port), "--metrics-port", "-1", "--workers", str(workers),
-         "--model-uri", f"iris=file://{model}"],
+         "--bulk-port", str(bulk_port), "--model-uri", f"iris=file://{model}"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     address = f"127.0.0.1:{port}"
+    big_address = f"127.0.0.1:{bulk_port}" if bulk else address
+    big_cpus = {sorted(os.sched_getaffinity(0))[-1]} if bulk == "port+client" else None
     cells: dict[str, list[dict]] = {"alone": [], "beside": [], "big": []}
     try:
         wait_ready(address, "iris")
         for _ in range(rounds):
             cells["alone"].append(result(loadgen(address, 1, duration)))
-            heavy = loadgen(address, BIG_ROWS, duration + 1)
+            heavy = loadgen(big_address, BIG_ROWS, duration + 1, big_cpus)
             cells["beside"].append(result(loadgen(address, 1, duration)))
             cells["big"].append(result(heavy))
     finally:
@@ -75,14 +89,14 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         model = make_models(Path(tmp))["iris"][0]
-        for workers in (1, 2):
-            cells = measure(model, workers, args.rounds, args.duration)
+        for workers, bulk, label in CELLS:
+            cells = measure(model, workers, args.rounds, args.duration, bulk)
             p50 = {k: median([r["p50_ms"] for r in v]) for k, v in cells.items()}
             p99 = {k: median([r["p99_ms"] for r in v]) for k, v in cells.items()}
             big = median([r["requests_per_s"] for r in cells["big"]])
             cells_text = [p50["alone"], p99["alone"], p50["beside"], p99["beside"]]
             row = " | ".join(f"{v:.2f}" for v in cells_text)
-            print(f"| {workers} worker(s) | {row} | {p99['beside'] / p99['alone']:.1f}x | {big:.2f} |", flush=True)
+            print(f"| {label} | {row} | {p99['beside'] / p99['alone']:.1f}x | {big:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

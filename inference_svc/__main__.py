@@ -33,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registry", help="registry address (env MLAAS_REGISTRY_ADDR)")
     parser.add_argument("--port", type=int, help="gRPC port (env MLAAS_INFERENCE_PORT; 0 picks one)")
     parser.add_argument("--http-port", type=int, help="REST port (env MLAAS_INFERENCE_HTTP_PORT; 0 picks one; -1: off)")
+    parser.add_argument(
+        "--bulk-port",
+        type=int,
+        help="gRPC port of the bulk worker for large requests (env MLAAS_INFERENCE_BULK_PORT; 0 picks one; -1: off)",
+    )
     parser.add_argument("--workers", type=int, help="server processes sharing the port (default: the CPU limit)")
     parser.add_argument("--metrics-port", type=int, help="Prometheus port (-1 turns it off)")
     parser.add_argument("--max-batch-size", type=int, help="rows per ONNX Runtime call")
@@ -70,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         registry_address=args.registry or settings.registry_address,
         workers=args.workers or settings.workers,
         http_port=settings.http_port if args.http_port is None else args.http_port,
+        bulk_port=settings.bulk_port if args.bulk_port is None else args.bulk_port,
         intra_op_threads=args.intra_op_threads or settings.intra_op_threads,
     )
     if not settings.models and not settings.model_uris:

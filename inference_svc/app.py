@@ -70,7 +70,8 @@ class Worker:
             loop.create_task(self.metrics.flush_forever()),
         ]
         log.info(
-            "worker %d serving %s on %s:%d (%s)%s", self.settings.worker_index, [m.name for m in self.repository.all()],
+            "%s %d serving %s on %s:%d (%s)%s", "bulk worker" if self.settings.bulk else "worker",
+            self.settings.worker_index, [m.name for m in self.repository.all()],
             self.server.host, self.server.port, tls_mode(self.settings.server.tls),
             f", REST on port {self.rest.port}" if self.rest is not None else "",
         )  # fmt: skip
@@ -123,7 +124,10 @@ def build_worker(settings: RuntimeSettings, long_calls: LongCalls | None = None)
     interceptors = [] if rules is None else [AioAuthInterceptor(authenticator), RuntimeAccessInterceptor(rules)]
     servicer = InferenceServicer(catalog, plane)
     service = Service(SERVICE_NAME, servicer, add_inference_service)
-    server = AioMeshServer("inference", settings.server, [service], authenticator, interceptors, share_port=True)
+    server = AioMeshServer(
+        "inference", settings.server, [service], authenticator, interceptors,
+        share_port=not settings.bulk, max_receive_bytes=settings.max_request_bytes,
+    )  # fmt: skip
     rest = None
     if settings.http_port >= 0:
         rest = RestServer(

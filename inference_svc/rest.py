@@ -41,7 +41,6 @@ from inference_svc.settings import RuntimeSettings
 from mlaas.auth import bearer_token
 from mlaas.errors import InvalidArgument, MlaasError, NotFound
 from mlaas.oip import open_inference_v2_pb2 as oip
-from mlaas.server import MAX_MESSAGE_BYTES
 from mlaas.tls import ServerTLS
 
 log = logging.getLogger(__name__)
@@ -249,10 +248,9 @@ class RestApp:
             declared = byte_count(headers.get("content-length"))
         except InvalidArgument as err:
             raise _BodyRefused(400, grpc.StatusCode.INVALID_ARGUMENT, f"Content-Length: {err.message}") from None
-        if declared is not None and declared > MAX_MESSAGE_BYTES:
-            raise _BodyRefused(
-                413, grpc.StatusCode.RESOURCE_EXHAUSTED, f"the body is {declared} bytes; at most {MAX_MESSAGE_BYTES}"
-            )
+        limit = self._settings.max_request_bytes
+        if declared is not None and declared > limit:
+            raise _BodyRefused(413, grpc.StatusCode.RESOURCE_EXHAUSTED, self._settings.too_large(declared))
         chunks = []
         try:
             async with asyncio.timeout(self._settings.rest_body_seconds):
@@ -261,9 +259,9 @@ class RestApp:
                     if message["type"] == "http.disconnect":
                         raise InvalidArgument("the client went away before sending the whole body")
                     chunk = message.get("body", b"")
-                    if held[0] + len(chunk) > MAX_MESSAGE_BYTES:
-                        raise _BodyRefused(413, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                           f"the body is more than {MAX_MESSAGE_BYTES} bytes")  # fmt: skip
+                    if held[0] + len(chunk) > limit:
+                        too_large = self._settings.too_large(held[0] + len(chunk))
+                        raise _BodyRefused(413, grpc.StatusCode.RESOURCE_EXHAUSTED, f"{too_large} (or more)")
                     if chunk:
                         self._budget.take(tenant, len(chunk))
                         held[0] += len(chunk)

@@ -43,7 +43,19 @@ def _worker_main(settings: RuntimeSettings, parent_pid: int, long_calls: LongCal
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker{settings.worker_index} %(name)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     die_with_parent(parent_pid)  # an orphan would keep serving on the shared port
+    if settings.bulk:
+        keep_to_bulk_cores(settings.bulk_cores)
     asyncio.run(run_worker(settings, long_calls))
+
+
+def keep_to_bulk_cores(count: int) -> None:
+    """Keeps this process (and the ONNX Runtime threads it starts) to the last `count` of the
+    CPUs it may use, leaving the others to the workers of small requests: on a shared core, a
+    busy neighbour raised a 1-row call's p99 from 0.8 to 4 ms even at the lowest priority
+    (bench/interference_bench.py). Nothing when `count` leaves no CPU to the others."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if 0 < count < len(allowed):
+        os.sched_setaffinity(0, allowed[-count:])
 
 
 def _serve_metrics(port: int, host: str) -> int:
@@ -68,38 +80,60 @@ def _remove_orphaned_metrics_dirs() -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
+def _pick_ports(settings: RuntimeSettings) -> tuple[int, int, int] | None:
+    """(gRPC, REST, bulk gRPC) ports, -1 for one that is off and a free one for each 0; None
+    (and why, logged) when two are the same or one is in use."""
+    port = settings.server.port or free_port()
+    chosen = [port]
+    for wanted in (settings.http_port, settings.bulk_port):
+        if wanted == 0:
+            while wanted in (0, *chosen):
+                wanted = free_port()
+        elif wanted > 0 and wanted in chosen:
+            log.error("port %d is given twice: gRPC, REST and bulk requests need a port each", wanted)
+            return None
+        chosen.append(wanted)
+    # The workers share the ports (SO_REUSEPORT), which would let them share one with another
+    # runtime that holds it already, silently: a port in use is refused before any worker binds.
+    host = bind_host(settings.server, Authenticator.for_server(settings.server))
+    for taken in (p for p in chosen if p >= 0 and not port_is_free(p, host)):
+        log.error("port %d is in use; not sharing it with whatever holds it", taken)
+        return None
+    return chosen[0], chosen[1], chosen[2]
+
+
 def run(settings: RuntimeSettings) -> int:
     """Spawns the workers and supervises them until SIGTERM/SIGINT or a worker dies."""
     import dataclasses
 
-    port = settings.server.port or free_port()
-    http_port = settings.http_port
-    while http_port == 0 or (http_port == port and not settings.http_port):
-        http_port = free_port()
-    if http_port == port:
-        log.error("--http-port and --port are both %d: gRPC and REST need a port each", port)
+    ports = _pick_ports(settings)
+    if ports is None:
         return 1
-    # The workers share the ports (SO_REUSEPORT), which would let them share one with another
-    # runtime that holds it already, silently: a port in use is refused before any worker binds.
-    host = bind_host(settings.server, Authenticator.for_server(settings.server))
-    for taken in (p for p in (port, http_port) if p >= 0 and not port_is_free(p, host)):
-        log.error("port %d is in use; not sharing it with whatever holds it", taken)
-        return 1
+    port, http_port, bulk_port = ports
     workers = max(1, settings.workers)
-    control_ports = tuple(free_port() for _ in range(workers)) if workers > 1 else ()
+    # The workers' private ports: the bulk worker is the last and gets repository changes too.
+    processes_count = workers + (bulk_port >= 0)
+    control_ports = tuple(free_port() for _ in range(processes_count)) if processes_count > 1 else ()
     _remove_orphaned_metrics_dirs()
     metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by the spawned workers
     context = multiprocessing.get_context("spawn")  # grpc must not be forked after initialisation
     long_calls = LongCalls()
     processes = []
-    for index in range(workers):
+    for index in range(processes_count):
+        bulk = index == workers
         worker_settings = dataclasses.replace(
             settings,
-            server=dataclasses.replace(settings.server, port=port),
-            http_port=http_port,
+            server=dataclasses.replace(settings.server, port=bulk_port if bulk else port),
+            http_port=-1 if bulk else http_port,
+            bulk_port=bulk_port,
             control_ports=control_ports,
             worker_index=index,
+            bulk=bulk,
+            # the bulk worker's long calls use the cores kept for it, no more
+            wide_call_threads=(settings.bulk_cores or settings.wide_call_threads)
+            if bulk
+            else settings.wide_call_threads,
         )
         process = context.Process(
             target=_worker_main, args=(worker_settings, os.getpid(), long_calls), name=f"inference-worker-{index}"
@@ -109,7 +143,10 @@ def run(settings: RuntimeSettings) -> int:
     if settings.server.metrics_port >= 0:
         metrics_port = _serve_metrics(settings.server.metrics_port, "127.0.0.1")
         log.info("metrics on 127.0.0.1:%d/metrics", metrics_port)
-    log.info("runtime on port %d%s with %d worker(s)", port, f" (REST {http_port})" if http_port >= 0 else "", workers)
+    log.info(
+        "runtime on port %d%s%s with %d worker(s)", port, f" (REST {http_port})" if http_port >= 0 else "",
+        f", bulk requests on port {bulk_port}" if bulk_port >= 0 else "", workers,
+    )  # fmt: skip
 
     stopping = False
 

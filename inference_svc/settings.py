@@ -8,6 +8,7 @@ from inference_svc.batcher import BatchPolicy
 from inference_svc.data_refs import DataRefPolicy
 from inference_svc.limits import TenantShare
 from mlaas.cpu import cpu_limit
+from mlaas.message_limits import BULK_THRESHOLD_BYTES, MAX_MESSAGE_BYTES
 from mlaas.settings import ServerSettings, data_dir, names_setting, paths_setting, read_env, setting
 
 
@@ -30,6 +31,13 @@ class RuntimeSettings:
     wide_call_threads: int = setting("MLAAS_INFERENCE_WIDE_CALL_THREADS", cpu_limit())
     # The Open Inference Protocol over HTTP/REST (rest.py): -1 off, 0 picks a free port.
     http_port: int = setting("MLAAS_INFERENCE_HTTP_PORT", -1)
+    # Requests over bulk_threshold_bytes go to a worker of their own on this port, pinned to
+    # bulk_cores CPUs (server.py): the other workers' ports refuse them, so no big request
+    # holds the event loop or the cores of a small one. -1: no bulk worker; 0 picks a port.
+    bulk_port: int = setting("MLAAS_INFERENCE_BULK_PORT", -1)
+    bulk_threshold_bytes: int = setting("MLAAS_INFERENCE_BULK_THRESHOLD_BYTES", BULK_THRESHOLD_BYTES)
+    # CPUs kept for the bulk worker; 0: it shares them all (the default with a single CPU).
+    bulk_cores: int = setting("MLAAS_INFERENCE_BULK_CORES", 1 if cpu_limit() >= 2 else 0)
     # The JSON part of one REST request (its Python objects take ~10x its size while it is read);
     # larger tensors go as binary data.
     max_json_bytes: int = setting("MLAAS_MAX_JSON_BYTES", 16 * 2**20)
@@ -60,6 +68,17 @@ class RuntimeSettings:
     # Private loopback ports of every worker (index = worker), for repository broadcasts.
     control_ports: tuple[int, ...] = ()
     worker_index: int = 0
+    bulk: bool = False  # this worker is the bulk worker
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The largest request this worker takes (gRPC message or REST body)."""
+        return self.bulk_threshold_bytes if self.bulk_port >= 0 and not self.bulk else MAX_MESSAGE_BYTES
+
+    def too_large(self, size: int) -> str:
+        """Why a request of `size` bytes is refused here."""
+        where = "; larger requests go to the runtime's bulk port" if self.max_request_bytes < MAX_MESSAGE_BYTES else ""
+        return f"the request is {size} bytes; at most {self.max_request_bytes} here{where}"
 
     @property
     def managed(self) -> bool:

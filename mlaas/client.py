@@ -26,6 +26,7 @@ import grpc
 import numpy as np
 
 from mlaas.errors import DeadlineExceeded, FailedPrecondition, MlaasError, Unavailable, from_rpc_error
+from mlaas.message_limits import MAX_MESSAGE_BYTES
 from mlaas.quantities import parse_cpu, parse_memory
 from mlaas.refs import enum_value, parse_ref, state_name
 from mlaas.settings import env_bool
@@ -69,8 +70,8 @@ def read_retries() -> str:
 
 
 CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", 64 * 2**20),
-    ("grpc.max_send_message_length", 64 * 2**20),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.enable_retries", 1),
     ("grpc.service_config", read_retries()),
 ]
@@ -468,15 +469,18 @@ class SchedulerClient(GrpcClient):
                 raise FailedPrecondition(f"deployment {deployment_id} {update.event.detail}")
         raise FailedPrecondition(f"deployment {deployment_id}: the watch ended before it was ready")
 
-    def endpoints(self, deployment_id: str) -> tuple[str, str]:
+    def endpoints(self, deployment_id: str, bulk: bool = False) -> tuple[str, str]:
         """(the ready replicas' endpoints joined by commas, model name): an address for
-        `InferenceClient`, balanced over the replicas. FailedPrecondition while none serves."""
+        `InferenceClient`, balanced over the replicas; with `bulk`, their bulk endpoints (for
+        requests over BULK_THRESHOLD_BYTES) where they have them. FailedPrecondition while none
+        serves."""
         deployment = self.get(deployment_id)
         if deployment.state not in SERVING or not deployment.endpoints:
             state = state_name(deployment.state)
             detail = f" ({deployment.reason})" if deployment.reason else ""
             raise FailedPrecondition(f"deployment {deployment_id} is {state} with no ready replica{detail}")
-        return ",".join(deployment.endpoints), deployment.model.name
+        endpoints = (bulk and deployment.bulk_endpoints) or deployment.endpoints
+        return ",".join(endpoints), deployment.model.name
 
 
 class MonitorClient(GrpcClient):

@@ -15,18 +15,22 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 import numpy as np
 
 from mlaas.client import GrpcClient, SchedulerClient, open_channel
-from mlaas.errors import MlaasError, from_rpc_error
+from mlaas.errors import InvalidArgument, MlaasError, from_rpc_error
+from mlaas.message_limits import BULK_THRESHOLD_BYTES
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.tensors import from_raw, to_raw
 from mlaas.tls import ClientTLS
+
+T = TypeVar("T")
 
 
 def build_request(
@@ -107,7 +111,10 @@ class InferenceClient(GrpcClient):
         self, model: str, inputs: Mapping[str, np.ndarray], outputs: Iterable[str] = (), request_id: str = ""
     ) -> dict[str, np.ndarray]:
         """One request: numpy inputs by name in, numpy outputs by name out."""
-        request = build_request(model, inputs, request_id, outputs)
+        return self.infer_request(build_request(model, inputs, request_id, outputs))
+
+    def infer_request(self, request: oip.ModelInferRequest) -> dict[str, np.ndarray]:
+        """A prebuilt ModelInferRequest; its numpy outputs by name."""
         return read_response(self._call(self._stub.ModelInfer, request))
 
     def infer_reference(
@@ -148,8 +155,13 @@ class _Feeder:
     """The requests of one logical stream, across reconnections: every request taken from the
     source is pending until its answer arrives, and a new connection first resends those."""
 
-    def __init__(self, model: str, batches: Iterable[Mapping[str, np.ndarray]], ids: Iterable[str] | None = None):
+    def __init__(
+        self, model: str, batches: Iterable[Mapping[str, np.ndarray]], ids: Iterable[str] | None = None,
+        max_bytes: int | None = None,
+    ):  # fmt: skip
         self._model = model
+        self._max_bytes = max_bytes
+        self.refused: InvalidArgument | None = None  # the request that ended the stream
         self._source = iter(batches)
         self._ids = iter(ids) if ids is not None else map(str, itertools.count())
         self._lock = threading.Lock()
@@ -165,8 +177,21 @@ class _Feeder:
                     self.exhausted = True
                     return
                 request = build_request(self._model, inputs, next(self._ids))
+                size = request.ByteSize()
+                if self._max_bytes is not None and size > self._max_bytes:
+                    self.refused = InvalidArgument(
+                        f"request {request.id} is {size} bytes: a stream of requests over "
+                        f"{self._max_bytes} bytes goes to the bulk workers (stream(..., bulk=True))"
+                    )
+                    self.exhausted = True
+                    return
                 self.pending[request.id] = request
             yield request
+
+
+def is_bulk(request: oip.ModelInferRequest) -> bool:
+    """Whether a request goes to a runtime's bulk worker (with room for the model's name)."""
+    return request.ByteSize() + 1024 > BULK_THRESHOLD_BYTES
 
 
 def label_ids(request_id: str, rows: int) -> list[str]:
@@ -178,7 +203,8 @@ def label_ids(request_id: str, rows: int) -> list[str]:
 class DeploymentInference:
     """Inference on a deployment by id, as applications should call it: the endpoints come from
     the scheduler, calls are balanced over the ready replicas (over `connections` connections to
-    each, so that all of a replica's workers serve one client), and when a replica answers
+    each, so that all of a replica's workers serve one client), requests over
+    BULK_THRESHOLD_BYTES go to the replicas' bulk workers (their other ports refuse them), and when a replica answers
     UNAVAILABLE (it drains in a rollout, or is being restarted) the endpoints are resolved again
     and the call retried, for up to `retry_seconds` without progress. A stream resends the
     requests that had no answer on a new connection, so no request fails or goes missing.
@@ -204,15 +230,15 @@ class DeploymentInference:
         self._token = token
         self._retry_seconds = retry_seconds
         self._connections = connections  # per replica: see InferenceClient
-        self._client: InferenceClient | None = None
+        self._clients: dict[bool, InferenceClient] = {}  # by bulk or not
         self.model = ""
         self.reconnects = 0
 
     def close(self) -> None:
         """Closes the channels to the deployment's replicas."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
 
     def __enter__(self):
         return self
@@ -220,11 +246,12 @@ class DeploymentInference:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _runtime(self) -> InferenceClient:
-        if self._client is None:
-            address, self.model = self._scheduler.endpoints(self._deployment_id)
-            self._client = InferenceClient(address, self._token, connections=self._connections, tls=self._tls)
-        return self._client
+    def _runtime(self, bulk: bool = False) -> InferenceClient:
+        if bulk not in self._clients:
+            address, self.model = self._scheduler.endpoints(self._deployment_id, bulk)
+            connections = 1 if bulk else self._connections  # each replica has one bulk worker
+            self._clients[bulk] = InferenceClient(address, self._token, connections=connections, tls=self._tls)
+        return self._clients[bulk]
 
     def _reconnect_or_raise(self, err: MlaasError, deadline: float, pause: float) -> float:
         """After UNAVAILABLE: drop the connection and pause, unless the error is not one to retry
@@ -241,24 +268,47 @@ class DeploymentInference:
     ) -> dict[str, np.ndarray]:
         """One request. Give it a unique `request_id` to report labels for it later (rows of a
         batch are labelled as `ID/0`, `ID/1`, ...: see `label_ids`)."""
+        request = build_request("", inputs, request_id, outputs)
+
+        def send(runtime: InferenceClient) -> dict[str, np.ndarray]:
+            request.model_name = self.model  # known once the endpoints are
+            return runtime.infer_request(request)
+
+        return self._retrying(send, is_bulk(request))
+
+    def infer_reference(self, input_name: str, datatype: str, uri: str, request_id: str = "") -> dict[str, np.ndarray]:
+        """Inference on an input the runtime reads itself (InferenceClient.infer_reference)."""
+        return self._retrying(
+            lambda runtime: runtime.infer_reference(self.model, input_name, datatype, uri, request_id)
+        )
+
+    def metadata(self) -> oip.ModelMetadataResponse:
+        """The deployed model's inputs and outputs."""
+        return self._retrying(lambda runtime: runtime.metadata(self.model))
+
+    def _retrying(self, call: Callable[[InferenceClient], T], bulk: bool = False) -> T:
+        """`call` on a replica (a bulk worker with `bulk`), again on another after UNAVAILABLE."""
         deadline, pause = time.monotonic() + self._retry_seconds, 0.02
         while True:
             try:
-                return self._runtime().infer(self.model, inputs, outputs, request_id)
+                return call(self._runtime(bulk))
             except MlaasError as err:
                 pause = self._reconnect_or_raise(err, deadline, pause)
 
     def stream(
-        self, batches: Iterable[Mapping[str, np.ndarray]], ids: Iterable[str] | None = None
+        self, batches: Iterable[Mapping[str, np.ndarray]], ids: Iterable[str] | None = None, bulk: bool = False
     ) -> Iterator[StreamResult]:
         """Like InferenceClient.stream; each request is answered exactly once. `ids` are the
-        request ids (default "0", "1", ...): give unique ones to report labels for them later."""
+        request ids (default "0", "1", ...): give unique ones to report labels for them later.
+        A stream of requests over BULK_THRESHOLD_BYTES goes to the bulk workers (`bulk`);
+        otherwise such a request ends the stream with InvalidArgument once the requests before
+        it are answered."""
         feeder: _Feeder | None = None
         deadline, pause = time.monotonic() + self._retry_seconds, 0.02
         while True:
             try:
-                runtime = self._runtime()
-                feeder = feeder or _Feeder(self.model, batches, ids)
+                runtime = self._runtime(bulk)
+                feeder = feeder or _Feeder(self.model, batches, ids, None if bulk else BULK_THRESHOLD_BYTES)
                 for result in runtime.stream_requests(feeder.requests()):
                     if feeder.pending.pop(result.request_id, None) is not None:
                         deadline = time.monotonic() + self._retry_seconds  # progress: a fresh budget
@@ -267,4 +317,6 @@ class DeploymentInference:
                 pause = self._reconnect_or_raise(err, deadline, pause)
                 continue
             if feeder.exhausted and not feeder.pending:
+                if feeder.refused is not None:
+                    raise feeder.refused
                 return

@@ -17,12 +17,11 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from mlaas.auth import Authenticator
 from mlaas.interceptors import AuthInterceptor, MetricsInterceptor, RpcMetrics, StreamLimitInterceptor, StreamLimits
+from mlaas.message_limits import MAX_MESSAGE_BYTES
 from mlaas.settings import LOOPBACK, ServerSettings
 from mlaas.tls import ServerTLS
 
 log = logging.getLogger(__name__)
-
-MAX_MESSAGE_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -68,9 +67,9 @@ def tls_mode(tls: ServerTLS | None) -> str:
     return "mTLS: client certificates required" if tls.mutual else "TLS"
 
 
-def _options(share_port: bool = False) -> list[tuple[str, int]]:
+def _options(share_port: bool = False, max_receive_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:
     return [
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", max_receive_bytes),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.so_reuseport", 1 if share_port else 0),
     ]
@@ -201,10 +200,12 @@ class AioMeshServer(_Served):
         authenticator: Authenticator,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         share_port: bool = False,
+        max_receive_bytes: int = MAX_MESSAGE_BYTES,
     ):
         super().__init__(name, settings, services, authenticator)
         self._interceptors = list(interceptors)
         self._share_port = share_port  # worker processes of one server listen on one port
+        self._max_receive_bytes = max_receive_bytes
         self._health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self.host = ""
@@ -212,7 +213,9 @@ class AioMeshServer(_Served):
     async def start(self, loopback_ports: Sequence[int] = ()) -> AioMeshServer:
         """Listens on the settings' port (and plaintext on `loopback_ports`, for processes of
         this host only) and serves; health says SERVING once every service is mounted."""
-        server = grpc.aio.server(interceptors=self._interceptors, options=_options(self._share_port))
+        server = grpc.aio.server(
+            interceptors=self._interceptors, options=_options(self._share_port, self._max_receive_bytes)
+        )
         names = _mount(server, self._services, self._health)
         self.host, self.port = _listen(server, self.name, self.settings, self._authenticator)
         for port in loopback_ports:

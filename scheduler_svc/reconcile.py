@@ -132,7 +132,8 @@ class Reconciler:
             return
         # Its old ports where they are still free, so that its endpoints stay the same.
         ports = tuple(
-            p if p and port_is_free(p) else 0 for p in map(endpoint_port, (replica.endpoint, replica.http_endpoint))
+            p if p and port_is_free(p) else 0
+            for p in map(endpoint_port, (replica.endpoint, replica.http_endpoint, replica.bulk_endpoint))
         )
         spec = self._replicas.spec(deployment, replica, ports)
         started = self._replicas.backend.create(spec)

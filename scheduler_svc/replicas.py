@@ -31,36 +31,42 @@ def new_replica(deployment: scheduler_pb2.Deployment, node: str) -> scheduler_pb
 def spec_for(
     deployment: scheduler_pb2.Deployment,
     replica: scheduler_pb2.Replica,
-    ports: tuple[int, int] = (0, 0),
+    ports: tuple[int, int, int] = (0, 0, 0),
     version: int = 0,
 ) -> ReplicaSpec:
     """The replica as the backend runs it: of its own model version, or of `version` if given;
-    on the (gRPC, REST) `ports` if given."""
+    on the (gRPC, REST, bulk) `ports` if given."""
     model = types_pb2.ModelRef(name=deployment.model.name, version=version or replica.model_version)
     res = deployment.resources
     strict = deployment.mode == scheduler_pb2.PLACEMENT_MODE_STRICT
     return ReplicaSpec(
         replica.id, deployment.id, replica.node, format_ref(model), res.cpu_millicores, res.memory_bytes,
-        port=ports[0], http_port=ports[1], strict=strict,
+        port=ports[0], http_port=ports[1], bulk_port=ports[2], strict=strict,
     )  # fmt: skip
 
 
 def as_status(replica: scheduler_pb2.Replica) -> ReplicaStatus:
-    return ReplicaStatus(replica.id, replica.endpoint, True, handle=replica.handle, http_endpoint=replica.http_endpoint)
+    return ReplicaStatus(
+        replica.id, replica.endpoint, True, handle=replica.handle,
+        http_endpoint=replica.http_endpoint, bulk_endpoint=replica.bulk_endpoint,
+    )  # fmt: skip
 
 
 def record_started(replica: scheduler_pb2.Replica, started: ReplicaStatus) -> None:
     """Where a replica the backend (re)started serves, and its handle."""
-    replica.endpoint, replica.http_endpoint, replica.handle = started.endpoint, started.http_endpoint, started.handle
+    replica.endpoint, replica.handle = started.endpoint, started.handle
+    replica.http_endpoint, replica.bulk_endpoint = started.http_endpoint, started.bulk_endpoint
 
 
 def publish_endpoints(deployment: scheduler_pb2.Deployment) -> None:
-    """The deployment's endpoints (gRPC and REST): those of its replicas that take traffic."""
+    """The deployment's endpoints (gRPC, REST and bulk): those of its replicas that take traffic."""
     serving = [r for r in deployment.replica_status if r.ready]
     deployment.ClearField("endpoints")
     deployment.endpoints.extend(r.endpoint for r in serving)
     deployment.ClearField("http_endpoints")
     deployment.http_endpoints.extend(r.http_endpoint for r in serving if r.http_endpoint)
+    deployment.ClearField("bulk_endpoints")
+    deployment.bulk_endpoints.extend(r.bulk_endpoint for r in serving if r.bulk_endpoint)
 
 
 def endpoint_port(endpoint: str) -> int:
@@ -80,7 +86,7 @@ class Replicas:
         self,
         deployment: scheduler_pb2.Deployment,
         replica: scheduler_pb2.Replica,
-        ports: tuple[int, int] = (0, 0),
+        ports: tuple[int, int, int] = (0, 0, 0),
         version: int = 0,
     ) -> ReplicaSpec:
         """spec_for, with the replica's credential when the mesh runs with auth."""

@@ -36,8 +36,9 @@ def cmd_deploy(args) -> None:
     else:
         where = ", ".join(deployment.endpoints) or "-"
         rest = f"  REST: {', '.join(deployment.http_endpoints)}" if deployment.http_endpoints else ""
+        bulk = f"  bulk: {', '.join(deployment.bulk_endpoints)}" if deployment.bulk_endpoints else ""
         state = state_name(deployment.state)
-        print(f"{deployment.id}  {format_ref(deployment.model)}  {state}  endpoints: {where}{rest}")
+        print(f"{deployment.id}  {format_ref(deployment.model)}  {state}  endpoints: {where}{rest}{bulk}")
 
 
 def cmd_deployments(args) -> None:
@@ -47,7 +48,7 @@ def cmd_deployments(args) -> None:
         print_json(found)
         return
     print_table(
-        ["ID", "MODEL", "STATE", "MODE", "NODES", "ENDPOINTS", "REST", "REASON"],
+        ["ID", "MODEL", "STATE", "MODE", "NODES", "ENDPOINTS", "REST", "BULK", "REASON"],
         [
             [
                 d.id,
@@ -57,6 +58,7 @@ def cmd_deployments(args) -> None:
                 ",".join(r.node for r in d.replica_status) or "-",
                 ",".join(d.endpoints) or "-",
                 ",".join(d.http_endpoints) or "-",
+                ",".join(d.bulk_endpoints) or "-",
                 d.reason or "-",
             ]
             for d in found
@@ -133,19 +135,20 @@ def cmd_job(args) -> None:
 
 
 def cmd_infer(args) -> None:
-    from mlaas.inference_client import InferenceClient, label_ids  # loads the inference.* stubs only here
+    from mlaas.inference_client import DeploymentInference, label_ids  # loads the inference.* stubs only here
 
     request_id = args.request_id or f"r-{uuid.uuid4().hex[:12]}"
-    with _scheduler(args) as scheduler:
-        address, model = scheduler.endpoints(args.deployment)
-    with InferenceClient(address, args.token, tls=tls_of(args)) as runtime:
-        first = runtime.metadata(model).inputs[0]
+    with (
+        _scheduler(args) as scheduler,
+        DeploymentInference(scheduler, args.deployment, args.token, tls=tls_of(args)) as runtime,
+    ):
+        first = runtime.metadata().inputs[0]
         if args.ref:
-            outputs = runtime.infer_reference(model, first.name, first.datatype, args.ref, request_id)
+            outputs = runtime.infer_reference(first.name, first.datatype, args.ref, request_id)
             shaped = next(iter(outputs.values()), np.zeros(1))  # the rows the runtime read
         else:
             shaped = load_input(Path(args.input)).astype(OIP_TO_NUMPY[first.datatype])
-            outputs = runtime.infer(model, {first.name: shaped}, request_id=request_id)
+            outputs = runtime.infer({first.name: shaped}, request_id=request_id)
     as_lists = {name: value.tolist() for name, value in outputs.items()}
     ids = label_ids(request_id, shaped.shape[0] if shaped.ndim else 1)  # what `mlaas feedback` quotes
     if args.json:

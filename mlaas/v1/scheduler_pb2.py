@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mlaas.v1 import types_pb2 as mlaas_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mlaas/v1/scheduler.proto\x12\x08mlaas.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mlaas/v1/types.proto\"\xfb\x02\n\x0bTrainingJob\x12\n\n\x02id\x18\x01 \x01(\t\x12!\n\x05model\x18\x02 \x01(\x0b\x32\x12.mlaas.v1.ModelRef\x12\x11\n\tinput_uri\x18\x03 \x01(\t\x12\x12\n\noutput_uri\x18\x04 \x01(\t\x12\x0c\n\x04node\x18\x05 \x01(\t\x12&\n\tresources\x18\x06 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12!\n\x05state\x18\x07 \x01(\x0e\x32\x12.mlaas.v1.JobState\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x0e\n\x06tenant\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06handle\x18\x0c \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x15RunTrainingJobRequest\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.mlaas.v1.ModelRef\x12\x11\n\tinput_uri\x18\x02 \x01(\t\x12\x12\n\noutput_uri\x18\x03 \x01(\t\"<\n\x16RunTrainingJobResponse\x12\"\n\x03job\x18\x01 \x01(\x0b\x32\x15.mlaas.v1.TrainingJob\"\'\n\x15GetTrainingJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"<\n\x16GetTrainingJobResponse\x12\"\n\x03job\x18\x01 \x01(\x0b\x32\x15.mlaas.v1.TrainingJob\"*\n\x18\x43\x61ncelTrainingJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"?\n\x19\x43\x61ncelTrainingJobResponse\x12\"\n\x03job\x18\x01 \x01(\x0b\x32\x15.mlaas.v1.TrainingJob\"\xcb\x01\n\rDeployRequest\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.mlaas.v1.ModelRef\x12%\n\x04mode\x18\x02 \x01(\x0e\x32\x17.mlaas.v1.PlacementMode\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x10\n\x08replicas\x18\x04 \x01(\x05\x12&\n\tresources\x18\x05 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t\"L\n\x0e\x44\x65ployResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment\x12\x10\n\x08lease_id\x18\x02 \x01(\t\"\x94\x01\n\x07Replica\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\r\n\x05ready\x18\x04 \x01(\x08\x12\x10\n\x08restarts\x18\x05 \x01(\x05\x12\x0e\n\x06handle\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\x05\x12\x15\n\rhttp_endpoint\x18\x08 \x01(\t\"u\n\x0f\x44\x65ploymentEvent\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.mlaas.v1.DeploymentState\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xcb\x03\n\nDeployment\x12\n\n\x02id\x18\x01 \x01(\t\x12!\n\x05model\x18\x02 \x01(\x0b\x32\x12.mlaas.v1.ModelRef\x12%\n\x04mode\x18\x03 \x01(\x0e\x32\x17.mlaas.v1.PlacementMode\x12\x0c\n\x04node\x18\x04 \x01(\t\x12\x10\n\x08replicas\x18\x05 \x01(\x05\x12&\n\tresources\x18\x06 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12(\n\x05state\x18\x07 \x01(\x0e\x32\x19.mlaas.v1.DeploymentState\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12)\n\x0ereplica_status\x18\t \x03(\x0b\x32\x11.mlaas.v1.Replica\x12\x11\n\tendpoints\x18\n \x03(\t\x12\x0e\n\x06tenant\x18\x0b \x01(\t\x12\x0e\n\x06leases\x18\x0c \x01(\x05\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x62\x61\x63kend\x18\x0f \x01(\t\x12\x16\n\x0ehttp_endpoints\x18\x10 \x03(\t\"-\n\x14GetDeploymentRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"A\n\x15GetDeploymentResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment\"\x95\x01\n\x16ListDeploymentsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x05\x12)\n\x06states\x18\x03 \x03(\x0e\x32\x19.mlaas.v1.DeploymentState\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"]\n\x17ListDeploymentsResponse\x12)\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x14.mlaas.v1.Deployment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"/\n\x16WatchDeploymentRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"m\n\x17WatchDeploymentResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.mlaas.v1.DeploymentEvent\x12(\n\ndeployment\x18\x02 \x01(\x0b\x32\x14.mlaas.v1.Deployment\">\n\x13\x44\x65\x63ommissionRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\"@\n\x14\x44\x65\x63ommissionResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment\"\xf5\x01\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x0b\x61llocatable\x18\x02 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12&\n\tallocated\x18\x03 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12!\n\x04\x66ree\x18\x04 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12*\n\x06labels\x18\x05 \x03(\x0b\x32\x1a.mlaas.v1.Node.LabelsEntry\x12\x0f\n\x07\x62\x61\x63kend\x18\x06 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x12\n\x10ListNodesRequest\"2\n\x11ListNodesResponse\x12\x1d\n\x05nodes\x18\x01 \x03(\x0b\x32\x0e.mlaas.v1.Node\"7\n\x0cScaleRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x10\n\x08replicas\x18\x02 \x01(\x05\"9\n\rScaleResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment\"S\n\x17UpdateDeploymentRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12!\n\x05model\x18\x02 \x01(\x0b\x32\x12.mlaas.v1.ModelRef\"D\n\x18UpdateDeploymentResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment*\x84\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_RUNNING\x10\x01\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x02\x12\x14\n\x10JOB_STATE_FAILED\x10\x03\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x04*c\n\rPlacementMode\x12\x1e\n\x1aPLACEMENT_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13PLACEMENT_MODE_OPEN\x10\x01\x12\x19\n\x15PLACEMENT_MODE_STRICT\x10\x02*\xa2\x02\n\x0f\x44\x65ploymentState\x12 \n\x1c\x44\x45PLOYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_QUEUED\x10\x01\x12\x1c\n\x18\x44\x45PLOYMENT_STATE_PLACING\x10\x02\x12\x1d\n\x19\x44\x45PLOYMENT_STATE_STARTING\x10\x03\x12\x1a\n\x16\x44\x45PLOYMENT_STATE_READY\x10\x04\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_FAILED\x10\x05\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_CACHED\x10\x06\x12\x1e\n\x1a\x44\x45PLOYMENT_STATE_DESTROYED\x10\x07\x12\x1d\n\x19\x44\x45PLOYMENT_STATE_UPDATING\x10\x08\x32\x9b\x07\n\x10SchedulerService\x12=\n\x06\x44\x65ploy\x12\x17.mlaas.v1.DeployRequest\x1a\x18.mlaas.v1.DeployResponse\"\x00\x12R\n\rGetDeployment\x12\x1e.mlaas.v1.GetDeploymentRequest\x1a\x1f.mlaas.v1.GetDeploymentResponse\"\x00\x12X\n\x0fListDeployments\x12 .mlaas.v1.ListDeploymentsRequest\x1a!.mlaas.v1.ListDeploymentsResponse\"\x00\x12Z\n\x0fWatchDeployment\x12 .mlaas.v1.WatchDeploymentRequest\x1a!.mlaas.v1.WatchDeploymentResponse\"\x00\x30\x01\x12O\n\x0c\x44\x65\x63ommission\x12\x1d.mlaas.v1.DecommissionRequest\x1a\x1e.mlaas.v1.DecommissionResponse\"\x00\x12\x46\n\tListNodes\x12\x1a.mlaas.v1.ListNodesRequest\x1a\x1b.mlaas.v1.ListNodesResponse\"\x00\x12:\n\x05Scale\x12\x16.mlaas.v1.ScaleRequest\x1a\x17.mlaas.v1.ScaleResponse\"\x00\x12[\n\x10UpdateDeployment\x12!.mlaas.v1.UpdateDeploymentRequest\x1a\".mlaas.v1.UpdateDeploymentResponse\"\x00\x12U\n\x0eRunTrainingJob\x12\x1f.mlaas.v1.RunTrainingJobRequest\x1a .mlaas.v1.RunTrainingJobResponse\"\x00\x12U\n\x0eGetTrainingJob\x12\x1f.mlaas.v1.GetTrainingJobRequest\x1a .mlaas.v1.GetTrainingJobResponse\"\x00\x12^\n\x11\x43\x61ncelTrainingJob\x12\".mlaas.v1.CancelTrainingJobRequest\x1a#.mlaas.v1.CancelTrainingJobResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mlaas/v1/scheduler.proto\x12\x08mlaas.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mlaas/v1/types.proto\"\xfb\x02\n\x0bTrainingJob\x12\n\n\x02id\x18\x01 \x01(\t\x12!\n\x05model\x18\x02 \x01(\x0b\x32\x12.mlaas.v1.ModelRef\x12\x11\n\tinput_uri\x18\x03 \x01(\t\x12\x12\n\noutput_uri\x18\x04 \x01(\t\x12\x0c\n\x04node\x18\x05 \x01(\t\x12&\n\tresources\x18\x06 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12!\n\x05state\x18\x07 \x01(\x0e\x32\x12.mlaas.v1.JobState\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x0e\n\x06tenant\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06handle\x18\x0c \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x15RunTrainingJobRequest\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.mlaas.v1.ModelRef\x12\x11\n\tinput_uri\x18\x02 \x01(\t\x12\x12\n\noutput_uri\x18\x03 \x01(\t\"<\n\x16RunTrainingJobResponse\x12\"\n\x03job\x18\x01 \x01(\x0b\x32\x15.mlaas.v1.TrainingJob\"\'\n\x15GetTrainingJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"<\n\x16GetTrainingJobResponse\x12\"\n\x03job\x18\x01 \x01(\x0b\x32\x15.mlaas.v1.TrainingJob\"*\n\x18\x43\x61ncelTrainingJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"?\n\x19\x43\x61ncelTrainingJobResponse\x12\"\n\x03job\x18\x01 \x01(\x0b\x32\x15.mlaas.v1.TrainingJob\"\xcb\x01\n\rDeployRequest\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.mlaas.v1.ModelRef\x12%\n\x04mode\x18\x02 \x01(\x0e\x32\x17.mlaas.v1.PlacementMode\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x10\n\x08replicas\x18\x04 \x01(\x05\x12&\n\tresources\x18\x05 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t\"L\n\x0e\x44\x65ployResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment\x12\x10\n\x08lease_id\x18\x02 \x01(\t\"\xab\x01\n\x07Replica\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\r\n\x05ready\x18\x04 \x01(\x08\x12\x10\n\x08restarts\x18\x05 \x01(\x05\x12\x0e\n\x06handle\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\x05\x12\x15\n\rhttp_endpoint\x18\x08 \x01(\t\x12\x15\n\rbulk_endpoint\x18\t \x01(\t\"u\n\x0f\x44\x65ploymentEvent\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.mlaas.v1.DeploymentState\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xe3\x03\n\nDeployment\x12\n\n\x02id\x18\x01 \x01(\t\x12!\n\x05model\x18\x02 \x01(\x0b\x32\x12.mlaas.v1.ModelRef\x12%\n\x04mode\x18\x03 \x01(\x0e\x32\x17.mlaas.v1.PlacementMode\x12\x0c\n\x04node\x18\x04 \x01(\t\x12\x10\n\x08replicas\x18\x05 \x01(\x05\x12&\n\tresources\x18\x06 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12(\n\x05state\x18\x07 \x01(\x0e\x32\x19.mlaas.v1.DeploymentState\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12)\n\x0ereplica_status\x18\t \x03(\x0b\x32\x11.mlaas.v1.Replica\x12\x11\n\tendpoints\x18\n \x03(\t\x12\x0e\n\x06tenant\x18\x0b \x01(\t\x12\x0e\n\x06leases\x18\x0c \x01(\x05\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x62\x61\x63kend\x18\x0f \x01(\t\x12\x16\n\x0ehttp_endpoints\x18\x10 \x03(\t\x12\x16\n\x0e\x62ulk_endpoints\x18\x11 \x03(\t\"-\n\x14GetDeploymentRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"A\n\x15GetDeploymentResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment\"\x95\x01\n\x16ListDeploymentsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x05\x12)\n\x06states\x18\x03 \x03(\x0e\x32\x19.mlaas.v1.DeploymentState\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"]\n\x17ListDeploymentsResponse\x12)\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x14.mlaas.v1.Deployment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"/\n\x16WatchDeploymentRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"m\n\x17WatchDeploymentResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.mlaas.v1.DeploymentEvent\x12(\n\ndeployment\x18\x02 \x01(\x0b\x32\x14.mlaas.v1.Deployment\">\n\x13\x44\x65\x63ommissionRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\"@\n\x14\x44\x65\x63ommissionResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment\"\xf5\x01\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x0b\x61llocatable\x18\x02 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12&\n\tallocated\x18\x03 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12!\n\x04\x66ree\x18\x04 \x01(\x0b\x32\x13.mlaas.v1.Resources\x12*\n\x06labels\x18\x05 \x03(\x0b\x32\x1a.mlaas.v1.Node.LabelsEntry\x12\x0f\n\x07\x62\x61\x63kend\x18\x06 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x12\n\x10ListNodesRequest\"2\n\x11ListNodesResponse\x12\x1d\n\x05nodes\x18\x01 \x03(\x0b\x32\x0e.mlaas.v1.Node\"7\n\x0cScaleRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x10\n\x08replicas\x18\x02 \x01(\x05\"9\n\rScaleResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment\"S\n\x17UpdateDeploymentRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12!\n\x05model\x18\x02 \x01(\x0b\x32\x12.mlaas.v1.ModelRef\"D\n\x18UpdateDeploymentResponse\x12(\n\ndeployment\x18\x01 \x01(\x0b\x32\x14.mlaas.v1.Deployment*\x84\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_RUNNING\x10\x01\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x02\x12\x14\n\x10JOB_STATE_FAILED\x10\x03\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x04*c\n\rPlacementMode\x12\x1e\n\x1aPLACEMENT_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13PLACEMENT_MODE_OPEN\x10\x01\x12\x19\n\x15PLACEMENT_MODE_STRICT\x10\x02*\xa2\x02\n\x0f\x44\x65ploymentState\x12 \n\x1c\x44\x45PLOYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_QUEUED\x10\x01\x12\x1c\n\x18\x44\x45PLOYMENT_STATE_PLACING\x10\x02\x12\x1d\n\x19\x44\x45PLOYMENT_STATE_STARTING\x10\x03\x12\x1a\n\x16\x44\x45PLOYMENT_STATE_READY\x10\x04\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_FAILED\x10\x05\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_CACHED\x10\x06\x12\x1e\n\x1a\x44\x45PLOYMENT_STATE_DESTROYED\x10\x07\x12\x1d\n\x19\x44\x45PLOYMENT_STATE_UPDATING\x10\x08\x32\x9b\x07\n\x10SchedulerService\x12=\n\x06\x44\x65ploy\x12\x17.mlaas.v1.DeployRequest\x1a\x18.mlaas.v1.DeployResponse\"\x00\x12R\n\rGetDeployment\x12\x1e.mlaas.v1.GetDeploymentRequest\x1a\x1f.mlaas.v1.GetDeploymentResponse\"\x00\x12X\n\x0fListDeployments\x12 .mlaas.v1.ListDeploymentsRequest\x1a!.mlaas.v1.ListDeploymentsResponse\"\x00\x12Z\n\x0fWatchDeployment\x12 .mlaas.v1.WatchDeploymentRequest\x1a!.mlaas.v1.WatchDeploymentResponse\"\x00\x30\x01\x12O\n\x0c\x44\x65\x63ommission\x12\x1d.mlaas.v1.DecommissionRequest\x1a\x1e.mlaas.v1.DecommissionResponse\"\x00\x12\x46\n\tListNodes\x12\x1a.mlaas.v1.ListNodesRequest\x1a\x1b.mlaas.v1.ListNodesResponse\"\x00\x12:\n\x05Scale\x12\x16.mlaas.v1.ScaleRequest\x1a\x17.mlaas.v1.ScaleResponse\"\x00\x12[\n\x10UpdateDeployment\x12!.mlaas.v1.UpdateDeploymentRequest\x1a\".mlaas.v1.UpdateDeploymentResponse\"\x00\x12U\n\x0eRunTrainingJob\x12\x1f.mlaas.v1.RunTrainingJobRequest\x1a .mlaas.v1.RunTrainingJobResponse\"\x00\x12U\n\x0eGetTrainingJob\x12\x1f.mlaas.v1.GetTrainingJobRequest\x1a .mlaas.v1.GetTrainingJobResponse\"\x00\x12^\n\x11\x43\x61ncelTrainingJob\x12\".mlaas.v1.CancelTrainingJobRequest\x1a#.mlaas.v1.CancelTrainingJobResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,12 +35,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_NODE_LABELSENTRY']._loaded_options = None
   _globals['_NODE_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=3107
-  _globals['_JOBSTATE']._serialized_end=3239
-  _globals['_PLACEMENTMODE']._serialized_start=3241
-  _globals['_PLACEMENTMODE']._serialized_end=3340
-  _globals['_DEPLOYMENTSTATE']._serialized_start=3343
-  _globals['_DEPLOYMENTSTATE']._serialized_end=3633
+  _globals['_JOBSTATE']._serialized_start=3154
+  _globals['_JOBSTATE']._serialized_end=3286
+  _globals['_PLACEMENTMODE']._serialized_start=3288
+  _globals['_PLACEMENTMODE']._serialized_end=3387
+  _globals['_DEPLOYMENTSTATE']._serialized_start=3390
+  _globals['_DEPLOYMENTSTATE']._serialized_end=3680
   _globals['_TRAININGJOB']._serialized_start=94
   _globals['_TRAININGJOB']._serialized_end=473
   _globals['_RUNTRAININGJOBREQUEST']._serialized_start=475
@@ -60,43 +60,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEPLOYRESPONSE']._serialized_start=1054
   _globals['_DEPLOYRESPONSE']._serialized_end=1130
   _globals['_REPLICA']._serialized_start=1133
-  _globals['_REPLICA']._serialized_end=1281
-  _globals['_DEPLOYMENTEVENT']._serialized_start=1283
-  _globals['_DEPLOYMENTEVENT']._serialized_end=1400
-  _globals['_DEPLOYMENT']._serialized_start=1403
-  _globals['_DEPLOYMENT']._serialized_end=1862
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=1864
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=1909
-  _globals['_GETDEPLOYMENTRESPONSE']._serialized_start=1911
-  _globals['_GETDEPLOYMENTRESPONSE']._serialized_end=1976
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=1979
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=2128
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=2130
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=2223
-  _globals['_WATCHDEPLOYMENTREQUEST']._serialized_start=2225
-  _globals['_WATCHDEPLOYMENTREQUEST']._serialized_end=2272
-  _globals['_WATCHDEPLOYMENTRESPONSE']._serialized_start=2274
-  _globals['_WATCHDEPLOYMENTRESPONSE']._serialized_end=2383
-  _globals['_DECOMMISSIONREQUEST']._serialized_start=2385
-  _globals['_DECOMMISSIONREQUEST']._serialized_end=2447
-  _globals['_DECOMMISSIONRESPONSE']._serialized_start=2449
-  _globals['_DECOMMISSIONRESPONSE']._serialized_end=2513
-  _globals['_NODE']._serialized_start=2516
-  _globals['_NODE']._serialized_end=2761
-  _globals['_NODE_LABELSENTRY']._serialized_start=2716
-  _globals['_NODE_LABELSENTRY']._serialized_end=2761
-  _globals['_LISTNODESREQUEST']._serialized_start=2763
-  _globals['_LISTNODESREQUEST']._serialized_end=2781
-  _globals['_LISTNODESRESPONSE']._serialized_start=2783
-  _globals['_LISTNODESRESPONSE']._serialized_end=2833
-  _globals['_SCALEREQUEST']._serialized_start=2835
-  _globals['_SCALEREQUEST']._serialized_end=2890
-  _globals['_SCALERESPONSE']._serialized_start=2892
-  _globals['_SCALERESPONSE']._serialized_end=2949
-  _globals['_UPDATEDEPLOYMENTREQUEST']._serialized_start=2951
-  _globals['_UPDATEDEPLOYMENTREQUEST']._serialized_end=3034
-  _globals['_UPDATEDEPLOYMENTRESPONSE']._serialized_start=3036
-  _globals['_UPDATEDEPLOYMENTRESPONSE']._serialized_end=3104
-  _globals['_SCHEDULERSERVICE']._serialized_start=3636
-  _globals['_SCHEDULERSERVICE']._serialized_end=4559
+  _globals['_REPLICA']._serialized_end=1304
+  _globals['_DEPLOYMENTEVENT']._serialized_start=1306
+  _globals['_DEPLOYMENTEVENT']._serialized_end=1423
+  _globals['_DEPLOYMENT']._serialized_start=1426
+  _globals['_DEPLOYMENT']._serialized_end=1909
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=1911
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=1956
+  _globals['_GETDEPLOYMENTRESPONSE']._serialized_start=1958
+  _globals['_GETDEPLOYMENTRESPONSE']._serialized_end=2023
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=2026
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=2175
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=2177
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=2270
+  _globals['_WATCHDEPLOYMENTREQUEST']._serialized_start=2272
+  _globals['_WATCHDEPLOYMENTREQUEST']._serialized_end=2319
+  _globals['_WATCHDEPLOYMENTRESPONSE']._serialized_start=2321
+  _globals['_WATCHDEPLOYMENTRESPONSE']._serialized_end=2430
+  _globals['_DECOMMISSIONREQUEST']._serialized_start=2432
+  _globals['_DECOMMISSIONREQUEST']._serialized_end=2494
+  _globals['_DECOMMISSIONRESPONSE']._serialized_start=2496
+  _globals['_DECOMMISSIONRESPONSE']._serialized_end=2560
+  _globals['_NODE']._serialized_start=2563
+  _globals['_NODE']._serialized_end=2808
+  _globals['_NODE_LABELSENTRY']._serialized_start=2763
+  _globals['_NODE_LABELSENTRY']._serialized_end=2808
+  _globals['_LISTNODESREQUEST']._serialized_start=2810
+  _globals['_LISTNODESREQUEST']._serialized_end=2828
+  _globals['_LISTNODESRESPONSE']._serialized_start=2830
+  _globals['_LISTNODESRESPONSE']._serialized_end=2880
+  _globals['_SCALEREQUEST']._serialized_start=2882
+  _globals['_SCALEREQUEST']._serialized_end=2937
+  _globals['_SCALERESPONSE']._serialized_start=2939
+  _globals['_SCALERESPONSE']._serialized_end=2996
+  _globals['_UPDATEDEPLOYMENTREQUEST']._serialized_start=2998
+  _globals['_UPDATEDEPLOYMENTREQUEST']._serialized_end=3081
+  _globals['_UPDATEDEPLOYMENTRESPONSE']._serialized_start=3083
+  _globals['_UPDATEDEPLOYMENTRESPONSE']._serialized_end=3151
+  _globals['_SCHEDULERSERVICE']._serialized_start=3683
+  _globals['_SCHEDULERSERVICE']._serialized_end=4606
 # @@protoc_insertion_point(module_scope)

@@ -151,7 +151,7 @@ class DeployResponse(_message.Message):
     def __init__(self, deployment: _Optional[_Union[Deployment, _Mapping]] = ..., lease_id: _Optional[str] = ...) -> None: ...
 
 class Replica(_message.Message):
-    __slots__ = ("id", "node", "endpoint", "ready", "restarts", "handle", "model_version", "http_endpoint")
+    __slots__ = ("id", "node", "endpoint", "ready", "restarts", "handle", "model_version", "http_endpoint", "bulk_endpoint")
     ID_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +160,7 @@ class Replica(_message.Message):
     HANDLE_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     HTTP_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    BULK_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     id: str
     node: str
     endpoint: str
@@ -168,7 +169,8 @@ class Replica(_message.Message):
     handle: str
     model_version: int
     http_endpoint: str
-    def __init__(self, id: _Optional[str] = ..., node: _Optional[str] = ..., endpoint: _Optional[str] = ..., ready: _Optional[bool] = ..., restarts: _Optional[int] = ..., handle: _Optional[str] = ..., model_version: _Optional[int] = ..., http_endpoint: _Optional[str] = ...) -> None: ...
+    bulk_endpoint: str
+    def __init__(self, id: _Optional[str] = ..., node: _Optional[str] = ..., endpoint: _Optional[str] = ..., ready: _Optional[bool] = ..., restarts: _Optional[int] = ..., handle: _Optional[str] = ..., model_version: _Optional[int] = ..., http_endpoint: _Optional[str] = ..., bulk_endpoint: _Optional[str] = ...) -> None: ...
 
 class DeploymentEvent(_message.Message):
     __slots__ = ("state", "time", "detail")
@@ -181,7 +183,7 @@ class DeploymentEvent(_message.Message):
     def __init__(self, state: _Optional[_Union[DeploymentState, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("id", "model", "mode", "node", "replicas", "resources", "state", "reason", "replica_status", "endpoints", "tenant", "leases", "created_at", "updated_at", "backend", "http_endpoints")
+    __slots__ = ("id", "model", "mode", "node", "replicas", "resources", "state", "reason", "replica_status", "endpoints", "tenant", "leases", "created_at", "updated_at", "backend", "http_endpoints", "bulk_endpoints")
     ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -198,6 +200,7 @@ class Deployment(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     HTTP_ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    BULK_ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     model: _types_pb2.ModelRef
     mode: PlacementMode
@@ -214,7 +217,8 @@ class Deployment(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     backend: str
     http_endpoints: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., mode: _Optional[_Union[PlacementMode, str]] = ..., node: _Optional[str] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., reason: _Optional[str] = ..., replica_status: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., endpoints: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., leases: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backend: _Optional[str] = ..., http_endpoints: _Optional[_Iterable[str]] = ...) -> None: ...
+    bulk_endpoints: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., mode: _Optional[_Union[PlacementMode, str]] = ..., node: _Optional[str] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., reason: _Optional[str] = ..., replica_status: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., endpoints: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., leases: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backend: _Optional[str] = ..., http_endpoints: _Optional[_Iterable[str]] = ..., bulk_endpoints: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetDeploymentRequest(_message.Message):
     __slots__ = ("deployment_id",)

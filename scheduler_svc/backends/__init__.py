@@ -19,8 +19,9 @@ class ReplicaSpec:
     memory_bytes: int
     # 0: any free port; a restarted replica asks for its old one, so its endpoint stays the same.
     port: int = 0
-    # The same for its HTTP/REST port.
+    # The same for its HTTP/REST port and its bulk port (inference_svc/server.py).
     http_port: int = 0
+    bulk_port: int = 0
     # STRICT: the replica's raw inputs must not leave its node (it sends only summaries).
     strict: bool = False
     # The replica's own credential (MLAAS_TOKEN), minted for this deployment and model version.
@@ -50,8 +51,9 @@ class ReplicaStatus:
     exit_code: int | None = None
     # Backend-specific handle (a pid, a container id), kept in the deployment record.
     handle: str = ""
-    # host:port of its HTTP/REST endpoint (replicas only).
+    # host:port of its HTTP/REST endpoint and of its bulk endpoint (replicas only).
     http_endpoint: str = ""
+    bulk_endpoint: str = ""
 
 
 @dataclass(frozen=True)

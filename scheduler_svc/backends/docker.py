@@ -83,7 +83,7 @@ class DockerBackend:
         self._jobs_dir = jobs_dir
 
     def create(self, spec: ReplicaSpec) -> ReplicaStatus:
-        port, http_port = spec.port or free_port(), spec.http_port or free_port()
+        port, http_port, bulk_port = (p or free_port() for p in (spec.port, spec.http_port, spec.bulk_port))
         workers = max(1, spec.cpu_millicores // 1000)
         environment = {
             **self._env,
@@ -95,7 +95,7 @@ class DockerBackend:
         container = self._engine(spec.node).containers.run(
             self._image,
             ["inference", "--model", spec.model_ref, "--port", str(port), "--http-port", str(http_port),
-             "--workers", str(workers), "--metrics-port", "-1"],
+             "--bulk-port", str(bulk_port), "--workers", str(workers), "--metrics-port", "-1"],
             name=object_name(spec.replica_id),
             detach=True,
             network_mode="host",
@@ -110,7 +110,7 @@ class DockerBackend:
         )  # fmt: skip
         return ReplicaStatus(
             spec.replica_id, f"127.0.0.1:{port}", True, handle=f"{spec.node}/{container.id}",
-            http_endpoint=f"127.0.0.1:{http_port}",
+            http_endpoint=f"127.0.0.1:{http_port}", bulk_endpoint=f"127.0.0.1:{bulk_port}",
         )  # fmt: skip
 
     def start_job(self, spec: JobSpec) -> ReplicaStatus:

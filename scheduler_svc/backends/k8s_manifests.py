@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from scheduler_svc.backends import JobSpec, ReplicaSpec, credential
 
 GRPC_PORT = 8001
+BULK_PORT = 8002
 HTTP_PORT = 8000
 HOSTNAME = "kubernetes.io/hostname"
 GPU = "nvidia.com/gpu"
@@ -154,6 +155,8 @@ def replica_manifests(
             str(GRPC_PORT),
             "--http-port",
             str(HTTP_PORT),
+            "--bulk-port",
+            str(BULK_PORT),
             "--metrics-port",
             "9090",
         ],
@@ -161,6 +164,7 @@ def replica_manifests(
         "ports": [
             {"name": "grpc", "containerPort": GRPC_PORT},
             {"name": "http", "containerPort": HTTP_PORT},
+            {"name": "bulk", "containerPort": BULK_PORT},
             {"name": "metrics", "containerPort": 9090},
         ],
         "resources": _resources(spec.cpu_millicores, spec.memory_bytes),
@@ -204,6 +208,7 @@ def replica_manifests(
             "ports": [
                 {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "appProtocol": "grpc"},
                 {"name": "http", "port": HTTP_PORT, "targetPort": "http", "appProtocol": "http"},
+                {"name": "bulk", "port": BULK_PORT, "targetPort": "bulk", "appProtocol": "grpc"},
             ],
         },
     }

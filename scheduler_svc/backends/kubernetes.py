@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from mlaas.quantities import parse_cpu, parse_memory, parse_quantity
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, RollState
 from scheduler_svc.backends.k8s_manifests import (
+    BULK_PORT,
     GPU,
     GRPC_PORT,
     HTTP_PORT,
@@ -155,8 +156,9 @@ class KubernetesBackend:
         name = deployment["metadata"]["name"]
         host = f"{name}.{self._namespace}.svc"
         return ReplicaStatus(
-            spec.replica_id, f"{host}:{GRPC_PORT}", True, handle=name, http_endpoint=f"{host}:{HTTP_PORT}"
-        )
+            spec.replica_id, f"{host}:{GRPC_PORT}", True, handle=name,
+            http_endpoint=f"{host}:{HTTP_PORT}", bulk_endpoint=f"{host}:{BULK_PORT}",
+        )  # fmt: skip
 
     def roll(self, replica: ReplicaStatus, spec: ReplicaSpec) -> None:
         patch = roll_patch(self._manifests(spec)[0])

@@ -89,11 +89,12 @@ class LocalBackend:
         return self._log_dir / f"{replica_id}.log"
 
     def create(self, spec: ReplicaSpec) -> ReplicaStatus:
-        port, http_port = spec.port or free_port(), spec.http_port or free_port()
+        port, http_port, bulk_port = (p or free_port() for p in (spec.port, spec.http_port, spec.bulk_port))
         workers = max(1, spec.cpu_millicores // 1000)
         command = [
             self._python, "-m", "inference_svc", "--model", spec.model_ref, "--registry", self._registry,
-            "--port", str(port), "--http-port", str(http_port), "--workers", str(workers), "--metrics-port", "-1",
+            "--port", str(port), "--http-port", str(http_port), "--bulk-port", str(bulk_port),
+            "--workers", str(workers), "--metrics-port", "-1",
         ]  # fmt: skip
         env = {
             **self._env,
@@ -103,8 +104,9 @@ class LocalBackend:
         }
         pid = self._spawn(spec.replica_id, command, env)
         return ReplicaStatus(
-            spec.replica_id, f"127.0.0.1:{port}", True, handle=str(pid), http_endpoint=f"127.0.0.1:{http_port}"
-        )
+            spec.replica_id, f"127.0.0.1:{port}", True, handle=str(pid),
+            http_endpoint=f"127.0.0.1:{http_port}", bulk_endpoint=f"127.0.0.1:{bulk_port}",
+        )  # fmt: skip
 
     def start_job(self, spec: JobSpec) -> ReplicaStatus:
         command = [

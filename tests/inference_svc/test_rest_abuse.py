@@ -124,7 +124,7 @@ def test_one_port_for_both_protocols_is_refused(tmp_path, models_dir):
          "--model-uri", f"iris=file://{models_dir / 'iris.onnx'}"],
         capture_output=True, text=True, env=tool_env(MLAAS_DATA_DIR=str(tmp_path)), timeout=60,
     )  # fmt: skip
-    assert done.returncode == 1 and "gRPC and REST need a port each" in done.stderr
+    assert done.returncode == 1 and "is given twice: gRPC, REST and bulk requests need a port each" in done.stderr
 
 
 def test_headers_are_bounded_in_size_and_unread_bodies_keep_no_connection(guarded):

@@ -11,6 +11,7 @@ import redis
 from mlaas import errors
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.inference_client import DeploymentInference, InferenceClient
+from mlaas.message_limits import BULK_THRESHOLD_BYTES
 from mlaas.v1 import scheduler_pb2, types_pb2
 from registry_svc.guards import SchedulerGuard
 from scheduler_svc.queue import DeploymentQueue
@@ -213,3 +214,27 @@ def test_list_deployments_pages_oldest_first_and_nothing_shifts_between_pages(me
     assert "belongs to a different query" in other_query.value.details()
     with SchedulerClient(address) as client:
         assert [d.id for d in client.list()] == made
+
+
+def test_the_sdk_sends_big_requests_to_the_replicas_bulk_workers(mesh):
+    """A replica's ordinary endpoint refuses requests over the threshold; DeploymentInference
+    sends them to the bulk endpoint the scheduler publishes, and a stream carries them only
+    when asked to go there."""
+    stub, X, model, address = mesh
+    deployment = stub.Deploy(S.DeployRequest(model=types_pb2.ModelRef(name="iris"))).deployment
+    ready = watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_READY, S.DEPLOYMENT_STATE_FAILED})[-1].deployment
+    assert ready.state == S.DEPLOYMENT_STATE_READY
+    assert list(ready.bulk_endpoints) == [ready.replica_status[0].bulk_endpoint] != [""]
+    rows = np.resize(X.astype(np.float32), (BULK_THRESHOLD_BYTES // 16 + 1000, X.shape[1]))
+    with InferenceClient(ready.endpoints[0]) as direct, pytest.raises(errors.ResourceExhausted):
+        direct.infer("iris", {"X": rows})
+    with SchedulerClient(address) as scheduler, DeploymentInference(scheduler, deployment.id) as runtime:
+        assert np.array_equal(runtime.infer({"X": rows})["label"], model.predict(rows))
+        answered = []
+        with pytest.raises(errors.InvalidArgument, match=r"stream\(\.\.\., bulk=True\)"):
+            for result in runtime.stream(iter([{"X": X[:5]}, {"X": rows}])):
+                answered.append(result.request_id)
+        assert answered == ["0"]  # what came before the big request was answered
+        results = {r.request_id: r for r in runtime.stream(iter([{"X": rows}, {"X": X[:5]}]), bulk=True)}
+        assert np.array_equal(results["0"].outputs["label"], model.predict(rows))
+        assert np.array_equal(results["1"].outputs["label"], model.predict(X[:5]))
