@@ -52,6 +52,7 @@ class ContextLoader:
             reference=reference,
             reference_predictions=first_output(artifact, reference),
             recipe=model.description.recipe,
+            artifact=artifact,
         )
 
 

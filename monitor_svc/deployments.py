@@ -14,6 +14,7 @@ from monitor_svc.changes import Changes
 from monitor_svc.context import ContextLoader
 from monitor_svc.monitoring import DeploymentMonitor, default_policy
 from monitor_svc.retrainer import Job, Retrainer
+from monitor_svc.retraining import RetrainSchedule
 from monitor_svc.store import Labeled, MonitorStore
 
 M = monitor_pb2
@@ -26,6 +27,10 @@ class DeploymentMonitors:
         self._retrainer = retrainer
         self._changes = changes
         self._monitors: dict[str, DeploymentMonitor] = {}
+        # Retraining series by deployment: they outlive a version (a rollout continues them).
+        self._schedules: dict[str, RetrainSchedule] = {}
+        self._labels_seen: dict[str, int] = {}  # the last matched-label number, by deployment
+        self._triggers: dict[str, str] = {}  # the performance event that started each series
         self._dropped: collections.Counter[str] = collections.Counter()  # by deployment, since start
         self._lock = threading.Lock()
 
@@ -39,6 +44,9 @@ class DeploymentMonitors:
         self._store.put_policy(deployment_id, policy.SerializeToString())
         with self._lock:  # detectors are rebuilt with the new policy on the next feedback
             self._monitors.pop(deployment_id, None)
+            schedule = self._schedules.get(deployment_id)
+            if schedule is not None:
+                schedule.min_labels, schedule.quiet_labels = policy.min_labels, policy.cooldown_labels
 
     def for_version(self, deployment_id: str, model_name: str, version: int, strict: bool) -> DeploymentMonitor:
         """The deployment's monitor for `version`; a new version (a rollout) gets a new one."""
@@ -50,8 +58,6 @@ class DeploymentMonitors:
             raise InvalidArgument("model_name is required in the first feedback of a deployment")
         context = self._contexts.load(model_name, version)
         monitor = DeploymentMonitor(deployment_id, context, self.policy(deployment_id), strict)
-        if current is not None:  # after a retraining: let the new version settle first
-            monitor.trigger.cooling_until = monitor.policy.cooldown_labels
         with self._lock:
             self._monitors[deployment_id] = monitor
         return monitor
@@ -75,18 +81,39 @@ class DeploymentMonitors:
     # -- what a batch does ----------------------------------------------------------------------
 
     def learn(self, monitor: DeploymentMonitor, matched: list[Labeled]) -> list[monitor_pb2.DriftEvent]:
-        """Matched labels into the performance detector; submits the retraining they make due."""
+        """Matched labels into the performance detector; a change it dates starts a series of
+        retrainings (RetrainSchedule), and a round that is due is submitted."""
         events = monitor.learn(matched)
-        since = monitor.due_since()
-        if since is not None:
-            if not monitor.retraining_unavailable():
-                job = Job(
-                    monitor.deployment_id, monitor.context, monitor.last_performance_event, since,
-                    monitor.policy.min_improvement,
-                )  # fmt: skip
-                self._retrainer.submit(job)
-            monitor.trigger.finished(monitor.labels_seen)
+        if not matched:
+            return events
+        deployment_id, policy = monitor.deployment_id, monitor.policy
+        with self._lock:
+            seen = self._labels_seen[deployment_id] = max(self._labels_seen.get(deployment_id, 0), matched[-1].number)
+            schedule = self._schedules.setdefault(
+                deployment_id, RetrainSchedule(policy.min_labels, policy.cooldown_labels)
+            )
+            if monitor.change is not None:
+                change, event_id = monitor.change
+                monitor.change = None
+                if schedule.on_alarm(change, seen):
+                    self._triggers[deployment_id] = event_id
+            due = schedule.due(seen)
+        if due is None:
+            return events
+        if monitor.retraining_unavailable():
+            self._round_finished(deployment_id, False)
+            return events
+        job = Job(
+            deployment_id, monitor.context, self._triggers.get(deployment_id, ""), due.since, due.unseen_after,
+            policy.challenger_confidence, due.follow_up,
+            done=lambda rolled_out: self._round_finished(deployment_id, rolled_out),
+        )  # fmt: skip
+        self._retrainer.submit(job)
         return events
+
+    def _round_finished(self, deployment_id: str, rolled_out: bool) -> None:
+        with self._lock:
+            self._schedules[deployment_id].finished(rolled_out, self._labels_seen.get(deployment_id, 0))
 
     def publish(self, deployment_id: str, events: list[monitor_pb2.DriftEvent]) -> None:
         for event in events:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -32,7 +33,6 @@ from monitor_svc.detectors import Alarm
 from monitor_svc.detectors.error_rate import ErrorRateDetector
 from monitor_svc.detectors.histogram import HistogramTest
 from monitor_svc.detectors.scan import CATEGORICAL, NUMERIC, WINDOWS, DriftScan
-from monitor_svc.retraining import RetrainTrigger
 from monitor_svc.store import Labeled
 
 M = monitor_pb2
@@ -40,6 +40,7 @@ REGRESSION_BASELINE = 200
 HOLD_WINDOWS = 4
 # The data and prediction drift detectors share the policy's false-alarm rate equally.
 DEFAULT_FALSE_ALARMS_PER_100K = 1.0
+DEFAULT_CHALLENGER_CONFIDENCE = 0.95
 MAX_FALSE_ALARMS_PER_100K = 4_000.0  # each detector then expects one every 50 predictions
 DRIFT_DETECTORS = 2
 
@@ -55,6 +56,7 @@ class ModelContext:
     reference: np.ndarray  # rows x features
     reference_predictions: np.ndarray  # the model's first output on the reference rows
     recipe: types_pb2.TrainingRecipe = field(default_factory=types_pb2.TrainingRecipe)
+    artifact: Path | None = None  # the ONNX model, to score it beside a challenger
 
     @property
     def classification(self) -> bool:
@@ -67,8 +69,8 @@ def default_policy() -> monitor_pb2.MonitorPolicy:
         false_alarms_per_100k=DEFAULT_FALSE_ALARMS_PER_100K,
         auto_retrain=True,
         min_labels=500,
-        cooldown_labels=2_000,
-        min_improvement=0.01,
+        cooldown_labels=500,
+        challenger_confidence=DEFAULT_CHALLENGER_CONFIDENCE,
         performance_expected_run_length=30_000,
     )
 
@@ -125,12 +127,13 @@ class DeploymentMonitor:
         # STRICT deployments send window summaries instead of rows.
         self.data_summaries = HistogramTest(context.reference, names, ert)
         self.prediction_summaries = HistogramTest(context.reference_predictions, ("prediction",), ert)
-        self.trigger = RetrainTrigger(policy.min_labels, policy.cooldown_labels)
         self.labels_seen = 0  # matched labels since this version started serving
         self.label_base = 0  # matched-label number where this version's count starts
         self._residual_limit: float | None = None
         self._residuals: list[float] = []
-        self.last_performance_event = ""  # id of the latest performance drift event
+        # The change the latest performance alarm dates (the matched-label number its labels
+        # start after) and its event's id, until DeploymentMonitors takes it.
+        self.change: tuple[int, str] | None = None
         self._drifts: dict[tuple[int, str], _Drift] = {}  # (kind, feature) -> its drift
         self._recent_errors: list[float] = []
 
@@ -185,7 +188,7 @@ class DeploymentMonitor:
 
     def learn(self, labeled: list[Labeled]) -> list[monitor_pb2.DriftEvent]:
         """Matched labels of this version's predictions (in order); returns performance events
-        and records a retraining trigger for the first of them."""
+        and keeps the change the latest of them dates (`change`)."""
         labeled = [x for x in labeled if x.model_version == self.context.version]
         if not labeled:
             return []
@@ -196,15 +199,10 @@ class DeploymentMonitor:
         events = []
         for alarm in self.performance.update(errors):  # alarm.sample counts this version's labels
             events.append(self._event(M.DRIFT_KIND_PERFORMANCE, alarm, alarm.sample))
-            if self.trigger.on_alarm(alarm, alarm.sample):
-                self.last_performance_event = events[-1].id
+            # the alarm's window is where the error rate rose: the change is at its start
+            self.change = (self.label_base + max(alarm.sample - alarm.window, 0), events[-1].id)
         self.labels_seen = self.performance.samples
         return events
-
-    def due_since(self) -> int | None:
-        """The global matched-label number after which the retraining data starts, when due."""
-        start = self.trigger.due(self.labels_seen)
-        return None if start is None else self.label_base + start
 
     def _errors(self, labeled: list[Labeled]) -> np.ndarray:
         if self.context.classification:

@@ -3,11 +3,12 @@
 A retraining: the labeled samples since the change (from the store) -> the registered recipe
 fitted on most of them, as a training job the scheduler places with the model's train resources
 (RunTrainingJob; data and model pass through the shared jobs directory) -> challenger and
-champion scored on the held-out rest (the champion's score from the predictions it really made)
--> if the challenger wins by the margin: a second job fits all of them, the model is registered
+champion (the version serving now) scored on the held-out rest -> if a paired test says the
+challenger is better at the policy's confidence: a second job fits all of them, the model is registered
 with its lineage and the training window as its reference data, the deployment rolls to it (the
 scheduler's UpdateDeployment) and the `champion` alias moves. Every step is a state of the
-Retraining record, watched by WatchRetraining.
+Retraining record, watched by WatchRetraining; the job's `done` learns the outcome (the
+deployment's RetrainSchedule plans the next round from it).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import secrets
 import shutil
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from mlaas.v1 import monitor_pb2, types_pb2
 from monitor_svc.changes import Changes
 from monitor_svc.context import first_output
 from monitor_svc.monitoring import ModelContext
-from monitor_svc.retraining import holdout_split, judge, metric_name, score
+from monitor_svc.retraining import holdout_split, judge, metric_name
 from monitor_svc.store import Labeled, MonitorStore
 
 log = logging.getLogger(__name__)
@@ -40,10 +42,13 @@ CHAMPION_ALIAS = "champion"
 @dataclass(frozen=True)
 class Job:
     deployment_id: str
-    context: ModelContext
+    context: ModelContext  # of the champion: the version the deployment serves
     trigger_event_id: str
     since_label: int  # matched-label number after which the data starts
-    min_improvement: float
+    unseen_after: int  # the champion learnt from no label after this one: they judge it
+    confidence: float  # of the paired test the challenger must pass
+    follow_up: bool = False  # the champion came from an earlier round of the same series (judge)
+    done: Callable[[bool], None] = lambda rolled_out: None  # told whether it rolled out
 
 
 def _stamp() -> Timestamp:
@@ -107,6 +112,7 @@ class Retrainer(threading.Thread):
             except Exception as err:  # recorded on the retraining; the thread goes on
                 log.exception("retraining %s failed", record.id)
                 self._finish(record, M.RETRAINING_STATE_FAILED, f"{type(err).__name__}: {err}"[:500])
+            job.done(record.state == M.RETRAINING_STATE_ROLLED_OUT)
 
     def _save(self, record: monitor_pb2.Retraining) -> None:
         self._store.put_retraining(record.id, record.deployment_id, record.SerializeToString())
@@ -124,15 +130,16 @@ class Retrainer(threading.Thread):
         self._save(record)
         X = np.vstack([x.inputs for x in labeled]).astype(np.float32)
         y = targets([x.label for x in labeled], context.classification)
-        fit, held = holdout_split(len(labeled), seed=len(labeled))
+        unseen_from = next((i for i, x in enumerate(labeled) if x.number > job.unseen_after), len(labeled))
+        fit, held = holdout_split(len(labeled), seed=len(labeled), unseen_from=unseen_from)
         challenger = self._fit(context, X[fit], y[fit], f"{record.id}-challenger")
         record.state = M.RETRAINING_STATE_EVALUATING
-        champion_predictions = targets([labeled[i].prediction for i in held], context.classification)
+        # The champion as it serves now: the held-out rows may have been answered by an older
+        # version (a second round of a series spans a rollout).
+        champion_predictions = first_output(context.artifact, X[held]).astype(y.dtype)
         challenger_predictions = first_output(challenger, X[held]).astype(y.dtype)
         verdict = judge(
-            score(context.task, y[held], champion_predictions),
-            score(context.task, y[held], challenger_predictions),
-            job.min_improvement,
+            context.task, y[held], champion_predictions, challenger_predictions, job.confidence, job.follow_up
         )
         name = metric_name(context.task)
         record.champion_metrics.append(types_pb2.Metric(name=name, value=verdict.champion, dataset="held-out recent"))

@@ -73,8 +73,7 @@ def validate_policy(
     changes only when the caller sets it)."""
     merged = monitor_pb2.MonitorPolicy()
     merged.CopyFrom(current or default_policy())
-    for field in ("window_size", "min_labels", "cooldown_labels", "min_improvement",
-                  "performance_expected_run_length"):  # fmt: skip
+    for field in ("window_size", "min_labels", "cooldown_labels", "performance_expected_run_length"):
         value = getattr(policy, field)
         if not math.isfinite(value) or value < 0:
             raise InvalidArgument(f"policy.{field} must be a finite number, not negative")
@@ -90,6 +89,11 @@ def validate_policy(
                 "(each detector then expects a false alarm every 50 predictions)"
             )
         merged.false_alarms_per_100k = rate
+    if policy.HasField("challenger_confidence"):
+        confidence = policy.challenger_confidence
+        if not (math.isfinite(confidence) and 0.5 <= confidence < 1):
+            raise InvalidArgument("policy.challenger_confidence must be at least 0.5 and below 1")
+        merged.challenger_confidence = confidence
     if policy.HasField("auto_retrain"):
         merged.auto_retrain = policy.auto_retrain
     return merged

@@ -120,7 +120,7 @@ def cmd_demo(args) -> None:
 # --option -> MonitorPolicy field (numbers; 0 is "unchanged" on the wire, so it cannot be set)
 POLICY_NUMBERS = {
     "window_size": int, "false_alarms_per_100k": float, "min_labels": int, "cooldown_labels": int,
-    "min_improvement": float, "performance_expected_run_length": int,
+    "challenger_confidence": float, "performance_expected_run_length": int,
 }  # fmt: skip
 
 

@@ -250,22 +250,22 @@ class WatchDriftResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[DriftEvent, _Mapping]] = ...) -> None: ...
 
 class MonitorPolicy(_message.Message):
-    __slots__ = ("window_size", "false_alarms_per_100k", "auto_retrain", "min_labels", "cooldown_labels", "min_improvement", "performance_expected_run_length")
+    __slots__ = ("window_size", "false_alarms_per_100k", "auto_retrain", "min_labels", "cooldown_labels", "challenger_confidence", "performance_expected_run_length")
     WINDOW_SIZE_FIELD_NUMBER: _ClassVar[int]
     FALSE_ALARMS_PER_100K_FIELD_NUMBER: _ClassVar[int]
     AUTO_RETRAIN_FIELD_NUMBER: _ClassVar[int]
     MIN_LABELS_FIELD_NUMBER: _ClassVar[int]
     COOLDOWN_LABELS_FIELD_NUMBER: _ClassVar[int]
-    MIN_IMPROVEMENT_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGER_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     PERFORMANCE_EXPECTED_RUN_LENGTH_FIELD_NUMBER: _ClassVar[int]
     window_size: int
     false_alarms_per_100k: float
     auto_retrain: bool
     min_labels: int
     cooldown_labels: int
-    min_improvement: float
+    challenger_confidence: float
     performance_expected_run_length: int
-    def __init__(self, window_size: _Optional[int] = ..., false_alarms_per_100k: _Optional[float] = ..., auto_retrain: _Optional[bool] = ..., min_labels: _Optional[int] = ..., cooldown_labels: _Optional[int] = ..., min_improvement: _Optional[float] = ..., performance_expected_run_length: _Optional[int] = ...) -> None: ...
+    def __init__(self, window_size: _Optional[int] = ..., false_alarms_per_100k: _Optional[float] = ..., auto_retrain: _Optional[bool] = ..., min_labels: _Optional[int] = ..., cooldown_labels: _Optional[int] = ..., challenger_confidence: _Optional[float] = ..., performance_expected_run_length: _Optional[int] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
     __slots__ = ("deployment_id", "policy")

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from mlaas.scenarios import covariate_streams, sea_error_streams
+from mlaas.v1 import types_pb2
 from monitor_svc.detectors.error_rate import ErrorRateDetector
 from monitor_svc.detectors.scan import CATEGORICAL, NUMERIC, DriftScan, calibrate
-from monitor_svc.retraining import RetrainTrigger, judge
+from monitor_svc.retraining import RetrainSchedule, Round, holdout_split, judge
 
 STREAMS = covariate_streams(3)
 REFERENCE = STREAMS["reference_0"]
@@ -76,18 +77,74 @@ def test_a_better_error_rate_is_no_alarm():
     assert ErrorRateDetector(30_000).update(improving) == []
 
 
-def test_the_trigger_waits_for_labels_and_cools_down():
-    trigger = RetrainTrigger(min_labels=100, cooldown_labels=500)
-    alarm = ErrorRateDetector(30_000).update(np.concatenate([np.zeros(400), np.ones(200)]))[0]
-    assert trigger.on_alarm(alarm, 1_000)
-    assert not trigger.on_alarm(alarm, 1_001)  # one pending at a time
-    assert trigger.due(1_000 - alarm.window + 99) is None
-    assert trigger.due(1_000 - alarm.window + 100) == 1_000 - alarm.window
-    trigger.finished(1_100)
-    assert not trigger.on_alarm(alarm, 1_500) and trigger.on_alarm(alarm, 1_600)
+def test_a_series_retrains_on_more_labels_while_challengers_win():
+    schedule = RetrainSchedule(min_labels=100, quiet_labels=300)
+    assert schedule.on_alarm(1_000, 1_050)
+    assert not schedule.on_alarm(1_040, 1_060)  # one series at a time
+    assert schedule.due(1_099) is None and schedule.due(1_100) == Round(1_000, 1_000, follow_up=False)
+    assert schedule.due(1_500) is None  # a round is running
+    schedule.finished(True, 1_120)  # it won: next on twice the labels since the same change
+    # the new version learnt from the labels up to 1,100: only later ones may judge it
+    assert schedule.due(1_199) is None and schedule.due(1_200) == Round(1_000, 1_100, follow_up=True)
+    schedule.finished(True, 1_210)
+    assert schedule.due(1_400) == Round(1_000, 1_200, follow_up=True)
+    schedule.finished(False, 1_420)  # it lost after wins: the series ends, quiet for 300 labels
+    assert schedule.due(5_000) is None
+    assert not schedule.on_alarm(1_600, 1_719) and schedule.on_alarm(1_600, 1_720)
 
 
-def test_the_challenger_must_win_by_the_margin():
-    assert judge(0.80, 0.85, 0.01).roll_out
-    verdict = judge(0.80, 0.805, 0.01)
-    assert not verdict.roll_out and "does not beat champion 0.8000 by 1.0%" in verdict.reason
+def test_until_a_round_wins_it_is_tried_again_on_the_latest_labels():
+    schedule = RetrainSchedule(min_labels=100, quiet_labels=300, max_rounds=3)
+    schedule.on_alarm(0, 10)
+    assert schedule.due(100) == Round(0, 0, follow_up=False)
+    schedule.finished(False, 100)
+    # 100 labels later, on the latest 100 (a gradual change was still moving)
+    assert schedule.due(199) is None and schedule.due(200) == Round(100, 0, follow_up=False)
+    schedule.finished(True, 200)  # a win: the next round is a follow-up on twice the labels
+    assert schedule.due(299) is None and schedule.due(300) == Round(100, 200, follow_up=True)
+    schedule.finished(True, 300)  # the third round was the last
+    assert schedule.due(10_000) is None and schedule.change_start is None
+
+
+def test_a_series_stops_after_its_last_round():
+    schedule = RetrainSchedule(min_labels=10, max_rounds=3)
+    schedule.on_alarm(0, 0)
+    for size in (10, 20, 40):
+        assert schedule.due(size).since == 0
+        schedule.finished(True, size)
+    assert schedule.due(10_000) is None and schedule.change_start is None
+
+
+def test_the_challenger_must_be_better_by_a_paired_test():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 2, 400)
+    champion = np.where(rng.random(400) < 0.80, truth, 1 - truth)
+    better = np.where(rng.random(400) < 0.90, truth, 1 - truth)
+    verdict = judge(types_pb2.TASK_CLASSIFICATION, truth, champion, better, 0.95)
+    assert verdict.roll_out and verdict.p_value < 0.05 and verdict.challenger > verdict.champion
+    # one more right answer out of 400 is no evidence
+    barely = champion.copy()
+    barely[np.flatnonzero(champion != truth)[0]] = truth[np.flatnonzero(champion != truth)[0]]
+    verdict = judge(types_pb2.TASK_CLASSIFICATION, truth, champion, barely, 0.95)
+    assert not verdict.roll_out and "not better at 95% confidence" in verdict.reason
+    assert not judge(types_pb2.TASK_CLASSIFICATION, truth, champion, champion, 0.95).roll_out  # a tie
+    # a follow-up round (more labels of the same concept) needs only to be as good
+    assert judge(types_pb2.TASK_CLASSIFICATION, truth, champion, barely, 0.95, follow_up=True).roll_out
+    worse = judge(types_pb2.TASK_CLASSIFICATION, truth, barely, champion, 0.95, follow_up=True)
+    assert not worse.roll_out and "worse; the series ends" in worse.reason
+
+
+def test_a_regression_challenger_is_judged_on_paired_absolute_errors():
+    rng = np.random.default_rng(1)
+    truth = rng.normal(size=300)
+    champion = truth + rng.normal(scale=1.0, size=300)
+    assert judge(types_pb2.TASK_REGRESSION, truth, champion, truth + rng.normal(scale=0.5, size=300), 0.95).roll_out
+    worse = truth + rng.normal(scale=1.5, size=300)
+    assert not judge(types_pb2.TASK_REGRESSION, truth, champion, worse, 0.95).roll_out
+
+
+def test_held_out_labels_are_ones_the_champion_never_learnt_from():
+    fit, held = holdout_split(1_000, 0.25, seed=3, unseen_from=500)
+    assert held.size == 250 and held.min() >= 500  # judged on new labels only
+    assert sorted([*fit, *held]) == list(range(1_000))  # the challenger learns from all the rest
+    assert holdout_split(1_000, 0.25, seed=3)[1].min() < 500  # with no such bound, from anywhere

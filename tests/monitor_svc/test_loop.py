@@ -2,7 +2,8 @@
 (its runtime sends every record to the Monitor), the application reports labels, the concept
 changes, the Monitor raises a performance drift event, retrains the registered recipe on the
 recent labels, registers the challenger with its lineage, and the scheduler rolls the deployment
-to it while a client keeps streaming, with no failed request."""
+to it while a client keeps streaming, with no failed request; as more labels arrive, the
+Monitor retrains again on twice as many."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from mlaas.v1 import monitor_pb2, types_pb2
 from tests.conftest import tool_env
 
 M = monitor_pb2
+FINAL = (M.RETRAINING_STATE_ROLLED_OUT, M.RETRAINING_STATE_REJECTED, M.RETRAINING_STATE_FAILED)
 ONE_CPU = types_pb2.Resources(cpu_millicores=1000, memory_bytes=256 * 2**20)
 
 
@@ -73,8 +75,7 @@ def test_concept_drift_is_detected_retrained_and_rolled_out_under_load(parts, st
             states = []
             for retraining in monitor.watch_retraining(deployment.id):
                 states.append(retraining.state)
-                if retraining.state in (M.RETRAINING_STATE_ROLLED_OUT, M.RETRAINING_STATE_REJECTED,
-                                        M.RETRAINING_STATE_FAILED):  # fmt: skip
+                if retraining.state in FINAL:
                     break
         finally:
             stop.set()
@@ -106,6 +107,20 @@ def test_concept_drift_is_detected_retrained_and_rolled_out_under_load(parts, st
     assert [r["state"] for r in json.loads(listed.stdout)] == ["RETRAINING_STATE_ROLLED_OUT"]
     drift = subprocess.run([*cli, "drift", deployment.id, *where], capture_output=True, text=True, env=tool_env())
     assert json.loads(drift.stdout)["model_version"] == 2
+
+    # More labels of the new concept: the series goes on with a round on twice the labels since
+    # the same change, judged against version 2 (the champion now), without a new alarm.
+    with SchedulerClient(scheduler_address) as schedulers, MonitorClient(monitor_address) as monitor:
+        with DeploymentInference(schedulers, deployment.id) as runtime:
+            stream_and_label(runtime, monitor, deployment.id, *sea(1_000, 3, rng), "later")
+        deadline = time.monotonic() + 120
+        while len(finished := [r for r in monitor.retrainings(deployment.id) if r.state in FINAL]) < 2:
+            assert time.monotonic() < deadline, monitor.retrainings(deployment.id)
+            time.sleep(0.5)
+    second = next(r for r in finished if r.id != retraining.id)
+    assert second.parent_version == 2 and second.trigger_event_id == retraining.trigger_event_id
+    assert second.state in (M.RETRAINING_STATE_ROLLED_OUT, M.RETRAINING_STATE_REJECTED), second.reason
+    assert "held-out labels" in second.reason
 
 
 def test_labels_from_a_file_through_the_cli(registry, start_monitor, tmp_path):

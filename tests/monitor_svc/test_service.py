@@ -148,8 +148,9 @@ def test_policies_and_bad_input(gauss, start_monitor):
                 monitor.set_policy("d-3", M.MonitorPolicy(false_alarms_per_100k=rate))
         with pytest.raises(InvalidArgument, match="min_labels must be a finite number, not negative"):
             monitor.set_policy("d-3", M.MonitorPolicy(min_labels=-1))
-        with pytest.raises(InvalidArgument, match="min_improvement must be a finite number"):
-            monitor.set_policy("d-3", M.MonitorPolicy(min_improvement=float("nan")))
+        for confidence in (float("nan"), 0.2, 1.0):
+            with pytest.raises(InvalidArgument, match=r"challenger_confidence must be at least 0\.5 and below 1"):
+                monitor.set_policy("d-3", M.MonitorPolicy(challenger_confidence=confidence))
         with pytest.raises(InvalidArgument, match="256 characters at most"):
             monitor.report_labels("d-3", [("r-1", "x" * 16_384)])
         for target in (float("nan"), float("inf")):
