@@ -39,7 +39,7 @@ from mlaas.client import MonitorClient, RegistryClient, SchedulerClient
 from mlaas.errors import MlaasError
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
-from mlaas.net import health
+from mlaas.services.net import health
 from mlaas.v1 import scheduler_pb2
 
 HERE = Path(__file__).resolve().parent

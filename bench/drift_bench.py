@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from venvs import ensure_venv
 
-from mlaas.scenarios import SEA_CHANGE_AT, covariate_streams, sea_error_streams
+from mlaas.demos.scenarios import SEA_CHANGE_AT, covariate_streams, sea_error_streams
 from monitor_svc.detectors.error_rate import ErrorRateDetector
 from monitor_svc.detectors.scan import DriftScan
 

@@ -103,7 +103,7 @@ def main() -> None:
         serve(args.serve[0], int(args.serve[1]))
         return
     sys.path.insert(0, str(HERE.parent))
-    from mlaas.net import free_port, wait_listening
+    from mlaas.services.net import free_port, wait_listening
 
     body_file = Path(tempfile.mkdtemp()) / "request.json"
     body_file.write_bytes(REQUEST)

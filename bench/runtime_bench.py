@@ -59,7 +59,7 @@ def make_models(directory: Path) -> dict[str, tuple[Path, int, int]]:
 
 
 def free_port() -> int:
-    from mlaas.net import free_port as pick
+    from mlaas.services.net import free_port as pick
 
     return pick()
 

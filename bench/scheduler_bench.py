@@ -44,9 +44,9 @@ from grpc_health.v1 import health, health_pb2_grpc
 
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.export import register_sklearn
-from mlaas.net import free_port, wait_healthy
-from mlaas.redis_embedded import EmbeddedRedis
-from mlaas.settings import ServerSettings
+from mlaas.local.redis_embedded import EmbeddedRedis
+from mlaas.services.net import free_port, wait_healthy
+from mlaas.services.settings import ServerSettings
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc, types_pb2
 from registry_svc.app import build_registry
 from registry_svc.settings import RegistrySettings

@@ -44,7 +44,7 @@ def serve(variant: str, port: int, model_path: Path, cache_dir: Path) -> None:
     from inference_svc.settings import RuntimeSettings
     from inference_svc.wire import Answer
     from mlaas.oip import open_inference_v2_pb2 as oip
-    from mlaas.settings import ServerSettings
+    from mlaas.services.settings import ServerSettings
 
     prebuilt = response_for(1, 3)
 
@@ -126,7 +126,7 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegression
 
     from mlaas.export import sklearn_to_onnx
-    from mlaas.net import free_port
+    from mlaas.services.net import free_port
 
     results: dict[str, list[dict]] = {variant: [] for variant in VARIANTS}
     with tempfile.TemporaryDirectory() as tmp:

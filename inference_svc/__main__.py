@@ -14,8 +14,8 @@ from pathlib import Path
 
 from inference_svc.server import run
 from inference_svc.settings import RuntimeSettings
-from mlaas.private_files import private_by_default
-from mlaas.settings import current_env
+from mlaas.services.private_files import private_by_default
+from mlaas.services.settings import current_env
 
 
 def parse_model_uri(text: str) -> tuple[str, str]:

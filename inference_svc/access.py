@@ -19,12 +19,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
-from mlaas import permissions
-from mlaas.auth import Authenticator, Identity, bearer_token
 from mlaas.client import bearer_metadata
 from mlaas.errors import DeadlineExceeded, MlaasError, NotFound, PermissionDenied, Unavailable
-from mlaas.interceptors import wrap_handler
 from mlaas.oip import open_inference_v2_pb2 as oip
+from mlaas.services import permissions
+from mlaas.services.auth import Authenticator, Identity, bearer_token
+from mlaas.services.interceptors import wrap_handler
 
 _SERVICE = "/inference.GRPCInferenceService/"
 # Answer nothing of the models to strangers; the server-wide rpcs tell nothing of any tenant.
@@ -164,7 +164,7 @@ class RuntimeRules:
 
     def caller(self, method: str, metadata) -> Identity | None:
         """The authenticated caller of `method` (None when the rules do not concern it: auth
-        off, or a public method); raises Unauthenticated or PermissionDenied (mlaas.permissions)."""
+        off, or a public method); raises Unauthenticated or PermissionDenied (mlaas.services.permissions)."""
         if not self.auth.enabled or self.auth.is_public(method):
             return None
         identity = self.auth.identity(metadata)  # authenticated once (a scoped token is verified)
@@ -185,7 +185,7 @@ class RuntimeRules:
                 raise _repository_refusal()
             return
         if identity.role:
-            return  # the rules of mlaas.permissions let no role but tenants' reach here
+            return  # the rules of mlaas.services.permissions let no role but tenants' reach here
         if self.access is not None:
             await self.access.check(identity.tenant, token, model)
         CALLER_TENANT.set(identity.tenant)
@@ -193,7 +193,7 @@ class RuntimeRules:
 
 class RuntimeAccessInterceptor(grpc.aio.ServerInterceptor):
     """RuntimeRules on gRPC; runs after the auth interceptor (which has authenticated the caller
-    and refused what mlaas.permissions refuses)."""
+    and refused what mlaas.services.permissions refuses)."""
 
     def __init__(self, rules: RuntimeRules):
         self._rules = rules

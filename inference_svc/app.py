@@ -24,10 +24,10 @@ from inference_svc.servicer import InferenceServicer
 from inference_svc.settings import RuntimeSettings
 from inference_svc.summary_sink import SummarySink
 from inference_svc.wire import add_inference_service
-from mlaas.auth import SCHEDULER, Authenticator
-from mlaas.interceptors import AioAuthInterceptor
 from mlaas.oip import open_inference_v2_pb2 as oip
-from mlaas.server import AioMeshServer, Service, bind_host, tls_mode
+from mlaas.services.auth import SCHEDULER, Authenticator
+from mlaas.services.interceptors import AioAuthInterceptor
+from mlaas.services.server import AioMeshServer, Service, bind_host, tls_mode
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = oip.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name

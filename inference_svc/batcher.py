@@ -40,7 +40,7 @@ import numpy as np
 from inference_svc.cores import LongCalls
 from inference_svc.stats import ModelStats
 from mlaas.errors import ResourceExhausted
-from mlaas.settings import setting
+from mlaas.services.settings import setting
 
 Feeds = dict[str, np.ndarray]
 Runner = Callable[[Feeds], Feeds]

@@ -128,32 +128,38 @@ class Catalog:
 
     # -- repository changes ---------------------------------------------------------------------
 
-    async def load(self, request: oip.RepositoryModelLoadRequest, caller: Sequence[tuple[str, str]]) -> None:
-        """Loads a registry reference (or, on a standalone runtime, `parameters.uri`) on every
-        worker. `caller`: the caller's authorization metadata, which each worker checks again."""
-        if not request.model_name:
+    async def load(self, name: str, uri: str, caller: Sequence[tuple[str, str]], from_sibling: bool = False) -> None:
+        """Loads a registry reference `name` (or, on a standalone runtime, `uri` as `name`) on
+        every worker. `caller`: the caller's authorization metadata, which each worker checks
+        again; `from_sibling`: the change is a sibling worker's repeat, done here only."""
+        if not name:
             raise InvalidArgument("model_name is required: a registry reference NAME[:VERSION|@ALIAS]")
-        uri = request.parameters["uri"].string_param if "uri" in request.parameters else ""
         if uri and self._settings.managed:
             raise PermissionDenied("a deployment's runtime loads models from the registry only, not by uri")
         if uri:
-            await self._repo.load_uri(request.model_name, uri, confined=True)
+            await self._repo.load_uri(name, uri, confined=True)
         else:
-            await self._repo.load_ref(request.model_name)
-        await self._repeat_on_siblings("RepositoryModelLoad", request, caller)
+            await self._repo.load_ref(name)
+        if not from_sibling:
+            request = oip.RepositoryModelLoadRequest(model_name=name)
+            if uri:
+                request.parameters["uri"].string_param = uri
+            await self._repeat_on_siblings("RepositoryModelLoad", request, caller)
 
-    async def unload(self, request: oip.RepositoryModelUnloadRequest, caller: Sequence[tuple[str, str]]) -> None:
-        await self._repo.unload(request.model_name)
-        await self._repeat_on_siblings("RepositoryModelUnload", request, caller)
+    async def unload(self, name: str, caller: Sequence[tuple[str, str]], from_sibling: bool = False) -> None:
+        await self._repo.unload(name)
+        if not from_sibling:
+            await self._repeat_on_siblings(
+                "RepositoryModelUnload", oip.RepositoryModelUnloadRequest(model_name=name), caller
+            )
 
-    async def _repeat_on_siblings(self, method: str, request, caller: Sequence[tuple[str, str]]) -> None:
-        """Repeats a repository change on the other workers of this runtime, as the same caller.
-        A sibling that is still starting is waited for (wait_for_ready): the runtime answers
-        health as soon as one worker listens, so a change can arrive before the others do."""
-        if LOCAL_ONLY in request.parameters or not self._siblings:
+    async def _repeat_on_siblings(self, method: str, forwarded, caller: Sequence[tuple[str, str]]) -> None:
+        """Repeats a repository change on the other workers of this runtime, as the same caller
+        (marked as a repeat, so that they do not repeat it in turn). A sibling that is still
+        starting is waited for (wait_for_ready): the runtime answers health as soon as one worker
+        listens, so a change can arrive before the others do."""
+        if not self._siblings:
             return
-        forwarded = type(request)()
-        forwarded.CopyFrom(request)
         forwarded.parameters[LOCAL_ONLY].bool_param = True
         metadata = [(k, v) for k, v in caller if k == "authorization"]
 

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from mlaas.errors import InvalidArgument, PermissionDenied, ResourceExhausted
-from mlaas.settings import names_setting, paths_setting, setting
+from mlaas.services.settings import names_setting, paths_setting, setting
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from inference_svc.batcher import BatchPolicy
 from mlaas.errors import ResourceExhausted
-from mlaas.settings import setting
+from mlaas.services.settings import setting
 
 
 @dataclass(frozen=True)

@@ -35,12 +35,10 @@ from inference_svc.rest_codec import (
     byte_count,
     json_object,
     parse_request,
-    set_parameters,
 )  # fmt: skip
 from inference_svc.settings import RuntimeSettings
-from mlaas.auth import bearer_token
 from mlaas.errors import InvalidArgument, MlaasError, NotFound
-from mlaas.oip import open_inference_v2_pb2 as oip
+from mlaas.services.auth import bearer_token
 from mlaas.tls import ServerTLS
 
 log = logging.getLogger(__name__)
@@ -137,7 +135,7 @@ def _message(message) -> dict:
 class RestApp:
     """The ASGI application: route, authenticate and admit, read the body within its limit,
     answer. One route table maps each path to its handler and to the gRPC method whose rules
-    (mlaas.permissions, access.py) apply to it."""
+    (mlaas.services.permissions, access.py) apply to it."""
 
     def __init__(self, settings: RuntimeSettings, catalog: Catalog, plane: DataPlane, rules: RuntimeRules | None):
         self._settings = settings
@@ -307,13 +305,15 @@ class RestApp:
         return _json_reply(200, _message(self._catalog.repository_index(ready_only)).get("models", []))
 
     async def _load(self, params, headers, body) -> Reply:
-        request = oip.RepositoryModelLoadRequest(model_name=params["model"])
-        set_parameters(request.parameters, json_object(body, empty_is_nothing=True).get("parameters"), "the request")
-        await self._catalog.load(request, _caller(headers))
+        parameters = json_object(body, empty_is_nothing=True).get("parameters") or {}
+        uri = parameters.get("uri", "") if isinstance(parameters, dict) else None
+        if not isinstance(uri, str):
+            raise InvalidArgument("parameters must be an object whose uri, if given, is a string")
+        await self._catalog.load(params["model"], uri, _caller(headers))
         return _json_reply(200, {})
 
     async def _unload(self, params, headers, body) -> Reply:
-        await self._catalog.unload(oip.RepositoryModelUnloadRequest(model_name=params["model"]), _caller(headers))
+        await self._catalog.unload(params["model"], _caller(headers))
         return _json_reply(200, {})
 
     async def _infer(self, params, headers, body) -> Reply:

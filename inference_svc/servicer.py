@@ -10,12 +10,12 @@ import collections
 import functools
 from collections.abc import AsyncIterator
 
-from inference_svc.catalog import Catalog
+from inference_svc.catalog import LOCAL_ONLY, Catalog
 from inference_svc.dataplane import DataPlane, Outcome
 from mlaas.errors import MlaasError, Unavailable
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
-from mlaas.servicing import maps_errors
+from mlaas.services.servicing import maps_errors
 
 
 @maps_errors
@@ -60,11 +60,14 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         return self._catalog.repository_index(request.ready)
 
     async def RepositoryModelLoad(self, request, context):
-        await self._catalog.load(request, context.invocation_metadata() or ())
+        uri = request.parameters["uri"].string_param if "uri" in request.parameters else ""
+        caller, from_sibling = context.invocation_metadata() or (), LOCAL_ONLY in request.parameters
+        await self._catalog.load(request.model_name, uri, caller, from_sibling)
         return oip.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(self, request, context):
-        await self._catalog.unload(request, context.invocation_metadata() or ())
+        caller, from_sibling = context.invocation_metadata() or (), LOCAL_ONLY in request.parameters
+        await self._catalog.unload(request.model_name, caller, from_sibling)
         return oip.RepositoryModelUnloadResponse()
 
     # -- inference ------------------------------------------------------------------------------

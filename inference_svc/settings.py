@@ -7,9 +7,9 @@ from pathlib import Path
 from inference_svc.batcher import BatchPolicy
 from inference_svc.data_refs import DataRefPolicy
 from inference_svc.limits import TenantShare
-from mlaas.cpu import cpu_limit
 from mlaas.message_limits import BULK_THRESHOLD_BYTES, MAX_MESSAGE_BYTES
-from mlaas.settings import ServerSettings, data_dir, names_setting, paths_setting, read_env, setting
+from mlaas.services.cpu import cpu_limit
+from mlaas.services.settings import ServerSettings, data_dir, names_setting, paths_setting, read_env, setting
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,11 @@ from typing import Any, Self
 import grpc
 import numpy as np
 
+from mlaas.env import env_bool
 from mlaas.errors import DeadlineExceeded, FailedPrecondition, MlaasError, Unavailable, from_rpc_error
 from mlaas.message_limits import MAX_MESSAGE_BYTES
 from mlaas.quantities import parse_cpu, parse_memory
 from mlaas.refs import enum_value, parse_ref, state_name
-from mlaas.settings import env_bool
 from mlaas.tls import ClientTLS, channel, client_tls
 from mlaas.v1 import (
     monitor_pb2,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from mlaas.private_files import private_by_default
-from mlaas.settings import current_env
+from mlaas.services.private_files import private_by_default
+from mlaas.services.settings import current_env
 from monitor_svc.app import build_monitor
 from monitor_svc.settings import MonitorSettings
 

@@ -7,7 +7,7 @@
 - A runtime: only the deployment its credential was minted for; the model name and version of
   its feedback are the credential's (the scheduler minted it from the deployment record), never
   what the message says.
-- The monitor's role reads everything (the operator's CLI); the rules of mlaas.permissions keep
+- The monitor's role reads everything (the operator's CLI); the rules of mlaas.services.permissions keep
   every other role out before this is asked.
 - Labels: a tenant's label ids match only the requests it made itself (label_namespace).
 """
@@ -20,10 +20,10 @@ from collections.abc import Callable
 
 import grpc
 
-from mlaas.auth import RUNTIME, Authenticator, bearer_token
 from mlaas.client import SchedulerClient
 from mlaas.errors import InvalidArgument, NotFound, PermissionDenied
 from mlaas.refs import parse_ref
+from mlaas.services.auth import RUNTIME, Authenticator, bearer_token
 from mlaas.v1 import scheduler_pb2
 
 # (deployment id, the caller's token) -> the deployment, as the scheduler shows it to that caller

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlaas.auth import Authenticator
 from mlaas.client import SchedulerClient
-from mlaas.server import MeshServer, Service
+from mlaas.services.auth import Authenticator
+from mlaas.services.server import MeshServer, Service
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
 from monitor_svc.access import DeploymentAccess, scheduler_lookup
 from monitor_svc.changes import Changes

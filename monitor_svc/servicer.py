@@ -9,8 +9,8 @@ import grpc
 import numpy as np
 
 from mlaas.errors import InvalidArgument
-from mlaas.paging import decode_page_token, encode_page_token, is_offset, page_size, query_key
-from mlaas.servicing import maps_errors
+from mlaas.services.paging import decode_page_token, encode_page_token, is_offset, page_size, query_key
+from mlaas.services.servicing import maps_errors
 from mlaas.tensors import from_raw
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
 from monitor_svc.access import DeploymentAccess, check_versions

@@ -4,7 +4,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlaas.settings import ServerSettings, data_dir, path_setting, read_env, setting
+from mlaas.services.settings import ServerSettings, data_dir, path_setting, read_env, setting
 
 DEFAULT_PORT = 50053
 

@@ -6,8 +6,8 @@ import argparse
 import dataclasses
 import logging
 
-from mlaas.private_files import private_by_default
-from mlaas.settings import current_env
+from mlaas.services.private_files import private_by_default
+from mlaas.services.settings import current_env
 from registry_svc.app import build_registry
 from registry_svc.settings import RegistrySettings
 

@@ -7,9 +7,9 @@ import logging
 import time
 from pathlib import Path
 
-from mlaas.auth import Authenticator
 from mlaas.client import SchedulerClient
-from mlaas.server import MeshServer, Service
+from mlaas.services.auth import Authenticator
+from mlaas.services.server import MeshServer, Service
 from mlaas.v1 import registry_pb2, registry_pb2_grpc
 from registry_svc.artifacts import ArtifactStore, LocalArtifactStore, open_store
 from registry_svc.catalog import Catalog

@@ -18,7 +18,7 @@ from pathlib import Path
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlaas.errors import InvalidArgument, NotFound, PermissionDenied
-from mlaas.paging import decode_page_token, encode_page_token, is_offset, page_size, query_key
+from mlaas.services.paging import decode_page_token, encode_page_token, is_offset, page_size, query_key
 from mlaas.v1 import registry_pb2, types_pb2
 from registry_svc.validation import tabular_input
 

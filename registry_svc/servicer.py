@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import grpc
 
-from mlaas.auth import MINTED_ROLES, MONITOR, Authenticator
 from mlaas.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from mlaas.servicing import maps_errors
+from mlaas.services.auth import MINTED_ROLES, MONITOR, Authenticator
+from mlaas.services.servicing import maps_errors
 from mlaas.v1 import registry_pb2, registry_pb2_grpc, types_pb2
 from registry_svc.artifacts import CHUNK_BYTES, ArtifactStore
 from registry_svc.catalog import Caller, Catalog, NewVersion

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 
-from mlaas.private_files import private_by_default
-from mlaas.settings import current_env, env_bool
+from mlaas.env import env_bool
+from mlaas.services.private_files import private_by_default
+from mlaas.services.settings import current_env
 from scheduler_svc.app import build_scheduler
 from scheduler_svc.settings import SchedulerSettings
 

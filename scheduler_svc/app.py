@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import redis
 
 from mlaas import tls
-from mlaas.auth import Authenticator, MeshKey
 from mlaas.client import RegistryClient
-from mlaas.server import MeshServer, Service
+from mlaas.services.auth import Authenticator, MeshKey
+from mlaas.services.server import MeshServer, Service
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
 from scheduler_svc.backends import Backend
 from scheduler_svc.backends.docker import DockerBackend

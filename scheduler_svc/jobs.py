@@ -23,9 +23,9 @@ from pathlib import Path
 import redis
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from mlaas.auth import TRAINER, MeshKey
 from mlaas.errors import InvalidArgument, NotFound, ResourceExhausted
 from mlaas.refs import format_ref
+from mlaas.services.auth import TRAINER, MeshKey
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.backends import Backend, JobSpec, ReplicaStatus
 from scheduler_svc.placer import Placer

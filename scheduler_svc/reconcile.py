@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import LockError
 
-from mlaas.net import HealthProbe, port_is_free
+from mlaas.services.net import HealthProbe, port_is_free
 from mlaas.v1 import scheduler_pb2
 from scheduler_svc.backends import heals_itself
 from scheduler_svc.lifecycle import Lifecycle

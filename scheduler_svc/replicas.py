@@ -12,10 +12,10 @@ import time
 import uuid
 from collections.abc import Collection, Iterable
 
-from mlaas.auth import RUNTIME, MeshKey
 from mlaas.errors import Aborted
-from mlaas.net import wait_healthy
 from mlaas.refs import format_ref
+from mlaas.services.auth import RUNTIME, MeshKey
+from mlaas.services.net import wait_healthy
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.backends import Backend, ReplicaSpec, ReplicaStatus, RollingBackend
 from scheduler_svc.store import DeploymentStore

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import grpc
 
-from mlaas.auth import MONITOR, REGISTRY, Authenticator, bearer_token
 from mlaas.client import RegistryClient
 from mlaas.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
-from mlaas.paging import decode_page_token, encode_page_token, page_size, query_key
 from mlaas.refs import state_name
-from mlaas.servicing import maps_errors
+from mlaas.services.auth import MONITOR, REGISTRY, Authenticator, bearer_token
+from mlaas.services.paging import decode_page_token, encode_page_token, page_size, query_key
+from mlaas.services.servicing import maps_errors
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc, types_pb2
 from scheduler_svc import tallies
 from scheduler_svc.jobs import JobStore, TrainingJobs

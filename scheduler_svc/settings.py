@@ -5,9 +5,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlaas.cpu import cpu_limit
 from mlaas.quantities import parse_cpu, parse_memory
-from mlaas.settings import ServerSettings, data_dir, path_setting, read_env, setting
+from mlaas.services.cpu import cpu_limit
+from mlaas.services.settings import ServerSettings, data_dir, path_setting, read_env, setting
 from scheduler_svc.placement import Node
 
 DEFAULT_PORT = 50052

@@ -10,6 +10,6 @@ case "$service" in
     registry) exec python -m registry_svc "$@" ;;
     scheduler) exec python -m scheduler_svc "$@" ;;
     monitor) exec python -m monitor_svc "$@" ;;
-    train) exec python -m mlaas.train_job "$@" ;;
+    train) exec python -m mlaas.services.train_job "$@" ;;
     *) exec "$service" "$@" ;;
 esac

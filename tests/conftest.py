@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlaas.auth import MeshKey, add_mesh_identities
 from mlaas.client import RegistryClient
-from mlaas.server import MeshServer
-from mlaas.settings import ServerSettings
+from mlaas.services.auth import MeshKey, add_mesh_identities
+from mlaas.services.server import MeshServer
+from mlaas.services.settings import ServerSettings
 from registry_svc.app import build_registry
 from registry_svc.settings import RegistrySettings
 

@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from mlaas.auth import MONITOR, REGISTRY, SCHEDULER, Authenticator
+from mlaas.services.auth import MONITOR, REGISTRY, SCHEDULER, Authenticator
 
 K8S = Path(__file__).resolve().parent.parent / "k8s"
 VERSION = "1.30.0"
@@ -123,7 +123,7 @@ def test_every_mesh_service_serves_tls_from_the_secret(overlay):
                  "MLAAS_TLS_CLIENT_CERT": "tls.crt", "MLAAS_TLS_CLIENT_KEY": "tls.key"}  # fmt: skip
         assert {k: env[k] for k in files} == {k: f"{mount['mountPath']}/{f}" for k, f in files.items()}, name
         for probe in (container["readinessProbe"], container["livenessProbe"]):  # no TLS in the kubelet's grpc probe
-            assert probe["exec"]["command"] == ["python", "-m", "mlaas.healthcheck", f"127.0.0.1:{port}"], name
+            assert probe["exec"]["command"] == ["python", "-m", "mlaas.services.healthcheck", f"127.0.0.1:{port}"], name
     scheduler = by(objects, "Deployment", "mlaas-scheduler")["spec"]["template"]["spec"]["containers"][0]
     assert {"name": "MLAAS_K8S_TLS_SECRET", "value": "mlaas-tls"} in scheduler["env"]
 
@@ -132,7 +132,7 @@ def test_dev_makes_its_tls_secret_in_the_cluster_and_prod_does_not():
     dev = render("dev")
     job = by(dev, "Job", "mlaas-tls-init")
     pod = job["spec"]["template"]["spec"]
-    assert pod["containers"][0]["command"] == ["python", "-m", "mlaas.certs", "k8s-secret", "--name", "mlaas-tls"]
+    assert pod["containers"][0]["command"] == ["python", "-m", "mlaas.local.certs", "k8s-secret", "--name", "mlaas-tls"]
     assert pod["containers"][0]["image"] == by(dev, "Deployment", "mlaas-scheduler")["spec"]["template"]["spec"][
         "containers"][0]["image"]  # fmt: skip
     assert pod["serviceAccountName"] == "mlaas-tls-init" and pod["securityContext"]["runAsNonRoot"]
@@ -151,7 +151,7 @@ def test_the_dev_secret_certificate_names_every_endpoint_of_the_mesh():
     from cryptography import x509
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
-    from mlaas.certs import k8s_secret_data
+    from mlaas.local.certs import k8s_secret_data
 
     data = k8s_secret_data("mlaas-e2e")
     assert set(data) == {"ca.crt", "tls.crt", "tls.key"}

@@ -30,7 +30,7 @@ from sklearn.linear_model import LogisticRegression
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.export import register_sklearn
 from mlaas.inference_client import InferenceClient
-from mlaas.net import free_port
+from mlaas.services.net import free_port
 from mlaas.tls import ClientTLS
 from mlaas.v1 import scheduler_pb2 as S
 from mlaas.v1 import types_pb2

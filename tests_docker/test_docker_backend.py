@@ -12,8 +12,8 @@ import numpy as np
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
-from mlaas.redis_embedded import EmbeddedRedis
-from mlaas.settings import ServerSettings
+from mlaas.local.redis_embedded import EmbeddedRedis
+from mlaas.services.settings import ServerSettings
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.app import build_scheduler
 from scheduler_svc.backends.docker import DockerBackend

@@ -109,7 +109,7 @@ def cmd_retrainings(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from mlaas.drift_demo import run_drift_demo  # loads the inference stubs only here
+    from mlaas.demos.drift_demo import run_drift_demo  # loads the inference stubs only here
 
     say = (lambda _: None) if args.json else (lambda line: print(line, flush=True))
     outcome = run_drift_demo(args.registry, args.scheduler, args.monitor, args.token, say, tls_of(args))

@@ -9,14 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-from mlaas.auth import MONITOR, REGISTRY, SCHEDULER, add_mesh_identities
 from mlaas.cli.connect import tls_of
 from mlaas.client import RegistryClient, SchedulerClient
-from mlaas.net import free_port, port_is_free, wait_healthy
-from mlaas.private_files import private_by_default, private_dir
-from mlaas.redis_embedded import EmbeddedRedis
-from mlaas.settings import data_dir
-from mlaas.supervisor import Child, Supervisor, child_env
+from mlaas.local.redis_embedded import EmbeddedRedis
+from mlaas.local.supervisor import Child, Supervisor, child_env
+from mlaas.services.auth import MONITOR, REGISTRY, SCHEDULER, add_mesh_identities
+from mlaas.services.net import free_port, port_is_free, wait_healthy
+from mlaas.services.private_files import private_by_default, private_dir
+from mlaas.services.settings import data_dir
 from mlaas.tls import ClientTLS
 
 
@@ -77,7 +77,7 @@ def run_up(args) -> int:
 
     tls_env, tls = {}, tls_of(args)
     if args.tls:  # every component serves TLS, requires a client certificate, and presents one
-        from mlaas.certs import local_pki
+        from mlaas.local.certs import local_pki
 
         pki = local_pki(root / "tls")
         tls_env = pki.env(mutual=True)
@@ -125,7 +125,7 @@ def run_up(args) -> int:
         if args.demo:
             say("registering demo models:")
             with RegistryClient(registry_address, args.token, tls=tls) as client:
-                from mlaas.demo import register_demo_models
+                from mlaas.demos.demo import register_demo_models
 
                 register_demo_models(client, log=say)
             say("deploying iris-logreg:")

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class MonitorServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """The Monitor: feedback and labels in; drift reports, events, policies and retrainings out.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -82,7 +83,8 @@ class MonitorServiceStub:
 
 
 class MonitorServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """The Monitor: feedback and labels in; drift reports, events, policies and retrainings out.
+    """
 
     def IngestFeedback(self, request_iterator, context):
         """Client streaming, from runtimes: batches of inference records (OPEN) or window summaries
@@ -101,7 +103,8 @@ class MonitorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetDriftReport(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The deployment's drift state now: per feature, performance, recent events.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -114,31 +117,36 @@ class MonitorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchDrift(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Server streaming of new drift events of a deployment, as they are raised.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetPolicy(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Changes the fields of a deployment's monitoring policy that the request sets.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetPolicy(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A deployment's monitoring policy, every field shown.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListRetrainings(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Every retraining of a deployment, with its steps and outcome.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchRetraining(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Server streaming of a deployment's retraining as it changes, until it ends.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -200,7 +208,8 @@ def add_MonitorServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class MonitorService:
-    """Missing associated documentation comment in .proto file."""
+    """The Monitor: feedback and labels in; drift reports, events, policies and retrainings out.
+    """
 
     @staticmethod
     def IngestFeedback(request_iterator,

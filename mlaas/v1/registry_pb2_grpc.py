@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class RegistryServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """The Registry: models, their versions, artifacts, reference data and discovery.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -72,7 +73,8 @@ class RegistryServiceStub:
 
 
 class RegistryServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """The Registry: models, their versions, artifacts, reference data and discovery.
+    """
 
     def RegisterModel(self, request_iterator, context):
         """Client streaming: the description first, then the ONNX artifact in chunks of at most 1 MiB
@@ -90,13 +92,15 @@ class RegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetModel(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One model version, by version or alias (default: the latest).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListModels(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Every model version the caller may see.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -169,7 +173,8 @@ def add_RegistryServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RegistryService:
-    """Missing associated documentation comment in .proto file."""
+    """The Registry: models, their versions, artifacts, reference data and discovery.
+    """
 
     @staticmethod
     def RegisterModel(request_iterator,

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class SchedulerServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """The Scheduler: deployments (placement, leases, cache, rollouts), nodes and training jobs.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -92,7 +93,8 @@ class SchedulerServiceStub:
 
 
 class SchedulerServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """The Scheduler: deployments (placement, leases, cache, rollouts), nodes and training jobs.
+    """
 
     def Deploy(self, request, context):
         """Returns at once with the deployment in state QUEUED (or the existing deployment when the
@@ -103,13 +105,15 @@ class SchedulerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetDeployment(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One deployment as it is now.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListDeployments(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The caller's deployments (an admin's: all), a page at a time.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -129,13 +133,15 @@ class SchedulerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListNodes(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The nodes with their capacity, what is allocated and what is free.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Scale(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Changes a deployment's number of replicas.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -156,7 +162,8 @@ class SchedulerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetTrainingJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One training job as it is now.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -235,7 +242,8 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SchedulerService:
-    """Missing associated documentation comment in .proto file."""
+    """The Scheduler: deployments (placement, leases, cache, rollouts), nodes and training jobs.
+    """
 
     @staticmethod
     def Deploy(request,

@@ -5,7 +5,7 @@ the engine of the node it names, and nowhere else; nodes without one use this ma
 handle is `NODE/CONTAINER-ID`, so the backend finds the engine again after a restart.
 
 Each container gets the replica's CPU (nano-CPUs) and memory as hard limits, labels for the
-deployment, model, version and node, a health check (`python -m mlaas.healthcheck`), and the
+deployment, model, version and node, a health check (`python -m mlaas.services.healthcheck`), and the
 host's network: the runtime binds the free port the backend chose, and reaches the registry and
 the Monitor on the addresses the scheduler was given, as a local process would. A training job
 mounts the jobs directory at the same path and runs as the scheduler's own user, so that the
@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from mlaas.net import free_port
+from mlaas.services.net import free_port
 from mlaas.tls import ALL_ENV
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, credential
 from scheduler_svc.backends.k8s_manifests import object_name
@@ -103,7 +103,7 @@ class DockerBackend:
             nano_cpus=max(spec.cpu_millicores, 1) * 1_000_000,
             mem_limit=max(spec.memory_bytes, 64 << 20),
             healthcheck={
-                "test": ["CMD", "python", "-m", "mlaas.healthcheck", f"127.0.0.1:{port}"],
+                "test": ["CMD", "python", "-m", "mlaas.services.healthcheck", f"127.0.0.1:{port}"],
                 "interval": 5 * SECOND_NS, "timeout": 3 * SECOND_NS, "retries": 3, "start_period": 10 * SECOND_NS,
             },
             **options,

@@ -130,7 +130,7 @@ def replica_manifests(
     labels = {**_labels("runtime", spec.deployment_id, spec.model_ref, tenant), "mlaas.io/replica": name}
     probe = {"grpc": {"port": GRPC_PORT}, "periodSeconds": 5, "failureThreshold": 3}
     if tls is not None:
-        health = ["python", "-m", "mlaas.healthcheck", f"127.0.0.1:{GRPC_PORT}"]
+        health = ["python", "-m", "mlaas.services.healthcheck", f"127.0.0.1:{GRPC_PORT}"]
         probe = {"exec": {"command": health}, "periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 3}
     variables = {
         **_without_tls(env),
@@ -239,7 +239,7 @@ def job_manifest(
     container = {
         "name": "train",
         "image": image,
-        "command": ["python", "-m", "mlaas.train_job"],
+        "command": ["python", "-m", "mlaas.services.train_job"],
         "args": ["--registry", registry, "--model", spec.model_ref, *files],
         "env": env_entries(_without_tls(env) | (tls.env() if tls else {}) | credential(spec.token)),
         "resources": _resources(spec.cpu_millicores, spec.memory_bytes),

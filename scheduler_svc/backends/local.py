@@ -1,5 +1,5 @@
 """Replicas as child processes of `python -m inference_svc` on free loopback ports, and training
-jobs as child processes of `python -m mlaas.train_job`.
+jobs as child processes of `python -m mlaas.services.train_job`.
 
 Each replica runs in its own session (it outlives a scheduler restart; the handle is its pid)
 with one worker per whole CPU it was given, and logs to the scheduler's data dir.
@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from mlaas.net import free_port
 from mlaas.quantities import format_memory
+from mlaas.services.net import free_port
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, credential
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ class LocalBackend:
 
     def start_job(self, spec: JobSpec) -> ReplicaStatus:
         command = [
-            self._python, "-m", "mlaas.train_job", "--registry", self._registry, "--model", spec.model_ref,
+            self._python, "-m", "mlaas.services.train_job", "--registry", self._registry, "--model", spec.model_ref,
             "--input", spec.input_path, "--output", spec.output_path,
         ]  # fmt: skip
         threads = str(max(1, spec.cpu_millicores // 1000))

@@ -15,7 +15,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from mlaas.export import sklearn_to_onnx
-from mlaas.net import free_port, wait_healthy, wait_listening
+from mlaas.services.net import free_port, wait_healthy, wait_listening
 from tests.conftest import tool_env
 
 # OIP datatype -> (ONNX element type, numpy dtype) for the identity model

@@ -20,9 +20,9 @@ import pytest
 from mlaas.errors import ResourceExhausted
 from mlaas.inference_client import InferenceClient
 from mlaas.message_limits import BULK_THRESHOLD_BYTES
-from mlaas.net import free_port, wait_healthy
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
+from mlaas.services.net import free_port, wait_healthy
 from tests.conftest import tool_env
 from tests.inference_svc.conftest import start_runtime, stop_runtime
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from moto.server import ThreadedMotoServer
 
-from mlaas.net import free_port
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
+from mlaas.services.net import free_port
 from tests.conftest import localhost_certificate
 from tests.inference_svc.conftest import start_runtime, stop_runtime
 

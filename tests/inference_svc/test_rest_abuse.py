@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from mlaas.net import free_port
+from mlaas.services.net import free_port
 from tests.conftest import tool_env
 from tests.inference_svc.conftest import start_runtime, stop_runtime
 

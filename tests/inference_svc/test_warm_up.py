@@ -12,7 +12,7 @@ from inference_svc.metrics import RuntimeMetrics
 from inference_svc.repository import ModelRepository
 from inference_svc.session import OnnxModel
 from inference_svc.settings import RuntimeSettings
-from mlaas.settings import ServerSettings
+from mlaas.services.settings import ServerSettings
 
 
 def reshape_model(path):

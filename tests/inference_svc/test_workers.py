@@ -26,10 +26,10 @@ from inference_svc.servicer import InferenceServicer
 from inference_svc.settings import RuntimeSettings
 from inference_svc.wire import add_inference_service
 from mlaas.inference_client import InferenceClient
-from mlaas.net import free_port
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
-from mlaas.settings import ServerSettings
+from mlaas.services.net import free_port
+from mlaas.services.settings import ServerSettings
 from tests.conftest import tool_env
 from tests.inference_svc.conftest import start_runtime, stop_runtime
 

@@ -102,7 +102,7 @@ def test_global_options_go_before_or_after_the_command(registry):
 
 
 def test_an_unreachable_mesh_says_where_it_looked_and_what_to_do():
-    from mlaas.net import free_port
+    from mlaas.services.net import free_port
 
     closed = f"127.0.0.1:{free_port()}"
     result = subprocess.run([sys.executable, "-m", "mlaas.cli", "model", "list", "--registry", closed],

@@ -13,7 +13,7 @@ import pytest
 
 from mlaas import errors
 from mlaas.client import SchedulerClient
-from mlaas.net import free_port
+from mlaas.services.net import free_port
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from mlaas.redis_embedded import EmbeddedRedis
+from mlaas.local.redis_embedded import EmbeddedRedis
 
 
 def test_embedded_redis_persists_across_restarts(tmp_path):

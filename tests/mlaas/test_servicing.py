@@ -1,4 +1,4 @@
-"""Error mapping of every servicer (mlaas/servicing.py), on real gRPC servers: the mesh's own
+"""Error mapping of every servicer (mlaas/services/servicing.py), on real gRPC servers: the mesh's own
 errors keep their status and message; anything else is a bug, answered INTERNAL without its
 text (which may hold paths or data) and logged with its traceback, on sync and asyncio servers
 alike."""
@@ -15,7 +15,7 @@ import pytest
 from mlaas.errors import NotFound
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
-from mlaas.servicing import maps_errors
+from mlaas.services.servicing import maps_errors
 
 
 @maps_errors

@@ -1,4 +1,4 @@
-"""Settings declared once (mlaas.settings.setting/read_env): each variable read as its
+"""Settings declared once (mlaas.services.settings.setting/read_env): each variable read as its
 declaration says, a value that is not one of its choices refused by name, every declared
 variable in the README's configuration table and every variable of the table read by the code."""
 
@@ -13,7 +13,7 @@ from inference_svc.batcher import BatchPolicy
 from inference_svc.data_refs import DataRefPolicy
 from inference_svc.limits import TenantShare
 from inference_svc.settings import RuntimeSettings
-from mlaas.settings import ServerSettings, env_names
+from mlaas.services.settings import ServerSettings, env_names
 from monitor_svc.settings import MonitorSettings
 from registry_svc.settings import RegistrySettings
 from scheduler_svc.settings import SchedulerSettings
@@ -22,7 +22,7 @@ DECLARED = (ServerSettings, RegistrySettings, SchedulerSettings, MonitorSettings
             TenantShare, DataRefPolicy)  # fmt: skip
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-# Read per service by name (mlaas.settings.ServerSettings.from_env), not declared one by one.
+# Read per service by name (mlaas.services.settings.ServerSettings.from_env), not declared one by one.
 PER_SERVICE = re.compile(r"MLAAS_(REGISTRY|SCHEDULER|MONITOR|INFERENCE)_(PORT|METRICS_PORT)$")
 
 

@@ -15,7 +15,7 @@ import psutil
 
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.errors import MlaasError
-from mlaas.net import wait_healthy
+from mlaas.services.net import wait_healthy
 from tests.conftest import tiny_onnx, tool_env
 from tests.registry_svc.helpers import describe
 

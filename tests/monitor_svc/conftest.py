@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from mlaas.settings import ServerSettings
+from mlaas.services.settings import ServerSettings
 from monitor_svc.app import Monitor, build_monitor
 from monitor_svc.settings import MonitorSettings
 from tests.scheduler_svc.conftest import mesh, parts  # noqa: F401 (fixtures)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlaas.scenarios import covariate_streams, sea_error_streams
+from mlaas.demos.scenarios import covariate_streams, sea_error_streams
 from mlaas.v1 import types_pb2
 from monitor_svc.detectors.error_rate import ErrorRateDetector
 from monitor_svc.detectors.scan import CATEGORICAL, NUMERIC, DriftScan, calibrate

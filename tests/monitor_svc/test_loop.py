@@ -16,10 +16,10 @@ import time
 import numpy as np
 
 from mlaas.client import MonitorClient, RegistryClient, SchedulerClient
+from mlaas.demos.scenarios import sea, sea_classifier
 from mlaas.errors import NotFound
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
-from mlaas.scenarios import sea, sea_classifier
 from mlaas.v1 import monitor_pb2, types_pb2
 from tests.conftest import tool_env
 

@@ -16,10 +16,10 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from mlaas.client import MonitorClient, RegistryClient
+from mlaas.demos.scenarios import covariate_streams
 from mlaas.errors import InvalidArgument, NotFound
 from mlaas.export import register_sklearn
-from mlaas.net import free_port, wait_healthy
-from mlaas.scenarios import covariate_streams
+from mlaas.services.net import free_port, wait_healthy
 from mlaas.tensors import to_raw
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
 from tests.conftest import tool_env

@@ -11,8 +11,8 @@ import grpc
 import pytest
 
 from mlaas import errors
-from mlaas.auth import MONITOR, RUNTIME
 from mlaas.client import MonitorClient, SchedulerClient
+from mlaas.services.auth import MONITOR, RUNTIME
 from mlaas.tensors import to_raw
 from mlaas.v1 import monitor_pb2 as M
 from mlaas.v1 import monitor_pb2_grpc

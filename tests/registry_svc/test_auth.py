@@ -8,10 +8,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mlaas import errors
-from mlaas.auth import MONITOR, RUNTIME, Authenticator
 from mlaas.client import RegistryClient
-from mlaas.server import bind_host
-from mlaas.settings import ServerSettings
+from mlaas.services.auth import MONITOR, RUNTIME, Authenticator
+from mlaas.services.server import bind_host
+from mlaas.services.settings import ServerSettings
 from mlaas.v1 import registry_pb2, types_pb2
 from tests.conftest import tiny_onnx
 from tests.registry_svc.helpers import describe

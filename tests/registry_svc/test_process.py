@@ -16,7 +16,7 @@ import pytest
 
 from mlaas import errors
 from mlaas.client import RegistryClient
-from mlaas.net import free_port, wait_healthy
+from mlaas.services.net import free_port, wait_healthy
 from mlaas.v1 import registry_pb2
 from tests.conftest import tiny_onnx, tool_env
 from tests.registry_svc.helpers import describe

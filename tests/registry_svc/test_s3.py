@@ -10,7 +10,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from mlaas import errors
-from mlaas.net import free_port
+from mlaas.services.net import free_port
 from tests.conftest import tiny_onnx
 from tests.registry_svc.helpers import describe, stored_blobs
 

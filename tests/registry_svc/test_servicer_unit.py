@@ -7,8 +7,8 @@ import grpc
 import grpc_testing
 import pytest
 
-from mlaas.auth import Authenticator
-from mlaas.settings import ServerSettings
+from mlaas.services.auth import Authenticator
+from mlaas.services.settings import ServerSettings
 from mlaas.v1 import registry_pb2, types_pb2
 from registry_svc.artifacts import LocalArtifactStore
 from registry_svc.catalog import Catalog

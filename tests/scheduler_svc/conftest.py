@@ -12,8 +12,8 @@ import pytest
 
 from mlaas.client import RegistryClient
 from mlaas.export import register_sklearn
-from mlaas.redis_embedded import EmbeddedRedis
-from mlaas.settings import ServerSettings
+from mlaas.local.redis_embedded import EmbeddedRedis
+from mlaas.services.settings import ServerSettings
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc, types_pb2
 from scheduler_svc.app import Scheduler, build_scheduler
 from scheduler_svc.backends import Backend

@@ -10,10 +10,10 @@ import onnxruntime
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from mlaas.auth import MONITOR
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from mlaas.export import register_sklearn
+from mlaas.services.auth import MONITOR
 from mlaas.v1 import scheduler_pb2, types_pb2
 from tests.conftest import tiny_onnx
 

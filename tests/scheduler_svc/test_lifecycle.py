@@ -7,7 +7,7 @@ import threading
 import pytest
 import redis
 
-from mlaas.redis_embedded import EmbeddedRedis
+from mlaas.local.redis_embedded import EmbeddedRedis
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.lifecycle import Lifecycle
 from scheduler_svc.store import DeploymentStore

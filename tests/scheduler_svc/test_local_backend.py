@@ -7,7 +7,7 @@ import numpy as np
 from mlaas.client import RegistryClient
 from mlaas.export import register_sklearn
 from mlaas.inference_client import InferenceClient
-from mlaas.net import wait_healthy
+from mlaas.services.net import wait_healthy
 from scheduler_svc.backends import ReplicaSpec
 from scheduler_svc.backends.local import LocalBackend
 from tests.conftest import tool_env

@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from mlaas.redis_embedded import EmbeddedRedis
+from mlaas.local.redis_embedded import EmbeddedRedis
 from scheduler_svc.queue import DeploymentQueue
 
 

@@ -15,8 +15,8 @@ import grpc
 import numpy as np
 
 from mlaas.inference_client import InferenceClient
-from mlaas.net import wait_healthy
-from mlaas.redis_embedded import EmbeddedRedis
+from mlaas.local.redis_embedded import EmbeddedRedis
+from mlaas.services.net import wait_healthy
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.backends.local import LocalBackend, _alive
 from tests.scheduler_svc.conftest import stub_of, watch_until

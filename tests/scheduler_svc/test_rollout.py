@@ -20,9 +20,9 @@ from sklearn.linear_model import LogisticRegression
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference, InferenceClient
-from mlaas.net import wait_healthy
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
+from mlaas.services.net import wait_healthy
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.backends import ReplicaSpec, ReplicaStatus, RollState
 from scheduler_svc.backends.local import LocalBackend, _alive

@@ -10,7 +10,7 @@ import redis
 
 from mlaas import errors
 from mlaas.errors import AlreadyExists
-from mlaas.redis_embedded import EmbeddedRedis
+from mlaas.local.redis_embedded import EmbeddedRedis
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc import tallies
 from scheduler_svc.store import DeploymentStore, RequestKey

@@ -9,9 +9,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from mlaas import errors
-from mlaas.auth import MONITOR, REGISTRY, RUNTIME
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.export import register_sklearn
+from mlaas.services.auth import MONITOR, REGISTRY, RUNTIME
 from mlaas.v1 import scheduler_pb2 as S
 from tests.scheduler_svc.conftest import ONE_CPU
 

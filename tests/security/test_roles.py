@@ -10,9 +10,9 @@ import grpc
 import pytest
 from google.protobuf import message_factory
 
-from mlaas import permissions
-from mlaas.auth import MONITOR, REGISTRY, RUNTIME, SCHEDULER, TRAINER
 from mlaas.oip import open_inference_v2_pb2
+from mlaas.services import permissions
+from mlaas.services.auth import MONITOR, REGISTRY, RUNTIME, SCHEDULER, TRAINER
 from mlaas.v1 import monitor_pb2, registry_pb2, scheduler_pb2
 from monitor_svc.app import build_monitor
 from monitor_svc.settings import MonitorSettings
@@ -35,7 +35,7 @@ def _path(method) -> str:
 
 def test_every_rpc_of_every_service_has_an_access_rule():
     methods = {_path(m) for service in SERVICES.values() for m in service.methods}
-    assert methods == set(permissions.RULES), "each rpc needs exactly one rule in mlaas/permissions.py"
+    assert methods == set(permissions.RULES), "each rpc needs exactly one rule in mlaas/services/permissions.py"
 
 
 def _call(channel: grpc.Channel, method, token: str) -> tuple[grpc.StatusCode, str]:

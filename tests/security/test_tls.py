@@ -1,4 +1,4 @@
-"""TLS and mTLS end to end, on real servers on 127.0.0.1 with certificates made by mlaas.certs:
+"""TLS and mTLS end to end, on real servers on 127.0.0.1 with certificates made by mlaas.local.certs:
 the SDK, the CLI, unmodified tritonclient and grpcurl against a TLS runtime and a mTLS registry,
 a client of another CA and a client without a certificate refused, certificate files reloaded
 for new connections, tokens never served in clear beyond loopback, and `mlaas up --tls`."""
@@ -20,12 +20,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mlaas import errors
-from mlaas.auth import Authenticator
-from mlaas.certs import LocalPKI, local_pki
 from mlaas.client import MonitorClient, RegistryClient, SchedulerClient
-from mlaas.net import free_port, wait_healthy
-from mlaas.server import bind_host
-from mlaas.settings import ServerSettings
+from mlaas.local.certs import LocalPKI, local_pki
+from mlaas.services.auth import Authenticator
+from mlaas.services.net import free_port, wait_healthy
+from mlaas.services.server import bind_host
+from mlaas.services.settings import ServerSettings
 from mlaas.tls import ClientTLS, ServerTLS, channel
 from mlaas.v1 import scheduler_pb2
 from tests.conftest import tiny_onnx, tool_env, with_server
@@ -178,7 +178,7 @@ def test_the_cli_over_mtls(mtls_registry, pki):
 
 def test_the_image_health_check_over_mtls(mtls_registry, pki):
     """What the Kubernetes probes and the Docker health check run: TLS from the environment."""
-    probe = [sys.executable, "-m", "mlaas.healthcheck", mtls_registry]
+    probe = [sys.executable, "-m", "mlaas.services.healthcheck", mtls_registry]
     serving = run(*probe, env=tool_env(**client_of(pki).env()))
     assert serving.returncode == 0 and serving.stdout.strip() == "SERVING", serving.stderr
     refused = run(*probe, env=tool_env(**client_of(pki, certificate=False).env()))

@@ -45,7 +45,7 @@ def test_a_runtime_of_a_mtls_mesh_mounts_the_tls_secret():
     assert {"name": "tls", "secret": {"secretName": "mlaas-tls", "defaultMode": 0o440}} in pod["volumes"]
     assert len(pod["volumes"]) == 2  # the tokens too
     for probe in (container["readinessProbe"], container["livenessProbe"]):
-        assert probe["exec"]["command"] == ["python", "-m", "mlaas.healthcheck", "127.0.0.1:8001"]
+        assert probe["exec"]["command"] == ["python", "-m", "mlaas.services.healthcheck", "127.0.0.1:8001"]
         assert "grpc" not in probe
 
 

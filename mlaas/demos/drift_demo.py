@@ -12,10 +12,10 @@ from collections.abc import Callable
 import numpy as np
 
 from mlaas.client import MonitorClient, RegistryClient, SchedulerClient
+from mlaas.demos.scenarios import sea, sea_classifier
 from mlaas.errors import MlaasError, NotFound
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
-from mlaas.scenarios import sea, sea_classifier
 from mlaas.tls import ClientTLS
 from mlaas.v1 import monitor_pb2
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import redis
 
-from mlaas.net import free_port
-from mlaas.private_files import write_private
-from mlaas.supervisor import die_with_parent
+from mlaas.local.supervisor import die_with_parent
+from mlaas.services.net import free_port
+from mlaas.services.private_files import write_private
 
 
 def redis_server_binary() -> str:
@@ -71,7 +71,8 @@ class EmbeddedRedis:
         try:
             while time.monotonic() < deadline:
                 if self._process.poll() is not None:
-                    log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
+                    written = self.directory / "redis.log"  # not there when it was killed at once
+                    log = written.read_text(errors="replace")[-2000:] if written.exists() else "(no log written)"
                     raise RuntimeError(f"redis-server exited with {self._process.returncode}:\n{log}")
                 try:
                     if client.ping():

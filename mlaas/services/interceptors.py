@@ -11,9 +11,9 @@ from collections.abc import Callable
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from mlaas import permissions
-from mlaas.auth import Authenticator
 from mlaas.errors import MlaasError
+from mlaas.services import permissions
+from mlaas.services.auth import Authenticator
 
 # (behaviour, is-response-streaming) -> wrapped behaviour
 BehaviourWrapper = Callable[[Callable, bool], Callable]
@@ -41,7 +41,7 @@ def wrap_handler(handler: grpc.RpcMethodHandler | None, wrap: BehaviourWrapper):
 
 def refusal(authenticator: Authenticator, handler_call_details) -> tuple[grpc.StatusCode, str] | None:
     """Why this call must be refused (UNAUTHENTICATED: who is it; PERMISSION_DENIED: the rules of
-    mlaas.permissions), or None to let it through."""
+    mlaas.services.permissions), or None to let it through."""
     method = handler_call_details.method
     if not authenticator.enabled or authenticator.is_public(method):
         return None

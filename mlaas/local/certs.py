@@ -1,7 +1,7 @@
 """A local certificate authority and the certificates the mesh needs, made with `cryptography`.
 
-`mlaas up --tls` keeps them in `<data dir>/tls/`; `python -m mlaas.certs init DIR` makes the same
-set anywhere (for Docker or a hand-run mesh); `python -m mlaas.certs k8s-secret` makes the
+`mlaas up --tls` keeps them in `<data dir>/tls/`; `python -m mlaas.local.certs init DIR` makes the same
+set anywhere (for Docker or a hand-run mesh); `python -m mlaas.local.certs k8s-secret` makes the
 Kubernetes Secret the dev overlay mounts (run by its Job). Keys are EC P-256, written 0600.
 """
 
@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from mlaas.private_files import private_dir, write_private
+from mlaas.services.private_files import private_dir, write_private
 
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 CA_DAYS = 3650
@@ -260,7 +260,7 @@ def create_k8s_secret(name: str, namespace: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlaas.certs", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mlaas.local.certs", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     init = commands.add_parser("init", help="a CA, a server and a client certificate in DIR (reused if there)")
     init.add_argument("directory")

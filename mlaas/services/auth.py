@@ -5,7 +5,7 @@ only as sha256 digests in memory. Without a file the mesh runs open: every calle
 anonymous tenant "" and sees everything, and servers bind to loopback only.
 
 The mesh's components do not share one all-powerful identity. Each has a role with the least
-privilege its job needs (the rules per rpc are in `mlaas.permissions`):
+privilege its job needs (the rules per rpc are in `mlaas.services.permissions`):
 - the scheduler, the monitor and the registry hold tokens of their role in the tokens file;
 - a runtime and a training job hold a credential the scheduler minted for them alone, signed with
   the mesh key (MLAAS_MESH_KEY_FILE): it names the deployment (or job) and the one model version
@@ -27,8 +27,8 @@ from pathlib import Path
 import yaml
 
 from mlaas.errors import Unauthenticated
-from mlaas.private_files import write_private
-from mlaas.settings import ServerSettings
+from mlaas.services.private_files import write_private
+from mlaas.services.settings import ServerSettings
 
 ANONYMOUS = ""
 # Roles of the mesh's own components (reserved tenant names).

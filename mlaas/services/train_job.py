@@ -1,8 +1,8 @@
-"""The training job program (`python -m mlaas.train_job`), run by a scheduler backend with the
+"""The training job program (`python -m mlaas.services.train_job`), run by a scheduler backend with the
 model's train resources: fits the model's registered recipe (scikit-learn estimators from the
 allowlist, never user code) on a labeled dataset and writes the fitted model as ONNX.
 
-    python -m mlaas.train_job --registry ADDR --model NAME:VERSION --input DATA.npz --output MODEL.onnx
+    python -m mlaas.services.train_job --registry ADDR --model NAME:VERSION --input DATA.npz --output MODEL.onnx
 
 DATA.npz holds X (rows x features) and y. The output is written atomically; the exit code says
 whether it worked (the scheduler reports the last log lines otherwise).
@@ -19,12 +19,12 @@ import numpy as np
 
 from mlaas.client import RegistryClient
 from mlaas.export import sklearn_to_onnx
-from mlaas.private_files import private_by_default
 from mlaas.recipes import build_pipeline
+from mlaas.services.private_files import private_by_default
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlaas.train_job", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mlaas.services.train_job", description=__doc__.splitlines()[0])
     parser.add_argument("--registry", required=True)
     parser.add_argument("--model", required=True, help="NAME:VERSION whose recipe is fitted")
     parser.add_argument("--input", required=True, type=Path)

@@ -15,10 +15,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
-from mlaas.auth import Authenticator
-from mlaas.interceptors import AuthInterceptor, MetricsInterceptor, RpcMetrics, StreamLimitInterceptor, StreamLimits
 from mlaas.message_limits import MAX_MESSAGE_BYTES
-from mlaas.settings import LOOPBACK, ServerSettings
+from mlaas.services.auth import Authenticator
+from mlaas.services.interceptors import (
+    AuthInterceptor,
+    MetricsInterceptor,
+    RpcMetrics,
+    StreamLimitInterceptor,
+    StreamLimits,
+)
+from mlaas.services.settings import LOOPBACK, ServerSettings
 from mlaas.tls import ServerTLS
 
 log = logging.getLogger(__name__)

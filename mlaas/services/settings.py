@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from mlaas.env import env_bool
 from mlaas.tls import ServerTLS
 
 LOOPBACK = "127.0.0.1"
@@ -34,17 +35,6 @@ def env_float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not a number") from None
-
-
-def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if raw.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name}={raw!r} is not a boolean (use true or false)")
 
 
 def setting(env_name: str, default, *, choices: tuple[str, ...] = (), parse=None):
@@ -129,7 +119,7 @@ class ServerSettings:
     max_streams_per_caller: int = setting("MLAAS_MAX_STREAMS_PER_CALLER", 8)
     # Without a tokens file servers bind to loopback unless this is set.
     allow_open_remote: bool = setting("MLAAS_ALLOW_OPEN_REMOTE", False)
-    # The key that signs the credentials the scheduler mints for runtimes and jobs (mlaas.auth).
+    # The key that signs the credentials the scheduler mints for runtimes and jobs (mlaas.services.auth).
     mesh_key_file: str | None = setting("MLAAS_MESH_KEY_FILE", None, parse=str)
     # TLS (mTLS with a client CA, MLAAS_TLS_*: mlaas.tls); None: plaintext.
     tls: ServerTLS | None = None

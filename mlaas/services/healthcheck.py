@@ -1,4 +1,4 @@
-"""`python -m mlaas.healthcheck HOST:PORT`: exit 0 when the gRPC server there reports SERVING
+"""`python -m mlaas.services.healthcheck HOST:PORT`: exit 0 when the gRPC server there reports SERVING
 (the container image's health check, and the Kubernetes probes of a mesh over TLS, which the
 kubelet's native gRPC probe cannot speak). TLS as MLAAS_TLS_CA, MLAAS_TLS_CLIENT_CERT and
 MLAAS_TLS_CLIENT_KEY say."""
@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import sys
 
-from mlaas.net import health
+from mlaas.services.net import health
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m mlaas.healthcheck HOST:PORT", file=sys.stderr)
+        print("usage: python -m mlaas.services.healthcheck HOST:PORT", file=sys.stderr)
         return 2
     answer = health(args[0], timeout=2.0)
     print(answer)

@@ -4,12 +4,12 @@ cannot be called (and tests/security/test_roles.py fails until it has one).
 
 TENANT means any tenant; the servicer then decides what of the tenant's world it may touch
 (its own models and deployments, those it holds a lease on, public models). The mesh's roles
-are listed by name (see mlaas.auth); a role missing from a rule gets PERMISSION_DENIED.
+are listed by name (see mlaas.services.auth); a role missing from a rule gets PERMISSION_DENIED.
 """
 
 from __future__ import annotations
 
-from mlaas.auth import MONITOR, REGISTRY, RUNTIME, SCHEDULER, TRAINER, Identity
+from mlaas.services.auth import MONITOR, REGISTRY, RUNTIME, SCHEDULER, TRAINER, Identity
 
 TENANT = "tenant"
 
