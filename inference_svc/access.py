@@ -27,6 +27,7 @@ from mlaas.services.auth import Authenticator, Identity, bearer_token
 from mlaas.services.interceptors import wrap_handler
 
 _SERVICE = "/inference.GRPCInferenceService/"
+_NODE_LABELS = "/mlaas.v1.NodeLabelsService/"  # a STRICT deployment's labels, under the same rules
 # Answer nothing of the models to strangers; the server-wide rpcs tell nothing of any tenant.
 _SERVER_WIDE = {_SERVICE + m for m in ("ServerLive", "ServerReady", "ServerMetadata")}
 _REPOSITORY = {_SERVICE + m for m in ("RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload")}
@@ -201,7 +202,7 @@ class RuntimeAccessInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if not method.startswith(_SERVICE) or method in _SERVER_WIDE:
+        if not method.startswith((_SERVICE, _NODE_LABELS)) or method in _SERVER_WIDE:
             return handler
         metadata = handler_call_details.invocation_metadata
         try:

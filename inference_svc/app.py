@@ -17,7 +17,9 @@ from inference_svc.cores import LongCalls
 from inference_svc.dataplane import DataPlane
 from inference_svc.feedback import DiscardSink, FeedbackSink, FeedbackTap
 from inference_svc.metrics import RuntimeMetrics
-from inference_svc.monitor_sink import MonitorSink
+from inference_svc.monitor_sink import MonitorConnection, MonitorSink
+from inference_svc.node_labels import NodeLabels
+from inference_svc.node_servicer import NodeLabelsServicer
 from inference_svc.repository import ModelRepository
 from inference_svc.rest import RestApp, RestServer
 from inference_svc.servicer import InferenceServicer
@@ -25,12 +27,16 @@ from inference_svc.settings import RuntimeSettings
 from inference_svc.summary_sink import SummarySink
 from inference_svc.wire import add_inference_service
 from mlaas.oip import open_inference_v2_pb2 as oip
+from mlaas.refs import parse_ref
 from mlaas.services.auth import SCHEDULER, Authenticator
 from mlaas.services.interceptors import AioAuthInterceptor
+from mlaas.services.label_store import LabelStore
 from mlaas.services.server import AioMeshServer, Service, bind_host, tls_mode
+from mlaas.v1 import node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = oip.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+NODE_LABELS_SERVICE = node_pb2.DESCRIPTOR.services_by_name["NodeLabelsService"].full_name
 
 
 @dataclass
@@ -43,6 +49,7 @@ class Worker:
     servicer: InferenceServicer
     server: AioMeshServer
     rest: RestServer | None
+    node_labels: NodeLabels | None
     _background: list[asyncio.Task] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -87,14 +94,33 @@ class Worker:
         await self.feedback.stop()
         await self.catalog.close()
         await self.repository.close()
+        if self.node_labels is not None:
+            self.node_labels.close()
         log.info("worker %d stopped", self.settings.worker_index)
 
 
-def _sink(settings: RuntimeSettings) -> FeedbackSink:
+def _monitor(settings: RuntimeSettings) -> MonitorConnection | None:
     if not (settings.monitor_address and settings.deployment_id):
+        return None
+    return MonitorConnection(settings.monitor_address, settings.registry_token)
+
+
+def _node_labels(settings: RuntimeSettings) -> NodeLabels | None:
+    """Where a STRICT deployment keeps its predictions and labels on this node (None for an
+    OPEN one: its feedback goes to the Monitor)."""
+    if settings.feedback_mode != "summaries" or not settings.deployment_id:
+        return None
+    store = LabelStore(settings.node_dir / f"{settings.deployment_id}.sqlite3", settings.node_keep_predictions)
+    model = parse_ref(settings.models[0]).name if settings.models else ""
+    return NodeLabels(store, settings.deployment_id, model)
+
+
+def _sink(settings: RuntimeSettings, monitor: MonitorConnection | None, labels: NodeLabels | None) -> FeedbackSink:
+    if monitor is None:
         return DiscardSink()
-    kind = SummarySink if settings.feedback_mode == "summaries" else MonitorSink
-    return kind(settings.monitor_address, settings.deployment_id, settings.registry_token)
+    if labels is not None:
+        return SummarySink(monitor, settings.deployment_id, labels)
+    return MonitorSink(monitor, settings.deployment_id)
 
 
 def _rules(settings: RuntimeSettings, authenticator: Authenticator) -> RuntimeRules | None:
@@ -116,7 +142,9 @@ def build_worker(settings: RuntimeSettings, long_calls: LongCalls | None = None)
     authenticator = Authenticator.for_server(settings.server)
     metrics = RuntimeMetrics()
     repository = ModelRepository(settings, metrics, long_calls)
-    feedback = FeedbackTap(settings.feedback_capacity, _sink(settings), dropped_metric=metrics.feedback_dropped)
+    monitor, node_labels = _monitor(settings), _node_labels(settings)
+    sink = _sink(settings, monitor, node_labels)
+    feedback = FeedbackTap(settings.feedback_capacity, sink, dropped_metric=metrics.feedback_dropped)
     siblings = [f"127.0.0.1:{p}" for i, p in enumerate(settings.control_ports) if i != settings.worker_index]
     catalog = Catalog(settings, repository, siblings)
     plane = DataPlane(settings, repository, feedback, metrics)
@@ -124,8 +152,12 @@ def build_worker(settings: RuntimeSettings, long_calls: LongCalls | None = None)
     interceptors = [] if rules is None else [AioAuthInterceptor(authenticator), RuntimeAccessInterceptor(rules)]
     servicer = InferenceServicer(catalog, plane)
     service = Service(SERVICE_NAME, servicer, add_inference_service)
+    labels_service = Service(
+        NODE_LABELS_SERVICE, NodeLabelsServicer(settings.deployment_id, node_labels, monitor),
+        node_pb2_grpc.add_NodeLabelsServiceServicer_to_server,
+    )  # fmt: skip
     server = AioMeshServer(
-        "inference", settings.server, [service], authenticator, interceptors,
+        "inference", settings.server, [service, labels_service], authenticator, interceptors,
         share_port=not settings.bulk, max_receive_bytes=settings.max_request_bytes,
     )  # fmt: skip
     rest = None
@@ -135,4 +167,4 @@ def build_worker(settings: RuntimeSettings, long_calls: LongCalls | None = None)
             settings.server.tls, share_port=True, grace=settings.server.shutdown_grace_seconds,
             header_seconds=settings.rest_header_seconds,
         )  # fmt: skip
-    return Worker(settings, repository, metrics, feedback, catalog, servicer, server, rest)
+    return Worker(settings, repository, metrics, feedback, catalog, servicer, server, rest, node_labels)

@@ -62,8 +62,8 @@ class MonitorConnection:
 
 
 class MonitorSink:
-    def __init__(self, address: str, deployment_id: str, token: str | None = None):
-        self._monitor = MonitorConnection(address, token)
+    def __init__(self, monitor: MonitorConnection, deployment_id: str):
+        self._monitor = monitor
         self._deployment_id = deployment_id
 
     async def send(self, records: list[FeedbackRecord], dropped: int) -> None:

@@ -63,8 +63,11 @@ class RuntimeSettings:
     # Where RepositoryModelLoad may load `parameters.uri` from, on a standalone runtime only.
     model_roots: tuple[Path, ...] = setting("MLAAS_MODEL_ROOTS", (), parse=paths_setting)
     model_buckets: tuple[str, ...] = setting("MLAAS_MODEL_BUCKETS", (), parse=names_setting)
-    # STRICT deployments send window summaries, never raw inputs.
+    # STRICT deployments send window summaries, never raw inputs; their predictions and labels
+    # stay on the node, in node_dir (node_labels.py), up to node_keep_predictions of each.
     feedback_mode: str = setting("MLAAS_FEEDBACK_MODE", "records", choices=("records", "summaries"))
+    node_dir: Path = field(default_factory=lambda: Path("~/.mlaas/node").expanduser())
+    node_keep_predictions: int = setting("MLAAS_NODE_KEEP_PREDICTIONS", 50_000)
     # Private loopback ports of every worker (index = worker), for repository broadcasts.
     control_ports: tuple[int, ...] = ()
     worker_index: int = 0
@@ -94,4 +97,5 @@ class RuntimeSettings:
         return read_env(
             cls, env, server=ServerSettings.from_env(env, "inference", 0), batch=batch, tenant_share=share,
             data_refs=read_env(DataRefPolicy, env), cache_dir=data_dir(env) / "runtime-cache",
+            node_dir=data_dir(env) / "node",
         )  # fmt: skip

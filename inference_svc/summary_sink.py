@@ -6,11 +6,14 @@ from then on so that every window is counted the same way."""
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from inference_svc.feedback import FeedbackRecord
 from inference_svc.monitor_sink import MonitorConnection
+from inference_svc.node_labels import NodeLabels
 from mlaas.v1 import monitor_pb2
 
 M = monitor_pb2
@@ -36,8 +39,12 @@ def _summaries(rows: np.ndarray, edges: list[np.ndarray]) -> list[monitor_pb2.Fe
 
 
 class SummarySink:
-    def __init__(self, address: str, deployment_id: str, token: str | None = None, window: int = 256):
-        self._monitor = MonitorConnection(address, token)
+    """`labels`: where the records' predictions are kept on the node, for the labels reported
+    there (node_labels.py)."""
+
+    def __init__(self, monitor: MonitorConnection, deployment_id: str, labels: NodeLabels, window: int = 256):
+        self._monitor = monitor
+        self._labels = labels
         self._deployment_id = deployment_id
         self._window = window
         self._inputs: list[np.ndarray] = []
@@ -47,6 +54,8 @@ class SummarySink:
         self._model, self._version = "", 0
 
     async def send(self, records: list[FeedbackRecord], dropped: int) -> None:
+        await asyncio.to_thread(self._labels.add_predictions, records)  # kept again if resent: one row per id
+        await self._labels.flush(self._monitor)  # labels that were waiting for these predictions
         for record in records:
             if not record.inputs or not record.outputs:
                 continue

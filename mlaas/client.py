@@ -483,6 +483,24 @@ class SchedulerClient(GrpcClient):
         return ",".join(endpoints), deployment.model.name
 
 
+def label_batches(labels: Iterable[tuple[str, str | float]], batch: int) -> Iterator[list[monitor_pb2.Label]]:
+    """(request id, true label) pairs as Label messages, `batch` at a time: a string is a class
+    label, a number a regression target."""
+    chunk: list[monitor_pb2.Label] = []
+    for request_id, value in labels:
+        label = monitor_pb2.Label(request_id=request_id)
+        if isinstance(value, str):
+            label.class_label = value
+        else:
+            label.target = float(value)
+        chunk.append(label)
+        if len(chunk) == batch:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 class MonitorClient(GrpcClient):
     """Labels in; drift reports, drift events, policies and retrainings out."""
 
@@ -507,20 +525,10 @@ class MonitorClient(GrpcClient):
         target. Returns once every label is on the Monitor's disk. While the Monitor is away
         (UNAVAILABLE: restarting) the labels are sent again for up to `retry_seconds`; a label
         sent twice is stored once."""
-        messages = []
-        chunk: list[monitor_pb2.Label] = []
-        for request_id, value in labels:
-            label = monitor_pb2.Label(request_id=request_id)
-            if isinstance(value, str):
-                label.class_label = value
-            else:
-                label.target = float(value)
-            chunk.append(label)
-            if len(chunk) == batch:
-                messages.append(monitor_pb2.ReportLabelsRequest(deployment_id=deployment_id, labels=chunk))
-                chunk = []
-        if chunk:
-            messages.append(monitor_pb2.ReportLabelsRequest(deployment_id=deployment_id, labels=chunk))
+        messages = [
+            monitor_pb2.ReportLabelsRequest(deployment_id=deployment_id, labels=chunk)
+            for chunk in label_batches(labels, batch)
+        ]
         deadline, pause = time.monotonic() + retry_seconds, 0.05
         while True:
             try:

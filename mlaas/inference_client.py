@@ -22,13 +22,14 @@ from typing import TypeVar
 import grpc
 import numpy as np
 
-from mlaas.client import GrpcClient, SchedulerClient, open_channel
-from mlaas.errors import InvalidArgument, MlaasError, from_rpc_error
+from mlaas.client import GrpcClient, SchedulerClient, label_batches, open_channel
+from mlaas.errors import FailedPrecondition, InvalidArgument, MlaasError, from_rpc_error
 from mlaas.message_limits import BULK_THRESHOLD_BYTES
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.tensors import from_raw, to_raw
 from mlaas.tls import ClientTLS
+from mlaas.v1 import node_pb2, node_pb2_grpc, scheduler_pb2
 
 T = TypeVar("T")
 
@@ -116,6 +117,11 @@ class InferenceClient(GrpcClient):
     def infer_request(self, request: oip.ModelInferRequest) -> dict[str, np.ndarray]:
         """A prebuilt ModelInferRequest; its numpy outputs by name."""
         return read_response(self._call(self._stub.ModelInfer, request))
+
+    def report_node_labels(self, messages: list[node_pb2.ReportNodeLabelsRequest]) -> node_pb2.ReportNodeLabelsResponse:
+        """Labels of a STRICT deployment to this runtime (DeploymentInference.report_labels)."""
+        stub = node_pb2_grpc.NodeLabelsServiceStub(self._channel)
+        return self._call(stub.ReportNodeLabels, iter(messages))
 
     def infer_reference(
         self, model: str, input_name: str, datatype: str, uri: str, request_id: str = ""
@@ -285,6 +291,26 @@ class DeploymentInference:
     def metadata(self) -> oip.ModelMetadataResponse:
         """The deployed model's inputs and outputs."""
         return self._retrying(lambda runtime: runtime.metadata(self.model))
+
+    def report_labels(
+        self, labels: Iterable[tuple[str, str | float]], batch: int = 1000
+    ) -> node_pb2.ReportNodeLabelsResponse:
+        """(request id, true label) pairs for a STRICT deployment, to one of its replicas on its
+        node, where they stay: the Monitor sees only how many predictions were wrong. Returns
+        once every label is on the node's disk; sent again to another replica (or the same one
+        restarted) while none answers. An OPEN deployment's labels go to the Monitor
+        (MonitorClient.report_labels): its replicas refuse them (FailedPrecondition)."""
+        deployment = self._scheduler.get(self._deployment_id)
+        if deployment.mode != scheduler_pb2.PLACEMENT_MODE_STRICT:
+            raise FailedPrecondition(
+                f"deployment {self._deployment_id} is not STRICT: report its labels to the Monitor "
+                "(MonitorClient.report_labels)"
+            )
+        messages = [
+            node_pb2.ReportNodeLabelsRequest(deployment_id=self._deployment_id, labels=chunk)
+            for chunk in label_batches(labels, batch)
+        ]
+        return self._retrying(lambda runtime: runtime.report_node_labels(messages))
 
     def _retrying(self, call: Callable[[InferenceClient], T], bulk: bool = False) -> T:
         """`call` on a replica (a bulk worker with `bulk`), again on another after UNAVAILABLE."""

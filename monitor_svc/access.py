@@ -45,6 +45,7 @@ class DeploymentAccess:
         self._get = get_deployment
         self._remember = remember_seconds
         self._allowed: dict[tuple[str, str], tuple[float, str]] = {}  # (tenant, deployment) -> (until, owner)
+        self._strict: dict[str, bool] = {}  # deployment -> STRICT (a deployment's mode never changes)
         self._lock = threading.Lock()
 
     def check(self, context: grpc.ServicerContext, deployment_id: str, owner_only: bool = False) -> None:
@@ -65,11 +66,19 @@ class DeploymentAccess:
         with self._lock:
             until, owner = self._allowed.get(key, (0.0, ""))
         if until <= time.monotonic():
-            owner = self._get(deployment_id, bearer_token(metadata)).tenant
+            deployment = self._get(deployment_id, bearer_token(metadata))
+            owner = deployment.tenant
             with self._lock:
                 self._allowed[key] = (time.monotonic() + self._remember, owner)
+                self._strict[deployment_id] = deployment.mode == scheduler_pb2.PLACEMENT_MODE_STRICT
         if owner_only and owner != identity.tenant:
             raise PermissionDenied(f"only the owner of deployment {deployment_id} may change its monitoring")
+
+    def is_strict(self, deployment_id: str) -> bool:
+        """Whether the deployment is STRICT, as its record said when a tenant's call to it was
+        checked (`check` asks the scheduler; a deployment's mode never changes). Unknown, so
+        False, without auth: there the Monitor knows it from the deployment's summaries."""
+        return self._strict.get(deployment_id, False)
 
     def label_namespace(self, context: grpc.ServicerContext) -> str:
         """What a tenant's label ids are put under: the runtimes record each request under its

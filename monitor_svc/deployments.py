@@ -8,16 +8,20 @@ from __future__ import annotations
 import collections
 import threading
 
+import numpy as np
+
 from mlaas.errors import InvalidArgument, NotFound
+from mlaas.services.label_store import Labeled
 from mlaas.v1 import monitor_pb2
 from monitor_svc.changes import Changes
 from monitor_svc.context import ContextLoader
 from monitor_svc.monitoring import DeploymentMonitor, default_policy
 from monitor_svc.retrainer import Job, Retrainer
 from monitor_svc.retraining import RetrainSchedule
-from monitor_svc.store import Labeled, MonitorStore
+from monitor_svc.store import MonitorStore
 
 M = monitor_pb2
+MAX_WINDOW_LABELS = 10_000  # a node sends windows of a few dozen labels
 
 
 class DeploymentMonitors:
@@ -110,6 +114,18 @@ class DeploymentMonitors:
         )  # fmt: skip
         self._retrainer.submit(job)
         return events
+
+    def learn_counts(
+        self, monitor: DeploymentMonitor, counts: monitor_pb2.LabelSummary
+    ) -> list[monitor_pb2.DriftEvent]:
+        """A STRICT node's window of labels, in counts: its errors spread evenly over the window
+        (the order within it stays on the node), into the performance detector. Never retrained
+        here: the data to retrain on is on the node."""
+        if not 0 <= counts.errors <= counts.labels <= MAX_WINDOW_LABELS:
+            raise InvalidArgument(f"a label summary needs 0 <= errors <= labels <= {MAX_WINDOW_LABELS}")
+        errors = np.zeros(counts.labels)
+        errors[np.linspace(0, counts.labels - 1, counts.errors).round().astype(int)] = 1.0
+        return monitor.learn_errors(errors, counts.first_label)
 
     def _round_finished(self, deployment_id: str, rolled_out: bool) -> None:
         with self._lock:

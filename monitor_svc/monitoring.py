@@ -3,9 +3,8 @@
 - data drift: a DriftScan over the input features against the version's reference data;
 - prediction drift: a DriftScan over the model's first output (a class label is categorical, a
   regression value numeric) against the model's own outputs on the reference data;
-- performance drift: an ErrorRateDetector over labeled samples. For classification an error is
-  a wrong label; for regression, a residual larger than the 90th percentile of the first
-  `REGRESSION_BASELINE` residuals (so that "error rate" means the same thing for both).
+- performance drift: an ErrorRateDetector over labeled samples, wrong or right as
+  mlaas/services/outcomes.py says (a STRICT deployment's node says it in counts per window).
 
 A new model version (after a rollout) gets fresh detectors against its own reference data.
 
@@ -28,15 +27,15 @@ from pathlib import Path
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from mlaas.services.label_store import Labeled
+from mlaas.services.outcomes import Outcomes
 from mlaas.v1 import monitor_pb2, types_pb2
 from monitor_svc.detectors import Alarm
 from monitor_svc.detectors.error_rate import ErrorRateDetector
 from monitor_svc.detectors.histogram import HistogramTest
 from monitor_svc.detectors.scan import CATEGORICAL, NUMERIC, WINDOWS, DriftScan
-from monitor_svc.store import Labeled
 
 M = monitor_pb2
-REGRESSION_BASELINE = 200
 HOLD_WINDOWS = 4
 # The data and prediction drift detectors share the policy's false-alarm rate equally.
 DEFAULT_FALSE_ALARMS_PER_100K = 1.0
@@ -129,8 +128,7 @@ class DeploymentMonitor:
         self.prediction_summaries = HistogramTest(context.reference_predictions, ("prediction",), ert)
         self.labels_seen = 0  # matched labels since this version started serving
         self.label_base = 0  # matched-label number where this version's count starts
-        self._residual_limit: float | None = None
-        self._residuals: list[float] = []
+        self._outcomes = Outcomes(context.classification)
         # The change the latest performance alarm dates (the matched-label number its labels
         # start after) and its event's id, until DeploymentMonitors takes it.
         self.change: tuple[int, str] | None = None
@@ -192,9 +190,16 @@ class DeploymentMonitor:
         labeled = [x for x in labeled if x.model_version == self.context.version]
         if not labeled:
             return []
+        return self.learn_errors(self._outcomes.errors(labeled), labeled[0].number)
+
+    def learn_errors(self, errors: np.ndarray, first_number: int) -> list[monitor_pb2.DriftEvent]:
+        """Outcomes (1.0: wrong) of this version's labeled predictions, in order, the first of
+        them matched-label number `first_number`: what `learn` makes of labels, and what a
+        STRICT deployment's node sends instead of them."""
+        if not errors.size:
+            return []
         if not self.labels_seen:
-            self.label_base = labeled[0].number - 1
-        errors = self._errors(labeled)
+            self.label_base = first_number - 1
         self._recent_errors = (self._recent_errors + errors.tolist())[-1024:]
         events = []
         for alarm in self.performance.update(errors):  # alarm.sample counts this version's labels
@@ -203,18 +208,6 @@ class DeploymentMonitor:
             self.change = (self.label_base + max(alarm.sample - alarm.window, 0), events[-1].id)
         self.labels_seen = self.performance.samples
         return events
-
-    def _errors(self, labeled: list[Labeled]) -> np.ndarray:
-        if self.context.classification:
-            return np.array([x.prediction != x.label for x in labeled], dtype=np.float64)
-        residuals = np.abs(np.array([float(x.prediction) - float(x.label) for x in labeled]))
-        if self._residual_limit is None:
-            self._residuals.extend(residuals.tolist())
-            if len(self._residuals) < REGRESSION_BASELINE:
-                return np.zeros(0)
-            self._residual_limit = float(np.quantile(self._residuals, 0.9))
-            residuals = np.asarray(self._residuals)
-        return (residuals > self._residual_limit).astype(np.float64)
 
     def recent_performance(self) -> float:
         """Accuracy (classification) or the share of residuals within the baseline's 90th

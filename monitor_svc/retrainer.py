@@ -27,12 +27,13 @@ import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlaas.client import RegistryClient, SchedulerClient
+from mlaas.services.label_store import Labeled
 from mlaas.v1 import monitor_pb2, types_pb2
 from monitor_svc.changes import Changes
 from monitor_svc.context import first_output
 from monitor_svc.monitoring import ModelContext
 from monitor_svc.retraining import holdout_split, judge, metric_name
-from monitor_svc.store import Labeled, MonitorStore
+from monitor_svc.store import MonitorStore
 
 log = logging.getLogger(__name__)
 M = monitor_pb2

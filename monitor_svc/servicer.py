@@ -8,7 +8,8 @@ from collections.abc import Iterable, Iterator
 import grpc
 import numpy as np
 
-from mlaas.errors import InvalidArgument
+from mlaas.errors import FailedPrecondition, InvalidArgument
+from mlaas.services.label_store import label_pairs
 from mlaas.services.paging import decode_page_token, encode_page_token, is_offset, page_size, query_key
 from mlaas.services.servicing import maps_errors
 from mlaas.tensors import from_raw
@@ -21,7 +22,6 @@ from monitor_svc.store import MonitorStore
 
 M = monitor_pb2
 WATCH_POLL_SECONDS = 1.0
-MAX_LABEL_CHARS = 256
 RECENT_EVENTS = 20
 
 
@@ -115,7 +115,8 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
             self._check(context, request.deployment_id)
             model_name, versions = self._access.feedback_model(context, request.model_name)
             grouped = _by_version(request.records)
-            check_versions(request.deployment_id, {*grouped, *(s.model_version for s in request.summaries)}, versions)
+            reported = {*grouped, *(s.model_version for s in (*request.summaries, *request.label_summaries))}
+            check_versions(request.deployment_id, reported, versions)
             if request.dropped:
                 self._deployments.count_dropped(request.deployment_id, request.dropped)
             for version, (ids, inputs, predictions) in grouped.items():
@@ -139,6 +140,11 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
                     events = monitor.observe_summary(summary)
                 self._deployments.publish(request.deployment_id, events)
                 accepted += summary.features[0].n if summary.features else 0
+            for counts in request.label_summaries:  # a STRICT node's labels, in counts
+                monitor = self._deployments.for_version(request.deployment_id, model_name, counts.model_version, True)
+                with monitor.lock:
+                    events = self._deployments.learn_counts(monitor, counts)
+                self._deployments.publish(request.deployment_id, events)
         return M.IngestFeedbackResponse(accepted_rows=accepted)
 
     def ReportLabels(self, request_iterator, context):
@@ -146,18 +152,8 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         namespace = self._access.label_namespace(context)
         for request in _until_gone(request_iterator):
             self._check(context, request.deployment_id)
-            pairs = []
-            for label in request.labels:
-                if not label.request_id or label.WhichOneof("value") is None:
-                    raise InvalidArgument("every label needs a request_id and a class_label or target")
-                if len(label.request_id) > MAX_LABEL_CHARS or len(label.class_label) > MAX_LABEL_CHARS:
-                    raise InvalidArgument(
-                        f"a label's request_id and class_label have {MAX_LABEL_CHARS} characters at most"
-                    )
-                if label.WhichOneof("value") == "target" and not math.isfinite(label.target):
-                    raise InvalidArgument(f"label {label.request_id!r}: the target must be a finite number")
-                value = label.class_label if label.WhichOneof("value") == "class_label" else repr(label.target)
-                pairs.append((namespace + label.request_id, value))
+            self._refuse_strict(request.deployment_id)
+            pairs = label_pairs(request.labels, namespace)
             matched, waiting = self._store.add_labels(request.deployment_id, pairs)  # on disk from here
             accepted += len(pairs)
             unmatched += waiting
@@ -168,6 +164,15 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
                 self._deployments.publish(request.deployment_id, events)
         return M.ReportLabelsResponse(accepted=accepted, unmatched=unmatched)
 
+    def _refuse_strict(self, deployment_id: str) -> None:
+        """A STRICT deployment's labels stay on its node: never stored here."""
+        monitor = self._deployments.get(deployment_id)
+        if (monitor is not None and monitor.strict) or self._access.is_strict(deployment_id):
+            raise FailedPrecondition(
+                f"deployment {deployment_id} is STRICT: its labels stay on its node; report them to its "
+                "replicas (DeploymentInference.report_labels, or mlaas feedback)"
+            )
+
     def _check(self, context, deployment_id: str, owner_only: bool = False) -> None:
         if not deployment_id:
             raise InvalidArgument("deployment_id is required")
@@ -176,7 +181,8 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
     def GetDriftReport(self, request, context):
         self._check(context, request.deployment_id)
         monitor = self._deployments.known(request.deployment_id)
-        _, matched = self._store.label_count(request.deployment_id)
+        # STRICT: no label is here; the node's counts are what the detector has seen.
+        matched = monitor.labels_seen if monitor.strict else self._store.label_count(request.deployment_id)[1]
         report = monitor.report(matched)
         report.feedback_dropped = self._deployments.dropped(request.deployment_id)
         recent = self._store.recent_events(request.deployment_id, RECENT_EVENTS)  # every version's

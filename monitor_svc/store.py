@@ -1,48 +1,17 @@
 """What the Monitor must not lose, in SQLite (WAL, synchronous=FULL: a commit is on disk before
-it returns): labels, the recent predictions they are matched with, drift events, retrainings
-and policies.
-
-A label is committed before ReportLabels acknowledges it. A label whose prediction has not
-arrived yet (feedback is batched and may come later than the label) stays unmatched and is
-matched when the prediction comes. Predictions are kept up to `keep_predictions` per
-deployment (the retraining window), oldest dropped first.
+it returns): labels and the recent predictions they are matched with (LabelStore), drift events,
+retrainings and policies.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from mlaas.errors import Unavailable
+from mlaas.services.label_store import LabelStore
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS predictions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    deployment TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    model_version INTEGER NOT NULL,
-    inputs BLOB NOT NULL,
-    prediction TEXT NOT NULL,
-    time REAL NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS predictions_by_id ON predictions (deployment, request_id);
-CREATE TABLE IF NOT EXISTS labels (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    deployment TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    label TEXT NOT NULL,
-    time REAL NOT NULL,
-    -- the labeled-sample number once matched with its prediction (1, 2, ... per deployment)
-    matched INTEGER
-);
-CREATE UNIQUE INDEX IF NOT EXISTS labels_by_id ON labels (deployment, request_id);
-CREATE INDEX IF NOT EXISTS labels_by_match ON labels (deployment, matched);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     deployment TEXT NOT NULL,
@@ -67,169 +36,9 @@ CREATE TABLE IF NOT EXISTS policies (
 """
 
 
-def _ids_in(db: sqlite3.Connection, table: str, deployment: str, ids: Sequence[str], condition: str = "") -> set[str]:
-    """Which of `ids` the deployment has rows for in `table` (only these are looked up, by index,
-    so the cost follows the batch, not what has piled up)."""
-    found: set[str] = set()
-    for start in range(0, len(ids), 500):  # below SQLite's limit on bound parameters
-        chunk = ids[start : start + 500]
-        found.update(
-            row[0]
-            for row in db.execute(
-                f"SELECT request_id FROM {table} WHERE deployment = ? AND request_id IN "
-                f"({','.join('?' * len(chunk))}) {condition}",
-                (deployment, *chunk),
-            )
-        )
-    return found
-
-
-@dataclass(frozen=True)
-class Labeled:
-    """A prediction with its true label, numbered in the order labels were matched."""
-
-    number: int
-    request_id: str
-    model_version: int
-    inputs: np.ndarray
-    prediction: str
-    label: str
-
-
-class MonitorStore:
+class MonitorStore(LabelStore):
     def __init__(self, path: Path, keep_predictions: int = 50_000, unmatched_label_seconds: float = 86_400.0):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
-        self._lock = threading.Lock()
-        self._keep = keep_predictions
-        self._unmatched_seconds = unmatched_label_seconds
-        self._closed = False
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._db.close()
-
-    def _write(self, statements) -> None:
-        with self._lock:
-            if self._closed:  # a call still running while the Monitor stops
-                raise Unavailable("the monitor is stopping")
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                statements(self._db)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def add_predictions(
-        self,
-        deployment: str,
-        request_ids: Sequence[str],
-        model_version: int,
-        inputs: np.ndarray,
-        predictions: Sequence[str],
-    ) -> list[Labeled]:
-        """Stores predictions (rows without a request id cannot be labeled and are not kept);
-        returns those that complete a label that came first, now matched."""
-        now = time.time()
-        rows = [
-            (deployment, rid, model_version, np.ascontiguousarray(x, dtype=np.float64).tobytes(), str(p), now)
-            for rid, x, p in zip(request_ids, inputs, predictions, strict=True)
-            if rid
-        ]
-        matched: list[Labeled] = []
-
-        def insert(db: sqlite3.Connection) -> None:
-            db.executemany(
-                "INSERT OR REPLACE INTO predictions (deployment, request_id, model_version, inputs, prediction, time)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            waiting = _ids_in(db, "labels", deployment, [r[1] for r in rows], "AND matched IS NULL")
-            matched.extend(self._match(db, deployment, [r[1] for r in rows if r[1] in waiting]))  # row order
-            db.execute(
-                "DELETE FROM predictions WHERE deployment = ? AND seq <= "
-                "(SELECT seq FROM predictions WHERE deployment = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                (deployment, deployment, self._keep),
-            )
-
-        self._write(insert)
-        return matched
-
-    def add_labels(self, deployment: str, labels: Iterable[tuple[str, str]]) -> tuple[list[Labeled], int]:
-        """Commits labels (request id, label) to disk, then matches those whose prediction is
-        here. Returns (the newly matched, how many wait for their prediction: a label sent again
-        for a prediction it already met does not wait)."""
-        now = time.time()
-        rows = [(deployment, rid, label, now) for rid, label in labels]
-        matched: list[Labeled] = []
-        predicted: set[str] = set()
-
-        def insert(db: sqlite3.Connection) -> None:
-            db.executemany(
-                "INSERT INTO labels (deployment, request_id, label, time) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (deployment, request_id) DO UPDATE SET label = excluded.label",
-                rows,
-            )
-            known = _ids_in(db, "predictions", deployment, [r[1] for r in rows])
-            predicted.update(known)
-            matched.extend(self._match(db, deployment, [r[1] for r in rows if r[1] in known]))
-            # Retention: a label whose prediction never came goes after a while, and a
-            # deployment keeps no more labels than predictions (older ones have nothing to join).
-            db.execute(
-                "DELETE FROM labels WHERE deployment = ? AND matched IS NULL AND time < ?",
-                (deployment, now - self._unmatched_seconds),
-            )
-            db.execute(
-                "DELETE FROM labels WHERE deployment = ? AND seq <= "
-                "(SELECT seq FROM labels WHERE deployment = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                (deployment, deployment, self._keep),
-            )
-
-        self._write(insert)
-        return matched, sum(r[1] not in predicted for r in rows)
-
-    def _match(self, db: sqlite3.Connection, deployment: str, request_ids: Sequence[str]) -> list[Labeled]:
-        (last,) = db.execute(
-            "SELECT COALESCE(MAX(matched), 0) FROM labels WHERE deployment = ?", (deployment,)
-        ).fetchone()
-        found = []
-        for rid in request_ids:
-            row = db.execute(
-                "SELECT l.label, p.model_version, p.inputs, p.prediction, l.matched FROM labels l "
-                "JOIN predictions p ON p.deployment = l.deployment AND p.request_id = l.request_id "
-                "WHERE l.deployment = ? AND l.request_id = ?",
-                (deployment, rid),
-            ).fetchone()
-            if row is None or row[4] is not None:
-                continue
-            last += 1
-            db.execute("UPDATE labels SET matched = ? WHERE deployment = ? AND request_id = ?", (last, deployment, rid))
-            found.append(Labeled(last, rid, row[1], np.frombuffer(row[2]), row[3], row[0]))
-        return found
-
-    def labeled_since(self, deployment: str, number: int) -> list[Labeled]:
-        """Matched samples numbered above `number`, in order (the retraining window)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT l.matched, l.request_id, p.model_version, p.inputs, p.prediction, l.label FROM labels l "
-                "JOIN predictions p ON p.deployment = l.deployment AND p.request_id = l.request_id "
-                "WHERE l.deployment = ? AND l.matched > ? ORDER BY l.matched",
-                (deployment, number),
-            ).fetchall()
-        return [Labeled(m, rid, v, np.frombuffer(x), p, label) for m, rid, v, x, p, label in rows]
-
-    def label_count(self, deployment: str) -> tuple[int, int]:
-        """(labels stored, labels matched with a prediction)."""
-        with self._lock:
-            total, matched = self._db.execute(
-                "SELECT COUNT(*), COUNT(matched) FROM labels WHERE deployment = ?", (deployment,)
-            ).fetchone()
-        return total, matched
+        super().__init__(path, keep_predictions, unmatched_label_seconds, SCHEMA)
 
     def add_event(self, deployment: str, record: bytes) -> None:
         self._write(

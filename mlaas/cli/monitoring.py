@@ -11,9 +11,9 @@ from pathlib import Path
 
 from mlaas.cli.connect import tls_of
 from mlaas.cli.output import print_json, print_table
-from mlaas.client import MonitorClient
-from mlaas.errors import InvalidArgument
-from mlaas.v1 import monitor_pb2
+from mlaas.client import MonitorClient, SchedulerClient
+from mlaas.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
+from mlaas.v1 import monitor_pb2, scheduler_pb2
 
 M = monitor_pb2
 
@@ -83,10 +83,26 @@ def read_labels(path: Path) -> list[tuple[str, str | float]]:
     raise InvalidArgument(f"{path}: use .csv (request_id,label) or .json")
 
 
+def _strict(args, scheduler: SchedulerClient) -> bool:
+    """Whether the deployment is STRICT, if the scheduler can say (a mesh without one: no)."""
+    try:
+        return scheduler.get(args.deployment).mode == scheduler_pb2.PLACEMENT_MODE_STRICT
+    except (NotFound, Unavailable, DeadlineExceeded):
+        return False
+
+
 def cmd_feedback(args) -> None:
+    """Labels to the Monitor; a STRICT deployment's to one of its replicas, on its node."""
     labels = read_labels(Path(args.labels))
-    with _monitor(args) as monitor:
-        reply = monitor.report_labels(args.deployment, labels)
+    with SchedulerClient(args.scheduler, args.token, timeout=5, tls=tls_of(args)) as scheduler:
+        if _strict(args, scheduler):
+            from mlaas.inference_client import DeploymentInference  # loads the inference stubs only here
+
+            with DeploymentInference(scheduler, args.deployment, args.token, tls=tls_of(args)) as runtime:
+                reply = runtime.report_labels(labels)
+        else:
+            with _monitor(args) as monitor:
+                reply = monitor.report_labels(args.deployment, labels)
     if args.json:
         print_json(reply)
     else:

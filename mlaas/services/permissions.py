@@ -17,6 +17,7 @@ _REGISTRY = "/mlaas.v1.RegistryService/"
 _SCHEDULER = "/mlaas.v1.SchedulerService/"
 _MONITOR = "/mlaas.v1.MonitorService/"
 _INFERENCE = "/inference.GRPCInferenceService/"
+_NODE_LABELS = "/mlaas.v1.NodeLabelsService/"
 
 RULES: dict[str, frozenset[str]] = {
     method: frozenset(who)
@@ -67,6 +68,8 @@ RULES: dict[str, frozenset[str]] = {
         _INFERENCE + "RepositoryIndex": {TENANT, SCHEDULER},
         _INFERENCE + "RepositoryModelLoad": {TENANT, SCHEDULER},
         _INFERENCE + "RepositoryModelUnload": {TENANT, SCHEDULER},
+        # A STRICT deployment's labels, to its runtimes on its node: tenants that may use it.
+        _NODE_LABELS + "ReportNodeLabels": {TENANT},
     }.items()
 }
 # Reflection lists services and their schemas, nothing of any tenant's.

@@ -96,18 +96,32 @@ class WindowSummary(_message.Message):
     def __init__(self, model_version: _Optional[int] = ..., window_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., features: _Optional[_Iterable[_Union[FeatureSummary, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[FeatureSummary, _Mapping]]] = ...) -> None: ...
 
 class IngestFeedbackRequest(_message.Message):
-    __slots__ = ("deployment_id", "records", "summaries", "dropped", "model_name")
+    __slots__ = ("deployment_id", "records", "summaries", "dropped", "model_name", "label_summaries")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     SUMMARIES_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SUMMARIES_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     records: _containers.RepeatedCompositeFieldContainer[InferenceRecord]
     summaries: _containers.RepeatedCompositeFieldContainer[WindowSummary]
     dropped: int
     model_name: str
-    def __init__(self, deployment_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[InferenceRecord, _Mapping]]] = ..., summaries: _Optional[_Iterable[_Union[WindowSummary, _Mapping]]] = ..., dropped: _Optional[int] = ..., model_name: _Optional[str] = ...) -> None: ...
+    label_summaries: _containers.RepeatedCompositeFieldContainer[LabelSummary]
+    def __init__(self, deployment_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[InferenceRecord, _Mapping]]] = ..., summaries: _Optional[_Iterable[_Union[WindowSummary, _Mapping]]] = ..., dropped: _Optional[int] = ..., model_name: _Optional[str] = ..., label_summaries: _Optional[_Iterable[_Union[LabelSummary, _Mapping]]] = ...) -> None: ...
+
+class LabelSummary(_message.Message):
+    __slots__ = ("model_version", "first_label", "labels", "errors")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FIRST_LABEL_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    model_version: int
+    first_label: int
+    labels: int
+    errors: int
+    def __init__(self, model_version: _Optional[int] = ..., first_label: _Optional[int] = ..., labels: _Optional[int] = ..., errors: _Optional[int] = ...) -> None: ...
 
 class IngestFeedbackResponse(_message.Message):
     __slots__ = ("accepted_rows",)

@@ -8,16 +8,19 @@ Monitor retrains again on twice as many."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from mlaas.client import MonitorClient, RegistryClient, SchedulerClient
 from mlaas.demos.scenarios import sea, sea_classifier
-from mlaas.errors import NotFound
+from mlaas.errors import FailedPrecondition, NotFound
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
 from mlaas.v1 import monitor_pb2, types_pb2
@@ -182,3 +185,72 @@ def test_a_strict_deployment_sends_only_summaries_and_still_shows_data_drift(
     assert data[0].window_end_sample > 900 and data[0].value > data[0].threshold
     assert report.retraining_unavailable_reason.startswith("STRICT deployment")
     assert {f.feature for f in report.features} == {"x0", "x1", "x2", "x3"}
+
+
+def _labels_on(node_store: Path) -> tuple[int, int]:
+    """(labels, labels matched with their prediction) in a STRICT deployment's node store."""
+    with sqlite3.connect(node_store) as db:
+        return db.execute("SELECT COUNT(*), COUNT(matched) FROM labels").fetchone()
+
+
+def test_a_strict_deployments_labels_stay_on_its_node_and_still_show_performance_drift(
+    parts, start_monitor, monkeypatch
+):
+    """Labels go to the replica, on the deployment's node; the Monitor, whose IngestFeedback is
+    wrapped to record every message the runtimes send, receives counts of wrong predictions
+    only, and from them raises the performance drift of a concept change. Labels sent to the
+    Monitor by mistake are refused, and none is stored there."""
+    from monitor_svc.servicer import MonitorServicer
+
+    received = []
+    ingest = MonitorServicer.IngestFeedback
+
+    def recording(self, request_iterator, context):
+        def tap():
+            for message in request_iterator:
+                received.append(message)
+                yield message
+
+        return ingest(self, tap(), context)
+
+    monkeypatch.setattr(MonitorServicer, "IngestFeedback", recording)
+    rng = np.random.default_rng(11)
+    X_train, _ = sea(2_000, 0, np.random.default_rng(0))
+    with RegistryClient(parts.registry_address) as registry:
+        register_sklearn(
+            registry, sea_classifier(), "sea", X_train, reference_data=X_train[:1000], run_resources=ONE_CPU
+        )
+    monitor_server = start_monitor(parts.registry_address)
+    monitor_address = f"127.0.0.1:{monitor_server.server.port}"
+    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": monitor_address})
+    with SchedulerClient(f"127.0.0.1:{scheduler.server.port}") as schedulers, MonitorClient(monitor_address) as monitor:
+        deployment = schedulers.wait_ready(schedulers.deploy("sea", strict_node="node-a").id)
+        with DeploymentInference(schedulers, deployment.id) as runtime:
+            for concept, prefix in ((0, "before"), (3, "after")):
+                X, y = sea(2_000, concept, rng)
+                ids = [f"{prefix}-{i}" for i in range(len(X))]
+                assert all(r.error == "" for r in runtime.stream(({"X": X[i : i + 1]} for i in range(len(X))), ids))
+                reply = runtime.report_labels(zip(ids, map(str, y), strict=True))
+                assert reply.accepted == 2_000
+            with pytest.raises(FailedPrecondition, match="is STRICT: its labels stay on its node"):
+                monitor.report_labels(deployment.id, [("before-0", "1")])
+        deadline = time.monotonic() + 60
+        while True:
+            report = monitor.report(deployment.id)
+            if any(e.kind == M.DRIFT_KIND_PERFORMANCE for e in report.recent_events):
+                break
+            assert time.monotonic() < deadline, report
+            time.sleep(0.3)
+    node_store = Path(parts.runtime_env["MLAAS_DATA_DIR"]) / "node" / f"{deployment.id}.sqlite3"
+    deadline = time.monotonic() + 30
+    while (stored := _labels_on(node_store)) != (4_000, 4_000):  # predictions reach the store as they drain
+        assert time.monotonic() < deadline, stored
+        time.sleep(0.3)
+    counts = [s for m in received for s in getattr(m, "label_summaries", [])]
+    assert counts and sum(s.labels for s in counts) <= 4_000 and all(s.errors <= s.labels for s in counts)
+    assert all(not m.records for m in received)  # and summaries of the inputs, as before
+    assert not any(b"before-" in m.SerializeToString() or b"after-" in m.SerializeToString() for m in received)
+    assert monitor_server.store.label_count(deployment.id) == (0, 0)
+    performance = [e for e in report.recent_events if e.kind == M.DRIFT_KIND_PERFORMANCE]
+    assert performance[0].statistic == "error-rate-lr" and report.labels_seen >= 2_000
+    assert report.retraining_unavailable_reason.startswith("STRICT deployment")

@@ -17,10 +17,10 @@ from sklearn.linear_model import LogisticRegression
 from mlaas import errors
 from mlaas.client import MonitorClient
 from mlaas.export import register_sklearn
-from mlaas.inference_client import InferenceClient, build_request
+from mlaas.inference_client import DeploymentInference, InferenceClient, build_request
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
-from mlaas.v1 import types_pb2
+from mlaas.v1 import monitor_pb2, node_pb2, types_pb2
 from tests.security.conftest import TOKENS
 
 
@@ -195,3 +195,34 @@ def test_on_a_shared_deployment_labels_match_only_the_reporters_own_requests(mes
         assert (owned.accepted, owned.unmatched) == (2, 0)  # beta's guess took nothing of alpha's
     with mesh.scheduler_as("beta") as beta_scheduler:
         beta_scheduler.decommission(deployment.id)  # its lease, so that the deployment goes
+
+
+def test_a_strict_deployments_node_takes_labels_only_from_who_may_use_it(mesh, models):
+    """Labels of a STRICT deployment go to its replica: the other tenant gets the same NOT_FOUND
+    as for inference, a caller without a token nothing, the owner's are kept there; and the
+    Monitor refuses them (it never stores one)."""
+    X = models
+    with mesh.scheduler_as("alpha") as scheduler:
+        node = scheduler.nodes()[0].name
+        deployment = scheduler.wait_ready(scheduler.deploy("alpha-secret", strict_node=node).id)
+        try:
+            endpoint = deployment.endpoints[0]
+            with InferenceClient(endpoint, TOKENS["alpha"]) as owner:
+                owner.infer("alpha-secret", {"X": X[:1]}, request_id="a-1")
+            labels = [node_pb2.ReportNodeLabelsRequest(
+                deployment_id=deployment.id, labels=[monitor_pb2.Label(request_id="a-1", class_label="0")],
+            )]  # fmt: skip
+            with InferenceClient(endpoint, TOKENS["beta"]) as beta, pytest.raises(errors.NotFound) as refused:
+                beta.report_node_labels(labels)
+            assert refused.value.message == "model '' is not loaded here"  # as for any model of it
+            with InferenceClient(endpoint) as nobody, pytest.raises(errors.Unauthenticated):
+                nobody.report_node_labels(labels)
+            with DeploymentInference(scheduler, deployment.id, TOKENS["alpha"]) as runtime:
+                assert runtime.report_labels([("a-1", "0")]).accepted == 1
+            with (
+                MonitorClient(mesh.monitor, TOKENS["alpha"]) as monitor,
+                pytest.raises(errors.FailedPrecondition, match="STRICT"),
+            ):
+                monitor.report_labels(deployment.id, [("a-1", "0")])
+        finally:
+            scheduler.decommission(deployment.id)

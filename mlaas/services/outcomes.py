@@ -1,0 +1,33 @@
+"""Whether each labeled prediction was wrong, the same way wherever labels are matched (the
+Monitor for OPEN deployments, a STRICT deployment's node): a classification is wrong when its
+label differs; a regression when its residual is beyond the 90th percentile of the first
+REGRESSION_BASELINE residuals, so that "error rate" means the same thing for both."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlaas.services.label_store import Labeled
+
+REGRESSION_BASELINE = 200
+
+
+class Outcomes:
+    def __init__(self, classification: bool):
+        self._classification = classification
+        self._residual_limit: float | None = None
+        self._residuals: list[float] = []
+
+    def errors(self, labeled: list[Labeled]) -> np.ndarray:
+        """1.0 for each wrong prediction, 0.0 for each right one, in order (a regression's
+        first ones only once its baseline is complete)."""
+        if self._classification:
+            return np.array([x.prediction != x.label for x in labeled], dtype=np.float64)
+        residuals = np.abs(np.array([float(x.prediction) - float(x.label) for x in labeled]))
+        if self._residual_limit is None:
+            self._residuals.extend(residuals.tolist())
+            if len(self._residuals) < REGRESSION_BASELINE:
+                return np.zeros(0)
+            self._residual_limit = float(np.quantile(self._residuals, 0.9))
+            residuals = np.asarray(self._residuals)
+        return (residuals > self._residual_limit).astype(np.float64)
