@@ -144,7 +144,10 @@ def build_worker(settings: RuntimeSettings, long_calls: LongCalls | None = None)
     repository = ModelRepository(settings, metrics, long_calls)
     monitor, node_labels = _monitor(settings), _node_labels(settings)
     sink = _sink(settings, monitor, node_labels)
-    feedback = FeedbackTap(settings.feedback_capacity, sink, dropped_metric=metrics.feedback_dropped)
+    feedback = FeedbackTap(
+        settings.feedback_capacity, sink, dropped_metric=metrics.feedback_dropped,
+        budget_bytes=settings.feedback_budget_bytes,
+    )  # fmt: skip
     siblings = [f"127.0.0.1:{p}" for i, p in enumerate(settings.control_ports) if i != settings.worker_index]
     catalog = Catalog(settings, repository, siblings)
     plane = DataPlane(settings, repository, feedback, metrics)
@@ -159,6 +162,7 @@ def build_worker(settings: RuntimeSettings, long_calls: LongCalls | None = None)
     server = AioMeshServer(
         "inference", settings.server, [service, labels_service], authenticator, interceptors,
         share_port=not settings.bulk, max_receive_bytes=settings.max_request_bytes,
+        max_concurrent_rpcs=settings.bulk_concurrency if settings.bulk else None,
     )  # fmt: skip
     rest = None
     if settings.http_port >= 0:

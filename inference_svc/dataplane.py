@@ -34,7 +34,8 @@ from inference_svc.repository import LoadedModel, ModelRepository
 from inference_svc.settings import RuntimeSettings
 from inference_svc.signature import TensorInfo
 from inference_svc.wire import Answer
-from mlaas.errors import Internal, InvalidArgument, MlaasError, NotFound
+from mlaas.errors import Internal, InvalidArgument, MlaasError, NotFound, ResourceExhausted
+from mlaas.message_limits import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,11 @@ class DataPlane:
             if tensor.name in feeds:
                 raise InvalidArgument(f"input {tensor.name!r} appears twice")
             if "data_uri" in tensor.parameters:
+                if self._settings.max_request_bytes < MAX_MESSAGE_BYTES:  # a worker of small requests
+                    raise ResourceExhausted(
+                        f"input {tensor.name!r} is given by data_uri: a small request for a big input, "
+                        "which only the runtime's bulk port serves"
+                    )
                 feeds[tensor.name] = None  # loaded off the loop by resolve_refs
                 references = True
                 continue

@@ -3,7 +3,10 @@ drains into a pluggable sink (the Monitor, once connected). Offering never waits
 buffer is full the record is dropped and counted, so inference never waits for monitoring.
 Records the sink could not take (the Monitor restarting) go back to the front of the buffer
 and are sent again at the next drain, so an outage shorter than the buffer loses nothing (at
-100 requests/s the default 10,000 records hold 100 s)."""
+100 requests/s the default 10,000 records hold 100 s). The buffer is bounded in bytes too, and
+one send in bytes: a record larger than a send keeps its first rows only (a sample of a big
+request, enough for drift) and counts as dropped; a batch the sink refuses for good (too large,
+malformed) is dropped and counted instead of being sent again forever."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+import grpc
 import numpy as np
 from prometheus_client import Counter
 
@@ -28,6 +32,23 @@ class FeedbackRecord:
     inputs: dict[str, np.ndarray]
     outputs: dict[str, np.ndarray]
     time_ns: int
+    size: int = 0  # bytes of its tensors
+
+
+def tensor_bytes(arrays: dict[str, np.ndarray]) -> int:
+    return sum(np.asarray(a).nbytes for a in arrays.values())
+
+
+def first_rows(arrays: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    """Copies of the arrays' first rows (a copy: a view would keep the whole array alive)."""
+    return {name: np.array(a[:rows]) if np.ndim(a) else a for name, a in arrays.items()}
+
+
+def refused_for_good(err: Exception) -> bool:
+    """The sink will refuse this batch however often it is sent (a gRPC status that is no outage)."""
+    code = getattr(err, "code", None)
+    code = code() if callable(code) else code
+    return code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
 class FeedbackSink(Protocol):
@@ -49,9 +70,16 @@ class FeedbackTap:
         batch_size: int = 512,
         interval: float = 0.2,
         dropped_metric: Counter | None = None,
+        budget_bytes: int = 64 * 2**20,
+        batch_bytes: int = 8 * 2**20,
     ):
+        """`budget_bytes`: of all buffered records; `batch_bytes`: of one send (far below the
+        Monitor's 64 MiB message limit)."""
         self._buffer: collections.deque[FeedbackRecord] = collections.deque()
         self._capacity = capacity
+        self._budget = budget_bytes
+        self._batch_bytes = batch_bytes
+        self._bytes = 0  # buffered
         self._sink = sink
         self._batch_size = batch_size
         self._interval = interval
@@ -68,11 +96,22 @@ class FeedbackTap:
             self._dropped_metric.inc(count)
 
     def offer(self, request_id: str, model: str, version: str, inputs, outputs) -> None:
-        if len(self._buffer) >= self._capacity:
+        size = tensor_bytes(inputs) + tensor_bytes(outputs)
+        if size > self._batch_bytes:  # a big request: a sample of its rows
+            rows = np.shape(next(iter(inputs.values())))[:1] if inputs else ()
+            keep = rows[0] * self._batch_bytes // size if rows else 0
+            self._drop(1)
+            self._dropped_unreported += 1
+            if not keep:
+                return
+            inputs, outputs = first_rows(inputs, keep), first_rows(outputs, keep)
+            size = tensor_bytes(inputs) + tensor_bytes(outputs)
+        if len(self._buffer) >= self._capacity or self._bytes + size > self._budget:
             self._drop(1)
             self._dropped_unreported += 1
             return
-        self._buffer.append(FeedbackRecord(request_id, model, version, inputs, outputs, time.time_ns()))
+        self._buffer.append(FeedbackRecord(request_id, model, version, inputs, outputs, time.time_ns(), size))
+        self._bytes += size
 
     @property
     def pending(self) -> int:
@@ -90,12 +129,22 @@ class FeedbackTap:
 
     async def _drain_once(self) -> None:
         while self._buffer:
-            take = min(self._batch_size, len(self._buffer))
-            records = [self._buffer.popleft() for _ in range(take)]
+            records, size = [], 0
+            while self._buffer and len(records) < self._batch_size:
+                if records and size + self._buffer[0].size > self._batch_bytes:
+                    break
+                records.append(self._buffer.popleft())
+                size += records[-1].size
+            self._bytes -= size
             dropped, self._dropped_unreported = self._dropped_unreported, 0
             try:
                 await self._sink.send(records, dropped)
             except Exception as err:  # monitoring must never take inference down
+                if refused_for_good(err):
+                    log.warning("feedback sink refused %d records for good; dropped: %s", len(records), err)
+                    self._drop(len(records))
+                    self._dropped_unreported += dropped + len(records)
+                    continue
                 self._put_back(records, dropped)
                 if not self._failing:
                     log.warning("feedback sink failed; %d records kept to send again: %s", len(self._buffer), err)
@@ -109,10 +158,11 @@ class FeedbackTap:
     def _put_back(self, records: list[FeedbackRecord], dropped: int) -> None:
         """In front of what came meanwhile, in order; beyond the capacity the oldest go."""
         self._buffer.extendleft(reversed(records))
+        self._bytes += sum(r.size for r in records)
         self._dropped_unreported += dropped
         excess = len(self._buffer) - self._capacity
         for _ in range(max(0, excess)):
-            self._buffer.popleft()
+            self._bytes -= self._buffer.popleft().size
         if excess > 0:
             self._drop(excess)
             self._dropped_unreported += excess

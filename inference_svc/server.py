@@ -164,7 +164,7 @@ def run(settings: RuntimeSettings) -> int:
         while any(p.is_alive() for p in processes):
             for p in processes:
                 p.join(0.2)
-                if not p.is_alive() and p.exitcode not in (0, None) and not stopping:
+                if not p.is_alive() and not stopping:  # even with 0: its port would go unserved
                     log.error("%s exited with %s; stopping the runtime", p.name, p.exitcode)
                     exit_code = 1
                     on_signal(signal.SIGTERM, None)

@@ -36,6 +36,9 @@ class RuntimeSettings:
     # holds the event loop or the cores of a small one. -1: no bulk worker; 0 picks a port.
     bulk_port: int = setting("MLAAS_INFERENCE_BULK_PORT", -1)
     bulk_threshold_bytes: int = setting("MLAAS_INFERENCE_BULK_THRESHOLD_BYTES", BULK_THRESHOLD_BYTES)
+    # Calls the bulk worker holds at once (each may hold a 64 MiB message and its copies);
+    # beyond, RESOURCE_EXHAUSTED as they start, before their message is read.
+    bulk_concurrency: int = setting("MLAAS_INFERENCE_BULK_CONCURRENCY", 2)
     # CPUs kept for the bulk worker; 0: it shares them all (the default with a single CPU).
     bulk_cores: int = setting("MLAAS_INFERENCE_BULK_CORES", 1 if cpu_limit() >= 2 else 0)
     # The JSON part of one REST request (its Python objects take ~10x its size while it is read);
@@ -53,6 +56,7 @@ class RuntimeSettings:
     data_refs: DataRefPolicy = field(default_factory=DataRefPolicy)
     cache_dir: Path = field(default_factory=lambda: Path("~/.mlaas/runtime-cache").expanduser())
     feedback_capacity: int = setting("MLAAS_FEEDBACK_CAPACITY", 10000)
+    feedback_budget_bytes: int = setting("MLAAS_FEEDBACK_BUDGET_BYTES", 64 * 2**20)
     # BYTES elements one request may carry (each becomes a Python object when decoded).
     max_bytes_elements: int = setting("MLAAS_MAX_BYTES_ELEMENTS", 1 << 20)
     # Where inference records go (the Monitor), and the deployment they belong to.

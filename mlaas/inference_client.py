@@ -195,9 +195,9 @@ class _Feeder:
             yield request
 
 
-def is_bulk(request: oip.ModelInferRequest) -> bool:
+def is_bulk(request: oip.ModelInferRequest, threshold: int = BULK_THRESHOLD_BYTES) -> bool:
     """Whether a request goes to a runtime's bulk worker (with room for the model's name)."""
-    return request.ByteSize() + 1024 > BULK_THRESHOLD_BYTES
+    return request.ByteSize() + 1024 > threshold
 
 
 def label_ids(request_id: str, rows: int) -> list[str]:
@@ -228,8 +228,12 @@ class DeploymentInference:
         retry_seconds: float = 30.0,
         connections: int = 4,
         tls: ClientTLS | None = None,
+        bulk_threshold_bytes: int = BULK_THRESHOLD_BYTES,
     ):
-        """`tls`: how to reach the runtimes; default: as the scheduler is reached (one mesh, one CA)."""
+        """`tls`: how to reach the runtimes; default: as the scheduler is reached (one mesh, one CA).
+        `bulk_threshold_bytes`: the runtimes' MLAAS_INFERENCE_BULK_THRESHOLD_BYTES, if the mesh
+        changed it."""
+        self._bulk_threshold = bulk_threshold_bytes
         self._scheduler = scheduler
         self._tls = tls or scheduler.tls
         self._deployment_id = deployment_id
@@ -280,12 +284,13 @@ class DeploymentInference:
             request.model_name = self.model  # known once the endpoints are
             return runtime.infer_request(request)
 
-        return self._retrying(send, is_bulk(request))
+        return self._retrying(send, is_bulk(request, self._bulk_threshold))
 
     def infer_reference(self, input_name: str, datatype: str, uri: str, request_id: str = "") -> dict[str, np.ndarray]:
-        """Inference on an input the runtime reads itself (InferenceClient.infer_reference)."""
+        """Inference on an input the runtime reads itself (InferenceClient.infer_reference), on
+        the bulk workers: a reference names a big input."""
         return self._retrying(
-            lambda runtime: runtime.infer_reference(self.model, input_name, datatype, uri, request_id)
+            lambda runtime: runtime.infer_reference(self.model, input_name, datatype, uri, request_id), bulk=True
         )
 
     def metadata(self) -> oip.ModelMetadataResponse:
@@ -334,7 +339,7 @@ class DeploymentInference:
         while True:
             try:
                 runtime = self._runtime(bulk)
-                feeder = feeder or _Feeder(self.model, batches, ids, None if bulk else BULK_THRESHOLD_BYTES)
+                feeder = feeder or _Feeder(self.model, batches, ids, None if bulk else self._bulk_threshold)
                 for result in runtime.stream_requests(feeder.requests()):
                     if feeder.pending.pop(result.request_id, None) is not None:
                         deadline = time.monotonic() + self._retry_seconds  # progress: a fresh budget

@@ -16,6 +16,8 @@ import pytest
 import yaml
 
 from mlaas.services.auth import MONITOR, REGISTRY, SCHEDULER, Authenticator
+from scheduler_svc.backends import ReplicaSpec
+from scheduler_svc.backends.k8s_manifests import replica_manifests
 
 K8S = Path(__file__).resolve().parent.parent / "k8s"
 VERSION = "1.30.0"
@@ -165,3 +167,15 @@ def test_the_dev_secret_certificate_names_every_endpoint_of_the_mesh():
     assert "127.0.0.1" in {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
     usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
     assert usages == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_the_network_policy_lets_clients_reach_every_port_a_runtime_serves(overlay):
+    """The bulk port (and the REST one) were once served but denied by the policy: every request
+    over 4 MiB then failed on Kubernetes."""
+    policy = by(render(overlay), "NetworkPolicy", "runtimes")
+    allowed = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    spec = ReplicaSpec("d-1-abc", "d-1", "node", "iris:1", 1000, 2**28)
+    _, service = replica_manifests(spec, "mlaas/runtime:dev", "mlaas", {})
+    served = {p["port"] for p in service["spec"]["ports"]}
+    assert served == {8000, 8001, 8002} and served <= allowed

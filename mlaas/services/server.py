@@ -207,11 +207,14 @@ class AioMeshServer(_Served):
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         share_port: bool = False,
         max_receive_bytes: int = MAX_MESSAGE_BYTES,
+        max_concurrent_rpcs: int | None = None,
     ):
         super().__init__(name, settings, services, authenticator)
         self._interceptors = list(interceptors)
         self._share_port = share_port  # worker processes of one server listen on one port
         self._max_receive_bytes = max_receive_bytes
+        # Beyond, a call is refused (RESOURCE_EXHAUSTED) as it starts, before its message is read.
+        self._max_concurrent_rpcs = max_concurrent_rpcs
         self._health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self.host = ""
@@ -220,7 +223,9 @@ class AioMeshServer(_Served):
         """Listens on the settings' port (and plaintext on `loopback_ports`, for processes of
         this host only) and serves; health says SERVING once every service is mounted."""
         server = grpc.aio.server(
-            interceptors=self._interceptors, options=_options(self._share_port, self._max_receive_bytes)
+            interceptors=self._interceptors,
+            options=_options(self._share_port, self._max_receive_bytes),
+            maximum_concurrent_rpcs=self._max_concurrent_rpcs,
         )
         names = _mount(server, self._services, self._health)
         self.host, self.port = _listen(server, self.name, self.settings, self._authenticator)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import queue
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import psutil
 import pytest
 
 from mlaas.errors import ResourceExhausted
-from mlaas.inference_client import InferenceClient
+from mlaas.inference_client import InferenceClient, build_request
 from mlaas.message_limits import BULK_THRESHOLD_BYTES
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
@@ -31,17 +32,32 @@ BIG_ROWS = BULK_THRESHOLD_BYTES // 16 + 1000  # 4 float32 features a row: just o
 
 @pytest.fixture(scope="module")
 def bulk_runtime(tmp_path_factory, models_dir):
-    """Two workers and a bulk worker serving iris; RepositoryModelLoad may load from models_dir."""
+    """Two workers and a bulk worker serving iris; RepositoryModelLoad may load from models_dir,
+    data references from the runtime's `refs` directory."""
     tmp = tmp_path_factory.mktemp("bulk")
+    (tmp / "refs").mkdir()
     bulk_port = free_port()
     rt = start_runtime(
         tmp, "--workers", "2", "--bulk-port", str(bulk_port), "--model-uri", f"iris=file://{models_dir / 'iris.onnx'}",
-        env={"MLAAS_MODEL_ROOTS": str(models_dir)},
+        env={"MLAAS_MODEL_ROOTS": str(models_dir), "MLAAS_DATA_URI_ROOTS": str(tmp / "refs")},
     )  # fmt: skip
     bulk = f"127.0.0.1:{bulk_port}"
     wait_healthy(bulk)
     yield rt, bulk
     stop_runtime(rt)
+
+
+def workers_of(rt, bulk_port: int) -> tuple[psutil.Process, list[psutil.Process]]:
+    """(the bulk worker, the other workers) of a runtime: the bulk worker listens on the bulk port."""
+    workers = [w for w in psutil.Process(rt.process.pid).children() if "spawn_main" in " ".join(w.cmdline())]
+
+    def listens_on_bulk(worker: psutil.Process) -> bool:
+        connections = getattr(worker, "net_connections", worker.connections)
+        return any(c.laddr.port == bulk_port and c.status == psutil.CONN_LISTEN for c in connections("tcp"))
+
+    bulk = [w for w in workers if listens_on_bulk(w)]
+    assert len(bulk) == 1
+    return bulk[0], [w for w in workers if w not in bulk]
 
 
 def big_rows(X: np.ndarray) -> np.ndarray:
@@ -65,20 +81,11 @@ def test_the_bulk_worker_keeps_to_a_core_of_its_own(bulk_runtime):
     """On a machine with two CPUs or more, the bulk worker runs on the last one only, and the
     other workers may use them all; with one CPU there is nothing to keep apart."""
     rt, bulk = bulk_runtime
-    bulk_port = int(bulk.rsplit(":", 1)[1])
-    workers = psutil.Process(rt.process.pid).children()
-    workers = [w for w in workers if "spawn_main" in " ".join(w.cmdline())]
-
-    def listens_on_bulk(worker: psutil.Process) -> bool:
-        connections = getattr(worker, "net_connections", worker.connections)
-        return any(c.laddr.port == bulk_port and c.status == psutil.CONN_LISTEN for c in connections("tcp"))
-
-    bulk_workers = [w for w in workers if listens_on_bulk(w)]
-    others = [w for w in workers if w not in bulk_workers]
-    assert len(bulk_workers) == 1 and len(others) == 2
+    bulk_worker, others = workers_of(rt, int(bulk.rsplit(":", 1)[1]))
+    assert len(others) == 2
     allowed = sorted(os.sched_getaffinity(0))
     expected = allowed[-1:] if len(allowed) >= 2 else allowed
-    assert bulk_workers[0].cpu_affinity() == expected
+    assert bulk_worker.cpu_affinity() == expected
     assert all(w.cpu_affinity() == allowed for w in others)
 
 
@@ -119,3 +126,60 @@ def test_a_bulk_port_that_is_also_the_grpc_port_is_refused(tmp_path, models_dir)
     )
     assert done.returncode == 1
     assert f"port {port} is given twice" in done.stderr
+
+
+def test_an_input_by_reference_is_read_by_the_bulk_worker_only(bulk_runtime, iris_model):
+    """A 66-byte request naming a 24 MB file once made an ordinary worker load it and send a
+    30 MB answer beside small requests."""
+    rt, bulk = bulk_runtime
+    model, X, _ = iris_model
+    rows = big_rows(X)
+    path = rt.models_dir / "refs" / "rows.npy"
+    np.save(path, rows)
+    with InferenceClient(rt.address) as interactive, pytest.raises(ResourceExhausted, match="only the runtime's bulk"):
+        interactive.infer_reference("iris", "X", "FP32", f"file://{path}")
+    with InferenceClient(bulk) as bulk_client:
+        assert np.array_equal(
+            bulk_client.infer_reference("iris", "X", "FP32", f"file://{path}")["label"], model.predict(rows)
+        )
+
+
+def test_the_bulk_worker_holds_a_bounded_number_of_calls(tmp_path, models_dir, iris_model):
+    """Beyond MLAAS_INFERENCE_BULK_CONCURRENCY calls, one is refused as it starts, before its
+    message is read: 16 clients of 16 MB requests took an uncapped bulk worker to 3.6 GB."""
+    _, X, _ = iris_model
+    bulk_port = free_port()
+    rt = start_runtime(
+        tmp_path, "--workers", "1", "--bulk-port", str(bulk_port),
+        "--model-uri", f"iris=file://{models_dir / 'iris.onnx'}",
+        env={"MLAAS_INFERENCE_BULK_CONCURRENCY": "1"},
+    )  # fmt: skip
+    try:
+        bulk = f"127.0.0.1:{bulk_port}"
+        wait_healthy(bulk)
+        with grpc.insecure_channel(bulk) as channel, InferenceClient(bulk) as other:
+            stub = oip_grpc.GRPCInferenceServiceStub(channel)
+            held: queue.Queue = queue.Queue()
+            stream = stub.ModelStreamInfer(iter(held.get, None))  # holds the one slot while open
+            held.put(build_request("iris", {"X": X[:1]}))
+            assert next(stream).error_message == ""
+            with pytest.raises(ResourceExhausted, match="Concurrent RPC limit"):
+                other.infer("iris", {"X": X[:1]})
+            held.put(None)  # the stream ends: the slot is free again
+            list(stream)
+            assert other.infer("iris", {"X": X[:1]})["label"].shape == (1,)
+    finally:
+        stop_runtime(rt)
+
+
+def test_a_worker_that_exits_even_cleanly_stops_the_runtime(tmp_path, models_dir):
+    """Its port would go unserved while the runtime looked healthy: the bulk worker stopped with
+    SIGTERM (exit 0) left a READY deployment publishing a dead bulk endpoint."""
+    bulk_port = free_port()
+    rt = start_runtime(
+        tmp_path, "--workers", "1", "--bulk-port", str(bulk_port),
+        "--model-uri", f"iris=file://{models_dir / 'iris.onnx'}",
+    )  # fmt: skip
+    wait_healthy(f"127.0.0.1:{bulk_port}")
+    workers_of(rt, bulk_port)[0].terminate()
+    assert rt.process.wait(30) == 1

@@ -222,6 +222,54 @@ def test_feedback_tap_keeps_what_the_sink_refused_and_sends_it_when_it_is_back()
     assert received == ["0", "1", "2", "3"] and tap.dropped == 1 and tap.pending == 0
 
 
+def test_feedback_tap_holds_a_sample_of_a_big_request_and_a_bounded_number_of_bytes():
+    """A 30 MB request's 72 MB record was sent (and refused by the Monitor's message limit) again
+    every 0.2 s forever, and 120 of them held gigabytes on the bulk worker."""
+    sent: list[list] = []
+
+    class Sink:
+        async def send(self, records, dropped):
+            sent.append([r.size for r in records])
+
+    async def main():
+        tap = FeedbackTap(capacity=100, sink=Sink(), budget_bytes=1_000, batch_bytes=400)
+        big = np.arange(1_000, dtype=np.float32).reshape(250, 4)  # 4,000 bytes and 250 labels' worth
+        tap.offer("big", "m", "1", {"x": big}, {"y": np.zeros(250, dtype=np.float32)})
+        kept = tap._buffer[0]
+        assert kept.size <= 400 and np.array_equal(kept.inputs["x"], big[: len(kept.inputs["x"])])
+        assert kept.inputs["x"].base is None and tap.dropped == 1  # a copy: the big array is not held
+        for i in range(10):  # 8 + 4 bytes each
+            tap.offer(str(i), "m", "1", {"x": np.zeros(2, dtype=np.float32)}, {"y": np.zeros(1, dtype=np.float32)})
+        assert tap.pending == 11
+        while tap.pending:
+            tap.offer("more", "m", "1", {"x": np.zeros(100, dtype=np.float32)}, {"y": np.zeros(1, dtype=np.float32)})
+            await tap._drain_once()
+        return tap
+
+    tap = _run(main())
+    assert all(sum(batch) <= 400 for batch in sent)
+    assert tap._bytes == 0 and tap.dropped > 1  # the budget refused what did not fit
+
+
+def test_feedback_tap_drops_a_batch_the_sink_refuses_for_good():
+    attempts: list[int] = []
+
+    class Sink:
+        async def send(self, records, dropped):
+            attempts.append(len(records))
+            raise errors.ResourceExhausted("message larger than max")
+
+    async def main():
+        tap = FeedbackTap(capacity=10, sink=Sink())
+        tap.offer("1", "m", "1", {"x": np.zeros(1)}, {"y": np.zeros(1)})
+        await tap._drain_once()
+        await tap._drain_once()
+        return tap
+
+    tap = _run(main())
+    assert attempts == [1] and tap.pending == 0 and tap.dropped == 1  # once, not forever
+
+
 def test_a_short_call_does_not_wait_for_a_long_one_on_the_session_thread():
     """A 1-row request arriving while a 1.5M-row call runs used to wait the whole call (p99 of
     131 ms beside 24 MiB requests): it now runs on the loop beside it."""
