@@ -90,6 +90,9 @@ class HealthOnlyBackend:
     def delete(self, replica: ReplicaStatus, grace_seconds: float = 10.0) -> None:
         pass
 
+    def forget(self, deployment_id: str) -> None:
+        pass
+
     def close(self) -> None:
         self._server.stop(0)
 

@@ -18,7 +18,7 @@ from inference_svc.dataplane import DataPlane
 from inference_svc.feedback import DiscardSink, FeedbackSink, FeedbackTap
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.monitor_sink import MonitorConnection, MonitorSink
-from inference_svc.node_labels import NodeLabels
+from inference_svc.node_labels import NodeLabels, NodeStore
 from inference_svc.node_servicer import NodeLabelsServicer
 from inference_svc.repository import ModelRepository
 from inference_svc.rest import RestApp, RestServer
@@ -30,9 +30,8 @@ from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.refs import parse_ref
 from mlaas.services.auth import SCHEDULER, Authenticator
 from mlaas.services.interceptors import AioAuthInterceptor
-from mlaas.services.label_store import LabelStore
 from mlaas.services.server import AioMeshServer, Service, bind_host, tls_mode
-from mlaas.v1 import node_pb2, node_pb2_grpc
+from mlaas.v1 import node_pb2, node_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = oip.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
@@ -110,9 +109,9 @@ def _node_labels(settings: RuntimeSettings) -> NodeLabels | None:
     OPEN one: its feedback goes to the Monitor)."""
     if settings.feedback_mode != "summaries" or not settings.deployment_id:
         return None
-    store = LabelStore(settings.node_dir / f"{settings.deployment_id}.sqlite3", settings.node_keep_predictions)
-    model = parse_ref(settings.models[0]).name if settings.models else ""
-    return NodeLabels(store, settings.deployment_id, model)
+    store = NodeStore(settings.node_dir / f"{settings.deployment_id}.sqlite3", settings.node_keep_predictions)
+    model = parse_ref(settings.models[0]) if settings.models else types_pb2.ModelRef()
+    return NodeLabels(store, settings.deployment_id, model.name, model.version)
 
 
 def _sink(settings: RuntimeSettings, monitor: MonitorConnection | None, labels: NodeLabels | None) -> FeedbackSink:

@@ -1,24 +1,77 @@
 """A STRICT deployment's labels stay on its node: its runtimes keep their predictions (the first
 input's rows, the first output, the caller's request ids) and the labels reported to them
-(NodeLabelsService) in a LabelStore on the node, one SQLite file its workers share, bounded like
-the Monitor's. The Monitor never receives a row, a prediction or a label: only, per window of
-`window` labels matched here, how many predictions were wrong (LabelSummary), from which it
-watches performance drift as it does for OPEN deployments."""
+(NodeLabelsService) in a store on the node, one SQLite file that their workers (and, during a
+rollout, the old and new runtimes) share, bounded like the Monitor's. The Monitor never
+receives a row, a prediction or a label: only, per window of `window` labels of the serving
+version matched here, how many predictions were wrong (LabelSummary), from which it watches
+performance drift as it does for OPEN deployments.
+
+The windows are cut from the store, after a durable mark of how far the counts sent so far
+go, by one sender at a time (a claim in the same file): a worker that dies loses no count, and
+counts are sent at least once (twice only if a sender dies between sending and marking)."""
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
+import asyncio
+import logging
+import time
 
 import numpy as np
 
-from inference_svc.feedback import FeedbackRecord
+from inference_svc.feedback import FeedbackRecord, refused_for_good
 from inference_svc.monitor_sink import MonitorConnection, row_ids
-from mlaas.services.label_store import Labeled, LabelStore
-from mlaas.services.outcomes import Outcomes
+from mlaas.services.label_store import LabelStore
+from mlaas.services.outcomes import REGRESSION_BASELINE, Outcomes
 from mlaas.v1 import monitor_pb2
 
+log = logging.getLogger(__name__)
 M = monitor_pb2
+
+NODE_SCHEMA = """
+-- how far the label counts sent to the Monitor go, and until when a sender holds the next ones
+CREATE TABLE IF NOT EXISTS label_windows (
+    deployment TEXT PRIMARY KEY,
+    counted_up_to INTEGER NOT NULL DEFAULT 0,
+    claimed_until REAL NOT NULL DEFAULT 0
+);
+"""
+CLAIM_SECONDS = 30.0  # a sender that died lets another go on after this long
+
+
+class NodeStore(LabelStore):
+    def __init__(self, path, keep_predictions: int):
+        super().__init__(path, keep_predictions, schema=NODE_SCHEMA)
+
+    def claim(self, deployment: str) -> int | None:
+        """The matched-label number the counts sent so far end at, the next ones now claimed by
+        the caller; None while another sender holds them."""
+        found: list[int] = []
+
+        def claim(db) -> None:
+            db.execute("INSERT OR IGNORE INTO label_windows (deployment) VALUES (?)", (deployment,))
+            up_to, until = db.execute(
+                "SELECT counted_up_to, claimed_until FROM label_windows WHERE deployment = ?", (deployment,)
+            ).fetchone()
+            if until < time.time():
+                db.execute(
+                    "UPDATE label_windows SET claimed_until = ? WHERE deployment = ?",
+                    (time.time() + CLAIM_SECONDS, deployment),
+                )
+                found.append(up_to)
+
+        self._write(claim)
+        return found[0] if found else None
+
+    def release(self, deployment: str, counted_up_to: int | None) -> None:
+        """Gives the claim back; with `counted_up_to`, the counts sent now end there."""
+        if counted_up_to is None:
+            statement = ("UPDATE label_windows SET claimed_until = 0 WHERE deployment = ?", (deployment,))
+        else:
+            statement = (
+                "UPDATE label_windows SET claimed_until = 0, counted_up_to = ? WHERE deployment = ?",
+                (counted_up_to, deployment),
+            )
+        self._write(lambda db: db.execute(*statement))
 
 
 def is_class_label(prediction: str) -> bool:
@@ -35,19 +88,24 @@ def is_class_label(prediction: str) -> bool:
 
 
 class NodeLabels:
-    def __init__(self, store: LabelStore, deployment_id: str, model_name: str, window: int = 32):
+    def __init__(
+        self, store: NodeStore, deployment_id: str, model_name: str, version: int, window: int = 32,
+        windows_per_send: int = 64,
+    ):  # fmt: skip
+        """`version`: the model version this runtime serves; labels of others' predictions
+        (an older version's, after a rollout) are kept but not counted."""
         self._store = store
         self._deployment = deployment_id
         self._model = model_name
+        self._version = version
         self._window = window
-        self._lock = threading.Lock()  # the label rpc and the feedback drain run on threads
-        self._outcomes: dict[int, Outcomes] = {}
-        self._open: dict[int, tuple[int, list[float]]] = {}  # version -> (first label, outcomes so far)
-        self._ready: list[monitor_pb2.LabelSummary] = []
+        self._per_send = windows_per_send
+
+    def close(self) -> None:
+        self._store.close()
 
     def add_predictions(self, records: list[FeedbackRecord]) -> None:
-        """Keeps answered requests' rows (blocking: run it on a thread); counts the labels that
-        were waiting for them."""
+        """Keeps answered requests' rows (blocking: run it on a thread)."""
         for record in records:
             if not record.inputs or not record.outputs:
                 continue
@@ -56,47 +114,54 @@ class NodeLabels:
             predictions = np.asarray(next(iter(record.outputs.values()))).reshape(rows.shape[0], -1)[:, 0]
             version = int(record.version) if str(record.version).isdigit() else 0
             ids = row_ids(record.request_id, inputs.shape[0])
-            self._count(
-                self._store.add_predictions(self._deployment, ids, version, inputs, [str(p) for p in predictions])
-            )
+            self._store.add_predictions(self._deployment, ids, version, inputs, [str(p) for p in predictions])
 
     def add_labels(self, pairs: list[tuple[str, str]]) -> tuple[int, int]:
-        """Keeps labels (durable before it returns: run it on a thread) and counts those whose
-        prediction is here; (accepted, waiting for their prediction)."""
-        matched, waiting = self._store.add_labels(self._deployment, pairs)
-        self._count(matched)
+        """Keeps labels (durable before it returns: run it on a thread); (accepted, waiting for
+        their prediction)."""
+        _, waiting = self._store.add_labels(self._deployment, pairs)
         return len(pairs), waiting
 
-    def _count(self, matched: list[Labeled]) -> None:
-        by_version: dict[int, list[Labeled]] = defaultdict(list)
-        for labeled in matched:
-            by_version[labeled.model_version].append(labeled)
-        with self._lock:
-            for version, group in by_version.items():
-                outcomes = self._outcomes.setdefault(version, Outcomes(is_class_label(group[0].prediction)))
-                first, seen = self._open.get(version, (group[0].number, []))
-                seen = seen + outcomes.errors(group).tolist()
-                while len(seen) >= self._window:
-                    window, seen = seen[: self._window], seen[self._window :]
-                    self._ready.append(M.LabelSummary(
-                        model_version=version, first_label=first, labels=len(window), errors=int(sum(window)),
-                    ))  # fmt: skip
-                    first += len(window)
-                self._open[version] = (first, seen)
-
-    def close(self) -> None:
-        self._store.close()
+    def _windows(self, after: int) -> tuple[int, list[monitor_pb2.LabelSummary]]:
+        """(where the counts end, the full windows of this version's labels matched after `after`)."""
+        labeled = self._store.labeled_since(self._deployment, after, self._window * self._per_send * 4)
+        mine = [x for x in labeled if x.model_version == self._version]
+        if not mine:  # only another version's labels: nothing to count in them
+            return (labeled[-1].number if labeled else after), []
+        outcomes = Outcomes(is_class_label(mine[0].prediction))
+        if not is_class_label(mine[0].prediction):  # the residuals' baseline: this version's first ones
+            first = self._store.labeled_since(self._deployment, 0, REGRESSION_BASELINE, version=self._version)
+            if len(first) < REGRESSION_BASELINE:
+                return after, []
+            outcomes.errors(first)
+        windows, end = [], after
+        for start in range(0, min(len(mine) // self._window, self._per_send) * self._window, self._window):
+            group = mine[start : start + self._window]
+            wrong = int(outcomes.errors(group).sum())
+            windows.append(M.LabelSummary(
+                model_version=self._version, first_label=group[0].number, labels=len(group), errors=wrong,
+            ))  # fmt: skip
+            end = group[-1].number
+        return end, windows
 
     async def flush(self, monitor: MonitorConnection) -> None:
-        """Sends the windows counted so far; kept to send again if the Monitor is away."""
-        with self._lock:
-            ready, self._ready = self._ready, []
-        if not ready:
+        """Sends the windows not sent yet, if no other sender is at it. Kept to send again if
+        the Monitor is away; skipped (and logged) if it refuses them for good."""
+        after = await asyncio.to_thread(self._store.claim, self._deployment)
+        if after is None:
             return
-        message = M.IngestFeedbackRequest(deployment_id=self._deployment, model_name=self._model, label_summaries=ready)
+        end = None
         try:
-            await monitor.ingest(message)
-        except Exception:
-            with self._lock:
-                self._ready = ready + self._ready
-            raise
+            end, windows = await asyncio.to_thread(self._windows, after)
+            if windows:
+                message = M.IngestFeedbackRequest(
+                    deployment_id=self._deployment, model_name=self._model, label_summaries=windows
+                )
+                await monitor.ingest(message)
+        except Exception as err:
+            if not refused_for_good(err):
+                end = None
+                raise
+            log.warning("the Monitor refused label counts up to %s for good; skipped: %s", end, err)
+        finally:
+            await asyncio.to_thread(self._store.release, self._deployment, end)

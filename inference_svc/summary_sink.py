@@ -7,6 +7,7 @@ from then on so that every window is counted the same way."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -15,6 +16,8 @@ from inference_svc.feedback import FeedbackRecord
 from inference_svc.monitor_sink import MonitorConnection
 from inference_svc.node_labels import NodeLabels
 from mlaas.v1 import monitor_pb2
+
+log = logging.getLogger(__name__)
 
 M = monitor_pb2
 DECILES = np.linspace(0.1, 0.9, 9)
@@ -55,7 +58,10 @@ class SummarySink:
 
     async def send(self, records: list[FeedbackRecord], dropped: int) -> None:
         await asyncio.to_thread(self._labels.add_predictions, records)  # kept again if resent: one row per id
-        await self._labels.flush(self._monitor)  # labels that were waiting for these predictions
+        try:  # the counts of labels that were waiting for these predictions; never in the way of the rest
+            await self._labels.flush(self._monitor)
+        except Exception as err:
+            log.warning("label counts kept to send again: %s", err)
         for record in records:
             if not record.inputs or not record.outputs:
                 continue

@@ -40,9 +40,14 @@ def scheduler_lookup(scheduler: SchedulerClient) -> GetDeployment:
 
 
 class DeploymentAccess:
-    def __init__(self, auth: Authenticator, get_deployment: GetDeployment, remember_seconds: float = 2.0):
+    def __init__(
+        self, auth: Authenticator, get_deployment: GetDeployment, remember_seconds: float = 2.0,
+        own_token: str | None = None,
+    ):  # fmt: skip
+        """`own_token`: the Monitor's, to ask about deployments for the mesh's roles."""
         self._auth = auth
         self._get = get_deployment
+        self._own_token = own_token
         self._remember = remember_seconds
         self._allowed: dict[tuple[str, str], tuple[float, str]] = {}  # (tenant, deployment) -> (until, owner)
         self._strict: dict[str, bool] = {}  # deployment -> STRICT (a deployment's mode never changes)
@@ -75,10 +80,20 @@ class DeploymentAccess:
             raise PermissionDenied(f"only the owner of deployment {deployment_id} may change its monitoring")
 
     def is_strict(self, deployment_id: str) -> bool:
-        """Whether the deployment is STRICT, as its record said when a tenant's call to it was
-        checked (`check` asks the scheduler; a deployment's mode never changes). Unknown, so
-        False, without auth: there the Monitor knows it from the deployment's summaries."""
-        return self._strict.get(deployment_id, False)
+        """Whether the deployment is STRICT, as its record says (a tenant's `check` asked the
+        scheduler already; a deployment's mode never changes), whoever calls. Unavailable while
+        the scheduler cannot say. Without auth (one trusted user) nothing is asked: the Monitor
+        then knows it from the deployment's summaries."""
+        if not self._auth.enabled:
+            return self._strict.get(deployment_id, False)
+        if deployment_id not in self._strict:
+            try:
+                deployment = self._get(deployment_id, self._own_token)
+            except NotFound:
+                return False
+            with self._lock:
+                self._strict[deployment_id] = deployment.mode == scheduler_pb2.PLACEMENT_MODE_STRICT
+        return self._strict[deployment_id]
 
     def label_namespace(self, context: grpc.ServicerContext) -> str:
         """What a tenant's label ids are put under: the runtimes record each request under its

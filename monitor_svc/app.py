@@ -49,7 +49,7 @@ def build_monitor(settings: MonitorSettings) -> Monitor:
         store, settings.registry_address, settings.scheduler_address, settings.training_dir, changes, settings.token
     )
     scheduler = SchedulerClient(settings.scheduler_address, timeout=10)  # each caller's token per call
-    access = DeploymentAccess(authenticator, scheduler_lookup(scheduler))
+    access = DeploymentAccess(authenticator, scheduler_lookup(scheduler), own_token=settings.token)
     deployments = DeploymentMonitors(store, contexts, retrainer, changes)
     servicer = MonitorServicer(store, deployments, changes, access)
     service = Service(SERVICE_NAME, servicer, monitor_pb2_grpc.add_MonitorServiceServicer_to_server)

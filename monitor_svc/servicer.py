@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 import grpc
 import numpy as np
 
-from mlaas.errors import FailedPrecondition, InvalidArgument
+from mlaas.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from mlaas.services.label_store import label_pairs
 from mlaas.services.paging import decode_page_token, encode_page_token, is_offset, page_size, query_key
 from mlaas.services.servicing import maps_errors
@@ -119,6 +119,8 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
             check_versions(request.deployment_id, reported, versions)
             if request.dropped:
                 self._deployments.count_dropped(request.deployment_id, request.dropped)
+            if grouped and self._strict(request.deployment_id):
+                raise PermissionDenied(f"deployment {request.deployment_id} is STRICT: no row of it leaves its node")
             for version, (ids, inputs, predictions) in grouped.items():
                 monitor = self._deployments.for_version(request.deployment_id, model_name, version, False)
                 features = monitor.context.reference.shape[1]
@@ -164,10 +166,13 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
                 self._deployments.publish(request.deployment_id, events)
         return M.ReportLabelsResponse(accepted=accepted, unmatched=unmatched)
 
+    def _strict(self, deployment_id: str) -> bool:
+        monitor = self._deployments.get(deployment_id)
+        return (monitor is not None and monitor.strict) or self._access.is_strict(deployment_id)
+
     def _refuse_strict(self, deployment_id: str) -> None:
         """A STRICT deployment's labels stay on its node: never stored here."""
-        monitor = self._deployments.get(deployment_id)
-        if (monitor is not None and monitor.strict) or self._access.is_strict(deployment_id):
+        if self._strict(deployment_id):
             raise FailedPrecondition(
                 f"deployment {deployment_id} is STRICT: its labels stay on its node; report them to its "
                 "replicas (DeploymentInference.report_labels, or mlaas feedback)"

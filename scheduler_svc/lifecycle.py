@@ -144,6 +144,7 @@ class Lifecycle:
             publish_endpoints(d)
 
         self._redis.delete(_leases_key(deployment.id))
+        self._backend.forget(deployment.id)
         return self._store.update(deployment.id, release, S.DEPLOYMENT_STATE_DESTROYED, detail)
 
     def cached_by_age(self, node: str | None = None) -> list[scheduler_pb2.Deployment]:

@@ -218,14 +218,16 @@ class LabelStore:
             found.append(Labeled(last, rid, row[1], np.frombuffer(row[2]), row[3], row[0]))
         return found
 
-    def labeled_since(self, deployment: str, number: int) -> list[Labeled]:
-        """Matched samples numbered above `number`, in order (the retraining window)."""
+    def labeled_since(self, deployment: str, number: int, limit: int = -1, version: int | None = None) -> list[Labeled]:
+        """Matched samples numbered above `number`, in order (the retraining window): at most
+        `limit` (-1: all), of model `version` only if given."""
+        of_version = "" if version is None else f"AND p.model_version = {int(version)} "
         with self._lock:
             rows = self._db.execute(
                 "SELECT l.matched, l.request_id, p.model_version, p.inputs, p.prediction, l.label FROM labels l "
                 "JOIN predictions p ON p.deployment = l.deployment AND p.request_id = l.request_id "
-                "WHERE l.deployment = ? AND l.matched > ? ORDER BY l.matched",
-                (deployment, number),
+                f"WHERE l.deployment = ? AND l.matched > ? {of_version}ORDER BY l.matched LIMIT ?",
+                (deployment, number, limit),
             ).fetchall()
         return [Labeled(m, rid, v, np.frombuffer(x), p, label) for m, rid, v, x, p, label in rows]
 

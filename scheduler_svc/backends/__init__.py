@@ -79,6 +79,10 @@ class Backend(Protocol):
 
     def delete(self, replica: ReplicaStatus, grace_seconds: float = 10.0) -> None: ...
 
+    def forget(self, deployment_id: str) -> None:
+        """Removes what a destroyed deployment left on its nodes beside its replicas (a STRICT
+        deployment's store of predictions and labels, inference_svc/node_labels.py)."""
+
     def close(self) -> None:
         """Releases what the backend holds (connections, watches); replicas keep running."""
 

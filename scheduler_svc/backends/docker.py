@@ -160,6 +160,9 @@ class DockerBackend:
         container = self._container(replica)
         return container.logs(tail=lines).decode(errors="replace") if container is not None else ""
 
+    def forget(self, deployment_id: str) -> None:
+        """Nothing: a replica's node store is in its container, removed with it."""
+
     def delete(self, replica: ReplicaStatus, grace_seconds: float = 10.0) -> None:
         """SIGTERM (the runtime drains), SIGKILL after the grace period, then the container goes."""
         container = self._container(replica)

@@ -209,6 +209,9 @@ class KubernetesBackend:
             for pod in pods.items
         )
 
+    def forget(self, deployment_id: str) -> None:
+        """Nothing: a replica's node store is in its pod's filesystem, removed with it."""
+
     def delete(self, replica: ReplicaStatus, grace_seconds: float = 10.0) -> None:
         from kubernetes.client.exceptions import ApiException
 

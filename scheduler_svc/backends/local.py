@@ -28,6 +28,7 @@ import psutil
 
 from mlaas.quantities import format_memory
 from mlaas.services.net import free_port
+from mlaas.services.settings import data_dir
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, credential
 
 if TYPE_CHECKING:
@@ -160,6 +161,11 @@ class LocalBackend:
         if not path.exists():
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def forget(self, deployment_id: str) -> None:
+        """The deployment's node store, in the runtimes' data directory (and its WAL files)."""
+        for path in (data_dir(self._env) / "node").glob(f"{deployment_id}.sqlite3*"):
+            path.unlink(missing_ok=True)
 
     def delete(self, replica: ReplicaStatus, grace_seconds: float = 10.0) -> None:
         """SIGTERM (the runtime drains), SIGKILL after the grace period; then whatever is left

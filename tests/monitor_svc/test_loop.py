@@ -139,24 +139,30 @@ def test_labels_from_a_file_through_the_cli(registry, start_monitor, tmp_path):
     assert refused.returncode == 1 and "row 2 should be request_id,label; got ['r-4']" in refused.stderr
 
 
-def test_a_strict_deployment_sends_only_summaries_and_still_shows_data_drift(
-    parts, start_monitor, iris_model, monkeypatch
-):
-    """The Monitor's IngestFeedback is wrapped to record every message a runtime sends."""
+@pytest.fixture
+def received(monkeypatch) -> list:
+    """Every message runtimes send the Monitor's IngestFeedback (its servicer wrapped to record them)."""
     from monitor_svc.servicer import MonitorServicer
 
-    received = []
+    messages: list = []
     ingest = MonitorServicer.IngestFeedback
 
     def recording(self, request_iterator, context):
         def tap():
             for message in request_iterator:
-                received.append(message)
+                messages.append(message)
                 yield message
 
         return ingest(self, tap(), context)
 
     monkeypatch.setattr(MonitorServicer, "IngestFeedback", recording)
+    return messages
+
+
+def test_a_strict_deployment_sends_only_summaries_and_still_shows_data_drift(
+    parts, start_monitor, iris_model, received
+):
+    """Every message the runtimes send the Monitor is recorded (`received`)."""
     _, X, _ = iris_model
     monitor_server = start_monitor(parts.registry_address)
     monitor_address = f"127.0.0.1:{monitor_server.server.port}"
@@ -193,27 +199,11 @@ def _labels_on(node_store: Path) -> tuple[int, int]:
         return db.execute("SELECT COUNT(*), COUNT(matched) FROM labels").fetchone()
 
 
-def test_a_strict_deployments_labels_stay_on_its_node_and_still_show_performance_drift(
-    parts, start_monitor, monkeypatch
-):
-    """Labels go to the replica, on the deployment's node; the Monitor, whose IngestFeedback is
-    wrapped to record every message the runtimes send, receives counts of wrong predictions
-    only, and from them raises the performance drift of a concept change. Labels sent to the
-    Monitor by mistake are refused, and none is stored there."""
-    from monitor_svc.servicer import MonitorServicer
-
-    received = []
-    ingest = MonitorServicer.IngestFeedback
-
-    def recording(self, request_iterator, context):
-        def tap():
-            for message in request_iterator:
-                received.append(message)
-                yield message
-
-        return ingest(self, tap(), context)
-
-    monkeypatch.setattr(MonitorServicer, "IngestFeedback", recording)
+def test_a_strict_deployments_labels_stay_on_its_node_and_still_show_performance_drift(parts, start_monitor, received):
+    """Labels go to the replica, on the deployment's node; the Monitor (every message the
+    runtimes send it recorded) receives counts of wrong predictions only, and from them raises
+    the performance drift of a concept change. Labels sent to the Monitor by mistake are
+    refused, and none is stored there."""
     rng = np.random.default_rng(11)
     X_train, _ = sea(2_000, 0, np.random.default_rng(0))
     with RegistryClient(parts.registry_address) as registry:

@@ -26,7 +26,7 @@ def _feed(address: str, token: str, request: M.IngestFeedbackRequest) -> M.Inges
 
 def test_a_tenant_reaches_only_the_monitoring_of_deployments_it_can_see(parts, start_monitor, identities, iris_model):
     scheduler_address = f"127.0.0.1:{parts.start(server=identities.server()).server.port}"
-    monitor = start_monitor(parts.registry_address, scheduler_address, identities.server())
+    monitor = start_monitor(parts.registry_address, scheduler_address, identities.server(), identities.token(MONITOR))
     address = f"127.0.0.1:{monitor.server.port}"
     with SchedulerClient(scheduler_address, "token-alpha") as owner:
         deployment_id = owner.wait_ready(owner.deploy("iris").id).id
@@ -94,7 +94,7 @@ def test_a_tenant_reaches_only_the_monitoring_of_deployments_it_can_see(parts, s
 
 def test_a_lease_holder_reads_the_monitoring_but_does_not_change_the_policy(parts, start_monitor, identities):
     scheduler_address = f"127.0.0.1:{parts.start(server=identities.server()).server.port}"
-    monitor = start_monitor(parts.registry_address, scheduler_address, identities.server())
+    monitor = start_monitor(parts.registry_address, scheduler_address, identities.server(), identities.token(MONITOR))
     address = f"127.0.0.1:{monitor.server.port}"
     with (
         SchedulerClient(scheduler_address, "token-alpha") as alpha,

@@ -31,3 +31,15 @@ def test_create_serve_status_logs_delete(tmp_path, registry, iris_model):
         backend.delete(replica, grace_seconds=10)
     stopped = backend.status(replica)
     assert not stopped.running and stopped.exit_code == 0
+
+
+def test_a_destroyed_deployments_node_store_is_removed_and_no_other(tmp_path):
+    """A STRICT deployment's predictions (raw inputs) and labels stayed on the node after it
+    was destroyed."""
+    backend = LocalBackend("127.0.0.1:1", tmp_path / "logs", tool_env(MLAAS_DATA_DIR=str(tmp_path / "data")))
+    node = tmp_path / "data" / "node"
+    node.mkdir(parents=True)
+    for name in ("d-1.sqlite3", "d-1.sqlite3-wal", "d-1.sqlite3-shm", "d-10.sqlite3", "d-2.sqlite3"):
+        (node / name).write_text("rows")
+    backend.forget("d-1")
+    assert sorted(p.name for p in node.iterdir()) == ["d-10.sqlite3", "d-2.sqlite3"]

@@ -31,6 +31,9 @@ class Deleting:
     def delete(self, replica) -> None:
         self.deleted.append(replica.replica_id)
 
+    def forget(self, deployment_id: str) -> None:
+        pass
+
 
 @pytest.fixture
 def parts(tmp_path: Path):

@@ -1,0 +1,113 @@
+"""A STRICT deployment's label counts (inference_svc/node_labels.py) on a real SQLite node store
+shared by two NodeLabels, as by two workers or by the old and new runtimes of a rollout; the
+Monitor is a recorder that can be made to fail."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import numpy as np
+import pytest
+
+from inference_svc.feedback import FeedbackRecord
+from inference_svc.node_labels import NodeLabels, NodeStore
+from mlaas.errors import InvalidArgument, Unavailable
+
+
+class Monitor:
+    def __init__(self):
+        self.sent: list = []
+        self.failure: Exception | None = None
+
+    async def ingest(self, message) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self.sent.extend(message.label_summaries)
+
+
+def record(request_id: str, version: int, label: int) -> FeedbackRecord:
+    return FeedbackRecord(request_id, "m", str(version), {"X": np.ones((1, 2))}, {"label": np.array([label])}, 0)
+
+
+@pytest.fixture
+def node(tmp_path):
+    store = NodeStore(tmp_path / "node.sqlite3", keep_predictions=10_000)
+    yield store
+    store.close()
+
+
+def predict_and_label(labels: NodeLabels, ids: range, version: int, wrong_every: int = 0) -> None:
+    labels.add_predictions([record(f"r{i}", version, 1) for i in ids])
+    labels.add_labels([(f"r{i}", "0" if wrong_every and i % wrong_every == 0 else "1") for i in ids])
+
+
+def test_windows_are_cut_from_the_store_so_two_workers_partial_windows_add_up(node):
+    """Each worker once kept its own partial window in memory: with two, up to 62 labels were
+    never counted, and counts died with the process."""
+    first, second, monitor = (
+        NodeLabels(node, "d-1", "m", 1, window=4),
+        NodeLabels(node, "d-1", "m", 1, window=4),
+        Monitor(),
+    )
+    predict_and_label(first, range(0, 3), 1)
+    predict_and_label(second, range(3, 6), 1, wrong_every=5)
+    asyncio.run(first.flush(monitor))
+    assert [(s.labels, s.errors) for s in monitor.sent] == [(4, 0)]  # r0-r3; r4, r5 wait for r6, r7
+    predict_and_label(second, range(6, 8), 1)
+    asyncio.run(second.flush(monitor))  # another worker (or a restarted one) goes on from the mark
+    assert [(s.labels, s.errors) for s in monitor.sent] == [(4, 0), (4, 1)]
+    asyncio.run(first.flush(monitor))
+    assert len(monitor.sent) == 2  # nothing is sent twice
+
+
+def test_after_a_rollout_the_old_versions_labels_are_kept_but_not_counted(node):
+    """The new runtime's credential allows its own version only: a window of the old one was
+    refused for good and, put back in front, blocked every later message."""
+    old, new, monitor = NodeLabels(node, "d-1", "m", 1, window=4), NodeLabels(node, "d-1", "m", 2, window=4), Monitor()
+    old.add_predictions([record(f"v1-{i}", 1, 1) for i in range(4)])
+    new.add_predictions([record(f"v2-{i}", 2, 1) for i in range(4)])
+    new.add_labels([(f"v1-{i}", "1") for i in range(4)] + [(f"v2-{i}", "0") for i in range(4)])
+    asyncio.run(new.flush(monitor))
+    assert [(s.model_version, s.labels, s.errors) for s in monitor.sent] == [(2, 4, 4)]
+    assert node.label_count("d-1") == (8, 8)
+
+
+def test_counts_the_monitor_could_not_take_are_sent_later_and_refused_ones_are_skipped(node):
+    labels, monitor = NodeLabels(node, "d-1", "m", 1, window=2), Monitor()
+    predict_and_label(labels, range(2), 1)
+    monitor.failure = Unavailable("restarting")
+    with pytest.raises(Unavailable):
+        asyncio.run(labels.flush(monitor))
+    monitor.failure = None
+    asyncio.run(labels.flush(monitor))
+    assert [s.labels for s in monitor.sent] == [2]  # kept, then sent
+    predict_and_label(labels, range(2, 4), 1)
+    monitor.failure = InvalidArgument("feedback of version(s) [1] does not come from deployment d-1")
+    asyncio.run(labels.flush(monitor))  # refused for good: logged and skipped, nothing raised
+    monitor.failure = None
+    predict_and_label(labels, range(4, 6), 1)
+    asyncio.run(labels.flush(monitor))
+    assert [s.first_label for s in monitor.sent] == [1, 5]  # 3-4 skipped, never blocking the rest
+
+
+def test_one_sender_at_a_time(node):
+    labels = NodeLabels(node, "d-1", "m", 1, window=2)
+    assert node.claim("d-1") == 0
+    predict_and_label(labels, range(2), 1)
+    monitor = Monitor()
+    asyncio.run(labels.flush(monitor))  # another sender holds the claim: nothing sent
+    assert monitor.sent == []
+    node.release("d-1", None)
+    asyncio.run(labels.flush(monitor))
+    assert [s.labels for s in monitor.sent] == [2]
+
+
+def test_a_refusal_for_good_is_recognised_from_a_grpc_status():
+    from inference_svc.feedback import refused_for_good
+
+    class Refused(grpc.RpcError):
+        def code(self):
+            return grpc.StatusCode.INVALID_ARGUMENT
+
+    assert refused_for_good(Refused()) and not refused_for_good(Unavailable("away"))
