@@ -162,6 +162,7 @@ def build_worker(settings: RuntimeSettings, long_calls: LongCalls | None = None)
         "inference", settings.server, [service, labels_service], authenticator, interceptors,
         share_port=not settings.bulk, max_receive_bytes=settings.max_request_bytes,
         max_concurrent_rpcs=settings.bulk_concurrency if settings.bulk else None,
+        connection_seconds=settings.bulk_connection_seconds if settings.bulk else None,
     )  # fmt: skip
     rest = None
     if settings.http_port >= 0:

@@ -34,8 +34,9 @@ from inference_svc.repository import LoadedModel, ModelRepository
 from inference_svc.settings import RuntimeSettings
 from inference_svc.signature import TensorInfo
 from inference_svc.wire import Answer
-from mlaas.errors import Internal, InvalidArgument, MlaasError, NotFound, ResourceExhausted
+from mlaas.errors import FailedPrecondition, Internal, InvalidArgument, MlaasError, NotFound
 from mlaas.message_limits import MAX_MESSAGE_BYTES
+from mlaas.services.label_store import MAX_LABEL_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,8 @@ class DataPlane:
 
     def prepare(self, request, raw_inputs: Sequence[bytes | memoryview] | None = None) -> Prepared:
         """Decodes and checks a request; raises InvalidArgument/NotFound with the reason."""
+        if len(request.id) > MAX_LABEL_CHARS:  # repeated in its feedback, once per row
+            raise InvalidArgument(f"the request id has {len(request.id)} characters; at most {MAX_LABEL_CHARS}")
         loaded = self._repo.get(request.model_name, request.model_version)
         signature = loaded.model.signature
         raw = request.raw_input_contents if raw_inputs is None else raw_inputs
@@ -159,7 +162,7 @@ class DataPlane:
                 raise InvalidArgument(f"input {tensor.name!r} appears twice")
             if "data_uri" in tensor.parameters:
                 if self._settings.max_request_bytes < MAX_MESSAGE_BYTES:  # a worker of small requests
-                    raise ResourceExhausted(
+                    raise FailedPrecondition(
                         f"input {tensor.name!r} is given by data_uri: a small request for a big input, "
                         "which only the runtime's bulk port serves"
                     )

@@ -36,7 +36,21 @@ class FeedbackRecord:
 
 
 def tensor_bytes(arrays: dict[str, np.ndarray]) -> int:
-    return sum(np.asarray(a).nbytes for a in arrays.values())
+    """What the arrays take in a message: a BYTES tensor's strings by their length (its
+    numpy array holds only pointers to them)."""
+    total = 0
+    for array in map(np.asarray, arrays.values()):
+        if array.dtype == object:
+            total += sum(len(x) for x in array.ravel()) + 4 * array.size
+        else:
+            total += array.nbytes
+    return total
+
+
+def record_bytes(request_id: str, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> int:
+    """A record's size in its message: its tensors and, once per row, its request id."""
+    rows = np.shape(next(iter(inputs.values())))[:1] if inputs else ()
+    return tensor_bytes(inputs) + tensor_bytes(outputs) + (len(request_id) + 12) * (rows[0] if rows else 1)
 
 
 def first_rows(arrays: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
@@ -96,7 +110,7 @@ class FeedbackTap:
             self._dropped_metric.inc(count)
 
     def offer(self, request_id: str, model: str, version: str, inputs, outputs) -> None:
-        size = tensor_bytes(inputs) + tensor_bytes(outputs)
+        size = record_bytes(request_id, inputs, outputs)
         if size > self._batch_bytes:  # a big request: a sample of its rows
             rows = np.shape(next(iter(inputs.values())))[:1] if inputs else ()
             keep = rows[0] * self._batch_bytes // size if rows else 0
@@ -105,7 +119,7 @@ class FeedbackTap:
             if not keep:
                 return
             inputs, outputs = first_rows(inputs, keep), first_rows(outputs, keep)
-            size = tensor_bytes(inputs) + tensor_bytes(outputs)
+            size = record_bytes(request_id, inputs, outputs)
         if len(self._buffer) >= self._capacity or self._bytes + size > self._budget:
             self._drop(1)
             self._dropped_unreported += 1

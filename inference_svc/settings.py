@@ -39,6 +39,9 @@ class RuntimeSettings:
     # Calls the bulk worker holds at once (each may hold a 64 MiB message and its copies);
     # beyond, RESOURCE_EXHAUSTED as they start, before their message is read.
     bulk_concurrency: int = setting("MLAAS_INFERENCE_BULK_CONCURRENCY", 2)
+    # A connection to the bulk port lives this long, then as long again for its calls to end:
+    # an idle stream or a stalled upload holds one of those calls no longer.
+    bulk_connection_seconds: float = setting("MLAAS_INFERENCE_BULK_CONNECTION_SECONDS", 60.0)
     # CPUs kept for the bulk worker; 0: it shares them all (the default with a single CPU).
     bulk_cores: int = setting("MLAAS_INFERENCE_BULK_CORES", 1 if cpu_limit() >= 2 else 0)
     # The JSON part of one REST request (its Python objects take ~10x its size while it is read);

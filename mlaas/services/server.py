@@ -73,11 +73,20 @@ def tls_mode(tls: ServerTLS | None) -> str:
     return "mTLS: client certificates required" if tls.mutual else "TLS"
 
 
-def _options(share_port: bool = False, max_receive_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:
+def _options(
+    share_port: bool = False, max_receive_bytes: int = MAX_MESSAGE_BYTES, connection_seconds: float | None = None
+) -> list[tuple[str, int]]:
+    """`connection_seconds`: how long a connection lives (then as long again for its calls to
+    end), so that no client holds the server's calls for longer."""
+    age = [] if connection_seconds is None else [
+        ("grpc.max_connection_age_ms", int(connection_seconds * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(connection_seconds * 1000)),
+    ]  # fmt: skip
     return [
         ("grpc.max_receive_message_length", max_receive_bytes),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.so_reuseport", 1 if share_port else 0),
+        *age,
     ]
 
 
@@ -208,6 +217,7 @@ class AioMeshServer(_Served):
         share_port: bool = False,
         max_receive_bytes: int = MAX_MESSAGE_BYTES,
         max_concurrent_rpcs: int | None = None,
+        connection_seconds: float | None = None,
     ):
         super().__init__(name, settings, services, authenticator)
         self._interceptors = list(interceptors)
@@ -215,6 +225,7 @@ class AioMeshServer(_Served):
         self._max_receive_bytes = max_receive_bytes
         # Beyond, a call is refused (RESOURCE_EXHAUSTED) as it starts, before its message is read.
         self._max_concurrent_rpcs = max_concurrent_rpcs
+        self._connection_seconds = connection_seconds
         self._health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self.host = ""
@@ -224,7 +235,7 @@ class AioMeshServer(_Served):
         this host only) and serves; health says SERVING once every service is mounted."""
         server = grpc.aio.server(
             interceptors=self._interceptors,
-            options=_options(self._share_port, self._max_receive_bytes),
+            options=_options(self._share_port, self._max_receive_bytes, self._connection_seconds),
             maximum_concurrent_rpcs=self._max_concurrent_rpcs,
         )
         names = _mount(server, self._services, self._health)

@@ -12,13 +12,14 @@ import queue
 import socket
 import subprocess
 import sys
+import time
 
 import grpc
 import numpy as np
 import psutil
 import pytest
 
-from mlaas.errors import ResourceExhausted
+from mlaas.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from mlaas.inference_client import InferenceClient, build_request
 from mlaas.message_limits import BULK_THRESHOLD_BYTES
 from mlaas.oip import open_inference_v2_pb2 as oip
@@ -136,7 +137,7 @@ def test_an_input_by_reference_is_read_by_the_bulk_worker_only(bulk_runtime, iri
     rows = big_rows(X)
     path = rt.models_dir / "refs" / "rows.npy"
     np.save(path, rows)
-    with InferenceClient(rt.address) as interactive, pytest.raises(ResourceExhausted, match="only the runtime's bulk"):
+    with InferenceClient(rt.address) as interactive, pytest.raises(FailedPrecondition, match="only the runtime's bulk"):
         interactive.infer_reference("iris", "X", "FP32", f"file://{path}")
     with InferenceClient(bulk) as bulk_client:
         assert np.array_equal(
@@ -183,3 +184,40 @@ def test_a_worker_that_exits_even_cleanly_stops_the_runtime(tmp_path, models_dir
     wait_healthy(f"127.0.0.1:{bulk_port}")
     workers_of(rt, bulk_port)[0].terminate()
     assert rt.process.wait(30) == 1
+
+
+def test_an_idle_stream_holds_a_bulk_call_for_a_bounded_time(tmp_path, models_dir, iris_model):
+    """Two idle streams once shut every big request out for as long as they stayed open: a
+    connection to the bulk port now lives MLAAS_INFERENCE_BULK_CONNECTION_SECONDS, then as long
+    again for its calls to end."""
+    _, X, _ = iris_model
+    bulk_port = free_port()
+    rt = start_runtime(
+        tmp_path, "--workers", "1", "--bulk-port", str(bulk_port),
+        "--model-uri", f"iris=file://{models_dir / 'iris.onnx'}",
+        env={"MLAAS_INFERENCE_BULK_CONCURRENCY": "1", "MLAAS_INFERENCE_BULK_CONNECTION_SECONDS": "1"},
+    )  # fmt: skip
+    try:
+        bulk = f"127.0.0.1:{bulk_port}"
+        wait_healthy(bulk)
+        with grpc.insecure_channel(bulk) as channel:
+            stream = oip_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer(
+                iter(queue.Queue().get, None), timeout=15
+            )
+            started = time.monotonic()
+            with pytest.raises(grpc.RpcError):  # never sends, never closes: the server ends it
+                list(stream)
+            assert time.monotonic() - started < 10
+        with InferenceClient(bulk) as other:
+            assert other.infer("iris", {"X": X[:1]})["label"].shape == (1,)
+    finally:
+        stop_runtime(rt)
+
+
+def test_a_request_id_is_bounded_like_a_labels(bulk_runtime, iris_model):
+    """Its feedback repeats it once per row: a 2,000-character id on a 500,000-row request took
+    a worker to 4.4 GB building the message."""
+    rt, _ = bulk_runtime
+    _, X, _ = iris_model
+    with InferenceClient(rt.address) as client, pytest.raises(InvalidArgument, match="at most 256"):
+        client.infer("iris", {"X": X[:2]}, request_id="x" * 257)
