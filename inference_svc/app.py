@@ -16,6 +16,7 @@ from inference_svc.catalog import Catalog
 from inference_svc.cores import LongCalls
 from inference_svc.dataplane import DataPlane
 from inference_svc.feedback import DiscardSink, FeedbackSink, FeedbackTap
+from inference_svc.limits import TenantCalls
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.monitor_sink import MonitorConnection, MonitorSink
 from inference_svc.node_labels import NodeLabels, NodeStore
@@ -152,6 +153,8 @@ def build_worker(settings: RuntimeSettings, long_calls: LongCalls | None = None)
     plane = DataPlane(settings, repository, feedback, metrics)
     rules = _rules(settings, authenticator)
     interceptors = [] if rules is None else [AioAuthInterceptor(authenticator), RuntimeAccessInterceptor(rules)]
+    if rules is not None and settings.bulk:  # no tenant holds all of the bulk worker's few calls
+        interceptors.append(TenantCalls(authenticator, max(1, settings.bulk_concurrency // 2)))
     servicer = InferenceServicer(catalog, plane)
     service = Service(SERVICE_NAME, servicer, add_inference_service)
     labels_service = Service(

@@ -9,12 +9,17 @@ limit bounds that), so no request is refused for being big alone. Only callers w
 
 from __future__ import annotations
 
+import collections
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import grpc
+
 from inference_svc.batcher import BatchPolicy
-from mlaas.errors import ResourceExhausted
+from mlaas.errors import MlaasError, ResourceExhausted
+from mlaas.services.auth import Authenticator
+from mlaas.services.interceptors import wrap_handler
 from mlaas.services.settings import setting
 
 
@@ -71,3 +76,57 @@ class TenantLimits:
     def in_flight(self, tenant: str) -> tuple[int, int]:
         """(requests, rows) the tenant has in flight."""
         return self._requests.get(tenant, 0), self._rows.get(tenant, 0)
+
+
+class TenantCalls(grpc.aio.ServerInterceptor):
+    """At most `per_tenant` calls of one tenant at once on this server (the bulk worker, whose
+    few calls at once, MLAAS_INFERENCE_BULK_CONCURRENCY, one tenant's idle streams could
+    otherwise all hold); beyond, RESOURCE_EXHAUSTED. The mesh's roles are not counted."""
+
+    def __init__(self, auth: Authenticator, per_tenant: int):
+        self._auth = auth
+        self._per_tenant = per_tenant
+        self._calls: collections.Counter[str] = collections.Counter()
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        try:
+            identity = self._auth.identity(handler_call_details.invocation_metadata)
+        except MlaasError:
+            return handler  # refused by the auth interceptor already
+        if identity.role:
+            return handler
+        return wrap_handler(handler, self._counted(identity.tenant))
+
+    def _counted(self, tenant: str):
+        calls, per_tenant = self._calls, self._per_tenant
+
+        def wrap(behaviour, streaming):
+            refusal = f"tenant {tenant} has {per_tenant} call(s) on the bulk port, its share of them"
+
+            if streaming:
+
+                async def stream(request_or_iterator, context):
+                    if calls[tenant] >= per_tenant:
+                        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
+                    calls[tenant] += 1
+                    try:
+                        async for response in behaviour(request_or_iterator, context):
+                            yield response
+                    finally:
+                        calls[tenant] -= 1
+
+                return stream
+
+            async def unary(request_or_iterator, context):
+                if calls[tenant] >= per_tenant:
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
+                calls[tenant] += 1
+                try:
+                    return await behaviour(request_or_iterator, context)
+                finally:
+                    calls[tenant] -= 1
+
+            return unary
+
+        return wrap

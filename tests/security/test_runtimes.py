@@ -5,6 +5,7 @@ every repository rpc; and revocation, as a lease holder that let its lease go.""
 from __future__ import annotations
 
 import json
+import queue
 import time
 import urllib.error
 import urllib.request
@@ -226,3 +227,28 @@ def test_a_strict_deployments_node_takes_labels_only_from_who_may_use_it(mesh, m
                 monitor.report_labels(deployment.id, [("a-1", "0")])
         finally:
             scheduler.decommission(deployment.id)
+
+
+def test_one_tenant_cannot_hold_all_of_a_bulk_workers_calls(mesh, models, deployed):
+    """The bulk worker serves 2 calls at once: two idle streams of one tenant once shut every
+    other tenant's big requests out. A tenant now holds at most half of them."""
+    X = models
+    deployment = deployed("alpha", "alpha-shared")
+    with mesh.scheduler_as("beta") as beta_scheduler:
+        assert beta_scheduler.deploy("alpha-shared").id == deployment.id
+    bulk = deployment.bulk_endpoints[0]
+    with grpc.insecure_channel(bulk) as channel:
+        held: queue.Queue = queue.Queue()
+        stream = oip_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer(
+            iter(held.get, None), metadata=_metadata("alpha"), timeout=60
+        )
+        held.put(build_request("alpha-shared", {"X": X[:1]}))
+        assert next(stream).error_message == ""  # alpha holds one call with an idle stream
+        with InferenceClient(bulk, TOKENS["alpha"]) as alpha, pytest.raises(errors.ResourceExhausted, match="share"):
+            alpha.infer("alpha-shared", {"X": X[:1]})
+        with InferenceClient(bulk, TOKENS["beta"]) as beta:
+            assert beta.infer("alpha-shared", {"X": X[:1]})["label"].shape == (1,)
+        held.put(None)
+        list(stream)
+    with mesh.scheduler_as("beta") as beta_scheduler:
+        beta_scheduler.decommission(deployment.id)
