@@ -15,7 +15,7 @@ from inference_svc.access import DeploymentAccess, RuntimeAccessInterceptor, Run
 from inference_svc.catalog import Catalog
 from inference_svc.cores import LongCalls
 from inference_svc.dataplane import DataPlane
-from inference_svc.feedback import DiscardSink, FeedbackSink, FeedbackTap
+from inference_svc.feedback import FeedbackSink, FeedbackTap
 from inference_svc.limits import TenantCalls
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.monitor_sink import MonitorConnection, MonitorSink
@@ -115,9 +115,11 @@ def _node_labels(settings: RuntimeSettings) -> NodeLabels | None:
     return NodeLabels(store, settings.deployment_id, model.name, model.version)
 
 
-def _sink(settings: RuntimeSettings, monitor: MonitorConnection | None, labels: NodeLabels | None) -> FeedbackSink:
+def _sink(
+    settings: RuntimeSettings, monitor: MonitorConnection | None, labels: NodeLabels | None
+) -> FeedbackSink | None:
     if monitor is None:
-        return DiscardSink()
+        return None
     if labels is not None:
         return SummarySink(monitor, settings.deployment_id, labels)
     return MonitorSink(monitor, settings.deployment_id)

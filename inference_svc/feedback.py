@@ -69,26 +69,20 @@ class FeedbackSink(Protocol):
     async def send(self, records: list[FeedbackRecord], dropped: int) -> None: ...
 
 
-class DiscardSink:
-    """Used until a Monitor is configured."""
-
-    async def send(self, records: list[FeedbackRecord], dropped: int) -> None:
-        return None
-
-
 class FeedbackTap:
     def __init__(
         self,
         capacity: int,
-        sink: FeedbackSink,
+        sink: FeedbackSink | None,
         batch_size: int = 512,
         interval: float = 0.2,
         dropped_metric: Counter | None = None,
         budget_bytes: int = 64 * 2**20,
         batch_bytes: int = 8 * 2**20,
     ):
-        """`budget_bytes`: of all buffered records; `batch_bytes`: of one send (far below the
-        Monitor's 64 MiB message limit)."""
+        """`sink`: None when there is no Monitor to send to: then nothing is kept (no copy of a
+        big request's rows, nothing counted as dropped). `budget_bytes`: of all buffered
+        records; `batch_bytes`: of one send (far below the Monitor's 64 MiB message limit)."""
         self._buffer: collections.deque[FeedbackRecord] = collections.deque()
         self._capacity = capacity
         self._budget = budget_bytes
@@ -110,6 +104,8 @@ class FeedbackTap:
             self._dropped_metric.inc(count)
 
     def offer(self, request_id: str, model: str, version: str, inputs, outputs) -> None:
+        if self._sink is None:
+            return
         size = record_bytes(request_id, inputs, outputs)
         if size > self._batch_bytes:  # a big request: a sample of its rows
             rows = np.shape(next(iter(inputs.values())))[:1] if inputs else ()
@@ -132,6 +128,8 @@ class FeedbackTap:
         return len(self._buffer)
 
     def start(self) -> None:
+        if self._sink is None:
+            return
         self._task = asyncio.get_running_loop().create_task(self._drain_forever())
 
     async def stop(self) -> None:

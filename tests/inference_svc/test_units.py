@@ -260,6 +260,15 @@ def test_a_records_size_counts_its_strings_and_its_request_id_once_per_row():
     assert record_bytes("r" * 200, rows, {}) >= 800 + 100 * 200
 
 
+def test_feedback_tap_with_nowhere_to_send_keeps_nothing():
+    """A runtime without a Monitor once copied a sample of every big request's rows for nothing
+    and counted each as dropped."""
+    tap = FeedbackTap(capacity=10, sink=None, batch_bytes=100)
+    tap.offer("big", "m", "1", {"x": np.zeros((1000, 4), dtype=np.float32)}, {"y": np.zeros(1000)})
+    tap.offer("small", "m", "1", {"x": np.zeros(1)}, {"y": np.zeros(1)})
+    assert tap.pending == 0 and tap.dropped == 0
+
+
 def test_feedback_tap_drops_a_batch_the_sink_refuses_for_good():
     attempts: list[int] = []
 

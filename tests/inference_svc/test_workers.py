@@ -19,7 +19,7 @@ import pytest
 
 from inference_svc.catalog import Catalog
 from inference_svc.dataplane import DataPlane
-from inference_svc.feedback import DiscardSink, FeedbackTap
+from inference_svc.feedback import FeedbackTap
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.repository import ModelRepository
 from inference_svc.servicer import InferenceServicer
@@ -40,7 +40,7 @@ def worker(tmp_path, siblings: list[str], roots=()) -> tuple[InferenceServicer, 
     )
     metrics = RuntimeMetrics()
     repository = ModelRepository(settings, metrics)
-    feedback = FeedbackTap(16, DiscardSink())
+    feedback = FeedbackTap(16, None)
     plane = DataPlane(settings, repository, feedback, metrics)
     return InferenceServicer(Catalog(settings, repository, siblings), plane), repository
 
