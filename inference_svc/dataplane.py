@@ -35,7 +35,6 @@ from inference_svc.settings import RuntimeSettings
 from inference_svc.signature import TensorInfo
 from inference_svc.wire import Answer
 from mlaas.errors import FailedPrecondition, Internal, InvalidArgument, MlaasError, NotFound
-from mlaas.message_limits import MAX_MESSAGE_BYTES
 from mlaas.services.label_store import MAX_LABEL_CHARS
 
 log = logging.getLogger(__name__)
@@ -161,7 +160,7 @@ class DataPlane:
             if tensor.name in feeds:
                 raise InvalidArgument(f"input {tensor.name!r} appears twice")
             if "data_uri" in tensor.parameters:
-                if self._settings.max_request_bytes < MAX_MESSAGE_BYTES:  # a worker of small requests
+                if self._settings.small_requests_only:
                     raise FailedPrecondition(
                         f"input {tensor.name!r} is given by data_uri: a small request for a big input, "
                         "which only the runtime's bulk port serves"

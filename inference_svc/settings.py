@@ -81,13 +81,18 @@ class RuntimeSettings:
     bulk: bool = False  # this worker is the bulk worker
 
     @property
+    def small_requests_only(self) -> bool:
+        """This worker leaves big requests (and inputs by reference) to the runtime's bulk worker."""
+        return self.bulk_port >= 0 and not self.bulk
+
+    @property
     def max_request_bytes(self) -> int:
         """The largest request this worker takes (gRPC message or REST body)."""
-        return self.bulk_threshold_bytes if self.bulk_port >= 0 and not self.bulk else MAX_MESSAGE_BYTES
+        return self.bulk_threshold_bytes if self.small_requests_only else MAX_MESSAGE_BYTES
 
     def too_large(self, size: int) -> str:
         """Why a request of `size` bytes is refused here."""
-        where = "; larger requests go to the runtime's bulk port" if self.max_request_bytes < MAX_MESSAGE_BYTES else ""
+        where = "; larger requests go to the runtime's bulk port" if self.small_requests_only else ""
         return f"the request is {size} bytes; at most {self.max_request_bytes} here{where}"
 
     @property
