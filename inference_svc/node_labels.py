@@ -128,8 +128,9 @@ class NodeLabels:
         mine = [x for x in labeled if x.model_version == self._version]
         if not mine:  # only another version's labels: nothing to count in them
             return (labeled[-1].number if labeled else after), []
-        outcomes = Outcomes(is_class_label(mine[0].prediction))
-        if not is_class_label(mine[0].prediction):  # the residuals' baseline: this version's first ones
+        classification = is_class_label(mine[0].prediction)
+        outcomes = Outcomes(classification)
+        if not classification:  # the residuals' baseline: this version's first ones
             first = self._store.labeled_since(self._deployment, 0, REGRESSION_BASELINE, version=self._version)
             if len(first) < REGRESSION_BASELINE:
                 return after, []
