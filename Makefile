@@ -3,6 +3,10 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# diffprivlib (differentially private retraining) needs a scikit-learn older than the mesh's: it
+# runs in an environment of its own (mlaas/services/private_fit.py).
+DP_VENV := .venv-dp
+DP_STAMP := $(DP_VENV)/.installed-stamp
 BUF := node_modules/.bin/buf
 
 .PHONY: install up test test-docker docker-image lint protos bench clean
@@ -13,12 +17,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(DP_STAMP): Makefile
+	test -x $(DP_VENV)/bin/python || $(PYTHON) -m venv $(DP_VENV)
+	$(DP_VENV)/bin/python -m pip install -q --upgrade pip
+	$(DP_VENV)/bin/python -m pip install -q 'diffprivlib==0.6.6' 'scikit-learn==1.5.2'
+	touch $(DP_STAMP)
 
-up: $(STAMP)
+install: $(STAMP) $(DP_STAMP)
+
+up: install
 	$(VENV)/bin/mlaas up --demo
 
-test: $(STAMP)
+test: install
 	$(PY) -m pytest
 
 # The uniform image, built from a debootstrap base where no image can be pulled.
@@ -44,4 +54,4 @@ protos: $(STAMP)
 	$(PY) scripts/gen_protos.py
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DP_VENV) node_modules .pytest_cache .ruff_cache

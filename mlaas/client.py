@@ -428,6 +428,14 @@ class SchedulerClient(GrpcClient):
         request = scheduler_pb2.RunTrainingJobRequest(model=_as_ref(model), input_uri=input_uri, output_uri=output_uri)
         return self._call(self._stub.RunTrainingJob, request).job
 
+    def run_node_round(
+        self, model: str | types_pb2.ModelRef, node_round: scheduler_pb2.NodeRound
+    ) -> scheduler_pb2.TrainingJob:
+        """Starts a retraining round on a STRICT deployment's node, from the data kept there
+        (it may wait there, PENDING, for room)."""
+        request = scheduler_pb2.RunTrainingJobRequest(model=_as_ref(model), node_round=node_round)
+        return self._call(self._stub.RunTrainingJob, request).job
+
     def cancel_training_job(self, job_id: str) -> scheduler_pb2.TrainingJob:
         """Stops a training job; it ends CANCELLED."""
         request = scheduler_pb2.CancelTrainingJobRequest(job_id=job_id)
@@ -438,14 +446,15 @@ class SchedulerClient(GrpcClient):
         return self._call(self._stub.GetTrainingJob, scheduler_pb2.GetTrainingJobRequest(job_id=job_id)).job
 
     def wait_training_job(self, job_id: str, timeout: float = 3600.0, poll: float = 0.2) -> scheduler_pb2.TrainingJob:
-        """Waits until the job ends; FailedPrecondition with its reason if it failed."""
+        """Waits until the job ends; FailedPrecondition with its reason if it failed or was cancelled."""
         deadline = time.monotonic() + timeout
         while True:
             job = self._call(self._stub.GetTrainingJob, scheduler_pb2.GetTrainingJobRequest(job_id=job_id)).job
             if job.state == scheduler_pb2.JOB_STATE_SUCCEEDED:
                 return job
-            if job.state == scheduler_pb2.JOB_STATE_FAILED:
-                raise FailedPrecondition(f"training job {job_id} failed: {job.reason}")
+            if job.state in (scheduler_pb2.JOB_STATE_FAILED, scheduler_pb2.JOB_STATE_CANCELLED):
+                state = scheduler_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
+                raise FailedPrecondition(f"training job {job_id} {state}: {job.reason}")
             if time.monotonic() > deadline:
                 raise DeadlineExceeded(f"training job {job_id} still running after {timeout:.0f}s")
             time.sleep(poll)

@@ -38,6 +38,7 @@ ALLOWED_ESTIMATORS = frozenset(
         "sklearn.neural_network.MLPClassifier",
         "sklearn.neural_network.MLPRegressor",
         "sklearn.neighbors.KNeighborsClassifier",
+        "sklearn.naive_bayes.GaussianNB",
         "sklearn.svm.SVC",
     }
 )
@@ -81,7 +82,7 @@ def _estimator_class(path: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def _params(step: types_pb2.RecipeStep) -> dict[str, Any]:
+def step_params(step: types_pb2.RecipeStep) -> dict[str, Any]:
     params = json_format.MessageToDict(step.params) if step.HasField("params") else {}
     # JSON has only floats; give integral values back to constructors that expect ints.
     return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in params.items()}
@@ -92,7 +93,7 @@ def validate_recipe(recipe: types_pb2.TrainingRecipe) -> None:
     for index, step in enumerate(recipe.steps):
         cls = _estimator_class(step.estimator)
         accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-        params = _params(step)
+        params = step_params(step)
         unknown = sorted(set(params) - accepted)
         if unknown:
             raise InvalidArgument(
@@ -111,7 +112,7 @@ def build_pipeline(recipe: types_pb2.TrainingRecipe):
     for index, step in enumerate(recipe.steps):
         cls = _estimator_class(step.estimator)
         try:
-            estimator = cls(**_params(step))
+            estimator = cls(**step_params(step))
             # scikit-learn checks values only when fitting; check them now, at registration.
             if hasattr(estimator, "_validate_params"):
                 estimator._validate_params()

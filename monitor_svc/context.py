@@ -11,6 +11,7 @@ import numpy as np
 
 from mlaas.client import RegistryClient
 from mlaas.errors import FailedPrecondition
+from mlaas.services.rounds import first_output
 from mlaas.v1 import registry_pb2, types_pb2
 from monitor_svc.monitoring import ModelContext
 
@@ -54,15 +55,3 @@ class ContextLoader:
             recipe=model.description.recipe,
             artifact=artifact,
         )
-
-
-def first_output(artifact: Path | bytes, rows: np.ndarray) -> np.ndarray:
-    """The model's (a file's or ONNX bytes') first output on `rows`, one value per row."""
-    import onnxruntime
-
-    model = artifact if isinstance(artifact, bytes) else str(artifact)
-    session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
-    feed = session.get_inputs()[0]
-    dtype = np.float64 if "double" in feed.type else np.float32
-    output = session.run([session.get_outputs()[0].name], {feed.name: rows.astype(dtype)})[0]
-    return np.asarray(output).reshape(rows.shape[0], -1)[:, 0]

@@ -62,6 +62,7 @@ class DeploymentMonitors:
             raise InvalidArgument("model_name is required in the first feedback of a deployment")
         context = self._contexts.load(model_name, version)
         monitor = DeploymentMonitor(deployment_id, context, self.policy(deployment_id), strict)
+        monitor.privacy_spent = self._store.privacy_spent(deployment_id)
         with self._lock:
             self._monitors[deployment_id] = monitor
         return monitor
@@ -88,11 +89,31 @@ class DeploymentMonitors:
         """Matched labels into the performance detector; a change it dates starts a series of
         retrainings (RetrainSchedule), and a round that is due is submitted."""
         events = monitor.learn(matched)
-        if not matched:
-            return events
+        if matched:
+            self._plan(monitor, matched[-1].number)
+        return events
+
+    def learn_counts(
+        self, monitor: DeploymentMonitor, counts: monitor_pb2.LabelSummary
+    ) -> list[monitor_pb2.DriftEvent]:
+        """A STRICT node's window of labels, in counts: its errors spread evenly over the window
+        (the order within it stays on the node), into the performance detector. A change they
+        date is retrained on the node (Retrainer), from the labels kept there."""
+        if not 0 <= counts.errors <= counts.labels <= MAX_WINDOW_LABELS:
+            raise InvalidArgument(f"a label summary needs 0 <= errors <= labels <= {MAX_WINDOW_LABELS}")
+        errors = np.zeros(counts.labels)
+        errors[np.linspace(0, counts.labels - 1, counts.errors).round().astype(int)] = 1.0
+        events = monitor.learn_errors(errors, counts.first_label)
+        if counts.labels:  # the node numbers its labels; other versions' may come between these
+            self._plan(monitor, counts.first_label + counts.labels - 1)
+        return events
+
+    def _plan(self, monitor: DeploymentMonitor, seen: int) -> None:
+        """After labels up to number `seen`: a change the detector dated starts a series of
+        retrainings (RetrainSchedule), and a round that is due is submitted."""
         deployment_id, policy = monitor.deployment_id, monitor.policy
         with self._lock:
-            seen = self._labels_seen[deployment_id] = max(self._labels_seen.get(deployment_id, 0), matched[-1].number)
+            seen = self._labels_seen[deployment_id] = max(self._labels_seen.get(deployment_id, 0), seen)
             schedule = self._schedules.setdefault(
                 deployment_id, RetrainSchedule(policy.min_labels, policy.cooldown_labels)
             )
@@ -103,33 +124,24 @@ class DeploymentMonitors:
                     self._triggers[deployment_id] = event_id
             due = schedule.due(seen)
         if due is None:
-            return events
+            return
         if monitor.retraining_unavailable():
             self._round_finished(deployment_id, False)
-            return events
+            return
         job = Job(
             deployment_id, monitor.context, self._triggers.get(deployment_id, ""), due.since, due.unseen_after,
-            policy.challenger_confidence, due.follow_up,
+            policy.challenger_confidence, due.follow_up, strict=monitor.strict,
+            epsilon=policy.privacy_epsilon, budget=policy.privacy_budget,
             done=lambda rolled_out: self._round_finished(deployment_id, rolled_out),
         )  # fmt: skip
         self._retrainer.submit(job)
-        return events
-
-    def learn_counts(
-        self, monitor: DeploymentMonitor, counts: monitor_pb2.LabelSummary
-    ) -> list[monitor_pb2.DriftEvent]:
-        """A STRICT node's window of labels, in counts: its errors spread evenly over the window
-        (the order within it stays on the node), into the performance detector. Never retrained
-        here: the data to retrain on is on the node."""
-        if not 0 <= counts.errors <= counts.labels <= MAX_WINDOW_LABELS:
-            raise InvalidArgument(f"a label summary needs 0 <= errors <= labels <= {MAX_WINDOW_LABELS}")
-        errors = np.zeros(counts.labels)
-        errors[np.linspace(0, counts.labels - 1, counts.errors).round().astype(int)] = 1.0
-        return monitor.learn_errors(errors, counts.first_label)
 
     def _round_finished(self, deployment_id: str, rolled_out: bool) -> None:
         with self._lock:
             self._schedules[deployment_id].finished(rolled_out, self._labels_seen.get(deployment_id, 0))
+            monitor = self._monitors.get(deployment_id)
+        if monitor is not None:
+            monitor.privacy_spent = self._store.privacy_spent(deployment_id)
 
     def publish(self, deployment_id: str, events: list[monitor_pb2.DriftEvent]) -> None:
         for event in events:

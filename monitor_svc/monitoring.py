@@ -29,6 +29,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlaas.services.label_store import Labeled
 from mlaas.services.outcomes import Outcomes
+from mlaas.services.private_fit import private_recipe_problem
 from mlaas.v1 import monitor_pb2, types_pb2
 from monitor_svc.detectors import Alarm
 from monitor_svc.detectors.error_rate import ErrorRateDetector
@@ -134,6 +135,7 @@ class DeploymentMonitor:
         self.change: tuple[int, str] | None = None
         self._drifts: dict[tuple[int, str], _Drift] = {}  # (kind, feature) -> its drift
         self._recent_errors: list[float] = []
+        self.privacy_spent = 0.0  # the epsilon the deployment's retrainings spent (its ledger's)
 
     @property
     def samples_seen(self) -> int:
@@ -259,10 +261,16 @@ class DeploymentMonitor:
         return shown
 
     def retraining_unavailable(self) -> str:
-        if self.strict:
-            return "STRICT deployment: its raw data never leaves its node, so it is never retrained"
         if not self.context.recipe.steps:
             return "the model has no training recipe in the registry"
         if not self.policy.auto_retrain:
             return "auto_retrain is off in the policy"
+        epsilon, budget = self.policy.privacy_epsilon, self.policy.privacy_budget
+        if epsilon and (problem := private_recipe_problem(self.context.recipe)):
+            return f"privacy_epsilon is set, but the recipe cannot be fitted with differential privacy: {problem}"
+        if epsilon and self.privacy_spent + epsilon > budget * (1 + 1e-9):
+            return (
+                f"privacy budget: {self.privacy_spent:g} of {budget:g} spent, and a round spends {epsilon:g}; "
+                "no more retraining with this budget"
+            )
         return ""

@@ -1,14 +1,22 @@
 """Runs retrainings one at a time on a thread of their own, so that no rpc waits for a fit.
 
-A retraining: the labeled samples since the change (from the store) -> the registered recipe
-fitted on most of them, as a training job the scheduler places with the model's train resources
-(RunTrainingJob; data and model pass through the shared jobs directory) -> challenger and
-champion (the version serving now) scored on the held-out rest -> if a paired test says the
-challenger is better at the policy's confidence: a second job fits all of them, the model is registered
-with its lineage and the training window as its reference data, the deployment rolls to it (the
-scheduler's UpdateDeployment) and the `champion` alias moves. Every step is a state of the
-Retraining record, watched by WatchRetraining; the job's `done` learns the outcome (the
-deployment's RetrainSchedule plans the next round from it).
+An OPEN deployment's retraining: the labeled samples since the change (from the store) -> the
+registered recipe fitted on most of them, as a training job the scheduler places with the
+model's train resources (RunTrainingJob; data and model pass through the shared jobs directory)
+-> challenger and champion (the version serving now) scored on the held-out rest -> if a paired
+test says the challenger is better at the policy's confidence: a second job fits all of them.
+
+A STRICT deployment's retraining is one training job on its node (RunTrainingJob with a
+NodeRound), which does the same there from the data the node keeps and sends back only the
+verdict, the scores, the counts and the model; with differential privacy in the policy, the
+epsilon is charged to the deployment's privacy ledger first, and a round past the budget is
+refused.
+
+Then, either way, the model is registered with its lineage (where it was fitted, on how many
+samples, at what epsilon), the deployment rolls to it (the scheduler's UpdateDeployment) and the
+`champion` alias moves. Every step is a state of the Retraining record, watched by
+WatchRetraining; the job's `done` learns the outcome (the deployment's RetrainSchedule plans the
+next round from it).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import queue
 import secrets
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,17 +36,30 @@ import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlaas.client import RegistryClient, SchedulerClient
-from mlaas.services.label_store import Labeled
-from mlaas.v1 import monitor_pb2, types_pb2
+from mlaas.errors import FailedPrecondition
+from mlaas.services.rounds import first_output, metric_name, run_round, targets
+from mlaas.v1 import monitor_pb2, scheduler_pb2, types_pb2
 from monitor_svc.changes import Changes
-from monitor_svc.context import first_output
 from monitor_svc.monitoring import ModelContext
-from monitor_svc.retraining import holdout_split, judge, metric_name
 from monitor_svc.store import MonitorStore
 
 log = logging.getLogger(__name__)
-M = monitor_pb2
+M, S = monitor_pb2, scheduler_pb2
 CHAMPION_ALIAS = "champion"
+MONITOR_SITE = "monitor"  # where an OPEN deployment's challengers are fitted
+HELD_OUT = "held-out recent"
+
+
+def job_state(job: scheduler_pb2.TrainingJob) -> str:
+    return S.JobState.Name(job.state).removeprefix("JOB_STATE_")
+
+
+def privacy_refusal(store: MonitorStore, job: Job) -> str:
+    spent = store.privacy_spent(job.deployment_id)
+    return (
+        f"privacy budget: {spent:g} of {job.budget:g} spent, and a round spends {job.epsilon:g}; "
+        "no more retraining with this budget"
+    )
 
 
 @dataclass(frozen=True)
@@ -49,6 +71,9 @@ class Job:
     unseen_after: int  # the champion learnt from no label after this one: they judge it
     confidence: float  # of the paired test the challenger must pass
     follow_up: bool = False  # the champion came from an earlier round of the same series (judge)
+    strict: bool = False  # retrained on the deployment's node, from the data kept there
+    epsilon: float = 0.0  # differential privacy for the fit (0: off), charged to the ledger
+    budget: float = 0.0  # the ledger's total
     done: Callable[[bool], None] = lambda rolled_out: None  # told whether it rolled out
 
 
@@ -56,16 +81,6 @@ def _stamp() -> Timestamp:
     stamp = Timestamp()
     stamp.GetCurrentTime()
     return stamp
-
-
-def targets(labels: list[str], classification: bool) -> np.ndarray:
-    """Labels as the model's outputs are typed: integers when every class label is one."""
-    if not classification:
-        return np.array([float(v) for v in labels])
-    try:
-        return np.array([int(v) for v in labels], dtype=np.int64)
-    except ValueError:
-        return np.array(labels)
 
 
 class Retrainer(threading.Thread):
@@ -125,41 +140,99 @@ class Retrainer(threading.Thread):
         self._save(record)
 
     def _retrain(self, job: Job, record: monitor_pb2.Retraining) -> None:
+        if job.strict:
+            self._retrain_on_node(job, record)
+        else:
+            self._retrain_here(job, record)
+
+    def _retrain_here(self, job: Job, record: monitor_pb2.Retraining) -> None:
+        """An OPEN deployment's round, on the labels the Monitor keeps (fits as training jobs)."""
         context = job.context
         labeled = self._store.labeled_since(job.deployment_id, job.since_label)
-        record.state = M.RETRAINING_STATE_TRAINING
+        record.state, record.trained_on = M.RETRAINING_STATE_TRAINING, MONITOR_SITE
         self._save(record)
         X = np.vstack([x.inputs for x in labeled]).astype(np.float32)
         y = targets([x.label for x in labeled], context.classification)
         unseen_from = next((i for i, x in enumerate(labeled) if x.number > job.unseen_after), len(labeled))
-        fit, held = holdout_split(len(labeled), seed=len(labeled), unseen_from=unseen_from)
-        challenger = self._fit(context, X[fit], y[fit], f"{record.id}-challenger")
+
+        def evaluating() -> None:
+            record.state = M.RETRAINING_STATE_EVALUATING
+            self._save(record)
+
+        outcome = run_round(
+            context.task, X, y, unseen_from, lambda rows: first_output(context.artifact, rows),
+            lambda X_fit, y_fit, name: self._fit(context, X_fit, y_fit, f"{record.id}-{name}"),
+            job.confidence, job.follow_up, evaluating=evaluating,
+        )  # fmt: skip
+        name, verdict = metric_name(context.task), outcome.verdict
+        result = S.RoundResult(
+            training_samples=outcome.training_samples, held_out_samples=outcome.held_out_samples,
+            champion=types_pb2.Metric(name=name, value=verdict.champion, dataset=HELD_OUT),
+            challenger=types_pb2.Metric(name=name, value=verdict.challenger, dataset=HELD_OUT),
+            better=verdict.roll_out, reason=verdict.reason,
+        )  # fmt: skip
+        self._conclude(job, record, result, outcome.model, reference=X)
+
+    def _retrain_on_node(self, job: Job, record: monitor_pb2.Retraining) -> None:
+        """A STRICT deployment's round: a training job on its node fits and judges there, from the
+        data its runtimes keep, and sends back only its verdict, scores, counts and the model."""
+        if job.epsilon:
+            spent = self._store.spend_privacy(job.deployment_id, record.id, job.epsilon, job.budget)
+            if spent is None:  # checked before the round was due too; the ledger has the last word
+                self._finish(record, M.RETRAINING_STATE_REJECTED, privacy_refusal(self._store, job))
+                return
+        context = job.context
+        plan = S.NodeRound(
+            deployment_id=job.deployment_id, since_label=job.since_label, unseen_after=job.unseen_after,
+            confidence=job.confidence, follow_up=job.follow_up, epsilon=job.epsilon,
+        )  # fmt: skip
+        with SchedulerClient(self._scheduler, self._token) as scheduler:
+            started = scheduler.run_node_round(types_pb2.ModelRef(name=context.name, version=context.version), plan)
+            try:
+                finished = self._follow(scheduler, started, record)
+                result = finished.round_result
+                model = Path(finished.output_uri.removeprefix("file://")).read_bytes() if result.better else None
+            finally:
+                shutil.rmtree(Path(started.output_uri.removeprefix("file://")).parent, ignore_errors=True)
+        # The new version's reference data: its parent's, the owner's own (no row of the node's).
+        self._conclude(job, record, result, model, reference=context.reference)
+
+    def _follow(self, scheduler: SchedulerClient, job: S.TrainingJob, record: monitor_pb2.Retraining) -> S.TrainingJob:
+        """Waits for a round's job to end, showing on the retraining where it runs or waits."""
+        while job.state in (S.JOB_STATE_PENDING, S.JOB_STATE_RUNNING):
+            state = M.RETRAINING_STATE_PENDING if job.state == S.JOB_STATE_PENDING else M.RETRAINING_STATE_TRAINING
+            reason = f"waiting for room on node {job.node}: {job.reason}" if job.state == S.JOB_STATE_PENDING else ""
+            if (record.state, record.reason, record.trained_on) != (state, reason, job.node):
+                record.state, record.reason, record.trained_on = state, reason, job.node
+                self._save(record)
+            time.sleep(0.2)
+            job = scheduler.training_job(job.id)
+        if job.state != S.JOB_STATE_SUCCEEDED:
+            raise FailedPrecondition(f"training job {job.id} on node {job.node} ended {job_state(job)}: {job.reason}")
+        return job
+
+    def _conclude(
+        self, job: Job, record: monitor_pb2.Retraining, result: S.RoundResult, model: bytes | None,
+        reference: np.ndarray,
+    ) -> None:  # fmt: skip
+        """Records a round's scores; a better challenger is registered with its lineage, rolled
+        out and made the champion."""
         record.state = M.RETRAINING_STATE_EVALUATING
-        # The champion as it serves now: the held-out rows may have been answered by an older
-        # version (a second round of a series spans a rollout).
-        champion_predictions = first_output(context.artifact, X[held]).astype(y.dtype)
-        challenger_predictions = first_output(challenger, X[held]).astype(y.dtype)
-        verdict = judge(
-            context.task, y[held], champion_predictions, challenger_predictions, job.confidence, job.follow_up
-        )
-        name = metric_name(context.task)
-        record.champion_metrics.append(types_pb2.Metric(name=name, value=verdict.champion, dataset="held-out recent"))
-        record.challenger_metrics.append(
-            types_pb2.Metric(name=name, value=verdict.challenger, dataset="held-out recent")
-        )
+        record.champion_metrics.append(result.champion)
+        record.challenger_metrics.append(result.challenger)
+        record.training_samples, record.epsilon_spent = result.training_samples, result.epsilon_spent
         self._save(record)
-        if not verdict.roll_out:
-            self._finish(record, M.RETRAINING_STATE_REJECTED, verdict.reason)
+        if not result.better:
+            self._finish(record, M.RETRAINING_STATE_REJECTED, result.reason)
             return
-        final = self._fit(context, X, y, f"{record.id}-final")  # judged on held-out; learns from all
-        version = self._register(job, final, X, labeled, verdict.challenger)
+        version = self._register(job, record, model, reference, result.challenger.value)
         record.challenger_version = version
         self._save(record)
         problem = self._roll_out(job, version)
         if problem:
             self._finish(record, M.RETRAINING_STATE_FAILED, problem)
             return
-        self._finish(record, M.RETRAINING_STATE_ROLLED_OUT, verdict.reason)
+        self._finish(record, M.RETRAINING_STATE_ROLLED_OUT, result.reason)
 
     def _fit(self, context: ModelContext, X: np.ndarray, y: np.ndarray, name: str) -> bytes:
         """The recipe fitted on (X, y) by a training job the scheduler places; ONNX bytes."""
@@ -180,7 +253,7 @@ class Retrainer(threading.Thread):
                 shutil.rmtree(job_dir, ignore_errors=True)
 
     def _register(
-        self, job: Job, onnx_model: bytes, X: np.ndarray, labeled: list[Labeled], challenger_score: float
+        self, job: Job, record: monitor_pb2.Retraining, onnx_model: bytes, reference: np.ndarray, score: float
     ) -> int:
         context = job.context
         with RegistryClient(self._registry, self._token) as registry:
@@ -188,16 +261,20 @@ class Retrainer(threading.Thread):
             parent = registry.get(types_pb2.ModelRef(name=context.name, version=context.version))
             description.CopyFrom(parent.description)
             del description.metrics[:]
-            description.metrics.append(
-                types_pb2.Metric(name=metric_name(context.task), value=challenger_score, dataset="held-out recent")
-            )
+            description.metrics.append(types_pb2.Metric(name=metric_name(context.task), value=score, dataset=HELD_OUT))
             description.lineage.CopyFrom(
                 types_pb2.Lineage(
-                    parent_version=context.version, trigger=job.trigger_event_id, training_rows=len(labeled)
+                    parent_version=context.version, trigger=job.trigger_event_id,
+                    training_rows=record.training_samples, trained_on=record.trained_on, epsilon=record.epsilon_spent,
                 )
+            )  # fmt: skip
+            where = "" if record.trained_on == MONITOR_SITE else f" on node {record.trained_on}"
+            privacy = f" with differential privacy (epsilon {record.epsilon_spent:g})" if record.epsilon_spent else ""
+            description.summary = (
+                f"retrained from version {context.version}{where} on {record.training_samples} recent labeled "
+                f"samples{privacy}"
             )
-            description.summary = f"retrained from version {context.version} on {len(labeled)} recent labeled samples"
-            reply = registry.register(onnx_model, description, reference_data=X)
+            reply = registry.register(onnx_model, description, reference_data=reference)
         return reply.model.version
 
     def _roll_out(self, job: Job, version: int) -> str:

@@ -1,4 +1,5 @@
-"""Retraining decisions and steps, free of service code (the Monitor and bench/ both use them).
+"""When to retrain, free of service code (the Monitor and bench/ both use it; a round's steps
+on the data are in mlaas/services/rounds.py).
 
 A retraining starts on confirmed drift: a performance-drift alarm, i.e. labels show the model
 got worse (a covariate shift that does not hurt accuracy is reported, not acted on). The
@@ -15,12 +16,6 @@ accumulate; a series ends when a challenger stops winning.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
-from scipy.stats import binomtest, wilcoxon
-
-from mlaas.recipes import build_pipeline
-from mlaas.v1 import types_pb2
 
 
 @dataclass(frozen=True)
@@ -88,76 +83,3 @@ class RetrainSchedule:
             return
         self.change_start = None
         self.quiet_until = labels_seen + self.quiet_labels
-
-
-def holdout_split(n: int, fraction: float = 0.25, seed: int = 0, unseen_from: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held-out) indices of n samples; the held-out part is a random `fraction` of them,
-    drawn from those from `unseen_from` on (the champion learnt from those before: judged on them
-    it would look better than it is)."""
-    unseen_from = min(max(unseen_from, 0), n - 1)
-    order = unseen_from + np.random.default_rng(seed).permutation(n - unseen_from)
-    held = order[: max(1, min(round(n * fraction), order.size))]
-    return np.setdiff1d(np.arange(n), held), np.sort(held)
-
-
-def train(recipe: types_pb2.TrainingRecipe, X: np.ndarray, y: np.ndarray):
-    return build_pipeline(recipe).fit(X, y)
-
-
-def score(task: int, y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Higher is better: accuracy for classification, minus the mean absolute error otherwise."""
-    if task == types_pb2.TASK_CLASSIFICATION:
-        return float(np.mean(np.asarray(y_true).astype(str) == np.asarray(y_pred).astype(str)))
-    return -float(np.mean(np.abs(np.asarray(y_true, dtype=float) - np.asarray(y_pred, dtype=float))))
-
-
-def metric_name(task: int) -> str:
-    return "accuracy" if task == types_pb2.TASK_CLASSIFICATION else "neg_mae"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    roll_out: bool
-    champion: float
-    challenger: float
-    p_value: float
-    reason: str
-
-
-def judge(
-    task: int, y_true: np.ndarray, champion: np.ndarray, challenger: np.ndarray, confidence: float,
-    follow_up: bool = False,
-) -> Verdict:  # fmt: skip
-    """Whether the challenger's predictions on held-out labels are better than the champion's,
-    by a one-sided paired test at `confidence`: for classification McNemar's exact test (of the
-    samples exactly one model gets right, the challenger must get significantly more than half),
-    otherwise the Wilcoxon signed-rank test on the differences of absolute errors.
-
-    A `follow_up` (the same recipe on more labels of the concept the champion was fitted on, a
-    superset of its own) needs only to be at least as good: it has more data, and a few hundred
-    held-out labels cannot show the smaller gains of a second or third round."""
-    champion_score, challenger_score = score(task, y_true, champion), score(task, y_true, challenger)
-    if task == types_pb2.TASK_CLASSIFICATION:
-        truth = np.asarray(y_true).astype(str)
-        champion_right = np.asarray(champion).astype(str) == truth
-        challenger_right = np.asarray(challenger).astype(str) == truth
-        wins, losses = int(np.sum(challenger_right & ~champion_right)), int(np.sum(champion_right & ~challenger_right))
-        p_value = binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue if wins + losses else 1.0
-    else:
-        truth = np.asarray(y_true, dtype=float)
-        gain = np.abs(truth - np.asarray(champion, dtype=float)) - np.abs(truth - np.asarray(challenger, dtype=float))
-        p_value = wilcoxon(gain, alternative="greater").pvalue if np.any(gain != 0) else 1.0
-    p_value = float(p_value)
-    scores = f"challenger {challenger_score:.4f}, champion {champion_score:.4f} on {len(truth)} held-out labels"
-    if follow_up:
-        if challenger_score >= champion_score:
-            return Verdict(
-                True, champion_score, challenger_score, p_value, f"{scores}: as good or better, on more labels"
-            )
-        return Verdict(False, champion_score, challenger_score, p_value, f"{scores}: worse; the series ends")
-    if p_value < 1.0 - confidence:
-        return Verdict(True, champion_score, challenger_score, p_value, f"{scores}: better (p={p_value:.2g})")
-    return Verdict(
-        False, champion_score, challenger_score, p_value,
-        f"{scores}: not better at {confidence:.0%} confidence (p={p_value:.2g})",
-    )  # fmt: skip

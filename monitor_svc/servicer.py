@@ -96,6 +96,16 @@ def validate_policy(
         merged.challenger_confidence = confidence
     if policy.HasField("auto_retrain"):
         merged.auto_retrain = policy.auto_retrain
+    for field in ("privacy_epsilon", "privacy_budget"):
+        if policy.HasField(field):
+            value = getattr(policy, field)
+            if not (math.isfinite(value) and value >= 0):
+                raise InvalidArgument(f"policy.{field} must be a finite number, not negative")
+            setattr(merged, field, value)
+    if merged.privacy_epsilon and merged.privacy_budget < merged.privacy_epsilon:
+        raise InvalidArgument(
+            "policy.privacy_budget (the total epsilon retrainings may spend) must be at least privacy_epsilon"
+        )
     return merged
 
 
@@ -217,6 +227,11 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
     def SetPolicy(self, request, context):
         self._check(context, request.deployment_id, owner_only=True)
         policy = validate_policy(request.policy, self._deployments.policy(request.deployment_id))
+        if policy.privacy_epsilon and not self._strict(request.deployment_id):
+            raise FailedPrecondition(
+                f"differential privacy applies to a STRICT deployment's rounds on its node; {request.deployment_id} "
+                "is not STRICT (or has sent no feedback yet)"
+            )
         self._deployments.set_policy(request.deployment_id, policy)
         return M.SetPolicyResponse(policy=policy)
 

@@ -1,6 +1,6 @@
 """What the Monitor must not lose, in SQLite (WAL, synchronous=FULL: a commit is on disk before
 it returns): labels and the recent predictions they are matched with (LabelStore), drift events,
-retrainings and policies.
+retrainings, policies and the privacy ledger.
 """
 
 from __future__ import annotations
@@ -32,6 +32,13 @@ CREATE TABLE IF NOT EXISTS retraining_log (
 CREATE TABLE IF NOT EXISTS policies (
     deployment TEXT PRIMARY KEY,
     record BLOB NOT NULL
+);
+-- the differential-privacy epsilon each retraining of a deployment spent
+CREATE TABLE IF NOT EXISTS privacy_ledger (
+    deployment TEXT NOT NULL,
+    retraining TEXT NOT NULL,
+    epsilon REAL NOT NULL,
+    time REAL NOT NULL
 );
 """
 
@@ -109,3 +116,28 @@ class MonitorStore(LabelStore):
         with self._lock:
             row = self._db.execute("SELECT record FROM policies WHERE deployment = ?", (deployment,)).fetchone()
         return row[0] if row else None
+
+    def spend_privacy(self, deployment: str, retraining_id: str, epsilon: float, budget: float) -> float | None:
+        """Charges `epsilon` to the deployment's ledger unless that takes it past `budget`; the
+        total spent after it, or None (nothing charged). Checked and written in one transaction."""
+        spent: list[float] = []
+
+        def spend(db: sqlite3.Connection) -> None:
+            total = db.execute(
+                "SELECT COALESCE(SUM(epsilon), 0) FROM privacy_ledger WHERE deployment = ?", (deployment,)
+            ).fetchone()[0]
+            if total + epsilon <= budget * (1 + 1e-9):
+                db.execute(
+                    "INSERT INTO privacy_ledger (deployment, retraining, epsilon, time) VALUES (?, ?, ?, ?)",
+                    (deployment, retraining_id, epsilon, time.time()),
+                )
+                spent.append(total + epsilon)
+
+        self._write(spend)
+        return spent[0] if spent else None
+
+    def privacy_spent(self, deployment: str) -> float:
+        with self._lock:
+            return self._db.execute(
+                "SELECT COALESCE(SUM(epsilon), 0) FROM privacy_ledger WHERE deployment = ?", (deployment,)
+            ).fetchone()[0]

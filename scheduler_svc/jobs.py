@@ -6,12 +6,20 @@ shared with the Monitor), named with a secret nobody can guess: the caller write
 directly in the jobs directory, the scheduler moves it into the job's directory, and the job
 writes its model there (the job record says where, to its owner only). So no caller can make a
 job read another's data or overwrite another's model, nor the scheduler touch anything else.
-`check`, every few tenths of a second, marks jobs SUCCEEDED (exit 0 and the model written) or
-FAILED (with the job's last log lines).
+A round on a STRICT deployment's node (NodeRound) has no input file: the scheduler writes the
+round's plan in the job's directory and the job reads the data its node keeps. It is placed on
+that node only, and when the node has no room it waits there (PENDING, with the reason) until it
+has. It writes its verdict and counts (RoundResult, JSON) beside the model, which the scheduler
+puts in the job record.
+
+`check`, every few tenths of a second, starts the pending jobs that fit now and marks jobs
+SUCCEEDED (exit 0 and their output written) or FAILED (with the job's last log lines).
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import secrets
 import shutil
 import stat
@@ -21,6 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import redis
+from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlaas.errors import InvalidArgument, NotFound, ResourceExhausted
@@ -35,6 +44,9 @@ PREFIX = "mlaas:job:"
 INDEX = "mlaas:jobs"
 # What a job gets when its model describes no train resources.
 DEFAULT_TRAIN = types_pb2.Resources(cpu_millicores=1000, memory_bytes=1 << 30)
+LIVE = (S.JOB_STATE_RUNNING, S.JOB_STATE_PENDING)
+ROUND_PLAN, ROUND_RESULT = "round.json", "result.json"
+MAX_RESULT_BYTES = 64 << 10  # counts, two scores and a sentence
 
 
 def _now() -> Timestamp:
@@ -60,18 +72,30 @@ def take_input(jobs_dir: Path, uri: str, job_dir: Path) -> Path:
     return target
 
 
+def check_node_round(plan: scheduler_pb2.NodeRound) -> None:
+    """InvalidArgument for a round that makes no sense."""
+    if not plan.deployment_id:
+        raise InvalidArgument("node_round.deployment_id is required")
+    if not 0 < plan.confidence < 1:
+        raise InvalidArgument(f"node_round.confidence must be between 0 and 1 (exclusive); got {plan.confidence}")
+    if not (math.isfinite(plan.epsilon) and plan.epsilon >= 0):
+        raise InvalidArgument(f"node_round.epsilon must be 0 (no privacy) or a positive number; got {plan.epsilon}")
+    if plan.since_label < 0 or plan.unseen_after < 0:
+        raise InvalidArgument("node_round.since_label and unseen_after are label numbers, 0 or more")
+
+
 class JobStore:
     def __init__(self, client: redis.Redis, retention_seconds: float = 86_400.0):
         self._redis = client
         self._retention = max(1, int(retention_seconds))
 
     def put(self, job: scheduler_pb2.TrainingJob) -> None:
-        """Kept while it runs, and for the retention once it ended."""
-        ended = job.state != S.JOB_STATE_RUNNING
+        """Kept while it runs or waits, and for the retention once it ended."""
+        ended = job.state not in LIVE
         pipe = self._redis.pipeline()
         pipe.set(PREFIX + job.id, job.SerializeToString(), ex=self._retention if ended else None)
         if ended:
-            pipe.srem(INDEX, job.id)  # the index lists the running ones
+            pipe.srem(INDEX, job.id)  # the index lists the running and pending ones
         else:
             pipe.sadd(INDEX, job.id)
         pipe.execute()
@@ -82,11 +106,15 @@ class JobStore:
             raise NotFound(f"training job {job_id!r} not found")
         return scheduler_pb2.TrainingJob.FromString(raw)
 
-    def running(self) -> list[scheduler_pb2.TrainingJob]:
+    def live(self) -> list[scheduler_pb2.TrainingJob]:
+        """Running and pending jobs, oldest first."""
         ids = [i.decode() for i in self._redis.smembers(INDEX)]
         raws = self._redis.mget([PREFIX + i for i in ids]) if ids else []
         jobs = [scheduler_pb2.TrainingJob.FromString(r) for r in raws if r is not None]
-        return [j for j in jobs if j.state == S.JOB_STATE_RUNNING]
+        return sorted((j for j in jobs if j.state in LIVE), key=lambda j: j.created_at.ToNanoseconds())
+
+    def running(self) -> list[scheduler_pb2.TrainingJob]:
+        return [j for j in self.live() if j.state == S.JOB_STATE_RUNNING]
 
     def allocations(self) -> Iterable[tuple[str, types_pb2.Resources]]:
         """(node, resources) of every running job, for the placement's arithmetic."""
@@ -111,43 +139,71 @@ class TrainingJobs:
         self.jobs_dir = jobs_dir
         jobs_dir.mkdir(parents=True, exist_ok=True)
 
-    def run(self, model: types_pb2.ModelVersion, input_uri: str, tenant: str) -> scheduler_pb2.TrainingJob:
+    def run(
+        self, model: types_pb2.ModelVersion, input_uri: str, tenant: str,
+        node_round: scheduler_pb2.NodeRound | None = None, node: str = "",
+    ) -> scheduler_pb2.TrainingJob:  # fmt: skip
+        """Places and starts a job fitting `model`'s recipe on the caller's file `input_uri`, or,
+        with `node_round`, a round on `node` from the data kept there (PENDING while it has no room)."""
         job_id = f"j-{uuid.uuid4().hex[:12]}"
         # Private to the job: a name nobody can guess, readable and writable by its owner only.
         job_dir = self.jobs_dir / f"{job_id}-{secrets.token_hex(16)}"
         job_dir.mkdir(mode=0o700)
         try:
-            input_path = take_input(self.jobs_dir, input_uri, job_dir)
+            if node_round is None:
+                input_path = take_input(self.jobs_dir, input_uri, job_dir)
+            else:
+                input_path = job_dir / ROUND_PLAN
+                input_path.write_text(json_format.MessageToJson(node_round))
         except Exception:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
-        output_path = job_dir / "model.onnx"
         resources = model.description.train_resources
         if not (resources.cpu_millicores or resources.memory_bytes):
             resources = DEFAULT_TRAIN
         job = S.TrainingJob(
             id=job_id,
             model=types_pb2.ModelRef(name=model.description.name, version=model.version),
-            input_uri=f"file://{input_path}", output_uri=f"file://{output_path}", resources=resources, tenant=tenant,
-            state=S.JOB_STATE_RUNNING, created_at=_now(),
+            input_uri=f"file://{input_path}" if node_round is None else "",
+            output_uri=f"file://{job_dir / 'model.onnx'}", resources=resources, tenant=tenant,
+            state=S.JOB_STATE_PENDING, created_at=_now(), node_round=node_round, node=node,
         )  # fmt: skip
         job.deadline.FromNanoseconds(job.created_at.ToNanoseconds() + int(self._deadline * 1e9))
-        sizing = S.Deployment(resources=resources, mode=S.PLACEMENT_MODE_OPEN, replicas=1)
+        refused = self._place(job)
+        if refused and node_round is None:  # the caller's file goes back where it was
+            input_path.rename(input_uri.removeprefix("file://"))
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise ResourceExhausted(f"no node can run the training job now: {refused}")
+        if refused:  # a round waits for its node
+            job.reason = refused
+            self._store.put(job)
+            return job
+        self._start(job)
+        return job
+
+    def _place(self, job: scheduler_pb2.TrainingJob) -> str:
+        """'' once the job holds its resources on a node (its own node, if it names one), stored
+        RUNNING under the placement lock; otherwise why it cannot now."""
+        mode = S.PLACEMENT_MODE_STRICT if job.node else S.PLACEMENT_MODE_OPEN
+        sizing = S.Deployment(resources=job.resources, mode=mode, node=job.node, replicas=1)
 
         def record(nodes: tuple[str, ...]) -> scheduler_pb2.TrainingJob:
-            job.node = nodes[0]
+            job.node, job.state, job.reason = nodes[0], S.JOB_STATE_RUNNING, ""
             self._store.put(job)  # under the placement lock: its resources count from now on
             return job
 
         placement, placed = self._placer.place(sizing, 1, record)
-        if placed is None:  # refused: the caller's file goes back where it was
-            input_path.rename(input_uri.removeprefix("file://"))
-            shutil.rmtree(job_dir, ignore_errors=True)
-            raise ResourceExhausted(f"no node can run the training job now: {placement.reason}")
+        return "" if placed is not None else placement.reason
+
+    def _start(self, job: scheduler_pb2.TrainingJob) -> None:
+        private = Path(job.output_uri.removeprefix("file://")).parent
+        node_store = self._backend.node_store(job.node_round.deployment_id) if job.HasField("node_round") else None
         spec = JobSpec(
-            job.id, job.node, format_ref(job.model), str(input_path), str(output_path),
-            resources.cpu_millicores, resources.memory_bytes,
+            job.id, job.node, format_ref(job.model),
+            str(private / ROUND_PLAN) if node_store else job.input_uri.removeprefix("file://"),
+            str(private / "model.onnx"), job.resources.cpu_millicores, job.resources.memory_bytes,
             self._key.mint(TRAINER, job.id, format_ref(job.model)) if self._key else "",
+            node_store=node_store or "", result_path=str(private / ROUND_RESULT) if node_store else "",
         )  # fmt: skip
         try:
             started = self._backend.start_job(spec)
@@ -156,7 +212,9 @@ class TrainingJobs:
             raise
         job.handle = started.handle
         self._store.put(job)
-        return job
+
+    def node_store(self, deployment_id: str) -> str | None:
+        return self._backend.node_store(deployment_id)
 
     def cancel(self, job: scheduler_pb2.TrainingJob, reason: str) -> scheduler_pb2.TrainingJob:
         return self._stop(job, S.JOB_STATE_CANCELLED, reason)
@@ -169,26 +227,62 @@ class TrainingJobs:
         return job
 
     def check(self) -> None:
-        """Ends the jobs whose process has exited, and stops those past their deadline."""
+        """Starts the pending jobs that fit now, ends the jobs whose process has exited, and
+        stops those past their deadline."""
         now = time.time()
-        for job in self._store.running():
+        for job in self._store.live():
+            past_deadline = job.HasField("deadline") and now > job.deadline.ToNanoseconds() / 1e9
+            allowed = (job.deadline.ToNanoseconds() - job.created_at.ToNanoseconds()) / 1e9
+            if job.state == S.JOB_STATE_PENDING:
+                self._try_pending(job, past_deadline, allowed)
+                continue
             if not job.handle:  # placed, its process not started yet
                 continue
             status = self._backend.status(ReplicaStatus(job.id, "", True, handle=job.handle))
-            if status.running and job.HasField("deadline") and now > job.deadline.ToNanoseconds() / 1e9:
-                allowed = (job.deadline.ToNanoseconds() - job.created_at.ToNanoseconds()) / 1e9
+            if status.running and past_deadline:
                 self._stop(job, S.JOB_STATE_FAILED, f"did not finish within its deadline of {allowed:g}s")
                 continue
             if status.running:
                 continue
-            output = Path(job.output_uri.removeprefix("file://"))
             # A job started by another scheduler process has no exit code here: its output decides.
-            if status.exit_code in (0, None) and output.is_file():
+            problem = self._read_output(job) if status.exit_code in (0, None) else "its output is missing"
+            if not problem:
                 self._finish(job, S.JOB_STATE_SUCCEEDED, "")
             else:
                 logs = self._backend.logs(status, lines=8)
-                self._finish(job, S.JOB_STATE_FAILED, f"exited with {status.exit_code}: {logs}"[-800:])
+                self._finish(job, S.JOB_STATE_FAILED, f"exited with {status.exit_code} ({problem}): {logs}"[-800:])
             self._backend.delete(status)  # its container or process; what it said is in the record
+
+    def _try_pending(self, job: scheduler_pb2.TrainingJob, past_deadline: bool, allowed: float) -> None:
+        if past_deadline:
+            self._finish(job, S.JOB_STATE_FAILED, f"waited {allowed:g}s for room on node {job.node}: {job.reason}")
+            return
+        refused = self._place(job)
+        if not refused:
+            with contextlib.suppress(Exception):  # FAILED with the backend's reason; the others go on
+                self._start(job)
+        elif refused != job.reason:
+            job.reason = refused
+            self._store.put(job)
+
+    def _read_output(self, job: scheduler_pb2.TrainingJob) -> str:
+        """'' when the job left what it owes (its model; a round its result, and its model if the
+        challenger won), the result read into the record; otherwise what is missing."""
+        model = Path(job.output_uri.removeprefix("file://"))
+        if not job.HasField("node_round"):
+            return "" if model.is_file() else "no model written"
+        result_path = model.with_name(ROUND_RESULT)
+        try:
+            with open(result_path, "rb") as file:
+                raw = file.read(MAX_RESULT_BYTES + 1)
+            if len(raw) > MAX_RESULT_BYTES:
+                return f"its result is over {MAX_RESULT_BYTES} bytes"
+            job.round_result.CopyFrom(json_format.Parse(raw, S.RoundResult()))
+        except (OSError, json_format.ParseError) as err:
+            return f"no readable round result: {err}"
+        if job.round_result.better and not model.is_file():
+            return "the challenger won but no model was written"
+        return ""
 
     def _finish(self, job: scheduler_pb2.TrainingJob, state: int, reason: str) -> None:
         job.state, job.reason = state, reason

@@ -8,13 +8,14 @@ import grpc
 
 from mlaas.client import RegistryClient
 from mlaas.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
-from mlaas.refs import state_name
+from mlaas.refs import format_ref, state_name
 from mlaas.services.auth import MONITOR, REGISTRY, Authenticator, bearer_token
 from mlaas.services.paging import decode_page_token, encode_page_token, page_size, query_key
+from mlaas.services.private_fit import private_recipe_problem
 from mlaas.services.servicing import maps_errors
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc, types_pb2
 from scheduler_svc import tallies
-from scheduler_svc.jobs import JobStore, TrainingJobs
+from scheduler_svc.jobs import LIVE, JobStore, TrainingJobs, check_node_round
 from scheduler_svc.lifecycle import Lifecycle
 from scheduler_svc.placer import nodes_with_allocations
 from scheduler_svc.queue import DeploymentQueue
@@ -264,17 +265,52 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     def RunTrainingJob(self, request, context):
         tenant, token = self._tenant_and_token(context)
+        if request.output_uri:
+            raise InvalidArgument("output_uri is chosen by the scheduler (the job's own directory); leave it empty")
+        if request.HasField("node_round"):
+            return S.RunTrainingJobResponse(job=self._node_round(request, tenant, token))
         if not request.model.name:
             raise InvalidArgument("model.name is required")
-        model = self._registry.with_token(token).get(request.model)  # NOT_FOUND / PERMISSION_DENIED pass through
+        model = self._trainable(request.model, tenant, token)
+        job = self._jobs.run(model, request.input_uri, tenant)
+        return S.RunTrainingJobResponse(job=job)
+
+    def _trainable(self, ref: types_pb2.ModelRef, tenant: str, token: str | None) -> types_pb2.ModelVersion:
+        model = self._registry.with_token(token).get(ref)  # NOT_FOUND / PERMISSION_DENIED pass through
         if self._auth.enabled and model.owner != tenant and not self._auth.is_role(tenant, MONITOR):
             raise PermissionDenied(f"only the owner of {model.description.name} may train it")
         if not model.description.recipe.steps:
             raise FailedPrecondition(f"{model.description.name}:{model.version} has no training recipe")
-        if request.output_uri:
-            raise InvalidArgument("output_uri is chosen by the scheduler (the job's own directory); leave it empty")
-        job = self._jobs.run(model, request.input_uri, tenant)
-        return S.RunTrainingJobResponse(job=job)
+        return model
+
+    def _node_round(self, request, tenant: str, token: str | None) -> scheduler_pb2.TrainingJob:
+        """A round on a STRICT deployment's node, of the version it serves (its owner's or the
+        Monitor's call), where the backend lets a job reach the node's data."""
+        plan = request.node_round
+        if request.input_uri:
+            raise InvalidArgument("a node round reads the data kept on the node; leave input_uri empty")
+        check_node_round(plan)
+        deployment = self._store.get(plan.deployment_id)  # NOT_FOUND
+        if self._auth.enabled and deployment.tenant != tenant and not self._auth.is_role(tenant, MONITOR):
+            raise NotFound(f"deployment {plan.deployment_id!r} not found")
+        if deployment.mode != S.PLACEMENT_MODE_STRICT:
+            raise FailedPrecondition(
+                f"deployment {deployment.id} is OPEN: its labels are in the Monitor, which retrains it (input_uri)"
+            )
+        serving = (deployment.model.name, deployment.model.version)
+        if request.model.name and (request.model.name, request.model.version or serving[1]) != serving:
+            raise InvalidArgument(f"deployment {deployment.id} serves {format_ref(deployment.model)}, not that model")
+        if self._jobs.node_store(deployment.id) is None:
+            raise FailedPrecondition(
+                f"the {self._settings.backend} backend keeps a STRICT deployment's data inside its replicas, out "
+                "of a training job's reach; on-node retraining needs the local backend for now"
+            )
+        model = self._trainable(deployment.model, tenant, token)
+        if plan.epsilon and (why := private_recipe_problem(model.description.recipe)):
+            raise FailedPrecondition(
+                f"{format_ref(deployment.model)} cannot be fitted with differential privacy: {why}"
+            )
+        return self._jobs.run(model, "", tenant, node_round=plan, node=deployment.node)
 
     def _job(self, context, job_id: str) -> scheduler_pb2.TrainingJob:
         """The job, if the caller started it (or is the Monitor); NotFound as for a missing one."""
@@ -289,7 +325,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     def CancelTrainingJob(self, request, context):
         job = self._job(context, request.job_id)
-        if job.state != S.JOB_STATE_RUNNING:
+        if job.state not in LIVE:
             raise FailedPrecondition(
                 f"training job {job.id} is {S.JobState.Name(job.state).removeprefix('JOB_STATE_')}"
             )
@@ -303,7 +339,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         for deployment in self._store.list():
             if deployment.state not in TERMINAL:
                 self._lifecycle.destroy(deployment, "the mesh shut down")
-        for job in self._job_store.running():
+        for job in self._job_store.live():
             self._jobs.cancel(job, "the mesh shut down")
 
 

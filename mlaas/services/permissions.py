@@ -30,7 +30,7 @@ RULES: dict[str, frozenset[str]] = {
         _REGISTRY + "ListModels": {TENANT},
         _REGISTRY + "SetAlias": {TENANT, MONITOR},
         _REGISTRY + "DeleteModelVersion": {TENANT},
-        _REGISTRY + "DownloadArtifact": {TENANT, MONITOR, RUNTIME},
+        _REGISTRY + "DownloadArtifact": {TENANT, MONITOR, RUNTIME, TRAINER},
         # The registry asks before deleting a deployed version; the monitor rolls retrained
         # versions out and runs their training jobs.
         _SCHEDULER + "Deploy": {TENANT},

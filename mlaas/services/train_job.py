@@ -1,11 +1,23 @@
 """The training job program (`python -m mlaas.services.train_job`), run by a scheduler backend with the
-model's train resources: fits the model's registered recipe (scikit-learn estimators from the
-allowlist, never user code) on a labeled dataset and writes the fitted model as ONNX.
+model's train resources. Two kinds:
 
-    python -m mlaas.services.train_job --registry ADDR --model NAME:VERSION --input DATA.npz --output MODEL.onnx
+- a fit: the model's registered recipe (scikit-learn estimators from the allowlist, never user
+  code) fitted on a labeled dataset the caller gave, written as ONNX;
 
-DATA.npz holds X (rows x features) and y. The output is written atomically; the exit code says
-whether it worked (the scheduler reports the last log lines otherwise).
+      python -m mlaas.services.train_job --registry ADDR --model NAME:VERSION --input DATA.npz --output MODEL.onnx
+
+  DATA.npz holds X (rows x features) and y.
+- a round on a STRICT deployment's node: the plan (a NodeRound as JSON) says which of the labels
+  the node keeps to learn from; the job fits the recipe on most of them (with differential
+  privacy if the plan gives an epsilon), judges it against the version serving now (NAME:VERSION)
+  on the held-out rest, and writes its verdict and counts (a RoundResult as JSON) and, if the
+  challenger won, the model. Nothing else leaves the node: no row, prediction or label.
+
+      python -m mlaas.services.train_job --registry ADDR --model NAME:VERSION --round PLAN.json
+          --node-store STORE.sqlite3 --result RESULT.json --output MODEL.onnx
+
+Outputs are written atomically; the exit code says whether it worked (the scheduler reports the
+last log lines otherwise).
 """
 
 from __future__ import annotations
@@ -16,37 +28,118 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from google.protobuf import json_format
 
 from mlaas.client import RegistryClient
 from mlaas.export import sklearn_to_onnx
 from mlaas.recipes import build_pipeline
+from mlaas.services.label_store import LabelStore
 from mlaas.services.private_files import private_by_default
+from mlaas.services.private_fit import fit_private
+from mlaas.services.rounds import first_output, metric_name, run_round, targets
+from mlaas.v1 import registry_pb2, scheduler_pb2, types_pb2
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
+def fit_given(registry: RegistryClient, model: str, data_path: Path, output: Path) -> int:
+    recipe = registry.get(model).description.recipe
+    if not recipe.steps:
+        print(f"{model} has no training recipe", file=sys.stderr)
+        return 2
+    with np.load(data_path, allow_pickle=False) as data:
+        if not {"X", "y"} <= set(data.files):
+            print(f"{data_path} must hold the arrays X and y; it has {sorted(data.files)}", file=sys.stderr)
+            return 2
+        X, y = data["X"].astype(np.float32), data["y"]
+    write_atomically(output, sklearn_to_onnx(build_pipeline(recipe).fit(X, y), X[:1]))
+    print(f"fitted {model}'s recipe on {len(X)} rows -> {output}")
+    return 0
+
+
+def round_on_node(
+    registry: RegistryClient, model: str, plan_path: Path, store_path: Path, result: Path, output: Path
+) -> int:
+    plan = json_format.Parse(plan_path.read_text(), scheduler_pb2.NodeRound())
+    if not store_path.is_file():
+        print(f"deployment {plan.deployment_id} keeps no labels on this node ({store_path})", file=sys.stderr)
+        return 2
+    champion = registry.get(model)
+    description = champion.description
+    work = output.parent
+    champion_model = work / "champion.onnx"
+    registry.download(model, champion_model)
+    reference = np.zeros((0, 0), dtype=np.float32)
+    if plan.epsilon:  # the bounds of a private fit come from the owner's reference rows
+        reference_path = work / "reference.npy"
+        registry.download(model, reference_path, registry_pb2.ARTIFACT_KIND_REFERENCE_DATA)
+        reference = np.load(reference_path, allow_pickle=False).astype(np.float32)
+        reference = reference.reshape(reference.shape[0], -1)
+    store = LabelStore(store_path)
+    try:
+        labeled = store.labeled_since(plan.deployment_id, plan.since_label)
+    finally:
+        store.close()
+    if len(labeled) < 2:
+        print(f"{len(labeled)} labels after {plan.since_label} on this node: too few to retrain", file=sys.stderr)
+        return 2
+    classification = description.task == types_pb2.TASK_CLASSIFICATION
+    X = np.vstack([x.inputs for x in labeled]).astype(np.float32)
+    y = targets([x.label for x in labeled], classification)
+    unseen_from = next((i for i, x in enumerate(labeled) if x.number > plan.unseen_after), len(labeled))
+    spent = []
+
+    def fit(X_fit: np.ndarray, y_fit: np.ndarray, _: str) -> bytes:
+        if not plan.epsilon:
+            return sklearn_to_onnx(build_pipeline(description.recipe).fit(X_fit, y_fit), X_fit[:1])
+        fitted, epsilon = fit_private(description.recipe, X_fit, y_fit, reference, plan.epsilon)
+        spent.append(epsilon)
+        return sklearn_to_onnx(fitted, X_fit[:1])
+
+    # A private challenger rolls out as it was fitted: fitting it again on all rows would spend
+    # the epsilon twice.
+    outcome = run_round(
+        description.task, X, y, unseen_from, lambda rows: first_output(champion_model, rows), fit,
+        plan.confidence, plan.follow_up, refit_on_all=not plan.epsilon,
+    )  # fmt: skip
+    name, verdict = metric_name(description.task), outcome.verdict
+    if outcome.model is not None:
+        write_atomically(output, outcome.model)
+    summary = scheduler_pb2.RoundResult(
+        training_samples=outcome.training_samples, held_out_samples=outcome.held_out_samples,
+        champion=types_pb2.Metric(name=name, value=verdict.champion, dataset="held-out recent"),
+        challenger=types_pb2.Metric(name=name, value=verdict.challenger, dataset="held-out recent"),
+        better=verdict.roll_out, reason=verdict.reason, epsilon_spent=sum(spent),
+    )  # fmt: skip
+    write_atomically(result, json_format.MessageToJson(summary).encode())
+    print(f"round on {len(labeled)} labels of {plan.deployment_id}: {verdict.reason}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlaas.services.train_job", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m mlaas.services.train_job", description=__doc__.splitlines()[0], allow_abbrev=False
+    )
     parser.add_argument("--registry", required=True)
     parser.add_argument("--model", required=True, help="NAME:VERSION whose recipe is fitted")
-    parser.add_argument("--input", required=True, type=Path)
     parser.add_argument("--output", required=True, type=Path)
+    given = parser.add_mutually_exclusive_group(required=True)
+    given.add_argument("--input", type=Path, help="a fit: the labeled rows (.npz with X and y)")
+    given.add_argument("--round", type=Path, help="a round on a node: its plan (NodeRound as JSON)")
+    parser.add_argument("--node-store", type=Path, help="a round: the node's store of predictions and labels")
+    parser.add_argument("--result", type=Path, help="a round: where its RoundResult goes (JSON)")
     args = parser.parse_args(argv)
+    if args.round and not (args.node_store and args.result):
+        parser.error("--round needs --node-store and --result")
     private_by_default()  # the model it writes is its owner's
     with RegistryClient(args.registry, os.environ.get("MLAAS_TOKEN") or None) as registry:
-        recipe = registry.get(args.model).description.recipe
-    if not recipe.steps:
-        print(f"{args.model} has no training recipe", file=sys.stderr)
-        return 2
-    with np.load(args.input, allow_pickle=False) as data:
-        if not {"X", "y"} <= set(data.files):
-            print(f"{args.input} must hold the arrays X and y; it has {sorted(data.files)}", file=sys.stderr)
-            return 2
-        X, y = data["X"].astype(np.float32), data["y"]
-    model = build_pipeline(recipe).fit(X, y)
-    partial = args.output.with_name(args.output.name + ".partial")
-    partial.write_bytes(sklearn_to_onnx(model, X[:1]))
-    partial.replace(args.output)
-    print(f"fitted {args.model}'s recipe on {len(X)} rows -> {args.output}")
-    return 0
+        if args.input:
+            return fit_given(registry, args.model, args.input, args.output)
+        return round_on_node(registry, args.model, args.round, args.node_store, args.result, args.output)
 
 
 if __name__ == "__main__":

@@ -264,7 +264,7 @@ class WatchDriftResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[DriftEvent, _Mapping]] = ...) -> None: ...
 
 class MonitorPolicy(_message.Message):
-    __slots__ = ("window_size", "false_alarms_per_100k", "auto_retrain", "min_labels", "cooldown_labels", "challenger_confidence", "performance_expected_run_length")
+    __slots__ = ("window_size", "false_alarms_per_100k", "auto_retrain", "min_labels", "cooldown_labels", "challenger_confidence", "performance_expected_run_length", "privacy_epsilon", "privacy_budget")
     WINDOW_SIZE_FIELD_NUMBER: _ClassVar[int]
     FALSE_ALARMS_PER_100K_FIELD_NUMBER: _ClassVar[int]
     AUTO_RETRAIN_FIELD_NUMBER: _ClassVar[int]
@@ -272,6 +272,8 @@ class MonitorPolicy(_message.Message):
     COOLDOWN_LABELS_FIELD_NUMBER: _ClassVar[int]
     CHALLENGER_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     PERFORMANCE_EXPECTED_RUN_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    PRIVACY_EPSILON_FIELD_NUMBER: _ClassVar[int]
+    PRIVACY_BUDGET_FIELD_NUMBER: _ClassVar[int]
     window_size: int
     false_alarms_per_100k: float
     auto_retrain: bool
@@ -279,7 +281,9 @@ class MonitorPolicy(_message.Message):
     cooldown_labels: int
     challenger_confidence: float
     performance_expected_run_length: int
-    def __init__(self, window_size: _Optional[int] = ..., false_alarms_per_100k: _Optional[float] = ..., auto_retrain: _Optional[bool] = ..., min_labels: _Optional[int] = ..., cooldown_labels: _Optional[int] = ..., challenger_confidence: _Optional[float] = ..., performance_expected_run_length: _Optional[int] = ...) -> None: ...
+    privacy_epsilon: float
+    privacy_budget: float
+    def __init__(self, window_size: _Optional[int] = ..., false_alarms_per_100k: _Optional[float] = ..., auto_retrain: _Optional[bool] = ..., min_labels: _Optional[int] = ..., cooldown_labels: _Optional[int] = ..., challenger_confidence: _Optional[float] = ..., performance_expected_run_length: _Optional[int] = ..., privacy_epsilon: _Optional[float] = ..., privacy_budget: _Optional[float] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
     __slots__ = ("deployment_id", "policy")
@@ -308,7 +312,7 @@ class GetPolicyResponse(_message.Message):
     def __init__(self, policy: _Optional[_Union[MonitorPolicy, _Mapping]] = ...) -> None: ...
 
 class Retraining(_message.Message):
-    __slots__ = ("id", "deployment_id", "trigger_event_id", "parent_version", "challenger_version", "state", "champion_metrics", "challenger_metrics", "reason", "started_at", "finished_at")
+    __slots__ = ("id", "deployment_id", "trigger_event_id", "parent_version", "challenger_version", "state", "champion_metrics", "challenger_metrics", "reason", "started_at", "finished_at", "trained_on", "training_samples", "epsilon_spent")
     ID_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -320,6 +324,9 @@ class Retraining(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_ON_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
     id: str
     deployment_id: str
     trigger_event_id: str
@@ -331,7 +338,10 @@ class Retraining(_message.Message):
     reason: str
     started_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., trigger_event_id: _Optional[str] = ..., parent_version: _Optional[int] = ..., challenger_version: _Optional[int] = ..., state: _Optional[_Union[RetrainingState, str]] = ..., champion_metrics: _Optional[_Iterable[_Union[_types_pb2.Metric, _Mapping]]] = ..., challenger_metrics: _Optional[_Iterable[_Union[_types_pb2.Metric, _Mapping]]] = ..., reason: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    trained_on: str
+    training_samples: int
+    epsilon_spent: float
+    def __init__(self, id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., trigger_event_id: _Optional[str] = ..., parent_version: _Optional[int] = ..., challenger_version: _Optional[int] = ..., state: _Optional[_Union[RetrainingState, str]] = ..., champion_metrics: _Optional[_Iterable[_Union[_types_pb2.Metric, _Mapping]]] = ..., challenger_metrics: _Optional[_Iterable[_Union[_types_pb2.Metric, _Mapping]]] = ..., reason: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trained_on: _Optional[str] = ..., training_samples: _Optional[int] = ..., epsilon_spent: _Optional[float] = ...) -> None: ...
 
 class ListRetrainingsRequest(_message.Message):
     __slots__ = ("deployment_id",)

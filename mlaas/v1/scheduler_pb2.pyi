@@ -18,6 +18,7 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_SUCCEEDED: _ClassVar[JobState]
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_CANCELLED: _ClassVar[JobState]
+    JOB_STATE_PENDING: _ClassVar[JobState]
 
 class PlacementMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -41,6 +42,7 @@ JOB_STATE_RUNNING: JobState
 JOB_STATE_SUCCEEDED: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
+JOB_STATE_PENDING: JobState
 PLACEMENT_MODE_UNSPECIFIED: PlacementMode
 PLACEMENT_MODE_OPEN: PlacementMode
 PLACEMENT_MODE_STRICT: PlacementMode
@@ -55,7 +57,7 @@ DEPLOYMENT_STATE_DESTROYED: DeploymentState
 DEPLOYMENT_STATE_UPDATING: DeploymentState
 
 class TrainingJob(_message.Message):
-    __slots__ = ("id", "model", "input_uri", "output_uri", "node", "resources", "state", "reason", "tenant", "created_at", "finished_at", "handle", "deadline")
+    __slots__ = ("id", "model", "input_uri", "output_uri", "node", "resources", "state", "reason", "tenant", "created_at", "finished_at", "handle", "deadline", "node_round", "round_result")
     ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_URI_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +71,8 @@ class TrainingJob(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     HANDLE_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    NODE_ROUND_FIELD_NUMBER: _ClassVar[int]
+    ROUND_RESULT_FIELD_NUMBER: _ClassVar[int]
     id: str
     model: _types_pb2.ModelRef
     input_uri: str
@@ -82,17 +86,55 @@ class TrainingJob(_message.Message):
     finished_at: _timestamp_pb2.Timestamp
     handle: str
     deadline: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., input_uri: _Optional[str] = ..., output_uri: _Optional[str] = ..., node: _Optional[str] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., reason: _Optional[str] = ..., tenant: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., handle: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    node_round: NodeRound
+    round_result: RoundResult
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., input_uri: _Optional[str] = ..., output_uri: _Optional[str] = ..., node: _Optional[str] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., reason: _Optional[str] = ..., tenant: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., handle: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node_round: _Optional[_Union[NodeRound, _Mapping]] = ..., round_result: _Optional[_Union[RoundResult, _Mapping]] = ...) -> None: ...
+
+class NodeRound(_message.Message):
+    __slots__ = ("deployment_id", "since_label", "unseen_after", "confidence", "follow_up", "epsilon")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SINCE_LABEL_FIELD_NUMBER: _ClassVar[int]
+    UNSEEN_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_UP_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: str
+    since_label: int
+    unseen_after: int
+    confidence: float
+    follow_up: bool
+    epsilon: float
+    def __init__(self, deployment_id: _Optional[str] = ..., since_label: _Optional[int] = ..., unseen_after: _Optional[int] = ..., confidence: _Optional[float] = ..., follow_up: _Optional[bool] = ..., epsilon: _Optional[float] = ...) -> None: ...
+
+class RoundResult(_message.Message):
+    __slots__ = ("training_samples", "held_out_samples", "champion", "challenger", "better", "reason", "epsilon_spent")
+    TRAINING_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    CHAMPION_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGER_FIELD_NUMBER: _ClassVar[int]
+    BETTER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
+    training_samples: int
+    held_out_samples: int
+    champion: _types_pb2.Metric
+    challenger: _types_pb2.Metric
+    better: bool
+    reason: str
+    epsilon_spent: float
+    def __init__(self, training_samples: _Optional[int] = ..., held_out_samples: _Optional[int] = ..., champion: _Optional[_Union[_types_pb2.Metric, _Mapping]] = ..., challenger: _Optional[_Union[_types_pb2.Metric, _Mapping]] = ..., better: _Optional[bool] = ..., reason: _Optional[str] = ..., epsilon_spent: _Optional[float] = ...) -> None: ...
 
 class RunTrainingJobRequest(_message.Message):
-    __slots__ = ("model", "input_uri", "output_uri")
+    __slots__ = ("model", "input_uri", "output_uri", "node_round")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_URI_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_URI_FIELD_NUMBER: _ClassVar[int]
+    NODE_ROUND_FIELD_NUMBER: _ClassVar[int]
     model: _types_pb2.ModelRef
     input_uri: str
     output_uri: str
-    def __init__(self, model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., input_uri: _Optional[str] = ..., output_uri: _Optional[str] = ...) -> None: ...
+    node_round: NodeRound
+    def __init__(self, model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., input_uri: _Optional[str] = ..., output_uri: _Optional[str] = ..., node_round: _Optional[_Union[NodeRound, _Mapping]] = ...) -> None: ...
 
 class RunTrainingJobResponse(_message.Message):
     __slots__ = ("job",)

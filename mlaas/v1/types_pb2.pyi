@@ -147,18 +147,22 @@ class ModelDescription(_message.Message):
     def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., family: _Optional[str] = ..., framework: _Optional[str] = ..., hyperparameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., run_resources: _Optional[_Union[Resources, _Mapping]] = ..., train_resources: _Optional[_Union[Resources, _Mapping]] = ..., explainability: _Optional[_Union[Explainability, _Mapping]] = ..., metrics: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ..., tags: _Optional[_Iterable[str]] = ..., visibility: _Optional[_Union[Visibility, str]] = ..., recipe: _Optional[_Union[TrainingRecipe, _Mapping]] = ..., summary: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., class_labels: _Optional[_Iterable[str]] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ...) -> None: ...
 
 class Lineage(_message.Message):
-    __slots__ = ("parent_version", "trigger", "data_window_start", "data_window_end", "training_rows")
+    __slots__ = ("parent_version", "trigger", "data_window_start", "data_window_end", "training_rows", "trained_on", "epsilon")
     PARENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_FIELD_NUMBER: _ClassVar[int]
     DATA_WINDOW_START_FIELD_NUMBER: _ClassVar[int]
     DATA_WINDOW_END_FIELD_NUMBER: _ClassVar[int]
     TRAINING_ROWS_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_ON_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
     parent_version: int
     trigger: str
     data_window_start: _timestamp_pb2.Timestamp
     data_window_end: _timestamp_pb2.Timestamp
     training_rows: int
-    def __init__(self, parent_version: _Optional[int] = ..., trigger: _Optional[str] = ..., data_window_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data_window_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., training_rows: _Optional[int] = ...) -> None: ...
+    trained_on: str
+    epsilon: float
+    def __init__(self, parent_version: _Optional[int] = ..., trigger: _Optional[str] = ..., data_window_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data_window_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., training_rows: _Optional[int] = ..., trained_on: _Optional[str] = ..., epsilon: _Optional[float] = ...) -> None: ...
 
 class ArtifactInfo(_message.Message):
     __slots__ = ("sha256", "size_bytes")

@@ -30,7 +30,9 @@ class ReplicaSpec:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A training job: fit `model_ref`'s recipe on `input_path` (.npz), write `output_path`."""
+    """A training job: fit `model_ref`'s recipe on `input_path` (.npz), write `output_path`. A
+    round on a STRICT deployment's node instead reads the plan at `input_path` (a NodeRound as
+    JSON) and the node's data at `node_store`, and writes its RoundResult at `result_path`."""
 
     job_id: str
     node: str
@@ -41,6 +43,8 @@ class JobSpec:
     memory_bytes: int
     # The job's own credential (MLAAS_TOKEN): it reads its model's recipe and nothing else.
     token: str = ""
+    node_store: str = ""
+    result_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,10 @@ class Backend(Protocol):
     def logs(self, replica: ReplicaStatus, lines: int = 100) -> str: ...
 
     def delete(self, replica: ReplicaStatus, grace_seconds: float = 10.0) -> None: ...
+
+    def node_store(self, deployment_id: str) -> str | None:
+        """Where a job on a STRICT deployment's node finds the data its runtimes keep there; None
+        where a job cannot reach it (it lives in the replica's container or pod)."""
 
     def forget(self, deployment_id: str) -> None:
         """Removes what a destroyed deployment left on its nodes beside its replicas (a STRICT

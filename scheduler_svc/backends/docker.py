@@ -160,6 +160,10 @@ class DockerBackend:
         container = self._container(replica)
         return container.logs(tail=lines).decode(errors="replace") if container is not None else ""
 
+    def node_store(self, deployment_id: str) -> str | None:
+        """None: a replica's node store is in its container, out of a job's reach."""
+        return None
+
     def forget(self, deployment_id: str) -> None:
         """Nothing: a replica's node store is in its container, removed with it."""
 

@@ -209,6 +209,10 @@ class KubernetesBackend:
             for pod in pods.items
         )
 
+    def node_store(self, deployment_id: str) -> str | None:
+        """None: a replica's node store is in its pod, out of a job's reach."""
+        return None
+
     def forget(self, deployment_id: str) -> None:
         """Nothing: a replica's node store is in its pod's filesystem, removed with it."""
 

@@ -112,8 +112,12 @@ class LocalBackend:
     def start_job(self, spec: JobSpec) -> ReplicaStatus:
         command = [
             self._python, "-m", "mlaas.services.train_job", "--registry", self._registry, "--model", spec.model_ref,
-            "--input", spec.input_path, "--output", spec.output_path,
+            "--output", spec.output_path,
         ]  # fmt: skip
+        if spec.node_store:
+            command += ["--round", spec.input_path, "--node-store", spec.node_store, "--result", spec.result_path]
+        else:
+            command += ["--input", spec.input_path]
         threads = str(max(1, spec.cpu_millicores // 1000))
         limits = {name: threads for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
         pid = self._spawn(spec.job_id, command, {**self._env, **limits, **credential(spec.token)})
@@ -162,9 +166,13 @@ class LocalBackend:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
+    def node_store(self, deployment_id: str) -> str | None:
+        """The runtimes' node store, in their data directory (every node is this machine)."""
+        return str(data_dir(self._env) / "node" / f"{deployment_id}.sqlite3")
+
     def forget(self, deployment_id: str) -> None:
         """The deployment's node store, in the runtimes' data directory (and its WAL files)."""
-        for path in (data_dir(self._env) / "node").glob(f"{deployment_id}.sqlite3*"):
+        for path in Path(self.node_store(deployment_id)).parent.glob(f"{deployment_id}.sqlite3*"):
             path.unlink(missing_ok=True)
 
     def delete(self, replica: ReplicaStatus, grace_seconds: float = 10.0) -> None:

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from mlaas.demos.scenarios import covariate_streams, sea_error_streams
+from mlaas.services.rounds import holdout_split, judge
 from mlaas.v1 import types_pb2
 from monitor_svc.detectors.error_rate import ErrorRateDetector
 from monitor_svc.detectors.scan import CATEGORICAL, NUMERIC, DriftScan, calibrate
-from monitor_svc.retraining import RetrainSchedule, Round, holdout_split, judge
+from monitor_svc.retraining import RetrainSchedule, Round
 
 STREAMS = covariate_streams(3)
 REFERENCE = STREAMS["reference_0"]

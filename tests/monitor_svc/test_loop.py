@@ -23,7 +23,7 @@ from mlaas.demos.scenarios import sea, sea_classifier
 from mlaas.errors import FailedPrecondition, NotFound
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
-from mlaas.v1 import monitor_pb2, types_pb2
+from mlaas.v1 import monitor_pb2, registry_pb2, types_pb2
 from tests.conftest import tool_env
 
 M = monitor_pb2
@@ -194,7 +194,7 @@ def test_a_strict_deployment_sends_only_summaries_and_still_shows_data_drift(
     data = [e for e in report.recent_events if e.kind == M.DRIFT_KIND_DATA]
     assert data and data[0].statistic == "chi2-histogram" and "x0" in data[0].features
     assert data[0].window_end_sample > 900 and data[0].value > data[0].threshold
-    assert report.retraining_unavailable_reason.startswith("STRICT deployment")
+    assert report.retraining_unavailable_reason == ""  # retrained on its node, should labels show a drift
     assert {f.feature for f in report.features} == {"x0", "x1", "x2", "x3"}
 
 
@@ -204,11 +204,53 @@ def _labels_on(node_store: Path) -> tuple[int, int]:
         return db.execute("SELECT COUNT(*), COUNT(matched) FROM labels").fetchone()
 
 
-def test_a_strict_deployments_labels_stay_on_its_node_and_still_show_performance_drift(parts, start_monitor, received):
-    """Labels go to the replica, on the deployment's node; the Monitor (every message the
-    runtimes send it recorded) receives counts of wrong predictions only, and from them raises
-    the performance drift of a concept change. Labels sent to the Monitor by mistake are
-    refused, and none is stored there."""
+@pytest.fixture
+def crossing(monkeypatch, received) -> list[bytes]:
+    """Every message that crosses a STRICT node's boundary, serialized: what its runtimes send the
+    Monitor (`received`), the scheduler's training-job requests and records (a round's plan in,
+    its result out), and what is registered (the model a round sent back, with its description).
+    The services' servicers are wrapped to record them; the rpcs run as they would."""
+    from registry_svc.servicer import RegistryServicer
+    from scheduler_svc.servicer import SchedulerServicer
+
+    seen: list[bytes] = []
+    for name in ("RunTrainingJob", "GetTrainingJob"):
+        original = getattr(SchedulerServicer, name)
+
+        def recording(self, request, context, original=original):
+            reply = original(self, request, context)
+            seen.extend((request.SerializeToString(), reply.SerializeToString()))
+            return reply
+
+        monkeypatch.setattr(SchedulerServicer, name, recording)
+    register = RegistryServicer.RegisterModel
+
+    def recording_register(self, request_iterator, context):
+        def tap():
+            for message in request_iterator:
+                seen.append(message.SerializeToString())
+                yield message
+
+        return register(self, tap(), context)
+
+    monkeypatch.setattr(RegistryServicer, "RegisterModel", recording_register)
+
+    class Crossing(list):
+        def __iter__(self):  # the runtimes' messages too, as they are at the time of asking
+            return iter([*seen, *(m.SerializeToString() for m in received)])
+
+    return Crossing()
+
+
+def test_a_strict_deployment_is_retrained_on_its_node_and_no_row_or_label_leaves_it(
+    parts, start_monitor, crossing, tmp_path
+):
+    """The whole STRICT loop: inference, labels reported to the replica on the deployment's
+    node, performance drift seen from counts, a retraining round run as a training job on that
+    node, the better version registered (lineage: where, on how many samples) and rolled out.
+    Every message that crossed the node's boundary (`crossing`) is searched for each input row
+    (as float32 and float64 bytes) and each request id (which ties a label to its row): none is
+    there. Labels sent to the Monitor by mistake are refused, and none is stored there."""
     rng = np.random.default_rng(11)
     X_train, _ = sea(2_000, 0, np.random.default_rng(0))
     with RegistryClient(parts.registry_address) as registry:
@@ -218,34 +260,52 @@ def test_a_strict_deployments_labels_stay_on_its_node_and_still_show_performance
     monitor_server = start_monitor(parts.registry_address)
     monitor_address = f"127.0.0.1:{monitor_server.server.port}"
     scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": monitor_address})
+    monitor_server.retrainer._scheduler = f"127.0.0.1:{scheduler.server.port}"
+    rows, ids = [], []
     with SchedulerClient(f"127.0.0.1:{scheduler.server.port}") as schedulers, MonitorClient(monitor_address) as monitor:
         deployment = schedulers.wait_ready(schedulers.deploy("sea", strict_node="node-a").id)
+        monitor.set_policy(deployment.id, M.MonitorPolicy(challenger_confidence=0.5))  # as in the OPEN loop test
         with DeploymentInference(schedulers, deployment.id) as runtime:
-            for concept, prefix in ((0, "before"), (3, "after")):
-                X, y = sea(2_000, concept, rng)
-                ids = [f"{prefix}-{i}" for i in range(len(X))]
-                assert all(r.error == "" for r in runtime.stream(({"X": X[i : i + 1]} for i in range(len(X))), ids))
-                reply = runtime.report_labels(zip(ids, map(str, y), strict=True))
-                assert reply.accepted == 2_000
+            for concept, prefix, n in ((0, "before", 2_000), (3, "after", 1_500)):
+                X, y = sea(n, concept, rng)
+                batch = [f"{prefix}-{i}" for i in range(n)]
+                assert all(r.error == "" for r in runtime.stream(({"X": X[i : i + 1]} for i in range(n)), batch))
+                reply = runtime.report_labels(zip(batch, map(str, y), strict=True))
+                assert reply.accepted == n
+                rows.append(X)
+                ids += batch
             with pytest.raises(FailedPrecondition, match="is STRICT: its labels stay on its node"):
                 monitor.report_labels(deployment.id, [("before-0", "1")])
-        deadline = time.monotonic() + 60
-        while True:
-            report = monitor.report(deployment.id)
-            if any(e.kind == M.DRIFT_KIND_PERFORMANCE for e in report.recent_events):
+        for retraining in monitor.watch_retraining(deployment.id):
+            if retraining.state in FINAL:
                 break
-            assert time.monotonic() < deadline, report
-            time.sleep(0.3)
-    node_store = Path(parts.runtime_env["MLAAS_DATA_DIR"]) / "node" / f"{deployment.id}.sqlite3"
-    deadline = time.monotonic() + 30
-    while (stored := _labels_on(node_store)) != (4_000, 4_000):  # predictions reach the store as they drain
-        assert time.monotonic() < deadline, stored
-        time.sleep(0.3)
-    counts = [s for m in received for s in getattr(m, "label_summaries", [])]
-    assert counts and sum(s.labels for s in counts) <= 4_000 and all(s.errors <= s.labels for s in counts)
-    assert all(not m.records for m in received)  # and summaries of the inputs, as before
-    assert not any(b"before-" in m.SerializeToString() or b"after-" in m.SerializeToString() for m in received)
-    assert monitor_server.store.label_count(deployment.id) == (0, 0)
+        assert retraining.state == M.RETRAINING_STATE_ROLLED_OUT, retraining.reason
+        rolled = schedulers.wait_settled(deployment.id)
+        report = monitor.report(deployment.id)
+        listed = monitor.retrainings(deployment.id)
+    assert retraining.trained_on == "node-a" and retraining.training_samples >= 500
+    assert retraining.challenger_metrics[0].value > retraining.champion_metrics[0].value
+    assert rolled.model.version == 2 and rolled.node == "node-a"
+    with RegistryClient(parts.registry_address) as registry:
+        new = registry.get("sea@champion")
+        registry.download("sea:2", tmp_path / "reference.npy", registry_pb2.ARTIFACT_KIND_REFERENCE_DATA)
+    assert new.version == 2 and new.description.lineage.trained_on == "node-a"
+    assert new.description.lineage.training_rows == retraining.training_samples
+    assert np.array_equal(np.load(tmp_path / "reference.npy"), X_train[:1000])  # the owner's rows, not the node's
     performance = [e for e in report.recent_events if e.kind == M.DRIFT_KIND_PERFORMANCE]
-    assert performance[0].statistic == "error-rate-lr" and report.labels_seen >= 2_000
-    assert report.retraining_unavailable_reason.startswith("STRICT deployment")
+    assert performance and performance[0].statistic == "error-rate-lr" and performance[0].model_version == 1
+    assert [r.trigger_event_id for r in listed][:1] == [performance[0].id]
+    assert monitor_server.store.label_count(deployment.id) == (0, 0)
+
+    crossed = list(crossing)
+    assert len(crossed) > 10  # the recording worked: feedback, the round's job, the registration
+    everything = b"\x00".join(crossed)
+    every_row = np.vstack(rows)
+    leaked_rows = [
+        i for i, row in enumerate(every_row)
+        if row.astype(np.float32).tobytes() in everything or row.astype(np.float64).tobytes() in everything
+    ]  # fmt: skip
+    assert leaked_rows == []
+    assert [i for i in ids if i.encode() in everything] == []
+    node_store = Path(parts.runtime_env["MLAAS_DATA_DIR"]) / "node" / f"{deployment.id}.sqlite3"
+    assert _labels_on(node_store) == (3_500, 3_500)  # they are all there, on the node

@@ -1,0 +1,148 @@
+"""One retraining round's steps on labeled data, wherever the data is: in the Monitor (OPEN
+deployments, whose labels it keeps) or on a STRICT deployment's node (the on-node training job,
+mlaas/services/train_job.py, whose rows never leave it).
+
+A round splits the labels since a change into a part to fit and a held-out part the serving
+version (the champion) never learnt from, fits the registered recipe on the first, runs both
+models on the second and judges them with a one-sided paired test (`judge`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import binomtest, wilcoxon
+
+from mlaas.recipes import build_pipeline
+from mlaas.v1 import types_pb2
+
+
+def targets(labels: list[str], classification: bool) -> np.ndarray:
+    """Labels as the model's outputs are typed: integers when every class label is one."""
+    if not classification:
+        return np.array([float(v) for v in labels])
+    try:
+        return np.array([int(v) for v in labels], dtype=np.int64)
+    except ValueError:
+        return np.array(labels)
+
+
+def first_output(artifact: Path | bytes, rows: np.ndarray) -> np.ndarray:
+    """The model's (a file's or ONNX bytes') first output on `rows`, one value per row."""
+    import onnxruntime
+
+    model = artifact if isinstance(artifact, bytes) else str(artifact)
+    session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
+    feed = session.get_inputs()[0]
+    dtype = np.float64 if "double" in feed.type else np.float32
+    output = session.run([session.get_outputs()[0].name], {feed.name: rows.astype(dtype)})[0]
+    return np.asarray(output).reshape(rows.shape[0], -1)[:, 0]
+
+
+def holdout_split(n: int, fraction: float = 0.25, seed: int = 0, unseen_from: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) indices of n samples; the held-out part is a random `fraction` of them,
+    drawn from those from `unseen_from` on (the champion learnt from those before: judged on them
+    it would look better than it is)."""
+    unseen_from = min(max(unseen_from, 0), n - 1)
+    order = unseen_from + np.random.default_rng(seed).permutation(n - unseen_from)
+    held = order[: max(1, min(round(n * fraction), order.size))]
+    return np.setdiff1d(np.arange(n), held), np.sort(held)
+
+
+def train(recipe: types_pb2.TrainingRecipe, X: np.ndarray, y: np.ndarray):
+    return build_pipeline(recipe).fit(X, y)
+
+
+def score(task: int, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Higher is better: accuracy for classification, minus the mean absolute error otherwise."""
+    if task == types_pb2.TASK_CLASSIFICATION:
+        return float(np.mean(np.asarray(y_true).astype(str) == np.asarray(y_pred).astype(str)))
+    return -float(np.mean(np.abs(np.asarray(y_true, dtype=float) - np.asarray(y_pred, dtype=float))))
+
+
+def metric_name(task: int) -> str:
+    return "accuracy" if task == types_pb2.TASK_CLASSIFICATION else "neg_mae"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    roll_out: bool
+    champion: float
+    challenger: float
+    p_value: float
+    reason: str
+
+
+def judge(
+    task: int, y_true: np.ndarray, champion: np.ndarray, challenger: np.ndarray, confidence: float,
+    follow_up: bool = False,
+) -> Verdict:  # fmt: skip
+    """Whether the challenger's predictions on held-out labels are better than the champion's,
+    by a one-sided paired test at `confidence`: for classification McNemar's exact test (of the
+    samples exactly one model gets right, the challenger must get significantly more than half),
+    otherwise the Wilcoxon signed-rank test on the differences of absolute errors.
+
+    A `follow_up` (the same recipe on more labels of the concept the champion was fitted on, a
+    superset of its own) needs only to be at least as good: it has more data, and a few hundred
+    held-out labels cannot show the smaller gains of a second or third round."""
+    champion_score, challenger_score = score(task, y_true, champion), score(task, y_true, challenger)
+    if task == types_pb2.TASK_CLASSIFICATION:
+        truth = np.asarray(y_true).astype(str)
+        champion_right = np.asarray(champion).astype(str) == truth
+        challenger_right = np.asarray(challenger).astype(str) == truth
+        wins, losses = int(np.sum(challenger_right & ~champion_right)), int(np.sum(champion_right & ~challenger_right))
+        p_value = binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue if wins + losses else 1.0
+    else:
+        truth = np.asarray(y_true, dtype=float)
+        gain = np.abs(truth - np.asarray(champion, dtype=float)) - np.abs(truth - np.asarray(challenger, dtype=float))
+        p_value = wilcoxon(gain, alternative="greater").pvalue if np.any(gain != 0) else 1.0
+    p_value = float(p_value)
+    scores = f"challenger {challenger_score:.4f}, champion {champion_score:.4f} on {len(truth)} held-out labels"
+    if follow_up:
+        if challenger_score >= champion_score:
+            return Verdict(
+                True, champion_score, challenger_score, p_value, f"{scores}: as good or better, on more labels"
+            )
+        return Verdict(False, champion_score, challenger_score, p_value, f"{scores}: worse; the series ends")
+    if p_value < 1.0 - confidence:
+        return Verdict(True, champion_score, challenger_score, p_value, f"{scores}: better (p={p_value:.2g})")
+    return Verdict(
+        False, champion_score, challenger_score, p_value,
+        f"{scores}: not better at {confidence:.0%} confidence (p={p_value:.2g})",
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    verdict: Verdict
+    model: bytes | None  # ONNX, what rolls out: only when the verdict says so
+    training_samples: int  # the rolled-out model's (or, rejected, the challenger's)
+    held_out_samples: int
+
+
+def run_round(
+    task: int, X: np.ndarray, y: np.ndarray, unseen_from: int, champion: Callable[[np.ndarray], np.ndarray],
+    fit: Callable[[np.ndarray, np.ndarray, str], bytes], confidence: float, follow_up: bool, refit_on_all: bool = True,
+    evaluating: Callable[[], None] = lambda: None,
+) -> RoundOutcome:  # fmt: skip
+    """One round on labeled rows (X, y), the champion having learnt from none from row
+    `unseen_from` on: `fit(X, y, name)` gives a challenger (ONNX bytes) fitted on most rows,
+    `champion(rows)` the serving version's answers; both are judged on the held-out rest. A
+    better challenger is fitted again on all rows (`refit_on_all`) before it rolls out: judged on
+    the held-out part, it learns from all of it. `evaluating` is told when the fit is done."""
+    fit_rows, held = holdout_split(len(y), seed=len(y), unseen_from=unseen_from)
+    challenger = fit(X[fit_rows], y[fit_rows], "challenger")
+    evaluating()
+    # The champion as it serves now: the held-out rows may have been answered by an older
+    # version (a second round of a series spans a rollout).
+    champion_predictions = champion(X[held]).astype(y.dtype)
+    challenger_predictions = first_output(challenger, X[held]).astype(y.dtype)
+    verdict = judge(task, y[held], champion_predictions, challenger_predictions, confidence, follow_up)
+    if not verdict.roll_out:
+        return RoundOutcome(verdict, None, len(fit_rows), len(held))
+    if not refit_on_all:
+        return RoundOutcome(verdict, challenger, len(fit_rows), len(held))
+    return RoundOutcome(verdict, fit(X, y, "final"), len(y), len(held))
