@@ -43,6 +43,10 @@ DEFAULT_FALSE_ALARMS_PER_100K = 1.0
 DEFAULT_CHALLENGER_CONFIDENCE = 0.95
 MAX_FALSE_ALARMS_PER_100K = 4_000.0  # each detector then expects one every 50 predictions
 DRIFT_DETECTORS = 2
+OPEN_NOT_PRIVATE = (
+    "privacy_epsilon applies to a STRICT deployment's rounds on its node; {} is OPEN, and its labels are "
+    "in the Monitor already"
+)
 
 
 @dataclass(frozen=True)
@@ -266,6 +270,8 @@ class DeploymentMonitor:
         if not self.policy.auto_retrain:
             return "auto_retrain is off in the policy"
         epsilon, budget = self.policy.privacy_epsilon, self.policy.privacy_budget
+        if epsilon and not self.strict:
+            return OPEN_NOT_PRIVATE.format(self.deployment_id)
         if epsilon and (problem := private_recipe_problem(self.context.recipe)):
             return f"privacy_epsilon is set, but the recipe cannot be fitted with differential privacy: {problem}"
         if epsilon and self.privacy_spent + epsilon > budget * (1 + 1e-9):

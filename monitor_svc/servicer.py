@@ -17,7 +17,7 @@ from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
 from monitor_svc.access import DeploymentAccess, check_versions
 from monitor_svc.changes import Changes
 from monitor_svc.deployments import DeploymentMonitors
-from monitor_svc.monitoring import MAX_FALSE_ALARMS_PER_100K, default_policy
+from monitor_svc.monitoring import MAX_FALSE_ALARMS_PER_100K, OPEN_NOT_PRIVATE, default_policy
 from monitor_svc.store import MonitorStore
 
 M = monitor_pb2
@@ -227,11 +227,9 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
     def SetPolicy(self, request, context):
         self._check(context, request.deployment_id, owner_only=True)
         policy = validate_policy(request.policy, self._deployments.policy(request.deployment_id))
-        if policy.privacy_epsilon and not self._strict(request.deployment_id):
-            raise FailedPrecondition(
-                f"differential privacy applies to a STRICT deployment's rounds on its node; {request.deployment_id} "
-                "is not STRICT (or has sent no feedback yet)"
-            )
+        monitor = self._deployments.get(request.deployment_id)
+        if policy.privacy_epsilon and monitor is not None and not monitor.strict:
+            raise FailedPrecondition(OPEN_NOT_PRIVATE.format(request.deployment_id))
         self._deployments.set_policy(request.deployment_id, policy)
         return M.SetPolicyResponse(policy=policy)
 

@@ -245,12 +245,13 @@ class TrainingJobs:
             if status.running:
                 continue
             # A job started by another scheduler process has no exit code here: its output decides.
-            problem = self._read_output(job) if status.exit_code in (0, None) else "its output is missing"
-            if not problem:
+            problem = self._read_output(job) if status.exit_code in (0, None) else ""
+            if status.exit_code in (0, None) and not problem:
                 self._finish(job, S.JOB_STATE_SUCCEEDED, "")
             else:
                 logs = self._backend.logs(status, lines=8)
-                self._finish(job, S.JOB_STATE_FAILED, f"exited with {status.exit_code} ({problem}): {logs}"[-800:])
+                why = f"exited with {status.exit_code}" + (f" but {problem}" if problem else "")
+                self._finish(job, S.JOB_STATE_FAILED, f"{why}: {logs}"[-800:])
             self._backend.delete(status)  # its container or process; what it said is in the record
 
     def _try_pending(self, job: scheduler_pb2.TrainingJob, past_deadline: bool, allowed: float) -> None:

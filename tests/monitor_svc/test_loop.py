@@ -20,7 +20,7 @@ import pytest
 
 from mlaas.client import MonitorClient, RegistryClient, SchedulerClient
 from mlaas.demos.scenarios import sea, sea_classifier
-from mlaas.errors import FailedPrecondition, NotFound
+from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
 from mlaas.v1 import monitor_pb2, registry_pb2, types_pb2
@@ -242,6 +242,33 @@ def crossing(monkeypatch, received) -> list[bytes]:
     return Crossing()
 
 
+SEA_REFERENCE = sea(1_000, 0, np.random.default_rng(0))[0]
+# A private fit runs a second Python (diffprivlib's environment) beside the job's.
+TRAIN = types_pb2.Resources(cpu_millicores=1000, memory_bytes=1 << 30)
+
+
+def _monitor_and_scheduler(parts, start_monitor):
+    """SEA (concept 0) in the registry, a Monitor, and a scheduler whose runtimes send to it."""
+    with RegistryClient(parts.registry_address) as registry:
+        register_sklearn(
+            registry, sea_classifier(), "sea", SEA_REFERENCE, reference_data=SEA_REFERENCE, run_resources=ONE_CPU,
+            train_resources=TRAIN,
+        )  # fmt: skip
+    monitor_server = start_monitor(parts.registry_address)
+    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": f"127.0.0.1:{monitor_server.server.port}"})
+    monitor_server.retrainer._scheduler = f"127.0.0.1:{scheduler.server.port}"  # known only now
+    return monitor_server, f"127.0.0.1:{scheduler.server.port}"
+
+
+def _label_on_node(runtime, concept: int, prefix: str, n: int, rng) -> tuple[np.ndarray, list[str]]:
+    """n SEA rows of `concept` streamed, and their labels reported to the replica on the node."""
+    X, y = sea(n, concept, rng)
+    batch = [f"{prefix}-{i}" for i in range(n)]
+    assert all(r.error == "" for r in runtime.stream(({"X": X[i : i + 1]} for i in range(n)), batch))
+    assert runtime.report_labels(zip(batch, map(str, y), strict=True)).accepted == n
+    return X, batch
+
+
 def test_a_strict_deployment_is_retrained_on_its_node_and_no_row_or_label_leaves_it(
     parts, start_monitor, crossing, tmp_path
 ):
@@ -251,27 +278,15 @@ def test_a_strict_deployment_is_retrained_on_its_node_and_no_row_or_label_leaves
     Every message that crossed the node's boundary (`crossing`) is searched for each input row
     (as float32 and float64 bytes) and each request id (which ties a label to its row): none is
     there. Labels sent to the Monitor by mistake are refused, and none is stored there."""
-    rng = np.random.default_rng(11)
-    X_train, _ = sea(2_000, 0, np.random.default_rng(0))
-    with RegistryClient(parts.registry_address) as registry:
-        register_sklearn(
-            registry, sea_classifier(), "sea", X_train, reference_data=X_train[:1000], run_resources=ONE_CPU
-        )
-    monitor_server = start_monitor(parts.registry_address)
+    monitor_server, scheduler_address = _monitor_and_scheduler(parts, start_monitor)
     monitor_address = f"127.0.0.1:{monitor_server.server.port}"
-    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": monitor_address})
-    monitor_server.retrainer._scheduler = f"127.0.0.1:{scheduler.server.port}"
-    rows, ids = [], []
-    with SchedulerClient(f"127.0.0.1:{scheduler.server.port}") as schedulers, MonitorClient(monitor_address) as monitor:
+    rng, rows, ids = np.random.default_rng(11), [], []
+    with SchedulerClient(scheduler_address) as schedulers, MonitorClient(monitor_address) as monitor:
         deployment = schedulers.wait_ready(schedulers.deploy("sea", strict_node="node-a").id)
         monitor.set_policy(deployment.id, M.MonitorPolicy(challenger_confidence=0.5))  # as in the OPEN loop test
         with DeploymentInference(schedulers, deployment.id) as runtime:
             for concept, prefix, n in ((0, "before", 2_000), (3, "after", 1_500)):
-                X, y = sea(n, concept, rng)
-                batch = [f"{prefix}-{i}" for i in range(n)]
-                assert all(r.error == "" for r in runtime.stream(({"X": X[i : i + 1]} for i in range(n)), batch))
-                reply = runtime.report_labels(zip(batch, map(str, y), strict=True))
-                assert reply.accepted == n
+                X, batch = _label_on_node(runtime, concept, prefix, n, rng)
                 rows.append(X)
                 ids += batch
             with pytest.raises(FailedPrecondition, match="is STRICT: its labels stay on its node"):
@@ -291,7 +306,7 @@ def test_a_strict_deployment_is_retrained_on_its_node_and_no_row_or_label_leaves
         registry.download("sea:2", tmp_path / "reference.npy", registry_pb2.ARTIFACT_KIND_REFERENCE_DATA)
     assert new.version == 2 and new.description.lineage.trained_on == "node-a"
     assert new.description.lineage.training_rows == retraining.training_samples
-    assert np.array_equal(np.load(tmp_path / "reference.npy"), X_train[:1000])  # the owner's rows, not the node's
+    assert np.array_equal(np.load(tmp_path / "reference.npy"), SEA_REFERENCE)  # the owner's rows, not the node's
     performance = [e for e in report.recent_events if e.kind == M.DRIFT_KIND_PERFORMANCE]
     assert performance and performance[0].statistic == "error-rate-lr" and performance[0].model_version == 1
     assert [r.trigger_event_id for r in listed][:1] == [performance[0].id]
@@ -309,3 +324,45 @@ def test_a_strict_deployment_is_retrained_on_its_node_and_no_row_or_label_leaves
     assert [i for i in ids if i.encode() in everything] == []
     node_store = Path(parts.runtime_env["MLAAS_DATA_DIR"]) / "node" / f"{deployment.id}.sqlite3"
     assert _labels_on(node_store) == (3_500, 3_500)  # they are all there, on the node
+
+
+def test_private_retraining_spends_from_the_deployments_ledger_and_stops_at_its_budget(parts, start_monitor):
+    """With privacy_epsilon in the policy, a STRICT round fits with differential privacy; its
+    epsilon is charged to the deployment's ledger before it runs, shown on the retraining and in
+    the new version's lineage, and once another round would go past the budget none is started,
+    however many labels come, and the report says why."""
+    monitor_server, scheduler_address = _monitor_and_scheduler(parts, start_monitor)
+    rng = np.random.default_rng(12)
+    with (
+        SchedulerClient(scheduler_address) as schedulers,
+        MonitorClient(f"127.0.0.1:{monitor_server.server.port}") as monitor,
+    ):
+        deployment = schedulers.wait_ready(schedulers.deploy("sea", strict_node="node-a").id)
+        policy = M.MonitorPolicy(challenger_confidence=0.5, privacy_epsilon=40.0, privacy_budget=60.0)
+        assert monitor.set_policy(deployment.id, policy).privacy_budget == 60.0
+        with pytest.raises(InvalidArgument, match=r"privacy_budget .* must be at least privacy_epsilon"):
+            monitor.set_policy(deployment.id, M.MonitorPolicy(privacy_budget=10.0))
+        with DeploymentInference(schedulers, deployment.id) as runtime:
+            _label_on_node(runtime, 0, "before", 2_000, rng)
+            _label_on_node(runtime, 3, "after", 1_500, rng)
+            for retraining in monitor.watch_retraining(deployment.id):
+                if retraining.state in FINAL:
+                    break
+            assert retraining.state != M.RETRAINING_STATE_FAILED, retraining.reason
+            assert retraining.epsilon_spent == pytest.approx(40.0) and retraining.trained_on == "node-a"
+            serving = schedulers.wait_settled(deployment.id).model.version
+            before = monitor.report(deployment.id)
+            counted = before.labels_seen if before.model_version == serving else 0  # a rollout counts afresh
+            _label_on_node(runtime, 3, "later", 1_500, rng)  # enough for the next round
+        deadline = time.monotonic() + 60
+        while (report := monitor.report(deployment.id)).model_version != serving or report.labels_seen < counted + 1e3:
+            assert time.monotonic() < deadline, report
+            time.sleep(0.3)
+        retrainings = monitor.retrainings(deployment.id)
+    assert [r.id for r in retrainings] == [retraining.id]
+    assert report.retraining_unavailable_reason.startswith("privacy budget: 40 of 60 spent, and a round spends 40")
+    assert monitor_server.store.privacy_spent(deployment.id) == pytest.approx(40.0)
+    if retraining.state == M.RETRAINING_STATE_ROLLED_OUT:
+        with RegistryClient(parts.registry_address) as registry:
+            lineage = registry.get(f"sea:{retraining.challenger_version}").description.lineage
+        assert lineage.epsilon == pytest.approx(40.0) and lineage.trained_on == "node-a"
