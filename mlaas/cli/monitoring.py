@@ -116,9 +116,11 @@ def cmd_retrainings(args) -> None:
         print_json(found)
         return
     print_table(
-        ["ID", "STATE", "FROM", "TO", "CHAMPION", "CHALLENGER", "REASON"],
+        ["ID", "STATE", "FROM", "TO", "TRAINED ON", "SAMPLES", "EPSILON", "CHAMPION", "CHALLENGER", "REASON"],
         [[r.id, M.RetrainingState.Name(r.state).removeprefix("RETRAINING_STATE_"), r.parent_version,
-          r.challenger_version or "-", f"{r.champion_metrics[0].value:.4f}" if r.champion_metrics else "-",
+          r.challenger_version or "-", r.trained_on or "-", r.training_samples or "-",
+          f"{r.epsilon_spent:g}" if r.epsilon_spent else "-",
+          f"{r.champion_metrics[0].value:.4f}" if r.champion_metrics else "-",
           f"{r.challenger_metrics[0].value:.4f}" if r.challenger_metrics else "-", r.reason or "-"]
          for r in found],
     )  # fmt: skip
@@ -128,15 +130,17 @@ def cmd_demo(args) -> None:
     from mlaas.demos.drift_demo import run_drift_demo  # loads the inference stubs only here
 
     say = (lambda _: None) if args.json else (lambda line: print(line, flush=True))
-    outcome = run_drift_demo(args.registry, args.scheduler, args.monitor, args.token, say, tls_of(args))
+    outcome = run_drift_demo(args.registry, args.scheduler, args.monitor, args.token, say, tls_of(args), args.strict)
     if args.json:
         print_json(outcome)
 
 
-# --option -> MonitorPolicy field (numbers; 0 is "unchanged" on the wire, so it cannot be set)
+# --option -> MonitorPolicy field (numbers; 0 is "unchanged" on the wire, so it cannot be set,
+# except for the privacy fields: --privacy-epsilon 0 turns differential privacy off)
 POLICY_NUMBERS = {
     "window_size": int, "false_alarms_per_100k": float, "min_labels": int, "cooldown_labels": int,
-    "challenger_confidence": float, "performance_expected_run_length": int,
+    "challenger_confidence": float, "performance_expected_run_length": int, "privacy_epsilon": float,
+    "privacy_budget": float,
 }  # fmt: skip
 
 
@@ -180,4 +184,8 @@ def add_parsers(commands, common: argparse.ArgumentParser) -> None:
 
     demo = commands.add_parser("demo", parents=[common], help="run a scenario against a running mesh")
     demo.add_argument("scenario", choices=["drift"], help="drift: SEA concept change, detected and retrained")
+    demo.add_argument(
+        "--strict", nargs="?", const="", metavar="NODE",
+        help="deploy STRICT on NODE (default: the first node): labels and retraining stay on it",
+    )  # fmt: skip
     demo.set_defaults(run=cmd_demo)

@@ -366,3 +366,27 @@ def test_private_retraining_spends_from_the_deployments_ledger_and_stops_at_its_
         with RegistryClient(parts.registry_address) as registry:
             lineage = registry.get(f"sea:{retraining.challenger_version}").description.lineage
         assert lineage.epsilon == pytest.approx(40.0) and lineage.trained_on == "node-a"
+
+
+def test_the_strict_drift_demo_shows_the_loop_on_the_node(parts, start_monitor):
+    """`mlaas demo drift --strict NODE`, as a user runs it against a mesh."""
+    monitor_server = start_monitor(parts.registry_address)
+    monitor_address = f"127.0.0.1:{monitor_server.server.port}"
+    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": monitor_address})
+    monitor_server.retrainer._scheduler = f"127.0.0.1:{scheduler.server.port}"
+    where = ["--registry", parts.registry_address, "--scheduler", f"127.0.0.1:{scheduler.server.port}",
+             "--monitor", monitor_address]  # fmt: skip
+    demo = subprocess.run(
+        [sys.executable, "-m", "mlaas.cli", "demo", "drift", "--strict", "node-a", *where], capture_output=True,
+        text=True, env=tool_env(), timeout=300,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stderr
+    said = demo.stdout
+    assert "(STRICT on node node-a)" in said and "labels go to the replica on node-a and stay there" in said
+    assert "ROLLED_OUT on node-a" in said and "now serves sea-demo:2" in said
+    assert monitor_server.store.label_count(printed_deployment(said)) == (0, 0)
+
+
+def printed_deployment(said: str) -> str:
+    """The deployment id the demo printed."""
+    return said.split(" as ", 1)[1].split()[0]
