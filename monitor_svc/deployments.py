@@ -24,6 +24,13 @@ M = monitor_pb2
 MAX_WINDOW_LABELS = 10_000  # a node sends windows of a few dozen labels
 
 
+def spread_errors(errors: int, labels: int) -> np.ndarray:
+    """A window's count of wrong predictions as outcomes (1.0: wrong) spread evenly over it."""
+    outcomes = np.zeros(labels)
+    outcomes[np.linspace(0, labels - 1, errors).round().astype(int)] = 1.0
+    return outcomes
+
+
 class DeploymentMonitors:
     def __init__(self, store: MonitorStore, contexts: ContextLoader, retrainer: Retrainer, changes: Changes):
         self._store = store
@@ -101,9 +108,7 @@ class DeploymentMonitors:
         date is retrained on the node (Retrainer), from the labels kept there."""
         if not 0 <= counts.errors <= counts.labels <= MAX_WINDOW_LABELS:
             raise InvalidArgument(f"a label summary needs 0 <= errors <= labels <= {MAX_WINDOW_LABELS}")
-        errors = np.zeros(counts.labels)
-        errors[np.linspace(0, counts.labels - 1, counts.errors).round().astype(int)] = 1.0
-        events = monitor.learn_errors(errors, counts.first_label)
+        events = monitor.learn_errors(spread_errors(counts.errors, counts.labels), counts.first_label)
         if counts.labels:  # the node numbers its labels; other versions' may come between these
             self._plan(monitor, counts.first_label + counts.labels - 1)
         return events

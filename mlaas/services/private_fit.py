@@ -1,18 +1,19 @@
 """Differentially private fits of a recipe: a STRICT deployment's retraining with
 `privacy_epsilon` in its policy, on its node. Built on IBM's diffprivlib.
 
+- The recipe's final estimator (LogisticRegression or GaussianNB) is fitted with diffprivlib's
+  counterpart at the whole epsilon.
+- The steps before it learn only the inputs' shape or scale (PolynomialFeatures, StandardScaler,
+  MinMaxScaler, PCA). They are fitted on the model's registered reference data, the owner's own
+  rows and not the node's, so they spend no epsilon. The same rows, transformed, bound the
+  private fit (the rows' largest norm, or each feature's range); the node's rows outside those
+  bounds are clipped.
+
 diffprivlib does not import beside the scikit-learn the mesh runs (its forest module needs
 symbols scikit-learn 1.9 removed), so it runs in an environment of its own: `.venv-dp`, which
-`make install` makes (MLAAS_DP_PYTHON names another Python). There `dp_fit.py` fits the recipe
-and writes the fitted arrays; here they are set on the recipe's own scikit-learn estimators,
-which export to ONNX like any fit.
-
-- Each step that learns from the rows (StandardScaler, LogisticRegression, GaussianNB) spends an
-  equal share of epsilon: sequential composition. A step that learns nothing from them
-  (PolynomialFeatures) costs nothing.
-- The bounds a private estimator needs (each feature's range, the rows' largest norm) come from
-  the model's registered reference data, the owner's own rows and not the node's, passed through
-  the steps before it. So they reveal nothing of the node's rows; rows outside them are clipped.
+`make install` makes (MLAAS_DP_PYTHON names another Python). There `dp_fit.py` fits the final
+estimator and writes its fitted arrays; here they are set on the recipe's own scikit-learn
+estimator, which exports to ONNX like any fit.
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ from mlaas.recipes import build_pipeline, step_params
 from mlaas.services.dp_fit import PRIVATE
 from mlaas.v1 import types_pb2
 
-DATA_FREE = frozenset({"sklearn.preprocessing.PolynomialFeatures"})
-FINAL = ("sklearn.linear_model.LogisticRegression", "sklearn.naive_bayes.GaussianNB")
+# Fitted on the owner's reference rows: they learn the inputs' shape or scale, never the labels.
+PUBLIC_STEPS = frozenset({
+    "sklearn.preprocessing.PolynomialFeatures", "sklearn.preprocessing.StandardScaler",
+    "sklearn.preprocessing.MinMaxScaler", "sklearn.decomposition.PCA",
+})  # fmt: skip
 DP_PYTHON = "MLAAS_DP_PYTHON"
 
 
@@ -42,11 +46,15 @@ def dp_python() -> str:
 def private_recipe_problem(recipe: types_pb2.TrainingRecipe) -> str:
     """'' when the recipe can be fitted with differential privacy, else why not."""
     names = [step.estimator for step in recipe.steps]
-    unknown = [name for name in names if name not in PRIVATE and name not in DATA_FREE]
-    if unknown:
-        return f"no differentially private counterpart for {', '.join(unknown)}"
-    if not names or names[-1] not in FINAL:
-        return f"a private recipe must end in one of {', '.join(FINAL)} (classification only, for now)"
+    if not names or names[-1] not in PRIVATE:
+        last = names[-1] if names else "an empty recipe"
+        return (
+            f"no differentially private counterpart for {last}; a private recipe ends in one of "
+            f"{', '.join(PRIVATE)} (classification only, for now)"
+        )
+    others = [name for name in names[:-1] if name not in PUBLIC_STEPS]
+    if others:
+        return f"no differentially private counterpart for {', '.join(others)}"
     return ""
 
 
@@ -56,10 +64,15 @@ def fit_private(
     """(the recipe's pipeline fitted with differential privacy at `epsilon`, the epsilon spent)."""
     if problem := private_recipe_problem(recipe):
         raise ValueError(problem)
-    steps = [{"estimator": step.estimator, "params": step_params(step)} for step in recipe.steps]
+    pipeline = build_pipeline(recipe)
+    for _, step in pipeline.steps[:-1]:  # on the owner's rows; the node's only pass through
+        reference = step.fit_transform(reference)
+        X = step.transform(X)
+    final = recipe.steps[-1]
     with tempfile.TemporaryDirectory(prefix="dp-fit-") as work:
         directory = Path(work)
-        (directory / "spec.json").write_text(json.dumps({"steps": steps, "epsilon": epsilon}))
+        spec = {"estimator": final.estimator, "params": step_params(final), "epsilon": epsilon}
+        (directory / "spec.json").write_text(json.dumps(spec))
         np.savez(directory / "in.npz", X=X, y=y, R=reference)
         source = str(Path(__file__).resolve().parents[2])  # where `mlaas` is: dp_fit needs nothing else of it
         done = subprocess.run(
@@ -70,23 +83,9 @@ def fit_private(
             raise RuntimeError(f"the private fit failed ({dp_python()}): {done.stderr.strip()[-600:]}")
         with np.load(directory / "out.npz", allow_pickle=False) as out:
             fitted = {name: out[name] for name in out.files}
-    return _assemble(recipe, fitted, reference), float(fitted["epsilon_spent"])
-
-
-def _assemble(recipe: types_pb2.TrainingRecipe, fitted: dict[str, np.ndarray], reference: np.ndarray):
-    """The recipe's scikit-learn pipeline with the private steps' fitted arrays set on it, and the
-    others fitted on the reference rows as dp_fit fitted them."""
-    pipeline = build_pipeline(recipe)
-    rows = reference
-    for index, (_, estimator) in enumerate(pipeline.steps):
-        name = recipe.steps[index].estimator
-        if name in DATA_FREE:
-            estimator.fit(rows)
-        else:
-            for key, value in fitted.items():
-                if key.startswith(f"{index}."):
-                    setattr(estimator, key.split(".", 1)[1], value)
-            estimator.n_features_in_ = rows.shape[1]
-        if hasattr(estimator, "transform"):
-            rows = estimator.transform(rows)
-    return pipeline
+    estimator = pipeline.steps[-1][1]
+    for name, value in fitted.items():
+        if name != "epsilon_spent":
+            setattr(estimator, name, value)
+    estimator.n_features_in_ = X.shape[1]
+    return pipeline, float(fitted["epsilon_spent"])
