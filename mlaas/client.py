@@ -429,11 +429,13 @@ class SchedulerClient(GrpcClient):
         return self._call(self._stub.RunTrainingJob, request).job
 
     def run_node_round(
-        self, model: str | types_pb2.ModelRef, node_round: scheduler_pb2.NodeRound
+        self, model: str | types_pb2.ModelRef, node_round: scheduler_pb2.NodeRound, candidate_uri: str = ""
     ) -> scheduler_pb2.TrainingJob:
         """Starts a retraining round on a STRICT deployment's node, from the data kept there
-        (it may wait there, PENDING, for room)."""
-        request = scheduler_pb2.RunTrainingJobRequest(model=_as_ref(model), node_round=node_round)
+        (it may wait there, PENDING, for room); `candidate_uri`: a federated judging step's model."""
+        request = scheduler_pb2.RunTrainingJobRequest(
+            model=_as_ref(model), node_round=node_round, input_uri=candidate_uri
+        )
         return self._call(self._stub.RunTrainingJob, request).job
 
     def cancel_training_job(self, job_id: str) -> scheduler_pb2.TrainingJob:

@@ -79,6 +79,10 @@ class DeploymentAccess:
         if owner_only and owner != identity.tenant:
             raise PermissionDenied(f"only the owner of deployment {deployment_id} may change its monitoring")
 
+    def tenant(self, context: grpc.ServicerContext) -> str:
+        """The calling tenant ("" without auth: one trusted user)."""
+        return self._auth.tenant(context.invocation_metadata()) if self._auth.enabled else ""
+
     def is_strict(self, deployment_id: str) -> bool:
         """Whether the deployment is STRICT, as its record says (a tenant's `check` asked the
         scheduler already; a deployment's mode never changes), whoever calls. Unavailable while

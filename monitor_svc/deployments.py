@@ -16,7 +16,7 @@ from mlaas.v1 import monitor_pb2
 from monitor_svc.changes import Changes
 from monitor_svc.context import ContextLoader
 from monitor_svc.monitoring import DeploymentMonitor, default_policy
-from monitor_svc.retrainer import Job, Retrainer
+from monitor_svc.retrainer import Job, Retrainer, Site
 from monitor_svc.retraining import RetrainSchedule
 from monitor_svc.store import MonitorStore
 
@@ -42,6 +42,8 @@ class DeploymentMonitors:
         self._schedules: dict[str, RetrainSchedule] = {}
         self._labels_seen: dict[str, int] = {}  # the last matched-label number, by deployment
         self._triggers: dict[str, str] = {}  # the performance event that started each series
+        # The last label number each deployment's serving version learnt from in a federated round.
+        self._learnt: dict[str, int] = {}
         self._dropped: collections.Counter[str] = collections.Counter()  # by deployment, since start
         self._lock = threading.Lock()
 
@@ -133,13 +135,38 @@ class DeploymentMonitors:
         if monitor.retraining_unavailable():
             self._round_finished(deployment_id, False)
             return
+        sites = self._federation(monitor, seen - due.since) if policy.federation else ()
+        learnt: dict[str, int] = {}  # the Retrainer fills it when a federated round rolls out
+
+        def done(rolled_out: bool) -> None:
+            with self._lock:
+                self._learnt.update(learnt)
+            self._round_finished(deployment_id, rolled_out)
+
         job = Job(
             deployment_id, monitor.context, self._triggers.get(deployment_id, ""), due.since, due.unseen_after,
             policy.challenger_confidence, due.follow_up, strict=monitor.strict,
-            epsilon=policy.privacy_epsilon, budget=policy.privacy_budget,
-            done=lambda rolled_out: self._round_finished(deployment_id, rolled_out),
+            epsilon=policy.privacy_epsilon, budget=policy.privacy_budget, federation=policy.federation,
+            sites=sites, learnt=learnt, done=done,
         )  # fmt: skip
         self._retrainer.submit(job)
+
+    def _federation(self, monitor: DeploymentMonitor, labels: int) -> tuple[Site, ...]:
+        """The other sites of the deployment's federation that serve the same version on a STRICT
+        node: each learns from as many of its own latest labels as the trigger has since its
+        change, none its serving version learnt from."""
+        sites = []
+        for member in self._store.federation_members(monitor.deployment_id)[1:]:
+            other = self._monitors.get(member)
+            if other is None or not other.strict or other.context.version != monitor.context.version:
+                continue
+            if other.context.name != monitor.context.name:
+                continue
+            with self._lock:
+                learnt, latest = self._learnt.get(member, 0), self._labels_seen.get(member, 0)
+            if latest - learnt >= monitor.policy.min_labels:  # a site takes part once it has new labels
+                sites.append(Site(member, since_label=max(learnt, latest - labels), unseen_after=learnt))
+        return tuple(sites)
 
     def _round_finished(self, deployment_id: str, rolled_out: bool) -> None:
         with self._lock:

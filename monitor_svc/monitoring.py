@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from mlaas.services.federated import federated_recipe_problem
 from mlaas.services.label_store import Labeled
 from mlaas.services.outcomes import Outcomes
 from mlaas.services.private_fit import private_recipe_problem
@@ -44,8 +45,8 @@ DEFAULT_CHALLENGER_CONFIDENCE = 0.95
 MAX_FALSE_ALARMS_PER_100K = 4_000.0  # each detector then expects one every 50 predictions
 DRIFT_DETECTORS = 2
 OPEN_NOT_PRIVATE = (
-    "privacy_epsilon applies to a STRICT deployment's rounds on its node; {} is OPEN, and its labels are "
-    "in the Monitor already"
+    "privacy_epsilon and federation apply to a STRICT deployment's rounds on its node; {} is OPEN, and its "
+    "labels are in the Monitor already"
 )
 
 
@@ -270,8 +271,10 @@ class DeploymentMonitor:
         if not self.policy.auto_retrain:
             return "auto_retrain is off in the policy"
         epsilon, budget = self.policy.privacy_epsilon, self.policy.privacy_budget
-        if epsilon and not self.strict:
+        if (epsilon or self.policy.federation) and not self.strict:
             return OPEN_NOT_PRIVATE.format(self.deployment_id)
+        if self.policy.federation and (problem := federated_recipe_problem(self.context.recipe)):
+            return f"federation is set, but the recipe cannot be retrained federated: {problem}"
         if epsilon and (problem := private_recipe_problem(self.context.recipe)):
             return f"privacy_epsilon is set, but the recipe cannot be fitted with differential privacy: {problem}"
         if epsilon and self.privacy_spent + epsilon > budget * (1 + 1e-9):

@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.errors import FailedPrecondition
-from mlaas.services.rounds import first_output, metric_name, run_round, targets
+from mlaas.export import sklearn_to_onnx
+from mlaas.services.federated import assemble, average
+from mlaas.services.rounds import decide, first_output, mcnemar, metric_name, run_round, targets
 from mlaas.v1 import monitor_pb2, scheduler_pb2, types_pb2
 from monitor_svc.changes import Changes
 from monitor_svc.monitoring import ModelContext
@@ -63,6 +65,15 @@ def privacy_refusal(store: MonitorStore, job: Job) -> str:
 
 
 @dataclass(frozen=True)
+class Site:
+    """Another deployment of a federation, and the labels on its node a round learns from."""
+
+    deployment_id: str
+    since_label: int
+    unseen_after: int
+
+
+@dataclass(frozen=True)
 class Job:
     deployment_id: str
     context: ModelContext  # of the champion: the version the deployment serves
@@ -74,7 +85,16 @@ class Job:
     strict: bool = False  # retrained on the deployment's node, from the data kept there
     epsilon: float = 0.0  # differential privacy for the fit (0: off), charged to the ledger
     budget: float = 0.0  # the ledger's total
+    federation: str = ""  # retrained with the other `sites` of this federation
+    sites: tuple[Site, ...] = ()
+    # deployment -> the last label number its new version learnt from (filled when it rolls out)
+    learnt: dict[str, int] = field(default_factory=dict)
     done: Callable[[bool], None] = lambda rolled_out: None  # told whether it rolled out
+
+    @property
+    def deployments(self) -> list[str]:
+        """Those the round rolls out to: the deployment, and its federation's other sites."""
+        return [self.deployment_id, *(site.deployment_id for site in self.sites)]
 
 
 def _stamp() -> Timestamp:
@@ -140,7 +160,9 @@ class Retrainer(threading.Thread):
         self._save(record)
 
     def _retrain(self, job: Job, record: monitor_pb2.Retraining) -> None:
-        if job.strict:
+        if job.federation:
+            self._retrain_federated(job, record)
+        elif job.strict:
             self._retrain_on_node(job, record)
         else:
             self._retrain_here(job, record)
@@ -188,6 +210,8 @@ class Retrainer(threading.Thread):
         )  # fmt: skip
         with SchedulerClient(self._scheduler, self._token) as scheduler:
             started = scheduler.run_node_round(types_pb2.ModelRef(name=context.name, version=context.version), plan)
+            record.state, record.trained_on = M.RETRAINING_STATE_TRAINING, started.node
+            self._save(record)
             try:
                 finished = self._follow(scheduler, started, record)
                 result = finished.round_result
@@ -197,13 +221,93 @@ class Retrainer(threading.Thread):
         # The new version's reference data: its parent's, the owner's own (no row of the node's).
         self._conclude(job, record, result, model, reference=context.reference)
 
+    def _retrain_federated(self, job: Job, record: monitor_pb2.Retraining) -> None:
+        """A federated round (mlaas/services/federated.py): every site fits on its node and sends
+        its parameters; they are averaged into a candidate; every site judges it on its own
+        held-out labels and sends counts; the pooled counts decide, and a better candidate rolls
+        out to every site."""
+        context = job.context
+        ref = types_pb2.ModelRef(name=context.name, version=context.version)
+        sites = [Site(job.deployment_id, job.since_label, job.unseen_after), *job.sites]
+        plans = [
+            S.NodeRound(deployment_id=site.deployment_id, since_label=site.since_label,
+                        unseen_after=site.unseen_after, confidence=job.confidence)
+            for site in sites
+        ]  # fmt: skip
+        record.federated_deployments[:] = job.deployments
+        record.state = M.RETRAINING_STATE_TRAINING
+        self._save(record)
+        reference = context.reference.astype(np.float32)
+        with SchedulerClient(self._scheduler, self._token) as scheduler:
+            # Another site's round may have rolled the federation on while this one waited.
+            moved = [d for d in job.deployments if scheduler.get(d).model.version != context.version]
+            if moved:
+                why = f"{', '.join(moved)} no longer serve version {context.version}: another round rolled them on"
+                self._finish(record, M.RETRAINING_STATE_REJECTED, why)
+                return
+            fitted = self._at_every_site(scheduler, ref, plans, record)
+            parameters = [(p, j.round_result.training_samples) for p, j in fitted]
+            for plan, (_, finished) in zip(plans, fitted, strict=True):
+                plan.until_label = finished.round_result.until_label  # the judging step's labels too
+            record.trained_on = f"federation {job.federation} ({', '.join(j.node for _, j in fitted)})"
+            averaged = assemble(context.recipe, reference, average(context.recipe, parameters))
+            candidate = sklearn_to_onnx(averaged, reference[:1])
+            record.state = M.RETRAINING_STATE_EVALUATING
+            self._save(record)
+            results = [j.round_result for _, j in self._at_every_site(scheduler, ref, plans, record, candidate)]
+        held = sum(r.held_out_samples for r in results)
+        wins, losses = sum(r.wins for r in results), sum(r.losses for r in results)
+        champion = sum(r.champion.value * r.held_out_samples for r in results) / max(held, 1)
+        challenger = sum(r.challenger.value * r.held_out_samples for r in results) / max(held, 1)
+        verdict = decide(champion, challenger, held, mcnemar(wins, losses), job.confidence, job.follow_up)
+        name = metric_name(context.task)
+        result = S.RoundResult(
+            training_samples=sum(samples for _, samples in parameters), held_out_samples=held,
+            champion=types_pb2.Metric(name=name, value=champion, dataset=HELD_OUT),
+            challenger=types_pb2.Metric(name=name, value=challenger, dataset=HELD_OUT),
+            better=verdict.roll_out, reason=f"{verdict.reason}; pooled from {len(sites)} sites",
+        )  # fmt: skip
+        job.learnt.update({plan.deployment_id: plan.until_label for plan in plans})
+        self._conclude(job, record, result, candidate if verdict.roll_out else None, reference=context.reference)
+
+    def _at_every_site(
+        self, scheduler: SchedulerClient, ref: types_pb2.ModelRef, plans: list[S.NodeRound],
+        record: monitor_pb2.Retraining, candidate: bytes | None = None,
+    ) -> list[tuple[dict[str, np.ndarray], S.TrainingJob]]:  # fmt: skip
+        """One step of a federated round, a job on every site's node at once: each fits its
+        parameters (returned with the finished job), or with `candidate` judges it."""
+        started, given, found = [], [], []
+        try:
+            for plan in plans:
+                step = S.NodeRound(parameters_only=candidate is None, judge_candidate=candidate is not None)
+                step.MergeFrom(plan)
+                uri = ""
+                if candidate is not None:  # each site's job takes its own copy into its directory
+                    given.append(self._jobs_dir / f"{record.id}-candidate-{secrets.token_hex(16)}.onnx")
+                    given[-1].write_bytes(candidate)
+                    uri = f"file://{given[-1]}"
+                started.append(scheduler.run_node_round(ref, step, uri))
+            for job in started:
+                finished = self._follow(scheduler, job, record)
+                parameters = {}
+                if candidate is None:
+                    with np.load(finished.round_result.parameters_uri.removeprefix("file://")) as arrays:
+                        parameters = {name: arrays[name] for name in arrays.files}
+                found.append((parameters, finished))
+            return found
+        finally:
+            for path in given:
+                path.unlink(missing_ok=True)  # if the scheduler refused it
+            for job in started:
+                shutil.rmtree(Path(job.output_uri.removeprefix("file://")).parent, ignore_errors=True)
+
     def _follow(self, scheduler: SchedulerClient, job: S.TrainingJob, record: monitor_pb2.Retraining) -> S.TrainingJob:
-        """Waits for a round's job to end, showing on the retraining where it runs or waits."""
+        """Waits for a round's job to end; while it waits for room on its node, the retraining's
+        reason says so."""
         while job.state in (S.JOB_STATE_PENDING, S.JOB_STATE_RUNNING):
-            state = M.RETRAINING_STATE_PENDING if job.state == S.JOB_STATE_PENDING else M.RETRAINING_STATE_TRAINING
-            reason = f"waiting for room on node {job.node}: {job.reason}" if job.state == S.JOB_STATE_PENDING else ""
-            if (record.state, record.reason, record.trained_on) != (state, reason, job.node):
-                record.state, record.reason, record.trained_on = state, reason, job.node
+            waiting = f"waiting for room on node {job.node}: {job.reason}" if job.state == S.JOB_STATE_PENDING else ""
+            if record.reason != waiting:
+                record.reason = waiting
                 self._save(record)
             time.sleep(0.2)
             job = scheduler.training_job(job.id)
@@ -278,13 +382,15 @@ class Retrainer(threading.Thread):
         return reply.model.version
 
     def _roll_out(self, job: Job, version: int) -> str:
-        """'' once the deployment serves `version` and the alias moved; otherwise why not."""
+        """'' once the deployments (a federation's: every site's) serve `version` and the alias
+        moved; otherwise why not."""
         name = job.context.name
         with SchedulerClient(self._scheduler, self._token) as scheduler:
-            scheduler.update(job.deployment_id, types_pb2.ModelRef(name=name, version=version))
-            settled = scheduler.wait_settled(job.deployment_id)
-        if settled.model.version != version:
-            return f"the scheduler could not roll {job.deployment_id} to version {version}; see its events"
+            for deployment_id in job.deployments:  # they roll at once
+                scheduler.update(deployment_id, types_pb2.ModelRef(name=name, version=version))
+            stuck = [d for d in job.deployments if scheduler.wait_settled(d).model.version != version]
+        if stuck:
+            return f"the scheduler could not roll {', '.join(stuck)} to version {version}; see their events"
         with RegistryClient(self._registry, self._token) as registry:
             registry.set_alias(name, CHAMPION_ALIAS, version)
         return ""

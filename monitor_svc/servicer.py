@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Iterator
 
 import grpc
@@ -22,6 +23,8 @@ from monitor_svc.store import MonitorStore
 
 M = monitor_pb2
 WATCH_POLL_SECONDS = 1.0
+LEAVE_FEDERATION = "-"
+FEDERATION_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 RECENT_EVENTS = 20
 
 
@@ -102,6 +105,13 @@ def validate_policy(
             if not (math.isfinite(value) and value >= 0):
                 raise InvalidArgument(f"policy.{field} must be a finite number, not negative")
             setattr(merged, field, value)
+    if policy.federation:
+        name = "" if policy.federation == LEAVE_FEDERATION else policy.federation
+        if name and not FEDERATION_NAME.fullmatch(name):
+            raise InvalidArgument("policy.federation must be 1-64 letters, digits, '.', '_' or '-' ('-' to leave)")
+        merged.federation = name
+    if merged.federation and merged.privacy_epsilon:
+        raise InvalidArgument("federated rounds with differential privacy are not supported yet: set one of them")
     if merged.privacy_epsilon and merged.privacy_budget < merged.privacy_epsilon:
         raise InvalidArgument(
             "policy.privacy_budget (the total epsilon retrainings may spend) must be at least privacy_epsilon"
@@ -228,8 +238,9 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         self._check(context, request.deployment_id, owner_only=True)
         policy = validate_policy(request.policy, self._deployments.policy(request.deployment_id))
         monitor = self._deployments.get(request.deployment_id)
-        if policy.privacy_epsilon and monitor is not None and not monitor.strict:
+        if (policy.privacy_epsilon or policy.federation) and monitor is not None and not monitor.strict:
             raise FailedPrecondition(OPEN_NOT_PRIVATE.format(request.deployment_id))
+        self._store.set_federation(request.deployment_id, self._access.tenant(context), policy.federation)
         self._deployments.set_policy(request.deployment_id, policy)
         return M.SetPolicyResponse(policy=policy)
 

@@ -1,6 +1,6 @@
 """What the Monitor must not lose, in SQLite (WAL, synchronous=FULL: a commit is on disk before
 it returns): labels and the recent predictions they are matched with (LabelStore), drift events,
-retrainings, policies and the privacy ledger.
+retrainings, policies, federations and the privacy ledger.
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ CREATE TABLE IF NOT EXISTS retraining_log (
 CREATE TABLE IF NOT EXISTS policies (
     deployment TEXT PRIMARY KEY,
     record BLOB NOT NULL
+);
+-- which federation each deployment is in: its owner's, by name
+CREATE TABLE IF NOT EXISTS federations (
+    deployment TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL
 );
 -- the differential-privacy epsilon each retraining of a deployment spent
 CREATE TABLE IF NOT EXISTS privacy_ledger (
@@ -141,3 +147,26 @@ class MonitorStore(LabelStore):
             return self._db.execute(
                 "SELECT COALESCE(SUM(epsilon), 0) FROM privacy_ledger WHERE deployment = ?", (deployment,)
             ).fetchone()[0]
+
+    def set_federation(self, deployment: str, tenant: str, name: str) -> None:
+        """Puts the deployment in its owner's federation `name` ("": in none)."""
+        if name:
+            statement = (
+                "INSERT INTO federations (deployment, tenant, name) VALUES (?, ?, ?) ON CONFLICT (deployment) "
+                "DO UPDATE SET tenant = excluded.tenant, name = excluded.name",
+                (deployment, tenant, name),
+            )
+        else:
+            statement = ("DELETE FROM federations WHERE deployment = ?", (deployment,))
+        self._write(lambda db: db.execute(*statement))
+
+    def federation_members(self, deployment: str) -> list[str]:
+        """The deployments in the same owner's federation as this one (itself first); [] if none."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT f.deployment FROM federations f JOIN federations mine ON mine.deployment = ? "
+                "AND f.tenant = mine.tenant AND f.name = mine.name ORDER BY f.deployment",
+                (deployment,),
+            ).fetchall()
+        members = [r[0] for r in rows]
+        return [deployment, *(m for m in members if m != deployment)] if members else []

@@ -35,6 +35,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlaas.errors import InvalidArgument, NotFound, ResourceExhausted
 from mlaas.refs import format_ref
 from mlaas.services.auth import TRAINER, MeshKey
+from mlaas.services.federated import CANDIDATE, PARAMETERS
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.backends import Backend, JobSpec, ReplicaStatus
 from scheduler_svc.placer import Placer
@@ -55,9 +56,10 @@ def _now() -> Timestamp:
     return stamp
 
 
-def take_input(jobs_dir: Path, uri: str, job_dir: Path) -> Path:
-    """Moves the caller's input file into the job's private directory. It must be a regular file
-    directly in `jobs_dir` (no link, no directory, nothing outside): the one place callers write."""
+def take_input(jobs_dir: Path, uri: str, job_dir: Path, name: str = "input.npz") -> Path:
+    """Moves the caller's input file into the job's private directory (as `name`). It must be a
+    regular file directly in `jobs_dir` (no link, no directory, nothing outside): the one place
+    callers write."""
     if not uri.startswith("file://"):
         raise InvalidArgument(f"input_uri must be a file:// URI of a file in the jobs directory {jobs_dir}")
     path = Path(uri.removeprefix("file://"))
@@ -67,7 +69,7 @@ def take_input(jobs_dir: Path, uri: str, job_dir: Path) -> Path:
         regular = False
     if not regular:
         raise InvalidArgument(f"input_uri {uri} is not a file directly in the jobs directory {jobs_dir}")
-    target = job_dir / "input.npz"
+    target = job_dir / name
     path.rename(target)  # same directory tree: atomic, and the caller's name is gone
     return target
 
@@ -80,8 +82,12 @@ def check_node_round(plan: scheduler_pb2.NodeRound) -> None:
         raise InvalidArgument(f"node_round.confidence must be between 0 and 1 (exclusive); got {plan.confidence}")
     if not (math.isfinite(plan.epsilon) and plan.epsilon >= 0):
         raise InvalidArgument(f"node_round.epsilon must be 0 (no privacy) or a positive number; got {plan.epsilon}")
-    if plan.since_label < 0 or plan.unseen_after < 0:
-        raise InvalidArgument("node_round.since_label and unseen_after are label numbers, 0 or more")
+    if plan.since_label < 0 or plan.unseen_after < 0 or plan.until_label < 0:
+        raise InvalidArgument("node_round.since_label, unseen_after and until_label are label numbers, 0 or more")
+    if plan.parameters_only and plan.judge_candidate:
+        raise InvalidArgument("a federated step either fits parameters or judges a candidate, not both")
+    if plan.epsilon and (plan.parameters_only or plan.judge_candidate):
+        raise InvalidArgument("federated rounds with differential privacy are not supported yet")
 
 
 class JobStore:
@@ -153,6 +159,8 @@ class TrainingJobs:
             if node_round is None:
                 input_path = take_input(self.jobs_dir, input_uri, job_dir)
             else:
+                if node_round.judge_candidate:  # the model a federated round's sites judge
+                    take_input(self.jobs_dir, input_uri, job_dir, CANDIDATE)
                 input_path = job_dir / ROUND_PLAN
                 input_path.write_text(json_format.MessageToJson(node_round))
         except Exception:
@@ -281,7 +289,13 @@ class TrainingJobs:
             job.round_result.CopyFrom(json_format.Parse(raw, S.RoundResult()))
         except (OSError, json_format.ParseError) as err:
             return f"no readable round result: {err}"
-        if job.round_result.better and not model.is_file():
+        plan = job.node_round
+        if plan.parameters_only:  # the scheduler says where they are; the job's word is not taken
+            parameters = model.with_name(PARAMETERS)
+            if not parameters.is_file():
+                return "no parameters written"
+            job.round_result.parameters_uri = f"file://{parameters}"
+        elif job.round_result.better and not (plan.judge_candidate or model.is_file()):
             return "the challenger won but no model was written"
         return ""
 

@@ -10,6 +10,7 @@ from mlaas.client import RegistryClient
 from mlaas.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from mlaas.refs import format_ref, state_name
 from mlaas.services.auth import MONITOR, REGISTRY, Authenticator, bearer_token
+from mlaas.services.federated import federated_recipe_problem
 from mlaas.services.paging import decode_page_token, encode_page_token, page_size, query_key
 from mlaas.services.private_fit import private_recipe_problem
 from mlaas.services.servicing import maps_errors
@@ -287,8 +288,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         """A round on a STRICT deployment's node, of the version it serves (its owner's or the
         Monitor's call), where the backend lets a job reach the node's data."""
         plan = request.node_round
-        if request.input_uri:
-            raise InvalidArgument("a node round reads the data kept on the node; leave input_uri empty")
+        if bool(request.input_uri) != bool(plan.judge_candidate):
+            raise InvalidArgument(
+                "a node round reads the data kept on the node; input_uri is the candidate model of a federated "
+                "round's judging step (judge_candidate), and nothing else"
+            )
         check_node_round(plan)
         deployment = self._store.get(plan.deployment_id)  # NOT_FOUND
         if self._auth.enabled and deployment.tenant != tenant and not self._auth.is_role(tenant, MONITOR):
@@ -310,7 +314,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             raise FailedPrecondition(
                 f"{format_ref(deployment.model)} cannot be fitted with differential privacy: {why}"
             )
-        return self._jobs.run(model, "", tenant, node_round=plan, node=deployment.node)
+        if (plan.parameters_only or plan.judge_candidate) and (
+            why := federated_recipe_problem(model.description.recipe)
+        ):
+            raise FailedPrecondition(f"{format_ref(deployment.model)} cannot be retrained federated: {why}")
+        return self._jobs.run(model, request.input_uri, tenant, node_round=plan, node=deployment.node)
 
     def _job(self, context, job_id: str) -> scheduler_pb2.TrainingJob:
         """The job, if the caller started it (or is the Monitor); NotFound as for a missing one."""

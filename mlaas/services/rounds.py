@@ -74,6 +74,8 @@ class Verdict:
     challenger: float
     p_value: float
     reason: str
+    wins: int = 0  # held-out samples the challenger did better on than the champion
+    losses: int = 0  # and worse
 
 
 def judge(
@@ -94,25 +96,35 @@ def judge(
         champion_right = np.asarray(champion).astype(str) == truth
         challenger_right = np.asarray(challenger).astype(str) == truth
         wins, losses = int(np.sum(challenger_right & ~champion_right)), int(np.sum(champion_right & ~challenger_right))
-        p_value = binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue if wins + losses else 1.0
+        p_value = mcnemar(wins, losses)
     else:
         truth = np.asarray(y_true, dtype=float)
         gain = np.abs(truth - np.asarray(champion, dtype=float)) - np.abs(truth - np.asarray(challenger, dtype=float))
-        p_value = wilcoxon(gain, alternative="greater").pvalue if np.any(gain != 0) else 1.0
-    p_value = float(p_value)
-    scores = f"challenger {challenger_score:.4f}, champion {champion_score:.4f} on {len(truth)} held-out labels"
+        wins, losses = int(np.sum(gain > 0)), int(np.sum(gain < 0))
+        p_value = float(wilcoxon(gain, alternative="greater").pvalue) if np.any(gain != 0) else 1.0
+    return decide(champion_score, challenger_score, len(truth), p_value, confidence, follow_up, wins, losses)
+
+
+def mcnemar(wins: int, losses: int) -> float:
+    """One-sided p-value of McNemar's exact test: of the samples exactly one model got right,
+    does the challenger get more than half?"""
+    return float(binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue) if wins + losses else 1.0
+
+
+def decide(
+    champion: float, challenger: float, held_out: int, p_value: float, confidence: float, follow_up: bool,
+    wins: int = 0, losses: int = 0,
+) -> Verdict:  # fmt: skip
+    """The verdict from the scores and the paired test's p-value (see `judge`)."""
+    scores = f"challenger {challenger:.4f}, champion {champion:.4f} on {held_out} held-out labels"
     if follow_up:
-        if challenger_score >= champion_score:
-            return Verdict(
-                True, champion_score, challenger_score, p_value, f"{scores}: as good or better, on more labels"
-            )
-        return Verdict(False, champion_score, challenger_score, p_value, f"{scores}: worse; the series ends")
-    if p_value < 1.0 - confidence:
-        return Verdict(True, champion_score, challenger_score, p_value, f"{scores}: better (p={p_value:.2g})")
-    return Verdict(
-        False, champion_score, challenger_score, p_value,
-        f"{scores}: not better at {confidence:.0%} confidence (p={p_value:.2g})",
-    )  # fmt: skip
+        better = challenger >= champion
+        reason = f"{scores}: as good or better, on more labels" if better else f"{scores}: worse; the series ends"
+    elif p_value < 1.0 - confidence:
+        better, reason = True, f"{scores}: better (p={p_value:.2g})"
+    else:
+        better, reason = False, f"{scores}: not better at {confidence:.0%} confidence (p={p_value:.2g})"
+    return Verdict(better, champion, challenger, p_value, reason, wins, losses)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ model's train resources. Two kinds:
   the node keeps to learn from; the job fits the recipe on most of them (with differential
   privacy if the plan gives an epsilon), judges it against the version serving now (NAME:VERSION)
   on the held-out rest, and writes its verdict and counts (a RoundResult as JSON) and, if the
-  challenger won, the model. Nothing else leaves the node: no row, prediction or label.
+  challenger won, the model. A federated round's first step writes the fitted parameters
+  instead; its second judges the candidate (candidate.onnx beside the plan) and writes counts.
+  Nothing else leaves the node: no row, prediction or label.
 
       python -m mlaas.services.train_job --registry ADDR --model NAME:VERSION --round PLAN.json
           --node-store STORE.sqlite3 --result RESULT.json --output MODEL.onnx
@@ -33,10 +35,11 @@ from google.protobuf import json_format
 from mlaas.client import RegistryClient
 from mlaas.export import sklearn_to_onnx
 from mlaas.recipes import build_pipeline
+from mlaas.services.federated import CANDIDATE, PARAMETERS, local_parameters
 from mlaas.services.label_store import LabelStore
 from mlaas.services.private_files import private_by_default
 from mlaas.services.private_fit import fit_private
-from mlaas.services.rounds import first_output, metric_name, run_round, targets
+from mlaas.services.rounds import first_output, holdout_split, judge, metric_name, run_round, targets
 from mlaas.v1 import registry_pb2, scheduler_pb2, types_pb2
 
 
@@ -64,26 +67,23 @@ def fit_given(registry: RegistryClient, model: str, data_path: Path, output: Pat
 def round_on_node(
     registry: RegistryClient, model: str, plan_path: Path, store_path: Path, result: Path, output: Path
 ) -> int:
+    """A round (or one step of a federated round) on the labels this node keeps; only the
+    RoundResult, and the model or the parameters, are written for the mesh."""
     plan = json_format.Parse(plan_path.read_text(), scheduler_pb2.NodeRound())
     if not store_path.is_file():
         print(f"deployment {plan.deployment_id} keeps no labels on this node ({store_path})", file=sys.stderr)
         return 2
-    champion = registry.get(model)
-    description = champion.description
+    description = registry.get(model).description
     work = output.parent
-    champion_model = work / "champion.onnx"
-    registry.download(model, champion_model)
-    reference = np.zeros((0, 0), dtype=np.float32)
-    if plan.epsilon:  # the bounds of a private fit come from the owner's reference rows
-        reference_path = work / "reference.npy"
-        registry.download(model, reference_path, registry_pb2.ARTIFACT_KIND_REFERENCE_DATA)
-        reference = np.load(reference_path, allow_pickle=False).astype(np.float32)
-        reference = reference.reshape(reference.shape[0], -1)
+    champion = work / "champion.onnx"
+    registry.download(model, champion)
     store = LabelStore(store_path)
     try:
         labeled = store.labeled_since(plan.deployment_id, plan.since_label)
     finally:
         store.close()
+    if plan.until_label:  # a federated round's steps use the same labels
+        labeled = [x for x in labeled if x.number <= plan.until_label]
     if len(labeled) < 2:
         print(f"{len(labeled)} labels after {plan.since_label} on this node: too few to retrain", file=sys.stderr)
         return 2
@@ -91,6 +91,43 @@ def round_on_node(
     X = np.vstack([x.inputs for x in labeled]).astype(np.float32)
     y = targets([x.label for x in labeled], classification)
     unseen_from = next((i for i, x in enumerate(labeled) if x.number > plan.unseen_after), len(labeled))
+    if plan.parameters_only:
+        summary = federated_fit(description, X, y, unseen_from, _reference(registry, model, work), work)
+    elif plan.judge_candidate:
+        summary = federated_judge(description, X, y, unseen_from, champion, plan_path.with_name(CANDIDATE))
+    else:
+        summary = whole_round(description, plan, X, y, unseen_from, champion, registry, model, output)
+    summary.until_label = labeled[-1].number
+    write_atomically(result, json_format.MessageToJson(summary).encode())
+    print(f"round on {len(labeled)} labels of {plan.deployment_id}: {summary.reason or 'parameters written'}")
+    return 0
+
+
+def _reference(registry: RegistryClient, model: str, work: Path) -> np.ndarray:
+    """The model's registered reference rows (the owner's own): what bounds a private fit and
+    fits a federation's shared steps."""
+    path = work / "reference.npy"
+    registry.download(model, path, registry_pb2.ARTIFACT_KIND_REFERENCE_DATA)
+    reference = np.load(path, allow_pickle=False).astype(np.float32)
+    return reference.reshape(reference.shape[0], -1)
+
+
+def _metrics(task: int, summary: scheduler_pb2.RoundResult, verdict) -> scheduler_pb2.RoundResult:
+    name = metric_name(task)
+    summary.champion.CopyFrom(types_pb2.Metric(name=name, value=verdict.champion, dataset="held-out recent"))
+    summary.challenger.CopyFrom(types_pb2.Metric(name=name, value=verdict.challenger, dataset="held-out recent"))
+    summary.better, summary.reason, summary.wins, summary.losses = (
+        verdict.roll_out,
+        verdict.reason,
+        verdict.wins,
+        verdict.losses,
+    )
+    return summary
+
+
+def whole_round(description, plan, X, y, unseen_from, champion: Path, registry, model: str, output: Path):
+    """Fit, judge and, if better, the model to roll out (this node's deployment alone)."""
+    reference = _reference(registry, model, output.parent) if plan.epsilon else None
     spent = []
 
     def fit(X_fit: np.ndarray, y_fit: np.ndarray, _: str) -> bytes:
@@ -103,21 +140,38 @@ def round_on_node(
     # A private challenger rolls out as it was fitted: fitting it again on all rows would spend
     # the epsilon twice.
     outcome = run_round(
-        description.task, X, y, unseen_from, lambda rows: first_output(champion_model, rows), fit,
+        description.task, X, y, unseen_from, lambda rows: first_output(champion, rows), fit,
         plan.confidence, plan.follow_up, refit_on_all=not plan.epsilon,
     )  # fmt: skip
-    name, verdict = metric_name(description.task), outcome.verdict
     if outcome.model is not None:
         write_atomically(output, outcome.model)
     summary = scheduler_pb2.RoundResult(
         training_samples=outcome.training_samples, held_out_samples=outcome.held_out_samples,
-        champion=types_pb2.Metric(name=name, value=verdict.champion, dataset="held-out recent"),
-        challenger=types_pb2.Metric(name=name, value=verdict.challenger, dataset="held-out recent"),
-        better=verdict.roll_out, reason=verdict.reason, epsilon_spent=sum(spent),
+        epsilon_spent=sum(spent),
     )  # fmt: skip
-    write_atomically(result, json_format.MessageToJson(summary).encode())
-    print(f"round on {len(labeled)} labels of {plan.deployment_id}: {verdict.reason}")
-    return 0
+    return _metrics(description.task, summary, outcome.verdict)
+
+
+def federated_fit(description, X, y, unseen_from: int, reference: np.ndarray, work: Path):
+    """A federated round's first step: this site's parameters, fitted on its training part."""
+    fit_rows, held = holdout_split(len(y), seed=len(y), unseen_from=unseen_from)
+    parameters = local_parameters(description.recipe, X[fit_rows], y[fit_rows], reference)
+    partial = work / f"{PARAMETERS}.partial.npz"
+    np.savez(partial, **parameters)
+    partial.replace(work / PARAMETERS)
+    return scheduler_pb2.RoundResult(training_samples=len(fit_rows), held_out_samples=len(held))
+
+
+def federated_judge(description, X, y, unseen_from: int, champion: Path, candidate: Path):
+    """A federated round's second step: the candidate against the champion on this site's held-out
+    part (the same split as the first step's), as counts the federation pools."""
+    _, held = holdout_split(len(y), seed=len(y), unseen_from=unseen_from)
+    verdict = judge(
+        description.task, y[held], first_output(champion, X[held]).astype(y.dtype),
+        first_output(candidate, X[held]).astype(y.dtype), confidence=0.5,
+    )  # fmt: skip
+    summary = scheduler_pb2.RoundResult(held_out_samples=len(held))
+    return _metrics(description.task, summary, verdict)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -264,7 +264,7 @@ class WatchDriftResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[DriftEvent, _Mapping]] = ...) -> None: ...
 
 class MonitorPolicy(_message.Message):
-    __slots__ = ("window_size", "false_alarms_per_100k", "auto_retrain", "min_labels", "cooldown_labels", "challenger_confidence", "performance_expected_run_length", "privacy_epsilon", "privacy_budget")
+    __slots__ = ("window_size", "false_alarms_per_100k", "auto_retrain", "min_labels", "cooldown_labels", "challenger_confidence", "performance_expected_run_length", "privacy_epsilon", "privacy_budget", "federation")
     WINDOW_SIZE_FIELD_NUMBER: _ClassVar[int]
     FALSE_ALARMS_PER_100K_FIELD_NUMBER: _ClassVar[int]
     AUTO_RETRAIN_FIELD_NUMBER: _ClassVar[int]
@@ -274,6 +274,7 @@ class MonitorPolicy(_message.Message):
     PERFORMANCE_EXPECTED_RUN_LENGTH_FIELD_NUMBER: _ClassVar[int]
     PRIVACY_EPSILON_FIELD_NUMBER: _ClassVar[int]
     PRIVACY_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    FEDERATION_FIELD_NUMBER: _ClassVar[int]
     window_size: int
     false_alarms_per_100k: float
     auto_retrain: bool
@@ -283,7 +284,8 @@ class MonitorPolicy(_message.Message):
     performance_expected_run_length: int
     privacy_epsilon: float
     privacy_budget: float
-    def __init__(self, window_size: _Optional[int] = ..., false_alarms_per_100k: _Optional[float] = ..., auto_retrain: _Optional[bool] = ..., min_labels: _Optional[int] = ..., cooldown_labels: _Optional[int] = ..., challenger_confidence: _Optional[float] = ..., performance_expected_run_length: _Optional[int] = ..., privacy_epsilon: _Optional[float] = ..., privacy_budget: _Optional[float] = ...) -> None: ...
+    federation: str
+    def __init__(self, window_size: _Optional[int] = ..., false_alarms_per_100k: _Optional[float] = ..., auto_retrain: _Optional[bool] = ..., min_labels: _Optional[int] = ..., cooldown_labels: _Optional[int] = ..., challenger_confidence: _Optional[float] = ..., performance_expected_run_length: _Optional[int] = ..., privacy_epsilon: _Optional[float] = ..., privacy_budget: _Optional[float] = ..., federation: _Optional[str] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
     __slots__ = ("deployment_id", "policy")
@@ -312,7 +314,7 @@ class GetPolicyResponse(_message.Message):
     def __init__(self, policy: _Optional[_Union[MonitorPolicy, _Mapping]] = ...) -> None: ...
 
 class Retraining(_message.Message):
-    __slots__ = ("id", "deployment_id", "trigger_event_id", "parent_version", "challenger_version", "state", "champion_metrics", "challenger_metrics", "reason", "started_at", "finished_at", "trained_on", "training_samples", "epsilon_spent")
+    __slots__ = ("id", "deployment_id", "trigger_event_id", "parent_version", "challenger_version", "state", "champion_metrics", "challenger_metrics", "reason", "started_at", "finished_at", "trained_on", "training_samples", "epsilon_spent", "federated_deployments")
     ID_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -327,6 +329,7 @@ class Retraining(_message.Message):
     TRAINED_ON_FIELD_NUMBER: _ClassVar[int]
     TRAINING_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
+    FEDERATED_DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     deployment_id: str
     trigger_event_id: str
@@ -341,7 +344,8 @@ class Retraining(_message.Message):
     trained_on: str
     training_samples: int
     epsilon_spent: float
-    def __init__(self, id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., trigger_event_id: _Optional[str] = ..., parent_version: _Optional[int] = ..., challenger_version: _Optional[int] = ..., state: _Optional[_Union[RetrainingState, str]] = ..., champion_metrics: _Optional[_Iterable[_Union[_types_pb2.Metric, _Mapping]]] = ..., challenger_metrics: _Optional[_Iterable[_Union[_types_pb2.Metric, _Mapping]]] = ..., reason: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trained_on: _Optional[str] = ..., training_samples: _Optional[int] = ..., epsilon_spent: _Optional[float] = ...) -> None: ...
+    federated_deployments: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., trigger_event_id: _Optional[str] = ..., parent_version: _Optional[int] = ..., challenger_version: _Optional[int] = ..., state: _Optional[_Union[RetrainingState, str]] = ..., champion_metrics: _Optional[_Iterable[_Union[_types_pb2.Metric, _Mapping]]] = ..., challenger_metrics: _Optional[_Iterable[_Union[_types_pb2.Metric, _Mapping]]] = ..., reason: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trained_on: _Optional[str] = ..., training_samples: _Optional[int] = ..., epsilon_spent: _Optional[float] = ..., federated_deployments: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListRetrainingsRequest(_message.Message):
     __slots__ = ("deployment_id",)

@@ -91,23 +91,29 @@ class TrainingJob(_message.Message):
     def __init__(self, id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., input_uri: _Optional[str] = ..., output_uri: _Optional[str] = ..., node: _Optional[str] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., reason: _Optional[str] = ..., tenant: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., handle: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node_round: _Optional[_Union[NodeRound, _Mapping]] = ..., round_result: _Optional[_Union[RoundResult, _Mapping]] = ...) -> None: ...
 
 class NodeRound(_message.Message):
-    __slots__ = ("deployment_id", "since_label", "unseen_after", "confidence", "follow_up", "epsilon")
+    __slots__ = ("deployment_id", "since_label", "unseen_after", "confidence", "follow_up", "epsilon", "until_label", "parameters_only", "judge_candidate")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     SINCE_LABEL_FIELD_NUMBER: _ClassVar[int]
     UNSEEN_AFTER_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_UP_FIELD_NUMBER: _ClassVar[int]
     EPSILON_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_LABEL_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_CANDIDATE_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     since_label: int
     unseen_after: int
     confidence: float
     follow_up: bool
     epsilon: float
-    def __init__(self, deployment_id: _Optional[str] = ..., since_label: _Optional[int] = ..., unseen_after: _Optional[int] = ..., confidence: _Optional[float] = ..., follow_up: _Optional[bool] = ..., epsilon: _Optional[float] = ...) -> None: ...
+    until_label: int
+    parameters_only: bool
+    judge_candidate: bool
+    def __init__(self, deployment_id: _Optional[str] = ..., since_label: _Optional[int] = ..., unseen_after: _Optional[int] = ..., confidence: _Optional[float] = ..., follow_up: _Optional[bool] = ..., epsilon: _Optional[float] = ..., until_label: _Optional[int] = ..., parameters_only: _Optional[bool] = ..., judge_candidate: _Optional[bool] = ...) -> None: ...
 
 class RoundResult(_message.Message):
-    __slots__ = ("training_samples", "held_out_samples", "champion", "challenger", "better", "reason", "epsilon_spent")
+    __slots__ = ("training_samples", "held_out_samples", "champion", "challenger", "better", "reason", "epsilon_spent", "until_label", "wins", "losses", "parameters_uri")
     TRAINING_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     HELD_OUT_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     CHAMPION_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +121,10 @@ class RoundResult(_message.Message):
     BETTER_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_LABEL_FIELD_NUMBER: _ClassVar[int]
+    WINS_FIELD_NUMBER: _ClassVar[int]
+    LOSSES_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_URI_FIELD_NUMBER: _ClassVar[int]
     training_samples: int
     held_out_samples: int
     champion: _types_pb2.Metric
@@ -122,7 +132,11 @@ class RoundResult(_message.Message):
     better: bool
     reason: str
     epsilon_spent: float
-    def __init__(self, training_samples: _Optional[int] = ..., held_out_samples: _Optional[int] = ..., champion: _Optional[_Union[_types_pb2.Metric, _Mapping]] = ..., challenger: _Optional[_Union[_types_pb2.Metric, _Mapping]] = ..., better: _Optional[bool] = ..., reason: _Optional[str] = ..., epsilon_spent: _Optional[float] = ...) -> None: ...
+    until_label: int
+    wins: int
+    losses: int
+    parameters_uri: str
+    def __init__(self, training_samples: _Optional[int] = ..., held_out_samples: _Optional[int] = ..., champion: _Optional[_Union[_types_pb2.Metric, _Mapping]] = ..., challenger: _Optional[_Union[_types_pb2.Metric, _Mapping]] = ..., better: _Optional[bool] = ..., reason: _Optional[str] = ..., epsilon_spent: _Optional[float] = ..., until_label: _Optional[int] = ..., wins: _Optional[int] = ..., losses: _Optional[int] = ..., parameters_uri: _Optional[str] = ...) -> None: ...
 
 class RunTrainingJobRequest(_message.Message):
     __slots__ = ("model", "input_uri", "output_uri", "node_round")

@@ -24,6 +24,7 @@ from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
 from mlaas.v1 import monitor_pb2, registry_pb2, types_pb2
+from scheduler_svc.settings import parse_nodes
 from tests.conftest import tool_env
 
 M = monitor_pb2
@@ -247,15 +248,16 @@ SEA_REFERENCE = sea(1_000, 0, np.random.default_rng(0))[0]
 TRAIN = types_pb2.Resources(cpu_millicores=1000, memory_bytes=1 << 30)
 
 
-def _monitor_and_scheduler(parts, start_monitor):
-    """SEA (concept 0) in the registry, a Monitor, and a scheduler whose runtimes send to it."""
+def _monitor_and_scheduler(parts, start_monitor, **changes):
+    """SEA (concept 0) in the registry, a Monitor, and a scheduler whose runtimes send to it
+    (`changes`: to the scheduler's settings)."""
     with RegistryClient(parts.registry_address) as registry:
         register_sklearn(
             registry, sea_classifier(), "sea", SEA_REFERENCE, reference_data=SEA_REFERENCE, run_resources=ONE_CPU,
             train_resources=TRAIN,
         )  # fmt: skip
     monitor_server = start_monitor(parts.registry_address)
-    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": f"127.0.0.1:{monitor_server.server.port}"})
+    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": f"127.0.0.1:{monitor_server.server.port}"}, **changes)
     monitor_server.retrainer._scheduler = f"127.0.0.1:{scheduler.server.port}"  # known only now
     return monitor_server, f"127.0.0.1:{scheduler.server.port}"
 
@@ -390,3 +392,52 @@ def test_the_strict_drift_demo_shows_the_loop_on_the_node(parts, start_monitor):
 def printed_deployment(said: str) -> str:
     """The deployment id the demo printed."""
     return said.split(" as ", 1)[1].split()[0]
+
+
+def test_a_federation_of_two_sites_retrains_together_and_rolls_out_to_both(parts, start_monitor):
+    """Two STRICT deployments of SEA on two nodes in one federation: the concept changes at both;
+    a round fits at each site, averages only their parameters, judges the average at each site
+    on its own held-out labels, and rolls the new version out to both."""
+    monitor_server, scheduler_address = _monitor_and_scheduler(
+        parts, start_monitor, nodes=parse_nodes("node-a:cpu=2,memory=4Gi;node-b:cpu=2,memory=4Gi")
+    )
+    rng = np.random.default_rng(13)
+    with (
+        SchedulerClient(scheduler_address) as schedulers,
+        MonitorClient(f"127.0.0.1:{monitor_server.server.port}") as monitor,
+    ):
+        sites = {
+            node: schedulers.wait_ready(schedulers.deploy("sea", strict_node=node).id) for node in ("node-a", "node-b")
+        }
+        for deployment in sites.values():
+            policy = monitor.set_policy(
+                deployment.id, M.MonitorPolicy(challenger_confidence=0.5, federation="sea-sites")
+            )
+            assert policy.federation == "sea-sites"
+        runtimes = {node: DeploymentInference(schedulers, d.id) for node, d in sites.items()}
+        for node, runtime in runtimes.items():
+            _label_on_node(runtime, 0, f"{node}-before", 1_000, rng)
+        for part in range(3):  # the change, at both sites
+            for node, runtime in runtimes.items():
+                _label_on_node(runtime, 3, f"{node}-after-{part}", 500, rng)
+        deadline = time.monotonic() + 120
+        while not (done := [r for d in sites.values() for r in monitor.retrainings(d.id) if ended_itself(r)]):
+            assert time.monotonic() < deadline, [monitor.retrainings(d.id) for d in sites.values()]
+            time.sleep(0.5)
+        federated = done[0]
+        versions = {node: schedulers.wait_settled(d.id).model.version for node, d in sites.items()}
+        for runtime in runtimes.values():
+            runtime.close()
+    assert federated.state == M.RETRAINING_STATE_ROLLED_OUT, federated.reason
+    assert sorted(federated.federated_deployments) == sorted(d.id for d in sites.values())
+    assert federated.trained_on.startswith("federation sea-sites (") and "node-a" in federated.trained_on
+    assert "node-b" in federated.trained_on and "pooled from 2 sites" in federated.reason
+    assert versions == {"node-a": federated.challenger_version, "node-b": federated.challenger_version}
+    with RegistryClient(parts.registry_address) as registry:
+        lineage = registry.get(f"sea:{federated.challenger_version}").description.lineage
+    assert lineage.trained_on == federated.trained_on and lineage.training_rows == federated.training_samples
+
+
+def ended_itself(retraining) -> bool:
+    """Ended, and not because another site's round rolled the federation on first."""
+    return retraining.state in FINAL and "another round rolled them on" not in retraining.reason

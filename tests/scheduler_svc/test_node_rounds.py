@@ -96,7 +96,7 @@ def test_bad_rounds_are_refused_with_the_reason(strict_sea, parts):
         client.run_node_round("sea", S.NodeRound(deployment_id=deployment.id, confidence=0.9, epsilon=-1))
     with pytest.raises(NotFound):
         client.run_node_round("sea", S.NodeRound(deployment_id="d-nope", confidence=0.9))
-    with pytest.raises(InvalidArgument, match="leave input_uri empty"):
+    with pytest.raises(InvalidArgument, match="input_uri is the candidate model of a federated round"):
         request = S.RunTrainingJobRequest(
             model=types_pb2.ModelRef(name="sea"), input_uri="file:///etc/passwd",
             node_round=S.NodeRound(deployment_id=deployment.id, confidence=0.9),

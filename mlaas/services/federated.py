@@ -1,0 +1,95 @@
+"""Federated retraining of a linear recipe: STRICT deployments of one model on several nodes
+(sites) retrain together, and only parameters and counts leave each site.
+
+One round, from the sites' shared starting point (the serving version's recipe, whose steps
+before the final estimator are fitted on the model's registered reference rows, the owner's own,
+so every site transforms its rows the same way):
+1. each site fits the final estimator on its training part and sends its arrays (coef_,
+   intercept_) with its sample count (`local_parameters`);
+2. the mesh averages them, weighted by samples: Flower's FedAvg aggregation (`average`), into a
+   candidate model (`assemble`);
+3. each site judges the candidate against the serving version on its held-out part and sends the
+   counts of samples only one of them got right; the pooled counts decide (McNemar's test).
+
+Federated averaging needs parameters that mean the same at every site: the final estimator must
+be a linear classifier (LogisticRegression, SGDClassifier; the pooled test is McNemar's, which
+regression's signed-rank test cannot be pooled into). Trees and forests have no parameters to
+average (pooling the sites' trees into one forest would be the next step).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlaas.recipes import build_pipeline
+from mlaas.services.private_fit import PUBLIC_STEPS
+from mlaas.v1 import types_pb2
+
+PARAMETERS = "parameters.npz"  # a site's fitted arrays, in its job's directory
+CANDIDATE = "candidate.onnx"  # the averaged model a site judges, beside the job's plan
+
+# The averaged arrays of each linear estimator, and those that must be the same at every site.
+LINEAR = {
+    "sklearn.linear_model.LogisticRegression": (("coef_", "intercept_"), ("classes_",)),
+    "sklearn.linear_model.SGDClassifier": (("coef_", "intercept_"), ("classes_",)),
+}
+
+
+def federated_recipe_problem(recipe: types_pb2.TrainingRecipe) -> str:
+    """'' when the recipe can be retrained federated, else why not."""
+    names = [step.estimator for step in recipe.steps]
+    if not names or names[-1] not in LINEAR:
+        last = names[-1] if names else "an empty recipe"
+        return f"federated averaging needs a linear classifier last ({', '.join(LINEAR)}), not {last}"
+    others = [name for name in names[:-1] if name not in PUBLIC_STEPS]
+    if others:
+        return f"steps before the final estimator must be fitted alike at every site; {', '.join(others)} is not"
+    return ""
+
+
+def _shared_start(recipe: types_pb2.TrainingRecipe, reference: np.ndarray):
+    """The recipe's pipeline with its steps before the final estimator fitted on the reference rows."""
+    pipeline = build_pipeline(recipe)
+    for _, step in pipeline.steps[:-1]:
+        reference = step.fit_transform(reference)
+    return pipeline
+
+
+def local_parameters(
+    recipe: types_pb2.TrainingRecipe, X: np.ndarray, y: np.ndarray, reference: np.ndarray
+) -> dict[str, np.ndarray]:
+    """One site's fit: the final estimator's arrays, fitted on rows as the shared steps transform them."""
+    if problem := federated_recipe_problem(recipe):
+        raise ValueError(problem)
+    pipeline = _shared_start(recipe, reference)
+    rows = pipeline[:-1].transform(X) if len(pipeline) > 1 else X
+    final = pipeline.steps[-1][1].fit(rows, y)
+    averaged, shared = LINEAR[recipe.steps[-1].estimator]
+    return {name: np.asarray(getattr(final, name)) for name in (*averaged, *shared)}
+
+
+def average(recipe: types_pb2.TrainingRecipe, sites: list[tuple[dict[str, np.ndarray], int]]) -> dict[str, np.ndarray]:
+    """The sites' (parameters, samples), averaged weighted by samples (Flower's FedAvg)."""
+    from flwr.server.strategy.aggregate import aggregate
+
+    averaged, shared = LINEAR[recipe.steps[-1].estimator]
+    first = sites[0][0]
+    for parameters, _ in sites:
+        for name in shared:
+            if not np.array_equal(parameters[name], first[name]):
+                raise ValueError(f"the sites disagree on {name} ({parameters[name]} vs {first[name]}): cannot average")
+        for name in averaged:
+            if parameters[name].shape != first[name].shape:
+                raise ValueError(f"the sites' {name} have different shapes: cannot average")
+    result = aggregate([([parameters[name] for name in averaged], samples) for parameters, samples in sites])
+    return {**dict(zip(averaged, result, strict=True)), **{name: first[name] for name in shared}}
+
+
+def assemble(recipe: types_pb2.TrainingRecipe, reference: np.ndarray, parameters: dict[str, np.ndarray]):
+    """The candidate: the shared steps, and the final estimator with the averaged arrays set."""
+    pipeline = _shared_start(recipe, reference)
+    final = pipeline.steps[-1][1]
+    for name, value in parameters.items():
+        setattr(final, name, value)
+    final.n_features_in_ = parameters["coef_"].shape[-1]
+    return pipeline
