@@ -108,3 +108,26 @@ def test_a_lease_holder_reads_the_monitoring_but_does_not_change_the_policy(part
         with pytest.raises(errors.PermissionDenied, match="only the owner"):
             holder.set_policy(deployment_id, M.MonitorPolicy(auto_retrain=False))
         assert owner.policy(deployment_id).auto_retrain
+
+
+def test_a_federation_is_its_owners_whatever_another_tenant_names_its_own(parts, start_monitor, identities):
+    """Beta naming alpha's federation puts beta's deployment in beta's federation of that name,
+    never in alpha's: a federated round of alpha's would otherwise fit beta's data and roll its
+    average out to beta."""
+    scheduler_address = f"127.0.0.1:{parts.start(server=identities.server()).server.port}"
+    monitor = start_monitor(parts.registry_address, scheduler_address, identities.server(), identities.token(MONITOR))
+    address = f"127.0.0.1:{monitor.server.port}"
+    together = M.MonitorPolicy(federation="hospitals")
+    found = {}
+    for tenant in ("alpha", "beta"):
+        with SchedulerClient(scheduler_address, f"token-{tenant}") as scheduler:
+            found[tenant] = scheduler.wait_ready(scheduler.deploy("iris", strict_node="node-a").id).id
+        with MonitorClient(address, f"token-{tenant}") as client:
+            assert client.set_policy(found[tenant], together).federation == "hospitals"
+    assert monitor.store.federation_members(found["alpha"]) == [found["alpha"]]
+    assert monitor.store.federation_members(found["beta"]) == [found["beta"]]
+    with MonitorClient(address, "token-alpha") as alpha:
+        with pytest.raises(errors.InvalidArgument, match=r"policy\.federation must be"):
+            alpha.set_policy(found["alpha"], M.MonitorPolicy(federation="no spaces"))
+        assert alpha.set_policy(found["alpha"], M.MonitorPolicy(federation="-")).federation == ""
+    assert monitor.store.federation_members(found["alpha"]) == []
