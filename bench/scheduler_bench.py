@@ -90,6 +90,9 @@ class HealthOnlyBackend:
     def delete(self, replica: ReplicaStatus, grace_seconds: float = 10.0) -> None:
         pass
 
+    def node_store(self, deployment_id: str) -> str | None:
+        return None  # its replicas keep nothing
+
     def forget(self, deployment_id: str) -> None:
         pass
 

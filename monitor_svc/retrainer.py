@@ -1,4 +1,5 @@
-"""Runs retrainings one at a time on a thread of their own, so that no rpc waits for a fit.
+"""Runs retrainings, each on a thread of its own, so that no rpc waits for a fit and no round
+waits for another.
 
 An OPEN deployment's retraining: the labeled samples since the change (from the store) -> the
 registered recipe fitted on most of them, as a training job the scheduler places with the
@@ -21,6 +22,7 @@ next round from it).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import secrets
@@ -122,6 +124,9 @@ class Retrainer(threading.Thread):
         self._changes = changes
         self._token = token
         self._jobs: queue.Queue[tuple[Job, monitor_pb2.Retraining] | None] = queue.Queue()
+        self._running: set[threading.Thread] = set()
+        self._federations: dict[str, threading.Lock] = {}  # one round of a federation at a time
+        self._lock = threading.Lock()
 
     def submit(self, job: Job) -> monitor_pb2.Retraining:
         record = M.Retraining(
@@ -138,17 +143,40 @@ class Retrainer(threading.Thread):
 
     def stop(self) -> None:
         self._jobs.put(None)
+        deadline = time.monotonic() + 30
         self.join(30)
+        with self._lock:
+            running = list(self._running)
+        for worker in running:
+            worker.join(max(0.0, deadline - time.monotonic()))
 
     def run(self) -> None:
+        """Each retraining on a thread of its own: a round waiting for room on a full STRICT node
+        must not hold up the others (a deployment has one round at a time: its RetrainSchedule)."""
         while (item := self._jobs.get()) is not None:
-            job, record = item
-            try:
+            worker = threading.Thread(target=self._run_one, args=item, name=f"retraining-{item[1].id}", daemon=True)
+            with self._lock:
+                self._running.add(worker)
+            worker.start()
+
+    def _run_one(self, job: Job, record: monitor_pb2.Retraining) -> None:
+        try:
+            with self._federation(job.federation):
                 self._retrain(job, record)
-            except Exception as err:  # recorded on the retraining; the thread goes on
-                log.exception("retraining %s failed", record.id)
-                self._finish(record, M.RETRAINING_STATE_FAILED, f"{type(err).__name__}: {err}"[:500])
+        except Exception as err:  # recorded on the retraining
+            log.exception("retraining %s failed", record.id)
+            self._finish(record, M.RETRAINING_STATE_FAILED, f"{type(err).__name__}: {err}"[:500])
+        finally:
             job.done(record.state == M.RETRAINING_STATE_ROLLED_OUT)
+            with self._lock:
+                self._running.discard(threading.current_thread())
+
+    def _federation(self, name: str) -> contextlib.AbstractContextManager:
+        """A federation's rounds one after the other (a later one sees the earlier one's rollout)."""
+        if not name:
+            return contextlib.nullcontext()
+        with self._lock:
+            return self._federations.setdefault(name, threading.Lock())
 
     def _save(self, record: monitor_pb2.Retraining) -> None:
         self._store.put_retraining(record.id, record.deployment_id, record.SerializeToString())

@@ -6,11 +6,16 @@ and the policy's false-alarm rate sets each detector's threshold."""
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 
 import numpy as np
 
 from mlaas.v1 import monitor_pb2, types_pb2
+from monitor_svc.changes import Changes
 from monitor_svc.monitoring import DeploymentMonitor, ModelContext, default_policy, detector_run_length
+from monitor_svc.retrainer import Job, Retrainer
+from monitor_svc.store import MonitorStore
 
 M = monitor_pb2
 FEATURES = ("a", "b", "c")
@@ -91,3 +96,32 @@ def test_the_false_alarm_rate_is_shared_by_the_two_drift_detectors():
     deployment, rng = monitor(3)
     events = feed(deployment, rng.normal(size=(20_000, 3)))
     assert len(events) <= 1  # a stationary stream at the default (expected: 0.2 events)
+
+
+def test_a_retraining_that_waits_holds_up_no_other(tmp_path):
+    """A round waiting for room on a full STRICT node (its job PENDING, for up to the training
+    deadline) once held the Monitor's one retraining thread, and every other deployment's
+    retraining behind it. Each now runs on a thread of its own."""
+    retrainer = Retrainer(MonitorStore(tmp_path / "monitor.sqlite3"), "127.0.0.1:1", "127.0.0.1:1", tmp_path, Changes())
+    release, finished = threading.Event(), []
+
+    def retrain(job, record) -> None:  # the rounds themselves are tested on real parts in test_loop.py
+        if job.deployment_id == "d-waits":
+            release.wait(30)
+        finished.append(job.deployment_id)
+
+    retrainer._retrain = retrain
+    retrainer.start()
+    context = ModelContext("m", 1, types_pb2.TASK_CLASSIFICATION, ("x",), np.zeros((4, 1)), np.zeros(4))
+    try:
+        for deployment in ("d-waits", "d-other"):
+            retrainer.submit(Job(deployment, context, "", 0, 0, 0.95))
+        deadline = time.monotonic() + 10
+        while "d-other" not in finished:
+            assert time.monotonic() < deadline, finished
+            time.sleep(0.05)
+        assert finished == ["d-other"]
+    finally:
+        release.set()
+        retrainer.stop()
+    assert sorted(finished) == ["d-other", "d-waits"]
