@@ -400,7 +400,10 @@ class Retrainer(threading.Thread):
                     training_rows=record.training_samples, trained_on=record.trained_on, epsilon=record.epsilon_spent,
                 )
             )  # fmt: skip
-            where = "" if record.trained_on == MONITOR_SITE else f" on node {record.trained_on}"
+            if record.federated_deployments:
+                where = f" by {record.trained_on}"
+            else:
+                where = "" if record.trained_on == MONITOR_SITE else f" on node {record.trained_on}"
             privacy = f" with differential privacy (epsilon {record.epsilon_spent:g})" if record.epsilon_spent else ""
             description.summary = (
                 f"retrained from version {context.version}{where} on {record.training_samples} recent labeled "
