@@ -30,6 +30,7 @@ class Monitor:
     store: MonitorStore
 
     def start(self) -> Monitor:
+        self.retrainer.recover()
         self.retrainer.start()
         self.server.start()
         return self

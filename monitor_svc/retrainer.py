@@ -125,7 +125,8 @@ class Retrainer(threading.Thread):
         self._token = token
         self._jobs: queue.Queue[tuple[Job, monitor_pb2.Retraining] | None] = queue.Queue()
         self._running: set[threading.Thread] = set()
-        self._federations: dict[str, threading.Lock] = {}  # one round of a federation at a time
+        # One round of a federation at a time, by its members (a name is only unique per owner).
+        self._federations: dict[frozenset[str], threading.Lock] = {}
         self._lock = threading.Lock()
 
     def submit(self, job: Job) -> monitor_pb2.Retraining:
@@ -140,6 +141,19 @@ class Retrainer(threading.Thread):
         self._save(record)
         self._jobs.put((job, record))
         return record
+
+    def recover(self) -> None:
+        """After a stop mid-round (a kill, a restart): a retraining left unfinished is FAILED (its
+        series is not resumed; a new alarm starts one), and the files this Monitor gave the
+        scheduler for it and never saw taken are removed. A job of it that is still on a node ends
+        on its own, and the scheduler sweeps its directory after the retention."""
+        final = (M.RETRAINING_STATE_ROLLED_OUT, M.RETRAINING_STATE_REJECTED, M.RETRAINING_STATE_FAILED)
+        for raw in self._store.every_retraining():
+            record = M.Retraining.FromString(raw)
+            if record.state not in final:
+                self._finish(record, M.RETRAINING_STATE_FAILED, "interrupted: the Monitor stopped during it")
+                for left in self._jobs_dir.glob(f"{record.id}-*"):
+                    left.unlink(missing_ok=True)
 
     def stop(self) -> None:
         self._jobs.put(None)
@@ -161,7 +175,7 @@ class Retrainer(threading.Thread):
 
     def _run_one(self, job: Job, record: monitor_pb2.Retraining) -> None:
         try:
-            with self._federation(job.federation):
+            with self._federation(job):
                 self._retrain(job, record)
         except Exception as err:  # recorded on the retraining
             log.exception("retraining %s failed", record.id)
@@ -171,12 +185,12 @@ class Retrainer(threading.Thread):
             with self._lock:
                 self._running.discard(threading.current_thread())
 
-    def _federation(self, name: str) -> contextlib.AbstractContextManager:
+    def _federation(self, job: Job) -> contextlib.AbstractContextManager:
         """A federation's rounds one after the other (a later one sees the earlier one's rollout)."""
-        if not name:
+        if not job.federation:
             return contextlib.nullcontext()
         with self._lock:
-            return self._federations.setdefault(name, threading.Lock())
+            return self._federations.setdefault(frozenset(job.deployments), threading.Lock())
 
     def _save(self, record: monitor_pb2.Retraining) -> None:
         self._store.put_retraining(record.id, record.deployment_id, record.SerializeToString())

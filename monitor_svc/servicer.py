@@ -24,6 +24,7 @@ from monitor_svc.store import MonitorStore
 M = monitor_pb2
 WATCH_POLL_SECONDS = 1.0
 LEAVE_FEDERATION = "-"
+MIN_EPSILON, MAX_EPSILON = 0.001, 100.0
 FEDERATION_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 RECENT_EVENTS = 20
 
@@ -99,11 +100,14 @@ def validate_policy(
         merged.challenger_confidence = confidence
     if policy.HasField("auto_retrain"):
         merged.auto_retrain = policy.auto_retrain
-    for field in ("privacy_epsilon", "privacy_budget"):
+    for field, most in (("privacy_epsilon", MAX_EPSILON), ("privacy_budget", MAX_EPSILON * 100)):
         if policy.HasField(field):
             value = getattr(policy, field)
-            if not (math.isfinite(value) and value >= 0):
-                raise InvalidArgument(f"policy.{field} must be a finite number, not negative")
+            if not (math.isfinite(value) and (value == 0 or MIN_EPSILON <= value <= most)):
+                raise InvalidArgument(
+                    f"policy.{field} must be 0 (off) or between {MIN_EPSILON:g} and {most:g}: beyond, an epsilon "
+                    "promises no privacy (above) or leaves nothing to learn (below)"
+                )
             setattr(merged, field, value)
     if policy.federation:
         name = "" if policy.federation == LEAVE_FEDERATION else policy.federation

@@ -102,6 +102,10 @@ class MonitorStore(LabelStore):
                 (deployment, after),
             ).fetchall()
 
+    def every_retraining(self) -> list[bytes]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT record FROM retrainings ORDER BY rowid").fetchall()]
+
     def retrainings(self, deployment: str) -> list[bytes]:
         with self._lock:
             rows = self._db.execute(

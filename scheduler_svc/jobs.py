@@ -32,10 +32,10 @@ import redis
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from mlaas.errors import InvalidArgument, NotFound, ResourceExhausted
+from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from mlaas.refs import format_ref
 from mlaas.services.auth import TRAINER, MeshKey
-from mlaas.services.federated import CANDIDATE, PARAMETERS
+from mlaas.services.round_files import CANDIDATE, FAILURE_NOTE, PARAMETERS, ROUND_PLAN, ROUND_RESULT
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.backends import Backend, JobSpec, ReplicaStatus
 from scheduler_svc.placer import Placer
@@ -43,11 +43,15 @@ from scheduler_svc.placer import Placer
 S = scheduler_pb2
 PREFIX = "mlaas:job:"
 INDEX = "mlaas:jobs"
+ROUND_HOLD = "mlaas:round:"  # + deployment id -> the job that is its one live round
+# Deletes a hold only if the given job has it (a hold that expired may be another job's now).
+RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 # What a job gets when its model describes no train resources.
 DEFAULT_TRAIN = types_pb2.Resources(cpu_millicores=1000, memory_bytes=1 << 30)
 LIVE = (S.JOB_STATE_RUNNING, S.JOB_STATE_PENDING)
-ROUND_PLAN, ROUND_RESULT = "round.json", "result.json"
 MAX_RESULT_BYTES = 64 << 10  # counts, two scores and a sentence
+MAX_NOTE_BYTES = 1 << 10
+SWEEP_SECONDS = 60.0
 
 
 def _now() -> Timestamp:
@@ -106,6 +110,13 @@ class JobStore:
             pipe.sadd(INDEX, job.id)
         pipe.execute()
 
+    @property
+    def retention(self) -> int:
+        return self._retention
+
+    def exists(self, job_id: str) -> bool:
+        return bool(self._redis.exists(PREFIX + job_id))
+
     def get(self, job_id: str) -> scheduler_pb2.TrainingJob:
         raw = self._redis.get(PREFIX + job_id)
         if raw is None:
@@ -121,6 +132,18 @@ class JobStore:
 
     def running(self) -> list[scheduler_pb2.TrainingJob]:
         return [j for j in self.live() if j.state == S.JOB_STATE_RUNNING]
+
+    def hold_round(self, deployment_id: str, job_id: str, seconds: float) -> str:
+        """'' once `job_id` is the deployment's one live round (held `seconds` at most, should its
+        scheduler die); otherwise the job that is."""
+        key = ROUND_HOLD + deployment_id
+        if self._redis.set(key, job_id, nx=True, ex=max(1, int(seconds))):
+            return ""
+        holder = self._redis.get(key)
+        return holder.decode() if holder else "another round, just ended"
+
+    def release_round(self, deployment_id: str, job_id: str) -> None:
+        self._redis.eval(RELEASE, 1, ROUND_HOLD + deployment_id, job_id)
 
     def allocations(self) -> Iterable[tuple[str, types_pb2.Resources]]:
         """(node, resources) of every running job, for the placement's arithmetic."""
@@ -144,6 +167,7 @@ class TrainingJobs:
         self._backend = backend
         self.jobs_dir = jobs_dir
         jobs_dir.mkdir(parents=True, exist_ok=True)
+        self._swept = 0.0
 
     def run(
         self, model: types_pb2.ModelVersion, input_uri: str, tenant: str,
@@ -152,6 +176,12 @@ class TrainingJobs:
         """Places and starts a job fitting `model`'s recipe on the caller's file `input_uri`, or,
         with `node_round`, a round on `node` from the data kept there (PENDING while it has no room)."""
         job_id = f"j-{uuid.uuid4().hex[:12]}"
+        if node_round is not None and (
+            holder := self._store.hold_round(node_round.deployment_id, job_id, self._deadline + 60)
+        ):
+            raise FailedPrecondition(
+                f"deployment {node_round.deployment_id} has a round on its node already ({holder}): one at a time"
+            )
         # Private to the job: a name nobody can guess, readable and writable by its owner only.
         job_dir = self.jobs_dir / f"{job_id}-{secrets.token_hex(16)}"
         job_dir.mkdir(mode=0o700)
@@ -165,6 +195,8 @@ class TrainingJobs:
                 input_path.write_text(json_format.MessageToJson(node_round))
         except Exception:
             shutil.rmtree(job_dir, ignore_errors=True)
+            if node_round is not None:
+                self._store.release_round(node_round.deployment_id, job_id)
             raise
         resources = model.description.train_resources
         if not (resources.cpu_millicores or resources.memory_bytes):
@@ -236,8 +268,11 @@ class TrainingJobs:
 
     def check(self) -> None:
         """Starts the pending jobs that fit now, ends the jobs whose process has exited, and
-        stops those past their deadline."""
+        stops those past their deadline; now and then, sweeps the jobs directory."""
         now = time.time()
+        if now - self._swept > SWEEP_SECONDS:
+            self._swept = now
+            self.sweep(now)
         for job in self._store.live():
             past_deadline = job.HasField("deadline") and now > job.deadline.ToNanoseconds() / 1e9
             allowed = (job.deadline.ToNanoseconds() - job.created_at.ToNanoseconds()) / 1e9
@@ -257,10 +292,26 @@ class TrainingJobs:
             if status.exit_code in (0, None) and not problem:
                 self._finish(job, S.JOB_STATE_SUCCEEDED, "")
             else:
-                logs = self._backend.logs(status, lines=8)
                 why = f"exited with {status.exit_code}" + (f" but {problem}" if problem else "")
-                self._finish(job, S.JOB_STATE_FAILED, f"{why}: {logs}"[-800:])
+                self._finish(job, S.JOB_STATE_FAILED, f"{why}: {self._failure(job, status)}"[-800:])
             self._backend.delete(status)  # its container or process; what it said is in the record
+
+    def sweep(self, now: float) -> None:
+        """Removes what nobody will read any more: a job's directory once its record is gone (the
+        retention after it ended), and files callers left in the jobs directory that long ago
+        (inputs never submitted, a Monitor's candidate when it died mid-round). A succeeded job's
+        model stays for its caller until then."""
+        for path in self.jobs_dir.iterdir():
+            try:
+                if now - path.lstat().st_mtime < self._store.retention:
+                    continue  # a directory just made, its record not written yet, is young too
+                if path.is_dir() and not path.is_symlink():
+                    if not self._store.exists("-".join(path.name.split("-")[:2])):
+                        shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink()
+            except OSError:
+                continue
 
     def _try_pending(self, job: scheduler_pb2.TrainingJob, past_deadline: bool, allowed: float) -> None:
         if past_deadline:
@@ -273,6 +324,19 @@ class TrainingJobs:
         elif refused != job.reason:
             job.reason = refused
             self._store.put(job)
+
+    def _failure(self, job: scheduler_pb2.TrainingJob, status: ReplicaStatus) -> str:
+        """What a failed job said: its last log lines, except for a round on a STRICT node, whose
+        log may quote the node's data (an exception naming a label): then only the note the job
+        wrote for the mesh, and its log stays on the node."""
+        if not job.HasField("node_round"):
+            return self._backend.logs(status, lines=8)
+        note = Path(job.output_uri.removeprefix("file://")).with_name(FAILURE_NOTE)
+        try:
+            with open(note, "rb") as file:
+                return file.read(MAX_NOTE_BYTES).decode(errors="replace").strip()
+        except OSError:
+            return f"its log stays on node {job.node}"
 
     def _read_output(self, job: scheduler_pb2.TrainingJob) -> str:
         """'' when the job left what it owes (its model; a round its result, and its model if the
@@ -303,6 +367,8 @@ class TrainingJobs:
         job.state, job.reason = state, reason
         job.finished_at.CopyFrom(_now())
         self._store.put(job)
+        if job.HasField("node_round"):
+            self._store.release_round(job.node_round.deployment_id, job.id)
         private = Path(job.output_uri.removeprefix("file://")).parent
         if state != S.JOB_STATE_SUCCEEDED and job.output_uri and private.parent == self.jobs_dir:
             shutil.rmtree(private, ignore_errors=True)  # nobody will read its model: its data goes now

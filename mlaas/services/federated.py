@@ -25,9 +25,6 @@ from mlaas.recipes import build_pipeline
 from mlaas.services.private_fit import PUBLIC_STEPS
 from mlaas.v1 import types_pb2
 
-PARAMETERS = "parameters.npz"  # a site's fitted arrays, in its job's directory
-CANDIDATE = "candidate.onnx"  # the averaged model a site judges, beside the job's plan
-
 # The averaged arrays of each linear estimator, and those that must be the same at every site.
 LINEAR = {
     "sklearn.linear_model.LogisticRegression": (("coef_", "intercept_"), ("classes_",)),

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +36,11 @@ from google.protobuf import json_format
 from mlaas.client import RegistryClient
 from mlaas.export import sklearn_to_onnx
 from mlaas.recipes import build_pipeline
-from mlaas.services.federated import CANDIDATE, PARAMETERS, local_parameters
+from mlaas.services.federated import local_parameters
 from mlaas.services.label_store import LabelStore
 from mlaas.services.private_files import private_by_default
 from mlaas.services.private_fit import fit_private
+from mlaas.services.round_files import CANDIDATE, FAILURE_NOTE, PARAMETERS
 from mlaas.services.rounds import first_output, holdout_split, judge, metric_name, run_round, targets
 from mlaas.v1 import registry_pb2, scheduler_pb2, types_pb2
 
@@ -71,8 +73,7 @@ def round_on_node(
     RoundResult, and the model or the parameters, are written for the mesh."""
     plan = json_format.Parse(plan_path.read_text(), scheduler_pb2.NodeRound())
     if not store_path.is_file():
-        print(f"deployment {plan.deployment_id} keeps no labels on this node ({store_path})", file=sys.stderr)
-        return 2
+        return refuse(result, f"deployment {plan.deployment_id} keeps no labels on this node")
     description = registry.get(model).description
     work = output.parent
     champion = work / "champion.onnx"
@@ -85,8 +86,7 @@ def round_on_node(
     if plan.until_label:  # a federated round's steps use the same labels
         labeled = [x for x in labeled if x.number <= plan.until_label]
     if len(labeled) < 2:
-        print(f"{len(labeled)} labels after {plan.since_label} on this node: too few to retrain", file=sys.stderr)
-        return 2
+        return refuse(result, f"{len(labeled)} labels after {plan.since_label} on this node: too few to retrain")
     classification = description.task == types_pb2.TASK_CLASSIFICATION
     X = np.vstack([x.inputs for x in labeled]).astype(np.float32)
     y = targets([x.label for x in labeled], classification)
@@ -101,6 +101,13 @@ def round_on_node(
     write_atomically(result, json_format.MessageToJson(summary).encode())
     print(f"round on {len(labeled)} labels of {plan.deployment_id}: {summary.reason or 'parameters written'}")
     return 0
+
+
+def refuse(result: Path, why: str) -> int:
+    """A round that cannot run: why, for the mesh (`why` quotes no data of the node's)."""
+    print(why, file=sys.stderr)
+    write_atomically(result.with_name(FAILURE_NOTE), why.encode())
+    return 2
 
 
 def _reference(registry: RegistryClient, model: str, work: Path) -> np.ndarray:
@@ -193,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     with RegistryClient(args.registry, os.environ.get("MLAAS_TOKEN") or None) as registry:
         if args.input:
             return fit_given(registry, args.model, args.input, args.output)
-        return round_on_node(registry, args.model, args.round, args.node_store, args.result, args.output)
+        try:
+            return round_on_node(registry, args.model, args.round, args.node_store, args.result, args.output)
+        except Exception as err:  # its message may quote the node's data: it stays in the log, here
+            traceback.print_exc()
+            return refuse(args.result, f"the round failed with {type(err).__name__}; its log stays on this node")
 
 
 if __name__ == "__main__":

@@ -125,3 +125,21 @@ def test_a_retraining_that_waits_holds_up_no_other(tmp_path):
         release.set()
         retrainer.stop()
     assert sorted(finished) == ["d-other", "d-waits"]
+
+
+def test_a_retraining_the_monitor_was_stopped_in_fails_with_the_reason_and_its_files_go(tmp_path):
+    store = MonitorStore(tmp_path / "monitor.sqlite3")
+    running = monitor_pb2.Retraining(
+        id="r-0123456789ab", deployment_id="d-1", state=monitor_pb2.RETRAINING_STATE_TRAINING
+    )
+    done = monitor_pb2.Retraining(id="r-ba9876543210", deployment_id="d-1", state=monitor_pb2.RETRAINING_STATE_REJECTED)
+    for record in (running, done):
+        store.put_retraining(record.id, record.deployment_id, record.SerializeToString())
+    candidate = tmp_path / "jobs" / "r-0123456789ab-candidate-00ff.onnx"
+    candidate.parent.mkdir()
+    candidate.write_bytes(b"onnx")
+    Retrainer(store, "127.0.0.1:1", "127.0.0.1:1", tmp_path / "jobs", Changes()).recover()
+    states = {r.id: r for r in map(monitor_pb2.Retraining.FromString, store.retrainings("d-1"))}
+    assert states[running.id].state == monitor_pb2.RETRAINING_STATE_FAILED
+    assert states[running.id].reason == "interrupted: the Monitor stopped during it"
+    assert states[done.id].state == monitor_pb2.RETRAINING_STATE_REJECTED and not candidate.exists()

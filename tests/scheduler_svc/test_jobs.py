@@ -3,6 +3,8 @@ registered recipe, ended by the watcher; and the statuses bad requests get."""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +175,23 @@ def test_the_mesh_shutting_down_stops_its_running_jobs(parts, iris_model):
     scheduler.stop(0, remove_replicas=True)  # as MLAAS_STOP_REPLICAS_ON_EXIT does
     process = psutil.Process(int(job.handle)) if psutil.pid_exists(int(job.handle)) else None
     assert process is None or process.status() == psutil.STATUS_ZOMBIE
+
+
+def test_the_jobs_directory_is_swept_of_what_nobody_will_read(parts):
+    """A job's directory goes once its record has (the retention after the job ended), and so
+    do files left in the jobs directory that long: a succeeded job's model, which its caller was
+    to read and remove, and a candidate a Monitor wrote before it died, are not kept forever."""
+    scheduler = parts.start(retention_seconds=60)
+    jobs_dir = parts.settings.jobs_dir
+    old = time.time() - 3_600
+    forgotten, young = jobs_dir / "j-000000000000-0123abcd", jobs_dir / "j-111111111111-4567ef01"
+    left = jobs_dir / "r-000000000000-candidate-89ab.onnx"
+    for directory in (forgotten, young):
+        directory.mkdir()
+        (directory / "model.onnx").write_bytes(b"onnx")
+    left.write_bytes(b"onnx")
+    for path in (forgotten, left):
+        os.utime(path, (old, old))
+    scheduler.servicer._jobs.sweep(time.time())
+    assert not forgotten.exists() and not left.exists()
+    assert (young / "model.onnx").is_file()  # just made: its record may be on its way

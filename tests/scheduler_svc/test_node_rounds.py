@@ -61,6 +61,8 @@ def test_a_round_runs_on_its_deployments_node_only_and_waits_there_for_room(stri
     plan = S.NodeRound(deployment_id=deployment.id, confidence=0.95)
     job = client.run_node_round("sea", plan)
     assert job.state == S.JOB_STATE_PENDING and job.node == "node-a" and "node-a" in job.reason
+    with pytest.raises(FailedPrecondition, match=f"has a round on its node already \\({job.id}\\): one at a time"):
+        client.run_node_round("sea", plan)  # pending rounds cannot pile up
     time.sleep(1.5)  # the job watcher ran several times, and node-b has room for it: it waits
     waiting = client.training_job(job.id)
     assert waiting.state == S.JOB_STATE_PENDING and waiting.node == "node-a" and not waiting.handle
@@ -133,3 +135,21 @@ def test_under_auth_a_round_on_a_tenants_node_is_its_own_or_the_monitors(parts, 
         # iris has no labels on node-a: the job says so, and nothing is left running
         with pytest.raises(FailedPrecondition, match="0 labels after 0 on this node: too few to retrain"):
             monitor.wait_training_job(job.id, timeout=120)
+
+
+def test_a_failed_round_says_why_without_a_word_of_the_nodes_data(strict_sea, parts):
+    """A job's exception may quote a label or a row (scikit-learn names the one class it found):
+    a round's log stays on the node, and the mesh gets only the note the job chose."""
+    client, deployment = strict_sea
+    X, _ = sea(300, 3, np.random.default_rng(5))
+    store = LabelStore(Path(parts.runtime_env["MLAAS_DATA_DIR"]) / "node" / f"{deployment.id}.sqlite3")
+    ids = [f"s-{i}" for i in range(len(X))]
+    store.add_predictions(deployment.id, ids, 1, X.astype(np.float64), ["0"] * len(X))
+    store.add_labels(deployment.id, [(i, "SECRET-LABEL-XYZ") for i in ids])
+    store.close()
+    first = 1_000  # the labels kept by the fixture come first; these are all one (secret) class
+    job = client.run_node_round("sea", S.NodeRound(deployment_id=deployment.id, since_label=first, confidence=0.9))
+    with pytest.raises(FailedPrecondition, match="the round failed with ValueError; its log stays on this node") as err:
+        client.wait_training_job(job.id, timeout=120)
+    assert "SECRET" not in str(err.value)
+    assert "SECRET" not in client.training_job(job.id).reason
