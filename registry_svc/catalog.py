@@ -89,6 +89,9 @@ class Caller:
     maintainer: bool = False
     # A runtime's or training job's credential: it reads this one NAME:VERSION and nothing else.
     only: str = ""
+    # A training job's: a round on a node fits a private or federated recipe's shared steps on
+    # the model's reference data (the scheduler starts those only for the model's owner).
+    reads_reference: bool = False
 
     def may_read_sql(self) -> tuple[str, list]:
         if self.only:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import grpc
 
 from mlaas.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from mlaas.services.auth import MINTED_ROLES, MONITOR, Authenticator
+from mlaas.services.auth import MINTED_ROLES, MONITOR, TRAINER, Authenticator
 from mlaas.services.servicing import maps_errors
 from mlaas.v1 import registry_pb2, registry_pb2_grpc, types_pb2
 from registry_svc.artifacts import CHUNK_BYTES, ArtifactStore
@@ -54,6 +54,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             unrestricted=not self._auth.enabled,
             maintainer=self._auth.is_role(identity.tenant, MONITOR),
             only=identity.model if identity.role in MINTED_ROLES else "",
+            reads_reference=identity.role == TRAINER,
         )
 
     def RegisterModel(self, request_iterator, context):
@@ -169,7 +170,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         if request.kind == registry_pb2.ARTIFACT_KIND_REFERENCE_DATA:
             # Reference data is the owner's data (a retrained version's is recent production
             # inputs): other tenants see its row count, never its rows, even of a public model.
-            if caller.tenant != model.owner and not (caller.unrestricted or caller.maintainer):
+            if caller.tenant != model.owner and not (
+                caller.unrestricted or caller.maintainer or caller.reads_reference
+            ):
                 name = f"{model.description.name}:{model.version}"
                 raise PermissionDenied(f"the reference data of {name} is its owner's")
             if not model.reference_data.sha256:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import secrets
 import shutil
 import stat
@@ -51,7 +52,12 @@ DEFAULT_TRAIN = types_pb2.Resources(cpu_millicores=1000, memory_bytes=1 << 30)
 LIVE = (S.JOB_STATE_RUNNING, S.JOB_STATE_PENDING)
 MAX_RESULT_BYTES = 64 << 10  # counts, two scores and a sentence
 MAX_NOTE_BYTES = 1 << 10
+PRIVATE_FIT_MEMORY = 384 << 20  # what a private fit's second Python (diffprivlib's) needs on top
+ENDED = "ended meanwhile"  # a pending job cancelled while it was being placed
 SWEEP_SECONDS = 60.0
+JOB_DIRECTORY = re.compile(r"j-[0-9a-f]{12}-[0-9a-f]{32}")
+# The Monitor's inputs and candidates (monitor_svc/retrainer.py names them)
+MONITOR_FILE = re.compile(r"r-[0-9a-f]{12}-(challenger|final|candidate)-[0-9a-f]{32}\.(npz|onnx)")
 
 
 def _now() -> Timestamp:
@@ -123,6 +129,24 @@ class JobStore:
             raise NotFound(f"training job {job_id!r} not found")
         return scheduler_pb2.TrainingJob.FromString(raw)
 
+    def put_if(self, job: scheduler_pb2.TrainingJob, stored_state: int) -> bool:
+        """Writes a job that is new or still in `stored_state` in the store; False (nothing
+        written) once it moved on meanwhile, say cancelled while the watcher placed or started it."""
+        key = PREFIX + job.id
+        with self._redis.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                raw = pipe.get(key)
+                if raw is not None and scheduler_pb2.TrainingJob.FromString(raw).state != stored_state:
+                    return False
+                pipe.multi()
+                pipe.set(key, job.SerializeToString())
+                pipe.sadd(INDEX, job.id)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                return False
+
     def live(self) -> list[scheduler_pb2.TrainingJob]:
         """Running and pending jobs, oldest first."""
         ids = [i.decode() for i in self._redis.smembers(INDEX)]
@@ -182,6 +206,17 @@ class TrainingJobs:
             raise FailedPrecondition(
                 f"deployment {node_round.deployment_id} has a round on its node already ({holder}): one at a time"
             )
+        try:
+            return self._create(model, input_uri, tenant, node_round, node, job_id)
+        except Exception:  # the hold goes with the job (a job that got as far as its end let it go already)
+            if node_round is not None:
+                self._store.release_round(node_round.deployment_id, job_id)
+            raise
+
+    def _create(
+        self, model: types_pb2.ModelVersion, input_uri: str, tenant: str,
+        node_round: scheduler_pb2.NodeRound | None, node: str, job_id: str,
+    ) -> scheduler_pb2.TrainingJob:  # fmt: skip
         # Private to the job: a name nobody can guess, readable and writable by its owner only.
         job_dir = self.jobs_dir / f"{job_id}-{secrets.token_hex(16)}"
         job_dir.mkdir(mode=0o700)
@@ -195,12 +230,13 @@ class TrainingJobs:
                 input_path.write_text(json_format.MessageToJson(node_round))
         except Exception:
             shutil.rmtree(job_dir, ignore_errors=True)
-            if node_round is not None:
-                self._store.release_round(node_round.deployment_id, job_id)
             raise
-        resources = model.description.train_resources
+        resources = types_pb2.Resources()
+        resources.CopyFrom(model.description.train_resources)
         if not (resources.cpu_millicores or resources.memory_bytes):
-            resources = DEFAULT_TRAIN
+            resources.CopyFrom(DEFAULT_TRAIN)
+        if node_round is not None and node_round.epsilon:  # the DP environment's Python, beside the job's
+            resources.memory_bytes += PRIVATE_FIT_MEMORY
         job = S.TrainingJob(
             id=job_id,
             model=types_pb2.ModelRef(name=model.description.name, version=model.version),
@@ -227,13 +263,20 @@ class TrainingJobs:
         mode = S.PLACEMENT_MODE_STRICT if job.node else S.PLACEMENT_MODE_OPEN
         sizing = S.Deployment(resources=job.resources, mode=mode, node=job.node, replicas=1)
 
-        def record(nodes: tuple[str, ...]) -> scheduler_pb2.TrainingJob:
-            job.node, job.state, job.reason = nodes[0], S.JOB_STATE_RUNNING, ""
-            self._store.put(job)  # under the placement lock: its resources count from now on
+        def record(nodes: tuple[str, ...]) -> scheduler_pb2.TrainingJob | None:
+            running = S.TrainingJob()
+            running.CopyFrom(job)
+            running.node, running.state, running.reason = nodes[0], S.JOB_STATE_RUNNING, ""
+            # under the placement lock: its resources count from now on; unless it was cancelled
+            if not self._store.put_if(running, S.JOB_STATE_PENDING):
+                return None
+            job.CopyFrom(running)
             return job
 
         placement, placed = self._placer.place(sizing, 1, record)
-        return "" if placed is not None else placement.reason
+        if placed is not None:
+            return ""
+        return ENDED if placement.placed else placement.reason
 
     def _start(self, job: scheduler_pb2.TrainingJob) -> None:
         private = Path(job.output_uri.removeprefix("file://")).parent
@@ -251,7 +294,8 @@ class TrainingJobs:
             self._finish(job, S.JOB_STATE_FAILED, f"the backend could not start it: {err}")
             raise
         job.handle = started.handle
-        self._store.put(job)
+        if not self._store.put_if(job, S.JOB_STATE_RUNNING):  # cancelled while it started: it goes
+            self._backend.delete(ReplicaStatus(job.id, "", True, handle=job.handle), grace_seconds=5)
 
     def node_store(self, deployment_id: str) -> str | None:
         return self._backend.node_store(deployment_id)
@@ -297,18 +341,18 @@ class TrainingJobs:
             self._backend.delete(status)  # its container or process; what it said is in the record
 
     def sweep(self, now: float) -> None:
-        """Removes what nobody will read any more: a job's directory once its record is gone (the
-        retention after it ended), and files callers left in the jobs directory that long ago
-        (inputs never submitted, a Monitor's candidate when it died mid-round). A succeeded job's
-        model stays for its caller until then."""
+        """Removes what nobody will read any more, and nothing else of what the jobs directory may
+        hold: a job's directory once its record is gone (the retention after it ended: a
+        succeeded job's model stays for its caller until then), and a Monitor's files left that
+        long (it died mid-round)."""
         for path in self.jobs_dir.iterdir():
             try:
                 if now - path.lstat().st_mtime < self._store.retention:
                     continue  # a directory just made, its record not written yet, is young too
-                if path.is_dir() and not path.is_symlink():
-                    if not self._store.exists("-".join(path.name.split("-")[:2])):
+                if JOB_DIRECTORY.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
+                    if not self._store.exists(path.name[: len("j-") + 12]):
                         shutil.rmtree(path, ignore_errors=True)
-                else:
+                elif MONITOR_FILE.fullmatch(path.name):
                     path.unlink()
             except OSError:
                 continue
@@ -321,9 +365,9 @@ class TrainingJobs:
         if not refused:
             with contextlib.suppress(Exception):  # FAILED with the backend's reason; the others go on
                 self._start(job)
-        elif refused != job.reason:
+        elif refused != ENDED and refused != job.reason:
             job.reason = refused
-            self._store.put(job)
+            self._store.put_if(job, S.JOB_STATE_PENDING)
 
     def _failure(self, job: scheduler_pb2.TrainingJob, status: ReplicaStatus) -> str:
         """What a failed job said: its last log lines, except for a round on a STRICT node, whose
@@ -336,7 +380,12 @@ class TrainingJobs:
             with open(note, "rb") as file:
                 return file.read(MAX_NOTE_BYTES).decode(errors="replace").strip()
         except OSError:
-            return f"its log stays on node {job.node}"
+            killed = (
+                "killed: over its train_resources.memory, or stopped by the operator; "
+                if status.exit_code == -9
+                else ""
+            )
+            return f"{killed}its log stays on node {job.node}"
 
     def _read_output(self, job: scheduler_pb2.TrainingJob) -> str:
         """'' when the job left what it owes (its model; a round its result, and its model if the

@@ -318,6 +318,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             why := federated_recipe_problem(model.description.recipe)
         ):
             raise FailedPrecondition(f"{format_ref(deployment.model)} cannot be retrained federated: {why}")
+        if (plan.epsilon or plan.parameters_only) and self._auth.enabled and deployment.tenant != model.owner:
+            raise FailedPrecondition(
+                f"a private or federated round reads {format_ref(deployment.model)}'s reference data onto the node, "
+                "and that data is its owner's: only a deployment of the owner's own model has one"
+            )
         return self._jobs.run(model, request.input_uri, tenant, node_round=plan, node=deployment.node)
 
     def _job(self, context, job_id: str) -> scheduler_pb2.TrainingJob:

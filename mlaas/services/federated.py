@@ -71,10 +71,11 @@ def average(recipe: types_pb2.TrainingRecipe, sites: list[tuple[dict[str, np.nda
 
     averaged, shared = LINEAR[recipe.steps[-1].estimator]
     first = sites[0][0]
-    for parameters, _ in sites:
-        for name in shared:
+    for site, (parameters, _) in enumerate(sites, start=1):
+        for name in shared:  # the message names no value: a class is a label of a site's
             if not np.array_equal(parameters[name], first[name]):
-                raise ValueError(f"the sites disagree on {name} ({parameters[name]} vs {first[name]}): cannot average")
+                raise ValueError(f"site {site} has other {name} than site 1 ({parameters[name].size} vs "
+                                 f"{first[name].size}): every site must have seen every class to average")  # fmt: skip
         for name in averaged:
             if parameters[name].shape != first[name].shape:
                 raise ValueError(f"the sites' {name} have different shapes: cannot average")

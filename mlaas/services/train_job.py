@@ -34,6 +34,7 @@ import numpy as np
 from google.protobuf import json_format
 
 from mlaas.client import RegistryClient
+from mlaas.errors import MlaasError
 from mlaas.export import sklearn_to_onnx
 from mlaas.recipes import build_pipeline
 from mlaas.services.federated import local_parameters
@@ -202,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
             return fit_given(registry, args.model, args.input, args.output)
         try:
             return round_on_node(registry, args.model, args.round, args.node_store, args.result, args.output)
+        except MlaasError as err:  # the mesh's own (the registry's refusals): no data of the node's
+            traceback.print_exc()
+            return refuse(args.result, f"the round failed: {err}")
         except Exception as err:  # its message may quote the node's data: it stays in the log, here
             traceback.print_exc()
             return refuse(args.result, f"the round failed with {type(err).__name__}; its log stays on this node")

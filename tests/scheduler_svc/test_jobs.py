@@ -179,19 +179,23 @@ def test_the_mesh_shutting_down_stops_its_running_jobs(parts, iris_model):
 
 def test_the_jobs_directory_is_swept_of_what_nobody_will_read(parts):
     """A job's directory goes once its record has (the retention after the job ended), and so
-    do files left in the jobs directory that long: a succeeded job's model, which its caller was
-    to read and remove, and a candidate a Monitor wrote before it died, are not kept forever."""
+    does a candidate a Monitor wrote before it died; a succeeded job's model, which its caller was
+    to read and remove, is not kept forever. Nothing else there is touched: MLAAS_JOBS_DIR may be
+    pointed at a directory that holds more."""
     scheduler = parts.start(retention_seconds=60)
     jobs_dir = parts.settings.jobs_dir
     old = time.time() - 3_600
-    forgotten, young = jobs_dir / "j-000000000000-0123abcd", jobs_dir / "j-111111111111-4567ef01"
-    left = jobs_dir / "r-000000000000-candidate-89ab.onnx"
-    for directory in (forgotten, young):
+    forgotten, young = jobs_dir / f"j-{'0' * 12}-{'a' * 32}", jobs_dir / f"j-{'1' * 12}-{'b' * 32}"
+    left = jobs_dir / f"r-{'0' * 12}-candidate-{'c' * 32}.onnx"
+    others = [jobs_dir / "artifacts", jobs_dir / "mesh.key", jobs_dir / "tenant-input.npz"]
+    for directory in (forgotten, young, others[0]):
         directory.mkdir()
         (directory / "model.onnx").write_bytes(b"onnx")
-    left.write_bytes(b"onnx")
-    for path in (forgotten, left):
+    for path in (left, *others[1:]):
+        path.write_bytes(b"bytes")
+    for path in (forgotten, left, *others):
         os.utime(path, (old, old))
     scheduler.servicer._jobs.sweep(time.time())
     assert not forgotten.exists() and not left.exists()
     assert (young / "model.onnx").is_file()  # just made: its record may be on its way
+    assert all(path.exists() for path in others) and (others[0] / "model.onnx").is_file()

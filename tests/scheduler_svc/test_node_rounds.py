@@ -130,6 +130,9 @@ def test_under_auth_a_round_on_a_tenants_node_is_its_own_or_the_monitors(parts, 
     with SchedulerClient(address, identities.token("beta")) as beta, pytest.raises(NotFound, match="not found"):
         beta.run_node_round("iris", plan)
     with SchedulerClient(address, identities.token(MONITOR)) as monitor:
+        private = S.NodeRound(deployment_id=deployment.id, confidence=0.9, epsilon=1.0)
+        with pytest.raises(FailedPrecondition, match="reference data onto the node, and that data is its owner's"):
+            monitor.run_node_round("iris", private)  # iris is not alpha's: its reference rows stay off alpha's node
         job = monitor.run_node_round("iris", plan)
         assert job.node == "node-a" and job.tenant == MONITOR
         # iris has no labels on node-a: the job says so, and nothing is left running

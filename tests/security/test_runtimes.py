@@ -21,7 +21,7 @@ from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference, InferenceClient, build_request
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
-from mlaas.v1 import monitor_pb2, node_pb2, types_pb2
+from mlaas.v1 import monitor_pb2, node_pb2, scheduler_pb2, types_pb2
 from tests.security.conftest import TOKENS
 
 
@@ -252,3 +252,53 @@ def test_one_tenant_cannot_hold_all_of_a_bulk_workers_calls(mesh, models, deploy
         list(stream)
     with mesh.scheduler_as("beta") as beta_scheduler:
         beta_scheduler.decommission(deployment.id)
+
+
+def test_a_private_round_reads_onto_a_node_only_the_reference_data_of_the_nodes_owner(mesh, models):
+    """A private round fits its shared steps on the model's reference data, on the node: it runs
+    for the owner's deployment of its own model (the job's credential may read that data). The
+    other tenant cannot start one on its deployment of alpha's public model, whose reference data
+    would otherwise land on beta's node (nor can the Monitor: tests/scheduler_svc/test_node_rounds.py)."""
+    X = models
+    plan = scheduler_pb2.NodeRound(confidence=0.5, epsilon=5.0)
+    with mesh.scheduler_as("alpha") as scheduler:
+        node = scheduler.nodes()[0].name
+        mine = scheduler.wait_ready(scheduler.deploy("alpha-secret", strict_node=node).id)
+        try:
+            ids = [f"p-{i}" for i in range(len(X))]
+            with DeploymentInference(scheduler, mine.id, TOKENS["alpha"]) as runtime:
+                assert all(r.error == "" for r in runtime.stream(({"X": X[i : i + 1]} for i in range(len(X))), ids))
+                runtime.report_labels([(i, str(label)) for i, label in zip(ids, models_labels(), strict=True)])
+            store = mesh.data_dir / "node" / f"{mine.id}.sqlite3"
+            deadline = time.monotonic() + 30
+            while _matched(store) < len(X):  # the predictions reach the node's store as they drain
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            plan.deployment_id = mine.id
+            done = scheduler.wait_training_job(scheduler.run_node_round("alpha-secret", plan).id, timeout=180)
+            assert done.round_result.epsilon_spent == pytest.approx(5.0) and done.node == node
+        finally:
+            scheduler.decommission(mine.id)
+    with mesh.scheduler_as("beta") as scheduler:
+        theirs = scheduler.wait_ready(scheduler.deploy("alpha-shared", strict_node=node).id)
+        try:
+            plan.deployment_id = theirs.id
+            with pytest.raises(errors.PermissionDenied, match="only the owner of alpha-shared may train it"):
+                scheduler.run_node_round("alpha-shared", plan)
+        finally:
+            scheduler.decommission(theirs.id)
+
+
+def models_labels() -> np.ndarray:
+    from sklearn.datasets import load_iris
+
+    return load_iris(return_X_y=True)[1]
+
+
+def _matched(store) -> int:
+    import sqlite3
+
+    if not store.exists():
+        return 0
+    with sqlite3.connect(store) as db:
+        return db.execute("SELECT COUNT(matched) FROM labels").fetchone()[0]
