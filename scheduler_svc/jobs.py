@@ -52,7 +52,9 @@ DEFAULT_TRAIN = types_pb2.Resources(cpu_millicores=1000, memory_bytes=1 << 30)
 LIVE = (S.JOB_STATE_RUNNING, S.JOB_STATE_PENDING)
 MAX_RESULT_BYTES = 64 << 10  # counts, two scores and a sentence
 MAX_NOTE_BYTES = 1 << 10
-PRIVATE_FIT_MEMORY = 384 << 20  # what a private fit's second Python (diffprivlib's) needs on top
+# What a round on a node needs on top of its model's train resources (a fit's): ONNX Runtime to
+# judge, and for a private fit diffprivlib's Python beside the job's.
+ROUND_MEMORY, PRIVATE_FIT_MEMORY = 256 << 20, 384 << 20
 ENDED = "ended meanwhile"  # a pending job cancelled while it was being placed
 SWEEP_SECONDS = 60.0
 JOB_DIRECTORY = re.compile(r"j-[0-9a-f]{12}-[0-9a-f]{32}")
@@ -235,8 +237,8 @@ class TrainingJobs:
         resources.CopyFrom(model.description.train_resources)
         if not (resources.cpu_millicores or resources.memory_bytes):
             resources.CopyFrom(DEFAULT_TRAIN)
-        if node_round is not None and node_round.epsilon:  # the DP environment's Python, beside the job's
-            resources.memory_bytes += PRIVATE_FIT_MEMORY
+        if node_round is not None:  # it runs both models with ONNX Runtime besides the fit
+            resources.memory_bytes += ROUND_MEMORY + (PRIVATE_FIT_MEMORY if node_round.epsilon else 0)
         job = S.TrainingJob(
             id=job_id,
             model=types_pb2.ModelRef(name=model.description.name, version=model.version),

@@ -61,6 +61,7 @@ def test_a_round_runs_on_its_deployments_node_only_and_waits_there_for_room(stri
     plan = S.NodeRound(deployment_id=deployment.id, confidence=0.95)
     job = client.run_node_round("sea", plan)
     assert job.state == S.JOB_STATE_PENDING and job.node == "node-a" and "node-a" in job.reason
+    assert job.resources.memory_bytes == TRAIN.memory_bytes + (256 << 20)  # a fit's, and ONNX Runtime to judge
     with pytest.raises(FailedPrecondition, match=f"has a round on its node already \\({job.id}\\): one at a time"):
         client.run_node_round("sea", plan)  # pending rounds cannot pile up
     time.sleep(1.5)  # the job watcher ran several times, and node-b has room for it: it waits
