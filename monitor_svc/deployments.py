@@ -135,7 +135,7 @@ class DeploymentMonitors:
         if monitor.retraining_unavailable():
             self._round_finished(deployment_id, False)
             return
-        sites = self._federation(monitor, seen - due.since) if policy.federation else ()
+        sites, members = self._federation(monitor, seen - due.since) if policy.federation else ((), ())
         learnt: dict[str, int] = {}  # the Retrainer fills it when a federated round rolls out
 
         def done(rolled_out: bool) -> None:
@@ -146,27 +146,30 @@ class DeploymentMonitors:
         job = Job(
             deployment_id, monitor.context, self._triggers.get(deployment_id, ""), due.since, due.unseen_after,
             policy.challenger_confidence, due.follow_up, strict=monitor.strict,
-            epsilon=policy.privacy_epsilon, budget=policy.privacy_budget, federation=policy.federation,
-            sites=sites, learnt=learnt, done=done,
+            epsilon=policy.privacy_epsilon, budget=policy.privacy_budget,
+            federation=self._store.federation_of(deployment_id) if policy.federation else "",
+            sites=sites, members=members, learnt=learnt, done=done,
         )  # fmt: skip
         self._retrainer.submit(job)
 
-    def _federation(self, monitor: DeploymentMonitor, labels: int) -> tuple[Site, ...]:
-        """The other sites of the deployment's federation that serve the same version on a STRICT
-        node: each learns from as many of its own latest labels as the trigger has since its
-        change, none its serving version learnt from."""
-        sites = []
+    def _federation(self, monitor: DeploymentMonitor, labels: int) -> tuple[tuple[Site, ...], tuple[str, ...]]:
+        """(the other sites that take part, every other member the new version rolls out to): the
+        members of the deployment's federation that serve the same version on a STRICT node. A
+        site takes part once it has `min_labels` labels its version never learnt from, and learns
+        from as many of its latest as the trigger has since its change."""
+        sites, members = [], []
         for member in self._store.federation_members(monitor.deployment_id)[1:]:
             other = self._monitors.get(member)
             if other is None or not other.strict or other.context.version != monitor.context.version:
                 continue
             if other.context.name != monitor.context.name:
                 continue
+            members.append(member)
             with self._lock:
                 learnt, latest = self._learnt.get(member, 0), self._labels_seen.get(member, 0)
-            if latest - learnt >= monitor.policy.min_labels:  # a site takes part once it has new labels
+            if latest - learnt >= monitor.policy.min_labels:
                 sites.append(Site(member, since_label=max(learnt, latest - labels), unseen_after=learnt))
-        return tuple(sites)
+        return tuple(sites), tuple(members)
 
     def _round_finished(self, deployment_id: str, rolled_out: bool) -> None:
         with self._lock:

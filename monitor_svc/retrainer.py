@@ -87,16 +87,17 @@ class Job:
     strict: bool = False  # retrained on the deployment's node, from the data kept there
     epsilon: float = 0.0  # differential privacy for the fit (0: off), charged to the ledger
     budget: float = 0.0  # the ledger's total
-    federation: str = ""  # retrained with the other `sites` of this federation
-    sites: tuple[Site, ...] = ()
+    federation: str = ""  # retrained with the other `sites` of this federation (its owner/name)
+    sites: tuple[Site, ...] = ()  # the other deployments that take part in a federated round
+    members: tuple[str, ...] = ()  # and every other one of the federation it rolls out to
     # deployment -> the last label number its new version learnt from (filled when it rolls out)
     learnt: dict[str, int] = field(default_factory=dict)
     done: Callable[[bool], None] = lambda rolled_out: None  # told whether it rolled out
 
     @property
     def deployments(self) -> list[str]:
-        """Those the round rolls out to: the deployment, and its federation's other sites."""
-        return [self.deployment_id, *(site.deployment_id for site in self.sites)]
+        """Those the round rolls out to: the deployment, and its federation's other members."""
+        return [self.deployment_id, *self.members]
 
 
 def _stamp() -> Timestamp:
@@ -125,8 +126,8 @@ class Retrainer(threading.Thread):
         self._token = token
         self._jobs: queue.Queue[tuple[Job, monitor_pb2.Retraining] | None] = queue.Queue()
         self._running: set[threading.Thread] = set()
-        # One round of a federation at a time, by its members (a name is only unique per owner).
-        self._federations: dict[frozenset[str], threading.Lock] = {}
+        # One round of a federation at a time (by owner and name: its members may differ by round).
+        self._federations: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def submit(self, job: Job) -> monitor_pb2.Retraining:
@@ -190,7 +191,7 @@ class Retrainer(threading.Thread):
         if not job.federation:
             return contextlib.nullcontext()
         with self._lock:
-            return self._federations.setdefault(frozenset(job.deployments), threading.Lock())
+            return self._federations.setdefault(job.federation, threading.Lock())
 
     def _save(self, record: monitor_pb2.Retraining) -> None:
         self._store.put_retraining(record.id, record.deployment_id, record.SerializeToString())
@@ -276,7 +277,7 @@ class Retrainer(threading.Thread):
                         unseen_after=site.unseen_after, confidence=job.confidence)
             for site in sites
         ]  # fmt: skip
-        record.federated_deployments[:] = job.deployments
+        record.federated_deployments[:] = [site.deployment_id for site in sites]
         record.state = M.RETRAINING_STATE_TRAINING
         self._save(record)
         reference = context.reference.astype(np.float32)
@@ -291,7 +292,8 @@ class Retrainer(threading.Thread):
             parameters = [(p, j.round_result.training_samples) for p, j in fitted]
             for plan, (_, finished) in zip(plans, fitted, strict=True):
                 plan.until_label = finished.round_result.until_label  # the judging step's labels too
-            record.trained_on = f"federation {job.federation} ({', '.join(j.node for _, j in fitted)})"
+            name = job.federation.split("/", 1)[-1]
+            record.trained_on = f"federation {name} ({', '.join(j.node for _, j in fitted)})"
             averaged = assemble(context.recipe, reference, average(context.recipe, parameters))
             candidate = sklearn_to_onnx(averaged, reference[:1])
             record.state = M.RETRAINING_STATE_EVALUATING

@@ -164,6 +164,14 @@ class MonitorStore(LabelStore):
             statement = ("DELETE FROM federations WHERE deployment = ?", (deployment,))
         self._write(lambda db: db.execute(*statement))
 
+    def federation_of(self, deployment: str) -> str:
+        """The deployment's federation as owner and name ("owner/name"); "" if it is in none."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT tenant, name FROM federations WHERE deployment = ?", (deployment,)
+            ).fetchone()
+        return f"{row[0]}/{row[1]}" if row else ""
+
     def federation_members(self, deployment: str) -> list[str]:
         """The deployments in the same owner's federation as this one (itself first); [] if none."""
         with self._lock:
