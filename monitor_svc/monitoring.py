@@ -36,6 +36,7 @@ from monitor_svc.detectors import Alarm
 from monitor_svc.detectors.error_rate import ErrorRateDetector
 from monitor_svc.detectors.histogram import HistogramTest
 from monitor_svc.detectors.scan import CATEGORICAL, NUMERIC, WINDOWS, DriftScan
+from monitor_svc.store import budget_refusal
 
 M = monitor_pb2
 HOLD_WINDOWS = 4
@@ -277,9 +278,4 @@ class DeploymentMonitor:
             return f"federation is set, but the recipe cannot be retrained federated: {problem}"
         if epsilon and (problem := private_recipe_problem(self.context.recipe)):
             return f"privacy_epsilon is set, but the recipe cannot be fitted with differential privacy: {problem}"
-        if epsilon and self.privacy_spent + epsilon > budget * (1 + 1e-9):
-            return (
-                f"privacy budget: {self.privacy_spent:g} of {budget:g} spent, and a round spends {epsilon:g}; "
-                "no more retraining with this budget"
-            )
-        return ""
+        return budget_refusal(self.privacy_spent, epsilon, budget) if epsilon else ""

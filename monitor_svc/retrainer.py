@@ -45,7 +45,7 @@ from mlaas.services.rounds import decide, first_output, mcnemar, metric_name, ru
 from mlaas.v1 import monitor_pb2, scheduler_pb2, types_pb2
 from monitor_svc.changes import Changes
 from monitor_svc.monitoring import ModelContext
-from monitor_svc.store import MonitorStore
+from monitor_svc.store import MonitorStore, budget_refusal
 
 log = logging.getLogger(__name__)
 M, S = monitor_pb2, scheduler_pb2
@@ -56,14 +56,6 @@ HELD_OUT = "held-out recent"
 
 def job_state(job: scheduler_pb2.TrainingJob) -> str:
     return S.JobState.Name(job.state).removeprefix("JOB_STATE_")
-
-
-def privacy_refusal(store: MonitorStore, job: Job) -> str:
-    spent = store.privacy_spent(job.deployment_id)
-    return (
-        f"privacy budget: {spent:g} of {job.budget:g} spent, and a round spends {job.epsilon:g}; "
-        "no more retraining with this budget"
-    )
 
 
 @dataclass(frozen=True)
@@ -244,7 +236,8 @@ class Retrainer(threading.Thread):
         if job.epsilon:
             spent = self._store.spend_privacy(job.deployment_id, record.id, job.epsilon, job.budget)
             if spent is None:  # checked before the round was due too; the ledger has the last word
-                self._finish(record, M.RETRAINING_STATE_REJECTED, privacy_refusal(self._store, job))
+                spent_before = self._store.privacy_spent(job.deployment_id)
+                self._finish(record, M.RETRAINING_STATE_REJECTED, budget_refusal(spent_before, job.epsilon, job.budget))
                 return
         context = job.context
         plan = S.NodeRound(

@@ -49,6 +49,17 @@ CREATE TABLE IF NOT EXISTS privacy_ledger (
 """
 
 
+def budget_refusal(spent: float, epsilon: float, budget: float) -> str:
+    """'' when a round spending `epsilon` fits the privacy budget after `spent`, else why not (a
+    rounding error's worth over is not over)."""
+    if spent + epsilon <= budget * (1 + 1e-9):
+        return ""
+    return (
+        f"privacy budget: {spent:g} of {budget:g} spent, and a round spends {epsilon:g}; "
+        "no more retraining with this budget"
+    )
+
+
 class MonitorStore(LabelStore):
     def __init__(self, path: Path, keep_predictions: int = 50_000, unmatched_label_seconds: float = 86_400.0):
         super().__init__(path, keep_predictions, unmatched_label_seconds, SCHEMA)
@@ -136,7 +147,7 @@ class MonitorStore(LabelStore):
             total = db.execute(
                 "SELECT COALESCE(SUM(epsilon), 0) FROM privacy_ledger WHERE deployment = ?", (deployment,)
             ).fetchone()[0]
-            if total + epsilon <= budget * (1 + 1e-9):
+            if not budget_refusal(total, epsilon, budget):
                 db.execute(
                     "INSERT INTO privacy_ledger (deployment, retraining, epsilon, time) VALUES (?, ?, ?, ?)",
                     (deployment, retraining_id, epsilon, time.time()),
