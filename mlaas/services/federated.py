@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlaas.recipes import build_pipeline
-from mlaas.services.private_fit import PUBLIC_STEPS
+from mlaas.services.private_fit import PUBLIC_STEPS, before_final, shared_start
 from mlaas.v1 import types_pb2
 
 # The averaged arrays of each linear estimator, and those that must be the same at every site.
@@ -44,23 +43,14 @@ def federated_recipe_problem(recipe: types_pb2.TrainingRecipe) -> str:
     return ""
 
 
-def _shared_start(recipe: types_pb2.TrainingRecipe, reference: np.ndarray):
-    """The recipe's pipeline with its steps before the final estimator fitted on the reference rows."""
-    pipeline = build_pipeline(recipe)
-    for _, step in pipeline.steps[:-1]:
-        reference = step.fit_transform(reference)
-    return pipeline
-
-
 def local_parameters(
     recipe: types_pb2.TrainingRecipe, X: np.ndarray, y: np.ndarray, reference: np.ndarray
 ) -> dict[str, np.ndarray]:
     """One site's fit: the final estimator's arrays, fitted on rows as the shared steps transform them."""
     if problem := federated_recipe_problem(recipe):
         raise ValueError(problem)
-    pipeline = _shared_start(recipe, reference)
-    rows = pipeline[:-1].transform(X) if len(pipeline) > 1 else X
-    final = pipeline.steps[-1][1].fit(rows, y)
+    pipeline = shared_start(recipe, reference)
+    final = pipeline.steps[-1][1].fit(before_final(pipeline, X), y)
     averaged, shared = LINEAR[recipe.steps[-1].estimator]
     return {name: np.asarray(getattr(final, name)) for name in (*averaged, *shared)}
 
@@ -85,7 +75,7 @@ def average(recipe: types_pb2.TrainingRecipe, sites: list[tuple[dict[str, np.nda
 
 def assemble(recipe: types_pb2.TrainingRecipe, reference: np.ndarray, parameters: dict[str, np.ndarray]):
     """The candidate: the shared steps, and the final estimator with the averaged arrays set."""
-    pipeline = _shared_start(recipe, reference)
+    pipeline = shared_start(recipe, reference)
     final = pipeline.steps[-1][1]
     for name, value in parameters.items():
         setattr(final, name, value)

@@ -58,16 +58,28 @@ def private_recipe_problem(recipe: types_pb2.TrainingRecipe) -> str:
     return ""
 
 
+def shared_start(recipe: types_pb2.TrainingRecipe, reference: np.ndarray):
+    """The recipe's pipeline with its steps before the final estimator fitted on the reference
+    rows (the owner's): where a private fit and every federated site start from."""
+    pipeline = build_pipeline(recipe)
+    for _, step in pipeline.steps[:-1]:
+        reference = step.fit_transform(reference)
+    return pipeline
+
+
+def before_final(pipeline, rows: np.ndarray) -> np.ndarray:
+    """Rows as the pipeline's steps before its final estimator transform them."""
+    return pipeline[:-1].transform(rows) if len(pipeline) > 1 else rows
+
+
 def fit_private(
     recipe: types_pb2.TrainingRecipe, X: np.ndarray, y: np.ndarray, reference: np.ndarray, epsilon: float
 ) -> tuple[object, float]:
     """(the recipe's pipeline fitted with differential privacy at `epsilon`, the epsilon spent)."""
     if problem := private_recipe_problem(recipe):
         raise ValueError(problem)
-    pipeline = build_pipeline(recipe)
-    for _, step in pipeline.steps[:-1]:  # on the owner's rows; the node's only pass through
-        reference = step.fit_transform(reference)
-        X = step.transform(X)
+    pipeline = shared_start(recipe, reference)  # on the owner's rows; the node's only pass through
+    X, reference = before_final(pipeline, X), before_final(pipeline, reference)
     final = recipe.steps[-1]
     with tempfile.TemporaryDirectory(prefix="dp-fit-") as work:
         directory = Path(work)
