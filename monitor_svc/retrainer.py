@@ -41,7 +41,7 @@ from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.errors import FailedPrecondition
 from mlaas.export import sklearn_to_onnx
 from mlaas.services.federated import assemble, average
-from mlaas.services.rounds import decide, first_output, mcnemar, metric_name, run_round, targets
+from mlaas.services.rounds import HELD_OUT, decide, first_output, mcnemar, metric_name, round_result, run_round, targets
 from mlaas.v1 import monitor_pb2, scheduler_pb2, types_pb2
 from monitor_svc.changes import Changes
 from monitor_svc.monitoring import ModelContext
@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 M, S = monitor_pb2, scheduler_pb2
 CHAMPION_ALIAS = "champion"
 MONITOR_SITE = "monitor"  # where an OPEN deployment's challengers are fitted
-HELD_OUT = "held-out recent"
 
 
 def job_state(job: scheduler_pb2.TrainingJob) -> str:
@@ -221,12 +220,9 @@ class Retrainer(threading.Thread):
             lambda X_fit, y_fit, name: self._fit(context, X_fit, y_fit, f"{record.id}-{name}"),
             job.confidence, job.follow_up, evaluating=evaluating,
         )  # fmt: skip
-        name, verdict = metric_name(context.task), outcome.verdict
-        result = S.RoundResult(
-            training_samples=outcome.training_samples, held_out_samples=outcome.held_out_samples,
-            champion=types_pb2.Metric(name=name, value=verdict.champion, dataset=HELD_OUT),
-            challenger=types_pb2.Metric(name=name, value=verdict.challenger, dataset=HELD_OUT),
-            better=verdict.roll_out, reason=verdict.reason,
+        result = round_result(
+            context.task, outcome.verdict, training_samples=outcome.training_samples,
+            held_out_samples=outcome.held_out_samples,
         )  # fmt: skip
         self._conclude(job, record, result, outcome.model, reference=X)
 
@@ -296,14 +292,11 @@ class Retrainer(threading.Thread):
         wins, losses = sum(r.wins for r in results), sum(r.losses for r in results)
         champion = sum(r.champion.value * r.held_out_samples for r in results) / max(held, 1)
         challenger = sum(r.challenger.value * r.held_out_samples for r in results) / max(held, 1)
-        verdict = decide(champion, challenger, held, mcnemar(wins, losses), job.confidence, job.follow_up)
-        name = metric_name(context.task)
-        result = S.RoundResult(
-            training_samples=sum(samples for _, samples in parameters), held_out_samples=held,
-            champion=types_pb2.Metric(name=name, value=champion, dataset=HELD_OUT),
-            challenger=types_pb2.Metric(name=name, value=challenger, dataset=HELD_OUT),
-            better=verdict.roll_out, reason=f"{verdict.reason}; pooled from {len(sites)} sites",
-        )  # fmt: skip
+        verdict = decide(champion, challenger, held, mcnemar(wins, losses), job.confidence, job.follow_up, wins, losses)
+        result = round_result(
+            context.task, verdict, training_samples=sum(samples for _, samples in parameters), held_out_samples=held
+        )
+        result.reason += f"; pooled from {len(sites)} sites"
         job.learnt.update({plan.deployment_id: plan.until_label for plan in plans})
         self._conclude(job, record, result, candidate if verdict.roll_out else None, reference=context.reference)
 

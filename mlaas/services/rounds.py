@@ -17,7 +17,9 @@ import numpy as np
 from scipy.stats import binomtest, wilcoxon
 
 from mlaas.recipes import build_pipeline
-from mlaas.v1 import types_pb2
+from mlaas.v1 import scheduler_pb2, types_pb2
+
+HELD_OUT = "held-out recent"  # the dataset a round's scores are on
 
 
 def targets(labels: list[str], classification: bool) -> np.ndarray:
@@ -125,6 +127,17 @@ def decide(
     else:
         better, reason = False, f"{scores}: not better at {confidence:.0%} confidence (p={p_value:.2g})"
     return Verdict(better, champion, challenger, p_value, reason, wins, losses)
+
+
+def round_result(task: int, verdict: Verdict, **counts) -> scheduler_pb2.RoundResult:
+    """What a round reports (to the Monitor, from a node): the verdict's scores and counts, and
+    `counts` (training_samples, held_out_samples, epsilon_spent)."""
+    name = metric_name(task)
+    return scheduler_pb2.RoundResult(
+        champion=types_pb2.Metric(name=name, value=verdict.champion, dataset=HELD_OUT),
+        challenger=types_pb2.Metric(name=name, value=verdict.challenger, dataset=HELD_OUT),
+        better=verdict.roll_out, reason=verdict.reason, wins=verdict.wins, losses=verdict.losses, **counts,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from mlaas.services.label_store import LabelStore
 from mlaas.services.private_files import private_by_default
 from mlaas.services.private_fit import fit_private
 from mlaas.services.round_files import CANDIDATE, FAILURE_NOTE, PARAMETERS
-from mlaas.services.rounds import first_output, holdout_split, judge, metric_name, run_round, targets
+from mlaas.services.rounds import first_output, holdout_split, judge, round_result, run_round, targets
 from mlaas.v1 import registry_pb2, scheduler_pb2, types_pb2
 
 
@@ -120,19 +120,6 @@ def _reference(registry: RegistryClient, model: str, work: Path) -> np.ndarray:
     return reference.reshape(reference.shape[0], -1)
 
 
-def _metrics(task: int, summary: scheduler_pb2.RoundResult, verdict) -> scheduler_pb2.RoundResult:
-    name = metric_name(task)
-    summary.champion.CopyFrom(types_pb2.Metric(name=name, value=verdict.champion, dataset="held-out recent"))
-    summary.challenger.CopyFrom(types_pb2.Metric(name=name, value=verdict.challenger, dataset="held-out recent"))
-    summary.better, summary.reason, summary.wins, summary.losses = (
-        verdict.roll_out,
-        verdict.reason,
-        verdict.wins,
-        verdict.losses,
-    )
-    return summary
-
-
 def whole_round(description, plan, X, y, unseen_from, champion: Path, registry, model: str, output: Path):
     """Fit, judge and, if better, the model to roll out (this node's deployment alone)."""
     reference = _reference(registry, model, output.parent) if plan.epsilon else None
@@ -153,11 +140,10 @@ def whole_round(description, plan, X, y, unseen_from, champion: Path, registry, 
     )  # fmt: skip
     if outcome.model is not None:
         write_atomically(output, outcome.model)
-    summary = scheduler_pb2.RoundResult(
-        training_samples=outcome.training_samples, held_out_samples=outcome.held_out_samples,
-        epsilon_spent=sum(spent),
+    return round_result(
+        description.task, outcome.verdict, training_samples=outcome.training_samples,
+        held_out_samples=outcome.held_out_samples, epsilon_spent=sum(spent),
     )  # fmt: skip
-    return _metrics(description.task, summary, outcome.verdict)
 
 
 def federated_fit(description, X, y, unseen_from: int, reference: np.ndarray, work: Path):
@@ -178,8 +164,7 @@ def federated_judge(description, X, y, unseen_from: int, champion: Path, candida
         description.task, y[held], first_output(champion, X[held]).astype(y.dtype),
         first_output(candidate, X[held]).astype(y.dtype), confidence=0.5,
     )  # fmt: skip
-    summary = scheduler_pb2.RoundResult(held_out_samples=len(held))
-    return _metrics(description.task, summary, verdict)
+    return round_result(description.task, verdict, held_out_samples=len(held))
 
 
 def main(argv: list[str] | None = None) -> int:
