@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from inference_svc.access import DeploymentAccess, RuntimeAccessInterceptor, RuntimeRules, own_tenant, scheduler_check
 from inference_svc.catalog import Catalog
 from inference_svc.cores import LongCalls
+from inference_svc.credentials import RuntimeCredentials
 from inference_svc.dataplane import DataPlane
 from inference_svc.feedback import FeedbackSink, FeedbackTap
 from inference_svc.limits import TenantCalls
@@ -99,10 +100,16 @@ class Worker:
         log.info("worker %d stopped", self.settings.worker_index)
 
 
-def _monitor(settings: RuntimeSettings) -> MonitorConnection | None:
+def _credentials(settings: RuntimeSettings) -> RuntimeCredentials:
+    """The runtime's token, for the version of the model it starts with."""
+    version = parse_ref(settings.models[0]).version if settings.models else 0
+    return RuntimeCredentials(settings.registry_token, version)
+
+
+def _monitor(settings: RuntimeSettings, credentials: RuntimeCredentials) -> MonitorConnection | None:
     if not (settings.monitor_address and settings.deployment_id):
         return None
-    return MonitorConnection(settings.monitor_address, settings.registry_token)
+    return MonitorConnection(settings.monitor_address, credentials)
 
 
 def _node_labels(settings: RuntimeSettings) -> NodeLabels | None:
@@ -143,15 +150,16 @@ def build_worker(settings: RuntimeSettings, long_calls: LongCalls | None = None)
     """One worker; `long_calls` is shared by the runtime's workers (cores.py)."""
     authenticator = Authenticator.for_server(settings.server)
     metrics = RuntimeMetrics()
-    repository = ModelRepository(settings, metrics, long_calls)
-    monitor, node_labels = _monitor(settings), _node_labels(settings)
+    credentials = _credentials(settings)
+    repository = ModelRepository(settings, metrics, long_calls, credentials)
+    monitor, node_labels = _monitor(settings, credentials), _node_labels(settings)
     sink = _sink(settings, monitor, node_labels)
     feedback = FeedbackTap(
         settings.feedback_capacity, sink, dropped_metric=metrics.feedback_dropped,
         budget_bytes=settings.feedback_budget_bytes,
     )  # fmt: skip
     siblings = [f"127.0.0.1:{p}" for i, p in enumerate(settings.control_ports) if i != settings.worker_index]
-    catalog = Catalog(settings, repository, siblings)
+    catalog = Catalog(settings, repository, siblings, credentials, node_labels)
     plane = DataPlane(settings, repository, feedback, metrics)
     rules = _rules(settings, authenticator)
     interceptors = [] if rules is None else [AioAuthInterceptor(authenticator), RuntimeAccessInterceptor(rules)]

@@ -10,12 +10,16 @@ from collections.abc import Sequence
 
 import grpc
 
+from inference_svc.credentials import RuntimeCredentials
+from inference_svc.node_labels import NodeLabels
 from inference_svc.repository import ModelRepository
 from inference_svc.settings import RuntimeSettings
 from inference_svc.signature import TensorInfo
 from mlaas.errors import InvalidArgument, NotFound, PermissionDenied, from_rpc_error
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
+from mlaas.refs import parse_ref
+from mlaas.services.auth import CREDENTIAL_PARAMETER
 
 SERVER_NAME = "mlaas-inference"
 EXTENSIONS = ["model_repository", "model_configuration", "statistics", "binary_tensor_data", "parameters", "data_uri"]
@@ -32,9 +36,14 @@ _TRITON_TYPES = {
 
 
 class Catalog:
-    def __init__(self, settings: RuntimeSettings, repository: ModelRepository, siblings: Sequence[str] = ()):
+    def __init__(
+        self, settings: RuntimeSettings, repository: ModelRepository, siblings: Sequence[str] = (),
+        credentials: RuntimeCredentials | None = None, node_labels: NodeLabels | None = None,
+    ):  # fmt: skip
         self._settings = settings
         self._repo = repository
+        self._credentials = credentials
+        self._node_labels = node_labels  # a STRICT deployment's: it counts the served version's labels
         self._siblings = list(siblings)  # the other workers' control addresses
         self._sibling_channels: dict[str, grpc.aio.Channel] = {}  # opened at first use, on the worker's loop
         self.draining = False
@@ -128,22 +137,40 @@ class Catalog:
 
     # -- repository changes ---------------------------------------------------------------------
 
-    async def load(self, name: str, uri: str, caller: Sequence[tuple[str, str]], from_sibling: bool = False) -> None:
+    async def load(
+        self, name: str, uri: str, caller: Sequence[tuple[str, str]], from_sibling: bool = False, credential: str = ""
+    ) -> None:
         """Loads a registry reference `name` (or, on a standalone runtime, `uri` as `name`) on
         every worker. `caller`: the caller's authorization metadata, which each worker checks
-        again; `from_sibling`: the change is a sibling worker's repeat, done here only."""
+        again; `from_sibling`: the change is a sibling worker's repeat, done here only.
+
+        On a deployment's runtime this is the scheduler's hot version swap: `credential` is the
+        one minted for `name` (NAME:VERSION); the new version is fetched with it, loaded and
+        warmed beside the old one, then takes the requests that arrive from then on, while those
+        the old one holds finish on it (repository.py)."""
         if not name:
             raise InvalidArgument("model_name is required: a registry reference NAME[:VERSION|@ALIAS]")
         if uri and self._settings.managed:
             raise PermissionDenied("a deployment's runtime loads models from the registry only, not by uri")
+        if credential:
+            if not self._settings.managed or self._credentials is None:
+                raise InvalidArgument(f"{CREDENTIAL_PARAMETER} is for a deployment's runtime, which this one is not")
+            version = parse_ref(name).version
+            if not version:
+                raise InvalidArgument(f"a credential is minted for one version: load NAME:VERSION, not {name!r}")
+            self._credentials.add(version, credential)
         if uri:
             await self._repo.load_uri(name, uri, confined=True)
         else:
-            await self._repo.load_ref(name)
+            loaded = await self._repo.load_ref(name)
+            if self._node_labels is not None:
+                self._node_labels.serve(int(loaded.version))
         if not from_sibling:
             request = oip.RepositoryModelLoadRequest(model_name=name)
             if uri:
                 request.parameters["uri"].string_param = uri
+            if credential:
+                request.parameters[CREDENTIAL_PARAMETER].string_param = credential
             await self._repeat_on_siblings("RepositoryModelLoad", request, caller)
 
     async def unload(self, name: str, caller: Sequence[tuple[str, str]], from_sibling: bool = False) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from inference_svc.credentials import RuntimeCredentials
 from inference_svc.feedback import FeedbackRecord
 from mlaas.client import bearer_metadata
 from mlaas.inference_client import label_ids
@@ -45,20 +46,31 @@ def to_message(deployment_id: str, records: list[FeedbackRecord], dropped: int) 
     return message
 
 
+def version_of(message: monitor_pb2.IngestFeedbackRequest) -> int:
+    """The model version a message of one version reports on (0 if it names none)."""
+    for part in (message.records, message.summaries, message.label_summaries):
+        if part:
+            return part[0].model_version
+    return 0
+
+
 class MonitorConnection:
     """IngestFeedback calls to the Monitor, over a channel opened on the worker's own event loop
-    at first use (shared by the record and the summary sinks)."""
+    at first use (shared by the record and the summary sinks), each with the credential of the
+    version it reports on (credentials.py)."""
 
-    def __init__(self, address: str, token: str | None = None):
+    def __init__(self, address: str, credentials: RuntimeCredentials):
         self._address = address
-        self._metadata = bearer_metadata(token)
+        self._credentials = credentials
         self._stub: monitor_pb2_grpc.MonitorServiceStub | None = None
 
     async def ingest(self, message: monitor_pb2.IngestFeedbackRequest) -> None:
+        """Sends a message that reports on one model version."""
         if self._stub is None:
             # TLS as the environment says (MLAAS_TLS_CA...), which the scheduler passes on.
             self._stub = monitor_pb2_grpc.MonitorServiceStub(aio_channel(self._address))
-        await self._stub.IngestFeedback(iter([message]), metadata=self._metadata, timeout=30)
+        metadata = bearer_metadata(self._credentials.for_version(version_of(message)))
+        await self._stub.IngestFeedback(iter([message]), metadata=metadata, timeout=30)
 
 
 class MonitorSink:
@@ -67,4 +79,8 @@ class MonitorSink:
         self._deployment_id = deployment_id
 
     async def send(self, records: list[FeedbackRecord], dropped: int) -> None:
-        await self._monitor.ingest(to_message(self._deployment_id, records, dropped))
+        """One message per model version (a batch spans a hot swap now and then)."""
+        versions = list(dict.fromkeys(r.version for r in records)) or [""]
+        for i, version in enumerate(versions):
+            batch = [r for r in records if r.version == version]
+            await self._monitor.ingest(to_message(self._deployment_id, batch, dropped if i == 0 else 0))

@@ -104,6 +104,10 @@ class NodeLabels:
     def close(self) -> None:
         self._store.close()
 
+    def serve(self, version: int) -> None:
+        """The runtime serves `version` now (a hot swap): its labels are the ones counted."""
+        self._version = version
+
     def add_predictions(self, records: list[FeedbackRecord]) -> None:
         """Keeps answered requests' rows (blocking: run it on a thread)."""
         for record in records:

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 from inference_svc.batcher import BatchPolicy, DynamicBatcher
 from inference_svc.cores import LongCalls
+from inference_svc.credentials import RuntimeCredentials
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.session import OnnxModel
 from inference_svc.settings import RuntimeSettings
@@ -44,8 +45,12 @@ def _sha256(path: Path) -> str:
 
 
 class ModelRepository:
-    def __init__(self, settings: RuntimeSettings, metrics: RuntimeMetrics, long_calls: LongCalls | None = None):
+    def __init__(
+        self, settings: RuntimeSettings, metrics: RuntimeMetrics, long_calls: LongCalls | None = None,
+        credentials: RuntimeCredentials | None = None,
+    ):  # fmt: skip
         self._settings = settings
+        self._credentials = credentials or RuntimeCredentials(settings.registry_token)
         self._metrics = metrics
         self._long_calls = long_calls  # shared with the runtime's other workers
         self._models: dict[str, LoadedModel] = {}
@@ -78,7 +83,7 @@ class ModelRepository:
 
         if not self._settings.registry_address:
             raise FailedPrecondition("no registry configured (--registry or MLAAS_REGISTRY_ADDR)")
-        with RegistryClient(self._settings.registry_address, self._settings.registry_token) as registry:
+        with RegistryClient(self._settings.registry_address, self._credentials.current) as registry:
             model = registry.get(ref)
             sha = model.artifact.sha256
             path = self._settings.cache_dir / f"{sha}.onnx"

@@ -1,14 +1,15 @@
 """Scale and UpdateDeployment as one convergence: an UPDATING deployment wants `replicas`
 replicas of version `model.version`.
 
-On a backend whose platform rolls a replica itself (Kubernetes), serving replicas move to the new
-version in place first, behind their unchanged endpoints. Otherwise new replicas start beside the
-old ones (a surge), the endpoints switch only once they all serve,
-and the old or surplus replicas drain last (SIGTERM: each finishes what it has in flight and
-tells stream clients to reconnect), so there is never a moment without a ready replica. Running
-it again after a crash is safe: ready replicas of the target version are kept, half-started ones
-are replaced. If the new replicas cannot be placed or never serve, the deployment goes back to
-what it was serving, with the reason in its events.
+Serving replicas of another version first swap to the target version inside their processes
+(swap.py: seconds, no new process, no endpoint change). On a backend whose platform rolls a
+replica itself (Kubernetes), they move to the new version in place instead, behind their
+unchanged endpoints. What is still missing then starts beside the old ones (a surge), the
+endpoints switch only once they all serve, and the old or surplus replicas drain last (SIGTERM:
+each finishes what it has in flight and tells stream clients to reconnect), so there is never a
+moment without a ready replica. Running it again after a crash is safe: ready replicas of the
+target version are kept, half-started ones are replaced. If the new replicas cannot be placed or
+never serve, the deployment goes back to what it was serving, with the reason in its events.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from scheduler_svc.lifecycle import Lifecycle, ready_or_cached
 from scheduler_svc.placer import Placer
 from scheduler_svc.replicas import Replicas, new_replica, publish_endpoints
 from scheduler_svc.store import DeploymentStore
+from scheduler_svc.swap import VersionSwap
 
 log = logging.getLogger(__name__)
 S = scheduler_pb2
@@ -45,8 +47,10 @@ def _serve_from(deployment: scheduler_pb2.Deployment, replica_ids: Collection[st
 
 class Rollout:
     def __init__(
-        self, store: DeploymentStore, replicas: Replicas, placer: Placer, lifecycle: Lifecycle, lock_seconds: float
-    ):
+        self, store: DeploymentStore, replicas: Replicas, placer: Placer, lifecycle: Lifecycle, lock_seconds: float,
+        swap: VersionSwap,
+    ):  # fmt: skip
+        self._swap = swap
         self._store = store
         self._replicas = replicas
         self._placer = placer
@@ -70,6 +74,8 @@ class Rollout:
         if half_started:  # left by a rollout that was interrupted
             self._replicas.remove(half_started)
             d = self._store.update(d.id, lambda x: _without(x, {r.id for r in half_started}), only_from=UPDATING)
+        if not rolls_in_place(self._replicas.backend):
+            d = self._swap_in_place(d)
         if rolls_in_place(self._replicas.backend):
             problem = self._roll_in_place(d)
             if problem:
@@ -102,6 +108,27 @@ class Rollout:
 
         d = self._store.update(d.id, settle, ready_or_cached, done, only_from=UPDATING)
         self._lifecycle.reshare(d, old_versions)
+
+    def _swap_in_place(self, d: scheduler_pb2.Deployment) -> scheduler_pb2.Deployment:
+        """Serving replicas of other versions (up to the wanted number) swap to the target version
+        in their processes; the surge below then starts only what did not."""
+        target = d.model.version
+        serving_target = sum(1 for r in d.replica_status if r.ready and r.model_version == target)
+        swapping = [r for r in d.replica_status if r.ready and r.model_version != target]
+        swapping = swapping[: max(d.replicas - serving_target, 0)]
+        if not swapping:
+            return d
+        swapped = self._swap.swap(d, swapping, target)
+        if not swapped:
+            return d
+
+        def record(x: scheduler_pb2.Deployment) -> None:
+            for replica in x.replica_status:
+                if replica.id in swapped:
+                    replica.model_version = target
+
+        detail = f"swapped {len(swapped)} replica(s) to version {target} in place"
+        return self._store.update(d.id, record, detail=detail, only_from=UPDATING)
 
     def _roll_in_place(self, d: scheduler_pb2.Deployment) -> str | None:
         """On a backend that rolls replicas itself, serving replicas of other versions (up to the

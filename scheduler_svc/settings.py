@@ -48,6 +48,8 @@ class SchedulerSettings:
     data_dir: Path
     redis_url: str = setting("MLAAS_REDIS_URL", "redis://127.0.0.1:6379/0")
     registry_address: str = setting("MLAAS_REGISTRY_ADDR", "127.0.0.1:50051")
+    # The scheduler's own token (its role's), for the runtimes' repositories (hot version swaps).
+    token: str | None = setting("MLAAS_TOKEN", None, parse=str)
     nodes: list[Node] = field(default_factory=this_machine)  # MLAAS_NODES, parse_nodes
     placement_workers: int = setting("MLAAS_PLACEMENT_WORKERS", 2)
     # A request that fits nowhere (or not on its STRICT node) waits this long, then FAILS.

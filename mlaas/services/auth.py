@@ -43,6 +43,9 @@ ROLES = FILE_ROLES + MINTED_ROLES
 # Health checks stay open so that load balancers and orchestrators can probe without a token.
 PUBLIC_METHOD_PREFIXES = ("/grpc.health.v1.Health/",)
 SCOPED_PREFIX = "mlaas-scoped."
+# The RepositoryModelLoad parameter that hands a deployment's runtime the credential minted for
+# the version it is asked to load (the scheduler's hot version swap).
+CREDENTIAL_PARAMETER = "mlaas_credential"
 
 
 @dataclass(frozen=True)

@@ -254,6 +254,44 @@ def test_one_tenant_cannot_hold_all_of_a_bulk_workers_calls(mesh, models, deploy
         beta_scheduler.decommission(deployment.id)
 
 
+def test_a_hot_swap_hands_the_runtime_the_new_versions_credential_and_no_more(mesh, models, deployed, iris_model):
+    """An owner's update swaps the version inside the running replica: it fetches version 2 with
+    the credential minted for version 2 (its own was for version 1 alone) and reports version 2's
+    feedback with it, which the Monitor takes. The credential comes only with the scheduler's
+    load: a tenant's load carrying one is refused like any tenant's load."""
+    X = models
+    _, _, y = iris_model
+    with mesh.registry_as("alpha") as alpha:
+        register_sklearn(alpha, LogisticRegression(max_iter=300).fit(X, y), "alpha-swap", X)
+    deployment = deployed("alpha", "alpha-swap")
+    with mesh.registry_as("alpha") as alpha:
+        register_sklearn(alpha, LogisticRegression(C=0.01, max_iter=300).fit(X, y), "alpha-swap", X)
+    with mesh.scheduler_as("alpha") as scheduler:
+        scheduler.update(deployment.id, "alpha-swap:2")
+        swapped = scheduler.wait_settled(deployment.id)
+    assert swapped.model.version == 2 and swapped.endpoints == deployment.endpoints
+    assert swapped.replica_status[0].handle == deployment.replica_status[0].handle  # the same process
+    with InferenceClient(swapped.endpoints[0], token=TOKENS["alpha"]) as runtime:
+        assert runtime.metadata("alpha-swap").versions == ["2"]
+        runtime.infer("alpha-swap", {"X": X[:3]})  # feedback of version 2
+    with MonitorClient(mesh.monitor, TOKENS["alpha"]) as monitor:
+        deadline = time.monotonic() + 30
+        while True:  # the runtime sends its records in the background
+            try:
+                if monitor.report(deployment.id).model_version == 2:
+                    break
+            except errors.NotFound:
+                pass
+            assert time.monotonic() < deadline, "version 2's feedback never reached the Monitor"
+            time.sleep(0.1)
+    with grpc.insecure_channel(swapped.endpoints[0]) as channel:
+        load = oip.RepositoryModelLoadRequest(model_name="alpha-swap:1")
+        load.parameters["mlaas_credential"].string_param = "mlaas-scoped.forged.00"
+        stub = oip_grpc.GRPCInferenceServiceStub(channel)
+        code, _ = _code(lambda: stub.RepositoryModelLoad(load, metadata=_metadata("alpha")))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+
+
 def test_a_private_round_reads_onto_a_node_only_the_reference_data_of_the_nodes_owner(mesh, models):
     """A private round fits its shared steps on the model's reference data, on the node: it runs
     for the owner's deployment of its own model (the job's credential may read that data). The
