@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry, Histogram
+
 from mlaas.client import SchedulerClient
 from mlaas.services.auth import Authenticator
 from mlaas.services.server import MeshServer, Service
@@ -46,13 +48,19 @@ def build_monitor(settings: MonitorSettings) -> Monitor:
     store = MonitorStore(settings.database_path, settings.keep_predictions, settings.unmatched_label_seconds)
     contexts = ContextLoader(settings.registry_address, settings.data_dir / "monitor-models", settings.token)
     changes = Changes()
+    metrics = CollectorRegistry()
+    stage_seconds = Histogram(
+        "mlaas_retraining_stage_seconds", "Seconds each stage of a rolled-out retraining took, after the one before",
+        ["stage"], registry=metrics, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300),
+    )  # fmt: skip
     retrainer = Retrainer(
-        store, settings.registry_address, settings.scheduler_address, settings.training_dir, changes, settings.token
-    )
+        store, settings.registry_address, settings.scheduler_address, settings.training_dir, changes, settings.token,
+        contexts, stage_seconds,
+    )  # fmt: skip
     scheduler = SchedulerClient(settings.scheduler_address, timeout=10)  # each caller's token per call
     access = DeploymentAccess(authenticator, scheduler_lookup(scheduler), own_token=settings.token)
     deployments = DeploymentMonitors(store, contexts, retrainer, changes)
     servicer = MonitorServicer(store, deployments, changes, access)
     service = Service(SERVICE_NAME, servicer, monitor_pb2_grpc.add_MonitorServiceServicer_to_server)
-    server = MeshServer("monitor", settings.server, [service], authenticator)
+    server = MeshServer("monitor", settings.server, [service], authenticator, metrics_registry=metrics)
     return Monitor(server, servicer, deployments, retrainer, store)

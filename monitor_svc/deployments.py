@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 
 import numpy as np
 
@@ -41,7 +42,8 @@ class DeploymentMonitors:
         # Retraining series by deployment: they outlive a version (a rollout continues them).
         self._schedules: dict[str, RetrainSchedule] = {}
         self._labels_seen: dict[str, int] = {}  # the last matched-label number, by deployment
-        self._triggers: dict[str, str] = {}  # the performance event that started each series
+        # The performance event that started each series, and when it was raised.
+        self._triggers: dict[str, tuple[str, float]] = {}
         # The last label number each deployment's serving version learnt from in a federated round.
         self._learnt: dict[str, int] = {}
         self._dropped: collections.Counter[str] = collections.Counter()  # by deployment, since start
@@ -128,7 +130,7 @@ class DeploymentMonitors:
                 change, event_id = monitor.change
                 monitor.change = None
                 if schedule.on_alarm(change, seen):
-                    self._triggers[deployment_id] = event_id
+                    self._triggers[deployment_id] = (event_id, time.time())
             due = schedule.due(seen)
         if due is None:
             return
@@ -143,12 +145,13 @@ class DeploymentMonitors:
                 self._learnt.update(learnt)
             self._round_finished(deployment_id, rolled_out)
 
+        trigger, alarm_at = self._triggers.get(deployment_id, ("", 0.0))
         job = Job(
-            deployment_id, monitor.context, self._triggers.get(deployment_id, ""), due.since, due.unseen_after,
+            deployment_id, monitor.context, trigger, due.since, due.unseen_after,
             policy.challenger_confidence, due.follow_up, strict=monitor.strict,
             epsilon=policy.privacy_epsilon, budget=policy.privacy_budget,
             federation=self._store.federation_of(deployment_id) if policy.federation else "",
-            sites=sites, members=members, learnt=learnt, done=done,
+            sites=sites, members=members, learnt=learnt, done=done, alarm_at=alarm_at if not due.follow_up else 0.0,
         )  # fmt: skip
         self._retrainer.submit(job)
 

@@ -23,6 +23,7 @@ next round from it).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import queue
 import secrets
@@ -36,14 +37,17 @@ from pathlib import Path
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client import Histogram
 
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.errors import FailedPrecondition
 from mlaas.export import sklearn_to_onnx
 from mlaas.services.federated import assemble, average
 from mlaas.services.rounds import HELD_OUT, decide, first_output, mcnemar, metric_name, round_result, run_round, targets
+from mlaas.services.stages import durations, stage_time
 from mlaas.v1 import monitor_pb2, scheduler_pb2, types_pb2
 from monitor_svc.changes import Changes
+from monitor_svc.context import ContextLoader
 from monitor_svc.monitoring import ModelContext
 from monitor_svc.store import MonitorStore, budget_refusal
 
@@ -81,6 +85,7 @@ class Job:
     federation: str = ""  # retrained with the other `sites` of this federation (its owner/name)
     sites: tuple[Site, ...] = ()  # the other deployments that take part in a federated round
     members: tuple[str, ...] = ()  # and every other one of the federation it rolls out to
+    alarm_at: float = 0.0  # when the alarm that started the series was raised (seconds since the epoch)
     # deployment -> the last label number its new version learnt from (filled when it rolls out)
     learnt: dict[str, int] = field(default_factory=dict)
     done: Callable[[bool], None] = lambda rolled_out: None  # told whether it rolled out
@@ -106,8 +111,12 @@ class Retrainer(threading.Thread):
         jobs_dir: Path,
         changes: Changes,
         token: str | None = None,
+        contexts: ContextLoader | None = None,
+        stage_seconds: Histogram | None = None,
     ):
         super().__init__(name="retrainer", daemon=True)
+        self._contexts = contexts
+        self._stage_seconds = stage_seconds
         self._store = store
         self._registry = registry_address
         self._scheduler = scheduler_address
@@ -130,6 +139,9 @@ class Retrainer(threading.Thread):
             state=M.RETRAINING_STATE_PENDING,
             started_at=_stamp(),
         )
+        if job.alarm_at:
+            record.stages.append(stage_time("alarm", job.alarm_at))
+        record.stages.append(stage_time("due"))
         self._save(record)
         self._jobs.put((job, record))
         return record
@@ -194,12 +206,26 @@ class Retrainer(threading.Thread):
         self._save(record)
 
     def _retrain(self, job: Job, record: monitor_pb2.Retraining) -> None:
+        job = self._against_serving(job, record)
         if job.federation:
             self._retrain_federated(job, record)
         elif job.strict:
             self._retrain_on_node(job, record)
         else:
             self._retrain_here(job, record)
+
+    def _against_serving(self, job: Job, record: monitor_pb2.Retraining) -> Job:
+        """The round's champion is the version the deployment serves (once a rollout under way
+        settles), as the scheduler says: the Monitor's own view follows the feedback, which
+        reaches it only some time after a rollout, and a round judged against the version before
+        would let a worse challenger through and name the wrong parent."""
+        with SchedulerClient(self._scheduler, self._token) as scheduler:
+            serving = scheduler.wait_settled(job.deployment_id).model.version
+        if serving == job.context.version or self._contexts is None:
+            return job
+        record.parent_version = serving
+        self._save(record)
+        return dataclasses.replace(job, context=self._contexts.load(job.context.name, serving))
 
     def _retrain_here(self, job: Job, record: monitor_pb2.Retraining) -> None:
         """An OPEN deployment's round, on the labels the Monitor keeps (fits as training jobs)."""
@@ -217,7 +243,7 @@ class Retrainer(threading.Thread):
 
         outcome = run_round(
             context.task, X, y, unseen_from, lambda rows: first_output(context.artifact, rows),
-            lambda X_fit, y_fit, name: self._fit(context, X_fit, y_fit, f"{record.id}-{name}"),
+            lambda X_fit, y_fit, name: self._fit(context, X_fit, y_fit, name, record),
             job.confidence, job.follow_up, evaluating=evaluating,
         )  # fmt: skip
         result = round_result(
@@ -246,6 +272,7 @@ class Retrainer(threading.Thread):
             self._save(record)
             try:
                 finished = self._follow(scheduler, started, record)
+                self._add_stages(record, finished, "round")
                 result = finished.round_result
                 model = Path(finished.output_uri.removeprefix("file://")).read_bytes() if result.better else None
             finally:
@@ -355,23 +382,38 @@ class Retrainer(threading.Thread):
         record.champion_metrics.append(result.champion)
         record.challenger_metrics.append(result.challenger)
         record.training_samples, record.epsilon_spent = result.training_samples, result.epsilon_spent
+        record.stages.append(stage_time("judged"))
         self._save(record)
         if not result.better:
             self._finish(record, M.RETRAINING_STATE_REJECTED, result.reason)
             return
         version = self._register(job, record, model, reference, result.challenger.value)
         record.challenger_version = version
+        record.stages.append(stage_time("registered"))
         self._save(record)
         problem = self._roll_out(job, version)
         if problem:
             self._finish(record, M.RETRAINING_STATE_FAILED, problem)
             return
+        record.stages.append(stage_time("serving"))
         self._finish(record, M.RETRAINING_STATE_ROLLED_OUT, result.reason)
+        if self._stage_seconds is not None:
+            for stage, seconds in durations(record.stages):
+                self._stage_seconds.labels(stage).observe(seconds)
 
-    def _fit(self, context: ModelContext, X: np.ndarray, y: np.ndarray, name: str) -> bytes:
-        """The recipe fitted on (X, y) by a training job the scheduler places; ONNX bytes."""
+    @staticmethod
+    def _add_stages(record: monitor_pb2.Retraining, job: scheduler_pb2.TrainingJob, step: str) -> None:
+        """A finished job's stages, under the round's step that ran it."""
+        for stage in job.stages:
+            record.stages.add(stage=f"{step} {stage.stage}").at.CopyFrom(stage.at)
+
+    def _fit(
+        self, context: ModelContext, X: np.ndarray, y: np.ndarray, name: str, record: monitor_pb2.Retraining
+    ) -> bytes:
+        """The recipe fitted on (X, y) by a training job the scheduler places; ONNX bytes. The
+        job's stages join the round's, under `name` (challenger, final)."""
         # An unguessable name: the scheduler moves the file into the job's private directory.
-        data = self._jobs_dir / f"{name}-{secrets.token_hex(16)}.npz"
+        data = self._jobs_dir / f"{record.id}-{name}-{secrets.token_hex(16)}.npz"
         np.savez(data, X=X, y=y)
         job_dir = None
         try:
@@ -380,6 +422,7 @@ class Retrainer(threading.Thread):
                 started = scheduler.run_training_job(ref, f"file://{data}")
                 job_dir = Path(started.output_uri.removeprefix("file://")).parent
                 finished = scheduler.wait_training_job(started.id)
+            self._add_stages(record, finished, name)
             return Path(finished.output_uri.removeprefix("file://")).read_bytes()
         finally:
             data.unlink(missing_ok=True)  # if the scheduler refused it

@@ -36,7 +36,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from mlaas.refs import format_ref
 from mlaas.services.auth import TRAINER, MeshKey
-from mlaas.services.round_files import CANDIDATE, FAILURE_NOTE, PARAMETERS, ROUND_PLAN, ROUND_RESULT
+from mlaas.services.round_files import CANDIDATE, FAILURE_NOTE, PARAMETERS, ROUND_PLAN, ROUND_RESULT, STAGES
+from mlaas.services.stages import read_stages, stage_time
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.backends import Backend, JobSpec, ReplicaStatus
 from scheduler_svc.placer import Placer
@@ -269,6 +270,7 @@ class TrainingJobs:
             running = S.TrainingJob()
             running.CopyFrom(job)
             running.node, running.state, running.reason = nodes[0], S.JOB_STATE_RUNNING, ""
+            running.stages.append(stage_time("placed"))
             # under the placement lock: its resources count from now on; unless it was cancelled
             if not self._store.put_if(running, S.JOB_STATE_PENDING):
                 return None
@@ -296,6 +298,7 @@ class TrainingJobs:
             self._finish(job, S.JOB_STATE_FAILED, f"the backend could not start it: {err}")
             raise
         job.handle = started.handle
+        job.stages.append(stage_time("started"))
         if not self._store.put_if(job, S.JOB_STATE_RUNNING):  # cancelled while it started: it goes
             self._backend.delete(ReplicaStatus(job.id, "", True, handle=job.handle), grace_seconds=5)
 
@@ -417,6 +420,9 @@ class TrainingJobs:
     def _finish(self, job: scheduler_pb2.TrainingJob, state: int, reason: str) -> None:
         job.state, job.reason = state, reason
         job.finished_at.CopyFrom(_now())
+        if job.output_uri:  # what the job's program noted of its own stages
+            job.stages.extend(read_stages(Path(job.output_uri.removeprefix("file://")).with_name(STAGES)))
+        job.stages.append(stage_time("ended"))
         self._store.put(job)
         if job.HasField("node_round"):
             self._store.release_round(job.node_round.deployment_id, job.id)

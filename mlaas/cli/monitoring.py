@@ -13,6 +13,7 @@ from mlaas.cli.connect import tls_of
 from mlaas.cli.output import print_json, print_table
 from mlaas.client import MonitorClient, SchedulerClient
 from mlaas.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
+from mlaas.services.stages import durations
 from mlaas.v1 import monitor_pb2, scheduler_pb2
 
 M = monitor_pb2
@@ -116,14 +117,18 @@ def cmd_retrainings(args) -> None:
         print_json(found)
         return
     print_table(
-        ["ID", "STATE", "FROM", "TO", "TRAINED ON", "SAMPLES", "EPSILON", "CHAMPION", "CHALLENGER", "REASON"],
+        ["ID", "STATE", "FROM", "TO", "TRAINED ON", "SAMPLES", "EPSILON", "CHAMPION", "CHALLENGER", "TOOK", "REASON"],
         [[r.id, M.RetrainingState.Name(r.state).removeprefix("RETRAINING_STATE_"), r.parent_version,
           r.challenger_version or "-", r.trained_on or "-", r.training_samples or "-",
           f"{r.epsilon_spent:g}" if r.epsilon_spent else "-",
           f"{r.champion_metrics[0].value:.4f}" if r.champion_metrics else "-",
-          f"{r.challenger_metrics[0].value:.4f}" if r.challenger_metrics else "-", r.reason or "-"]
+          f"{r.challenger_metrics[0].value:.4f}" if r.challenger_metrics else "-",
+          f"{sum(s for _, s in durations(r.stages)):.2f}s" if len(r.stages) > 1 else "-", r.reason or "-"]
          for r in found],
     )  # fmt: skip
+    if args.stages:
+        for r in found:
+            print(f"\n{r.id}: " + ", ".join(f"{stage} +{seconds:.2f}s" for stage, seconds in durations(r.stages)))
 
 
 def cmd_demo(args) -> None:
@@ -180,6 +185,9 @@ def add_parsers(commands, common: argparse.ArgumentParser) -> None:
 
     retrainings = commands.add_parser("retrainings", parents=[common], help="a deployment's retrainings")
     retrainings.add_argument("deployment")
+    retrainings.add_argument(
+        "--stages", action="store_true", help="each stage of each round, in seconds after the one before"
+    )
     retrainings.set_defaults(run=cmd_retrainings)
 
     demo = commands.add_parser("demo", parents=[common], help="run a scenario against a running mesh")

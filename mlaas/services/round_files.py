@@ -8,3 +8,5 @@ PARAMETERS = "parameters.npz"  # a federated fitting step's arrays
 # Why a round failed, in words the job chose (counts and ids, never the node's data): its log,
 # which may quote a label or a row in an exception, stays on the node.
 FAILURE_NOTE = "failure.txt"
+# When the job's program was ready and when it fitted and exported (stages.py), for any job.
+STAGES = "stages.json"

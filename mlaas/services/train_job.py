@@ -41,8 +41,9 @@ from mlaas.services.federated import local_parameters
 from mlaas.services.label_store import LabelStore
 from mlaas.services.private_files import private_by_default
 from mlaas.services.private_fit import fit_private
-from mlaas.services.round_files import CANDIDATE, FAILURE_NOTE, PARAMETERS
+from mlaas.services.round_files import CANDIDATE, FAILURE_NOTE, PARAMETERS, STAGES
 from mlaas.services.rounds import first_output, holdout_split, judge, round_result, run_round, targets
+from mlaas.services.stages import StageClock
 from mlaas.v1 import registry_pb2, scheduler_pb2, types_pb2
 
 
@@ -52,7 +53,7 @@ def write_atomically(path: Path, data: bytes) -> None:
     partial.replace(path)
 
 
-def fit_given(registry: RegistryClient, model: str, data_path: Path, output: Path) -> int:
+def fit_given(registry: RegistryClient, model: str, data_path: Path, output: Path, clock: StageClock) -> int:
     recipe = registry.get(model).description.recipe
     if not recipe.steps:
         print(f"{model} has no training recipe", file=sys.stderr)
@@ -62,14 +63,18 @@ def fit_given(registry: RegistryClient, model: str, data_path: Path, output: Pat
             print(f"{data_path} must hold the arrays X and y; it has {sorted(data.files)}", file=sys.stderr)
             return 2
         X, y = data["X"].astype(np.float32), data["y"]
-    write_atomically(output, sklearn_to_onnx(build_pipeline(recipe).fit(X, y), X[:1]))
+    fitted = build_pipeline(recipe).fit(X, y)
+    clock.mark("fitted")
+    write_atomically(output, sklearn_to_onnx(fitted, X[:1]))
+    clock.mark("exported")
     print(f"fitted {model}'s recipe on {len(X)} rows -> {output}")
     return 0
 
 
 def round_on_node(
-    registry: RegistryClient, model: str, plan_path: Path, store_path: Path, result: Path, output: Path
-) -> int:
+    registry: RegistryClient, model: str, plan_path: Path, store_path: Path, result: Path, output: Path,
+    clock: StageClock,
+) -> int:  # fmt: skip
     """A round (or one step of a federated round) on the labels this node keeps; only the
     RoundResult, and the model or the parameters, are written for the mesh."""
     plan = json_format.Parse(plan_path.read_text(), scheduler_pb2.NodeRound())
@@ -97,7 +102,7 @@ def round_on_node(
     elif plan.judge_candidate:
         summary = federated_judge(description, X, y, unseen_from, champion, plan_path.with_name(CANDIDATE))
     else:
-        summary = whole_round(description, plan, X, y, unseen_from, champion, registry, model, output)
+        summary = whole_round(description, plan, X, y, unseen_from, champion, registry, model, output, clock)
     summary.until_label = labeled[-1].number
     write_atomically(result, json_format.MessageToJson(summary).encode())
     print(f"round on {len(labeled)} labels of {plan.deployment_id}: {summary.reason or 'parameters written'}")
@@ -120,17 +125,23 @@ def _reference(registry: RegistryClient, model: str, work: Path) -> np.ndarray:
     return reference.reshape(reference.shape[0], -1)
 
 
-def whole_round(description, plan, X, y, unseen_from, champion: Path, registry, model: str, output: Path):
+def whole_round(
+    description, plan, X, y, unseen_from, champion: Path, registry, model: str, output: Path, clock: StageClock
+):
     """Fit, judge and, if better, the model to roll out (this node's deployment alone)."""
     reference = _reference(registry, model, output.parent) if plan.epsilon else None
     spent = []
 
-    def fit(X_fit: np.ndarray, y_fit: np.ndarray, _: str) -> bytes:
-        if not plan.epsilon:
-            return sklearn_to_onnx(build_pipeline(description.recipe).fit(X_fit, y_fit), X_fit[:1])
-        fitted, epsilon = fit_private(description.recipe, X_fit, y_fit, reference, plan.epsilon)
-        spent.append(epsilon)
-        return sklearn_to_onnx(fitted, X_fit[:1])
+    def fit(X_fit: np.ndarray, y_fit: np.ndarray, name: str) -> bytes:
+        if plan.epsilon:
+            fitted, epsilon = fit_private(description.recipe, X_fit, y_fit, reference, plan.epsilon)
+            spent.append(epsilon)
+        else:
+            fitted = build_pipeline(description.recipe).fit(X_fit, y_fit)
+        clock.mark(f"{name} fitted")
+        exported = sklearn_to_onnx(fitted, X_fit[:1])
+        clock.mark(f"{name} exported")
+        return exported
 
     # A private challenger rolls out as it was fitted: fitting it again on all rows would spend
     # the epsilon twice.
@@ -183,11 +194,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.round and not (args.node_store and args.result):
         parser.error("--round needs --node-store and --result")
     private_by_default()  # the model it writes is its owner's
+    clock = StageClock()
+    clock.mark("ready")
+    try:
+        return run(args, clock)
+    finally:
+        clock.write(args.output.with_name(STAGES))
+
+
+def run(args: argparse.Namespace, clock: StageClock) -> int:
     with RegistryClient(args.registry, os.environ.get("MLAAS_TOKEN") or None) as registry:
         if args.input:
-            return fit_given(registry, args.model, args.input, args.output)
+            return fit_given(registry, args.model, args.input, args.output, clock)
         try:
-            return round_on_node(registry, args.model, args.round, args.node_store, args.result, args.output)
+            return round_on_node(registry, args.model, args.round, args.node_store, args.result, args.output, clock)
         except MlaasError as err:  # the mesh's own (the registry's refusals): no data of the node's
             traceback.print_exc()
             return refuse(args.result, f"the round failed: {err}")

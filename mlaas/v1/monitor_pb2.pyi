@@ -314,7 +314,7 @@ class GetPolicyResponse(_message.Message):
     def __init__(self, policy: _Optional[_Union[MonitorPolicy, _Mapping]] = ...) -> None: ...
 
 class Retraining(_message.Message):
-    __slots__ = ("id", "deployment_id", "trigger_event_id", "parent_version", "challenger_version", "state", "champion_metrics", "challenger_metrics", "reason", "started_at", "finished_at", "trained_on", "training_samples", "epsilon_spent", "federated_deployments")
+    __slots__ = ("id", "deployment_id", "trigger_event_id", "parent_version", "challenger_version", "state", "champion_metrics", "challenger_metrics", "reason", "started_at", "finished_at", "trained_on", "training_samples", "epsilon_spent", "federated_deployments", "stages")
     ID_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -330,6 +330,7 @@ class Retraining(_message.Message):
     TRAINING_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
     FEDERATED_DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
     id: str
     deployment_id: str
     trigger_event_id: str
@@ -345,7 +346,8 @@ class Retraining(_message.Message):
     training_samples: int
     epsilon_spent: float
     federated_deployments: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., trigger_event_id: _Optional[str] = ..., parent_version: _Optional[int] = ..., challenger_version: _Optional[int] = ..., state: _Optional[_Union[RetrainingState, str]] = ..., champion_metrics: _Optional[_Iterable[_Union[_types_pb2.Metric, _Mapping]]] = ..., challenger_metrics: _Optional[_Iterable[_Union[_types_pb2.Metric, _Mapping]]] = ..., reason: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trained_on: _Optional[str] = ..., training_samples: _Optional[int] = ..., epsilon_spent: _Optional[float] = ..., federated_deployments: _Optional[_Iterable[str]] = ...) -> None: ...
+    stages: _containers.RepeatedCompositeFieldContainer[_types_pb2.StageTime]
+    def __init__(self, id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., trigger_event_id: _Optional[str] = ..., parent_version: _Optional[int] = ..., challenger_version: _Optional[int] = ..., state: _Optional[_Union[RetrainingState, str]] = ..., champion_metrics: _Optional[_Iterable[_Union[_types_pb2.Metric, _Mapping]]] = ..., challenger_metrics: _Optional[_Iterable[_Union[_types_pb2.Metric, _Mapping]]] = ..., reason: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trained_on: _Optional[str] = ..., training_samples: _Optional[int] = ..., epsilon_spent: _Optional[float] = ..., federated_deployments: _Optional[_Iterable[str]] = ..., stages: _Optional[_Iterable[_Union[_types_pb2.StageTime, _Mapping]]] = ...) -> None: ...
 
 class ListRetrainingsRequest(_message.Message):
     __slots__ = ("deployment_id",)

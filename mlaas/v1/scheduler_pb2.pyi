@@ -57,7 +57,7 @@ DEPLOYMENT_STATE_DESTROYED: DeploymentState
 DEPLOYMENT_STATE_UPDATING: DeploymentState
 
 class TrainingJob(_message.Message):
-    __slots__ = ("id", "model", "input_uri", "output_uri", "node", "resources", "state", "reason", "tenant", "created_at", "finished_at", "handle", "deadline", "node_round", "round_result")
+    __slots__ = ("id", "model", "input_uri", "output_uri", "node", "resources", "state", "reason", "tenant", "created_at", "finished_at", "handle", "deadline", "node_round", "round_result", "stages")
     ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_URI_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,7 @@ class TrainingJob(_message.Message):
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     NODE_ROUND_FIELD_NUMBER: _ClassVar[int]
     ROUND_RESULT_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
     id: str
     model: _types_pb2.ModelRef
     input_uri: str
@@ -88,7 +89,8 @@ class TrainingJob(_message.Message):
     deadline: _timestamp_pb2.Timestamp
     node_round: NodeRound
     round_result: RoundResult
-    def __init__(self, id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., input_uri: _Optional[str] = ..., output_uri: _Optional[str] = ..., node: _Optional[str] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., reason: _Optional[str] = ..., tenant: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., handle: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node_round: _Optional[_Union[NodeRound, _Mapping]] = ..., round_result: _Optional[_Union[RoundResult, _Mapping]] = ...) -> None: ...
+    stages: _containers.RepeatedCompositeFieldContainer[_types_pb2.StageTime]
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., input_uri: _Optional[str] = ..., output_uri: _Optional[str] = ..., node: _Optional[str] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., reason: _Optional[str] = ..., tenant: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., handle: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node_round: _Optional[_Union[NodeRound, _Mapping]] = ..., round_result: _Optional[_Union[RoundResult, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[_types_pb2.StageTime, _Mapping]]] = ...) -> None: ...
 
 class NodeRound(_message.Message):
     __slots__ = ("deployment_id", "since_label", "unseen_after", "confidence", "follow_up", "epsilon", "until_label", "parameters_only", "judge_candidate")

@@ -146,6 +146,14 @@ class ModelDescription(_message.Message):
     lineage: Lineage
     def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., family: _Optional[str] = ..., framework: _Optional[str] = ..., hyperparameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., run_resources: _Optional[_Union[Resources, _Mapping]] = ..., train_resources: _Optional[_Union[Resources, _Mapping]] = ..., explainability: _Optional[_Union[Explainability, _Mapping]] = ..., metrics: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ..., tags: _Optional[_Iterable[str]] = ..., visibility: _Optional[_Union[Visibility, str]] = ..., recipe: _Optional[_Union[TrainingRecipe, _Mapping]] = ..., summary: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., class_labels: _Optional[_Iterable[str]] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ...) -> None: ...
 
+class StageTime(_message.Message):
+    __slots__ = ("stage", "at")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    at: _timestamp_pb2.Timestamp
+    def __init__(self, stage: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class Lineage(_message.Message):
     __slots__ = ("parent_version", "trigger", "data_window_start", "data_window_end", "training_rows", "trained_on", "epsilon")
     PARENT_VERSION_FIELD_NUMBER: _ClassVar[int]

@@ -24,6 +24,7 @@ from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
 from mlaas.v1 import monitor_pb2, registry_pb2, types_pb2
+from monitor_svc.retrainer import Job
 from scheduler_svc.settings import parse_nodes
 from tests.conftest import tool_env
 
@@ -99,6 +100,16 @@ def test_concept_drift_is_detected_retrained_and_rolled_out_under_load(parts, st
         rolled = schedulers.get(deployment.id)
     assert M.RETRAINING_STATE_TRAINING in states and M.RETRAINING_STATE_EVALUATING in states
     assert retraining.parent_version == 1 and retraining.challenger_version == 2
+    # Every stage timed, in order, from the alarm to the new version serving.
+    stages = [s.stage for s in retraining.stages]
+    assert stages[:3] == ["alarm", "due", "challenger placed"], stages
+    assert stages[-3:] == ["judged", "registered", "serving"], stages
+    for step in ("challenger", "final"):
+        assert [s for s in stages if s.startswith(step)] == [
+            f"{step} {stage}" for stage in ("placed", "started", "ready", "fitted", "exported", "ended")
+        ], stages
+    times = [s.at.ToNanoseconds() for s in retraining.stages]
+    assert times == sorted(times), retraining.stages
     assert retraining.challenger_metrics[0].value > retraining.champion_metrics[0].value
     assert rolled.model.version == 2 and [r.model_version for r in rolled.replica_status] == [2]
     with RegistryClient(parts.registry_address) as registry:
@@ -114,6 +125,10 @@ def test_concept_drift_is_detected_retrained_and_rolled_out_under_load(parts, st
                             env=tool_env())  # fmt: skip
     assert listed.returncode == 0, listed.stderr
     assert [r["state"] for r in json.loads(listed.stdout)] == ["RETRAINING_STATE_ROLLED_OUT"]
+    table = subprocess.run([*cli, "retrainings", deployment.id, "--stages", "--monitor", monitor_address],
+                           capture_output=True, text=True, env=tool_env())  # fmt: skip
+    assert table.returncode == 0, table.stderr
+    assert f"{retraining.id}: due +" in table.stdout and "serving +" in table.stdout
     drift = subprocess.run([*cli, "drift", deployment.id, *where], capture_output=True, text=True, env=tool_env())
     assert json.loads(drift.stdout)["model_version"] == 2
 
@@ -130,6 +145,16 @@ def test_concept_drift_is_detected_retrained_and_rolled_out_under_load(parts, st
     assert second.parent_version == 2 and second.trigger_event_id == retraining.trigger_event_id
     assert second.state in (M.RETRAINING_STATE_ROLLED_OUT, M.RETRAINING_STATE_REJECTED), second.reason
     assert "held-out labels" in second.reason
+
+    # A round due right after a rollout, while the Monitor still holds the version of the last
+    # feedback batch (version 1 here), is judged against what the scheduler says serves.
+    retrainer = monitor_server.retrainer
+    stale = Job(deployment.id, retrainer._contexts.load("sea", 1), "", 0, 0, 0.5)
+    record = M.Retraining(id="r-0000000000ff", deployment_id=deployment.id, parent_version=1)
+    with SchedulerClient(scheduler_address) as schedulers:
+        serving = schedulers.get(deployment.id).model.version
+    judged = retrainer._against_serving(stale, record)
+    assert serving >= 2 and judged.context.version == record.parent_version == serving
 
 
 def test_labels_from_a_file_through_the_cli(registry, start_monitor, tmp_path):
