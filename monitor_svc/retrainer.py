@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 M, S = monitor_pb2, scheduler_pb2
 CHAMPION_ALIAS = "champion"
 MONITOR_SITE = "monitor"  # where an OPEN deployment's challengers are fitted
+POLL_SECONDS = 0.05  # how often a round asks after its jobs and rollouts: each wait is on the loop's path
 
 
 def job_state(job: scheduler_pb2.TrainingJob) -> str:
@@ -366,7 +367,7 @@ class Retrainer(threading.Thread):
             if record.reason != waiting:
                 record.reason = waiting
                 self._save(record)
-            time.sleep(0.2)
+            time.sleep(POLL_SECONDS)
             job = scheduler.training_job(job.id)
         if job.state != S.JOB_STATE_SUCCEEDED:
             raise FailedPrecondition(f"training job {job.id} on node {job.node} ended {job_state(job)}: {job.reason}")
@@ -421,7 +422,7 @@ class Retrainer(threading.Thread):
                 ref = types_pb2.ModelRef(name=context.name, version=context.version)
                 started = scheduler.run_training_job(ref, f"file://{data}")
                 job_dir = Path(started.output_uri.removeprefix("file://")).parent
-                finished = scheduler.wait_training_job(started.id)
+                finished = scheduler.wait_training_job(started.id, poll=POLL_SECONDS)
             self._add_stages(record, finished, name)
             return Path(finished.output_uri.removeprefix("file://")).read_bytes()
         finally:
@@ -464,7 +465,8 @@ class Retrainer(threading.Thread):
         with SchedulerClient(self._scheduler, self._token) as scheduler:
             for deployment_id in job.deployments:  # they roll at once
                 scheduler.update(deployment_id, types_pb2.ModelRef(name=name, version=version))
-            stuck = [d for d in job.deployments if scheduler.wait_settled(d).model.version != version]
+            settled = [scheduler.wait_settled(d, poll=POLL_SECONDS) for d in job.deployments]
+            stuck = [d.id for d in settled if d.model.version != version]
         if stuck:
             return f"the scheduler could not roll {', '.join(stuck)} to version {version}; see their events"
         with RegistryClient(self._registry, self._token) as registry:

@@ -154,7 +154,8 @@ def build_scheduler(
     reconciler = Reconciler(store, replicas, lifecycle, reconcile)
     reconcile_loop = Periodic("reconciler", reconciler.reconcile_once, reconcile.interval_seconds, stop)
     server = MeshServer("scheduler", settings.server, [service], authenticator)
-    job_checks = Periodic("job-watcher", jobs.check, 0.3, stop)
+    # Often: a warm job takes a few tenths of a second, and its end is on the retraining loop's path.
+    job_checks = Periodic("job-watcher", jobs.check, 0.1, stop)
     waiting = Periodic("waiting-room", waiting_room.revisit, 1.0, stop)
     loops = [*workers, janitor, reconcile_loop, job_checks, waiting]
     return Scheduler(server, loops, stop, servicer, backend, registry)

@@ -12,7 +12,7 @@ that node only, and when the node has no room it waits there (PENDING, with the 
 has. It writes its verdict and counts (RoundResult, JSON) beside the model, which the scheduler
 puts in the job record.
 
-`check`, every few tenths of a second, starts the pending jobs that fit now and marks jobs
+`check`, every tenth of a second, starts the pending jobs that fit now and marks jobs
 SUCCEEDED (exit 0 and their output written) or FAILED (with the job's last log lines).
 """
 
@@ -341,7 +341,8 @@ class TrainingJobs:
             if status.exit_code in (0, None) and not problem:
                 self._finish(job, S.JOB_STATE_SUCCEEDED, "")
             else:
-                why = f"exited with {status.exit_code}" + (f" but {problem}" if problem else "")
+                ended = "ended" if status.exit_code is None else f"exited with {status.exit_code}"
+                why = ended + (f" but {problem}" if problem else "")
                 self._finish(job, S.JOB_STATE_FAILED, f"{why}: {self._failure(job, status)}"[-800:])
             self._backend.delete(status)  # its container or process; what it said is in the record
 

@@ -71,6 +71,8 @@ class SchedulerSettings:
     # MLAAS_RUNTIME_IMAGE on this machine's engine, on the named MLAAS_NODES) or "kubernetes" (the
     # cluster's nodes, in-cluster config or ~/.kube/config, MLAAS_RUNTIME_IMAGE, MLAAS_K8S_NAMESPACE).
     backend: str = setting("MLAAS_BACKEND", "local", choices=BACKENDS)
+    # The local backend forks training jobs from a warm trainer per node (backends/trainers.py).
+    warm_trainers: bool = setting("MLAAS_WARM_TRAINERS", True)
     k8s_namespace: str = setting("MLAAS_K8S_NAMESPACE", "mlaas")
     runtime_image: str = setting("MLAAS_RUNTIME_IMAGE", "mlaas:latest")
     # The Secret (tls.crt, tls.key, ca.crt) runtimes and jobs mount when the scheduler serves TLS.

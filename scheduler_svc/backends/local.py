@@ -1,5 +1,6 @@
 """Replicas as child processes of `python -m inference_svc` on free loopback ports, and training
-jobs as child processes of `python -m mlaas.services.train_job`.
+jobs as processes of `python -m mlaas.services.train_job`: forked by the node's warm trainer
+(trainers.py) once one runs there, otherwise started cold.
 
 Each replica runs in its own session (it outlives a scheduler restart; the handle is its pid)
 with one worker per whole CPU it was given, and logs to the scheduler's data dir.
@@ -30,6 +31,7 @@ from mlaas.quantities import format_memory
 from mlaas.services.net import free_port
 from mlaas.services.settings import data_dir
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, credential
+from scheduler_svc.backends.trainers import WarmTrainers
 
 if TYPE_CHECKING:
     from scheduler_svc.settings import SchedulerSettings
@@ -71,12 +73,16 @@ SCHEDULERS_OWN = ("MLAAS_TOKEN", "MLAAS_MESH_KEY_FILE", "MLAAS_REDIS_URL")
 class LocalBackend:
     name = "local"
 
-    def __init__(self, registry_address: str, log_dir: Path, env: Mapping[str, str], python: str = sys.executable):
+    def __init__(
+        self, registry_address: str, log_dir: Path, env: Mapping[str, str], python: str = sys.executable,
+        warm_trainers: bool = True,
+    ):  # fmt: skip
         self._registry = registry_address
         self._log_dir = log_dir
         # The scheduler's own credentials stay with it; each child gets the one minted for it.
         self._env = {k: v for k, v in env.items() if k not in SCHEDULERS_OWN}
         self._python = python
+        self._trainers = WarmTrainers(python, self._env, log_dir) if warm_trainers else None
         self._children: dict[int, subprocess.Popen] = {}
         self._memory_limits: dict[int, int] = {}  # pid -> bytes, for the jobs it started
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +90,11 @@ class LocalBackend:
     @classmethod
     def for_settings(cls, settings: SchedulerSettings, env: Mapping[str, str]) -> LocalBackend:
         """The scheduler's local backend: runtimes fetch from its registry, log under its data dir."""
-        return cls(settings.registry_address, settings.data_dir / "replicas", env)
+        return cls(settings.registry_address, settings.data_dir / "replicas", env, warm_trainers=settings.warm_trainers)
+
+    @property
+    def trainers(self) -> WarmTrainers | None:
+        return self._trainers
 
     def _log_path(self, replica_id: str) -> Path:
         return self._log_dir / f"{replica_id}.log"
@@ -104,23 +114,27 @@ class LocalBackend:
             **credential(spec.token),
         }
         pid = self._spawn(spec.replica_id, command, env)
+        if self._trainers is not None:  # warm before this replica's first retraining is due
+            self._trainers.ensure(spec.node)
         return ReplicaStatus(
             spec.replica_id, f"127.0.0.1:{port}", True, handle=str(pid),
             http_endpoint=f"127.0.0.1:{http_port}", bulk_endpoint=f"127.0.0.1:{bulk_port}",
         )  # fmt: skip
 
     def start_job(self, spec: JobSpec) -> ReplicaStatus:
-        command = [
-            self._python, "-m", "mlaas.services.train_job", "--registry", self._registry, "--model", spec.model_ref,
-            "--output", spec.output_path,
-        ]  # fmt: skip
+        arguments = ["--registry", self._registry, "--model", spec.model_ref, "--output", spec.output_path]
         if spec.node_store:
-            command += ["--round", spec.input_path, "--node-store", spec.node_store, "--result", spec.result_path]
+            arguments += ["--round", spec.input_path, "--node-store", spec.node_store, "--result", spec.result_path]
         else:
-            command += ["--input", spec.input_path]
-        threads = str(max(1, spec.cpu_millicores // 1000))
-        limits = {name: threads for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-        pid = self._spawn(spec.job_id, command, {**self._env, **limits, **credential(spec.token)})
+            arguments += ["--input", spec.input_path]
+        threads = max(1, spec.cpu_millicores // 1000)
+        limits = {name: str(threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        env = {**self._env, **limits, **credential(spec.token)}
+        pid = None
+        if self._trainers is not None:
+            pid = self._trainers.start_job(spec.node, arguments, env, self._log_path(spec.job_id), threads)
+        if pid is None:
+            pid = self._spawn(spec.job_id, [self._python, "-m", "mlaas.services.train_job", *arguments], env)
         if spec.memory_bytes:
             self._memory_limits[pid] = spec.memory_bytes
         return ReplicaStatus(spec.job_id, "", True, handle=str(pid))
@@ -196,7 +210,9 @@ class LocalBackend:
         _kill_group(pid)
 
     def close(self) -> None:
-        """Nothing to release: the replicas are processes of their own."""
+        """The warm trainers go; replicas and jobs are processes of their own, and stay."""
+        if self._trainers is not None:
+            self._trainers.close()
 
     def _reap(self, pid: int) -> None:
         child = self._children.get(pid)  # kept, so that status() still knows the exit code

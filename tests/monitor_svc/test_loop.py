@@ -49,7 +49,7 @@ def test_concept_drift_is_detected_retrained_and_rolled_out_under_load(parts, st
         register_sklearn(registry, champion, "sea", X_train, reference_data=X_train[:1000], run_resources=ONE_CPU)
     monitor_server = start_monitor(parts.registry_address)
     monitor_address = f"127.0.0.1:{monitor_server.server.port}"
-    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": monitor_address})
+    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": monitor_address}, warm_trainers=True)
     scheduler_address = f"127.0.0.1:{scheduler.server.port}"
     monitor_server.retrainer._scheduler = scheduler_address  # the scheduler's port is known only now
     failures, streamed = [], []
@@ -197,7 +197,7 @@ def test_a_strict_deployment_sends_only_summaries_and_still_shows_data_drift(
     _, X, _ = iris_model
     monitor_server = start_monitor(parts.registry_address)
     monitor_address = f"127.0.0.1:{monitor_server.server.port}"
-    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": monitor_address})
+    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": monitor_address}, warm_trainers=True)
     with SchedulerClient(f"127.0.0.1:{scheduler.server.port}") as schedulers, MonitorClient(monitor_address) as monitor:
         deployment = schedulers.wait_ready(schedulers.deploy("iris", strict_node="node-a").id)
         runtime = DeploymentInference(schedulers, deployment.id)
@@ -282,7 +282,9 @@ def _monitor_and_scheduler(parts, start_monitor, **changes):
             train_resources=TRAIN,
         )  # fmt: skip
     monitor_server = start_monitor(parts.registry_address)
-    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": f"127.0.0.1:{monitor_server.server.port}"}, **changes)
+    scheduler = parts.start(
+        env={"MLAAS_MONITOR_ADDR": f"127.0.0.1:{monitor_server.server.port}"}, warm_trainers=True, **changes
+    )
     monitor_server.retrainer._scheduler = f"127.0.0.1:{scheduler.server.port}"  # known only now
     return monitor_server, f"127.0.0.1:{scheduler.server.port}"
 
@@ -350,7 +352,10 @@ def test_a_strict_deployment_is_retrained_on_its_node_and_no_row_or_label_leaves
     assert leaked_rows == []
     assert [i for i in ids if i.encode() in everything] == []
     node_store = Path(parts.runtime_env["MLAAS_DATA_DIR"]) / "node" / f"{deployment.id}.sqlite3"
-    assert _labels_on(node_store) == (3_500, 3_500)  # they are all there, on the node
+    deadline = time.monotonic() + 30  # the replica (swapped, not restarted) stores its last predictions as it goes
+    while _labels_on(node_store) != (3_500, 3_500):  # they are all there, on the node
+        assert time.monotonic() < deadline, _labels_on(node_store)
+        time.sleep(0.1)
 
 
 def test_private_retraining_spends_from_the_deployments_ledger_and_stops_at_its_budget(parts, start_monitor):
@@ -399,7 +404,7 @@ def test_the_strict_drift_demo_shows_the_loop_on_the_node(parts, start_monitor):
     """`mlaas demo drift --strict NODE`, as a user runs it against a mesh."""
     monitor_server = start_monitor(parts.registry_address)
     monitor_address = f"127.0.0.1:{monitor_server.server.port}"
-    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": monitor_address})
+    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": monitor_address}, warm_trainers=True)
     monitor_server.retrainer._scheduler = f"127.0.0.1:{scheduler.server.port}"
     where = ["--registry", parts.registry_address, "--scheduler", f"127.0.0.1:{scheduler.server.port}",
              "--monitor", monitor_address]  # fmt: skip

@@ -38,7 +38,9 @@ class Parts:
 def parts(request, tmp_path, registry, iris_model) -> Iterator[Parts]:
     """Registry with iris, iris-b, iris-c (1 CPU each), Redis, and a scheduler factory over two
     nodes. The cache TTL is 10 min unless the test says otherwise, so that timing never decides
-    a test that is not about the TTL. Every scheduler started is stopped with its replicas."""
+    a test that is not about the TTL. Jobs start cold unless the test asks for warm trainers
+    (warm_trainers=True): each costs seconds of CPU to warm up, which only the tests of the
+    retraining loop need. Every scheduler started is stopped with its replicas."""
     model, X, _ = iris_model
     registry_address = f"127.0.0.1:{registry.port}"
     with RegistryClient(registry_address) as client:
@@ -56,6 +58,7 @@ def parts(request, tmp_path, registry, iris_model) -> Iterator[Parts]:
         reconcile_interval_seconds=0.3,
         restart_backoff_seconds=0.5,
         jobs_dir=tmp_path / "jobs",  # shared with the Monitor in tests/monitor_svc
+        warm_trainers=False,
     )
     runtime_env = tool_env(MLAAS_DATA_DIR=str(tmp_path / "runtime"))
     started: list[Scheduler] = []

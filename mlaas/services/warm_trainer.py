@@ -1,0 +1,135 @@
+"""A warm trainer (`python -m mlaas.services.warm_trainer`): a long-lived process per node that has
+imported the training job's libraries (scikit-learn, skl2onnx, ONNX Runtime, SciPy) and run one
+small fit and export through them, and starts each training job as a forked child of itself. A
+job then begins where a cold one would be after seconds of imports and first-call set-up.
+
+It reads requests on its standard input, one JSON object per line, and answers each on its
+standard output:
+
+    {"argv": [...train_job arguments...], "env": {...}, "log": "/path/job.log", "threads": 1}
+    -> {"pid": 1234}   or   {"error": "why not"}
+
+The child is the training job itself (mlaas.services.train_job.main with `argv`), under the same
+rules as a cold one: its own session (process group), its own log, exactly the environment the
+request gives (its credential), `threads` numeric-library threads; the scheduler watches its
+memory and deadline and stops it by its pid as it would a cold job's. The trainer holds no thread
+when it forks (it never opens a gRPC channel itself) and reaps its children. It exits when its
+standard input closes: the scheduler that started it is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import traceback
+
+# The libraries every job imports, once, here.
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from mlaas.services import train_job
+from mlaas.v1 import types_pb2
+
+
+def warm_up() -> None:
+    """First calls that set things up in the libraries (lazy imports, converter registries,
+    ONNX Runtime's session machinery), so that no job pays for them."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from mlaas.export import sklearn_to_onnx
+    from mlaas.recipes import ALLOWED_ESTIMATORS
+    from mlaas.services.rounds import first_output, judge
+
+    for path in ALLOWED_ESTIMATORS:  # every module a recipe may name
+        __import__(path.rsplit(".", 1)[0])
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 3)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    for model, target in (
+        (make_pipeline(StandardScaler(), LogisticRegression()), y),
+        (RandomForestClassifier(n_estimators=2), y),
+        (make_pipeline(StandardScaler(), Ridge()), X[:, 1]),
+    ):
+        first_output(sklearn_to_onnx(model.fit(X, target), X[:1]), X)
+    judge(types_pb2.TASK_CLASSIFICATION, y, y, y, confidence=0.95)
+
+
+def start_job(request: dict) -> int:
+    """Forks the job; the pid of the child, which never returns here."""
+    argv, env, log, threads = request["argv"], request["env"], request["log"], int(request.get("threads", 1))
+    if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
+        raise ValueError("argv must be a list of strings")
+    if not (isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+        raise ValueError("env must map strings to strings")
+    log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(log_fd)
+        raise
+    if pid:
+        os.close(log_fd)
+        return pid
+    code = 70  # EX_SOFTWARE: the job could not even begin
+    try:
+        os.setsid()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.closerange(3, 1 << 16)  # nothing of the trainer's stays open in the job
+        os.environ.clear()
+        os.environ.update(env)
+        print(f"forked by warm trainer {os.getppid()}", flush=True)
+        with threadpool_limits(limits=max(1, threads)):
+            code = train_job.main(argv)
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 2
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # no interpreter teardown: the job's outputs are written and closed
+
+
+def reap(*_: object) -> None:
+    """Collects the jobs that ended (the scheduler learns their end from their outputs)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def serve(requests, answers) -> None:
+    for line in requests:
+        try:
+            answer = {"pid": start_job(json.loads(line))}
+        except Exception as err:  # the request's fault or the machine's: said, and the next one is served
+            answer = {"error": f"{type(err).__name__}: {err}"}
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+
+
+def main() -> int:
+    signal.signal(signal.SIGCHLD, reap)
+    warm_up()
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # what the libraries print goes to the log, not into the answers
+    answers.write(json.dumps({"ready": True}) + "\n")
+    answers.flush()
+    serve(sys.stdin, answers)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
