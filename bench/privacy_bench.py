@@ -94,7 +94,7 @@ class Served:
 def serve(X: np.ndarray, y: np.ndarray, champion: bytes, reference: np.ndarray, variant: Variant) -> dict:
     policy = default_policy()
     detector = ErrorRateDetector(policy.performance_expected_run_length)
-    schedule = RetrainSchedule(policy.min_labels, policy.cooldown_labels)
+    schedule = RetrainSchedule.for_policy(policy)
     model, version_start, node_window = Served(champion), 0, []
     predictions = np.zeros(y.size, dtype=y.dtype)
     rounds, spent = [], 0.0

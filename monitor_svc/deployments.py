@@ -61,7 +61,7 @@ class DeploymentMonitors:
             self._monitors.pop(deployment_id, None)
             schedule = self._schedules.get(deployment_id)
             if schedule is not None:
-                schedule.min_labels, schedule.quiet_labels = policy.min_labels, policy.cooldown_labels
+                schedule.follow(policy)
 
     def for_version(self, deployment_id: str, model_name: str, version: int, strict: bool) -> DeploymentMonitor:
         """The deployment's monitor for `version`; a new version (a rollout) gets a new one."""
@@ -123,9 +123,7 @@ class DeploymentMonitors:
         deployment_id, policy = monitor.deployment_id, monitor.policy
         with self._lock:
             seen = self._labels_seen[deployment_id] = max(self._labels_seen.get(deployment_id, 0), seen)
-            schedule = self._schedules.setdefault(
-                deployment_id, RetrainSchedule(policy.min_labels, policy.cooldown_labels)
-            )
+            schedule = self._schedules.setdefault(deployment_id, RetrainSchedule.for_policy(policy))
             if monitor.change is not None:
                 change, event_id = monitor.change
                 monitor.change = None

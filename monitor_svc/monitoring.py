@@ -75,6 +75,7 @@ def default_policy() -> monitor_pb2.MonitorPolicy:
         false_alarms_per_100k=DEFAULT_FALSE_ALARMS_PER_100K,
         auto_retrain=True,
         min_labels=500,
+        first_round_labels=200,
         cooldown_labels=500,
         challenger_confidence=DEFAULT_CHALLENGER_CONFIDENCE,
         performance_expected_run_length=30_000,

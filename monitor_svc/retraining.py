@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlaas.v1 import monitor_pb2
+
 
 @dataclass(frozen=True)
 class Round:
@@ -33,8 +35,11 @@ class RetrainSchedule:
     """When to retrain one deployment, in matched-label numbers (the order labels arrived in,
     across model versions).
 
-    A performance alarm dates a change and starts a series: once `min_labels` labels followed
-    the change, round 1 fits the labels since it. Each round whose challenger wins is followed
+    A performance alarm dates a change and starts a series: once `first_labels` labels followed
+    the change, round 1 fits the labels since it. With fewer than `min_labels` that is an early
+    round: it rolls out only if the paired test is convinced on its few held-out labels (an
+    abrupt change the champion fails badly), and if it is not, the usual round 1 follows once
+    `min_labels` labels followed the change. Each round whose challenger wins is followed
     by one on twice as many labels since the same change (abrupt change: the more of the new
     concept, the better). Until a round has won, a loss is tried again `min_labels` labels later
     on the latest labels only (gradual change: the concept was still moving). After a win, a loss
@@ -45,6 +50,7 @@ class RetrainSchedule:
     min_labels: int = 500
     quiet_labels: int = 500
     max_rounds: int = 5
+    first_labels: int = 0  # 0: round 1 waits for min_labels
     change_start: int | None = None  # the labels of the series start after this one
     size: int = 0  # labels since the change the next round waits for
     rounds: int = 0
@@ -54,11 +60,24 @@ class RetrainSchedule:
     unseen_after: int = 0  # the serving model learnt from no label after this one
     _due_at: int = 0
 
+    @classmethod
+    def for_policy(cls, policy: monitor_pb2.MonitorPolicy) -> RetrainSchedule:
+        schedule = cls()
+        schedule.follow(policy)
+        return schedule
+
+    def follow(self, policy: monitor_pb2.MonitorPolicy) -> None:
+        """The policy's label counts from now on (a private or federated series has no early round)."""
+        self.min_labels, self.quiet_labels = policy.min_labels, policy.cooldown_labels
+        early = not (policy.privacy_epsilon or policy.federation)
+        self.first_labels = policy.first_round_labels if early else 0
+
     def on_alarm(self, change_start: int, labels_seen: int) -> bool:
         """A performance alarm dating a change; True when it starts a series."""
         if self.change_start is not None or labels_seen < self.quiet_until:
             return False
-        self.change_start, self.size, self.rounds, self.wins = change_start, self.min_labels, 0, 0
+        first = min(self.first_labels or self.min_labels, self.min_labels)
+        self.change_start, self.size, self.rounds, self.wins = change_start, first, 0, 0
         self.unseen_after = change_start  # the serving model knows nothing of the new concept
         return True
 
@@ -77,6 +96,9 @@ class RetrainSchedule:
             self.unseen_after = self._due_at
         if self.rounds < self.max_rounds and rolled_out:
             self.size *= 2
+            return
+        if self.rounds < self.max_rounds and not self.wins and self.size < self.min_labels:
+            self.size = self.min_labels  # an early round lost: the usual round 1, on the same change
             return
         if self.rounds < self.max_rounds and not self.wins:  # again, on the latest labels
             self.change_start = max(self.change_start, self._due_at - self.size + self.min_labels)

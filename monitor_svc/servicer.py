@@ -69,6 +69,9 @@ def _by_version(
     return {v: (ids, np.vstack(xs), np.concatenate(ps)) for v, (ids, xs, ps) in grouped.items()}
 
 
+MIN_FIRST_ROUND_LABELS = 40  # a quarter held out: 10 labels, the fewest a paired test can be sure on
+
+
 def validate_policy(
     policy: monitor_pb2.MonitorPolicy, current: monitor_pb2.MonitorPolicy | None = None
 ) -> monitor_pb2.MonitorPolicy:
@@ -77,7 +80,13 @@ def validate_policy(
     changes only when the caller sets it)."""
     merged = monitor_pb2.MonitorPolicy()
     merged.CopyFrom(current or default_policy())
-    for field in ("window_size", "min_labels", "cooldown_labels", "performance_expected_run_length"):
+    for field in (
+        "window_size",
+        "min_labels",
+        "first_round_labels",
+        "cooldown_labels",
+        "performance_expected_run_length",
+    ):
         value = getattr(policy, field)
         if not math.isfinite(value) or value < 0:
             raise InvalidArgument(f"policy.{field} must be a finite number, not negative")
@@ -85,6 +94,11 @@ def validate_policy(
             setattr(merged, field, value)
     if not 8 <= merged.window_size <= 4096:
         raise InvalidArgument("policy.window_size must be between 8 and 4096")
+    if 0 < merged.first_round_labels < MIN_FIRST_ROUND_LABELS:
+        raise InvalidArgument(
+            f"policy.first_round_labels must be at least {MIN_FIRST_ROUND_LABELS}: fewer hold out too few labels to "
+            "judge (set it to min_labels for no early round)"
+        )
     if policy.HasField("false_alarms_per_100k"):
         rate = policy.false_alarms_per_100k
         if not (math.isfinite(rate) and 0 < rate <= MAX_FALSE_ALARMS_PER_100K):

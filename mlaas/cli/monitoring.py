@@ -143,9 +143,9 @@ def cmd_demo(args) -> None:
 # --option -> MonitorPolicy field (numbers; 0 is "unchanged" on the wire, so it cannot be set,
 # except for the privacy fields: --privacy-epsilon 0 turns differential privacy off)
 POLICY_NUMBERS = {
-    "window_size": int, "false_alarms_per_100k": float, "min_labels": int, "cooldown_labels": int,
-    "challenger_confidence": float, "performance_expected_run_length": int, "privacy_epsilon": float,
-    "privacy_budget": float,
+    "window_size": int, "false_alarms_per_100k": float, "min_labels": int, "first_round_labels": int,
+    "cooldown_labels": int, "challenger_confidence": float, "performance_expected_run_length": int,
+    "privacy_epsilon": float, "privacy_budget": float,
 }  # fmt: skip
 
 

@@ -264,11 +264,12 @@ class WatchDriftResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[DriftEvent, _Mapping]] = ...) -> None: ...
 
 class MonitorPolicy(_message.Message):
-    __slots__ = ("window_size", "false_alarms_per_100k", "auto_retrain", "min_labels", "cooldown_labels", "challenger_confidence", "performance_expected_run_length", "privacy_epsilon", "privacy_budget", "federation")
+    __slots__ = ("window_size", "false_alarms_per_100k", "auto_retrain", "min_labels", "first_round_labels", "cooldown_labels", "challenger_confidence", "performance_expected_run_length", "privacy_epsilon", "privacy_budget", "federation")
     WINDOW_SIZE_FIELD_NUMBER: _ClassVar[int]
     FALSE_ALARMS_PER_100K_FIELD_NUMBER: _ClassVar[int]
     AUTO_RETRAIN_FIELD_NUMBER: _ClassVar[int]
     MIN_LABELS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_ROUND_LABELS_FIELD_NUMBER: _ClassVar[int]
     COOLDOWN_LABELS_FIELD_NUMBER: _ClassVar[int]
     CHALLENGER_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     PERFORMANCE_EXPECTED_RUN_LENGTH_FIELD_NUMBER: _ClassVar[int]
@@ -279,13 +280,14 @@ class MonitorPolicy(_message.Message):
     false_alarms_per_100k: float
     auto_retrain: bool
     min_labels: int
+    first_round_labels: int
     cooldown_labels: int
     challenger_confidence: float
     performance_expected_run_length: int
     privacy_epsilon: float
     privacy_budget: float
     federation: str
-    def __init__(self, window_size: _Optional[int] = ..., false_alarms_per_100k: _Optional[float] = ..., auto_retrain: _Optional[bool] = ..., min_labels: _Optional[int] = ..., cooldown_labels: _Optional[int] = ..., challenger_confidence: _Optional[float] = ..., performance_expected_run_length: _Optional[int] = ..., privacy_epsilon: _Optional[float] = ..., privacy_budget: _Optional[float] = ..., federation: _Optional[str] = ...) -> None: ...
+    def __init__(self, window_size: _Optional[int] = ..., false_alarms_per_100k: _Optional[float] = ..., auto_retrain: _Optional[bool] = ..., min_labels: _Optional[int] = ..., first_round_labels: _Optional[int] = ..., cooldown_labels: _Optional[int] = ..., challenger_confidence: _Optional[float] = ..., performance_expected_run_length: _Optional[int] = ..., privacy_epsilon: _Optional[float] = ..., privacy_budget: _Optional[float] = ..., federation: _Optional[str] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
     __slots__ = ("deployment_id", "policy")

@@ -8,9 +8,11 @@ import pytest
 
 from mlaas.demos.scenarios import covariate_streams, sea_error_streams
 from mlaas.services.rounds import holdout_split, judge
+from mlaas.v1 import monitor_pb2 as M
 from mlaas.v1 import types_pb2
 from monitor_svc.detectors.error_rate import ErrorRateDetector
 from monitor_svc.detectors.scan import CATEGORICAL, NUMERIC, DriftScan, calibrate
+from monitor_svc.monitoring import default_policy
 from monitor_svc.retraining import RetrainSchedule, Round
 
 STREAMS = covariate_streams(3)
@@ -105,6 +107,36 @@ def test_until_a_round_wins_it_is_tried_again_on_the_latest_labels():
     assert schedule.due(299) is None and schedule.due(300) == Round(100, 200, follow_up=True)
     schedule.finished(True, 300)  # the third round was the last
     assert schedule.due(10_000) is None and schedule.change_start is None
+
+
+def test_an_early_first_round_that_loses_is_followed_by_the_usual_one_on_the_same_change():
+    schedule = RetrainSchedule(min_labels=500, quiet_labels=300, first_labels=200)
+    assert schedule.on_alarm(1_000, 1_010)
+    assert schedule.due(1_199) is None and schedule.due(1_200) == Round(1_000, 1_000, follow_up=False)
+    schedule.finished(False, 1_200)  # not convinced on its few labels
+    assert schedule.due(1_499) is None and schedule.due(1_500) == Round(1_000, 1_000, follow_up=False)
+    schedule.finished(True, 1_500)  # then the series goes on as ever: twice the labels
+    assert schedule.due(1_999) is None and schedule.due(2_000) == Round(1_000, 1_500, follow_up=True)
+
+
+def test_an_early_first_round_that_wins_is_followed_on_twice_its_labels():
+    schedule = RetrainSchedule(min_labels=500, first_labels=200)
+    schedule.on_alarm(0, 10)
+    assert schedule.due(200) == Round(0, 0, follow_up=False)
+    schedule.finished(True, 200)
+    assert schedule.due(399) is None and schedule.due(400) == Round(0, 200, follow_up=True)
+
+
+def test_private_and_federated_series_have_no_early_round():
+    policy = default_policy()
+    assert RetrainSchedule.for_policy(policy).first_labels == 200
+    for field, value in (("privacy_epsilon", 1.0), ("federation", "sites")):
+        private = M.MonitorPolicy()
+        private.CopyFrom(policy)
+        setattr(private, field, value)
+        schedule = RetrainSchedule.for_policy(private)
+        schedule.on_alarm(0, 0)
+        assert schedule.due(499) is None and schedule.due(500) is not None
 
 
 def test_a_series_stops_after_its_last_round():

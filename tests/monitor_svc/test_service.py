@@ -148,6 +148,10 @@ def test_policies_and_bad_input(gauss, start_monitor):
                 monitor.set_policy("d-3", M.MonitorPolicy(false_alarms_per_100k=rate))
         with pytest.raises(InvalidArgument, match="min_labels must be a finite number, not negative"):
             monitor.set_policy("d-3", M.MonitorPolicy(min_labels=-1))
+        assert policy.first_round_labels == 200
+        with pytest.raises(InvalidArgument, match="first_round_labels must be at least 40"):
+            monitor.set_policy("d-3", M.MonitorPolicy(first_round_labels=10))
+        assert monitor.set_policy("d-4", M.MonitorPolicy(first_round_labels=100)).first_round_labels == 100
         for confidence in (float("nan"), 0.2, 1.0):
             with pytest.raises(InvalidArgument, match=r"challenger_confidence must be at least 0\.5 and below 1"):
                 monitor.set_policy("d-3", M.MonitorPolicy(challenger_confidence=confidence))
