@@ -6,20 +6,22 @@ transport: the gRPC servicer and the REST adapter both answer from here, as prot
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import grpc
 
 from inference_svc.credentials import RuntimeCredentials
 from inference_svc.node_labels import NodeLabels
-from inference_svc.repository import ModelRepository
+from inference_svc.repository import CANARY, SHADOW, ModelRepository
 from inference_svc.settings import RuntimeSettings
 from inference_svc.signature import TensorInfo
 from mlaas.errors import InvalidArgument, NotFound, PermissionDenied, from_rpc_error
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.refs import parse_ref
-from mlaas.services.auth import CREDENTIAL_PARAMETER
+from mlaas.services.repository_parameters import CANARY_PERCENT, CREDENTIAL, TRIAL
 
 SERVER_NAME = "mlaas-inference"
 EXTENSIONS = ["model_repository", "model_configuration", "statistics", "binary_tensor_data", "parameters", "data_uri"]
@@ -33,6 +35,50 @@ _TRITON_TYPES = {
     "INT64": oip.TYPE_INT64, "FP16": oip.TYPE_FP16, "FP32": oip.TYPE_FP32, "FP64": oip.TYPE_FP64,
     "BYTES": oip.TYPE_STRING,
 }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """A RepositoryModelLoad's parameters: `uri` (a standalone runtime's), and those only the
+    scheduler sets on a deployment's runtime (mlaas/services/repository_parameters.py)."""
+
+    uri: str = ""
+    credential: str = ""
+    trial: str = ""  # SHADOW or CANARY: load as the challenger of a trial
+    canary_percent: float = 0.0
+
+    @classmethod
+    def read(cls, parameters) -> LoadOptions:
+        """From a request's parameters (a protobuf map of InferParameter)."""
+
+        def text(name: str) -> str:
+            return parameters[name].string_param if name in parameters else ""
+
+        try:
+            percent = float(text(CANARY_PERCENT) or 0)
+        except ValueError:
+            raise InvalidArgument(f"{CANARY_PERCENT} is a number of percent, not {text(CANARY_PERCENT)!r}") from None
+        return cls(text("uri"), text(CREDENTIAL), text(TRIAL), percent)
+
+    def write(self, parameters) -> None:
+        for name, value in (("uri", self.uri), (CREDENTIAL, self.credential), (TRIAL, self.trial)):
+            if value:
+                parameters[name].string_param = value
+        if self.canary_percent:
+            parameters[CANARY_PERCENT].string_param = repr(self.canary_percent)
+
+    def check(self, managed: bool) -> None:
+        """InvalidArgument or PermissionDenied for options that make no sense here."""
+        if self.uri and managed:
+            raise PermissionDenied("a deployment's runtime loads models from the registry only, not by uri")
+        if (self.credential or self.trial) and not managed:
+            raise InvalidArgument(f"{CREDENTIAL} and {TRIAL} are for a deployment's runtime, which this one is not")
+        if self.trial not in ("", SHADOW, CANARY):
+            raise InvalidArgument(f"{TRIAL} is {SHADOW!r} or {CANARY!r}, not {self.trial!r}")
+        if self.trial == CANARY and not (math.isfinite(self.canary_percent) and 0 < self.canary_percent < 100):
+            raise InvalidArgument(
+                f"a canary takes more than 0 and less than 100 percent of the requests, not {self.canary_percent}"
+            )
 
 
 class Catalog:
@@ -138,47 +184,53 @@ class Catalog:
     # -- repository changes ---------------------------------------------------------------------
 
     async def load(
-        self, name: str, uri: str, caller: Sequence[tuple[str, str]], from_sibling: bool = False, credential: str = ""
+        self, name: str, options: LoadOptions, caller: Sequence[tuple[str, str]], from_sibling: bool = False
     ) -> None:
-        """Loads a registry reference `name` (or, on a standalone runtime, `uri` as `name`) on
-        every worker. `caller`: the caller's authorization metadata, which each worker checks
+        """Loads a registry reference `name` (or, on a standalone runtime, `options.uri` as `name`)
+        on every worker. `caller`: the caller's authorization metadata, which each worker checks
         again; `from_sibling`: the change is a sibling worker's repeat, done here only.
 
-        On a deployment's runtime this is the scheduler's hot version swap: `credential` is the
-        one minted for `name` (NAME:VERSION); the new version is fetched with it, loaded and
-        warmed beside the old one, then takes the requests that arrive from then on, while those
-        the old one holds finish on it (repository.py)."""
+        On a deployment's runtime this is the scheduler's: a hot version swap, with the
+        credential minted for `name` (NAME:VERSION), which is fetched with it, loaded and warmed
+        beside the old version, then takes the requests that arrive from then on, while those the
+        old one holds finish on it (repository.py); or with `options.trial`, the challenger of a
+        trial beside the served version."""
         if not name:
             raise InvalidArgument("model_name is required: a registry reference NAME[:VERSION|@ALIAS]")
-        if uri and self._settings.managed:
-            raise PermissionDenied("a deployment's runtime loads models from the registry only, not by uri")
-        if credential:
-            if not self._settings.managed or self._credentials is None:
-                raise InvalidArgument(f"{CREDENTIAL_PARAMETER} is for a deployment's runtime, which this one is not")
-            version = parse_ref(name).version
-            if not version:
-                raise InvalidArgument(f"a credential is minted for one version: load NAME:VERSION, not {name!r}")
-            self._credentials.add(version, credential)
-        if uri:
-            await self._repo.load_uri(name, uri, confined=True)
+        options.check(self._settings.managed)
+        if options.credential and self._credentials is not None:
+            ref = parse_ref(name)
+            if options.trial:  # one credential names the served version and its challenger
+                self._credentials.add(int(self._repo.get(ref.name).version), options.credential)
+                self._credentials.add(ref.version, options.credential, serving=False)
+            else:
+                self._credentials.add(ref.version, options.credential)
+        if options.trial:
+            await self._repo.load_trial(name, options.trial, options.canary_percent / 100)
+        elif options.uri:
+            await self._repo.load_uri(name, options.uri, confined=True)
         else:
             loaded = await self._repo.load_ref(name)
             if self._node_labels is not None:
                 self._node_labels.serve(int(loaded.version))
         if not from_sibling:
             request = oip.RepositoryModelLoadRequest(model_name=name)
-            if uri:
-                request.parameters["uri"].string_param = uri
-            if credential:
-                request.parameters[CREDENTIAL_PARAMETER].string_param = credential
+            options.write(request.parameters)
             await self._repeat_on_siblings("RepositoryModelLoad", request, caller)
 
-    async def unload(self, name: str, caller: Sequence[tuple[str, str]], from_sibling: bool = False) -> None:
-        await self._repo.unload(name)
+    async def unload(
+        self, name: str, caller: Sequence[tuple[str, str]], from_sibling: bool = False, trial_only: bool = False
+    ) -> None:
+        """Unloads the model, or with `trial_only` ends its trial (the scheduler's), on every worker."""
+        if trial_only:
+            await self._repo.end_trial(name)
+        else:
+            await self._repo.unload(name)
         if not from_sibling:
-            await self._repeat_on_siblings(
-                "RepositoryModelUnload", oip.RepositoryModelUnloadRequest(model_name=name), caller
-            )
+            request = oip.RepositoryModelUnloadRequest(model_name=name)
+            if trial_only:
+                request.parameters[TRIAL].bool_param = True
+            await self._repeat_on_siblings("RepositoryModelUnload", request, caller)
 
     async def _repeat_on_siblings(self, method: str, forwarded, caller: Sequence[tuple[str, str]]) -> None:
         """Repeats a repository change on the other workers of this runtime, as the same caller

@@ -20,11 +20,17 @@ class RuntimeCredentials:
         """The credential of the version served now (fetches of the registry use it)."""
         return self._by_version[self._latest]
 
+    def fetching(self, version: int) -> str | None:
+        """The credential to fetch `version` with: its own if the scheduler gave one."""
+        return self._by_version.get(version, self.current)
+
     def for_version(self, version: int) -> str | None:
         """The credential that may speak for `version`; the current one for any other."""
         return self._by_version.get(version, self.current)
 
-    def add(self, version: int, token: str) -> None:
-        """The credential of a version the runtime is about to serve."""
+    def add(self, version: int, token: str, serving: bool = True) -> None:
+        """The credential of a version the runtime is about to serve (or, not `serving`, to try
+        beside the served one: a trial's challenger)."""
         self._by_version[version] = token
-        self._latest = version
+        if serving:
+            self._latest = version

@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
+import zlib
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -30,7 +32,7 @@ from inference_svc.codec import check_shape, decode_array, requested_outputs
 from inference_svc.feedback import FeedbackTap
 from inference_svc.limits import TenantLimits
 from inference_svc.metrics import RuntimeMetrics
-from inference_svc.repository import LoadedModel, ModelRepository
+from inference_svc.repository import CANARY, LoadedModel, ModelRepository
 from inference_svc.settings import RuntimeSettings
 from inference_svc.signature import TensorInfo
 from inference_svc.wire import Answer
@@ -46,6 +48,13 @@ _REJECTED_BY_ONNXRUNTIME = (
 Outcome = Answer | MlaasError
 
 
+def in_canary(request_id: str, share: float) -> bool:
+    """Whether a request goes to a canary taking `share` of them: by its id, so that a request
+    sent again goes the same way; by chance without one."""
+    draw = zlib.crc32(request_id.encode()) / 2**32 if request_id else random.random()
+    return draw < share
+
+
 def as_caller_error(err: BaseException) -> MlaasError:
     """The error to answer a failed request with (see the module docstring)."""
     if isinstance(err, MlaasError):
@@ -57,11 +66,20 @@ def as_caller_error(err: BaseException) -> MlaasError:
 
 
 class Prepared:
-    """A decoded request, ready for its batcher."""
+    """A decoded request, ready for its batcher. During a trial, `shadow` answers it too, after
+    `loaded`, for the Monitor; `canary`: `loaded` is the challenger and `shadow` the served model."""
 
-    __slots__ = ("feedback_id", "feeds", "loaded", "outputs", "references", "request", "rows", "started", "tenant")
+    __slots__ = (
+        "canary", "feedback_id", "feeds", "loaded", "outputs", "references", "request", "rows", "shadow", "started",
+        "tenant",
+    )  # fmt: skip
 
-    def __init__(self, request, loaded: LoadedModel, feeds, outputs: list[TensorInfo], references: bool):
+    def __init__(
+        self, request, loaded: LoadedModel, feeds, outputs: list[TensorInfo], references: bool,
+        shadow: LoadedModel | None = None, canary: bool = False,
+    ):  # fmt: skip
+        self.shadow = shadow
+        self.canary = canary
         self.request = request
         self.feedback_id = feedback_id(request.id)  # read here, in the caller's own task
         self.tenant = CALLER_TENANT.get()
@@ -83,6 +101,7 @@ class DataPlane:
         self._metrics = metrics
         self._limits = TenantLimits(settings.tenant_share)
         self._observers: dict[tuple[str, str, str], object] = {}
+        self._shadows: set[asyncio.Task] = set()  # trials' second answers under way
 
     # -- the two entry points -------------------------------------------------------------------
 
@@ -143,6 +162,11 @@ class DataPlane:
         if len(request.id) > MAX_LABEL_CHARS:  # repeated in its feedback, once per row
             raise InvalidArgument(f"the request id has {len(request.id)} characters; at most {MAX_LABEL_CHARS}")
         loaded = self._repo.get(request.model_name, request.model_version)
+        shadow, canary = None, False
+        trial = self._repo.trial(loaded.name)
+        if trial is not None and self._feedback.active:  # a trial is judged on what the Monitor sees
+            canary = trial.mode == CANARY and in_canary(request.id, trial.canary_share)
+            loaded, shadow = (trial.challenger, loaded) if canary else (loaded, trial.challenger)
         signature = loaded.model.signature
         raw = request.raw_input_contents if raw_inputs is None else raw_inputs
         if raw and len(raw) != len(request.inputs):
@@ -173,7 +197,7 @@ class DataPlane:
         if len(feeds) != len(signature.inputs):
             missing = [t.name for t in signature.inputs if t.name not in feeds]
             raise InvalidArgument(f"missing input(s) {missing}")
-        return Prepared(request, loaded, feeds, requested_outputs(request, signature), references)
+        return Prepared(request, loaded, feeds, requested_outputs(request, signature), references, shadow, canary)
 
     async def _finish(self, prepared: Prepared, kind: str) -> Answer:
         if prepared.references:
@@ -230,8 +254,39 @@ class DataPlane:
         head.model_name, head.model_version, head.id = loaded.name, loaded.version, prepared.request.id
         for info in prepared.outputs:
             answer.add_output(info.name, result[info.name], info.datatype)
-        self._feedback.offer(prepared.feedback_id, loaded.name, loaded.version, prepared.feeds, result)
+        if prepared.shadow is None:
+            self._feedback.offer(prepared.feedback_id, loaded.name, loaded.version, prepared.feeds, result)
+        else:
+            task = asyncio.ensure_future(self._answer_in_shadow(prepared, prepared.shadow, result))
+            self._shadows.add(task)
+            task.add_done_callback(self._shadows.discard)
         return answer
+
+    async def _answer_in_shadow(self, prepared: Prepared, shadow: LoadedModel, served: dict[str, np.ndarray]) -> None:
+        """A trial's second answer to a request, after the first went out: both in one feedback
+        record, the served model's as the record's own and the challenger's as its shadow. Skipped
+        when the second model is behind (a trial never holds up what serves); a canary row whose
+        served model's answer is missing is not reported at all (it would pass the challenger's
+        answer for the served model's)."""
+        other = None
+        if shadow.batcher.queued_rows < shadow.policy.max_queue_rows // 2:
+            try:
+                other = shadow.batcher.run_now(prepared.feeds, prepared.rows)
+                if other is None:
+                    other = await shadow.batcher.submit(prepared.feeds, prepared.rows)
+            except Exception as err:  # the served answer went out; the trial misses this row
+                log.debug("a trial's second answer failed: %s", err)
+                other = None
+        champion, challenger = (other, served) if prepared.canary else (served, other)
+        champion_model, challenger_model = (shadow, prepared.loaded) if prepared.canary else (prepared.loaded, shadow)
+        if champion is None or isinstance(champion, BaseException):
+            return
+        if isinstance(challenger, BaseException):
+            challenger = None
+        self._feedback.offer(
+            prepared.feedback_id, champion_model.name, champion_model.version, prepared.feeds, champion,
+            challenger_model.version if challenger is not None else "", challenger,
+        )  # fmt: skip
 
     def _settle(self, prepared: Prepared, kind: str, result: dict[str, np.ndarray] | BaseException) -> Outcome:
         """A streamed request's outcome once its batch ran."""

@@ -33,6 +33,9 @@ class FeedbackRecord:
     outputs: dict[str, np.ndarray]
     time_ns: int
     size: int = 0  # bytes of its tensors
+    # A trial's challenger, which answered the same rows beside `version` (none: "").
+    shadow_version: str = ""
+    shadow_outputs: dict[str, np.ndarray] | None = None
 
 
 def tensor_bytes(arrays: dict[str, np.ndarray]) -> int:
@@ -103,10 +106,16 @@ class FeedbackTap:
         if self._dropped_metric is not None:
             self._dropped_metric.inc(count)
 
-    def offer(self, request_id: str, model: str, version: str, inputs, outputs) -> None:
+    def offer(
+        self, request_id: str, model: str, version: str, inputs, outputs, shadow_version: str = "",
+        shadow_outputs: dict[str, np.ndarray] | None = None,
+    ) -> None:  # fmt: skip
+        """A served request's record; a trial's `shadow_version` and its `shadow_outputs` on
+        the same rows beside it."""
         if self._sink is None:
             return
-        size = record_bytes(request_id, inputs, outputs)
+        shadow = shadow_outputs or {}
+        size = record_bytes(request_id, inputs, outputs) + tensor_bytes(shadow)
         if size > self._batch_bytes:  # a big request: a sample of its rows
             rows = np.shape(next(iter(inputs.values())))[:1] if inputs else ()
             keep = rows[0] * self._batch_bytes // size if rows else 0
@@ -114,14 +123,23 @@ class FeedbackTap:
             self._dropped_unreported += 1
             if not keep:
                 return
-            inputs, outputs = first_rows(inputs, keep), first_rows(outputs, keep)
-            size = record_bytes(request_id, inputs, outputs)
+            inputs, outputs, shadow = first_rows(inputs, keep), first_rows(outputs, keep), first_rows(shadow, keep)
+            size = record_bytes(request_id, inputs, outputs) + tensor_bytes(shadow)
         if len(self._buffer) >= self._capacity or self._bytes + size > self._budget:
             self._drop(1)
             self._dropped_unreported += 1
             return
-        self._buffer.append(FeedbackRecord(request_id, model, version, inputs, outputs, time.time_ns(), size))
+        self._buffer.append(
+            FeedbackRecord(
+                request_id, model, version, inputs, outputs, time.time_ns(), size, shadow_version, shadow or None
+            )
+        )
         self._bytes += size
+
+    @property
+    def active(self) -> bool:
+        """Whether records go anywhere (a runtime without a Monitor keeps none)."""
+        return self._sink is not None
 
     @property
     def pending(self) -> int:

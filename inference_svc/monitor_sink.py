@@ -41,6 +41,8 @@ def to_message(deployment_id: str, records: list[FeedbackRecord], dropped: int) 
                 inputs=[_tensor(n, a) for n, a in record.inputs.items()],
                 outputs=[_tensor(n, a) for n, a in record.outputs.items()],
                 time=stamp,
+                shadow_model_version=int(record.shadow_version) if record.shadow_version.isdigit() else 0,
+                shadow_outputs=[_tensor(n, a) for n, a in (record.shadow_outputs or {}).items()],
             )
         )
     return message

@@ -20,6 +20,7 @@ from inference_svc.session import OnnxModel
 from inference_svc.settings import RuntimeSettings
 from inference_svc.stats import ModelStats
 from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound
+from mlaas.refs import parse_ref
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,24 @@ class LoadedModel:
     batcher: DynamicBatcher
     stats: ModelStats
     policy: BatchPolicy
+
+
+@dataclass
+class Trial:
+    """A challenger loaded beside a served model: in shadow it answers every request too (kept
+    for the Monitor, not returned); as a canary it answers `canary_share` of them, the served
+    model answering those in shadow."""
+
+    challenger: LoadedModel
+    mode: str  # SHADOW or CANARY
+    canary_share: float = 0.0
+
+
+SHADOW, CANARY = "shadow", "canary"
+
+
+def _inputs(loaded: LoadedModel) -> list[tuple[str, str]]:
+    return [(t.name, t.datatype) for t in loaded.model.signature.inputs]
 
 
 def _sha256(path: Path) -> str:
@@ -54,6 +73,7 @@ class ModelRepository:
         self._metrics = metrics
         self._long_calls = long_calls  # shared with the runtime's other workers
         self._models: dict[str, LoadedModel] = {}
+        self._trials: dict[str, Trial] = {}
         self._unavailable: dict[str, str] = {}
         self._lock = asyncio.Lock()
         settings.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -72,6 +92,9 @@ class ModelRepository:
     def all(self) -> list[LoadedModel]:
         return list(self._models.values())
 
+    def trial(self, name: str) -> Trial | None:
+        return self._trials.get(name)
+
     def unavailable(self) -> dict[str, str]:
         return dict(self._unavailable)
 
@@ -83,7 +106,8 @@ class ModelRepository:
 
         if not self._settings.registry_address:
             raise FailedPrecondition("no registry configured (--registry or MLAAS_REGISTRY_ADDR)")
-        with RegistryClient(self._settings.registry_address, self._credentials.current) as registry:
+        token = self._credentials.for_version(parse_ref(ref).version)  # a trial's challenger has its own
+        with RegistryClient(self._settings.registry_address, token) as registry:
             model = registry.get(ref)
             sha = model.artifact.sha256
             path = self._settings.cache_dir / f"{sha}.onnx"
@@ -133,38 +157,55 @@ class ModelRepository:
         name, version, sha, path = await asyncio.to_thread(self._fetch_from_registry, ref)
         return await self._install(name, version, sha, path, f"registry:{ref}")
 
+    async def load_trial(self, ref: str, mode: str, canary_share: float = 0.0) -> Trial:
+        """Loads a registry reference as the challenger of the model it names, which must be
+        served here; a trial it had before ends."""
+        name, version, sha, path = await asyncio.to_thread(self._fetch_from_registry, ref)
+        served = self._models.get(name)
+        if served is None:
+            raise FailedPrecondition(f"model {name!r} is not served here: a trial needs its served version")
+        challenger = await self._build(name, version, sha, path, f"registry:{ref}")
+        if _inputs(challenger) != _inputs(served):
+            await challenger.batcher.close()
+            raise FailedPrecondition(
+                f"{name} version {version} takes other inputs than version {served.version}: a challenger answers "
+                "the same requests"
+            )
+        trial = Trial(challenger, mode, canary_share)
+        async with self._lock:
+            before, self._trials[name] = self._trials.get(name), trial
+        if before is not None:
+            await before.challenger.batcher.close()
+        log.info("trying %s version %s in %s beside version %s", name, version, mode, self._models[name].version)
+        return trial
+
+    async def end_trial(self, name: str) -> None:
+        """The model's challenger goes (what it has queued finishes); nothing if it has none."""
+        async with self._lock:
+            trial = self._trials.pop(name, None)
+        if trial is not None:
+            await trial.challenger.batcher.close()
+            log.info("trial of %s version %s ended", name, trial.challenger.version)
+
     async def load_uri(self, name: str, uri: str, confined: bool = False) -> LoadedModel:
         sha, path = await asyncio.to_thread(self._fetch_uri, uri, confined)
         return await self._install(name, "1", sha, path, uri)
 
     async def _install(self, name: str, version: str, sha: str, path: Path, source: str) -> LoadedModel:
+        """Serves the version from now on; the challenger of a trial is promoted as it is loaded."""
         async with self._lock:
             current = self._models.get(name)
             if current is not None and current.sha256 == sha and current.version == version:
                 return current
-            try:
-                settings = self._settings
-                model = await asyncio.to_thread(OnnxModel, path, settings.intra_op_threads, settings.wide_call_threads)
-            except Exception as err:
-                self._unavailable[name] = f"onnxruntime cannot load it: {err}"
-                raise FailedPrecondition(f"model {name}: onnxruntime cannot load it: {err}") from None
-            base = self._settings.batch
-            policy = BatchPolicy(
-                max_batch_size=base.max_batch_size if model.signature.batchable else 1,
-                max_queue_delay_us=base.max_queue_delay_us,
-                max_queue_rows=base.max_queue_rows,
-                batchable=model.signature.batchable,
-                inline_compute_us=base.inline_compute_us,
-            )
-            warm_up_ns = await asyncio.to_thread(model.warm_up)
-            stats = ModelStats()
-            batcher = DynamicBatcher(
-                model.run, policy, stats, name, observer=_BatchObserver(self._metrics, name),
-                wide_runner=model.run_wide if model.has_wide else None, long_calls=self._long_calls,
-            )  # fmt: skip
-            if warm_up_ns is not None:
-                batcher.expect(1, warm_up_ns)
-            loaded = LoadedModel(name, version, sha, source, model, batcher, stats, policy)
+            trial = self._trials.get(name)
+            if trial is not None and (trial.challenger.sha256, trial.challenger.version) == (sha, version):
+                loaded = self._trials.pop(name).challenger
+            else:
+                try:
+                    loaded = await self._build(name, version, sha, path, source)
+                except FailedPrecondition as err:
+                    self._unavailable[name] = err.message
+                    raise
             self._models[name] = loaded
             self._unavailable.pop(name, None)
         if current is not None:
@@ -172,7 +213,34 @@ class ModelRepository:
         log.info("serving %s version %s (%s, sha256 %s)", name, version, source, sha[:12])
         return loaded
 
+    async def _build(self, name: str, version: str, sha: str, path: Path, source: str) -> LoadedModel:
+        """A version loaded and warmed up, with its batcher; FailedPrecondition if ONNX Runtime
+        cannot load it."""
+        try:
+            settings = self._settings
+            model = await asyncio.to_thread(OnnxModel, path, settings.intra_op_threads, settings.wide_call_threads)
+        except Exception as err:
+            raise FailedPrecondition(f"model {name}: onnxruntime cannot load it: {err}") from None
+        base = self._settings.batch
+        policy = BatchPolicy(
+            max_batch_size=base.max_batch_size if model.signature.batchable else 1,
+            max_queue_delay_us=base.max_queue_delay_us,
+            max_queue_rows=base.max_queue_rows,
+            batchable=model.signature.batchable,
+            inline_compute_us=base.inline_compute_us,
+        )
+        warm_up_ns = await asyncio.to_thread(model.warm_up)
+        stats = ModelStats()
+        batcher = DynamicBatcher(
+            model.run, policy, stats, name, observer=_BatchObserver(self._metrics, name),
+            wide_runner=model.run_wide if model.has_wide else None, long_calls=self._long_calls,
+        )  # fmt: skip
+        if warm_up_ns is not None:
+            batcher.expect(1, warm_up_ns)
+        return LoadedModel(name, version, sha, source, model, batcher, stats, policy)
+
     async def unload(self, name: str) -> None:
+        await self.end_trial(name)
         async with self._lock:
             loaded = self._models.pop(name, None)
             failed = self._unavailable.pop(name, None)

@@ -27,7 +27,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
 from inference_svc.access import CALLER_TENANT, RuntimeRules
-from inference_svc.catalog import Catalog
+from inference_svc.catalog import Catalog, LoadOptions
 from inference_svc.dataplane import DataPlane
 from inference_svc.rest_codec import (
     HEADER_LENGTH,
@@ -309,7 +309,7 @@ class RestApp:
         uri = parameters.get("uri", "") if isinstance(parameters, dict) else None
         if not isinstance(uri, str):
             raise InvalidArgument("parameters must be an object whose uri, if given, is a string")
-        await self._catalog.load(params["model"], uri, _caller(headers))
+        await self._catalog.load(params["model"], LoadOptions(uri=uri), _caller(headers))
         return _json_reply(200, {})
 
     async def _unload(self, params, headers, body) -> Reply:

@@ -10,17 +10,13 @@ import collections
 import functools
 from collections.abc import AsyncIterator
 
-from inference_svc.catalog import LOCAL_ONLY, Catalog
+from inference_svc.catalog import LOCAL_ONLY, Catalog, LoadOptions
 from inference_svc.dataplane import DataPlane, Outcome
 from mlaas.errors import MlaasError, Unavailable
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
-from mlaas.services.auth import CREDENTIAL_PARAMETER
+from mlaas.services.repository_parameters import TRIAL
 from mlaas.services.servicing import maps_errors
-
-
-def _string_parameter(request: oip.RepositoryModelLoadRequest, name: str) -> str:
-    return request.parameters[name].string_param if name in request.parameters else ""
 
 
 @maps_errors
@@ -65,14 +61,13 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         return self._catalog.repository_index(request.ready)
 
     async def RepositoryModelLoad(self, request, context):
-        uri, credential = (_string_parameter(request, name) for name in ("uri", CREDENTIAL_PARAMETER))
         caller, from_sibling = context.invocation_metadata() or (), LOCAL_ONLY in request.parameters
-        await self._catalog.load(request.model_name, uri, caller, from_sibling, credential)
+        await self._catalog.load(request.model_name, LoadOptions.read(request.parameters), caller, from_sibling)
         return oip.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(self, request, context):
         caller, from_sibling = context.invocation_metadata() or (), LOCAL_ONLY in request.parameters
-        await self._catalog.unload(request.model_name, caller, from_sibling)
+        await self._catalog.unload(request.model_name, caller, from_sibling, trial_only=TRIAL in request.parameters)
         return oip.RepositoryModelUnloadResponse()
 
     # -- inference ------------------------------------------------------------------------------

@@ -412,6 +412,25 @@ class SchedulerClient(GrpcClient):
         request = scheduler_pb2.UpdateDeploymentRequest(deployment_id=deployment_id, model=_as_ref(model))
         return self._call(self._stub.UpdateDeployment, request).deployment
 
+    def start_trial(
+        self, deployment_id: str, model: str | types_pb2.ModelRef, canary_percent: float = 0.0
+    ) -> scheduler_pb2.Deployment:
+        """Tries another version beside the served one, in the running replicas: in shadow (it
+        answers every request too, its answers kept for judging), or as a canary answering
+        `canary_percent` of the requests. The Monitor judges it on the labels of rows both
+        answered and promotes or drops it; `end_trial` does so by hand."""
+        mode = scheduler_pb2.TRIAL_MODE_CANARY if canary_percent else scheduler_pb2.TRIAL_MODE_SHADOW
+        request = scheduler_pb2.UpdateDeploymentRequest(
+            deployment_id=deployment_id, model=_as_ref(model), trial_mode=mode, canary_percent=canary_percent
+        )
+        return self._call(self._stub.UpdateDeployment, request).deployment
+
+    def end_trial(self, deployment_id: str, promote: bool) -> scheduler_pb2.Deployment:
+        """Ends the deployment's trial: its challenger serves from then on (`promote`), or goes."""
+        end = scheduler_pb2.TRIAL_END_PROMOTE if promote else scheduler_pb2.TRIAL_END_ABORT
+        request = scheduler_pb2.UpdateDeploymentRequest(deployment_id=deployment_id, end_trial=end)
+        return self._call(self._stub.UpdateDeployment, request).deployment
+
     def wait_settled(self, deployment_id: str, timeout: float = 300.0, poll: float = 0.2) -> scheduler_pb2.Deployment:
         """Waits until a Scale or UpdateDeployment is over; the outcome is in the events."""
         deadline = time.monotonic() + timeout

@@ -116,7 +116,7 @@ class DeploymentAccess:
         identity = self._auth.identity(context.invocation_metadata())
         if identity.role == RUNTIME:
             ref = parse_ref(identity.model)
-            return ref.name, {ref.version}
+            return ref.name, {ref.version} | ({identity.challenger} if identity.challenger else set())
         return claimed, None
 
 

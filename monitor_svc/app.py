@@ -3,11 +3,13 @@ the gRPC service."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Histogram
 
 from mlaas.client import SchedulerClient
+from mlaas.errors import MlaasError
 from mlaas.services.auth import Authenticator
 from mlaas.services.server import MeshServer, Service
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
@@ -19,7 +21,9 @@ from monitor_svc.retrainer import Retrainer
 from monitor_svc.servicer import MonitorServicer
 from monitor_svc.settings import MonitorSettings
 from monitor_svc.store import MonitorStore
+from monitor_svc.trials import EndTrial, Trials
 
+log = logging.getLogger(__name__)
 SERVICE_NAME = monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name
 
 
@@ -43,6 +47,20 @@ class Monitor:
         self.store.close()
 
 
+def ender(scheduler: SchedulerClient, token: str | None) -> EndTrial:
+    """Ends a trial the Monitor decided, at the scheduler, as the Monitor."""
+    as_monitor = scheduler.with_token(token)
+
+    def end(deployment_id: str, promote: bool, why: str) -> None:
+        try:
+            as_monitor.end_trial(deployment_id, promote)
+            log.info("trial of %s ended: %s", deployment_id, why)
+        except MlaasError as err:  # the owner ended it first, or the deployment is busy or gone
+            log.warning("trial of %s decided (%s) but not ended: %s", deployment_id, why, err)
+
+    return end
+
+
 def build_monitor(settings: MonitorSettings) -> Monitor:
     authenticator = Authenticator.for_server(settings.server)
     store = MonitorStore(settings.database_path, settings.keep_predictions, settings.unmatched_label_seconds)
@@ -59,7 +77,9 @@ def build_monitor(settings: MonitorSettings) -> Monitor:
     )  # fmt: skip
     scheduler = SchedulerClient(settings.scheduler_address, timeout=10)  # each caller's token per call
     access = DeploymentAccess(authenticator, scheduler_lookup(scheduler), own_token=settings.token)
-    deployments = DeploymentMonitors(store, contexts, retrainer, changes)
+    deployments = DeploymentMonitors(
+        store, contexts, retrainer, changes, Trials(store, ender(scheduler, settings.token))
+    )
     servicer = MonitorServicer(store, deployments, changes, access)
     service = Service(SERVICE_NAME, servicer, monitor_pb2_grpc.add_MonitorServiceServicer_to_server)
     server = MeshServer("monitor", settings.server, [service], authenticator, metrics_registry=metrics)

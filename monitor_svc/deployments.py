@@ -20,6 +20,7 @@ from monitor_svc.monitoring import DeploymentMonitor, default_policy
 from monitor_svc.retrainer import Job, Retrainer, Site
 from monitor_svc.retraining import RetrainSchedule
 from monitor_svc.store import MonitorStore
+from monitor_svc.trials import Trials
 
 M = monitor_pb2
 MAX_WINDOW_LABELS = 10_000  # a node sends windows of a few dozen labels
@@ -33,7 +34,10 @@ def spread_errors(errors: int, labels: int) -> np.ndarray:
 
 
 class DeploymentMonitors:
-    def __init__(self, store: MonitorStore, contexts: ContextLoader, retrainer: Retrainer, changes: Changes):
+    def __init__(
+        self, store: MonitorStore, contexts: ContextLoader, retrainer: Retrainer, changes: Changes, trials: Trials
+    ):
+        self.trials = trials
         self._store = store
         self._contexts = contexts
         self._retrainer = retrainer
@@ -101,6 +105,7 @@ class DeploymentMonitors:
         retrainings (RetrainSchedule), and a round that is due is submitted."""
         events = monitor.learn(matched)
         if matched:
+            self.trials.observe(monitor, matched)
             self._plan(monitor, matched[-1].number)
         return events
 

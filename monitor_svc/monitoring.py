@@ -43,6 +43,7 @@ HOLD_WINDOWS = 4
 # The data and prediction drift detectors share the policy's false-alarm rate equally.
 DEFAULT_FALSE_ALARMS_PER_100K = 1.0
 DEFAULT_CHALLENGER_CONFIDENCE = 0.95
+DEFAULT_TRIAL_LABELS = 300  # labels of rows both versions of a trial answered, to decide it
 MAX_FALSE_ALARMS_PER_100K = 4_000.0  # each detector then expects one every 50 predictions
 DRIFT_DETECTORS = 2
 OPEN_NOT_PRIVATE = (
@@ -76,6 +77,7 @@ def default_policy() -> monitor_pb2.MonitorPolicy:
         auto_retrain=True,
         min_labels=500,
         first_round_labels=200,
+        trial_labels=DEFAULT_TRIAL_LABELS,
         cooldown_labels=500,
         challenger_confidence=DEFAULT_CHALLENGER_CONFIDENCE,
         performance_expected_run_length=30_000,

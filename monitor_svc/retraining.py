@@ -39,7 +39,8 @@ class RetrainSchedule:
     the change, round 1 fits the labels since it. With fewer than `min_labels` that is an early
     round: it rolls out only if the paired test is convinced on its few held-out labels (an
     abrupt change the champion fails badly), and if it is not, the usual round 1 follows once
-    `min_labels` labels followed the change. Each round whose challenger wins is followed
+    `min_labels` labels followed the change; if it is, the next round comes at `min_labels`, as
+    a series without an early round would have it (then twice as many, and so on). Each round whose challenger wins is followed
     by one on twice as many labels since the same change (abrupt change: the more of the new
     concept, the better). Until a round has won, a loss is tried again `min_labels` labels later
     on the latest labels only (gradual change: the concept was still moving). After a win, a loss
@@ -94,8 +95,8 @@ class RetrainSchedule:
         self.wins += rolled_out
         if rolled_out:  # the new version learnt from every label up to the round's start
             self.unseen_after = self._due_at
-        if self.rounds < self.max_rounds and rolled_out:
-            self.size *= 2
+        if self.rounds < self.max_rounds and rolled_out:  # after an early round, the usual sizes on
+            self.size = max(self.size * 2, self.min_labels)
             return
         if self.rounds < self.max_rounds and not self.wins and self.size < self.min_labels:
             self.size = self.min_labels  # an early round lost: the usual round 1, on the same change

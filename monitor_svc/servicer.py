@@ -69,7 +69,25 @@ def _by_version(
     return {v: (ids, np.vstack(xs), np.concatenate(ps)) for v, (ids, xs, ps) in grouped.items()}
 
 
+def _shadows(records: Iterable[monitor_pb2.InferenceRecord]) -> dict[int, tuple[list[str], list[str]]]:
+    """A trial's challenger's answers in the records, by its version: (request ids, predictions)."""
+    found: dict[int, tuple[list[str], list[str]]] = {}
+    for record in records:
+        if not record.shadow_model_version:
+            continue
+        if not record.shadow_outputs:
+            raise InvalidArgument("a record with a shadow_model_version needs its shadow_outputs")
+        predictions = _rows(record.shadow_outputs[0])[:, 0]
+        if len(record.request_ids) > predictions.shape[0]:
+            raise InvalidArgument("a record's shadow_outputs have fewer rows than its request ids")
+        ids, answers = found.setdefault(record.shadow_model_version, ([], []))
+        ids.extend(record.request_ids)
+        answers.extend(str(p) for p in predictions[: len(record.request_ids)])
+    return found
+
+
 MIN_FIRST_ROUND_LABELS = 40  # a quarter held out: 10 labels, the fewest a paired test can be sure on
+MIN_TRIAL_LABELS = 10
 
 
 def validate_policy(
@@ -82,6 +100,7 @@ def validate_policy(
     merged.CopyFrom(current or default_policy())
     for field in (
         "window_size",
+        "trial_labels",
         "min_labels",
         "first_round_labels",
         "cooldown_labels",
@@ -94,6 +113,8 @@ def validate_policy(
             setattr(merged, field, value)
     if not 8 <= merged.window_size <= 4096:
         raise InvalidArgument("policy.window_size must be between 8 and 4096")
+    if 0 < merged.trial_labels < MIN_TRIAL_LABELS:
+        raise InvalidArgument(f"policy.trial_labels must be at least {MIN_TRIAL_LABELS}: a paired test needs them")
     if 0 < merged.first_round_labels < MIN_FIRST_ROUND_LABELS:
         raise InvalidArgument(
             f"policy.first_round_labels must be at least {MIN_FIRST_ROUND_LABELS}: fewer hold out too few labels to "
@@ -152,13 +173,15 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         for request in _until_gone(request_iterator):
             self._check(context, request.deployment_id)
             model_name, versions = self._access.feedback_model(context, request.model_name)
-            grouped = _by_version(request.records)
-            reported = {*grouped, *(s.model_version for s in (*request.summaries, *request.label_summaries))}
+            grouped, shadows = _by_version(request.records), _shadows(request.records)
+            reported = {*grouped, *shadows, *(s.model_version for s in (*request.summaries, *request.label_summaries))}
             check_versions(request.deployment_id, reported, versions)
             if request.dropped:
                 self._deployments.count_dropped(request.deployment_id, request.dropped)
             if grouped and self._strict(request.deployment_id):
                 raise PermissionDenied(f"deployment {request.deployment_id} is STRICT: no row of it leaves its node")
+            for version, (ids, answers) in shadows.items():  # before their labels may be matched below
+                self._store.add_shadow_predictions(request.deployment_id, ids, version, answers)
             for version, (ids, inputs, predictions) in grouped.items():
                 monitor = self._deployments.for_version(request.deployment_id, model_name, version, False)
                 features = monitor.context.reference.shape[1]
@@ -228,6 +251,9 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         matched = monitor.labels_seen if monitor.strict else self._store.label_count(request.deployment_id)[1]
         report = monitor.report(matched)
         report.feedback_dropped = self._deployments.dropped(request.deployment_id)
+        trial = self._deployments.trials.status(request.deployment_id)
+        if trial is not None:
+            report.trial.CopyFrom(trial)
         recent = self._store.recent_events(request.deployment_id, RECENT_EVENTS)  # every version's
         report.recent_events.extend(M.DriftEvent.FromString(raw) for raw in recent)
         return M.GetDriftReportResponse(report=report)

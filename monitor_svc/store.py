@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from mlaas.services.label_store import LabelStore
@@ -39,6 +40,15 @@ CREATE TABLE IF NOT EXISTS federations (
     tenant TEXT NOT NULL,
     name TEXT NOT NULL
 );
+-- a trial's challenger's answers to the rows the served version answered (the same request ids)
+CREATE TABLE IF NOT EXISTS shadow_predictions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    deployment TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    model_version INTEGER NOT NULL,
+    prediction TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS shadow_predictions_by_id ON shadow_predictions (deployment, request_id);
 -- the differential-privacy epsilon each retraining of a deployment spent
 CREATE TABLE IF NOT EXISTS privacy_ledger (
     deployment TEXT NOT NULL,
@@ -63,6 +73,42 @@ def budget_refusal(spent: float, epsilon: float, budget: float) -> str:
 class MonitorStore(LabelStore):
     def __init__(self, path: Path, keep_predictions: int = 50_000, unmatched_label_seconds: float = 86_400.0):
         super().__init__(path, keep_predictions, unmatched_label_seconds, SCHEMA)
+
+    def add_shadow_predictions(
+        self, deployment: str, request_ids: Sequence[str], model_version: int, predictions: Sequence[str]
+    ) -> None:
+        """A trial challenger's answers, kept as long as the predictions they sit beside."""
+        rows = [(deployment, rid, model_version, p) for rid, p in zip(request_ids, predictions, strict=True) if rid]
+
+        def insert(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT OR REPLACE INTO shadow_predictions (deployment, request_id, model_version, prediction) "
+                "VALUES (?, ?, ?, ?)",
+                rows,
+            )
+            db.execute(
+                "DELETE FROM shadow_predictions WHERE deployment = ? AND seq <= "
+                "(SELECT seq FROM shadow_predictions WHERE deployment = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (deployment, deployment, self._keep),
+            )
+
+        self._write(insert)
+
+    def shadow_predictions(self, deployment: str, request_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """request id -> (version, prediction) of the challenger's answers to those requests."""
+        found: dict[str, tuple[int, str]] = {}
+        with self._lock:
+            for start in range(0, len(request_ids), 500):  # below SQLite's limit on bound parameters
+                chunk = request_ids[start : start + 500]
+                found.update(
+                    (rid, (version, prediction))
+                    for rid, version, prediction in self._db.execute(
+                        "SELECT request_id, model_version, prediction FROM shadow_predictions WHERE deployment = ? "
+                        f"AND request_id IN ({','.join('?' * len(chunk))})",
+                        (deployment, *chunk),
+                    )
+                )
+        return found
 
     def add_event(self, deployment: str, record: bytes) -> None:
         self._write(

@@ -87,8 +87,10 @@ class Caller:
     # of existing ones on their owners' behalf (retraining); it never creates a model name,
     # deletes, or changes a model's owner or visibility.
     maintainer: bool = False
-    # A runtime's or training job's credential: it reads this one NAME:VERSION and nothing else.
+    # A runtime's or training job's credential: it reads this one NAME:VERSION and nothing else
+    # (a runtime's during a trial: also version `also` of it).
     only: str = ""
+    also: int = 0
     # A training job's: a round on a node fits a private or federated recipe's shared steps on
     # the model's reference data (the scheduler starts those only for the model's owner).
     reads_reference: bool = False
@@ -96,7 +98,7 @@ class Caller:
     def may_read_sql(self) -> tuple[str, list]:
         if self.only:
             name, _, version = self.only.rpartition(":")
-            return "(v.name = ? AND v.version = ?)", [name, int(version)]
+            return "(v.name = ? AND v.version IN (?, ?))", [name, int(version), self.also or int(version)]
         if self.unrestricted or self.maintainer:
             return "1", []
         return "(v.visibility = ? OR v.owner = ?)", [types_pb2.VISIBILITY_PUBLIC, self.tenant]

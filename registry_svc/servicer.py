@@ -54,6 +54,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             unrestricted=not self._auth.enabled,
             maintainer=self._auth.is_role(identity.tenant, MONITOR),
             only=identity.model if identity.role in MINTED_ROLES else "",
+            also=identity.challenger if identity.role in MINTED_ROLES else 0,
             reads_reference=identity.role == TRAINER,
         )
 

@@ -27,12 +27,12 @@ from scheduler_svc.periodic import Periodic
 from scheduler_svc.placer import Placer
 from scheduler_svc.queue import DeploymentQueue
 from scheduler_svc.reconcile import Reconciler, ReconcileSettings
+from scheduler_svc.replica_models import ReplicaModels
 from scheduler_svc.replicas import Replicas
 from scheduler_svc.rollout import Rollout
 from scheduler_svc.servicer import SchedulerServicer
 from scheduler_svc.settings import DOCKER_HOST_LABEL, SchedulerSettings
 from scheduler_svc.store import DeploymentStore
-from scheduler_svc.swap import VersionSwap
 from scheduler_svc.waiting import WaitingRoom
 from scheduler_svc.worker import PlacementWorker
 
@@ -130,8 +130,8 @@ def build_scheduler(
     placer = Placer(settings, client, store, lifecycle, job_store.allocations)
     jobs = TrainingJobs(job_store, placer, backend, settings.training_dir, key, settings.training_deadline_seconds)
     # Long enough for a rollout to start replicas and drain the old ones.
-    swap = VersionSwap(replicas, settings.token, timeout_seconds=settings.start_timeout_seconds)
-    rollout = Rollout(store, replicas, placer, lifecycle, settings.start_timeout_seconds + 120, swap)
+    models = ReplicaModels(replicas, settings.token, timeout_seconds=settings.start_timeout_seconds)
+    rollout = Rollout(store, replicas, placer, lifecycle, settings.start_timeout_seconds + 120, models)
     waiting_room = WaitingRoom(settings, store, queue, placer)
     registry = RegistryClient(settings.registry_address)  # each call carries its caller's token
     servicer = SchedulerServicer(

@@ -53,8 +53,9 @@ def as_status(replica: scheduler_pb2.Replica) -> ReplicaStatus:
 
 
 def record_started(replica: scheduler_pb2.Replica, started: ReplicaStatus) -> None:
-    """Where a replica the backend (re)started serves, and its handle."""
+    """Where a replica the backend (re)started serves, and its handle (a new process runs no trial)."""
     replica.endpoint, replica.handle = started.endpoint, started.handle
+    replica.trial_version = 0
     replica.http_endpoint, replica.bulk_endpoint = started.http_endpoint, started.bulk_endpoint
 
 
@@ -88,12 +89,14 @@ class Replicas:
         replica: scheduler_pb2.Replica,
         ports: tuple[int, int, int] = (0, 0, 0),
         version: int = 0,
+        challenger: int = 0,
     ) -> ReplicaSpec:
-        """spec_for, with the replica's credential when the mesh runs with auth."""
+        """spec_for, with the replica's credential when the mesh runs with auth (during a trial,
+        one that also names its `challenger` version)."""
         spec = spec_for(deployment, replica, ports, version)
         if self._key is None:
             return spec
-        return dataclasses.replace(spec, token=self._key.mint(RUNTIME, deployment.id, spec.model_ref))
+        return dataclasses.replace(spec, token=self._key.mint(RUNTIME, deployment.id, spec.model_ref, challenger))
 
     @property
     def backend(self) -> Backend:

@@ -2,7 +2,7 @@
 replicas of version `model.version`.
 
 Serving replicas of another version first swap to the target version inside their processes
-(swap.py: seconds, no new process, no endpoint change). On a backend whose platform rolls a
+(replica_models.py: seconds, no new process, no endpoint change). On a backend whose platform rolls a
 replica itself (Kubernetes), they move to the new version in place instead, behind their
 unchanged endpoints. What is still missing then starts beside the old ones (a surge), the
 endpoints switch only once they all serve, and the old or surplus replicas drain last (SIGTERM:
@@ -23,9 +23,9 @@ from mlaas.v1 import scheduler_pb2
 from scheduler_svc.backends import rolls_in_place
 from scheduler_svc.lifecycle import Lifecycle, ready_or_cached
 from scheduler_svc.placer import Placer
+from scheduler_svc.replica_models import ReplicaModels
 from scheduler_svc.replicas import Replicas, new_replica, publish_endpoints
 from scheduler_svc.store import DeploymentStore
-from scheduler_svc.swap import VersionSwap
 
 log = logging.getLogger(__name__)
 S = scheduler_pb2
@@ -48,9 +48,9 @@ def _serve_from(deployment: scheduler_pb2.Deployment, replica_ids: Collection[st
 class Rollout:
     def __init__(
         self, store: DeploymentStore, replicas: Replicas, placer: Placer, lifecycle: Lifecycle, lock_seconds: float,
-        swap: VersionSwap,
+        models: ReplicaModels,
     ):  # fmt: skip
-        self._swap = swap
+        self._models = models
         self._store = store
         self._replicas = replicas
         self._placer = placer
@@ -98,9 +98,11 @@ class Rollout:
                 f"draining {len(leaving)}", only_from=UPDATING,
             )  # fmt: skip
             self._replicas.remove(leaving)
+        d, trial = self._sync_trial(d)
         done = (
             f"rolled to version {target}" if old_versions - {target} else f"{len(keep)} replica(s) of version {target}"
         )
+        done = done if old_versions - {target} else trial or done
 
         def settle(x: scheduler_pb2.Deployment) -> None:
             _without(x, {r.id for r in leaving})
@@ -108,6 +110,37 @@ class Rollout:
 
         d = self._store.update(d.id, settle, ready_or_cached, done, only_from=UPDATING)
         self._lifecycle.reshare(d, old_versions)
+
+    def _sync_trial(self, d: scheduler_pb2.Deployment) -> tuple[scheduler_pb2.Deployment, str]:
+        """The serving replicas run the deployment's trial, or none any more; (the deployment,
+        what changed, if anything). A trial no replica could start is dropped, with the reason."""
+        wanted = d.trial.version
+        serving = [r for r in d.replica_status if r.ready]
+        ending = [r for r in serving if r.trial_version and not wanted]
+        starting = [r for r in serving if wanted and r.trial_version != wanted]
+        if not (ending or starting):
+            return d, ""
+        ended = self._models.end_trial(d, ending)
+        started = self._models.start_trial(d, starting)
+        mode = S.TrialMode.Name(d.trial.mode).removeprefix("TRIAL_MODE_").lower()
+        detail = (
+            f"trying version {wanted} as a {mode} beside version {d.model.version} on {len(started)} replica(s)"
+            if started
+            else f"trial ended: {len(ended)} replica(s) serve version {d.model.version} alone"
+        )
+        if starting and not started:
+            detail = f"trial of version {wanted} dropped: no replica could load it (see the scheduler's log)"
+
+        def record(x: scheduler_pb2.Deployment) -> None:
+            if starting and not started:
+                x.ClearField("trial")
+            for replica in x.replica_status:
+                if replica.id in ended:
+                    replica.trial_version = 0
+                if replica.id in started:
+                    replica.trial_version = wanted
+
+        return self._store.update(d.id, record, only_from=UPDATING), detail
 
     def _swap_in_place(self, d: scheduler_pb2.Deployment) -> scheduler_pb2.Deployment:
         """Serving replicas of other versions (up to the wanted number) swap to the target version
@@ -118,7 +151,7 @@ class Rollout:
         swapping = swapping[: max(d.replicas - serving_target, 0)]
         if not swapping:
             return d
-        swapped = self._swap.swap(d, swapping, target)
+        swapped = self._models.swap(d, swapping, target)
         if not swapped:
             return d
 

@@ -23,6 +23,7 @@ from scheduler_svc.queue import DeploymentQueue
 from scheduler_svc.settings import SchedulerSettings
 from scheduler_svc.states import TERMINAL
 from scheduler_svc.store import DeploymentStore, RequestKey
+from scheduler_svc.trials import end_trial, start_trial
 from scheduler_svc.waiting import WaitingRoom
 
 S = scheduler_pb2
@@ -219,6 +220,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     def UpdateDeployment(self, request, context):
         tenant, token = self._tenant_and_token(context)
         deployment = self._owned(self._store.get(request.deployment_id), tenant, "update", for_owner=MONITOR)
+        if request.end_trial:
+            if request.HasField("model") or request.trial_mode or request.canary_percent:
+                raise InvalidArgument("end_trial goes alone: no model, trial_mode or canary_percent with it")
+            change, detail = end_trial(deployment, request.end_trial)
+            return S.UpdateDeploymentResponse(deployment=self._begin_update(deployment, change, detail))
         if request.model.name not in ("", deployment.model.name):
             raise InvalidArgument(
                 f"deployment {deployment.id} serves {deployment.model.name}; deploy {request.model.name} on its own"
@@ -233,11 +239,15 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         wanted.CopyFrom(request.model)
         wanted.name = deployment.model.name
         version = self._registry.with_token(token).get(wanted).version  # NOT_FOUND / PERMISSION_DENIED pass through
+        if request.trial_mode or request.canary_percent:
+            change, detail = start_trial(deployment, version, request.trial_mode, request.canary_percent)
+            return S.UpdateDeploymentResponse(deployment=self._begin_update(deployment, change, detail))
         if version == deployment.model.version and deployment.state == S.DEPLOYMENT_STATE_READY:
             return S.UpdateDeploymentResponse(deployment=deployment)
 
         def roll(d: scheduler_pb2.Deployment) -> None:
             d.model.version = version
+            d.ClearField("trial")  # a trial of another version ends with the roll
 
         detail = f"rolling from version {deployment.model.version} to {version}"
         return S.UpdateDeploymentResponse(deployment=self._begin_update(deployment, roll, detail))

@@ -91,7 +91,10 @@ def _print_state(args, deployment: scheduler_pb2.Deployment) -> None:
         print_json(deployment)
     else:
         state = state_name(deployment.state)
-        print(f"{deployment.id}  {format_ref(deployment.model)}  {state}  replicas: {deployment.replicas}")
+        trial = deployment.trial
+        mode = scheduler_pb2.TrialMode.Name(trial.mode).removeprefix("TRIAL_MODE_").lower()
+        beside = f"  trial: version {trial.version} ({mode})" if trial.version else ""
+        print(f"{deployment.id}  {format_ref(deployment.model)}  {state}  replicas: {deployment.replicas}{beside}")
 
 
 def cmd_decommission(args) -> None:
@@ -108,6 +111,17 @@ def cmd_scale(args) -> None:
 def cmd_update(args) -> None:
     with _scheduler(args) as scheduler:
         deployment = scheduler.update(args.deployment, parse_ref(args.model))
+        _print_state(args, scheduler.wait_settled(deployment.id) if args.wait else deployment)
+
+
+def cmd_rollout(args) -> None:
+    """A trial of another version beside the served one, or its end."""
+    with _scheduler(args) as scheduler:
+        if args.promote or args.abort:
+            deployment = scheduler.end_trial(args.deployment, promote=args.promote)
+        else:
+            version = parse_ref(args.shadow or args.canary)
+            deployment = scheduler.start_trial(args.deployment, version, args.percent if args.canary else 0.0)
         _print_state(args, scheduler.wait_settled(deployment.id) if args.wait else deployment)
 
 
@@ -189,6 +203,19 @@ def add_parsers(commands, common: argparse.ArgumentParser) -> None:
     update.add_argument("model", help="NAME:VERSION or NAME@ALIAS")
     update.add_argument("--wait", action="store_true", help="until the change is over")
     update.set_defaults(run=cmd_update)
+
+    rollout = commands.add_parser(
+        "rollout", parents=[common], help="try another version beside the served one (shadow, canary), or end the trial"
+    )
+    rollout.add_argument("deployment")
+    trial = rollout.add_mutually_exclusive_group(required=True)
+    trial.add_argument("--shadow", metavar="MODEL", help="NAME:VERSION answering every request too, unseen")
+    trial.add_argument("--canary", metavar="MODEL", help="NAME:VERSION answering --percent of the requests")
+    trial.add_argument("--promote", action="store_true", help="the trial's version serves from now on")
+    trial.add_argument("--abort", action="store_true", help="the trial's version goes")
+    rollout.add_argument("--percent", type=float, default=10.0, help="a canary's share of the requests (default 10)")
+    rollout.add_argument("--wait", action="store_true", help="until the change is over")
+    rollout.set_defaults(run=cmd_rollout)
 
     job = commands.add_parser("job", parents=[common], help="a training job: show or cancel it")
     job.add_argument("action", choices=["show", "cancel"])

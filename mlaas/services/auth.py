@@ -43,9 +43,6 @@ ROLES = FILE_ROLES + MINTED_ROLES
 # Health checks stay open so that load balancers and orchestrators can probe without a token.
 PUBLIC_METHOD_PREFIXES = ("/grpc.health.v1.Health/",)
 SCOPED_PREFIX = "mlaas-scoped."
-# The RepositoryModelLoad parameter that hands a deployment's runtime the credential minted for
-# the version it is asked to load (the scheduler's hot version swap).
-CREDENTIAL_PARAMETER = "mlaas_credential"
 
 
 @dataclass(frozen=True)
@@ -56,6 +53,8 @@ class Identity:
     tenant: str
     scope: str = ""
     model: str = ""
+    # A runtime's during a trial: the challenger version it may also read and report on.
+    challenger: int = 0
 
     @property
     def role(self) -> str:
@@ -116,10 +115,13 @@ class MeshKey:
     def _sign(self, body: str) -> str:
         return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()
 
-    def mint(self, role: str, scope: str, model: str) -> str:
+    def mint(self, role: str, scope: str, model: str, challenger: int = 0) -> str:
+        """A credential for `role` in `scope` (a deployment, a job) reading `model` (NAME:VERSION)
+        and, during a trial, also version `challenger` of it."""
         if role not in MINTED_ROLES:
             raise ValueError(f"only {MINTED_ROLES} credentials are minted")
-        claims = json.dumps({"r": role, "s": scope, "m": model}, separators=(",", ":"))
+        fields = {"r": role, "s": scope, "m": model, **({"c": challenger} if challenger else {})}
+        claims = json.dumps(fields, separators=(",", ":"))
         body = base64.urlsafe_b64encode(claims.encode()).decode().rstrip("=")
         return f"{SCOPED_PREFIX}{body}.{self._sign(body)}"
 
@@ -128,7 +130,7 @@ class MeshKey:
         if not hmac.compare_digest(self._sign(body), signature):
             return None
         claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        return Identity(claims["r"], claims["s"], claims["m"])
+        return Identity(claims["r"], claims["s"], claims["m"], int(claims.get("c", 0)))
 
 
 class Authenticator:

@@ -52,18 +52,22 @@ class RawTensor(_message.Message):
     def __init__(self, name: _Optional[str] = ..., datatype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class InferenceRecord(_message.Message):
-    __slots__ = ("request_ids", "model_version", "inputs", "outputs", "time")
+    __slots__ = ("request_ids", "model_version", "inputs", "outputs", "time", "shadow_model_version", "shadow_outputs")
     REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     request_ids: _containers.RepeatedScalarFieldContainer[str]
     model_version: int
     inputs: _containers.RepeatedCompositeFieldContainer[RawTensor]
     outputs: _containers.RepeatedCompositeFieldContainer[RawTensor]
     time: _timestamp_pb2.Timestamp
-    def __init__(self, request_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[RawTensor, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[RawTensor, _Mapping]]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    shadow_model_version: int
+    shadow_outputs: _containers.RepeatedCompositeFieldContainer[RawTensor]
+    def __init__(self, request_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[RawTensor, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[RawTensor, _Mapping]]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., shadow_model_version: _Optional[int] = ..., shadow_outputs: _Optional[_Iterable[_Union[RawTensor, _Mapping]]] = ...) -> None: ...
 
 class FeatureSummary(_message.Message):
     __slots__ = ("feature_index", "bin_edges", "counts", "n", "mean", "variance")
@@ -200,7 +204,7 @@ class FeatureDrift(_message.Message):
     def __init__(self, feature: _Optional[str] = ..., statistic: _Optional[str] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., drifted: _Optional[bool] = ..., first_seen_sample: _Optional[int] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class DriftReport(_message.Message):
-    __slots__ = ("deployment_id", "model_version", "samples_seen", "labels_seen", "features", "recent_events", "recent_performance", "retraining_unavailable_reason", "feedback_dropped")
+    __slots__ = ("deployment_id", "model_version", "samples_seen", "labels_seen", "features", "recent_events", "recent_performance", "retraining_unavailable_reason", "feedback_dropped", "trial")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_SEEN_FIELD_NUMBER: _ClassVar[int]
@@ -210,6 +214,7 @@ class DriftReport(_message.Message):
     RECENT_PERFORMANCE_FIELD_NUMBER: _ClassVar[int]
     RETRAINING_UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
     FEEDBACK_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     model_version: int
     samples_seen: int
@@ -219,7 +224,24 @@ class DriftReport(_message.Message):
     recent_performance: float
     retraining_unavailable_reason: str
     feedback_dropped: int
-    def __init__(self, deployment_id: _Optional[str] = ..., model_version: _Optional[int] = ..., samples_seen: _Optional[int] = ..., labels_seen: _Optional[int] = ..., features: _Optional[_Iterable[_Union[FeatureDrift, _Mapping]]] = ..., recent_events: _Optional[_Iterable[_Union[DriftEvent, _Mapping]]] = ..., recent_performance: _Optional[float] = ..., retraining_unavailable_reason: _Optional[str] = ..., feedback_dropped: _Optional[int] = ...) -> None: ...
+    trial: TrialJudgement
+    def __init__(self, deployment_id: _Optional[str] = ..., model_version: _Optional[int] = ..., samples_seen: _Optional[int] = ..., labels_seen: _Optional[int] = ..., features: _Optional[_Iterable[_Union[FeatureDrift, _Mapping]]] = ..., recent_events: _Optional[_Iterable[_Union[DriftEvent, _Mapping]]] = ..., recent_performance: _Optional[float] = ..., retraining_unavailable_reason: _Optional[str] = ..., feedback_dropped: _Optional[int] = ..., trial: _Optional[_Union[TrialJudgement, _Mapping]] = ...) -> None: ...
+
+class TrialJudgement(_message.Message):
+    __slots__ = ("champion_version", "challenger_version", "labels", "wins", "losses", "outcome")
+    CHAMPION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    WINS_FIELD_NUMBER: _ClassVar[int]
+    LOSSES_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    champion_version: int
+    challenger_version: int
+    labels: int
+    wins: int
+    losses: int
+    outcome: str
+    def __init__(self, champion_version: _Optional[int] = ..., challenger_version: _Optional[int] = ..., labels: _Optional[int] = ..., wins: _Optional[int] = ..., losses: _Optional[int] = ..., outcome: _Optional[str] = ...) -> None: ...
 
 class GetDriftReportRequest(_message.Message):
     __slots__ = ("deployment_id",)
@@ -264,7 +286,7 @@ class WatchDriftResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[DriftEvent, _Mapping]] = ...) -> None: ...
 
 class MonitorPolicy(_message.Message):
-    __slots__ = ("window_size", "false_alarms_per_100k", "auto_retrain", "min_labels", "first_round_labels", "cooldown_labels", "challenger_confidence", "performance_expected_run_length", "privacy_epsilon", "privacy_budget", "federation")
+    __slots__ = ("window_size", "false_alarms_per_100k", "auto_retrain", "min_labels", "first_round_labels", "cooldown_labels", "challenger_confidence", "performance_expected_run_length", "privacy_epsilon", "privacy_budget", "federation", "trial_labels")
     WINDOW_SIZE_FIELD_NUMBER: _ClassVar[int]
     FALSE_ALARMS_PER_100K_FIELD_NUMBER: _ClassVar[int]
     AUTO_RETRAIN_FIELD_NUMBER: _ClassVar[int]
@@ -276,6 +298,7 @@ class MonitorPolicy(_message.Message):
     PRIVACY_EPSILON_FIELD_NUMBER: _ClassVar[int]
     PRIVACY_BUDGET_FIELD_NUMBER: _ClassVar[int]
     FEDERATION_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_LABELS_FIELD_NUMBER: _ClassVar[int]
     window_size: int
     false_alarms_per_100k: float
     auto_retrain: bool
@@ -287,7 +310,8 @@ class MonitorPolicy(_message.Message):
     privacy_epsilon: float
     privacy_budget: float
     federation: str
-    def __init__(self, window_size: _Optional[int] = ..., false_alarms_per_100k: _Optional[float] = ..., auto_retrain: _Optional[bool] = ..., min_labels: _Optional[int] = ..., first_round_labels: _Optional[int] = ..., cooldown_labels: _Optional[int] = ..., challenger_confidence: _Optional[float] = ..., performance_expected_run_length: _Optional[int] = ..., privacy_epsilon: _Optional[float] = ..., privacy_budget: _Optional[float] = ..., federation: _Optional[str] = ...) -> None: ...
+    trial_labels: int
+    def __init__(self, window_size: _Optional[int] = ..., false_alarms_per_100k: _Optional[float] = ..., auto_retrain: _Optional[bool] = ..., min_labels: _Optional[int] = ..., first_round_labels: _Optional[int] = ..., cooldown_labels: _Optional[int] = ..., challenger_confidence: _Optional[float] = ..., performance_expected_run_length: _Optional[int] = ..., privacy_epsilon: _Optional[float] = ..., privacy_budget: _Optional[float] = ..., federation: _Optional[str] = ..., trial_labels: _Optional[int] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
     __slots__ = ("deployment_id", "policy")

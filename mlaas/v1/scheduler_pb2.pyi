@@ -37,6 +37,18 @@ class DeploymentState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DEPLOYMENT_STATE_CACHED: _ClassVar[DeploymentState]
     DEPLOYMENT_STATE_DESTROYED: _ClassVar[DeploymentState]
     DEPLOYMENT_STATE_UPDATING: _ClassVar[DeploymentState]
+
+class TrialMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRIAL_MODE_UNSPECIFIED: _ClassVar[TrialMode]
+    TRIAL_MODE_SHADOW: _ClassVar[TrialMode]
+    TRIAL_MODE_CANARY: _ClassVar[TrialMode]
+
+class TrialEnd(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRIAL_END_UNSPECIFIED: _ClassVar[TrialEnd]
+    TRIAL_END_PROMOTE: _ClassVar[TrialEnd]
+    TRIAL_END_ABORT: _ClassVar[TrialEnd]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_RUNNING: JobState
 JOB_STATE_SUCCEEDED: JobState
@@ -55,6 +67,12 @@ DEPLOYMENT_STATE_FAILED: DeploymentState
 DEPLOYMENT_STATE_CACHED: DeploymentState
 DEPLOYMENT_STATE_DESTROYED: DeploymentState
 DEPLOYMENT_STATE_UPDATING: DeploymentState
+TRIAL_MODE_UNSPECIFIED: TrialMode
+TRIAL_MODE_SHADOW: TrialMode
+TRIAL_MODE_CANARY: TrialMode
+TRIAL_END_UNSPECIFIED: TrialEnd
+TRIAL_END_PROMOTE: TrialEnd
+TRIAL_END_ABORT: TrialEnd
 
 class TrainingJob(_message.Message):
     __slots__ = ("id", "model", "input_uri", "output_uri", "node", "resources", "state", "reason", "tenant", "created_at", "finished_at", "handle", "deadline", "node_round", "round_result", "stages")
@@ -209,7 +227,7 @@ class DeployResponse(_message.Message):
     def __init__(self, deployment: _Optional[_Union[Deployment, _Mapping]] = ..., lease_id: _Optional[str] = ...) -> None: ...
 
 class Replica(_message.Message):
-    __slots__ = ("id", "node", "endpoint", "ready", "restarts", "handle", "model_version", "http_endpoint", "bulk_endpoint")
+    __slots__ = ("id", "node", "endpoint", "ready", "restarts", "handle", "model_version", "http_endpoint", "bulk_endpoint", "trial_version")
     ID_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
@@ -219,6 +237,7 @@ class Replica(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     HTTP_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     BULK_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_VERSION_FIELD_NUMBER: _ClassVar[int]
     id: str
     node: str
     endpoint: str
@@ -228,7 +247,8 @@ class Replica(_message.Message):
     model_version: int
     http_endpoint: str
     bulk_endpoint: str
-    def __init__(self, id: _Optional[str] = ..., node: _Optional[str] = ..., endpoint: _Optional[str] = ..., ready: _Optional[bool] = ..., restarts: _Optional[int] = ..., handle: _Optional[str] = ..., model_version: _Optional[int] = ..., http_endpoint: _Optional[str] = ..., bulk_endpoint: _Optional[str] = ...) -> None: ...
+    trial_version: int
+    def __init__(self, id: _Optional[str] = ..., node: _Optional[str] = ..., endpoint: _Optional[str] = ..., ready: _Optional[bool] = ..., restarts: _Optional[int] = ..., handle: _Optional[str] = ..., model_version: _Optional[int] = ..., http_endpoint: _Optional[str] = ..., bulk_endpoint: _Optional[str] = ..., trial_version: _Optional[int] = ...) -> None: ...
 
 class DeploymentEvent(_message.Message):
     __slots__ = ("state", "time", "detail")
@@ -241,7 +261,7 @@ class DeploymentEvent(_message.Message):
     def __init__(self, state: _Optional[_Union[DeploymentState, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("id", "model", "mode", "node", "replicas", "resources", "state", "reason", "replica_status", "endpoints", "tenant", "leases", "created_at", "updated_at", "backend", "http_endpoints", "bulk_endpoints")
+    __slots__ = ("id", "model", "mode", "node", "replicas", "resources", "state", "reason", "replica_status", "endpoints", "tenant", "leases", "created_at", "updated_at", "backend", "http_endpoints", "bulk_endpoints", "trial")
     ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -259,6 +279,7 @@ class Deployment(_message.Message):
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     HTTP_ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     BULK_ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_FIELD_NUMBER: _ClassVar[int]
     id: str
     model: _types_pb2.ModelRef
     mode: PlacementMode
@@ -276,7 +297,8 @@ class Deployment(_message.Message):
     backend: str
     http_endpoints: _containers.RepeatedScalarFieldContainer[str]
     bulk_endpoints: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., mode: _Optional[_Union[PlacementMode, str]] = ..., node: _Optional[str] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., reason: _Optional[str] = ..., replica_status: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., endpoints: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., leases: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backend: _Optional[str] = ..., http_endpoints: _Optional[_Iterable[str]] = ..., bulk_endpoints: _Optional[_Iterable[str]] = ...) -> None: ...
+    trial: Trial
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., mode: _Optional[_Union[PlacementMode, str]] = ..., node: _Optional[str] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., reason: _Optional[str] = ..., replica_status: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., endpoints: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., leases: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backend: _Optional[str] = ..., http_endpoints: _Optional[_Iterable[str]] = ..., bulk_endpoints: _Optional[_Iterable[str]] = ..., trial: _Optional[_Union[Trial, _Mapping]] = ...) -> None: ...
 
 class GetDeploymentRequest(_message.Message):
     __slots__ = ("deployment_id",)
@@ -388,12 +410,28 @@ class ScaleResponse(_message.Message):
     def __init__(self, deployment: _Optional[_Union[Deployment, _Mapping]] = ...) -> None: ...
 
 class UpdateDeploymentRequest(_message.Message):
-    __slots__ = ("deployment_id", "model")
+    __slots__ = ("deployment_id", "model", "trial_mode", "canary_percent", "end_trial")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_MODE_FIELD_NUMBER: _ClassVar[int]
+    CANARY_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    END_TRIAL_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     model: _types_pb2.ModelRef
-    def __init__(self, deployment_id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ...) -> None: ...
+    trial_mode: TrialMode
+    canary_percent: float
+    end_trial: TrialEnd
+    def __init__(self, deployment_id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., trial_mode: _Optional[_Union[TrialMode, str]] = ..., canary_percent: _Optional[float] = ..., end_trial: _Optional[_Union[TrialEnd, str]] = ...) -> None: ...
+
+class Trial(_message.Message):
+    __slots__ = ("version", "mode", "canary_percent")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    CANARY_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    mode: TrialMode
+    canary_percent: float
+    def __init__(self, version: _Optional[int] = ..., mode: _Optional[_Union[TrialMode, str]] = ..., canary_percent: _Optional[float] = ...) -> None: ...
 
 class UpdateDeploymentResponse(_message.Message):
     __slots__ = ("deployment",)

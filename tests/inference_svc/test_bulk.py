@@ -166,9 +166,16 @@ def test_the_bulk_worker_holds_a_bounded_number_of_calls(tmp_path, models_dir, i
             assert next(stream).error_message == ""
             with pytest.raises(ResourceExhausted, match="Concurrent RPC limit"):
                 other.infer("iris", {"X": X[:1]})
-            held.put(None)  # the stream ends: the slot is free again
+            held.put(None)  # the stream ends: the slot is free again, once the server has closed it
             list(stream)
-            assert other.infer("iris", {"X": X[:1]})["label"].shape == (1,)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    assert other.infer("iris", {"X": X[:1]})["label"].shape == (1,)
+                    break
+                except ResourceExhausted:
+                    assert time.monotonic() < deadline, "the slot stayed taken after the stream ended"
+                    time.sleep(0.05)
     finally:
         stop_runtime(rt)
 

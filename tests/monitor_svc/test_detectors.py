@@ -119,12 +119,14 @@ def test_an_early_first_round_that_loses_is_followed_by_the_usual_one_on_the_sam
     assert schedule.due(1_999) is None and schedule.due(2_000) == Round(1_000, 1_500, follow_up=True)
 
 
-def test_an_early_first_round_that_wins_is_followed_on_twice_its_labels():
+def test_an_early_first_round_that_wins_is_followed_as_a_series_without_it():
     schedule = RetrainSchedule(min_labels=500, first_labels=200)
     schedule.on_alarm(0, 10)
     assert schedule.due(200) == Round(0, 0, follow_up=False)
     schedule.finished(True, 200)
-    assert schedule.due(399) is None and schedule.due(400) == Round(0, 200, follow_up=True)
+    assert schedule.due(499) is None and schedule.due(500) == Round(0, 200, follow_up=True)
+    schedule.finished(True, 500)
+    assert schedule.due(999) is None and schedule.due(1_000) == Round(0, 500, follow_up=True)
 
 
 def test_private_and_federated_series_have_no_early_round():

@@ -26,8 +26,8 @@ from mlaas.services.net import wait_healthy
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.backends import ReplicaSpec, ReplicaStatus, RollState
 from scheduler_svc.backends.local import LocalBackend, _alive
+from scheduler_svc.replica_models import ReplicaModels
 from scheduler_svc.replicas import endpoint_port
-from scheduler_svc.swap import VersionSwap
 from tests.conftest import tool_env
 from tests.scheduler_svc.conftest import ONE_CPU, stub_of, watch_until
 
@@ -172,7 +172,7 @@ def test_a_replica_that_does_not_swap_is_replaced_by_a_new_one_under_load(mesh, 
     replica swapped); the rollout then starts a replica of version 2 beside the old one, switches
     the endpoints and drains the old one, with no failed request."""
     stub, X, _, address = mesh
-    monkeypatch.setattr(VersionSwap, "swap", lambda self, deployment, replicas, version: set())
+    monkeypatch.setattr(ReplicaModels, "swap", lambda self, deployment, replicas, version: set())
     deployment = ready_deployment(stub)
     old_pid = int(deployment.replica_status[0].handle)
     register_iris_v2(parts, X, iris_model[2])

@@ -54,6 +54,24 @@ def test_tenants_see_their_own_deployments_and_the_roles_what_they_need(parts, i
         assert monitor_role.update(deployment.id, "iris:2").state == S.DEPLOYMENT_STATE_UPDATING
         assert alpha.wait_settled(deployment.id).model.version == 2
 
+        # A trial beside it is the owner's to start and end, and the Monitor's to end; nobody else's.
+        with RegistryClient(parts.registry_address) as registry:
+            register_sklearn(registry, LogisticRegression(C=0.2, max_iter=300).fit(X, y), "iris", X,
+                             run_resources=ONE_CPU)  # fmt: skip
+        for attempt in (lambda: beta.start_trial(deployment.id, "iris:3"), lambda: beta.end_trial(deployment.id, True)):
+            with pytest.raises(errors.NotFound):
+                attempt()
+        alpha.start_trial(deployment.id, "iris:3", canary_percent=25)
+        trying = alpha.wait_settled(deployment.id)
+        assert trying.trial == S.Trial(version=3, mode=S.TRIAL_MODE_CANARY, canary_percent=25)
+        assert [r.trial_version for r in trying.replica_status] == [3]
+        with pytest.raises(errors.NotFound):
+            beta.get(deployment.id)  # nor does it see it
+        monitor_role.end_trial(deployment.id, promote=False)
+        ended = alpha.wait_settled(deployment.id)
+        assert not ended.HasField("trial") and ended.model.version == 2
+        assert [r.trial_version for r in ended.replica_status] == [0]
+
 
 def test_a_lease_holder_uses_a_shared_deployment_but_does_not_steer_it(parts, identities):
     address = f"127.0.0.1:{parts.start(server=identities.server()).server.port}"
@@ -65,7 +83,10 @@ def test_a_lease_holder_uses_a_shared_deployment_but_does_not_steer_it(parts, id
         shared = beta.deploy("iris")
         assert shared.id == deployment.id  # a lease on alpha's deployment
         assert beta.get(deployment.id).tenant == "alpha"
-        for change in (lambda: beta.scale(deployment.id, 2), lambda: beta.update(deployment.id, "iris:1")):
+        for change in (
+            lambda: beta.scale(deployment.id, 2), lambda: beta.update(deployment.id, "iris:1"),
+            lambda: beta.start_trial(deployment.id, "iris:1"),
+        ):  # fmt: skip
             with pytest.raises(errors.PermissionDenied, match="only the owner"):
                 change()
         assert alpha.get(deployment.id).replicas == 1

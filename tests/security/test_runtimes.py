@@ -284,6 +284,23 @@ def test_a_hot_swap_hands_the_runtime_the_new_versions_credential_and_no_more(me
                 pass
             assert time.monotonic() < deadline, "version 2's feedback never reached the Monitor"
             time.sleep(0.1)
+    # A trial of version 3 in shadow: the runtime fetches it with a credential that names version 2
+    # and, for the trial, version 3; the Monitor takes the challenger's answers under it.
+    with mesh.registry_as("alpha") as alpha:
+        register_sklearn(alpha, LogisticRegression(C=0.1, max_iter=300).fit(X, y), "alpha-swap", X)
+    with mesh.scheduler_as("alpha") as scheduler:
+        scheduler.start_trial(deployment.id, "alpha-swap:3")
+        assert [r.trial_version for r in scheduler.wait_settled(deployment.id).replica_status] == [3]
+    with InferenceClient(swapped.endpoints[0], token=TOKENS["alpha"]) as runtime:
+        for i in range(40):
+            runtime.infer("alpha-swap", {"X": X[i : i + 1]}, request_id=f"trial-{i}")
+    with MonitorClient(mesh.monitor, TOKENS["alpha"]) as monitor:
+        deadline = time.monotonic() + 30
+        while monitor.report_labels(deployment.id, [(f"trial-{i}", str(y[i])) for i in range(40)]).unmatched:
+            assert time.monotonic() < deadline, "the trial's feedback never reached the Monitor"
+            time.sleep(0.2)
+        judged = monitor.report(deployment.id).trial
+    assert (judged.champion_version, judged.challenger_version, judged.labels) == (2, 3, 40)
     with grpc.insecure_channel(swapped.endpoints[0]) as channel:
         load = oip.RepositoryModelLoadRequest(model_name="alpha-swap:1")
         load.parameters["mlaas_credential"].string_param = "mlaas-scoped.forged.00"

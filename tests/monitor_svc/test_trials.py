@@ -1,0 +1,137 @@
+"""Trials on real parts: a challenger tried in shadow or as a canary inside the running replica,
+judged by the Monitor on the labels of rows both versions answered, then promoted (a hot swap) or
+dropped; and the requests a canary takes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from mlaas.client import MonitorClient, RegistryClient, SchedulerClient
+from mlaas.demos.scenarios import sea, sea_classifier
+from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound
+from mlaas.export import register_sklearn
+from mlaas.inference_client import DeploymentInference
+from mlaas.services.net import free_port
+from mlaas.services.settings import ServerSettings
+from mlaas.v1 import monitor_pb2, scheduler_pb2, types_pb2
+from tests.conftest import tool_env
+
+M, S = monitor_pb2, scheduler_pb2
+ONE_CPU = types_pb2.Resources(cpu_millicores=1000, memory_bytes=256 * 2**20)
+
+
+@pytest.fixture
+def mesh(parts, start_monitor):
+    """(scheduler client, monitor client) over a scheduler and a Monitor that know each other, with
+    sea versions 1 (concept 0), 2 (concept 3: better after the change) and 3 (worse: constant)."""
+    X0, _ = sea(2_000, 0, np.random.default_rng(0))
+    X3, y3 = sea(2_000, 3, np.random.default_rng(1))
+    with RegistryClient(parts.registry_address) as registry:
+        register_sklearn(registry, sea_classifier(), "sea", X0, reference_data=X0[:1000], run_resources=ONE_CPU)
+        register_sklearn(registry, LogisticRegression().fit(X3, y3), "sea", X3, run_resources=ONE_CPU)
+        register_sklearn(registry, LogisticRegression().fit(X3, np.zeros_like(y3) + (X3[:, 0] > 9)), "sea", X3,
+                         run_resources=ONE_CPU)  # fmt: skip
+    monitor_port = free_port()  # the runtimes report to the Monitor, which ends trials at the scheduler
+    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": f"127.0.0.1:{monitor_port}"})
+    scheduler_address = f"127.0.0.1:{scheduler.server.port}"
+    start_monitor(
+        parts.registry_address, scheduler_address,
+        server=ServerSettings(port=monitor_port, metrics_port=-1, shutdown_grace_seconds=1),
+    )  # fmt: skip
+    with SchedulerClient(scheduler_address) as schedulers, MonitorClient(f"127.0.0.1:{monitor_port}") as monitor:
+        yield schedulers, monitor
+
+
+def serve_and_label(schedulers, monitor, deployment_id: str, n: int, prefix: str, seed: int) -> list:
+    """n rows of SEA concept 3 streamed, and their labels reported; the answers."""
+    X, y = sea(n, 3, np.random.default_rng(seed))
+    ids = [f"{prefix}-{i}" for i in range(n)]
+    with DeploymentInference(schedulers, deployment_id) as runtime:
+        answers = list(runtime.stream(({"X": X[i : i + 1]} for i in range(n)), ids))
+    assert all(a.error == "" for a in answers)
+    monitor.report_labels(deployment_id, zip(ids, map(str, y), strict=True))
+    return answers
+
+
+def wait_decided(schedulers, monitor, deployment_id: str) -> tuple[monitor_pb2.TrialJudgement, S.Deployment]:
+    """The trial's judgement once the Monitor decided it and the scheduler ended it."""
+    deadline = time.monotonic() + 60
+    while True:
+        with contextlib.suppress(NotFound):  # the runtime's feedback is on its way
+            judged = monitor.report(deployment_id).trial
+            if judged.outcome and not schedulers.get(deployment_id).trial.version:
+                return judged, schedulers.wait_settled(deployment_id)
+        assert time.monotonic() < deadline, schedulers.get(deployment_id)
+        time.sleep(0.1)
+
+
+def test_a_shadow_that_wins_is_promoted_and_one_that_loses_is_dropped(mesh):
+    schedulers, monitor = mesh
+    deployment = schedulers.wait_ready(schedulers.deploy("sea:1").id)
+    monitor.set_policy(deployment.id, M.MonitorPolicy(auto_retrain=False, trial_labels=200))
+
+    schedulers.start_trial(deployment.id, "sea:2")
+    trying = schedulers.wait_settled(deployment.id)
+    assert trying.trial == S.Trial(version=2, mode=S.TRIAL_MODE_SHADOW)
+    assert [r.trial_version for r in trying.replica_status] == [2] and trying.endpoints == deployment.endpoints
+    answers = serve_and_label(schedulers, monitor, deployment.id, 300, "shadowed", 1)
+    assert {a.model_version for a in answers} == {"1"}  # a shadow's answers are never returned
+    judged, promoted = wait_decided(schedulers, monitor, deployment.id)
+    assert judged.outcome.startswith("promoted: ") and "better" in judged.outcome, judged
+    assert (judged.champion_version, judged.challenger_version, judged.labels) == (1, 2, 200)
+    assert judged.wins > judged.losses
+    assert promoted.model.version == 2 and not promoted.HasField("trial")
+    assert [(r.model_version, r.trial_version) for r in promoted.replica_status] == [(2, 0)]
+    assert promoted.replica_status[0].handle == deployment.replica_status[0].handle  # swapped in place
+
+    schedulers.start_trial(deployment.id, "sea:3")  # constant: worse on every row the others get right
+    schedulers.wait_settled(deployment.id)
+    serve_and_label(schedulers, monitor, deployment.id, 300, "worse", 2)
+    judged, kept = wait_decided(schedulers, monitor, deployment.id)
+    assert judged.outcome.startswith("dropped: ") and judged.challenger_version == 3, judged
+    assert judged.losses > judged.wins
+    assert kept.model.version == 2 and [(r.model_version, r.trial_version) for r in kept.replica_status] == [(2, 0)]
+
+
+def test_a_canary_answers_its_share_of_the_requests_and_is_judged_on_them(mesh):
+    schedulers, monitor = mesh
+    deployment = schedulers.wait_ready(schedulers.deploy("sea:1").id)
+    monitor.set_policy(deployment.id, M.MonitorPolicy(auto_retrain=False, trial_labels=100))
+    command = [sys.executable, "-m", "mlaas.cli", "rollout", deployment.id, "--canary", "sea:2", "--percent", "20",
+               "--wait", "--json", "--scheduler", schedulers.address]  # fmt: skip
+    started = subprocess.run(command, capture_output=True, text=True, env=tool_env(), timeout=120)
+    assert started.returncode == 0, started.stderr
+    assert json.loads(started.stdout)["trial"] == {"version": 2, "mode": "TRIAL_MODE_CANARY", "canary_percent": 20.0}
+    n = 1_000
+    answers = serve_and_label(schedulers, monitor, deployment.id, n, "canary", 3)
+    canary = sum(a.model_version == "2" for a in answers)
+    assert {a.model_version for a in answers} == {"1", "2"}
+    assert abs(canary - 0.2 * n) < 4 * math.sqrt(n * 0.2 * 0.8), canary  # a binomial bound, 4 sigma
+    judged, promoted = wait_decided(schedulers, monitor, deployment.id)
+    assert judged.labels == 100 and judged.outcome.startswith("promoted: "), judged  # canary rows only
+    assert promoted.model.version == 2
+
+
+def test_bad_trials_are_refused(mesh):
+    schedulers, _ = mesh
+    deployment = schedulers.wait_ready(schedulers.deploy("sea:1").id)
+    with pytest.raises(InvalidArgument, match="serves version 1: a trial needs another one"):
+        schedulers.start_trial(deployment.id, "sea:1")
+    for percent in (-5.0, 100.0, 150.0, float("nan")):
+        with pytest.raises(InvalidArgument, match="canary_percent must be above 0 and below 100"):
+            schedulers.start_trial(deployment.id, "sea:2", canary_percent=percent)
+    with pytest.raises(FailedPrecondition, match="has no trial to end"):
+        schedulers.end_trial(deployment.id, promote=True)
+    strict = schedulers.wait_ready(schedulers.deploy("sea:1", strict_node="node-a").id)
+    with pytest.raises(FailedPrecondition, match="is STRICT"):
+        schedulers.start_trial(strict.id, "sea:2")
+    assert schedulers.get(deployment.id).state == S.DEPLOYMENT_STATE_READY  # nothing half-done
