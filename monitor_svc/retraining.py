@@ -35,17 +35,19 @@ class RetrainSchedule:
     """When to retrain one deployment, in matched-label numbers (the order labels arrived in,
     across model versions).
 
-    A performance alarm dates a change and starts a series: once `first_labels` labels followed
-    the change, round 1 fits the labels since it. With fewer than `min_labels` that is an early
-    round: it rolls out only if the paired test is convinced on its few held-out labels (an
-    abrupt change the champion fails badly), and if it is not, the usual round 1 follows once
-    `min_labels` labels followed the change; if it is, the next round comes at `min_labels`, as
-    a series without an early round would have it (then twice as many, and so on). Each round whose challenger wins is followed
-    by one on twice as many labels since the same change (abrupt change: the more of the new
+    A performance alarm dates a change and starts a series: once `min_labels` labels followed
+    the change, round 1 fits the labels since it. Each round whose challenger wins is followed by
+    one on twice as many labels since the same change (abrupt change: the more of the new
     concept, the better). Until a round has won, a loss is tried again `min_labels` labels later
     on the latest labels only (gradual change: the concept was still moving). After a win, a loss
     ends the series; so does `max_rounds`. Once a series ended, an alarm may start a new one
     after `quiet_labels` more labels (the new version's own detector needs them to settle).
+
+    An early round comes first when the alarm leaves time for one: once `first_labels` (fewer
+    than `min_labels`) labels followed the change, it rolls out only if the paired test is
+    convinced on its few held-out labels (an abrupt change the champion fails badly). If it
+    loses, it does not count, and round 1 follows at `min_labels`; if it wins, the next round
+    comes at `min_labels`, and the series goes on as one without an early round.
     """
 
     min_labels: int = 500
@@ -86,6 +88,8 @@ class RetrainSchedule:
         """The round due now (it is then counted as running), else None."""
         if self.change_start is None or self.running or labels_seen - self.change_start < self.size:
             return None
+        if labels_seen - self.change_start >= self.min_labels:  # the alarm came late: no early round
+            self.size = max(self.size, self.min_labels)
         self.running, self.rounds, self._due_at = True, self.rounds + 1, labels_seen
         return Round(self.change_start, self.unseen_after, follow_up=self.wins > 0)
 
@@ -98,8 +102,8 @@ class RetrainSchedule:
         if self.rounds < self.max_rounds and rolled_out:  # after an early round, the usual sizes on
             self.size = max(self.size * 2, self.min_labels)
             return
-        if self.rounds < self.max_rounds and not self.wins and self.size < self.min_labels:
-            self.size = self.min_labels  # an early round lost: the usual round 1, on the same change
+        if not self.wins and self.size < self.min_labels:  # an early round lost: it does not count,
+            self.size, self.rounds = self.min_labels, self.rounds - 1  # and the usual round 1 follows
             return
         if self.rounds < self.max_rounds and not self.wins:  # again, on the latest labels
             self.change_start = max(self.change_start, self._due_at - self.size + self.min_labels)

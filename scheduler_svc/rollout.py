@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from mlaas.errors import Aborted
 from mlaas.v1 import scheduler_pb2
@@ -36,6 +36,25 @@ def _without(deployment: scheduler_pb2.Deployment, replica_ids: Collection[str])
     kept = [r for r in deployment.replica_status if r.id not in replica_ids]
     deployment.ClearField("replica_status")
     deployment.replica_status.extend(kept)
+
+
+def _to_move(deployment: scheduler_pb2.Deployment) -> list[scheduler_pb2.Replica]:
+    """Serving replicas of other versions than the target, up to the wanted number of replicas."""
+    target = deployment.model.version
+    serving_target = sum(1 for r in deployment.replica_status if r.ready and r.model_version == target)
+    others = [r for r in deployment.replica_status if r.ready and r.model_version != target]
+    return others[: max(deployment.replicas - serving_target, 0)]
+
+
+def _serving(replica_ids: Collection[str], version: int) -> Callable[[scheduler_pb2.Deployment], None]:
+    """The change that records these replicas as serving `version`."""
+
+    def change(deployment: scheduler_pb2.Deployment) -> None:
+        for replica in deployment.replica_status:
+            if replica.id in replica_ids:
+                replica.model_version = version
+
+    return change
 
 
 def _serve_from(deployment: scheduler_pb2.Deployment, replica_ids: Collection[str]) -> None:
@@ -145,47 +164,26 @@ class Rollout:
     def _swap_in_place(self, d: scheduler_pb2.Deployment) -> scheduler_pb2.Deployment:
         """Serving replicas of other versions (up to the wanted number) swap to the target version
         in their processes; the surge below then starts only what did not."""
-        target = d.model.version
-        serving_target = sum(1 for r in d.replica_status if r.ready and r.model_version == target)
-        swapping = [r for r in d.replica_status if r.ready and r.model_version != target]
-        swapping = swapping[: max(d.replicas - serving_target, 0)]
-        if not swapping:
-            return d
-        swapped = self._models.swap(d, swapping, target)
+        target, swapping = d.model.version, _to_move(d)
+        swapped = self._models.swap(d, swapping, target) if swapping else set()
         if not swapped:
             return d
-
-        def record(x: scheduler_pb2.Deployment) -> None:
-            for replica in x.replica_status:
-                if replica.id in swapped:
-                    replica.model_version = target
-
         detail = f"swapped {len(swapped)} replica(s) to version {target} in place"
-        return self._store.update(d.id, record, detail=detail, only_from=UPDATING)
+        return self._store.update(d.id, _serving(swapped, target), detail=detail, only_from=UPDATING)
 
     def _roll_in_place(self, d: scheduler_pb2.Deployment) -> str | None:
         """On a backend that rolls replicas itself, serving replicas of other versions (up to the
         wanted number) move to the target version in place, keeping their endpoints; the surge
         below then only adds what is still missing. None on success, otherwise why not."""
-        target = d.model.version
-        serving_target = sum(1 for r in d.replica_status if r.ready and r.model_version == target)
-        rolling = [r for r in d.replica_status if r.ready and r.model_version != target]
-        rolling = rolling[: max(d.replicas - serving_target, 0)]
+        target, rolling = d.model.version, _to_move(d)
         if not rolling:
             return None
-        ids = {r.id for r in rolling}
         detail = f"rolling {len(rolling)} replica(s) to version {target} in place"
         d = self._store.update(d.id, lambda x: None, detail=detail, only_from=UPDATING)
         problem = self._replicas.roll(d, rolling, target)
         if problem:
             return f"rolling update failed and was rolled back: {problem}"
-
-        def rolled(x: scheduler_pb2.Deployment) -> None:
-            for replica in x.replica_status:
-                if replica.id in ids:
-                    replica.model_version = target
-
-        self._store.update(d.id, rolled, only_from=UPDATING)
+        self._store.update(d.id, _serving({r.id for r in rolling}, target), only_from=UPDATING)
         return None
 
     def _add(self, d: scheduler_pb2.Deployment, count: int) -> str | None:

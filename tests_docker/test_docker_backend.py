@@ -8,6 +8,7 @@ from pathlib import Path
 
 import docker
 import numpy as np
+from sklearn.linear_model import LogisticRegression
 
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.export import register_sklearn
@@ -64,6 +65,18 @@ def test_a_deployment_runs_as_a_container_and_goes_away(image, registry, iris_mo
             assert container.attrs["Config"]["User"] == "10001:10001"  # the image runs as non-root
             with DeploymentInference(client, deployment.id) as runtime:
                 assert np.array_equal(runtime.infer({"X": X[:5]})["label"], model.predict(X[:5]))
+
+            # A new version swaps into the running container: no new container, the same endpoint.
+            with RegistryClient(registry_address) as registry:
+                one_cpu = types_pb2.Resources(cpu_millicores=1000, memory_bytes=512 * 2**20)
+                register_sklearn(registry, LogisticRegression(C=0.05, max_iter=300).fit(X, y), "iris", X,
+                                 run_resources=one_cpu)  # fmt: skip
+            client.update(deployment.id, "iris:2")
+            swapped = client.wait_settled(deployment.id, timeout=120)
+            assert swapped.model.version == 2 and swapped.endpoints == deployment.endpoints
+            assert [r.handle for r in swapped.replica_status] == [r.handle for r in deployment.replica_status]
+            with DeploymentInference(client, deployment.id) as runtime:
+                assert [r.model_version for r in runtime.stream([{"X": X[:1]}])] == ["2"]
 
             np.savez(jobs / "data.npz", X=X, y=y)
             job = client.run_training_job("iris", f"file://{jobs}/data.npz")

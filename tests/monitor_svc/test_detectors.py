@@ -117,6 +117,15 @@ def test_an_early_first_round_that_loses_is_followed_by_the_usual_one_on_the_sam
     assert schedule.due(1_499) is None and schedule.due(1_500) == Round(1_000, 1_000, follow_up=False)
     schedule.finished(True, 1_500)  # then the series goes on as ever: twice the labels
     assert schedule.due(1_999) is None and schedule.due(2_000) == Round(1_000, 1_500, follow_up=True)
+    assert schedule.rounds == 2  # the early round that lost does not count against max_rounds
+
+
+def test_an_alarm_that_comes_late_has_no_early_round():
+    schedule = RetrainSchedule(min_labels=500, first_labels=200)
+    schedule.on_alarm(1_000, 1_600)  # the change it dates is 600 labels back
+    assert schedule.due(1_600) == Round(1_000, 1_000, follow_up=False)
+    schedule.finished(False, 1_600)  # a usual round's loss: tried again 500 labels later, on the latest
+    assert schedule.due(2_099) is None and schedule.due(2_100) == Round(1_600, 1_000, follow_up=False)
 
 
 def test_an_early_first_round_that_wins_is_followed_as_a_series_without_it():
