@@ -19,8 +19,8 @@ import psutil
 from inference_svc.app import build_worker
 from inference_svc.cores import LongCalls
 from inference_svc.settings import RuntimeSettings
-from mlaas.local.supervisor import die_with_parent
 from mlaas.services.auth import Authenticator
+from mlaas.services.lifetime import die_with_parent
 from mlaas.services.net import free_port, port_is_free
 from mlaas.services.server import bind_host
 

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import logging
 
+from mlaas.services.lifetime import die_with_starter
 from mlaas.services.private_files import private_by_default
 from mlaas.services.settings import current_env
 from registry_svc.app import build_registry
@@ -17,6 +18,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, help="gRPC port (default MLAAS_REGISTRY_PORT or 50051)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    die_with_starter()
     private_by_default()
     settings = RegistrySettings.from_env(current_env())
     if args.port is not None:

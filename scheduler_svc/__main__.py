@@ -6,6 +6,7 @@ import logging
 import os
 
 from mlaas.env import env_bool
+from mlaas.services.lifetime import die_with_starter
 from mlaas.services.private_files import private_by_default
 from mlaas.services.settings import current_env
 from scheduler_svc.app import build_scheduler
@@ -14,6 +15,7 @@ from scheduler_svc.settings import SchedulerSettings
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    die_with_starter()
     private_by_default()
     env = current_env()
     settings = SchedulerSettings.from_env(env)

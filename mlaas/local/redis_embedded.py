@@ -3,15 +3,14 @@ process on a free loopback port with append-only persistence in the data dir."""
 
 from __future__ import annotations
 
-import os
 import secrets
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import redis
 
-from mlaas.local.supervisor import die_with_parent
 from mlaas.services.net import free_port
 from mlaas.services.private_files import write_private
 
@@ -62,10 +61,11 @@ class EmbeddedRedis:
             "--save", "",
             "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
-        parent = os.getpid()  # it goes with whoever started it, however that ends
-        self._process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=lambda: die_with_parent(parent)
-        )
+        # It goes with whoever started it, however that ends: setpriv (util-linux) asks the kernel
+        # for it before it execs redis-server, with no Python between fork and exec.
+        setpriv = shutil.which("setpriv")
+        wrapper = [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+        self._process = subprocess.Popen([*wrapper, *command], stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.5)
         try:

@@ -3,16 +3,14 @@ together.
 
 Children get their own session, so a terminal's Ctrl-C reaches only the supervisor, which then
 stops every child in reverse start order with SIGTERM (graceful), SIGKILL after a grace period.
-They also die with the supervisor however it ends (SIGKILL included, start-up included): the
-kernel sends them SIGTERM when it goes, so that none is left holding the mesh's ports.
+They also die with the supervisor however it ends (SIGKILL included, start-up included): each
+asks the kernel for SIGTERM when it goes (mlaas/services/lifetime.py), so that none is left
+holding the mesh's ports.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
-import os
 import signal
 import subprocess
 import threading
@@ -21,17 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlaas.services.lifetime import starter_env
+
 log = logging.getLogger(__name__)
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Asks the kernel for SIGTERM when the parent dies (Linux), in the child itself. If the
-    parent died before the request took effect, the child goes at once."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent_pid:
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclass
@@ -69,11 +59,10 @@ class Supervisor:
         return child
 
     def _start(self, name: str, command: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen:
-        parent = os.getpid()
         with open(self.log_dir / f"{name}.log", "ab") as out:
             return subprocess.Popen(
-                list(command), env=dict(env), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=lambda: die_with_parent(parent),
+                list(command), env={**env, **starter_env()}, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
 
     def first_exited(self) -> Child | None:

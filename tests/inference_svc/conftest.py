@@ -79,10 +79,13 @@ class Runtime:
         return grpc.insecure_channel(self.address)
 
 
-def start_runtime(tmp: Path, *args: str, env: dict | None = None, timeout: float = 90, preexec_fn=None) -> Runtime:
+def start_runtime(
+    tmp: Path, *args: str, env: dict | None = None, timeout: float = 90, wrapper: tuple[str, ...] = ()
+) -> Runtime:
+    """A standalone runtime on free ports; `wrapper`: a command it runs under (e.g. prlimit)."""
     port, metrics_port, http_port = free_port(), free_port(), free_port()
     command = [
-        sys.executable, "-m", "inference_svc", "--port", str(port), "--metrics-port", str(metrics_port),
+        *wrapper, sys.executable, "-m", "inference_svc", "--port", str(port), "--metrics-port", str(metrics_port),
         "--http-port", str(http_port), *args,
     ]  # fmt: skip
     process = subprocess.Popen(
@@ -90,7 +93,6 @@ def start_runtime(tmp: Path, *args: str, env: dict | None = None, timeout: float
         env=tool_env(MLAAS_DATA_DIR=str(tmp / "data"), **(env or {})),
         stdout=subprocess.DEVNULL,
         stderr=open(tmp / f"runtime-{port}.log", "wb"),  # noqa: SIM115 - closed with the process
-        preexec_fn=preexec_fn,
     )
     try:
         wait_healthy(f"127.0.0.1:{port}", timeout=timeout)

@@ -23,8 +23,9 @@ TOKENS = {"alpha": "tok-alpha", "beta": "tok-beta"}
 ROW = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]}
 
 
-def _few_descriptors() -> None:  # in the runtime's process: 256 files, so 128 REST connections
-    resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+# The runtime's process gets 256 files, so 128 REST connections (util-linux's prlimit: no Python
+# between fork and exec in this threaded test process).
+FEW_DESCRIPTORS = ("prlimit", f"--nofile=256:{resource.getrlimit(resource.RLIMIT_NOFILE)[1]}", "--")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def guarded(tmp_path_factory, models_dir):
         "--model-uri", f"identity=file://{models_dir / 'identity-typed.onnx'}",
         env={"MLAAS_AUTH_TOKENS_FILE": str(tokens), "MLAAS_REST_HEADER_SECONDS": "1", "MLAAS_REST_BODY_SECONDS": "1",
              "MLAAS_REST_BODY_BUDGET_BYTES": str(2**20)},
-        preexec_fn=_few_descriptors,
+        wrapper=FEW_DESCRIPTORS,
     )  # fmt: skip
     yield rt
     stop_runtime(rt)
