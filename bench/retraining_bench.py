@@ -44,11 +44,14 @@ RECIPE = recipe_from_steps([("sklearn.ensemble.RandomForestClassifier", {"n_esti
 CLASSIFICATION = types_pb2.TASK_CLASSIFICATION
 
 
-def run(X: np.ndarray, y: np.ndarray, champion, retrain: bool) -> dict:
-    """The stream served and labelled as the Monitor sees it; what served each row, when."""
+def run(X: np.ndarray, y: np.ndarray, champion, retrain: bool, first_round_labels: int | None = None) -> dict:
+    """The stream served and labelled as the Monitor sees it; what served each row, when
+    (`first_round_labels`: the policy's, if not its default)."""
     policy = default_policy()
+    if first_round_labels is not None:
+        policy.first_round_labels = first_round_labels
     detector = ErrorRateDetector(policy.performance_expected_run_length)
-    schedule = RetrainSchedule(policy.min_labels, policy.cooldown_labels)
+    schedule = RetrainSchedule.for_policy(policy)
     model, version_start = champion, 0  # the row the serving version's detector starts at
     predictions = np.zeros(y.size, dtype=y.dtype)
     alarms, retrainings = [], []
@@ -110,6 +113,9 @@ def median_or_none(values: list) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument(
+        "--first-round-labels", type=int, default=None, help="the policy's (default: its default; 500: no early round)"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mlaas-retraining-bench-"))
     data = river_streams(args.seeds, work)
@@ -121,7 +127,7 @@ def main() -> None:
             key = f"{name}_{seed}"
             X, y = data[f"X_{key}"], data[f"y_{key}"]
             champion = train(RECIPE, data[f"train_X_{key}"], data[f"train_y_{key}"])
-            ours, frozen = run(X, y, champion, True), run(X, y, champion, False)
+            ours, frozen = run(X, y, champion, True, args.first_round_labels), run(X, y, champion, False)
             oracle = train(RECIPE, data[f"oracle_X_{key}"], data[f"oracle_y_{key}"])
             errors[key] = 1.0 - np.asarray(frozen["right"], dtype=float)
             after = slice(settled + 1_000, settled + 2_000)
@@ -133,6 +139,7 @@ def main() -> None:
                 "rolled_out": sum(r["rolled_out"] for r in ours["retrainings"]),
                 "rows_until_new_version": first_after(rolled_out_rows, BEFORE),
                 "windows": [float(np.mean(ours["right"][s : s + WINDOW])) for s in range(BEFORE, y.size, WINDOW)],
+                "first_1000": float(np.mean(ours["right"][settled : settled + 1_000])),
                 "second_1000": float(np.mean(ours["right"][after])),
                 "no_retraining_second_1000": float(np.mean(frozen["right"][after])),
                 "oracle_second_1000": float(np.mean(oracle.predict(X[after]) == y[after])),
@@ -153,6 +160,7 @@ def main() -> None:
             "rolled_out_per_run": statistics.mean(r["rolled_out"] for r in runs),
             "rows_until_new_version": median_or_none([r["rows_until_new_version"] for r in runs]),
             "windows": [round(statistics.mean(w), 3) for w in zip(*(r["windows"] for r in runs), strict=True)],
+            "first_1000": round(statistics.mean(r["first_1000"] for r in runs), 4),
             "second_1000": round(statistics.mean(r["second_1000"] for r in runs), 4),
             "no_retraining": round(statistics.mean(r["no_retraining_second_1000"] for r in runs), 4),
             "oracle": round(statistics.mean(r["oracle_second_1000"] for r in runs), 4),
