@@ -163,8 +163,9 @@ class DataPlane:
             raise InvalidArgument(f"the request id has {len(request.id)} characters; at most {MAX_LABEL_CHARS}")
         loaded = self._repo.get(request.model_name, request.model_version)
         shadow, canary = None, False
-        trial = self._repo.trial(loaded.name)
-        if trial is not None and self._feedback.active:  # a trial is judged on what the Monitor sees
+        # A trial is judged on what the Monitor sees, and takes no request pinned to a version.
+        trial = self._repo.trial(loaded.name) if self._feedback.active and not request.model_version else None
+        if trial is not None:
             canary = trial.mode == CANARY and in_canary(request.id, trial.canary_share)
             loaded, shadow = (trial.challenger, loaded) if canary else (loaded, trial.challenger)
         signature = loaded.model.signature

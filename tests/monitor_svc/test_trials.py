@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import grpc
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -19,7 +20,8 @@ from mlaas.client import MonitorClient, RegistryClient, SchedulerClient
 from mlaas.demos.scenarios import sea, sea_classifier
 from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound
 from mlaas.export import register_sklearn
-from mlaas.inference_client import DeploymentInference
+from mlaas.inference_client import DeploymentInference, build_request
+from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.services.net import free_port
 from mlaas.services.settings import ServerSettings
 from mlaas.v1 import monitor_pb2, scheduler_pb2, types_pb2
@@ -116,6 +118,12 @@ def test_a_canary_answers_its_share_of_the_requests_and_is_judged_on_them(mesh):
     canary = sum(a.model_version == "2" for a in answers)
     assert {a.model_version for a in answers} == {"1", "2"}
     assert abs(canary - 0.2 * n) < 4 * math.sqrt(n * 0.2 * 0.8), canary  # a binomial bound, 4 sigma
+    with grpc.insecure_channel(schedulers.get(deployment.id).endpoints[0]) as channel:
+        stub = oip_grpc.GRPCInferenceServiceStub(channel)
+        pinned = [build_request("sea", {"X": np.zeros((1, 3), np.float32)}, f"pinned-{i}") for i in range(50)]
+        for request in pinned:
+            request.model_version = "1"  # a request pinned to the served version is no canary's
+        assert {stub.ModelInfer(r).model_version for r in pinned} == {"1"}
     judged, promoted = wait_decided(schedulers, monitor, deployment.id)
     assert judged.labels == 100 and judged.outcome.startswith("promoted: "), judged  # canary rows only
     assert promoted.model.version == 2
