@@ -136,6 +136,20 @@ def update_under_load(stub, address, deployment, X) -> tuple[scheduler_pb2.Deplo
     return rolled, streamed, unary, failures
 
 
+def assert_rolled_without_failure(rolled, streamed: list, failures: list) -> list[str]:
+    """The deployment serves version 2 on its one replica, and the stream that was open during
+    the update was answered once per request, by version 1 and then version 2, with no failure;
+    the versions that answered, in order."""
+    assert failures == []
+    assert rolled.state == S.DEPLOYMENT_STATE_READY and rolled.model.version == 2
+    assert [r.model_version for r in rolled.replica_status] == [2]
+    assert all(r.error == "" for r in streamed)
+    assert sorted(int(r.request_id) for r in streamed) == list(range(len(streamed)))  # each answered once
+    versions = [r.model_version for r in streamed]
+    assert versions[0] == "1" and versions[-1] == "2", (len(streamed), set(versions))
+    return versions
+
+
 def test_update_swaps_the_version_inside_the_running_replica_under_load(mesh, parts, iris_model):
     """A change of version only is a hot swap: the replica's process and endpoint stay, the
     stream that was open goes on and is answered by version 1, then by version 2, with no
@@ -145,15 +159,9 @@ def test_update_swaps_the_version_inside_the_running_replica_under_load(mesh, pa
     pid = int(deployment.replica_status[0].handle)
     register_iris_v2(parts, X, iris_model[2])
     rolled, streamed, unary, failures = update_under_load(stub, address, deployment, X)
-    assert failures == []
-    assert rolled.state == S.DEPLOYMENT_STATE_READY and rolled.model.version == 2
-    assert [r.model_version for r in rolled.replica_status] == [2]
+    versions = assert_rolled_without_failure(rolled, streamed, failures)
     assert rolled.endpoints == deployment.endpoints and rolled.replica_status[0].handle == str(pid)
     assert _alive(pid)  # the same process serves version 2
-    assert all(r.error == "" for r in streamed)
-    assert sorted(int(r.request_id) for r in streamed) == list(range(len(streamed)))  # each answered once
-    versions = [r.model_version for r in streamed]
-    assert versions[0] == "1" and versions[-1] == "2", set(versions)
     assert versions == sorted(versions)  # once switched, no answer of the old version
     assert len(unary) > 20
     events = [e.event.detail for e in watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_READY}, "rolled")]
@@ -177,14 +185,9 @@ def test_a_replica_that_does_not_swap_is_replaced_by_a_new_one_under_load(mesh, 
     old_pid = int(deployment.replica_status[0].handle)
     register_iris_v2(parts, X, iris_model[2])
     rolled, streamed, _, failures = update_under_load(stub, address, deployment, X)
-    assert failures == []
-    assert rolled.state == S.DEPLOYMENT_STATE_READY and rolled.model.version == 2
-    assert [r.model_version for r in rolled.replica_status] == [2] and rolled.endpoints != deployment.endpoints
+    assert_rolled_without_failure(rolled, streamed, failures)
+    assert rolled.endpoints != deployment.endpoints
     assert not _alive(old_pid)  # drained and gone
-    assert all(r.error == "" for r in streamed)
-    assert sorted(int(r.request_id) for r in streamed) == list(range(len(streamed)))  # each answered once
-    versions = [r.model_version for r in streamed]
-    assert versions[0] == "1" and versions[-1] == "2", (len(streamed), set(versions))
     events = [e.event.detail for e in watch_until(stub, deployment.id, {S.DEPLOYMENT_STATE_READY}, "rolled")]
     assert "rolling from version 1 to 2" in events and events[-1] == "rolled to version 2"
 
