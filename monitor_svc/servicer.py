@@ -182,6 +182,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
                 raise PermissionDenied(f"deployment {request.deployment_id} is STRICT: no row of it leaves its node")
             for version, (ids, answers) in shadows.items():  # before their labels may be matched below
                 self._store.add_shadow_predictions(request.deployment_id, ids, version, answers)
+                self._deployments.trials.shadowed(request.deployment_id)
             for version, (ids, inputs, predictions) in grouped.items():
                 monitor = self._deployments.for_version(request.deployment_id, model_name, version, False)
                 features = monitor.context.reference.shape[1]

@@ -54,12 +54,19 @@ class Trials:
         self._store = store
         self._end = end
         self._trials: dict[str, _Trial] = {}
+        self._shadowed: set[str] = set()  # deployments whose runtimes sent a challenger's answers
         self._lock = threading.Lock()
+
+    def shadowed(self, deployment_id: str) -> None:
+        """The deployment's runtimes sent a challenger's answers: its labels are looked up for them."""
+        self._shadowed.add(deployment_id)
 
     def observe(self, monitor: DeploymentMonitor, matched: list[Labeled]) -> None:
         """Labels just matched with their predictions; those of rows a trial's challenger
         answered too count for it, and the trial is decided once it has enough."""
         deployment = monitor.deployment_id
+        if deployment not in self._shadowed:  # no trial ever: no lookup on the labels' path
+            return
         shadows = self._store.shadow_predictions(deployment, [x.request_id for x in matched]) if matched else {}
         if not shadows:
             return
