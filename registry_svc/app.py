@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from pathlib import Path
 
 from mlaas.client import SchedulerClient
 from mlaas.services.auth import Authenticator
+from mlaas.services.periodic import Periodic
 from mlaas.services.server import MeshServer, Service
 from mlaas.v1 import registry_pb2, registry_pb2_grpc
 from registry_svc.artifacts import ArtifactStore, LocalArtifactStore, open_store
@@ -39,6 +41,8 @@ def remove_abandoned_uploads(staging_dir: Path, store: ArtifactStore) -> int:
             if time.time() - path.stat().st_mtime > ABANDONED_UPLOAD_SECONDS:
                 path.unlink()
                 removed += 1
+    if removed:
+        log.info("removed %d files of abandoned uploads", removed)
     return removed
 
 
@@ -65,9 +69,8 @@ def build_registry(
     removed = collect_orphans(store, catalog)
     if removed:
         log.info("removed %d orphaned artifact blobs", removed)
-    abandoned = remove_abandoned_uploads(settings.staging_dir, store)
-    if abandoned:
-        log.info("removed %d files of abandoned uploads", abandoned)
+    sweep = functools.partial(remove_abandoned_uploads, settings.staging_dir, store)
+    sweep()
     if guard is None:
         guard = (
             SchedulerGuard(SchedulerClient(settings.scheduler_address, settings.scheduler_token, timeout=10))
@@ -76,4 +79,7 @@ def build_registry(
         )
     servicer = RegistryServicer(settings, catalog, store, authenticator, guard)
     service = Service(SERVICE_NAME, servicer, registry_pb2_grpc.add_RegistryServiceServicer_to_server)
-    return MeshServer("registry", settings.server, [service], authenticator)
+    server = MeshServer("registry", settings.server, [service], authenticator)
+    # While it runs too: a registry that keeps running must not keep a killed client's 300 MB upload.
+    Periodic("upload-sweeper", sweep, settings.sweep_seconds, server.stopped).start()
+    return server

@@ -20,6 +20,8 @@ class RegistrySettings:
     s3_endpoint_url: str | None = setting("MLAAS_S3_ENDPOINT_URL", None, parse=str)
     max_artifact_bytes: int = setting("MLAAS_MAX_ARTIFACT_BYTES", 4 * 2**30)
     max_reference_bytes: int = setting("MLAAS_MAX_REFERENCE_BYTES", 256 * 2**20)
+    # How often a running registry removes what uploads killed mid-way left (and at every start).
+    sweep_seconds: float = setting("MLAAS_REGISTRY_SWEEP_SECONDS", 60.0)
     # When set, deleting a version asks this scheduler whether it is deployed.
     scheduler_address: str | None = setting("MLAAS_SCHEDULER_ADDR", None, parse=str)
     # The registry role's token (mlaas-registry under auth), for the guard's ListDeployments.

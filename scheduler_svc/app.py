@@ -14,6 +14,7 @@ import redis
 from mlaas import tls
 from mlaas.client import RegistryClient
 from mlaas.services.auth import Authenticator, MeshKey
+from mlaas.services.periodic import Periodic
 from mlaas.services.server import MeshServer, Service
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
 from scheduler_svc.backends import Backend
@@ -23,7 +24,6 @@ from scheduler_svc.backends.kubernetes import KubernetesBackend
 from scheduler_svc.backends.local import LocalBackend
 from scheduler_svc.jobs import JobStore, TrainingJobs
 from scheduler_svc.lifecycle import Lifecycle
-from scheduler_svc.periodic import Periodic
 from scheduler_svc.placer import Placer
 from scheduler_svc.queue import DeploymentQueue
 from scheduler_svc.reconcile import Reconciler, ReconcileSettings

@@ -186,6 +186,11 @@ class MeshServer(_Served):
         self._stopped.set()
         log.info("%s stopped", self.name)
 
+    @property
+    def stopped(self) -> threading.Event:
+        """Set once the server stopped: background rounds of the service end with it."""
+        return self._stopped
+
     def wait(self) -> None:
         self._stopped.wait()
 

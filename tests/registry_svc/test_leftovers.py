@@ -4,6 +4,7 @@ what another upload is writing now stays."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -31,3 +32,17 @@ def test_a_restart_removes_what_crashed_uploads_left(start_registry, registry_se
     assert not any(p.exists() for p in [*abandoned, orphan])
     assert all(p.exists() for p in in_flight)
     assert (blobs / kept[:2] / kept).exists()
+
+
+def test_a_running_registry_removes_an_abandoned_upload_without_a_restart(start_registry, registry_settings):
+    """A killed client's upload once stayed in staging (87-315 MB each in the attack probe) until
+    the registry was restarted at least 10 minutes later."""
+    start_registry(dataclasses.replace(registry_settings, sweep_seconds=0.2))
+    staging = registry_settings.staging_dir
+    abandoned = _aged(staging / "dead.artifact.part", ABANDONED_UPLOAD_SECONDS + 60)
+    in_flight = _aged(staging / "live.artifact.part", 5)
+    deadline = time.monotonic() + 30
+    while abandoned.exists():
+        assert time.monotonic() < deadline, "the running registry kept an abandoned upload"
+        time.sleep(0.1)
+    assert in_flight.exists()  # what is being written now stays

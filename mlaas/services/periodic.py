@@ -1,6 +1,7 @@
-"""The scheduler's background rounds (cache expiry, the reconcile loop, training-job checks): each
-a thread calling one action at a fixed interval until the scheduler stops. A failed round is
-logged and the next one runs anyway: one bad deployment must not stop the loop for the others."""
+"""A service's background rounds (the scheduler's cache expiry, reconcile loop and training-job
+checks; the registry's sweep of abandoned uploads): each a thread calling one action at a fixed
+interval until the service stops. A failed round is logged and the next one runs anyway: one bad
+deployment must not stop the loop for the others."""
 
 from __future__ import annotations
 
