@@ -113,6 +113,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         name, version = deployment.model.name, deployment.model.version
         with self._lifecycle.share_lock(name, version):
             shared = self._lifecycle.shared(name, version) if mode == S.PLACEMENT_MODE_OPEN else None
+            if shared is not None and shared.trial.version and shared.tenant != tenant:
+                shared = None  # its owner tries a version of its own in it: another tenant gets its own
             if shared is not None and shared.mode == S.PLACEMENT_MODE_OPEN:
                 if shared.state == S.DEPLOYMENT_STATE_CACHED and shared.tenant == tenant:
                     self._check_quota(tenant)  # reviving one's own cached deployment owns it again
@@ -229,19 +231,22 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             raise InvalidArgument(
                 f"deployment {deployment.id} serves {deployment.model.name}; deploy {request.model.name} on its own"
             )
-        others = set(self._lifecycle.leases(deployment.id).values()) - {deployment.tenant}
-        if others:
-            raise FailedPrecondition(
-                f"deployment {deployment.id} is shared with other tenants, who deployed version "
-                f"{deployment.model.version}; deploy the new version on its own"
-            )
         wanted = types_pb2.ModelRef()
         wanted.CopyFrom(request.model)
         wanted.name = deployment.model.name
         version = self._registry.with_token(token).get(wanted).version  # NOT_FOUND / PERMISSION_DENIED pass through
-        if request.trial_mode or request.canary_percent:
-            change, detail = start_trial(deployment, version, request.trial_mode, request.canary_percent)
-            return S.UpdateDeploymentResponse(deployment=self._begin_update(deployment, change, detail))
+        # Under the share lock: no other tenant's Deploy takes a lease on it meanwhile (Deploy
+        # shares no deployment with a trial: its challenger is its owner's alone).
+        with self._lifecycle.share_lock(deployment.model.name, deployment.model.version):
+            others = set(self._lifecycle.leases(deployment.id).values()) - {deployment.tenant}
+            if others:
+                raise FailedPrecondition(
+                    f"deployment {deployment.id} is shared with other tenants, who deployed version "
+                    f"{deployment.model.version}; deploy the new version on its own"
+                )
+            if request.trial_mode or request.canary_percent:
+                change, detail = start_trial(deployment, version, request.trial_mode, request.canary_percent)
+                return S.UpdateDeploymentResponse(deployment=self._begin_update(deployment, change, detail))
         if version == deployment.model.version and deployment.state == S.DEPLOYMENT_STATE_READY:
             return S.UpdateDeploymentResponse(deployment=deployment)
 

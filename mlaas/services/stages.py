@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -50,12 +49,13 @@ def read_stages(path: Path) -> list[types_pb2.StageTime]:
         return []
     if not isinstance(noted, list):
         return []
+    latest = time.time() + 60  # a job's own times are past ones (with some clock skew); not inf, not 1e12
     found = []
     for entry in noted[:MAX_STAGES]:
         if not (isinstance(entry, list) and len(entry) == 2):
             continue
         stage, at = entry
-        if isinstance(stage, str) and len(stage) <= 64 and isinstance(at, int | float) and math.isfinite(at) and at > 0:
+        if isinstance(stage, str) and len(stage) <= 64 and isinstance(at, int | float) and 0 < at <= latest:
             found.append(stage_time(stage, at))
     return found
 

@@ -67,6 +67,11 @@ def test_tenants_see_their_own_deployments_and_the_roles_what_they_need(parts, i
         assert [r.trial_version for r in trying.replica_status] == [3]
         with pytest.raises(errors.NotFound):
             beta.get(deployment.id)  # nor does it see it
+        # Nor does a Deploy of the served version give it a lease there (it would get the owner's
+        # challenger's answers, and its labels would judge the trial): it gets a deployment of its own.
+        own = beta.deploy("iris:2")
+        assert own.id != deployment.id and own.tenant == "beta" and not own.HasField("trial")
+        beta.decommission(own.id)
         monitor_role.end_trial(deployment.id, promote=False)
         ended = alpha.wait_settled(deployment.id)
         assert not ended.HasField("trial") and ended.model.version == 2
