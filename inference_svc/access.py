@@ -111,18 +111,20 @@ class DeploymentAccess:
         return self._fresh_until.get(tenant, 0.0) > time.monotonic()
 
     async def check(self, tenant: str, token: str | None, model: str) -> None:
-        """Returns when `tenant` may use this runtime; NotFound (as for a missing model) if not."""
+        """Returns when `tenant` may use this runtime; NotFound (as for a missing model; `model`
+        "": a stream that named none yet) if not."""
         if self.allowed_now(tenant):
             return
+        missing = NotFound(f"model {model!r} is not loaded here" if model else "no model is loaded here for you")
         now = time.monotonic()
         if self._refused_until.get(tenant, 0.0) > now:
-            raise NotFound(f"model {model!r} is not loaded here")
+            raise missing
         question = self._question(tenant, token)
         if self._allowed_at.get(tenant, -1e9) + self._grace > now:
             return  # a recent yes: let this call through while the question is answered
         await asyncio.shield(question)
         if tenant not in self._allowed_at:
-            raise NotFound(f"model {model!r} is not loaded here")
+            raise missing
 
     def _question(self, tenant: str, token: str | None) -> asyncio.Future:
         asking = self._asking.get(tenant)
@@ -225,7 +227,11 @@ class RuntimeAccessInterceptor(grpc.aio.ServerInterceptor):
                 async def stream(request_iterator, context):
                     CALLER_TENANT.set(identity.tenant)
                     checked = request_iterator
-                    if rules.access is not None:  # checked again as the stream goes on
+                    if rules.access is not None:  # as it opens, before it holds anything; again as it goes on
+                        try:
+                            await rules.access.check(identity.tenant, token, "")
+                        except MlaasError as err:
+                            await context.abort(err.code, err.message)
                         checked = _checked_requests(request_iterator, rules.access, identity.tenant, token)
                     async for response in behaviour(checked, context):
                         yield response

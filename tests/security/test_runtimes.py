@@ -68,7 +68,13 @@ def test_another_tenant_gets_nothing_from_a_private_deployments_runtime(mesh, mo
         )
         assert not stub.ModelReady(oip.ModelReadyRequest(name="alpha-secret"), metadata=beta).ready
         stream = stub.ModelStreamInfer(iter([build_request("alpha-secret", {"X": X[:1]})]), metadata=beta)
-        assert _code(lambda: list(stream)) == not_here
+        no_model = (grpc.StatusCode.NOT_FOUND, "no model is loaded here for you")
+        assert _code(lambda: list(stream)) == no_model
+        # A stream that sends nothing is refused as it opens: it holds none of the runtime's calls.
+        idle: queue.Queue = queue.Queue()
+        stream = stub.ModelStreamInfer(iter(idle.get, None), metadata=beta, timeout=10)
+        assert _code(lambda: next(stream)) == no_model
+        idle.put(None)
 
         # The repository is the scheduler's: no tenant unloads, loads or lists, alpha included.
         for who in (_metadata("beta"), _metadata("alpha")):
@@ -215,7 +221,7 @@ def test_a_strict_deployments_node_takes_labels_only_from_who_may_use_it(mesh, m
             )]  # fmt: skip
             with InferenceClient(endpoint, TOKENS["beta"]) as beta, pytest.raises(errors.NotFound) as refused:
                 beta.report_node_labels(labels)
-            assert refused.value.message == "model '' is not loaded here"  # as for any model of it
+            assert refused.value.message == "no model is loaded here for you"  # as for a stream of a stranger's
             with InferenceClient(endpoint) as nobody, pytest.raises(errors.Unauthenticated):
                 nobody.report_node_labels(labels)
             with DeploymentInference(scheduler, deployment.id, TOKENS["alpha"]) as runtime:
