@@ -201,8 +201,7 @@ class Catalog:
         if options.credential and self._credentials is not None:
             ref = parse_ref(name)
             if options.trial:  # one credential names the served version and its challenger
-                self._credentials.add(int(self._repo.get(ref.name).version), options.credential)
-                self._credentials.add(ref.version, options.credential, serving=False)
+                self._credentials.start_trial(int(self._repo.get(ref.name).version), ref.version, options.credential)
             else:
                 self._credentials.add(ref.version, options.credential)
         if options.trial:
@@ -223,6 +222,9 @@ class Catalog:
     ) -> None:
         """Unloads the model, or with `trial_only` ends its trial (the scheduler's), on every worker."""
         if trial_only:
+            trial = self._repo.trial(name)
+            if trial is not None and self._credentials is not None:
+                self._credentials.end_trial(int(self._repo.get(name).version), int(trial.challenger.version))
             await self._repo.end_trial(name)
         else:
             await self._repo.unload(name)

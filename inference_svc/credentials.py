@@ -14,6 +14,7 @@ class RuntimeCredentials:
     def __init__(self, token: str | None, version: int = 0):
         self._by_version: dict[int, str | None] = {version: token}
         self._latest = version
+        self._before_trial: str | None = None  # the served version's own, while a trial's speaks for it
 
     @property
     def current(self) -> str | None:
@@ -28,9 +29,19 @@ class RuntimeCredentials:
         """The credential that may speak for `version`; the current one for any other."""
         return self._by_version.get(version, self.current)
 
-    def add(self, version: int, token: str, serving: bool = True) -> None:
-        """The credential of a version the runtime is about to serve (or, not `serving`, to try
-        beside the served one: a trial's challenger)."""
+    def add(self, version: int, token: str) -> None:
+        """The credential of a version the runtime is about to serve."""
         self._by_version[version] = token
-        if serving:
-            self._latest = version
+        self._latest = version
+
+    def start_trial(self, served: int, challenger: int, token: str) -> None:
+        """A trial's credential, which names the served version and the challenger: it speaks for
+        both while the trial runs."""
+        self._before_trial = self._by_version.get(served)
+        self._by_version[served] = self._by_version[challenger] = token
+
+    def end_trial(self, served: int, challenger: int) -> None:
+        """Back to the served version's own credential: the challenger's is gone with its trial."""
+        self._by_version.pop(challenger, None)
+        if self._before_trial is not None:
+            self._by_version[served], self._before_trial = self._before_trial, None

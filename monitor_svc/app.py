@@ -4,12 +4,13 @@ the gRPC service."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Histogram
 
 from mlaas.client import SchedulerClient
-from mlaas.errors import MlaasError
+from mlaas.errors import DeadlineExceeded, FailedPrecondition, MlaasError, Unavailable
 from mlaas.services.auth import Authenticator
 from mlaas.services.server import MeshServer, Service
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
@@ -47,16 +48,27 @@ class Monitor:
         self.store.close()
 
 
-def ender(scheduler: SchedulerClient, token: str | None) -> EndTrial:
-    """Ends a trial the Monitor decided, at the scheduler, as the Monitor."""
+def ender(scheduler: SchedulerClient, token: str | None, attempts: int = 60, pause: float = 5.0) -> EndTrial:
+    """Ends a trial the Monitor decided, at the scheduler, as the Monitor; tried again while the
+    scheduler is away or the deployment busy (another change under way), for five minutes."""
     as_monitor = scheduler.with_token(token)
 
     def end(deployment_id: str, promote: bool, why: str) -> None:
-        try:
-            as_monitor.end_trial(deployment_id, promote)
-            log.info("trial of %s ended: %s", deployment_id, why)
-        except MlaasError as err:  # the owner ended it first, or the deployment is busy or gone
-            log.warning("trial of %s decided (%s) but not ended: %s", deployment_id, why, err)
+        for attempt in range(attempts):
+            try:
+                as_monitor.end_trial(deployment_id, promote)
+                log.info("trial of %s ended: %s", deployment_id, why)
+                return
+            except (Unavailable, DeadlineExceeded, FailedPrecondition) as err:
+                if isinstance(err, FailedPrecondition) and "no trial" in err.message:
+                    return  # its owner ended it first
+                if attempt + 1 == attempts:
+                    log.warning("trial of %s decided (%s) but not ended: %s", deployment_id, why, err)
+                    return
+                time.sleep(pause)
+            except MlaasError as err:  # the deployment is gone, or the Monitor may not
+                log.warning("trial of %s decided (%s) but not ended: %s", deployment_id, why, err)
+                return
 
     return end
 

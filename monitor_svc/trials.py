@@ -9,6 +9,7 @@ hot swap to it) or dropped. One look, at a size fixed in advance, so the test's 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,6 +20,10 @@ from monitor_svc.monitoring import DEFAULT_TRIAL_LABELS, DeploymentMonitor
 from monitor_svc.store import MonitorStore
 
 M = monitor_pb2
+# After a trial is decided, its last rows' labels are still on their way for a while: they count
+# for nothing. Labels of the same two versions after that start the count of a new trial of them
+# (both answered those rows too, so they are as good a sample).
+SETTLE_SECONDS = 60.0
 # (deployment, promote, why): ends the trial at the scheduler; called on a thread of its own.
 EndTrial = Callable[[str, bool, str], None]
 
@@ -32,6 +37,7 @@ class _Trial:
     champion_answers: list[str] = field(default_factory=list)
     challenger_answers: list[str] = field(default_factory=list)
     judgement: M.TrialJudgement | None = None  # once decided
+    decided_at: float = 0.0  # monotonic
 
     def judged(self, confidence: float, decide: bool) -> M.TrialJudgement:
         """The paired test on the labels so far; with `decide`, its outcome."""
@@ -50,9 +56,10 @@ class _Trial:
 
 
 class Trials:
-    def __init__(self, store: MonitorStore, end: EndTrial):
+    def __init__(self, store: MonitorStore, end: EndTrial, settle_seconds: float = SETTLE_SECONDS):
         self._store = store
         self._end = end
+        self._settle = settle_seconds
         self._trials: dict[str, _Trial] = {}
         self._shadowed: set[str] = set()  # deployments whose runtimes sent a challenger's answers
         self._lock = threading.Lock()
@@ -78,16 +85,18 @@ class Trials:
                     continue
                 challenger, answer = shadows[labeled.request_id]
                 trial = self._trials.get(deployment)
-                if trial is None or (trial.champion, trial.challenger) != (labeled.model_version, challenger):
-                    trial = _Trial(labeled.model_version, challenger, monitor.context.task)
+                other_pair = trial is None or (trial.champion, trial.challenger) != (labeled.model_version, challenger)
+                if other_pair or (trial.judgement and time.monotonic() - trial.decided_at >= self._settle):
+                    trial = _Trial(labeled.model_version, challenger, monitor.context.task)  # a trial anew
                     self._trials[deployment] = trial
                 if trial.judgement is not None:
-                    continue
+                    continue  # the decided trial's last rows, still on their way
                 trial.labels.append(labeled.label)
                 trial.champion_answers.append(labeled.prediction)
                 trial.challenger_answers.append(answer)
                 if len(trial.labels) >= needed:
                     trial.judgement = decided = trial.judged(monitor.policy.challenger_confidence, decide=True)
+                    trial.decided_at = time.monotonic()
         if decided is not None:
             promote = decided.outcome.startswith("promoted")
             threading.Thread(

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from inference_svc.batcher import BatchPolicy, CallCost, DynamicBatcher
 from inference_svc.codec import check_shape
+from inference_svc.credentials import RuntimeCredentials
 from inference_svc.feedback import FeedbackTap, record_bytes, tensor_bytes
 from inference_svc.limits import TenantLimits, TenantShare
 from inference_svc.signature import TensorInfo
@@ -411,3 +412,15 @@ def test_a_long_call_takes_every_core_only_while_no_other_worker_runs_one():
 
     _run(main())
     assert used == ["narrow", "narrow", "wide", "narrow", "narrow"]
+
+
+def test_a_trials_credential_speaks_for_both_versions_only_while_it_runs():
+    """The runtime's credentials (credentials.py): version 1's own; a trial's, naming 1 and 3,
+    for both while it runs; afterwards version 1's own again, and none that names version 3."""
+    credentials = RuntimeCredentials("own-1", 1)
+    credentials.start_trial(1, 3, "trial-1-3")
+    assert (credentials.current, credentials.for_version(1), credentials.for_version(3)) == ("trial-1-3",) * 3
+    credentials.end_trial(1, 3)
+    assert (credentials.current, credentials.for_version(1), credentials.for_version(3)) == ("own-1",) * 3
+    credentials.add(2, "own-2")  # a swap to version 2: its own from then on, version 1's for its last records
+    assert (credentials.current, credentials.for_version(1), credentials.for_version(2)) == ("own-2", "own-1", "own-2")

@@ -9,7 +9,9 @@ import json
 import math
 import subprocess
 import sys
+import threading
 import time
+import types
 
 import grpc
 import numpy as np
@@ -22,9 +24,12 @@ from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference, build_request
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
+from mlaas.services.label_store import Labeled
 from mlaas.services.net import free_port
 from mlaas.services.settings import ServerSettings
 from mlaas.v1 import monitor_pb2, scheduler_pb2, types_pb2
+from monitor_svc.store import MonitorStore
+from monitor_svc.trials import Trials
 from tests.conftest import tool_env
 
 M, S = monitor_pb2, scheduler_pb2
@@ -143,3 +148,44 @@ def test_bad_trials_are_refused(mesh):
     with pytest.raises(FailedPrecondition, match="is STRICT"):
         schedulers.start_trial(strict.id, "sea:2")
     assert schedulers.get(deployment.id).state == S.DEPLOYMENT_STATE_READY  # nothing half-done
+
+
+def labeled(numbers: range, prefix: str, version: int, prediction: str, label: str) -> list[Labeled]:
+    return [Labeled(n, f"{prefix}-{n}", version, np.zeros(3), prediction, label) for n in numbers]
+
+
+@pytest.mark.parametrize("settle_seconds", [60.0, 0.0])
+def test_a_decided_trial_absorbs_its_late_rows_then_the_same_pair_is_judged_anew(tmp_path, settle_seconds):
+    """In process, on a real store: the rows of a decided trial still on their way count for
+    nothing (within `settle_seconds` of the decision); after that, labels of the same two versions
+    start a new count (the owner tried the pair again), which is decided and ended again."""
+    store = MonitorStore(tmp_path / "monitor.sqlite3")
+    ended: list[tuple[str, bool]] = []
+    done = threading.Event()
+
+    def end(deployment_id: str, promote: bool, why: str) -> None:
+        ended.append((deployment_id, promote))
+        done.set()
+
+    trials = Trials(store, end, settle_seconds=settle_seconds)
+    policy = M.MonitorPolicy(trial_labels=20, challenger_confidence=0.95)
+    monitor = types.SimpleNamespace(
+        deployment_id="d-1", policy=policy, context=types.SimpleNamespace(task=types_pb2.TASK_CLASSIFICATION)
+    )
+    trials.shadowed("d-1")
+
+    def label(start: int, prefix: str) -> None:
+        rows = labeled(range(start, start + 20), prefix, 1, "0", "1")  # the served version wrong, the challenger right
+        store.add_shadow_predictions("d-1", [x.request_id for x in rows], 2, ["1"] * len(rows))
+        done.clear()
+        trials.observe(monitor, rows)
+
+    label(0, "first")
+    assert done.wait(10) and ended == [("d-1", True)]
+    label(20, "later")
+    if settle_seconds:  # still settling: absorbed, the judgement stays as it was
+        assert not done.wait(0.5) and ended == [("d-1", True)] and trials.status("d-1").labels == 20
+    else:  # a new trial of the same pair
+        assert done.wait(10) and ended == [("d-1", True)] * 2
+    judged = trials.status("d-1")
+    assert judged.outcome.startswith("promoted: ") and (judged.champion_version, judged.challenger_version) == (1, 2)
