@@ -21,10 +21,6 @@ class RuntimeCredentials:
         """The credential of the version served now (fetches of the registry use it)."""
         return self._by_version[self._latest]
 
-    def fetching(self, version: int) -> str | None:
-        """The credential to fetch `version` with: its own if the scheduler gave one."""
-        return self._by_version.get(version, self.current)
-
     def for_version(self, version: int) -> str | None:
         """The credential that may speak for `version`; the current one for any other."""
         return self._by_version.get(version, self.current)

@@ -38,6 +38,11 @@ class FeedbackRecord:
     shadow_outputs: dict[str, np.ndarray] | None = None
 
 
+def version_number(version: str) -> int:
+    """A record's model version as the Monitor numbers it (0 for a model loaded by uri, named otherwise)."""
+    return int(version) if str(version).isdigit() else 0
+
+
 def tensor_bytes(arrays: dict[str, np.ndarray]) -> int:
     """What the arrays take in a message: a BYTES tensor's strings by their length (its
     numpy array holds only pointers to them)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from inference_svc.credentials import RuntimeCredentials
-from inference_svc.feedback import FeedbackRecord
+from inference_svc.feedback import FeedbackRecord, version_number
 from mlaas.client import bearer_metadata
 from mlaas.inference_client import label_ids
 from mlaas.tensors import to_raw
@@ -37,11 +37,11 @@ def to_message(deployment_id: str, records: list[FeedbackRecord], dropped: int) 
         message.records.append(
             M.InferenceRecord(
                 request_ids=row_ids(record.request_id, rows),
-                model_version=int(record.version) if str(record.version).isdigit() else 0,
+                model_version=version_number(record.version),
                 inputs=[_tensor(n, a) for n, a in record.inputs.items()],
                 outputs=[_tensor(n, a) for n, a in record.outputs.items()],
                 time=stamp,
-                shadow_model_version=int(record.shadow_version) if record.shadow_version.isdigit() else 0,
+                shadow_model_version=version_number(record.shadow_version),
                 shadow_outputs=[_tensor(n, a) for n, a in (record.shadow_outputs or {}).items()],
             )
         )

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from inference_svc.feedback import FeedbackRecord, refused_for_good
+from inference_svc.feedback import FeedbackRecord, refused_for_good, version_number
 from inference_svc.monitor_sink import MonitorConnection, row_ids
 from mlaas.services.label_store import LabelStore
 from mlaas.services.outcomes import REGRESSION_BASELINE, Outcomes
@@ -116,7 +116,7 @@ class NodeLabels:
             rows = next(iter(record.inputs.values()))
             inputs = np.asarray(rows, dtype=np.float64).reshape(rows.shape[0], -1)
             predictions = np.asarray(next(iter(record.outputs.values()))).reshape(rows.shape[0], -1)[:, 0]
-            version = int(record.version) if str(record.version).isdigit() else 0
+            version = version_number(record.version)
             ids = row_ids(record.request_id, inputs.shape[0])
             self._store.add_predictions(self._deployment, ids, version, inputs, [str(p) for p in predictions])
 

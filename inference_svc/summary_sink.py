@@ -12,7 +12,7 @@ import logging
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from inference_svc.feedback import FeedbackRecord
+from inference_svc.feedback import FeedbackRecord, version_number
 from inference_svc.monitor_sink import MonitorConnection
 from inference_svc.node_labels import NodeLabels
 from mlaas.v1 import monitor_pb2
@@ -70,7 +70,7 @@ class SummarySink:
             rows = next(iter(record.inputs.values()))
             self._inputs.append(np.asarray(rows, dtype=np.float64).reshape(rows.shape[0], -1))
             self._outputs.append(np.asarray(next(iter(record.outputs.values())), dtype=np.float64).reshape(-1, 1))
-            self._model, self._version = record.model, int(record.version) if str(record.version).isdigit() else 0
+            self._model, self._version = record.model, version_number(record.version)
         if sum(len(x) for x in self._inputs) < self._window:
             return
         inputs, outputs = np.vstack(self._inputs), np.vstack(self._outputs)[:, :1]
