@@ -164,7 +164,8 @@ def build_worker(settings: RuntimeSettings, long_calls: LongCalls | None = None)
     rules = _rules(settings, authenticator)
     interceptors = [] if rules is None else [AioAuthInterceptor(authenticator), RuntimeAccessInterceptor(rules)]
     if rules is not None and settings.bulk:  # no tenant holds all of the bulk worker's few calls
-        interceptors.append(TenantCalls(authenticator, max(1, settings.bulk_concurrency // 2)))
+        share = max(1, settings.bulk_concurrency // 2)
+        interceptors.append(TenantCalls(authenticator, share, settings.server.stream_idle_seconds))
     servicer = InferenceServicer(catalog, plane)
     service = Service(SERVICE_NAME, servicer, add_inference_service)
     labels_service = Service(

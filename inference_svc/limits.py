@@ -9,10 +9,13 @@ limit bounds that), so no request is refused for being big alone. Only callers w
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import grpc
 
@@ -78,14 +81,56 @@ class TenantLimits:
         return self._requests.get(tenant, 0), self._rows.get(tenant, 0)
 
 
+async def closed_when_idle(answers, requests, context, idle_seconds: float):
+    """The answers of a client-streaming call, `answers(requests)`; the call is closed with
+    DEADLINE_EXCEEDED when its client sent nothing for `idle_seconds` while none of its requests
+    waits for an answer (a watchdog cancels the call's task: gRPC's reads take no timeout)."""
+    last, unanswered, idle = [time.monotonic()], [0], asyncio.Event()
+    call = asyncio.current_task()
+
+    async def counted():
+        async for request in requests:
+            unanswered[0] += 1
+            last[0] = time.monotonic()
+            yield request
+
+    async def watch():
+        while unanswered[0] or time.monotonic() - last[0] < idle_seconds:
+            await asyncio.sleep(max(0.05, min(1.0, idle_seconds - (time.monotonic() - last[0]))))
+        idle.set()
+        call.cancel()
+
+    watchdog = asyncio.ensure_future(watch())
+    try:
+        async for answer in answers(counted()):
+            unanswered[0] = max(0, unanswered[0] - 1)
+            last[0] = time.monotonic()
+            yield answer
+    except asyncio.CancelledError:
+        if not idle.is_set():
+            raise
+        await context.abort(
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            f"the stream sent nothing for {idle_seconds:g} s (MLAAS_STREAM_IDLE_SECONDS); closed",
+        )
+    finally:
+        watchdog.cancel()
+
+
+def _answering(behaviour, context, requests):
+    return behaviour(requests, context)
+
+
 class TenantCalls(grpc.aio.ServerInterceptor):
     """At most `per_tenant` calls of one tenant at once on this server (the bulk worker, whose
     few calls at once, MLAAS_INFERENCE_BULK_CONCURRENCY, one tenant's idle streams could
-    otherwise all hold); beyond, RESOURCE_EXHAUSTED. The mesh's roles are not counted."""
+    otherwise all hold); beyond, RESOURCE_EXHAUSTED. A tenant's stream that sends nothing for
+    `idle_seconds` with nothing to answer is closed. The mesh's roles are not counted."""
 
-    def __init__(self, auth: Authenticator, per_tenant: int):
+    def __init__(self, auth: Authenticator, per_tenant: int, idle_seconds: float):
         self._auth = auth
         self._per_tenant = per_tenant
+        self._idle_seconds = idle_seconds
         self._calls: collections.Counter[str] = collections.Counter()
 
     async def intercept_service(self, continuation, handler_call_details):
@@ -96,10 +141,10 @@ class TenantCalls(grpc.aio.ServerInterceptor):
             return handler  # refused by the auth interceptor already
         if identity.role:
             return handler
-        return wrap_handler(handler, self._counted(identity.tenant))
+        return wrap_handler(handler, self._counted(identity.tenant, handler.request_streaming))
 
-    def _counted(self, tenant: str):
-        calls, per_tenant = self._calls, self._per_tenant
+    def _counted(self, tenant: str, from_client: bool):
+        calls, per_tenant, idle_seconds = self._calls, self._per_tenant, self._idle_seconds
 
         def wrap(behaviour, streaming):
             refusal = f"tenant {tenant} has {per_tenant} call(s) on the bulk port, its share of them"
@@ -111,7 +156,12 @@ class TenantCalls(grpc.aio.ServerInterceptor):
                         await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
                     calls[tenant] += 1
                     try:
-                        async for response in behaviour(request_or_iterator, context):
+                        if from_client:
+                            answer = partial(_answering, behaviour, context)
+                            answers = closed_when_idle(answer, request_or_iterator, context, idle_seconds)
+                        else:
+                            answers = behaviour(request_or_iterator, context)
+                        async for response in answers:
                             yield response
                     finally:
                         calls[tenant] -= 1

@@ -1,10 +1,8 @@
 """Server interceptors shared by the synchronous mesh servers: authentication and per-rpc
-Prometheus metrics."""
+Prometheus metrics (open streams: stream_slots.py)."""
 
 from __future__ import annotations
 
-import collections
-import threading
 import time
 from collections.abc import Callable
 
@@ -73,88 +71,6 @@ class AuthInterceptor(grpc.ServerInterceptor):
             return abort
 
         return wrap_handler(handler, refuse)
-
-
-class StreamLimits:
-    """On a synchronous server every open stream holds one of its worker threads until it ends:
-    at most `total` streams at once, and `per_caller` for one caller (a tenant, or a minted
-    credential's scope), so that idle watches or slow uploads of one caller can never take the
-    threads that other callers' unary calls and health checks need."""
-
-    def __init__(self, authenticator: Authenticator, total: int, per_caller: int):
-        self._auth = authenticator
-        self._total, self._per_caller = total, per_caller
-        self._open: collections.Counter[tuple[str, str]] = collections.Counter()
-        self._lock = threading.Lock()
-
-    def caller(self, metadata) -> tuple[str, str]:
-        try:
-            identity = self._auth.identity(metadata)
-        except MlaasError:
-            return ("", "")  # refused by the auth interceptor before it runs
-        return identity.tenant, identity.scope
-
-    def acquire(self, caller: tuple[str, str]) -> str | None:
-        """None, and the stream counts; or why it may not open now (RESOURCE_EXHAUSTED)."""
-        with self._lock:
-            if self._open.total() >= self._total:
-                return f"the server has {self._total} streams open, its limit (MLAAS_MAX_STREAMS); retry later"
-            if self._auth.enabled and self._open[caller] >= self._per_caller:
-                return (
-                    f"you have {self._per_caller} streams open here, the limit per caller "
-                    "(MLAAS_MAX_STREAMS_PER_CALLER); close one first"
-                )
-            self._open[caller] += 1
-            return None
-
-    def open(self) -> int:
-        with self._lock:
-            return self._open.total()
-
-    def release(self, caller: tuple[str, str]) -> None:
-        with self._lock:
-            self._open[caller] -= 1
-            if self._open[caller] <= 0:
-                del self._open[caller]
-
-
-class StreamLimitInterceptor(grpc.ServerInterceptor):
-    def __init__(self, limits: StreamLimits):
-        self._limits = limits
-
-    def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        if handler is None or not (handler.request_streaming or handler.response_streaming):
-            return handler
-        limits = self._limits
-        caller = limits.caller(handler_call_details.invocation_metadata)
-
-        def wrap(behaviour, streaming):
-            if streaming:
-
-                def limited_stream(request, context):
-                    refused = limits.acquire(caller)
-                    if refused is not None:
-                        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
-                    try:
-                        yield from behaviour(request, context)
-                    finally:
-                        limits.release(caller)
-
-                return limited_stream
-
-            def limited_upload(request_iterator, context):
-                refused = limits.acquire(caller)
-                if refused is not None:
-                    context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
-                try:
-                    return behaviour(request_iterator, context)
-                finally:
-                    limits.release(caller)
-
-            return limited_upload
-
-        return wrap_handler(handler, wrap)
 
 
 class RpcMetrics:

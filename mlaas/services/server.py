@@ -11,20 +11,16 @@ from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from mlaas.message_limits import MAX_MESSAGE_BYTES
 from mlaas.services.auth import Authenticator
-from mlaas.services.interceptors import (
-    AuthInterceptor,
-    MetricsInterceptor,
-    RpcMetrics,
-    StreamLimitInterceptor,
-    StreamLimits,
-)
+from mlaas.services.interceptors import AuthInterceptor, MetricsInterceptor, RpcMetrics
 from mlaas.services.settings import LOOPBACK, ServerSettings
+from mlaas.services.stream_slots import StreamSlotInterceptor, StreamSlots
 from mlaas.tls import ServerTLS
 
 log = logging.getLogger(__name__)
@@ -102,6 +98,14 @@ def _mount(server: grpc.Server | grpc.aio.Server, services: Sequence[Service], h
     return names
 
 
+def _streaming_kinds(services: Sequence[Service]) -> int:
+    """How many streaming rpcs a server with `services` serves (health's Watch and reflection's
+    one included)."""
+    pool = descriptor_pool.Default()
+    methods = [m for s in services for m in pool.FindServiceByName(s.full_name).methods]
+    return 2 + sum(m.client_streaming or m.server_streaming for m in methods)
+
+
 def _listen(
     server: grpc.Server | grpc.aio.Server, name: str, settings: ServerSettings, authenticator: Authenticator
 ) -> tuple[str, int]:
@@ -140,15 +144,20 @@ class MeshServer(_Served):
         self._server: grpc.Server | None = None
         self._metrics_http = None
         self._stopped = threading.Event()
-        self.streams = StreamLimits(authenticator, settings.max_streams, settings.max_streams_per_caller)
+        self.streams = StreamSlots(
+            authenticator, settings.max_streams, settings.max_streams_per_caller, settings.reserved_streams
+        )
         self.metrics_port = -1
 
     def start(self) -> MeshServer:
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=self.settings.max_workers, thread_name_prefix=self.name),
+            futures.ThreadPoolExecutor(
+                max_workers=self.settings.max_workers + self.streams.threads(_streaming_kinds(self._services)),
+                thread_name_prefix=self.name,
+            ),
             interceptors=[
                 AuthInterceptor(self._authenticator),
-                StreamLimitInterceptor(self.streams),
+                StreamSlotInterceptor(self.streams, self.settings.stream_idle_seconds),
                 MetricsInterceptor(RpcMetrics(self.metrics_registry, self.name)),
             ],
             options=_options(),

@@ -113,10 +113,14 @@ class ServerSettings:
     metrics_port: int = 0
     auth_tokens_file: str | None = setting("MLAAS_AUTH_TOKENS_FILE", None, parse=str)
     shutdown_grace_seconds: float = setting("MLAAS_SHUTDOWN_GRACE_SECONDS", 10.0)
+    # Threads for unary calls and health checks; streams have threads of their own.
     max_workers: int = setting("MLAAS_MAX_WORKERS", 32)
-    # Open streams at once, in all and per caller (each holds a worker thread): see StreamLimits.
-    max_streams: int = setting("MLAAS_MAX_STREAMS", 24)
-    max_streams_per_caller: int = setting("MLAAS_MAX_STREAMS_PER_CALLER", 8)
+    # Open streams of each streaming rpc: per kind, per caller, and per kind kept for the mesh's
+    # own roles; a client stream idle this long is closed (mlaas.services.stream_slots).
+    max_streams: int = setting("MLAAS_MAX_STREAMS", 12)
+    max_streams_per_caller: int = setting("MLAAS_MAX_STREAMS_PER_CALLER", 4)
+    reserved_streams: int = setting("MLAAS_RESERVED_STREAMS", 4)
+    stream_idle_seconds: float = setting("MLAAS_STREAM_IDLE_SECONDS", 30.0)
     # Without a tokens file servers bind to loopback unless this is set.
     allow_open_remote: bool = setting("MLAAS_ALLOW_OPEN_REMOTE", False)
     # The key that signs the credentials the scheduler mints for runtimes and jobs (mlaas.services.auth).
@@ -128,11 +132,13 @@ class ServerSettings:
     allow_plaintext: bool = setting("MLAAS_ALLOW_PLAINTEXT", False)
 
     def __post_init__(self):
-        if not 0 < self.max_streams < self.max_workers:
+        if min(self.max_workers, self.max_streams, self.max_streams_per_caller) < 1 or self.reserved_streams < 0:
             raise ValueError(
-                f"MLAAS_MAX_STREAMS={self.max_streams} must be between 1 and MLAAS_MAX_WORKERS={self.max_workers} "
-                "(the threads left over serve unary calls and health checks)"
+                "MLAAS_MAX_WORKERS, MLAAS_MAX_STREAMS and MLAAS_MAX_STREAMS_PER_CALLER must be at least 1 "
+                "and MLAAS_RESERVED_STREAMS at least 0"
             )
+        if self.stream_idle_seconds <= 0:
+            raise ValueError("MLAAS_STREAM_IDLE_SECONDS must be positive")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], service: str, default_port: int) -> ServerSettings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import numpy as np
@@ -13,7 +14,7 @@ from inference_svc.batcher import BatchPolicy, CallCost, DynamicBatcher
 from inference_svc.codec import check_shape
 from inference_svc.credentials import RuntimeCredentials
 from inference_svc.feedback import FeedbackTap, record_bytes, tensor_bytes
-from inference_svc.limits import TenantLimits, TenantShare
+from inference_svc.limits import TenantLimits, TenantShare, closed_when_idle
 from inference_svc.signature import TensorInfo
 from inference_svc.stats import ModelStats
 from mlaas import errors
@@ -424,3 +425,42 @@ def test_a_trials_credential_speaks_for_both_versions_only_while_it_runs():
     assert (credentials.current, credentials.for_version(1), credentials.for_version(3)) == ("own-1",) * 3
     credentials.add(2, "own-2")  # a swap to version 2: its own from then on, version 1's for its last records
     assert (credentials.current, credentials.for_version(1), credentials.for_version(2)) == ("own-2", "own-1", "own-2")
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _Context:
+    def __init__(self):
+        self.status = None
+
+    async def abort(self, code, details):
+        self.status = (code, details)
+        raise _Aborted(details)
+
+
+def test_a_stream_is_closed_when_idle_but_never_while_an_answer_is_due():
+    async def answer_slowly(requests):  # each answer takes three idle periods
+        async for request in requests:
+            await asyncio.sleep(0.6)
+            yield request * 2
+
+    async def stream(sent: list[int], then_wait: float) -> tuple[list[int], _Context]:
+        async def requests():
+            for value in sent:
+                yield value
+            await asyncio.sleep(then_wait)
+
+        context, answers = _Context(), []
+        with pytest.raises(_Aborted) if then_wait > 0.2 else contextlib.nullcontext():
+            async for answer in closed_when_idle(answer_slowly, requests(), context, idle_seconds=0.2):
+                answers.append(answer)
+        return answers, context
+
+    answers, context = asyncio.run(stream([1, 2], then_wait=5))
+    assert answers == [2, 4]  # answered, though nothing came for longer than the idle time
+    code, details = context.status
+    assert code.name == "DEADLINE_EXCEEDED" and "sent nothing for 0.2 s" in details
+    answers, context = asyncio.run(stream([3], then_wait=0))
+    assert answers == [6] and context.status is None  # a stream that ends is not closed

@@ -49,7 +49,8 @@ def mesh(tmp_path_factory) -> Iterator[Mesh]:
         "--registry-port", "0", "--registry-metrics-port", "-1", "--scheduler-port", "0",
         "--scheduler-metrics-port", "-1", "--monitor-port", "0", "--monitor-metrics-port", "-1",
     ]  # fmt: skip
-    env = tool_env(MLAAS_AUTH_TOKENS_FILE=str(tokens), MLAAS_CACHE_TTL_SECONDS="0")
+    # Client streams idle for 10 s are closed (the default is 30), so that the tests see it.
+    env = tool_env(MLAAS_AUTH_TOKENS_FILE=str(tokens), MLAAS_CACHE_TTL_SECONDS="0", MLAAS_STREAM_IDLE_SECONDS="10")
     up = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         endpoints = json.loads(up.stdout.readline())

@@ -260,6 +260,34 @@ def test_one_tenant_cannot_hold_all_of_a_bulk_workers_calls(mesh, models, deploy
         beta_scheduler.decommission(deployment.id)
 
 
+def test_idle_streams_on_the_bulk_port_are_closed_and_the_owner_gets_its_calls_back(mesh, models, deployed):
+    """Two tenants' streams that send nothing once held both of the bulk worker's calls for the
+    connection's age (125 s): each is now closed after MLAAS_STREAM_IDLE_SECONDS (10 s in this
+    mesh), however long its connection lives, and the owner's request is served. A stream with
+    a request still unanswered is never idle."""
+    X = models
+    deployment = deployed("alpha", "alpha-shared")
+    with mesh.scheduler_as("beta") as beta_scheduler:
+        assert beta_scheduler.deploy("alpha-shared").id == deployment.id
+    bulk = deployment.bulk_endpoints[0]
+    with grpc.insecure_channel(bulk) as channel:
+        stub = oip_grpc.GRPCInferenceServiceStub(channel)
+        silent = [
+            stub.ModelStreamInfer(iter(queue.Queue().get, None), metadata=_metadata(tenant), timeout=120)
+            for tenant in ("alpha", "beta")
+        ]
+        started = time.monotonic()
+        for stream in silent:
+            code, details = _code(lambda stream=stream: next(stream))
+            assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert "sent nothing for 10 s (MLAAS_STREAM_IDLE_SECONDS)" in details
+        assert time.monotonic() - started < 60  # not the connection's age
+    with InferenceClient(bulk, TOKENS["alpha"]) as alpha:
+        assert alpha.infer("alpha-shared", {"X": X[:1]})["label"].shape == (1,)
+    with mesh.scheduler_as("beta") as beta_scheduler:
+        beta_scheduler.decommission(deployment.id)
+
+
 def test_a_hot_swap_hands_the_runtime_the_new_versions_credential_and_no_more(mesh, models, deployed, iris_model):
     """An owner's update swaps the version inside the running replica: it fetches version 2 with
     the credential minted for version 2 (its own was for version 1 alone) and reports version 2's
