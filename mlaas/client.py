@@ -412,6 +412,13 @@ class SchedulerClient(GrpcClient):
         request = scheduler_pb2.UpdateDeploymentRequest(deployment_id=deployment_id, model=_as_ref(model))
         return self._call(self._stub.UpdateDeployment, request).deployment
 
+    def set_privacy(self, deployment_id: str, epsilon: float, budget: float) -> scheduler_pb2.Deployment:
+        """Sets a STRICT deployment's privacy terms: every round on its node then fits with
+        differential privacy at an epsilon of at most `epsilon`, `budget` in all (epsilon 0 lifts them)."""
+        terms = scheduler_pb2.PrivacyTerms(epsilon=epsilon, budget=budget)
+        request = scheduler_pb2.UpdateDeploymentRequest(deployment_id=deployment_id, privacy=terms)
+        return self._call(self._stub.UpdateDeployment, request).deployment
+
     def start_trial(
         self, deployment_id: str, model: str | types_pb2.ModelRef, canary_percent: float = 0.0
     ) -> scheduler_pb2.Deployment:

@@ -18,6 +18,7 @@ from monitor_svc.access import DeploymentAccess, scheduler_lookup
 from monitor_svc.changes import Changes
 from monitor_svc.context import ContextLoader
 from monitor_svc.deployments import DeploymentMonitors
+from monitor_svc.privacy import SchedulerPrivacy
 from monitor_svc.retrainer import Retrainer
 from monitor_svc.servicer import MonitorServicer
 from monitor_svc.settings import MonitorSettings
@@ -89,10 +90,11 @@ def build_monitor(settings: MonitorSettings) -> Monitor:
     )  # fmt: skip
     scheduler = SchedulerClient(settings.scheduler_address, timeout=10)  # each caller's token per call
     access = DeploymentAccess(authenticator, scheduler_lookup(scheduler), own_token=settings.token)
+    privacy = SchedulerPrivacy(scheduler, settings.token)
     deployments = DeploymentMonitors(
-        store, contexts, retrainer, changes, Trials(store, ender(scheduler, settings.token))
+        store, contexts, retrainer, changes, Trials(store, ender(scheduler, settings.token)), privacy.spent
     )
-    servicer = MonitorServicer(store, deployments, changes, access)
+    servicer = MonitorServicer(store, deployments, changes, access, privacy)
     service = Service(SERVICE_NAME, servicer, monitor_pb2_grpc.add_MonitorServiceServicer_to_server)
     server = MeshServer("monitor", settings.server, [service], authenticator, metrics_registry=metrics)
     return Monitor(server, servicer, deployments, retrainer, store)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -35,9 +36,11 @@ def spread_errors(errors: int, labels: int) -> np.ndarray:
 
 class DeploymentMonitors:
     def __init__(
-        self, store: MonitorStore, contexts: ContextLoader, retrainer: Retrainer, changes: Changes, trials: Trials
-    ):
+        self, store: MonitorStore, contexts: ContextLoader, retrainer: Retrainer, changes: Changes, trials: Trials,
+        privacy_spent: Callable[[str], float | None],
+    ):  # fmt: skip
         self.trials = trials
+        self._privacy_spent = privacy_spent  # the scheduler's count (monitor_svc/privacy.py)
         self._store = store
         self._contexts = contexts
         self._retrainer = retrainer
@@ -77,7 +80,7 @@ class DeploymentMonitors:
             raise InvalidArgument("model_name is required in the first feedback of a deployment")
         context = self._contexts.load(model_name, version)
         monitor = DeploymentMonitor(deployment_id, context, self.policy(deployment_id), strict)
-        monitor.privacy_spent = self._store.privacy_spent(deployment_id)
+        monitor.privacy_spent = self._privacy_spent(deployment_id) or 0.0
         with self._lock:
             self._monitors[deployment_id] = monitor
         return monitor
@@ -181,8 +184,9 @@ class DeploymentMonitors:
         with self._lock:
             self._schedules[deployment_id].finished(rolled_out, self._labels_seen.get(deployment_id, 0))
             monitor = self._monitors.get(deployment_id)
-        if monitor is not None:
-            monitor.privacy_spent = self._store.privacy_spent(deployment_id)
+        if monitor is not None and monitor.policy.privacy_epsilon:
+            spent = self._privacy_spent(deployment_id)
+            monitor.privacy_spent = monitor.privacy_spent if spent is None else spent
 
     def publish(self, deployment_id: str, events: list[monitor_pb2.DriftEvent]) -> None:
         for event in events:

@@ -30,13 +30,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlaas.services.federated import federated_recipe_problem
 from mlaas.services.label_store import Labeled
 from mlaas.services.outcomes import Outcomes
+from mlaas.services.privacy_terms import budget_refusal
 from mlaas.services.private_fit import private_recipe_problem
 from mlaas.v1 import monitor_pb2, types_pb2
 from monitor_svc.detectors import Alarm
 from monitor_svc.detectors.error_rate import ErrorRateDetector
 from monitor_svc.detectors.histogram import HistogramTest
 from monitor_svc.detectors.scan import CATEGORICAL, NUMERIC, WINDOWS, DriftScan
-from monitor_svc.store import budget_refusal
 
 M = monitor_pb2
 HOLD_WINDOWS = 4

@@ -49,7 +49,7 @@ from mlaas.v1 import monitor_pb2, scheduler_pb2, types_pb2
 from monitor_svc.changes import Changes
 from monitor_svc.context import ContextLoader
 from monitor_svc.monitoring import ModelContext
-from monitor_svc.store import MonitorStore, budget_refusal
+from monitor_svc.store import MonitorStore
 
 log = logging.getLogger(__name__)
 M, S = monitor_pb2, scheduler_pb2
@@ -256,19 +256,17 @@ class Retrainer(threading.Thread):
     def _retrain_on_node(self, job: Job, record: monitor_pb2.Retraining) -> None:
         """A STRICT deployment's round: a training job on its node fits and judges there, from the
         data its runtimes keep, and sends back only its verdict, scores, counts and the model."""
-        if job.epsilon:
-            spent = self._store.spend_privacy(job.deployment_id, record.id, job.epsilon, job.budget)
-            if spent is None:  # checked before the round was due too; the ledger has the last word
-                spent_before = self._store.privacy_spent(job.deployment_id)
-                self._finish(record, M.RETRAINING_STATE_REJECTED, budget_refusal(spent_before, job.epsilon, job.budget))
-                return
         context = job.context
         plan = S.NodeRound(
             deployment_id=job.deployment_id, since_label=job.since_label, unseen_after=job.unseen_after,
             confidence=job.confidence, follow_up=job.follow_up, epsilon=job.epsilon,
         )  # fmt: skip
         with SchedulerClient(self._scheduler, self._token) as scheduler:
-            started = scheduler.run_node_round(types_pb2.ModelRef(name=context.name, version=context.version), plan)
+            try:
+                started = scheduler.run_node_round(types_pb2.ModelRef(name=context.name, version=context.version), plan)
+            except FailedPrecondition as refused:  # the privacy terms, checked and charged there
+                self._finish(record, M.RETRAINING_STATE_REJECTED, refused.message)
+                return
             record.state, record.trained_on = M.RETRAINING_STATE_TRAINING, started.node
             self._save(record)
             try:

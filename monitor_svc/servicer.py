@@ -10,8 +10,10 @@ import grpc
 import numpy as np
 
 from mlaas.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from mlaas.services.auth import bearer_token
 from mlaas.services.label_store import label_pairs
 from mlaas.services.paging import decode_page_token, encode_page_token, is_offset, page_size, query_key
+from mlaas.services.privacy_terms import MAX_BUDGET, MAX_EPSILON, epsilon_problem
 from mlaas.services.servicing import maps_errors
 from mlaas.tensors import from_raw
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
@@ -19,12 +21,12 @@ from monitor_svc.access import DeploymentAccess, check_versions
 from monitor_svc.changes import Changes
 from monitor_svc.deployments import DeploymentMonitors
 from monitor_svc.monitoring import MAX_FALSE_ALARMS_PER_100K, OPEN_NOT_PRIVATE, default_policy
+from monitor_svc.privacy import SchedulerPrivacy
 from monitor_svc.store import MonitorStore
 
 M = monitor_pb2
 WATCH_POLL_SECONDS = 1.0
 LEAVE_FEDERATION = "-"
-MIN_EPSILON, MAX_EPSILON = 0.001, 100.0
 FEDERATION_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 RECENT_EVENTS = 20
 
@@ -135,14 +137,11 @@ def validate_policy(
         merged.challenger_confidence = confidence
     if policy.HasField("auto_retrain"):
         merged.auto_retrain = policy.auto_retrain
-    for field, most in (("privacy_epsilon", MAX_EPSILON), ("privacy_budget", MAX_EPSILON * 100)):
+    for field, most in (("privacy_epsilon", MAX_EPSILON), ("privacy_budget", MAX_BUDGET)):
         if policy.HasField(field):
             value = getattr(policy, field)
-            if not (math.isfinite(value) and (value == 0 or MIN_EPSILON <= value <= most)):
-                raise InvalidArgument(
-                    f"policy.{field} must be 0 (off) or between {MIN_EPSILON:g} and {most:g}: beyond, an epsilon "
-                    "promises no privacy (above) or leaves nothing to learn (below)"
-                )
+            if problem := epsilon_problem(f"policy.{field}", value, most):
+                raise InvalidArgument(problem)
             setattr(merged, field, value)
     if policy.federation:
         name = "" if policy.federation == LEAVE_FEDERATION else policy.federation
@@ -161,8 +160,10 @@ def validate_policy(
 @maps_errors
 class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
     def __init__(
-        self, store: MonitorStore, deployments: DeploymentMonitors, changes: Changes, access: DeploymentAccess
-    ):
+        self, store: MonitorStore, deployments: DeploymentMonitors, changes: Changes, access: DeploymentAccess,
+        privacy: SchedulerPrivacy,
+    ):  # fmt: skip
+        self._privacy = privacy
         self._store = store
         self._deployments = deployments
         self._changes = changes
@@ -285,6 +286,10 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         monitor = self._deployments.get(request.deployment_id)
         if (policy.privacy_epsilon or policy.federation) and monitor is not None and not monitor.strict:
             raise FailedPrecondition(OPEN_NOT_PRIVATE.format(request.deployment_id))
+        before = self._deployments.policy(request.deployment_id)
+        if (policy.privacy_epsilon, policy.privacy_budget) != (before.privacy_epsilon, before.privacy_budget):
+            token = bearer_token(context.invocation_metadata())  # the owner's: the terms are its to set
+            self._privacy.state(request.deployment_id, policy.privacy_epsilon, policy.privacy_budget, token)
         self._store.set_federation(request.deployment_id, self._access.tenant(context), policy.federation)
         self._deployments.set_policy(request.deployment_id, policy)
         return M.SetPolicyResponse(policy=policy)

@@ -1,6 +1,6 @@
 """What the Monitor must not lose, in SQLite (WAL, synchronous=FULL: a commit is on disk before
 it returns): labels and the recent predictions they are matched with (LabelStore), drift events,
-retrainings, policies, federations and the privacy ledger.
+retrainings, policies and federations.
 """
 
 from __future__ import annotations
@@ -49,25 +49,7 @@ CREATE TABLE IF NOT EXISTS shadow_predictions (
     prediction TEXT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS shadow_predictions_by_id ON shadow_predictions (deployment, request_id);
--- the differential-privacy epsilon each retraining of a deployment spent
-CREATE TABLE IF NOT EXISTS privacy_ledger (
-    deployment TEXT NOT NULL,
-    retraining TEXT NOT NULL,
-    epsilon REAL NOT NULL,
-    time REAL NOT NULL
-);
 """
-
-
-def budget_refusal(spent: float, epsilon: float, budget: float) -> str:
-    """'' when a round spending `epsilon` fits the privacy budget after `spent`, else why not (a
-    rounding error's worth over is not over)."""
-    if spent + epsilon <= budget * (1 + 1e-9):
-        return ""
-    return (
-        f"privacy budget: {spent:g} of {budget:g} spent, and a round spends {epsilon:g}; "
-        "no more retraining with this budget"
-    )
 
 
 class MonitorStore(LabelStore):
@@ -183,31 +165,6 @@ class MonitorStore(LabelStore):
         with self._lock:
             row = self._db.execute("SELECT record FROM policies WHERE deployment = ?", (deployment,)).fetchone()
         return row[0] if row else None
-
-    def spend_privacy(self, deployment: str, retraining_id: str, epsilon: float, budget: float) -> float | None:
-        """Charges `epsilon` to the deployment's ledger unless that takes it past `budget`; the
-        total spent after it, or None (nothing charged). Checked and written in one transaction."""
-        spent: list[float] = []
-
-        def spend(db: sqlite3.Connection) -> None:
-            total = db.execute(
-                "SELECT COALESCE(SUM(epsilon), 0) FROM privacy_ledger WHERE deployment = ?", (deployment,)
-            ).fetchone()[0]
-            if not budget_refusal(total, epsilon, budget):
-                db.execute(
-                    "INSERT INTO privacy_ledger (deployment, retraining, epsilon, time) VALUES (?, ?, ?, ?)",
-                    (deployment, retraining_id, epsilon, time.time()),
-                )
-                spent.append(total + epsilon)
-
-        self._write(spend)
-        return spent[0] if spent else None
-
-    def privacy_spent(self, deployment: str) -> float:
-        with self._lock:
-            return self._db.execute(
-                "SELECT COALESCE(SUM(epsilon), 0) FROM privacy_ledger WHERE deployment = ?", (deployment,)
-            ).fetchone()[0]
 
     def set_federation(self, deployment: str, tenant: str, name: str) -> None:
         """Puts the deployment in its owner's federation `name` ("": in none)."""

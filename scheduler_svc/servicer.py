@@ -19,6 +19,7 @@ from scheduler_svc import tallies
 from scheduler_svc.jobs import LIVE, JobStore, TrainingJobs, check_node_round
 from scheduler_svc.lifecycle import Lifecycle
 from scheduler_svc.placer import nodes_with_allocations
+from scheduler_svc.privacy import charge, set_terms
 from scheduler_svc.queue import DeploymentQueue
 from scheduler_svc.settings import SchedulerSettings
 from scheduler_svc.states import TERMINAL
@@ -222,6 +223,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     def UpdateDeployment(self, request, context):
         tenant, token = self._tenant_and_token(context)
         deployment = self._owned(self._store.get(request.deployment_id), tenant, "update", for_owner=MONITOR)
+        if request.HasField("privacy"):
+            if request.HasField("model") or request.trial_mode or request.canary_percent or request.end_trial:
+                raise InvalidArgument("privacy goes alone: no model, trial_mode, canary_percent or end_trial with it")
+            change, detail = set_terms(deployment, request.privacy)
+            return S.UpdateDeploymentResponse(deployment=self._store.update(deployment.id, change, detail=detail))
         if request.end_trial:
             if request.HasField("model") or request.trial_mode or request.canary_percent:
                 raise InvalidArgument("end_trial goes alone: no model, trial_mode or canary_percent with it")
@@ -338,6 +344,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 f"a private or federated round reads {format_ref(deployment.model)}'s reference data onto the node, "
                 "and that data is its owner's: only a deployment of the owner's own model has one"
             )
+        self._store.update(deployment.id, charge(plan))  # FAILED_PRECONDITION past the privacy terms
         return self._jobs.run(model, request.input_uri, tenant, node_round=plan, node=deployment.node)
 
     def _job(self, context, job_id: str) -> scheduler_pb2.TrainingJob:

@@ -261,7 +261,7 @@ class DeploymentEvent(_message.Message):
     def __init__(self, state: _Optional[_Union[DeploymentState, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("id", "model", "mode", "node", "replicas", "resources", "state", "reason", "replica_status", "endpoints", "tenant", "leases", "created_at", "updated_at", "backend", "http_endpoints", "bulk_endpoints", "trial")
+    __slots__ = ("id", "model", "mode", "node", "replicas", "resources", "state", "reason", "replica_status", "endpoints", "tenant", "leases", "created_at", "updated_at", "backend", "http_endpoints", "bulk_endpoints", "trial", "privacy")
     ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -280,6 +280,7 @@ class Deployment(_message.Message):
     HTTP_ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     BULK_ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     TRIAL_FIELD_NUMBER: _ClassVar[int]
+    PRIVACY_FIELD_NUMBER: _ClassVar[int]
     id: str
     model: _types_pb2.ModelRef
     mode: PlacementMode
@@ -298,7 +299,18 @@ class Deployment(_message.Message):
     http_endpoints: _containers.RepeatedScalarFieldContainer[str]
     bulk_endpoints: _containers.RepeatedScalarFieldContainer[str]
     trial: Trial
-    def __init__(self, id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., mode: _Optional[_Union[PlacementMode, str]] = ..., node: _Optional[str] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., reason: _Optional[str] = ..., replica_status: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., endpoints: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., leases: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backend: _Optional[str] = ..., http_endpoints: _Optional[_Iterable[str]] = ..., bulk_endpoints: _Optional[_Iterable[str]] = ..., trial: _Optional[_Union[Trial, _Mapping]] = ...) -> None: ...
+    privacy: PrivacyTerms
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., mode: _Optional[_Union[PlacementMode, str]] = ..., node: _Optional[str] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., reason: _Optional[str] = ..., replica_status: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., endpoints: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., leases: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backend: _Optional[str] = ..., http_endpoints: _Optional[_Iterable[str]] = ..., bulk_endpoints: _Optional[_Iterable[str]] = ..., trial: _Optional[_Union[Trial, _Mapping]] = ..., privacy: _Optional[_Union[PrivacyTerms, _Mapping]] = ...) -> None: ...
+
+class PrivacyTerms(_message.Message):
+    __slots__ = ("epsilon", "budget", "spent")
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    SPENT_FIELD_NUMBER: _ClassVar[int]
+    epsilon: float
+    budget: float
+    spent: float
+    def __init__(self, epsilon: _Optional[float] = ..., budget: _Optional[float] = ..., spent: _Optional[float] = ...) -> None: ...
 
 class GetDeploymentRequest(_message.Message):
     __slots__ = ("deployment_id",)
@@ -410,18 +422,20 @@ class ScaleResponse(_message.Message):
     def __init__(self, deployment: _Optional[_Union[Deployment, _Mapping]] = ...) -> None: ...
 
 class UpdateDeploymentRequest(_message.Message):
-    __slots__ = ("deployment_id", "model", "trial_mode", "canary_percent", "end_trial")
+    __slots__ = ("deployment_id", "model", "trial_mode", "canary_percent", "end_trial", "privacy")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TRIAL_MODE_FIELD_NUMBER: _ClassVar[int]
     CANARY_PERCENT_FIELD_NUMBER: _ClassVar[int]
     END_TRIAL_FIELD_NUMBER: _ClassVar[int]
+    PRIVACY_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     model: _types_pb2.ModelRef
     trial_mode: TrialMode
     canary_percent: float
     end_trial: TrialEnd
-    def __init__(self, deployment_id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., trial_mode: _Optional[_Union[TrialMode, str]] = ..., canary_percent: _Optional[float] = ..., end_trial: _Optional[_Union[TrialEnd, str]] = ...) -> None: ...
+    privacy: PrivacyTerms
+    def __init__(self, deployment_id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., trial_mode: _Optional[_Union[TrialMode, str]] = ..., canary_percent: _Optional[float] = ..., end_trial: _Optional[_Union[TrialEnd, str]] = ..., privacy: _Optional[_Union[PrivacyTerms, _Mapping]] = ...) -> None: ...
 
 class Trial(_message.Message):
     __slots__ = ("version", "mode", "canary_percent")

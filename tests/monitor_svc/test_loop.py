@@ -23,6 +23,8 @@ from mlaas.demos.scenarios import sea, sea_classifier
 from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
+from mlaas.services.net import free_port
+from mlaas.services.settings import ServerSettings
 from mlaas.v1 import monitor_pb2, registry_pb2, types_pb2
 from monitor_svc.retrainer import Job
 from scheduler_svc.settings import parse_nodes
@@ -47,11 +49,9 @@ def test_concept_drift_is_detected_retrained_and_rolled_out_under_load(parts, st
     X_train, _ = sea(2_000, 0, np.random.default_rng(0))
     with RegistryClient(parts.registry_address) as registry:
         register_sklearn(registry, champion, "sea", X_train, reference_data=X_train[:1000], run_resources=ONE_CPU)
-    monitor_server = start_monitor(parts.registry_address)
+    monitor_server, scheduler = _wired(parts, start_monitor)
     monitor_address = f"127.0.0.1:{monitor_server.server.port}"
-    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": monitor_address}, warm_trainers=True)
     scheduler_address = f"127.0.0.1:{scheduler.server.port}"
-    monitor_server.retrainer._scheduler = scheduler_address  # the scheduler's port is known only now
     failures, streamed = [], []
     with SchedulerClient(scheduler_address) as schedulers, MonitorClient(monitor_address) as monitor:
         deployment = schedulers.wait_ready(schedulers.deploy("sea").id)
@@ -281,12 +281,17 @@ def _monitor_and_scheduler(parts, start_monitor, **changes):
             registry, sea_classifier(), "sea", SEA_REFERENCE, reference_data=SEA_REFERENCE, run_resources=ONE_CPU,
             train_resources=TRAIN,
         )  # fmt: skip
-    monitor_server = start_monitor(parts.registry_address)
-    scheduler = parts.start(
-        env={"MLAAS_MONITOR_ADDR": f"127.0.0.1:{monitor_server.server.port}"}, warm_trainers=True, **changes
-    )
-    monitor_server.retrainer._scheduler = f"127.0.0.1:{scheduler.server.port}"  # known only now
+    monitor_server, scheduler = _wired(parts, start_monitor, **changes)
     return monitor_server, f"127.0.0.1:{scheduler.server.port}"
+
+
+def _wired(parts, start_monitor, **changes):
+    """(a Monitor, a scheduler) that know each other's address: the scheduler's runtimes send
+    to the Monitor, the Monitor asks the scheduler (`changes`: to the scheduler's settings)."""
+    monitor_port = free_port()
+    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": f"127.0.0.1:{monitor_port}"}, warm_trainers=True, **changes)
+    server = ServerSettings(port=monitor_port, metrics_port=-1, shutdown_grace_seconds=1)
+    return start_monitor(parts.registry_address, f"127.0.0.1:{scheduler.server.port}", server=server), scheduler
 
 
 def _label_on_node(runtime, concept: int, prefix: str, n: int, rng) -> tuple[np.ndarray, list[str]]:
@@ -360,9 +365,9 @@ def test_a_strict_deployment_is_retrained_on_its_node_and_no_row_or_label_leaves
 
 def test_private_retraining_spends_from_the_deployments_ledger_and_stops_at_its_budget(parts, start_monitor):
     """With privacy_epsilon in the policy, a STRICT round fits with differential privacy; its
-    epsilon is charged to the deployment's ledger before it runs, shown on the retraining and in
-    the new version's lineage, and once another round would go past the budget none is started,
-    however many labels come, and the report says why."""
+    epsilon is charged by the scheduler as it accepts the round (by the terms the policy set
+    there), shown on the retraining and in the new version's lineage, and once another round
+    would go past the budget none is started, however many labels come, and the report says why."""
     monitor_server, scheduler_address = _monitor_and_scheduler(parts, start_monitor)
     rng = np.random.default_rng(12)
     with (
@@ -393,7 +398,8 @@ def test_private_retraining_spends_from_the_deployments_ledger_and_stops_at_its_
         retrainings = monitor.retrainings(deployment.id)
     assert [r.id for r in retrainings] == [retraining.id]
     assert report.retraining_unavailable_reason.startswith("privacy budget: 40 of 60 spent, and a round spends 40")
-    assert monitor_server.store.privacy_spent(deployment.id) == pytest.approx(40.0)
+    with SchedulerClient(scheduler_address) as schedulers:  # charged where rounds start
+        assert schedulers.get(deployment.id).privacy.spent == pytest.approx(40.0)
     if retraining.state == M.RETRAINING_STATE_ROLLED_OUT:
         with RegistryClient(parts.registry_address) as registry:
             lineage = registry.get(f"sea:{retraining.challenger_version}").description.lineage
@@ -402,10 +408,8 @@ def test_private_retraining_spends_from_the_deployments_ledger_and_stops_at_its_
 
 def test_the_strict_drift_demo_shows_the_loop_on_the_node(parts, start_monitor):
     """`mlaas demo drift --strict NODE`, as a user runs it against a mesh."""
-    monitor_server = start_monitor(parts.registry_address)
+    monitor_server, scheduler = _wired(parts, start_monitor)
     monitor_address = f"127.0.0.1:{monitor_server.server.port}"
-    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": monitor_address}, warm_trainers=True)
-    monitor_server.retrainer._scheduler = f"127.0.0.1:{scheduler.server.port}"
     where = ["--registry", parts.registry_address, "--scheduler", f"127.0.0.1:{scheduler.server.port}",
              "--monitor", monitor_address]  # fmt: skip
     demo = subprocess.run(

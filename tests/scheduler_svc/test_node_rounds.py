@@ -91,6 +91,32 @@ def test_a_private_round_spends_its_epsilon_and_rolls_out_what_it_judged(strict_
     assert result.training_samples == 750
 
 
+def test_the_privacy_terms_hold_for_every_round_whoever_asks_for_it(strict_sea):
+    """The owner sets epsilon 1 a round and 1.5 in all; a round asked straight of the scheduler
+    at epsilon 50, or without privacy, is refused, as is the second round at epsilon 1, and only
+    what an accepted round spends is charged."""
+    client, deployment = strict_sea
+    terms = client.set_privacy(deployment.id, epsilon=1.0, budget=1.5).privacy
+    assert (terms.epsilon, terms.budget, terms.spent) == (1.0, 1.5, 0.0)
+    for epsilon, refusal in ((50.0, "spends at most epsilon 1, and this one asks 50"),
+                             (0.0, "every round on its node fits with differential privacy")):  # fmt: skip
+        with pytest.raises(FailedPrecondition, match=refusal):
+            client.run_node_round("sea", S.NodeRound(deployment_id=deployment.id, confidence=0.5, epsilon=epsilon))
+    assert client.get(deployment.id).privacy.spent == 0.0
+    plan = S.NodeRound(deployment_id=deployment.id, confidence=0.5, epsilon=1.0)
+    done = client.wait_training_job(client.run_node_round("sea", plan).id, timeout=120)
+    assert done.round_result.epsilon_spent == pytest.approx(1.0)
+    assert client.get(deployment.id).privacy.spent == pytest.approx(1.0)
+    with pytest.raises(FailedPrecondition, match="privacy budget: 1 of 1.5 spent, and a round spends 1"):
+        client.run_node_round("sea", plan)
+    with pytest.raises(InvalidArgument, match="privacy.budget .* must be at least privacy.epsilon"):
+        client.set_privacy(deployment.id, epsilon=2.0, budget=1.0)
+    assert client.set_privacy(deployment.id, epsilon=1.0, budget=3.0).privacy.spent == pytest.approx(1.0)  # kept
+    open_one = client.wait_ready(client.deploy("iris").id)
+    with pytest.raises(FailedPrecondition, match="is OPEN: privacy terms guard the data kept on a STRICT"):
+        client.set_privacy(open_one.id, epsilon=1.0, budget=2.0)
+
+
 def test_bad_rounds_are_refused_with_the_reason(strict_sea, parts):
     client, deployment = strict_sea
     with pytest.raises(InvalidArgument, match="confidence must be between 0 and 1"):
