@@ -22,7 +22,7 @@ def main() -> None:
     scheduler = build_scheduler(settings, dict(os.environ)).start()
     scheduler.server.serve_until_signalled()
     # Replicas normally outlive a scheduler restart; `mlaas up` asks for them to go too.
-    scheduler.stop(0, remove_replicas=env_bool(env, "MLAAS_STOP_REPLICAS_ON_EXIT", False))
+    scheduler.stop(0, stop_replicas=env_bool(env, "MLAAS_STOP_REPLICAS_ON_EXIT", False))
 
 
 if __name__ == "__main__":

@@ -47,20 +47,25 @@ class Scheduler:
     servicer: SchedulerServicer
     backend: Backend
     registry: RegistryClient
+    reconciler: Reconciler
 
     def start(self) -> Scheduler:
+        self.reconciler.bring_back()
         self.server.start()
         for worker in self.workers:
             worker.start()
         return self
 
-    def stop(self, grace: float | None = None, remove_replicas: bool = False) -> None:
+    def stop(self, grace: float | None = None, stop_replicas: bool = False) -> None:
+        """`stop_replicas`: this process's replicas and jobs go with it (`mlaas up`); READY and
+        CACHED deployments stay so, for the next start to bring back."""
         self.stop_workers.set()
         self.server.stop(grace)
         for worker in self.workers:
             worker.join(10)
-        if remove_replicas:
-            self.servicer.decommission_all()
+        if stop_replicas:
+            self.reconciler.stop_all("the mesh shut down; its next start brings the replicas back")
+            self.servicer.end_the_rest()
         self.backend.close()
         self.registry.close()
 
@@ -158,4 +163,4 @@ def build_scheduler(
     job_checks = Periodic("job-watcher", jobs.check, 0.1, stop)
     waiting = Periodic("waiting-room", waiting_room.revisit, 1.0, stop)
     loops = [*workers, janitor, reconcile_loop, job_checks, waiting]
-    return Scheduler(server, loops, stop, servicer, backend, registry)
+    return Scheduler(server, loops, stop, servicer, backend, registry, reconciler)

@@ -25,10 +25,10 @@ from mlaas.v1 import scheduler_pb2
 from scheduler_svc.backends import heals_itself
 from scheduler_svc.lifecycle import Lifecycle
 from scheduler_svc.replicas import Replicas, as_status, endpoint_port, publish_endpoints, record_started
+from scheduler_svc.states import WATCHED
 from scheduler_svc.store import DeploymentStore
 
 S = scheduler_pb2
-WATCHED = (S.DEPLOYMENT_STATE_READY, S.DEPLOYMENT_STATE_CACHED)
 
 
 @dataclass
@@ -73,6 +73,28 @@ class Reconciler:
         self._settings = settings
         self._seen: dict[str, _Seen] = {}
         self._probe = HealthProbe()
+
+    def stop_all(self, detail: str) -> None:
+        """Stops every replica of the READY and CACHED deployments, which stay READY and CACHED,
+        out of the endpoints: the mesh shuts down, and its next start brings them back."""
+        for deployment in self._store.list(WATCHED):
+            self._replicas.remove(deployment.replica_status)
+
+            def out(d: scheduler_pb2.Deployment) -> None:
+                for replica in d.replica_status:
+                    replica.ready = False
+                publish_endpoints(d)
+
+            self._store.update(deployment.id, out, detail=detail)
+
+    def bring_back(self) -> None:
+        """At start: the replicas of READY and CACHED deployments whose processes are gone (the
+        mesh was shut down, or this machine restarted) start again at once, with no backoff."""
+        now = time.monotonic()
+        for deployment in self._store.list(WATCHED):
+            for replica in deployment.replica_status:
+                if not self._replicas.backend.status(as_status(replica)).running:
+                    self._seen[replica.id] = _Seen(started_at=now, recent_restarts=0, restart_at=now)
 
     def reconcile_once(self) -> None:
         present, endpoints = set(), set()

@@ -22,7 +22,7 @@ from scheduler_svc.placer import nodes_with_allocations
 from scheduler_svc.privacy import charge, set_terms
 from scheduler_svc.queue import DeploymentQueue
 from scheduler_svc.settings import SchedulerSettings
-from scheduler_svc.states import TERMINAL
+from scheduler_svc.states import TERMINAL, WATCHED
 from scheduler_svc.store import DeploymentStore, RequestKey
 from scheduler_svc.trials import end_trial, start_trial
 from scheduler_svc.waiting import WaitingRoom
@@ -367,13 +367,15 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         tenant, _ = self._tenant_and_token(context)
         return S.CancelTrainingJobResponse(job=self._jobs.cancel(job, f"cancelled by {tenant or 'its owner'}"))
 
-    def decommission_all(self) -> None:
-        """Stops every live deployment's replicas and every running training job (used when
-        `mlaas up` shuts the mesh down: a local job runs in a session of its own, and nothing
-        would stop it at its deadline once the scheduler is gone)."""
+    def end_the_rest(self) -> None:
+        """When `mlaas up` shuts the mesh down, after the READY and CACHED deployments' replicas
+        stopped: a deployment still on its way (placed, starting, rolling) is destroyed with the
+        reason, and every training job is cancelled (a local job runs in a session of its own,
+        and nothing would stop it at its deadline once the scheduler is gone)."""
         for deployment in self._store.list():
-            if deployment.state not in TERMINAL:
-                self._lifecycle.destroy(deployment, "the mesh shut down")
+            if deployment.state not in TERMINAL and deployment.state not in WATCHED:
+                state = S.DeploymentState.Name(deployment.state)
+                self._lifecycle.destroy(deployment, f"the mesh shut down while it was {state}; deploy it again")
         for job in self._job_store.live():
             self._jobs.cancel(job, "the mesh shut down")
 

@@ -16,6 +16,9 @@ HOLDING = frozenset(
         S.DEPLOYMENT_STATE_CACHED,
     }
 )
+# Serving (or kept warm): the reconcile loop keeps their replicas alive, and a mesh that shuts
+# down keeps them for its next start.
+WATCHED = (S.DEPLOYMENT_STATE_READY, S.DEPLOYMENT_STATE_CACHED)
 # A new Deploy of the same version may take a lease on it instead of starting another.
 SHAREABLE = frozenset(
     {

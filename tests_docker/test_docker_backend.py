@@ -85,10 +85,10 @@ def test_a_deployment_runs_as_a_container_and_goes_away(image, registry, iris_mo
             assert Path(done.output_uri.removeprefix("file://")).stat().st_size > 0  # in the job's own directory
 
             client.decommission(deployment.id)
-        scheduler.stop(0, remove_replicas=True)
+        scheduler.stop(0, stop_replicas=True)
         assert engine.containers.list(all=True, filters={"label": f"mlaas.io/mesh={run}"}) == []  # all gone
     finally:
-        scheduler.stop(0, remove_replicas=True)
+        scheduler.stop(0, stop_replicas=True)
         redis_server.stop()
         for leftover in engine.containers.list(all=True, filters={"label": f"mlaas.io/mesh={run}"}):
             leftover.remove(force=True)  # only this test's: other meshes may share the engine

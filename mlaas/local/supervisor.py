@@ -1,5 +1,6 @@
 """Runs the mesh's services as child processes, restarts one that crashes, and stops them
-together.
+together. A child that keeps crashing is marked failed and tried again on a slower schedule
+while the others keep serving: one component never takes the mesh down with it.
 
 Children get their own session, so a terminal's Ctrl-C reaches only the supervisor, which then
 stops every child in reverse start order with SIGTERM (graceful), SIGKILL after a grace period.
@@ -32,17 +33,20 @@ class Child:
     log_path: Path
     process: subprocess.Popen
     crashes: list[float] = field(default_factory=list)  # monotonic times
+    restart_at: float | None = None  # monotonic; set while it waits to be started again
 
 
 @dataclass(frozen=True)
 class RestartPolicy:
     """A crashed child is started again after `backoff_seconds`, doubling up to `max_backoff_seconds`;
-    `max_crashes` within `window_seconds` and the supervisor gives up."""
+    after `max_crashes` within `window_seconds` it is marked failed and tried every
+    `failed_retry_seconds` until it stays up."""
 
     backoff_seconds: float = 1.0
     max_backoff_seconds: float = 30.0
     max_crashes: int = 5
     window_seconds: float = 300.0
+    failed_retry_seconds: float = 60.0
 
 
 class Supervisor:
@@ -65,9 +69,6 @@ class Supervisor:
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
 
-    def first_exited(self) -> Child | None:
-        return next((c for c in self.children if c.process.poll() is not None), None)
-
     def stop_all(self, grace: float = 15.0) -> None:
         self.stopping.set()
         for child in reversed(self.children):
@@ -81,10 +82,9 @@ class Supervisor:
                 child.process.kill()
                 child.process.wait()
 
-    def supervise(self, say: Callable[[str], None], revive: Sequence[Callable[[], str | None]] = ()) -> Child | None:
-        """Until SIGINT/SIGTERM (returns None), restarting children that exit; returns the child
-        that crashed too often, after which the caller stops the rest. Each of `revive` is asked
-        every half second to bring back what it looks after, and says what it did."""
+    def supervise(self, say: Callable[[str], None], revive: Sequence[Callable[[], str | None]] = ()) -> None:
+        """Until SIGINT/SIGTERM, restarting children that exit, each on its own schedule. Each of
+        `revive` is asked every half second to bring back what it looks after, and says what it did."""
         received = threading.Event()
 
         def on_signal(_signum, _frame):
@@ -95,21 +95,27 @@ class Supervisor:
         while not received.wait(0.5):
             for event in filter(None, (bring_back() for bring_back in revive)):
                 say(event)
-            dead = self.first_exited()
-            if dead is None:
-                continue
-            now = time.monotonic()
-            dead.crashes = [t for t in dead.crashes if now - t < self.policy.window_seconds] + [now]
-            if len(dead.crashes) >= self.policy.max_crashes:
-                return dead
-            delay = min(self.policy.backoff_seconds * 2 ** (len(dead.crashes) - 1), self.policy.max_backoff_seconds)
-            crashes = f"{len(dead.crashes)} crash(es) in {self.policy.window_seconds:.0f}s"
-            say(f"{dead.name} exited with {dead.process.returncode}; restarting it in {delay:.0f}s ({crashes}; "
-                f"see {dead.log_path})")  # fmt: skip
-            if received.wait(delay):
-                return None
-            dead.process = self._start(dead.name, dead.command, dead.env)
-        return None
+            for child in self.children:
+                self._look_after(child, time.monotonic(), say)
+
+    def _look_after(self, child: Child, now: float, say: Callable[[str], None]) -> None:
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                child.process, child.restart_at = self._start(child.name, child.command, child.env), None
+            return
+        if child.process.poll() is None:
+            return
+        policy = self.policy
+        child.crashes = [t for t in child.crashes if now - t < policy.window_seconds] + [now]
+        crashes = f"{len(child.crashes)} crash(es) in {policy.window_seconds:.0f}s; see {child.log_path}"
+        if len(child.crashes) >= policy.max_crashes:
+            delay = policy.failed_retry_seconds
+            say(f"{child.name} exited with {child.process.returncode} ({crashes}): marked failed, the rest keep "
+                f"serving; trying it again in {delay:.0f}s")  # fmt: skip
+        else:
+            delay = min(policy.backoff_seconds * 2 ** (len(child.crashes) - 1), policy.max_backoff_seconds)
+            say(f"{child.name} exited with {child.process.returncode}; restarting it in {delay:.0f}s ({crashes})")
+        child.restart_at = now + delay
 
 
 def child_env(base: Mapping[str, str], **overrides: str) -> dict[str, str]:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 
 def _alive(pid: int) -> bool:
+    """The process runs (a zombie does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -49,6 +50,17 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def _ours(pid: int) -> bool:
+    """The process is a runtime, a job or a warm trainer: after a restart of the machine or of the
+    mesh, the pid an earlier scheduler recorded may be another program's now."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            command = cmdline.read()
+    except OSError:
+        return False
+    return b"inference_svc" in command or b"mlaas.services." in command
 
 
 def _resident_bytes(pid: int) -> int:
@@ -155,7 +167,7 @@ class LocalBackend:
             code = child.poll()
             running = code is None
         else:  # started by an earlier scheduler process
-            running, code = _alive(pid), None
+            running, code = _alive(pid) and _ours(pid), None
         if running and pid in self._memory_limits:
             running, code = self._within_memory(replica, pid)
         return ReplicaStatus(replica.replica_id, replica.endpoint, running, code, replica.handle)
@@ -196,7 +208,8 @@ class LocalBackend:
         self._memory_limits.pop(pid, None)  # it goes now, whatever it uses
         if not self.status(replica).running:
             self._reap(pid)
-            _kill_group(pid)
+            if pid in self._children or not _alive(pid):  # never another program that took the pid
+                _kill_group(pid)  # what is left of its session
             return
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_seconds

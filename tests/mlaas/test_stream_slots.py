@@ -101,7 +101,7 @@ def test_three_tenants_holding_their_share_of_uploads_leave_the_fourth_its_uploa
                     before = registry.streams.open(UPLOAD)
                     call = stub.RegisterModel.future(idle_upload(), metadata=metadata, timeout=120)
                     calls.append(call)
-                    wait_for(lambda: registry.streams.open(UPLOAD) > before or call.done())
+                    wait_for(lambda b=before, c=call: registry.streams.open(UPLOAD) > b or c.done())
                     if call.done():
                         assert call.exception().code() == grpc.StatusCode.RESOURCE_EXHAUSTED
                         break

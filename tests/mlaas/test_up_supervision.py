@@ -15,7 +15,10 @@ import psutil
 
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.errors import MlaasError
+from mlaas.export import register_sklearn
+from mlaas.inference_client import InferenceClient
 from mlaas.services.net import wait_healthy
+from mlaas.v1 import scheduler_pb2
 from tests.conftest import tiny_onnx, tool_env
 from tests.registry_svc.helpers import describe
 
@@ -110,3 +113,51 @@ def _answers(scheduler) -> bool:
     except MlaasError:  # Redis not back yet
         return False
     return True
+
+
+def _serves(scheduler_address: str, deployment_id: str, X) -> bool:
+    with SchedulerClient(scheduler_address) as scheduler:
+        deployment = scheduler.get(deployment_id)
+    if deployment.state != scheduler_pb2.DEPLOYMENT_STATE_READY or not deployment.endpoints:
+        return False
+    try:
+        with InferenceClient(deployment.endpoints[0]) as client:
+            return client.infer("iris", {"X": X[:2]})["label"].shape == (2,)
+    except MlaasError:
+        return False
+
+
+def test_a_crash_looping_monitor_leaves_the_mesh_serving_and_a_restart_brings_deployments_back(tmp_path, iris_model):
+    """The Monitor SIGKILLed 5 times in a row: it is marked failed and tried again later, while
+    the registry, the scheduler and every replica keep serving (the supervisor once gave up and
+    took the mesh down, and the next start found every deployment DESTROYED). Then `mlaas up`
+    is stopped and started again on the same data dir: the READY deployment serves again."""
+    model, X, _ = iris_model
+    up = _up(tmp_path, "--registry-port", "0", *PORTS)
+    try:
+        endpoints = json.loads(up.stdout.readline())
+        with RegistryClient(endpoints["registry"]) as registry:
+            register_sklearn(registry, model, "iris", X)
+        with SchedulerClient(endpoints["scheduler"]) as scheduler:
+            deployment_id = scheduler.wait_ready(scheduler.deploy("iris").id).id
+        for _ in range(5):  # each time as soon as it is back
+            _eventually(lambda: _component(up, "monitor_svc") is not None, seconds=60)
+            monitor = _component(up, "monitor_svc")
+            monitor.kill()
+            monitor.wait(30)
+        _eventually(lambda: _serves(endpoints["scheduler"], deployment_id, X))
+        with RegistryClient(endpoints["registry"]) as registry:
+            assert registry.get("iris").version == 1
+        assert up.poll() is None
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(60)
+    assert "monitor exited with -9 (5 crash(es) in 300s" in up.stderr.read()
+
+    again = _up(tmp_path, "--registry-port", "0", *PORTS)
+    try:
+        endpoints = json.loads(again.stdout.readline())
+        _eventually(lambda: _serves(endpoints["scheduler"], deployment_id, X), seconds=90)
+    finally:
+        again.send_signal(signal.SIGINT)
+        again.wait(60)

@@ -26,7 +26,10 @@ def test_held_watches_leave_feedback_and_labels_their_own_slots(parts, start_mon
         identities.token(MONITOR),
     )  # fmt: skip
     address = f"127.0.0.1:{monitor.server.port}"
-    with SchedulerClient(scheduler_address, "token-alpha") as alpha, SchedulerClient(scheduler_address, "token-beta") as beta:
+    with (
+        SchedulerClient(scheduler_address, "token-alpha") as alpha,
+        SchedulerClient(scheduler_address, "token-beta") as beta,
+    ):
         deployment_id = alpha.wait_ready(alpha.deploy("iris").id).id
         assert beta.deploy("iris").id == deployment_id  # beta holds a lease on alpha's deployment
 

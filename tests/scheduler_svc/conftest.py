@@ -79,8 +79,8 @@ def parts(request, tmp_path, registry, iris_model) -> Iterator[Parts]:
     made = Parts(settings, redis_server, registry_address, start, runtime_env)
     yield made
     try:
-        for index, scheduler in enumerate(started):  # the last one also removes every replica
-            scheduler.stop(0, remove_replicas=index == len(started) - 1)
+        for index, scheduler in enumerate(started):  # the last one also stops every replica
+            scheduler.stop(0, stop_replicas=index == len(started) - 1)
     finally:
         made.redis.stop()  # the test may have restarted it
 

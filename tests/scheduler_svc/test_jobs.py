@@ -172,7 +172,7 @@ def test_the_mesh_shutting_down_stops_its_running_jobs(parts, iris_model):
     with SchedulerClient(f"127.0.0.1:{scheduler.server.port}") as client:
         np.savez(jobs_dir / "data.npz", X=X, y=y)
         job = client.run_training_job("iris", f"file://{jobs_dir}/data.npz")
-    scheduler.stop(0, remove_replicas=True)  # as MLAAS_STOP_REPLICAS_ON_EXIT does
+    scheduler.stop(0, stop_replicas=True)  # as MLAAS_STOP_REPLICAS_ON_EXIT does
     process = psutil.Process(int(job.handle)) if psutil.pid_exists(int(job.handle)) else None
     assert process is None or process.status() == psutil.STATUS_ZOMBIE
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 
 from mlaas.client import RegistryClient
 from mlaas.export import register_sklearn
 from mlaas.inference_client import InferenceClient
 from mlaas.services.net import wait_healthy
-from scheduler_svc.backends import ReplicaSpec
+from scheduler_svc.backends import ReplicaSpec, ReplicaStatus
 from scheduler_svc.backends.local import LocalBackend
 from tests.conftest import tool_env
 
@@ -43,3 +45,18 @@ def test_a_destroyed_deployments_node_store_is_removed_and_no_other(tmp_path):
         (node / name).write_text("rows")
     backend.forget("d-1")
     assert sorted(p.name for p in node.iterdir()) == ["d-10.sqlite3", "d-2.sqlite3"]
+
+
+def test_a_pid_recorded_before_a_restart_that_another_program_took_is_neither_running_nor_killed(tmp_path):
+    """After the machine or the mesh restarted, a replica's recorded pid may be any program's:
+    it is not taken for the replica, and deleting the replica leaves it alone."""
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)  # a group leader, as a replica is
+    try:
+        backend = LocalBackend("127.0.0.1:1", tmp_path / "logs", tool_env(MLAAS_DATA_DIR=str(tmp_path / "data")))
+        recorded = ReplicaStatus("r-1", "127.0.0.1:1", True, handle=str(other.pid))
+        assert not backend.status(recorded).running
+        backend.delete(recorded, grace_seconds=0.1)
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()

@@ -107,9 +107,9 @@ def test_the_privacy_terms_hold_for_every_round_whoever_asks_for_it(strict_sea):
     done = client.wait_training_job(client.run_node_round("sea", plan).id, timeout=120)
     assert done.round_result.epsilon_spent == pytest.approx(1.0)
     assert client.get(deployment.id).privacy.spent == pytest.approx(1.0)
-    with pytest.raises(FailedPrecondition, match="privacy budget: 1 of 1.5 spent, and a round spends 1"):
+    with pytest.raises(FailedPrecondition, match=r"privacy budget: 1 of 1\.5 spent, and a round spends 1"):
         client.run_node_round("sea", plan)
-    with pytest.raises(InvalidArgument, match="privacy.budget .* must be at least privacy.epsilon"):
+    with pytest.raises(InvalidArgument, match=r"privacy\.budget .* must be at least privacy\.epsilon"):
         client.set_privacy(deployment.id, epsilon=2.0, budget=1.0)
     assert client.set_privacy(deployment.id, epsilon=1.0, budget=3.0).privacy.spent == pytest.approx(1.0)  # kept
     open_one = client.wait_ready(client.deploy("iris").id)
