@@ -53,7 +53,7 @@ def version_of(message: monitor_pb2.IngestFeedbackRequest) -> int:
     for part in (message.records, message.summaries, message.label_summaries):
         if part:
             return part[0].model_version
-    return 0
+    return message.edges_for_version
 
 
 class MonitorConnection:
@@ -66,13 +66,13 @@ class MonitorConnection:
         self._credentials = credentials
         self._stub: monitor_pb2_grpc.MonitorServiceStub | None = None
 
-    async def ingest(self, message: monitor_pb2.IngestFeedbackRequest) -> None:
+    async def ingest(self, message: monitor_pb2.IngestFeedbackRequest) -> monitor_pb2.IngestFeedbackResponse:
         """Sends a message that reports on one model version."""
         if self._stub is None:
             # TLS as the environment says (MLAAS_TLS_CA...), which the scheduler passes on.
             self._stub = monitor_pb2_grpc.MonitorServiceStub(aio_channel(self._address))
         metadata = bearer_metadata(self._credentials.for_version(version_of(message)))
-        await self._stub.IngestFeedback(iter([message]), metadata=metadata, timeout=30)
+        return await self._stub.IngestFeedback(iter([message]), metadata=metadata, timeout=30)
 
 
 class MonitorSink:

@@ -1,8 +1,10 @@
 """For STRICT deployments, raw inputs never leave the runtime: this sink turns inference records
 into per-window summaries (WindowSummary: per feature, counts over fixed bin edges, mean and
 variance, for the inputs and the first output) and sends only those to the Monitor, which still
-tests them against the reference data. Bin edges are the deciles of the first window, fixed
-from then on so that every window is counted the same way."""
+tests them against the reference data. The bin edges are the Monitor's, asked for each model
+version before its first window: the deciles of the version's registered reference data, so that
+the edges tell nothing of the node's rows (their own quantiles would, and for a discrete feature
+its very values)."""
 
 from __future__ import annotations
 
@@ -20,11 +22,6 @@ from mlaas.v1 import monitor_pb2
 log = logging.getLogger(__name__)
 
 M = monitor_pb2
-DECILES = np.linspace(0.1, 0.9, 9)
-
-
-def _edges(column: np.ndarray) -> np.ndarray:
-    return np.unique(np.quantile(column, DECILES))
 
 
 def _summaries(rows: np.ndarray, edges: list[np.ndarray]) -> list[monitor_pb2.FeatureSummary]:
@@ -52,7 +49,7 @@ class SummarySink:
         self._window = window
         self._inputs: list[np.ndarray] = []
         self._outputs: list[np.ndarray] = []
-        self._edges: tuple[list[np.ndarray], list[np.ndarray]] | None = None
+        self._edges: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}  # by model version
         self._started = Timestamp()
         self._model, self._version = "", 0
 
@@ -62,9 +59,10 @@ class SummarySink:
             await self._labels.flush(self._monitor)
         except Exception as err:
             log.warning("label counts kept to send again: %s", err)
-        for record in records:
-            if not record.inputs or not record.outputs:
-                continue
+        summed = [r for r in records if r.inputs and r.outputs]
+        for record in summed:  # before a row is kept: the records come again if the Monitor cannot say now
+            await self._edges_of(record.model, version_number(record.version))
+        for record in summed:
             if not self._inputs:
                 self._started.GetCurrentTime()
             rows = next(iter(record.inputs.values()))
@@ -73,17 +71,27 @@ class SummarySink:
             self._model, self._version = record.model, version_number(record.version)
         if sum(len(x) for x in self._inputs) < self._window:
             return
+        edges = self._edges[self._version]
         inputs, outputs = np.vstack(self._inputs), np.vstack(self._outputs)[:, :1]
         self._inputs, self._outputs = [], []
-        if self._edges is None:
-            self._edges = ([_edges(c) for c in inputs.T], [_edges(c) for c in outputs.T])
         end = Timestamp()
         end.GetCurrentTime()
         summary = M.WindowSummary(
             model_version=self._version, window_start=self._started, window_end=end,
-            features=_summaries(inputs, self._edges[0]), outputs=_summaries(outputs, self._edges[1]),
+            features=_summaries(inputs, edges[0]), outputs=_summaries(outputs, edges[1]),
         )  # fmt: skip
         message = M.IngestFeedbackRequest(
             deployment_id=self._deployment_id, model_name=self._model, summaries=[summary], dropped=dropped
         )
         await self._monitor.ingest(message)
+
+    async def _edges_of(self, model: str, version: int) -> None:
+        """The Monitor's bin edges for `version`, asked once."""
+        if version in self._edges:
+            return
+        asked = M.IngestFeedbackRequest(deployment_id=self._deployment_id, model_name=model, edges_for_version=version)
+        given = (await self._monitor.ingest(asked)).summary_edges
+        self._edges[version] = (
+            [np.asarray(f.edges) for f in given.features],
+            [np.asarray(o.edges) for o in given.outputs],
+        )

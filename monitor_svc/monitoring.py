@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from mlaas.errors import InvalidArgument
 from mlaas.services.federated import federated_recipe_problem
 from mlaas.services.label_store import Labeled
 from mlaas.services.outcomes import Outcomes
@@ -181,8 +182,28 @@ class DeploymentMonitor:
             self._drifts[(kind, feature)].event_sample = alarm.sample
         return self._event(kind, alarm, alarm.sample)
 
+    def summary_edges(self) -> monitor_pb2.SummaryEdges:
+        """The bin edges this version's window summaries count over (the reference's deciles)."""
+        return M.SummaryEdges(
+            model_version=self.context.version,
+            features=[M.BinEdges(edges=e.tolist()) for e in self.data_summaries.edges],
+            outputs=[M.BinEdges(edges=e.tolist()) for e in self.prediction_summaries.edges],
+        )
+
     def observe_summary(self, summary: monitor_pb2.WindowSummary) -> list[monitor_pb2.DriftEvent]:
-        """A STRICT runtime's window summary; returns the drift events it raised."""
+        """A STRICT runtime's window summary; returns the drift events it raised. InvalidArgument
+        for a summary counted over other edges than the reference's: the node's own quantiles
+        would tell its data."""
+        for test, features in ((self.data_summaries, summary.features), (self.prediction_summaries, summary.outputs)):
+            for feature in features:
+                index = feature.feature_index
+                if not 0 <= index < len(test.edges) or not np.array_equal(feature.bin_edges, test.edges[index]):
+                    raise InvalidArgument(
+                        f"a window summary must count over the bin edges the Monitor gives for version "
+                        f"{self.context.version} (IngestFeedbackRequest.edges_for_version), never the node's own"
+                    )
+                if len(feature.counts) != len(feature.bin_edges) + 1:
+                    raise InvalidArgument("a window summary has one count more than bin edges, per feature")
         events = []
         for kind, test, features in (
             (M.DRIFT_KIND_DATA, self.data_summaries, summary.features),

@@ -170,12 +170,13 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         self._access = access
 
     def IngestFeedback(self, request_iterator, context):
-        accepted = 0
+        accepted, edges = 0, None
         for request in _until_gone(request_iterator):
             self._check(context, request.deployment_id)
             model_name, versions = self._access.feedback_model(context, request.model_name)
             grouped, shadows = _by_version(request.records), _shadows(request.records)
-            reported = {*grouped, *shadows, *(s.model_version for s in (*request.summaries, *request.label_summaries))}
+            summarised = (s.model_version for s in (*request.summaries, *request.label_summaries))
+            reported = {*grouped, *shadows, *summarised} | ({request.edges_for_version} - {0})
             check_versions(request.deployment_id, reported, versions)
             if request.dropped:
                 self._deployments.count_dropped(request.deployment_id, request.dropped)
@@ -205,12 +206,15 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
                     events = monitor.observe_summary(summary)
                 self._deployments.publish(request.deployment_id, events)
                 accepted += summary.features[0].n if summary.features else 0
+            if request.edges_for_version:  # a STRICT runtime's, before its first window of the version
+                version = request.edges_for_version
+                edges = self._deployments.for_version(request.deployment_id, model_name, version, True).summary_edges()
             for counts in request.label_summaries:  # a STRICT node's labels, in counts
                 monitor = self._deployments.for_version(request.deployment_id, model_name, counts.model_version, True)
                 with monitor.lock:
                     events = self._deployments.learn_counts(monitor, counts)
                 self._deployments.publish(request.deployment_id, events)
-        return M.IngestFeedbackResponse(accepted_rows=accepted)
+        return M.IngestFeedbackResponse(accepted_rows=accepted, summary_edges=edges)
 
     def ReportLabels(self, request_iterator, context):
         accepted = unmatched = 0

@@ -100,20 +100,38 @@ class WindowSummary(_message.Message):
     def __init__(self, model_version: _Optional[int] = ..., window_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., features: _Optional[_Iterable[_Union[FeatureSummary, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[FeatureSummary, _Mapping]]] = ...) -> None: ...
 
 class IngestFeedbackRequest(_message.Message):
-    __slots__ = ("deployment_id", "records", "summaries", "dropped", "model_name", "label_summaries")
+    __slots__ = ("deployment_id", "records", "summaries", "dropped", "model_name", "label_summaries", "edges_for_version")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     SUMMARIES_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     LABEL_SUMMARIES_FIELD_NUMBER: _ClassVar[int]
+    EDGES_FOR_VERSION_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     records: _containers.RepeatedCompositeFieldContainer[InferenceRecord]
     summaries: _containers.RepeatedCompositeFieldContainer[WindowSummary]
     dropped: int
     model_name: str
     label_summaries: _containers.RepeatedCompositeFieldContainer[LabelSummary]
-    def __init__(self, deployment_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[InferenceRecord, _Mapping]]] = ..., summaries: _Optional[_Iterable[_Union[WindowSummary, _Mapping]]] = ..., dropped: _Optional[int] = ..., model_name: _Optional[str] = ..., label_summaries: _Optional[_Iterable[_Union[LabelSummary, _Mapping]]] = ...) -> None: ...
+    edges_for_version: int
+    def __init__(self, deployment_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[InferenceRecord, _Mapping]]] = ..., summaries: _Optional[_Iterable[_Union[WindowSummary, _Mapping]]] = ..., dropped: _Optional[int] = ..., model_name: _Optional[str] = ..., label_summaries: _Optional[_Iterable[_Union[LabelSummary, _Mapping]]] = ..., edges_for_version: _Optional[int] = ...) -> None: ...
+
+class SummaryEdges(_message.Message):
+    __slots__ = ("model_version", "features", "outputs")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    model_version: int
+    features: _containers.RepeatedCompositeFieldContainer[BinEdges]
+    outputs: _containers.RepeatedCompositeFieldContainer[BinEdges]
+    def __init__(self, model_version: _Optional[int] = ..., features: _Optional[_Iterable[_Union[BinEdges, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[BinEdges, _Mapping]]] = ...) -> None: ...
+
+class BinEdges(_message.Message):
+    __slots__ = ("edges",)
+    EDGES_FIELD_NUMBER: _ClassVar[int]
+    edges: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, edges: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class LabelSummary(_message.Message):
     __slots__ = ("model_version", "first_label", "labels", "errors")
@@ -128,10 +146,12 @@ class LabelSummary(_message.Message):
     def __init__(self, model_version: _Optional[int] = ..., first_label: _Optional[int] = ..., labels: _Optional[int] = ..., errors: _Optional[int] = ...) -> None: ...
 
 class IngestFeedbackResponse(_message.Message):
-    __slots__ = ("accepted_rows",)
+    __slots__ = ("accepted_rows", "summary_edges")
     ACCEPTED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_EDGES_FIELD_NUMBER: _ClassVar[int]
     accepted_rows: int
-    def __init__(self, accepted_rows: _Optional[int] = ...) -> None: ...
+    summary_edges: SummaryEdges
+    def __init__(self, accepted_rows: _Optional[int] = ..., summary_edges: _Optional[_Union[SummaryEdges, _Mapping]] = ...) -> None: ...
 
 class Label(_message.Message):
     __slots__ = ("request_id", "class_label", "target")

@@ -28,9 +28,17 @@ def homogeneity(window: np.ndarray, reference: np.ndarray) -> tuple[float, int]:
     return float(((table - expected) ** 2 / expected).sum()), table.shape[1] - 1
 
 
+DECILES = np.linspace(0.1, 0.9, 9)
+
+
 class HistogramTest:
+    """Window summaries of a STRICT runtime against the reference data, counted over `edges`:
+    per feature, the deciles of the reference, never of the node's rows (the runtime is given
+    them, and the Monitor refuses a summary over other edges before it gets here)."""
+
     def __init__(self, reference: np.ndarray, names: Sequence[str], expected_run_length: float):
         self._reference = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+        self.edges = [np.unique(np.quantile(column, DECILES)) for column in self._reference.T]
         self.names = tuple(names)
         self._ert = expected_run_length
         self.samples = 0
@@ -46,6 +54,7 @@ class HistogramTest:
         for summary in summaries:
             column = self._reference[:, summary.feature_index]
             edges = np.asarray(summary.bin_edges)
+
             expected = np.bincount(np.searchsorted(edges, column, side="right"), minlength=edges.size + 1)
             statistic, df = homogeneity(np.asarray(summary.counts), expected)
             critical = float(chi2.isf(level, df))

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 
@@ -25,7 +26,7 @@ from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
 from mlaas.services.net import free_port
 from mlaas.services.settings import ServerSettings
-from mlaas.v1 import monitor_pb2, registry_pb2, types_pb2
+from mlaas.v1 import monitor_pb2, monitor_pb2_grpc, registry_pb2, types_pb2
 from monitor_svc.retrainer import Job
 from scheduler_svc.settings import parse_nodes
 from tests.conftest import tool_env
@@ -215,8 +216,23 @@ def test_a_strict_deployment_sends_only_summaries_and_still_shows_data_drift(
             except NotFound:  # no summary has arrived yet
                 pass
             time.sleep(0.3)
-    assert received and all(not m.records and m.summaries for m in received)  # no row ever left the node
-    assert all(s.HasField("window_start") and s.features[0].n >= 256 for m in received for s in m.summaries)
+        # A summary over the node's own quantiles (as runtimes once counted) is refused.
+        given = monitor_server.deployments.get(deployment.id).summary_edges()
+        own = M.WindowSummary(model_version=1, features=[M.FeatureSummary(
+            feature_index=0, bin_edges=np.quantile(shifted[:, 0], [0.25, 0.5, 0.75]).tolist(), counts=[1] * 4, n=4,
+        )])  # fmt: skip
+        attack = M.IngestFeedbackRequest(deployment_id=deployment.id, summaries=[own])
+        runtimes_sent = list(received)
+        with grpc.insecure_channel(monitor_address) as channel, pytest.raises(grpc.RpcError) as refused:
+            monitor_pb2_grpc.MonitorServiceStub(channel).IngestFeedback(iter([attack]), timeout=30)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "never the node's own" in refused.value.details()
+    sent = [m for m in runtimes_sent if not m.edges_for_version]
+    assert sent and all(not m.records and m.summaries for m in sent)  # no row ever left the node
+    summaries = [s for m in sent for s in m.summaries]
+    assert all(s.HasField("window_start") and s.features[0].n >= 256 for s in summaries)
+    # Every window, before and after the shift, counted over the reference's deciles, never the node's.
+    assert all([f.bin_edges for f in s.features] == [e.edges for e in given.features] for s in summaries)
     data = [e for e in report.recent_events if e.kind == M.DRIFT_KIND_DATA]
     assert data and data[0].statistic == "chi2-histogram" and "x0" in data[0].features
     assert data[0].window_end_sample > 900 and data[0].value > data[0].threshold
