@@ -42,7 +42,9 @@ from prometheus_client import Histogram
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.errors import FailedPrecondition
 from mlaas.export import sklearn_to_onnx
+from mlaas.services.auth import MONITOR
 from mlaas.services.federated import assemble, average
+from mlaas.services.job_inputs import inputs_dir
 from mlaas.services.rounds import HELD_OUT, decide, first_output, mcnemar, metric_name, round_result, run_round, targets
 from mlaas.services.stages import durations, stage_time
 from mlaas.v1 import monitor_pb2, scheduler_pb2, types_pb2
@@ -121,8 +123,9 @@ class Retrainer(threading.Thread):
         self._store = store
         self._registry = registry_address
         self._scheduler = scheduler_address
-        self._jobs_dir = jobs_dir
-        jobs_dir.mkdir(parents=True, exist_ok=True)
+        # Where it writes its jobs' input files: its role's own inputs directory under auth.
+        self._inputs = inputs_dir(jobs_dir, MONITOR if token else "")
+        self._inputs.mkdir(parents=True, exist_ok=True)
         self._changes = changes
         self._token = token
         self._jobs: queue.Queue[tuple[Job, monitor_pb2.Retraining] | None] = queue.Queue()
@@ -157,7 +160,7 @@ class Retrainer(threading.Thread):
             record = M.Retraining.FromString(raw)
             if record.state not in final:
                 self._finish(record, M.RETRAINING_STATE_FAILED, "interrupted: the Monitor stopped during it")
-                for left in self._jobs_dir.glob(f"{record.id}-*"):
+                for left in self._inputs.glob(f"{record.id}-*"):
                     left.unlink(missing_ok=True)
 
     def stop(self) -> None:
@@ -339,7 +342,7 @@ class Retrainer(threading.Thread):
                 step.MergeFrom(plan)
                 uri = ""
                 if candidate is not None:  # each site's job takes its own copy into its directory
-                    given.append(self._jobs_dir / f"{record.id}-candidate-{secrets.token_hex(16)}.onnx")
+                    given.append(self._inputs / f"{record.id}-candidate-{secrets.token_hex(16)}.onnx")
                     given[-1].write_bytes(candidate)
                     uri = f"file://{given[-1]}"
                 started.append(scheduler.run_node_round(ref, step, uri))
@@ -412,7 +415,7 @@ class Retrainer(threading.Thread):
         """The recipe fitted on (X, y) by a training job the scheduler places; ONNX bytes. The
         job's stages join the round's, under `name` (challenger, final)."""
         # An unguessable name: the scheduler moves the file into the job's private directory.
-        data = self._jobs_dir / f"{record.id}-{name}-{secrets.token_hex(16)}.npz"
+        data = self._inputs / f"{record.id}-{name}-{secrets.token_hex(16)}.npz"
         np.savez(data, X=X, y=y)
         job_dir = None
         try:

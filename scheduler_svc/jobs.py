@@ -36,6 +36,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from mlaas.refs import format_ref
 from mlaas.services.auth import TRAINER, MeshKey
+from mlaas.services.job_inputs import inputs_dir
 from mlaas.services.round_files import CANDIDATE, FAILURE_NOTE, PARAMETERS, ROUND_PLAN, ROUND_RESULT, STAGES
 from mlaas.services.stages import read_stages, stage_time
 from mlaas.v1 import scheduler_pb2, types_pb2
@@ -69,19 +70,20 @@ def _now() -> Timestamp:
     return stamp
 
 
-def take_input(jobs_dir: Path, uri: str, job_dir: Path, name: str = "input.npz") -> Path:
+def take_input(jobs_dir: Path, uri: str, job_dir: Path, tenant: str, name: str = "input.npz") -> Path:
     """Moves the caller's input file into the job's private directory (as `name`). It must be a
-    regular file directly in `jobs_dir` (no link, no directory, nothing outside): the one place
-    callers write."""
+    regular file directly in the caller's inputs directory (mlaas/services/job_inputs.py; no
+    link, no directory, nothing outside): the one place the caller writes."""
+    mine = inputs_dir(jobs_dir, tenant)
     if not uri.startswith("file://"):
-        raise InvalidArgument(f"input_uri must be a file:// URI of a file in the jobs directory {jobs_dir}")
+        raise InvalidArgument(f"input_uri must be a file:// URI of a file in your inputs directory {mine}")
     path = Path(uri.removeprefix("file://"))
     try:
-        regular = path.parent.resolve() == jobs_dir.resolve() and stat.S_ISREG(path.lstat().st_mode)
+        regular = path.parent.resolve() == mine.resolve() and stat.S_ISREG(path.lstat().st_mode)
     except OSError:
         regular = False
     if not regular:
-        raise InvalidArgument(f"input_uri {uri} is not a file directly in the jobs directory {jobs_dir}")
+        raise InvalidArgument(f"input_uri {uri} is not a file directly in your inputs directory {mine}")
     target = job_dir / name
     path.rename(target)  # same directory tree: atomic, and the caller's name is gone
     return target
@@ -225,10 +227,10 @@ class TrainingJobs:
         job_dir.mkdir(mode=0o700)
         try:
             if node_round is None:
-                input_path = take_input(self.jobs_dir, input_uri, job_dir)
+                input_path = take_input(self.jobs_dir, input_uri, job_dir, tenant)
             else:
                 if node_round.judge_candidate:  # the model a federated round's sites judge
-                    take_input(self.jobs_dir, input_uri, job_dir, CANDIDATE)
+                    take_input(self.jobs_dir, input_uri, job_dir, tenant, CANDIDATE)
                 input_path = job_dir / ROUND_PLAN
                 input_path.write_text(json_format.MessageToJson(node_round))
         except Exception:

@@ -74,7 +74,7 @@ def test_bad_training_jobs_are_refused(scheduler, parts, tmp_path):
         client.run_training_job("iris", good_in, f"file://{jobs_dir}/out.onnx")
     refused = ("../escape.npz", "missing.npz", "a-directory", "a-link.npz", "nested/data.npz", "/../../etc/passwd")
     for uri in (f"file://{jobs_dir}/{name}" for name in refused):
-        with pytest.raises(InvalidArgument, match="is not a file directly in the jobs directory"):
+        with pytest.raises(InvalidArgument, match="is not a file directly in your inputs directory"):
             client.run_training_job("iris", uri)
     with pytest.raises(InvalidArgument, match="must be a file:// URI"):
         client.run_training_job("iris", "s3://bucket/data.npz")
@@ -91,22 +91,28 @@ def test_bad_training_jobs_are_refused(scheduler, parts, tmp_path):
 
 def test_under_auth_only_the_owner_or_the_monitor_trains_a_model(parts, identities, iris_model):
     """Beta may read alpha's public model, but not run training jobs on it; alpha's job is not
-    beta's to see."""
+    beta's to see. A caller's input file is one in its own inputs directory: one another caller
+    wrote is refused, and stays where it was."""
     scheduler = parts.start(server=identities.server())
     jobs_dir = parts.settings.jobs_dir
     address = f"127.0.0.1:{scheduler.server.port}"
     _, X, y = iris_model
     with RegistryClient(parts.registry_address) as registry:  # an open registry: iris is the anonymous tenant's
         register_sklearn(registry, LogisticRegression(max_iter=300).fit(X, y), "iris-x", X)
-    np.savez(jobs_dir / "data.npz", X=X, y=y)
+    alphas, monitors = (jobs_dir / "inputs" / who for who in ("alpha", MONITOR))
+    for directory in (alphas, monitors):
+        directory.mkdir(parents=True)
+        np.savez(directory / "data.npz", X=X, y=y)
     with (
         SchedulerClient(address, identities.token("beta")) as beta,
         pytest.raises(PermissionDenied, match="only the owner of iris-x may train it"),
     ):
-        beta.run_training_job("iris-x", f"file://{jobs_dir}/data.npz")
-    assert (jobs_dir / "data.npz").is_file()
+        beta.run_training_job("iris-x", f"file://{monitors}/data.npz")
     with SchedulerClient(address, identities.token(MONITOR)) as monitor:
-        job = monitor.run_training_job("iris-x", f"file://{jobs_dir}/data.npz")
+        with pytest.raises(InvalidArgument, match=f"is not a file directly in your inputs directory {monitors}"):
+            monitor.run_training_job("iris-x", f"file://{alphas}/data.npz")  # alpha's: not the monitor's to take
+        assert (alphas / "data.npz").is_file()
+        job = monitor.run_training_job("iris-x", f"file://{monitors}/data.npz")
         assert monitor.wait_training_job(job.id, timeout=120).state == S.JOB_STATE_SUCCEEDED
     with SchedulerClient(address, identities.token("beta")) as beta:
         for call in (lambda: beta.wait_training_job(job.id, timeout=1), lambda: beta.cancel_training_job(job.id),
