@@ -21,7 +21,7 @@ from mlaas.errors import InvalidArgument, NotFound, PermissionDenied, from_rpc_e
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.refs import parse_ref
-from mlaas.services.repository_parameters import CANARY_PERCENT, CREDENTIAL, TRIAL
+from mlaas.services.repository_parameters import CANARY_PERCENT, CREDENTIAL, RENEW, TRIAL
 
 SERVER_NAME = "mlaas-inference"
 EXTENSIONS = ["model_repository", "model_configuration", "statistics", "binary_tensor_data", "parameters", "data_uri"]
@@ -46,6 +46,7 @@ class LoadOptions:
     credential: str = ""
     trial: str = ""  # SHADOW or CANARY: load as the challenger of a trial
     canary_percent: float = 0.0
+    renew: bool = False  # only a fresh credential for what is served: load nothing
 
     @classmethod
     def read(cls, parameters) -> LoadOptions:
@@ -58,7 +59,8 @@ class LoadOptions:
             percent = float(text(CANARY_PERCENT) or 0)
         except ValueError:
             raise InvalidArgument(f"{CANARY_PERCENT} is a number of percent, not {text(CANARY_PERCENT)!r}") from None
-        return cls(text("uri"), text(CREDENTIAL), text(TRIAL), percent)
+        renew = RENEW in parameters and parameters[RENEW].bool_param
+        return cls(text("uri"), text(CREDENTIAL), text(TRIAL), percent, renew)
 
     def write(self, parameters) -> None:
         for name, value in (("uri", self.uri), (CREDENTIAL, self.credential), (TRIAL, self.trial)):
@@ -66,6 +68,8 @@ class LoadOptions:
                 parameters[name].string_param = value
         if self.canary_percent:
             parameters[CANARY_PERCENT].string_param = repr(self.canary_percent)
+        if self.renew:
+            parameters[RENEW].bool_param = True
 
     def check(self, managed: bool) -> None:
         """InvalidArgument or PermissionDenied for options that make no sense here."""
@@ -73,6 +77,8 @@ class LoadOptions:
             raise PermissionDenied("a deployment's runtime loads models from the registry only, not by uri")
         if (self.credential or self.trial) and not managed:
             raise InvalidArgument(f"{CREDENTIAL} and {TRIAL} are for a deployment's runtime, which this one is not")
+        if self.renew and (not self.credential or not managed or self.trial or self.uri):
+            raise InvalidArgument(f"{RENEW} goes with {CREDENTIAL} alone, on a deployment's runtime")
         if self.trial not in ("", SHADOW, CANARY):
             raise InvalidArgument(f"{TRIAL} is {SHADOW!r} or {CANARY!r}, not {self.trial!r}")
         if self.trial == CANARY and not (math.isfinite(self.canary_percent) and 0 < self.canary_percent < 100):
@@ -198,13 +204,18 @@ class Catalog:
         if not name:
             raise InvalidArgument("model_name is required: a registry reference NAME[:VERSION|@ALIAS]")
         options.check(self._settings.managed)
-        if options.credential and self._credentials is not None:
+        if options.renew:
+            if self._credentials is not None:
+                self._credentials.renew(options.credential)
+        elif options.credential and self._credentials is not None:
             ref = parse_ref(name)
             if options.trial:  # one credential names the served version and its challenger
                 self._credentials.start_trial(int(self._repo.get(ref.name).version), ref.version, options.credential)
             else:
                 self._credentials.add(ref.version, options.credential)
-        if options.trial:
+        if options.renew:
+            pass  # the models stay as they are
+        elif options.trial:
             await self._repo.load_trial(name, options.trial, options.canary_percent / 100)
         elif options.uri:
             await self._repo.load_uri(name, options.uri, confined=True)
@@ -218,13 +229,16 @@ class Catalog:
             await self._repeat_on_siblings("RepositoryModelLoad", request, caller)
 
     async def unload(
-        self, name: str, caller: Sequence[tuple[str, str]], from_sibling: bool = False, trial_only: bool = False
-    ) -> None:
-        """Unloads the model, or with `trial_only` ends its trial (the scheduler's), on every worker."""
+        self, name: str, caller: Sequence[tuple[str, str]], from_sibling: bool = False, trial_only: bool = False,
+        credential: str = "",
+    ) -> None:  # fmt: skip
+        """Unloads the model, or with `trial_only` ends its trial (the scheduler's, with the fresh
+        `credential` of the served version alone), on every worker."""
         if trial_only:
             trial = self._repo.trial(name)
             if trial is not None and self._credentials is not None:
-                self._credentials.end_trial(int(self._repo.get(name).version), int(trial.challenger.version))
+                served, challenger = int(self._repo.get(name).version), int(trial.challenger.version)
+                self._credentials.end_trial(served, challenger, credential)
             await self._repo.end_trial(name)
         else:
             await self._repo.unload(name)
@@ -232,6 +246,8 @@ class Catalog:
             request = oip.RepositoryModelUnloadRequest(model_name=name)
             if trial_only:
                 request.parameters[TRIAL].bool_param = True
+            if credential:
+                request.parameters[CREDENTIAL].string_param = credential
             await self._repeat_on_siblings("RepositoryModelUnload", request, caller)
 
     async def _repeat_on_siblings(self, method: str, forwarded, caller: Sequence[tuple[str, str]]) -> None:

@@ -36,8 +36,19 @@ class RuntimeCredentials:
         self._before_trial = self._by_version.get(served)
         self._by_version[served] = self._by_version[challenger] = token
 
-    def end_trial(self, served: int, challenger: int) -> None:
-        """Back to the served version's own credential: the challenger's is gone with its trial."""
+    def end_trial(self, served: int, challenger: int, fresh: str = "") -> None:
+        """Back to the served version's own credential (`fresh` if the scheduler sent one, else
+        the one it had before): the challenger's is gone with its trial."""
         self._by_version.pop(challenger, None)
-        if self._before_trial is not None:
-            self._by_version[served], self._before_trial = self._before_trial, None
+        if fresh or self._before_trial is not None:
+            self._by_version[served] = fresh or self._before_trial
+        self._before_trial = None
+
+    def renew(self, token: str) -> None:
+        """A fresh credential for what is served now (during a trial, for both versions): the
+        scheduler renews it before the one held expires. Older versions' keep theirs, which
+        expire with what they still have to report."""
+        current = self.current
+        for version, held in self._by_version.items():
+            if held == current:
+                self._by_version[version] = token

@@ -67,7 +67,8 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
 
     async def RepositoryModelUnload(self, request, context):
         caller, from_sibling = context.invocation_metadata() or (), LOCAL_ONLY in request.parameters
-        await self._catalog.unload(request.model_name, caller, from_sibling, trial_only=TRIAL in request.parameters)
+        trial_only, credential = TRIAL in request.parameters, LoadOptions.read(request.parameters).credential
+        await self._catalog.unload(request.model_name, caller, from_sibling, trial_only, credential)
         return oip.RepositoryModelUnloadResponse()
 
     # -- inference ------------------------------------------------------------------------------

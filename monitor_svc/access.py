@@ -24,6 +24,7 @@ from mlaas.client import SchedulerClient
 from mlaas.errors import InvalidArgument, NotFound, PermissionDenied
 from mlaas.refs import parse_ref
 from mlaas.services.auth import RUNTIME, Authenticator, bearer_token
+from mlaas.services.live_scopes import LiveScopes
 from mlaas.v1 import scheduler_pb2
 
 # (deployment id, the caller's token) -> the deployment, as the scheduler shows it to that caller
@@ -42,10 +43,12 @@ def scheduler_lookup(scheduler: SchedulerClient) -> GetDeployment:
 class DeploymentAccess:
     def __init__(
         self, auth: Authenticator, get_deployment: GetDeployment, remember_seconds: float = 2.0,
-        own_token: str | None = None,
+        own_token: str | None = None, scopes: LiveScopes | None = None,
     ):  # fmt: skip
-        """`own_token`: the Monitor's, to ask about deployments for the mesh's roles."""
+        """`own_token`: the Monitor's, to ask about deployments for the mesh's roles; `scopes`:
+        whether a runtime's deployment still lives (its credential is void once it is gone)."""
         self._auth = auth
+        self._scopes = scopes
         self._get = get_deployment
         self._own_token = own_token
         self._remember = remember_seconds
@@ -64,6 +67,8 @@ class DeploymentAccess:
         if identity.role == RUNTIME:
             if identity.scope != deployment_id:
                 raise NotFound(f"deployment {deployment_id!r} not found")
+            if self._scopes is not None:
+                self._scopes.check(identity)
             return
         if identity.role:
             return

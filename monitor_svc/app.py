@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from mlaas.client import SchedulerClient
 from mlaas.errors import DeadlineExceeded, FailedPrecondition, MlaasError, Unavailable
-from mlaas.services.auth import Authenticator
+from mlaas.services.auth import MONITOR, Authenticator
+from mlaas.services.live_scopes import LiveScopes
 from mlaas.services.server import MeshServer, Service
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
 from monitor_svc.access import DeploymentAccess, scheduler_lookup
@@ -75,7 +76,7 @@ def ender(scheduler: SchedulerClient, token: str | None, attempts: int = 60, pau
 
 
 def build_monitor(settings: MonitorSettings) -> Monitor:
-    authenticator = Authenticator.for_server(settings.server)
+    authenticator = Authenticator.for_server(settings.server, MONITOR)
     store = MonitorStore(settings.database_path, settings.keep_predictions, settings.unmatched_label_seconds)
     contexts = ContextLoader(settings.registry_address, settings.data_dir / "monitor-models", settings.token)
     changes = Changes()
@@ -89,7 +90,8 @@ def build_monitor(settings: MonitorSettings) -> Monitor:
         contexts, stage_seconds,
     )  # fmt: skip
     scheduler = SchedulerClient(settings.scheduler_address, timeout=10)  # each caller's token per call
-    access = DeploymentAccess(authenticator, scheduler_lookup(scheduler), own_token=settings.token)
+    scopes = LiveScopes(scheduler.with_token(settings.token))
+    access = DeploymentAccess(authenticator, scheduler_lookup(scheduler), own_token=settings.token, scopes=scopes)
     privacy = SchedulerPrivacy(scheduler, settings.token)
     deployments = DeploymentMonitors(
         store, contexts, retrainer, changes, Trials(store, ender(scheduler, settings.token)), privacy.spent

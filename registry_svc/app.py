@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from mlaas.client import SchedulerClient
-from mlaas.services.auth import Authenticator
+from mlaas.services.auth import REGISTRY, Authenticator
+from mlaas.services.live_scopes import LiveScopes
 from mlaas.services.periodic import Periodic
 from mlaas.services.server import MeshServer, Service
 from mlaas.v1 import registry_pb2, registry_pb2_grpc
@@ -62,7 +63,7 @@ def collect_orphans(store: ArtifactStore, catalog: Catalog) -> int:
 def build_registry(
     settings: RegistrySettings, guard: DeletionGuard | None = None, authenticator: Authenticator | None = None
 ) -> MeshServer:
-    authenticator = authenticator or Authenticator.for_server(settings.server)
+    authenticator = authenticator or Authenticator.for_server(settings.server, REGISTRY)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     catalog = Catalog(settings.database_path)
     store = open_store(settings.artifact_store, settings.data_dir, settings.s3_endpoint_url)
@@ -71,13 +72,17 @@ def build_registry(
         log.info("removed %d orphaned artifact blobs", removed)
     sweep = functools.partial(remove_abandoned_uploads, settings.staging_dir, store)
     sweep()
+    # The scheduler, asked as the registry's role: before deleting a version that may be deployed,
+    # and whether a minted credential's deployment or job still lives.
+    scheduler = (
+        SchedulerClient(settings.scheduler_address, settings.scheduler_token, timeout=10)
+        if settings.scheduler_address
+        else None
+    )
     if guard is None:
-        guard = (
-            SchedulerGuard(SchedulerClient(settings.scheduler_address, settings.scheduler_token, timeout=10))
-            if settings.scheduler_address
-            else AllowAll()
-        )
-    servicer = RegistryServicer(settings, catalog, store, authenticator, guard)
+        guard = SchedulerGuard(scheduler) if scheduler else AllowAll()
+    scopes = LiveScopes(scheduler) if scheduler and authenticator.enabled else None
+    servicer = RegistryServicer(settings, catalog, store, authenticator, guard, scopes)
     service = Service(SERVICE_NAME, servicer, registry_pb2_grpc.add_RegistryServiceServicer_to_server)
     server = MeshServer("registry", settings.server, [service], authenticator)
     # While it runs too: a registry that keeps running must not keep a killed client's 300 MB upload.

@@ -9,6 +9,7 @@ import grpc
 
 from mlaas.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from mlaas.services.auth import MINTED_ROLES, MONITOR, TRAINER, Authenticator
+from mlaas.services.live_scopes import LiveScopes
 from mlaas.services.servicing import maps_errors
 from mlaas.v1 import registry_pb2, registry_pb2_grpc, types_pb2
 from registry_svc.artifacts import CHUNK_BYTES, ArtifactStore
@@ -39,16 +40,20 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         store: ArtifactStore,
         authenticator: Authenticator,
         guard: DeletionGuard,
+        scopes: LiveScopes | None = None,
     ):
         self._settings = settings
         self._catalog = catalog
         self._store = store
         self._auth = authenticator
         self._guard = guard
+        self._scopes = scopes  # a minted credential's deployment or job must still live
         settings.staging_dir.mkdir(parents=True, exist_ok=True)
 
     def _caller(self, context: grpc.ServicerContext) -> Caller:
         identity = self._auth.identity(context.invocation_metadata())
+        if self._scopes is not None:
+            self._scopes.check(identity)
         return Caller(
             identity.tenant,
             unrestricted=not self._auth.enabled,

@@ -27,7 +27,7 @@ from scheduler_svc.lifecycle import Lifecycle
 from scheduler_svc.placer import Placer
 from scheduler_svc.queue import DeploymentQueue
 from scheduler_svc.reconcile import Reconciler, ReconcileSettings
-from scheduler_svc.replica_models import ReplicaModels
+from scheduler_svc.replica_models import ReplicaModels, renew_credentials
 from scheduler_svc.replicas import Replicas
 from scheduler_svc.rollout import Rollout
 from scheduler_svc.servicer import SchedulerServicer
@@ -129,7 +129,7 @@ def build_scheduler(
         backend = DockerBackend(settings.runtime_image, container_env(env), str(settings.training_dir), engines)
     backend = backend or LocalBackend.for_settings(settings, env)
     key = mesh_key(settings, authenticator)
-    replicas = Replicas(store, backend, settings.start_timeout_seconds, key)
+    replicas = Replicas(store, backend, settings.start_timeout_seconds, key, settings.credential_seconds)
     lifecycle = Lifecycle(client, store, backend)
     job_store = JobStore(client, settings.retention_seconds)
     placer = Placer(settings, client, store, lifecycle, job_store.allocations)
@@ -162,5 +162,9 @@ def build_scheduler(
     # Often: a warm job takes a few tenths of a second, and its end is on the retraining loop's path.
     job_checks = Periodic("job-watcher", jobs.check, 0.1, stop)
     waiting = Periodic("waiting-room", waiting_room.revisit, 1.0, stop)
-    loops = [*workers, janitor, reconcile_loop, job_checks, waiting]
+    # Every third of a credential's life: a renewal that fails is tried twice more before it expires.
+    renewer = Periodic(
+        "credential-renewer", lambda: renew_credentials(store, models), settings.credential_seconds / 3, stop
+    )
+    loops = [*workers, janitor, reconcile_loop, job_checks, waiting, renewer]
     return Scheduler(server, loops, stop, servicer, backend, registry, reconciler)

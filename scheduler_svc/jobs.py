@@ -291,7 +291,7 @@ class TrainingJobs:
             job.id, job.node, format_ref(job.model),
             str(private / ROUND_PLAN) if node_store else job.input_uri.removeprefix("file://"),
             str(private / "model.onnx"), job.resources.cpu_millicores, job.resources.memory_bytes,
-            self._key.mint(TRAINER, job.id, format_ref(job.model)) if self._key else "",
+            self._key.mint(TRAINER, job.id, format_ref(job.model), seconds=self._deadline + 60) if self._key else "",
             node_store=node_store or "", result_path=str(private / ROUND_RESULT) if node_store else "",
         )  # fmt: skip
         try:

@@ -8,6 +8,8 @@ scheduler's alone on a deployment's runtime), each with the credential minted fo
   new process instead.
 - a trial: a challenger loaded beside the served version, in shadow or as a canary
   (inference_svc/repository.py), and ended again (promoted by a swap to it, or dropped).
+- a credential renewal: a fresh credential for what the replica serves (its trial included),
+  before the one it holds expires.
 """
 
 from __future__ import annotations
@@ -22,13 +24,21 @@ from mlaas.client import bearer_metadata
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.refs import format_ref
-from mlaas.services.repository_parameters import CANARY_PERCENT, CREDENTIAL, TRIAL
+from mlaas.services.repository_parameters import CANARY_PERCENT, CREDENTIAL, RENEW, TRIAL
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.replicas import Replicas
+from scheduler_svc.states import WATCHED
+from scheduler_svc.store import DeploymentStore
 
 log = logging.getLogger(__name__)
 S = scheduler_pb2
 TRIAL_MODES = {S.TRIAL_MODE_SHADOW: "shadow", S.TRIAL_MODE_CANARY: "canary"}
+
+
+def renew_credentials(store: DeploymentStore, models: ReplicaModels) -> None:
+    """A fresh credential to every serving replica of the READY and CACHED deployments."""
+    for deployment in store.list(WATCHED):
+        models.renew(deployment)
 
 
 class ReplicaModels:
@@ -72,10 +82,31 @@ class ReplicaModels:
         return started
 
     def end_trial(self, deployment: scheduler_pb2.Deployment, replicas: Collection[scheduler_pb2.Replica]) -> set[str]:
-        """The ids of `replicas` whose trial ended (its challenger unloaded)."""
-        request = oip.RepositoryModelUnloadRequest(model_name=deployment.model.name)
-        request.parameters[TRIAL].bool_param = True
-        return {r.id for r in replicas if self._call(r, "RepositoryModelUnload", request)}
+        """The ids of `replicas` whose trial ended (its challenger unloaded), each with a fresh
+        credential of the served version alone."""
+        ended = set()
+        for replica in replicas:
+            request = oip.RepositoryModelUnloadRequest(model_name=deployment.model.name)
+            request.parameters[TRIAL].bool_param = True
+            if token := self._replicas.spec(deployment, replica).token:
+                request.parameters[CREDENTIAL].string_param = token
+            if self._call(replica, "RepositoryModelUnload", request):
+                ended.add(replica.id)
+        return ended
+
+    def renew(self, deployment: scheduler_pb2.Deployment) -> int:
+        """A fresh credential to each serving replica of the deployment; how many took it."""
+        challenger = deployment.trial.version if deployment.HasField("trial") else 0
+        renewed = 0
+        for replica in (r for r in deployment.replica_status if r.ready):
+            spec = self._replicas.spec(deployment, replica, challenger=challenger)
+            if not spec.token:
+                return 0  # a mesh without auth: nothing to renew
+            request = oip.RepositoryModelLoadRequest(model_name=spec.model_ref)
+            request.parameters[CREDENTIAL].string_param = spec.token
+            request.parameters[RENEW].bool_param = True
+            renewed += self._call(replica, "RepositoryModelLoad", request)
+        return renewed
 
     def _call(self, replica: scheduler_pb2.Replica, method: str, request) -> bool:
         try:

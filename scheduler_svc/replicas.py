@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable
 
 from mlaas.errors import Aborted
 from mlaas.refs import format_ref
-from mlaas.services.auth import RUNTIME, MeshKey
+from mlaas.services.auth import CREDENTIAL_SECONDS, RUNTIME, MeshKey
 from mlaas.services.net import wait_healthy
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.backends import Backend, ReplicaSpec, ReplicaStatus, RollingBackend
@@ -76,12 +76,14 @@ def endpoint_port(endpoint: str) -> int:
 
 class Replicas:
     def __init__(
-        self, store: DeploymentStore, backend: Backend, start_timeout_seconds: float, key: MeshKey | None = None
-    ):
+        self, store: DeploymentStore, backend: Backend, start_timeout_seconds: float, key: MeshKey | None = None,
+        credential_seconds: float = CREDENTIAL_SECONDS,
+    ):  # fmt: skip
         self._store = store
         self._backend = backend
         self._start_timeout = start_timeout_seconds
         self._key = key
+        self._credential_seconds = credential_seconds
 
     def spec(
         self,
@@ -96,7 +98,8 @@ class Replicas:
         spec = spec_for(deployment, replica, ports, version)
         if self._key is None:
             return spec
-        return dataclasses.replace(spec, token=self._key.mint(RUNTIME, deployment.id, spec.model_ref, challenger))
+        token = self._key.mint(RUNTIME, deployment.id, spec.model_ref, challenger, self._credential_seconds)
+        return dataclasses.replace(spec, token=token)
 
     @property
     def backend(self) -> Backend:

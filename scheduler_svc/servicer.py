@@ -351,7 +351,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         """The job, if the caller started it (or is the Monitor); NotFound as for a missing one."""
         tenant, _ = self._tenant_and_token(context)
         job = self._job_store.get(job_id)
-        if self._auth.enabled and job.tenant != tenant and not self._auth.is_role(tenant, MONITOR):
+        if self._auth.enabled and job.tenant != tenant and not self._auth.is_role(tenant, MONITOR, REGISTRY):
             raise NotFound(f"training job {job_id!r} not found")
         return job
 

@@ -79,6 +79,9 @@ class SchedulerSettings:
     k8s_tls_secret: str = setting("MLAAS_K8S_TLS_SECRET", "mlaas-tls")
     # How long DESTROYED and FAILED deployments (records, events) and idempotency keys are kept.
     retention_seconds: float = setting("MLAAS_RETENTION_SECONDS", 86_400.0)
+    # How long a runtime's credential lives; the scheduler renews it every third of that while its
+    # deployment is READY or CACHED (a job's lives as long as the job may).
+    credential_seconds: float = setting("MLAAS_CREDENTIAL_SECONDS", 600.0)
     # A training job still running this long after it started is stopped and FAILED.
     training_deadline_seconds: float = setting("MLAAS_TRAINING_DEADLINE_SECONDS", 3_600.0)
     # Under auth, what one tenant may own at once: deployments not ended, and of those QUEUED.

@@ -7,23 +7,25 @@ anonymous tenant "" and sees everything, and servers bind to loopback only.
 The mesh's components do not share one all-powerful identity. Each has a role with the least
 privilege its job needs (the rules per rpc are in `mlaas.services.permissions`):
 - the scheduler, the monitor and the registry hold tokens of their role in the tokens file;
-- a runtime and a training job hold a credential the scheduler minted for them alone, signed with
-  the mesh key (MLAAS_MESH_KEY_FILE): it names the deployment (or job) and the one model version
-  it may read, so that a runtime cannot fetch models placed elsewhere nor feed another
-  deployment's monitoring.
+- a runtime and a training job hold a credential the scheduler minted for them alone, a JWT
+  signed with the mesh key (MLAAS_MESH_KEY_FILE): it names the deployment (or job) and the one
+  model version it may read, so that a runtime cannot fetch models placed elsewhere nor feed
+  another deployment's monitoring; the services it may be shown to (its audience); and when it
+  expires. The scheduler renews a runtime's while its deployment lives, and the registry and the
+  Monitor refuse one whose deployment or job is gone (monitor_svc/access.py, registry_svc).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import json
 import secrets
+import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import jwt
 import yaml
 
 from mlaas.errors import Unauthenticated
@@ -39,6 +41,10 @@ RUNTIME = "mlaas-runtime"  # minted per replica by the scheduler
 TRAINER = "mlaas-trainer"  # minted per training job by the scheduler
 FILE_ROLES = (SCHEDULER, MONITOR, REGISTRY)
 MINTED_ROLES = (RUNTIME, TRAINER)
+# The services each minted role calls, and so the audience of its credentials.
+AUDIENCES = {RUNTIME: (REGISTRY, MONITOR), TRAINER: (REGISTRY,)}
+CREDENTIAL_SECONDS = 600.0  # a minted credential's default lifetime (MLAAS_CREDENTIAL_SECONDS)
+CLOCK_LEEWAY_SECONDS = 5.0
 ROLES = FILE_ROLES + MINTED_ROLES
 # Health checks stay open so that load balancers and orchestrators can probe without a token.
 PUBLIC_METHOD_PREFIXES = ("/grpc.health.v1.Health/",)
@@ -101,45 +107,65 @@ def add_mesh_identities(tokens_file: str | Path, dest_dir: Path) -> dict[str, st
 
 
 class MeshKey:
-    """Signs and checks the credentials the scheduler mints for runtimes and training jobs."""
+    """Signs and checks the credentials the scheduler mints for runtimes and training jobs (JWTs,
+    HS256, behind SCOPED_PREFIX so that they are told from tenants' tokens at a glance)."""
 
     def __init__(self, key: bytes):
-        if len(key) < 16:
-            raise ValueError("the mesh key must be at least 16 bytes")
+        if len(key) < 32:
+            raise ValueError("the mesh key must be at least 32 bytes (HS256)")
         self._key = key
 
     @classmethod
     def from_file(cls, path: str | Path | None) -> MeshKey | None:
         return cls(Path(path).read_text().strip().encode()) if path else None
 
-    def _sign(self, body: str) -> str:
-        return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()
-
-    def mint(self, role: str, scope: str, model: str, challenger: int = 0) -> str:
+    def mint(self, role: str, scope: str, model: str, challenger: int = 0, seconds: float = CREDENTIAL_SECONDS) -> str:
         """A credential for `role` in `scope` (a deployment, a job) reading `model` (NAME:VERSION)
-        and, during a trial, also version `challenger` of it."""
+        and, during a trial, also version `challenger` of it, valid for `seconds`."""
         if role not in MINTED_ROLES:
             raise ValueError(f"only {MINTED_ROLES} credentials are minted")
-        fields = {"r": role, "s": scope, "m": model, **({"c": challenger} if challenger else {})}
-        claims = json.dumps(fields, separators=(",", ":"))
-        body = base64.urlsafe_b64encode(claims.encode()).decode().rstrip("=")
-        return f"{SCOPED_PREFIX}{body}.{self._sign(body)}"
+        now = time.time()
+        claims = {
+            "iss": SCHEDULER, "aud": list(AUDIENCES[role]), "sub": scope, "role": role, "model": model,
+            "iat": int(now), "exp": int(now + seconds), "jti": uuid.uuid4().hex,
+            **({"challenger": challenger} if challenger else {}),
+        }  # fmt: skip
+        return SCOPED_PREFIX + jwt.encode(claims, self._key, algorithm="HS256")
 
-    def verify(self, token: str) -> Identity | None:
-        body, _, signature = token.removeprefix(SCOPED_PREFIX).partition(".")
-        if not hmac.compare_digest(self._sign(body), signature):
-            return None
-        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        return Identity(claims["r"], claims["s"], claims["m"], int(claims.get("c", 0)))
+    def verify(self, token: str, audience: str) -> Identity:
+        """The credential's identity if it is the mesh's, meant for `audience` and not expired;
+        raises Unauthenticated with the reason."""
+        try:
+            claims = jwt.decode(
+                token.removeprefix(SCOPED_PREFIX), self._key, algorithms=["HS256"], audience=audience,
+                issuer=SCHEDULER, leeway=CLOCK_LEEWAY_SECONDS, options={"require": ["exp", "aud", "sub"]},
+            )  # fmt: skip
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated(
+                "the credential expired (the scheduler renews it while its deployment lives)"
+            ) from None
+        except jwt.InvalidAudienceError:
+            raise Unauthenticated(f"the credential is not meant for {audience or 'this server'}") from None
+        except jwt.PyJWTError as err:
+            raise Unauthenticated(f"invalid credential: {err}") from None
+        if claims.get("role") not in MINTED_ROLES:
+            raise Unauthenticated("invalid credential: no minted role")
+        return Identity(claims["role"], claims["sub"], str(claims.get("model", "")), int(claims.get("challenger", 0)))
 
 
 class Authenticator:
-    def __init__(self, tokens: dict[str, str] | None, key: MeshKey | None = None):
+    """`audience`: the role of the service that checks (minted credentials not meant for it are
+    refused); "" for one that takes none (a runtime, the scheduler)."""
+
+    def __init__(self, tokens: dict[str, str] | None, key: MeshKey | None = None, audience: str = ""):
         self._tenants = None if tokens is None else {_file_digest(t): tenant for t, tenant in tokens.items()}
         self._key = key
+        self._audience = audience
 
     @classmethod
-    def from_file(cls, path: str | Path | None, key_file: str | Path | None = None) -> Authenticator:
+    def from_file(
+        cls, path: str | Path | None, key_file: str | Path | None = None, audience: str = ""
+    ) -> Authenticator:
         if not path:
             return cls(None)
         data = yaml.safe_load(Path(path).read_text())
@@ -150,11 +176,11 @@ class Authenticator:
             raise ValueError(f"{path}: every token needs a non-empty tenant")
         if any(tenant in MINTED_ROLES for tenant in tokens.values()):
             raise ValueError(f"{path}: {MINTED_ROLES} credentials are minted by the scheduler, not listed")
-        return cls(tokens, MeshKey.from_file(key_file))
+        return cls(tokens, MeshKey.from_file(key_file), audience)
 
     @classmethod
-    def for_server(cls, server: ServerSettings) -> Authenticator:
-        return cls.from_file(server.auth_tokens_file, server.mesh_key_file)
+    def for_server(cls, server: ServerSettings, audience: str = "") -> Authenticator:
+        return cls.from_file(server.auth_tokens_file, server.mesh_key_file, audience)
 
     @property
     def enabled(self) -> bool:
@@ -170,12 +196,7 @@ class Authenticator:
         if not token:
             raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
         if token.startswith(SCOPED_PREFIX) and self._key is not None:
-            try:
-                identity = self._key.verify(token)
-            except (ValueError, KeyError, TypeError):
-                identity = None
-            if identity is not None:
-                return identity
+            return self._key.verify(token, self._audience)
         tenant = self._tenants.get(_digest(token))
         if tenant is None:
             raise Unauthenticated("unknown bearer token")

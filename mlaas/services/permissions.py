@@ -31,10 +31,11 @@ RULES: dict[str, frozenset[str]] = {
         _REGISTRY + "SetAlias": {TENANT, MONITOR},
         _REGISTRY + "DeleteModelVersion": {TENANT},
         _REGISTRY + "DownloadArtifact": {TENANT, MONITOR, RUNTIME, TRAINER},
-        # The registry asks before deleting a deployed version; the monitor rolls retrained
-        # versions out and runs their training jobs.
+        # The registry asks before deleting a deployed version, and whether a minted credential's
+        # deployment or job still lives; the monitor rolls retrained versions out and runs their
+        # training jobs.
         _SCHEDULER + "Deploy": {TENANT},
-        _SCHEDULER + "GetDeployment": {TENANT, MONITOR},
+        _SCHEDULER + "GetDeployment": {TENANT, MONITOR, REGISTRY},
         _SCHEDULER + "ListDeployments": {TENANT, REGISTRY},
         _SCHEDULER + "WatchDeployment": {TENANT},
         _SCHEDULER + "Decommission": {TENANT},
@@ -42,7 +43,7 @@ RULES: dict[str, frozenset[str]] = {
         _SCHEDULER + "Scale": {TENANT},
         _SCHEDULER + "UpdateDeployment": {TENANT, MONITOR},
         _SCHEDULER + "RunTrainingJob": {TENANT, MONITOR},
-        _SCHEDULER + "GetTrainingJob": {TENANT, MONITOR},
+        _SCHEDULER + "GetTrainingJob": {TENANT, MONITOR, REGISTRY},
         _SCHEDULER + "CancelTrainingJob": {TENANT, MONITOR},
         # Runtimes feed their own deployment's monitoring; nobody else does.
         _MONITOR + "IngestFeedback": {RUNTIME},

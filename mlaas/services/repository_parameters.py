@@ -8,3 +8,5 @@ CREDENTIAL = "mlaas_credential"
 TRIAL = "mlaas_trial"
 # A canary's share of the requests, in percent.
 CANARY_PERCENT = "mlaas_canary_percent"
+# Only renew the credential (mlaas_credential) of what the runtime serves now: load nothing.
+RENEW = "mlaas_renew"

@@ -117,7 +117,7 @@ class ServerSettings:
     max_workers: int = setting("MLAAS_MAX_WORKERS", 32)
     # Open streams of each streaming rpc: per kind, per caller, and per kind kept for the mesh's
     # own roles; a client stream idle this long is closed (mlaas.services.stream_slots).
-    max_streams: int = setting("MLAAS_MAX_STREAMS", 12)
+    max_streams: int = setting("MLAAS_MAX_STREAMS", 16)
     max_streams_per_caller: int = setting("MLAAS_MAX_STREAMS_PER_CALLER", 4)
     reserved_streams: int = setting("MLAAS_RESERVED_STREAMS", 4)
     stream_idle_seconds: float = setting("MLAAS_STREAM_IDLE_SECONDS", 30.0)

@@ -106,7 +106,7 @@ def test_three_tenants_holding_their_share_of_uploads_leave_the_fourth_its_uploa
                         assert call.exception().code() == grpc.StatusCode.RESOURCE_EXHAUSTED
                         break
                     held[tenant] = held.get(tenant, 0) + 1
-            assert held == {"alpha": 4, "beta": 4, "gamma": 2}
+            assert held == {"alpha": 4, "beta": 4, "gamma": 4}  # and 4 of the 16 left for others
 
             with RegistryClient(address, tokens["delta"], timeout=30) as delta:
                 version = delta.register(artifact, describe("delta-model")).model.version

@@ -49,8 +49,14 @@ def mesh(tmp_path_factory) -> Iterator[Mesh]:
         "--registry-port", "0", "--registry-metrics-port", "-1", "--scheduler-port", "0",
         "--scheduler-metrics-port", "-1", "--monitor-port", "0", "--monitor-metrics-port", "-1",
     ]  # fmt: skip
-    # Client streams idle for 10 s are closed (the default is 30), so that the tests see it.
-    env = tool_env(MLAAS_AUTH_TOKENS_FILE=str(tokens), MLAAS_CACHE_TTL_SECONDS="0", MLAAS_STREAM_IDLE_SECONDS="10")
+    # Shorter than the defaults, so that the tests see them: client streams idle for 10 s are
+    # closed, and minted credentials live 30 s (renewed every 10 s).
+    env = tool_env(
+        MLAAS_AUTH_TOKENS_FILE=str(tokens),
+        MLAAS_CACHE_TTL_SECONDS="0",
+        MLAAS_STREAM_IDLE_SECONDS="10",
+        MLAAS_CREDENTIAL_SECONDS="30",
+    )
     up = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         endpoints = json.loads(up.stdout.readline())

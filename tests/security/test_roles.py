@@ -12,7 +12,7 @@ from google.protobuf import message_factory
 
 from mlaas.oip import open_inference_v2_pb2
 from mlaas.services import permissions
-from mlaas.services.auth import MONITOR, REGISTRY, RUNTIME, SCHEDULER, TRAINER
+from mlaas.services.auth import AUDIENCES, MONITOR, REGISTRY, RUNTIME, SCHEDULER, TRAINER
 from mlaas.v1 import monitor_pb2, node_pb2, registry_pb2, scheduler_pb2
 from monitor_svc.app import build_monitor
 from monitor_svc.settings import MonitorSettings
@@ -84,6 +84,9 @@ def servers(parts, identities, tmp_path, models_dir):
     registry.stop(0)
 
 
+SERVERS_ROLE = {"registry": REGISTRY, "monitor": MONITOR}  # the audiences minted credentials name
+
+
 def test_each_identity_reaches_exactly_the_rpcs_of_its_role(servers, identities):
     callers = {
         permissions.TENANT: identities.token("alpha"),
@@ -101,6 +104,12 @@ def test_each_identity_reaches_exactly_the_rpcs_of_its_role(servers, identities)
                 for who, token in callers.items():
                     code, message = _call(channel, method, token)
                     refused = code == grpc.StatusCode.PERMISSION_DENIED and any(r in message for r in REFUSALS)
-                    if refused == (who in allowed) or code == grpc.StatusCode.UNAUTHENTICATED:
+                    # A minted credential is shown only to the services in its audience.
+                    elsewhere = who in AUDIENCES and SERVERS_ROLE.get(server) not in AUDIENCES[who]
+                    if elsewhere:
+                        refused = code == grpc.StatusCode.UNAUTHENTICATED and "is not meant for" in message
+                    if refused == (who in allowed and not elsewhere) or (
+                        code == grpc.StatusCode.UNAUTHENTICATED and not elsewhere
+                    ):
                         wrong.append(f"{who} -> {_path(method)}: {code.name} {message}")
     assert wrong == []

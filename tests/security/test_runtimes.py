@@ -9,6 +9,7 @@ import queue
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -16,12 +17,14 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from mlaas import errors
-from mlaas.client import MonitorClient
+from mlaas.client import MonitorClient, RegistryClient
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference, InferenceClient, build_request
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
-from mlaas.v1 import monitor_pb2, node_pb2, scheduler_pb2, types_pb2
+from mlaas.services.auth import RUNTIME, MeshKey
+from mlaas.tensors import to_raw
+from mlaas.v1 import monitor_pb2, monitor_pb2_grpc, node_pb2, scheduler_pb2, types_pb2
 from tests.security.conftest import TOKENS
 
 
@@ -391,3 +394,83 @@ def _matched(store) -> int:
         return 0
     with sqlite3.connect(store) as db:
         return db.execute("SELECT COUNT(matched) FROM labels").fetchone()[0]
+
+
+def _credential_of(replica: scheduler_pb2.Replica) -> str:
+    """The credential the scheduler minted for a replica, as one who got hold of it would have it."""
+    environ = Path(f"/proc/{int(replica.handle)}/environ").read_bytes().split(b"\0")
+    return next(v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"MLAAS_TOKEN="))
+
+
+def _feedback(deployment_id: str, X) -> monitor_pb2.IngestFeedbackRequest:
+    datatype, raw = to_raw(X[:2])
+    record = monitor_pb2.InferenceRecord(
+        request_ids=["leaked-1", "leaked-2"], model_version=1,
+        inputs=[monitor_pb2.RawTensor(datatype=datatype, shape=[2, 4], data=raw)],
+        outputs=[monitor_pb2.RawTensor(datatype="INT64", shape=[2], data=b"\0" * 16)],
+    )  # fmt: skip
+    return monitor_pb2.IngestFeedbackRequest(deployment_id=deployment_id, records=[record])
+
+
+def test_a_runtimes_credential_expires_is_renewed_and_is_void_once_its_deployment_is_destroyed(mesh, models, tmp_path):
+    """A credential lives 30 s in this mesh: the one a replica started with is refused after that,
+    while the replica, renewed, goes on feeding the Monitor. Once the deployment is destroyed, a
+    credential minted for it that has not expired yet is refused within seconds by the registry and
+    the Monitor (it once downloaded the model and fed the monitoring of a destroyed deployment)."""
+    X = models
+    with mesh.scheduler_as("alpha") as scheduler:  # destroyed below
+        deployment = scheduler.wait_ready(scheduler.deploy("alpha-shared").id)
+    first = _credential_of(deployment.replica_status[0])
+    with RegistryClient(mesh.registry, first) as holder:
+        holder.download("alpha-shared:1", tmp_path / "model.onnx")
+    deadline = time.monotonic() + 60
+    while True:  # past its 30 s and the clock leeway
+        try:
+            with RegistryClient(mesh.registry, first) as holder:
+                holder.download("alpha-shared:1", tmp_path / "again.onnx")
+        except errors.Unauthenticated as refused:
+            assert "expired" in refused.message
+            break
+        assert time.monotonic() < deadline, "the credential outlived its lifetime"
+        time.sleep(1)
+    with MonitorClient(mesh.monitor, TOKENS["alpha"]) as monitor:
+        seen = monitor.report(deployment.id).samples_seen if _reported(monitor, deployment.id) else 0
+        with InferenceClient(deployment.endpoints[0], TOKENS["alpha"]) as runtime:
+            runtime.infer("alpha-shared", {"X": X[:5]})
+        deadline = time.monotonic() + 30
+        while not _reported(monitor, deployment.id) or monitor.report(deployment.id).samples_seen <= seen:
+            assert time.monotonic() < deadline, "the renewed runtime's feedback never reached the Monitor"
+            time.sleep(0.2)
+
+    live = MeshKey.from_file(mesh.data_dir / "mesh.key").mint(RUNTIME, deployment.id, "alpha-shared:1")
+    with mesh.scheduler_as("alpha") as scheduler:
+        scheduler.decommission(deployment.id)
+        deadline = time.monotonic() + 30
+        while scheduler.get(deployment.id).state != scheduler_pb2.DEPLOYMENT_STATE_DESTROYED:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    destroyed = time.monotonic()
+    with grpc.insecure_channel(mesh.monitor) as channel:
+        feed = monitor_pb2_grpc.MonitorServiceStub(channel).IngestFeedback
+        while True:
+            code, details = _code(
+                lambda: feed(
+                    iter([_feedback(deployment.id, X)]), metadata=[("authorization", f"Bearer {live}")], timeout=10
+                )
+            )
+            if code == grpc.StatusCode.UNAUTHENTICATED:
+                break
+            assert time.monotonic() - destroyed < 10, (code, details)
+            time.sleep(0.2)
+    assert "is gone" in details
+    with RegistryClient(mesh.registry, live) as holder, pytest.raises(errors.Unauthenticated, match="is gone"):
+        holder.download("alpha-shared:1", tmp_path / "after.onnx")
+    assert time.monotonic() - destroyed < 10
+
+
+def _reported(monitor: MonitorClient, deployment_id: str) -> bool:
+    try:
+        monitor.report(deployment_id)
+    except errors.NotFound:
+        return False
+    return True
