@@ -46,7 +46,7 @@ $(BUF): package.json package-lock.json
 lint: $(STAMP) $(BUF)
 	$(BUF) lint
 	$(BUF) format --exit-code --diff
-	$(BUF) breaking --against '.git#branch=main'
+	scripts/buf_breaking.sh $(BUF)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
