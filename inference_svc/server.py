@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 import psutil
@@ -80,15 +81,21 @@ def _remove_orphaned_metrics_dirs() -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def _pick_ports(settings: RuntimeSettings) -> tuple[int, int, int] | None:
-    """(gRPC, REST, bulk gRPC) ports, -1 for one that is off and a free one for each 0; None
-    (and why, logged) when two are the same or one is in use."""
-    port = settings.server.port or free_port()
+def _free_port_but(taken: Collection[int]) -> int:
+    """A free port none of `taken` (picked, not bound yet: the kernel may offer one twice)."""
+    while (port := free_port()) in taken:
+        continue
+    return port
+
+
+def _pick_ports(settings: RuntimeSettings, taken: Collection[int] = ()) -> tuple[int, int, int] | None:
+    """(gRPC, REST, bulk gRPC) ports, -1 for one that is off and a free one, none of `taken`,
+    for each 0; None (and why, logged) when two are the same or one is in use."""
+    port = settings.server.port or _free_port_but(taken)
     chosen = [port]
     for wanted in (settings.http_port, settings.bulk_port):
         if wanted == 0:
-            while wanted in (0, *chosen):
-                wanted = free_port()
+            wanted = _free_port_but([*chosen, *taken])
         elif wanted > 0 and wanted in chosen:
             log.error("port %d is given twice: gRPC, REST and bulk requests need a port each", wanted)
             return None
@@ -106,17 +113,23 @@ def run(settings: RuntimeSettings) -> int:
     """Spawns the workers and supervises them until SIGTERM/SIGINT or a worker dies."""
     import dataclasses
 
-    ports = _pick_ports(settings)
+    _remove_orphaned_metrics_dirs()
+    metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by the spawned workers
+    metrics_port = -1
+    if settings.server.metrics_port >= 0:  # bound before the other ports are picked: never one of them
+        metrics_port = _serve_metrics(settings.server.metrics_port, "127.0.0.1")
+        log.info("metrics on 127.0.0.1:%d/metrics", metrics_port)
+    ports = _pick_ports(settings, taken=[metrics_port])
     if ports is None:
         return 1
     port, http_port, bulk_port = ports
     workers = max(1, settings.workers)
     # The workers' private ports: the bulk worker is the last and gets repository changes too.
     processes_count = workers + (bulk_port >= 0)
-    control_ports = tuple(free_port() for _ in range(processes_count)) if processes_count > 1 else ()
-    _remove_orphaned_metrics_dirs()
-    metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by the spawned workers
+    control_ports: list[int] = []
+    for _ in range(processes_count if processes_count > 1 else 0):
+        control_ports.append(_free_port_but([*ports, metrics_port, *control_ports]))
     context = multiprocessing.get_context("spawn")  # grpc must not be forked after initialisation
     long_calls = LongCalls()
     processes = []
@@ -127,7 +140,7 @@ def run(settings: RuntimeSettings) -> int:
             server=dataclasses.replace(settings.server, port=bulk_port if bulk else port),
             http_port=-1 if bulk else http_port,
             bulk_port=bulk_port,
-            control_ports=control_ports,
+            control_ports=tuple(control_ports),
             worker_index=index,
             bulk=bulk,
             # the bulk worker's long calls use the cores kept for it, no more
@@ -140,9 +153,6 @@ def run(settings: RuntimeSettings) -> int:
         )
         process.start()
         processes.append(process)
-    if settings.server.metrics_port >= 0:
-        metrics_port = _serve_metrics(settings.server.metrics_port, "127.0.0.1")
-        log.info("metrics on 127.0.0.1:%d/metrics", metrics_port)
     log.info(
         "runtime on port %d%s%s with %d worker(s)", port, f" (REST {http_port})" if http_port >= 0 else "",
         f", bulk requests on port {bulk_port}" if bulk_port >= 0 else "", workers,
