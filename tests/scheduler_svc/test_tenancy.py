@@ -36,13 +36,13 @@ def test_tenants_see_their_own_deployments_and_the_roles_what_they_need(parts, i
 
         assert [d.id for d in registry_role.list(model_name="iris", model_version=1)] == [deployment.id]
         assert monitor_role.get(deployment.id).tenant == "alpha"
-        with pytest.raises(errors.PermissionDenied, match="may not call"):
-            registry_role.get(deployment.id)
-        with pytest.raises(errors.PermissionDenied, match="may not call"):
-            monitor_role.deploy("iris")
+        assert registry_role.get(deployment.id).state == S.DEPLOYMENT_STATE_READY  # does a credential's scope live?
+        for role in (registry_role, monitor_role):
+            with pytest.raises(errors.PermissionDenied, match="may not call"):
+                role.deploy("iris")
         runtime = identities.minted(RUNTIME, deployment.id, "iris:1")
-        with SchedulerClient(address, runtime) as replica, pytest.raises(errors.PermissionDenied):
-            replica.get(deployment.id)
+        with SchedulerClient(address, runtime) as replica, pytest.raises(errors.Unauthenticated, match="not meant"):
+            replica.get(deployment.id)  # a runtime's credential is for the registry and the Monitor only
 
         # The Monitor rolls a retrained version out on the owner's behalf; another tenant cannot.
         _, X, y = iris_model
