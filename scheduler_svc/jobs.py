@@ -23,7 +23,6 @@ import math
 import re
 import secrets
 import shutil
-import stat
 import time
 import uuid
 from collections.abc import Iterable
@@ -36,11 +35,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from mlaas.refs import format_ref
 from mlaas.services.auth import TRAINER, MeshKey
-from mlaas.services.job_inputs import inputs_dir
 from mlaas.services.round_files import CANDIDATE, FAILURE_NOTE, PARAMETERS, ROUND_PLAN, ROUND_RESULT, STAGES
 from mlaas.services.stages import read_stages, stage_time
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.backends import Backend, JobSpec, ReplicaStatus
+from scheduler_svc.inputs import take_input
 from scheduler_svc.placer import Placer
 
 S = scheduler_pb2
@@ -68,25 +67,6 @@ def _now() -> Timestamp:
     stamp = Timestamp()
     stamp.GetCurrentTime()
     return stamp
-
-
-def take_input(jobs_dir: Path, uri: str, job_dir: Path, tenant: str, name: str = "input.npz") -> Path:
-    """Moves the caller's input file into the job's private directory (as `name`). It must be a
-    regular file directly in the caller's inputs directory (mlaas/services/job_inputs.py; no
-    link, no directory, nothing outside): the one place the caller writes."""
-    mine = inputs_dir(jobs_dir, tenant)
-    if not uri.startswith("file://"):
-        raise InvalidArgument(f"input_uri must be a file:// URI of a file in your inputs directory {mine}")
-    path = Path(uri.removeprefix("file://"))
-    try:
-        regular = path.parent.resolve() == mine.resolve() and stat.S_ISREG(path.lstat().st_mode)
-    except OSError:
-        regular = False
-    if not regular:
-        raise InvalidArgument(f"input_uri {uri} is not a file directly in your inputs directory {mine}")
-    target = job_dir / name
-    path.rename(target)  # same directory tree: atomic, and the caller's name is gone
-    return target
 
 
 def check_node_round(plan: scheduler_pb2.NodeRound) -> None:
@@ -225,12 +205,14 @@ class TrainingJobs:
         # Private to the job: a name nobody can guess, readable and writable by its owner only.
         job_dir = self.jobs_dir / f"{job_id}-{secrets.token_hex(16)}"
         job_dir.mkdir(mode=0o700)
+        remove_callers_file = None
         try:
             if node_round is None:
-                input_path = take_input(self.jobs_dir, input_uri, job_dir, tenant)
+                input_path = job_dir / "input.npz"
+                remove_callers_file = take_input(self.jobs_dir, input_uri, input_path, tenant)
             else:
                 if node_round.judge_candidate:  # the model a federated round's sites judge
-                    take_input(self.jobs_dir, input_uri, job_dir, tenant, CANDIDATE)
+                    remove_callers_file = take_input(self.jobs_dir, input_uri, job_dir / CANDIDATE, tenant)
                 input_path = job_dir / ROUND_PLAN
                 input_path.write_text(json_format.MessageToJson(node_round))
         except Exception:
@@ -251,10 +233,11 @@ class TrainingJobs:
         )  # fmt: skip
         job.deadline.FromNanoseconds(job.created_at.ToNanoseconds() + int(self._deadline * 1e9))
         refused = self._place(job)
-        if refused and node_round is None:  # the caller's file goes back where it was
-            input_path.rename(input_uri.removeprefix("file://"))
+        if refused and node_round is None:  # the caller's file stays where it was
             shutil.rmtree(job_dir, ignore_errors=True)
             raise ResourceExhausted(f"no node can run the training job now: {refused}")
+        if remove_callers_file is not None:
+            remove_callers_file()
         if refused:  # a round waits for its node
             job.reason = refused
             self._store.put(job)

@@ -72,10 +72,22 @@ def test_bad_training_jobs_are_refused(scheduler, parts, tmp_path):
     np.savez(jobs_dir / "nested" / "data.npz", X=np.zeros((5, 4), np.float32), y=np.zeros(5))
     with pytest.raises(InvalidArgument, match="output_uri is chosen by the scheduler"):
         client.run_training_job("iris", good_in, f"file://{jobs_dir}/out.onnx")
-    refused = ("../escape.npz", "missing.npz", "a-directory", "a-link.npz", "nested/data.npz", "/../../etc/passwd")
+    np.savez(jobs_dir / "shared.npz", X=np.zeros((5, 4), np.float32), y=np.zeros(5))
+    (jobs_dir / "hard-link.npz").hardlink_to(jobs_dir / "shared.npz")  # as if to another's file
+    refused = (
+        "../escape.npz",
+        "missing.npz",
+        "a-link.npz",
+        "nested/data.npz",
+        "nested/../data.npz",
+        "/../../etc/passwd",
+    )
     for uri in (f"file://{jobs_dir}/{name}" for name in refused):
         with pytest.raises(InvalidArgument, match="is not a file directly in your inputs directory"):
             client.run_training_job("iris", uri)
+    for name in ("a-directory", "hard-link.npz"):
+        with pytest.raises(InvalidArgument, match="must be a regular file with no other link to it"):
+            client.run_training_job("iris", f"file://{jobs_dir}/{name}")
     with pytest.raises(InvalidArgument, match="must be a file:// URI"):
         client.run_training_job("iris", "s3://bucket/data.npz")
     with pytest.raises(FailedPrecondition, match="no-recipe:1 has no training recipe"):
@@ -83,7 +95,8 @@ def test_bad_training_jobs_are_refused(scheduler, parts, tmp_path):
     with pytest.raises(ResourceExhausted, match="no node can run the training job now"):
         client.run_training_job("greedy", good_in)
     assert (jobs_dir / "data.npz").is_file()  # a refused job leaves the caller's file where it was
-    assert sorted(p.name for p in jobs_dir.iterdir()) == ["a-directory", "a-link.npz", "data.npz", "nested"]
+    left = ["a-directory", "a-link.npz", "data.npz", "hard-link.npz", "nested", "shared.npz"]
+    assert sorted(p.name for p in jobs_dir.iterdir()) == left
     assert {n.name: n for n in client.nodes()}["node-a"].allocated.cpu_millicores == 0  # nothing half-made
     with pytest.raises(NotFound, match="training job 'j-nope' not found"):
         client.wait_training_job("j-nope", timeout=1)

@@ -1,0 +1,61 @@
+"""A training job's input file, taken from the caller's own inputs directory
+(mlaas/services/job_inputs.py) without a race: the directory and the file are opened once, never
+through a link (O_NOFOLLOW, the file by its bare name relative to the directory's descriptor), the
+file must be regular with no other link (a hard link to another tenant's file is refused), and
+its bytes are copied from that descriptor into the job's private directory. Swapping the name for
+a link after the check changes nothing: what was checked is what is copied. The caller's file is
+removed once the job is placed, and only if its name still points at what was copied."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+from mlaas.errors import InvalidArgument
+from mlaas.services.job_inputs import inputs_dir
+
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
+def take_input(jobs_dir: Path, uri: str, target: Path, tenant: str) -> Callable[[], None]:
+    """Copies the caller's file `uri` to `target`; returns what removes the caller's file."""
+    mine = inputs_dir(jobs_dir, tenant)
+    not_mine = InvalidArgument(f"input_uri {uri} is not a file directly in your inputs directory {mine}")
+    if not uri.startswith("file://"):
+        raise InvalidArgument(f"input_uri must be a file:// URI of a file in your inputs directory {mine}")
+    path = uri.removeprefix("file://")
+    name = os.path.basename(path)
+    if ".." in Path(path).parts or os.path.abspath(os.path.dirname(path)) != os.path.abspath(mine) or not name:
+        raise not_mine
+    try:
+        directory = os.open(mine, _DIRECTORY)
+    except OSError:
+        raise not_mine from None
+    try:
+        source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+    except OSError:
+        raise not_mine from None
+    finally:
+        os.close(directory)
+    taken = os.fstat(source)
+    if not stat.S_ISREG(taken.st_mode) or taken.st_nlink != 1:
+        os.close(source)
+        raise InvalidArgument(f"input_uri {uri} must be a regular file with no other link to it")
+    with os.fdopen(source, "rb") as data, open(target, "xb") as copy:
+        shutil.copyfileobj(data, copy, 1 << 20)
+
+    def remove_callers_file() -> None:
+        with contextlib.suppress(OSError):
+            directory = os.open(mine, _DIRECTORY)
+            try:
+                now = os.stat(name, dir_fd=directory, follow_symlinks=False)
+                if (now.st_dev, now.st_ino) == (taken.st_dev, taken.st_ino):
+                    os.unlink(name, dir_fd=directory)
+            finally:
+                os.close(directory)
+
+    return remove_callers_file
