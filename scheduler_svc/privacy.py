@@ -40,10 +40,16 @@ def set_terms(deployment: S.Deployment, terms: S.PrivacyTerms):
 
 
 def refusal(terms: S.PrivacyTerms, plan: S.NodeRound) -> str:
-    """'' when the terms let the round run, else why not. A federated round's judging step
-    reads only its candidate's counts and spends nothing."""
-    if not terms.epsilon or plan.judge_candidate:
+    """'' when the terms let the round run, else why not. A federated round's steps (the
+    parameters of a fit, and the exact counts of judging any candidate the caller gives) have no
+    differential privacy yet: under terms they are refused, never run uncharged."""
+    if not terms.epsilon:
         return ""
+    if plan.judge_candidate or plan.parameters_only:
+        return (
+            f"deployment {plan.deployment_id}'s privacy terms: federated rounds have no differential privacy yet, "
+            "and its node's data is promised it"
+        )
     if not plan.epsilon:
         return (
             f"deployment {plan.deployment_id}'s privacy terms: every round on its node fits with differential privacy"
@@ -63,7 +69,17 @@ def charge(plan: S.NodeRound):
     def change(record: S.Deployment) -> None:
         if why := refusal(record.privacy, plan):
             raise FailedPrecondition(why)
-        if record.privacy.epsilon and not plan.judge_candidate:
+        if record.privacy.epsilon:
             record.privacy.spent += plan.epsilon
+
+    return change
+
+
+def refund(plan: S.NodeRound):
+    """The change that gives back what `charge(plan)` took, for a round that was never started."""
+
+    def change(record: S.Deployment) -> None:
+        if record.privacy.epsilon:
+            record.privacy.spent = max(0.0, record.privacy.spent - plan.epsilon)
 
     return change

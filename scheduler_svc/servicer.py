@@ -19,7 +19,7 @@ from scheduler_svc import tallies
 from scheduler_svc.jobs import LIVE, JobStore, TrainingJobs, check_node_round
 from scheduler_svc.lifecycle import Lifecycle
 from scheduler_svc.placer import nodes_with_allocations
-from scheduler_svc.privacy import charge, set_terms
+from scheduler_svc.privacy import charge, refund, set_terms
 from scheduler_svc.queue import DeploymentQueue
 from scheduler_svc.settings import SchedulerSettings
 from scheduler_svc.states import TERMINAL, WATCHED
@@ -345,7 +345,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 "and that data is its owner's: only a deployment of the owner's own model has one"
             )
         self._store.update(deployment.id, charge(plan))  # FAILED_PRECONDITION past the privacy terms
-        return self._jobs.run(model, request.input_uri, tenant, node_round=plan, node=deployment.node)
+        try:
+            return self._jobs.run(model, request.input_uri, tenant, node_round=plan, node=deployment.node)
+        except Exception:  # refused (a round on the node already, its input): it spent nothing
+            self._store.update(deployment.id, refund(plan))
+            raise
 
     def _job(self, context, job_id: str) -> scheduler_pb2.TrainingJob:
         """The job, if the caller started it (or is the Monitor); NotFound as for a missing one."""

@@ -92,26 +92,36 @@ def test_a_private_round_spends_its_epsilon_and_rolls_out_what_it_judged(strict_
 
 
 def test_the_privacy_terms_hold_for_every_round_whoever_asks_for_it(strict_sea):
-    """The owner sets epsilon 1 a round and 1.5 in all; a round asked straight of the scheduler
-    at epsilon 50, or without privacy, is refused, as is the second round at epsilon 1, and only
-    what an accepted round spends is charged."""
+    """The owner sets epsilon 1 a round and 2.5 in all; a round asked straight of the scheduler
+    at epsilon 50, without privacy, or as a federated step (exact counts, no privacy) is refused;
+    a round refused for another reason (one at a time) spends nothing; the third round at
+    epsilon 1 goes past the budget."""
     client, deployment = strict_sea
-    terms = client.set_privacy(deployment.id, epsilon=1.0, budget=1.5).privacy
-    assert (terms.epsilon, terms.budget, terms.spent) == (1.0, 1.5, 0.0)
-    for epsilon, refusal in ((50.0, "spends at most epsilon 1, and this one asks 50"),
-                             (0.0, "every round on its node fits with differential privacy")):  # fmt: skip
+    terms = client.set_privacy(deployment.id, epsilon=1.0, budget=2.5).privacy
+    assert (terms.epsilon, terms.budget, terms.spent) == (1.0, 2.5, 0.0)
+    for plan, refusal in (
+        (S.NodeRound(epsilon=50.0), "spends at most epsilon 1, and this one asks 50"),
+        (S.NodeRound(epsilon=0.0), "every round on its node fits with differential privacy"),
+        (S.NodeRound(parameters_only=True), "federated rounds have no differential privacy yet"),
+    ):
+        plan.MergeFrom(S.NodeRound(deployment_id=deployment.id, confidence=0.5))
         with pytest.raises(FailedPrecondition, match=refusal):
-            client.run_node_round("sea", S.NodeRound(deployment_id=deployment.id, confidence=0.5, epsilon=epsilon))
+            client.run_node_round("sea", plan)
     assert client.get(deployment.id).privacy.spent == 0.0
     plan = S.NodeRound(deployment_id=deployment.id, confidence=0.5, epsilon=1.0)
-    done = client.wait_training_job(client.run_node_round("sea", plan).id, timeout=120)
+    first = client.run_node_round("sea", plan)
+    with pytest.raises(FailedPrecondition, match="has a round on its node already"):
+        client.run_node_round("sea", plan)
+    assert client.get(deployment.id).privacy.spent == pytest.approx(1.0)  # the refused one gave it back
+    done = client.wait_training_job(first.id, timeout=120)
     assert done.round_result.epsilon_spent == pytest.approx(1.0)
-    assert client.get(deployment.id).privacy.spent == pytest.approx(1.0)
-    with pytest.raises(FailedPrecondition, match=r"privacy budget: 1 of 1\.5 spent, and a round spends 1"):
+    client.wait_training_job(client.run_node_round("sea", plan).id, timeout=120)
+    assert client.get(deployment.id).privacy.spent == pytest.approx(2.0)
+    with pytest.raises(FailedPrecondition, match=r"privacy budget: 2 of 2\.5 spent, and a round spends 1"):
         client.run_node_round("sea", plan)
     with pytest.raises(InvalidArgument, match=r"privacy\.budget .* must be at least privacy\.epsilon"):
         client.set_privacy(deployment.id, epsilon=2.0, budget=1.0)
-    assert client.set_privacy(deployment.id, epsilon=1.0, budget=3.0).privacy.spent == pytest.approx(1.0)  # kept
+    assert client.set_privacy(deployment.id, epsilon=1.0, budget=3.0).privacy.spent == pytest.approx(2.0)  # kept
     open_one = client.wait_ready(client.deploy("iris").id)
     with pytest.raises(FailedPrecondition, match="is OPEN: privacy terms guard the data kept on a STRICT"):
         client.set_privacy(open_one.id, epsilon=1.0, budget=2.0)
