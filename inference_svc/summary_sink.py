@@ -1,6 +1,6 @@
 """For STRICT deployments, raw inputs never leave the runtime: this sink turns inference records
-into per-window summaries (WindowSummary: per feature, counts over fixed bin edges, mean and
-variance, for the inputs and the first output) and sends only those to the Monitor, which still
+into per-window summaries (WindowSummary: per feature, counts over fixed bin edges, for the
+inputs and the first output) and sends only those to the Monitor, which still
 tests them against the reference data. The bin edges are the Monitor's, asked for each model
 version before its first window: the deciles of the version's registered reference data, so that
 the edges tell nothing of the node's rows (their own quantiles would, and for a discrete feature
@@ -25,16 +25,12 @@ M = monitor_pb2
 
 
 def _summaries(rows: np.ndarray, edges: list[np.ndarray]) -> list[monitor_pb2.FeatureSummary]:
+    """Per feature, the counts over the Monitor's edges and nothing else of the rows."""
     found = []
     for j, cut in enumerate(edges):
         column = rows[:, j]
         counts = np.bincount(np.searchsorted(cut, column, side="right"), minlength=cut.size + 1)
-        found.append(
-            M.FeatureSummary(
-                feature_index=j, bin_edges=cut.tolist(), counts=counts.tolist(), n=column.size,
-                mean=float(column.mean()), variance=float(column.var(ddof=1)) if column.size > 1 else 0.0,
-            )
-        )  # fmt: skip
+        found.append(M.FeatureSummary(feature_index=j, bin_edges=cut.tolist(), counts=counts.tolist(), n=column.size))
     return found
 
 

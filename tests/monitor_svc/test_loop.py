@@ -231,6 +231,7 @@ def test_a_strict_deployment_sends_only_summaries_and_still_shows_data_drift(
     assert sent and all(not m.records and m.summaries for m in sent)  # no row ever left the node
     summaries = [s for m in sent for s in m.summaries]
     assert all(s.HasField("window_start") and s.features[0].n >= 256 for s in summaries)
+    assert all(f.mean == f.variance == 0 for s in summaries for f in (*s.features, *s.outputs))  # counts only
     # Every window, before and after the shift, counted over the reference's deciles, never the node's.
     assert all([f.bin_edges for f in s.features] == [e.edges for e in given.features] for s in summaries)
     data = [e for e in report.recent_events if e.kind == M.DRIFT_KIND_DATA]
