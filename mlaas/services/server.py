@@ -157,7 +157,9 @@ class MeshServer(_Served):
             ),
             interceptors=[
                 AuthInterceptor(self._authenticator),
-                StreamSlotInterceptor(self.streams, self.settings.stream_idle_seconds),
+                StreamSlotInterceptor(
+                    self.streams, self.settings.stream_idle_seconds, self.settings.stream_max_seconds
+                ),
                 MetricsInterceptor(RpcMetrics(self.metrics_registry, self.name)),
             ],
             options=_options(),

@@ -121,6 +121,8 @@ class ServerSettings:
     max_streams_per_caller: int = setting("MLAAS_MAX_STREAMS_PER_CALLER", 4)
     reserved_streams: int = setting("MLAAS_RESERVED_STREAMS", 4)
     stream_idle_seconds: float = setting("MLAAS_STREAM_IDLE_SECONDS", 30.0)
+    # A client stream open this long is closed however it sends (a slow drip holds no slot for ever).
+    stream_max_seconds: float = setting("MLAAS_STREAM_MAX_SECONDS", 3600.0)
     # Without a tokens file servers bind to loopback unless this is set.
     allow_open_remote: bool = setting("MLAAS_ALLOW_OPEN_REMOTE", False)
     # The key that signs the credentials the scheduler mints for runtimes and jobs (mlaas.services.auth).
@@ -137,8 +139,8 @@ class ServerSettings:
                 "MLAAS_MAX_WORKERS, MLAAS_MAX_STREAMS and MLAAS_MAX_STREAMS_PER_CALLER must be at least 1 "
                 "and MLAAS_RESERVED_STREAMS at least 0"
             )
-        if self.stream_idle_seconds <= 0:
-            raise ValueError("MLAAS_STREAM_IDLE_SECONDS must be positive")
+        if self.stream_idle_seconds <= 0 or self.stream_max_seconds <= 0:
+            raise ValueError("MLAAS_STREAM_IDLE_SECONDS and MLAAS_STREAM_MAX_SECONDS must be positive")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], service: str, default_port: int) -> ServerSettings:

@@ -9,13 +9,15 @@ compete, and its own threads beside the ones unary calls and health checks use. 
 - the mesh's own roles (runtimes' feedback, the scheduler's and Monitor's calls) have
   `reserved` slots of each kind that no tenant can take, and share the rest like any caller.
 
-A client stream that sends nothing for `idle_seconds` is closed with DEADLINE_EXCEEDED, so a
-stalled upload gives its slot back.
+A client stream that sends nothing for `idle_seconds`, or is open longer than `max_seconds`
+(however little it sends meanwhile), is closed with DEADLINE_EXCEEDED, so a stalled or dripping
+upload gives its slot back.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import queue
 import threading
 import time
@@ -103,10 +105,13 @@ class StreamSlots:
 _END = object()
 
 
-def idle_limited(requests: Iterator, context: grpc.ServicerContext, idle_seconds: float) -> Iterator:
+def idle_limited(
+    requests: Iterator, context: grpc.ServicerContext, idle_seconds: float, max_seconds: float = math.inf
+) -> Iterator:
     """The requests of a client stream, aborting the call with DEADLINE_EXCEEDED when the client
-    sends nothing for `idle_seconds`. A reader thread takes them from gRPC, whose iterator cannot
-    wait with a timeout; it ends with the call."""
+    sends nothing for `idle_seconds` or the stream is open for `max_seconds`. A reader thread
+    takes them from gRPC, whose iterator cannot wait with a timeout; it ends with the call."""
+    closes_at = time.monotonic() + max_seconds
     arrived: queue.Queue = queue.Queue(maxsize=2)
     done = threading.Event()
 
@@ -130,7 +135,7 @@ def idle_limited(requests: Iterator, context: grpc.ServicerContext, idle_seconds
     threading.Thread(target=read, name="stream-reader", daemon=True).start()
     try:
         while True:
-            deadline = time.monotonic() + idle_seconds
+            deadline = min(time.monotonic() + idle_seconds, closes_at)
             while True:
                 try:
                     item = arrived.get(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
@@ -138,6 +143,11 @@ def idle_limited(requests: Iterator, context: grpc.ServicerContext, idle_seconds
                 except queue.Empty:
                     if not context.is_active():
                         return
+                    if time.monotonic() >= closes_at:
+                        context.abort(
+                            grpc.StatusCode.DEADLINE_EXCEEDED,
+                            f"the stream was open for {max_seconds:g} s, the most it may (MLAAS_STREAM_MAX_SECONDS)",
+                        )
                     if time.monotonic() >= deadline:
                         context.abort(
                             grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -153,15 +163,16 @@ def idle_limited(requests: Iterator, context: grpc.ServicerContext, idle_seconds
 
 
 class StreamSlotInterceptor(grpc.ServerInterceptor):
-    def __init__(self, slots: StreamSlots, idle_seconds: float):
+    def __init__(self, slots: StreamSlots, idle_seconds: float, max_seconds: float):
         self._slots = slots
-        self._idle_seconds = idle_seconds
+        self._idle_seconds, self._max_seconds = idle_seconds, max_seconds
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         if handler is None or not (handler.request_streaming or handler.response_streaming):
             return handler
-        slots, idle_seconds, kind = self._slots, self._idle_seconds, handler_call_details.method
+        slots, idle_seconds, max_seconds = self._slots, self._idle_seconds, self._max_seconds
+        kind = handler_call_details.method
         caller = slots.caller(handler_call_details.invocation_metadata)
         from_client = handler.request_streaming
 
@@ -173,7 +184,7 @@ class StreamSlotInterceptor(grpc.ServerInterceptor):
                 return reserved
 
             def requests_of(request, context):
-                return idle_limited(request, context, idle_seconds) if from_client else request
+                return idle_limited(request, context, idle_seconds, max_seconds) if from_client else request
 
             if streaming:
 

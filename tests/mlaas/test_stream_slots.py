@@ -151,3 +151,29 @@ def test_an_upload_that_sends_nothing_is_closed_and_its_slot_comes_back(tmp_path
     finally:
         release.set()
         registry.stop(0)
+
+
+def test_an_upload_that_drips_is_closed_at_the_most_a_stream_may_stay_open(tmp_path, four_tenants):
+    server, tokens = four_tenants
+    server = ServerSettings(**{**server.__dict__, "stream_idle_seconds": 0.5, "stream_max_seconds": 1.5})
+    registry = build_registry(RegistrySettings(data_dir=tmp_path / "registry", server=server)).start()
+    stop = threading.Event()
+
+    def dripping():  # never idle for the idle time, never done
+        yield registry_pb2.RegisterModelRequest(description=describe("drip"))
+        while not stop.wait(0.1):
+            yield registry_pb2.RegisterModelRequest(artifact_chunk=b"x")
+
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{registry.port}") as channel:
+            stub = registry_pb2_grpc.RegistryServiceStub(channel)
+            started = time.monotonic()
+            with pytest.raises(grpc.RpcError) as closed:
+                stub.RegisterModel(dripping(), metadata=[("authorization", f"Bearer {tokens['alpha']}")], timeout=60)
+            assert closed.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert "open for 1.5 s, the most it may (MLAAS_STREAM_MAX_SECONDS)" in closed.value.details()
+            assert time.monotonic() - started < 30
+            wait_for(lambda: registry.streams.open(UPLOAD) == 0)
+    finally:
+        stop.set()
+        registry.stop(0)
