@@ -279,6 +279,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         self._check(context, request.deployment_id)
         seen = self._store.last_event_seq()
         while context.is_active():
+            self._check(context, request.deployment_id)  # a lease dropped meanwhile ends the watch
             for seq, raw in self._store.events(request.deployment_id, seen):
                 seen = seq
                 yield M.WatchDriftResponse(event=M.DriftEvent.FromString(raw))
@@ -322,6 +323,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         for raw in self._store.retrainings(request.deployment_id):
             yield from fresh(raw)
         while context.is_active():
+            self._check(context, request.deployment_id)  # a lease dropped meanwhile ends the watch
             changes = self._store.retraining_changes(request.deployment_id, seen)
             for seq, raw in changes:
                 seen = seq

@@ -1,9 +1,10 @@
 """Whether a minted credential's deployment or training job still lives. A credential is signed
 and expires (mlaas/services/auth.py), but its deployment may be destroyed, or its job end, long
 before: the registry and the Monitor ask the scheduler, as their role, and refuse the credential
-of one that is gone. An answer is remembered for a few seconds, so a destroyed deployment's
-credentials are refused everywhere within that long. While the scheduler cannot answer, the
-signature and the expiry still hold, and the credential is taken."""
+of one that is gone. A "lives" is remembered for a few seconds, so a destroyed deployment's
+credentials are refused everywhere within that long; a "gone" for good (a destroyed deployment
+or an ended job never comes back, and ids are never reused). While the scheduler cannot answer,
+the signature and the expiry still hold, and the credential is taken."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from mlaas.v1 import scheduler_pb2
 S = scheduler_pb2
 GONE = (S.DEPLOYMENT_STATE_DESTROYED, S.DEPLOYMENT_STATE_FAILED)
 JOB_LIVE = (S.JOB_STATE_PENDING, S.JOB_STATE_RUNNING)
+KEEP_GONE = 100_000  # scopes remembered as gone; the oldest are forgotten (asked again) beyond
 
 
 class LiveScopes:
@@ -25,26 +27,31 @@ class LiveScopes:
         """`scheduler`: a client that calls as the checking service's role."""
         self._scheduler = scheduler
         self._remember = remember_seconds
-        self._known: dict[tuple[str, str], tuple[float, bool]] = {}  # (role, scope) -> (until, live)
+        self._alive: dict[tuple[str, str], float] = {}  # (role, scope) -> until when it is taken as live
+        self._gone: dict[tuple[str, str], None] = {}  # in the order they went
         self._lock = threading.Lock()
 
     def check(self, identity: Identity) -> None:
         """Returns if `identity` is no minted credential or its scope lives; Unauthenticated if not."""
         if identity.role not in (RUNTIME, TRAINER):
             return
-        key = (identity.role, identity.scope)
+        key, now = (identity.role, identity.scope), time.monotonic()
         with self._lock:
-            until, live = self._known.get(key, (0.0, True))
-            if until < time.monotonic():
-                self._known = {k: v for k, v in self._known.items() if v[0] >= time.monotonic()}
-        if until < time.monotonic():
+            gone, live_until = key in self._gone, self._alive.get(key, 0.0)
+        if not gone and live_until < now:
             try:
-                live = self._lives(identity)
+                gone = not self._lives(identity)
             except MlaasError:  # the scheduler cannot say now: signature and expiry hold meanwhile
                 return
             with self._lock:
-                self._known[key] = (time.monotonic() + self._remember, live)
-        if not live:
+                self._alive = {k: until for k, until in self._alive.items() if until >= now}
+                if gone:
+                    self._gone[key] = None
+                    if len(self._gone) > KEEP_GONE:
+                        del self._gone[next(iter(self._gone))]
+                else:
+                    self._alive[key] = now + self._remember
+        if gone:
             what = "deployment" if identity.role == RUNTIME else "training job"
             raise Unauthenticated(f"the credential's {what} {identity.scope} is gone")
 

@@ -84,6 +84,8 @@ def test_the_credential_of_a_destroyed_deployment_or_an_ended_job_is_void():
         scopes.check(runtime)
     scheduler.down = True
     scopes.check(_as(REGISTRY, KEY.mint(RUNTIME, "d-2", "iris:1")))  # signature and expiry hold meanwhile
+    with pytest.raises(Unauthenticated, match="deployment d-1 is gone"):
+        scopes.check(runtime)  # gone for good: no need to ask a scheduler that is away
 
 
 def test_an_answer_is_remembered_for_a_few_seconds():

@@ -1,7 +1,7 @@
 """Watches never take the Monitor's feedback and labels away: with every WatchDrift stream held
 by lease holders, a runtime's IngestFeedback and the owner's ReportLabels are still taken (each
-streaming rpc has slots of its own), and one more watch is refused with the reason. Real
-scheduler, registry, Redis and runtime process."""
+streaming rpc has slots of its own), and one more watch is refused with the reason. A watch ends
+when its caller's lease does. Real scheduler, registry, Redis and runtime process."""
 
 from __future__ import annotations
 
@@ -68,5 +68,11 @@ def test_held_watches_leave_feedback_and_labels_their_own_slots(parts, start_mon
             owner.report_labels(deployment_id, [("r1", "0"), ("r2", "1")], retry_seconds=0)
         assert monitor.store.label_count(deployment_id)[0] == 2
         assert all(w.running() for w in watches)  # the watches were never cut to make room
-        for w in watches:
-            w.cancel()
+
+        with SchedulerClient(scheduler_address, "token-beta") as beta:
+            beta.decommission(deployment_id)  # beta's lease goes, and with it beta's watch
+        with pytest.raises(grpc.RpcError) as ended:
+            next(watches[1])
+        assert ended.value.code() == grpc.StatusCode.NOT_FOUND
+        assert watches[0].running()  # the owner's goes on
+        watches[0].cancel()
