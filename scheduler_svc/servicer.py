@@ -167,9 +167,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     def WatchDeployment(self, request, context):
         tenant, _ = self._tenant_and_token(context)
-        self._visible(self._store.get(request.deployment_id), tenant)
         seen = "0"
         while context.is_active():
+            self._visible(self._store.get(request.deployment_id), tenant)  # a lease dropped meanwhile ends it
             for entry_id, event in self._store.events(request.deployment_id, seen, block_ms=1000):
                 seen = entry_id
                 yield S.WatchDeploymentResponse(event=event, deployment=self._store.get(request.deployment_id))

@@ -95,9 +95,14 @@ def test_a_lease_holder_uses_a_shared_deployment_but_does_not_steer_it(parts, id
             with pytest.raises(errors.PermissionDenied, match="only the owner"):
                 change()
         assert alpha.get(deployment.id).replicas == 1
+        watching = beta.watch(deployment.id)
+        next(watching)  # the history, while beta holds its lease
         beta.decommission(deployment.id)  # its own lease: that is its to drop
         with pytest.raises(errors.NotFound):
             beta.get(deployment.id)
+        with pytest.raises(errors.NotFound):  # and its watch ends with it
+            for _ in watching:
+                pass
 
 
 def test_a_tenant_cannot_fill_the_queue_or_the_nodes_for_everyone(parts, identities):
