@@ -133,7 +133,10 @@ def build_scheduler(
     lifecycle = Lifecycle(client, store, backend)
     job_store = JobStore(client, settings.retention_seconds)
     placer = Placer(settings, client, store, lifecycle, job_store.allocations)
-    jobs = TrainingJobs(job_store, placer, backend, settings.training_dir, key, settings.training_deadline_seconds)
+    jobs = TrainingJobs(
+        job_store, placer, backend, settings.training_dir, key, settings.training_deadline_seconds,
+        settings.max_input_bytes,
+    )  # fmt: skip
     # Long enough for a rollout to start replicas and drain the old ones.
     models = ReplicaModels(replicas, settings.token, timeout_seconds=settings.start_timeout_seconds)
     rollout = Rollout(store, replicas, placer, lifecycle, settings.start_timeout_seconds + 120, models)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -21,8 +20,9 @@ from mlaas.services.job_inputs import inputs_dir
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 
-def take_input(jobs_dir: Path, uri: str, target: Path, tenant: str) -> Callable[[], None]:
-    """Copies the caller's file `uri` to `target`; returns what removes the caller's file."""
+def take_input(jobs_dir: Path, uri: str, target: Path, tenant: str, max_bytes: int) -> Callable[[], None]:
+    """Copies the caller's file `uri` to `target`, refusing one over `max_bytes` (a sparse file
+    costs its caller nothing and the copy its full size); returns what removes the caller's file."""
     mine = inputs_dir(jobs_dir, tenant)
     not_mine = InvalidArgument(f"input_uri {uri} is not a file directly in your inputs directory {mine}")
     if not uri.startswith("file://"):
@@ -45,8 +45,18 @@ def take_input(jobs_dir: Path, uri: str, target: Path, tenant: str) -> Callable[
     if not stat.S_ISREG(taken.st_mode) or taken.st_nlink != 1:
         os.close(source)
         raise InvalidArgument(f"input_uri {uri} must be a regular file with no other link to it")
+    too_big = InvalidArgument(
+        f"input_uri {uri} is over {max_bytes} bytes, the most a job's input may be (MLAAS_MAX_INPUT_BYTES)"
+    )
+    if taken.st_size > max_bytes:
+        os.close(source)
+        raise too_big
     with os.fdopen(source, "rb") as data, open(target, "xb") as copy:
-        shutil.copyfileobj(data, copy, 1 << 20)
+        copied = 0  # the file may grow while it is read
+        while chunk := data.read(min(1 << 20, max_bytes + 1 - copied)):
+            copied += copy.write(chunk)
+            if copied > max_bytes:
+                raise too_big
 
     def remove_callers_file() -> None:
         with contextlib.suppress(OSError):

@@ -168,9 +168,11 @@ class TrainingJobs:
         jobs_dir: Path,
         key: MeshKey | None = None,
         deadline_seconds: float = 3600.0,
+        max_input_bytes: int = 1 << 30,
     ):
         self._key = key
         self._deadline = deadline_seconds
+        self._max_input_bytes = max_input_bytes
         self._store = store
         self._placer = placer
         self._backend = backend
@@ -209,10 +211,12 @@ class TrainingJobs:
         try:
             if node_round is None:
                 input_path = job_dir / "input.npz"
-                remove_callers_file = take_input(self.jobs_dir, input_uri, input_path, tenant)
+                remove_callers_file = take_input(self.jobs_dir, input_uri, input_path, tenant, self._max_input_bytes)
             else:
                 if node_round.judge_candidate:  # the model a federated round's sites judge
-                    remove_callers_file = take_input(self.jobs_dir, input_uri, job_dir / CANDIDATE, tenant)
+                    remove_callers_file = take_input(
+                        self.jobs_dir, input_uri, job_dir / CANDIDATE, tenant, self._max_input_bytes
+                    )
                 input_path = job_dir / ROUND_PLAN
                 input_path.write_text(json_format.MessageToJson(node_round))
         except Exception:

@@ -82,6 +82,8 @@ class SchedulerSettings:
     # How long a runtime's credential lives; the scheduler renews it every third of that while its
     # deployment is READY or CACHED (a job's lives as long as the job may).
     credential_seconds: float = setting("MLAAS_CREDENTIAL_SECONDS", 600.0)
+    # The largest input file a training job takes (it is copied into the job's own directory).
+    max_input_bytes: int = setting("MLAAS_MAX_INPUT_BYTES", 1 << 30)
     # A training job still running this long after it started is stopped and FAILED.
     training_deadline_seconds: float = setting("MLAAS_TRAINING_DEADLINE_SECONDS", 3_600.0)
     # Under auth, what one tenant may own at once: deployments not ended, and of those QUEUED.

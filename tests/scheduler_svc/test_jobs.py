@@ -88,6 +88,10 @@ def test_bad_training_jobs_are_refused(scheduler, parts, tmp_path):
     for name in ("a-directory", "hard-link.npz"):
         with pytest.raises(InvalidArgument, match="must be a regular file with no other link to it"):
             client.run_training_job("iris", f"file://{jobs_dir}/{name}")
+    with open(jobs_dir / "sparse.npz", "wb") as sparse:  # 2 GiB that cost the caller nothing
+        sparse.truncate(2 << 30)
+    with pytest.raises(InvalidArgument, match=r"is over 1073741824 bytes, the most a job's input may be"):
+        client.run_training_job("iris", f"file://{jobs_dir}/sparse.npz")
     with pytest.raises(InvalidArgument, match="must be a file:// URI"):
         client.run_training_job("iris", "s3://bucket/data.npz")
     with pytest.raises(FailedPrecondition, match="no-recipe:1 has no training recipe"):
@@ -95,7 +99,7 @@ def test_bad_training_jobs_are_refused(scheduler, parts, tmp_path):
     with pytest.raises(ResourceExhausted, match="no node can run the training job now"):
         client.run_training_job("greedy", good_in)
     assert (jobs_dir / "data.npz").is_file()  # a refused job leaves the caller's file where it was
-    left = ["a-directory", "a-link.npz", "data.npz", "hard-link.npz", "nested", "shared.npz"]
+    left = ["a-directory", "a-link.npz", "data.npz", "hard-link.npz", "nested", "shared.npz", "sparse.npz"]
     assert sorted(p.name for p in jobs_dir.iterdir()) == left
     assert {n.name: n for n in client.nodes()}["node-a"].allocated.cpu_millicores == 0  # nothing half-made
     with pytest.raises(NotFound, match="training job 'j-nope' not found"):
