@@ -5,7 +5,7 @@ in the same atomic update of the record."""
 from __future__ import annotations
 
 from mlaas.errors import FailedPrecondition, InvalidArgument
-from mlaas.services.privacy_terms import MAX_BUDGET, MAX_EPSILON, budget_refusal, epsilon_problem
+from mlaas.services.privacy_terms import MAX_BUDGET, MAX_EPSILON, MIN_EPSILON, budget_refusal, epsilon_problem
 from mlaas.v1 import scheduler_pb2 as S
 
 
@@ -54,6 +54,8 @@ def refusal(terms: S.PrivacyTerms, plan: S.NodeRound) -> str:
         return (
             f"deployment {plan.deployment_id}'s privacy terms: every round on its node fits with differential privacy"
         )
+    if plan.epsilon < MIN_EPSILON:  # rounds at epsilon 1e-300 would spend nothing, however many ran
+        return f"deployment {plan.deployment_id}'s privacy terms: a round spends at least epsilon {MIN_EPSILON:g}"
     if plan.epsilon > terms.epsilon * (1 + 1e-9):
         return (
             f"deployment {plan.deployment_id}'s privacy terms: a round on its node spends at most epsilon "

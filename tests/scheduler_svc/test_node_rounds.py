@@ -102,6 +102,7 @@ def test_the_privacy_terms_hold_for_every_round_whoever_asks_for_it(strict_sea):
     for plan, refusal in (
         (S.NodeRound(epsilon=50.0), "spends at most epsilon 1, and this one asks 50"),
         (S.NodeRound(epsilon=0.0), "every round on its node fits with differential privacy"),
+        (S.NodeRound(epsilon=1e-300), "a round spends at least epsilon 0.001"),  # else rounds would be free
         (S.NodeRound(parameters_only=True), "federated rounds have no differential privacy yet"),
     ):
         plan.MergeFrom(S.NodeRound(deployment_id=deployment.id, confidence=0.5))
