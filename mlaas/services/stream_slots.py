@@ -11,7 +11,8 @@ compete, and its own threads beside the ones unary calls and health checks use. 
 
 A client stream that sends nothing for `idle_seconds`, or is open longer than `max_seconds`
 (however little it sends meanwhile), is closed with DEADLINE_EXCEEDED, so a stalled or dripping
-upload gives its slot back.
+upload gives its slot back; a server stream whose client does not take a message for
+`idle_seconds` (a download nobody reads) is cancelled.
 """
 
 from __future__ import annotations
@@ -162,16 +163,64 @@ def idle_limited(
         done.set()
 
 
+class StalledSends:
+    """Server streams whose client stopped reading: gRPC blocks a send until the client takes it,
+    holding the stream's slot and thread, so a send that has not gone out within `seconds`
+    cancels its call. A watch that has nothing to send is not stalled."""
+
+    def __init__(self, seconds: float):
+        self._seconds = seconds
+        self._sending: dict[int, tuple[float, grpc.ServicerContext]] = {}  # stream -> (since, context)
+        self._lock = threading.Lock()
+        self._watch: threading.Thread | None = None
+
+    def sending(self, stream: int, context: grpc.ServicerContext) -> None:
+        with self._lock:
+            self._sending[stream] = (time.monotonic(), context)
+            if self._watch is None:
+                self._watch = threading.Thread(target=self._cancel_stalled, name="stalled-sends", daemon=True)
+                self._watch.start()
+
+    def sent(self, stream: int) -> None:
+        with self._lock:
+            self._sending.pop(stream, None)
+
+    def _cancel_stalled(self) -> None:
+        while True:
+            time.sleep(min(1.0, self._seconds / 2))
+            now = time.monotonic()
+            with self._lock:
+                stalled = [(k, c) for k, (since, c) in self._sending.items() if now - since >= self._seconds]
+                for stream, _ in stalled:
+                    del self._sending[stream]
+            for _, context in stalled:
+                context.cancel()
+
+
+def sent_while_read(responses: Iterator, stalled: StalledSends, context: grpc.ServicerContext) -> Iterator:
+    """The responses; gRPC asks for the next one once the last went out, so the time between a
+    yield and the next request is the send's."""
+    stream = id(context)
+    try:
+        for response in responses:
+            stalled.sending(stream, context)
+            yield response
+            stalled.sent(stream)
+    finally:
+        stalled.sent(stream)
+
+
 class StreamSlotInterceptor(grpc.ServerInterceptor):
     def __init__(self, slots: StreamSlots, idle_seconds: float, max_seconds: float):
         self._slots = slots
         self._idle_seconds, self._max_seconds = idle_seconds, max_seconds
+        self._stalled = StalledSends(idle_seconds)
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         if handler is None or not (handler.request_streaming or handler.response_streaming):
             return handler
-        slots, idle_seconds, max_seconds = self._slots, self._idle_seconds, self._max_seconds
+        slots, idle_seconds, max_seconds, stalled = self._slots, self._idle_seconds, self._max_seconds, self._stalled
         kind = handler_call_details.method
         caller = slots.caller(handler_call_details.invocation_metadata)
         from_client = handler.request_streaming
@@ -191,7 +240,7 @@ class StreamSlotInterceptor(grpc.ServerInterceptor):
                 def slotted_stream(request, context):
                     reserved = taken(context)
                     try:
-                        yield from behaviour(requests_of(request, context), context)
+                        yield from sent_while_read(behaviour(requests_of(request, context), context), stalled, context)
                     finally:
                         slots.release(kind, caller, reserved)
 

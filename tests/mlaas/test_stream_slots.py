@@ -16,9 +16,10 @@ from mlaas.client import RegistryClient
 from mlaas.services.auth import RUNTIME, Authenticator, MeshKey, add_mesh_identities
 from mlaas.services.settings import ServerSettings
 from mlaas.services.stream_slots import Caller, StreamSlots
-from mlaas.v1 import registry_pb2, registry_pb2_grpc
+from mlaas.v1 import registry_pb2, registry_pb2_grpc, types_pb2
 from registry_svc.app import build_registry
 from registry_svc.settings import RegistrySettings
+from tests.conftest import tiny_onnx
 from tests.registry_svc.helpers import describe
 
 UPLOAD, WATCH = "/mlaas.v1.RegistryService/RegisterModel", "/mlaas.v1.MonitorService/WatchDrift"
@@ -176,4 +177,32 @@ def test_an_upload_that_drips_is_closed_at_the_most_a_stream_may_stay_open(tmp_p
             wait_for(lambda: registry.streams.open(UPLOAD) == 0)
     finally:
         stop.set()
+        registry.stop(0)
+
+
+def test_a_download_nobody_reads_gives_its_slot_back(tmp_path, four_tenants):
+    """A client that opens downloads and stops reading once held their slots and threads until it
+    went away: a send that has not gone out within the idle time cancels the call."""
+    server, tokens = four_tenants
+    server = ServerSettings(**{**server.__dict__, "stream_idle_seconds": 0.5})
+    registry = build_registry(RegistrySettings(data_dir=tmp_path / "registry", server=server)).start()
+    download = "/mlaas.v1.RegistryService/DownloadArtifact"
+    try:
+        with RegistryClient(f"127.0.0.1:{registry.port}", tokens["alpha"]) as alpha:  # 8 MiB: more than is buffered
+            alpha.register(tiny_onnx(features=1 << 21), describe("big"))
+        with grpc.insecure_channel(f"127.0.0.1:{registry.port}") as channel:
+            stub = registry_pb2_grpc.RegistryServiceStub(channel)
+            request = registry_pb2.DownloadArtifactRequest(
+                ref=types_pb2.ModelRef(name="big"), kind=registry_pb2.ARTIFACT_KIND_MODEL
+            )
+            unread = stub.DownloadArtifact(
+                request, metadata=[("authorization", f"Bearer {tokens['alpha']}")], timeout=60
+            )
+            next(unread)  # then nothing more is read
+            wait_for(lambda: registry.streams.open(download) == 1)
+            wait_for(lambda: registry.streams.open(download) == 0)  # cancelled by the server
+            with pytest.raises(grpc.RpcError) as cancelled:
+                list(unread)
+            assert cancelled.value.code() == grpc.StatusCode.CANCELLED
+    finally:
         registry.stop(0)
