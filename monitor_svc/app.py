@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from mlaas.client import SchedulerClient
+from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.errors import DeadlineExceeded, FailedPrecondition, MlaasError, Unavailable
 from mlaas.services.auth import MONITOR, Authenticator
+from mlaas.services.job_inputs import inputs_dir
 from mlaas.services.live_scopes import LiveScopes
 from mlaas.services.server import MeshServer, Service
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
@@ -78,19 +79,21 @@ def ender(scheduler: SchedulerClient, token: str | None, attempts: int = 60, pau
 def build_monitor(settings: MonitorSettings) -> Monitor:
     authenticator = Authenticator.for_server(settings.server, MONITOR)
     store = MonitorStore(settings.database_path, settings.keep_predictions, settings.unmatched_label_seconds)
-    contexts = ContextLoader(settings.registry_address, settings.data_dir / "monitor-models", settings.token)
+    # The clients of the other services, built once: the Monitor's own calls as its role, and
+    # the scheduler's also with each caller's token (with_token) where it asks for a caller.
+    registry = RegistryClient(settings.registry_address, settings.token)
+    scheduler = SchedulerClient(settings.scheduler_address, timeout=10)
+    as_monitor = scheduler.with_token(settings.token)
+    contexts = ContextLoader(registry, settings.data_dir / "monitor-models")
     changes = Changes()
     metrics = CollectorRegistry()
     stage_seconds = Histogram(
         "mlaas_retraining_stage_seconds", "Seconds each stage of a rolled-out retraining took, after the one before",
         ["stage"], registry=metrics, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300),
     )  # fmt: skip
-    retrainer = Retrainer(
-        store, settings.registry_address, settings.scheduler_address, settings.training_dir, changes, settings.token,
-        contexts, stage_seconds,
-    )  # fmt: skip
-    scheduler = SchedulerClient(settings.scheduler_address, timeout=10)  # each caller's token per call
-    scopes = LiveScopes(scheduler.with_token(settings.token))
+    inputs = inputs_dir(settings.training_dir, MONITOR if settings.token else "")
+    retrainer = Retrainer(store, registry, as_monitor, inputs, changes, contexts, stage_seconds)
+    scopes = LiveScopes(as_monitor)
     access = DeploymentAccess(authenticator, scheduler_lookup(scheduler), own_token=settings.token, scopes=scopes)
     privacy = SchedulerPrivacy(scheduler, settings.token)
     deployments = DeploymentMonitors(

@@ -17,10 +17,10 @@ from monitor_svc.monitoring import ModelContext
 
 
 class ContextLoader:
-    def __init__(self, registry_address: str, cache_dir: Path, token: str | None = None):
-        self._registry = registry_address
+    def __init__(self, registry: RegistryClient, cache_dir: Path):
+        """`registry`: a client calling as the Monitor."""
+        self._registry = registry
         self._cache = cache_dir
-        self._token = token
         self._loaded: dict[tuple[str, int], ModelContext] = {}
         self._lock = threading.Lock()
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -33,16 +33,15 @@ class ContextLoader:
 
     def _fetch(self, name: str, version: int) -> ModelContext:
         ref = types_pb2.ModelRef(name=name, version=version)
-        with RegistryClient(self._registry, self._token) as registry:
-            model = registry.get(ref)
-            if not model.reference_data.sha256:
-                raise FailedPrecondition(f"{name}:{version} has no reference data to detect drift against")
-            artifact = self._cache / f"{model.artifact.sha256}.onnx"
-            reference_file = self._cache / f"{model.reference_data.sha256}.npy"
-            if not artifact.exists():
-                registry.download(ref, artifact)
-            if not reference_file.exists():
-                registry.download(ref, reference_file, registry_pb2.ARTIFACT_KIND_REFERENCE_DATA)
+        model = self._registry.get(ref)
+        if not model.reference_data.sha256:
+            raise FailedPrecondition(f"{name}:{version} has no reference data to detect drift against")
+        artifact = self._cache / f"{model.artifact.sha256}.onnx"
+        reference_file = self._cache / f"{model.reference_data.sha256}.npy"
+        if not artifact.exists():
+            self._registry.download(ref, artifact)
+        if not reference_file.exists():
+            self._registry.download(ref, reference_file, registry_pb2.ARTIFACT_KIND_REFERENCE_DATA)
         reference = np.load(reference_file, allow_pickle=False).astype(np.float64)
         reference = reference.reshape(reference.shape[0], -1)
         return ModelContext(

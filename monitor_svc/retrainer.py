@@ -42,9 +42,7 @@ from prometheus_client import Histogram
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.errors import FailedPrecondition
 from mlaas.export import sklearn_to_onnx
-from mlaas.services.auth import MONITOR
 from mlaas.services.federated import assemble, average
-from mlaas.services.job_inputs import inputs_dir
 from mlaas.services.rounds import HELD_OUT, decide, first_output, mcnemar, metric_name, round_result, run_round, targets
 from mlaas.services.stages import durations, stage_time
 from mlaas.v1 import monitor_pb2, scheduler_pb2, types_pb2
@@ -109,25 +107,24 @@ class Retrainer(threading.Thread):
     def __init__(
         self,
         store: MonitorStore,
-        registry_address: str,
-        scheduler_address: str,
-        jobs_dir: Path,
+        registry: RegistryClient,
+        scheduler: SchedulerClient,
+        inputs: Path,
         changes: Changes,
-        token: str | None = None,
         contexts: ContextLoader | None = None,
         stage_seconds: Histogram | None = None,
     ):
+        """`registry`, `scheduler`: clients calling as the Monitor (built once, in app.py);
+        `inputs`: where it writes its jobs' input files (its role's inputs directory under auth)."""
         super().__init__(name="retrainer", daemon=True)
         self._contexts = contexts
         self._stage_seconds = stage_seconds
         self._store = store
-        self._registry = registry_address
-        self._scheduler = scheduler_address
-        # Where it writes its jobs' input files: its role's own inputs directory under auth.
-        self._inputs = inputs_dir(jobs_dir, MONITOR if token else "")
+        self._registry = registry
+        self._scheduler = scheduler
+        self._inputs = inputs
         self._inputs.mkdir(parents=True, exist_ok=True)
         self._changes = changes
-        self._token = token
         self._jobs: queue.Queue[tuple[Job, monitor_pb2.Retraining] | None] = queue.Queue()
         self._running: set[threading.Thread] = set()
         # One round of a federation at a time (by owner and name: its members may differ by round).
@@ -223,8 +220,8 @@ class Retrainer(threading.Thread):
         settles), as the scheduler says: the Monitor's own view follows the feedback, which
         reaches it only some time after a rollout, and a round judged against the version before
         would let a worse challenger through and name the wrong parent."""
-        with SchedulerClient(self._scheduler, self._token) as scheduler:
-            serving = scheduler.wait_settled(job.deployment_id).model.version
+        scheduler = self._scheduler
+        serving = scheduler.wait_settled(job.deployment_id).model.version
         if serving == job.context.version or self._contexts is None:
             return job
         record.parent_version = serving
@@ -264,21 +261,21 @@ class Retrainer(threading.Thread):
             deployment_id=job.deployment_id, since_label=job.since_label, unseen_after=job.unseen_after,
             confidence=job.confidence, follow_up=job.follow_up, epsilon=job.epsilon,
         )  # fmt: skip
-        with SchedulerClient(self._scheduler, self._token) as scheduler:
-            try:
-                started = scheduler.run_node_round(types_pb2.ModelRef(name=context.name, version=context.version), plan)
-            except FailedPrecondition as refused:  # the privacy terms, checked and charged there
-                self._finish(record, M.RETRAINING_STATE_REJECTED, refused.message)
-                return
-            record.state, record.trained_on = M.RETRAINING_STATE_TRAINING, started.node
-            self._save(record)
-            try:
-                finished = self._follow(scheduler, started, record)
-                self._add_stages(record, finished, "round")
-                result = finished.round_result
-                model = Path(finished.output_uri.removeprefix("file://")).read_bytes() if result.better else None
-            finally:
-                shutil.rmtree(Path(started.output_uri.removeprefix("file://")).parent, ignore_errors=True)
+        scheduler = self._scheduler
+        try:
+            started = scheduler.run_node_round(types_pb2.ModelRef(name=context.name, version=context.version), plan)
+        except FailedPrecondition as refused:  # the privacy terms, checked and charged there
+            self._finish(record, M.RETRAINING_STATE_REJECTED, refused.message)
+            return
+        record.state, record.trained_on = M.RETRAINING_STATE_TRAINING, started.node
+        self._save(record)
+        try:
+            finished = self._follow(scheduler, started, record)
+            self._add_stages(record, finished, "round")
+            result = finished.round_result
+            model = Path(finished.output_uri.removeprefix("file://")).read_bytes() if result.better else None
+        finally:
+            shutil.rmtree(Path(started.output_uri.removeprefix("file://")).parent, ignore_errors=True)
         # The new version's reference data: its parent's, the owner's own (no row of the node's).
         self._conclude(job, record, result, model, reference=context.reference)
 
@@ -299,24 +296,24 @@ class Retrainer(threading.Thread):
         record.state = M.RETRAINING_STATE_TRAINING
         self._save(record)
         reference = context.reference.astype(np.float32)
-        with SchedulerClient(self._scheduler, self._token) as scheduler:
-            # Another site's round may have rolled the federation on while this one waited.
-            moved = [d for d in job.deployments if scheduler.get(d).model.version != context.version]
-            if moved:
-                why = f"{', '.join(moved)} no longer serve version {context.version}: another round rolled them on"
-                self._finish(record, M.RETRAINING_STATE_REJECTED, why)
-                return
-            fitted = self._at_every_site(scheduler, ref, plans, record)
-            parameters = [(p, j.round_result.training_samples) for p, j in fitted]
-            for plan, (_, finished) in zip(plans, fitted, strict=True):
-                plan.until_label = finished.round_result.until_label  # the judging step's labels too
-            name = job.federation.split("/", 1)[-1]
-            record.trained_on = f"federation {name} ({', '.join(j.node for _, j in fitted)})"
-            averaged = assemble(context.recipe, reference, average(context.recipe, parameters))
-            candidate = sklearn_to_onnx(averaged, reference[:1])
-            record.state = M.RETRAINING_STATE_EVALUATING
-            self._save(record)
-            results = [j.round_result for _, j in self._at_every_site(scheduler, ref, plans, record, candidate)]
+        scheduler = self._scheduler
+        # Another site's round may have rolled the federation on while this one waited.
+        moved = [d for d in job.deployments if scheduler.get(d).model.version != context.version]
+        if moved:
+            why = f"{', '.join(moved)} no longer serve version {context.version}: another round rolled them on"
+            self._finish(record, M.RETRAINING_STATE_REJECTED, why)
+            return
+        fitted = self._at_every_site(scheduler, ref, plans, record)
+        parameters = [(p, j.round_result.training_samples) for p, j in fitted]
+        for plan, (_, finished) in zip(plans, fitted, strict=True):
+            plan.until_label = finished.round_result.until_label  # the judging step's labels too
+        name = job.federation.split("/", 1)[-1]
+        record.trained_on = f"federation {name} ({', '.join(j.node for _, j in fitted)})"
+        averaged = assemble(context.recipe, reference, average(context.recipe, parameters))
+        candidate = sklearn_to_onnx(averaged, reference[:1])
+        record.state = M.RETRAINING_STATE_EVALUATING
+        self._save(record)
+        results = [j.round_result for _, j in self._at_every_site(scheduler, ref, plans, record, candidate)]
         held = sum(r.held_out_samples for r in results)
         wins, losses = sum(r.wins for r in results), sum(r.losses for r in results)
         champion = sum(r.champion.value * r.held_out_samples for r in results) / max(held, 1)
@@ -419,11 +416,11 @@ class Retrainer(threading.Thread):
         np.savez(data, X=X, y=y)
         job_dir = None
         try:
-            with SchedulerClient(self._scheduler, self._token) as scheduler:
-                ref = types_pb2.ModelRef(name=context.name, version=context.version)
-                started = scheduler.run_training_job(ref, f"file://{data}")
-                job_dir = Path(started.output_uri.removeprefix("file://")).parent
-                finished = scheduler.wait_training_job(started.id, poll=POLL_SECONDS)
+            scheduler = self._scheduler
+            ref = types_pb2.ModelRef(name=context.name, version=context.version)
+            started = scheduler.run_training_job(ref, f"file://{data}")
+            job_dir = Path(started.output_uri.removeprefix("file://")).parent
+            finished = scheduler.wait_training_job(started.id, poll=POLL_SECONDS)
             self._add_stages(record, finished, name)
             return Path(finished.output_uri.removeprefix("file://")).read_bytes()
         finally:
@@ -435,41 +432,41 @@ class Retrainer(threading.Thread):
         self, job: Job, record: monitor_pb2.Retraining, onnx_model: bytes, reference: np.ndarray, score: float
     ) -> int:
         context = job.context
-        with RegistryClient(self._registry, self._token) as registry:
-            description = types_pb2.ModelDescription()
-            parent = registry.get(types_pb2.ModelRef(name=context.name, version=context.version))
-            description.CopyFrom(parent.description)
-            del description.metrics[:]
-            description.metrics.append(types_pb2.Metric(name=metric_name(context.task), value=score, dataset=HELD_OUT))
-            description.lineage.CopyFrom(
-                types_pb2.Lineage(
-                    parent_version=context.version, trigger=job.trigger_event_id,
-                    training_rows=record.training_samples, trained_on=record.trained_on, epsilon=record.epsilon_spent,
-                )
-            )  # fmt: skip
-            if record.federated_deployments:
-                where = f" by {record.trained_on}"
-            else:
-                where = "" if record.trained_on == MONITOR_SITE else f" on node {record.trained_on}"
-            privacy = f" with differential privacy (epsilon {record.epsilon_spent:g})" if record.epsilon_spent else ""
-            description.summary = (
-                f"retrained from version {context.version}{where} on {record.training_samples} recent labeled "
-                f"samples{privacy}"
+        registry = self._registry
+        description = types_pb2.ModelDescription()
+        parent = registry.get(types_pb2.ModelRef(name=context.name, version=context.version))
+        description.CopyFrom(parent.description)
+        del description.metrics[:]
+        description.metrics.append(types_pb2.Metric(name=metric_name(context.task), value=score, dataset=HELD_OUT))
+        description.lineage.CopyFrom(
+            types_pb2.Lineage(
+                parent_version=context.version, trigger=job.trigger_event_id,
+                training_rows=record.training_samples, trained_on=record.trained_on, epsilon=record.epsilon_spent,
             )
-            reply = registry.register(onnx_model, description, reference_data=reference)
+        )  # fmt: skip
+        if record.federated_deployments:
+            where = f" by {record.trained_on}"
+        else:
+            where = "" if record.trained_on == MONITOR_SITE else f" on node {record.trained_on}"
+        privacy = f" with differential privacy (epsilon {record.epsilon_spent:g})" if record.epsilon_spent else ""
+        description.summary = (
+            f"retrained from version {context.version}{where} on {record.training_samples} recent labeled "
+            f"samples{privacy}"
+        )
+        reply = registry.register(onnx_model, description, reference_data=reference)
         return reply.model.version
 
     def _roll_out(self, job: Job, version: int) -> str:
         """'' once the deployments (a federation's: every site's) serve `version` and the alias
         moved; otherwise why not."""
         name = job.context.name
-        with SchedulerClient(self._scheduler, self._token) as scheduler:
-            for deployment_id in job.deployments:  # they roll at once
-                scheduler.update(deployment_id, types_pb2.ModelRef(name=name, version=version))
-            settled = [scheduler.wait_settled(d, poll=POLL_SECONDS) for d in job.deployments]
-            stuck = [d.id for d in settled if d.model.version != version]
+        scheduler = self._scheduler
+        for deployment_id in job.deployments:  # they roll at once
+            scheduler.update(deployment_id, types_pb2.ModelRef(name=name, version=version))
+        settled = [scheduler.wait_settled(d, poll=POLL_SECONDS) for d in job.deployments]
+        stuck = [d.id for d in settled if d.model.version != version]
         if stuck:
             return f"the scheduler could not roll {', '.join(stuck)} to version {version}; see their events"
-        with RegistryClient(self._registry, self._token) as registry:
-            registry.set_alias(name, CHAMPION_ALIAS, version)
+        registry = self._registry
+        registry.set_alias(name, CHAMPION_ALIAS, version)
         return ""

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.v1 import monitor_pb2, types_pb2
 from monitor_svc.changes import Changes
 from monitor_svc.monitoring import DeploymentMonitor, ModelContext, default_policy, detector_run_length
@@ -98,11 +99,16 @@ def test_the_false_alarm_rate_is_shared_by_the_two_drift_detectors():
     assert len(events) <= 1  # a stationary stream at the default (expected: 0.2 events)
 
 
+def _retrainer(store: MonitorStore, inputs) -> Retrainer:
+    """A Retrainer whose clients go nowhere: these tests never reach the other services."""
+    return Retrainer(store, RegistryClient("127.0.0.1:1"), SchedulerClient("127.0.0.1:1"), inputs, Changes())
+
+
 def test_a_retraining_that_waits_holds_up_no_other(tmp_path):
     """A round waiting for room on a full STRICT node (its job PENDING, for up to the training
     deadline) once held the Monitor's one retraining thread, and every other deployment's
     retraining behind it. Each now runs on a thread of its own."""
-    retrainer = Retrainer(MonitorStore(tmp_path / "monitor.sqlite3"), "127.0.0.1:1", "127.0.0.1:1", tmp_path, Changes())
+    retrainer = _retrainer(MonitorStore(tmp_path / "monitor.sqlite3"), tmp_path)
     release, finished = threading.Event(), []
 
     def retrain(job, record) -> None:  # the rounds themselves are tested on real parts in test_loop.py
@@ -138,7 +144,7 @@ def test_a_retraining_the_monitor_was_stopped_in_fails_with_the_reason_and_its_f
     candidate = tmp_path / "jobs" / "r-0123456789ab-candidate-00ff.onnx"
     candidate.parent.mkdir()
     candidate.write_bytes(b"onnx")
-    Retrainer(store, "127.0.0.1:1", "127.0.0.1:1", tmp_path / "jobs", Changes()).recover()
+    _retrainer(store, tmp_path / "jobs").recover()
     states = {r.id: r for r in map(monitor_pb2.Retraining.FromString, store.retrainings("d-1"))}
     assert states[running.id].state == monitor_pb2.RETRAINING_STATE_FAILED
     assert states[running.id].reason == "interrupted: the Monitor stopped during it"
