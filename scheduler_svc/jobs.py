@@ -281,13 +281,14 @@ class TrainingJobs:
             self._key.mint(TRAINER, job.id, format_ref(job.model), seconds=self._deadline + 60) if self._key else "",
             node_store=node_store or "", result_path=str(private / ROUND_RESULT) if node_store else "",
         )  # fmt: skip
+        asked = stage_time("started")  # before the job runs: a forked one notes its own stages at once
         try:
             started = self._backend.start_job(spec)
         except Exception as err:
             self._finish(job, S.JOB_STATE_FAILED, f"the backend could not start it: {err}")
             raise
         job.handle = started.handle
-        job.stages.append(stage_time("started"))
+        job.stages.append(asked)
         if not self._store.put_if(job, S.JOB_STATE_RUNNING):  # cancelled while it started: it goes
             self._backend.delete(ReplicaStatus(job.id, "", True, handle=job.handle), grace_seconds=5)
 
