@@ -22,6 +22,7 @@ from scheduler_svc.backends.docker import DockerBackend
 from scheduler_svc.backends.k8s_manifests import TOKENS_SECRET, MountedTLS
 from scheduler_svc.backends.kubernetes import KubernetesBackend
 from scheduler_svc.backends.local import LocalBackend
+from scheduler_svc.deploys import Deploys
 from scheduler_svc.jobs import JobStore, TrainingJobs
 from scheduler_svc.lifecycle import Lifecycle
 from scheduler_svc.placer import Placer
@@ -142,9 +143,8 @@ def build_scheduler(
     rollout = Rollout(store, replicas, placer, lifecycle, settings.start_timeout_seconds + 120, models)
     waiting_room = WaitingRoom(settings, store, queue, placer)
     registry = RegistryClient(settings.registry_address)  # each call carries its caller's token
-    servicer = SchedulerServicer(
-        settings, store, queue, lifecycle, authenticator, jobs, job_store, waiting_room, registry
-    )
+    deploys = Deploys(settings, store, lifecycle, waiting_room, registry, quotas=authenticator.enabled)
+    servicer = SchedulerServicer(settings, store, queue, lifecycle, authenticator, jobs, job_store, registry, deploys)
     service = Service(SERVICE_NAME, servicer, scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server)
     stop = threading.Event()
     workers = [
