@@ -5,6 +5,7 @@ downloads, unary calls and health still answer at once, and an idle upload is cl
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -68,6 +69,13 @@ def four_tenants(tmp_path):
     return server, {**{t: f"token-{t}" for t in TENANTS}, **roles}
 
 
+def _registry(tmp_path, four_tenants, **changes):
+    """(a started registry of the four tenants, with `changes` to its server settings; their tokens)."""
+    server, tokens = four_tenants
+    server = dataclasses.replace(server, **changes)
+    return build_registry(RegistrySettings(data_dir=tmp_path / "registry", server=server)).start(), tokens
+
+
 def wait_for(condition, seconds: float = 30.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -125,9 +133,7 @@ def test_three_tenants_holding_their_share_of_uploads_leave_the_fourth_its_uploa
 
 
 def test_an_upload_that_sends_nothing_is_closed_and_its_slot_comes_back(tmp_path, four_tenants):
-    server, tokens = four_tenants
-    server = ServerSettings(**{**server.__dict__, "stream_idle_seconds": 0.5, "max_streams": 1})
-    registry = build_registry(RegistrySettings(data_dir=tmp_path / "registry", server=server)).start()
+    registry, tokens = _registry(tmp_path, four_tenants, stream_idle_seconds=0.5, max_streams=1)
     release = threading.Event()
 
     def stalled():
@@ -155,9 +161,7 @@ def test_an_upload_that_sends_nothing_is_closed_and_its_slot_comes_back(tmp_path
 
 
 def test_an_upload_that_drips_is_closed_at_the_most_a_stream_may_stay_open(tmp_path, four_tenants):
-    server, tokens = four_tenants
-    server = ServerSettings(**{**server.__dict__, "stream_idle_seconds": 0.5, "stream_max_seconds": 1.5})
-    registry = build_registry(RegistrySettings(data_dir=tmp_path / "registry", server=server)).start()
+    registry, tokens = _registry(tmp_path, four_tenants, stream_idle_seconds=0.5, stream_max_seconds=1.5)
     stop = threading.Event()
 
     def dripping():  # never idle for the idle time, never done
@@ -183,9 +187,7 @@ def test_an_upload_that_drips_is_closed_at_the_most_a_stream_may_stay_open(tmp_p
 def test_a_download_nobody_reads_gives_its_slot_back(tmp_path, four_tenants):
     """A client that opens downloads and stops reading once held their slots and threads until it
     went away: a send that has not gone out within the idle time cancels the call."""
-    server, tokens = four_tenants
-    server = ServerSettings(**{**server.__dict__, "stream_idle_seconds": 0.5})
-    registry = build_registry(RegistrySettings(data_dir=tmp_path / "registry", server=server)).start()
+    registry, tokens = _registry(tmp_path, four_tenants, stream_idle_seconds=0.5)
     download = "/mlaas.v1.RegistryService/DownloadArtifact"
     try:
         with RegistryClient(f"127.0.0.1:{registry.port}", tokens["alpha"]) as alpha:  # 8 MiB: more than is buffered

@@ -238,13 +238,19 @@ def test_a_strict_deployments_node_takes_labels_only_from_who_may_use_it(mesh, m
             scheduler.decommission(deployment.id)
 
 
+def _shared_with_beta(mesh, deployed) -> scheduler_pb2.Deployment:
+    """alpha's `alpha-shared`, READY, with a lease of beta's on it too."""
+    deployment = deployed("alpha", "alpha-shared")
+    with mesh.scheduler_as("beta") as beta_scheduler:
+        assert beta_scheduler.deploy("alpha-shared").id == deployment.id
+    return deployment
+
+
 def test_one_tenant_cannot_hold_all_of_a_bulk_workers_calls(mesh, models, deployed):
     """The bulk worker serves 2 calls at once: two idle streams of one tenant once shut every
     other tenant's big requests out. A tenant now holds at most half of them."""
     X = models
-    deployment = deployed("alpha", "alpha-shared")
-    with mesh.scheduler_as("beta") as beta_scheduler:
-        assert beta_scheduler.deploy("alpha-shared").id == deployment.id
+    deployment = _shared_with_beta(mesh, deployed)
     bulk = deployment.bulk_endpoints[0]
     with grpc.insecure_channel(bulk) as channel:
         held: queue.Queue = queue.Queue()
@@ -266,12 +272,10 @@ def test_one_tenant_cannot_hold_all_of_a_bulk_workers_calls(mesh, models, deploy
 def test_idle_streams_on_the_bulk_port_are_closed_and_the_owner_gets_its_calls_back(mesh, models, deployed):
     """Two tenants' streams that send nothing once held both of the bulk worker's calls for the
     connection's age (125 s): each is now closed after MLAAS_STREAM_IDLE_SECONDS (10 s in this
-    mesh), however long its connection lives, and the owner's request is served. A stream with
-    a request still unanswered is never idle."""
+    mesh), however long its connection lives, and the owner's request is served (that a stream
+    with an answer still due is never idle: tests/inference_svc/test_units.py)."""
     X = models
-    deployment = deployed("alpha", "alpha-shared")
-    with mesh.scheduler_as("beta") as beta_scheduler:
-        assert beta_scheduler.deploy("alpha-shared").id == deployment.id
+    deployment = _shared_with_beta(mesh, deployed)
     bulk = deployment.bulk_endpoints[0]
     with grpc.insecure_channel(bulk) as channel:
         stub = oip_grpc.GRPCInferenceServiceStub(channel)
