@@ -77,15 +77,15 @@ class Reconciler:
     def stop_all(self, detail: str) -> None:
         """Stops every replica of the READY and CACHED deployments, which stay READY and CACHED,
         out of the endpoints: the mesh shuts down, and its next start brings them back."""
+
+        def out_of_the_endpoints(d: scheduler_pb2.Deployment) -> None:
+            for replica in d.replica_status:
+                replica.ready = False
+            publish_endpoints(d)
+
         for deployment in self._store.list(WATCHED):
             self._replicas.remove(deployment.replica_status)
-
-            def out(d: scheduler_pb2.Deployment) -> None:
-                for replica in d.replica_status:
-                    replica.ready = False
-                publish_endpoints(d)
-
-            self._store.update(deployment.id, out, detail=detail)
+            self._store.update(deployment.id, out_of_the_endpoints, detail=detail)
 
     def bring_back(self) -> None:
         """At start: the replicas of READY and CACHED deployments whose processes are gone (the

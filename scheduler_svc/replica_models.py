@@ -94,19 +94,18 @@ class ReplicaModels:
                 ended.add(replica.id)
         return ended
 
-    def renew(self, deployment: scheduler_pb2.Deployment) -> int:
-        """A fresh credential to each serving replica of the deployment; how many took it."""
+    def renew(self, deployment: scheduler_pb2.Deployment) -> None:
+        """A fresh credential to each serving replica of the deployment (one that misses it gets
+        the next: renewals come every third of a credential's life)."""
         challenger = deployment.trial.version if deployment.HasField("trial") else 0
-        renewed = 0
         for replica in (r for r in deployment.replica_status if r.ready):
             spec = self._replicas.spec(deployment, replica, challenger=challenger)
             if not spec.token:
-                return 0  # a mesh without auth: nothing to renew
+                return  # a mesh without auth: nothing to renew
             request = oip.RepositoryModelLoadRequest(model_name=spec.model_ref)
             request.parameters[CREDENTIAL].string_param = spec.token
             request.parameters[RENEW].bool_param = True
-            renewed += self._call(replica, "RepositoryModelLoad", request)
-        return renewed
+            self._call(replica, "RepositoryModelLoad", request)
 
     def _call(self, replica: scheduler_pb2.Replica, method: str, request) -> bool:
         try:
