@@ -98,6 +98,20 @@ def with_server(settings: RegistrySettings, **changes) -> RegistrySettings:
     return dataclasses.replace(settings, server=dataclasses.replace(settings.server, **changes))
 
 
+def feedback_record(X: np.ndarray, request_ids: list[str], version: int = 1):
+    """A runtime's record of its first len(request_ids) iris rows, each answered class 0."""
+    from mlaas.tensors import to_raw
+    from mlaas.v1 import monitor_pb2
+
+    rows = len(request_ids)
+    datatype, raw = to_raw(X[:rows])
+    return monitor_pb2.InferenceRecord(
+        request_ids=request_ids, model_version=version,
+        inputs=[monitor_pb2.RawTensor(datatype=datatype, shape=[rows, X.shape[1]], data=raw)],
+        outputs=[monitor_pb2.RawTensor(datatype="INT64", shape=[rows], data=b"\0" * 8 * rows)],
+    )  # fmt: skip
+
+
 def tool_env(**extra: str) -> dict[str, str]:
     """Environment for child processes: the test venv's tools first on PATH."""
     env = dict(os.environ)

@@ -12,9 +12,9 @@ import pytest
 
 from mlaas.client import MonitorClient, SchedulerClient
 from mlaas.services.auth import MONITOR, RUNTIME
-from mlaas.tensors import to_raw
 from mlaas.v1 import monitor_pb2 as M
 from mlaas.v1 import monitor_pb2_grpc
+from tests.conftest import feedback_record
 
 WATCH = "/mlaas.v1.MonitorService/WatchDrift"
 
@@ -52,12 +52,7 @@ def test_held_watches_leave_feedback_and_labels_their_own_slots(parts, start_mon
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "all 2 WatchDrift streams here are open" in refused.value.details()
 
-        _, X, _ = iris_model
-        datatype, raw = to_raw(X[:2])
-        record = M.InferenceRecord(
-            request_ids=["r1", "r2"], model_version=1, inputs=[M.RawTensor(datatype=datatype, shape=[2, 4], data=raw)],
-            outputs=[M.RawTensor(datatype="INT64", shape=[2], data=b"\0" * 16)],
-        )  # fmt: skip
+        record = feedback_record(iris_model[1], ["r1", "r2"])
         runtime = identities.minted(RUNTIME, deployment_id, "iris:1")
         fed = stub.IngestFeedback(
             iter([M.IngestFeedbackRequest(deployment_id=deployment_id, records=[record])]),

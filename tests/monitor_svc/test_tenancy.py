@@ -13,9 +13,9 @@ import pytest
 from mlaas import errors
 from mlaas.client import MonitorClient, SchedulerClient
 from mlaas.services.auth import MONITOR, RUNTIME
-from mlaas.tensors import to_raw
 from mlaas.v1 import monitor_pb2 as M
 from mlaas.v1 import monitor_pb2_grpc
+from tests.conftest import feedback_record
 
 
 def _feed(address: str, token: str, request: M.IngestFeedbackRequest) -> M.IngestFeedbackResponse:
@@ -59,12 +59,7 @@ def test_a_tenant_reaches_only_the_monitoring_of_deployments_it_can_see(parts, s
 
         # Feedback: no tenant feeds a deployment's detectors, not even its owner; a runtime feeds
         # only its own deployment, and its records are of the model its credential names.
-        _, X, _ = iris_model
-        datatype, raw = to_raw(X[:2])
-        record = M.InferenceRecord(
-            request_ids=["a", "b"], model_version=1, inputs=[M.RawTensor(datatype=datatype, shape=[2, 4], data=raw)],
-            outputs=[M.RawTensor(datatype="INT64", shape=[2], data=b"\0" * 16)],
-        )  # fmt: skip
+        record = feedback_record(iris_model[1], ["a", "b"])
         feed = M.IngestFeedbackRequest(deployment_id=deployment_id, model_name="iris", records=[record])
         for token in ("token-alpha", "token-beta", identities.token(MONITOR)):
             with pytest.raises(grpc.RpcError) as refused:

@@ -23,8 +23,8 @@ from mlaas.inference_client import DeploymentInference, InferenceClient, build_r
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.services.auth import RUNTIME, MeshKey
-from mlaas.tensors import to_raw
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc, node_pb2, scheduler_pb2, types_pb2
+from tests.conftest import feedback_record
 from tests.security.conftest import TOKENS
 
 
@@ -407,13 +407,9 @@ def _credential_of(replica: scheduler_pb2.Replica) -> str:
 
 
 def _feedback(deployment_id: str, X) -> monitor_pb2.IngestFeedbackRequest:
-    datatype, raw = to_raw(X[:2])
-    record = monitor_pb2.InferenceRecord(
-        request_ids=["leaked-1", "leaked-2"], model_version=1,
-        inputs=[monitor_pb2.RawTensor(datatype=datatype, shape=[2, 4], data=raw)],
-        outputs=[monitor_pb2.RawTensor(datatype="INT64", shape=[2], data=b"\0" * 16)],
-    )  # fmt: skip
-    return monitor_pb2.IngestFeedbackRequest(deployment_id=deployment_id, records=[record])
+    return monitor_pb2.IngestFeedbackRequest(
+        deployment_id=deployment_id, records=[feedback_record(X, ["leaked-1", "leaked-2"])]
+    )
 
 
 def test_a_runtimes_credential_expires_is_renewed_and_is_void_once_its_deployment_is_destroyed(mesh, models, tmp_path):
