@@ -159,7 +159,7 @@ def build_scheduler(
         backoff_seconds=settings.restart_backoff_seconds,
         backoff_reset_seconds=settings.restart_backoff_reset_seconds,
     )
-    reconciler = Reconciler(store, replicas, lifecycle, reconcile)
+    reconciler = Reconciler(store, replicas, lifecycle, reconcile, models)
     reconcile_loop = Periodic("reconciler", reconciler.reconcile_once, reconcile.interval_seconds, stop)
     server = MeshServer("scheduler", settings.server, [service], authenticator)
     # Often: a warm job takes a few tenths of a second, and its end is on the retraining loop's path.

@@ -24,6 +24,7 @@ from mlaas.services.net import HealthProbe, port_is_free
 from mlaas.v1 import scheduler_pb2
 from scheduler_svc.backends import heals_itself
 from scheduler_svc.lifecycle import Lifecycle
+from scheduler_svc.replica_models import ReplicaModels
 from scheduler_svc.replicas import Replicas, as_status, endpoint_port, publish_endpoints, record_started
 from scheduler_svc.states import WATCHED
 from scheduler_svc.store import DeploymentStore
@@ -52,10 +53,14 @@ class _Seen:
     answer: str | None = None  # a health answer of this round not acted on yet
 
 
-def _set_serving(deployment: scheduler_pb2.Deployment, replica_id: str, ready: bool) -> None:
+def _set_serving(
+    deployment: scheduler_pb2.Deployment, replica_id: str, ready: bool, trial_version: int | None = None
+) -> None:
     for replica in deployment.replica_status:
         if replica.id == replica_id:
             replica.ready = ready
+            if trial_version is not None:
+                replica.trial_version = trial_version
     publish_endpoints(deployment)
 
 
@@ -66,9 +71,11 @@ class Reconciler:
         replicas: Replicas,
         lifecycle: Lifecycle,
         settings: ReconcileSettings,
+        models: ReplicaModels,
     ):
         self._store = store
         self._replicas = replicas
+        self._models = models
         self._lifecycle = lifecycle
         self._settings = settings
         self._seen: dict[str, _Seen] = {}
@@ -170,6 +177,17 @@ class Reconciler:
 
         self._store.update(deployment.id, restarted, detail=f"replica {replica.id} restarted on {started.endpoint}")
 
+    def _rejoin_trial(self, deployment: scheduler_pb2.Deployment, replica: scheduler_pb2.Replica) -> tuple[int, str]:
+        """A replica that serves again after a restart (a new process, or one its platform
+        restarted) runs the deployment's trial like the others: (its challenger's version, a
+        note for the event)."""
+        wanted = deployment.trial.version
+        if not wanted:
+            return 0, ""
+        if self._models.start_trial(deployment, [replica]):
+            return wanted, f", with the trial's challenger (version {wanted})"
+        return 0, f", without the trial's challenger (version {wanted} did not load; see the scheduler's log)"
+
     def _problem(
         self, deployment: scheduler_pb2.Deployment, replica: scheduler_pb2.Replica, seen: _Seen, now: float
     ) -> str | None:
@@ -183,9 +201,10 @@ class Reconciler:
         if answer == "SERVING":
             seen.failed_checks = 0
             if not replica.ready:
+                trial, detail = self._rejoin_trial(deployment, replica)
                 self._store.update(
-                    deployment.id, lambda d: _set_serving(d, replica.id, True),
-                    detail=f"replica {replica.id} serves again",
+                    deployment.id, lambda d: _set_serving(d, replica.id, True, trial),
+                    detail=f"replica {replica.id} serves again{detail}",
                 )  # fmt: skip
             return None
         if not replica.ready:  # (re)starting: it has start_timeout to become healthy
