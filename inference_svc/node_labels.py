@@ -4,7 +4,8 @@ input's rows, the first output, the caller's request ids) and the labels reporte
 rollout, the old and new runtimes) share, bounded like the Monitor's. The Monitor never
 receives a row, a prediction or a label: only, per window of `window` labels of the serving
 version matched here, how many predictions were wrong (LabelSummary), from which it watches
-performance drift as it does for OPEN deployments.
+performance drift as it does for OPEN deployments; during a trial, also how often the challenger
+did better or worse on the same rows (TrialCount), from which it judges the trial.
 
 The windows are cut from the store, after a durable mark of how far the counts sent so far
 go, by one sender at a time (a claim in the same file): a worker that dies loses no count, and
@@ -20,8 +21,8 @@ import numpy as np
 
 from inference_svc.feedback import FeedbackRecord, refused_for_good, version_number
 from inference_svc.monitor_sink import MonitorConnection, row_ids
-from mlaas.services.label_store import LabelStore
-from mlaas.services.outcomes import REGRESSION_BASELINE, Outcomes
+from mlaas.services.label_store import Labeled, LabelStore
+from mlaas.services.outcomes import REGRESSION_BASELINE, Outcomes, paired_gain, targets
 from mlaas.v1 import monitor_pb2
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,26 @@ def is_class_label(prediction: str) -> bool:
     return True
 
 
+def trial_count(
+    group: list[Labeled], shadows: dict[str, tuple[int, str]], classification: bool
+) -> monitor_pb2.TrialCount | None:
+    """A window's labels of rows a trial's challenger answered too (`shadows`: by request id, its
+    version and answer), as counts: how many, and on how many only it or only the served version
+    was right (came closer). The latest challenger's, if the trial changed within the window."""
+    tried = [(x, shadows[x.request_id]) for x in group if x.request_id in shadows]
+    if not tried:
+        return None
+    challenger = tried[-1][1][0]
+    rows = [(x, answer) for x, (version, answer) in tried if version == challenger]
+    gain = paired_gain(
+        classification, targets([x.label for x, _ in rows], classification),
+        targets([x.prediction for x, _ in rows], classification), targets([a for _, a in rows], classification),
+    )  # fmt: skip
+    return M.TrialCount(
+        challenger_version=challenger, labels=len(rows), wins=int(np.sum(gain > 0)), losses=int(np.sum(gain < 0))
+    )
+
+
 class NodeLabels:
     def __init__(
         self, store: NodeStore, deployment_id: str, model_name: str, version: int, window: int = 32,
@@ -118,6 +139,10 @@ class NodeLabels:
             predictions = np.asarray(next(iter(record.outputs.values()))).reshape(rows.shape[0], -1)[:, 0]
             version = version_number(record.version)
             ids = row_ids(record.request_id, inputs.shape[0])
+            if record.shadow_outputs:  # a trial's challenger's answers, before their labels may match
+                shadow = np.asarray(next(iter(record.shadow_outputs.values()))).reshape(rows.shape[0], -1)[:, 0]
+                challenger = version_number(record.shadow_version)
+                self._store.add_shadow_predictions(self._deployment, ids, challenger, [str(p) for p in shadow])
             self._store.add_predictions(self._deployment, ids, version, inputs, [str(p) for p in predictions])
 
     def add_labels(self, pairs: list[tuple[str, str]]) -> tuple[int, int]:
@@ -143,8 +168,10 @@ class NodeLabels:
         for start in range(0, min(len(mine) // self._window, self._per_send) * self._window, self._window):
             group = mine[start : start + self._window]
             wrong = int(outcomes.errors(group).sum())
+            shadows = self._store.shadow_predictions(self._deployment, [x.request_id for x in group])
             windows.append(M.LabelSummary(
                 model_version=self._version, first_label=group[0].number, labels=len(group), errors=wrong,
+                trial=trial_count(group, shadows, classification),
             ))  # fmt: skip
             end = group[-1].number
         return end, windows

@@ -42,6 +42,7 @@ class Monitor:
     def start(self) -> Monitor:
         self.retrainer.recover()
         self.retrainer.start()
+        self.deployments.trials.resume()
         self.server.start()
         return self
 
@@ -53,25 +54,27 @@ class Monitor:
 
 def ender(scheduler: SchedulerClient, token: str | None, attempts: int = 60, pause: float = 5.0) -> EndTrial:
     """Ends a trial the Monitor decided, at the scheduler, as the Monitor; tried again while the
-    scheduler is away or the deployment busy (another change under way), for five minutes."""
+    scheduler is away or the deployment busy (another change under way), for five minutes. True
+    once there is nothing left to end; False if it gave up (the Monitor's next start tries again)."""
     as_monitor = scheduler.with_token(token)
 
-    def end(deployment_id: str, promote: bool, why: str) -> None:
+    def end(deployment_id: str, promote: bool, why: str) -> bool:
         for attempt in range(attempts):
             try:
                 as_monitor.end_trial(deployment_id, promote)
                 log.info("trial of %s ended: %s", deployment_id, why)
-                return
+                return True
             except (Unavailable, DeadlineExceeded, FailedPrecondition) as err:
                 if isinstance(err, FailedPrecondition) and "no trial" in err.message:
-                    return  # its owner ended it first
+                    return True  # its owner ended it first
                 if attempt + 1 == attempts:
                     log.warning("trial of %s decided (%s) but not ended: %s", deployment_id, why, err)
-                    return
+                    return False
                 time.sleep(pause)
             except MlaasError as err:  # the deployment is gone, or the Monitor may not
                 log.warning("trial of %s decided (%s) but not ended: %s", deployment_id, why, err)
-                return
+                return True
+        return False
 
     return end
 

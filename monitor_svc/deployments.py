@@ -116,11 +116,17 @@ class DeploymentMonitors:
         self, monitor: DeploymentMonitor, counts: monitor_pb2.LabelSummary
     ) -> list[monitor_pb2.DriftEvent]:
         """A STRICT node's window of labels, in counts: its errors spread evenly over the window
-        (the order within it stays on the node), into the performance detector. A change they
-        date is retrained on the node (Retrainer), from the labels kept there."""
+        (the order within it stays on the node), into the performance detector, and a trial's
+        wins and losses into the trial. A change they date is retrained on the node (Retrainer),
+        from the labels kept there."""
         if not 0 <= counts.errors <= counts.labels <= MAX_WINDOW_LABELS:
             raise InvalidArgument(f"a label summary needs 0 <= errors <= labels <= {MAX_WINDOW_LABELS}")
+        trial = counts.trial
+        if min(trial.wins, trial.losses) < 0 or not trial.wins + trial.losses <= trial.labels <= counts.labels:
+            raise InvalidArgument("a trial count needs 0 <= wins, losses; wins + losses <= labels <= the window's")
         events = monitor.learn_errors(spread_errors(counts.errors, counts.labels), counts.first_label)
+        if trial.labels:
+            self.trials.observe_counts(monitor, counts.model_version, trial)
         if counts.labels:  # the node numbers its labels; other versions' may come between these
             self._plan(monitor, counts.first_label + counts.labels - 1)
         return events

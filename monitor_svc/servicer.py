@@ -90,6 +90,7 @@ def _shadows(records: Iterable[monitor_pb2.InferenceRecord]) -> dict[int, tuple[
 
 MIN_FIRST_ROUND_LABELS = 40  # a quarter held out: 10 labels, the fewest a paired test can be sure on
 MIN_TRIAL_LABELS = 10
+MAX_TRIAL_LABELS = 10_000  # a running trial keeps its labels (and both answers) until it is decided
 
 
 def validate_policy(
@@ -115,8 +116,10 @@ def validate_policy(
             setattr(merged, field, value)
     if not 8 <= merged.window_size <= 4096:
         raise InvalidArgument("policy.window_size must be between 8 and 4096")
-    if 0 < merged.trial_labels < MIN_TRIAL_LABELS:
-        raise InvalidArgument(f"policy.trial_labels must be at least {MIN_TRIAL_LABELS}: a paired test needs them")
+    if 0 < merged.trial_labels < MIN_TRIAL_LABELS or merged.trial_labels > MAX_TRIAL_LABELS:
+        raise InvalidArgument(
+            f"policy.trial_labels must be between {MIN_TRIAL_LABELS} (a paired test needs them) and {MAX_TRIAL_LABELS}"
+        )
     if 0 < merged.first_round_labels < MIN_FIRST_ROUND_LABELS:
         raise InvalidArgument(
             f"policy.first_round_labels must be at least {MIN_FIRST_ROUND_LABELS}: fewer hold out too few labels to "
@@ -176,7 +179,8 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
             model_name, versions = self._access.feedback_model(context, request.model_name)
             grouped, shadows = _by_version(request.records), _shadows(request.records)
             summarised = (s.model_version for s in (*request.summaries, *request.label_summaries))
-            reported = {*grouped, *shadows, *summarised} | ({request.edges_for_version} - {0})
+            tried = (s.trial.challenger_version for s in request.label_summaries if s.HasField("trial"))
+            reported = {*grouped, *shadows, *summarised, *tried} | ({request.edges_for_version} - {0})
             check_versions(request.deployment_id, reported, versions)
             if request.dropped:
                 self._deployments.count_dropped(request.deployment_id, request.dropped)

@@ -1,13 +1,12 @@
 """What the Monitor must not lose, in SQLite (WAL, synchronous=FULL: a commit is on disk before
 it returns): labels and the recent predictions they are matched with (LabelStore), drift events,
-retrainings, policies and federations.
+retrainings, policies, federations and trials.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from mlaas.services.label_store import LabelStore
@@ -40,15 +39,11 @@ CREATE TABLE IF NOT EXISTS federations (
     tenant TEXT NOT NULL,
     name TEXT NOT NULL
 );
--- a trial's challenger's answers to the rows the served version answered (the same request ids)
-CREATE TABLE IF NOT EXISTS shadow_predictions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    deployment TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    model_version INTEGER NOT NULL,
-    prediction TEXT NOT NULL
+-- each deployment's latest trial as counted so far (monitor_svc/trials.py), as JSON
+CREATE TABLE IF NOT EXISTS trials (
+    deployment TEXT PRIMARY KEY,
+    record TEXT NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS shadow_predictions_by_id ON shadow_predictions (deployment, request_id);
 """
 
 
@@ -56,41 +51,24 @@ class MonitorStore(LabelStore):
     def __init__(self, path: Path, keep_predictions: int = 50_000, unmatched_label_seconds: float = 86_400.0):
         super().__init__(path, keep_predictions, unmatched_label_seconds, SCHEMA)
 
-    def add_shadow_predictions(
-        self, deployment: str, request_ids: Sequence[str], model_version: int, predictions: Sequence[str]
-    ) -> None:
-        """A trial challenger's answers, kept as long as the predictions they sit beside."""
-        rows = [(deployment, rid, model_version, p) for rid, p in zip(request_ids, predictions, strict=True) if rid]
-
-        def insert(db: sqlite3.Connection) -> None:
-            db.executemany(
-                "INSERT OR REPLACE INTO shadow_predictions (deployment, request_id, model_version, prediction) "
-                "VALUES (?, ?, ?, ?)",
-                rows,
+    def put_trial(self, deployment: str, record: str) -> None:
+        self._write(
+            lambda db: db.execute(
+                "INSERT INTO trials (deployment, record) VALUES (?, ?) "
+                "ON CONFLICT (deployment) DO UPDATE SET record = excluded.record",
+                (deployment, record),
             )
-            db.execute(
-                "DELETE FROM shadow_predictions WHERE deployment = ? AND seq <= "
-                "(SELECT seq FROM shadow_predictions WHERE deployment = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                (deployment, deployment, self._keep),
-            )
+        )
 
-        self._write(insert)
-
-    def shadow_predictions(self, deployment: str, request_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
-        """request id -> (version, prediction) of the challenger's answers to those requests."""
-        found: dict[str, tuple[int, str]] = {}
+    def every_trial(self) -> list[tuple[str, str]]:
+        """(deployment, record) of every deployment's latest trial."""
         with self._lock:
-            for start in range(0, len(request_ids), 500):  # below SQLite's limit on bound parameters
-                chunk = request_ids[start : start + 500]
-                found.update(
-                    (rid, (version, prediction))
-                    for rid, version, prediction in self._db.execute(
-                        "SELECT request_id, model_version, prediction FROM shadow_predictions WHERE deployment = ? "
-                        f"AND request_id IN ({','.join('?' * len(chunk))})",
-                        (deployment, *chunk),
-                    )
-                )
-        return found
+            return self._db.execute("SELECT deployment, record FROM trials").fetchall()
+
+    def shadowed_deployments(self) -> set[str]:
+        """The deployments some trial's challenger answered for."""
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT DISTINCT deployment FROM shadow_predictions")}
 
     def add_event(self, deployment: str, record: bytes) -> None:
         self._write(

@@ -20,10 +20,6 @@ def start_trial(
 ) -> tuple[Change, str]:
     if mode not in (S.TRIAL_MODE_SHADOW, S.TRIAL_MODE_CANARY):
         raise InvalidArgument(f"trial_mode {mode} is neither SHADOW nor CANARY")
-    if deployment.mode == S.PLACEMENT_MODE_STRICT:
-        raise FailedPrecondition(
-            f"deployment {deployment.id} is STRICT: trials judge on labels the Monitor keeps, and its stay on its node"
-        )
     if version == deployment.model.version:
         raise InvalidArgument(f"deployment {deployment.id} serves version {version}: a trial needs another one")
     if mode == S.TRIAL_MODE_CANARY and not (math.isfinite(canary_percent) and 0 < canary_percent < 100):

@@ -45,6 +45,15 @@ CREATE TABLE IF NOT EXISTS labels (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS labels_by_id ON labels (deployment, request_id);
 CREATE INDEX IF NOT EXISTS labels_by_match ON labels (deployment, matched);
+-- a trial's challenger's answers to the rows the served version answered (the same request ids)
+CREATE TABLE IF NOT EXISTS shadow_predictions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    deployment TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    model_version INTEGER NOT NULL,
+    prediction TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS shadow_predictions_by_id ON shadow_predictions (deployment, request_id);
 """
 
 
@@ -165,6 +174,42 @@ class LabelStore:
 
         self._write(insert)
         return matched
+
+    def add_shadow_predictions(
+        self, deployment: str, request_ids: Sequence[str], model_version: int, predictions: Sequence[str]
+    ) -> None:
+        """A trial challenger's answers, kept as long as the predictions they sit beside."""
+        rows = [(deployment, rid, model_version, p) for rid, p in zip(request_ids, predictions, strict=True) if rid]
+
+        def insert(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT OR REPLACE INTO shadow_predictions (deployment, request_id, model_version, prediction) "
+                "VALUES (?, ?, ?, ?)",
+                rows,
+            )
+            db.execute(
+                "DELETE FROM shadow_predictions WHERE deployment = ? AND seq <= "
+                "(SELECT seq FROM shadow_predictions WHERE deployment = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (deployment, deployment, self._keep),
+            )
+
+        self._write(insert)
+
+    def shadow_predictions(self, deployment: str, request_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """request id -> (version, prediction) of the challenger's answers to those requests."""
+        found: dict[str, tuple[int, str]] = {}
+        with self._lock:
+            for start in range(0, len(request_ids), 500):  # below SQLite's limit on bound parameters
+                chunk = request_ids[start : start + 500]
+                found.update(
+                    (rid, (version, prediction))
+                    for rid, version, prediction in self._db.execute(
+                        "SELECT request_id, model_version, prediction FROM shadow_predictions WHERE deployment = ? "
+                        f"AND request_id IN ({','.join('?' * len(chunk))})",
+                        (deployment, *chunk),
+                    )
+                )
+        return found
 
     def add_labels(self, deployment: str, labels: Iterable[tuple[str, str]]) -> tuple[list[Labeled], int]:
         """Commits labels (request id, label) to disk, then matches those whose prediction is

@@ -12,6 +12,29 @@ from mlaas.services.label_store import Labeled
 REGRESSION_BASELINE = 200
 
 
+def targets(labels: list[str], classification: bool) -> np.ndarray:
+    """Labels as the model's outputs are typed: integers when every class label is one."""
+    if not classification:
+        return np.array([float(v) for v in labels])
+    try:
+        return np.array([int(v) for v in labels], dtype=np.int64)
+    except ValueError:
+        return np.array(labels)
+
+
+def paired_gain(classification: bool, y_true, champion, challenger) -> np.ndarray:
+    """Per row, how much better the challenger did than the champion: for classification 1 where
+    only it was right, -1 where only the champion was, else 0; otherwise how much closer it came
+    (the difference of absolute errors)."""
+    if classification:
+        truth = np.asarray(y_true).astype(str)
+        champion_right = np.asarray(champion).astype(str) == truth
+        challenger_right = np.asarray(challenger).astype(str) == truth
+        return challenger_right.astype(np.int64) - champion_right.astype(np.int64)
+    truth = np.asarray(y_true, dtype=float)
+    return np.abs(truth - np.asarray(champion, dtype=float)) - np.abs(truth - np.asarray(challenger, dtype=float))
+
+
 class Outcomes:
     def __init__(self, classification: bool):
         self._classification = classification

@@ -17,19 +17,10 @@ import numpy as np
 from scipy.stats import binomtest, wilcoxon
 
 from mlaas.recipes import build_pipeline
+from mlaas.services.outcomes import paired_gain
 from mlaas.v1 import scheduler_pb2, types_pb2
 
 HELD_OUT = "held-out recent"  # the dataset a round's scores are on
-
-
-def targets(labels: list[str], classification: bool) -> np.ndarray:
-    """Labels as the model's outputs are typed: integers when every class label is one."""
-    if not classification:
-        return np.array([float(v) for v in labels])
-    try:
-        return np.array([int(v) for v in labels], dtype=np.int64)
-    except ValueError:
-        return np.array(labels)
 
 
 def first_output(artifact: Path | bytes, rows: np.ndarray) -> np.ndarray:
@@ -93,18 +84,14 @@ def judge(
     superset of its own) needs only to be at least as good: it has more data, and a few hundred
     held-out labels cannot show the smaller gains of a second or third round."""
     champion_score, challenger_score = score(task, y_true, champion), score(task, y_true, challenger)
-    if task == types_pb2.TASK_CLASSIFICATION:
-        truth = np.asarray(y_true).astype(str)
-        champion_right = np.asarray(champion).astype(str) == truth
-        challenger_right = np.asarray(challenger).astype(str) == truth
-        wins, losses = int(np.sum(challenger_right & ~champion_right)), int(np.sum(champion_right & ~challenger_right))
+    classification = task == types_pb2.TASK_CLASSIFICATION
+    gain = paired_gain(classification, y_true, champion, challenger)
+    wins, losses = int(np.sum(gain > 0)), int(np.sum(gain < 0))
+    if classification:
         p_value = mcnemar(wins, losses)
     else:
-        truth = np.asarray(y_true, dtype=float)
-        gain = np.abs(truth - np.asarray(champion, dtype=float)) - np.abs(truth - np.asarray(challenger, dtype=float))
-        wins, losses = int(np.sum(gain > 0)), int(np.sum(gain < 0))
         p_value = float(wilcoxon(gain, alternative="greater").pvalue) if np.any(gain != 0) else 1.0
-    return decide(champion_score, challenger_score, len(truth), p_value, confidence, follow_up, wins, losses)
+    return decide(champion_score, challenger_score, len(gain), p_value, confidence, follow_up, wins, losses)
 
 
 def mcnemar(wins: int, losses: int) -> float:

@@ -39,10 +39,11 @@ from mlaas.export import sklearn_to_onnx
 from mlaas.recipes import build_pipeline
 from mlaas.services.federated import local_parameters
 from mlaas.services.label_store import LabelStore
+from mlaas.services.outcomes import targets
 from mlaas.services.private_files import private_by_default
 from mlaas.services.private_fit import fit_private
 from mlaas.services.round_files import CANDIDATE, FAILURE_NOTE, PARAMETERS, STAGES
-from mlaas.services.rounds import first_output, holdout_split, judge, round_result, run_round, targets
+from mlaas.services.rounds import first_output, holdout_split, judge, round_result, run_round
 from mlaas.services.stages import StageClock
 from mlaas.v1 import registry_pb2, scheduler_pb2, types_pb2
 

@@ -134,16 +134,30 @@ class BinEdges(_message.Message):
     def __init__(self, edges: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class LabelSummary(_message.Message):
-    __slots__ = ("model_version", "first_label", "labels", "errors")
+    __slots__ = ("model_version", "first_label", "labels", "errors", "trial")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     FIRST_LABEL_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_FIELD_NUMBER: _ClassVar[int]
     model_version: int
     first_label: int
     labels: int
     errors: int
-    def __init__(self, model_version: _Optional[int] = ..., first_label: _Optional[int] = ..., labels: _Optional[int] = ..., errors: _Optional[int] = ...) -> None: ...
+    trial: TrialCount
+    def __init__(self, model_version: _Optional[int] = ..., first_label: _Optional[int] = ..., labels: _Optional[int] = ..., errors: _Optional[int] = ..., trial: _Optional[_Union[TrialCount, _Mapping]] = ...) -> None: ...
+
+class TrialCount(_message.Message):
+    __slots__ = ("challenger_version", "labels", "wins", "losses")
+    CHALLENGER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    WINS_FIELD_NUMBER: _ClassVar[int]
+    LOSSES_FIELD_NUMBER: _ClassVar[int]
+    challenger_version: int
+    labels: int
+    wins: int
+    losses: int
+    def __init__(self, challenger_version: _Optional[int] = ..., labels: _Optional[int] = ..., wins: _Optional[int] = ..., losses: _Optional[int] = ...) -> None: ...
 
 class IngestFeedbackResponse(_message.Message):
     __slots__ = ("accepted_rows", "summary_edges")

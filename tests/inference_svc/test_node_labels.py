@@ -111,3 +111,21 @@ def test_a_refusal_for_good_is_recognised_from_a_grpc_status():
             return grpc.StatusCode.INVALID_ARGUMENT
 
     assert refused_for_good(Refused()) and not refused_for_good(Unavailable("away"))
+
+
+def test_a_trials_rows_are_counted_per_window_and_nothing_else_leaves(node):
+    """During a trial the node keeps the challenger's answers beside the served version's, and
+    each window of labels carries only counts: rows both answered, and those only one got right."""
+    labels, monitor = NodeLabels(node, "d-1", "m", 1, window=4), Monitor()
+    served = [record(f"r{i}", 1, 1) for i in range(8)]
+    for i, r in enumerate(served[:6]):  # r6 and r7: the challenger's answer was skipped
+        r.shadow_version, r.shadow_outputs = "2", {"label": np.array([0 if i < 4 else 1])}
+    labels.add_predictions(served)
+    labels.add_labels([(f"r{i}", "0" if i < 3 else "1") for i in range(8)])
+    asyncio.run(labels.flush(monitor))
+    first, second = monitor.sent
+    # r0-r2: label 0, the challenger right, the served wrong; r3: label 1, the served right.
+    assert (first.trial.challenger_version, first.trial.labels, first.trial.wins, first.trial.losses) == (2, 4, 3, 1)
+    # r4, r5: both right (no win, no loss); r6, r7 were not answered by the challenger.
+    assert (second.trial.labels, second.trial.wins, second.trial.losses) == (2, 0, 0)
+    assert set(first.DESCRIPTOR.fields_by_name) == {"model_version", "first_label", "labels", "errors", "trial"}

@@ -152,6 +152,9 @@ def test_policies_and_bad_input(gauss, start_monitor):
         with pytest.raises(InvalidArgument, match="first_round_labels must be at least 40"):
             monitor.set_policy("d-3", M.MonitorPolicy(first_round_labels=10))
         assert monitor.set_policy("d-4", M.MonitorPolicy(first_round_labels=100)).first_round_labels == 100
+        for labels in (5, 10_001):  # a running trial keeps its labels: bounded
+            with pytest.raises(InvalidArgument, match=r"trial_labels must be between 10 .* and 10000"):
+                monitor.set_policy("d-3", M.MonitorPolicy(trial_labels=labels))
         for confidence in (float("nan"), 0.2, 1.0):
             with pytest.raises(InvalidArgument, match=r"challenger_confidence must be at least 0\.5 and below 1"):
                 monitor.set_policy("d-3", M.MonitorPolicy(challenger_confidence=confidence))
@@ -187,6 +190,17 @@ def test_policies_and_bad_input(gauss, start_monitor):
                                     outputs=[tensor("label", np.zeros(4, np.int64))])  # fmt: skip
         wide = M.InferenceRecord(model_version=1, inputs=[tensor("X", np.zeros((4, 1000), np.float32))],
                                  outputs=[tensor("label", np.zeros(4, np.int64))])  # fmt: skip
+        forged = [  # a trial's count the window cannot hold
+            M.LabelSummary(model_version=1, first_label=1, labels=32, errors=3, trial=trial)
+            for trial in (M.TrialCount(challenger_version=2, labels=33, wins=1),
+                          M.TrialCount(challenger_version=2, labels=32, wins=20, losses=13),
+                          M.TrialCount(challenger_version=2, labels=32, wins=-1))
+        ]  # fmt: skip
+        for summary in forged:
+            request = M.IngestFeedbackRequest(deployment_id="d-6", model_name="gauss", label_summaries=[summary])
+            with pytest.raises(grpc.RpcError) as info:
+                stub.IngestFeedback(iter([request]))
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "trial count" in info.value.details()
         for record, reason in ((garbled, "cannot be read"), (wide, "feedback rows have 1000 values")):
             request = M.IngestFeedbackRequest(deployment_id="d-5", model_name="gauss", records=[record])
             with pytest.raises(grpc.RpcError) as info:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -59,13 +61,18 @@ def mesh(parts, start_monitor):
 
 
 def serve_and_label(schedulers, monitor, deployment_id: str, n: int, prefix: str, seed: int) -> list:
-    """n rows of SEA concept 3 streamed, and their labels reported; the answers."""
+    """n rows of SEA concept 3 streamed, and their labels reported (a STRICT deployment's to its
+    node); the answers."""
     X, y = sea(n, 3, np.random.default_rng(seed))
     ids = [f"{prefix}-{i}" for i in range(n)]
+    labels = list(zip(ids, map(str, y), strict=True))
     with DeploymentInference(schedulers, deployment_id) as runtime:
         answers = list(runtime.stream(({"X": X[i : i + 1]} for i in range(n)), ids))
+        if schedulers.get(deployment_id).mode == S.PLACEMENT_MODE_STRICT:
+            runtime.report_labels(labels)
+        else:
+            monitor.report_labels(deployment_id, labels)
     assert all(a.error == "" for a in answers)
-    monitor.report_labels(deployment_id, zip(ids, map(str, y), strict=True))
     return answers
 
 
@@ -144,10 +151,42 @@ def test_bad_trials_are_refused(mesh):
             schedulers.start_trial(deployment.id, "sea:2", canary_percent=percent)
     with pytest.raises(FailedPrecondition, match="has no trial to end"):
         schedulers.end_trial(deployment.id, promote=True)
-    strict = schedulers.wait_ready(schedulers.deploy("sea:1", strict_node="node-a").id)
-    with pytest.raises(FailedPrecondition, match="is STRICT"):
-        schedulers.start_trial(strict.id, "sea:2")
     assert schedulers.get(deployment.id).state == S.DEPLOYMENT_STATE_READY  # nothing half-done
+
+
+def test_a_strict_trial_is_judged_on_its_nodes_counts(mesh):
+    """A STRICT deployment's trial: the node keeps both answers and the labels, and sends the
+    Monitor only counts per window of labels; those decide, and the winner is promoted."""
+    schedulers, monitor = mesh
+    deployment = schedulers.wait_ready(schedulers.deploy("sea:1", strict_node="node-a").id)
+    monitor.set_policy(deployment.id, M.MonitorPolicy(auto_retrain=False, trial_labels=96))
+    schedulers.start_trial(deployment.id, "sea:2")
+    assert [r.trial_version for r in schedulers.wait_settled(deployment.id).replica_status] == [2]
+    answers = serve_and_label(schedulers, monitor, deployment.id, 200, "strict", 4)
+    assert {a.model_version for a in answers} == {"1"}
+    judged, promoted = wait_decided(schedulers, monitor, deployment.id)
+    assert judged.outcome.startswith("promoted: ") and "did better on" in judged.outcome, judged
+    assert (judged.champion_version, judged.challenger_version) == (1, 2) and judged.labels >= 96
+    assert judged.wins > judged.losses and promoted.model.version == 2
+
+
+def test_a_replica_restarted_during_a_trial_runs_the_challenger_again(mesh):
+    schedulers, monitor = mesh
+    deployment = schedulers.wait_ready(schedulers.deploy("sea:1").id)
+    monitor.set_policy(deployment.id, M.MonitorPolicy(auto_retrain=False, trial_labels=200))
+    schedulers.start_trial(deployment.id, "sea:2")
+    trying = schedulers.wait_settled(deployment.id)
+    os.kill(int(trying.replica_status[0].handle), signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:  # restarted by the reconciler, and serving again with the challenger loaded
+        replica = schedulers.get(deployment.id).replica_status[0]
+        if replica.restarts and replica.ready and replica.trial_version == 2:
+            break
+        assert time.monotonic() < deadline, replica
+        time.sleep(0.1)
+    serve_and_label(schedulers, monitor, deployment.id, 300, "restarted", 5)
+    judged, promoted = wait_decided(schedulers, monitor, deployment.id)  # its shadow answers count
+    assert judged.outcome.startswith("promoted: ") and promoted.model.version == 2, judged
 
 
 def labeled(numbers: range, prefix: str, version: int, prediction: str, label: str) -> list[Labeled]:
@@ -189,3 +228,61 @@ def test_a_decided_trial_absorbs_its_late_rows_then_the_same_pair_is_judged_anew
         assert done.wait(10) and ended == [("d-1", True)] * 2
     judged = trials.status("d-1")
     assert judged.outcome.startswith("promoted: ") and (judged.champion_version, judged.challenger_version) == (1, 2)
+
+
+def test_a_restarted_monitor_counts_on_and_ends_what_it_had_decided(tmp_path):
+    """In process, on a real store: a trial's labels counted before a restart still count after
+    it; a trial decided but not ended at the scheduler (it gave up) is ended by the next start,
+    and one that was ended is not ended again."""
+    path = tmp_path / "monitor.sqlite3"
+    calls: list[tuple[str, bool]] = []
+    answer = {"over": False}
+    ended = threading.Event()
+
+    def end(deployment_id: str, promote: bool, why: str) -> bool:
+        calls.append((deployment_id, promote))
+        ended.set()
+        return answer["over"]
+
+    policy = M.MonitorPolicy(trial_labels=20, challenger_confidence=0.95)
+    monitor = types.SimpleNamespace(
+        deployment_id="d-1", policy=policy, context=types.SimpleNamespace(task=types_pb2.TASK_CLASSIFICATION)
+    )
+
+    def label(trials: Trials, store: MonitorStore, start: int, count: int) -> None:
+        rows = labeled(range(start, start + count), "row", 1, "0", "1")
+        store.add_shadow_predictions("d-1", [x.request_id for x in rows], 2, ["1"] * len(rows))
+        trials.observe(monitor, rows)
+
+    store = MonitorStore(path)
+    trials = Trials(store, end)
+    trials.shadowed("d-1")  # as IngestFeedback does with a challenger's answers
+    label(trials, store, 0, 12)
+    store.close()
+
+    store = MonitorStore(path)
+    trials = Trials(store, end)  # knows d-1 had a trial: its labels are looked up
+    assert trials.status("d-1").labels == 12
+    label(trials, store, 12, 8)
+    assert ended.wait(10) and calls == [("d-1", True)] and trials.status("d-1").labels == 20
+    deadline = time.monotonic() + 10
+    while json.loads(dict(store.every_trial())["d-1"])["judgement"] == "":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    store.close()
+
+    answer["over"], ended = True, threading.Event()
+    store = MonitorStore(path)
+    trials = Trials(store, end)
+    trials.resume()  # the scheduler did not end it: again
+    assert ended.wait(10) and calls == [("d-1", True)] * 2
+    deadline = time.monotonic() + 10
+    while not json.loads(dict(store.every_trial())["d-1"])["ended"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    store.close()
+
+    store = MonitorStore(path)
+    Trials(store, end).resume()  # over: nothing to end
+    store.close()
+    assert calls == [("d-1", True)] * 2
