@@ -79,6 +79,7 @@ def default_policy() -> monitor_pb2.MonitorPolicy:
         min_labels=500,
         first_round_labels=200,
         trial_labels=DEFAULT_TRIAL_LABELS,
+        shadow_retrained=False,
         cooldown_labels=500,
         challenger_confidence=DEFAULT_CHALLENGER_CONFIDENCE,
         performance_expected_run_length=30_000,

@@ -15,9 +15,10 @@ refused.
 
 Then, either way, the model is registered with its lineage (where it was fitted, on how many
 samples, at what epsilon), the deployment rolls to it (the scheduler's UpdateDeployment) and the
-`champion` alias moves. Every step is a state of the Retraining record, watched by
-WatchRetraining; the job's `done` learns the outcome (the deployment's RetrainSchedule plans the
-next round from it).
+`champion` alias moves. With the policy's shadow_retrained, it first runs in shadow beside the
+served version (a trial, monitor_svc/trials.py) and the round ends as the trial does. Every
+step is a state of the Retraining record, watched by WatchRetraining; the job's `done` learns
+the outcome (the deployment's RetrainSchedule plans the next round from it).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ M, S = monitor_pb2, scheduler_pb2
 CHAMPION_ALIAS = "champion"
 MONITOR_SITE = "monitor"  # where an OPEN deployment's challengers are fitted
 POLL_SECONDS = 0.05  # how often a round asks after its jobs and rollouts: each wait is on the loop's path
+TRIAL_POLL_SECONDS = 0.5  # and after its challenger's trial, which waits for live labels
 
 
 def job_state(job: scheduler_pb2.TrainingJob) -> str:
@@ -88,6 +90,7 @@ class Job:
     sites: tuple[Site, ...] = ()  # the other deployments that take part in a federated round
     members: tuple[str, ...] = ()  # and every other one of the federation it rolls out to
     alarm_at: float = 0.0  # when the alarm that started the series was raised (seconds since the epoch)
+    shadow: bool = False  # a better challenger runs in shadow first, and serves only if it wins there
     # deployment -> the last label number its new version learnt from (filled when it rolls out)
     learnt: dict[str, int] = field(default_factory=dict)
     done: Callable[[bool], None] = lambda rolled_out: None  # told whether it rolled out
@@ -128,6 +131,7 @@ class Retrainer(threading.Thread):
         self._changes = changes
         self._jobs: queue.Queue[tuple[Job, monitor_pb2.Retraining] | None] = queue.Queue()
         self._running: set[threading.Thread] = set()
+        self._stopping = threading.Event()
         # One round of a federation at a time (by owner and name: its members may differ by round).
         self._federations: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -156,12 +160,15 @@ class Retrainer(threading.Thread):
         final = (M.RETRAINING_STATE_ROLLED_OUT, M.RETRAINING_STATE_REJECTED, M.RETRAINING_STATE_FAILED)
         for raw in self._store.every_retraining():
             record = M.Retraining.FromString(raw)
-            if record.state not in final:
+            if record.state == M.RETRAINING_STATE_IN_TRIAL:  # the trial went on: its end ends the round
+                self._start_thread(self._resume_trial, (record,), f"trial-of-{record.id}")
+            elif record.state not in final:
                 self._finish(record, M.RETRAINING_STATE_FAILED, "interrupted: the Monitor stopped during it")
                 for left in self._inputs.glob(f"{record.id}-*"):
                     left.unlink(missing_ok=True)
 
     def stop(self) -> None:
+        self._stopping.set()
         self._jobs.put(None)
         deadline = time.monotonic() + 30
         self.join(30)
@@ -174,10 +181,13 @@ class Retrainer(threading.Thread):
         """Each retraining on a thread of its own: a round waiting for room on a full STRICT node
         must not hold up the others (a deployment has one round at a time: its RetrainSchedule)."""
         while (item := self._jobs.get()) is not None:
-            worker = threading.Thread(target=self._run_one, args=item, name=f"retraining-{item[1].id}", daemon=True)
-            with self._lock:
-                self._running.add(worker)
-            worker.start()
+            self._start_thread(self._run_one, item, f"retraining-{item[1].id}")
+
+    def _start_thread(self, target: Callable, args: tuple, name: str) -> None:
+        worker = threading.Thread(target=target, args=args, name=name, daemon=True)
+        with self._lock:
+            self._running.add(worker)
+        worker.start()
 
     def _run_one(self, job: Job, record: monitor_pb2.Retraining) -> None:
         try:
@@ -391,15 +401,61 @@ class Retrainer(threading.Thread):
         record.challenger_version = version
         record.stages.append(stage_time("registered"))
         self._save(record)
+        if job.shadow:
+            self._try_in_shadow(job, record, version, result.reason)
+            return
         problem = self._roll_out(job, version)
         if problem:
             self._finish(record, M.RETRAINING_STATE_FAILED, problem)
             return
+        self._served(record, result.reason)
+
+    def _served(self, record: monitor_pb2.Retraining, reason: str) -> None:
         record.stages.append(stage_time("serving"))
-        self._finish(record, M.RETRAINING_STATE_ROLLED_OUT, result.reason)
+        self._finish(record, M.RETRAINING_STATE_ROLLED_OUT, reason)
         if self._stage_seconds is not None:
             for stage, seconds in durations(record.stages):
                 self._stage_seconds.labels(stage).observe(seconds)
+
+    def _try_in_shadow(self, job: Job, record: monitor_pb2.Retraining, version: int, reason: str) -> None:
+        """The better challenger runs in shadow beside the served version: a trial the Monitor
+        judges on live labels. The round ends as the trial does."""
+        challenger = types_pb2.ModelRef(name=job.context.name, version=version)
+        try:
+            self._scheduler.start_trial(job.deployment_id, challenger)
+        except FailedPrecondition as refused:  # busy, or shared with other tenants
+            self._finish(record, M.RETRAINING_STATE_FAILED, f"{reason}; its trial could not start: {refused.message}")
+            return
+        record.state, record.reason = M.RETRAINING_STATE_IN_TRIAL, reason
+        record.stages.append(stage_time("in trial"))
+        self._save(record)
+        self._after_trial(record, job.context.name)
+
+    def _resume_trial(self, record: monitor_pb2.Retraining) -> None:
+        try:
+            self._after_trial(record, self._scheduler.get(record.deployment_id).model.name)
+        except Exception as err:  # the deployment is gone, or the scheduler away for good
+            log.exception("retraining %s: its trial could not be followed", record.id)
+            self._finish(record, M.RETRAINING_STATE_FAILED, f"{record.reason}; {type(err).__name__}: {err}"[:500])
+        finally:
+            with self._lock:
+                self._running.discard(threading.current_thread())
+
+    def _after_trial(self, record: monitor_pb2.Retraining, name: str) -> None:
+        """Waits for the trial of the round's challenger to end (a Monitor that stops leaves the
+        round IN_TRIAL; its next start follows it on), then ends the round as the trial did."""
+        version = record.challenger_version
+        while True:
+            deployment = self._scheduler.get(record.deployment_id)
+            if deployment.trial.version != version and deployment.state != S.DEPLOYMENT_STATE_UPDATING:
+                break
+            if self._stopping.wait(TRIAL_POLL_SECONDS):
+                return
+        if deployment.model.version != version:
+            self._finish(record, M.RETRAINING_STATE_REJECTED, f"{record.reason}; then dropped from its trial")
+            return
+        self._registry.set_alias(name, CHAMPION_ALIAS, version)
+        self._served(record, f"{record.reason}; then promoted by its trial on live labels")
 
     @staticmethod
     def _add_stages(record: monitor_pb2.Retraining, job: scheduler_pb2.TrainingJob, step: str) -> None:

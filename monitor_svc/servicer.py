@@ -140,6 +140,8 @@ def validate_policy(
         merged.challenger_confidence = confidence
     if policy.HasField("auto_retrain"):
         merged.auto_retrain = policy.auto_retrain
+    if policy.HasField("shadow_retrained"):
+        merged.shadow_retrained = policy.shadow_retrained
     for field, most in (("privacy_epsilon", MAX_EPSILON), ("privacy_budget", MAX_BUDGET)):
         if policy.HasField(field):
             value = getattr(policy, field)

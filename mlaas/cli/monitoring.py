@@ -145,29 +145,32 @@ def cmd_demo(args) -> None:
 POLICY_NUMBERS = {
     "window_size": int, "false_alarms_per_100k": float, "min_labels": int, "first_round_labels": int,
     "cooldown_labels": int, "challenger_confidence": float, "performance_expected_run_length": int,
-    "privacy_epsilon": float, "privacy_budget": float,
+    "privacy_epsilon": float, "privacy_budget": float, "trial_labels": int,
 }  # fmt: skip
+POLICY_SWITCHES = ("auto_retrain", "shadow_retrained")  # --option on|off
 
 
 def cmd_policy(args) -> None:
     """Shows the policy; with options, changes those fields only (the others stay)."""
     change = M.MonitorPolicy(**{f: getattr(args, f) for f in POLICY_NUMBERS if getattr(args, f) is not None})
-    if args.auto_retrain is not None:
-        change.auto_retrain = args.auto_retrain == "on"
+    for switch in POLICY_SWITCHES:
+        if getattr(args, switch) is not None:
+            setattr(change, switch, getattr(args, switch) == "on")
     with _monitor(args) as monitor:
         changing = change.ListFields()
         policy = monitor.set_policy(args.deployment, change) if changing else monitor.policy(args.deployment)
     if args.json:
         print_json(policy)
         return
-    for field in ("auto_retrain", *POLICY_NUMBERS):
+    for field in (*POLICY_SWITCHES, *POLICY_NUMBERS):
         print(f"{field:32} {getattr(policy, field)}")
 
 
 def add_parsers(commands, common: argparse.ArgumentParser) -> None:
     policy = commands.add_parser("policy", parents=[common], help="show or change a deployment's monitoring policy")
     policy.add_argument("deployment")
-    policy.add_argument("--auto-retrain", choices=["on", "off"])
+    for switch in POLICY_SWITCHES:
+        policy.add_argument(f"--{switch.replace('_', '-')}", dest=switch, choices=["on", "off"])
     for field, kind in POLICY_NUMBERS.items():
         policy.add_argument(f"--{field.replace('_', '-')}", dest=field, type=kind)
     policy.set_defaults(run=cmd_policy)

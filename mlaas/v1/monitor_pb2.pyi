@@ -27,6 +27,7 @@ class RetrainingState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RETRAINING_STATE_ROLLED_OUT: _ClassVar[RetrainingState]
     RETRAINING_STATE_REJECTED: _ClassVar[RetrainingState]
     RETRAINING_STATE_FAILED: _ClassVar[RetrainingState]
+    RETRAINING_STATE_IN_TRIAL: _ClassVar[RetrainingState]
 DRIFT_KIND_UNSPECIFIED: DriftKind
 DRIFT_KIND_DATA: DriftKind
 DRIFT_KIND_PREDICTION: DriftKind
@@ -38,6 +39,7 @@ RETRAINING_STATE_EVALUATING: RetrainingState
 RETRAINING_STATE_ROLLED_OUT: RetrainingState
 RETRAINING_STATE_REJECTED: RetrainingState
 RETRAINING_STATE_FAILED: RetrainingState
+RETRAINING_STATE_IN_TRIAL: RetrainingState
 
 class RawTensor(_message.Message):
     __slots__ = ("name", "datatype", "shape", "data")
@@ -320,7 +322,7 @@ class WatchDriftResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[DriftEvent, _Mapping]] = ...) -> None: ...
 
 class MonitorPolicy(_message.Message):
-    __slots__ = ("window_size", "false_alarms_per_100k", "auto_retrain", "min_labels", "first_round_labels", "cooldown_labels", "challenger_confidence", "performance_expected_run_length", "privacy_epsilon", "privacy_budget", "federation", "trial_labels")
+    __slots__ = ("window_size", "false_alarms_per_100k", "auto_retrain", "min_labels", "first_round_labels", "cooldown_labels", "challenger_confidence", "performance_expected_run_length", "privacy_epsilon", "privacy_budget", "federation", "trial_labels", "shadow_retrained")
     WINDOW_SIZE_FIELD_NUMBER: _ClassVar[int]
     FALSE_ALARMS_PER_100K_FIELD_NUMBER: _ClassVar[int]
     AUTO_RETRAIN_FIELD_NUMBER: _ClassVar[int]
@@ -333,6 +335,7 @@ class MonitorPolicy(_message.Message):
     PRIVACY_BUDGET_FIELD_NUMBER: _ClassVar[int]
     FEDERATION_FIELD_NUMBER: _ClassVar[int]
     TRIAL_LABELS_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_RETRAINED_FIELD_NUMBER: _ClassVar[int]
     window_size: int
     false_alarms_per_100k: float
     auto_retrain: bool
@@ -345,7 +348,8 @@ class MonitorPolicy(_message.Message):
     privacy_budget: float
     federation: str
     trial_labels: int
-    def __init__(self, window_size: _Optional[int] = ..., false_alarms_per_100k: _Optional[float] = ..., auto_retrain: _Optional[bool] = ..., min_labels: _Optional[int] = ..., first_round_labels: _Optional[int] = ..., cooldown_labels: _Optional[int] = ..., challenger_confidence: _Optional[float] = ..., performance_expected_run_length: _Optional[int] = ..., privacy_epsilon: _Optional[float] = ..., privacy_budget: _Optional[float] = ..., federation: _Optional[str] = ..., trial_labels: _Optional[int] = ...) -> None: ...
+    shadow_retrained: bool
+    def __init__(self, window_size: _Optional[int] = ..., false_alarms_per_100k: _Optional[float] = ..., auto_retrain: _Optional[bool] = ..., min_labels: _Optional[int] = ..., first_round_labels: _Optional[int] = ..., cooldown_labels: _Optional[int] = ..., challenger_confidence: _Optional[float] = ..., performance_expected_run_length: _Optional[int] = ..., privacy_epsilon: _Optional[float] = ..., privacy_budget: _Optional[float] = ..., federation: _Optional[str] = ..., trial_labels: _Optional[int] = ..., shadow_retrained: _Optional[bool] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
     __slots__ = ("deployment_id", "policy")

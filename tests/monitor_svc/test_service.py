@@ -224,10 +224,13 @@ def test_a_partial_policy_change_keeps_the_other_fields(gauss, start_monitor):
         command = [sys.executable, "-m", "mlaas.cli", "policy", "d-7", "--monitor", address, *args]
         return subprocess.run(command, capture_output=True, text=True, env=tool_env(), timeout=60)
 
-    changed = cli("--auto-retrain", "on", "--min-labels", "300", "--json")
+    changed = cli("--auto-retrain", "on", "--min-labels", "300", "--shadow-retrained", "on", "--trial-labels", "50",
+                  "--json")  # fmt: skip
     assert changed.returncode == 0, changed.stderr
     policy = json.loads(changed.stdout)
     assert policy["auto_retrain"] is True and policy["min_labels"] == 300 and policy["window_size"] == 64
+    assert policy["shadow_retrained"] is True and policy["trial_labels"] == 50
+    assert cli("--min-labels", "400", "--json").stdout.count('"shadow_retrained": true') == 1  # kept
     shown = cli().stdout.split()
     assert shown[shown.index("false_alarms_per_100k") + 1] == "0.5" and shown[shown.index("auto_retrain") + 1] == "True"
     refused = cli("--window-size", "2")

@@ -35,13 +35,15 @@ from monitor_svc.trials import Trials
 from tests.conftest import tool_env
 
 M, S = monitor_pb2, scheduler_pb2
+FINAL = (M.RETRAINING_STATE_ROLLED_OUT, M.RETRAINING_STATE_REJECTED, M.RETRAINING_STATE_FAILED)
 ONE_CPU = types_pb2.Resources(cpu_millicores=1000, memory_bytes=256 * 2**20)
 
 
 @pytest.fixture
-def mesh(parts, start_monitor):
-    """(scheduler client, monitor client) over a scheduler and a Monitor that know each other, with
-    sea versions 1 (concept 0), 2 (concept 3: better after the change) and 3 (worse: constant)."""
+def wired(parts, start_monitor):
+    """A scheduler and a Monitor that know each other, with sea versions 1 (concept 0), 2 (concept
+    3: better after the change) and 3 (worse: constant): `schedulers` and `monitor` (clients) and
+    `restart_monitor()` (stops the Monitor and starts another on the same port and data)."""
     X0, _ = sea(2_000, 0, np.random.default_rng(0))
     X3, y3 = sea(2_000, 3, np.random.default_rng(1))
     with RegistryClient(parts.registry_address) as registry:
@@ -52,18 +54,27 @@ def mesh(parts, start_monitor):
     monitor_port = free_port()  # the runtimes report to the Monitor, which ends trials at the scheduler
     scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": f"127.0.0.1:{monitor_port}"})
     scheduler_address = f"127.0.0.1:{scheduler.server.port}"
-    start_monitor(
-        parts.registry_address, scheduler_address,
-        server=ServerSettings(port=monitor_port, metrics_port=-1, shutdown_grace_seconds=1),
-    )  # fmt: skip
+    server = ServerSettings(port=monitor_port, metrics_port=-1, shutdown_grace_seconds=1)
+    running = [start_monitor(parts.registry_address, scheduler_address, server=server)]
+
+    def restart_monitor() -> None:
+        running.pop().stop(0)
+        running.append(start_monitor(parts.registry_address, scheduler_address, server=server))
+
     with SchedulerClient(scheduler_address) as schedulers, MonitorClient(f"127.0.0.1:{monitor_port}") as monitor:
-        yield schedulers, monitor
+        yield types.SimpleNamespace(schedulers=schedulers, monitor=monitor, restart_monitor=restart_monitor)
 
 
-def serve_and_label(schedulers, monitor, deployment_id: str, n: int, prefix: str, seed: int) -> list:
-    """n rows of SEA concept 3 streamed, and their labels reported (a STRICT deployment's to its
+@pytest.fixture
+def mesh(wired):
+    """(scheduler client, monitor client) of `wired`."""
+    return wired.schedulers, wired.monitor
+
+
+def serve_and_label(schedulers, monitor, deployment_id: str, n: int, prefix: str, seed: int, concept: int = 3) -> list:
+    """n rows of a SEA concept streamed, and their labels reported (a STRICT deployment's to its
     node); the answers."""
-    X, y = sea(n, 3, np.random.default_rng(seed))
+    X, y = sea(n, concept, np.random.default_rng(seed))
     ids = [f"{prefix}-{i}" for i in range(n)]
     labels = list(zip(ids, map(str, y), strict=True))
     with DeploymentInference(schedulers, deployment_id) as runtime:
@@ -139,6 +150,59 @@ def test_a_canary_answers_its_share_of_the_requests_and_is_judged_on_them(mesh):
     judged, promoted = wait_decided(schedulers, monitor, deployment.id)
     assert judged.labels == 100 and judged.outcome.startswith("promoted: "), judged  # canary rows only
     assert promoted.model.version == 2
+
+
+def wait_retraining(monitor, deployment_id: str, states: tuple[int, ...]) -> monitor_pb2.Retraining:
+    deadline = time.monotonic() + 180
+    while not (found := [r for r in monitor.retrainings(deployment_id) if r.state in states]):
+        assert time.monotonic() < deadline, monitor.retrainings(deployment_id)
+        time.sleep(0.1)
+    return found[0]
+
+
+def retrained_into_a_trial(schedulers, monitor) -> tuple[S.Deployment, monitor_pb2.Retraining]:
+    """A deployment of sea:1 with policy.shadow_retrained whose concept changed, once the round's
+    challenger runs in shadow: (the deployment, the round)."""
+    deployment = schedulers.wait_ready(schedulers.deploy("sea:1").id)
+    policy = M.MonitorPolicy(shadow_retrained=True, trial_labels=100, challenger_confidence=0.5)
+    assert monitor.set_policy(deployment.id, policy).shadow_retrained
+    serve_and_label(schedulers, monitor, deployment.id, 1_500, "before", 6, concept=0)
+    serve_and_label(schedulers, monitor, deployment.id, 1_000, "after", 7)  # the concept changed
+    return deployment, wait_retraining(monitor, deployment.id, (M.RETRAINING_STATE_IN_TRIAL,))
+
+
+def test_a_retrained_challenger_runs_in_shadow_and_serves_once_it_wins_there(wired, parts):
+    """policy.shadow_retrained: the round's better challenger is not rolled out on its held-out
+    verdict alone; it runs in shadow, and the round ends ROLLED_OUT only when the trial on live
+    labels promotes it, even if the Monitor restarted meanwhile."""
+    schedulers, monitor = wired.schedulers, wired.monitor
+    deployment, trying = retrained_into_a_trial(schedulers, monitor)
+    challenger = trying.challenger_version
+    shadowing = schedulers.get(deployment.id)
+    assert shadowing.model.version == 1 and shadowing.trial == S.Trial(version=challenger, mode=S.TRIAL_MODE_SHADOW)
+    # no champion alias yet, or not this one
+    with RegistryClient(parts.registry_address) as registry, contextlib.suppress(NotFound):
+        assert registry.get("sea@champion").version != challenger
+    wired.restart_monitor()  # the round and the trial go on in the next Monitor
+    serve_and_label(schedulers, monitor, deployment.id, 300, "live", 8)
+    done = wait_retraining(monitor, deployment.id, FINAL)
+    assert done.id == trying.id and done.state == M.RETRAINING_STATE_ROLLED_OUT, done
+    assert done.reason.endswith("then promoted by its trial on live labels"), done.reason
+    assert [s.stage for s in done.stages][-2:] == ["in trial", "serving"]
+    assert schedulers.wait_settled(deployment.id).model.version == challenger
+    with RegistryClient(parts.registry_address) as registry:
+        assert registry.get("sea@champion").version == challenger
+    assert monitor.report(deployment.id).trial.outcome.startswith("promoted: ")
+
+
+def test_a_retrained_challenger_dropped_from_its_trial_ends_the_round_rejected(mesh):
+    schedulers, monitor = mesh
+    deployment, trying = retrained_into_a_trial(schedulers, monitor)
+    schedulers.end_trial(deployment.id, promote=False)  # its owner drops it
+    done = wait_retraining(monitor, deployment.id, FINAL)
+    assert done.id == trying.id and done.state == M.RETRAINING_STATE_REJECTED, done
+    assert done.reason.endswith("then dropped from its trial"), done.reason
+    assert schedulers.wait_settled(deployment.id).model.version == 1
 
 
 def test_bad_trials_are_refused(mesh):
