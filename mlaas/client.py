@@ -2,7 +2,7 @@
 
     from mlaas.client import RegistryClient
     with RegistryClient("127.0.0.1:50051") as registry:
-        for result in registry.find(task="classification", max_memory="256Mi"):
+        for result in registry.find(task="classification", max_memory="512Mi"):
             print(result.model.description.name, result.model.version)
 
 Every failed call raises a subclass of mlaas.errors.MlaasError carrying the server's message.

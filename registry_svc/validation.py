@@ -87,16 +87,22 @@ def validate_description(desc: types_pb2.ModelDescription) -> types_pb2.ModelDes
     return out
 
 
+# What a replica's runtime itself takes before its model (an iris runtime with one worker: 205 MB
+# resident), and what a training job's process takes before its data (the warm trainer: 240 MB).
+# Docker and Kubernetes enforce these as the container's memory limit.
+RUNTIME_MEMORY = 256 * MIB
+
+
 def fill_default_resources(desc: types_pb2.ModelDescription, artifact_bytes: int) -> None:
     """Resources the client left out, sized from the artifact (documented in the README)."""
     if desc.run_resources.cpu_millicores == 0:
         desc.run_resources.cpu_millicores = 500
     if desc.run_resources.memory_bytes == 0:
-        desc.run_resources.memory_bytes = 64 * MIB + 4 * artifact_bytes
+        desc.run_resources.memory_bytes = RUNTIME_MEMORY + 4 * artifact_bytes
     if desc.train_resources.cpu_millicores == 0:
         desc.train_resources.cpu_millicores = 1000
     if desc.train_resources.memory_bytes == 0:
-        desc.train_resources.memory_bytes = 256 * MIB + 8 * artifact_bytes
+        desc.train_resources.memory_bytes = RUNTIME_MEMORY + 128 * MIB + 8 * artifact_bytes
 
 
 def _tensor_spec(arg) -> types_pb2.TensorSpec:

@@ -146,7 +146,7 @@ def run_up(args) -> int:
                 print(f"  {key:17} {value}")
             flags = f" --tls-ca {tls.ca_file} --tls-cert {tls.cert_file} --tls-key {tls.key_file}" if args.tls else ""
             print(
-                f"\ntry: mlaas model find --task classification --max-memory 256Mi --registry {registry_address}{flags}"
+                f"\ntry: mlaas model find --task classification --max-memory 512Mi --registry {registry_address}{flags}"
             )
             if "demo_deployment" in endpoints:
                 print(

@@ -64,7 +64,7 @@ def test_up_demo_serves_ranked_models_and_a_deployment(tmp_path):
     try:
         endpoints = json.loads(up.stdout.readline())  # printed once everything is ready
         found = json.loads(
-            _cli("model", "find", "--task", "classification", "--max-memory", "256Mi", "--json",
+            _cli("model", "find", "--task", "classification", "--max-memory", "512Mi", "--json",
                  "--registry", endpoints["registry"])
         )  # fmt: skip
         assert {r["model"]["description"]["name"] for r in found} == {

@@ -39,7 +39,7 @@ def test_round_trip_of_every_rpc(client, registry_settings, tmp_path):
     assert [(s.name, s.datatype, list(s.shape)) for s in model.signature.inputs] == [("X", "FP32", [-1, 4])]
     assert [(s.name, s.datatype, list(s.shape)) for s in model.signature.outputs] == [("Y", "FP32", [-1, 1])]
     # Defaults for resources the client left out.
-    assert model.description.run_resources.memory_bytes >= 64 * 2**20
+    assert model.description.run_resources.memory_bytes >= 256 * 2**20  # the runtime itself, and the model
     assert model.description.explainability.level == types_pb2.EXPLAINABILITY_LEVEL_NONE
 
     assert client.get("tiny").version == 1
