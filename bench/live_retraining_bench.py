@@ -12,19 +12,26 @@ arrives (every 10 answers, as the mesh gets them), and an oracle (the recipe fit
 concept alone).
 
     .venv/bin/python bench/live_retraining_bench.py [--seeds 3] [--rates 100 400] [--streams sea ...]
+        [--backend docker] [--trainers warm cold]
+
+`--backend docker` runs the replicas and training jobs as containers of `mlaas:local` (`make
+docker-image`); `--trainers warm cold` runs every stream with warm training (the default) and
+again with every job started cold, in the same run, for the ratio.
 
 Reported per stream and rate (medians over seeds): rows served from the change until the first
 new version served, the loop's own time from the round being due (its labels were there) to the
 new version serving and from the alarm to serving (each retraining's recorded stages), the
 retrainings rolled out and rejected per run, failed requests, and the accuracy served in the
 first and second 1,000 rows after the change (gradual: after it completed) beside no retraining,
-ARF, HAT and the oracle. Writes bench/results/live-retraining.json.
+ARF, HAT and the oracle. Writes bench/results/live-retraining.json (live-retraining-docker.json
+for the Docker backend).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -48,6 +55,7 @@ BEFORE, AFTER, WIDTH, CHUNK = 2_000, 2_500, 2_000, 10
 ABRUPT = ("stagger", "sine", "agrawal", "mixed", "sea", "hyperplane")
 GRADUAL, CONTROLS = ("sine_gradual",), ("stationary", "covariate_only")
 M = monitor_pb2
+DOCKER_IMAGE = "mlaas:local"
 
 
 def forest() -> RandomForestClassifier:
@@ -66,13 +74,16 @@ def river(command: list[str]) -> str:
 class Mesh:
     """`mlaas up` in a data dir of its own, on free ports; stopped with SIGINT."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, backend: str = "local", warm: bool = True):
         command = [
             sys.executable, "-m", "mlaas.cli", "up", "--json", "--data-dir", str(root),
             "--registry-port", "0", "--registry-metrics-port", "-1", "--scheduler-port", "0",
             "--scheduler-metrics-port", "-1", "--monitor-port", "0", "--monitor-metrics-port", "-1",
         ]  # fmt: skip
-        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        env = {**os.environ, "MLAAS_BACKEND": backend, "MLAAS_WARM_TRAINERS": str(warm).lower()}
+        if backend == "docker":
+            env["MLAAS_RUNTIME_IMAGE"] = DOCKER_IMAGE
+        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
         endpoints = json.loads(self._process.stdout.readline())
         self.registry, self.scheduler, self.monitor = (
             endpoints["registry"],
@@ -148,6 +159,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rates", type=float, nargs="+", default=[100.0, 400.0])
     parser.add_argument("--streams", nargs="+", default=[*ABRUPT, *GRADUAL, *CONTROLS])
+    parser.add_argument("--backend", choices=["local", "docker"], default="local")
+    parser.add_argument("--trainers", nargs="+", choices=["warm", "cold"], default=["warm"])
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mlaas-live-retraining-"))
     river(["streams", str(work / "streams.npz"), str(args.seeds)])
@@ -155,55 +168,63 @@ def main() -> None:
     keys = [f"{name}_{seed}" for name in args.streams for seed in range(args.seeds)]
     rows = BEFORE + AFTER + WIDTH  # the gradual change completes WIDTH rows later
     online = json.loads(river(["online", str(work / "streams.npz"), str(rows), str(CHUNK), *keys]))
-    mesh = Mesh(work / "mesh")
     results, summary = {}, {}
-    try:
-        for rate in args.rates:
-            for name in args.streams:
-                settled = BEFORE + (WIDTH if name in GRADUAL else 0)
-                end = settled + AFTER
-                runs = []
-                for seed in range(args.seeds):
-                    key = f"{name}_{seed}"
-                    X, y = data[f"X_{key}"][:end], data[f"y_{key}"][:end]
-                    train = (data[f"train_X_{key}"], data[f"train_y_{key}"])
-                    served = serve(mesh, f"live-{name}-{seed}-{int(rate)}", X, y, train, rate)
-                    champion = forest().fit(*train)
-                    oracle = forest().fit(data[f"oracle_X_{key}"], data[f"oracle_y_{key}"])
-                    first, second = slice(settled, settled + 1_000), slice(settled + 1_000, settled + 2_000)
-                    new_version = next((i for i, v in enumerate(served["versions"]) if v > 1), None)
-                    rolled = [r for r in served["retrainings"] if r.state == M.RETRAINING_STATE_ROLLED_OUT]
+    for trainers in args.trainers:
+        mesh = Mesh(work / f"mesh-{trainers}", args.backend, warm=trainers == "warm")
+        try:
+            run_streams(mesh, args, data, online, results, summary, "" if trainers == "warm" else "/cold")
+        finally:
+            mesh.stop()
+    name = "live-retraining.json" if args.backend == "local" else f"live-retraining-{args.backend}.json"
+    (HERE / "results" / name).write_text(json.dumps({"summary": summary, "runs": results}) + "\n")
 
-                    runs.append({
-                        "rows_until_new_version": None if new_version is None else new_version - BEFORE,
-                        "due_to_serving_s": [stage_seconds(r, "due", "serving") for r in rolled],
-                        "alarm_to_serving_s": [stage_seconds(r, "alarm", "serving") for r in rolled],
-                        "stages": [durations(r.stages) for r in rolled],
-                        "rolled_out": len(rolled),
-                        "rejected": sum(r.state == M.RETRAINING_STATE_REJECTED for r in served["retrainings"]),
-                        "failed_requests": served["failed"],
-                        **{f"{which}_{label}": accuracy(right, part)
-                           for label, part in (("first_1000", first), ("second_1000", second))
-                           for which, right in (
-                               ("mesh", served["right"]), ("none", champion.predict(X) == y),
-                               ("arf", online[key]["arf"]), ("hat", online[key]["hat"]),
-                               ("oracle", oracle.predict(X) == y))},
-                    })  # fmt: skip
-                results[f"{name}@{int(rate)}"] = runs
-                summary[f"{name}@{int(rate)}"] = {
-                    "rows_until_new_version": median([r["rows_until_new_version"] for r in runs]),
-                    "due_to_serving_s": median([s for r in runs for s in r["due_to_serving_s"]]),
-                    "alarm_to_serving_s": median([s for r in runs for s in r["alarm_to_serving_s"]]),
-                    "rolled_out_per_run": statistics.mean(r["rolled_out"] for r in runs),
-                    "rejected_per_run": statistics.mean(r["rejected"] for r in runs),
-                    "failed_requests": sum(r["failed_requests"] for r in runs),
-                    **{field: round(statistics.mean(r[field] for r in runs), 3)
-                       for field in runs[0] if field.endswith("_1000")},
-                }  # fmt: skip
-                print(json.dumps({f"{name}@{int(rate)}": summary[f"{name}@{int(rate)}"]}), flush=True)
-    finally:
-        mesh.stop()
-    (HERE / "results" / "live-retraining.json").write_text(json.dumps({"summary": summary, "runs": results}) + "\n")
+
+def run_streams(mesh: Mesh, args, data, online: dict, results: dict, summary: dict, suffix: str) -> None:
+    """Every stream at every rate through `mesh`; their runs and summaries under NAME@RATE+suffix."""
+    for rate in args.rates:
+        for name in args.streams:
+            settled = BEFORE + (WIDTH if name in GRADUAL else 0)
+            end = settled + AFTER
+            runs = []
+            for seed in range(args.seeds):
+                key = f"{name}_{seed}"
+                X, y = data[f"X_{key}"][:end], data[f"y_{key}"][:end]
+                train = (data[f"train_X_{key}"], data[f"train_y_{key}"])
+                served = serve(mesh, f"live-{name}-{seed}-{int(rate)}", X, y, train, rate)
+                champion = forest().fit(*train)
+                oracle = forest().fit(data[f"oracle_X_{key}"], data[f"oracle_y_{key}"])
+                first, second = slice(settled, settled + 1_000), slice(settled + 1_000, settled + 2_000)
+                new_version = next((i for i, v in enumerate(served["versions"]) if v > 1), None)
+                rolled = [r for r in served["retrainings"] if r.state == M.RETRAINING_STATE_ROLLED_OUT]
+
+                runs.append({
+                    "rows_until_new_version": None if new_version is None else new_version - BEFORE,
+                    "due_to_serving_s": [stage_seconds(r, "due", "serving") for r in rolled],
+                    "alarm_to_serving_s": [stage_seconds(r, "alarm", "serving") for r in rolled],
+                    "stages": [durations(r.stages) for r in rolled],
+                    "rolled_out": len(rolled),
+                    "rejected": sum(r.state == M.RETRAINING_STATE_REJECTED for r in served["retrainings"]),
+                    "failed_requests": served["failed"],
+                    **{f"{which}_{label}": accuracy(right, part)
+                       for label, part in (("first_1000", first), ("second_1000", second))
+                       for which, right in (
+                           ("mesh", served["right"]), ("none", champion.predict(X) == y),
+                           ("arf", online[key]["arf"]), ("hat", online[key]["hat"]),
+                           ("oracle", oracle.predict(X) == y))},
+                })  # fmt: skip
+            label = f"{name}@{int(rate)}{suffix}"
+            results[label] = runs
+            summary[label] = {
+                "rows_until_new_version": median([r["rows_until_new_version"] for r in runs]),
+                "due_to_serving_s": median([s for r in runs for s in r["due_to_serving_s"]]),
+                "alarm_to_serving_s": median([s for r in runs for s in r["alarm_to_serving_s"]]),
+                "rolled_out_per_run": statistics.mean(r["rolled_out"] for r in runs),
+                "rejected_per_run": statistics.mean(r["rejected"] for r in runs),
+                "failed_requests": sum(r["failed_requests"] for r in runs),
+                **{field: round(statistics.mean(r[field] for r in runs), 3)
+                   for field in runs[0] if field.endswith("_1000")},
+            }  # fmt: skip
+            print(json.dumps({label: summary[label]}), flush=True)
 
 
 if __name__ == "__main__":

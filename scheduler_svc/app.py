@@ -127,7 +127,10 @@ def build_scheduler(
         backend, settings = kubernetes_backend(settings, env)
     if backend is None and settings.backend == "docker":
         engines = {n.name: n.labels[DOCKER_HOST_LABEL] for n in settings.nodes if DOCKER_HOST_LABEL in n.labels}
-        backend = DockerBackend(settings.runtime_image, container_env(env), str(settings.training_dir), engines)
+        backend = DockerBackend(
+            settings.runtime_image, container_env(env), str(settings.training_dir), engines,
+            warm_jobs=settings.warm_trainers,
+        )  # fmt: skip
     backend = backend or LocalBackend.for_settings(settings, env)
     key = mesh_key(settings, authenticator)
     replicas = Replicas(store, backend, settings.start_timeout_seconds, key, settings.credential_seconds)

@@ -71,7 +71,9 @@ class SchedulerSettings:
     # MLAAS_RUNTIME_IMAGE on this machine's engine, on the named MLAAS_NODES) or "kubernetes" (the
     # cluster's nodes, in-cluster config or ~/.kube/config, MLAAS_RUNTIME_IMAGE, MLAAS_K8S_NAMESPACE).
     backend: str = setting("MLAAS_BACKEND", "local", choices=BACKENDS)
-    # The local backend forks training jobs from a warm trainer per node (backends/trainers.py).
+    # Training jobs start warm: the local backend forks them from a warm trainer per node
+    # (backends/trainers.py); the Docker backend runs each in a warm container of its node
+    # (backends/docker_warm.py).
     warm_trainers: bool = setting("MLAAS_WARM_TRAINERS", True)
     k8s_namespace: str = setting("MLAAS_K8S_NAMESPACE", "mlaas")
     runtime_image: str = setting("MLAAS_RUNTIME_IMAGE", "mlaas:latest")

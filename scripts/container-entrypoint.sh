@@ -1,6 +1,6 @@
 #!/bin/sh
 # One image, an entrypoint per service:
-#   inference | registry | scheduler | monitor | train [ARGS...]   (default: inference)
+#   inference | registry | scheduler | monitor | train | train-warm [ARGS...]   (default: inference)
 # The runtime takes its model from --model NAME[:VERSION|@ALIAS] or MLAAS_MODEL.
 set -e
 service="${1:-inference}"
@@ -11,5 +11,6 @@ case "$service" in
     scheduler) exec python -m scheduler_svc "$@" ;;
     monitor) exec python -m monitor_svc "$@" ;;
     train) exec python -m mlaas.services.train_job "$@" ;;
+    train-warm) exec python -m mlaas.services.warm_trainer --one "$@" ;;
     *) exec "$service" "$@" ;;
 esac

@@ -1,8 +1,10 @@
 """A deployment through the scheduler on the Docker backend, end to end on a real engine:
-deploy, infer, decommission, and the container is gone; plus a training job as a container."""
+deploy, infer, decommission, and the container is gone; plus a training job in a warm job
+container of its node, with the job's limits."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -17,10 +19,25 @@ from mlaas.local.redis_embedded import EmbeddedRedis
 from mlaas.services.settings import ServerSettings
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.app import build_scheduler
+from scheduler_svc.backends import JobSpec
 from scheduler_svc.backends.docker import DockerBackend
+from scheduler_svc.backends.docker_warm import READY
+from scheduler_svc.backends.k8s_manifests import object_name
 from scheduler_svc.settings import SchedulerSettings, parse_nodes
 
 S = scheduler_pb2
+
+
+def ready_warm_containers(engine, mesh: str, nodes: set[str]) -> list:
+    """The mesh's warm job containers on `nodes`, once each of them has one ready."""
+    deadline = time.monotonic() + 120
+    while True:
+        waiting = engine.containers.list(filters={"label": [f"mlaas.io/mesh={mesh}", "mlaas.io/warm=true"]})
+        ready = [c for c in waiting if c.name.startswith("mlaas-warm-") and READY in c.logs()]
+        if {c.labels["mlaas.io/node"] for c in ready} >= nodes:
+            return ready
+        assert time.monotonic() < deadline, [(c.name, c.logs()[-500:]) for c in waiting]
+        time.sleep(0.2)
 
 
 def test_a_deployment_runs_as_a_container_and_goes_away(image, registry, iris_model, tmp_path):
@@ -78,11 +95,16 @@ def test_a_deployment_runs_as_a_container_and_goes_away(image, registry, iris_mo
             with DeploymentInference(client, deployment.id) as runtime:
                 assert [r.model_version for r in runtime.stream([{"X": X[:1]}])] == ["2"]
 
+            # Each node with a replica has a warm job container; a job placed there takes it.
+            nodes = {"docker-host", "edge"}
+            warm = {c.labels["mlaas.io/node"]: c.id for c in ready_warm_containers(engine, run, nodes)}
             np.savez(jobs / "data.npz", X=X, y=y)
             job = client.run_training_job("iris", f"file://{jobs}/data.npz")
             done = client.wait_training_job(job.id, timeout=300)
             assert done.state == S.JOB_STATE_SUCCEEDED
             assert Path(done.output_uri.removeprefix("file://")).stat().st_size > 0  # in the job's own directory
+            assert done.handle == f"{done.node}/{warm[done.node]}"  # the node's warm container ran it
+            assert warm[done.node] not in {c.id for c in ready_warm_containers(engine, run, {done.node})}  # a new one
 
             client.decommission(deployment.id)
         scheduler.stop(0, stop_replicas=True)
@@ -92,3 +114,39 @@ def test_a_deployment_runs_as_a_container_and_goes_away(image, registry, iris_mo
         redis_server.stop()
         for leftover in engine.containers.list(all=True, filters={"label": f"mlaas.io/mesh={run}"}):
             leftover.remove(force=True)  # only this test's: other meshes may share the engine
+
+
+def test_a_warm_job_container_takes_the_jobs_limits_name_and_credential(image, tmp_path):
+    """The backend alone on a real engine: the first job of a node starts cold (no warm container
+    is ready yet) and starts one; the next takes it, with the job's CPU and memory as its limits,
+    the job's name, and the job's arguments and credential on its standard input (never in its
+    configuration). The job runs the request's arguments (here it fails at once: the registry they
+    name does not answer)."""
+    run = f"test-{uuid.uuid4().hex[:8]}"
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    backend = DockerBackend(image, {"MLAAS_REGISTRY_ADDR": "127.0.0.1:1"}, str(jobs), mesh=run)
+    engine = docker.from_env()
+
+    def job(job_id: str) -> JobSpec:
+        return JobSpec(job_id, "n1", "iris:1", str(jobs / "missing.npz"), str(jobs / "out.onnx"),
+                       cpu_millicores=500, memory_bytes=384 * 2**20, token=f"secret-{job_id}")  # fmt: skip
+
+    try:
+        cold = engine.containers.get(backend.start_job(job("j-cold")).handle.rpartition("/")[2])
+        assert cold.labels.get("mlaas.io/warm") is None
+        [waiting] = ready_warm_containers(engine, run, {"n1"})
+        started = backend.start_job(job("j-warm"))
+        taken = engine.containers.get(started.handle.rpartition("/")[2])
+        assert taken.id == waiting.id and taken.name == object_name("j-warm")
+        limits = taken.attrs["HostConfig"]
+        assert (limits["CpuQuota"], limits["CpuPeriod"], limits["Memory"]) == (50_000, 100_000, 384 * 2**20), limits
+        assert not any("secret-" in e for e in taken.attrs["Config"]["Env"])
+        assert taken.wait(timeout=120)["StatusCode"] != 0
+        said = taken.logs().decode()
+        assert "ipv4:127.0.0.1:1" in said and "secret-" not in said, said
+        assert len(ready_warm_containers(engine, run, {"n1"})) == 1  # the node's next one
+    finally:
+        backend.close()
+        for leftover in engine.containers.list(all=True, filters={"label": f"mlaas.io/mesh={run}"}):
+            leftover.remove(force=True)

@@ -15,12 +15,18 @@ request gives (its credential), `threads` numeric-library threads; the scheduler
 memory and deadline and stops it by its pid as it would a cold job's. The trainer holds no thread
 when it forks (it never opens a gRPC channel itself) and reaps its children. It exits when its
 standard input closes: the scheduler that started it is gone.
+
+With `--one` (the Docker backend's warm job container, scheduler_svc/backends/docker_warm.py)
+it runs one job, in this very process and container: it warms up, says `{"ready": true}`, waits
+for one request (`argv`, `env`, `threads`; no log: the container's output is the job's) and exits
+with the job's code, or after an hour with none (its scheduler may be gone).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import sys
 import traceback
@@ -59,13 +65,23 @@ def warm_up() -> None:
     judge(types_pb2.TASK_CLASSIFICATION, y, y, y, confidence=0.95)
 
 
-def start_job(request: dict) -> int:
-    """Forks the job; the pid of the child, which never returns here."""
-    argv, env, log, threads = request["argv"], request["env"], request["log"], int(request.get("threads", 1))
+ONE_JOB_IDLE_SECONDS = 3600.0
+
+
+def job_request(request: dict) -> tuple[list[str], dict[str, str], int]:
+    """(argv, env, threads) of a request, checked."""
+    argv, env, threads = request["argv"], request["env"], int(request.get("threads", 1))
     if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
         raise ValueError("argv must be a list of strings")
     if not (isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
         raise ValueError("env must map strings to strings")
+    return argv, env, max(1, threads)
+
+
+def start_job(request: dict) -> int:
+    """Forks the job; the pid of the child, which never returns here."""
+    argv, env, threads = job_request(request)
+    log = request["log"]
     log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         pid = os.fork()
@@ -87,7 +103,7 @@ def start_job(request: dict) -> int:
         os.environ.clear()
         os.environ.update(env)
         print(f"forked by warm trainer {os.getppid()}", flush=True)
-        with threadpool_limits(limits=max(1, threads)):
+        with threadpool_limits(limits=threads):
             code = train_job.main(argv)
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else 2
@@ -120,7 +136,26 @@ def serve(requests, answers) -> None:
         answers.flush()
 
 
-def main() -> int:
+def run_one(requests, idle_seconds: float = ONE_JOB_IDLE_SECONDS) -> int:
+    """The one job of a warm job container, once its request comes; its exit code."""
+    if not select.select([requests], [], [], idle_seconds)[0]:
+        print(f"no job came within {idle_seconds:g}s", flush=True)
+        return 0
+    line = requests.readline()
+    if not line:  # taken down unused
+        return 0
+    argv, env, threads = job_request(json.loads(line))
+    os.environ.update(env)  # the container's own environment, and the job's credential
+    with threadpool_limits(limits=threads):
+        return train_job.main(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    one = "--one" in (sys.argv[1:] if argv is None else argv)
+    if one:
+        warm_up()
+        print(json.dumps({"ready": True}), flush=True)
+        return run_one(sys.stdin)
     signal.signal(signal.SIGCHLD, reap)
     warm_up()
     answers = os.fdopen(os.dup(1), "w")

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 from mlaas.services.net import free_port
 from mlaas.tls import ALL_ENV
-from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, credential
+from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, credential, docker_warm
 from scheduler_svc.backends.k8s_manifests import object_name
 
 RUNNING = ("created", "running", "restarting")
@@ -70,9 +70,10 @@ class DockerBackend:
         jobs_dir: str,
         engines: Mapping[str, str] | None = None,
         mesh: str = "mlaas",
+        warm_jobs: bool = True,
     ):
         """`engines`: node -> Docker engine URL; `mesh` labels every container, so that several
-        meshes can share one engine."""
+        meshes can share one engine; `warm_jobs`: a warm job container per node (docker_warm.py)."""
         import docker
 
         self._default = docker.from_env()
@@ -81,6 +82,11 @@ class DockerBackend:
         self._image = image
         self._env = dict(env)  # the mesh's addresses (container_env); credentials come with each spec
         self._jobs_dir = jobs_dir
+        self._warm = None
+        if warm_jobs:
+            self._warm = docker_warm.WarmJobContainers(self._start_warm)
+            for engine in {self._default, *self._engines.values()}:  # an earlier scheduler's, killed
+                docker_warm.remove_waiting(engine, mesh)
 
     def create(self, spec: ReplicaSpec) -> ReplicaStatus:
         port, http_port, bulk_port = (p or free_port() for p in (spec.port, spec.http_port, spec.bulk_port))
@@ -108,29 +114,55 @@ class DockerBackend:
             },
             **options,
         )  # fmt: skip
+        if self._warm is not None:  # warm before this replica's first retraining is due
+            self._warm.ensure(spec.node)
         return ReplicaStatus(
             spec.replica_id, f"127.0.0.1:{port}", True, handle=f"{spec.node}/{container.id}",
             http_endpoint=f"127.0.0.1:{http_port}", bulk_endpoint=f"127.0.0.1:{bulk_port}",
         )  # fmt: skip
 
     def start_job(self, spec: JobSpec) -> ReplicaStatus:
-        container = self._engine(spec.node).containers.run(
-            self._image,
-            ["train", "--registry", self._env.get("MLAAS_REGISTRY_ADDR", ""), "--model", spec.model_ref,
-             "--input", spec.input_path, "--output", spec.output_path],
-            name=object_name(spec.job_id),
-            detach=True,
-            network_mode="host",
-            environment={**self._env, **credential(spec.token)},
-            labels=_labels("training", spec.job_id, spec.model_ref, spec.node, self._mesh),
-            nano_cpus=max(spec.cpu_millicores, 1) * 1_000_000,
-            mem_limit=max(spec.memory_bytes, 64 << 20),
-            volumes={self._jobs_dir: {"bind": self._jobs_dir, "mode": "rw"}, **tls_mounts(self._env)},
-            user=f"{os.getuid()}:{os.getgid()}",
-        )  # fmt: skip
+        """The job in a warm container of its node if one is ready, else in a new one."""
+        argv = ["--registry", self._env.get("MLAAS_REGISTRY_ADDR", ""), "--model", spec.model_ref,
+                "--input", spec.input_path, "--output", spec.output_path]  # fmt: skip
+        environment = {**self._env, **credential(spec.token)}
+        memory = max(spec.memory_bytes, 64 << 20)
+        container = None
+        if self._warm is not None:
+            name = object_name(spec.job_id)
+            container = self._warm.run(spec.node, name, argv, environment, spec.cpu_millicores, memory)
+        if container is None:
+            container = self._job_container(
+                spec.node, ["train", *argv], object_name(spec.job_id), environment,
+                _labels("training", spec.job_id, spec.model_ref, spec.node, self._mesh), spec.cpu_millicores, memory,
+            )  # fmt: skip
         return ReplicaStatus(spec.job_id, "", True, handle=f"{spec.node}/{container.id}")
 
+    def _start_warm(self, node: str, name: str):
+        """A warm job container on the node (docker_warm.py), waiting for its job: a training
+        container whose job, model and name come when it is taken (labels stay as they were)."""
+        labels = {**_labels("training", "", "", node, self._mesh), **docker_warm.WARM_LABELS}
+        cpu, memory = docker_warm.WARM_CPU_MILLICORES, docker_warm.WARM_MEMORY_BYTES
+        return self._job_container(node, ["train-warm"], name, self._env, labels, cpu, memory, stdin_open=True)
+
+    def _job_container(
+        self, node: str, command: list[str], name: str, environment: Mapping[str, str], labels: Mapping[str, str],
+        cpu_millicores: int, memory_bytes: int, **options,
+    ):  # fmt: skip
+        """A training job's container: the jobs directory mounted at its own path, the
+        scheduler's user, the host's network, hard CPU (a quota, which a warm container's
+        `docker update` can change) and memory limits."""
+        return self._engine(node).containers.run(
+            self._image, command, name=name, detach=True, network_mode="host", environment=dict(environment),
+            labels=dict(labels), cpu_period=docker_warm.CPU_PERIOD,
+            cpu_quota=docker_warm.cpu_quota(cpu_millicores), mem_limit=memory_bytes,
+            volumes={self._jobs_dir: {"bind": self._jobs_dir, "mode": "rw"}, **tls_mounts(self._env)},
+            user=f"{os.getuid()}:{os.getgid()}", **options,
+        )  # fmt: skip
+
     def close(self) -> None:
+        if self._warm is not None:
+            self._warm.close()
         for engine in {self._default, *self._engines.values()}:
             engine.close()
 

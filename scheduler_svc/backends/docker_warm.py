@@ -1,0 +1,140 @@
+"""The Docker backend's warm job containers: per node, one container of the uniform image started
+ahead of the node's next training job (`train-warm`: mlaas/services/warm_trainer.py --one). It
+imports and warms the job's libraries, says it is ready, and waits for its job on its standard
+input.
+
+A job placed on the node takes it: the container gets the job's CPU and memory limits (`docker
+update`), is renamed after the job, and receives the job's arguments and environment (its
+credential included) through an attach to its standard input, never through a file. It runs that
+one job in that very process and exits with its code; the node's next warm container starts at
+once. A job so keeps a cold job's isolation and limits (its own container, cgroup, mounts and
+user) and begins where a cold one would be after seconds of imports. A node whose warm container
+is not ready yet (or is gone) gets a cold job.
+
+A warm container holds no credential and nothing of a tenant's until it is taken; it exits by
+itself after an hour unused (its scheduler may be gone), and the backend removes the waiting ones
+when it closes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Mapping, Sequence
+
+log = logging.getLogger(__name__)
+READY = b'{"ready": true}'
+CPU_PERIOD = 100_000  # microseconds; a container's CPUs are its quota over this period
+# A waiting container's limits, until a job takes it: room to import and warm the libraries.
+WARM_CPU_MILLICORES = 1000
+WARM_MEMORY_BYTES = 1 << 30
+WARM_LABELS = {"mlaas.io/warm": "true"}
+NAME_PREFIX = "mlaas-warm-"  # a waiting container's; a taken one gets its job's name
+
+# (node, the container's name) -> the started container, waiting for its job
+StartWarm = Callable[[str, str], object]
+
+
+def cpu_quota(millicores: int) -> int:
+    return max(millicores, 10) * CPU_PERIOD // 1000
+
+
+class WarmJobContainers:
+    def __init__(self, start: StartWarm):
+        self._start = start
+        self._waiting: dict[str, object] = {}  # node -> its warm container
+        self._lock = threading.Lock()
+
+    def ensure(self, node: str) -> None:
+        """The node has a warm container (started now if it had none, or its own is gone)."""
+        with self._lock:
+            container = self._waiting.get(node)
+            if container is not None and _running(container):
+                return
+            self._waiting.pop(node, None)
+        try:  # a name of its own: another mesh (or an earlier scheduler) may wait on the same engine
+            started = self._start(node, f"{NAME_PREFIX}{node}-{secrets.token_hex(4)}")
+        except Exception as err:  # the engine refused: jobs there start cold
+            log.warning("no warm job container on node %s: %s", node, err)
+            return
+        with self._lock:
+            self._waiting[node] = started
+
+    def run(
+        self, node: str, name: str, argv: Sequence[str], env: Mapping[str, str], cpu_millicores: int,
+        memory_bytes: int,
+    ) -> object | None:  # fmt: skip
+        """The node's warm container, running the job now under `name` with its limits; None if
+        none was ready (start the job cold). The node's next one starts either way."""
+        with self._lock:
+            container = self._waiting.pop(node, None)
+        try:
+            if container is None or not _ready(container):
+                if container is not None:  # still warming: it is left to its idle exit
+                    with self._lock:
+                        self._waiting.setdefault(node, container)
+                return None
+            return _hand_over(container, name, argv, env, cpu_millicores, memory_bytes)
+        finally:
+            self.ensure(node)
+
+    def close(self) -> None:
+        """The waiting containers go (they hold nothing); running jobs stay."""
+        with self._lock:
+            waiting, self._waiting = list(self._waiting.values()), {}
+        for container in waiting:
+            try:
+                container.remove(force=True)
+            except Exception as err:  # already gone, or the engine is
+                log.debug("warm container not removed: %s", err)
+
+
+def remove_waiting(engine, mesh: str) -> None:
+    """Removes the mesh's warm containers that wait for a job on `engine` (those an earlier
+    scheduler left when it was killed; a taken one runs its job under the job's name)."""
+    labels = [f"mlaas.io/mesh={mesh}", *(f"{k}={v}" for k, v in WARM_LABELS.items())]
+    for container in engine.containers.list(all=True, filters={"label": labels}):
+        if container.name.startswith(NAME_PREFIX):
+            try:
+                container.remove(force=True)
+            except Exception as err:  # gone meanwhile
+                log.debug("warm container not removed: %s", err)
+
+
+def _running(container) -> bool:
+    try:
+        container.reload()
+    except Exception:
+        return False
+    return container.status in ("created", "running")
+
+
+def _ready(container) -> bool:
+    """Running, and done warming up."""
+    return _running(container) and READY in container.logs(stdout=True, stderr=False, tail=5)
+
+
+def _hand_over(
+    container, name: str, argv: Sequence[str], env: Mapping[str, str], cpu_millicores: int, memory_bytes: int
+) -> object | None:
+    """The job's limits, name and request to a ready container; None (and the container goes)
+    if the engine refused any of it."""
+    request = {"argv": list(argv), "env": dict(env), "threads": max(1, cpu_millicores // 1000)}
+    try:
+        container.update(cpu_quota=cpu_quota(cpu_millicores), mem_limit=memory_bytes, memswap_limit=memory_bytes)
+        container.rename(name)
+        stdin = container.attach_socket(params={"stdin": 1, "stream": 1})
+        try:
+            stdin._sock.sendall(json.dumps(request).encode() + b"\n")  # the raw socket: no HTTP framing
+        finally:
+            stdin.close()
+    except Exception as err:
+        log.warning("warm container %s could not take job %s (%s); it starts cold", container.name, name, err)
+        try:
+            container.remove(force=True)
+        except Exception as gone:
+            log.debug("warm container not removed: %s", gone)
+        return None
+    return container
