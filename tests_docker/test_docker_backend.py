@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import docker
@@ -21,7 +22,7 @@ from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.app import build_scheduler
 from scheduler_svc.backends import JobSpec
 from scheduler_svc.backends.docker import DockerBackend
-from scheduler_svc.backends.docker_warm import READY
+from scheduler_svc.backends.docker_warm import PER_NODE, READY
 from scheduler_svc.backends.k8s_manifests import object_name
 from scheduler_svc.settings import SchedulerSettings, parse_nodes
 
@@ -29,12 +30,13 @@ S = scheduler_pb2
 
 
 def ready_warm_containers(engine, mesh: str, nodes: set[str]) -> list:
-    """The mesh's warm job containers on `nodes`, once each of them has one ready."""
+    """The mesh's warm job containers on `nodes`, once each of them has its PER_NODE ready."""
     deadline = time.monotonic() + 120
     while True:
         waiting = engine.containers.list(filters={"label": [f"mlaas.io/mesh={mesh}", "mlaas.io/warm=true"]})
         ready = [c for c in waiting if c.name.startswith("mlaas-warm-") and READY in c.logs()]
-        if {c.labels["mlaas.io/node"] for c in ready} >= nodes:
+        per_node = Counter(c.labels["mlaas.io/node"] for c in ready)
+        if all(per_node[node] == PER_NODE for node in nodes):
             return ready
         assert time.monotonic() < deadline, [(c.name, c.logs()[-500:]) for c in waiting]
         time.sleep(0.2)
@@ -97,14 +99,15 @@ def test_a_deployment_runs_as_a_container_and_goes_away(image, registry, iris_mo
 
             # Each node with a replica has a warm job container; a job placed there takes it.
             nodes = {"docker-host", "edge"}
-            warm = {c.labels["mlaas.io/node"]: c.id for c in ready_warm_containers(engine, run, nodes)}
+            warm = {(c.labels["mlaas.io/node"], c.id) for c in ready_warm_containers(engine, run, nodes)}
             np.savez(jobs / "data.npz", X=X, y=y)
             job = client.run_training_job("iris", f"file://{jobs}/data.npz")
             done = client.wait_training_job(job.id, timeout=300)
             assert done.state == S.JOB_STATE_SUCCEEDED
             assert Path(done.output_uri.removeprefix("file://")).stat().st_size > 0  # in the job's own directory
-            assert done.handle == f"{done.node}/{warm[done.node]}"  # the node's warm container ran it
-            assert warm[done.node] not in {c.id for c in ready_warm_containers(engine, run, {done.node})}  # a new one
+            taken = tuple(done.handle.split("/"))
+            assert taken in warm  # one of the node's warm containers ran it
+            assert taken[1] not in {c.id for c in ready_warm_containers(engine, run, {done.node})}  # a new one
 
             client.decommission(deployment.id)
         scheduler.stop(0, stop_replicas=True)
@@ -135,17 +138,17 @@ def test_a_warm_job_container_takes_the_jobs_limits_name_and_credential(image, t
     try:
         cold = engine.containers.get(backend.start_job(job("j-cold")).handle.rpartition("/")[2])
         assert cold.labels.get("mlaas.io/warm") is None
-        [waiting] = ready_warm_containers(engine, run, {"n1"})
+        waiting = {c.id for c in ready_warm_containers(engine, run, {"n1"})}
         started = backend.start_job(job("j-warm"))
         taken = engine.containers.get(started.handle.rpartition("/")[2])
-        assert taken.id == waiting.id and taken.name == object_name("j-warm")
+        assert taken.id in waiting and taken.name == object_name("j-warm")
         limits = taken.attrs["HostConfig"]
         assert (limits["CpuQuota"], limits["CpuPeriod"], limits["Memory"]) == (50_000, 100_000, 384 * 2**20), limits
         assert not any("secret-" in e for e in taken.attrs["Config"]["Env"])
         assert taken.wait(timeout=120)["StatusCode"] != 0
         said = taken.logs().decode()
         assert "ipv4:127.0.0.1:1" in said and "secret-" not in said, said
-        assert len(ready_warm_containers(engine, run, {"n1"})) == 1  # the node's next one
+        assert taken.id not in {c.id for c in ready_warm_containers(engine, run, {"n1"})}  # the node's next one
     finally:
         backend.close()
         for leftover in engine.containers.list(all=True, filters={"label": f"mlaas.io/mesh={run}"}):

@@ -155,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     if one:
         warm_up()
         print(json.dumps({"ready": True}), flush=True)
-        return run_one(sys.stdin)
+        code = run_one(sys.stdin)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # no interpreter teardown: the job's outputs are written and closed
     signal.signal(signal.SIGCHLD, reap)
     warm_up()
     answers = os.fdopen(os.dup(1), "w")

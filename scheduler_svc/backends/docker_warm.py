@@ -1,15 +1,15 @@
-"""The Docker backend's warm job containers: per node, one container of the uniform image started
-ahead of the node's next training job (`train-warm`: mlaas/services/warm_trainer.py --one). It
-imports and warms the job's libraries, says it is ready, and waits for its job on its standard
-input.
+"""The Docker backend's warm job containers: per node, two containers of the uniform image (a
+round's two jobs) started ahead of the node's next training jobs (`train-warm`:
+mlaas/services/warm_trainer.py --one). Each imports and warms the job's libraries, says it is
+ready, and waits for its job on its standard input.
 
-A job placed on the node takes it: the container gets the job's CPU and memory limits (`docker
+A job placed on the node takes one: the container gets the job's CPU and memory limits (`docker
 update`), is renamed after the job, and receives the job's arguments and environment (its
 credential included) through an attach to its standard input, never through a file. It runs that
 one job in that very process and exits with its code; the node's next warm container starts at
 once. A job so keeps a cold job's isolation and limits (its own container, cgroup, mounts and
-user) and begins where a cold one would be after seconds of imports. A node whose warm container
-is not ready yet (or is gone) gets a cold job.
+user) and begins where a cold one would be after seconds of imports. A node with no warm
+container ready gets a cold job.
 
 A warm container holds no credential and nothing of a tenant's until it is taken; it exits by
 itself after an hour unused (its scheduler may be gone), and the backend removes the waiting ones
@@ -32,6 +32,8 @@ WARM_CPU_MILLICORES = 1000
 WARM_MEMORY_BYTES = 1 << 30
 WARM_LABELS = {"mlaas.io/warm": "true"}
 NAME_PREFIX = "mlaas-warm-"  # a waiting container's; a taken one gets its job's name
+# A round runs two jobs one after the other (the challenger, then the final fit): both start warm.
+PER_NODE = 2
 
 # (node, the container's name) -> the started container, waiting for its job
 StartWarm = Callable[[str, str], object]
@@ -42,39 +44,39 @@ def cpu_quota(millicores: int) -> int:
 
 
 class WarmJobContainers:
-    def __init__(self, start: StartWarm):
+    def __init__(self, start: StartWarm, per_node: int = PER_NODE):
         self._start = start
-        self._waiting: dict[str, object] = {}  # node -> its warm container
+        self._per_node = per_node
+        self._waiting: dict[str, list] = {}  # node -> its warm containers, oldest first
         self._lock = threading.Lock()
 
     def ensure(self, node: str) -> None:
-        """The node has a warm container (started now if it had none, or its own is gone)."""
+        """The node has its warm containers (those gone are replaced, the missing started)."""
         with self._lock:
-            container = self._waiting.get(node)
-            if container is not None and _running(container):
+            kept = self._waiting[node] = [c for c in self._waiting.get(node, []) if _running(c)]
+            missing = self._per_node - len(kept)
+        for _ in range(missing):
+            try:  # a name of its own: another mesh (or an earlier scheduler) may wait on the same engine
+                started = self._start(node, f"{NAME_PREFIX}{node}-{secrets.token_hex(4)}")
+            except Exception as err:  # the engine refused: jobs there start cold
+                log.warning("no warm job container on node %s: %s", node, err)
                 return
-            self._waiting.pop(node, None)
-        try:  # a name of its own: another mesh (or an earlier scheduler) may wait on the same engine
-            started = self._start(node, f"{NAME_PREFIX}{node}-{secrets.token_hex(4)}")
-        except Exception as err:  # the engine refused: jobs there start cold
-            log.warning("no warm job container on node %s: %s", node, err)
-            return
-        with self._lock:
-            self._waiting[node] = started
+            with self._lock:
+                self._waiting.setdefault(node, []).append(started)
 
     def run(
         self, node: str, name: str, argv: Sequence[str], env: Mapping[str, str], cpu_millicores: int,
         memory_bytes: int,
     ) -> object | None:  # fmt: skip
-        """The node's warm container, running the job now under `name` with its limits; None if
-        none was ready (start the job cold). The node's next one starts either way."""
+        """A warm container of the node, running the job now under `name` with its limits; None
+        if none was ready (start the job cold). The node's next one starts either way."""
         with self._lock:
-            container = self._waiting.pop(node, None)
+            waiting = self._waiting.get(node, [])
+            container = next((c for c in waiting if _ready(c)), None)
+            if container is not None:
+                waiting.remove(container)
         try:
-            if container is None or not _ready(container):
-                if container is not None:  # still warming: it is left to its idle exit
-                    with self._lock:
-                        self._waiting.setdefault(node, container)
+            if container is None:
                 return None
             return _hand_over(container, name, argv, env, cpu_millicores, memory_bytes)
         finally:
@@ -83,7 +85,8 @@ class WarmJobContainers:
     def close(self) -> None:
         """The waiting containers go (they hold nothing); running jobs stay."""
         with self._lock:
-            waiting, self._waiting = list(self._waiting.values()), {}
+            waiting = [c for node in self._waiting.values() for c in node]
+            self._waiting = {}
         for container in waiting:
             try:
                 container.remove(force=True)
