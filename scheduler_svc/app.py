@@ -17,6 +17,7 @@ from mlaas.services.auth import Authenticator, MeshKey
 from mlaas.services.periodic import Periodic
 from mlaas.services.server import MeshServer, Service
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
+from scheduler_svc.access import Access
 from scheduler_svc.backends import Backend
 from scheduler_svc.backends.docker import DockerBackend
 from scheduler_svc.backends.k8s_manifests import TOKENS_SECRET, MountedTLS
@@ -33,7 +34,11 @@ from scheduler_svc.replicas import Replicas
 from scheduler_svc.rollout import Rollout
 from scheduler_svc.servicer import SchedulerServicer
 from scheduler_svc.settings import DOCKER_HOST_LABEL, SchedulerSettings
+from scheduler_svc.states import TERMINAL, WATCHED
 from scheduler_svc.store import DeploymentStore
+from scheduler_svc.training import Training
+from scheduler_svc.updates import Updates
+from scheduler_svc.views import Views
 from scheduler_svc.waiting import WaitingRoom
 from scheduler_svc.worker import PlacementWorker
 
@@ -49,6 +54,10 @@ class Scheduler:
     backend: Backend
     registry: RegistryClient
     reconciler: Reconciler
+    store: DeploymentStore
+    lifecycle: Lifecycle
+    jobs: TrainingJobs
+    job_store: JobStore
 
     def start(self) -> Scheduler:
         self.reconciler.bring_back()
@@ -66,9 +75,21 @@ class Scheduler:
             worker.join(10)
         if stop_replicas:
             self.reconciler.stop_all("the mesh shut down; its next start brings the replicas back")
-            self.servicer.end_the_rest()
+            self._end_the_rest()
         self.backend.close()
         self.registry.close()
+
+    def _end_the_rest(self) -> None:
+        """When `mlaas up` shuts the mesh down, after the READY and CACHED deployments' replicas
+        stopped: a deployment still on its way (placed, starting, rolling) is destroyed with the
+        reason, and every training job is cancelled (a local job runs in a session of its own,
+        and nothing would stop it at its deadline once the scheduler is gone)."""
+        for deployment in self.store.list():
+            if deployment.state not in TERMINAL and deployment.state not in WATCHED:
+                state = scheduler_pb2.DeploymentState.Name(deployment.state)
+                self.lifecycle.destroy(deployment, f"the mesh shut down while it was {state}; deploy it again")
+        for job in self.job_store.live():
+            self.jobs.cancel(job, "the mesh shut down")
 
 
 # Runtimes ask the scheduler who may use their deployment; their credential comes with each spec.
@@ -147,7 +168,11 @@ def build_scheduler(
     waiting_room = WaitingRoom(settings, store, queue, placer)
     registry = RegistryClient(settings.registry_address)  # each call carries its caller's token
     deploys = Deploys(settings, store, lifecycle, waiting_room, registry, quotas=authenticator.enabled)
-    servicer = SchedulerServicer(settings, store, queue, lifecycle, authenticator, jobs, job_store, registry, deploys)
+    access = Access(authenticator, lifecycle)
+    updates = Updates(store, queue, lifecycle, access, registry)
+    training = Training(jobs, job_store, store, access, registry, settings.backend)
+    views = Views(settings, store, job_store, access)
+    servicer = SchedulerServicer(authenticator, store, deploys, updates, training, views)
     service = Service(SERVICE_NAME, servicer, scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server)
     stop = threading.Event()
     workers = [
@@ -173,4 +198,4 @@ def build_scheduler(
         "credential-renewer", lambda: renew_credentials(store, models), settings.credential_seconds / 3, stop
     )
     loops = [*workers, janitor, reconcile_loop, job_checks, waiting, renewer]
-    return Scheduler(server, loops, stop, servicer, backend, registry, reconciler)
+    return Scheduler(server, loops, stop, servicer, backend, registry, reconciler, store, lifecycle, jobs, job_store)

@@ -218,7 +218,7 @@ def test_the_jobs_directory_is_swept_of_what_nobody_will_read(parts):
         path.write_bytes(b"bytes")
     for path in (forgotten, left, *others):
         os.utime(path, (old, old))
-    scheduler.servicer._jobs.sweep(time.time())
+    scheduler.jobs.sweep(time.time())
     assert not forgotten.exists() and not left.exists()
     assert (young / "model.onnx").is_file()  # just made: its record may be on its way
     assert all(path.exists() for path in others) and (others[0] / "model.onnx").is_file()
