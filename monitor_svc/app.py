@@ -20,6 +20,8 @@ from monitor_svc.access import DeploymentAccess, scheduler_lookup
 from monitor_svc.changes import Changes
 from monitor_svc.context import ContextLoader
 from monitor_svc.deployments import DeploymentMonitors
+from monitor_svc.ingest import Ingest
+from monitor_svc.policies import Policies
 from monitor_svc.privacy import SchedulerPrivacy
 from monitor_svc.retrainer import Retrainer
 from monitor_svc.servicer import MonitorServicer
@@ -102,7 +104,8 @@ def build_monitor(settings: MonitorSettings) -> Monitor:
     deployments = DeploymentMonitors(
         store, contexts, retrainer, changes, Trials(store, ender(scheduler, settings.token)), privacy.spent
     )
-    servicer = MonitorServicer(store, deployments, changes, access, privacy)
+    ingest = Ingest(store, deployments, access.is_strict)
+    servicer = MonitorServicer(store, deployments, changes, access, ingest, Policies(store, deployments, privacy))
     service = Service(SERVICE_NAME, servicer, monitor_pb2_grpc.add_MonitorServiceServicer_to_server)
     server = MeshServer("monitor", settings.server, [service], authenticator, metrics_registry=metrics)
     return Monitor(server, servicer, deployments, retrainer, store)

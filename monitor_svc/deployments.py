@@ -46,6 +46,7 @@ class DeploymentMonitors:
         self._retrainer = retrainer
         self._changes = changes
         self._monitors: dict[str, DeploymentMonitor] = {}
+        self._strict: dict[str, bool] = {}  # what each deployment's feedback showed (kept across policy changes)
         # Retraining series by deployment: they outlive a version (a rollout continues them).
         self._schedules: dict[str, RetrainSchedule] = {}
         self._labels_seen: dict[str, int] = {}  # the last matched-label number, by deployment
@@ -83,7 +84,12 @@ class DeploymentMonitors:
         monitor.privacy_spent = self._privacy_spent(deployment_id) or 0.0
         with self._lock:
             self._monitors[deployment_id] = monitor
+            self._strict[deployment_id] = strict
         return monitor
+
+    def is_open(self, deployment_id: str) -> bool:
+        """The deployment's feedback showed it OPEN (its rows came here)."""
+        return self._strict.get(deployment_id) is False
 
     def get(self, deployment_id: str) -> DeploymentMonitor | None:
         return self._monitors.get(deployment_id)
@@ -93,6 +99,20 @@ class DeploymentMonitors:
         if monitor is None:
             raise NotFound(f"no feedback from deployment {deployment_id!r} yet")
         return monitor
+
+    def drift_report(self, deployment_id: str, recent_events: int) -> monitor_pb2.DriftReport:
+        """What the deployment's monitors found: drift, its labels, its trial, and its latest
+        events (every version's)."""
+        monitor = self.known(deployment_id)
+        # STRICT: no label is here; the node's counts are what the detector has seen.
+        matched = monitor.labels_seen if monitor.strict else self._store.label_count(deployment_id)[1]
+        report = monitor.report(matched)
+        report.feedback_dropped = self.dropped(deployment_id)
+        if (trial := self.trials.status(deployment_id)) is not None:
+            report.trial.CopyFrom(trial)
+        recent = self._store.recent_events(deployment_id, recent_events)
+        report.recent_events.extend(monitor_pb2.DriftEvent.FromString(raw) for raw in recent)
+        return report
 
     def count_dropped(self, deployment_id: str, records: int) -> None:
         with self._lock:

@@ -1,0 +1,79 @@
+"""The Monitor's cores in process (monitor_svc/ingest.py, policies.py), built by build_monitor on
+a real SQLite store and a real registry, with no server: feedback refused whole when it names a
+version its credential does not, or carries a STRICT deployment's rows; an OPEN deployment's rows
+and labels matched; a STRICT deployment's labels refused; a policy merged field by field, and
+its privacy refused on an OPEN deployment. The rpcs over these run in test_service.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlaas.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from mlaas.services.settings import ServerSettings
+from mlaas.v1 import monitor_pb2 as M
+from monitor_svc.app import build_monitor
+from monitor_svc.ingest import Ingest
+from monitor_svc.policies import Policies
+from monitor_svc.privacy import SchedulerPrivacy
+from monitor_svc.settings import MonitorSettings
+from tests.monitor_svc.test_service import feedback, gauss  # noqa: F401 (fixture)
+
+STRICT = "d-strict"
+
+
+@pytest.fixture
+def cores(gauss, tmp_path):  # noqa: F811 (the fixture imported above)
+    """(Ingest, Policies, the Monitor's store, the gauss streams): deployment d-strict is STRICT."""
+    registry_address, streams = gauss
+    settings = MonitorSettings(
+        server=ServerSettings(port=0, metrics_port=-1), data_dir=tmp_path / "monitor",
+        registry_address=registry_address, scheduler_address="127.0.0.1:1", jobs_dir=tmp_path / "jobs",
+    )  # fmt: skip
+    monitor = build_monitor(settings)  # not started: its cores only
+    try:
+        ingest = Ingest(monitor.store, monitor.deployments, lambda deployment_id: deployment_id == STRICT)
+        policies = Policies(monitor.store, monitor.deployments, SchedulerPrivacy(None, None))
+        yield ingest, policies, monitor.store, streams
+    finally:
+        monitor.store.close()
+
+
+def one_batch(deployment_id: str, streams, version: int = 1) -> M.IngestFeedbackRequest:
+    X = streams["null_0"][:100]
+    ids = [f"r-{i}" for i in range(100)]
+    return next(feedback(deployment_id, X, (X[:, 0] > 0).astype(np.int64), ids, version=version))
+
+
+def test_feedback_is_refused_whole_or_taken_whole(cores):
+    ingest, _, store, streams = cores
+    with pytest.raises(InvalidArgument, match=r"version\(s\) \[2\] does not come from deployment d-1"):
+        ingest.feedback(one_batch("d-1", streams, version=2), "gauss", {1})  # its credential names version 1
+    with pytest.raises(PermissionDenied, match="is STRICT: no row of it leaves its node"):
+        ingest.feedback(one_batch(STRICT, streams), "gauss", None)
+    assert store.label_count("d-1") == (0, 0) and store.labeled_since("d-1", 0) == []
+    accepted, edges = ingest.feedback(one_batch("d-1", streams), "gauss", {1})
+    assert accepted == 100 and edges is None
+    taken, waiting = ingest.labels("d-1", [("r-1", "1"), ("r-2", "0"), ("r-late", "1")])
+    assert (taken, waiting) == (3, 1) and store.label_count("d-1") == (3, 2)  # r-late waits for its prediction
+    with pytest.raises(FailedPrecondition, match="is STRICT: its labels stay on its node"):
+        ingest.labels(STRICT, [("r-1", "1")])
+    assert store.label_count(STRICT) == (0, 0)
+
+
+def test_a_policy_is_merged_field_by_field_and_private_only_where_strict(cores):
+    ingest, policies, store, streams = cores
+    ingest.feedback(one_batch("d-1", streams), "gauss", None)  # d-1 is OPEN: its rows came here
+    changed = policies.set("d-1", M.MonitorPolicy(min_labels=300), "alpha", None)
+    assert (changed.min_labels, changed.window_size, changed.auto_retrain) == (300, 256, True)
+    assert policies.get("d-1") == changed
+    for private in (M.MonitorPolicy(privacy_epsilon=1.0, privacy_budget=5.0), M.MonitorPolicy(federation="team")):
+        with pytest.raises(FailedPrecondition, match="d-1 is OPEN"):
+            policies.set("d-1", private, "alpha", None)
+    with pytest.raises(InvalidArgument, match="window_size must be between 8 and 4096"):
+        policies.set("d-1", M.MonitorPolicy(window_size=4), "alpha", None)
+    assert policies.get("d-1") == changed and store.federation_of("d-1") == ""  # refusals changed nothing
+    assert policies.set("d-2", M.MonitorPolicy(federation="team"), "alpha", None).federation == "team"
+    assert store.federation_of("d-2") == "alpha/team"  # by its owner's name
+    assert policies.set("d-2", M.MonitorPolicy(federation="-"), "alpha", None).federation == ""
+    assert store.federation_of("d-2") == ""
