@@ -23,6 +23,7 @@ from mlaas.services.net import free_port
 from mlaas.tls import ALL_ENV
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, credential, docker_warm
 from scheduler_svc.backends.k8s_manifests import object_name
+from scheduler_svc.backends.launch import job_args, runtime_args, runtime_env
 
 RUNNING = ("created", "running", "restarting")
 SECOND_NS = 1_000_000_000
@@ -90,18 +91,11 @@ class DockerBackend:
 
     def create(self, spec: ReplicaSpec) -> ReplicaStatus:
         port, http_port, bulk_port = (p or free_port() for p in (spec.port, spec.http_port, spec.bulk_port))
-        workers = max(1, spec.cpu_millicores // 1000)
-        environment = {
-            **self._env,
-            "MLAAS_DEPLOYMENT_ID": spec.deployment_id,
-            "MLAAS_FEEDBACK_MODE": "summaries" if spec.strict else "records",
-            **credential(spec.token),
-        }
+        environment = {**self._env, **runtime_env(spec)}
         options = {"environment": environment, **runtime_options(environment)}
         container = self._engine(spec.node).containers.run(
             self._image,
-            ["inference", "--model", spec.model_ref, "--port", str(port), "--http-port", str(http_port),
-             "--bulk-port", str(bulk_port), "--workers", str(workers), "--metrics-port", "-1"],
+            ["inference", *runtime_args(spec, port, http_port, bulk_port)],
             name=object_name(spec.replica_id),
             detach=True,
             network_mode="host",
@@ -123,8 +117,7 @@ class DockerBackend:
 
     def start_job(self, spec: JobSpec) -> ReplicaStatus:
         """The job in a warm container of its node if one is ready, else in a new one."""
-        argv = ["--registry", self._env.get("MLAAS_REGISTRY_ADDR", ""), "--model", spec.model_ref,
-                "--input", spec.input_path, "--output", spec.output_path]  # fmt: skip
+        argv = job_args(spec, self._env.get("MLAAS_REGISTRY_ADDR", ""))
         environment = {**self._env, **credential(spec.token)}
         memory = max(spec.memory_bytes, 64 << 20)
         container = None

@@ -16,10 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from scheduler_svc.backends import JobSpec, ReplicaSpec, credential
+from scheduler_svc.backends.launch import job_args, runtime_args, runtime_env
 
 GRPC_PORT = 8001
 BULK_PORT = 8002
 HTTP_PORT = 8000
+METRICS_PORT = 9090
 HOSTNAME = "kubernetes.io/hostname"
 GPU = "nvidia.com/gpu"
 
@@ -134,11 +136,9 @@ def replica_manifests(
         probe = {"exec": {"command": health}, "periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 3}
     variables = {
         **_without_tls(env),
-        "MLAAS_DEPLOYMENT_ID": spec.deployment_id,
-        "MLAAS_FEEDBACK_MODE": "summaries" if spec.strict else "records",
+        **runtime_env(spec),
         "MLAAS_HOST": "0.0.0.0",
         "MLAAS_ALLOW_OPEN_REMOTE": "true",  # the pod network; auth comes from MLAAS_AUTH_TOKENS_FILE
-        **credential(spec.token),
     }
     if tokens_secret:
         variables["MLAAS_AUTH_TOKENS_FILE"] = f"{TOKENS_DIR}/tokens.yaml"
@@ -148,24 +148,13 @@ def replica_manifests(
         "name": "runtime",
         "image": image,
         "command": ["python", "-m", "inference_svc"],
-        "args": [
-            "--model",
-            spec.model_ref,
-            "--port",
-            str(GRPC_PORT),
-            "--http-port",
-            str(HTTP_PORT),
-            "--bulk-port",
-            str(BULK_PORT),
-            "--metrics-port",
-            "9090",
-        ],
+        "args": runtime_args(spec, GRPC_PORT, HTTP_PORT, BULK_PORT, metrics_port=METRICS_PORT),
         "env": env_entries(variables),
         "ports": [
             {"name": "grpc", "containerPort": GRPC_PORT},
             {"name": "http", "containerPort": HTTP_PORT},
             {"name": "bulk", "containerPort": BULK_PORT},
-            {"name": "metrics", "containerPort": 9090},
+            {"name": "metrics", "containerPort": METRICS_PORT},
         ],
         "resources": _resources(spec.cpu_millicores, spec.memory_bytes),
         "readinessProbe": {**probe, "initialDelaySeconds": 2},
@@ -234,13 +223,11 @@ def job_manifest(
     over TLS with the certificates of that Secret."""
     name = object_name(spec.job_id)
     labels = _labels("training", spec.job_id, spec.model_ref, "")
-    registry = env.get("MLAAS_REGISTRY_ADDR", "")
-    files = ["--input", spec.input_path, "--output", spec.output_path]
     container = {
         "name": "train",
         "image": image,
-        "command": ["python", "-m", "mlaas.services.train_job"],
-        "args": ["--registry", registry, "--model", spec.model_ref, *files],
+        "command": ["python", "-m", "mlaas.retraining.train_job"],
+        "args": job_args(spec, env.get("MLAAS_REGISTRY_ADDR", "")),
         "env": env_entries(_without_tls(env) | (tls.env() if tls else {}) | credential(spec.token)),
         "resources": _resources(spec.cpu_millicores, spec.memory_bytes),
         "securityContext": SECURITY,

@@ -1,5 +1,5 @@
 """Replicas as child processes of `python -m inference_svc` on free loopback ports, and training
-jobs as processes of `python -m mlaas.services.train_job`: forked by the node's warm trainer
+jobs as processes of `python -m mlaas.retraining.train_job`: forked by the node's warm trainer
 (trainers.py) once one runs there, otherwise started cold.
 
 Each replica runs in its own session (it outlives a scheduler restart; the handle is its pid)
@@ -31,6 +31,7 @@ from mlaas.quantities import format_memory
 from mlaas.services.net import free_port
 from mlaas.services.settings import data_dir
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, credential
+from scheduler_svc.backends.launch import job_args, runtime_args, runtime_env
 from scheduler_svc.backends.trainers import WarmTrainers
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def _ours(pid: int) -> bool:
             command = cmdline.read()
     except OSError:
         return False
-    return b"inference_svc" in command or b"mlaas.services." in command
+    return b"inference_svc" in command or b"mlaas.retraining." in command
 
 
 def _resident_bytes(pid: int) -> int:
@@ -113,19 +114,9 @@ class LocalBackend:
 
     def create(self, spec: ReplicaSpec) -> ReplicaStatus:
         port, http_port, bulk_port = (p or free_port() for p in (spec.port, spec.http_port, spec.bulk_port))
-        workers = max(1, spec.cpu_millicores // 1000)
-        command = [
-            self._python, "-m", "inference_svc", "--model", spec.model_ref, "--registry", self._registry,
-            "--port", str(port), "--http-port", str(http_port), "--bulk-port", str(bulk_port),
-            "--workers", str(workers), "--metrics-port", "-1",
-        ]  # fmt: skip
-        env = {
-            **self._env,
-            "MLAAS_DEPLOYMENT_ID": spec.deployment_id,
-            "MLAAS_FEEDBACK_MODE": "summaries" if spec.strict else "records",
-            **credential(spec.token),
-        }
-        pid = self._spawn(spec.replica_id, command, env)
+        command = [self._python, "-m", "inference_svc", "--registry", self._registry,
+                   *runtime_args(spec, port, http_port, bulk_port)]  # fmt: skip
+        pid = self._spawn(spec.replica_id, command, {**self._env, **runtime_env(spec)})
         if self._trainers is not None:  # warm before this replica's first retraining is due
             self._trainers.ensure(spec.node)
         return ReplicaStatus(
@@ -134,11 +125,7 @@ class LocalBackend:
         )  # fmt: skip
 
     def start_job(self, spec: JobSpec) -> ReplicaStatus:
-        arguments = ["--registry", self._registry, "--model", spec.model_ref, "--output", spec.output_path]
-        if spec.node_store:
-            arguments += ["--round", spec.input_path, "--node-store", spec.node_store, "--result", spec.result_path]
-        else:
-            arguments += ["--input", spec.input_path]
+        arguments = job_args(spec, self._registry)
         threads = max(1, spec.cpu_millicores // 1000)
         limits = {name: str(threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
         env = {**self._env, **limits, **credential(spec.token)}
@@ -146,7 +133,7 @@ class LocalBackend:
         if self._trainers is not None:
             pid = self._trainers.start_job(spec.node, arguments, env, self._log_path(spec.job_id), threads)
         if pid is None:
-            pid = self._spawn(spec.job_id, [self._python, "-m", "mlaas.services.train_job", *arguments], env)
+            pid = self._spawn(spec.job_id, [self._python, "-m", "mlaas.retraining.train_job", *arguments], env)
         if spec.memory_bytes:
             self._memory_limits[pid] = spec.memory_bytes
         return ReplicaStatus(spec.job_id, "", True, handle=str(pid))
