@@ -25,6 +25,7 @@ from typing import Any, Self
 import grpc
 import numpy as np
 
+from mlaas import addresses
 from mlaas.env import env_bool
 from mlaas.errors import DeadlineExceeded, FailedPrecondition, MlaasError, Unavailable, from_rpc_error
 from mlaas.message_limits import MAX_MESSAGE_BYTES
@@ -242,7 +243,7 @@ class GrpcClient:
 class RegistryClient(GrpcClient):
     def __init__(
         self,
-        address: str = "127.0.0.1:50051",
+        address: str = addresses.REGISTRY,
         token: str | None = None,
         timeout: float = 60.0,
         tls: ClientTLS | None = None,
@@ -356,7 +357,7 @@ class SchedulerClient(GrpcClient):
 
     def __init__(
         self,
-        address: str = "127.0.0.1:50052",
+        address: str = addresses.SCHEDULER,
         token: str | None = None,
         timeout: float = 60.0,
         tls: ClientTLS | None = None,
@@ -543,7 +544,7 @@ class MonitorClient(GrpcClient):
 
     def __init__(
         self,
-        address: str = "127.0.0.1:50053",
+        address: str = addresses.MONITOR,
         token: str | None = None,
         timeout: float = 60.0,
         tls: ClientTLS | None = None,

@@ -4,9 +4,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlaas import addresses
 from mlaas.services.settings import ServerSettings, data_dir, path_setting, read_env, setting
 
-DEFAULT_PORT = 50053
+DEFAULT_PORT = addresses.MONITOR_PORT
 
 
 @dataclass(frozen=True)
@@ -15,8 +16,8 @@ class MonitorSettings:
 
     server: ServerSettings
     data_dir: Path
-    registry_address: str = setting("MLAAS_REGISTRY_ADDR", "127.0.0.1:50051")
-    scheduler_address: str = setting("MLAAS_SCHEDULER_ADDR", "127.0.0.1:50052")
+    registry_address: str = setting("MLAAS_REGISTRY_ADDR", addresses.REGISTRY)
+    scheduler_address: str = setting("MLAAS_SCHEDULER_ADDR", addresses.SCHEDULER)
     # Predictions kept per deployment to match labels with and to retrain on.
     keep_predictions: int = setting("MLAAS_MONITOR_KEEP_PREDICTIONS", 50_000)
     # A label whose prediction has not come within this long is dropped.

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import logging
 
+from mlaas import addresses
 from mlaas.services.lifetime import die_with_starter
 from mlaas.services.private_files import private_by_default
 from mlaas.services.settings import current_env
@@ -15,7 +16,9 @@ from registry_svc.settings import RegistrySettings
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m registry_svc", description="MLaaS model registry")
-    parser.add_argument("--port", type=int, help="gRPC port (default MLAAS_REGISTRY_PORT or 50051)")
+    parser.add_argument(
+        "--port", type=int, help=f"gRPC port (default MLAAS_REGISTRY_PORT or {addresses.REGISTRY_PORT})"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     die_with_starter()

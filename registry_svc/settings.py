@@ -4,9 +4,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlaas import addresses
 from mlaas.services.settings import ServerSettings, data_dir, read_env, setting
 
-DEFAULT_PORT = 50051
+DEFAULT_PORT = addresses.REGISTRY_PORT
 
 
 @dataclass(frozen=True)

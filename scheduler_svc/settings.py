@@ -5,12 +5,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlaas import addresses
 from mlaas.quantities import parse_cpu, parse_memory
 from mlaas.services.cpu import cpu_limit
 from mlaas.services.settings import ServerSettings, data_dir, path_setting, read_env, setting
 from scheduler_svc.placement import Node
 
-DEFAULT_PORT = 50052
+DEFAULT_PORT = addresses.SCHEDULER_PORT
 
 
 DOCKER_HOST_LABEL = "mlaas.io/docker-host"
@@ -47,7 +48,7 @@ class SchedulerSettings:
     server: ServerSettings
     data_dir: Path
     redis_url: str = setting("MLAAS_REDIS_URL", "redis://127.0.0.1:6379/0")
-    registry_address: str = setting("MLAAS_REGISTRY_ADDR", "127.0.0.1:50051")
+    registry_address: str = setting("MLAAS_REGISTRY_ADDR", addresses.REGISTRY)
     # The scheduler's own token (its role's), for the runtimes' repositories (hot version swaps).
     token: str | None = setting("MLAAS_TOKEN", None, parse=str)
     nodes: list[Node] = field(default_factory=this_machine)  # MLAAS_NODES, parse_nodes

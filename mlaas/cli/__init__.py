@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from mlaas import addresses
 from mlaas.cli import deployments, model, monitoring, up
 from mlaas.errors import MlaasError, Unavailable
 
@@ -22,18 +23,18 @@ def common_options(after_command: bool = False) -> argparse.ArgumentParser:
     env = os.environ.get
     option(
         "--registry",
-        env("MLAAS_REGISTRY_ADDR", "127.0.0.1:50051"),
-        "registry address (env MLAAS_REGISTRY_ADDR; default 127.0.0.1:50051)",
+        env("MLAAS_REGISTRY_ADDR", addresses.REGISTRY),
+        f"registry address (env MLAAS_REGISTRY_ADDR; default {addresses.REGISTRY})",
     )
     option(
         "--scheduler",
-        env("MLAAS_SCHEDULER_ADDR", "127.0.0.1:50052"),
-        "scheduler address (env MLAAS_SCHEDULER_ADDR; default 127.0.0.1:50052)",
+        env("MLAAS_SCHEDULER_ADDR", addresses.SCHEDULER),
+        f"scheduler address (env MLAAS_SCHEDULER_ADDR; default {addresses.SCHEDULER})",
     )
     option(
         "--monitor",
-        env("MLAAS_MONITOR_ADDR", "127.0.0.1:50053"),
-        "monitor address (env MLAAS_MONITOR_ADDR; default 127.0.0.1:50053)",
+        env("MLAAS_MONITOR_ADDR", addresses.MONITOR),
+        f"monitor address (env MLAAS_MONITOR_ADDR; default {addresses.MONITOR})",
     )
     option("--token", env("MLAAS_TOKEN"), "bearer token (env MLAAS_TOKEN)")
     option(
