@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # diffprivlib (differentially private retraining) needs a scikit-learn older than the mesh's: it
-# runs in an environment of its own (mlaas/services/private_fit.py).
+# runs in an environment of its own (mlaas/retraining/private_fit.py).
 DP_VENV := .venv-dp
 DP_STAMP := $(DP_VENV)/.installed-stamp
 BUF := node_modules/.bin/buf

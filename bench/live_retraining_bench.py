@@ -47,7 +47,7 @@ from venvs import ensure_venv
 from mlaas.client import MonitorClient, RegistryClient, SchedulerClient
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
-from mlaas.services.stages import durations
+from mlaas.retraining.stages import durations
 from mlaas.v1 import monitor_pb2
 
 HERE = Path(__file__).resolve().parent

@@ -5,12 +5,12 @@ retraining, in one run on the same streams.
 
 Each variant runs the mesh's own parts on the stream, labels arriving with their predictions in
 chunks of 10: the Monitor's performance detector and retraining schedule (monitor_svc), and the
-round a training job runs (mlaas/services/rounds.py: split, fit, paired test), with ONNX models
+round a training job runs (mlaas/retraining/rounds.py: split, fit, paired test), with ONNX models
 serving. What differs is what the mesh does differently:
 - OPEN: the Monitor gets each label; a round fits the recipe, and again on all labels if it won.
 - STRICT: the node sends counts of errors per window of 32 labels (spread evenly over the window,
   as the Monitor does); the round is the same, run on the node.
-- STRICT + DP: the round fits with diffprivlib at the epsilon (mlaas/services/private_fit.py) and
+- STRICT + DP: the round fits with diffprivlib at the epsilon (mlaas/retraining/private_fit.py) and
   rolls out the challenger it judged; a round that would take the privacy ledger past 5 epsilons
   is refused.
 
@@ -23,7 +23,7 @@ reference rows that bound the private fits.
 Reported (mean over seeds): accuracy over the 1,000 rows from 1,000 to 2,000 after the change and
 over all 6,000 after it, rounds started and rolled out per run, the epsilon spent.
 
-Then federated retraining (mlaas/services/federated.py) on three sites, each holding a third of
+Then federated retraining (mlaas/retraining/federated.py) on three sites, each holding a third of
 the labels after the change: the sites' parameters averaged (Flower's FedAvg, as the Monitor
 does it), beside each site fitted on its own third alone, a central oracle fitted on all of them
 (what no STRICT deployment may do), and no retraining; accuracy on 3,000 fresh rows of the new
@@ -46,9 +46,9 @@ import onnxruntime
 from mlaas.demos.scenarios import sea
 from mlaas.export import sklearn_to_onnx
 from mlaas.recipes import build_pipeline, recipe_from_steps
-from mlaas.services.federated import assemble, average, local_parameters
-from mlaas.services.private_fit import fit_private
-from mlaas.services.rounds import run_round
+from mlaas.retraining.federated import assemble, average, local_parameters
+from mlaas.retraining.private_fit import fit_private
+from mlaas.retraining.rounds import run_round
 from mlaas.v1 import types_pb2
 from monitor_svc.deployments import spread_errors
 from monitor_svc.detectors.error_rate import ErrorRateDetector

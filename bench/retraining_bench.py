@@ -30,7 +30,7 @@ import numpy as np
 from venvs import ensure_venv
 
 from mlaas.recipes import recipe_from_steps
-from mlaas.services.rounds import holdout_split, judge, train
+from mlaas.retraining.rounds import holdout_split, judge, train
 from mlaas.v1 import types_pb2
 from monitor_svc.detectors.error_rate import ErrorRateDetector
 from monitor_svc.monitoring import DEFAULT_CHALLENGER_CONFIDENCE, default_policy

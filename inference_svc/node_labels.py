@@ -21,8 +21,8 @@ import numpy as np
 
 from inference_svc.feedback import FeedbackRecord, refused_for_good, version_number
 from inference_svc.monitor_sink import MonitorConnection, row_ids
+from mlaas.retraining.outcomes import REGRESSION_BASELINE, Outcomes, paired_gain, targets
 from mlaas.services.label_store import Labeled, LabelStore
-from mlaas.services.outcomes import REGRESSION_BASELINE, Outcomes, paired_gain, targets
 from mlaas.v1 import monitor_pb2
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import numpy as np
 
 from mlaas.client import RegistryClient
 from mlaas.errors import FailedPrecondition
-from mlaas.services.rounds import first_output
+from mlaas.retraining.rounds import first_output
 from mlaas.v1 import registry_pb2, types_pb2
 from monitor_svc.monitoring import ModelContext
 

@@ -4,7 +4,7 @@
 - prediction drift: a DriftScan over the model's first output (a class label is categorical, a
   regression value numeric) against the model's own outputs on the reference data;
 - performance drift: an ErrorRateDetector over labeled samples, wrong or right as
-  mlaas/services/outcomes.py says (a STRICT deployment's node says it in counts per window).
+  mlaas/retraining/outcomes.py says (a STRICT deployment's node says it in counts per window).
 
 A new model version (after a rollout) gets fresh detectors against its own reference data.
 
@@ -28,11 +28,11 @@ import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlaas.errors import InvalidArgument
-from mlaas.services.federated import federated_recipe_problem
+from mlaas.retraining.federated import federated_recipe_problem
+from mlaas.retraining.outcomes import Outcomes
+from mlaas.retraining.private_fit import private_recipe_problem
 from mlaas.services.label_store import Labeled
-from mlaas.services.outcomes import Outcomes
 from mlaas.services.privacy_terms import budget_refusal
-from mlaas.services.private_fit import private_recipe_problem
 from mlaas.v1 import monitor_pb2, types_pb2
 from monitor_svc.detectors import Alarm
 from monitor_svc.detectors.error_rate import ErrorRateDetector

@@ -43,10 +43,10 @@ from prometheus_client import Histogram
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.errors import FailedPrecondition
 from mlaas.export import sklearn_to_onnx
-from mlaas.services.federated import assemble, average
-from mlaas.services.outcomes import targets
-from mlaas.services.rounds import HELD_OUT, decide, first_output, mcnemar, metric_name, round_result, run_round
-from mlaas.services.stages import durations, stage_time
+from mlaas.retraining.federated import assemble, average
+from mlaas.retraining.outcomes import targets
+from mlaas.retraining.rounds import HELD_OUT, decide, first_output, mcnemar, metric_name, round_result, run_round
+from mlaas.retraining.stages import durations, stage_time
 from mlaas.v1 import monitor_pb2, scheduler_pb2, types_pb2
 from monitor_svc.changes import Changes
 from monitor_svc.context import ContextLoader
@@ -291,7 +291,7 @@ class Retrainer(threading.Thread):
         self._conclude(job, record, result, model, reference=context.reference)
 
     def _retrain_federated(self, job: Job, record: monitor_pb2.Retraining) -> None:
-        """A federated round (mlaas/services/federated.py): every site fits on its node and sends
+        """A federated round (mlaas/retraining/federated.py): every site fits on its node and sends
         its parameters; they are averaged into a candidate; every site judges it on its own
         held-out labels and sends counts; the pooled counts decide, and a better candidate rolls
         out to every site."""

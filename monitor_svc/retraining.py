@@ -1,5 +1,5 @@
 """When to retrain, free of service code (the Monitor and bench/ both use it; a round's steps
-on the data are in mlaas/services/rounds.py).
+on the data are in mlaas/retraining/rounds.py).
 
 A retraining starts on confirmed drift: a performance-drift alarm, i.e. labels show the model
 got worse (a covariate shift that does not hurt accuracy is reported, not acted on). The

@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mlaas.retraining.outcomes import targets
+from mlaas.retraining.rounds import judge, mcnemar
 from mlaas.services.label_store import Labeled
-from mlaas.services.outcomes import targets
-from mlaas.services.rounds import judge, mcnemar
 from mlaas.v1 import monitor_pb2, types_pb2
 from monitor_svc.monitoring import DEFAULT_TRIAL_LABELS, DeploymentMonitor
 from monitor_svc.store import MonitorStore

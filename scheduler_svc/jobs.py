@@ -34,9 +34,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from mlaas.refs import format_ref
+from mlaas.retraining.round_files import CANDIDATE, FAILURE_NOTE, PARAMETERS, ROUND_PLAN, ROUND_RESULT, STAGES
+from mlaas.retraining.stages import read_stages, stage_time
 from mlaas.services.auth import TRAINER, MeshKey
-from mlaas.services.round_files import CANDIDATE, FAILURE_NOTE, PARAMETERS, ROUND_PLAN, ROUND_RESULT, STAGES
-from mlaas.services.stages import read_stages, stage_time
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.backends import Backend, JobSpec, ReplicaStatus
 from scheduler_svc.inputs import take_input

@@ -10,7 +10,7 @@ case "$service" in
     registry) exec python -m registry_svc "$@" ;;
     scheduler) exec python -m scheduler_svc "$@" ;;
     monitor) exec python -m monitor_svc "$@" ;;
-    train) exec python -m mlaas.services.train_job "$@" ;;
-    train-warm) exec python -m mlaas.services.warm_trainer --one "$@" ;;
+    train) exec python -m mlaas.retraining.train_job "$@" ;;
+    train-warm) exec python -m mlaas.retraining.warm_trainer --one "$@" ;;
     *) exec "$service" "$@" ;;
 esac

@@ -13,7 +13,7 @@ from mlaas.cli.connect import tls_of
 from mlaas.cli.output import print_json, print_table
 from mlaas.client import MonitorClient, SchedulerClient
 from mlaas.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
-from mlaas.services.stages import durations
+from mlaas.retraining.stages import durations
 from mlaas.v1 import monitor_pb2, scheduler_pb2
 
 M = monitor_pb2

@@ -1,5 +1,5 @@
 """The differentially private fit of a recipe's final estimator, run in the DP environment's
-Python (see private_fit.py): `python -m mlaas.services.dp_fit DIR`.
+Python (see private_fit.py): `python -m mlaas.retraining.dp_fit DIR`.
 
 DIR/spec.json names the estimator, its parameters and epsilon; DIR/in.npz holds the rows X (as
 the recipe's earlier steps transformed them), the labels y and the public reference rows R (the

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlaas.services.private_fit import PUBLIC_STEPS, before_final, shared_start
+from mlaas.retraining.private_fit import PUBLIC_STEPS, before_final, shared_start
 from mlaas.v1 import types_pb2
 
 # The averaged arrays of each linear estimator, and those that must be the same at every site.

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mlaas.recipes import build_pipeline, step_params
-from mlaas.services.dp_fit import PRIVATE
+from mlaas.retraining.dp_fit import PRIVATE
 from mlaas.v1 import types_pb2
 
 # Fitted on the owner's reference rows: they learn the inputs' shape or scale, never the labels.
@@ -88,7 +88,7 @@ def fit_private(
         np.savez(directory / "in.npz", X=X, y=y, R=reference)
         source = str(Path(__file__).resolve().parents[2])  # where `mlaas` is: dp_fit needs nothing else of it
         done = subprocess.run(
-            [dp_python(), "-m", "mlaas.services.dp_fit", work], capture_output=True, text=True,
+            [dp_python(), "-m", "mlaas.retraining.dp_fit", work], capture_output=True, text=True,
             env={**os.environ, "PYTHONPATH": source},
         )  # fmt: skip
         if done.returncode != 0:

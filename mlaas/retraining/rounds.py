@@ -1,6 +1,6 @@
 """One retraining round's steps on labeled data, wherever the data is: in the Monitor (OPEN
 deployments, whose labels it keeps) or on a STRICT deployment's node (the on-node training job,
-mlaas/services/train_job.py, whose rows never leave it).
+mlaas/retraining/train_job.py, whose rows never leave it).
 
 A round splits the labels since a change into a part to fit and a held-out part the serving
 version (the champion) never learnt from, fits the registered recipe on the first, runs both
@@ -17,7 +17,7 @@ import numpy as np
 from scipy.stats import binomtest, wilcoxon
 
 from mlaas.recipes import build_pipeline
-from mlaas.services.outcomes import paired_gain
+from mlaas.retraining.outcomes import paired_gain
 from mlaas.v1 import scheduler_pb2, types_pb2
 
 HELD_OUT = "held-out recent"  # the dataset a round's scores are on

@@ -1,10 +1,10 @@
-"""The training job program (`python -m mlaas.services.train_job`), run by a scheduler backend with the
+"""The training job program (`python -m mlaas.retraining.train_job`), run by a scheduler backend with the
 model's train resources. Two kinds:
 
 - a fit: the model's registered recipe (scikit-learn estimators from the allowlist, never user
   code) fitted on a labeled dataset the caller gave, written as ONNX;
 
-      python -m mlaas.services.train_job --registry ADDR --model NAME:VERSION --input DATA.npz --output MODEL.onnx
+      python -m mlaas.retraining.train_job --registry ADDR --model NAME:VERSION --input DATA.npz --output MODEL.onnx
 
   DATA.npz holds X (rows x features) and y.
 - a round on a STRICT deployment's node: the plan (a NodeRound as JSON) says which of the labels
@@ -15,7 +15,7 @@ model's train resources. Two kinds:
   instead; its second judges the candidate (candidate.onnx beside the plan) and writes counts.
   Nothing else leaves the node: no row, prediction or label.
 
-      python -m mlaas.services.train_job --registry ADDR --model NAME:VERSION --round PLAN.json
+      python -m mlaas.retraining.train_job --registry ADDR --model NAME:VERSION --round PLAN.json
           --node-store STORE.sqlite3 --result RESULT.json --output MODEL.onnx
 
 Outputs are written atomically; the exit code says whether it worked (the scheduler reports the
@@ -37,14 +37,14 @@ from mlaas.client import RegistryClient
 from mlaas.errors import MlaasError
 from mlaas.export import sklearn_to_onnx
 from mlaas.recipes import build_pipeline
-from mlaas.services.federated import local_parameters
+from mlaas.retraining.federated import local_parameters
+from mlaas.retraining.outcomes import targets
+from mlaas.retraining.private_fit import fit_private
+from mlaas.retraining.round_files import CANDIDATE, FAILURE_NOTE, PARAMETERS, STAGES
+from mlaas.retraining.rounds import first_output, holdout_split, judge, round_result, run_round
+from mlaas.retraining.stages import StageClock
 from mlaas.services.label_store import LabelStore
-from mlaas.services.outcomes import targets
 from mlaas.services.private_files import private_by_default
-from mlaas.services.private_fit import fit_private
-from mlaas.services.round_files import CANDIDATE, FAILURE_NOTE, PARAMETERS, STAGES
-from mlaas.services.rounds import first_output, holdout_split, judge, round_result, run_round
-from mlaas.services.stages import StageClock
 from mlaas.v1 import registry_pb2, scheduler_pb2, types_pb2
 
 
@@ -181,7 +181,7 @@ def federated_judge(description, X, y, unseen_from: int, champion: Path, candida
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mlaas.services.train_job", description=__doc__.splitlines()[0], allow_abbrev=False
+        prog="python -m mlaas.retraining.train_job", description=__doc__.splitlines()[0], allow_abbrev=False
     )
     parser.add_argument("--registry", required=True)
     parser.add_argument("--model", required=True, help="NAME:VERSION whose recipe is fitted")

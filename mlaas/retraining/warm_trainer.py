@@ -1,4 +1,4 @@
-"""A warm trainer (`python -m mlaas.services.warm_trainer`): a long-lived process per node that has
+"""A warm trainer (`python -m mlaas.retraining.warm_trainer`): a long-lived process per node that has
 imported the training job's libraries (scikit-learn, skl2onnx, ONNX Runtime, SciPy) and run one
 small fit and export through them, and starts each training job as a forked child of itself. A
 job then begins where a cold one would be after seconds of imports and first-call set-up.
@@ -9,7 +9,7 @@ standard output:
     {"argv": [...train_job arguments...], "env": {...}, "log": "/path/job.log", "threads": 1}
     -> {"pid": 1234}   or   {"error": "why not"}
 
-The child is the training job itself (mlaas.services.train_job.main with `argv`), under the same
+The child is the training job itself (mlaas.retraining.train_job.main with `argv`), under the same
 rules as a cold one: its own session (process group), its own log, exactly the environment the
 request gives (its credential), `threads` numeric-library threads; the scheduler watches its
 memory and deadline and stops it by its pid as it would a cold job's. The trainer holds no thread
@@ -35,7 +35,7 @@ import traceback
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from mlaas.services import train_job
+from mlaas.retraining import train_job
 from mlaas.v1 import types_pb2
 
 
@@ -49,7 +49,7 @@ def warm_up() -> None:
 
     from mlaas.export import sklearn_to_onnx
     from mlaas.recipes import ALLOWED_ESTIMATORS
-    from mlaas.services.rounds import first_output, judge
+    from mlaas.retraining.rounds import first_output, judge
 
     for path in ALLOWED_ESTIMATORS:  # every module a recipe may name
         __import__(path.rsplit(".", 1)[0])

@@ -1,6 +1,6 @@
 """The Docker backend's warm job containers: per node, two containers of the uniform image (a
 round's two jobs) started ahead of the node's next training jobs (`train-warm`:
-mlaas/services/warm_trainer.py --one). Each imports and warms the job's libraries, says it is
+mlaas/retraining/warm_trainer.py --one). Each imports and warms the job's libraries, says it is
 ready, and waits for its job on its standard input.
 
 A job placed on the node takes one: the container gets the job's CPU and memory limits (`docker

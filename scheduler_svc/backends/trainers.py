@@ -1,6 +1,6 @@
-"""The local backend's warm trainers: one long-lived `python -m mlaas.services.warm_trainer` per
+"""The local backend's warm trainers: one long-lived `python -m mlaas.retraining.warm_trainer` per
 node, started when the first replica lands there, which forks each training job from a process
-that has its libraries imported and warmed (mlaas/services/warm_trainer.py says how a job is
+that has its libraries imported and warmed (mlaas/retraining/warm_trainer.py says how a job is
 kept as separate as a cold one). A node whose trainer is not ready yet, or died, gets a cold job
 and a new trainer.
 
@@ -29,7 +29,7 @@ class WarmTrainer:
     def __init__(self, python: str, env: Mapping[str, str], log_path: Path):
         with open(log_path, "ab") as trainer_log:
             self._process = subprocess.Popen(
-                [python, "-m", "mlaas.services.warm_trainer"], env=dict(env), stdin=subprocess.PIPE,
+                [python, "-m", "mlaas.retraining.warm_trainer"], env=dict(env), stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=trainer_log, start_new_session=True,
             )  # fmt: skip
         self._buffer = b""

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mlaas.recipes import recipe_from_steps
-from mlaas.services.federated import average, federated_recipe_problem
+from mlaas.retraining.federated import average, federated_recipe_problem
 
 RECIPE = recipe_from_steps([
     ("sklearn.preprocessing.StandardScaler", {}), ("sklearn.linear_model.LogisticRegression", {}),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from mlaas.services.stages import MAX_STAGES, MAX_STAGES_BYTES, StageClock, durations, read_stages
+from mlaas.retraining.stages import MAX_STAGES, MAX_STAGES_BYTES, StageClock, durations, read_stages
 
 
 def test_a_jobs_stages_are_read_back_in_order(tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mlaas.demos.scenarios import covariate_streams, sea_error_streams
-from mlaas.services.rounds import holdout_split, judge
+from mlaas.retraining.rounds import holdout_split, judge
 from mlaas.v1 import monitor_pb2 as M
 from mlaas.v1 import types_pb2
 from monitor_svc.detectors.error_rate import ErrorRateDetector

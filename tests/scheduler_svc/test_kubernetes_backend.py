@@ -274,7 +274,7 @@ def test_a_training_job_is_a_valid_job(backend):
     job = posted("Job")
     kubernetes_validate.validate(job, K8S_VERSION, strict=True)
     container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["python", "-m", "mlaas.services.train_job"]
+    assert container["command"] == ["python", "-m", "mlaas.retraining.train_job"]
     assert container["args"] == ["--registry", "mlaas-registry:50051", "--model", "iris:3", "--input",
                                  spec.input_path, "--output", spec.output_path]  # fmt: skip
     assert container["volumeMounts"] == [{"name": "jobs", "mountPath": "/var/lib/mlaas/jobs"}]
