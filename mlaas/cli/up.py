@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from mlaas import addresses
 from mlaas.cli.connect import tls_of
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.local.redis_embedded import EmbeddedRedis
@@ -46,6 +50,117 @@ def _wait_serving(child: Child, address: str, tls) -> None:
     raise RuntimeError(f"{child.name} exited with {child.process.returncode} while starting: {' / '.join(tail)}")
 
 
+@dataclass
+class _Mesh:
+    """What `mlaas up` starts: where each service listens, the environment every component gets,
+    the roles' tokens (under auth) and how clients reach it (TLS)."""
+
+    root: Path
+    registry: str
+    scheduler: str
+    monitor: str
+    env: dict[str, str]
+    roles: dict[str, str]
+    tls: ClientTLS | None
+
+    def as_role(self, role: str) -> dict[str, str]:
+        """The environment of the component in `role`: its role's token under auth."""
+        return {**self.env, "MLAAS_TOKEN": self.roles[role]} if self.roles else self.env
+
+
+def _plan(args, root: Path, redis_url: str) -> _Mesh:
+    """Ports, identities and certificates of the mesh about to start, and its environment."""
+    registry_port, scheduler_port, monitor_port = (
+        port or free_port() for port in (args.registry_port, args.scheduler_port, args.monitor_port)
+    )
+    registry, scheduler, monitor = (f"127.0.0.1:{port}" for port in (registry_port, scheduler_port, monitor_port))
+    identity, roles = {}, {}
+    if os.environ.get("MLAAS_AUTH_TOKENS_FILE"):  # with auth: each component gets its role's token
+        roles = add_mesh_identities(os.environ["MLAAS_AUTH_TOKENS_FILE"], root)
+        identity = {
+            "MLAAS_AUTH_TOKENS_FILE": str(root / "mesh-tokens.yaml"),
+            "MLAAS_MESH_KEY_FILE": str(root / "mesh.key"),
+        }
+    tls_env, tls = {}, tls_of(args)
+    if args.tls:  # every component serves TLS, requires a client certificate, and presents one
+        from mlaas.local.certs import local_pki
+
+        pki = local_pki(root / "tls")
+        tls_env = pki.env(mutual=True)
+        tls = ClientTLS(str(pki.ca_cert), str(pki.client_cert), str(pki.client_key))
+    env = child_env(
+        os.environ,
+        MLAAS_DATA_DIR=str(root),
+        MLAAS_REDIS_URL=redis_url,
+        MLAAS_REGISTRY_ADDR=registry,
+        # The registry asks the scheduler before deleting a version that may be deployed.
+        MLAAS_SCHEDULER_ADDR=scheduler,
+        MLAAS_REGISTRY_PORT=str(registry_port),
+        MLAAS_REGISTRY_METRICS_PORT=str(args.registry_metrics_port),
+        MLAAS_SCHEDULER_PORT=str(scheduler_port),
+        MLAAS_SCHEDULER_METRICS_PORT=str(args.scheduler_metrics_port),
+        MLAAS_MONITOR_PORT=str(monitor_port),
+        MLAAS_MONITOR_METRICS_PORT=str(args.monitor_metrics_port),
+        # Runtimes send their inference records here (the scheduler passes it on to them).
+        MLAAS_MONITOR_ADDR=monitor,
+        # The runtimes are this command's children too: Ctrl-C takes them down with the rest.
+        MLAAS_STOP_REPLICAS_ON_EXIT="true",
+        **identity,
+        **tls_env,
+    )
+    return _Mesh(root, registry, scheduler, monitor, env, roles, tls)
+
+
+def _endpoints(args, mesh: _Mesh, redis: EmbeddedRedis, supervisor: Supervisor) -> dict[str, str]:
+    endpoints = {
+        "registry": mesh.registry,
+        "scheduler": mesh.scheduler,
+        "monitor": mesh.monitor,
+        "registry_metrics": f"http://127.0.0.1:{args.registry_metrics_port}/metrics",
+        "scheduler_metrics": f"http://127.0.0.1:{args.scheduler_metrics_port}/metrics",
+        "monitor_metrics": f"http://127.0.0.1:{args.monitor_metrics_port}/metrics",
+        "redis": redis.display_url,
+        "data_dir": str(mesh.root),
+        "logs": str(supervisor.log_dir),
+    }
+    if args.tls:
+        endpoints |= {"tls_ca": mesh.tls.ca_file, "tls_cert": mesh.tls.cert_file, "tls_key": mesh.tls.key_file}
+    return endpoints
+
+
+def _demo(args, mesh: _Mesh, say: Callable[[str], None]) -> dict[str, str]:
+    """The demo models registered and iris-logreg deployed; where the deployment answers."""
+    say("registering demo models:")
+    with RegistryClient(mesh.registry, args.token, tls=mesh.tls) as client:
+        from mlaas.demos.demo import register_demo_models
+
+        register_demo_models(client, log=say)
+    say("deploying iris-logreg:")
+    with SchedulerClient(mesh.scheduler, args.token, tls=mesh.tls) as scheduler:
+        deployment = scheduler.deploy("iris-logreg")
+        deployment = scheduler.wait_ready(deployment.id, lambda e: say(f"  {e.detail}"))
+    found = {"demo_deployment": deployment.id, "demo_endpoint": deployment.endpoints[0]}
+    if deployment.http_endpoints:  # the same replica over REST
+        found["demo_rest_endpoint"] = deployment.http_endpoints[0]
+    return found
+
+
+def _welcome(args, mesh: _Mesh, endpoints: dict[str, str]) -> None:
+    """What is up, and what to try next."""
+    print("\nMLaaS mesh is up:")
+    for key, value in endpoints.items():
+        print(f"  {key:17} {value}")
+    tls = mesh.tls
+    flags = f" --tls-ca {tls.ca_file} --tls-cert {tls.cert_file} --tls-key {tls.key_file}" if args.tls else ""
+    print(f"\ntry: mlaas model find --task classification --max-memory 512Mi --registry {mesh.registry}{flags}")
+    if "demo_deployment" in endpoints:
+        print(f"     mlaas infer {endpoints['demo_deployment']} --input rows.json --scheduler {mesh.scheduler}{flags}")
+    if args.tls:
+        print(f"     (or export MLAAS_TLS_CA={tls.ca_file} MLAAS_TLS_CLIENT_CERT={tls.cert_file} "
+              f"MLAAS_TLS_CLIENT_KEY={tls.key_file})")  # fmt: skip
+    print("Ctrl-C stops everything.", flush=True)
+
+
 def run_up(args) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     root = Path(args.data_dir).expanduser() if args.data_dir else data_dir(os.environ)
@@ -58,105 +173,22 @@ def run_up(args) -> int:
         return 1
     redis = EmbeddedRedis(root / "redis").start()
     supervisor = Supervisor(root / "logs")
-    registry_port = args.registry_port or free_port()
-    scheduler_port = args.scheduler_port or free_port()
-    monitor_port = args.monitor_port or free_port()
-    registry_address = f"127.0.0.1:{registry_port}"
-    scheduler_address = f"127.0.0.1:{scheduler_port}"
-    monitor_address = f"127.0.0.1:{monitor_port}"
-    identity, roles = {}, {}
-    if os.environ.get("MLAAS_AUTH_TOKENS_FILE"):  # with auth: each component gets its role's token
-        roles = add_mesh_identities(os.environ["MLAAS_AUTH_TOKENS_FILE"], root)
-        identity = {
-            "MLAAS_AUTH_TOKENS_FILE": str(root / "mesh-tokens.yaml"),
-            "MLAAS_MESH_KEY_FILE": str(root / "mesh.key"),
-        }
-
-    def as_role(role: str) -> dict[str, str]:
-        return {**env, "MLAAS_TOKEN": roles[role]} if roles else env
-
-    tls_env, tls = {}, tls_of(args)
-    if args.tls:  # every component serves TLS, requires a client certificate, and presents one
-        from mlaas.local.certs import local_pki
-
-        pki = local_pki(root / "tls")
-        tls_env = pki.env(mutual=True)
-        tls = ClientTLS(str(pki.ca_cert), str(pki.client_cert), str(pki.client_key))
-    env = child_env(
-        os.environ,
-        MLAAS_DATA_DIR=str(root),
-        MLAAS_REDIS_URL=redis.url,
-        MLAAS_REGISTRY_ADDR=registry_address,
-        # The registry asks the scheduler before deleting a version that may be deployed.
-        MLAAS_SCHEDULER_ADDR=scheduler_address,
-        MLAAS_REGISTRY_PORT=str(registry_port),
-        MLAAS_REGISTRY_METRICS_PORT=str(args.registry_metrics_port),
-        MLAAS_SCHEDULER_PORT=str(scheduler_port),
-        MLAAS_SCHEDULER_METRICS_PORT=str(args.scheduler_metrics_port),
-        MLAAS_MONITOR_PORT=str(monitor_port),
-        MLAAS_MONITOR_METRICS_PORT=str(args.monitor_metrics_port),
-        # Runtimes send their inference records here (the scheduler passes it on to them).
-        MLAAS_MONITOR_ADDR=monitor_address,
-        # The runtimes are this command's children too: Ctrl-C takes them down with the rest.
-        MLAAS_STOP_REPLICAS_ON_EXIT="true",
-        **identity,
-        **tls_env,
-    )
+    mesh = _plan(args, root, redis.url)
     try:
         for name, role, address in (
-            ("registry", REGISTRY, registry_address),
-            ("scheduler", SCHEDULER, scheduler_address),
-            ("monitor", MONITOR, monitor_address),
+            ("registry", REGISTRY, mesh.registry),
+            ("scheduler", SCHEDULER, mesh.scheduler),
+            ("monitor", MONITOR, mesh.monitor),
         ):
-            _wait_serving(supervisor.spawn(name, [sys.executable, "-m", f"{name}_svc"], as_role(role)), address, tls)
-        endpoints = {
-            "registry": registry_address,
-            "scheduler": scheduler_address,
-            "monitor": monitor_address,
-            "registry_metrics": f"http://127.0.0.1:{args.registry_metrics_port}/metrics",
-            "scheduler_metrics": f"http://127.0.0.1:{args.scheduler_metrics_port}/metrics",
-            "monitor_metrics": f"http://127.0.0.1:{args.monitor_metrics_port}/metrics",
-            "redis": redis.display_url,
-            "data_dir": str(root),
-            "logs": str(supervisor.log_dir),
-        }
-        if args.tls:
-            endpoints |= {"tls_ca": tls.ca_file, "tls_cert": tls.cert_file, "tls_key": tls.key_file}
+            child = supervisor.spawn(name, [sys.executable, "-m", f"{name}_svc"], mesh.as_role(role))
+            _wait_serving(child, address, mesh.tls)
+        endpoints = _endpoints(args, mesh, redis, supervisor)
         if args.demo:
-            say("registering demo models:")
-            with RegistryClient(registry_address, args.token, tls=tls) as client:
-                from mlaas.demos.demo import register_demo_models
-
-                register_demo_models(client, log=say)
-            say("deploying iris-logreg:")
-            with SchedulerClient(scheduler_address, args.token, tls=tls) as scheduler:
-                deployment = scheduler.deploy("iris-logreg")
-                deployment = scheduler.wait_ready(deployment.id, lambda e: say(f"  {e.detail}"))
-            endpoints["demo_deployment"] = deployment.id
-            endpoints["demo_endpoint"] = deployment.endpoints[0]
-            if deployment.http_endpoints:  # the same replica over REST
-                endpoints["demo_rest_endpoint"] = deployment.http_endpoints[0]
+            endpoints |= _demo(args, mesh, say)
         if args.json:
-            import json
-
             print(json.dumps(endpoints), flush=True)
         else:
-            print("\nMLaaS mesh is up:")
-            for key, value in endpoints.items():
-                print(f"  {key:17} {value}")
-            flags = f" --tls-ca {tls.ca_file} --tls-cert {tls.cert_file} --tls-key {tls.key_file}" if args.tls else ""
-            print(
-                f"\ntry: mlaas model find --task classification --max-memory 512Mi --registry {registry_address}{flags}"
-            )
-            if "demo_deployment" in endpoints:
-                print(
-                    f"     mlaas infer {endpoints['demo_deployment']} --input rows.json --scheduler {scheduler_address}"
-                    f"{flags}"
-                )
-            if args.tls:
-                print(f"     (or export MLAAS_TLS_CA={tls.ca_file} MLAAS_TLS_CLIENT_CERT={tls.cert_file} "
-                      f"MLAAS_TLS_CLIENT_KEY={tls.key_file})")  # fmt: skip
-            print("Ctrl-C stops everything.", flush=True)
+            _welcome(args, mesh, endpoints)
 
         def revive_redis() -> str | None:
             if redis.alive():
@@ -184,10 +216,10 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="every connection over mTLS, with a local CA and certificates made in <data dir>/tls (reused)",
     )
-    up.add_argument("--registry-port", type=int, default=50051, help="0 picks a free port")
+    up.add_argument("--registry-port", type=int, default=addresses.REGISTRY_PORT, help="0 picks a free port")
     up.add_argument("--registry-metrics-port", type=int, default=9451)
-    up.add_argument("--scheduler-port", type=int, default=50052, help="0 picks a free port")
+    up.add_argument("--scheduler-port", type=int, default=addresses.SCHEDULER_PORT, help="0 picks a free port")
     up.add_argument("--scheduler-metrics-port", type=int, default=9452)
-    up.add_argument("--monitor-port", type=int, default=50053, help="0 picks a free port")
+    up.add_argument("--monitor-port", type=int, default=addresses.MONITOR_PORT, help="0 picks a free port")
     up.add_argument("--monitor-metrics-port", type=int, default=9453)
     up.set_defaults(run=run_up)
