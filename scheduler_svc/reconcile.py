@@ -4,8 +4,9 @@ Every interval it looks at each replica. One whose process has exited, or that f
 health check `unhealthy_checks` times in a row (then it is killed), leaves the endpoints and is
 restarted on the same port after an exponential backoff (base, 2 x base, 4 x base ... up to
 `backoff_cap`); it rejoins the endpoints once healthy. As with Kubernetes' CrashLoopBackOff, a
-replica that ran `backoff_reset` since its last start is back to the base delay (its restart
-count, shown to users, keeps growing). On a platform that restarts unhealthy
+replica that served `backoff_reset` since its last start is back to the base delay (its restart
+count, shown to users, keeps growing); the time it took to start does not count, so a slow
+start on a busy machine does not hide a crash loop. On a platform that restarts unhealthy
 replicas itself (Kubernetes), an unhealthy replica only leaves the endpoints until it serves
 again; one whose Deployment is gone is still recreated. Each step is an event in the deployment's
 stream. A deployment is skipped while a rollout holds its lock, so several scheduler processes
@@ -47,7 +48,8 @@ class _Seen:
     """What this loop remembers about one replica between rounds."""
 
     started_at: float
-    recent_restarts: int  # restarts since it last ran backoff_reset; sets the next delay
+    recent_restarts: int  # restarts since it last served backoff_reset; sets the next delay
+    serving_since: float | None = None  # first answer SERVING since its last start
     failed_checks: int = 0
     restart_at: float | None = None  # set when found down
     answer: str | None = None  # a health answer of this round not acted on yet
@@ -139,6 +141,7 @@ class Reconciler:
         if seen.answer != "SERVING":
             return False  # the locked look uses this answer rather than waiting on a second check
         seen.answer, seen.failed_checks = None, 0
+        seen.serving_since = seen.serving_since or time.monotonic()
         return True
 
     def _check(self, deployment: scheduler_pb2.Deployment, replica: scheduler_pb2.Replica) -> None:
@@ -149,7 +152,7 @@ class Reconciler:
             problem = self._problem(deployment, replica, seen, now)
             if problem is None:
                 return
-            if now - seen.started_at >= self._settings.backoff_reset_seconds:
+            if seen.serving_since is not None and now - seen.serving_since >= self._settings.backoff_reset_seconds:
                 seen.recent_restarts = 0
             delay = min(self._settings.backoff_seconds * 2**seen.recent_restarts, self._settings.backoff_cap_seconds)
             seen.restart_at = now + delay
@@ -166,7 +169,7 @@ class Reconciler:
         )
         spec = self._replicas.spec(deployment, replica, ports)
         started = self._replicas.backend.create(spec)
-        seen.restart_at, seen.started_at, seen.failed_checks = None, now, 0
+        seen.restart_at, seen.started_at, seen.failed_checks, seen.serving_since = None, now, 0, None
         seen.recent_restarts += 1
 
         def restarted(d: scheduler_pb2.Deployment) -> None:
@@ -200,6 +203,7 @@ class Reconciler:
         answer, seen.answer = seen.answer or self._probe.check(replica.endpoint), None
         if answer == "SERVING":
             seen.failed_checks = 0
+            seen.serving_since = seen.serving_since or now
             if not replica.ready:
                 trial, detail = self._rejoin_trial(deployment, replica)
                 self._store.update(
