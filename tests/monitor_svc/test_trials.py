@@ -198,6 +198,7 @@ def test_a_retrained_challenger_runs_in_shadow_and_serves_once_it_wins_there(wir
 def test_a_retrained_challenger_dropped_from_its_trial_ends_the_round_rejected(mesh):
     schedulers, monitor = mesh
     deployment, trying = retrained_into_a_trial(schedulers, monitor)
+    schedulers.wait_settled(deployment.id)  # the challenger is loaded
     schedulers.end_trial(deployment.id, promote=False)  # its owner drops it
     done = wait_retraining(monitor, deployment.id, FINAL)
     assert done.id == trying.id and done.state == M.RETRAINING_STATE_REJECTED, done
