@@ -28,8 +28,10 @@ install: $(STAMP) $(DP_STAMP)
 up: install
 	$(VENV)/bin/mlaas up --demo
 
+# Four workers on two cores: most tests wait on child processes and the network. A test
+# module runs on one worker (its module-scoped fixtures, such as a running mesh, are shared).
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n 4 --dist loadfile
 
 # The uniform image, built from a debootstrap base where no image can be pulled.
 docker-image: $(STAMP)
