@@ -99,6 +99,14 @@ def wait_decided(schedulers, monitor, deployment_id: str) -> tuple[monitor_pb2.T
         time.sleep(0.1)
 
 
+def sea_2_in_shadow(schedulers, monitor, trial_labels: int, **deploy) -> S.Deployment:
+    """A deployment of sea:1 (no retraining) trying sea:2 in shadow, once its replicas run it."""
+    deployment = schedulers.wait_ready(schedulers.deploy("sea:1", **deploy).id)
+    monitor.set_policy(deployment.id, M.MonitorPolicy(auto_retrain=False, trial_labels=trial_labels))
+    schedulers.start_trial(deployment.id, "sea:2")
+    return schedulers.wait_settled(deployment.id)
+
+
 def test_a_shadow_that_wins_is_promoted_and_one_that_loses_is_dropped(mesh):
     schedulers, monitor = mesh
     deployment = schedulers.wait_ready(schedulers.deploy("sea:1").id)
@@ -223,10 +231,8 @@ def test_a_strict_trial_is_judged_on_its_nodes_counts(mesh):
     """A STRICT deployment's trial: the node keeps both answers and the labels, and sends the
     Monitor only counts per window of labels; those decide, and the winner is promoted."""
     schedulers, monitor = mesh
-    deployment = schedulers.wait_ready(schedulers.deploy("sea:1", strict_node="node-a").id)
-    monitor.set_policy(deployment.id, M.MonitorPolicy(auto_retrain=False, trial_labels=96))
-    schedulers.start_trial(deployment.id, "sea:2")
-    assert [r.trial_version for r in schedulers.wait_settled(deployment.id).replica_status] == [2]
+    deployment = sea_2_in_shadow(schedulers, monitor, 96, strict_node="node-a")
+    assert [r.trial_version for r in deployment.replica_status] == [2]
     answers = serve_and_label(schedulers, monitor, deployment.id, 200, "strict", 4)
     assert {a.model_version for a in answers} == {"1"}
     judged, promoted = wait_decided(schedulers, monitor, deployment.id)
@@ -237,11 +243,8 @@ def test_a_strict_trial_is_judged_on_its_nodes_counts(mesh):
 
 def test_a_replica_restarted_during_a_trial_runs_the_challenger_again(mesh):
     schedulers, monitor = mesh
-    deployment = schedulers.wait_ready(schedulers.deploy("sea:1").id)
-    monitor.set_policy(deployment.id, M.MonitorPolicy(auto_retrain=False, trial_labels=200))
-    schedulers.start_trial(deployment.id, "sea:2")
-    trying = schedulers.wait_settled(deployment.id)
-    os.kill(int(trying.replica_status[0].handle), signal.SIGKILL)
+    deployment = sea_2_in_shadow(schedulers, monitor, 200)
+    os.kill(int(deployment.replica_status[0].handle), signal.SIGKILL)
     deadline = time.monotonic() + 60
     while True:  # restarted by the reconciler, and serving again with the challenger loaded
         replica = schedulers.get(deployment.id).replica_status[0]
