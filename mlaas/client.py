@@ -433,10 +433,16 @@ class SchedulerClient(GrpcClient):
         )
         return self._call(self._stub.UpdateDeployment, request).deployment
 
-    def end_trial(self, deployment_id: str, promote: bool) -> scheduler_pb2.Deployment:
-        """Ends the deployment's trial: its challenger serves from then on (`promote`), or goes."""
+    def end_trial(
+        self, deployment_id: str, promote: bool, champion: int = 0, challenger: int = 0
+    ) -> scheduler_pb2.Deployment:
+        """Ends the deployment's trial: its challenger serves from then on (`promote`), or goes.
+        `champion`, `challenger` (0: any): only if that is the trial running now."""
         end = scheduler_pb2.TRIAL_END_PROMOTE if promote else scheduler_pb2.TRIAL_END_ABORT
-        request = scheduler_pb2.UpdateDeploymentRequest(deployment_id=deployment_id, end_trial=end)
+        request = scheduler_pb2.UpdateDeploymentRequest(
+            deployment_id=deployment_id, end_trial=end, trial_champion_version=champion,
+            trial_challenger_version=challenger,
+        )  # fmt: skip
         return self._call(self._stub.UpdateDeployment, request).deployment
 
     def wait_settled(self, deployment_id: str, timeout: float = 300.0, poll: float = 0.2) -> scheduler_pb2.Deployment:

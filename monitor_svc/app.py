@@ -60,15 +60,17 @@ def ender(scheduler: SchedulerClient, token: str | None, attempts: int = 60, pau
     once there is nothing left to end; False if it gave up (the Monitor's next start tries again)."""
     as_monitor = scheduler.with_token(token)
 
-    def end(deployment_id: str, promote: bool, why: str) -> bool:
+    def end(deployment_id: str, promote: bool, champion: int, challenger: int, why: str) -> bool:
         for attempt in range(attempts):
             try:
-                as_monitor.end_trial(deployment_id, promote)
+                as_monitor.end_trial(deployment_id, promote, champion, challenger)
                 log.info("trial of %s ended: %s", deployment_id, why)
                 return True
             except (Unavailable, DeadlineExceeded, FailedPrecondition) as err:
-                if isinstance(err, FailedPrecondition) and "no trial" in err.message:
-                    return True  # its owner ended it first
+                if isinstance(err, FailedPrecondition) and (
+                    "no trial" in err.message or "not the trial" in err.message
+                ):
+                    return True  # its owner ended it first, or another trial runs now
                 if attempt + 1 == attempts:
                     log.warning("trial of %s decided (%s) but not ended: %s", deployment_id, why, err)
                     return False

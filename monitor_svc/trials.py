@@ -35,9 +35,9 @@ M = monitor_pb2
 # for nothing. Labels of the same two versions after that start the count of a new trial of them
 # (both answered those rows too, so they are as good a sample).
 SETTLE_SECONDS = 60.0
-# (deployment, promote, why) -> whether the trial is over at the scheduler (ended, or nothing left
-# to end); called on a thread of its own.
-EndTrial = Callable[[str, bool, str], bool]
+# (deployment, promote, champion, challenger, why) -> whether that trial is over at the scheduler
+# (ended, or no longer running); called on a thread of its own.
+EndTrial = Callable[[str, bool, int, int, str], bool]
 
 
 @dataclass
@@ -180,7 +180,7 @@ class Trials:
         promote = judgement.outcome.startswith("promoted")
 
         def end() -> None:
-            if not self._end(deployment, promote, judgement.outcome):
+            if not self._end(deployment, promote, trial.champion, trial.challenger, judgement.outcome):
                 return
             with self._lock:
                 if self._trials.get(deployment) is trial:

@@ -34,12 +34,21 @@ def start_trial(
     return change, f"starting a trial of version {version} as {how} beside version {deployment.model.version}"
 
 
-def end_trial(deployment: scheduler_pb2.Deployment, end: int) -> tuple[Change, str]:
+def end_trial(
+    deployment: scheduler_pb2.Deployment, end: int, champion: int = 0, challenger: int = 0
+) -> tuple[Change, str]:
+    """`champion`, `challenger` (0: any): the trial the end is for, as its judge saw it; another
+    trial running now is refused (a late verdict must not end what it never judged)."""
     if end not in (S.TRIAL_END_PROMOTE, S.TRIAL_END_ABORT):
         raise InvalidArgument(f"end_trial {end} is neither PROMOTE nor ABORT")
     trial = deployment.trial.version
     if not trial:
         raise FailedPrecondition(f"deployment {deployment.id} has no trial to end")
+    if (champion and champion != deployment.model.version) or (challenger and challenger != trial):
+        raise FailedPrecondition(
+            f"deployment {deployment.id} tries version {trial} beside version {deployment.model.version} now, "
+            f"not the trial that end is for ({challenger} beside {champion})"
+        )
 
     def promote(d: scheduler_pb2.Deployment) -> None:
         d.model.version = trial

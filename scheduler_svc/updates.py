@@ -69,7 +69,8 @@ class Updates:
         if request.end_trial:
             if request.HasField("model") or request.trial_mode or request.canary_percent:
                 raise InvalidArgument("end_trial goes alone: no model, trial_mode or canary_percent with it")
-            return self._begin(deployment, *end_trial(deployment, request.end_trial))
+            versions = request.trial_champion_version, request.trial_challenger_version
+            return self._begin(deployment, *end_trial(deployment, request.end_trial, *versions))
         version = self._version(deployment, request.model, token)
         # Under the share lock: no other tenant's Deploy takes a lease on it meanwhile (Deploy
         # shares no deployment with a trial: its challenger is its owner's alone).

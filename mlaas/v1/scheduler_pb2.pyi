@@ -422,20 +422,24 @@ class ScaleResponse(_message.Message):
     def __init__(self, deployment: _Optional[_Union[Deployment, _Mapping]] = ...) -> None: ...
 
 class UpdateDeploymentRequest(_message.Message):
-    __slots__ = ("deployment_id", "model", "trial_mode", "canary_percent", "end_trial", "privacy")
+    __slots__ = ("deployment_id", "model", "trial_mode", "canary_percent", "end_trial", "privacy", "trial_champion_version", "trial_challenger_version")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TRIAL_MODE_FIELD_NUMBER: _ClassVar[int]
     CANARY_PERCENT_FIELD_NUMBER: _ClassVar[int]
     END_TRIAL_FIELD_NUMBER: _ClassVar[int]
     PRIVACY_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_CHAMPION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_CHALLENGER_VERSION_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     model: _types_pb2.ModelRef
     trial_mode: TrialMode
     canary_percent: float
     end_trial: TrialEnd
     privacy: PrivacyTerms
-    def __init__(self, deployment_id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., trial_mode: _Optional[_Union[TrialMode, str]] = ..., canary_percent: _Optional[float] = ..., end_trial: _Optional[_Union[TrialEnd, str]] = ..., privacy: _Optional[_Union[PrivacyTerms, _Mapping]] = ...) -> None: ...
+    trial_champion_version: int
+    trial_challenger_version: int
+    def __init__(self, deployment_id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., trial_mode: _Optional[_Union[TrialMode, str]] = ..., canary_percent: _Optional[float] = ..., end_trial: _Optional[_Union[TrialEnd, str]] = ..., privacy: _Optional[_Union[PrivacyTerms, _Mapping]] = ..., trial_champion_version: _Optional[int] = ..., trial_challenger_version: _Optional[int] = ...) -> None: ...
 
 class Trial(_message.Message):
     __slots__ = ("version", "mode", "canary_percent")

@@ -113,6 +113,8 @@ def test_a_stranger_does_not_see_a_deployment_and_a_lease_holder_does_not_steer_
     assert cores.views.deployment(deployment.id, "beta").id == deployment.id  # the lease holder sees it
     listed = [d.id for d in cores.views.deployments(S.ListDeploymentsRequest(), "beta").deployments]
     assert deployment.id not in listed  # it lists its own only
+    with pytest.raises(InvalidArgument, match=r"states \[99\] are not deployment states"):
+        cores.views.deployments(S.ListDeploymentsRequest(states=[99]), "alpha")
     unchanged = cores.store.get(deployment.id)
     assert (unchanged.state, unchanged.replicas) == (S.DEPLOYMENT_STATE_READY, 1)
 
@@ -160,6 +162,14 @@ def test_an_update_rolls_or_tries_a_version_of_the_same_model(cores):
     trying = update(model=types_pb2.ModelRef(version=2), trial_mode=S.TRIAL_MODE_SHADOW)
     assert trying.state == S.DEPLOYMENT_STATE_UPDATING and trying.trial == S.Trial(version=2, mode=S.TRIAL_MODE_SHADOW)
     assert trying.model.version == 1  # the challenger runs beside what serves
+    cores.store.update(deployment.id, lambda d: None, S.DEPLOYMENT_STATE_READY, "the trial runs")
+    # A verdict on another trial (a late one, of a trial ended and started again) ends nothing.
+    for champion, challenger in ((1, 3), (2, 2)):
+        with pytest.raises(FailedPrecondition, match=r"tries version 2 beside version 1 now, not the trial that end"):
+            update(end_trial=S.TRIAL_END_PROMOTE, trial_champion_version=champion, trial_challenger_version=challenger)
+    assert cores.store.get(deployment.id).trial.version == 2
+    ended = update(end_trial=S.TRIAL_END_ABORT, trial_champion_version=1, trial_challenger_version=2)
+    assert ended.state == S.DEPLOYMENT_STATE_UPDATING and not ended.HasField("trial")
 
 
 def test_a_training_request_is_checked_before_any_job_starts(cores):
