@@ -447,6 +447,10 @@ class Retrainer(threading.Thread):
         version = record.challenger_version
         while True:
             deployment = self._scheduler.get(record.deployment_id)
+            if deployment.state not in (S.DEPLOYMENT_STATE_READY, S.DEPLOYMENT_STATE_UPDATING):
+                state = S.DeploymentState.Name(deployment.state).removeprefix("DEPLOYMENT_STATE_")
+                self._finish(record, M.RETRAINING_STATE_REJECTED, f"{record.reason}; its deployment is {state}")
+                return
             if deployment.trial.version != version and deployment.state != S.DEPLOYMENT_STATE_UPDATING:
                 break
             if self._stopping.wait(TRIAL_POLL_SECONDS):

@@ -96,6 +96,8 @@ class Lifecycle:
 
         def count(d: scheduler_pb2.Deployment) -> None:
             d.leases = int(self._redis.hlen(key))
+            if not d.leases:  # nobody holds it: its owner's trial ends (the reconciler unloads it)
+                d.ClearField("trial")
 
         def move(d: scheduler_pb2.Deployment) -> tuple[int | None, str]:
             return moves.get((d.leases > 0, d.state), (None, ""))

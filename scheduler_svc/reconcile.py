@@ -108,7 +108,7 @@ class Reconciler:
     def reconcile_once(self) -> None:
         present, endpoints = set(), set()
         for deployment in self._store.list(WATCHED):
-            if all(self._fine(r) for r in deployment.replica_status):
+            if all(self._fine(deployment, r) for r in deployment.replica_status):
                 present.update(r.id for r in deployment.replica_status)
                 endpoints.update(r.endpoint for r in deployment.replica_status)
                 continue  # the common case needs no lock and writes nothing
@@ -129,11 +129,14 @@ class Reconciler:
             del self._seen[gone]
         self._probe.keep_only(endpoints)
 
-    def _fine(self, replica: scheduler_pb2.Replica) -> bool:
-        """A ready replica that is running and serving, known to this loop and not due a restart
-        (then there is nothing to do, and its deployment is not locked)."""
+    def _fine(self, deployment: scheduler_pb2.Deployment, replica: scheduler_pb2.Replica) -> bool:
+        """A ready replica that is running and serving the deployment's trial (or none), known to
+        this loop and not due a restart (then there is nothing to do, and its deployment is not
+        locked)."""
         seen = self._seen.get(replica.id)
         if seen is None or seen.restart_at is not None or not replica.ready:
+            return False
+        if replica.trial_version != deployment.trial.version:
             return False
         if not self._replicas.backend.status(as_status(replica)).running:
             return False
@@ -180,13 +183,15 @@ class Reconciler:
 
         self._store.update(deployment.id, restarted, detail=f"replica {replica.id} restarted on {started.endpoint}")
 
-    def _rejoin_trial(self, deployment: scheduler_pb2.Deployment, replica: scheduler_pb2.Replica) -> tuple[int, str]:
-        """A replica that serves again after a restart (a new process, or one its platform
-        restarted) runs the deployment's trial like the others: (its challenger's version, a
-        note for the event)."""
+    def _sync_trial(self, deployment: scheduler_pb2.Deployment, replica: scheduler_pb2.Replica) -> tuple[int, str]:
+        """A serving replica runs the deployment's trial like the others, or none once it ended
+        (a replica that served again after a restart, one whose trial ended with its deployment's
+        last lease): (the challenger it runs, a note for the event)."""
         wanted = deployment.trial.version
         if not wanted:
-            return 0, ""
+            if replica.trial_version and not self._models.end_trial(deployment, [replica]):
+                return replica.trial_version, ", still with a trial's challenger (its unload failed; tried again)"
+            return 0, ", with no trial's challenger" if replica.trial_version else ""
         if self._models.start_trial(deployment, [replica]):
             return wanted, f", with the trial's challenger (version {wanted})"
         return 0, f", without the trial's challenger (version {wanted} did not load; see the scheduler's log)"
@@ -205,10 +210,16 @@ class Reconciler:
             seen.failed_checks = 0
             seen.serving_since = seen.serving_since or now
             if not replica.ready:
-                trial, detail = self._rejoin_trial(deployment, replica)
+                trial, detail = self._sync_trial(deployment, replica)
                 self._store.update(
                     deployment.id, lambda d: _set_serving(d, replica.id, True, trial),
                     detail=f"replica {replica.id} serves again{detail}",
+                )  # fmt: skip
+            elif replica.trial_version != deployment.trial.version:  # the trial ended with the last lease
+                trial, detail = self._sync_trial(deployment, replica)
+                self._store.update(
+                    deployment.id, lambda d: _set_serving(d, replica.id, True, trial),
+                    detail=f"replica {replica.id}{detail}",
                 )  # fmt: skip
             return None
         if not replica.ready:  # (re)starting: it has start_timeout to become healthy

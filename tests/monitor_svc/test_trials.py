@@ -257,6 +257,32 @@ def test_a_replica_restarted_during_a_trial_runs_the_challenger_again(mesh):
     assert judged.outcome.startswith("promoted: ") and promoted.model.version == 2, judged
 
 
+def test_a_trial_ends_with_its_deployments_last_lease(mesh):
+    """Its owner decommissions a deployment during a trial: the trial ends with the lease (a
+    CACHED deployment cannot change, so nothing else could end it), the reconciler unloads the
+    challenger from the warm replica, and a deployment revived from the cache runs no trial."""
+    schedulers, monitor = mesh
+    deployment = sea_2_in_shadow(schedulers, monitor, 200)
+    cached = schedulers.decommission(deployment.id)
+    assert cached.state == S.DEPLOYMENT_STATE_CACHED and not cached.HasField("trial")
+    deadline = time.monotonic() + 30
+    while (replica := schedulers.get(deployment.id).replica_status[0]).trial_version:
+        assert time.monotonic() < deadline, replica
+        time.sleep(0.1)
+    assert replica.handle == deployment.replica_status[0].handle  # unloaded in place
+    revived = schedulers.wait_ready(schedulers.deploy("sea:1").id)
+    assert revived.id == deployment.id and not revived.HasField("trial")
+    answers = serve_and_label(schedulers, monitor, deployment.id, 50, "revived", 6)
+    assert {a.model_version for a in answers} == {"1"}
+    deadline, report = time.monotonic() + 30, None
+    while report is None or report.samples_seen < 50:  # the rows' feedback is on its way
+        assert time.monotonic() < deadline, report
+        time.sleep(0.1)
+        with contextlib.suppress(NotFound):
+            report = monitor.report(deployment.id)
+    assert not report.HasField("trial")  # no shadow answers came
+
+
 def labeled(numbers: range, prefix: str, version: int, prediction: str, label: str) -> list[Labeled]:
     return [Labeled(n, f"{prefix}-{n}", version, np.zeros(3), prediction, label) for n in numbers]
 
@@ -270,9 +296,10 @@ def test_a_decided_trial_absorbs_its_late_rows_then_the_same_pair_is_judged_anew
     ended: list[tuple[str, bool]] = []
     done = threading.Event()
 
-    def end(deployment_id: str, promote: bool, why: str) -> None:
+    def end(deployment_id: str, promote: bool, champion: int, challenger: int, why: str) -> bool:
         ended.append((deployment_id, promote))
         done.set()
+        return True
 
     trials = Trials(store, end, settle_seconds=settle_seconds)
     policy = M.MonitorPolicy(trial_labels=20, challenger_confidence=0.95)
@@ -307,7 +334,7 @@ def test_a_restarted_monitor_counts_on_and_ends_what_it_had_decided(tmp_path):
     answer = {"over": False}
     ended = threading.Event()
 
-    def end(deployment_id: str, promote: bool, why: str) -> bool:
+    def end(deployment_id: str, promote: bool, champion: int, challenger: int, why: str) -> bool:
         calls.append((deployment_id, promote))
         ended.set()
         return answer["over"]
