@@ -83,6 +83,8 @@ def validate_policy(
         if name and not FEDERATION_NAME.fullmatch(name):
             raise InvalidArgument("policy.federation must be 1-64 letters, digits, '.', '_' or '-' ('-' to leave)")
         merged.federation = name
+    if merged.federation and merged.shadow_retrained:
+        raise InvalidArgument("shadow_retrained is not for federated rounds (they roll out to every site): set one")
     if merged.federation and merged.privacy_epsilon:
         raise InvalidArgument("federated rounds with differential privacy are not supported yet: set one of them")
     if merged.privacy_epsilon and merged.privacy_budget < merged.privacy_epsilon:

@@ -3,6 +3,7 @@ deployments a caller may see, filtered and paged, and the nodes with what is pla
 
 from __future__ import annotations
 
+from mlaas.errors import InvalidArgument
 from mlaas.services.paging import decode_page_token, encode_page_token, page_size, query_key
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.access import Access
@@ -27,6 +28,9 @@ class Views:
     def deployments(self, request: S.ListDeploymentsRequest, tenant: str) -> S.ListDeploymentsResponse:
         """The caller's deployments (a mesh role: everyone's) in the states, of the model and
         version asked for, one page of them."""
+        unknown = [s for s in request.states if s not in S.DeploymentState.values()]
+        if unknown:
+            raise InvalidArgument(f"states {unknown} are not deployment states")
         everyone = self._access.sees_all(tenant)
         found = [
             d

@@ -19,11 +19,12 @@ standard input closes: the scheduler that started it is gone.
 With `--one` (the Docker backend's warm job container, scheduler_svc/backends/docker_warm.py)
 it runs one job, in this very process and container: it warms up, says `{"ready": true}`, waits
 for one request (`argv`, `env`, `threads`; no log: the container's output is the job's) and exits
-with the job's code, or after an hour with none (its scheduler may be gone).
+with the job's code, or after `--idle-seconds` with none (its scheduler may be gone).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import select
@@ -63,9 +64,6 @@ def warm_up() -> None:
     ):
         first_output(sklearn_to_onnx(model.fit(X, target), X[:1]), X)
     judge(types_pb2.TASK_CLASSIFICATION, y, y, y, confidence=0.95)
-
-
-ONE_JOB_IDLE_SECONDS = 3600.0
 
 
 def job_request(request: dict) -> tuple[list[str], dict[str, str], int]:
@@ -136,7 +134,7 @@ def serve(requests, answers) -> None:
         answers.flush()
 
 
-def run_one(requests, idle_seconds: float = ONE_JOB_IDLE_SECONDS) -> int:
+def run_one(requests, idle_seconds: float) -> int:
     """The one job of a warm job container, once its request comes; its exit code."""
     if not select.select([requests], [], [], idle_seconds)[0]:
         print(f"no job came within {idle_seconds:g}s", flush=True)
@@ -151,11 +149,14 @@ def run_one(requests, idle_seconds: float = ONE_JOB_IDLE_SECONDS) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    one = "--one" in (sys.argv[1:] if argv is None else argv)
-    if one:
+    parser = argparse.ArgumentParser(description="a warm trainer (see the module's docstring)")
+    parser.add_argument("--one", action="store_true", help="run one job in this process, then exit")
+    parser.add_argument("--idle-seconds", type=float, default=3600.0, help="--one: exit after this long with no job")
+    args = parser.parse_args(argv)
+    if args.one:
         warm_up()
         print(json.dumps({"ready": True}), flush=True)
-        code = run_one(sys.stdin)
+        code = run_one(sys.stdin, args.idle_seconds)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)  # no interpreter teardown: the job's outputs are written and closed

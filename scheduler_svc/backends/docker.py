@@ -136,7 +136,8 @@ class DockerBackend:
         container whose job, model and name come when it is taken (labels stay as they were)."""
         labels = {**_labels("training", "", "", node, self._mesh), **docker_warm.WARM_LABELS}
         cpu, memory = docker_warm.WARM_CPU_MILLICORES, docker_warm.WARM_MEMORY_BYTES
-        return self._job_container(node, ["train-warm"], name, self._env, labels, cpu, memory, stdin_open=True)
+        command = ["train-warm", "--idle-seconds", str(docker_warm.IDLE_SECONDS)]
+        return self._job_container(node, command, name, self._env, labels, cpu, memory, stdin_open=True)
 
     def _job_container(
         self, node: str, command: list[str], name: str, environment: Mapping[str, str], labels: Mapping[str, str],

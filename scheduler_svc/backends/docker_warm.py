@@ -23,6 +23,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 
 log = logging.getLogger(__name__)
 READY = b'{"ready": true}'
@@ -34,6 +35,8 @@ WARM_LABELS = {"mlaas.io/warm": "true"}
 NAME_PREFIX = "mlaas-warm-"  # a waiting container's; a taken one gets its job's name
 # A round runs two jobs one after the other (the challenger, then the final fit): both start warm.
 PER_NODE = 2
+IDLE_SECONDS = 3600.0  # a waiting container exits after this long (its scheduler may be gone)
+IDLE_MARGIN_SECONDS = 120.0  # and one this close to it takes no job (the job would be lost)
 
 # (node, the container's name) -> the started container, waiting for its job
 StartWarm = Callable[[str, str], object]
@@ -48,21 +51,25 @@ class WarmJobContainers:
         self._start = start
         self._per_node = per_node
         self._waiting: dict[str, list] = {}  # node -> its warm containers, oldest first
+        self._starting: dict[str, int] = {}  # node -> containers being started for it now
         self._lock = threading.Lock()
 
     def ensure(self, node: str) -> None:
         """The node has its warm containers (those gone are replaced, the missing started)."""
-        with self._lock:
+        with self._lock:  # what is missing is claimed here: callers at once never start too many
             kept = self._waiting[node] = [c for c in self._waiting.get(node, []) if _running(c)]
-            missing = self._per_node - len(kept)
+            missing = max(0, self._per_node - len(kept) - self._starting.get(node, 0))
+            self._starting[node] = self._starting.get(node, 0) + missing
         for _ in range(missing):
+            started = None
             try:  # a name of its own: another mesh (or an earlier scheduler) may wait on the same engine
                 started = self._start(node, f"{NAME_PREFIX}{node}-{secrets.token_hex(4)}")
             except Exception as err:  # the engine refused: jobs there start cold
                 log.warning("no warm job container on node %s: %s", node, err)
-                return
             with self._lock:
-                self._waiting.setdefault(node, []).append(started)
+                self._starting[node] -= 1
+                if started is not None:
+                    self._waiting.setdefault(node, []).append(started)
 
     def run(
         self, node: str, name: str, argv: Sequence[str], env: Mapping[str, str], cpu_millicores: int,
@@ -115,8 +122,13 @@ def _running(container) -> bool:
 
 
 def _ready(container) -> bool:
-    """Running, and done warming up."""
-    return _running(container) and READY in container.logs(stdout=True, stderr=False, tail=5)
+    """Running, done warming up, and far from its idle exit (a job handed over as it exits is lost)."""
+    if not _running(container):
+        return False
+    started = datetime.strptime(container.attrs["State"]["StartedAt"][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    if (datetime.now(UTC) - started).total_seconds() > IDLE_SECONDS - IDLE_MARGIN_SECONDS:
+        return False
+    return READY in container.logs(stdout=True, stderr=False, tail=5)
 
 
 def _hand_over(

@@ -72,6 +72,8 @@ def test_a_policy_is_merged_field_by_field_and_private_only_where_strict(cores):
             policies.set("d-1", private, "alpha", None)
     with pytest.raises(InvalidArgument, match="window_size must be between 8 and 4096"):
         policies.set("d-1", M.MonitorPolicy(window_size=4), "alpha", None)
+    with pytest.raises(InvalidArgument, match="shadow_retrained is not for federated rounds"):
+        policies.set("d-3", M.MonitorPolicy(shadow_retrained=True, federation="team"), "alpha", None)
     assert policies.get("d-1") == changed and store.federation_of("d-1") == ""  # refusals changed nothing
     assert policies.set("d-2", M.MonitorPolicy(federation="team"), "alpha", None).federation == "team"
     assert store.federation_of("d-2") == "alpha/team"  # by its owner's name
