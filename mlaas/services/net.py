@@ -3,6 +3,7 @@ when `tls` or the environment's MLAAS_TLS_CA says so, as every mesh client)."""
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 
@@ -12,9 +13,26 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mlaas.tls import ClientTLS, channel
 
 
+def _ephemeral_low() -> int:
+    """Where the kernel's range for bind(0) and outgoing connections starts."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            return int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (the caller should bind it promptly)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A port nothing listens on right now (the caller should bind it promptly), chosen at random
+    below the kernel's ephemeral range. A port from that range (what bind(0) gives) may be handed
+    to an outgoing connection, or to another process's bind(0), before the caller binds it: with
+    several processes starting servers at once, a runtime failed to bind its control port so."""
+    low = _ephemeral_low()
+    for _ in range(100):
+        port = random.randint(max(1024, low - 20_000), low - 1)
+        if port_is_free(port, host):
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a crowded machine: the kernel's pick
         sock.bind((host, 0))
         return sock.getsockname()[1]
 
