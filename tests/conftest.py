@@ -138,9 +138,19 @@ def no_stray_runtimes():
         except psutil.NoSuchProcess:
             continue
     _, alive = psutil.wait_procs(stray, timeout=10)  # some are still draining
+    alive = [p for p in alive if _running(p)]  # an exited one its parent has not reaped yet has ended
     for process in alive:
         process.kill()
     assert not alive, f"runtime processes outlived the test: {[p.pid for p in alive]}"
+
+
+def _running(process) -> bool:
+    import psutil
+
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 @dataclass(frozen=True)
