@@ -21,7 +21,7 @@ from collections.abc import Callable
 import grpc
 
 from mlaas.client import SchedulerClient
-from mlaas.errors import InvalidArgument, NotFound, PermissionDenied
+from mlaas.errors import DeadlineExceeded, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from mlaas.refs import parse_ref
 from mlaas.services.auth import RUNTIME, Authenticator, bearer_token
 from mlaas.services.live_scopes import LiveScopes
@@ -91,14 +91,17 @@ class DeploymentAccess:
     def is_strict(self, deployment_id: str) -> bool:
         """Whether the deployment is STRICT, as its record says (a tenant's `check` asked the
         scheduler already; a deployment's mode never changes), whoever calls. Unavailable while
-        the scheduler cannot say. Without auth (one trusted user) nothing is asked: the Monitor
-        then knows it from the deployment's summaries."""
-        if not self._auth.enabled:
-            return self._strict.get(deployment_id, False)
+        the scheduler cannot say. Without auth (one trusted user) the scheduler is asked too (a
+        STRICT deployment's labels came in before its first summaries did), and a Monitor with no
+        scheduler to ask goes by the deployment's summaries."""
         if deployment_id not in self._strict:
             try:
                 deployment = self._get(deployment_id, self._own_token)
             except NotFound:
+                return False
+            except (Unavailable, DeadlineExceeded):
+                if self._auth.enabled:
+                    raise
                 return False
             with self._lock:
                 self._strict[deployment_id] = deployment.mode == scheduler_pb2.PLACEMENT_MODE_STRICT

@@ -91,6 +91,10 @@ class DeploymentMonitors:
         """The deployment's feedback showed it OPEN (its rows came here)."""
         return self._strict.get(deployment_id) is False
 
+    def shown_strict(self, deployment_id: str) -> bool:
+        """The deployment's feedback showed it STRICT (summaries came), a policy change since or not."""
+        return self._strict.get(deployment_id) is True
+
     def get(self, deployment_id: str) -> DeploymentMonitor | None:
         return self._monitors.get(deployment_id)
 

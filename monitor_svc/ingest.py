@@ -27,8 +27,7 @@ class Ingest:
         self._is_strict = is_strict
 
     def strict(self, deployment_id: str) -> bool:
-        monitor = self._deployments.get(deployment_id)
-        return (monitor is not None and monitor.strict) or self._is_strict(deployment_id)
+        return self._deployments.shown_strict(deployment_id) or self._is_strict(deployment_id)
 
     def feedback(
         self, request: M.IngestFeedbackRequest, model_name: str, versions: set[int] | None
