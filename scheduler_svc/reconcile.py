@@ -209,17 +209,13 @@ class Reconciler:
         if answer == "SERVING":
             seen.failed_checks = 0
             seen.serving_since = seen.serving_since or now
-            if not replica.ready:
+            # Back after a restart, or its trial ended (with the last lease) or began meanwhile.
+            if not replica.ready or replica.trial_version != deployment.trial.version:
                 trial, detail = self._sync_trial(deployment, replica)
+                again = "" if replica.ready else " serves again"
                 self._store.update(
                     deployment.id, lambda d: _set_serving(d, replica.id, True, trial),
-                    detail=f"replica {replica.id} serves again{detail}",
-                )  # fmt: skip
-            elif replica.trial_version != deployment.trial.version:  # the trial ended with the last lease
-                trial, detail = self._sync_trial(deployment, replica)
-                self._store.update(
-                    deployment.id, lambda d: _set_serving(d, replica.id, True, trial),
-                    detail=f"replica {replica.id}{detail}",
+                    detail=f"replica {replica.id}{again}{detail}",
                 )  # fmt: skip
             return None
         if not replica.ready:  # (re)starting: it has start_timeout to become healthy
