@@ -233,9 +233,9 @@ class GrpcClient:
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
 
-    def _stream(self, method, request) -> Iterator[Any]:
+    def _stream(self, method, request, timeout: float | None = None) -> Iterator[Any]:
         try:
-            yield from method(request, metadata=self._metadata, timeout=None)
+            yield from method(request, metadata=self._metadata, timeout=timeout)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
 
@@ -455,21 +455,31 @@ class SchedulerClient(GrpcClient):
         return deployment
 
     def run_training_job(
-        self, model: str | types_pb2.ModelRef, input_uri: str, output_uri: str = ""
+        self, model: str | types_pb2.ModelRef, input_uri: str = "", input_data: bytes = b""
     ) -> scheduler_pb2.TrainingJob:
-        """Starts a training job fitting `model`'s recipe on the data at `input_uri` (the model at `output_uri`)."""
-        request = scheduler_pb2.RunTrainingJobRequest(model=_as_ref(model), input_uri=input_uri, output_uri=output_uri)
+        """Starts a training job fitting `model`'s recipe on an .npz (X, y): its bytes
+        (`input_data`), or a file in the caller's inputs directory (`input_uri`)."""
+        request = scheduler_pb2.RunTrainingJobRequest(model=_as_ref(model), input_uri=input_uri, input_data=input_data)
         return self._call(self._stub.RunTrainingJob, request).job
 
     def run_node_round(
-        self, model: str | types_pb2.ModelRef, node_round: scheduler_pb2.NodeRound, candidate_uri: str = ""
+        self, model: str | types_pb2.ModelRef, node_round: scheduler_pb2.NodeRound, candidate: bytes = b""
     ) -> scheduler_pb2.TrainingJob:
         """Starts a retraining round on a STRICT deployment's node, from the data kept there
-        (it may wait there, PENDING, for room); `candidate_uri`: a federated judging step's model."""
-        request = scheduler_pb2.RunTrainingJobRequest(
-            model=_as_ref(model), node_round=node_round, input_uri=candidate_uri
-        )
+        (it may wait there, PENDING, for room); `candidate`: a federated judging step's model."""
+        request = scheduler_pb2.RunTrainingJobRequest(model=_as_ref(model), node_round=node_round, input_data=candidate)
         return self._call(self._stub.RunTrainingJob, request).job
+
+    def training_job_output(self, job_id: str, output: int = scheduler_pb2.TRAINING_OUTPUT_MODEL) -> bytes:
+        """What a succeeded job wrote: its model (ONNX), or with TRAINING_OUTPUT_PARAMETERS a
+        federated step's parameters (.npz)."""
+        request = scheduler_pb2.ReadTrainingJobOutputRequest(job_id=job_id, output=output)
+        return b"".join(r.chunk for r in self._stream(self._stub.ReadTrainingJobOutput, request, self._timeout))
+
+    def delete_training_job(self, job_id: str) -> scheduler_pb2.TrainingJob:
+        """Removes a training job and its files now (a running one is stopped first)."""
+        request = scheduler_pb2.DeleteTrainingJobRequest(job_id=job_id)
+        return self._call(self._stub.DeleteTrainingJob, request).job
 
     def cancel_training_job(self, job_id: str) -> scheduler_pb2.TrainingJob:
         """Stops a training job; it ends CANCELLED."""

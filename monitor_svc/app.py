@@ -12,7 +12,6 @@ from prometheus_client import CollectorRegistry, Histogram
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.errors import DeadlineExceeded, FailedPrecondition, MlaasError, Unavailable
 from mlaas.services.auth import MONITOR, Authenticator
-from mlaas.services.job_inputs import inputs_dir
 from mlaas.services.live_scopes import LiveScopes
 from mlaas.services.server import MeshServer, Service
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
@@ -98,8 +97,7 @@ def build_monitor(settings: MonitorSettings) -> Monitor:
         "mlaas_retraining_stage_seconds", "Seconds each stage of a rolled-out retraining took, after the one before",
         ["stage"], registry=metrics, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300),
     )  # fmt: skip
-    inputs = inputs_dir(settings.training_dir, MONITOR if settings.token else "")
-    retrainer = Retrainer(store, registry, as_monitor, inputs, changes, contexts, stage_seconds)
+    retrainer = Retrainer(store, registry, as_monitor, changes, contexts, stage_seconds)
     scopes = LiveScopes(as_monitor)
     access = DeploymentAccess(authenticator, scheduler_lookup(scheduler), own_token=settings.token, scopes=scopes)
     privacy = SchedulerPrivacy(scheduler, settings.token)

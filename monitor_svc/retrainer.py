@@ -3,7 +3,7 @@ waits for another.
 
 An OPEN deployment's retraining: the labeled samples since the change (from the store) -> the
 registered recipe fitted on most of them, as a training job the scheduler places with the
-model's train resources (RunTrainingJob; data and model pass through the shared jobs directory)
+model's train resources (RunTrainingJob with the data; ReadTrainingJobOutput for the model)
 -> challenger and champion (the version serving now) scored on the held-out rest -> if a paired
 test says the challenger is better at the policy's confidence: a second job fits all of them.
 
@@ -25,24 +25,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
 import queue
-import secrets
-import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Histogram
 
 from mlaas.client import RegistryClient, SchedulerClient
-from mlaas.errors import FailedPrecondition
+from mlaas.errors import FailedPrecondition, MlaasError
 from mlaas.export import sklearn_to_onnx
+from mlaas.message_limits import MAX_MESSAGE_BYTES
 from mlaas.retraining.federated import assemble, average
 from mlaas.retraining.outcomes import targets
 from mlaas.retraining.rounds import HELD_OUT, decide, first_output, mcnemar, metric_name, round_result, run_round
@@ -101,6 +100,12 @@ class Job:
         return [self.deployment_id, *self.members]
 
 
+def _rows_per_request(features: int) -> int:
+    """How many labeled rows (float32 inputs, a float64 label) a training job's request carries:
+    a round on more learns from the newest that many."""
+    return max(1, (MAX_MESSAGE_BYTES - (1 << 20)) // (4 * features + 8))
+
+
 def _stamp() -> Timestamp:
     stamp = Timestamp()
     stamp.GetCurrentTime()
@@ -113,21 +118,17 @@ class Retrainer(threading.Thread):
         store: MonitorStore,
         registry: RegistryClient,
         scheduler: SchedulerClient,
-        inputs: Path,
         changes: Changes,
         contexts: ContextLoader | None = None,
         stage_seconds: Histogram | None = None,
     ):
-        """`registry`, `scheduler`: clients calling as the Monitor (built once, in app.py);
-        `inputs`: where it writes its jobs' input files (its role's inputs directory under auth)."""
+        """`registry`, `scheduler`: clients calling as the Monitor (built once, in app.py)."""
         super().__init__(name="retrainer", daemon=True)
         self._contexts = contexts
         self._stage_seconds = stage_seconds
         self._store = store
         self._registry = registry
         self._scheduler = scheduler
-        self._inputs = inputs
-        self._inputs.mkdir(parents=True, exist_ok=True)
         self._changes = changes
         self._jobs: queue.Queue[tuple[Job, monitor_pb2.Retraining] | None] = queue.Queue()
         self._running: set[threading.Thread] = set()
@@ -154,9 +155,8 @@ class Retrainer(threading.Thread):
 
     def recover(self) -> None:
         """After a stop mid-round (a kill, a restart): a retraining left unfinished is FAILED (its
-        series is not resumed; a new alarm starts one), and the files this Monitor gave the
-        scheduler for it and never saw taken are removed. A job of it that is still on a node ends
-        on its own, and the scheduler sweeps its directory after the retention."""
+        series is not resumed; a new alarm starts one). A job of it that is still on a node ends
+        on its own, and the scheduler removes it and its files after the retention."""
         final = (M.RETRAINING_STATE_ROLLED_OUT, M.RETRAINING_STATE_REJECTED, M.RETRAINING_STATE_FAILED)
         for raw in self._store.every_retraining():
             record = M.Retraining.FromString(raw)
@@ -164,8 +164,6 @@ class Retrainer(threading.Thread):
                 self._start_thread(self._resume_trial, (record,), f"trial-of-{record.id}")
             elif record.state not in final:
                 self._finish(record, M.RETRAINING_STATE_FAILED, "interrupted: the Monitor stopped during it")
-                for left in self._inputs.glob(f"{record.id}-*"):
-                    left.unlink(missing_ok=True)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -243,6 +241,7 @@ class Retrainer(threading.Thread):
         """An OPEN deployment's round, on the labels the Monitor keeps (fits as training jobs)."""
         context = job.context
         labeled = self._store.labeled_since(job.deployment_id, job.since_label)
+        labeled = labeled[-_rows_per_request(len(labeled[0].inputs) if labeled else 1) :]
         record.state, record.trained_on = M.RETRAINING_STATE_TRAINING, MONITOR_SITE
         self._save(record)
         X = np.vstack([x.inputs for x in labeled]).astype(np.float32)
@@ -280,13 +279,11 @@ class Retrainer(threading.Thread):
             return
         record.state, record.trained_on = M.RETRAINING_STATE_TRAINING, started.node
         self._save(record)
-        try:
+        with self._removing([started]):
             finished = self._follow(scheduler, started, record)
             self._add_stages(record, finished, "round")
             result = finished.round_result
-            model = Path(finished.output_uri.removeprefix("file://")).read_bytes() if result.better else None
-        finally:
-            shutil.rmtree(Path(started.output_uri.removeprefix("file://")).parent, ignore_errors=True)
+            model = scheduler.training_job_output(finished.id) if result.better else None
         # The new version's reference data: its parent's, the owner's own (no row of the node's).
         self._conclude(job, record, result, model, reference=context.reference)
 
@@ -343,30 +340,33 @@ class Retrainer(threading.Thread):
     ) -> list[tuple[dict[str, np.ndarray], S.TrainingJob]]:  # fmt: skip
         """One step of a federated round, a job on every site's node at once: each fits its
         parameters (returned with the finished job), or with `candidate` judges it."""
-        started, given, found = [], [], []
-        try:
+        started: list[S.TrainingJob] = []
+        found = []
+        with self._removing(started):
             for plan in plans:
                 step = S.NodeRound(parameters_only=candidate is None, judge_candidate=candidate is not None)
                 step.MergeFrom(plan)
-                uri = ""
-                if candidate is not None:  # each site's job takes its own copy into its directory
-                    given.append(self._inputs / f"{record.id}-candidate-{secrets.token_hex(16)}.onnx")
-                    given[-1].write_bytes(candidate)
-                    uri = f"file://{given[-1]}"
-                started.append(scheduler.run_node_round(ref, step, uri))
+                started.append(scheduler.run_node_round(ref, step, candidate or b""))
             for job in started:
                 finished = self._follow(scheduler, job, record)
                 parameters = {}
                 if candidate is None:
-                    with np.load(finished.round_result.parameters_uri.removeprefix("file://")) as arrays:
+                    fitted = scheduler.training_job_output(finished.id, S.TRAINING_OUTPUT_PARAMETERS)
+                    with np.load(io.BytesIO(fitted)) as arrays:
                         parameters = {name: arrays[name] for name in arrays.files}
                 found.append((parameters, finished))
             return found
+
+    @contextlib.contextmanager
+    def _removing(self, jobs: list[S.TrainingJob]) -> Iterator[None]:
+        """Whatever happens, the jobs (those in the list when the block ends) and their files go:
+        the round read what it needed."""
+        try:
+            yield
         finally:
-            for path in given:
-                path.unlink(missing_ok=True)  # if the scheduler refused it
-            for job in started:
-                shutil.rmtree(Path(job.output_uri.removeprefix("file://")).parent, ignore_errors=True)
+            for job in jobs:
+                with contextlib.suppress(MlaasError):  # or they go after the scheduler's retention
+                    self._scheduler.delete_training_job(job.id)
 
     def _follow(self, scheduler: SchedulerClient, job: S.TrainingJob, record: monitor_pb2.Retraining) -> S.TrainingJob:
         """Waits for a round's job to end; while it waits for room on its node, the retraining's
@@ -472,22 +472,15 @@ class Retrainer(threading.Thread):
     ) -> bytes:
         """The recipe fitted on (X, y) by a training job the scheduler places; ONNX bytes. The
         job's stages join the round's, under `name` (challenger, final)."""
-        # An unguessable name: the scheduler moves the file into the job's private directory.
-        data = self._inputs / f"{record.id}-{name}-{secrets.token_hex(16)}.npz"
+        data = io.BytesIO()
         np.savez(data, X=X, y=y)
-        job_dir = None
-        try:
-            scheduler = self._scheduler
-            ref = types_pb2.ModelRef(name=context.name, version=context.version)
-            started = scheduler.run_training_job(ref, f"file://{data}")
-            job_dir = Path(started.output_uri.removeprefix("file://")).parent
+        scheduler = self._scheduler
+        ref = types_pb2.ModelRef(name=context.name, version=context.version)
+        started = scheduler.run_training_job(ref, input_data=data.getvalue())
+        with self._removing([started]):
             finished = scheduler.wait_training_job(started.id, poll=POLL_SECONDS)
             self._add_stages(record, finished, name)
-            return Path(finished.output_uri.removeprefix("file://")).read_bytes()
-        finally:
-            data.unlink(missing_ok=True)  # if the scheduler refused it
-            if job_dir is not None:
-                shutil.rmtree(job_dir, ignore_errors=True)
+            return scheduler.training_job_output(finished.id)
 
     def _register(
         self, job: Job, record: monitor_pb2.Retraining, onnx_model: bytes, reference: np.ndarray, score: float

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlaas import addresses
-from mlaas.services.settings import ServerSettings, data_dir, path_setting, read_env, setting
+from mlaas.services.settings import ServerSettings, data_dir, read_env, setting
 
 DEFAULT_PORT = addresses.MONITOR_PORT
 
@@ -24,12 +24,6 @@ class MonitorSettings:
     unmatched_label_seconds: float = setting("MLAAS_MONITOR_UNMATCHED_LABEL_SECONDS", 86_400.0)
     # The token the Monitor presents to the registry and scheduler (retraining), if auth is on.
     token: str | None = setting("MLAAS_TOKEN", None, parse=str)
-    # Where retraining data and models go for the scheduler's training jobs (shared with it).
-    jobs_dir: Path | None = setting("MLAAS_JOBS_DIR", None, parse=path_setting)
-
-    @property
-    def training_dir(self) -> Path:
-        return self.jobs_dir or self.data_dir / "jobs"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> MonitorSettings:

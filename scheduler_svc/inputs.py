@@ -1,4 +1,4 @@
-"""A training job's input file, taken from the caller's own inputs directory
+"""A training job's input: the bytes in the request, or a file taken from the caller's own inputs directory
 (mlaas/services/job_inputs.py) without a race: the directory and the file are opened once, never
 through a link (O_NOFOLLOW, the file by its bare name relative to the directory's descriptor), the
 file must be regular with no other link (a hard link to another tenant's file is refused), and
@@ -12,12 +12,42 @@ import contextlib
 import os
 import stat
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlaas.errors import InvalidArgument
 from mlaas.services.job_inputs import inputs_dir
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
+@dataclass(frozen=True)
+class JobInput:
+    """What a caller gives a job (RunTrainingJob's input_uri or input_data): one, or neither."""
+
+    uri: str = ""
+    data: bytes = b""
+
+    def __post_init__(self) -> None:
+        if self.uri and self.data:
+            raise InvalidArgument("give a job's input once: input_uri or input_data, not both")
+
+    def __bool__(self) -> bool:
+        return bool(self.uri or self.data)
+
+    def take(self, jobs_dir: Path, target: Path, tenant: str, max_bytes: int) -> Callable[[], None]:
+        """Writes the input to `target` (in the job's private directory); returns what removes
+        the caller's file once the job is placed."""
+        if self.uri:
+            return take_input(jobs_dir, self.uri, target, tenant, max_bytes)
+        if len(self.data) > max_bytes:
+            raise InvalidArgument(
+                f"input_data is {len(self.data)} bytes, over the {max_bytes} a job's input may be "
+                "(MLAAS_MAX_INPUT_BYTES)"
+            )
+        with open(target, "xb") as copy:
+            copy.write(self.data)
+        return lambda: None
 
 
 def take_input(jobs_dir: Path, uri: str, target: Path, tenant: str, max_bytes: int) -> Callable[[], None]:

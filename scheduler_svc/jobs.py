@@ -1,11 +1,13 @@
 """Training jobs (retraining): placed like a one-replica deployment with the model's train
 resources, run by the backend, and holding those resources until they end.
 
-A job's files live in a private directory of its own under the jobs directory (`MLAAS_JOBS_DIR`,
-shared with the Monitor), named with a secret nobody can guess: the caller writes its data
-directly in the jobs directory, the scheduler moves it into the job's directory, and the job
-writes its model there (the job record says where, to its owner only). So no caller can make a
-job read another's data or overwrite another's model, nor the scheduler touch anything else.
+A job's files live in a private directory of its own under the jobs directory (`MLAAS_JOBS_DIR`),
+named with a secret nobody can guess: the caller sends its data with the request (or writes it
+in its inputs directory, which the scheduler moves it from), the scheduler writes it into the
+job's directory, and the job writes its model there, which its owner reads back over gRPC
+(ReadTrainingJobOutput) and removes (DeleteTrainingJob) or leaves for the retention. So no
+caller can make a job read another's data or overwrite another's model, nor the scheduler touch
+anything else.
 A round on a STRICT deployment's node (NodeRound) has no input file: the scheduler writes the
 round's plan in the job's directory and the job reads the data its node keeps. It is placed on
 that node only, and when the node has no room it waits there (PENDING, with the reason) until it
@@ -20,12 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import re
 import secrets
 import shutil
+import stat
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import redis
@@ -39,7 +43,7 @@ from mlaas.retraining.stages import read_stages, stage_time
 from mlaas.services.auth import TRAINER, MeshKey
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.backends import Backend, JobSpec, ReplicaStatus
-from scheduler_svc.inputs import take_input
+from scheduler_svc.inputs import JobInput
 from scheduler_svc.placer import Placer
 
 S = scheduler_pb2
@@ -59,8 +63,7 @@ ROUND_MEMORY, PRIVATE_FIT_MEMORY = 256 << 20, 384 << 20
 ENDED = "ended meanwhile"  # a pending job cancelled while it was being placed
 SWEEP_SECONDS = 60.0
 JOB_DIRECTORY = re.compile(r"j-[0-9a-f]{12}-[0-9a-f]{32}")
-# The Monitor's inputs and candidates (monitor_svc/retrainer.py names them)
-MONITOR_FILE = re.compile(r"r-[0-9a-f]{12}-(challenger|final|candidate)-[0-9a-f]{32}\.(npz|onnx)")
+CHUNK_BYTES = 1 << 20  # of an output read back
 
 
 def _now() -> Timestamp:
@@ -107,6 +110,12 @@ class JobStore:
 
     def exists(self, job_id: str) -> bool:
         return bool(self._redis.exists(PREFIX + job_id))
+
+    def delete(self, job_id: str) -> None:
+        pipe = self._redis.pipeline()
+        pipe.delete(PREFIX + job_id)
+        pipe.srem(INDEX, job_id)
+        pipe.execute()
 
     def get(self, job_id: str) -> scheduler_pb2.TrainingJob:
         raw = self._redis.get(PREFIX + job_id)
@@ -181,11 +190,11 @@ class TrainingJobs:
         self._swept = 0.0
 
     def run(
-        self, model: types_pb2.ModelVersion, input_uri: str, tenant: str,
+        self, model: types_pb2.ModelVersion, given: JobInput, tenant: str,
         node_round: scheduler_pb2.NodeRound | None = None, node: str = "",
     ) -> scheduler_pb2.TrainingJob:  # fmt: skip
-        """Places and starts a job fitting `model`'s recipe on the caller's file `input_uri`, or,
-        with `node_round`, a round on `node` from the data kept there (PENDING while it has no room)."""
+        """Places and starts a job fitting `model`'s recipe on the caller's data, or, with
+        `node_round`, a round on `node` from the data kept there (PENDING while it has no room)."""
         job_id = f"j-{uuid.uuid4().hex[:12]}"
         if node_round is not None and (
             holder := self._store.hold_round(node_round.deployment_id, job_id, self._deadline + 60)
@@ -194,14 +203,14 @@ class TrainingJobs:
                 f"deployment {node_round.deployment_id} has a round on its node already ({holder}): one at a time"
             )
         try:
-            return self._create(model, input_uri, tenant, node_round, node, job_id)
+            return self._create(model, given, tenant, node_round, node, job_id)
         except Exception:  # the hold goes with the job (a job that got as far as its end let it go already)
             if node_round is not None:
                 self._store.release_round(node_round.deployment_id, job_id)
             raise
 
     def _create(
-        self, model: types_pb2.ModelVersion, input_uri: str, tenant: str,
+        self, model: types_pb2.ModelVersion, given: JobInput, tenant: str,
         node_round: scheduler_pb2.NodeRound | None, node: str, job_id: str,
     ) -> scheduler_pb2.TrainingJob:  # fmt: skip
         # Private to the job: a name nobody can guess, readable and writable by its owner only.
@@ -211,12 +220,10 @@ class TrainingJobs:
         try:
             if node_round is None:
                 input_path = job_dir / "input.npz"
-                remove_callers_file = take_input(self.jobs_dir, input_uri, input_path, tenant, self._max_input_bytes)
+                remove_callers_file = given.take(self.jobs_dir, input_path, tenant, self._max_input_bytes)
             else:
                 if node_round.judge_candidate:  # the model a federated round's sites judge
-                    remove_callers_file = take_input(
-                        self.jobs_dir, input_uri, job_dir / CANDIDATE, tenant, self._max_input_bytes
-                    )
+                    remove_callers_file = given.take(self.jobs_dir, job_dir / CANDIDATE, tenant, self._max_input_bytes)
                 input_path = job_dir / ROUND_PLAN
                 input_path.write_text(json_format.MessageToJson(node_round))
         except Exception:
@@ -298,6 +305,43 @@ class TrainingJobs:
     def cancel(self, job: scheduler_pb2.TrainingJob, reason: str) -> scheduler_pb2.TrainingJob:
         return self._stop(job, S.JOB_STATE_CANCELLED, reason)
 
+    def output(self, job: scheduler_pb2.TrainingJob, which: int) -> Iterator[bytes]:
+        """The bytes of what a SUCCEEDED job wrote (S.TrainingOutput), in chunks."""
+        if job.state != S.JOB_STATE_SUCCEEDED:
+            state = S.JobState.Name(job.state).removeprefix("JOB_STATE_")
+            raise FailedPrecondition(f"training job {job.id} is {state}: only a succeeded job has an output")
+        model = Path(job.output_uri.removeprefix("file://"))
+        plan = job.node_round if job.HasField("node_round") else None
+        if which == S.TRAINING_OUTPUT_PARAMETERS:
+            if plan is None or not plan.parameters_only:
+                raise FailedPrecondition(f"training job {job.id} fitted no parameters: only a federated step does")
+            path = model.with_name(PARAMETERS)
+        elif which == S.TRAINING_OUTPUT_MODEL:
+            if plan is not None and (plan.parameters_only or plan.judge_candidate or not job.round_result.better):
+                raise FailedPrecondition(f"training job {job.id} wrote no model: {job.round_result.reason or 'a step'}")
+            path = model
+        else:
+            raise InvalidArgument("output must be TRAINING_OUTPUT_MODEL or TRAINING_OUTPUT_PARAMETERS")
+        try:  # what the job wrote, never a link it may have left in its place
+            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            raise NotFound(f"training job {job.id}'s output is gone (deleted, or past the retention)") from None
+        with os.fdopen(descriptor, "rb") as file:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise FailedPrecondition(f"training job {job.id}'s output is not a regular file")
+            while chunk := file.read(CHUNK_BYTES):
+                yield chunk
+
+    def remove(self, job: scheduler_pb2.TrainingJob) -> scheduler_pb2.TrainingJob:
+        """A job and its files go now (a live one is stopped first)."""
+        if job.state in LIVE:
+            self._stop(job, S.JOB_STATE_CANCELLED, "deleted")
+        self._store.delete(job.id)
+        private = Path(job.output_uri.removeprefix("file://")).parent
+        if job.output_uri and private.parent == self.jobs_dir:
+            shutil.rmtree(private, ignore_errors=True)
+        return job
+
     def _stop(self, job: scheduler_pb2.TrainingJob, state: int, reason: str) -> scheduler_pb2.TrainingJob:
         """Stops a running job: its process goes, its resources are free, its data is removed."""
         if job.handle:
@@ -339,17 +383,14 @@ class TrainingJobs:
     def sweep(self, now: float) -> None:
         """Removes what nobody will read any more, and nothing else of what the jobs directory may
         hold: a job's directory once its record is gone (the retention after it ended: a
-        succeeded job's model stays for its caller until then), and a Monitor's files left that
-        long (it died mid-round)."""
+        succeeded job's model stays for its caller until then)."""
         for path in self.jobs_dir.iterdir():
             try:
                 if now - path.lstat().st_mtime < self._store.retention:
                     continue  # a directory just made, its record not written yet, is young too
-                if JOB_DIRECTORY.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
-                    if not self._store.exists(path.name[: len("j-") + 12]):
-                        shutil.rmtree(path, ignore_errors=True)
-                elif MONITOR_FILE.fullmatch(path.name):
-                    path.unlink()
+                ours = JOB_DIRECTORY.fullmatch(path.name) and path.is_dir() and not path.is_symlink()
+                if ours and not self._store.exists(path.name[: len("j-") + 12]):
+                    shutil.rmtree(path, ignore_errors=True)
             except OSError:
                 continue
 

@@ -82,3 +82,10 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     def CancelTrainingJob(self, request, context):
         return S.CancelTrainingJobResponse(job=self._training.cancel(request.job_id, self._tenant(context)))
+
+    def ReadTrainingJobOutput(self, request, context):
+        for chunk in self._training.output(request.job_id, request.output, self._tenant(context)):
+            yield S.ReadTrainingJobOutputResponse(chunk=chunk)
+
+    def DeleteTrainingJob(self, request, context):
+        return S.DeleteTrainingJobResponse(job=self._training.delete(request.job_id, self._tenant(context)))

@@ -45,6 +45,8 @@ RULES: dict[str, frozenset[str]] = {
         _SCHEDULER + "RunTrainingJob": {TENANT, MONITOR},
         _SCHEDULER + "GetTrainingJob": {TENANT, MONITOR, REGISTRY},
         _SCHEDULER + "CancelTrainingJob": {TENANT, MONITOR},
+        _SCHEDULER + "ReadTrainingJobOutput": {TENANT, MONITOR},
+        _SCHEDULER + "DeleteTrainingJob": {TENANT, MONITOR},
         # Runtimes feed their own deployment's monitoring; nobody else does.
         _MONITOR + "IngestFeedback": {RUNTIME},
         _MONITOR + "ReportLabels": {TENANT, MONITOR},

@@ -20,6 +20,12 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_CANCELLED: _ClassVar[JobState]
     JOB_STATE_PENDING: _ClassVar[JobState]
 
+class TrainingOutput(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRAINING_OUTPUT_UNSPECIFIED: _ClassVar[TrainingOutput]
+    TRAINING_OUTPUT_MODEL: _ClassVar[TrainingOutput]
+    TRAINING_OUTPUT_PARAMETERS: _ClassVar[TrainingOutput]
+
 class PlacementMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PLACEMENT_MODE_UNSPECIFIED: _ClassVar[PlacementMode]
@@ -55,6 +61,9 @@ JOB_STATE_SUCCEEDED: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 JOB_STATE_PENDING: JobState
+TRAINING_OUTPUT_UNSPECIFIED: TrainingOutput
+TRAINING_OUTPUT_MODEL: TrainingOutput
+TRAINING_OUTPUT_PARAMETERS: TrainingOutput
 PLACEMENT_MODE_UNSPECIFIED: PlacementMode
 PLACEMENT_MODE_OPEN: PlacementMode
 PLACEMENT_MODE_STRICT: PlacementMode
@@ -159,16 +168,18 @@ class RoundResult(_message.Message):
     def __init__(self, training_samples: _Optional[int] = ..., held_out_samples: _Optional[int] = ..., champion: _Optional[_Union[_types_pb2.Metric, _Mapping]] = ..., challenger: _Optional[_Union[_types_pb2.Metric, _Mapping]] = ..., better: _Optional[bool] = ..., reason: _Optional[str] = ..., epsilon_spent: _Optional[float] = ..., until_label: _Optional[int] = ..., wins: _Optional[int] = ..., losses: _Optional[int] = ..., parameters_uri: _Optional[str] = ...) -> None: ...
 
 class RunTrainingJobRequest(_message.Message):
-    __slots__ = ("model", "input_uri", "output_uri", "node_round")
+    __slots__ = ("model", "input_uri", "output_uri", "node_round", "input_data")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_URI_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_URI_FIELD_NUMBER: _ClassVar[int]
     NODE_ROUND_FIELD_NUMBER: _ClassVar[int]
+    INPUT_DATA_FIELD_NUMBER: _ClassVar[int]
     model: _types_pb2.ModelRef
     input_uri: str
     output_uri: str
     node_round: NodeRound
-    def __init__(self, model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., input_uri: _Optional[str] = ..., output_uri: _Optional[str] = ..., node_round: _Optional[_Union[NodeRound, _Mapping]] = ...) -> None: ...
+    input_data: bytes
+    def __init__(self, model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., input_uri: _Optional[str] = ..., output_uri: _Optional[str] = ..., node_round: _Optional[_Union[NodeRound, _Mapping]] = ..., input_data: _Optional[bytes] = ...) -> None: ...
 
 class RunTrainingJobResponse(_message.Message):
     __slots__ = ("job",)
@@ -195,6 +206,32 @@ class CancelTrainingJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class CancelTrainingJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: TrainingJob
+    def __init__(self, job: _Optional[_Union[TrainingJob, _Mapping]] = ...) -> None: ...
+
+class ReadTrainingJobOutputRequest(_message.Message):
+    __slots__ = ("job_id", "output")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    output: TrainingOutput
+    def __init__(self, job_id: _Optional[str] = ..., output: _Optional[_Union[TrainingOutput, str]] = ...) -> None: ...
+
+class ReadTrainingJobOutputResponse(_message.Message):
+    __slots__ = ("chunk",)
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    chunk: bytes
+    def __init__(self, chunk: _Optional[bytes] = ...) -> None: ...
+
+class DeleteTrainingJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class DeleteTrainingJobResponse(_message.Message):
     __slots__ = ("job",)
     JOB_FIELD_NUMBER: _ClassVar[int]
     job: TrainingJob

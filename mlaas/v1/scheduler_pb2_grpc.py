@@ -90,6 +90,16 @@ class SchedulerServiceStub:
                 request_serializer=mlaas_dot_v1_dot_scheduler__pb2.CancelTrainingJobRequest.SerializeToString,
                 response_deserializer=mlaas_dot_v1_dot_scheduler__pb2.CancelTrainingJobResponse.FromString,
                 _registered_method=True)
+        self.ReadTrainingJobOutput = channel.unary_stream(
+                '/mlaas.v1.SchedulerService/ReadTrainingJobOutput',
+                request_serializer=mlaas_dot_v1_dot_scheduler__pb2.ReadTrainingJobOutputRequest.SerializeToString,
+                response_deserializer=mlaas_dot_v1_dot_scheduler__pb2.ReadTrainingJobOutputResponse.FromString,
+                _registered_method=True)
+        self.DeleteTrainingJob = channel.unary_unary(
+                '/mlaas.v1.SchedulerService/DeleteTrainingJob',
+                request_serializer=mlaas_dot_v1_dot_scheduler__pb2.DeleteTrainingJobRequest.SerializeToString,
+                response_deserializer=mlaas_dot_v1_dot_scheduler__pb2.DeleteTrainingJobResponse.FromString,
+                _registered_method=True)
 
 
 class SchedulerServiceServicer:
@@ -175,6 +185,22 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReadTrainingJobOutput(self, request, context):
+        """What a SUCCEEDED training job wrote (its model, or a federated step's parameters), in chunks:
+        its owner's (or the Monitor's) only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTrainingJob(self, request, context):
+        """Removes an ended training job now, its files and its record (otherwise both go after the
+        retention, MLAAS_RETENTION_SECONDS). A running or pending one is stopped first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -232,6 +258,16 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.CancelTrainingJob,
                     request_deserializer=mlaas_dot_v1_dot_scheduler__pb2.CancelTrainingJobRequest.FromString,
                     response_serializer=mlaas_dot_v1_dot_scheduler__pb2.CancelTrainingJobResponse.SerializeToString,
+            ),
+            'ReadTrainingJobOutput': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadTrainingJobOutput,
+                    request_deserializer=mlaas_dot_v1_dot_scheduler__pb2.ReadTrainingJobOutputRequest.FromString,
+                    response_serializer=mlaas_dot_v1_dot_scheduler__pb2.ReadTrainingJobOutputResponse.SerializeToString,
+            ),
+            'DeleteTrainingJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTrainingJob,
+                    request_deserializer=mlaas_dot_v1_dot_scheduler__pb2.DeleteTrainingJobRequest.FromString,
+                    response_serializer=mlaas_dot_v1_dot_scheduler__pb2.DeleteTrainingJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -532,6 +568,60 @@ class SchedulerService:
             '/mlaas.v1.SchedulerService/CancelTrainingJob',
             mlaas_dot_v1_dot_scheduler__pb2.CancelTrainingJobRequest.SerializeToString,
             mlaas_dot_v1_dot_scheduler__pb2.CancelTrainingJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadTrainingJobOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mlaas.v1.SchedulerService/ReadTrainingJobOutput',
+            mlaas_dot_v1_dot_scheduler__pb2.ReadTrainingJobOutputRequest.SerializeToString,
+            mlaas_dot_v1_dot_scheduler__pb2.ReadTrainingJobOutputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTrainingJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlaas.v1.SchedulerService/DeleteTrainingJob',
+            mlaas_dot_v1_dot_scheduler__pb2.DeleteTrainingJobRequest.SerializeToString,
+            mlaas_dot_v1_dot_scheduler__pb2.DeleteTrainingJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

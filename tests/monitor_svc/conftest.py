@@ -28,7 +28,6 @@ def start_monitor(tmp_path) -> Callable[..., Monitor]:
             data_dir=tmp_path / "monitor",
             registry_address=registry_address,
             scheduler_address=scheduler_address,
-            jobs_dir=tmp_path / "jobs",  # the scheduler fixture's too
         )
         monitor = build_monitor(settings).start()
         started.append(monitor)

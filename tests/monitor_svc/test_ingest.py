@@ -28,7 +28,7 @@ def cores(gauss, tmp_path):  # noqa: F811 (the fixture imported above)
     registry_address, streams = gauss
     settings = MonitorSettings(
         server=ServerSettings(port=0, metrics_port=-1), data_dir=tmp_path / "monitor",
-        registry_address=registry_address, scheduler_address="127.0.0.1:1", jobs_dir=tmp_path / "jobs",
+        registry_address=registry_address, scheduler_address="127.0.0.1:1",
     )  # fmt: skip
     monitor = build_monitor(settings)  # not started: its cores only
     try:

@@ -3,6 +3,7 @@ registered recipe, ended by the watcher; and the statuses bad requests get."""
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from pathlib import Path
@@ -29,24 +30,64 @@ def scheduler(parts):
         yield client, parts.settings.jobs_dir
 
 
+def _npz(**arrays: np.ndarray) -> bytes:
+    data = io.BytesIO()
+    np.savez(data, **arrays)
+    return data.getvalue()
+
+
 def test_a_training_job_fits_the_recipe_and_holds_its_resources_while_it_runs(scheduler, iris_model):
+    """A caller that shares no directory with the scheduler (the Monitor, a remote client) sends
+    the data, reads the model back over gRPC and removes the job."""
     client, jobs_dir = scheduler
     _, X, y = iris_model
-    np.savez(jobs_dir / "data.npz", X=X, y=y)
-    job = client.run_training_job("iris", f"file://{jobs_dir}/data.npz")
+    job = client.run_training_job("iris", input_data=_npz(X=X, y=y))
     assert job.state == S.JOB_STATE_RUNNING and job.node == "node-a" and job.model.version == 1
-    assert not (jobs_dir / "data.npz").exists()  # moved into the job's own directory
     private = Path(job.output_uri.removeprefix("file://")).parent
     assert private.parent == jobs_dir and len(private.name) > 40 and private.stat().st_mode & 0o077 == 0
     assert job.resources.cpu_millicores == 1000  # iris has no train resources: the default
     busy = {n.name: n for n in client.nodes()}["node-a"]
     assert busy.allocated.cpu_millicores == 1000  # held while it runs
+    with pytest.raises(FailedPrecondition, match="is RUNNING: only a succeeded job has an output"):
+        client.training_job_output(job.id)
     done = client.wait_training_job(job.id, timeout=120)
     assert done.state == S.JOB_STATE_SUCCEEDED and done.finished_at.seconds
-    session = onnxruntime.InferenceSession(done.output_uri.removeprefix("file://"))
+    session = onnxruntime.InferenceSession(client.training_job_output(job.id))
     labels = session.run(None, {session.get_inputs()[0].name: X})[0]
     assert np.mean(labels == y) > 0.9
     assert {n.name: n for n in client.nodes()}["node-a"].allocated.cpu_millicores == 0
+    with pytest.raises(FailedPrecondition, match="fitted no parameters: only a federated step does"):
+        client.training_job_output(job.id, S.TRAINING_OUTPUT_PARAMETERS)
+    assert client.delete_training_job(job.id).state == S.JOB_STATE_SUCCEEDED
+    assert not private.exists()
+    with pytest.raises(NotFound, match=f"training job '{job.id}' not found"):
+        client.training_job(job.id)
+
+
+def test_an_output_is_what_the_job_wrote_and_a_deleted_job_stops_first(scheduler, iris_model):
+    """A job's program writes in its own directory: a link it left in place of its model must
+    not make the scheduler read out another file. A job deleted while it runs is stopped."""
+    client, _ = scheduler
+    _, X, y = iris_model
+    job = client.wait_training_job(client.run_training_job("iris", input_data=_npz(X=X, y=y)).id, timeout=120)
+    model = Path(job.output_uri.removeprefix("file://"))
+    model.unlink()
+    model.symlink_to("/etc/passwd")
+    with pytest.raises(NotFound, match="output is gone"):
+        client.training_job_output(job.id)
+    model.unlink()
+    with pytest.raises(NotFound, match="output is gone"):
+        client.training_job_output(job.id)
+    running = client.run_training_job("iris", input_data=_npz(X=X, y=y))
+    deleted = client.delete_training_job(running.id)
+    assert deleted.state == S.JOB_STATE_CANCELLED and deleted.reason == "deleted"
+    assert {n.name: n for n in client.nodes()}["node-a"].allocated.cpu_millicores == 0
+    with pytest.raises(NotFound):
+        client.training_job(running.id)
+    with pytest.raises(InvalidArgument, match="input_uri or input_data, not both"):
+        client.run_training_job("iris", "file:///x.npz", b"x")
+    with pytest.raises(InvalidArgument, match="a training job needs its data"):
+        client.run_training_job("iris")
 
 
 def test_a_job_that_fails_says_why(scheduler):
@@ -70,8 +111,6 @@ def test_bad_training_jobs_are_refused(scheduler, parts, tmp_path):
     (jobs_dir / "a-link.npz").symlink_to(jobs_dir / "data.npz")
     (jobs_dir / "nested").mkdir()
     np.savez(jobs_dir / "nested" / "data.npz", X=np.zeros((5, 4), np.float32), y=np.zeros(5))
-    with pytest.raises(InvalidArgument, match="output_uri is chosen by the scheduler"):
-        client.run_training_job("iris", good_in, f"file://{jobs_dir}/out.onnx")
     np.savez(jobs_dir / "shared.npz", X=np.zeros((5, 4), np.float32), y=np.zeros(5))
     (jobs_dir / "hard-link.npz").hardlink_to(jobs_dir / "shared.npz")  # as if to another's file
     refused = (
@@ -133,9 +172,12 @@ def test_under_auth_only_the_owner_or_the_monitor_trains_a_model(parts, identiti
         assert monitor.wait_training_job(job.id, timeout=120).state == S.JOB_STATE_SUCCEEDED
     with SchedulerClient(address, identities.token("beta")) as beta:
         for call in (lambda: beta.wait_training_job(job.id, timeout=1), lambda: beta.cancel_training_job(job.id),
-                     lambda: beta.cancel_training_job("j-nope")):  # fmt: skip
+                     lambda: beta.cancel_training_job("j-nope"), lambda: beta.training_job_output(job.id),
+                     lambda: beta.delete_training_job(job.id)):  # fmt: skip
             with pytest.raises(NotFound, match="not found"):
                 call()
+    with SchedulerClient(address, identities.token(MONITOR)) as monitor:
+        assert monitor.training_job_output(job.id)  # still there for its caller: beta removed nothing
 
 
 def test_a_job_can_be_cancelled_and_one_past_its_deadline_is_stopped(parts, iris_model):
@@ -201,24 +243,22 @@ def test_the_mesh_shutting_down_stops_its_running_jobs(parts, iris_model):
 
 
 def test_the_jobs_directory_is_swept_of_what_nobody_will_read(parts):
-    """A job's directory goes once its record has (the retention after the job ended), and so
-    does a candidate a Monitor wrote before it died; a succeeded job's model, which its caller was
-    to read and remove, is not kept forever. Nothing else there is touched: MLAAS_JOBS_DIR may be
-    pointed at a directory that holds more."""
+    """A job's directory goes once its record has (the retention after the job ended): a
+    succeeded job's model, which its caller was to read and remove, is not kept forever. Nothing
+    else there is touched: MLAAS_JOBS_DIR may be pointed at a directory that holds more."""
     scheduler = parts.start(retention_seconds=60)
     jobs_dir = parts.settings.jobs_dir
     old = time.time() - 3_600
     forgotten, young = jobs_dir / f"j-{'0' * 12}-{'a' * 32}", jobs_dir / f"j-{'1' * 12}-{'b' * 32}"
-    left = jobs_dir / f"r-{'0' * 12}-candidate-{'c' * 32}.onnx"
     others = [jobs_dir / "artifacts", jobs_dir / "mesh.key", jobs_dir / "tenant-input.npz"]
     for directory in (forgotten, young, others[0]):
         directory.mkdir()
         (directory / "model.onnx").write_bytes(b"onnx")
-    for path in (left, *others[1:]):
+    for path in others[1:]:
         path.write_bytes(b"bytes")
-    for path in (forgotten, left, *others):
+    for path in (forgotten, *others):
         os.utime(path, (old, old))
     scheduler.jobs.sweep(time.time())
-    assert not forgotten.exists() and not left.exists()
+    assert not forgotten.exists()
     assert (young / "model.onnx").is_file()  # just made: its record may be on its way
     assert all(path.exists() for path in others) and (others[0] / "model.onnx").is_file()

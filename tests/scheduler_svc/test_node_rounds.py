@@ -73,7 +73,7 @@ def test_a_round_runs_on_its_deployments_node_only_and_waits_there_for_room(stri
     result = done.round_result
     assert result.better and result.training_samples == 1_000 and result.held_out_samples == 250
     assert result.challenger.value > result.champion.value + 0.05 and "better (p=" in result.reason
-    session = onnxruntime.InferenceSession(done.output_uri.removeprefix("file://"))
+    session = onnxruntime.InferenceSession(client.training_job_output(done.id))
     X, y = sea(2_000, 3, np.random.default_rng(2))
     labels = session.run(None, {session.get_inputs()[0].name: X})[0]
     assert np.mean(labels == y) > 0.85  # it learnt concept 3 (10% of the labels are noise)
@@ -136,7 +136,9 @@ def test_bad_rounds_are_refused_with_the_reason(strict_sea, parts):
         client.run_node_round("sea", S.NodeRound(deployment_id=deployment.id, confidence=0.9, epsilon=-1))
     with pytest.raises(NotFound):
         client.run_node_round("sea", S.NodeRound(deployment_id="d-nope", confidence=0.9))
-    with pytest.raises(InvalidArgument, match="input_uri is the candidate model of a federated round"):
+    with pytest.raises(
+        InvalidArgument, match=r"its input \(input_data or input_uri\) is the candidate model of a federated"
+    ):
         request = S.RunTrainingJobRequest(
             model=types_pb2.ModelRef(name="sea"), input_uri="file:///etc/passwd",
             node_round=S.NodeRound(deployment_id=deployment.id, confidence=0.9),

@@ -60,7 +60,7 @@ def test_jobs_are_forked_warm_and_the_trainer_outlives_their_failures(warm, iris
     job = client.run_training_job("iris", f"file://{jobs_dir}/data.npz")
     done = client.wait_training_job(job.id, timeout=120)
     assert f"forked by warm trainer {trainer}" in job_log(scheduler, job)
-    session = onnxruntime.InferenceSession(done.output_uri.removeprefix("file://"))
+    session = onnxruntime.InferenceSession(client.training_job_output(done.id))
     assert np.mean(session.run(None, {session.get_inputs()[0].name: X})[0] == y) > 0.9
     stages = [s.stage for s in done.stages]
     assert stages == ["placed", "started", "ready", "fitted", "exported", "ended"]

@@ -185,8 +185,11 @@ def test_a_training_request_is_checked_before_any_job_starts(cores):
     refused = [
         (InvalidArgument, "output_uri is chosen by the scheduler", {"output_uri": "file:///tmp/x"}),
         (InvalidArgument, "model.name is required", {}),
+        (InvalidArgument, "a training job needs its data", {"model": types_pb2.ModelRef(name="iris")}),
+        (InvalidArgument, "not both", {"model": types_pb2.ModelRef(name="iris"), "input_uri": "f", "input_data": b"x"}),
         (InvalidArgument, "confidence must be between 0 and 1", {"node_round": S.NodeRound(deployment_id="d-x")}),
-        (InvalidArgument, "input_uri is the candidate model", {"node_round": node_round(strict), "input_uri": "f"}),
+        (InvalidArgument, r"its input \(input_data or input_uri\) is the candidate model",
+         {"node_round": node_round(strict), "input_data": b"x"}),
         (FailedPrecondition, "is OPEN: its labels are in the Monitor", {"node_round": node_round(open_deployment)}),
         (InvalidArgument, "serves iris:1, not that model",
          {"node_round": node_round(strict), "model": types_pb2.ModelRef(name="iris", version=2)}),
@@ -197,6 +200,6 @@ def test_a_training_request_is_checked_before_any_job_starts(cores):
     with pytest.raises(NotFound, match=f"deployment '{strict.id}' not found"):  # another tenant's round
         run("gamma", node_round=node_round(strict))
     with pytest.raises(PermissionDenied, match="only the owner of iris may train it"):  # registered by another
-        run("alpha", model=types_pb2.ModelRef(name="iris"))
+        run("alpha", model=types_pb2.ModelRef(name="iris"), input_data=b"x")
     with pytest.raises(NotFound, match="training job 'j-missing' not found"):
         cores.training.get("j-missing", "alpha")
