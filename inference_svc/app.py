@@ -51,6 +51,7 @@ class Worker:
     server: AioMeshServer
     rest: RestServer | None
     node_labels: NodeLabels | None
+    monitor: MonitorConnection | None = None
     _background: list[asyncio.Task] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -77,6 +78,8 @@ class Worker:
             loop.create_task(self.repository.refresh_gauges()),
             loop.create_task(self.metrics.flush_forever()),
         ]
+        if self.node_labels is not None and self.monitor is not None:
+            self._background.append(loop.create_task(self.node_labels.flush_forever(self.monitor)))
         log.info(
             "%s %d serving %s on %s:%d (%s)%s", "bulk worker" if self.settings.bulk else "worker",
             self.settings.worker_index, [m.name for m in self.repository.all()],
@@ -185,4 +188,4 @@ def build_worker(settings: RuntimeSettings, long_calls: LongCalls | None = None)
             settings.server.tls, share_port=True, grace=settings.server.shutdown_grace_seconds,
             header_seconds=settings.rest_header_seconds,
         )  # fmt: skip
-    return Worker(settings, repository, metrics, feedback, catalog, servicer, server, rest, node_labels)
+    return Worker(settings, repository, metrics, feedback, catalog, servicer, server, rest, node_labels, monitor)

@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS label_windows (
 );
 """
 CLAIM_SECONDS = 30.0  # a sender that died lets another go on after this long
+# How often counts the request path left go anyway: windows whose claim another sender held, and
+# those past one send's share, when no request or label comes to carry them.
+FLUSH_SECONDS = 1.0
 
 
 class NodeStore(LabelStore):
@@ -175,6 +178,14 @@ class NodeLabels:
             ))  # fmt: skip
             end = group[-1].number
         return end, windows
+
+    async def flush_forever(self, monitor: MonitorConnection) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                await self.flush(monitor)
+            except Exception as err:  # the Monitor away: the request path says so; try again
+                log.debug("label counts kept to send again: %s", err)
 
     async def flush(self, monitor: MonitorConnection) -> None:
         """Sends the windows not sent yet, if no other sender is at it. Kept to send again if

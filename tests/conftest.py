@@ -137,7 +137,7 @@ def no_stray_runtimes():
                 stray.append(child)
         except psutil.NoSuchProcess:
             continue
-    _, alive = psutil.wait_procs(stray, timeout=10)  # some are still draining
+    _, alive = psutil.wait_procs(stray, timeout=30)  # some are still draining, slowly on a busy machine
     alive = [p for p in alive if _running(p)]  # an exited one its parent has not reaped yet has ended
     for process in alive:
         process.kill()

@@ -10,6 +10,7 @@ import grpc
 import numpy as np
 import pytest
 
+from inference_svc import node_labels
 from inference_svc.feedback import FeedbackRecord
 from inference_svc.node_labels import NodeLabels, NodeStore
 from mlaas.errors import InvalidArgument, Unavailable
@@ -101,6 +102,29 @@ def test_one_sender_at_a_time(node):
     node.release("d-1", None)
     asyncio.run(labels.flush(monitor))
     assert [s.labels for s in monitor.sent] == [2]
+
+
+def test_counts_the_request_path_left_go_without_more_traffic(node, monkeypatch):
+    """A label report's flush skips when another sender holds the claim, and sends one share of
+    windows: the rest waited for the next request or label, which may never come (a federation's
+    site stayed 16 labels short of taking part)."""
+    monkeypatch.setattr(node_labels, "FLUSH_SECONDS", 0.01)
+    labels, monitor = NodeLabels(node, "d-1", "m", 1, window=2, windows_per_send=2), Monitor()
+    predict_and_label(labels, range(10), 1)
+    assert node.claim("d-1") == 0  # the request path's flush would skip now
+
+    async def left_alone() -> None:
+        sender = asyncio.create_task(labels.flush_forever(monitor))
+        node.release("d-1", None)
+        try:
+            async with asyncio.timeout(10):
+                while len(monitor.sent) < 5:
+                    await asyncio.sleep(0.01)
+        finally:
+            sender.cancel()
+
+    asyncio.run(left_alone())
+    assert [s.first_label for s in monitor.sent] == [1, 3, 5, 7, 9]  # all, once each, in order
 
 
 def test_a_refusal_for_good_is_recognised_from_a_grpc_status():
