@@ -17,6 +17,7 @@ from mlaas.v1 import registry_pb2, registry_pb2_grpc
 from registry_svc.artifacts import ArtifactStore, LocalArtifactStore, open_store
 from registry_svc.catalog import Catalog
 from registry_svc.guards import AllowAll, DeletionGuard, SchedulerGuard
+from registry_svc.models import ModelRegistry
 from registry_svc.servicer import RegistryServicer
 from registry_svc.settings import RegistrySettings
 
@@ -82,7 +83,7 @@ def build_registry(
     if guard is None:
         guard = SchedulerGuard(scheduler) if scheduler else AllowAll()
     scopes = LiveScopes(scheduler) if scheduler and authenticator.enabled else None
-    servicer = RegistryServicer(settings, catalog, store, authenticator, guard, scopes)
+    servicer = RegistryServicer(ModelRegistry(settings, catalog, store, guard), authenticator, scopes)
     service = Service(SERVICE_NAME, servicer, registry_pb2_grpc.add_RegistryServiceServicer_to_server)
     server = MeshServer("registry", settings.server, [service], authenticator)
     # While it runs too: a registry that keeps running must not keep a killed client's 300 MB upload.

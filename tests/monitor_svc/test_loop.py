@@ -253,13 +253,13 @@ def _labels_on(node_store: Path) -> tuple[int, int]:
 def crossing(monkeypatch, received) -> list[bytes]:
     """Every message that crosses a STRICT node's boundary, serialized: what its runtimes send the
     Monitor (`received`), the scheduler's training-job requests and records (a round's plan in,
-    its result out), and what is registered (the model a round sent back, with its description).
+    its result and model out), and what is registered (the model a round sent back, with its description).
     The services' servicers are wrapped to record them; the rpcs run as they would."""
     from registry_svc.servicer import RegistryServicer
     from scheduler_svc.servicer import SchedulerServicer
 
     seen: list[bytes] = []
-    for name in ("RunTrainingJob", "GetTrainingJob"):
+    for name in ("RunTrainingJob", "GetTrainingJob", "DeleteTrainingJob"):
         original = getattr(SchedulerServicer, name)
 
         def recording(self, request, context, original=original):
@@ -268,6 +268,15 @@ def crossing(monkeypatch, received) -> list[bytes]:
             return reply
 
         monkeypatch.setattr(SchedulerServicer, name, recording)
+    read_output = SchedulerServicer.ReadTrainingJobOutput
+
+    def recording_output(self, request, context):
+        seen.append(request.SerializeToString())
+        for reply in read_output(self, request, context):
+            seen.append(reply.SerializeToString())
+            yield reply
+
+    monkeypatch.setattr(SchedulerServicer, "ReadTrainingJobOutput", recording_output)
     register = RegistryServicer.RegisterModel
 
     def recording_register(self, request_iterator, context):

@@ -13,6 +13,7 @@ from mlaas.v1 import registry_pb2, types_pb2
 from registry_svc.artifacts import LocalArtifactStore
 from registry_svc.catalog import Catalog
 from registry_svc.guards import AllowAll
+from registry_svc.models import ModelRegistry
 from registry_svc.servicer import RegistryServicer
 from registry_svc.settings import RegistrySettings
 from tests.conftest import tiny_onnx
@@ -23,13 +24,8 @@ SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
 @pytest.fixture
 def server(tmp_path):
     settings = RegistrySettings(server=ServerSettings(), data_dir=tmp_path)
-    servicer = RegistryServicer(
-        settings,
-        Catalog(tmp_path / "r.sqlite3"),
-        LocalArtifactStore(tmp_path / "a"),
-        Authenticator(None),
-        AllowAll(),
-    )
+    models = ModelRegistry(settings, Catalog(tmp_path / "r.sqlite3"), LocalArtifactStore(tmp_path / "a"), AllowAll())
+    servicer = RegistryServicer(models, Authenticator(None))
     return grpc_testing.server_from_dictionary({SERVICE: servicer}, grpc_testing.strict_real_time())
 
 
