@@ -27,6 +27,7 @@ from monitor_svc.servicer import MonitorServicer
 from monitor_svc.settings import MonitorSettings
 from monitor_svc.store import MonitorStore
 from monitor_svc.trials import EndTrial, Trials
+from monitor_svc.views import Views
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name
@@ -105,7 +106,8 @@ def build_monitor(settings: MonitorSettings) -> Monitor:
         store, contexts, retrainer, changes, Trials(store, ender(scheduler, settings.token)), privacy.spent
     )
     ingest = Ingest(store, deployments, access.is_strict)
-    servicer = MonitorServicer(store, deployments, changes, access, ingest, Policies(store, deployments, privacy))
+    policies, views = Policies(store, deployments, privacy), Views(store, deployments, changes)
+    servicer = MonitorServicer(access, ingest, policies, views)
     service = Service(SERVICE_NAME, servicer, monitor_pb2_grpc.add_MonitorServiceServicer_to_server)
     server = MeshServer("monitor", settings.server, [service], authenticator, metrics_registry=metrics)
     return Monitor(server, servicer, deployments, retrainer, store)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from mlaas.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from mlaas.services.label_store import label_pairs
 from mlaas.tensors import from_raw
 from mlaas.v1 import monitor_pb2
 from monitor_svc.access import check_versions
@@ -17,6 +18,7 @@ from monitor_svc.deployments import DeploymentMonitors
 from monitor_svc.store import MonitorStore
 
 M = monitor_pb2
+Credential = tuple[str, set[int] | None]  # the model a runtime's credential names, and its versions (None: any)
 
 
 class Ingest:
@@ -28,6 +30,29 @@ class Ingest:
 
     def strict(self, deployment_id: str) -> bool:
         return self._deployments.shown_strict(deployment_id) or self._is_strict(deployment_id)
+
+    def feedback_stream(
+        self, requests: Iterable[M.IngestFeedbackRequest], allowed: Callable[[M.IngestFeedbackRequest], Credential]
+    ) -> M.IngestFeedbackResponse:
+        """A runtime's stream, each message taken once `allowed` (which raises for a caller who may
+        not feed its deployment) names the model and versions the caller's credential covers."""
+        accepted, edges = 0, None
+        for request in requests:
+            rows, asked = self.feedback(request, *allowed(request))
+            accepted, edges = accepted + rows, asked or edges
+        return M.IngestFeedbackResponse(accepted_rows=accepted, summary_edges=edges)
+
+    def labels_stream(
+        self, requests: Iterable[M.ReportLabelsRequest], check: Callable[[str], None], namespace: str
+    ) -> M.ReportLabelsResponse:
+        """An application's labels, each message's deployment `check`ed (it raises for a caller
+        who may not label it), their ids under the caller's `namespace`."""
+        accepted = unmatched = 0
+        for request in requests:
+            check(request.deployment_id)
+            taken, waiting = self.labels(request.deployment_id, label_pairs(request.labels, namespace))
+            accepted, unmatched = accepted + taken, unmatched + waiting
+        return M.ReportLabelsResponse(accepted=accepted, unmatched=unmatched)
 
     def feedback(
         self, request: M.IngestFeedbackRequest, model_name: str, versions: set[int] | None
