@@ -172,7 +172,7 @@ def build_worker(settings: RuntimeSettings, long_calls: LongCalls | None = None)
     servicer = InferenceServicer(catalog, plane)
     service = Service(SERVICE_NAME, servicer, add_inference_service)
     labels_service = Service(
-        NODE_LABELS_SERVICE, NodeLabelsServicer(settings.deployment_id, node_labels, monitor),
+        NODE_LABELS_SERVICE, NodeLabelsServicer(node_labels, monitor),
         node_pb2_grpc.add_NodeLabelsServiceServicer_to_server,
     )  # fmt: skip
     server = AioMeshServer(

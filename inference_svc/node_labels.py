@@ -16,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 
 import numpy as np
 
 from inference_svc.feedback import FeedbackRecord, refused_for_good, version_number
 from inference_svc.monitor_sink import MonitorConnection, row_ids
+from mlaas.errors import NotFound
 from mlaas.retraining.outcomes import REGRESSION_BASELINE, Outcomes, paired_gain, targets
-from mlaas.services.label_store import Labeled, LabelStore
-from mlaas.v1 import monitor_pb2
+from mlaas.services.label_store import Labeled, LabelStore, label_pairs
+from mlaas.v1 import monitor_pb2, node_pb2
 
 log = logging.getLogger(__name__)
 M = monitor_pb2
@@ -147,6 +149,26 @@ class NodeLabels:
                 challenger = version_number(record.shadow_version)
                 self._store.add_shadow_predictions(self._deployment, ids, challenger, [str(p) for p in shadow])
             self._store.add_predictions(self._deployment, ids, version, inputs, [str(p) for p in predictions])
+
+    async def report(
+        self, requests: AsyncIterator[node_pb2.ReportNodeLabelsRequest], namespace: str,
+        monitor: MonitorConnection | None,
+    ) -> tuple[int, int]:  # fmt: skip
+        """A caller's labels stream, each message kept (its ids under the caller's `namespace`)
+        before the next is read; then the counts go if they can. (accepted, waiting for their
+        prediction)."""
+        accepted = waiting = 0
+        async for request in requests:
+            if request.deployment_id != self._deployment:
+                raise NotFound(f"deployment {request.deployment_id!r} is not served here")
+            stored, unmatched = await asyncio.to_thread(self.add_labels, label_pairs(request.labels, namespace))
+            accepted, waiting = accepted + stored, waiting + unmatched
+        if monitor is not None:
+            try:
+                await self.flush(monitor)
+            except Exception as err:  # the labels are safe on the node; the counts go next time
+                log.warning("label counts kept to send again: %s", err)
+        return accepted, waiting
 
     def add_labels(self, pairs: list[tuple[str, str]]) -> tuple[int, int]:
         """Keeps labels (durable before it returns: run it on a thread); (accepted, waiting for
