@@ -31,7 +31,7 @@ up: install
 # Four workers on two cores: most tests wait on child processes and the network. A test
 # module runs on one worker (its module-scoped fixtures, such as a running mesh, are shared).
 test: install
-	$(PY) -m pytest -n 4 --dist loadfile
+	$(PY) -m pytest -n 4 --dist loadfile --durations=15
 
 # The uniform image, built from a debootstrap base where no image can be pulled.
 docker-image: $(STAMP)

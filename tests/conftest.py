@@ -121,6 +121,18 @@ def tool_env(**extra: str) -> dict[str, str]:
     return env
 
 
+# Fixtures that start child processes: a scheduler's runtimes and jobs, a mesh, a standalone runtime.
+SPAWNING_FIXTURES = {"parts", "mesh", "runtime"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks `spawns` the tests that start child processes through a fixture (the modules that
+    start them themselves are marked where they are written)."""
+    for item in items:
+        if SPAWNING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.spawns)
+
+
 @pytest.fixture(autouse=True)
 def no_stray_runtimes():
     """After each test, no runtime process the test started may outlive it (a leaked replica is

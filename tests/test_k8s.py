@@ -19,6 +19,9 @@ from mlaas.services.auth import MONITOR, REGISTRY, SCHEDULER, Authenticator
 from scheduler_svc.backends import ReplicaSpec
 from scheduler_svc.backends.k8s_manifests import replica_manifests
 
+pytestmark = pytest.mark.spawns  # see pyproject.toml
+
+
 K8S = Path(__file__).resolve().parent.parent / "k8s"
 VERSION = "1.30.0"
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import tool_env
+
+pytestmark = pytest.mark.spawns  # see pyproject.toml
 
 
 def _python(code: str) -> subprocess.CompletedProcess:

@@ -7,7 +7,11 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.spawns  # see pyproject.toml
 
 
 def test_committed_stubs_match_a_fresh_generation(tmp_path):

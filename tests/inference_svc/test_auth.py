@@ -11,6 +11,8 @@ from mlaas import errors
 from mlaas.inference_client import InferenceClient
 from tests.inference_svc.conftest import start_runtime, stop_runtime
 
+pytestmark = pytest.mark.spawns  # see pyproject.toml
+
 
 def test_tokens_guard_every_rpc_but_health(tmp_path, models_dir):
     tokens = tmp_path / "tokens.yaml"

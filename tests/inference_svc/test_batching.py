@@ -15,6 +15,8 @@ from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from tests.inference_svc.conftest import start_runtime, stop_runtime
 
+pytestmark = pytest.mark.spawns  # see pyproject.toml
+
 
 @pytest.fixture(scope="module")
 def delayed_runtime(tmp_path_factory, models_dir):

@@ -28,6 +28,9 @@ from mlaas.services.net import free_port, wait_healthy
 from tests.conftest import tool_env
 from tests.inference_svc.conftest import start_runtime, stop_runtime
 
+pytestmark = pytest.mark.spawns  # see pyproject.toml
+
+
 BIG_ROWS = BULK_THRESHOLD_BYTES // 16 + 1000  # 4 float32 features a row: just over the threshold
 
 

@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import tool_env
+
+pytestmark = pytest.mark.spawns  # see pyproject.toml
 
 CLIENTS = Path(__file__).parent / "clients"
 

@@ -19,6 +19,9 @@ from mlaas.services.net import free_port
 from tests.conftest import localhost_certificate
 from tests.inference_svc.conftest import start_runtime, stop_runtime
 
+pytestmark = pytest.mark.spawns  # see pyproject.toml
+
+
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], dtype=np.float32)
 
 

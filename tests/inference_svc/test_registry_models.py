@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import grpc
 import numpy as np
+import pytest
 
 from mlaas.client import RegistryClient
 from mlaas.export import register_sklearn
@@ -13,6 +14,8 @@ from mlaas.inference_client import InferenceClient
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from tests.inference_svc.conftest import start_runtime, stop_runtime
+
+pytestmark = pytest.mark.spawns  # see pyproject.toml
 
 
 def test_models_come_from_the_registry_and_are_cached(tmp_path, registry, iris_model):

@@ -18,11 +18,14 @@ from pathlib import Path
 import grpc
 import numpy as np
 import onnxruntime as ort
+import pytest
 
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from tests.inference_svc.conftest import start_runtime, stop_runtime
 from tests.inference_svc.test_compat import run_client
+
+pytestmark = pytest.mark.spawns  # see pyproject.toml
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]

@@ -19,6 +19,9 @@ from mlaas.services.net import free_port
 from tests.conftest import tool_env
 from tests.inference_svc.conftest import start_runtime, stop_runtime
 
+pytestmark = pytest.mark.spawns  # see pyproject.toml
+
+
 TOKENS = {"alpha": "tok-alpha", "beta": "tok-beta"}
 ROW = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]}
 

@@ -19,6 +19,9 @@ from mlaas.tensors import from_raw
 from tests.conftest import tool_env
 from tests.inference_svc.conftest import DTYPES
 
+pytestmark = pytest.mark.spawns  # see pyproject.toml
+
+
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]], dtype=np.float32)
 
 

@@ -33,6 +33,8 @@ from mlaas.services.settings import ServerSettings
 from tests.conftest import tool_env
 from tests.inference_svc.conftest import start_runtime, stop_runtime
 
+pytestmark = pytest.mark.spawns  # see pyproject.toml
+
 
 def worker(tmp_path, siblings: list[str], roots=()) -> tuple[InferenceServicer, ModelRepository]:
     settings = RuntimeSettings(

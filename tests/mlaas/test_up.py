@@ -22,6 +22,8 @@ from mlaas.inference_client import DeploymentInference, InferenceClient
 from mlaas.v1 import types_pb2
 from tests.conftest import tool_env
 
+pytestmark = pytest.mark.spawns  # see pyproject.toml
+
 
 def _alive(pid: int) -> bool:
     try:

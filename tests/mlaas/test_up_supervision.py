@@ -12,6 +12,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.errors import MlaasError
@@ -21,6 +22,8 @@ from mlaas.services.net import wait_healthy
 from mlaas.v1 import scheduler_pb2
 from tests.conftest import tiny_onnx, tool_env
 from tests.registry_svc.helpers import describe
+
+pytestmark = pytest.mark.spawns  # see pyproject.toml
 
 PORTS = ["--registry-metrics-port", "-1", "--scheduler-port", "0", "--scheduler-metrics-port", "-1",
          "--monitor-port", "0", "--monitor-metrics-port", "-1"]  # fmt: skip

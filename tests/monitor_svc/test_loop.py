@@ -32,6 +32,9 @@ from monitor_svc.retrainer import Job
 from scheduler_svc.settings import parse_nodes
 from tests.conftest import tool_env
 
+pytestmark = pytest.mark.spawns  # see pyproject.toml
+
+
 M = monitor_pb2
 FINAL = (M.RETRAINING_STATE_ROLLED_OUT, M.RETRAINING_STATE_REJECTED, M.RETRAINING_STATE_FAILED)
 ROLLED_OUT = M.RETRAINING_STATE_ROLLED_OUT

@@ -24,6 +24,9 @@ from mlaas.tensors import to_raw
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
 from tests.conftest import tool_env
 
+pytestmark = pytest.mark.spawns  # see pyproject.toml
+
+
 M = monitor_pb2
 
 

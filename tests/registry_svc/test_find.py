@@ -15,6 +15,9 @@ from mlaas.v1 import types_pb2
 from tests.conftest import tiny_onnx, tool_env
 from tests.registry_svc.helpers import describe
 
+pytestmark = pytest.mark.spawns  # see pyproject.toml
+
+
 MI = 2**20
 INTRINSIC = types_pb2.EXPLAINABILITY_LEVEL_INTRINSIC
 POST_HOC = types_pb2.EXPLAINABILITY_LEVEL_POST_HOC

@@ -21,6 +21,8 @@ from mlaas.v1 import registry_pb2
 from tests.conftest import tiny_onnx, tool_env
 from tests.registry_svc.helpers import describe
 
+pytestmark = pytest.mark.spawns  # see pyproject.toml
+
 
 @pytest.fixture
 def registry_process(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import numpy as np
+import pytest
 
 from mlaas.client import RegistryClient
 from mlaas.export import register_sklearn
@@ -13,6 +14,8 @@ from mlaas.services.net import wait_healthy
 from scheduler_svc.backends import ReplicaSpec, ReplicaStatus
 from scheduler_svc.backends.local import LocalBackend
 from tests.conftest import tool_env
+
+pytestmark = pytest.mark.spawns  # see pyproject.toml
 
 
 def test_create_serve_status_logs_delete(tmp_path, registry, iris_model):

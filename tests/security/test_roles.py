@@ -20,6 +20,9 @@ from registry_svc.app import build_registry
 from registry_svc.settings import RegistrySettings
 from tests.inference_svc.conftest import start_runtime, stop_runtime
 
+pytestmark = pytest.mark.spawns  # see pyproject.toml
+
+
 SERVICES = {
     "registry": registry_pb2.DESCRIPTOR.services_by_name["RegistryService"],
     "scheduler": scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"],

@@ -18,6 +18,9 @@ from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from tests.conftest import localhost_certificate
 from tests.inference_svc.conftest import start_runtime, stop_runtime
 
+pytestmark = pytest.mark.spawns  # see pyproject.toml
+
+
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2]], np.float32)
 
 

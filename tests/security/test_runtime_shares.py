@@ -9,10 +9,13 @@ import asyncio
 
 import grpc
 import numpy as np
+import pytest
 
 from mlaas.inference_client import build_request
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from tests.inference_svc.conftest import start_runtime, stop_runtime
+
+pytestmark = pytest.mark.spawns  # see pyproject.toml
 
 
 def test_a_tenants_burst_leaves_the_queue_to_the_others(tmp_path, models_dir):

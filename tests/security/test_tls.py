@@ -31,6 +31,8 @@ from mlaas.v1 import scheduler_pb2
 from tests.conftest import tiny_onnx, tool_env, with_server
 from tests.registry_svc.helpers import describe
 
+pytestmark = pytest.mark.spawns  # see pyproject.toml
+
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> LocalPKI:
@@ -261,6 +263,7 @@ TRITON = """
 import sys
 import numpy as np
 import tritonclient.grpc as tc
+
 
 address, ca = sys.argv[1], sys.argv[2]
 client = tc.InferenceServerClient(address, ssl=True, root_certificates=ca)
