@@ -4,13 +4,14 @@ container of its node, with the job's limits."""
 
 from __future__ import annotations
 
+import io
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import docker
 import numpy as np
+import onnxruntime
 from sklearn.linear_model import LogisticRegression
 
 from mlaas.client import RegistryClient, SchedulerClient
@@ -100,11 +101,13 @@ def test_a_deployment_runs_as_a_container_and_goes_away(image, registry, iris_mo
             # Each node with a replica has a warm job container; a job placed there takes it.
             nodes = {"docker-host", "edge"}
             warm = {(c.labels["mlaas.io/node"], c.id) for c in ready_warm_containers(engine, run, nodes)}
-            np.savez(jobs / "data.npz", X=X, y=y)
-            job = client.run_training_job("iris", f"file://{jobs}/data.npz")
+            data = io.BytesIO()
+            np.savez(data, X=X, y=y)
+            job = client.run_training_job("iris", input_data=data.getvalue())  # as the Monitor sends it
             done = client.wait_training_job(job.id, timeout=300)
             assert done.state == S.JOB_STATE_SUCCEEDED
-            assert Path(done.output_uri.removeprefix("file://")).stat().st_size > 0  # in the job's own directory
+            session = onnxruntime.InferenceSession(client.training_job_output(done.id))  # read back over gRPC
+            assert np.mean(session.run(None, {session.get_inputs()[0].name: X})[0] == y) > 0.9
             taken = tuple(done.handle.split("/"))
             assert taken in warm  # one of the node's warm containers ran it
             assert taken[1] not in {c.id for c in ready_warm_containers(engine, run, {done.node})}  # a new one
@@ -123,8 +126,8 @@ def test_a_warm_job_container_takes_the_jobs_limits_name_and_credential(image, t
     """The backend alone on a real engine: the first job of a node starts cold (no warm container
     is ready yet) and starts one; the next takes it, with the job's CPU and memory as its limits,
     the job's name, and the job's arguments and credential on its standard input (never in its
-    configuration). The job runs the request's arguments (here it fails at once: the registry they
-    name does not answer)."""
+    configuration). A cold job's container mounts its own directory only. The job runs the
+    request's arguments (here it fails at once: the registry they name does not answer)."""
     run = f"test-{uuid.uuid4().hex[:8]}"
     jobs = tmp_path / "jobs"
     jobs.mkdir()
@@ -132,12 +135,14 @@ def test_a_warm_job_container_takes_the_jobs_limits_name_and_credential(image, t
     engine = docker.from_env()
 
     def job(job_id: str) -> JobSpec:
-        return JobSpec(job_id, "n1", "iris:1", str(jobs / "missing.npz"), str(jobs / "out.onnx"),
+        (jobs / job_id).mkdir()
+        return JobSpec(job_id, "n1", "iris:1", str(jobs / job_id / "input.npz"), str(jobs / job_id / "model.onnx"),
                        cpu_millicores=500, memory_bytes=384 * 2**20, token=f"secret-{job_id}")  # fmt: skip
 
     try:
         cold = engine.containers.get(backend.start_job(job("j-cold")).handle.rpartition("/")[2])
         assert cold.labels.get("mlaas.io/warm") is None
+        assert [m["Source"] for m in cold.attrs["Mounts"]] == [str(jobs / "j-cold")]  # no other job's files
         waiting = {c.id for c in ready_warm_containers(engine, run, {"n1"})}
         started = backend.start_job(job("j-warm"))
         taken = engine.containers.get(started.handle.rpartition("/")[2])

@@ -128,6 +128,7 @@ class DockerBackend:
             container = self._job_container(
                 spec.node, ["train", *argv], object_name(spec.job_id), environment,
                 _labels("training", spec.job_id, spec.model_ref, spec.node, self._mesh), spec.cpu_millicores, memory,
+                mounted=os.path.dirname(spec.output_path),
             )  # fmt: skip
         return ReplicaStatus(spec.job_id, "", True, handle=f"{spec.node}/{container.id}")
 
@@ -137,20 +138,21 @@ class DockerBackend:
         labels = {**_labels("training", "", "", node, self._mesh), **docker_warm.WARM_LABELS}
         cpu, memory = docker_warm.WARM_CPU_MILLICORES, docker_warm.WARM_MEMORY_BYTES
         command = ["train-warm", "--idle-seconds", str(docker_warm.IDLE_SECONDS)]
-        return self._job_container(node, command, name, self._env, labels, cpu, memory, stdin_open=True)
+        return self._job_container(node, command, name, self._env, labels, cpu, memory, self._jobs_dir, stdin_open=True)
 
     def _job_container(
         self, node: str, command: list[str], name: str, environment: Mapping[str, str], labels: Mapping[str, str],
-        cpu_millicores: int, memory_bytes: int, **options,
+        cpu_millicores: int, memory_bytes: int, mounted: str, **options,
     ):  # fmt: skip
-        """A training job's container: the jobs directory mounted at its own path, the
-        scheduler's user, the host's network, hard CPU (a quota, which a warm container's
-        `docker update` can change) and memory limits."""
+        """A training job's container: `mounted` at its own path (a cold job's own directory; the
+        whole jobs directory for a warm one, whose job is not known yet), the scheduler's user,
+        the host's network, hard CPU (a quota, which a warm container's `docker update` can
+        change) and memory limits."""
         return self._engine(node).containers.run(
             self._image, command, name=name, detach=True, network_mode="host", environment=dict(environment),
             labels=dict(labels), cpu_period=docker_warm.CPU_PERIOD,
             cpu_quota=docker_warm.cpu_quota(cpu_millicores), mem_limit=memory_bytes,
-            volumes={self._jobs_dir: {"bind": self._jobs_dir, "mode": "rw"}, **tls_mounts(self._env)},
+            volumes={mounted: {"bind": mounted, "mode": "rw"}, **tls_mounts(self._env)},
             user=f"{os.getuid()}:{os.getgid()}", **options,
         )  # fmt: skip
 
