@@ -11,6 +11,7 @@ context. A STRICT replica is pinned with a required node affinity on
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -218,10 +219,14 @@ def roll_patch(deployment: dict) -> dict:
 def job_manifest(
     spec: JobSpec, image: str, namespace: str, env: Mapping[str, str], jobs_dir: str, tls: MountedTLS | None = None
 ) -> dict:
-    """batch/v1 Job fitting a recipe; the jobs directory is a shared volume (claim `mlaas-jobs`)
-    mounted where the scheduler and the Monitor see it too. With `tls`, it reaches the registry
-    over TLS with the certificates of that Secret."""
+    """batch/v1 Job fitting a recipe. The jobs directory is a volume shared with the scheduler
+    (claim `mlaas-jobs`); the job mounts only its own directory of it (a subPath), where the
+    scheduler sees it too. With `tls`, it reaches the registry over TLS with the certificates of
+    that Secret."""
     name = object_name(spec.job_id)
+    own = os.path.dirname(spec.output_path)
+    if os.path.dirname(own) != jobs_dir.rstrip("/"):
+        raise ValueError(f"a job's directory {own} must be directly in the jobs directory {jobs_dir}")
     labels = _labels("training", spec.job_id, spec.model_ref, "")
     container = {
         "name": "train",
@@ -231,7 +236,7 @@ def job_manifest(
         "env": env_entries(_without_tls(env) | (tls.env() if tls else {}) | credential(spec.token)),
         "resources": _resources(spec.cpu_millicores, spec.memory_bytes),
         "securityContext": SECURITY,
-        "volumeMounts": [{"name": "jobs", "mountPath": jobs_dir}],
+        "volumeMounts": [{"name": "jobs", "mountPath": own, "subPath": os.path.basename(own)}],
     }
     volumes = [{"name": "jobs", "persistentVolumeClaim": {"claimName": "mlaas-jobs"}}]
     if tls is not None:

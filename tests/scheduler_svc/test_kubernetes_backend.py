@@ -269,7 +269,8 @@ def test_an_update_rolls_the_replica_deployment_in_place(backend):
 
 
 def test_a_training_job_is_a_valid_job(backend):
-    spec = JobSpec("j-77", "cpu-1", "iris:3", "/var/lib/mlaas/jobs/a.npz", "/var/lib/mlaas/jobs/a.onnx", 1000, 2**30)
+    own = "/var/lib/mlaas/jobs/j-77-0123"
+    spec = JobSpec("j-77", "cpu-1", "iris:3", f"{own}/input.npz", f"{own}/model.onnx", 1000, 2**30)
     started = backend.start_job(spec)
     job = posted("Job")
     kubernetes_validate.validate(job, K8S_VERSION, strict=True)
@@ -277,7 +278,7 @@ def test_a_training_job_is_a_valid_job(backend):
     assert container["command"] == ["python", "-m", "mlaas.retraining.train_job"]
     assert container["args"] == ["--registry", "mlaas-registry:50051", "--model", "iris:3", "--input",
                                  spec.input_path, "--output", spec.output_path]  # fmt: skip
-    assert container["volumeMounts"] == [{"name": "jobs", "mountPath": "/var/lib/mlaas/jobs"}]
+    assert container["volumeMounts"] == [{"name": "jobs", "mountPath": own, "subPath": "j-77-0123"}]  # its own only
     running = backend.status(ReplicaStatus(spec.job_id, "", True, handle=started.handle))
     assert running.running and running.exit_code is None  # read: the watch may not have seen it yet
     assert eventually(lambda: started.handle in backend.job_watch.present)

@@ -59,13 +59,16 @@ def test_a_runtime_of_a_plaintext_mesh_keeps_no_tls_paths():
 
 
 def test_a_training_job_reaches_the_registry_with_the_tls_secret():
-    spec = JobSpec("j-77", "cpu-1", "iris:3", "/var/lib/mlaas/jobs/a.npz", "/var/lib/mlaas/jobs/a.onnx", 1000, 2**30)
+    own = "/var/lib/mlaas/jobs/j-77-0123"
+    spec = JobSpec("j-77", "cpu-1", "iris:3", f"{own}/input.npz", f"{own}/model.onnx", 1000, 2**30)
     job = job_manifest(spec, "mlaas:dev", "mlaas", SCHEDULER_ENV, "/var/lib/mlaas/jobs", MountedTLS("mlaas-tls", True))
     kubernetes_validate.validate(job, K8S_VERSION, strict=True)
     pod = job["spec"]["template"]["spec"]
     env = _env(pod["containers"][0])
     assert env["MLAAS_TLS_CA"] == f"{TLS_DIR}/ca.crt" and env["MLAAS_TLS_CLIENT_CERT"] == f"{TLS_DIR}/tls.crt"
     assert {"name": "tls", "secret": {"secretName": "mlaas-tls", "defaultMode": 0o440}} in pod["volumes"]
+    jobs = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "jobs")
+    assert jobs == {"name": "jobs", "mountPath": own, "subPath": "j-77-0123"}  # its own directory, no other job's
     plain = job_manifest(spec, "mlaas:dev", "mlaas", SCHEDULER_ENV, "/var/lib/mlaas/jobs")
     assert not [n for n in _env(plain["spec"]["template"]["spec"]["containers"][0]) if n.startswith("MLAAS_TLS_")]
 
