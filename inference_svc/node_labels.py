@@ -37,6 +37,11 @@ CREATE TABLE IF NOT EXISTS label_windows (
     counted_up_to INTEGER NOT NULL DEFAULT 0,
     claimed_until REAL NOT NULL DEFAULT 0
 );
+-- the version the deployment serves now, as the runtime last told of it says
+CREATE TABLE IF NOT EXISTS serving (
+    deployment TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
 """
 CLAIM_SECONDS = 30.0  # a sender that died lets another go on after this long
 # How often counts the request path left go anyway: windows whose claim another sender held, and
@@ -48,12 +53,20 @@ class NodeStore(LabelStore):
     def __init__(self, path, keep_predictions: int):
         super().__init__(path, keep_predictions, schema=NODE_SCHEMA)
 
-    def claim(self, deployment: str) -> int | None:
+    def serve(self, deployment: str, version: int) -> None:
+        self._write(lambda db: db.execute("INSERT OR REPLACE INTO serving VALUES (?, ?)", (deployment, version)))
+
+    def claim(self, deployment: str, version: int) -> int | None:
         """The matched-label number the counts sent so far end at, the next ones now claimed by
-        the caller; None while another sender holds them."""
+        the caller; None while another sender holds them, or when the deployment serves another
+        version than the caller's (a worker not told of a swap yet, an old runtime's during a
+        rollout): the labels of the version it serves are not the caller's to count, nor to skip."""
         found: list[int] = []
 
         def claim(db) -> None:
+            serving = db.execute("SELECT version FROM serving WHERE deployment = ?", (deployment,)).fetchone()
+            if serving is not None and serving[0] != version:
+                return
             db.execute("INSERT OR IGNORE INTO label_windows (deployment) VALUES (?)", (deployment,))
             up_to, until = db.execute(
                 "SELECT counted_up_to, claimed_until FROM label_windows WHERE deployment = ?", (deployment,)
@@ -118,21 +131,24 @@ class NodeLabels:
         self, store: NodeStore, deployment_id: str, model_name: str, version: int, window: int = 32,
         windows_per_send: int = 64,
     ):  # fmt: skip
-        """`version`: the model version this runtime serves; labels of others' predictions
-        (an older version's, after a rollout) are kept but not counted."""
+        """`version`: the model version this runtime serves (the latest runtime to start or swap
+        says so for all of the node's); labels of others' predictions (an older version's, after a
+        rollout) are kept but not counted."""
         self._store = store
         self._deployment = deployment_id
         self._model = model_name
-        self._version = version
         self._window = window
         self._per_send = windows_per_send
+        self.serve(version)
 
     def close(self) -> None:
         self._store.close()
 
     def serve(self, version: int) -> None:
-        """The runtime serves `version` now (a hot swap): its labels are the ones counted."""
+        """The runtime serves `version` now (a hot swap): its labels are the ones counted, and
+        only by workers that know it (blocking, briefly: a swap is rare)."""
         self._version = version
+        self._store.serve(self._deployment, version)
 
     def add_predictions(self, records: list[FeedbackRecord]) -> None:
         """Keeps answered requests' rows (blocking: run it on a thread)."""
@@ -212,7 +228,7 @@ class NodeLabels:
     async def flush(self, monitor: MonitorConnection) -> None:
         """Sends the windows not sent yet, if no other sender is at it. Kept to send again if
         the Monitor is away; skipped (and logged) if it refuses them for good."""
-        after = await asyncio.to_thread(self._store.claim, self._deployment)
+        after = await asyncio.to_thread(self._store.claim, self._deployment, self._version)
         if after is None:
             return
         end = None

@@ -74,6 +74,23 @@ def test_after_a_rollout_the_old_versions_labels_are_kept_but_not_counted(node):
     assert node.label_count("d-1") == (8, 8)
 
 
+def test_a_worker_not_told_of_a_swap_yet_neither_counts_nor_skips_the_new_versions_labels(node):
+    """A swap reaches a runtime's workers one after another, and an old runtime's workers run on
+    during a rollout: one of them that flushed (each does, every second) took the new version's
+    labels for another version's and skipped them, and they were never counted."""
+    (told, stale), monitor = (NodeLabels(node, "d-1", "m", 1, window=4) for _ in range(2)), Monitor()
+    told.serve(2)
+    told.add_predictions([record(f"v2-{i}", 2, 1) for i in range(8)])
+    told.add_labels([(f"v2-{i}", "1") for i in range(8)])
+    asyncio.run(stale.flush(monitor))
+    assert monitor.sent == []
+    asyncio.run(told.flush(monitor))
+    assert [(s.model_version, s.labels) for s in monitor.sent] == [(2, 4), (2, 4)]  # none skipped
+    stale.serve(2)  # told at last
+    asyncio.run(stale.flush(monitor))
+    assert len(monitor.sent) == 2  # and nothing counted twice
+
+
 def test_counts_the_monitor_could_not_take_are_sent_later_and_refused_ones_are_skipped(node):
     labels, monitor = NodeLabels(node, "d-1", "m", 1, window=2), Monitor()
     predict_and_label(labels, range(2), 1)
@@ -94,7 +111,7 @@ def test_counts_the_monitor_could_not_take_are_sent_later_and_refused_ones_are_s
 
 def test_one_sender_at_a_time(node):
     labels = NodeLabels(node, "d-1", "m", 1, window=2)
-    assert node.claim("d-1") == 0
+    assert node.claim("d-1", 1) == 0
     predict_and_label(labels, range(2), 1)
     monitor = Monitor()
     asyncio.run(labels.flush(monitor))  # another sender holds the claim: nothing sent
@@ -111,7 +128,7 @@ def test_counts_the_request_path_left_go_without_more_traffic(node, monkeypatch)
     monkeypatch.setattr(node_labels, "FLUSH_SECONDS", 0.01)
     labels, monitor = NodeLabels(node, "d-1", "m", 1, window=2, windows_per_send=2), Monitor()
     predict_and_label(labels, range(10), 1)
-    assert node.claim("d-1") == 0  # the request path's flush would skip now
+    assert node.claim("d-1", 1) == 0  # the request path's flush would skip now
 
     async def left_alone() -> None:
         sender = asyncio.create_task(labels.flush_forever(monitor))
