@@ -7,7 +7,6 @@ Monitor retrains again on twice as many."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
 import subprocess
@@ -22,23 +21,19 @@ import pytest
 
 from mlaas.client import MonitorClient, RegistryClient, SchedulerClient
 from mlaas.demos.scenarios import sea, sea_classifier
-from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound
+from mlaas.errors import FailedPrecondition, NotFound
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
-from mlaas.services.net import free_port
-from mlaas.services.settings import ServerSettings
-from mlaas.v1 import monitor_pb2, monitor_pb2_grpc, registry_pb2, types_pb2
+from mlaas.v1 import monitor_pb2, monitor_pb2_grpc, registry_pb2
 from monitor_svc.retrainer import Job
-from scheduler_svc.settings import parse_nodes
 from tests.conftest import tool_env
+from tests.monitor_svc.loops import FINAL, ONE_CPU, SEA_REFERENCE, label_on_node, monitor_and_scheduler, wired
 
 pytestmark = pytest.mark.spawns  # see pyproject.toml
 
 
 M = monitor_pb2
-FINAL = (M.RETRAINING_STATE_ROLLED_OUT, M.RETRAINING_STATE_REJECTED, M.RETRAINING_STATE_FAILED)
 ROLLED_OUT = M.RETRAINING_STATE_ROLLED_OUT
-ONE_CPU = types_pb2.Resources(cpu_millicores=1000, memory_bytes=256 * 2**20)
 
 
 def stream_and_label(runtime, monitor, deployment_id, X, y, prefix) -> list:
@@ -55,7 +50,7 @@ def test_concept_drift_is_detected_retrained_and_rolled_out_under_load(parts, st
     X_train, _ = sea(2_000, 0, np.random.default_rng(0))
     with RegistryClient(parts.registry_address) as registry:
         register_sklearn(registry, champion, "sea", X_train, reference_data=X_train[:1000], run_resources=ONE_CPU)
-    monitor_server, scheduler = _wired(parts, start_monitor)
+    monitor_server, scheduler = wired(parts, start_monitor)
     monitor_address = f"127.0.0.1:{monitor_server.server.port}"
     scheduler_address = f"127.0.0.1:{scheduler.server.port}"
     failures, streamed = [], []
@@ -299,41 +294,6 @@ def crossing(monkeypatch, received) -> list[bytes]:
     return Crossing()
 
 
-SEA_REFERENCE = sea(1_000, 0, np.random.default_rng(0))[0]
-# A private fit runs a second Python (diffprivlib's environment) beside the job's.
-TRAIN = types_pb2.Resources(cpu_millicores=1000, memory_bytes=1 << 30)
-
-
-def _monitor_and_scheduler(parts, start_monitor, **changes):
-    """SEA (concept 0) in the registry, a Monitor, and a scheduler whose runtimes send to it
-    (`changes`: to the scheduler's settings)."""
-    with RegistryClient(parts.registry_address) as registry:
-        register_sklearn(
-            registry, sea_classifier(), "sea", SEA_REFERENCE, reference_data=SEA_REFERENCE, run_resources=ONE_CPU,
-            train_resources=TRAIN,
-        )  # fmt: skip
-    monitor_server, scheduler = _wired(parts, start_monitor, **changes)
-    return monitor_server, f"127.0.0.1:{scheduler.server.port}"
-
-
-def _wired(parts, start_monitor, **changes):
-    """(a Monitor, a scheduler) that know each other's address: the scheduler's runtimes send
-    to the Monitor, the Monitor asks the scheduler (`changes`: to the scheduler's settings)."""
-    monitor_port = free_port()
-    scheduler = parts.start(env={"MLAAS_MONITOR_ADDR": f"127.0.0.1:{monitor_port}"}, warm_trainers=True, **changes)
-    server = ServerSettings(port=monitor_port, metrics_port=-1, shutdown_grace_seconds=1)
-    return start_monitor(parts.registry_address, f"127.0.0.1:{scheduler.server.port}", server=server), scheduler
-
-
-def _label_on_node(runtime, concept: int, prefix: str, n: int, rng) -> tuple[np.ndarray, list[str]]:
-    """n SEA rows of `concept` streamed, and their labels reported to the replica on the node."""
-    X, y = sea(n, concept, rng)
-    batch = [f"{prefix}-{i}" for i in range(n)]
-    assert all(r.error == "" for r in runtime.stream(({"X": X[i : i + 1]} for i in range(n)), batch))
-    assert runtime.report_labels(zip(batch, map(str, y), strict=True)).accepted == n
-    return X, batch
-
-
 def test_a_strict_deployment_is_retrained_on_its_node_and_no_row_or_label_leaves_it(
     parts, start_monitor, crossing, tmp_path
 ):
@@ -343,7 +303,7 @@ def test_a_strict_deployment_is_retrained_on_its_node_and_no_row_or_label_leaves
     Every message that crossed the node's boundary (`crossing`) is searched for each input row
     (as float32 and float64 bytes) and each request id (which ties a label to its row): none is
     there. Labels sent to the Monitor by mistake are refused, and none is stored there."""
-    monitor_server, scheduler_address = _monitor_and_scheduler(parts, start_monitor)
+    monitor_server, scheduler_address = monitor_and_scheduler(parts, start_monitor)
     monitor_address = f"127.0.0.1:{monitor_server.server.port}"
     rng, rows, ids = np.random.default_rng(11), [], []
     with SchedulerClient(scheduler_address) as schedulers, MonitorClient(monitor_address) as monitor:
@@ -353,7 +313,7 @@ def test_a_strict_deployment_is_retrained_on_its_node_and_no_row_or_label_leaves
             # SEA 0 -> 3 is a small change: a round on few labels may be rejected (when the load
             # moves the change point), and the next round comes ~500 labels later.
             for concept, prefix, n in ((0, "before", 2_000), (3, "after", 2_500)):
-                X, batch = _label_on_node(runtime, concept, prefix, n, rng)
+                X, batch = label_on_node(runtime, concept, prefix, n, rng)
                 rows.append(X)
                 ids += batch
             with pytest.raises(FailedPrecondition, match="is STRICT: its labels stay on its node"):
@@ -397,52 +357,9 @@ def test_a_strict_deployment_is_retrained_on_its_node_and_no_row_or_label_leaves
         time.sleep(0.1)
 
 
-def test_private_retraining_spends_from_the_deployments_ledger_and_stops_at_its_budget(parts, start_monitor):
-    """With privacy_epsilon in the policy, a STRICT round fits with differential privacy; its
-    epsilon is charged by the scheduler as it accepts the round (by the terms the policy set
-    there), shown on the retraining and in the new version's lineage, and once another round
-    would go past the budget none is started, however many labels come, and the report says why."""
-    monitor_server, scheduler_address = _monitor_and_scheduler(parts, start_monitor)
-    rng = np.random.default_rng(12)
-    with (
-        SchedulerClient(scheduler_address) as schedulers,
-        MonitorClient(f"127.0.0.1:{monitor_server.server.port}") as monitor,
-    ):
-        deployment = schedulers.wait_ready(schedulers.deploy("sea", strict_node="node-a").id)
-        policy = M.MonitorPolicy(challenger_confidence=0.5, privacy_epsilon=40.0, privacy_budget=60.0)
-        assert monitor.set_policy(deployment.id, policy).privacy_budget == 60.0
-        with pytest.raises(InvalidArgument, match=r"privacy_budget .* must be at least privacy_epsilon"):
-            monitor.set_policy(deployment.id, M.MonitorPolicy(privacy_budget=10.0))
-        with DeploymentInference(schedulers, deployment.id) as runtime:
-            _label_on_node(runtime, 0, "before", 2_000, rng)
-            _label_on_node(runtime, 3, "after", 1_500, rng)
-            for retraining in monitor.watch_retraining(deployment.id):
-                if retraining.state in FINAL:
-                    break
-            assert retraining.state != M.RETRAINING_STATE_FAILED, retraining.reason
-            assert retraining.epsilon_spent == pytest.approx(40.0) and retraining.trained_on == "node-a"
-            serving = schedulers.wait_settled(deployment.id).model.version
-            before = monitor.report(deployment.id)
-            counted = before.labels_seen if before.model_version == serving else 0  # a rollout counts afresh
-            _label_on_node(runtime, 3, "later", 1_500, rng)  # enough for the next round
-        deadline = time.monotonic() + 60
-        while (report := monitor.report(deployment.id)).model_version != serving or report.labels_seen < counted + 1e3:
-            assert time.monotonic() < deadline, report
-            time.sleep(0.3)
-        retrainings = monitor.retrainings(deployment.id)
-    assert [r.id for r in retrainings] == [retraining.id]
-    assert report.retraining_unavailable_reason.startswith("privacy budget: 40 of 60 spent, and a round spends 40")
-    with SchedulerClient(scheduler_address) as schedulers:  # charged where rounds start
-        assert schedulers.get(deployment.id).privacy.spent == pytest.approx(40.0)
-    if retraining.state == M.RETRAINING_STATE_ROLLED_OUT:
-        with RegistryClient(parts.registry_address) as registry:
-            lineage = registry.get(f"sea:{retraining.challenger_version}").description.lineage
-        assert lineage.epsilon == pytest.approx(40.0) and lineage.trained_on == "node-a"
-
-
 def test_the_strict_drift_demo_shows_the_loop_on_the_node(parts, start_monitor):
     """`mlaas demo drift --strict NODE`, as a user runs it against a mesh."""
-    monitor_server, scheduler = _wired(parts, start_monitor)
+    monitor_server, scheduler = wired(parts, start_monitor)
     monitor_address = f"127.0.0.1:{monitor_server.server.port}"
     where = ["--registry", parts.registry_address, "--scheduler", f"127.0.0.1:{scheduler.server.port}",
              "--monitor", monitor_address]  # fmt: skip
@@ -460,63 +377,3 @@ def test_the_strict_drift_demo_shows_the_loop_on_the_node(parts, start_monitor):
 def printed_deployment(said: str) -> str:
     """The deployment id the demo printed."""
     return said.split(" as ", 1)[1].split()[0]
-
-
-def test_a_federation_of_two_sites_retrains_together_and_rolls_out_to_both(parts, start_monitor):
-    """Two STRICT deployments of SEA on two nodes in one federation: the concept changes at both;
-    a round fits at each site, averages only their parameters, judges the average at each site
-    on its own held-out labels, and rolls the new version out to both. A site takes part once the
-    Monitor has counted enough of its labels, and counts come from each node when it sends them:
-    so node-b (which starts no round itself) has all its labels counted before node-a's change,
-    whatever the machine's load."""
-    monitor_server, scheduler_address = _monitor_and_scheduler(
-        parts, start_monitor, nodes=parse_nodes("node-a:cpu=2,memory=4Gi;node-b:cpu=2,memory=4Gi")
-    )
-    rng = np.random.default_rng(13)
-    with (
-        SchedulerClient(scheduler_address) as schedulers,
-        MonitorClient(f"127.0.0.1:{monitor_server.server.port}") as monitor,
-    ):
-        sites = {
-            node: schedulers.wait_ready(schedulers.deploy("sea", strict_node=node).id) for node in ("node-a", "node-b")
-        }
-        for node, deployment in sites.items():
-            policy = monitor.set_policy(deployment.id, M.MonitorPolicy(
-                challenger_confidence=0.5, federation="sea-sites", auto_retrain=node == "node-a",
-            ))  # fmt: skip
-            assert policy.federation == "sea-sites"
-        runtimes = {node: DeploymentInference(schedulers, d.id) for node, d in sites.items()}
-        for node, runtime in runtimes.items():
-            _label_on_node(runtime, 0, f"{node}-before", 1_000, rng)
-        for part in range(3):  # the change at node-b, every label of it counted by the Monitor
-            _label_on_node(runtimes["node-b"], 3, f"node-b-after-{part}", 500, rng)
-        deadline, counted = time.monotonic() + 120, 0
-        # node-b's own 1,000 labels before the change and at least min_labels (500) after it
-        while counted < 2_000:
-            assert time.monotonic() < deadline, counted
-            time.sleep(0.2)
-            with contextlib.suppress(NotFound):  # its first counts are on their way
-                counted = monitor.report(sites["node-b"].id).labels_seen
-        for part in range(3):  # then at node-a, whose round takes node-b in
-            _label_on_node(runtimes["node-a"], 3, f"node-a-after-{part}", 500, rng)
-        deadline = time.monotonic() + 120
-        while not (done := [r for d in sites.values() for r in monitor.retrainings(d.id) if ended_itself(r)]):
-            assert time.monotonic() < deadline, [monitor.retrainings(d.id) for d in sites.values()]
-            time.sleep(0.5)
-        federated = done[0]
-        versions = {node: schedulers.wait_settled(d.id).model.version for node, d in sites.items()}
-        for runtime in runtimes.values():
-            runtime.close()
-    assert federated.state == M.RETRAINING_STATE_ROLLED_OUT, federated.reason
-    assert sorted(federated.federated_deployments) == sorted(d.id for d in sites.values())
-    assert federated.trained_on.startswith("federation sea-sites (") and "node-a" in federated.trained_on
-    assert "node-b" in federated.trained_on and "pooled from 2 sites" in federated.reason
-    assert versions == {"node-a": federated.challenger_version, "node-b": federated.challenger_version}
-    with RegistryClient(parts.registry_address) as registry:
-        lineage = registry.get(f"sea:{federated.challenger_version}").description.lineage
-    assert lineage.trained_on == federated.trained_on and lineage.training_rows == federated.training_samples
-
-
-def ended_itself(retraining) -> bool:
-    """Ended, and not because another site's round rolled the federation on first."""
-    return retraining.state in FINAL and "another round rolled them on" not in retraining.reason

@@ -33,13 +33,12 @@ from mlaas.v1 import monitor_pb2, scheduler_pb2, types_pb2
 from monitor_svc.store import MonitorStore
 from monitor_svc.trials import Trials
 from tests.conftest import tool_env
+from tests.monitor_svc.loops import FINAL, ONE_CPU
 
 pytestmark = pytest.mark.spawns  # see pyproject.toml
 
 
 M, S = monitor_pb2, scheduler_pb2
-FINAL = (M.RETRAINING_STATE_ROLLED_OUT, M.RETRAINING_STATE_REJECTED, M.RETRAINING_STATE_FAILED)
-ONE_CPU = types_pb2.Resources(cpu_millicores=1000, memory_bytes=256 * 2**20)
 
 
 @pytest.fixture
