@@ -10,6 +10,7 @@ Every failed call raises a subclass of mlaas.errors.MlaasError carrying the serv
 
 from __future__ import annotations
 
+import builtins
 import copy
 import io
 import ipaddress
@@ -20,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import grpc
 import numpy as np
@@ -77,6 +78,10 @@ CHANNEL_OPTIONS = [
     ("grpc.service_config", read_retries()),
 ]
 Progress = Callable[[int, int], None]
+
+
+class _PagedRequest(Protocol):
+    page_token: str
 
 
 def open_channel(address: str, connection: int | None = None, tls: ClientTLS | None = None) -> grpc.Channel:
@@ -207,7 +212,7 @@ class GrpcClient:
         twin._calling_as(token)
         return twin
 
-    def _paged(self, method, request, field: str) -> Iterator:
+    def _paged(self, method: Callable[..., Any], request: _PagedRequest, field: str) -> Iterator[Any]:
         """Every item of a paged list rpc (its `field`), page after page."""
         while True:
             page = self._call(method, request)
@@ -221,19 +226,22 @@ class GrpcClient:
         if self._owns_channel:
             self._channel.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method, request, timeout: float | None = None):
+    # The generated gRPC stubs have no types: an rpc answers Any, whose message each caller names.
+    def _call(self, method: Callable[..., Any], request: object, timeout: float | None = None) -> Any:
         try:
             return method(request, metadata=self._metadata, timeout=timeout or self._timeout)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
 
-    def _stream(self, method, request, timeout: float | None = None) -> Iterator[Any]:
+    def _stream(
+        self, method: Callable[..., Iterable[Any]], request: object, timeout: float | None = None
+    ) -> Iterator[Any]:
         try:
             yield from method(request, metadata=self._metadata, timeout=timeout)
         except grpc.RpcError as err:
@@ -293,14 +301,16 @@ class RegistryClient(GrpcClient):
                 for start in range(0, len(reference), CHUNK_BYTES):
                     yield registry_pb2.RegisterModelRequest(reference_data_chunk=reference[start : start + CHUNK_BYTES])
 
-        return self._call(self._stub.RegisterModel, messages(), timeout)
+        response: registry_pb2.RegisterModelResponse = self._call(self._stub.RegisterModel, messages(), timeout)
+        return response
 
     def find_page(self, request: registry_pb2.FindModelsRequest) -> registry_pb2.FindModelsResponse:
         """One page of FindModels: (the ranked matches, the token of the next page or "")."""
-        return self._call(self._stub.FindModels, request)
+        response: registry_pb2.FindModelsResponse = self._call(self._stub.FindModels, request)
+        return response
 
     def find(
-        self, request: registry_pb2.FindModelsRequest | None = None, *, limit: int | None = None, **filters
+        self, request: registry_pb2.FindModelsRequest | None = None, *, limit: int | None = None, **filters: Any
     ) -> list[registry_pb2.FindModelsResult]:
         """Every ranked match (all pages, up to `limit`); filters as for `find_request`."""
         request = request or find_request(**filters)
@@ -308,7 +318,9 @@ class RegistryClient(GrpcClient):
 
     def get(self, ref: str | types_pb2.ModelRef) -> types_pb2.ModelVersion:
         """The model version a reference names (NAME, NAME:VERSION or NAME@ALIAS); NotFound if none."""
-        return self._call(self._stub.GetModel, registry_pb2.GetModelRequest(ref=_as_ref(ref))).model
+        request = registry_pb2.GetModelRequest(ref=_as_ref(ref))
+        response: registry_pb2.GetModelResponse = self._call(self._stub.GetModel, request)
+        return response.model
 
     def list(self, name: str = "", page_size: int = 0) -> Iterator[types_pb2.ModelVersion]:
         """Every version the caller may read, of one model or of all, by name and then version."""
@@ -319,7 +331,8 @@ class RegistryClient(GrpcClient):
     def set_alias(self, name: str, alias: str, version: int) -> types_pb2.ModelVersion:
         """Points `alias` of model `name` at `version` (the champion alias moves this way)."""
         request = registry_pb2.SetAliasRequest(name=name, alias=alias, version=version)
-        return self._call(self._stub.SetAlias, request).model
+        response: registry_pb2.SetAliasResponse = self._call(self._stub.SetAlias, request)
+        return response.model
 
     def delete(self, name: str, version: int) -> None:
         """Deletes a version (FailedPrecondition while it is deployed)."""
@@ -329,14 +342,14 @@ class RegistryClient(GrpcClient):
         self,
         ref: str | types_pb2.ModelRef,
         dest: str | Path,
-        kind: int = registry_pb2.ARTIFACT_KIND_MODEL,
+        kind: registry_pb2.ArtifactKind = registry_pb2.ARTIFACT_KIND_MODEL,
     ) -> types_pb2.ModelVersion:
         """Streams an artifact into `dest` (written atomically); returns the resolved version."""
         dest = Path(dest)
         # A name of its own, so that concurrent downloads of one artifact (say, by the workers of
         # one runtime) never write the same file; the last rename wins with identical bytes.
         partial = dest.with_name(f"{dest.name}.{uuid.uuid4().hex}.partial")
-        model = None
+        model: types_pb2.ModelVersion | None = None
         request = registry_pb2.DownloadArtifactRequest(ref=_as_ref(ref), kind=kind)
         try:
             with open(partial, "wb") as out:
@@ -380,45 +393,54 @@ class SchedulerClient(GrpcClient):
             node=strict_node,
             idempotency_key=idempotency_key,
         )
-        return self._call(self._stub.Deploy, request).deployment
+        response: scheduler_pb2.DeployResponse = self._call(self._stub.Deploy, request)
+        return response.deployment
 
     def get(self, deployment_id: str) -> scheduler_pb2.Deployment:
         """The deployment, as the scheduler has it now."""
         request = scheduler_pb2.GetDeploymentRequest(deployment_id=deployment_id)
-        return self._call(self._stub.GetDeployment, request).deployment
+        response: scheduler_pb2.GetDeploymentResponse = self._call(self._stub.GetDeployment, request)
+        return response.deployment
 
-    def list(self, model_name: str = "", model_version: int = 0, states=()) -> list[scheduler_pb2.Deployment]:
+    def list(
+        self, model_name: str = "", model_version: int = 0, states: Iterable[scheduler_pb2.DeploymentState] = ()
+    ) -> list[scheduler_pb2.Deployment]:
         """Every deployment the caller may see that matches, oldest first (all the pages)."""
         request = scheduler_pb2.ListDeploymentsRequest(
             model_name=model_name, model_version=model_version, states=list(states)
         )
         return list(self._paged(self._stub.ListDeployments, request, "deployments"))
 
-    def nodes(self) -> list[scheduler_pb2.Node]:
+    def nodes(self) -> builtins.list[scheduler_pb2.Node]:  # `list` here is the method above
         """The nodes with their allocatable and free resources."""
-        return list(self._call(self._stub.ListNodes, scheduler_pb2.ListNodesRequest()).nodes)
+        response: scheduler_pb2.ListNodesResponse = self._call(self._stub.ListNodes, scheduler_pb2.ListNodesRequest())
+        return list(response.nodes)
 
     def decommission(self, deployment_id: str) -> scheduler_pb2.Deployment:
         """Drops the caller's lease; with none left the deployment stays warm (CACHED) for the cache TTL."""
         request = scheduler_pb2.DecommissionRequest(deployment_id=deployment_id)
-        return self._call(self._stub.Decommission, request).deployment
+        response: scheduler_pb2.DecommissionResponse = self._call(self._stub.Decommission, request)
+        return response.deployment
 
     def scale(self, deployment_id: str, replicas: int) -> scheduler_pb2.Deployment:
         """Changes the deployment's replica count."""
         request = scheduler_pb2.ScaleRequest(deployment_id=deployment_id, replicas=replicas)
-        return self._call(self._stub.Scale, request).deployment
+        response: scheduler_pb2.ScaleResponse = self._call(self._stub.Scale, request)
+        return response.deployment
 
     def update(self, deployment_id: str, model: str | types_pb2.ModelRef) -> scheduler_pb2.Deployment:
         """Rolls the deployment to another version of its model (answers at once, UPDATING)."""
         request = scheduler_pb2.UpdateDeploymentRequest(deployment_id=deployment_id, model=_as_ref(model))
-        return self._call(self._stub.UpdateDeployment, request).deployment
+        response: scheduler_pb2.UpdateDeploymentResponse = self._call(self._stub.UpdateDeployment, request)
+        return response.deployment
 
     def set_privacy(self, deployment_id: str, epsilon: float, budget: float) -> scheduler_pb2.Deployment:
         """Sets a STRICT deployment's privacy terms: every round on its node then fits with
         differential privacy at an epsilon of at most `epsilon`, `budget` in all (epsilon 0 lifts them)."""
         terms = scheduler_pb2.PrivacyTerms(epsilon=epsilon, budget=budget)
         request = scheduler_pb2.UpdateDeploymentRequest(deployment_id=deployment_id, privacy=terms)
-        return self._call(self._stub.UpdateDeployment, request).deployment
+        response: scheduler_pb2.UpdateDeploymentResponse = self._call(self._stub.UpdateDeployment, request)
+        return response.deployment
 
     def start_trial(
         self, deployment_id: str, model: str | types_pb2.ModelRef, canary_percent: float = 0.0
@@ -431,7 +453,8 @@ class SchedulerClient(GrpcClient):
         request = scheduler_pb2.UpdateDeploymentRequest(
             deployment_id=deployment_id, model=_as_ref(model), trial_mode=mode, canary_percent=canary_percent
         )
-        return self._call(self._stub.UpdateDeployment, request).deployment
+        response: scheduler_pb2.UpdateDeploymentResponse = self._call(self._stub.UpdateDeployment, request)
+        return response.deployment
 
     def end_trial(
         self, deployment_id: str, promote: bool, champion: int = 0, challenger: int = 0
@@ -443,7 +466,8 @@ class SchedulerClient(GrpcClient):
             deployment_id=deployment_id, end_trial=end, trial_champion_version=champion,
             trial_challenger_version=challenger,
         )  # fmt: skip
-        return self._call(self._stub.UpdateDeployment, request).deployment
+        response: scheduler_pb2.UpdateDeploymentResponse = self._call(self._stub.UpdateDeployment, request)
+        return response.deployment
 
     def wait_settled(self, deployment_id: str, timeout: float = 300.0, poll: float = 0.2) -> scheduler_pb2.Deployment:
         """Waits until a Scale or UpdateDeployment is over; the outcome is in the events."""
@@ -460,7 +484,8 @@ class SchedulerClient(GrpcClient):
         """Starts a training job fitting `model`'s recipe on an .npz (X, y): its bytes
         (`input_data`), or a file in the caller's inputs directory (`input_uri`)."""
         request = scheduler_pb2.RunTrainingJobRequest(model=_as_ref(model), input_uri=input_uri, input_data=input_data)
-        return self._call(self._stub.RunTrainingJob, request).job
+        response: scheduler_pb2.RunTrainingJobResponse = self._call(self._stub.RunTrainingJob, request)
+        return response.job
 
     def run_node_round(
         self, model: str | types_pb2.ModelRef, node_round: scheduler_pb2.NodeRound, candidate: bytes = b""
@@ -468,9 +493,12 @@ class SchedulerClient(GrpcClient):
         """Starts a retraining round on a STRICT deployment's node, from the data kept there
         (it may wait there, PENDING, for room); `candidate`: a federated judging step's model."""
         request = scheduler_pb2.RunTrainingJobRequest(model=_as_ref(model), node_round=node_round, input_data=candidate)
-        return self._call(self._stub.RunTrainingJob, request).job
+        response: scheduler_pb2.RunTrainingJobResponse = self._call(self._stub.RunTrainingJob, request)
+        return response.job
 
-    def training_job_output(self, job_id: str, output: int = scheduler_pb2.TRAINING_OUTPUT_MODEL) -> bytes:
+    def training_job_output(
+        self, job_id: str, output: scheduler_pb2.TrainingOutput = scheduler_pb2.TRAINING_OUTPUT_MODEL
+    ) -> bytes:
         """What a succeeded job wrote: its model (ONNX), or with TRAINING_OUTPUT_PARAMETERS a
         federated step's parameters (.npz)."""
         request = scheduler_pb2.ReadTrainingJobOutputRequest(job_id=job_id, output=output)
@@ -479,22 +507,26 @@ class SchedulerClient(GrpcClient):
     def delete_training_job(self, job_id: str) -> scheduler_pb2.TrainingJob:
         """Removes a training job and its files now (a running one is stopped first)."""
         request = scheduler_pb2.DeleteTrainingJobRequest(job_id=job_id)
-        return self._call(self._stub.DeleteTrainingJob, request).job
+        response: scheduler_pb2.DeleteTrainingJobResponse = self._call(self._stub.DeleteTrainingJob, request)
+        return response.job
 
     def cancel_training_job(self, job_id: str) -> scheduler_pb2.TrainingJob:
         """Stops a training job; it ends CANCELLED."""
         request = scheduler_pb2.CancelTrainingJobRequest(job_id=job_id)
-        return self._call(self._stub.CancelTrainingJob, request).job
+        response: scheduler_pb2.CancelTrainingJobResponse = self._call(self._stub.CancelTrainingJob, request)
+        return response.job
 
     def training_job(self, job_id: str) -> scheduler_pb2.TrainingJob:
         """A training job as the scheduler has it now."""
-        return self._call(self._stub.GetTrainingJob, scheduler_pb2.GetTrainingJobRequest(job_id=job_id)).job
+        request = scheduler_pb2.GetTrainingJobRequest(job_id=job_id)
+        response: scheduler_pb2.GetTrainingJobResponse = self._call(self._stub.GetTrainingJob, request)
+        return response.job
 
     def wait_training_job(self, job_id: str, timeout: float = 3600.0, poll: float = 0.2) -> scheduler_pb2.TrainingJob:
         """Waits until the job ends; FailedPrecondition with its reason if it failed or was cancelled."""
         deadline = time.monotonic() + timeout
         while True:
-            job = self._call(self._stub.GetTrainingJob, scheduler_pb2.GetTrainingJobRequest(job_id=job_id)).job
+            job = self.training_job(job_id)
             if job.state == scheduler_pb2.JOB_STATE_SUCCEEDED:
                 return job
             if job.state in (scheduler_pb2.JOB_STATE_FAILED, scheduler_pb2.JOB_STATE_CANCELLED):
@@ -586,7 +618,8 @@ class MonitorClient(GrpcClient):
         deadline, pause = time.monotonic() + retry_seconds, 0.05
         while True:
             try:
-                return self._call(self._stub.ReportLabels, iter(messages))
+                response: monitor_pb2.ReportLabelsResponse = self._call(self._stub.ReportLabels, iter(messages))
+                return response
             except Unavailable:
                 if time.monotonic() > deadline:
                     raise
@@ -596,7 +629,8 @@ class MonitorClient(GrpcClient):
     def report(self, deployment_id: str) -> monitor_pb2.DriftReport:
         """The deployment's drift report: per-feature statistics and drift state, recent events."""
         request = monitor_pb2.GetDriftReportRequest(deployment_id=deployment_id)
-        return self._call(self._stub.GetDriftReport, request).report
+        response: monitor_pb2.GetDriftReportResponse = self._call(self._stub.GetDriftReport, request)
+        return response.report
 
     def drift_events(self, deployment_id: str) -> Iterator[monitor_pb2.DriftEvent]:
         """Every drift event of the deployment, oldest first (page after page)."""
@@ -611,16 +645,20 @@ class MonitorClient(GrpcClient):
     def set_policy(self, deployment_id: str, policy: monitor_pb2.MonitorPolicy) -> monitor_pb2.MonitorPolicy:
         """Changes the fields `policy` sets (the others keep their values); returns the policy now."""
         request = monitor_pb2.SetPolicyRequest(deployment_id=deployment_id, policy=policy)
-        return self._call(self._stub.SetPolicy, request).policy
+        response: monitor_pb2.SetPolicyResponse = self._call(self._stub.SetPolicy, request)
+        return response.policy
 
     def policy(self, deployment_id: str) -> monitor_pb2.MonitorPolicy:
         """The deployment's monitoring policy."""
-        return self._call(self._stub.GetPolicy, monitor_pb2.GetPolicyRequest(deployment_id=deployment_id)).policy
+        request = monitor_pb2.GetPolicyRequest(deployment_id=deployment_id)
+        response: monitor_pb2.GetPolicyResponse = self._call(self._stub.GetPolicy, request)
+        return response.policy
 
     def retrainings(self, deployment_id: str) -> list[monitor_pb2.Retraining]:
         """Every retraining of the deployment, with its steps and outcome."""
         request = monitor_pb2.ListRetrainingsRequest(deployment_id=deployment_id)
-        return list(self._call(self._stub.ListRetrainings, request).retrainings)
+        response: monitor_pb2.ListRetrainingsResponse = self._call(self._stub.ListRetrainings, request)
+        return list(response.retrainings)
 
     def watch_retraining(self, deployment_id: str) -> Iterator[monitor_pb2.Retraining]:
         """A retraining's changes as they happen, until it ends."""

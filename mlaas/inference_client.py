@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Self, TypeVar
 
 import grpc
 import numpy as np
@@ -101,12 +101,15 @@ class InferenceClient(GrpcClient):
     def ready(self, model: str = "") -> bool:
         """Whether the runtime (or one of its models) is ready to serve."""
         if model:
-            return self._call(self._stub.ModelReady, oip.ModelReadyRequest(name=model)).ready
-        return self._call(self._stub.ServerReady, oip.ServerReadyRequest()).ready
+            model_ready: oip.ModelReadyResponse = self._call(self._stub.ModelReady, oip.ModelReadyRequest(name=model))
+            return model_ready.ready
+        server_ready: oip.ServerReadyResponse = self._call(self._stub.ServerReady, oip.ServerReadyRequest())
+        return server_ready.ready
 
     def metadata(self, model: str) -> oip.ModelMetadataResponse:
         """The model's Open Inference Protocol metadata: its inputs and outputs."""
-        return self._call(self._stub.ModelMetadata, oip.ModelMetadataRequest(name=model))
+        response: oip.ModelMetadataResponse = self._call(self._stub.ModelMetadata, oip.ModelMetadataRequest(name=model))
+        return response
 
     def infer(
         self, model: str, inputs: Mapping[str, np.ndarray], outputs: Iterable[str] = (), request_id: str = ""
@@ -121,7 +124,8 @@ class InferenceClient(GrpcClient):
     def report_node_labels(self, messages: list[node_pb2.ReportNodeLabelsRequest]) -> node_pb2.ReportNodeLabelsResponse:
         """Labels of a STRICT deployment to this runtime (DeploymentInference.report_labels)."""
         stub = node_pb2_grpc.NodeLabelsServiceStub(self._channel)
-        return self._call(stub.ReportNodeLabels, iter(messages))
+        response: node_pb2.ReportNodeLabelsResponse = self._call(stub.ReportNodeLabels, iter(messages))
+        return response
 
     def infer_reference(
         self, model: str, input_name: str, datatype: str, uri: str, request_id: str = ""
@@ -197,7 +201,8 @@ class _Feeder:
 
 def is_bulk(request: oip.ModelInferRequest, threshold: int = BULK_THRESHOLD_BYTES) -> bool:
     """Whether a request goes to a runtime's bulk worker (with room for the model's name)."""
-    return request.ByteSize() + 1024 > threshold
+    size: int = request.ByteSize()
+    return size + 1024 > threshold
 
 
 def label_ids(request_id: str, rows: int) -> list[str]:
@@ -250,10 +255,10 @@ class DeploymentInference:
             client.close()
         self._clients.clear()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _runtime(self, bulk: bool = False) -> InferenceClient:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeVar, cast
+
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+
 from mlaas.errors import InvalidArgument
 from mlaas.v1 import scheduler_pb2, types_pb2
 
@@ -31,24 +35,43 @@ def format_ref(ref: types_pb2.ModelRef) -> str:
     return ref.name
 
 
-def enum_value(enum, prefix: str, text: str | int) -> int:
+# A generated enum as the stubs have it: a class deriving from int.
+EnumT = TypeVar("EnumT", bound=int)
+
+
+def _wrapper(enum: type[int]) -> EnumTypeWrapper:
+    # At run time a generated enum is protobuf's EnumTypeWrapper; the stubs' class exists only in them.
+    return cast(EnumTypeWrapper, enum)
+
+
+def enum_value(enum: type[EnumT], prefix: str, text: str | int) -> EnumT:
     """TASK_CLASSIFICATION from "classification", "CLASSIFICATION" or the full name."""
     if isinstance(text, int):
-        return text
-    key = text.strip().upper().replace("-", "_")
-    if not key.startswith(prefix):
-        key = prefix + key
-    try:
-        return enum.Value(key)
-    except ValueError:
-        choices = [n[len(prefix) :].lower() for n in enum.DESCRIPTOR.values_by_name if not n.endswith("UNSPECIFIED")]
-        raise InvalidArgument(f"{text!r} is not one of: {', '.join(choices)}") from None
+        number = text
+    else:
+        key = text.strip().upper().replace("-", "_")
+        if not key.startswith(prefix):
+            key = prefix + key
+        try:
+            number = _wrapper(enum).Value(key)
+        except ValueError:
+            names = _wrapper(enum).DESCRIPTOR.values_by_name
+            choices = [n[len(prefix) :].lower() for n in names if not n.endswith("UNSPECIFIED")]
+            raise InvalidArgument(f"{text!r} is not one of: {', '.join(choices)}") from None
+    # An enum field holds a plain int at run time, which the stubs type as the enum's class.
+    return cast(EnumT, number)
 
 
-def enum_label(enum, prefix: str, value: int) -> str:
-    return enum.Name(value)[len(prefix) :].lower()
+def enum_name(enum: type[int], value: int) -> str:
+    """TASK_CLASSIFICATION from its number."""
+    name: str = _wrapper(enum).Name(value)
+    return name
+
+
+def enum_label(enum: type[int], prefix: str, value: int) -> str:
+    return enum_name(enum, value)[len(prefix) :].lower()
 
 
 def state_name(value: int) -> str:
     """A deployment state as people read it: READY, CACHED, ..."""
-    return scheduler_pb2.DeploymentState.Name(value).removeprefix("DEPLOYMENT_STATE_")
+    return enum_name(scheduler_pb2.DeploymentState, value).removeprefix("DEPLOYMENT_STATE_")

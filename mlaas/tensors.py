@@ -7,6 +7,7 @@ every other datatype as row-major little-endian values.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -18,7 +19,7 @@ _LENGTH = struct.Struct("<I")
 def decode_bytes(raw: bytes | memoryview, at_most: int | None = None) -> np.ndarray:
     """The elements of a raw BYTES tensor; with `at_most`, ValueError as soon as there are more
     (so that a few bytes of empty elements never become millions of objects first)."""
-    items = []
+    items: list[bytes] = []
     offset, end = 0, len(raw)
     while offset < end:
         if at_most is not None and len(items) == at_most:
@@ -51,7 +52,7 @@ def to_raw(array: np.ndarray) -> tuple[str, bytes]:
     return datatype, np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
-def from_raw(raw: bytes, datatype: str, shape) -> np.ndarray:
+def from_raw(raw: bytes, datatype: str, shape: Sequence[int]) -> np.ndarray:
     if datatype == "BYTES":
         return decode_bytes(raw).reshape(shape)
     return np.frombuffer(raw, dtype=OIP_TO_NUMPY[datatype]).reshape(shape)

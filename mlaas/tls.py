@@ -126,7 +126,7 @@ class Reloader:
         self._stamps = self._read_stamps()
         self.initial = tls.load()
 
-    def _read_stamps(self) -> tuple:
+    def _read_stamps(self) -> tuple[tuple[int, int, int], ...]:
         return tuple(_stamp(f) for f in self._tls.files())
 
     def fetch(self) -> grpc.ServerCertificateConfiguration | None:

@@ -13,10 +13,10 @@ from mlaas.cli.output import ProgressBar, print_json, print_table
 from mlaas.client import RegistryClient, find_request
 from mlaas.errors import InvalidArgument
 from mlaas.quantities import format_cpu, format_memory, parse_cpu, parse_memory
-from mlaas.refs import enum_label, enum_value, parse_ref
+from mlaas.refs import enum_label, enum_name, enum_value, parse_ref
 from mlaas.v1 import types_pb2
 
-ENUM_FIELDS = {
+ENUM_FIELDS: dict[str, tuple[type[int], str]] = {
     "task": (types_pb2.Task, "TASK_"),
     "visibility": (types_pb2.Visibility, "VISIBILITY_"),
 }
@@ -41,7 +41,7 @@ def load_description(path: Path) -> types_pb2.ModelDescription:
         raise InvalidArgument(f"{path}: expected a mapping of description fields")
     for key, (enum, prefix) in ENUM_FIELDS.items():
         if isinstance(data.get(key), str):
-            data[key] = enum.Name(enum_value(enum, prefix, data[key]))
+            data[key] = enum_name(enum, enum_value(enum, prefix, data[key]))
     explain = data.get("explainability")
     if isinstance(explain, dict) and isinstance(explain.get("level"), str):
         explain["level"] = types_pb2.ExplainabilityLevel.Name(
