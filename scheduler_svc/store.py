@@ -128,10 +128,13 @@ class DeploymentStore:
     ) -> tuple[scheduler_pb2.Deployment, bool]:
         """Stores a new QUEUED deployment, or returns the one this tenant's key already made."""
         deployment.id = deployment.id or f"d-{uuid.uuid4().hex[:12]}"
-        if request_key is not None and not self._redis.set(
+        while request_key is not None and not self._redis.set(
             request_key.redis_key, request_key.value(deployment.id), nx=True, ex=self._retention
         ):
-            return self._made_by(request_key, self._redis.get(request_key.redis_key)), False
+            stored = self._redis.get(request_key.redis_key)
+            if stored is not None:
+                return self._made_by(request_key, stored), False
+            # The key expired between the two reads: take it for this deployment.
         deployment.state = scheduler_pb2.DEPLOYMENT_STATE_QUEUED
         deployment.created_at.CopyFrom(_now())
         deployment.updated_at.CopyFrom(deployment.created_at)

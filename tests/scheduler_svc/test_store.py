@@ -55,6 +55,21 @@ def test_a_key_reused_for_another_request_is_refused_with_the_reason(server):
     assert [d.id for d in store.list()] == [first.id]  # nothing half-made
 
 
+def test_a_key_that_expires_between_its_set_and_its_read_is_taken_again(server, monkeypatch):
+    client = redis.Redis.from_url(server.url)
+    store = DeploymentStore(client)
+    first, _ = store.create(new(), key("key-1"))
+
+    def expired_meanwhile(name):  # the retention ends just after SET NX found the key
+        monkeypatch.undo()
+        client.delete(name)
+
+    monkeypatch.setattr(client, "get", expired_meanwhile)
+    again, created = store.create(new(), key("key-1"))
+    assert created and again.id != first.id
+    assert store.find_by_key(key("key-1")).id == again.id
+
+
 def test_transitions_are_recorded_in_order_and_can_be_followed(server):
     store = DeploymentStore(redis.Redis.from_url(server.url))
     deployment, _ = store.create(new())
