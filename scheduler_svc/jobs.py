@@ -45,6 +45,7 @@ from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.backends import Backend, JobSpec, ReplicaStatus
 from scheduler_svc.inputs import JobInput
 from scheduler_svc.placer import Placer
+from scheduler_svc.replies import text
 
 S = scheduler_pb2
 PREFIX = "mlaas:job:"
@@ -143,7 +144,7 @@ class JobStore:
 
     def live(self) -> list[scheduler_pb2.TrainingJob]:
         """Running and pending jobs, oldest first."""
-        ids = [i.decode() for i in self._redis.smembers(INDEX)]
+        ids = [text(i) for i in self._redis.smembers(INDEX)]
         raws = self._redis.mget([PREFIX + i for i in ids]) if ids else []
         jobs = [scheduler_pb2.TrainingJob.FromString(r) for r in raws if r is not None]
         return sorted((j for j in jobs if j.state in LIVE), key=lambda j: j.created_at.ToNanoseconds())
@@ -158,7 +159,7 @@ class JobStore:
         if self._redis.set(key, job_id, nx=True, ex=max(1, int(seconds))):
             return ""
         holder = self._redis.get(key)
-        return holder.decode() if holder else "another round, just ended"
+        return text(holder) if holder else "another round, just ended"
 
     def release_round(self, deployment_id: str, job_id: str) -> None:
         self._redis.eval(RELEASE, 1, ROUND_HOLD + deployment_id, job_id)

@@ -17,6 +17,7 @@ from mlaas.errors import NotFound
 from mlaas.v1 import scheduler_pb2
 from scheduler_svc.backends import Backend
 from scheduler_svc.replicas import as_status, publish_endpoints
+from scheduler_svc.replies import text
 from scheduler_svc.states import SHAREABLE
 from scheduler_svc.store import PREFIX, DeploymentStore
 
@@ -56,7 +57,7 @@ class Lifecycle:
         if deployment_id is None:
             return None
         try:
-            deployment = self._store.get(deployment_id.decode())
+            deployment = self._store.get(text(deployment_id))
         except NotFound:
             return None
         return deployment if deployment.state in SHAREABLE else None
@@ -114,7 +115,7 @@ class Lifecycle:
 
     def leases(self, deployment_id: str) -> dict[str, str]:
         """lease id -> tenant."""
-        return {k.decode(): v.decode() for k, v in self._redis.hgetall(_leases_key(deployment_id)).items()}
+        return {text(k): text(v) for k, v in self._redis.hgetall(_leases_key(deployment_id)).items()}
 
     def deployment_lock(self, deployment_id: str, seconds: float):
         """Held by whoever changes a deployment's replicas (a rollout, the reconcile loop)."""

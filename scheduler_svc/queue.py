@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import redis
 
+from scheduler_svc.replies import stream_entries, text
+
 STREAM = "mlaas:deploy:queue"
 GROUP = "placement"
 DEAD_LETTERS = "mlaas:deploy:dead"
@@ -41,7 +43,7 @@ class DeploymentQueue:
                 raise
 
     def enqueue(self, deployment_id: str) -> str:
-        return self._redis.xadd(STREAM, {"deployment": deployment_id}).decode()
+        return text(self._redis.xadd(STREAM, {"deployment": deployment_id}))
 
     def _attempt(self, entry_id: str) -> int:
         return int(self._redis.hincrby(ATTEMPTS, entry_id, 1))
@@ -54,7 +56,7 @@ class DeploymentQueue:
         if len(entries) < count:
             block = None if entries else block_ms  # wait for new ones only when there is nothing else
             response = self._redis.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count - len(entries), block=block)
-            entries += [e for _, batch in response for e in batch] if response else []
+            entries += stream_entries(response)
         claimed = []
         for raw_id, fields in entries:
             entry_id = raw_id.decode()
@@ -71,13 +73,13 @@ class DeploymentQueue:
 
     def in_stream(self) -> set[str]:
         """The deployments with a request in the stream (waiting or claimed)."""
-        return {fields[b"deployment"].decode() for _, fields in self._redis.xrange(STREAM) if fields}
+        return {text(fields[b"deployment"]) for _, fields in self._redis.xrange(STREAM) or [] if fields}
 
     def park(self, deployment_id: str) -> None:
         self._redis.sadd(WAITING, deployment_id)
 
     def parked(self) -> list[str]:
-        return sorted(m.decode() for m in self._redis.smembers(WAITING))
+        return sorted(text(m) for m in self._redis.smembers(WAITING))
 
     def unpark(self, deployment_id: str) -> bool:
         """True for the one caller that took it out (several schedulers may look at once)."""
@@ -98,7 +100,7 @@ class DeploymentQueue:
 
     def dead_letter(self, entry_id: str, deployment_id: str, reason: str) -> None:
         last = self._redis.hget(ERRORS, entry_id)
-        detail = f"{reason}: {last.decode()}" if last else reason
+        detail = f"{reason}: {text(last)}" if last else reason
         pipe = self._redis.pipeline()
         pipe.xadd(DEAD_LETTERS, {"deployment": deployment_id, "reason": detail})
         pipe.xack(STREAM, GROUP, entry_id)
@@ -108,7 +110,8 @@ class DeploymentQueue:
         pipe.execute()
 
     def dead_letters(self) -> list[tuple[str, str]]:
-        return [(f[b"deployment"].decode(), f[b"reason"].decode()) for _, f in self._redis.xrange(DEAD_LETTERS)]
+        entries = self._redis.xrange(DEAD_LETTERS) or []
+        return [(text(f[b"deployment"]), text(f[b"reason"])) for _, f in entries if f]
 
     def pending(self) -> int:
         return int(self._redis.xpending(STREAM, GROUP)["pending"])

@@ -10,6 +10,7 @@ An idempotency key maps to the deployment it created, per tenant, for the retent
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import time
 import uuid
@@ -23,6 +24,7 @@ from mlaas.errors import Aborted, AlreadyExists, NotFound
 from mlaas.refs import state_name
 from mlaas.v1 import scheduler_pb2
 from scheduler_svc import tallies
+from scheduler_svc.replies import stream_entries, text
 from scheduler_svc.states import TERMINAL
 
 PREFIX = "mlaas:deployment:"
@@ -121,7 +123,7 @@ class DeploymentStore:
 
     def totals(self) -> dict[str, int]:
         """The running totals of tallies.py."""
-        return {k.decode(): int(v) for k, v in self._redis.hgetall(TALLIES).items()}
+        return {text(k): int(v) for k, v in self._redis.hgetall(TALLIES).items()}
 
     def create(
         self, deployment: scheduler_pb2.Deployment, request_key: RequestKey | None = None
@@ -161,8 +163,8 @@ class DeploymentStore:
         if request_key is not None:
             self._redis.set(request_key.redis_key, request_key.value(deployment_id), nx=True, ex=self._retention)
 
-    def _made_by(self, request_key: RequestKey, stored: bytes) -> scheduler_pb2.Deployment:
-        deployment_id, _, fingerprint = stored.decode().partition("|")
+    def _made_by(self, request_key: RequestKey, stored: bytes | str) -> scheduler_pb2.Deployment:
+        deployment_id, _, fingerprint = text(stored).partition("|")
         if fingerprint and fingerprint != request_key.fingerprint:  # keys stored before had none
             raise AlreadyExists(
                 f"idempotency key {request_key.key!r} was used for a different request (deployment "
@@ -180,11 +182,12 @@ class DeploymentStore:
         """Every deployment, or those in `states` (read through the state index)."""
         wanted = set(states)
         members = self._redis.sunion([_state_key(s) for s in wanted]) if wanted else self._redis.smembers(INDEX)
-        found = self.get_many(sorted(i.decode() for i in members))
+        found = self.get_many(sorted(text(i) for i in members))
         # A record read just after a concurrent change may be in another state than its set.
         return [d for d in found if not wanted or d.state in wanted]
 
-    def get_many(self, ids: list[str]) -> list[scheduler_pb2.Deployment]:
+    # `list` in these annotations would be the method above.
+    def get_many(self, ids: builtins.list[str]) -> builtins.list[scheduler_pb2.Deployment]:
         """Those of `ids` that still exist, in one read."""
         raws = self._redis.mget([PREFIX + i for i in ids]) if ids else []
         gone = [i for i, raw in zip(ids, raws, strict=True) if raw is None]
@@ -249,11 +252,10 @@ class DeploymentStore:
 
     def events(
         self, deployment_id: str, after: str = "0", block_ms: int | None = None
-    ) -> list[tuple[str, scheduler_pb2.DeploymentEvent]]:
+    ) -> builtins.list[tuple[str, scheduler_pb2.DeploymentEvent]]:
         """Events after the stream id `after` ("0": from the start); waits up to block_ms."""
         reply = self._redis.xread({_events_key(deployment_id): after}, block=block_ms)
         return [
-            (entry_id.decode(), scheduler_pb2.DeploymentEvent.FromString(fields[b"event"]))
-            for _, entries in reply or []
-            for entry_id, fields in entries
+            (text(entry_id), scheduler_pb2.DeploymentEvent.FromString(fields[b"event"]))
+            for entry_id, fields in stream_entries(reply)
         ]
