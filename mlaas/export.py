@@ -135,7 +135,7 @@ def register_sklearn(
     summary: str = "",
     feature_names: Iterable[str] = (),
     reference_data: np.ndarray | None = None,
-    visibility: int = types_pb2.VISIBILITY_PUBLIC,
+    visibility: types_pb2.Visibility = types_pb2.VISIBILITY_PUBLIC,
     run_resources: types_pb2.Resources | None = None,
     train_resources: types_pb2.Resources | None = None,
 ):
@@ -184,7 +184,9 @@ def torch_to_onnx(module, example_input, input_name: str = "input", output_name:
     return buffer.getvalue()
 
 
-def register_torch(client, module, example_input, name: str, task: int, *, family: str = "neural_network", **fields):
+def register_torch(
+    client, module, example_input, name: str, task: types_pb2.Task, *, family: str = "neural_network", **fields
+):
     """Exports a PyTorch module and registers it; extra description fields as keyword args."""
     import torch
 

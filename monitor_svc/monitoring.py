@@ -166,7 +166,7 @@ class DeploymentMonitor:
                     events.append(event)
         return events
 
-    def _note(self, kind: int, alarm: Alarm, hold: int) -> monitor_pb2.DriftEvent | None:
+    def _note(self, kind: monitor_pb2.DriftKind, alarm: Alarm, hold: int) -> monitor_pb2.DriftEvent | None:
         """Records an alarm in its features' drifts; the event it is, if it is one."""
         raise_event = False
         for feature in alarm.features:
@@ -247,7 +247,7 @@ class DeploymentMonitor:
         percentile (regression) over the recent labels; NaN before any."""
         return 1.0 - float(np.mean(self._recent_errors)) if self._recent_errors else float("nan")
 
-    def _event(self, kind: int, alarm: Alarm, seen: int) -> monitor_pb2.DriftEvent:
+    def _event(self, kind: monitor_pb2.DriftKind, alarm: Alarm, seen: int) -> monitor_pb2.DriftEvent:
         return M.DriftEvent(
             id=f"e-{uuid.uuid4().hex[:12]}",
             deployment_id=self.deployment_id,

@@ -210,7 +210,7 @@ class Retrainer(threading.Thread):
         self._store.put_retraining(record.id, record.deployment_id, record.SerializeToString())
         self._changes.notify()
 
-    def _finish(self, record: monitor_pb2.Retraining, state: int, reason: str = "") -> None:
+    def _finish(self, record: monitor_pb2.Retraining, state: monitor_pb2.RetrainingState, reason: str = "") -> None:
         record.state, record.reason = state, reason
         record.finished_at.CopyFrom(_stamp())
         self._save(record)

@@ -158,6 +158,7 @@ class Catalog:
         db = self._connection()
         visible, params = caller.may_read_sql()
         which = ref.WhichOneof("selector")
+        extra: list[int | str]
         if which == "version":
             where, extra = "v.version = ?", [ref.version]
             missing = f"{ref.name}:{ref.version}"
@@ -375,7 +376,7 @@ class Catalog:
             return model, True
 
     @staticmethod
-    def _latest_visibility(db: sqlite3.Connection, name: str) -> int:
+    def _latest_visibility(db: sqlite3.Connection, name: str) -> types_pb2.Visibility:
         row = db.execute(
             "SELECT visibility FROM versions WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)
         ).fetchone()

@@ -343,7 +343,7 @@ class TrainingJobs:
             shutil.rmtree(private, ignore_errors=True)
         return job
 
-    def _stop(self, job: scheduler_pb2.TrainingJob, state: int, reason: str) -> scheduler_pb2.TrainingJob:
+    def _stop(self, job: scheduler_pb2.TrainingJob, state: S.JobState, reason: str) -> scheduler_pb2.TrainingJob:
         """Stops a running job: its process goes, its resources are free, its data is removed."""
         if job.handle:
             self._backend.delete(ReplicaStatus(job.id, "", True, handle=job.handle), grace_seconds=5)
@@ -450,7 +450,7 @@ class TrainingJobs:
             return "the challenger won but no model was written"
         return ""
 
-    def _finish(self, job: scheduler_pb2.TrainingJob, state: int, reason: str) -> None:
+    def _finish(self, job: scheduler_pb2.TrainingJob, state: S.JobState, reason: str) -> None:
         job.state, job.reason = state, reason
         job.finished_at.CopyFrom(_now())
         if job.output_uri:  # what the job's program noted of its own stages
