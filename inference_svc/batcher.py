@@ -301,11 +301,11 @@ class DynamicBatcher:
         else:
             self._idle.set()
 
-    def _run_long(self, feeds: Feeds) -> Feeds:
+    def _run_long(self, wide_runner: Runner, feeds: Feeds) -> Feeds:
         if self._long_calls is None:
-            return self._wide_runner(feeds)
+            return wide_runner(feeds)
         with self._long_calls.running() as alone:
-            return (self._wide_runner if alone else self._runner)(feeds)
+            return (wide_runner if alone else self._runner)(feeds)
 
     def _execute(self, batch: list[_Item], long_call: bool = False) -> Outcome:
         """Stack, run, split; returns the results and the successful calls' timings. A failing
@@ -317,7 +317,9 @@ class DynamicBatcher:
             else:
                 feeds = {name: np.concatenate([item.feeds[name] for item in batch]) for name in batch[0].feeds}
             t1 = time.perf_counter_ns()
-            outputs = self._run_long(feeds) if long_call and self._wide_runner else self._runner(feeds)
+            outputs = (
+                self._run_long(self._wide_runner, feeds) if long_call and self._wide_runner else self._runner(feeds)
+            )
         except Exception as err:
             if len(batch) == 1:
                 return [err], []

@@ -57,7 +57,7 @@ def _from_contents(tensor, dtype: np.dtype, datatype: str) -> np.ndarray:
     return np.array(values, dtype=dtype)
 
 
-def decode_array(tensor, raw: bytes | None, info: TensorInfo, max_bytes_elements: int) -> np.ndarray:
+def decode_array(tensor, raw: bytes | memoryview | None, info: TensorInfo, max_bytes_elements: int) -> np.ndarray:
     """One request tensor as a numpy array shaped as the request says, checked against `info`.
     A BYTES tensor's elements become Python objects (~50 bytes each, however short): their count
     is bounded by `max_bytes_elements` before any is made."""

@@ -71,7 +71,10 @@ def _checked_address(uri: str, host: str, port: int, policy: DataRefPolicy) -> s
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as err:
         raise InvalidArgument(f"data_uri {uri}: cannot resolve {host!r}: {err}") from None
-    addresses = [info[4][0] for info in infos]
+    # An IP family's socket address starts with the host (typeshed allows others' too).
+    addresses = [info[4][0] for info in infos if isinstance(info[4][0], str)]
+    if not addresses:
+        raise InvalidArgument(f"data_uri {uri}: {host!r} resolves to no IP address")
     if not policy.allow_private_addresses:
         for address in addresses:
             ip = ipaddress.ip_address(address.split("%", 1)[0])
@@ -86,13 +89,14 @@ def _checked_address(uri: str, host: str, port: int, policy: DataRefPolicy) -> s
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """Connects to an address checked beforehand, verifying the certificate for the host name."""
 
-    def __init__(self, host: str, port: int, address: str, **kwargs):
-        super().__init__(host, port, **kwargs)
+    def __init__(self, host: str, port: int, address: str, *, context: ssl.SSLContext, timeout: float):
+        super().__init__(host, port, timeout=timeout, context=context)
         self._address = address
+        self._tls = context
 
     def connect(self) -> None:
         sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
 
 
 def _read_https(uri: str, policy: DataRefPolicy) -> bytes:

@@ -143,6 +143,7 @@ class DataPlane:
             deliver(failure)
             return
         if future is None:
+            assert outcome is not None, "run_now answered, so nothing was submitted"
             deliver(self._settle(prepared, kind, outcome))
         elif future.done():  # ran inline: answer now rather than one loop turn later
             deliver(self._settle(prepared, kind, _result(future)))
@@ -225,6 +226,7 @@ class DataPlane:
             uri = tensor.parameters["data_uri"].string_param
             array = await asyncio.to_thread(data_refs.load, uri, self._settings.data_refs)
             info = signature.input(tensor.name)
+            assert info is not None, "prepare() refused inputs the model does not take"
             if tensor.datatype and tensor.datatype != info.datatype:
                 raise InvalidArgument(f"input {tensor.name!r}: datatype {tensor.datatype}, expected {info.datatype}")
             if tensor.shape and tuple(tensor.shape) != array.shape:

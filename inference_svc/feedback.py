@@ -163,8 +163,12 @@ class FeedbackTap:
         self._drop(len(self._buffer))  # the sink is still away: what is left goes with the process
 
     async def _drain_once(self) -> None:
+        sink = self._sink
+        if sink is None:  # nothing was buffered
+            return
         while self._buffer:
-            records, size = [], 0
+            records: list[FeedbackRecord] = []
+            size = 0
             while self._buffer and len(records) < self._batch_size:
                 if records and size + self._buffer[0].size > self._batch_bytes:
                     break
@@ -173,7 +177,7 @@ class FeedbackTap:
             self._bytes -= size
             dropped, self._dropped_unreported = self._dropped_unreported, 0
             try:
-                await self._sink.send(records, dropped)
+                await sink.send(records, dropped)
             except Exception as err:  # monitoring must never take inference down
                 if refused_for_good(err):
                     log.warning("feedback sink refused %d records for good; dropped: %s", len(records), err)

@@ -87,6 +87,7 @@ async def closed_when_idle(answers, requests, context, idle_seconds: float):
     waits for an answer (a watchdog cancels the call's task: gRPC's reads take no timeout)."""
     last, unanswered, idle = [time.monotonic()], [0], asyncio.Event()
     call = asyncio.current_task()
+    assert call is not None, "a coroutine of the loop runs in a task"
 
     async def counted():
         async for request in requests:

@@ -83,6 +83,7 @@ class NodeStore(LabelStore):
 
     def release(self, deployment: str, counted_up_to: int | None) -> None:
         """Gives the claim back; with `counted_up_to`, the counts sent now end there."""
+        statement: tuple[str, tuple[int | str, ...]]
         if counted_up_to is None:
             statement = ("UPDATE label_windows SET claimed_until = 0 WHERE deployment = ?", (deployment,))
         else:

@@ -20,6 +20,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import grpc
 import orjson
@@ -40,6 +41,9 @@ from inference_svc.settings import RuntimeSettings
 from mlaas.errors import InvalidArgument, MlaasError, NotFound
 from mlaas.services.auth import bearer_token
 from mlaas.tls import ServerTLS
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +221,8 @@ class RestApp:
                 if held[0]:
                     self._budget.give_back(tenant, held[0])
         if allowed:
-            status, body, headers = _error(405, f"{path} takes {', '.join(allowed)}")
-            return status, body, [*headers, (b"allow", ", ".join(allowed).encode())]
+            status, body, reply_headers = _error(405, f"{path} takes {', '.join(allowed)}")
+            return status, body, [*reply_headers, (b"allow", ", ".join(allowed).encode())]
         return _error(404, f"no such endpoint: {verb} {path}")
 
     async def _admit(self, method: str, headers: dict, model: str) -> Reply | None:
@@ -451,7 +455,7 @@ class RestServer:
         self._share_port = share_port
         self._grace = grace
         self._header_seconds = header_seconds
-        self._server = None
+        self._server: uvicorn.Server | None = None
         self._ticks: asyncio.Future | None = None
         self.port = 0
 
@@ -470,7 +474,9 @@ class RestServer:
         self.port = listener.getsockname()[1]
         config = uvicorn.Config(
             self._app, http="httptools", lifespan="off", log_level="warning", access_log=False,
-            timeout_graceful_shutdown=self._grace, server_header=False,
+            # typed int by uvicorn, which only hands it to asyncio.wait_for (seconds, float)
+            timeout_graceful_shutdown=self._grace,  # type: ignore[arg-type]
+            server_header=False,
         )  # fmt: skip
         config.load()
         config.http_protocol_class = _guarded(config.http_protocol_class, _max_connections(), self._header_seconds)
@@ -488,6 +494,7 @@ class RestServer:
         """Stops listening, lets requests in flight finish within the grace period."""
         if self._server is not None:
             self._server.should_exit = True
+            assert self._ticks is not None, "started with the server"
             await self._ticks
             await self._server.shutdown()
             self._server = None

@@ -204,7 +204,7 @@ def answer_body(answer: Answer, request: oip.ModelInferRequest) -> tuple[bytes, 
         else:
             entry["data"] = _json_values(array, output.datatype)
         outputs.append(entry)
-    document = {"model_name": head.model_name, "model_version": head.model_version}
+    document: dict[str, object] = {"model_name": head.model_name, "model_version": head.model_version}
     if head.id:
         document["id"] = head.id
     document["outputs"] = outputs

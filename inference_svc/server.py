@@ -103,8 +103,8 @@ def _pick_ports(settings: RuntimeSettings, taken: Collection[int] = ()) -> tuple
     # The workers share the ports (SO_REUSEPORT), which would let them share one with another
     # runtime that holds it already, silently: a port in use is refused before any worker binds.
     host = bind_host(settings.server, Authenticator.for_server(settings.server))
-    for taken in (p for p in chosen if p >= 0 and not port_is_free(p, host)):
-        log.error("port %d is in use; not sharing it with whatever holds it", taken)
+    for busy in (p for p in chosen if p >= 0 and not port_is_free(p, host)):
+        log.error("port %d is in use; not sharing it with whatever holds it", busy)
         return None
     return chosen[0], chosen[1], chosen[2]
 
@@ -164,7 +164,7 @@ def run(settings: RuntimeSettings) -> int:
         nonlocal stopping
         stopping = True
         for p in processes:
-            if p.is_alive():
+            if p.is_alive() and p.pid is not None:
                 os.kill(p.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, on_signal)

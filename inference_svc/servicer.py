@@ -113,14 +113,14 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         try:
             while state["reading"] or state["unanswered"]:
                 if not ready:
-                    waiter[0] = loop.create_future()
-                    await waiter[0]
+                    waiter[0] = woken = loop.create_future()
+                    await woken
                     waiter[0] = None
                     continue
                 message = ready.popleft()
                 if message is None:
-                    if reader.done() and not reader.cancelled() and reader.exception() is not None:
-                        raise reader.exception()
+                    if reader.done() and not reader.cancelled() and (failure := reader.exception()) is not None:
+                        raise failure
                     continue
                 state["unanswered"] -= 1
                 yield message

@@ -40,7 +40,7 @@ def raw_output(array: np.ndarray, datatype: str) -> bytes | memoryview:
     """An output tensor's bytes as the protocol lays them out, without a copy where it can."""
     if datatype == "BYTES":
         return encode_bytes(array)
-    return memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+    return np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
 
 
 class Answer:
