@@ -240,6 +240,9 @@ class Retrainer(threading.Thread):
     def _retrain_here(self, job: Job, record: monitor_pb2.Retraining) -> None:
         """An OPEN deployment's round, on the labels the Monitor keeps (fits as training jobs)."""
         context = job.context
+        artifact = context.artifact
+        if artifact is None:  # the loader always sets it; a context made by hand may not
+            raise FailedPrecondition(f"{context.name}:{context.version} has no model file to judge against")
         labeled = self._store.labeled_since(job.deployment_id, job.since_label)
         labeled = labeled[-_rows_per_request(len(labeled[0].inputs) if labeled else 1) :]
         record.state, record.trained_on = M.RETRAINING_STATE_TRAINING, MONITOR_SITE
@@ -253,7 +256,7 @@ class Retrainer(threading.Thread):
             self._save(record)
 
         outcome = run_round(
-            context.task, X, y, unseen_from, lambda rows: first_output(context.artifact, rows),
+            context.task, X, y, unseen_from, lambda rows: first_output(artifact, rows),
             lambda X_fit, y_fit, name: self._fit(context, X_fit, y_fit, name, record),
             job.confidence, job.follow_up, evaluating=evaluating,
         )  # fmt: skip
@@ -397,6 +400,7 @@ class Retrainer(threading.Thread):
         if not result.better:
             self._finish(record, M.RETRAINING_STATE_REJECTED, result.reason)
             return
+        assert model is not None, "every caller sends the model of a better challenger"
         version = self._register(job, record, model, reference, result.challenger.value)
         record.challenger_version = version
         record.stages.append(stage_time("registered"))

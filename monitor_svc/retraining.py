@@ -106,6 +106,7 @@ class RetrainSchedule:
             self.size, self.rounds = self.min_labels, self.rounds - 1  # and the usual round 1 follows
             return
         if self.rounds < self.max_rounds and not self.wins:  # again, on the latest labels
+            assert self.change_start is not None, "a round runs within a series"  # due() checked
             self.change_start = max(self.change_start, self._due_at - self.size + self.min_labels)
             return
         self.change_start = None

@@ -146,6 +146,7 @@ class MonitorStore(LabelStore):
 
     def set_federation(self, deployment: str, tenant: str, name: str) -> None:
         """Puts the deployment in its owner's federation `name` ("": in none)."""
+        statement: tuple[str, tuple[str, ...]]
         if name:
             statement = (
                 "INSERT INTO federations (deployment, tenant, name) VALUES (?, ?, ?) ON CONFLICT (deployment) "

@@ -157,8 +157,11 @@ class Trials:
         """The trial that labels of (champion, challenger) rows count for now: the running one, or
         a new one; None for a decided trial's late rows (under the lock)."""
         trial = self._trials.get(monitor.deployment_id)
-        other_pair = trial is None or (trial.champion, trial.challenger) != (champion, challenger)
-        if other_pair or (trial.judgement and time.time() - trial.decided_at >= self._settle):
+        if (
+            trial is None
+            or (trial.champion, trial.challenger) != (champion, challenger)
+            or (trial.judgement and time.time() - trial.decided_at >= self._settle)
+        ):
             trial = self._trials[monitor.deployment_id] = _Trial(champion, challenger, monitor.context.task)
         return None if trial.judgement else trial
 
@@ -177,6 +180,7 @@ class Trials:
     def _ending(self, deployment: str, trial: _Trial) -> None:
         """Ends a decided trial at the scheduler, on a thread of its own; noted once it is over."""
         judgement = trial.decided()
+        assert judgement is not None, "only a decided trial is ended"  # both callers check
         promote = judgement.outcome.startswith("promoted")
 
         def end() -> None:
