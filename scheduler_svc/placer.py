@@ -38,7 +38,11 @@ def nodes_with_allocations(
             totals[0] += res.cpu_millicores
             totals[1] += res.memory_bytes
             totals[2] += res.gpus
-    return [Node(n.name, n.allocatable, tuple(used[n.name]), n.labels) for n in settings.nodes]
+    nodes = []
+    for n in settings.nodes:
+        cpu, memory, gpus = used[n.name]
+        nodes.append(Node(n.name, n.allocatable, (cpu, memory, gpus), n.labels))
+    return nodes
 
 
 def _wanted(deployment: scheduler_pb2.Deployment, count: int) -> tuple[tuple[int, int, int], int, str | None]:

@@ -106,7 +106,8 @@ class Reconciler:
                     self._seen[replica.id] = _Seen(started_at=now, recent_restarts=0, restart_at=now)
 
     def reconcile_once(self) -> None:
-        present, endpoints = set(), set()
+        present: set[str] = set()
+        endpoints: set[str] = set()
         for deployment in self._store.list(WATCHED):
             if all(self._fine(deployment, r) for r in deployment.replica_status):
                 present.update(r.id for r in deployment.replica_status)
@@ -165,11 +166,13 @@ class Reconciler:
             )  # fmt: skip
         if now < seen.restart_at:
             return
+
         # Its old ports where they are still free, so that its endpoints stay the same.
-        ports = tuple(
-            p if p and port_is_free(p) else 0
-            for p in map(endpoint_port, (replica.endpoint, replica.http_endpoint, replica.bulk_endpoint))
-        )
+        def kept(endpoint: str) -> int:
+            port = endpoint_port(endpoint)
+            return port if port and port_is_free(port) else 0
+
+        ports = (kept(replica.endpoint), kept(replica.http_endpoint), kept(replica.bulk_endpoint))
         spec = self._replicas.spec(deployment, replica, ports)
         started = self._replicas.backend.create(spec)
         seen.restart_at, seen.started_at, seen.failed_checks, seen.serving_since = None, now, 0, None

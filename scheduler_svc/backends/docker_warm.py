@@ -24,6 +24,7 @@ import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 READY = b'{"ready": true}'
@@ -40,6 +41,13 @@ IDLE_MARGIN_SECONDS = 120.0  # and one this close to it takes no job (the job wo
 
 # (node, the container's name) -> the started container, waiting for its job
 StartWarm = Callable[[str, str], object]
+
+
+class Container(Protocol):
+    """What a caller reads of a job's docker container (the docker package has no types)."""
+
+    @property
+    def id(self) -> str: ...
 
 
 def cpu_quota(millicores: int) -> int:
@@ -74,7 +82,7 @@ class WarmJobContainers:
     def run(
         self, node: str, name: str, argv: Sequence[str], env: Mapping[str, str], cpu_millicores: int,
         memory_bytes: int,
-    ) -> object | None:  # fmt: skip
+    ) -> Container | None:  # fmt: skip
         """A warm container of the node, running the job now under `name` with its limits; None
         if none was ready (start the job cold). The node's next one starts either way."""
         with self._lock:
@@ -133,7 +141,7 @@ def _ready(container) -> bool:
 
 def _hand_over(
     container, name: str, argv: Sequence[str], env: Mapping[str, str], cpu_millicores: int, memory_bytes: int
-) -> object | None:
+) -> Container | None:
     """The job's limits, name and request to a ready container; None (and the container goes)
     if the engine refused any of it."""
     request = {"argv": list(argv), "env": dict(env), "threads": max(1, cpu_millicores // 1000)}

@@ -228,6 +228,7 @@ def job_manifest(
     if os.path.dirname(own) != jobs_dir.rstrip("/"):
         raise ValueError(f"a job's directory {own} must be directly in the jobs directory {jobs_dir}")
     labels = _labels("training", spec.job_id, spec.model_ref, "")
+    mounts = [{"name": "jobs", "mountPath": own, "subPath": os.path.basename(own)}]
     container = {
         "name": "train",
         "image": image,
@@ -236,12 +237,12 @@ def job_manifest(
         "env": env_entries(_without_tls(env) | (tls.env() if tls else {}) | credential(spec.token)),
         "resources": _resources(spec.cpu_millicores, spec.memory_bytes),
         "securityContext": SECURITY,
-        "volumeMounts": [{"name": "jobs", "mountPath": own, "subPath": os.path.basename(own)}],
+        "volumeMounts": mounts,
     }
     volumes = [{"name": "jobs", "persistentVolumeClaim": {"claimName": "mlaas-jobs"}}]
     if tls is not None:
         mount, volume = tls.mount()
-        container["volumeMounts"].append(mount)
+        mounts.append(mount)
         volumes.append(volume)
     return {
         "apiVersion": "batch/v1",

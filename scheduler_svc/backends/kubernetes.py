@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from typing import Any
 
 from mlaas.quantities import parse_cpu, parse_memory, parse_quantity
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, RollState
@@ -69,7 +70,7 @@ class ObjectWatch(threading.Thread):
         self._selector = f"app.kubernetes.io/component={component}"
         self._stopping = stop
         self._timeout = timeout_seconds
-        self.present: dict[str, object] = {}  # name -> the object as last seen
+        self.present: dict[str, Any] = {}  # name -> the object as last seen (a V1Deployment or a V1Job)
         self.deleted: set[str] = set()
 
     def run(self) -> None:
@@ -151,8 +152,9 @@ class KubernetesBackend:
 
     def create(self, spec: ReplicaSpec) -> ReplicaStatus:
         deployment, service = self._manifests(spec)
-        self._apps.create_namespaced_deployment(self._namespace, deployment)
-        self._core.create_namespaced_service(self._namespace, service)
+        # The client sends a dict body as it is; its types name only its model classes.
+        self._apps.create_namespaced_deployment(self._namespace, deployment)  # type: ignore[arg-type]
+        self._core.create_namespaced_service(self._namespace, service)  # type: ignore[arg-type]
         name = deployment["metadata"]["name"]
         host = f"{name}.{self._namespace}.svc"
         return ReplicaStatus(
@@ -171,7 +173,7 @@ class KubernetesBackend:
 
     def start_job(self, spec: JobSpec) -> ReplicaStatus:
         job = job_manifest(spec, self._image, self._namespace, self._env, self._jobs_dir, self._tls)
-        self._batch.create_namespaced_job(self._namespace, job)
+        self._batch.create_namespaced_job(self._namespace, job)  # type: ignore[arg-type]  # a dict, as above
         return ReplicaStatus(spec.job_id, "", True, handle=job["metadata"]["name"])
 
     def status(self, replica: ReplicaStatus) -> ReplicaStatus:
@@ -204,10 +206,8 @@ class KubernetesBackend:
 
     def logs(self, replica: ReplicaStatus, lines: int = 100) -> str:
         pods = self._core.list_namespaced_pod(self._namespace, label_selector=f"mlaas.io/replica={replica.handle}")
-        return "\n".join(
-            self._core.read_namespaced_pod_log(pod.metadata.name, self._namespace, tail_lines=lines)
-            for pod in pods.items
-        )
+        names = [pod.metadata.name for pod in pods.items if pod.metadata and pod.metadata.name]  # all are
+        return "\n".join(self._core.read_namespaced_pod_log(name, self._namespace, tail_lines=lines) for name in names)
 
     def node_store(self, deployment_id: str) -> str | None:
         """None: a replica's node store is in its pod, out of a job's reach."""

@@ -179,7 +179,7 @@ class LocalBackend:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
-    def node_store(self, deployment_id: str) -> str | None:
+    def node_store(self, deployment_id: str) -> str:
         """The runtimes' node store, in their data directory (every node is this machine)."""
         return str(data_dir(self._env) / "node" / f"{deployment_id}.sqlite3")
 

@@ -32,6 +32,8 @@ class WarmTrainer:
                 [python, "-m", "mlaas.retraining.warm_trainer"], env=dict(env), stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=trainer_log, start_new_session=True,
             )  # fmt: skip
+        assert self._process.stdin is not None and self._process.stdout is not None, "both asked for (PIPE)"
+        self._requests, self._answers = self._process.stdin, self._process.stdout
         self._buffer = b""
         self._ready = False
         self._lock = threading.Lock()  # one request at a time on the pipe
@@ -57,8 +59,8 @@ class WarmTrainer:
         with self._lock:
             request = {"argv": list(argv), "env": dict(env), "log": str(log_path), "threads": threads}
             try:
-                self._process.stdin.write(json.dumps(request).encode() + b"\n")
-                self._process.stdin.flush()
+                self._requests.write(json.dumps(request).encode() + b"\n")
+                self._requests.flush()
                 answer = self._read_answer(ANSWER_SECONDS)
             except (OSError, ValueError) as err:
                 log.warning("warm trainer %d did not answer (%s); stopping it", self._process.pid, err)
@@ -79,7 +81,7 @@ class WarmTrainer:
 
     def _read_answer(self, timeout: float) -> dict:
         """The trainer's next line, as JSON; TimeoutError if none within `timeout`."""
-        fd = self._process.stdout.fileno()
+        fd = self._answers.fileno()
         deadline = time.monotonic() + timeout
         while b"\n" not in self._buffer:
             readable, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
