@@ -63,7 +63,7 @@ def _final_estimator(estimator):
 
 def _json_scalars(params: Mapping[str, Any]) -> dict[str, Any]:
     """The parameters that survive a JSON round trip (drops nested estimators, callables...)."""
-    kept = {}
+    kept: dict[str, object] = {}
     for key, value in params.items():
         if isinstance(value, np.generic):
             value = value.item()
@@ -98,8 +98,8 @@ def describe_sklearn(estimator) -> types_pb2.ModelDescription:
     methods.append("permutation_importance")
     desc.explainability.CopyFrom(types_pb2.Explainability(level=level, methods=methods))
     steps = [s for _, s in estimator.steps] if hasattr(estimator, "steps") else [estimator]
-    paths = [_allowlisted_path(s) for s in steps]
-    if all(paths):
+    paths = [p for p in map(_allowlisted_path, steps) if p]
+    if len(paths) == len(steps):
         desc.recipe.CopyFrom(
             recipe_from_steps([(p, _json_scalars(s.get_params(deep=False))) for p, s in zip(paths, steps, strict=True)])
         )
@@ -175,7 +175,7 @@ def torch_to_onnx(module, example_input, input_name: str = "input", output_name:
         torch.onnx.export(
             module,
             (example_input,),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # typed as a path; the TorchScript exporter takes a file too
             input_names=[input_name],
             output_names=[output_name],
             dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},

@@ -73,7 +73,7 @@ def _check_limits(index: int, step: types_pb2.RecipeStep, params: Mapping[str, A
         raise refuse(f"hidden_layer_sizes may have {MAX_HIDDEN_LAYERS} layers of {MAX_LAYER_WIDTH} at most")
 
 
-def _estimator_class(path: str) -> type:
+def _estimator_class(path: str) -> type[Any]:
     if path not in ALLOWED_ESTIMATORS:
         raise InvalidArgument(
             f"recipe estimator {path!r} is not allowed; choose one of: {', '.join(sorted(ALLOWED_ESTIMATORS))}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from pathlib import Path
+from typing import BinaryIO
 
 from mlaas.errors import InvalidArgument
 
@@ -16,7 +17,7 @@ class StagedFile:
         self.max_bytes = max_bytes
         self.size = 0
         self._hash = hashlib.sha256()
-        self._file = None
+        self._file: BinaryIO | None = None
 
     def write(self, chunk: bytes) -> None:
         if self.size + len(chunk) > self.max_bytes:

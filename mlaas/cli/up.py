@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlaas import addresses
 from mlaas.cli.connect import tls_of
@@ -22,6 +23,9 @@ from mlaas.services.net import free_port, port_is_free, wait_healthy
 from mlaas.services.private_files import private_by_default, private_dir
 from mlaas.services.settings import data_dir
 from mlaas.tls import ClientTLS
+
+if TYPE_CHECKING:
+    from mlaas.local.certs import LocalPKI
 
 
 def _interrupt(_signum, _frame):
@@ -62,6 +66,7 @@ class _Mesh:
     env: dict[str, str]
     roles: dict[str, str]
     tls: ClientTLS | None
+    pki: LocalPKI | None  # the local CA and certificates of `mlaas up --tls`
 
     def as_role(self, role: str) -> dict[str, str]:
         """The environment of the component in `role`: its role's token under auth."""
@@ -82,6 +87,7 @@ def _plan(args, root: Path, redis_url: str) -> _Mesh:
             "MLAAS_MESH_KEY_FILE": str(root / "mesh.key"),
         }
     tls_env, tls = {}, tls_of(args)
+    pki: LocalPKI | None = None
     if args.tls:  # every component serves TLS, requires a client certificate, and presents one
         from mlaas.local.certs import local_pki
 
@@ -108,7 +114,7 @@ def _plan(args, root: Path, redis_url: str) -> _Mesh:
         **identity,
         **tls_env,
     )
-    return _Mesh(root, registry, scheduler, monitor, env, roles, tls)
+    return _Mesh(root, registry, scheduler, monitor, env, roles, tls, pki)
 
 
 def _endpoints(args, mesh: _Mesh, redis: EmbeddedRedis, supervisor: Supervisor) -> dict[str, str]:
@@ -123,8 +129,8 @@ def _endpoints(args, mesh: _Mesh, redis: EmbeddedRedis, supervisor: Supervisor) 
         "data_dir": str(mesh.root),
         "logs": str(supervisor.log_dir),
     }
-    if args.tls:
-        endpoints |= {"tls_ca": mesh.tls.ca_file, "tls_cert": mesh.tls.cert_file, "tls_key": mesh.tls.key_file}
+    if (pki := mesh.pki) is not None:
+        endpoints |= {"tls_ca": str(pki.ca_cert), "tls_cert": str(pki.client_cert), "tls_key": str(pki.client_key)}
     return endpoints
 
 
@@ -150,14 +156,15 @@ def _welcome(args, mesh: _Mesh, endpoints: dict[str, str]) -> None:
     print("\nMLaaS mesh is up:")
     for key, value in endpoints.items():
         print(f"  {key:17} {value}")
-    tls = mesh.tls
-    flags = f" --tls-ca {tls.ca_file} --tls-cert {tls.cert_file} --tls-key {tls.key_file}" if args.tls else ""
+    pki, flags = mesh.pki, ""
+    if pki is not None:
+        flags = f" --tls-ca {pki.ca_cert} --tls-cert {pki.client_cert} --tls-key {pki.client_key}"
     print(f"\ntry: mlaas model find --task classification --max-memory 512Mi --registry {mesh.registry}{flags}")
     if "demo_deployment" in endpoints:
         print(f"     mlaas infer {endpoints['demo_deployment']} --input rows.json --scheduler {mesh.scheduler}{flags}")
-    if args.tls:
-        print(f"     (or export MLAAS_TLS_CA={tls.ca_file} MLAAS_TLS_CLIENT_CERT={tls.cert_file} "
-              f"MLAAS_TLS_CLIENT_KEY={tls.key_file})")  # fmt: skip
+    if pki is not None:
+        print(f"     (or export MLAAS_TLS_CA={pki.ca_cert} MLAAS_TLS_CLIENT_CERT={pki.client_cert} "
+              f"MLAAS_TLS_CLIENT_KEY={pki.client_key})")  # fmt: skip
     print("Ctrl-C stops everything.", flush=True)
 
 

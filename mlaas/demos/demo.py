@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -15,11 +16,19 @@ from mlaas.v1 import types_pb2
 SEED = 0
 
 
+class Estimator(Protocol):
+    """What a demo does with a scikit-learn estimator (scikit-learn has no types of its own)."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> object: ...
+
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class DemoModel:
     name: str
     dataset: str
-    make: Callable[[], object]
+    make: Callable[[], Estimator]
     summary: str
     tags: tuple[str, ...]
 

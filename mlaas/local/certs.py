@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mlaas.services.private_files import private_dir, write_private
@@ -28,6 +28,8 @@ CA_DAYS = 3650
 LEAF_DAYS = 365
 # A leaf this close to its end is issued again (with the same CA) by `local_pki`.
 RENEW_BEFORE = datetime.timedelta(days=30)
+# The CA keys issue() signs with (SHA-256): the EC ones make_ca makes, or RSA and DSA ones put in their place.
+_SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | dsa.DSAPrivateKey
 
 
 CA_USAGE = x509.KeyUsage(
@@ -94,7 +96,7 @@ def make_ca(
 
 def issue(
     ca_cert: x509.Certificate,
-    ca_key: ec.EllipticCurvePrivateKey,
+    ca_key: _SigningKey,
     common_name: str,
     names: Sequence[str] = (),
     server: bool = True,
@@ -198,6 +200,7 @@ def local_pki(directory: Path, names: Sequence[str] = LOCAL_NAMES) -> LocalPKI:
     pki = LocalPKI(directory)
     private_dir(directory)
     ca_cert = _usable(pki.ca_cert) if pki.ca_key.exists() else None
+    ca_key: _SigningKey
     if ca_cert is None:
         ca_cert, ca_key = make_ca()
         write_private(pki.ca_key, _key_pem(ca_key))
@@ -205,7 +208,10 @@ def local_pki(directory: Path, names: Sequence[str] = LOCAL_NAMES) -> LocalPKI:
         pki.server_cert.unlink(missing_ok=True)  # signed by the CA just replaced
         pki.client_cert.unlink(missing_ok=True)
     else:
-        ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+        loaded = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+        if not isinstance(loaded, _SigningKey):
+            raise ValueError(f"{pki.ca_key}: a {type(loaded).__name__} cannot sign certificates with SHA-256")
+        ca_key = loaded
     for cert_path, key_path, name, server, client in (
         (pki.server_cert, pki.server_key, "mlaas server", True, False),
         (pki.client_cert, pki.client_key, "mlaas client", False, True),
@@ -244,7 +250,7 @@ def create_k8s_secret(name: str, namespace: str) -> bool:
     from kubernetes.client.exceptions import ApiException
 
     config.load_incluster_config()
-    data = {k: base64.b64encode(v).decode() for k, v in k8s_secret_data(namespace).items()}
+    data: dict[str, bytes | str] = {k: base64.b64encode(v).decode() for k, v in k8s_secret_data(namespace).items()}
     secret = client.V1Secret(
         metadata=client.V1ObjectMeta(name=name, labels={"app.kubernetes.io/part-of": "mlaas"}),
         type="kubernetes.io/tls",

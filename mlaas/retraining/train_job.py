@@ -134,7 +134,7 @@ def whole_round(
     spent = []
 
     def fit(X_fit: np.ndarray, y_fit: np.ndarray, name: str) -> bytes:
-        if plan.epsilon:
+        if reference is not None:  # loaded for a private round only
             fitted, epsilon = fit_private(description.recipe, X_fit, y_fit, reference, plan.epsilon)
             spent.append(epsilon)
         else:
@@ -163,7 +163,8 @@ def federated_fit(description, X, y, unseen_from: int, reference: np.ndarray, wo
     fit_rows, held = holdout_split(len(y), seed=len(y), unseen_from=unseen_from)
     parameters = local_parameters(description.recipe, X[fit_rows], y[fit_rows], reference)
     partial = work / f"{PARAMETERS}.partial.npz"
-    np.savez(partial, **parameters)
+    # mypy matches the arrays against savez's allow_pickle (bool) too, which no key here names
+    np.savez(partial, **parameters)  # type: ignore[arg-type]
     partial.replace(work / PARAMETERS)
     return scheduler_pb2.RoundResult(training_samples=len(fit_rows), held_out_samples=len(held))
 

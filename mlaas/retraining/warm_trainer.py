@@ -117,7 +117,7 @@ def reap(*_: object) -> None:
     """Collects the jobs that ended (the scheduler learns their end from their outputs)."""
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, _status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
@@ -127,7 +127,7 @@ def reap(*_: object) -> None:
 def serve(requests, answers) -> None:
     for line in requests:
         try:
-            answer = {"pid": start_job(json.loads(line))}
+            answer: dict[str, object] = {"pid": start_job(json.loads(line))}
         except Exception as err:  # the request's fault or the machine's: said, and the next one is served
             answer = {"error": f"{type(err).__name__}: {err}"}
         answers.write(json.dumps(answer) + "\n")

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -142,7 +143,7 @@ class MeshServer(_Served):
         self.metrics_registry = metrics_registry or CollectorRegistry()
         self._health = health.HealthServicer(experimental_non_blocking=True)
         self._server: grpc.Server | None = None
-        self._metrics_http = None
+        self._metrics_http: WSGIServer | None = None
         self._stopped = threading.Event()
         self.streams = StreamSlots(
             authenticator, settings.max_streams, settings.max_streams_per_caller, settings.reserved_streams
