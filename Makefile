@@ -51,9 +51,10 @@ lint: $(STAMP) $(BUF)
 	scripts/buf_breaking.sh $(BUF)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 protos: $(STAMP)
 	$(PY) scripts/gen_protos.py
 
 clean:
-	rm -rf $(VENV) $(DP_VENV) node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DP_VENV) node_modules .pytest_cache .ruff_cache .mypy_cache
