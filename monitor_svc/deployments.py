@@ -79,10 +79,13 @@ class DeploymentMonitors:
                 return current
         if not model_name:
             raise InvalidArgument("model_name is required in the first feedback of a deployment")
-        context = self._contexts.load(model_name, version)
+        context = self._contexts.load(model_name, version)  # outside the lock: it may download the model
         monitor = DeploymentMonitor(deployment_id, context, self.policy(deployment_id), strict)
         monitor.privacy_spent = self._privacy_spent(deployment_id) or 0.0
         with self._lock:
+            current = self._monitors.get(deployment_id)
+            if current is not None and current.context.version >= version:
+                return current  # another stream made it meanwhile, and counts into it already
             self._monitors[deployment_id] = monitor
             self._strict[deployment_id] = strict
         return monitor
