@@ -4,8 +4,10 @@ the reconcile loop and the training-job watcher."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -42,6 +44,7 @@ from scheduler_svc.views import Views
 from scheduler_svc.waiting import WaitingRoom
 from scheduler_svc.worker import PlacementWorker
 
+log = logging.getLogger(__name__)
 SERVICE_NAME = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
 
 
@@ -58,6 +61,9 @@ class Scheduler:
     lifecycle: Lifecycle
     jobs: TrainingJobs
     job_store: JobStore
+    # How long a stop waits for its loops: a placement worker may be waiting for a replica to
+    # become healthy (the start timeout).
+    join_seconds: float = 130.0
 
     def start(self) -> Scheduler:
         self.reconciler.bring_back()
@@ -71,8 +77,13 @@ class Scheduler:
         CACHED deployments stay so, for the next start to bring back."""
         self.stop_workers.set()
         self.server.stop(grace)
+        # Every loop ends before the replicas stop: a reconcile round or a placement still going
+        # would start a replica after them, and nothing would ever stop it.
+        deadline = time.monotonic() + self.join_seconds
         for worker in self.workers:
-            worker.join(10)
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                log.warning("%s did not stop within %.0fs", worker.name, self.join_seconds)
         if stop_replicas:
             self.reconciler.stop_all("the mesh shut down; its next start brings the replicas back")
             self._end_the_rest()
@@ -198,4 +209,17 @@ def build_scheduler(
         "credential-renewer", lambda: renew_credentials(store, models), settings.credential_seconds / 3, stop
     )
     loops = [*workers, janitor, reconcile_loop, job_checks, waiting, renewer]
-    return Scheduler(server, loops, stop, servicer, backend, registry, reconciler, store, lifecycle, jobs, job_store)
+    return Scheduler(
+        server,
+        loops,
+        stop,
+        servicer,
+        backend,
+        registry,
+        reconciler,
+        store,
+        lifecycle,
+        jobs,
+        job_store,
+        join_seconds=settings.start_timeout_seconds + 10,
+    )
