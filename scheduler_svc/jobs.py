@@ -65,6 +65,7 @@ ENDED = "ended meanwhile"  # a pending job cancelled while it was being placed
 SWEEP_SECONDS = 60.0
 JOB_DIRECTORY = re.compile(r"j-[0-9a-f]{12}-[0-9a-f]{32}")
 CHUNK_BYTES = 1 << 20  # of an output read back
+START_GRACE_SECONDS = 120.0  # from placed to started, however busy the machine (a few seconds at most)
 
 
 def _now() -> Timestamp:
@@ -327,9 +328,10 @@ class TrainingJobs:
             descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             raise NotFound(f"training job {job.id}'s output is gone (deleted, or past the retention)") from None
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise FailedPrecondition(f"training job {job.id}'s output is not a regular file")
         with os.fdopen(descriptor, "rb") as file:
-            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-                raise FailedPrecondition(f"training job {job.id}'s output is not a regular file")
             while chunk := file.read(CHUNK_BYTES):
                 yield chunk
 
@@ -364,8 +366,12 @@ class TrainingJobs:
                 self._try_pending(job, past_deadline, allowed)
                 continue
             if not job.handle:  # placed, its process not started yet
+                if self._never_started(job, now):
+                    self._finish(job, S.JOB_STATE_FAILED, "the scheduler stopped while it started the job")
                 continue
-            status = self._backend.status(ReplicaStatus(job.id, "", True, handle=job.handle))
+            status = self._backend.status(
+                ReplicaStatus(job.id, "", True, handle=job.handle, memory_bytes=job.resources.memory_bytes)
+            )
             if status.running and past_deadline:
                 self._stop(job, S.JOB_STATE_FAILED, f"did not finish within its deadline of {allowed:g}s")
                 continue
@@ -460,5 +466,16 @@ class TrainingJobs:
         if job.HasField("node_round"):
             self._store.release_round(job.node_round.deployment_id, job.id)
         private = Path(job.output_uri.removeprefix("file://")).parent
-        if state != S.JOB_STATE_SUCCEEDED and job.output_uri and private.parent == self.jobs_dir:
+        if not job.output_uri or private.parent != self.jobs_dir:
+            return
+        if state != S.JOB_STATE_SUCCEEDED:
             shutil.rmtree(private, ignore_errors=True)  # nobody will read its model: its data goes now
+            return
+        for given in (job.input_uri.removeprefix("file://"), private / CANDIDATE):  # the caller's data goes now
+            if given:
+                Path(given).unlink(missing_ok=True)
+
+    def _never_started(self, job: scheduler_pb2.TrainingJob, now: float) -> bool:
+        """A job placed by a scheduler process that stopped before it started it: nothing ever will."""
+        placed = next((s.at.ToNanoseconds() / 1e9 for s in job.stages if s.stage == "placed"), now)
+        return now - placed > START_GRACE_SECONDS

@@ -58,6 +58,9 @@ class ReplicaStatus:
     # host:port of its HTTP/REST endpoint and of its bulk endpoint (replicas only).
     http_endpoint: str = ""
     bulk_endpoint: str = ""
+    # A job's memory (its record's): a backend with no hard limit watches it, also for a job an
+    # earlier scheduler process started.
+    memory_bytes: int = 0
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ Each container gets the replica's CPU (nano-CPUs) and memory as hard limits, lab
 deployment, model, version and node, a health check (`python -m mlaas.services.healthcheck`), and the
 host's network: the runtime binds the free port the backend chose, and reaches the registry and
 the Monitor on the addresses the scheduler was given, as a local process would. A training job
-mounts the jobs directory at the same path and runs as the scheduler's own user, so that the
-files it writes belong to it. When the mesh runs TLS, its certificate files (MLAAS_TLS_*) are
+mounts its own directory of the jobs directory at the same path (a warm job container, started
+before its job is known, the whole jobs directory) and runs as the scheduler's own user, so that
+the files it writes belong to it. When the mesh runs TLS, its certificate files (MLAAS_TLS_*) are
 mounted read-only at the same paths (they must exist there on every engine's host), and the
 container runs as the scheduler's user, the only one that may read the keys (0600).
 """

@@ -155,6 +155,8 @@ class LocalBackend:
             running = code is None
         else:  # started by an earlier scheduler process
             running, code = _alive(pid) and _ours(pid), None
+            if running and replica.memory_bytes:  # its limit holds across the restart
+                self._memory_limits.setdefault(pid, replica.memory_bytes)
         if running and pid in self._memory_limits:
             running, code = self._within_memory(replica, pid)
         return ReplicaStatus(replica.replica_id, replica.endpoint, running, code, replica.handle)

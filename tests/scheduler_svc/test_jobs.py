@@ -52,6 +52,7 @@ def test_a_training_job_fits_the_recipe_and_holds_its_resources_while_it_runs(sc
         client.training_job_output(job.id)
     done = client.wait_training_job(job.id, timeout=120)
     assert done.state == S.JOB_STATE_SUCCEEDED and done.finished_at.seconds
+    assert sorted(p.name for p in private.iterdir() if p.suffix != ".json") == ["model.onnx"]  # the data went
     session = onnxruntime.InferenceSession(client.training_job_output(job.id))
     labels = session.run(None, {session.get_inputs()[0].name: X})[0]
     assert np.mean(labels == y) > 0.9
@@ -76,6 +77,10 @@ def test_an_output_is_what_the_job_wrote_and_a_deleted_job_stops_first(scheduler
     with pytest.raises(NotFound, match="output is gone"):
         client.training_job_output(job.id)
     model.unlink()
+    model.mkdir()  # nor anything but a regular file
+    with pytest.raises(FailedPrecondition, match="output is not a regular file"):
+        client.training_job_output(job.id)
+    model.rmdir()
     with pytest.raises(NotFound, match="output is gone"):
         client.training_job_output(job.id)
     running = client.run_training_job("iris", input_data=_npz(X=X, y=y))
@@ -262,3 +267,21 @@ def test_the_jobs_directory_is_swept_of_what_nobody_will_read(parts):
     assert not forgotten.exists()
     assert (young / "model.onnx").is_file()  # just made: its record may be on its way
     assert all(path.exists() for path in others) and (others[0] / "model.onnx").is_file()
+
+
+def test_a_job_placed_by_a_scheduler_that_stopped_before_starting_it_fails(parts):
+    """A scheduler killed between placing a job and starting it left it RUNNING with no process,
+    holding its resources until its owner deleted it."""
+    scheduler = parts.start()
+    placed = S.TrainingJob(
+        id="j-0123456789ab",
+        model=types_pb2.ModelRef(name="iris", version=1),
+        state=S.JOB_STATE_RUNNING,
+        node="node-a",
+        resources=types_pb2.Resources(cpu_millicores=1000),
+    )
+    placed.stages.add(stage="placed").at.FromSeconds(int(time.time()) - 600)
+    scheduler.job_store.put(placed)
+    scheduler.jobs.check()
+    job = scheduler.job_store.get(placed.id)
+    assert job.state == S.JOB_STATE_FAILED and job.reason == "the scheduler stopped while it started the job"

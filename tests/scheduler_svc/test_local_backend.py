@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -63,3 +65,23 @@ def test_a_pid_recorded_before_a_restart_that_another_program_took_is_neither_ru
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_job_an_earlier_scheduler_started_is_held_to_its_memory_too(tmp_path):
+    """A scheduler restarted while a job ran adopted it without its memory limit, which was kept
+    in the earlier process only: an input that inflates when loaded grew to 3 GiB against 384 MiB.
+    The job's record gives the limit, and the new scheduler enforces it."""
+    grows = "import time; held = bytearray(256 << 20); time.sleep(60)"
+    job = subprocess.Popen([sys.executable, "-c", grows, "mlaas.retraining.train_job"], start_new_session=True)
+    try:
+        backend = LocalBackend("127.0.0.1:1", tmp_path / "logs", tool_env(MLAAS_DATA_DIR=str(tmp_path / "data")))
+        adopted = ReplicaStatus("j-1", "", True, handle=str(job.pid), memory_bytes=64 << 20)
+        deadline = time.monotonic() + 30
+        while (status := backend.status(adopted)).running:
+            assert time.monotonic() < deadline, "a job over its memory ran on"
+            time.sleep(0.1)
+        assert status.exit_code == -9 and job.wait(10) == -9
+        assert "more than the job's 64Mi" in backend.logs(adopted)
+    finally:
+        job.kill()
+        job.wait()
