@@ -136,9 +136,11 @@ class Lifecycle:
 
     def destroy(self, deployment: scheduler_pb2.Deployment, detail: str) -> scheduler_pb2.Deployment:
         """Stops the replicas and frees their resources for good."""
+        stopped = set()
         for replica in deployment.replica_status:
             if replica.handle:
                 self._backend.delete(as_status(replica))
+                stopped.add(replica.handle)
 
         def release(d: scheduler_pb2.Deployment) -> None:
             d.leases = 0
@@ -148,7 +150,11 @@ class Lifecycle:
 
         self._redis.delete(_leases_key(deployment.id))
         self._backend.forget(deployment.id)
-        return self._store.update(deployment.id, release, S.DEPLOYMENT_STATE_DESTROYED, detail)
+        destroyed = self._store.update(deployment.id, release, S.DEPLOYMENT_STATE_DESTROYED, detail)
+        for replica in destroyed.replica_status:  # restarted meanwhile by the reconcile loop
+            if replica.handle and replica.handle not in stopped:
+                self._backend.delete(as_status(replica))
+        return destroyed
 
     def cached_by_age(self, node: str | None = None) -> list[scheduler_pb2.Deployment]:
         """CACHED deployments, least recently used first (optionally only those on `node`)."""

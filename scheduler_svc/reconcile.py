@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import LockError
 
+from mlaas.errors import Aborted, NotFound
 from mlaas.services.net import HealthProbe, port_is_free
 from mlaas.v1 import scheduler_pb2
 from scheduler_svc.backends import heals_itself
@@ -184,7 +185,13 @@ class Reconciler:
                     record_started(r, started)
                     r.restarts += 1
 
-        self._store.update(deployment.id, restarted, detail=f"replica {replica.id} restarted on {started.endpoint}")
+        try:
+            self._store.update(
+                deployment.id, restarted, detail=f"replica {replica.id} restarted on {started.endpoint}",
+                only_from=WATCHED,
+            )  # fmt: skip
+        except (Aborted, NotFound):  # destroyed meanwhile (evicted, expired): nothing else would stop it
+            self._replicas.backend.delete(started)
 
     def _sync_trial(self, deployment: scheduler_pb2.Deployment, replica: scheduler_pb2.Replica) -> tuple[int, str]:
         """A serving replica runs the deployment's trial like the others, or none once it ended
