@@ -97,8 +97,10 @@ class DeploymentAccess:
         remember_seconds: float = 2.0,
         outage_grace_seconds: float = 300.0,
         refusal_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self._ask = ask
+        self._clock = clock
         self._remember = remember_seconds
         self._grace = outage_grace_seconds
         self._refusal = refusal_seconds
@@ -108,7 +110,7 @@ class DeploymentAccess:
         self._asking: dict[str, asyncio.Future] = {}  # one question per tenant at a time
 
     def allowed_now(self, tenant: str) -> bool:
-        return self._fresh_until.get(tenant, 0.0) > time.monotonic()
+        return self._fresh_until.get(tenant, 0.0) > self._clock()
 
     async def check(self, tenant: str, token: str | None, model: str) -> None:
         """Returns when `tenant` may use this runtime; NotFound (as for a missing model; `model`
@@ -116,7 +118,7 @@ class DeploymentAccess:
         if self.allowed_now(tenant):
             return
         missing = NotFound(f"model {model!r} is not loaded here" if model else "no model is loaded here for you")
-        now = time.monotonic()
+        now = self._clock()
         if self._refused_until.get(tenant, 0.0) > now:
             raise missing
         question = self._question(tenant, token)
@@ -139,13 +141,13 @@ class DeploymentAccess:
         except NotFound:
             self._allowed_at.pop(tenant, None)
             self._fresh_until.pop(tenant, None)
-            self._refused_until[tenant] = time.monotonic() + self._refusal
+            self._refused_until[tenant] = self._clock() + self._refusal
         except (Unavailable, DeadlineExceeded):
-            if self._allowed_at.get(tenant, -1e9) + self._grace < time.monotonic():
+            if self._allowed_at.get(tenant, -1e9) + self._grace < self._clock():
                 raise
-            self._fresh_until[tenant] = time.monotonic() + self._remember  # ask again later, not per call
+            self._fresh_until[tenant] = self._clock() + self._remember  # ask again later, not per call
         else:
-            self._allowed_at[tenant] = now = time.monotonic()
+            self._allowed_at[tenant] = now = self._clock()
             self._fresh_until[tenant] = now + self._remember
             self._refused_until.pop(tenant, None)
         finally:
