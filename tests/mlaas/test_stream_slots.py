@@ -192,7 +192,8 @@ def test_a_download_nobody_reads_gives_its_slot_back(tmp_path, four_tenants):
     try:
         with RegistryClient(f"127.0.0.1:{registry.port}", tokens["alpha"]) as alpha:  # 8 MiB: more than is buffered
             alpha.register(tiny_onnx(features=1 << 21), describe("big"))
-        with grpc.insecure_channel(f"127.0.0.1:{registry.port}") as channel:
+        # No window growth (BDP probing): the 8 MiB must not fit in what the client takes unread.
+        with grpc.insecure_channel(f"127.0.0.1:{registry.port}", options=[("grpc.http2.bdp_probe", 0)]) as channel:
             stub = registry_pb2_grpc.RegistryServiceStub(channel)
             request = registry_pb2.DownloadArtifactRequest(
                 ref=types_pb2.ModelRef(name="big"), kind=registry_pb2.ARTIFACT_KIND_MODEL
