@@ -66,7 +66,7 @@ class SchedulerSettings:
     restart_backoff_seconds: float = setting("MLAAS_RESTART_BACKOFF_SECONDS", 1.0)
     # A replica that ran this long since its last start is restarted after the first delay again.
     restart_backoff_reset_seconds: float = setting("MLAAS_RESTART_BACKOFF_RESET_SECONDS", 600.0)
-    # Where training jobs read their data and write their models (shared with the Monitor).
+    # Where training jobs read their data and write their models (the scheduler's and its jobs' only).
     jobs_dir: Path | None = setting("MLAAS_JOBS_DIR", None, parse=path_setting)
     # "local" (child processes on the named MLAAS_NODES), "docker" (containers of
     # MLAAS_RUNTIME_IMAGE on this machine's engine, on the named MLAAS_NODES) or "kubernetes" (the

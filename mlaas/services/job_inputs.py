@@ -1,8 +1,8 @@
-"""Where a caller puts a training job's input file (RunTrainingJob's input_uri): a directory of
-its own in the jobs directory, `inputs/<tenant>/` (the Monitor's role has one too), and the jobs
-directory itself on a mesh without auth, whose one caller is everyone. The scheduler takes a
-file only from the caller's own directory, so that no tenant can train on, and take away, a file
-another one wrote by naming it first."""
+"""Where a caller on the scheduler's machine puts a training job's input file (RunTrainingJob's
+input_uri; others send the data in the request): a directory of its own in the jobs directory,
+`inputs/<tenant>/`, and the jobs directory itself on a mesh without auth, whose one caller is
+everyone. The scheduler takes a file only from the caller's own directory, so that no tenant
+can train on, and take away, a file another one wrote by naming it first."""
 
 from __future__ import annotations
 

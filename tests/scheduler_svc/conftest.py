@@ -57,7 +57,7 @@ def parts(request, tmp_path, registry, iris_model) -> Iterator[Parts]:
         start_timeout_seconds=60.0,
         reconcile_interval_seconds=0.3,
         restart_backoff_seconds=0.5,
-        jobs_dir=tmp_path / "jobs",  # shared with the Monitor in tests/monitor_svc
+        jobs_dir=tmp_path / "jobs",
         warm_trainers=False,
     )
     runtime_env = tool_env(MLAAS_DATA_DIR=str(tmp_path / "runtime"))
