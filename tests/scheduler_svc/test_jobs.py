@@ -71,6 +71,8 @@ def test_an_output_is_what_the_job_wrote_and_a_deleted_job_stops_first(scheduler
     client, _ = scheduler
     _, X, y = iris_model
     job = client.wait_training_job(client.run_training_job("iris", input_data=_npz(X=X, y=y)).id, timeout=120)
+    with pytest.raises(InvalidArgument, match="output must be TRAINING_OUTPUT_MODEL or TRAINING_OUTPUT_PARAMETERS"):
+        client.training_job_output(job.id, S.TRAINING_OUTPUT_UNSPECIFIED)
     model = Path(job.output_uri.removeprefix("file://"))
     model.unlink()
     model.symlink_to("/etc/passwd")
