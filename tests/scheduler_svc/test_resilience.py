@@ -135,7 +135,10 @@ def test_a_scheduler_killed_mid_placement_is_finished_by_another(parts, tmp_path
     assert any(e.event.detail.startswith("taken over by s0-w") for e in events)
     assert not _alive(orphan)  # the half-started replica of the dead scheduler is gone
     with InferenceClient(events[-1].deployment.endpoints[0]) as runtime:
-        assert runtime.ready("iris")
+        deadline = time.monotonic() + 30  # READY by the scheduler's health check; one ready call may time out
+        while not runtime.ready("iris"):
+            assert time.monotonic() < deadline, "the replica placed again never said its model is ready"
+            time.sleep(0.2)
 
 
 def _port_from_log(path, process) -> int:
