@@ -31,7 +31,7 @@ from mlaas.env import env_bool
 from mlaas.errors import DeadlineExceeded, FailedPrecondition, MlaasError, Unavailable, from_rpc_error
 from mlaas.message_limits import MAX_MESSAGE_BYTES
 from mlaas.quantities import parse_cpu, parse_memory
-from mlaas.refs import enum_value, parse_ref, state_name
+from mlaas.refs import enum_value, job_state_name, parse_ref, state_name
 from mlaas.tls import ClientTLS, channel, client_tls
 from mlaas.v1 import (
     monitor_pb2,
@@ -530,7 +530,7 @@ class SchedulerClient(GrpcClient):
             if job.state == scheduler_pb2.JOB_STATE_SUCCEEDED:
                 return job
             if job.state in (scheduler_pb2.JOB_STATE_FAILED, scheduler_pb2.JOB_STATE_CANCELLED):
-                state = scheduler_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
+                state = job_state_name(job.state).lower()
                 raise FailedPrecondition(f"training job {job_id} {state}: {job.reason}")
             if time.monotonic() > deadline:
                 raise DeadlineExceeded(f"training job {job_id} still running after {timeout:.0f}s")

@@ -75,3 +75,8 @@ def enum_label(enum: type[int], prefix: str, value: int) -> str:
 def state_name(value: int) -> str:
     """A deployment state as people read it: READY, CACHED, ..."""
     return enum_name(scheduler_pb2.DeploymentState, value).removeprefix("DEPLOYMENT_STATE_")
+
+
+def job_state_name(value: int) -> str:
+    """A training job's state as people read it: RUNNING, SUCCEEDED, ..."""
+    return enum_name(scheduler_pb2.JobState, value).removeprefix("JOB_STATE_")

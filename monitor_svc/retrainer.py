@@ -42,6 +42,7 @@ from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.errors import FailedPrecondition, MlaasError
 from mlaas.export import sklearn_to_onnx
 from mlaas.message_limits import MAX_MESSAGE_BYTES
+from mlaas.refs import job_state_name
 from mlaas.retraining.federated import assemble, average
 from mlaas.retraining.outcomes import targets
 from mlaas.retraining.rounds import HELD_OUT, decide, first_output, mcnemar, metric_name, round_result, run_round
@@ -58,10 +59,6 @@ CHAMPION_ALIAS = "champion"
 MONITOR_SITE = "monitor"  # where an OPEN deployment's challengers are fitted
 POLL_SECONDS = 0.05  # how often a round asks after its jobs and rollouts: each wait is on the loop's path
 TRIAL_POLL_SECONDS = 0.5  # and after its challenger's trial, which waits for live labels
-
-
-def job_state(job: scheduler_pb2.TrainingJob) -> str:
-    return S.JobState.Name(job.state).removeprefix("JOB_STATE_")
 
 
 @dataclass(frozen=True)
@@ -382,7 +379,8 @@ class Retrainer(threading.Thread):
             time.sleep(POLL_SECONDS)
             job = scheduler.training_job(job.id)
         if job.state != S.JOB_STATE_SUCCEEDED:
-            raise FailedPrecondition(f"training job {job.id} on node {job.node} ended {job_state(job)}: {job.reason}")
+            ended = job_state_name(job.state)
+            raise FailedPrecondition(f"training job {job.id} on node {job.node} ended {ended}: {job.reason}")
         return job
 
     def _conclude(

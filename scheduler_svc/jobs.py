@@ -37,7 +37,7 @@ from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
-from mlaas.refs import format_ref
+from mlaas.refs import format_ref, job_state_name
 from mlaas.retraining.round_files import CANDIDATE, FAILURE_NOTE, PARAMETERS, ROUND_PLAN, ROUND_RESULT, STAGES
 from mlaas.retraining.stages import read_stages, stage_time
 from mlaas.services.auth import TRAINER, MeshKey
@@ -310,7 +310,7 @@ class TrainingJobs:
     def output(self, job: scheduler_pb2.TrainingJob, which: int) -> Iterator[bytes]:
         """The bytes of what a SUCCEEDED job wrote (S.TrainingOutput), in chunks."""
         if job.state != S.JOB_STATE_SUCCEEDED:
-            state = S.JobState.Name(job.state).removeprefix("JOB_STATE_")
+            state = job_state_name(job.state)
             raise FailedPrecondition(f"training job {job.id} is {state}: only a succeeded job has an output")
         model = Path(job.output_uri.removeprefix("file://"))
         plan = job.node_round if job.HasField("node_round") else None

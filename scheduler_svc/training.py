@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from mlaas.client import RegistryClient
 from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from mlaas.refs import format_ref
+from mlaas.refs import format_ref, job_state_name
 from mlaas.retraining.federated import federated_recipe_problem
 from mlaas.retraining.private_fit import private_recipe_problem
 from mlaas.v1 import scheduler_pb2, types_pb2
@@ -55,7 +55,7 @@ class Training:
     def cancel(self, job_id: str, tenant: str) -> S.TrainingJob:
         job = self.get(job_id, tenant)
         if job.state not in LIVE:
-            state = S.JobState.Name(job.state).removeprefix("JOB_STATE_")
+            state = job_state_name(job.state)
             raise FailedPrecondition(f"training job {job.id} is {state}")
         return self._jobs.cancel(job, f"cancelled by {tenant or 'its owner'}")
 

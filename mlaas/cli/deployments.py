@@ -15,7 +15,7 @@ from mlaas.client import SchedulerClient
 from mlaas.datatypes import OIP_TO_NUMPY
 from mlaas.errors import InvalidArgument
 from mlaas.quantities import format_cpu, format_memory
-from mlaas.refs import format_ref, parse_ref, state_name
+from mlaas.refs import format_ref, job_state_name, parse_ref, state_name
 from mlaas.v1 import scheduler_pb2
 
 
@@ -144,7 +144,7 @@ def cmd_job(args) -> None:
     if args.json:
         print_json(job)
         return
-    state = scheduler_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_")
+    state = job_state_name(job.state)
     print(f"{job.id}  {format_ref(job.model)}  {state}  on {job.node or '-'}  {job.reason}".rstrip())
 
 
