@@ -340,10 +340,15 @@ class TrainingJobs:
         if job.state in LIVE:
             self._stop(job, S.JOB_STATE_CANCELLED, "deleted")
         self._store.delete(job.id)
-        private = Path(job.output_uri.removeprefix("file://")).parent
-        if job.output_uri and private.parent == self.jobs_dir:
+        if (private := self._private_dir(job)) is not None:
             shutil.rmtree(private, ignore_errors=True)
         return job
+
+    def _private_dir(self, job: scheduler_pb2.TrainingJob) -> Path | None:
+        """The job's own directory, if it has one directly in the jobs directory: the only place
+        whose files the scheduler removes."""
+        private = Path(job.output_uri.removeprefix("file://")).parent
+        return private if job.output_uri and private.parent == self.jobs_dir else None
 
     def _stop(self, job: scheduler_pb2.TrainingJob, state: S.JobState, reason: str) -> scheduler_pb2.TrainingJob:
         """Stops a running job: its process goes, its resources are free, its data is removed."""
@@ -465,8 +470,8 @@ class TrainingJobs:
         self._store.put(job)
         if job.HasField("node_round"):
             self._store.release_round(job.node_round.deployment_id, job.id)
-        private = Path(job.output_uri.removeprefix("file://")).parent
-        if not job.output_uri or private.parent != self.jobs_dir:
+        private = self._private_dir(job)
+        if private is None:
             return
         if state != S.JOB_STATE_SUCCEEDED:
             shutil.rmtree(private, ignore_errors=True)  # nobody will read its model: its data goes now
