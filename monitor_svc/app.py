@@ -106,7 +106,7 @@ def build_monitor(settings: MonitorSettings) -> Monitor:
         store, contexts, retrainer, changes, Trials(store, ender(scheduler, settings.token)), privacy.spent
     )
     ingest = Ingest(store, deployments, access.is_strict)
-    policies, views = Policies(store, deployments, privacy), Views(store, deployments, changes)
+    policies, views = Policies(store, deployments, privacy, access.is_strict), Views(store, deployments, changes)
     servicer = MonitorServicer(access, ingest, policies, views)
     service = Service(SERVICE_NAME, servicer, monitor_pb2_grpc.add_MonitorServiceServicer_to_server)
     server = MeshServer("monitor", settings.server, [service], authenticator, metrics_registry=metrics)

@@ -48,8 +48,8 @@ DEFAULT_TRIAL_LABELS = 300  # labels of rows both versions of a trial answered, 
 MAX_FALSE_ALARMS_PER_100K = 4_000.0  # each detector then expects one every 50 predictions
 DRIFT_DETECTORS = 2
 OPEN_NOT_PRIVATE = (
-    "privacy_epsilon and federation apply to a STRICT deployment's rounds on its node; {} is OPEN, and its "
-    "labels are in the Monitor already"
+    "privacy_epsilon and federation apply to a STRICT deployment's rounds on its node; {} is OPEN: its labels "
+    "come to the Monitor"
 )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 from mlaas.errors import FailedPrecondition, InvalidArgument
 from mlaas.services.privacy_terms import MAX_BUDGET, MAX_EPSILON, epsilon_problem
@@ -95,10 +96,15 @@ def validate_policy(
 
 
 class Policies:
-    def __init__(self, store: MonitorStore, deployments: DeploymentMonitors, privacy: SchedulerPrivacy):
+    def __init__(
+        self, store: MonitorStore, deployments: DeploymentMonitors, privacy: SchedulerPrivacy,
+        is_strict: Callable[[str], bool],
+    ):  # fmt: skip
+        """`is_strict`: whether the scheduler's record of a deployment says STRICT."""
         self._store = store
         self._deployments = deployments
         self._privacy = privacy
+        self._is_strict = is_strict
 
     def get(self, deployment_id: str) -> monitor_pb2.MonitorPolicy:
         return self._deployments.policy(deployment_id)
@@ -110,10 +116,17 @@ class Policies:
         to state the privacy terms at the scheduler, which are its to set)."""
         before = self._deployments.policy(deployment_id)
         policy = validate_policy(change, before)
-        if (policy.privacy_epsilon or policy.federation) and self._deployments.is_open(deployment_id):
+        if (policy.privacy_epsilon or policy.federation) and not self._strict(deployment_id):
             raise FailedPrecondition(OPEN_NOT_PRIVATE.format(deployment_id))
         if (policy.privacy_epsilon, policy.privacy_budget) != (before.privacy_epsilon, before.privacy_budget):
             self._privacy.state(deployment_id, policy.privacy_epsilon, policy.privacy_budget, token)
         self._store.set_federation(deployment_id, tenant, policy.federation)
         self._deployments.set_policy(deployment_id, policy)
         return policy
+
+    def _strict(self, deployment_id: str) -> bool:
+        """STRICT as its feedback showed, or, before any came, as the scheduler's record says (an
+        OPEN deployment must not join a federation it would never take part in)."""
+        if self._deployments.is_open(deployment_id):
+            return False
+        return self._deployments.shown_strict(deployment_id) or self._is_strict(deployment_id)

@@ -24,7 +24,8 @@ STRICT = "d-strict"
 
 @pytest.fixture
 def cores(gauss, tmp_path):  # noqa: F811 (the fixture imported above)
-    """(Ingest, Policies, the Monitor's store, the gauss streams): deployment d-strict is STRICT."""
+    """(Ingest, Policies, the Monitor's store, the gauss streams): deployment d-strict is STRICT
+    to the Ingest; d-0 is OPEN to the Policies, whatever sent no feedback STRICT."""
     registry_address, streams = gauss
     settings = MonitorSettings(
         server=ServerSettings(port=0, metrics_port=-1), data_dir=tmp_path / "monitor",
@@ -33,7 +34,8 @@ def cores(gauss, tmp_path):  # noqa: F811 (the fixture imported above)
     monitor = build_monitor(settings)  # not started: its cores only
     try:
         ingest = Ingest(monitor.store, monitor.deployments, lambda deployment_id: deployment_id == STRICT)
-        policies = Policies(monitor.store, monitor.deployments, SchedulerPrivacy(None, None))
+        strict_at_scheduler = lambda deployment_id: deployment_id != "d-0"  # noqa: E731
+        policies = Policies(monitor.store, monitor.deployments, SchedulerPrivacy(None, None), strict_at_scheduler)
         yield ingest, policies, monitor.store, streams
     finally:
         monitor.store.close()
@@ -74,7 +76,11 @@ def test_a_policy_is_merged_field_by_field_and_private_only_where_strict(cores):
         policies.set("d-1", M.MonitorPolicy(window_size=4), "alpha", None)
     with pytest.raises(InvalidArgument, match="shadow_retrained is not for federated rounds"):
         policies.set("d-3", M.MonitorPolicy(shadow_retrained=True, federation="team"), "alpha", None)
+    # d-0 sent no feedback yet: the scheduler's record says it is OPEN
+    with pytest.raises(FailedPrecondition, match="d-0 is OPEN"):
+        policies.set("d-0", M.MonitorPolicy(federation="team"), "alpha", None)
     assert policies.get("d-1") == changed and store.federation_of("d-1") == ""  # refusals changed nothing
+    assert store.federation_of("d-0") == ""
     assert policies.set("d-2", M.MonitorPolicy(federation="team"), "alpha", None).federation == "team"
     assert store.federation_of("d-2") == "alpha/team"  # by its owner's name
     assert policies.set("d-2", M.MonitorPolicy(federation="-"), "alpha", None).federation == ""

@@ -126,3 +126,9 @@ def test_a_federation_is_its_owners_whatever_another_tenant_names_its_own(parts,
             alpha.set_policy(found["alpha"], M.MonitorPolicy(federation="no spaces"))
         assert alpha.set_policy(found["alpha"], M.MonitorPolicy(federation="-")).federation == ""
     assert monitor.store.federation_members(found["alpha"]) == []
+    with SchedulerClient(scheduler_address, "token-alpha") as scheduler:
+        open_one = scheduler.deploy("iris").id  # placed or not (the nodes are full), its record is OPEN
+    # no feedback yet: the scheduler says OPEN
+    with MonitorClient(address, "token-alpha") as alpha, pytest.raises(errors.FailedPrecondition, match="is OPEN"):
+        alpha.set_policy(open_one, together)
+    assert monitor.store.federation_members(open_one) == []
