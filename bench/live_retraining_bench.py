@@ -12,7 +12,7 @@ arrives (every 10 answers, as the mesh gets them), and an oracle (the recipe fit
 concept alone).
 
     .venv/bin/python bench/live_retraining_bench.py [--seeds 3] [--rates 100 400] [--streams sea ...]
-        [--backend docker] [--trainers warm cold]
+        [--backend docker] [--trainers warm cold] [--out FILE]
 
 `--backend docker` runs the replicas and training jobs as containers of `mlaas:local` (`make
 docker-image`); `--trainers warm cold` runs every stream with warm training (the default) and
@@ -161,6 +161,7 @@ def main() -> None:
     parser.add_argument("--streams", nargs="+", default=[*ABRUPT, *GRADUAL, *CONTROLS])
     parser.add_argument("--backend", choices=["local", "docker"], default="local")
     parser.add_argument("--trainers", nargs="+", choices=["warm", "cold"], default=["warm"])
+    parser.add_argument("--out", type=Path, help="default: bench/results/live-retraining[-BACKEND].json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mlaas-live-retraining-"))
     river(["streams", str(work / "streams.npz"), str(args.seeds)])
@@ -176,7 +177,7 @@ def main() -> None:
         finally:
             mesh.stop()
     name = "live-retraining.json" if args.backend == "local" else f"live-retraining-{args.backend}.json"
-    (HERE / "results" / name).write_text(json.dumps({"summary": summary, "runs": results}) + "\n")
+    (args.out or HERE / "results" / name).write_text(json.dumps({"summary": summary, "runs": results}) + "\n")
 
 
 def run_streams(mesh: Mesh, args, data, online: dict, results: dict, summary: dict, suffix: str) -> None:

@@ -1,6 +1,6 @@
 """Automatic retraining on streams it was not built on: river's generators (bench/anchors/
 river_streams.py, 10 seeds each) with an abrupt change of the labelling function (STAGGER, Sine,
-Agrawal, Mixed), a gradual one (Sine 0 to Sine 2 over 2,000 rows) and two controls (stationary,
+Agrawal, Mixed, SEA, Hyperplane), a gradual one (Sine 0 to Sine 2 over 2,000 rows) and two controls (stationary,
 covariate-only). The champion is the recipe below fitted on the first concept; the Monitor's own
 performance detector, retraining schedule, recipe training and paired champion/challenger test
 (monitor_svc) decide when to retrain and whether to roll out, labels arriving with their
@@ -8,13 +8,13 @@ predictions, in chunks of 10. Beside it, in the same run: no retraining, river's
 same error stream (the detection delay of a well-known detector) and an oracle (the recipe fitted
 on 3,000 rows of the new concept alone).
 
-    .venv/bin/python bench/retraining_bench.py [--seeds 10]   # ~5 minutes
+    .venv/bin/python bench/retraining_bench.py [--seeds 10] [--streams sea ...]   # ~7 minutes
 
 Reported per stream (medians over seeds unless said): the labels from the change to the first
 performance alarm (ours, ADWIN), retrainings started and rolled out per run, rows served from the
 change until the first new version, accuracy after the change in windows of 500 (mean over
 seeds), and the accuracy in the second 1,000 rows after the change (gradual: after it completed)
-beside no retraining and the oracle. Writes bench/results/retraining.json.
+beside no retraining and the oracle. Writes bench/results/retraining.json (or `--out`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from monitor_svc.retraining import RetrainSchedule
 
 HERE = Path(__file__).resolve().parent
 BEFORE, WIDTH, CHUNK, WINDOW = 2_000, 2_000, 10, 500
-ABRUPT = ("stagger", "sine", "agrawal", "mixed")
+ABRUPT = ("stagger", "sine", "agrawal", "mixed", "sea", "hyperplane")
 GRADUAL, CONTROLS = ("sine_gradual",), ("stationary", "covariate_only")
 RECIPE = recipe_from_steps([("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 30, "random_state": 0})])
 CLASSIFICATION = types_pb2.TASK_CLASSIFICATION
@@ -116,11 +116,13 @@ def main() -> None:
     parser.add_argument(
         "--first-round-labels", type=int, default=None, help="the policy's (default: its default; 500: no early round)"
     )
+    parser.add_argument("--streams", nargs="+", default=[*ABRUPT, *GRADUAL, *CONTROLS])
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "retraining.json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mlaas-retraining-bench-"))
     data = river_streams(args.seeds, work)
     results, errors = {}, {}
-    for name in (*ABRUPT, *GRADUAL, *CONTROLS):
+    for name in args.streams:
         settled = BEFORE + (WIDTH if name in GRADUAL else 0)  # where the new concept is all there is
         runs = []
         for seed in range(args.seeds):
@@ -166,7 +168,7 @@ def main() -> None:
             "oracle": round(statistics.mean(r["oracle_second_1000"] for r in runs), 4),
         }
     print(json.dumps(summary, indent=1))
-    (HERE / "results" / "retraining.json").write_text(json.dumps({"summary": summary, "runs": results}) + "\n")
+    args.out.write_text(json.dumps({"summary": summary, "runs": results}) + "\n")
 
 
 if __name__ == "__main__":

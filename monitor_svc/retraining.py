@@ -10,7 +10,7 @@ of them, and the challenger is rolled out only if a paired test on that part say
 at the policy's confidence; what is rolled out is then fitted on all of them, held-out part
 included. A winning challenger is followed by another round on twice the labels since the same
 change (RetrainSchedule), so the served model learns more of the new concept as its labels
-accumulate; a series ends when a challenger stops winning.
+accumulate, until the series' last round.
 """
 
 from __future__ import annotations
@@ -36,12 +36,14 @@ class RetrainSchedule:
     across model versions).
 
     A performance alarm dates a change and starts a series: once `min_labels` labels followed
-    the change, round 1 fits the labels since it. Each round whose challenger wins is followed by
-    one on twice as many labels since the same change (abrupt change: the more of the new
-    concept, the better). Until a round has won, a loss is tried again `min_labels` labels later
-    on the latest labels only (gradual change: the concept was still moving). After a win, a loss
-    ends the series; so does `max_rounds`. Once a series ended, an alarm may start a new one
-    after `quiet_labels` more labels (the new version's own detector needs them to settle).
+    the change, round 1 fits the labels since it. Each round after a win is on twice as many
+    labels since the same change (abrupt change: the more of the new concept, the better); one
+    that loses leaves the served version, and the next still comes on twice its labels (on
+    noisy concepts an unlucky held-out draw must not stop the learning). Until a round has won,
+    a loss is tried again `min_labels` labels later on the latest labels only (gradual change:
+    the concept was still moving). The series ends after `max_rounds`; then an alarm may start
+    a new one after `quiet_labels` more labels (the new version's own detector needs them to
+    settle).
 
     An early round comes first when the alarm leaves time for one: once `first_labels` (fewer
     than `min_labels`) labels followed the change, it rolls out only if the paired test is
@@ -99,7 +101,7 @@ class RetrainSchedule:
         self.wins += rolled_out
         if rolled_out:  # the new version learnt from every label up to the round's start
             self.unseen_after = self._due_at
-        if self.rounds < self.max_rounds and rolled_out:  # after an early round, the usual sizes on
+        if self.rounds < self.max_rounds and self.wins:  # after an early round, the usual sizes on
             self.size = max(self.size * 2, self.min_labels)
             return
         if not self.wins and self.size < self.min_labels:  # an early round lost: it does not count,

@@ -108,7 +108,8 @@ def decide(
     scores = f"challenger {challenger:.4f}, champion {champion:.4f} on {held_out} held-out labels"
     if follow_up:
         better = challenger >= champion
-        reason = f"{scores}: as good or better, on more labels" if better else f"{scores}: worse; the series ends"
+        outcome = "as good or better, on more labels" if better else "worse; the served version stays"
+        reason = f"{scores}: {outcome}"
     elif p_value < 1.0 - confidence:
         better, reason = True, f"{scores}: better (p={p_value:.2g})"
     else:

@@ -80,7 +80,7 @@ def test_a_better_error_rate_is_no_alarm():
     assert ErrorRateDetector(30_000).update(improving) == []
 
 
-def test_a_series_retrains_on_more_labels_while_challengers_win():
+def test_a_series_retrains_on_more_labels_after_a_win_until_its_last_round():
     schedule = RetrainSchedule(min_labels=100, quiet_labels=300)
     assert schedule.on_alarm(1_000, 1_050)
     assert not schedule.on_alarm(1_040, 1_060)  # one series at a time
@@ -91,9 +91,15 @@ def test_a_series_retrains_on_more_labels_while_challengers_win():
     assert schedule.due(1_199) is None and schedule.due(1_200) == Round(1_000, 1_100, follow_up=True)
     schedule.finished(True, 1_210)
     assert schedule.due(1_400) == Round(1_000, 1_200, follow_up=True)
-    schedule.finished(False, 1_420)  # it lost after wins: the series ends, quiet for 300 labels
-    assert schedule.due(5_000) is None
-    assert not schedule.on_alarm(1_600, 1_719) and schedule.on_alarm(1_600, 1_720)
+    # it lost after wins: the served version stays, and the next round still comes on twice the
+    # labels, judged on those the served version never saw
+    schedule.finished(False, 1_420)
+    assert schedule.due(1_799) is None and schedule.due(1_800) == Round(1_000, 1_200, follow_up=True)
+    schedule.finished(False, 1_820)
+    assert schedule.due(2_600) == Round(1_000, 1_200, follow_up=True)
+    schedule.finished(True, 2_610)  # the fifth round was the last: quiet for 300 labels
+    assert schedule.due(50_000) is None and schedule.change_start is None
+    assert not schedule.on_alarm(2_700, 2_909) and schedule.on_alarm(2_700, 2_910)
 
 
 def test_until_a_round_wins_it_is_tried_again_on_the_latest_labels():
@@ -175,7 +181,7 @@ def test_the_challenger_must_be_better_by_a_paired_test():
     # a follow-up round (more labels of the same concept) needs only to be as good
     assert judge(types_pb2.TASK_CLASSIFICATION, truth, champion, barely, 0.95, follow_up=True).roll_out
     worse = judge(types_pb2.TASK_CLASSIFICATION, truth, barely, champion, 0.95, follow_up=True)
-    assert not worse.roll_out and "worse; the series ends" in worse.reason
+    assert not worse.roll_out and "worse; the served version stays" in worse.reason
 
 
 def test_a_regression_challenger_is_judged_on_paired_absolute_errors():
