@@ -59,7 +59,7 @@ def test_concept_drift_is_detected_retrained_and_rolled_out_under_load(parts, st
         # This test is about the loop's mechanics on real parts. On SEA 0 -> 3 a challenger is
         # about 3 points better, which 190 held-out labels may show only at lower confidence
         # (p=0.09 in one run): the verdict's statistics are tested in
-        # test_detectors.py and measured in bench/retraining_bench.py.
+        # tests/mlaas/test_rounds.py and measured in bench/retraining_bench.py.
         monitor.set_policy(deployment.id, M.MonitorPolicy(challenger_confidence=0.5))
         runtime = DeploymentInference(schedulers, deployment.id)
         stream_and_label(runtime, monitor, deployment.id, *sea(2_000, 0, rng), "before")

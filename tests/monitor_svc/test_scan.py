@@ -1,0 +1,60 @@
+"""The covariate drift scan on deterministic synthetic streams (fixed seeds): it finds a shift
+and names the feature, stays quiet on the null stream within its budget, and gives the same
+alarms however the stream is batched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlaas.demos.scenarios import covariate_streams
+from monitor_svc.detectors.scan import CATEGORICAL, NUMERIC, DriftScan, calibrate
+
+STREAMS = covariate_streams(3)
+REFERENCE = STREAMS["reference_0"]
+
+
+@pytest.fixture(scope="module")
+def threshold_500() -> float:
+    return calibrate(REFERENCE, [NUMERIC] * 5, 500)
+
+
+def test_the_scan_finds_a_half_sd_shift_and_names_the_feature(threshold_500):
+    names = ["a", "b", "c", "d", "e"]
+    for seed in range(3):
+        alarms = DriftScan(REFERENCE, threshold_500, names).update(STREAMS[f"shift_{seed}"])
+        assert alarms, f"seed {seed}: missed"
+        first = alarms[0]
+        assert first.features == ("a",) and first.statistic == "mean-z"
+        assert first.value > first.threshold == threshold_500 and 8 <= first.window <= 256
+        assert first.sample < 400
+
+
+def test_the_calibrated_budget_holds_on_a_long_null_stream(threshold_500):
+    """ERT 500 means about 20 false alarms per 10,000 stationary samples: 30,000 samples give
+    60 on average; anything from 35 to 90 is the budget working (Poisson spread)."""
+    null = np.vstack([STREAMS[f"null_{seed}"] for seed in range(3)])
+    alarms = DriftScan(REFERENCE, threshold_500).update(null)
+    assert 35 <= len(alarms) <= 90
+    strict = DriftScan.calibrated(REFERENCE, 20_000)
+    assert strict.threshold > threshold_500 and len(strict.update(null)) <= 5
+
+
+def test_feeding_in_batches_gives_the_same_alarms_as_at_once(threshold_500):
+    stream = STREAMS["shift_1"]
+    at_once = DriftScan(REFERENCE, threshold_500).update(stream)
+    batched, scan = [], DriftScan(REFERENCE, threshold_500)
+    for start in range(0, len(stream), 37):
+        batched += scan.update(stream[start : start + 37])
+    assert [a.sample for a in batched] == [a.sample for a in at_once]
+
+
+def test_a_categorical_feature_drifts_by_chi_square():
+    rng = np.random.default_rng(3)
+    reference = np.column_stack([rng.normal(size=4000), rng.choice(3, size=4000, p=[0.6, 0.3, 0.1])])
+    scan = DriftScan.calibrated(reference, 1000, ["x", "colour"], [NUMERIC, CATEGORICAL])
+    stationary = np.column_stack([rng.normal(size=3000), rng.choice(3, size=3000, p=[0.6, 0.3, 0.1])])
+    assert len(scan.update(stationary)) <= 10
+    shifted = np.column_stack([rng.normal(size=1000), rng.choice(4, size=1000, p=[0.3, 0.3, 0.1, 0.3])])
+    alarms = scan.update(shifted)  # a new category (3) appears and category 0 halves
+    assert alarms and alarms[0].features == ("colour",) and alarms[0].statistic == "chi2"
