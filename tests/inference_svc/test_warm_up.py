@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from inference_svc.batcher import BatchPolicy
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.repository import ModelRepository
 from inference_svc.session import OnnxModel
@@ -38,7 +39,12 @@ def test_every_test_model_warms_up_on_zero_inputs_of_its_signature(models_dir):
 
 
 def test_the_first_request_runs_at_once_and_warm_up_is_not_counted(models_dir, tmp_path):
-    settings = RuntimeSettings(server=ServerSettings.from_env({}, "inference", 0), cache_dir=tmp_path / "cache")
+    # An inline bound no warm-up measures beyond, even on a busy machine (the default 100 us
+    # was once exceeded there): this test is about the measurement being there, not its value.
+    settings = RuntimeSettings(
+        server=ServerSettings.from_env({}, "inference", 0), cache_dir=tmp_path / "cache",
+        batch=BatchPolicy(inline_compute_us=1_000_000),
+    )  # fmt: skip
     reshape_model(tmp_path / "reshape.onnx")
 
     async def main():
