@@ -143,6 +143,25 @@ class JobStore:
             except redis.WatchError:
                 return False
 
+    def end(self, job: scheduler_pb2.TrainingJob) -> scheduler_pb2.TrainingJob:
+        """Writes an ended job unless it ended already (several scheduler processes watch the
+        same jobs: the first end written stands). Returns the job as stored."""
+        key = PREFIX + job.id
+        while True:
+            with self._redis.pipeline() as pipe:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if raw is not None and (stored := scheduler_pb2.TrainingJob.FromString(raw)).state not in LIVE:
+                        return stored
+                    pipe.multi()
+                    pipe.set(key, job.SerializeToString(), ex=self._retention)
+                    pipe.srem(INDEX, job.id)
+                    pipe.execute()
+                    return job
+                except redis.WatchError:
+                    continue  # written meanwhile (a stage, or an end): read it again
+
     def live(self) -> list[scheduler_pb2.TrainingJob]:
         """Running and pending jobs, oldest first."""
         ids = [text(i) for i in self._redis.smembers(INDEX)]
@@ -351,11 +370,15 @@ class TrainingJobs:
         return private if job.output_uri and private.parent == self.jobs_dir else None
 
     def _stop(self, job: scheduler_pb2.TrainingJob, state: S.JobState, reason: str) -> scheduler_pb2.TrainingJob:
-        """Stops a running job: its process goes, its resources are free, its data is removed."""
+        """Stops a running job: its end is written first (another scheduler process, seeing its
+        process go, would write "exited with -15" instead), then its process and its data go.
+        Returns the job as stored (ended otherwise meanwhile, that end)."""
+        ended = self._finish(job, state, reason, remove_files=False)
         if job.handle:
             self._backend.delete(ReplicaStatus(job.id, "", True, handle=job.handle), grace_seconds=5)
-        self._finish(job, state, reason)
-        return job
+        if ended is job:
+            self._remove_files(job)
+        return ended
 
     def check(self) -> None:
         """Starts the pending jobs that fit now, ends the jobs whose process has exited, and
@@ -461,19 +484,32 @@ class TrainingJobs:
             return "the challenger won but no model was written"
         return ""
 
-    def _finish(self, job: scheduler_pb2.TrainingJob, state: S.JobState, reason: str) -> None:
+    def _finish(
+        self, job: scheduler_pb2.TrainingJob, state: S.JobState, reason: str, remove_files: bool = True
+    ) -> scheduler_pb2.TrainingJob:
+        """Ends the job with `reason` unless another scheduler process ended it first; returns it
+        as stored (the same object when this end was written)."""
         job.state, job.reason = state, reason
         job.finished_at.CopyFrom(_now())
         if job.output_uri:  # what the job's program noted of its own stages
             job.stages.extend(read_stages(Path(job.output_uri.removeprefix("file://")).with_name(STAGES)))
         job.stages.append(stage_time("ended"))
-        self._store.put(job)
+        stored = self._store.end(job)
+        if stored is not job:
+            return stored
         if job.HasField("node_round"):
             self._store.release_round(job.node_round.deployment_id, job.id)
+        if remove_files:
+            self._remove_files(job)
+        return job
+
+    def _remove_files(self, job: scheduler_pb2.TrainingJob) -> None:
+        """What an ended job leaves: a failed one's data, a succeeded one's input (its model stays
+        for its caller)."""
         private = self._private_dir(job)
         if private is None:
             return
-        if state != S.JOB_STATE_SUCCEEDED:
+        if job.state != S.JOB_STATE_SUCCEEDED:
             shutil.rmtree(private, ignore_errors=True)  # nobody will read its model: its data goes now
             return
         for given in (job.input_uri.removeprefix("file://"), private / CANDIDATE):  # the caller's data goes now

@@ -11,13 +11,16 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import pytest
+import redis
 from sklearn.linear_model import LogisticRegression
 
 from mlaas.client import RegistryClient, SchedulerClient
 from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from mlaas.export import register_sklearn
+from mlaas.local.redis_embedded import EmbeddedRedis
 from mlaas.services.auth import MONITOR
 from mlaas.v1 import scheduler_pb2, types_pb2
+from scheduler_svc.jobs import JobStore
 from tests.conftest import tiny_onnx
 
 S = scheduler_pb2
@@ -287,3 +290,21 @@ def test_a_job_placed_by_a_scheduler_that_stopped_before_starting_it_fails(parts
     scheduler.jobs.check()
     job = scheduler.job_store.get(placed.id)
     assert job.state == S.JOB_STATE_FAILED and job.reason == "the scheduler stopped while it started the job"
+
+
+def test_the_first_end_written_stands_whoever_writes_another(tmp_path):
+    """Several scheduler processes watch the same jobs: one stopping a job past its deadline
+    while another saw its process exit once left the caller "exited with -15" first and the
+    deadline after it. The first end stands, and whoever writes another is told which."""
+    embedded = EmbeddedRedis(tmp_path / "redis").start()
+    try:
+        store = JobStore(redis.Redis.from_url(embedded.url))
+        job = S.TrainingJob(id="j-000000000001", state=S.JOB_STATE_RUNNING)
+        store.put(job)
+        deadline = S.TrainingJob(id=job.id, state=S.JOB_STATE_FAILED, reason="did not finish within its deadline")
+        assert store.end(deadline) is deadline
+        exited = S.TrainingJob(id=job.id, state=S.JOB_STATE_FAILED, reason="exited with -15")
+        assert store.end(exited) == deadline
+        assert store.get(job.id).reason == "did not finish within its deadline" and store.live() == []
+    finally:
+        embedded.stop()
