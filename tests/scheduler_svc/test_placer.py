@@ -4,7 +4,10 @@ are evicted, least recently used first, only when the request then fits."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -35,20 +38,40 @@ class Deleting:
         pass
 
 
+@dataclass
+class Placing:
+    """A placer on a real Redis with nodes a (2 CPUs) and b (1 CPU); `jobs`: the running training
+    jobs holding capacity, as (node, resources)."""
+
+    settings: SchedulerSettings
+    client: redis.Redis
+    store: DeploymentStore
+    backend: Deleting
+    jobs: list[tuple[str, types_pb2.Resources]]
+    placer: Placer
+
+
+@contextlib.contextmanager
+def placing(tmp_path: Path, **settings) -> Iterator[Placing]:
+    """A Placing, with these scheduler settings changed."""
+    embedded = EmbeddedRedis(tmp_path / "redis").start()
+    try:
+        client = redis.Redis.from_url(embedded.url)
+        store, backend, jobs = DeploymentStore(client), Deleting(), []
+        scheduler_settings = SchedulerSettings(
+            server=ServerSettings(), data_dir=tmp_path, redis_url=embedded.url,
+            nodes=parse_nodes("a:cpu=2,memory=4Gi;b:cpu=1,memory=4Gi"), **settings,
+        )  # fmt: skip
+        placer = Placer(scheduler_settings, client, store, Lifecycle(client, store, backend), lambda: list(jobs))
+        yield Placing(scheduler_settings, client, store, backend, jobs, placer)
+    finally:
+        embedded.stop()
+
+
 @pytest.fixture
 def parts(tmp_path: Path):
-    embedded = EmbeddedRedis(tmp_path / "redis").start()
-    client = redis.Redis.from_url(embedded.url)
-    store = DeploymentStore(client)
-    backend = Deleting()
-    settings = SchedulerSettings(
-        server=ServerSettings(), data_dir=tmp_path, redis_url=embedded.url,
-        nodes=parse_nodes("a:cpu=2,memory=4Gi;b:cpu=1,memory=4Gi"),
-    )  # fmt: skip
-    jobs: list[tuple[str, types_pb2.Resources]] = []
-    placer = Placer(settings, client, store, Lifecycle(client, store, backend), lambda: list(jobs))
-    yield placer, store, backend, jobs
-    embedded.stop()
+    with placing(tmp_path) as p:
+        yield p.placer, p.store, p.backend, p.jobs
 
 
 def queued(store: DeploymentStore, name: str, replicas: int = 1, strict: str = "") -> S.Deployment:

@@ -9,18 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 
-from mlaas.local.redis_embedded import EmbeddedRedis
-from mlaas.services.settings import ServerSettings
 from mlaas.v1 import scheduler_pb2, types_pb2
-from scheduler_svc.lifecycle import Lifecycle
-from scheduler_svc.placer import Placer
 from scheduler_svc.queue import DeploymentQueue
-from scheduler_svc.settings import SchedulerSettings, parse_nodes
-from scheduler_svc.store import DeploymentStore
 from scheduler_svc.waiting import ADMISSION_SECONDS, WaitingRoom
-from tests.scheduler_svc.test_placer import Deleting, queued
+from tests.scheduler_svc.test_placer import placing, queued
 
 S = scheduler_pb2
 
@@ -29,17 +22,9 @@ S = scheduler_pb2
 def room(tmp_path: Path):
     """(the waiting room, the store, the queue, the training jobs holding capacity): nodes a (2
     CPUs) and b (1 CPU); each deployment of test_placer.queued asks for 1 CPU per replica."""
-    embedded = EmbeddedRedis(tmp_path / "redis").start()
-    client = redis.Redis.from_url(embedded.url)
-    settings = SchedulerSettings(
-        server=ServerSettings(), data_dir=tmp_path, redis_url=embedded.url,
-        nodes=parse_nodes("a:cpu=2,memory=4Gi;b:cpu=1,memory=4Gi"), placement_timeout_seconds=60,
-    )  # fmt: skip
-    store, queue = DeploymentStore(client), DeploymentQueue(client)
-    jobs: list[tuple[str, types_pb2.Resources]] = []
-    placer = Placer(settings, client, store, Lifecycle(client, store, Deleting()), lambda: list(jobs))
-    yield WaitingRoom(settings, store, queue, placer), store, queue, jobs
-    embedded.stop()
+    with placing(tmp_path, placement_timeout_seconds=60) as p:
+        queue = DeploymentQueue(p.client)
+        yield WaitingRoom(p.settings, p.store, queue, p.placer), p.store, queue, p.jobs
 
 
 def created_ago(store, deployment: S.Deployment, seconds: float) -> S.Deployment:
