@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -28,6 +29,19 @@ M = monitor_pb2
 MODEL = "sea-demo"
 DEMO_CONFIDENCE = 0.5
 FINAL = (M.RETRAINING_STATE_ROLLED_OUT, M.RETRAINING_STATE_REJECTED, M.RETRAINING_STATE_FAILED)
+# What an application sends while the Monitor retrains and rolls out. A stream as fast as the
+# machine allows took both cores from the training job it was waiting for.
+LIVE_REQUESTS_PER_SECOND = 200
+
+
+def _paced(rows: Iterator[dict], per_second: float, stop: threading.Event) -> Iterator[dict]:
+    """`rows` at `per_second`, until `stop` is set."""
+    due = time.monotonic()
+    for row in rows:
+        if stop.wait(max(0.0, due - time.monotonic())):
+            return
+        yield row
+        due += 1 / per_second
 
 
 def _phase(runtime, report_labels, concept, rows, prefix, rng) -> float:
@@ -92,11 +106,9 @@ def run_drift_demo(
 
         def keep_streaming() -> None:
             X, _ = sea(100_000, 3, rng)
-            rows = ({"X": X[i : i + 1]} for i in range(len(X)))
+            rows = _paced(({"X": X[i : i + 1]} for i in range(len(X))), LIVE_REQUESTS_PER_SECOND, stop)
             for result in runtime.stream(rows, (f"{tag}-live-{i}" for i in range(len(X)))):
                 served.append(result.model_version)
-                if stop.is_set():
-                    return
 
         live = threading.Thread(target=keep_streaming, daemon=True)
         live.start()
