@@ -11,14 +11,11 @@ import dataclasses
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from inference_svc.metrics_dir import metrics_dir
+from inference_svc.server import run
+from inference_svc.settings import RuntimeSettings
 from mlaas.services.private_files import private_by_default
 from mlaas.services.settings import current_env
-
-if TYPE_CHECKING:
-    from inference_svc.settings import RuntimeSettings
 
 
 def parse_model_uri(text: str) -> tuple[str, str]:
@@ -53,19 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runtime %(name)s %(levelname)s %(message)s")
     private_by_default()  # its model cache holds tenants' private models
-    with metrics_dir():
-        # Imported only now: prometheus_client, which they import, reads the directory's name once.
-        from inference_svc.server import run
-        from inference_svc.settings import RuntimeSettings
 
-        settings = _settings(args, RuntimeSettings.from_env(current_env()))
-        if not settings.models and not settings.model_uris:
-            parser.error("give at least one --model or --model-uri (more can be loaded with RepositoryModelLoad)")
-        return run(settings)
-
-
-def _settings(args: argparse.Namespace, settings: RuntimeSettings) -> RuntimeSettings:
-    """The environment's settings, with what the command line gives instead."""
+    settings = RuntimeSettings.from_env(current_env())
     server = settings.server
     if args.port is not None:
         server = dataclasses.replace(server, port=args.port)
@@ -80,7 +66,7 @@ def _settings(args: argparse.Namespace, settings: RuntimeSettings) -> RuntimeSet
     ):
         if value is not None:
             batch = dataclasses.replace(batch, **{field: value})
-    return dataclasses.replace(
+    settings = dataclasses.replace(
         settings,
         server=server,
         batch=batch,
@@ -92,6 +78,9 @@ def _settings(args: argparse.Namespace, settings: RuntimeSettings) -> RuntimeSet
         bulk_port=settings.bulk_port if args.bulk_port is None else args.bulk_port,
         intra_op_threads=args.intra_op_threads or settings.intra_op_threads,
     )
+    if not settings.models and not settings.model_uris:
+        parser.error("give at least one --model or --model-uri (more can be loaded with RepositoryModelLoad)")
+    return run(settings)
 
 
 if __name__ == "__main__":

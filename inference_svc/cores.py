@@ -13,8 +13,9 @@ from collections.abc import Iterator
 
 class LongCalls:
     def __init__(self) -> None:
-        # Made before the workers are forked, and handed to each through its Process arguments.
-        self._running = multiprocessing.get_context("fork").Value("i", 0)
+        # Made before the workers are spawned, and handed to each (a spawned child gets it only
+        # through its Process arguments).
+        self._running = multiprocessing.get_context("spawn").Value("i", 0)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[bool]:

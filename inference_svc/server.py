@@ -1,28 +1,21 @@
-"""Runs the runtime: a parent process that forks N worker processes sharing one port
+"""Runs the runtime: a parent process that spawns N worker processes sharing one port
 (SO_REUSEPORT, as in gRPC's Python multiprocessing example), serves their summed Prometheus
 metrics, and stops them gracefully on SIGTERM. Each worker (built by app.py) has its own event
-loop, batchers and ONNX sessions.
-
-The workers are forked, not spawned: each starts with the modules this process has imported
-(a spawned worker imported them again, ~0.6 CPU-s per worker and per replica start). That is
-safe because nothing here has made a gRPC object or started a thread before the fork; the
-metrics server's thread starts after it."""
+loop, batchers and ONNX sessions."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
-import threading
+import tempfile
 from collections.abc import Collection
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.multiprocess import MultiProcessCollector
+import psutil
 
 from inference_svc.app import build_worker
 from inference_svc.cores import LongCalls
@@ -47,14 +40,8 @@ async def run_worker(settings: RuntimeSettings, long_calls: LongCalls) -> None:
     await worker.stop()
 
 
-def _worker_main(
-    settings: RuntimeSettings, parent_pid: int, long_calls: LongCalls, metrics: MetricsServer | None
-) -> None:
-    if metrics is not None:
-        metrics.close_inherited()
-    logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s worker{settings.worker_index} %(name)s %(message)s", force=True
-    )
+def _worker_main(settings: RuntimeSettings, parent_pid: int, long_calls: LongCalls) -> None:
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker{settings.worker_index} %(name)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     die_with_parent(parent_pid)  # an orphan would keep serving on the shared port
     if settings.bulk:
@@ -72,31 +59,26 @@ def keep_to_bulk_cores(count: int) -> None:
         os.sched_setaffinity(0, allowed[-count:])
 
 
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+def _serve_metrics(port: int, host: str) -> int:
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    server, _ = start_http_server(port, addr=host, registry=registry)
+    return server.server_address[1]
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # one line per scrape is noise
-        pass
+METRICS_DIR_PREFIX = "mlaas-runtime-metrics-"
 
 
-class MetricsServer:
-    """The workers' summed Prometheus values over HTTP: bound when made (so no worker port can
-    be this one), served from a thread started only once the workers are forked."""
-
-    def __init__(self, port: int, host: str):
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-        self._http = make_server(host, port, make_wsgi_app(registry), _ThreadingWSGIServer, handler_class=_QuietHandler)
-        self.port = self._http.server_address[1]
-
-    def serve(self) -> None:
-        threading.Thread(target=self._http.serve_forever, name="metrics", daemon=True).start()
-
-    def close_inherited(self) -> None:
-        """In a forked worker: lets go of the parent's listening socket."""
-        self._http.socket.close()
+def _remove_orphaned_metrics_dirs() -> None:
+    """The Prometheus directories of runtimes killed before they could remove theirs (each is
+    named after its runtime's pid)."""
+    for stale in Path(tempfile.gettempdir()).glob(f"{METRICS_DIR_PREFIX}*"):
+        pid = stale.name.removeprefix(METRICS_DIR_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _free_port_but(taken: Collection[int]) -> int:
@@ -128,13 +110,15 @@ def _pick_ports(settings: RuntimeSettings, taken: Collection[int] = ()) -> tuple
 
 
 def run(settings: RuntimeSettings) -> int:
-    """Forks the workers and supervises them until SIGTERM/SIGINT or a worker dies. The
-    environment names the metrics directory already (metrics_dir.py)."""
-    metrics: MetricsServer | None = None
+    """Spawns the workers and supervises them until SIGTERM/SIGINT or a worker dies."""
+    import dataclasses
+
+    _remove_orphaned_metrics_dirs()
+    metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by the spawned workers
     metrics_port = -1
     if settings.server.metrics_port >= 0:  # bound before the other ports are picked: never one of them
-        metrics = MetricsServer(settings.server.metrics_port, "127.0.0.1")
-        metrics_port = metrics.port
+        metrics_port = _serve_metrics(settings.server.metrics_port, "127.0.0.1")
         log.info("metrics on 127.0.0.1:%d/metrics", metrics_port)
     ports = _pick_ports(settings, taken=[metrics_port])
     if ports is None:
@@ -146,7 +130,7 @@ def run(settings: RuntimeSettings) -> int:
     control_ports: list[int] = []
     for _ in range(processes_count if processes_count > 1 else 0):
         control_ports.append(_free_port_but([*ports, metrics_port, *control_ports]))
-    context = multiprocessing.get_context("fork")  # see the module's docstring
+    context = multiprocessing.get_context("spawn")  # grpc must not be forked after initialisation
     long_calls = LongCalls()
     processes = []
     for index in range(processes_count):
@@ -165,14 +149,10 @@ def run(settings: RuntimeSettings) -> int:
             else settings.wide_call_threads,
         )
         process = context.Process(
-            target=_worker_main,
-            args=(worker_settings, os.getpid(), long_calls, metrics),
-            name=f"inference-worker-{index}",
+            target=_worker_main, args=(worker_settings, os.getpid(), long_calls), name=f"inference-worker-{index}"
         )
         process.start()
         processes.append(process)
-    if metrics is not None:
-        metrics.serve()
     log.info(
         "runtime on port %d%s%s with %d worker(s)", port, f" (REST {http_port})" if http_port >= 0 else "",
         f", bulk requests on port {bulk_port}" if bulk_port >= 0 else "", workers,
@@ -190,11 +170,14 @@ def run(settings: RuntimeSettings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     exit_code = 0
-    while any(p.is_alive() for p in processes):
-        for p in processes:
-            p.join(0.2)
-            if not p.is_alive() and not stopping:  # even with 0: its port would go unserved
-                log.error("%s exited with %s; stopping the runtime", p.name, p.exitcode)
-                exit_code = 1
-                on_signal(signal.SIGTERM, None)
+    try:
+        while any(p.is_alive() for p in processes):
+            for p in processes:
+                p.join(0.2)
+                if not p.is_alive() and not stopping:  # even with 0: its port would go unserved
+                    log.error("%s exited with %s; stopping the runtime", p.name, p.exitcode)
+                    exit_code = 1
+                    on_signal(signal.SIGTERM, None)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)  # the workers' Prometheus files end with them
     return exit_code

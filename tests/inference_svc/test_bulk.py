@@ -53,7 +53,7 @@ def bulk_runtime(tmp_path_factory, models_dir):
 
 def workers_of(rt, bulk_port: int) -> tuple[psutil.Process, list[psutil.Process]]:
     """(the bulk worker, the other workers) of a runtime: the bulk worker listens on the bulk port."""
-    workers = psutil.Process(rt.process.pid).children()
+    workers = [w for w in psutil.Process(rt.process.pid).children() if "spawn_main" in " ".join(w.cmdline())]
 
     def listens_on_bulk(worker: psutil.Process) -> bool:
         connections = getattr(worker, "net_connections", worker.connections)

@@ -11,8 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -151,8 +149,9 @@ def test_a_runtime_refuses_a_port_another_process_holds(tmp_path, models_dir):
 
 def test_a_stopped_runtime_leaves_no_metrics_files_behind(tmp_path, models_dir):
     rt = start_runtime(tmp_path, "--workers", "2", "--model-uri", f"iris=file://{models_dir / 'iris.onnx'}")
-    (metrics_dir,) = Path(tempfile.gettempdir()).glob(f"mlaas-runtime-metrics-{rt.process.pid}-*")
-    assert metrics_dir.is_dir()
+    worker = psutil.Process(rt.process.pid).children()[0]
+    metrics_dir = worker.environ()["PROMETHEUS_MULTIPROC_DIR"]
+    assert os.path.isdir(metrics_dir)
     assert stop_runtime(rt) == 0
     assert not os.path.exists(metrics_dir)
 
@@ -160,6 +159,9 @@ def test_a_stopped_runtime_leaves_no_metrics_files_behind(tmp_path, models_dir):
 def test_a_killed_runtimes_metrics_directory_is_removed_by_the_next(tmp_path, models_dir):
     """A runtime killed with SIGKILL leaves its Prometheus directory (named after its pid) in
     the temporary directory; the next runtime to start removes it, and not a living one's."""
+    import tempfile
+    from pathlib import Path
+
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     orphan = Path(tempfile.mkdtemp(prefix=f"mlaas-runtime-metrics-{dead.stdout.strip()}-"))
     living = Path(tempfile.mkdtemp(prefix=f"mlaas-runtime-metrics-{os.getpid()}-"))

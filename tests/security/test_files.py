@@ -36,12 +36,10 @@ def test_a_runtime_holds_its_own_credential_and_none_of_the_meshs(mesh, deployed
     with mesh.registry_as("alpha") as alpha:
         register_sklearn(alpha, LogisticRegression(max_iter=200).fit(X, y), "alpha-env", X)
     port = deployed("alpha", "alpha-env").endpoints[0].rsplit(":", 1)[1]
-    processes = [
+    [runtime] = [
         p for p in psutil.process_iter(["cmdline"])
         if "inference_svc" in " ".join(p.info["cmdline"] or ()) and port in (p.info["cmdline"] or ())
     ]  # fmt: skip
-    # its main process: the workers it forks share its command line
-    [runtime] = [p for p in processes if p.ppid() not in {q.pid for q in processes}]
     env = runtime.environ()
     assert env["MLAAS_TOKEN"].startswith("mlaas-scoped.")
     assert not {"MLAAS_REDIS_URL", "MLAAS_MESH_KEY_FILE"} & set(env)
