@@ -5,6 +5,7 @@ ends with no runtime of its own left."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from mlaas.client import RegistryClient, SchedulerClient
+from mlaas.errors import NotFound
 from mlaas.v1 import scheduler_pb2
 from tests.conftest import tool_env
 from tests.inference_svc.conftest import models_dir  # noqa: F401 (fixture)
@@ -68,8 +70,8 @@ def mesh(tmp_path_factory) -> Iterator[Mesh]:
 
 @pytest.fixture
 def deployed(mesh) -> Iterator[Callable[[str, str], scheduler_pb2.Deployment]]:
-    """deployed(tenant, model): a READY deployment of the tenant's, decommissioned (and so
-    destroyed) when the test ends."""
+    """deployed(tenant, model): a READY deployment of the tenant's (or a lease on another's it
+    shares), decommissioned (and so destroyed) when the test ends."""
     made: list[tuple[str, str]] = []
 
     def deploy(tenant: str, model: str) -> scheduler_pb2.Deployment:
@@ -79,9 +81,16 @@ def deployed(mesh) -> Iterator[Callable[[str, str], scheduler_pb2.Deployment]]:
         return deployment
 
     yield deploy
+    # Every lease first (a shared deployment goes with its last), whatever the test did: a lease
+    # a failed test left behind kept its deployment, and the next tests, failing.
     for tenant, deployment_id in made:
-        with mesh.scheduler_as(tenant) as scheduler:
+        with mesh.scheduler_as(tenant) as scheduler, contextlib.suppress(NotFound):  # dropped by the test
             scheduler.decommission(deployment_id)
+    owners: dict[str, str] = {}  # who deployed it first: a tenant with no lease left may not see it
+    for tenant, deployment_id in made:
+        owners.setdefault(deployment_id, tenant)
+    for deployment_id, tenant in owners.items():
+        with mesh.scheduler_as(tenant) as scheduler:
             deadline = time.monotonic() + 30
             while scheduler.get(deployment_id).state != scheduler_pb2.DEPLOYMENT_STATE_DESTROYED:
                 assert time.monotonic() < deadline, f"{deployment_id} was not destroyed"
