@@ -6,4 +6,4 @@ symbols, which tritonclient, KServe and MLServer define too, and one process can
 them twice.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
