@@ -252,7 +252,7 @@ def _once_free(call, seconds: float = 10.0):
         time.sleep(0.05)
 
 
-def test_one_tenant_cannot_hold_all_of_a_bulk_workers_calls(mesh, models, deployed):
+def test_one_tenant_cannot_hold_all_of_a_bulk_workers_calls(models, deployed):
     """The bulk worker serves 2 calls at once: two idle streams of one tenant once shut every
     other tenant's big requests out. A tenant now holds at most half of them."""
     X = models
@@ -273,7 +273,7 @@ def test_one_tenant_cannot_hold_all_of_a_bulk_workers_calls(mesh, models, deploy
         list(stream)
 
 
-def test_idle_streams_on_the_bulk_port_are_closed_and_the_owner_gets_its_calls_back(mesh, models, deployed):
+def test_idle_streams_on_the_bulk_port_are_closed_and_the_owner_gets_its_calls_back(models, deployed):
     """Two tenants' streams that send nothing once held both of the bulk worker's calls for the
     connection's age (125 s): each is now closed after MLAAS_STREAM_IDLE_SECONDS (10 s in this
     mesh), however long its connection lives, and the owner's request is served (that a stream
