@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from mlaas.errors import ResourceExhausted
 from mlaas.export import sklearn_to_onnx
 from mlaas.services.net import free_port, wait_healthy, wait_listening
 from tests.conftest import tool_env
@@ -110,6 +112,19 @@ def stop_runtime(runtime: Runtime) -> int:
     except subprocess.TimeoutExpired:
         runtime.process.kill()
         return runtime.process.wait()
+
+
+def served_once_free(call, holder: str, seconds: float = 10.0):
+    """call(), again while RESOURCE_EXHAUSTED refuses it: a bulk worker's call slot is free only
+    once the server has ended the call that held it, which can be after that call's client heard
+    it end. `holder` says what would still hold the slot when `seconds` have passed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return call()
+        except ResourceExhausted:
+            assert time.monotonic() < deadline, holder
+            time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

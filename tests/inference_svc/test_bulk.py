@@ -26,7 +26,7 @@ from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.services.net import free_port, wait_healthy
 from tests.conftest import tool_env
-from tests.inference_svc.conftest import start_runtime, stop_runtime
+from tests.inference_svc.conftest import served_once_free, start_runtime, stop_runtime
 
 pytestmark = pytest.mark.spawns  # see pyproject.toml
 
@@ -171,14 +171,8 @@ def test_the_bulk_worker_holds_a_bounded_number_of_calls(tmp_path, models_dir, i
                 other.infer("iris", {"X": X[:1]})
             held.put(None)  # the stream ends: the slot is free again, once the server has closed it
             list(stream)
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    assert other.infer("iris", {"X": X[:1]})["label"].shape == (1,)
-                    break
-                except ResourceExhausted:
-                    assert time.monotonic() < deadline, "the slot stayed taken after the stream ended"
-                    time.sleep(0.05)
+            answer = served_once_free(lambda: other.infer("iris", {"X": X[:1]}), "the stream's slot stayed taken")
+            assert answer["label"].shape == (1,)
     finally:
         stop_runtime(rt)
 
@@ -220,15 +214,9 @@ def test_an_idle_stream_holds_a_bulk_call_for_a_bounded_time(tmp_path, models_di
             assert time.monotonic() - started < 10
         # The cut stream's slot is given back just after its client saw the end: within a bound
         # (a busy machine once took longer than the next call), the port serves another caller.
-        deadline = time.monotonic() + 10
         with InferenceClient(bulk) as other:
-            while True:
-                try:
-                    assert other.infer("iris", {"X": X[:1]})["label"].shape == (1,)
-                    break
-                except ResourceExhausted:
-                    assert time.monotonic() < deadline, "the cut stream still holds the only bulk call"
-                    time.sleep(0.05)
+            answer = served_once_free(lambda: other.infer("iris", {"X": X[:1]}), "the cut stream holds the only call")
+            assert answer["label"].shape == (1,)
     finally:
         stop_runtime(rt)
 

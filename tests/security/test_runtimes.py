@@ -25,6 +25,7 @@ from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.services.auth import RUNTIME, MeshKey
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc, node_pb2, scheduler_pb2, types_pb2
 from tests.conftest import feedback_record
+from tests.inference_svc.conftest import served_once_free
 from tests.security.conftest import TOKENS
 
 
@@ -239,19 +240,6 @@ def _shared_with_beta(deployed) -> scheduler_pb2.Deployment:
     return deployment
 
 
-def _once_free(call, seconds: float = 10.0):
-    """call(), again while gRPC's own cap on the bulk worker's calls refuses it: a refused call
-    gives its slot back as it ends on the server, which can be just after its caller heard no."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            return call()
-        except errors.ResourceExhausted as refused:
-            if "Concurrent RPC limit" not in refused.message or time.monotonic() > deadline:
-                raise
-        time.sleep(0.05)
-
-
 def test_one_tenant_cannot_hold_all_of_a_bulk_workers_calls(models, deployed):
     """The bulk worker serves 2 calls at once: two idle streams of one tenant once shut every
     other tenant's big requests out. A tenant now holds at most half of them."""
@@ -268,7 +256,8 @@ def test_one_tenant_cannot_hold_all_of_a_bulk_workers_calls(models, deployed):
         with InferenceClient(bulk, TOKENS["alpha"]) as alpha, pytest.raises(errors.ResourceExhausted, match="share"):
             alpha.infer("alpha-shared", {"X": X[:1]})
         with InferenceClient(bulk, TOKENS["beta"]) as beta:
-            assert _once_free(lambda: beta.infer("alpha-shared", {"X": X[:1]}))["label"].shape == (1,)
+            answer = served_once_free(lambda: beta.infer("alpha-shared", {"X": X[:1]}), "alpha's refused call")
+            assert answer["label"].shape == (1,)
         held.put(None)
         list(stream)
 
@@ -294,7 +283,8 @@ def test_idle_streams_on_the_bulk_port_are_closed_and_the_owner_gets_its_calls_b
             assert "sent nothing for 10 s (MLAAS_STREAM_IDLE_SECONDS)" in details
         assert time.monotonic() - started < 60  # not the connection's age
     with InferenceClient(bulk, TOKENS["alpha"]) as alpha:
-        assert _once_free(lambda: alpha.infer("alpha-shared", {"X": X[:1]}))["label"].shape == (1,)
+        answer = served_once_free(lambda: alpha.infer("alpha-shared", {"X": X[:1]}), "the closed idle streams")
+        assert answer["label"].shape == (1,)
 
 
 def test_a_hot_swap_hands_the_runtime_the_new_versions_credential_and_no_more(mesh, models, deployed, iris_model):
