@@ -45,6 +45,7 @@ from sklearn.ensemble import RandomForestClassifier
 from venvs import ensure_venv
 
 from mlaas.client import MonitorClient, RegistryClient, SchedulerClient
+from mlaas.demos.scenarios import paced
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
 from mlaas.retraining.stages import durations
@@ -104,18 +105,11 @@ def serve(mesh: Mesh, name: str, X: np.ndarray, y: np.ndarray, train: tuple, rat
         register_sklearn(registry, champion, name, train[0].astype(np.float32), reference_data=train[0][:1000])
     with SchedulerClient(mesh.scheduler) as scheduler, MonitorClient(mesh.monitor) as monitor:
         deployment = scheduler.wait_ready(scheduler.deploy(name).id)
-        start = time.monotonic()
-
-        def paced():
-            for i in range(len(X)):
-                wait = start + i / rate - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-                yield {"X": X[i : i + 1].astype(np.float32)}
+        rows = paced(({"X": X[i : i + 1].astype(np.float32)} for i in range(len(X))), rate)
 
         versions, right, failed, waiting = [], [], 0, []
         with DeploymentInference(scheduler, deployment.id) as runtime:
-            for result in runtime.stream(paced(), (f"r{i}" for i in range(len(X)))):
+            for result in runtime.stream(rows, (f"r{i}" for i in range(len(X)))):
                 i = int(result.request_id[1:])
                 if result.error:
                     failed += 1

@@ -12,13 +12,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 
 from mlaas.client import MonitorClient, RegistryClient, SchedulerClient
-from mlaas.demos.scenarios import sea, sea_classifier
+from mlaas.demos.scenarios import paced, sea, sea_classifier
 from mlaas.errors import MlaasError, NotFound
 from mlaas.export import register_sklearn
 from mlaas.inference_client import DeploymentInference
@@ -32,16 +31,6 @@ FINAL = (M.RETRAINING_STATE_ROLLED_OUT, M.RETRAINING_STATE_REJECTED, M.RETRAININ
 # What an application sends while the Monitor retrains and rolls out. A stream as fast as the
 # machine allows took both cores from the training job it was waiting for.
 LIVE_REQUESTS_PER_SECOND = 200
-
-
-def _paced(rows: Iterator[dict], per_second: float, stop: threading.Event) -> Iterator[dict]:
-    """`rows` at `per_second`, until `stop` is set."""
-    due = time.monotonic()
-    for row in rows:
-        if stop.wait(max(0.0, due - time.monotonic())):
-            return
-        yield row
-        due += 1 / per_second
 
 
 def _phase(runtime, report_labels, concept, rows, prefix, rng) -> float:
@@ -106,7 +95,7 @@ def run_drift_demo(
 
         def keep_streaming() -> None:
             X, _ = sea(100_000, 3, rng)
-            rows = _paced(({"X": X[i : i + 1]} for i in range(len(X))), LIVE_REQUESTS_PER_SECOND, stop)
+            rows = paced(({"X": X[i : i + 1]} for i in range(len(X))), LIVE_REQUESTS_PER_SECOND, stop)
             for result in runtime.stream(rows, (f"{tag}-live-{i}" for i in range(len(X)))):
                 served.append(result.model_version)
 

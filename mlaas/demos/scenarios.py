@@ -9,7 +9,14 @@ benchmark, the tests and the drift demo.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
 import numpy as np
+
+T = TypeVar("T")
 
 FEATURES = 5
 REFERENCE_SIZE = 2_000
@@ -68,3 +75,14 @@ def sea_error_streams(seeds: int) -> dict[str, np.ndarray]:
         errors = np.concatenate([model.predict(X0) != y0, model.predict(X3) != y3])
         streams[f"sea_drift_{seed}"] = errors.astype(np.int8)
     return streams
+
+
+def paced(rows: Iterable[T], per_second: float, stop: threading.Event | None = None) -> Iterator[T]:
+    """`rows` at `per_second`, as an application sends them, until `stop` (if given) is set."""
+    stop = stop or threading.Event()
+    due = time.monotonic()
+    for row in rows:
+        if stop.wait(max(0.0, due - time.monotonic())):
+            return
+        yield row
+        due += 1 / per_second
