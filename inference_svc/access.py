@@ -5,7 +5,8 @@ a decommission takes effect within seconds, open streams included: they are chec
 they go on).
 
 Everyone else gets the same NOT_FOUND as for a model that is not loaded here. The repository
-rpcs of a managed runtime are the scheduler's alone. A standalone runtime (no deployment) is its
+rpcs and the replica's load (RuntimeService.GetLoad: a shared deployment's load tells of every
+tenant's traffic) of a managed runtime are the scheduler's alone. A standalone runtime (no deployment) is its
 operator's: any authenticated caller may infer, and only the operator's own tenant (the one its
 MLAAS_TOKEN names) may change its repository.
 """
@@ -28,9 +29,13 @@ from mlaas.services.interceptors import wrap_handler
 
 _SERVICE = "/inference.GRPCInferenceService/"
 _NODE_LABELS = "/mlaas.v1.NodeLabelsService/"  # a STRICT deployment's labels, under the same rules
+_RUNTIME = "/mlaas.v1.RuntimeService/"
 # Answer nothing of the models to strangers; the server-wide rpcs tell nothing of any tenant.
 _SERVER_WIDE = {_SERVICE + m for m in ("ServerLive", "ServerReady", "ServerMetadata")}
-_REPOSITORY = {_SERVICE + m for m in ("RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload")}
+# The runtime's operator's: the scheduler on a deployment's runtime.
+_OPERATORS = {_SERVICE + m for m in ("RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload")} | {
+    _RUNTIME + "GetLoad"
+}
 
 # The tenant of the call being served (set by the interceptor below, in the call's own task).
 CALLER_TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("caller_tenant", default="")
@@ -157,15 +162,15 @@ class DeploymentAccess:
 class RuntimeRules:
     """Who may call what on this runtime, whatever the protocol (the gRPC interceptor below and
     the REST adapter, rest.py, both ask it). `access`: who may use the deployment's models (None
-    on a standalone runtime: every tenant). `repository_owner`: who may load and unload models,
-    the scheduler's role or, on a standalone runtime, the tenant whose token the runtime runs
+    on a standalone runtime: every tenant). `operator`: who may load and unload models and read
+    the load, the scheduler's role or, on a standalone runtime, the tenant whose token the runtime runs
     with (it fetches with that token: another tenant must not make it fetch what only the
     operator may read)."""
 
-    def __init__(self, auth: Authenticator, access: DeploymentAccess | None, repository_owner: str):
+    def __init__(self, auth: Authenticator, access: DeploymentAccess | None, operator: str):
         self.auth = auth
         self.access = access
-        self._repository_owner = repository_owner
+        self._operator = operator
 
     def caller(self, method: str, metadata) -> Identity | None:
         """The authenticated caller of `method` (None when the rules do not concern it: auth
@@ -178,16 +183,16 @@ class RuntimeRules:
             raise PermissionDenied(denied)
         return None if method in _SERVER_WIDE else identity
 
-    def may_change_repository(self, identity: Identity) -> bool:
-        return identity.tenant == self._repository_owner
+    def is_operator(self, identity: Identity) -> bool:
+        return identity.tenant == self._operator
 
     async def admit(self, identity: Identity, token: str | None, method: str, model: str) -> None:
         """Returns when `identity` may call `method` on `model`, with CALLER_TENANT naming it (in
         the caller's task, for feedback ids and its share of the worker, limits.py); raises the
         MlaasError that refuses it (NotFound, as for a model not loaded here, to strangers)."""
-        if method in _REPOSITORY:
-            if not self.may_change_repository(identity):
-                raise _repository_refusal()
+        if method in _OPERATORS:
+            if not self.is_operator(identity):
+                raise _operators_refusal()
             return
         if identity.role:
             return  # the rules of mlaas.services.permissions let no role but tenants' reach here
@@ -206,16 +211,16 @@ class RuntimeAccessInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if not method.startswith((_SERVICE, _NODE_LABELS)) or method in _SERVER_WIDE:
+        if not method.startswith((_SERVICE, _NODE_LABELS, _RUNTIME)) or method in _SERVER_WIDE:
             return handler
         metadata = handler_call_details.invocation_metadata
         try:
             identity = self._rules.auth.identity(metadata)
         except MlaasError:
             return handler  # the auth interceptor has refused it already
-        if method in _REPOSITORY:
-            allowed = self._rules.may_change_repository(identity)
-            return handler if allowed else _refusing(handler, _repository_refusal)
+        if method in _OPERATORS:
+            allowed = self._rules.is_operator(identity)
+            return handler if allowed else _refusing(handler, _operators_refusal)
         if identity.role:
             return handler
         return wrap_handler(handler, self._guard(identity, bearer_token(metadata), method))
@@ -264,8 +269,8 @@ async def _checked_requests(requests: AsyncIterator, access: DeploymentAccess, t
         yield request
 
 
-def _repository_refusal() -> MlaasError:
-    return PermissionDenied("this runtime's repository is not yours to change (the scheduler's, or its operator's)")
+def _operators_refusal() -> MlaasError:
+    return PermissionDenied("this runtime's repository and load are its operator's (the scheduler's), not yours")
 
 
 def _refusing(handler, error: Callable[[], MlaasError]):

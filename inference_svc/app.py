@@ -18,6 +18,8 @@ from inference_svc.credentials import RuntimeCredentials
 from inference_svc.dataplane import DataPlane
 from inference_svc.feedback import FeedbackSink, FeedbackTap
 from inference_svc.limits import TenantCalls
+from inference_svc.load import ReplicaLoad
+from inference_svc.load_servicer import RuntimeServicer
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.monitor_sink import MonitorConnection, MonitorSink
 from inference_svc.node_labels import NodeLabels, NodeStore
@@ -33,11 +35,12 @@ from mlaas.refs import parse_ref
 from mlaas.services.auth import SCHEDULER, Authenticator
 from mlaas.services.interceptors import AioAuthInterceptor
 from mlaas.services.server import AioMeshServer, Service, bind_host, tls_mode
-from mlaas.v1 import node_pb2, node_pb2_grpc, types_pb2
+from mlaas.v1 import node_pb2, node_pb2_grpc, runtime_pb2, runtime_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = oip.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 NODE_LABELS_SERVICE = node_pb2.DESCRIPTOR.services_by_name["NodeLabelsService"].full_name
+RUNTIME_SERVICE = runtime_pb2.DESCRIPTOR.services_by_name["RuntimeService"].full_name
 
 
 @dataclass
@@ -149,8 +152,11 @@ def _rules(settings: RuntimeSettings, authenticator: Authenticator) -> RuntimeRu
     return RuntimeRules(authenticator, access, SCHEDULER)
 
 
-def build_worker(settings: RuntimeSettings, long_calls: LongCalls | None = None) -> Worker:
-    """One worker; `long_calls` is shared by the runtime's workers (cores.py)."""
+def build_worker(
+    settings: RuntimeSettings, long_calls: LongCalls | None = None, load: ReplicaLoad | None = None
+) -> Worker:
+    """One worker; `long_calls` (cores.py) and `load` (load.py) are shared by the runtime's workers."""
+    load = load or ReplicaLoad()
     authenticator = Authenticator.for_server(settings.server)
     metrics = RuntimeMetrics()
     credentials = _credentials(settings)
@@ -163,7 +169,7 @@ def build_worker(settings: RuntimeSettings, long_calls: LongCalls | None = None)
     )  # fmt: skip
     siblings = [f"127.0.0.1:{p}" for i, p in enumerate(settings.control_ports) if i != settings.worker_index]
     catalog = Catalog(settings, repository, siblings, credentials, node_labels)
-    plane = DataPlane(settings, repository, feedback, metrics)
+    plane = DataPlane(settings, repository, feedback, metrics, load.worker(settings.worker_index))
     rules = _rules(settings, authenticator)
     interceptors = [] if rules is None else [AioAuthInterceptor(authenticator), RuntimeAccessInterceptor(rules)]
     if rules is not None and settings.bulk:  # no tenant holds all of the bulk worker's few calls
@@ -175,8 +181,11 @@ def build_worker(settings: RuntimeSettings, long_calls: LongCalls | None = None)
         NODE_LABELS_SERVICE, NodeLabelsServicer(node_labels, monitor),
         node_pb2_grpc.add_NodeLabelsServiceServicer_to_server,
     )  # fmt: skip
+    load_service = Service(
+        RUNTIME_SERVICE, RuntimeServicer(load), runtime_pb2_grpc.add_RuntimeServiceServicer_to_server
+    )
     server = AioMeshServer(
-        "inference", settings.server, [service, labels_service], authenticator, interceptors,
+        "inference", settings.server, [service, labels_service, load_service], authenticator, interceptors,
         share_port=not settings.bulk, max_receive_bytes=settings.max_request_bytes,
         max_concurrent_rpcs=settings.bulk_concurrency if settings.bulk else None,
         connection_seconds=settings.bulk_connection_seconds if settings.bulk else None,

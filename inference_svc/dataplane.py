@@ -1,6 +1,7 @@
 """The runtime's inference pipeline, free of any transport: decode and check a request, load
 its data references, take the caller's share of the worker, batch and run it, build its answer,
-offer it to the feedback tap, and count it in the statistics and metrics. The gRPC servicer is a
+offer it to the feedback tap, and count it in the statistics, the metrics and the replica's load
+(load.py, what the scheduler autoscales on). The gRPC servicer is a
 thin adapter over it, and so is the REST one (rest.py).
 
 Two entry points, one pipeline:
@@ -31,6 +32,7 @@ from inference_svc.access import CALLER_TENANT, feedback_id
 from inference_svc.codec import check_shape, decode_array, requested_outputs
 from inference_svc.feedback import FeedbackTap
 from inference_svc.limits import TenantLimits
+from inference_svc.load import WorkerLoad
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.repository import CANARY, LoadedModel, ModelRepository
 from inference_svc.settings import RuntimeSettings
@@ -93,9 +95,11 @@ class Prepared:
 
 class DataPlane:
     def __init__(
-        self, settings: RuntimeSettings, repository: ModelRepository, feedback: FeedbackTap, metrics: RuntimeMetrics
-    ):
+        self, settings: RuntimeSettings, repository: ModelRepository, feedback: FeedbackTap, metrics: RuntimeMetrics,
+        load: WorkerLoad,
+    ):  # fmt: skip
         self._settings = settings
+        self._load = load
         self._repo = repository
         self._feedback = feedback
         self._metrics = metrics
@@ -110,6 +114,7 @@ class DataPlane:
         inputs' bytes when they came apart from the request (REST's binary data), instead of its
         raw_input_contents."""
         started = time.perf_counter()
+        self._load.begin()
         try:
             prepared = self.prepare(request, raw_inputs)
             return await self._finish(prepared, kind)
@@ -117,11 +122,15 @@ class DataPlane:
             failure = as_caller_error(err)
             self._count_failure(request, kind, failure, started)
             raise failure from None
+        finally:
+            self._load.end(time.perf_counter() - started)
 
     def start(self, request, kind: str, deliver: Callable[[Outcome], None]) -> None:
         """Starts the request; `deliver` gets its Answer or the MlaasError that ended it, at once
         when it can."""
         started = time.perf_counter()
+        self._load.begin()
+        deliver = self._load.ending(deliver, started)
         try:
             prepared = self.prepare(request)
             if prepared.references:  # loading them takes a task of its own
@@ -148,13 +157,15 @@ class DataPlane:
         elif future.done():  # ran inline: answer now rather than one loop turn later
             deliver(self._settle(prepared, kind, _result(future)))
         else:
-            future.add_done_callback(
-                lambda f: (
+
+            def settle(f: asyncio.Future) -> None:
+                if f.cancelled():  # the stream went away: nobody to answer
                     self._limits.give_back(prepared.tenant, prepared.rows)
-                    if f.cancelled()  # the stream went away
-                    else deliver(self._settle(prepared, kind, _result(f)))
-                )
-            )
+                    self._load.end(time.perf_counter() - started)
+                else:
+                    deliver(self._settle(prepared, kind, _result(f)))
+
+            future.add_done_callback(settle)
 
     # -- the pipeline ---------------------------------------------------------------------------
 

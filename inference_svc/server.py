@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 
 from inference_svc.cores import LongCalls
+from inference_svc.load import ReplicaLoad
 from inference_svc.settings import RuntimeSettings
 from mlaas.services.auth import Authenticator
 from mlaas.services.lifetime import die_with_parent
@@ -27,13 +28,13 @@ from mlaas.services.server import bind_host
 log = logging.getLogger(__name__)
 
 
-async def run_worker(settings: RuntimeSettings, long_calls: LongCalls) -> None:
+async def run_worker(settings: RuntimeSettings, long_calls: LongCalls, load: ReplicaLoad) -> None:
     """One worker process: serves until SIGTERM or SIGINT, then drains."""
     # Imported here, in the worker, only: the parent never serves, and importing the data plane
     # (gRPC servers, ONNX Runtime, the clients) cost it 0.18 CPU-s on every replica start.
     from inference_svc.app import build_worker
 
-    worker = build_worker(settings, long_calls)
+    worker = build_worker(settings, long_calls, load)
     await worker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -43,13 +44,13 @@ async def run_worker(settings: RuntimeSettings, long_calls: LongCalls) -> None:
     await worker.stop()
 
 
-def _worker_main(settings: RuntimeSettings, parent_pid: int, long_calls: LongCalls) -> None:
+def _worker_main(settings: RuntimeSettings, parent_pid: int, long_calls: LongCalls, load: ReplicaLoad) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker{settings.worker_index} %(name)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     die_with_parent(parent_pid)  # an orphan would keep serving on the shared port
     if settings.bulk:
         keep_to_bulk_cores(settings.bulk_cores)
-    asyncio.run(run_worker(settings, long_calls))
+    asyncio.run(run_worker(settings, long_calls, load))
 
 
 def keep_to_bulk_cores(count: int) -> None:
@@ -134,7 +135,7 @@ def run(settings: RuntimeSettings) -> int:
     for _ in range(processes_count if processes_count > 1 else 0):
         control_ports.append(_free_port_but([*ports, metrics_port, *control_ports]))
     context = multiprocessing.get_context("spawn")  # grpc must not be forked after initialisation
-    long_calls = LongCalls()
+    long_calls, load = LongCalls(), ReplicaLoad(processes_count)
     processes = []
     for index in range(processes_count):
         bulk = index == workers
@@ -152,7 +153,7 @@ def run(settings: RuntimeSettings) -> int:
             else settings.wide_call_threads,
         )
         process = context.Process(
-            target=_worker_main, args=(worker_settings, os.getpid(), long_calls), name=f"inference-worker-{index}"
+            target=_worker_main, args=(worker_settings, os.getpid(), long_calls, load), name=f"inference-worker-{index}"
         )
         process.start()
         processes.append(process)

@@ -18,6 +18,7 @@ _SCHEDULER = "/mlaas.v1.SchedulerService/"
 _MONITOR = "/mlaas.v1.MonitorService/"
 _INFERENCE = "/inference.GRPCInferenceService/"
 _NODE_LABELS = "/mlaas.v1.NodeLabelsService/"
+_RUNTIME = "/mlaas.v1.RuntimeService/"
 
 RULES: dict[str, frozenset[str]] = {
     method: frozenset(who)
@@ -73,6 +74,8 @@ RULES: dict[str, frozenset[str]] = {
         _INFERENCE + "RepositoryModelUnload": {TENANT, SCHEDULER},
         # A STRICT deployment's labels, to its runtimes on its node: tenants that may use it.
         _NODE_LABELS + "ReportNodeLabels": {TENANT},
+        # A replica's load, for the scheduler's autoscaler (the operator's on a standalone runtime).
+        _RUNTIME + "GetLoad": {TENANT, SCHEDULER},
     }.items()
 }
 # Reflection lists services and their schemas, nothing of any tenant's.

@@ -20,6 +20,7 @@ import pytest
 from inference_svc.catalog import Catalog
 from inference_svc.dataplane import DataPlane
 from inference_svc.feedback import FeedbackTap
+from inference_svc.load import ReplicaLoad
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.repository import ModelRepository
 from inference_svc.servicer import InferenceServicer
@@ -43,7 +44,7 @@ def worker(tmp_path, siblings: list[str], roots=()) -> tuple[InferenceServicer, 
     metrics = RuntimeMetrics()
     repository = ModelRepository(settings, metrics)
     feedback = FeedbackTap(16, None)
-    plane = DataPlane(settings, repository, feedback, metrics)
+    plane = DataPlane(settings, repository, feedback, metrics, ReplicaLoad().worker(0))
     return InferenceServicer(Catalog(settings, repository, siblings), plane), repository
 
 

@@ -23,7 +23,7 @@ from mlaas.inference_client import DeploymentInference, InferenceClient, build_r
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.oip import open_inference_v2_pb2_grpc as oip_grpc
 from mlaas.services.auth import RUNTIME, MeshKey
-from mlaas.v1 import monitor_pb2, monitor_pb2_grpc, node_pb2, scheduler_pb2, types_pb2
+from mlaas.v1 import monitor_pb2, monitor_pb2_grpc, node_pb2, runtime_pb2, runtime_pb2_grpc, scheduler_pb2, types_pb2
 from tests.conftest import feedback_record
 from tests.inference_svc.conftest import served_once_free
 from tests.security.conftest import TOKENS
@@ -80,8 +80,12 @@ def test_another_tenant_gets_nothing_from_a_private_deployments_runtime(mesh, mo
         assert _code(lambda: next(stream)) == no_model
         idle.put(None)
 
-        # The repository is the scheduler's: no tenant unloads, loads or lists, alpha included.
+        # The repository and the load are the scheduler's: no tenant unloads, loads, lists or
+        # reads the load (on a shared deployment, every tenant's traffic), alpha included.
+        load_stub = runtime_pb2_grpc.RuntimeServiceStub(channel)
         for who in (_metadata("beta"), _metadata("alpha")):
+            code, _ = _code(lambda w=who: load_stub.GetLoad(runtime_pb2.GetLoadRequest(), metadata=w))
+            assert code == grpc.StatusCode.PERMISSION_DENIED
             unload = oip.RepositoryModelUnloadRequest(model_name="alpha-secret")
             load = oip.RepositoryModelLoadRequest(model_name="alpha-shared:1")
             for method, request in (("RepositoryModelUnload", unload), ("RepositoryModelLoad", load),
