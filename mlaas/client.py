@@ -381,17 +381,21 @@ class SchedulerClient(GrpcClient):
     def deploy(
         self,
         model: str | types_pb2.ModelRef,
-        replicas: int = 1,
+        replicas: int = 0,
         strict_node: str = "",
         idempotency_key: str = "",
+        autoscaling: scheduler_pb2.AutoscalingPolicy | None = None,
     ) -> scheduler_pb2.Deployment:
-        """Asks for a deployment of `model` (or a lease on the caller's existing one); returns it QUEUED."""
+        """Asks for a deployment of `model` (or a lease on the caller's existing one); returns it
+        QUEUED. `replicas`: 0 for one, or the autoscaling policy's minimum. With `autoscaling` the
+        scheduler sets its replicas from the load, starting from `replicas`."""
         request = scheduler_pb2.DeployRequest(
             model=_as_ref(model),
             replicas=replicas,
             mode=scheduler_pb2.PLACEMENT_MODE_STRICT if strict_node else scheduler_pb2.PLACEMENT_MODE_OPEN,
             node=strict_node,
             idempotency_key=idempotency_key,
+            autoscaling=autoscaling,
         )
         response: scheduler_pb2.DeployResponse = self._call(self._stub.Deploy, request)
         return response.deployment
@@ -431,6 +435,17 @@ class SchedulerClient(GrpcClient):
     def update(self, deployment_id: str, model: str | types_pb2.ModelRef) -> scheduler_pb2.Deployment:
         """Rolls the deployment to another version of its model (answers at once, UPDATING)."""
         request = scheduler_pb2.UpdateDeploymentRequest(deployment_id=deployment_id, model=_as_ref(model))
+        response: scheduler_pb2.UpdateDeploymentResponse = self._call(self._stub.UpdateDeployment, request)
+        return response.deployment
+
+    def set_autoscaling(
+        self, deployment_id: str, policy: scheduler_pb2.AutoscalingPolicy | None
+    ) -> scheduler_pb2.Deployment:
+        """Sets the deployment's autoscaling policy (None turns autoscaling off, keeping the
+        replicas it has then); replicas outside the new bounds are brought within them."""
+        request = scheduler_pb2.UpdateDeploymentRequest(
+            deployment_id=deployment_id, autoscaling=policy, clear_autoscaling=policy is None
+        )
         response: scheduler_pb2.UpdateDeploymentResponse = self._call(self._stub.UpdateDeployment, request)
         return response.deployment
 

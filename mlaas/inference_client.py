@@ -218,7 +218,9 @@ class DeploymentInference:
     BULK_THRESHOLD_BYTES go to the replicas' bulk workers (their other ports refuse them), and when a replica answers
     UNAVAILABLE (it drains in a rollout, or is being restarted) the endpoints are resolved again
     and the call retried, for up to `retry_seconds` without progress. A stream resends the
-    requests that had no answer on a new connection, so no request fails or goes missing.
+    requests that had no answer on a new connection, so no request fails or goes missing. The
+    endpoints are also asked again every `refresh_seconds`, so that calls reach the replicas the
+    scheduler adds (Scale, autoscaling); an open stream stays on the replicas it started on.
 
         with SchedulerClient(address) as scheduler:
             runtime = DeploymentInference(scheduler, deployment_id)
@@ -234,10 +236,12 @@ class DeploymentInference:
         connections: int = 4,
         tls: ClientTLS | None = None,
         bulk_threshold_bytes: int = BULK_THRESHOLD_BYTES,
+        refresh_seconds: float = 2.0,
     ):
         """`tls`: how to reach the runtimes; default: as the scheduler is reached (one mesh, one CA).
         `bulk_threshold_bytes`: the runtimes' MLAAS_INFERENCE_BULK_THRESHOLD_BYTES, if the mesh
         changed it."""
+        self._refresh_seconds = refresh_seconds
         self._bulk_threshold = bulk_threshold_bytes
         self._scheduler = scheduler
         self._tls = tls or scheduler.tls
@@ -246,14 +250,20 @@ class DeploymentInference:
         self._retry_seconds = retry_seconds
         self._connections = connections  # per replica: see InferenceClient
         self._clients: dict[bool, InferenceClient] = {}  # by bulk or not
+        self._resolved: dict[bool, tuple[str, float]] = {}  # by bulk or not: (address, when asked)
+        # Clients of endpoints replaced by a refresh: closed at the next one, once the calls
+        # other threads may still make on them are over.
+        self._retired: list[InferenceClient] = []
         self.model = ""
         self.reconnects = 0
 
     def close(self) -> None:
         """Closes the channels to the deployment's replicas."""
-        for client in self._clients.values():
+        for client in [*self._clients.values(), *self._retired]:
             client.close()
         self._clients.clear()
+        self._retired.clear()
+        self._resolved.clear()
 
     def __enter__(self) -> Self:
         return self
@@ -262,8 +272,15 @@ class DeploymentInference:
         self.close()
 
     def _runtime(self, bulk: bool = False) -> InferenceClient:
-        if bulk not in self._clients:
-            address, self.model = self._scheduler.endpoints(self._deployment_id, bulk)
+        known, asked_at = self._resolved.get(bulk, ("", 0.0))
+        if bulk in self._clients and time.monotonic() < asked_at + self._refresh_seconds:
+            return self._clients[bulk]
+        address, self.model = self._scheduler.endpoints(self._deployment_id, bulk)
+        self._resolved[bulk] = address, time.monotonic()
+        if bulk not in self._clients or address != known:
+            for client in self._retired:
+                client.close()
+            self._retired = [self._clients[bulk]] if bulk in self._clients else []
             connections = 1 if bulk else self._connections  # each replica has one bulk worker
             self._clients[bulk] = InferenceClient(address, self._token, connections=connections, tls=self._tls)
         return self._clients[bulk]

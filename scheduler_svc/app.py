@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import redis
+from prometheus_client import CollectorRegistry
 
 from mlaas import tls
 from mlaas.client import RegistryClient
@@ -20,6 +21,7 @@ from mlaas.services.periodic import Periodic
 from mlaas.services.server import MeshServer, Service
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
 from scheduler_svc.access import Access
+from scheduler_svc.autoscaler import Autoscaler, LoadReader
 from scheduler_svc.backends import Backend
 from scheduler_svc.backends.docker import DockerBackend
 from scheduler_svc.backends.k8s_manifests import TOKENS_SECRET, MountedTLS
@@ -61,6 +63,7 @@ class Scheduler:
     lifecycle: Lifecycle
     jobs: TrainingJobs
     job_store: JobStore
+    load_reader: LoadReader
     # How long a stop waits for its loops: a placement worker may be waiting for a replica to
     # become healthy (the start timeout).
     join_seconds: float = 130.0
@@ -89,6 +92,7 @@ class Scheduler:
             self._end_the_rest()
         self.backend.close()
         self.registry.close()
+        self.load_reader.close()
 
     def _end_the_rest(self) -> None:
         """When `mlaas up` shuts the mesh down, after the READY and CACHED deployments' replicas
@@ -200,7 +204,12 @@ def build_scheduler(
     )
     reconciler = Reconciler(store, replicas, lifecycle, reconcile, models)
     reconcile_loop = Periodic("reconciler", reconciler.reconcile_once, reconcile.interval_seconds, stop)
-    server = MeshServer("scheduler", settings.server, [service], authenticator)
+    metrics = CollectorRegistry()
+    server = MeshServer("scheduler", settings.server, [service], authenticator, metrics_registry=metrics)
+    load_reader = LoadReader(settings.token)
+    tenant_cap = settings.max_replicas_per_tenant if authenticator.enabled else None
+    autoscaler = Autoscaler(store.list, updates.rescale, load_reader, metrics, tenant_cap)
+    autoscaling = Periodic("autoscaler", autoscaler.run_once, settings.autoscale_interval_seconds, stop)
     # Often: a warm job takes a few tenths of a second, and its end is on the retraining loop's path.
     job_checks = Periodic("job-watcher", jobs.check, 0.1, stop)
     waiting = Periodic("waiting-room", waiting_room.revisit, 1.0, stop)
@@ -208,7 +217,7 @@ def build_scheduler(
     renewer = Periodic(
         "credential-renewer", lambda: renew_credentials(store, models), settings.credential_seconds / 3, stop
     )
-    loops = [*workers, janitor, reconcile_loop, job_checks, waiting, renewer]
+    loops = [*workers, janitor, reconcile_loop, job_checks, waiting, renewer, autoscaling]
     return Scheduler(
         server,
         loops,
@@ -221,5 +230,6 @@ def build_scheduler(
         lifecycle,
         jobs,
         job_store,
+        load_reader,
         join_seconds=settings.start_timeout_seconds + 10,
     )

@@ -9,6 +9,7 @@ from mlaas.client import RegistryClient
 from mlaas.errors import InvalidArgument, NotFound, ResourceExhausted
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc import tallies
+from scheduler_svc.autoscaling import check_policy
 from scheduler_svc.lifecycle import Lifecycle
 from scheduler_svc.settings import SchedulerSettings
 from scheduler_svc.store import DeploymentStore, RequestKey
@@ -36,9 +37,14 @@ class Deploys:
         new one queued for placement), with its lease; `token`: the caller's, for the registry."""
         if not request.model.name:
             raise InvalidArgument("model.name is required")
-        replicas = request.replicas or 1
+        replicas = request.replicas or request.autoscaling.min_replicas or 1
         if not 1 <= replicas <= MAX_REPLICAS:
             raise InvalidArgument(f"replicas must be between 1 and {MAX_REPLICAS}")
+        autoscaled = request.HasField("autoscaling")
+        if autoscaled:
+            check_policy(request.autoscaling, MAX_REPLICAS)
+            if not request.autoscaling.min_replicas <= replicas <= request.autoscaling.max_replicas:
+                raise InvalidArgument("replicas must be within the autoscaling policy's min_replicas and max_replicas")
         mode = request.mode or S.PLACEMENT_MODE_OPEN
         node_names = [n.name for n in self._settings.nodes]
         if mode == S.PLACEMENT_MODE_STRICT:
@@ -66,6 +72,8 @@ class Deploys:
             tenant=tenant,
             backend=self._settings.backend,
         )
+        if autoscaled:
+            deployment.autoscaling.CopyFrom(request.autoscaling)
         request_key = RequestKey.of(tenant, request)
         existing = self._store.find_by_key(request_key)
         if existing is not None:
@@ -73,8 +81,10 @@ class Deploys:
         name, version = deployment.model.name, deployment.model.version
         with self._lifecycle.share_lock(name, version):
             shared = self._lifecycle.shared(name, version) if mode == S.PLACEMENT_MODE_OPEN else None
-            if shared is not None and shared.trial.version and shared.tenant != tenant:
-                shared = None  # its owner tries a version of its own in it: another tenant gets its own
+            if shared is not None and shared.tenant != tenant and (shared.trial.version or autoscaled):
+                # Its owner tries a version of its own in it, or this caller wants its own
+                # autoscaling: another tenant gets a deployment of its own.
+                shared = None
             if shared is not None and shared.mode == S.PLACEMENT_MODE_OPEN:
                 if shared.state == S.DEPLOYMENT_STATE_CACHED and shared.tenant == tenant:
                     self.check_quota(tenant)  # reviving one's own cached deployment owns it again

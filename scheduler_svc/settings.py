@@ -92,6 +92,10 @@ class SchedulerSettings:
     # Under auth, what one tenant may own at once: deployments not ended, and of those QUEUED.
     max_deployments_per_tenant: int = setting("MLAAS_MAX_DEPLOYMENTS_PER_TENANT", 100)
     max_queued_per_tenant: int = setting("MLAAS_MAX_QUEUED_PER_TENANT", 20)
+    # Under auth, the most replicas the autoscaler gives one tenant's deployments in all.
+    max_replicas_per_tenant: int = setting("MLAAS_MAX_REPLICAS_PER_TENANT", 32)
+    # How often the autoscaler reads the replicas' load and decides (autoscaler.py).
+    autoscale_interval_seconds: float = setting("MLAAS_AUTOSCALE_INTERVAL_SECONDS", 1.0)
 
     @property
     def training_dir(self) -> Path:

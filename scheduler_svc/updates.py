@@ -1,8 +1,8 @@
 """Changes to a deployment that exists, free of transport (servicer.py adapts them): Decommission
-(a lease dropped), Scale, and UpdateDeployment (a roll to another version, a trial started or
-ended, the privacy terms). A change answers at once with the deployment UPDATING and queued for a
-placement worker, which rolls it (rollout.py); only a READY deployment changes, one change at a
-time."""
+(a lease dropped), Scale (its owner's, or the autoscaler's), and UpdateDeployment (a roll to
+another version, a trial started or ended, the privacy terms, the autoscaling policy). A change
+answers at once with the deployment UPDATING and queued for a placement worker, which rolls it
+(rollout.py); only a READY deployment changes, one change at a time."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from mlaas.refs import state_name
 from mlaas.services.auth import MONITOR
 from mlaas.v1 import scheduler_pb2, types_pb2
 from scheduler_svc.access import Access
+from scheduler_svc.autoscaling import check_policy
 from scheduler_svc.deploys import MAX_REPLICAS
 from scheduler_svc.lifecycle import Lifecycle
 from scheduler_svc.privacy import set_terms
@@ -49,18 +50,32 @@ class Updates:
         if not 1 <= request.replicas <= MAX_REPLICAS:
             raise InvalidArgument(f"replicas must be between 1 and {MAX_REPLICAS}")
         deployment = self._access.owned(self._store.get(request.deployment_id), tenant, "scale")
+        if deployment.HasField("autoscaling"):
+            policy = deployment.autoscaling
+            raise FailedPrecondition(
+                f"deployment {deployment.id} is autoscaled between {policy.min_replicas} and {policy.max_replicas} "
+                "replicas; change its policy (UpdateDeployment autoscaling) or turn it off (clear_autoscaling)"
+            )
         if deployment.replicas == request.replicas and deployment.state == S.DEPLOYMENT_STATE_READY:
             return deployment
+        return self.rescale(
+            deployment.id, request.replicas, f"scaling from {deployment.replicas} to {request.replicas} replica(s)"
+        )
+
+    def rescale(self, deployment_id: str, replicas: int, detail: str) -> S.Deployment:
+        """Scale's change, also the autoscaler's (the scheduler's own: no caller to check)."""
 
         def scale(d: scheduler_pb2.Deployment) -> None:
-            d.replicas = request.replicas
+            d.replicas = replicas
 
-        return self._begin(deployment, scale, f"scaling from {deployment.replicas} to {request.replicas} replica(s)")
+        return self._begin(self._store.get(deployment_id), scale, detail)
 
     def update(self, request: S.UpdateDeploymentRequest, tenant: str, token: str | None) -> S.Deployment:
         """The privacy terms, a trial's end, a trial's start or a roll, as the request asks;
         `token`: the caller's, for the registry."""
         deployment = self._access.owned(self._store.get(request.deployment_id), tenant, "update", for_owner=MONITOR)
+        if request.HasField("autoscaling") or request.clear_autoscaling:
+            return self._autoscale(deployment, request)
         if request.HasField("privacy"):
             if request.HasField("model") or request.trial_mode or request.canary_percent or request.end_trial:
                 raise InvalidArgument("privacy goes alone: no model, trial_mode, canary_percent or end_trial with it")
@@ -92,6 +107,28 @@ class Updates:
             d.ClearField("trial")  # a trial of another version ends with the roll
 
         return self._begin(deployment, roll, f"rolling from version {deployment.model.version} to {version}")
+
+    def _autoscale(self, deployment: S.Deployment, request: S.UpdateDeploymentRequest) -> S.Deployment:
+        """Sets the autoscaling policy (or turns it off); replicas outside its new bounds are
+        brought within them at once."""
+        if (
+            request.HasField("model")
+            or request.trial_mode
+            or request.canary_percent
+            or request.end_trial
+            or (request.HasField("privacy") or (request.HasField("autoscaling") and request.clear_autoscaling))
+        ):
+            raise InvalidArgument("autoscaling or clear_autoscaling goes alone: nothing else with it")
+        if request.clear_autoscaling:
+            return self._store.update(deployment.id, lambda d: d.ClearField("autoscaling"), detail="autoscaling off")
+        policy = request.autoscaling
+        check_policy(policy, MAX_REPLICAS)
+        within = min(max(deployment.replicas, policy.min_replicas), policy.max_replicas)
+        detail = f"autoscaling between {policy.min_replicas} and {policy.max_replicas} replicas"
+        updated = self._store.update(deployment.id, lambda d: d.autoscaling.CopyFrom(policy), detail=detail)
+        if within == updated.replicas:
+            return updated
+        return self.rescale(deployment.id, within, f"scaling from {updated.replicas} to {within} replica(s), {detail}")
 
     def _version(self, deployment: S.Deployment, ref: types_pb2.ModelRef, token: str | None) -> int:
         """The version of the deployment's model that `ref` names, as the caller may read it."""

@@ -1,4 +1,4 @@
-"""`mlaas deploy | deployments | nodes | decommission | scale | update | infer`."""
+"""`mlaas deploy | deployments | nodes | decommission | scale | autoscale | update | infer`."""
 
 from __future__ import annotations
 
@@ -23,11 +23,37 @@ def _scheduler(args) -> SchedulerClient:
     return SchedulerClient(args.scheduler, args.token, tls=tls_of(args))
 
 
+def autoscaling_policy(args) -> scheduler_pb2.AutoscalingPolicy | None:
+    """The policy the autoscaling options ask for (None without --max-replicas); the scheduler
+    checks it (INVALID_ARGUMENT with what is wrong)."""
+    if args.max_replicas is None:
+        if args.target_inflight is not None or args.target_p99_ms is not None:
+            raise InvalidArgument("--target-inflight and --target-p99-ms need --max-replicas")
+        return None
+    return scheduler_pb2.AutoscalingPolicy(
+        min_replicas=args.min_replicas, max_replicas=args.max_replicas,
+        target_inflight=args.target_inflight or 0.0, target_p99_ms=args.target_p99_ms or 0.0,
+        scale_down_window_seconds=args.scale_down_window or 0.0,
+    )  # fmt: skip
+
+
+def add_autoscaling_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("autoscaling (the scheduler sets the replicas from the load)")
+    group.add_argument("--min-replicas", type=int, default=1, help="the fewest replicas (default 1)")
+    group.add_argument("--max-replicas", type=int, help="the most replicas: turns autoscaling on")
+    target = group.add_mutually_exclusive_group()
+    target.add_argument("--target-inflight", type=float, help="requests in flight per replica to hold")
+    target.add_argument("--target-p99-ms", type=float, help="the 99th percentile latency to stay under")
+    group.add_argument("--scale-down-window", type=float, metavar="SECONDS", help="how long the load must need "
+                       "fewer replicas before they go (default 60)")  # fmt: skip
+
+
 def cmd_deploy(args) -> None:
     with _scheduler(args) as scheduler:
         deployment = scheduler.deploy(
-            parse_ref(args.model), args.replicas, args.strict or "", args.idempotency_key or ""
-        )
+            parse_ref(args.model), args.replicas or 0, args.strict or "", args.idempotency_key or "",
+            autoscaling_policy(args),
+        )  # fmt: skip
         if args.wait:
             say = (lambda e: None) if args.json else (lambda e: print(f"  {state_name(e.state):10} {e.detail}"))
             deployment = scheduler.wait_ready(deployment.id, say)
@@ -48,13 +74,14 @@ def cmd_deployments(args) -> None:
         print_json(found)
         return
     print_table(
-        ["ID", "MODEL", "STATE", "MODE", "NODES", "ENDPOINTS", "REST", "BULK", "REASON"],
+        ["ID", "MODEL", "STATE", "MODE", "REPLICAS", "NODES", "ENDPOINTS", "REST", "BULK", "REASON"],
         [
             [
                 d.id,
                 format_ref(d.model),
                 state_name(d.state),
                 scheduler_pb2.PlacementMode.Name(d.mode).removeprefix("PLACEMENT_MODE_"),
+                replicas_text(d),
                 ",".join(r.node for r in d.replica_status) or "-",
                 ",".join(d.endpoints) or "-",
                 ",".join(d.http_endpoints) or "-",
@@ -64,6 +91,13 @@ def cmd_deployments(args) -> None:
             for d in found
         ],
     )
+
+
+def replicas_text(deployment: scheduler_pb2.Deployment) -> str:
+    """Its replicas, and its autoscaling bounds when it has them (`2 (1-4)`)."""
+    policy = deployment.autoscaling
+    bounds = f" ({policy.min_replicas}-{policy.max_replicas})" if deployment.HasField("autoscaling") else ""
+    return f"{deployment.replicas}{bounds}"
 
 
 def cmd_nodes(args) -> None:
@@ -94,7 +128,8 @@ def _print_state(args, deployment: scheduler_pb2.Deployment) -> None:
         trial = deployment.trial
         mode = scheduler_pb2.TrialMode.Name(trial.mode).removeprefix("TRIAL_MODE_").lower()
         beside = f"  trial: version {trial.version} ({mode})" if trial.version else ""
-        print(f"{deployment.id}  {format_ref(deployment.model)}  {state}  replicas: {deployment.replicas}{beside}")
+        replicas = replicas_text(deployment)
+        print(f"{deployment.id}  {format_ref(deployment.model)}  {state}  replicas: {replicas}{beside}")
 
 
 def cmd_decommission(args) -> None:
@@ -105,6 +140,17 @@ def cmd_decommission(args) -> None:
 def cmd_scale(args) -> None:
     with _scheduler(args) as scheduler:
         deployment = scheduler.scale(args.deployment, args.replicas)
+        _print_state(args, scheduler.wait_settled(deployment.id) if args.wait else deployment)
+
+
+def cmd_autoscale(args) -> None:
+    with _scheduler(args) as scheduler:
+        if args.off:
+            deployment = scheduler.set_autoscaling(args.deployment, None)
+        elif (policy := autoscaling_policy(args)) is None:
+            raise InvalidArgument("say --max-replicas (and a target), or --off")
+        else:
+            deployment = scheduler.set_autoscaling(args.deployment, policy)
         _print_state(args, scheduler.wait_settled(deployment.id) if args.wait else deployment)
 
 
@@ -177,9 +223,10 @@ def add_parsers(commands, common: argparse.ArgumentParser) -> None:
     deploy = commands.add_parser("deploy", parents=[common], help="deploy NAME[:VERSION|@ALIAS]")
     deploy.add_argument("model")
     deploy.add_argument("--strict", metavar="NODE", help="only on this node (privacy)")
-    deploy.add_argument("--replicas", type=int, default=1)
+    deploy.add_argument("--replicas", type=int, help="how many (default 1, or --min-replicas)")
     deploy.add_argument("--idempotency-key")
     deploy.add_argument("--wait", action="store_true", help="follow progress until READY")
+    add_autoscaling_options(deploy)
     deploy.set_defaults(run=cmd_deploy)
 
     listing = commands.add_parser("deployments", parents=[common], help="list deployments")
@@ -197,6 +244,15 @@ def add_parsers(commands, common: argparse.ArgumentParser) -> None:
     scale.add_argument("replicas", type=int)
     scale.add_argument("--wait", action="store_true", help="until the change is over")
     scale.set_defaults(run=cmd_scale)
+
+    autoscale = commands.add_parser(
+        "autoscale", parents=[common], help="set a deployment's autoscaling policy, or turn it off"
+    )
+    autoscale.add_argument("deployment")
+    autoscale.add_argument("--off", action="store_true", help="keep the replicas it has now; Scale sets them")
+    autoscale.add_argument("--wait", action="store_true", help="until the change is over")
+    add_autoscaling_options(autoscale)
+    autoscale.set_defaults(run=cmd_autoscale)
 
     update = commands.add_parser("update", parents=[common], help="roll a deployment to another version")
     update.add_argument("deployment")

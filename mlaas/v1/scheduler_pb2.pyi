@@ -238,7 +238,7 @@ class DeleteTrainingJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[TrainingJob, _Mapping]] = ...) -> None: ...
 
 class DeployRequest(_message.Message):
-    __slots__ = ("model", "mode", "node", "replicas", "resources", "idempotency_key", "backend")
+    __slots__ = ("model", "mode", "node", "replicas", "resources", "idempotency_key", "backend", "autoscaling")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
@@ -246,6 +246,7 @@ class DeployRequest(_message.Message):
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
+    AUTOSCALING_FIELD_NUMBER: _ClassVar[int]
     model: _types_pb2.ModelRef
     mode: PlacementMode
     node: str
@@ -253,7 +254,22 @@ class DeployRequest(_message.Message):
     resources: _types_pb2.Resources
     idempotency_key: str
     backend: str
-    def __init__(self, model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., mode: _Optional[_Union[PlacementMode, str]] = ..., node: _Optional[str] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., backend: _Optional[str] = ...) -> None: ...
+    autoscaling: AutoscalingPolicy
+    def __init__(self, model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., mode: _Optional[_Union[PlacementMode, str]] = ..., node: _Optional[str] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., backend: _Optional[str] = ..., autoscaling: _Optional[_Union[AutoscalingPolicy, _Mapping]] = ...) -> None: ...
+
+class AutoscalingPolicy(_message.Message):
+    __slots__ = ("min_replicas", "max_replicas", "target_inflight", "target_p99_ms", "scale_down_window_seconds")
+    MIN_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    MAX_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_INFLIGHT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_P99_MS_FIELD_NUMBER: _ClassVar[int]
+    SCALE_DOWN_WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    min_replicas: int
+    max_replicas: int
+    target_inflight: float
+    target_p99_ms: float
+    scale_down_window_seconds: float
+    def __init__(self, min_replicas: _Optional[int] = ..., max_replicas: _Optional[int] = ..., target_inflight: _Optional[float] = ..., target_p99_ms: _Optional[float] = ..., scale_down_window_seconds: _Optional[float] = ...) -> None: ...
 
 class DeployResponse(_message.Message):
     __slots__ = ("deployment", "lease_id")
@@ -298,7 +314,7 @@ class DeploymentEvent(_message.Message):
     def __init__(self, state: _Optional[_Union[DeploymentState, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("id", "model", "mode", "node", "replicas", "resources", "state", "reason", "replica_status", "endpoints", "tenant", "leases", "created_at", "updated_at", "backend", "http_endpoints", "bulk_endpoints", "trial", "privacy")
+    __slots__ = ("id", "model", "mode", "node", "replicas", "resources", "state", "reason", "replica_status", "endpoints", "tenant", "leases", "created_at", "updated_at", "backend", "http_endpoints", "bulk_endpoints", "trial", "privacy", "autoscaling")
     ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -318,6 +334,7 @@ class Deployment(_message.Message):
     BULK_ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     TRIAL_FIELD_NUMBER: _ClassVar[int]
     PRIVACY_FIELD_NUMBER: _ClassVar[int]
+    AUTOSCALING_FIELD_NUMBER: _ClassVar[int]
     id: str
     model: _types_pb2.ModelRef
     mode: PlacementMode
@@ -337,7 +354,8 @@ class Deployment(_message.Message):
     bulk_endpoints: _containers.RepeatedScalarFieldContainer[str]
     trial: Trial
     privacy: PrivacyTerms
-    def __init__(self, id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., mode: _Optional[_Union[PlacementMode, str]] = ..., node: _Optional[str] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., reason: _Optional[str] = ..., replica_status: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., endpoints: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., leases: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backend: _Optional[str] = ..., http_endpoints: _Optional[_Iterable[str]] = ..., bulk_endpoints: _Optional[_Iterable[str]] = ..., trial: _Optional[_Union[Trial, _Mapping]] = ..., privacy: _Optional[_Union[PrivacyTerms, _Mapping]] = ...) -> None: ...
+    autoscaling: AutoscalingPolicy
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., mode: _Optional[_Union[PlacementMode, str]] = ..., node: _Optional[str] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., reason: _Optional[str] = ..., replica_status: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., endpoints: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., leases: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backend: _Optional[str] = ..., http_endpoints: _Optional[_Iterable[str]] = ..., bulk_endpoints: _Optional[_Iterable[str]] = ..., trial: _Optional[_Union[Trial, _Mapping]] = ..., privacy: _Optional[_Union[PrivacyTerms, _Mapping]] = ..., autoscaling: _Optional[_Union[AutoscalingPolicy, _Mapping]] = ...) -> None: ...
 
 class PrivacyTerms(_message.Message):
     __slots__ = ("epsilon", "budget", "spent")
@@ -459,7 +477,7 @@ class ScaleResponse(_message.Message):
     def __init__(self, deployment: _Optional[_Union[Deployment, _Mapping]] = ...) -> None: ...
 
 class UpdateDeploymentRequest(_message.Message):
-    __slots__ = ("deployment_id", "model", "trial_mode", "canary_percent", "end_trial", "privacy", "trial_champion_version", "trial_challenger_version")
+    __slots__ = ("deployment_id", "model", "trial_mode", "canary_percent", "end_trial", "privacy", "trial_champion_version", "trial_challenger_version", "autoscaling", "clear_autoscaling")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TRIAL_MODE_FIELD_NUMBER: _ClassVar[int]
@@ -468,6 +486,8 @@ class UpdateDeploymentRequest(_message.Message):
     PRIVACY_FIELD_NUMBER: _ClassVar[int]
     TRIAL_CHAMPION_VERSION_FIELD_NUMBER: _ClassVar[int]
     TRIAL_CHALLENGER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AUTOSCALING_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_AUTOSCALING_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     model: _types_pb2.ModelRef
     trial_mode: TrialMode
@@ -476,7 +496,9 @@ class UpdateDeploymentRequest(_message.Message):
     privacy: PrivacyTerms
     trial_champion_version: int
     trial_challenger_version: int
-    def __init__(self, deployment_id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., trial_mode: _Optional[_Union[TrialMode, str]] = ..., canary_percent: _Optional[float] = ..., end_trial: _Optional[_Union[TrialEnd, str]] = ..., privacy: _Optional[_Union[PrivacyTerms, _Mapping]] = ..., trial_champion_version: _Optional[int] = ..., trial_challenger_version: _Optional[int] = ...) -> None: ...
+    autoscaling: AutoscalingPolicy
+    clear_autoscaling: bool
+    def __init__(self, deployment_id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., trial_mode: _Optional[_Union[TrialMode, str]] = ..., canary_percent: _Optional[float] = ..., end_trial: _Optional[_Union[TrialEnd, str]] = ..., privacy: _Optional[_Union[PrivacyTerms, _Mapping]] = ..., trial_champion_version: _Optional[int] = ..., trial_challenger_version: _Optional[int] = ..., autoscaling: _Optional[_Union[AutoscalingPolicy, _Mapping]] = ..., clear_autoscaling: _Optional[bool] = ...) -> None: ...
 
 class Trial(_message.Message):
     __slots__ = ("version", "mode", "canary_percent")

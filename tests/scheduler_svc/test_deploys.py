@@ -35,6 +35,16 @@ class _Untouched:
          "backend 'kubernetes' is not available here; use 'local'"),
         (S.DeployRequest(model=types_pb2.ModelRef(name="m"), resources=types_pb2.Resources(memory_bytes=-1)),
          InvalidArgument, "resources.memory_bytes must not be negative"),
+        (S.DeployRequest(model=types_pb2.ModelRef(name="m"), autoscaling=S.AutoscalingPolicy(
+            min_replicas=3, max_replicas=2, target_inflight=1)), InvalidArgument,
+         "max_replicas must be between min_replicas and 64"),
+        (S.DeployRequest(model=types_pb2.ModelRef(name="m"), autoscaling=S.AutoscalingPolicy(
+            min_replicas=1, max_replicas=2)), InvalidArgument, "exactly one target"),
+        (S.DeployRequest(model=types_pb2.ModelRef(name="m"), autoscaling=S.AutoscalingPolicy(
+            min_replicas=1, max_replicas=2, target_p99_ms=-5)), InvalidArgument, "must be a positive number"),
+        (S.DeployRequest(model=types_pb2.ModelRef(name="m"), replicas=5, autoscaling=S.AutoscalingPolicy(
+            min_replicas=1, max_replicas=2, target_inflight=4)), InvalidArgument,
+         "replicas must be within the autoscaling policy's min_replicas and max_replicas"),
     ],
 )  # fmt: skip
 def test_a_bad_request_is_refused_before_anything_is_asked_or_stored(request_, error, message, tmp_path):

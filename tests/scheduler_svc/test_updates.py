@@ -172,6 +172,45 @@ def test_an_update_rolls_or_tries_a_version_of_the_same_model(cores):
     assert ended.state == S.DEPLOYMENT_STATE_UPDATING and not ended.HasField("trial")
 
 
+def test_an_autoscaling_policy_is_its_owners_to_set_checked_and_scale_then_defers_to_it(cores):
+    deployment = cores.ready()
+    cores.lifecycle.add_lease(deployment.id, "beta")
+    good = S.AutoscalingPolicy(min_replicas=2, max_replicas=4, target_inflight=3.0)
+
+    def autoscale(tenant: str = "alpha", **fields) -> S.Deployment:
+        request = S.UpdateDeploymentRequest(deployment_id=deployment.id, **fields)
+        return cores.updates.update(request, tenant, f"tok-{tenant}")
+
+    with pytest.raises(NotFound, match=f"deployment '{deployment.id}' not found"):
+        autoscale("gamma", autoscaling=good)
+    with pytest.raises(PermissionDenied, match="may update it"):  # a lease holder does not steer it
+        autoscale("beta", autoscaling=good)
+    refused = [
+        ("min_replicas must be at least 1", {"autoscaling": S.AutoscalingPolicy(max_replicas=2, target_inflight=1)}),
+        ("max_replicas must be between min_replicas and 64",
+         {"autoscaling": S.AutoscalingPolicy(min_replicas=3, max_replicas=2, target_inflight=1)}),
+        ("must be a positive number",
+         {"autoscaling": S.AutoscalingPolicy(min_replicas=1, max_replicas=2, target_inflight=float("nan"))}),
+        ("goes alone", {"autoscaling": good, "model": types_pb2.ModelRef(version=2)}),
+        ("goes alone", {"autoscaling": good, "clear_autoscaling": True}),
+    ]  # fmt: skip
+    for message, fields in refused:
+        with pytest.raises(InvalidArgument, match=message):
+            autoscale(**fields)
+    unchanged = cores.store.get(deployment.id)
+    assert not unchanged.HasField("autoscaling") and unchanged.state == S.DEPLOYMENT_STATE_READY
+
+    # Its 1 replica is under the new minimum: brought up to 2 at once.
+    scaling = autoscale(autoscaling=good)
+    assert (scaling.state, scaling.replicas, scaling.autoscaling) == (S.DEPLOYMENT_STATE_UPDATING, 2, good)
+    cores.store.update(deployment.id, lambda d: None, S.DEPLOYMENT_STATE_READY, "scaled")
+    with pytest.raises(FailedPrecondition, match="is autoscaled between 2 and 4 replicas; change its policy"):
+        cores.updates.scale(S.ScaleRequest(deployment_id=deployment.id, replicas=3), "alpha")
+    off = autoscale(clear_autoscaling=True)
+    assert not off.HasField("autoscaling") and (off.state, off.replicas) == (S.DEPLOYMENT_STATE_READY, 2)
+    assert cores.updates.scale(S.ScaleRequest(deployment_id=deployment.id, replicas=3), "alpha").replicas == 3
+
+
 def test_a_training_request_is_checked_before_any_job_starts(cores):
     open_deployment = cores.ready()
     strict = cores.ready(mode=S.PLACEMENT_MODE_STRICT)

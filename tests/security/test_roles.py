@@ -13,7 +13,7 @@ from google.protobuf import message_factory
 from mlaas.oip import open_inference_v2_pb2
 from mlaas.services import permissions
 from mlaas.services.auth import AUDIENCES, MONITOR, REGISTRY, RUNTIME, SCHEDULER, TRAINER
-from mlaas.v1 import monitor_pb2, node_pb2, registry_pb2, scheduler_pb2
+from mlaas.v1 import monitor_pb2, node_pb2, registry_pb2, runtime_pb2, scheduler_pb2
 from monitor_svc.app import build_monitor
 from monitor_svc.settings import MonitorSettings
 from registry_svc.app import build_registry
@@ -29,6 +29,7 @@ SERVICES = {
     "monitor": monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"],
     "runtime": open_inference_v2_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"],
     "node": node_pb2.DESCRIPTOR.services_by_name["NodeLabelsService"],  # on the runtime too
+    "load": runtime_pb2.DESCRIPTOR.services_by_name["RuntimeService"],  # and this
 }
 REFUSALS = ("may not call", "is for the mesh's own components", "has no access rule")
 
@@ -81,6 +82,7 @@ def servers(parts, identities, tmp_path, models_dir):
         "monitor": f"127.0.0.1:{monitor.server.port}",
         "runtime": runtime.address,
         "node": runtime.address,
+        "load": runtime.address,
     }
     stop_runtime(runtime)
     monitor.stop(0)

@@ -1,0 +1,125 @@
+"""An autoscaling policy and the decisions made from it, free of any I/O (autoscaler.py reads the
+replicas' load and applies them).
+
+The load between two readings of a replica (RuntimeService.GetLoad, totals since its start) is
+the mean number of requests in flight (the increase of the seconds spent on answered requests
+over the interval's length: Little's law) and the latency histogram of what was answered in it.
+From the deployment's load a recommendation is made each interval: enough replicas for the
+target in flight per replica, or, for a latency target, more replicas in proportion to how far
+the 99th percentile is over it and one fewer when it is under half of it. More replicas come at
+once; fewer only when every recommendation of the scale-down window wanted fewer (Kubernetes'
+HPA stabilisation), so a load that comes and goes does not make replicas come and go.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from mlaas.errors import InvalidArgument
+from mlaas.v1 import runtime_pb2, scheduler_pb2
+
+DEFAULT_SCALE_DOWN_WINDOW_SECONDS = 60.0
+
+
+def check_policy(policy: scheduler_pb2.AutoscalingPolicy, max_replicas: int) -> None:
+    """INVALID_ARGUMENT, with what is wrong, unless the policy can be followed."""
+    if policy.min_replicas < 1:
+        raise InvalidArgument("autoscaling.min_replicas must be at least 1")
+    if not policy.min_replicas <= policy.max_replicas <= max_replicas:
+        raise InvalidArgument(f"autoscaling.max_replicas must be between min_replicas and {max_replicas}")
+    targets = [t for t in (policy.target_inflight, policy.target_p99_ms) if t != 0]
+    if len(targets) != 1:
+        raise InvalidArgument("autoscaling needs exactly one target: target_inflight or target_p99_ms")
+    if not all(math.isfinite(t) and t > 0 for t in targets):
+        raise InvalidArgument("autoscaling's target must be a positive number")
+    window = policy.scale_down_window_seconds
+    if not (math.isfinite(window) and 0 <= window <= 3600):
+        raise InvalidArgument("autoscaling.scale_down_window_seconds must be between 0 and 3600")
+
+
+def scale_down_window(policy: scheduler_pb2.AutoscalingPolicy) -> float:
+    return policy.scale_down_window_seconds or DEFAULT_SCALE_DOWN_WINDOW_SECONDS
+
+
+@dataclass(frozen=True)
+class Load:
+    """A deployment's load over one interval, its replicas' summed."""
+
+    in_flight: float  # mean requests in flight
+    latency_counts: tuple[int, ...] = ()  # answered requests per latency bucket
+    latency_bounds: tuple[float, ...] = ()
+
+    def p99_seconds(self) -> float | None:
+        """The 99th percentile latency (the upper bound of its bucket), None with nothing answered."""
+        total = sum(self.latency_counts)
+        if not total:
+            return None
+        rank, seen = math.ceil(0.99 * total), 0
+        for index, count in enumerate(self.latency_counts):
+            seen += count
+            if seen >= rank:
+                return self.latency_bounds[min(index, len(self.latency_bounds) - 1)]
+        return self.latency_bounds[-1]
+
+
+Reading = runtime_pb2.GetLoadResponse
+
+
+def interval_load(readings: list[tuple[Reading, Reading]], seconds: float) -> Load:
+    """The load between two readings of each replica, `seconds` apart. A replica that answered
+    nothing in the interval but holds requests (all stuck behind a slow call) counts those."""
+    in_flight = 0.0
+    counts: list[int] = []
+    bounds: tuple[float, ...] = ()
+    for before, after in readings:
+        if after.answered < before.answered:  # the runtime restarted between the readings
+            continue
+        busy = max(0.0, after.busy_seconds - before.busy_seconds) / seconds
+        in_flight += after.in_flight if after.answered == before.answered else busy
+        delta = [a - b for a, b in zip(after.latency_counts, before.latency_counts, strict=False)]
+        counts = [c + d for c, d in zip(counts, delta, strict=False)] if counts else delta
+        bounds = tuple(after.latency_bounds_seconds)
+    return Load(in_flight, tuple(counts), bounds)
+
+
+def recommend(policy: scheduler_pb2.AutoscalingPolicy, current: int, load: Load) -> int:
+    """The replicas the load wants now, within the policy's bounds."""
+    if policy.target_inflight:
+        wanted = math.ceil(load.in_flight / policy.target_inflight - 1e-9)
+    else:
+        p99 = load.p99_seconds()
+        target = policy.target_p99_ms / 1000
+        if p99 is None:
+            wanted = current if load.in_flight else policy.min_replicas  # stuck, or idle
+        elif p99 > target:
+            wanted = max(current + 1, math.ceil(current * p99 / target))
+        elif p99 < target / 2:
+            wanted = current - 1
+        else:
+            wanted = current
+    return min(max(wanted, policy.min_replicas), policy.max_replicas)
+
+
+@dataclass
+class Stabiliser:
+    """A deployment's recent recommendations, so that replicas go only when fewer were wanted
+    for a whole window."""
+
+    recommendations: deque[tuple[float, int]] = field(default_factory=deque)
+    since: float | None = None  # when the first of them was made
+
+    def decide(self, now: float, current: int, recommendation: int, window: float) -> int:
+        """The replicas to have: more at once; fewer only once every recommendation of the last
+        `window` seconds wanted fewer (the most of them)."""
+        if self.since is None:
+            self.since = now
+        self.recommendations.append((now, recommendation))
+        while self.recommendations and self.recommendations[0][0] < now - window:
+            self.recommendations.popleft()
+        if recommendation >= current:
+            return recommendation
+        if now - self.since < window:  # not watched a whole window yet
+            return current
+        return min(current, max(r for _, r in self.recommendations))
