@@ -1,0 +1,173 @@
+"""Autoscaling on the running mesh: `mlaas up` (local backend, replicas of 1 CPU each on this
+machine's 2), one 30-tree forest, and an application of N threads each calling the deployment
+through the SDK (`DeploymentInference`, 512-row requests) in phases of 1, 2, 4, 8, 4, 2 and 1
+callers, then none. The same ramp runs three times: autoscaled (1 to 2 replicas, target 2
+requests in flight per replica, a 10 s scale-down window), fixed at 1 replica and fixed at 2.
+
+    .venv/bin/python bench/autoscale_bench.py [--phase-seconds 8]
+
+Reported per run: per phase the requests/s, p50 and p99 latency seen by the application and the
+failed requests; the serving replica count whenever it changed; for the autoscaled run each
+decision of the autoscaler (from its event, seconds since the ramp began) and how long the
+added replica took to serve after it; the replica-seconds each run held. Writes
+bench/results/autoscale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from live_retraining_bench import Mesh
+from sklearn.ensemble import RandomForestClassifier
+
+from mlaas.client import RegistryClient, SchedulerClient
+from mlaas.export import register_sklearn
+from mlaas.inference_client import DeploymentInference
+from mlaas.v1 import scheduler_pb2, types_pb2
+
+HERE = Path(__file__).resolve().parent
+PHASES = (1, 2, 4, 8, 4, 2, 1)
+ROWS = 512
+ONE_CPU = types_pb2.Resources(cpu_millicores=1000, memory_bytes=512 * 2**20)
+
+
+class Replicas(threading.Thread):
+    """Samples the deployment's serving replicas every 0.2 s."""
+
+    def __init__(self, scheduler: SchedulerClient, deployment_id: str, started: float):
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, int]] = []
+        self._scheduler, self._id, self._since = scheduler, deployment_id, started
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.2):
+            deployment = self._scheduler.get(self._id)
+            self.samples.append((time.monotonic() - self._since, len(deployment.endpoints)))
+
+
+def ramp(scheduler: SchedulerClient, deployment_id: str, rows: np.ndarray, phase_seconds: float, tail: float) -> dict:
+    """The phases of callers, then `tail` seconds of none; what the application saw."""
+    started, began_at = time.monotonic(), time.time()
+    replicas = Replicas(scheduler, deployment_id, started)
+    replicas.start()
+    calls: list[tuple[int, float, float]] = []  # (phase, latency s, end) of answered requests
+    failures: list[str] = []
+    callers: list[tuple[threading.Thread, threading.Event]] = []
+
+    def caller(phase: list[int], stop: threading.Event) -> None:
+        with DeploymentInference(scheduler, deployment_id) as runtime:
+            while not stop.is_set():
+                sent = time.monotonic()
+                try:
+                    runtime.infer({"X": rows})
+                except Exception as err:  # every failure counts
+                    failures.append(repr(err))
+                    continue
+                calls.append((phase[0], time.monotonic() - sent, time.monotonic() - started))
+
+    current = [0]
+    for index, count in enumerate(PHASES):
+        current[0] = index
+        while len(callers) < count:
+            stop = threading.Event()
+            thread = threading.Thread(target=caller, args=(current, stop), daemon=True)
+            thread.start()
+            callers.append((thread, stop))
+        while len(callers) > count:
+            thread, stop = callers.pop()
+            stop.set()
+            thread.join()
+        time.sleep(phase_seconds)
+    for thread, stop in callers:
+        stop.set()
+        thread.join()
+    load_ended = time.monotonic() - started
+    time.sleep(tail)
+    replicas.stop.set()
+    replicas.join()
+    phases = []
+    for index, count in enumerate(PHASES):
+        latencies = sorted(latency for phase, latency, _ in calls if phase == index)
+        phases.append({
+            "callers": count, "requests_per_s": round(len(latencies) / phase_seconds, 1),
+            "p50_ms": round(1000 * statistics.median(latencies), 1) if latencies else None,
+            "p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1) if latencies else None,
+        })  # fmt: skip
+    samples = replicas.samples
+    changes = [(round(t, 1), n) for i, (t, n) in enumerate(samples) if i == 0 or samples[i - 1][1] != n]
+    return {
+        "phase_starts_s": [round(i * phase_seconds, 1) for i in range(len(PHASES))],
+        "load_ended_s": round(load_ended, 1),
+        "phases": phases, "failed": len(failures), "failures": failures[:5], "serving_replicas_changes": changes,
+        "replica_seconds": round(sum(n * 0.2 for _, n in samples), 1), "began_at": began_at,
+    }  # fmt: skip
+
+
+def decisions(scheduler: SchedulerClient, deployment_id: str, began_at: float) -> list[dict]:
+    """The autoscaler's decisions from the deployment's events (its history, read once it is
+    CACHED), each with when the deployment served again after it."""
+    events = []
+    for update in scheduler.watch(deployment_id):
+        events.append(update.event)
+        if update.event.state == scheduler_pb2.DEPLOYMENT_STATE_CACHED:
+            break
+    found = []
+    for index, event in enumerate(events):
+        if event.detail.startswith("autoscaling from"):
+            decided = event.time.ToNanoseconds() / 1e9 - began_at
+            ready = next((e for e in events[index + 1 :] if e.state == scheduler_pb2.DEPLOYMENT_STATE_READY), None)
+            serving = None if ready is None else ready.time.ToNanoseconds() / 1e9 - began_at
+            found.append({
+                "decided_at_s": round(decided, 1), "serving_at_s": None if serving is None else round(serving, 1),
+                "decision_to_serving_s": None if serving is None else round(serving - decided, 2),
+                "detail": event.detail,
+            })  # fmt: skip
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--phase-seconds", type=float, default=8.0)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    X = rng.random((5_000, 3)).astype(np.float32)
+    y = (X[:, 0] + rng.normal(0, 0.1, len(X)) > 0.5).astype(int)
+    rows = X[:ROWS]
+    mesh = Mesh(Path(tempfile.mkdtemp(prefix="mlaas-autoscale-")), warm=False)
+    window = 10.0
+    runs: dict[str, dict] = {}
+    try:
+        forest = RandomForestClassifier(n_estimators=30, random_state=0).fit(X, y)
+        with RegistryClient(mesh.registry) as registry:  # one name per run: no run revives another's
+            for name in ("autoscaled", "fixed-1", "fixed-2"):
+                register_sklearn(registry, forest, name, X, reference_data=X[:1000], run_resources=ONE_CPU)
+        with SchedulerClient(mesh.scheduler) as scheduler:
+            policy = scheduler_pb2.AutoscalingPolicy(
+                min_replicas=1, max_replicas=2, target_inflight=2.0, scale_down_window_seconds=window
+            )
+            for name, replicas, autoscaling in (("autoscaled", 1, policy), ("fixed-1", 1, None), ("fixed-2", 2, None)):
+                began = time.monotonic()
+                deployment = scheduler.wait_ready(scheduler.deploy(name, replicas, autoscaling=autoscaling).id)
+                cold = round(time.monotonic() - began, 2)
+                run = ramp(scheduler, deployment.id, rows, args.phase_seconds, tail=window + 8 if autoscaling else 2)
+                scheduler.decommission(deployment.id)
+                run["autoscaler_decisions"] = decisions(scheduler, deployment.id, run.pop("began_at"))
+                runs[name] = {"cold_deploy_seconds": cold, **run}
+                print(json.dumps({name: runs[name]}), flush=True)
+    finally:
+        mesh.stop()
+    result = {"phase_seconds": args.phase_seconds, "rows_per_request": ROWS, "scale_down_window_seconds": window,
+              "runs": runs}  # fmt: skip
+    (HERE / "results" / "autoscale.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
