@@ -114,22 +114,25 @@ class DataPlane:
         inputs' bytes when they came apart from the request (REST's binary data), instead of its
         raw_input_contents."""
         started = time.perf_counter()
-        self._load.begin()
+        self._load.begin(started)
+        answered = False
         try:
             prepared = self.prepare(request, raw_inputs)
-            return await self._finish(prepared, kind)
+            answer = await self._finish(prepared, kind)
+            answered = True
+            return answer
         except Exception as err:
             failure = as_caller_error(err)
             self._count_failure(request, kind, failure, started)
             raise failure from None
         finally:
-            self._load.end(time.perf_counter() - started)
+            self._load.end(started, answered)
 
     def start(self, request, kind: str, deliver: Callable[[Outcome], None]) -> None:
         """Starts the request; `deliver` gets its Answer or the MlaasError that ended it, at once
         when it can."""
         started = time.perf_counter()
-        self._load.begin()
+        self._load.begin(started)
         deliver = self._load.ending(deliver, started)
         try:
             prepared = self.prepare(request)
@@ -161,7 +164,7 @@ class DataPlane:
             def settle(f: asyncio.Future) -> None:
                 if f.cancelled():  # the stream went away: nobody to answer
                     self._limits.give_back(prepared.tenant, prepared.rows)
-                    self._load.end(time.perf_counter() - started)
+                    self._load.end(started, answered=False)
                 else:
                     deliver(self._settle(prepared, kind, _result(f)))
 
