@@ -220,7 +220,8 @@ class DeploymentInference:
     and the call retried, for up to `retry_seconds` without progress. A stream resends the
     requests that had no answer on a new connection, so no request fails or goes missing. The
     endpoints are also asked again every `refresh_seconds`, so that calls reach the replicas the
-    scheduler adds (Scale, autoscaling); an open stream stays on the replicas it started on.
+    scheduler adds (Scale, autoscaling); while the scheduler does not answer, calls go on to the
+    endpoints known. An open stream stays on the replicas it started on.
 
         with SchedulerClient(address) as scheduler:
             runtime = DeploymentInference(scheduler, deployment_id)
@@ -251,15 +252,16 @@ class DeploymentInference:
         self._connections = connections  # per replica: see InferenceClient
         self._clients: dict[bool, InferenceClient] = {}  # by bulk or not
         self._resolved: dict[bool, tuple[str, float]] = {}  # by bulk or not: (address, when asked)
-        # Clients of endpoints replaced by a refresh: closed at the next one, once the calls
-        # other threads may still make on them are over.
-        self._retired: list[InferenceClient] = []
+        # Clients of endpoints replaced by a refresh (by bulk or not): closed at the next one,
+        # once the calls other threads may still make on them are over.
+        self._retired: dict[bool, list[InferenceClient]] = {}
+        self._resolving = threading.Lock()
         self.model = ""
         self.reconnects = 0
 
     def close(self) -> None:
         """Closes the channels to the deployment's replicas."""
-        for client in [*self._clients.values(), *self._retired]:
+        for client in [*self._clients.values(), *(c for retired in self._retired.values() for c in retired)]:
             client.close()
         self._clients.clear()
         self._retired.clear()
@@ -272,18 +274,28 @@ class DeploymentInference:
         self.close()
 
     def _runtime(self, bulk: bool = False) -> InferenceClient:
-        known, asked_at = self._resolved.get(bulk, ("", 0.0))
-        if bulk in self._clients and time.monotonic() < asked_at + self._refresh_seconds:
-            return self._clients[bulk]
-        address, self.model = self._scheduler.endpoints(self._deployment_id, bulk)
-        self._resolved[bulk] = address, time.monotonic()
-        if bulk not in self._clients or address != known:
-            for client in self._retired:
-                client.close()
-            self._retired = [self._clients[bulk]] if bulk in self._clients else []
+        with self._resolving:  # threads sharing this object refresh once, not each
+            known, asked_at = self._resolved.get(bulk, ("", 0.0))
+            client = self._clients.get(bulk)
+            if client is not None and time.monotonic() < asked_at + self._refresh_seconds:
+                return client
+            try:
+                address, self.model = self._scheduler.endpoints(self._deployment_id, bulk)
+            except MlaasError:
+                if client is None:
+                    raise
+                self._resolved[bulk] = known, time.monotonic()  # the scheduler is away: keep what serves
+                return client
+            self._resolved[bulk] = address, time.monotonic()
+            if client is not None and address == known:
+                return client
+            for retired in self._retired.pop(bulk, []):  # replaced a refresh ago: their calls are over
+                retired.close()
+            if client is not None:
+                self._retired[bulk] = [client]
             connections = 1 if bulk else self._connections  # each replica has one bulk worker
             self._clients[bulk] = InferenceClient(address, self._token, connections=connections, tls=self._tls)
-        return self._clients[bulk]
+            return self._clients[bulk]
 
     def _reconnect_or_raise(self, err: MlaasError, deadline: float, pause: float) -> float:
         """After UNAVAILABLE: drop the connection and pause, unless the error is not one to retry

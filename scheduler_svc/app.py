@@ -184,7 +184,8 @@ def build_scheduler(
     registry = RegistryClient(settings.registry_address)  # each call carries its caller's token
     deploys = Deploys(settings, store, lifecycle, waiting_room, registry, quotas=authenticator.enabled)
     access = Access(authenticator, lifecycle)
-    updates = Updates(store, queue, lifecycle, access, registry)
+    tenant_cap = settings.max_replicas_per_tenant if authenticator.enabled else None
+    updates = Updates(store, queue, lifecycle, access, registry, tenant_cap)
     training = Training(jobs, job_store, store, access, registry, settings.backend)
     views = Views(settings, store, job_store, access)
     servicer = SchedulerServicer(authenticator, store, deploys, updates, training, views)
@@ -207,7 +208,6 @@ def build_scheduler(
     metrics = CollectorRegistry()
     server = MeshServer("scheduler", settings.server, [service], authenticator, metrics_registry=metrics)
     load_reader = LoadReader(settings.token)
-    tenant_cap = settings.max_replicas_per_tenant if authenticator.enabled else None
     autoscaler = Autoscaler(store.list, updates.rescale, load_reader, metrics, tenant_cap)
     autoscaling = Periodic("autoscaler", autoscaler.run_once, settings.autoscale_interval_seconds, stop)
     # Often: a warm job takes a few tenths of a second, and its end is on the retraining loop's path.

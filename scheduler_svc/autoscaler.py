@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 import grpc
@@ -27,7 +27,13 @@ from scheduler_svc.autoscaling import Load, Stabiliser, interval_load, recommend
 
 log = logging.getLogger(__name__)
 S = scheduler_pb2
-Rescale = Callable[[str, int, str], object]  # (deployment id, replicas, why)
+Rescale = Callable[[str, int, str, bool], object]  # (deployment id, replicas, why, for the autoscaler)
+READY, UPDATING = S.DEPLOYMENT_STATE_READY, S.DEPLOYMENT_STATE_UPDATING
+# Deployments whose replicas count against their tenant's cap: all that hold or will hold some.
+HOLDING: set[int] = {
+    S.DEPLOYMENT_STATE_QUEUED, S.DEPLOYMENT_STATE_PLACING, S.DEPLOYMENT_STATE_STARTING, READY, UPDATING,
+    S.DEPLOYMENT_STATE_CACHED,
+}  # fmt: skip
 RETRY_SECONDS = 30.0
 
 
@@ -78,21 +84,24 @@ class _Watched:
     asked_up: tuple[int, float] = (0, 0.0)  # the last scale-up asked for (replicas, when)
 
     def cap(self, current: int, wanted: int, now: float) -> int:
-        """`wanted`, below a scale-up that did not happen (the deployment is back to fewer
-        replicas: they could not be placed) until the retry delay has passed."""
+        """`wanted`, below a scale-up that did not happen (the deployment is READY again with
+        fewer replicas: they could not be placed) until the retry delay has passed. One that
+        happened is forgotten: a later scale-down and a new burst ask again at once."""
         asked, at = self.asked_up
-        if current < asked <= wanted and now - at < RETRY_SECONDS:
+        if current >= asked:
+            self.asked_up = (0, 0.0)
+        elif asked <= wanted and now - at < RETRY_SECONDS:
             return max(current, asked - 1)
         return wanted
 
 
 class Autoscaler:
     def __init__(
-        self, store_list: Callable[[set[int]], list[S.Deployment]], rescale: Rescale, reader: LoadReader,
+        self, store_list: Callable[[Collection[int]], list[S.Deployment]], rescale: Rescale, reader: LoadReader,
         registry: CollectorRegistry, max_replicas_per_tenant: int | None, clock: Callable[[], float] = time.monotonic,
     ):  # fmt: skip
         """`store_list(states)`: the deployments in those states; `max_replicas_per_tenant`: None
-        without quotas."""
+        without quotas (the replicas of every deployment holding some count, cached ones too)."""
         self._list = store_list
         self._rescale = rescale
         self._reader = reader
@@ -105,8 +114,8 @@ class Autoscaler:
         )  # fmt: skip
 
     def run_once(self) -> None:
-        deployments = self._list({S.DEPLOYMENT_STATE_READY, S.DEPLOYMENT_STATE_UPDATING})
-        autoscaled = [d for d in deployments if d.HasField("autoscaling")]
+        deployments = self._list(HOLDING)
+        autoscaled = [d for d in deployments if d.HasField("autoscaling") and d.state in (READY, UPDATING)]
         for gone in set(self._watched) - {d.id for d in autoscaled}:
             del self._watched[gone]
         ready = [d for d in autoscaled if d.state == S.DEPLOYMENT_STATE_READY]
@@ -116,14 +125,17 @@ class Autoscaler:
             replicas_of[d.tenant] += d.replicas
         now = self._clock()
         for d in ready:
-            decided = self._decide(d, readings, now)
-            if decided is None:
-                continue
-            wanted, load = decided
-            if wanted > d.replicas and self._tenant_cap is not None:
-                wanted = max(d.replicas, min(wanted, d.replicas + self._tenant_cap - replicas_of[d.tenant]))
-            if wanted != d.replicas and self._ask(d, wanted, load, now):
-                replicas_of[d.tenant] += wanted - d.replicas
+            try:  # one deployment's trouble never stops the others'
+                decided = self._decide(d, readings, now)
+                if decided is None:
+                    continue
+                wanted, load = decided
+                if wanted > d.replicas and self._tenant_cap is not None:
+                    wanted = max(d.replicas, min(wanted, d.replicas + self._tenant_cap - replicas_of[d.tenant]))
+                if wanted != d.replicas and self._ask(d, wanted, load, now):
+                    replicas_of[d.tenant] += wanted - d.replicas
+            except Exception:
+                log.exception("autoscaling %s failed this round", d.id)
 
     def _decide(
         self, d: S.Deployment, readings: dict[str, runtime_pb2.GetLoadResponse], now: float
@@ -148,7 +160,7 @@ class Autoscaler:
     def _ask(self, d: S.Deployment, wanted: int, load: Load, now: float) -> bool:
         why = _why(d.autoscaling, load, d.replicas)
         try:
-            self._rescale(d.id, wanted, f"autoscaling from {d.replicas} to {wanted} replica(s): {why}")
+            self._rescale(d.id, wanted, f"autoscaling from {d.replicas} to {wanted} replica(s): {why}", True)
         except MlaasError as err:  # it moved meanwhile (its owner changed it, or dropped it)
             log.info("autoscaling %s: %s", d.id, err.message)
             return False

@@ -2,8 +2,9 @@
 replicas' load and applies them).
 
 The load between two readings of a replica (RuntimeService.GetLoad, totals since its start) is
-the mean number of requests in flight (the increase of the seconds spent on answered requests
-over the interval's length: Little's law) and the latency histogram of what was answered in it.
+the mean number of requests in flight (the increase of the seconds requests spent in the
+runtime, those still in flight included, over the interval's length) and the latency histogram
+of what was answered in it.
 From the deployment's load a recommendation is made each interval: enough replicas for the
 target in flight per replica, or, for a latency target, more replicas in proportion to how far
 the 99th percentile is over it and one fewer when it is under half of it. More replicas come at
@@ -21,19 +22,32 @@ from mlaas.errors import InvalidArgument
 from mlaas.v1 import runtime_pb2, scheduler_pb2
 
 DEFAULT_SCALE_DOWN_WINDOW_SECONDS = 60.0
+# What a target may be: below these a trickle of load (or a rounding) would ask for the maximum.
+TARGET_INFLIGHT_RANGE = (0.01, 1e6)
+TARGET_P99_MS_RANGE = (0.1, 3.6e6)
 
 
-def check_policy(policy: scheduler_pb2.AutoscalingPolicy, max_replicas: int) -> None:
-    """INVALID_ARGUMENT, with what is wrong, unless the policy can be followed."""
+def check_policy(policy: scheduler_pb2.AutoscalingPolicy, max_replicas: int, tenant_cap: int | None = None) -> None:
+    """INVALID_ARGUMENT, with what is wrong, unless the policy can be followed; `tenant_cap`:
+    the most replicas one tenant's autoscaled deployments get (None: no such cap)."""
     if policy.min_replicas < 1:
         raise InvalidArgument("autoscaling.min_replicas must be at least 1")
+    if tenant_cap is not None and policy.min_replicas > tenant_cap:
+        raise InvalidArgument(
+            f"autoscaling.min_replicas must be at most {tenant_cap}, the replicas one tenant's autoscaled "
+            "deployments get in all (MLAAS_MAX_REPLICAS_PER_TENANT)"
+        )
     if not policy.min_replicas <= policy.max_replicas <= max_replicas:
         raise InvalidArgument(f"autoscaling.max_replicas must be between min_replicas and {max_replicas}")
     targets = [t for t in (policy.target_inflight, policy.target_p99_ms) if t != 0]
     if len(targets) != 1:
         raise InvalidArgument("autoscaling needs exactly one target: target_inflight or target_p99_ms")
-    if not all(math.isfinite(t) and t > 0 for t in targets):
-        raise InvalidArgument("autoscaling's target must be a positive number")
+    for name, value, (low, high) in (
+        ("target_inflight", policy.target_inflight, TARGET_INFLIGHT_RANGE),
+        ("target_p99_ms", policy.target_p99_ms, TARGET_P99_MS_RANGE),
+    ):
+        if value != 0 and not low <= value <= high:  # NaN is in no range
+            raise InvalidArgument(f"autoscaling.{name} must be a number between {low:g} and {high:g}")
     window = policy.scale_down_window_seconds
     if not (math.isfinite(window) and 0 <= window <= 3600):
         raise InvalidArgument("autoscaling.scale_down_window_seconds must be between 0 and 3600")
@@ -68,17 +82,19 @@ Reading = runtime_pb2.GetLoadResponse
 
 
 def interval_load(readings: list[tuple[Reading, Reading]], seconds: float) -> Load:
-    """The load between two readings of each replica, `seconds` apart. A replica that answered
-    nothing in the interval but holds requests (all stuck behind a slow call) counts those."""
+    """The load between two readings of each replica, `seconds` apart. A pair that makes no
+    sense (the runtime restarted between them, or says what cannot be) is left out."""
     in_flight = 0.0
     counts: list[int] = []
     bounds: tuple[float, ...] = ()
     for before, after in readings:
-        if after.answered < before.answered:  # the runtime restarted between the readings
+        busy = after.busy_seconds - before.busy_seconds
+        if not (math.isfinite(busy) and busy >= 0):
             continue
-        busy = max(0.0, after.busy_seconds - before.busy_seconds) / seconds
-        in_flight += after.in_flight if after.answered == before.answered else busy
-        delta = [a - b for a, b in zip(after.latency_counts, before.latency_counts, strict=False)]
+        if after.answered < before.answered or len(after.latency_counts) != len(before.latency_counts):
+            continue
+        in_flight += busy / seconds
+        delta = [max(0, a - b) for a, b in zip(after.latency_counts, before.latency_counts, strict=True)]
         counts = [c + d for c, d in zip(counts, delta, strict=False)] if counts else delta
         bounds = tuple(after.latency_bounds_seconds)
     return Load(in_flight, tuple(counts), bounds)
@@ -87,14 +103,14 @@ def interval_load(readings: list[tuple[Reading, Reading]], seconds: float) -> Lo
 def recommend(policy: scheduler_pb2.AutoscalingPolicy, current: int, load: Load) -> int:
     """The replicas the load wants now, within the policy's bounds."""
     if policy.target_inflight:
-        wanted = math.ceil(load.in_flight / policy.target_inflight - 1e-9)
+        wanted = math.ceil(min(load.in_flight / policy.target_inflight, policy.max_replicas) - 1e-9)
     else:
         p99 = load.p99_seconds()
         target = policy.target_p99_ms / 1000
         if p99 is None:
             wanted = current if load.in_flight else policy.min_replicas  # stuck, or idle
         elif p99 > target:
-            wanted = max(current + 1, math.ceil(current * p99 / target))
+            wanted = max(current + 1, math.ceil(min(current * p99 / target, policy.max_replicas)))
         elif p99 < target / 2:
             wanted = current - 1
         else:

@@ -42,7 +42,8 @@ class Deploys:
             raise InvalidArgument(f"replicas must be between 1 and {MAX_REPLICAS}")
         autoscaled = request.HasField("autoscaling")
         if autoscaled:
-            check_policy(request.autoscaling, MAX_REPLICAS)
+            cap = self._settings.max_replicas_per_tenant if self._quotas else None
+            check_policy(request.autoscaling, MAX_REPLICAS, cap)
             if not request.autoscaling.min_replicas <= replicas <= request.autoscaling.max_replicas:
                 raise InvalidArgument("replicas must be within the autoscaling policy's min_replicas and max_replicas")
         mode = request.mode or S.PLACEMENT_MODE_OPEN
@@ -81,9 +82,10 @@ class Deploys:
         name, version = deployment.model.name, deployment.model.version
         with self._lifecycle.share_lock(name, version):
             shared = self._lifecycle.shared(name, version) if mode == S.PLACEMENT_MODE_OPEN else None
-            if shared is not None and shared.tenant != tenant and (shared.trial.version or autoscaled):
-                # Its owner tries a version of its own in it, or this caller wants its own
-                # autoscaling: another tenant gets a deployment of its own.
+            if shared is not None and shared.trial.version and shared.tenant != tenant:
+                shared = None  # its owner tries a version of its own in it: another tenant gets its own
+            if autoscaled:
+                # Its own, always: another tenant's traffic would scale what the owner pays for.
                 shared = None
             if shared is not None and shared.mode == S.PLACEMENT_MODE_OPEN:
                 if shared.state == S.DEPLOYMENT_STATE_CACHED and shared.tenant == tenant:
@@ -95,7 +97,7 @@ class Deploys:
             deployment, created = self._store.create(deployment, request_key)
             if not created:  # a concurrent request with the same key won
                 return S.DeployResponse(deployment=deployment)
-            if mode == S.PLACEMENT_MODE_OPEN:  # STRICT deployments are never shared
+            if mode == S.PLACEMENT_MODE_OPEN and not autoscaled:  # STRICT and autoscaled ones are never shared
                 self._lifecycle.mark_shared(deployment)
             deployment, lease_id = self._lifecycle.add_lease(deployment.id, tenant)
         self._waiting_room.admit(deployment)

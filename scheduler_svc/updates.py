@@ -30,9 +30,11 @@ Change = Callable[[scheduler_pb2.Deployment], None]
 class Updates:
     def __init__(
         self, store: DeploymentStore, queue: DeploymentQueue, lifecycle: Lifecycle, access: Access,
-        registry: RegistryClient,
+        registry: RegistryClient, tenant_cap: int | None = None,
     ):  # fmt: skip
-        """`registry`: asked with each caller's token."""
+        """`registry`: asked with each caller's token; `tenant_cap`: the most replicas the
+        autoscaler gives one tenant (None: no cap)."""
+        self._tenant_cap = tenant_cap
         self._store = store
         self._queue = queue
         self._lifecycle = lifecycle
@@ -62,10 +64,17 @@ class Updates:
             deployment.id, request.replicas, f"scaling from {deployment.replicas} to {request.replicas} replica(s)"
         )
 
-    def rescale(self, deployment_id: str, replicas: int, detail: str) -> S.Deployment:
-        """Scale's change, also the autoscaler's (the scheduler's own: no caller to check)."""
+    def rescale(self, deployment_id: str, replicas: int, detail: str, autoscaler: bool = False) -> S.Deployment:
+        """Scale's change, also the autoscaler's (the scheduler's own: no caller to check), which
+        stands only if the policy it decided under still allows it when it is made (its owner
+        may have changed or lifted the policy since)."""
 
         def scale(d: scheduler_pb2.Deployment) -> None:
+            policy = d.autoscaling
+            if autoscaler and not (
+                d.HasField("autoscaling") and policy.min_replicas <= replicas <= policy.max_replicas
+            ):
+                raise Aborted(f"deployment {d.id}'s autoscaling policy changed meanwhile")
             d.replicas = replicas
 
         return self._begin(self._store.get(deployment_id), scale, detail)
@@ -110,7 +119,7 @@ class Updates:
 
     def _autoscale(self, deployment: S.Deployment, request: S.UpdateDeploymentRequest) -> S.Deployment:
         """Sets the autoscaling policy (or turns it off); replicas outside its new bounds are
-        brought within them at once."""
+        brought within them in the same change, which then needs the deployment READY."""
         if (
             request.HasField("model")
             or request.trial_mode
@@ -122,13 +131,24 @@ class Updates:
         if request.clear_autoscaling:
             return self._store.update(deployment.id, lambda d: d.ClearField("autoscaling"), detail="autoscaling off")
         policy = request.autoscaling
-        check_policy(policy, MAX_REPLICAS)
-        within = min(max(deployment.replicas, policy.min_replicas), policy.max_replicas)
+        check_policy(policy, MAX_REPLICAS, self._tenant_cap)
+        if set(self._lifecycle.leases(deployment.id).values()) - {deployment.tenant}:
+            raise FailedPrecondition(
+                f"deployment {deployment.id} is shared with other tenants: their traffic would scale what you "
+                "pay for; deploy the model on its own to autoscale it"
+            )
         detail = f"autoscaling between {policy.min_replicas} and {policy.max_replicas} replicas"
-        updated = self._store.update(deployment.id, lambda d: d.autoscaling.CopyFrom(policy), detail=detail)
-        if within == updated.replicas:
-            return updated
-        return self.rescale(deployment.id, within, f"scaling from {updated.replicas} to {within} replica(s), {detail}")
+        within = min(max(deployment.replicas, policy.min_replicas), policy.max_replicas)
+
+        def adopt(d: S.Deployment) -> None:
+            if d.replicas != deployment.replicas:
+                raise Aborted(f"deployment {d.id} was scaled meanwhile; send the policy again")
+            d.autoscaling.CopyFrom(policy)
+            d.replicas = within
+
+        if within == deployment.replicas:
+            return self._store.update(deployment.id, adopt, detail=detail)
+        return self._begin(deployment, adopt, f"{detail}: scaling from {deployment.replicas} to {within} replica(s)")
 
     def _version(self, deployment: S.Deployment, ref: types_pb2.ModelRef, token: str | None) -> int:
         """The version of the deployment's model that `ref` names, as the caller may read it."""

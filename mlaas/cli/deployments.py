@@ -146,6 +146,8 @@ def cmd_scale(args) -> None:
 def cmd_autoscale(args) -> None:
     with _scheduler(args) as scheduler:
         if args.off:
+            if args.max_replicas is not None or args.target_inflight is not None or args.target_p99_ms is not None:
+                raise InvalidArgument("--off goes alone: it keeps the replicas the deployment has now")
             deployment = scheduler.set_autoscaling(args.deployment, None)
         elif (policy := autoscaling_policy(args)) is None:
             raise InvalidArgument("say --max-replicas (and a target), or --off")

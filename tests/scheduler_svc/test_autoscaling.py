@@ -32,16 +32,19 @@ def policy(**fields) -> S.AutoscalingPolicy:
         ({"max_replicas": 65}, "max_replicas must be between min_replicas and 64"),
         ({"target_inflight": 0.0}, "exactly one target"),
         ({"target_p99_ms": 50.0}, "exactly one target"),
-        ({"target_inflight": math.nan}, "must be a positive number"),
-        ({"target_inflight": -1.0}, "must be a positive number"),
-        ({"target_inflight": math.inf}, "must be a positive number"),
+        ({"target_inflight": math.nan}, "target_inflight must be a number between 0.01 and 1e"),
+        ({"target_inflight": -1.0}, "target_inflight must be a number between 0.01 and 1e"),
+        ({"target_inflight": math.inf}, "target_inflight must be a number between 0.01 and 1e"),
+        ({"target_inflight": 1e-310}, "target_inflight must be a number between 0.01 and 1e"),
+        ({"target_inflight": 0.0, "target_p99_ms": 1e-320}, "target_p99_ms must be a number between 0.1 and"),
+        ({"min_replicas": 5, "max_replicas": 8}, "min_replicas must be at most 4, the replicas one tenant"),
         ({"scale_down_window_seconds": -1.0}, "scale_down_window_seconds must be between 0 and 3600"),
         ({"scale_down_window_seconds": math.nan}, "scale_down_window_seconds must be between 0 and 3600"),
     ],
 )
 def test_a_policy_that_cannot_be_followed_is_refused_with_what_is_wrong(fields, says):
     with pytest.raises(InvalidArgument, match=says):
-        check_policy(policy(**fields), 64)
+        check_policy(policy(**fields), 64, tenant_cap=4)
 
 
 def test_a_sound_policy_passes():
@@ -57,7 +60,7 @@ def reading(answered: int, busy: float, in_flight: int = 0, counts=(0, 0, 0, 0, 
 
 
 def test_the_load_between_two_readings_is_the_mean_in_flight_and_the_latencies_of_what_was_answered():
-    # Two replicas over 2 s: 3 and 1 request-seconds answered, so 2 requests in flight on average.
+    # Two replicas over 2 s: 3 and 1 request-seconds spent, so 2 requests in flight on average.
     pairs = [
         (reading(10, 5.0, counts=(5, 5, 0, 0, 0)), reading(110, 8.0, counts=(5, 55, 50, 0, 0))),
         (reading(0, 0.0), reading(20, 1.0, counts=(0, 19, 1, 0, 0))),
@@ -66,10 +69,10 @@ def test_the_load_between_two_readings_is_the_mean_in_flight_and_the_latencies_o
     assert load.in_flight == pytest.approx(2.0)
     assert load.latency_counts == (0, 69, 51, 0, 0)
     assert load.p99_seconds() == 0.1
-    # A replica stuck behind one slow call answered nothing: what it holds counts.
-    assert interval_load([(reading(5, 1.0), reading(5, 1.0, in_flight=7))], 1.0).in_flight == 7
-    # A replica that restarted between the readings is left out, not read as negative load.
+    # A replica that restarted between the readings, or that says what cannot be, is left out.
     assert interval_load([(reading(50, 9.0), reading(3, 0.1))], 1.0).in_flight == 0
+    assert interval_load([(reading(5, 1.0), reading(6, math.inf))], 1.0).in_flight == 0
+    assert interval_load([(reading(5, 1.0), reading(6, math.nan))], 1.0).in_flight == 0
     assert Load(0.0, (0, 0), BOUNDS).p99_seconds() is None
 
 
@@ -77,6 +80,7 @@ def test_a_target_in_flight_asks_for_enough_replicas_within_the_bounds():
     assert recommend(policy(), 1, Load(5.0)) == 3  # 5 in flight at 2 each
     assert recommend(policy(), 3, Load(4.0)) == 2
     assert recommend(policy(), 2, Load(100.0)) == 4  # max
+    assert recommend(policy(target_inflight=0.01), 2, Load(1e300)) == 4  # bounded before any rounding
     assert recommend(policy(min_replicas=2), 3, Load(0.0)) == 2  # min
 
 
@@ -137,7 +141,7 @@ def test_the_autoscaler_asks_with_the_reason_keeps_a_tenant_under_its_cap_and_wa
     asked: list[tuple[str, int, str]] = []
     readings = Readings()
     scaler = Autoscaler(
-        lambda states: [d for d in listed if d.state in states], lambda *change: asked.append(change), readings,
+        lambda states: [d for d in listed if d.state in states], lambda *change: asked.append(change[:3]), readings,
         CollectorRegistry(), max_replicas_per_tenant=3, clock=lambda: clock[0],
     )  # fmt: skip
     alpha = deployment(1, max_replicas=8)
@@ -162,3 +166,38 @@ def test_the_autoscaler_asks_with_the_reason_keeps_a_tenant_under_its_cap_and_wa
     readings.by_endpoint["alpha:0"] = reading(40_000, 400.0)
     scaler.run_once()
     assert [count for _, count, _ in asked] == [2, 3]
+
+
+def test_one_deployment_whose_round_fails_does_not_stop_the_others_and_a_past_scale_up_does_not_block():
+    clock = [0.0]
+    listed = [deployment(1, "alpha", max_replicas=2), deployment(1, "beta", max_replicas=2)]
+    asked: list[tuple[str, int]] = []
+    readings = Readings()
+
+    def rescale(deployment_id, replicas, why, autoscaler):
+        if deployment_id == "d-alpha":
+            raise RuntimeError("a bug in one deployment's round")
+        asked.append((deployment_id, replicas))
+
+    scaler = Autoscaler(lambda states: listed, rescale, readings, CollectorRegistry(), None, clock=lambda: clock[0])
+    for tenant in ("alpha", "beta"):
+        readings.by_endpoint[f"{tenant}:0"] = reading(0, 0.0)
+    scaler.run_once()
+    clock[0] = 1.0
+    for tenant in ("alpha", "beta"):
+        readings.by_endpoint[f"{tenant}:0"] = reading(100, 5.0)
+    scaler.run_once()
+    assert asked == [("d-beta", 2)]  # alpha's failure was logged, beta's round went on
+    # beta scaled up, served 2, and back to 1 later: a new burst within 30 s asks again at once.
+    listed[1] = deployment(2, "beta", max_replicas=2)
+    readings.by_endpoint["beta:1"] = reading(0, 0.0)
+    clock[0] = 2.0
+    readings.by_endpoint["beta:0"] = reading(200, 10.0)
+    scaler.run_once()
+    listed[1] = deployment(1, "beta", max_replicas=2)
+    asked.clear()
+    for t in (3.0, 4.0):
+        clock[0] = t
+        readings.by_endpoint["beta:0"] = reading(int(100 * t), 5.0 * t)
+        scaler.run_once()
+    assert asked == [("d-beta", 2)]

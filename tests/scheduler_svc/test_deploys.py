@@ -41,7 +41,9 @@ class _Untouched:
         (S.DeployRequest(model=types_pb2.ModelRef(name="m"), autoscaling=S.AutoscalingPolicy(
             min_replicas=1, max_replicas=2)), InvalidArgument, "exactly one target"),
         (S.DeployRequest(model=types_pb2.ModelRef(name="m"), autoscaling=S.AutoscalingPolicy(
-            min_replicas=1, max_replicas=2, target_p99_ms=-5)), InvalidArgument, "must be a positive number"),
+            min_replicas=1, max_replicas=2, target_p99_ms=-5)), InvalidArgument, "target_p99_ms must be a number"),
+        (S.DeployRequest(model=types_pb2.ModelRef(name="m"), autoscaling=S.AutoscalingPolicy(
+            min_replicas=40, max_replicas=40, target_inflight=1)), InvalidArgument, "min_replicas must be at most 32"),
         (S.DeployRequest(model=types_pb2.ModelRef(name="m"), replicas=5, autoscaling=S.AutoscalingPolicy(
             min_replicas=1, max_replicas=2, target_inflight=4)), InvalidArgument,
          "replicas must be within the autoscaling policy's min_replicas and max_replicas"),

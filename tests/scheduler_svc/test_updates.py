@@ -22,6 +22,7 @@ from mlaas.services.settings import ServerSettings
 from mlaas.v1 import scheduler_pb2 as S
 from mlaas.v1 import types_pb2
 from scheduler_svc.access import Access
+from scheduler_svc.deploys import Deploys
 from scheduler_svc.jobs import JobStore
 from scheduler_svc.lifecycle import Lifecycle
 from scheduler_svc.queue import DeploymentQueue
@@ -31,7 +32,14 @@ from scheduler_svc.training import Training
 from scheduler_svc.updates import Updates
 from scheduler_svc.views import Views
 
-TOKENS = {"tok-alpha": "alpha", "tok-beta": "beta", "tok-gamma": "gamma", "tok-monitor": MONITOR}
+TOKENS = {"tok-alpha": "alpha", "tok-beta": "beta", "tok-gamma": "gamma", "tok-delta": "delta", "tok-monitor": MONITOR}
+
+
+class _Admitted:
+    """Stands for the waiting room: what Deploy admits for placement is only noted."""
+
+    def admit(self, deployment: S.Deployment) -> None:
+        pass
 
 
 class _Untouched:
@@ -49,6 +57,7 @@ class Cores:
     updates: Updates
     training: Training
     views: Views
+    deploys: Deploys
 
     def ready(self, tenant: str = "alpha", model: str = "iris", mode: int = S.PLACEMENT_MODE_OPEN) -> S.Deployment:
         """A READY deployment of `model`:1 owned by `tenant`, with its lease, shared if OPEN."""
@@ -84,6 +93,7 @@ def cores(tmp_path, registry, iris_model) -> Iterator[Cores]:
             store, queue, lifecycle, Updates(store, queue, lifecycle, access, registry_client),
             Training(_Untouched(), JobStore(client), store, access, registry_client, "local"),
             Views(settings, store, JobStore(client), access),
+            Deploys(settings, store, lifecycle, _Admitted(), registry_client, quotas=True),
         )  # fmt: skip
     finally:
         registry_client.close()
@@ -189,7 +199,7 @@ def test_an_autoscaling_policy_is_its_owners_to_set_checked_and_scale_then_defer
         ("min_replicas must be at least 1", {"autoscaling": S.AutoscalingPolicy(max_replicas=2, target_inflight=1)}),
         ("max_replicas must be between min_replicas and 64",
          {"autoscaling": S.AutoscalingPolicy(min_replicas=3, max_replicas=2, target_inflight=1)}),
-        ("must be a positive number",
+        ("target_inflight must be a number between",
          {"autoscaling": S.AutoscalingPolicy(min_replicas=1, max_replicas=2, target_inflight=float("nan"))}),
         ("goes alone", {"autoscaling": good, "model": types_pb2.ModelRef(version=2)}),
         ("goes alone", {"autoscaling": good, "clear_autoscaling": True}),
@@ -199,16 +209,43 @@ def test_an_autoscaling_policy_is_its_owners_to_set_checked_and_scale_then_defer
             autoscale(**fields)
     unchanged = cores.store.get(deployment.id)
     assert not unchanged.HasField("autoscaling") and unchanged.state == S.DEPLOYMENT_STATE_READY
+    # beta holds a lease: its traffic would scale what alpha pays for.
+    with pytest.raises(FailedPrecondition, match="is shared with other tenants: their traffic would scale"):
+        autoscale(autoscaling=good)
+    cores.lifecycle.drop_lease(deployment.id, "beta")
 
-    # Its 1 replica is under the new minimum: brought up to 2 at once.
+    # Its 1 replica is under the new minimum: brought up to 2 at once, in one change.
     scaling = autoscale(autoscaling=good)
     assert (scaling.state, scaling.replicas, scaling.autoscaling) == (S.DEPLOYMENT_STATE_UPDATING, 2, good)
+    # While it changes, a policy that needs other replicas is refused whole: nothing is written.
+    with pytest.raises(FailedPrecondition, match="only a READY one can change"):
+        autoscale(autoscaling=S.AutoscalingPolicy(min_replicas=1, max_replicas=1, target_inflight=7.0))
+    assert cores.store.get(deployment.id).autoscaling == good
     cores.store.update(deployment.id, lambda d: None, S.DEPLOYMENT_STATE_READY, "scaled")
+    # The autoscaler's own change stands only within the policy as it is when it is made.
+    with pytest.raises(FailedPrecondition):
+        cores.updates.rescale(deployment.id, 5, "autoscaling from 2 to 5", autoscaler=True)
+    assert cores.store.get(deployment.id).replicas == 2
     with pytest.raises(FailedPrecondition, match="is autoscaled between 2 and 4 replicas; change its policy"):
         cores.updates.scale(S.ScaleRequest(deployment_id=deployment.id, replicas=3), "alpha")
     off = autoscale(clear_autoscaling=True)
     assert not off.HasField("autoscaling") and (off.state, off.replicas) == (S.DEPLOYMENT_STATE_READY, 2)
     assert cores.updates.scale(S.ScaleRequest(deployment_id=deployment.id, replicas=3), "alpha").replicas == 3
+
+
+def test_an_autoscaled_deployment_is_shared_with_no_other_tenant(cores):
+    """Another tenant's traffic would scale what the owner pays for (and spend its replica cap):
+    a Deploy with a policy makes a deployment of its own, which no other Deploy leases."""
+    policy = S.AutoscalingPolicy(min_replicas=1, max_replicas=3, target_inflight=2.0)
+    request = S.DeployRequest(model=types_pb2.ModelRef(name="iris", version=1), autoscaling=policy)
+    owned = cores.deploys.deploy(request, "alpha", "tok-alpha").deployment
+    plain = S.DeployRequest(model=types_pb2.ModelRef(name="iris", version=1))
+    beta = cores.deploys.deploy(plain, "beta", "tok-beta").deployment
+    assert beta.id != owned.id and not beta.HasField("autoscaling")
+    assert cores.deploys.deploy(plain, "gamma", "tok-gamma").deployment.id == beta.id  # beta's is shared
+    assert cores.deploys.deploy(request, "gamma", "tok-gamma").deployment.id not in (owned.id, beta.id)
+    assert cores.deploys.deploy(plain, "delta", "tok-delta").deployment.id == beta.id
+    assert set(cores.lifecycle.leases(owned.id).values()) == {"alpha"}
 
 
 def test_a_training_request_is_checked_before_any_job_starts(cores):
