@@ -38,9 +38,9 @@ from typing import Protocol
 import numpy as np
 
 from inference_svc.cores import LongCalls
+from inference_svc.settings import BatchPolicy
 from inference_svc.stats import ModelStats
 from mlaas.errors import ResourceExhausted
-from mlaas.services.settings import setting
 
 Feeds = dict[str, np.ndarray]
 Runner = Callable[[Feeds], Feeds]
@@ -71,17 +71,6 @@ class _Item:
     def stacks_with(self, other: _Item) -> bool:
         """Whether the two can share one call: every input alike but for the batch dimension."""
         return all(a.shape[1:] == other.feeds[name].shape[1:] for name, a in self.feeds.items())
-
-
-@dataclass(frozen=True)
-class BatchPolicy:
-    max_batch_size: int = setting("MLAAS_MAX_BATCH_SIZE", 256)
-    max_queue_delay_us: int = setting("MLAAS_MAX_QUEUE_DELAY_US", 0)
-    max_queue_rows: int = setting("MLAAS_MAX_QUEUE_ROWS", 65536)
-    # False for models whose leading dimension is fixed: each request then runs alone.
-    batchable: bool = True
-    # Calls predicted shorter than this run on the event loop (see the module docstring).
-    inline_compute_us: int = setting("MLAAS_INLINE_COMPUTE_US", 100)
 
 
 class CallCost:

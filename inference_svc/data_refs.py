@@ -17,32 +17,13 @@ import ipaddress
 import math
 import socket
 import ssl
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
 
+from inference_svc.settings import DataRefPolicy
 from mlaas.errors import InvalidArgument, PermissionDenied, ResourceExhausted
-from mlaas.services.settings import names_setting, paths_setting, setting
-
-
-@dataclass(frozen=True)
-class DataRefPolicy:
-    file_roots: tuple[Path, ...] = setting("MLAAS_DATA_URI_ROOTS", (), parse=paths_setting)
-    https_hosts: tuple[str, ...] = setting("MLAAS_DATA_URI_HOSTS", (), parse=names_setting)
-    s3_buckets: tuple[str, ...] = setting("MLAAS_DATA_URI_BUCKETS", (), parse=names_setting)
-    max_bytes: int = setting("MLAAS_DATA_URI_MAX_BYTES", 256 * 2**20)
-    s3_endpoint_url: str | None = setting("MLAAS_S3_ENDPOINT_URL", None, parse=str)
-    # Extra CA bundle for https references (e.g. an internal CA).
-    ca_file: str | None = setting("MLAAS_DATA_URI_CA_FILE", None, parse=str)
-    timeout_seconds: float = 30.0
-    # https references to loopback, private or link-local addresses (an internal data server).
-    allow_private_addresses: bool = setting("MLAAS_DATA_URI_ALLOW_PRIVATE", False)
-    roots_resolved: tuple[Path, ...] = field(init=False, default=())
-
-    def __post_init__(self):
-        object.__setattr__(self, "roots_resolved", tuple(p.resolve() for p in self.file_roots))
 
 
 def _too_big(uri: str, size: int, limit: int) -> ResourceExhausted:

@@ -14,24 +14,14 @@ import collections
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import partial
 
 import grpc
 
-from inference_svc.batcher import BatchPolicy
+from inference_svc.settings import TenantShare
 from mlaas.errors import MlaasError, ResourceExhausted
 from mlaas.services.auth import Authenticator
 from mlaas.services.interceptors import wrap_handler
-from mlaas.services.settings import setting
-
-
-@dataclass(frozen=True)
-class TenantShare:
-    max_requests: int = setting("MLAAS_MAX_INFLIGHT_PER_TENANT", 256)
-    # Half the model's queue: one tenant can never fill it for the others (settings.py halves
-    # the queue configured there).
-    max_rows: int = setting("MLAAS_MAX_INFLIGHT_ROWS_PER_TENANT", BatchPolicy.max_queue_rows // 2)
 
 
 class TenantLimits:

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from inference_svc.batcher import BatchPolicy, DynamicBatcher
+from inference_svc.batcher import DynamicBatcher
 from inference_svc.cores import LongCalls
 from inference_svc.credentials import RuntimeCredentials
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.session import OnnxModel
-from inference_svc.settings import RuntimeSettings
+from inference_svc.settings import BatchPolicy, RuntimeSettings
 from inference_svc.stats import ModelStats
 from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound
 from mlaas.refs import parse_ref

@@ -4,18 +4,54 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inference_svc.batcher import BatchPolicy
-from inference_svc.data_refs import DataRefPolicy
-from inference_svc.limits import TenantShare
 from mlaas.message_limits import BULK_THRESHOLD_BYTES, MAX_MESSAGE_BYTES
 from mlaas.services.cpu import cpu_limit
 from mlaas.services.settings import ServerSettings, data_dir, names_setting, paths_setting, read_env, setting
 
 
+# The runtime's nested policies (batcher.py, limits.py, data_refs.py take them): here, so that
+# the runtime's supervising process reads its settings without the data plane's imports.
+@dataclass(frozen=True)
+class BatchPolicy:
+    max_batch_size: int = setting("MLAAS_MAX_BATCH_SIZE", 256)
+    max_queue_delay_us: int = setting("MLAAS_MAX_QUEUE_DELAY_US", 0)
+    max_queue_rows: int = setting("MLAAS_MAX_QUEUE_ROWS", 65536)
+    # False for models whose leading dimension is fixed: each request then runs alone.
+    batchable: bool = True
+    # Calls predicted shorter than this run on the event loop (batcher.py's docstring).
+    inline_compute_us: int = setting("MLAAS_INLINE_COMPUTE_US", 100)
+
+
+@dataclass(frozen=True)
+class TenantShare:
+    max_requests: int = setting("MLAAS_MAX_INFLIGHT_PER_TENANT", 256)
+    # Half the model's queue: one tenant can never fill it for the others (RuntimeSettings
+    # halves the queue configured there).
+    max_rows: int = setting("MLAAS_MAX_INFLIGHT_ROWS_PER_TENANT", BatchPolicy.max_queue_rows // 2)
+
+
+@dataclass(frozen=True)
+class DataRefPolicy:
+    file_roots: tuple[Path, ...] = setting("MLAAS_DATA_URI_ROOTS", (), parse=paths_setting)
+    https_hosts: tuple[str, ...] = setting("MLAAS_DATA_URI_HOSTS", (), parse=names_setting)
+    s3_buckets: tuple[str, ...] = setting("MLAAS_DATA_URI_BUCKETS", (), parse=names_setting)
+    max_bytes: int = setting("MLAAS_DATA_URI_MAX_BYTES", 256 * 2**20)
+    s3_endpoint_url: str | None = setting("MLAAS_S3_ENDPOINT_URL", None, parse=str)
+    # Extra CA bundle for https references (e.g. an internal CA).
+    ca_file: str | None = setting("MLAAS_DATA_URI_CA_FILE", None, parse=str)
+    timeout_seconds: float = 30.0
+    # https references to loopback, private or link-local addresses (an internal data server).
+    allow_private_addresses: bool = setting("MLAAS_DATA_URI_ALLOW_PRIVATE", False)
+    roots_resolved: tuple[Path, ...] = field(init=False, default=())
+
+    def __post_init__(self):
+        object.__setattr__(self, "roots_resolved", tuple(p.resolve() for p in self.file_roots))
+
+
 @dataclass(frozen=True)
 class RuntimeSettings:
     """Each tunable with its environment variable and default, declared once (read_env; the
-    nested policies declare theirs in their own modules)."""
+    nested policies' above)."""
 
     server: ServerSettings
     # Registry references (NAME, NAME:VERSION, NAME@ALIAS) to load at start; MLAAS_MODEL is the

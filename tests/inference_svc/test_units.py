@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from inference_svc.batcher import BatchPolicy, CallCost, DynamicBatcher
+from inference_svc.batcher import CallCost, DynamicBatcher
 from inference_svc.codec import check_shape
 from inference_svc.credentials import RuntimeCredentials
 from inference_svc.feedback import FeedbackTap, record_bytes, tensor_bytes
-from inference_svc.limits import TenantLimits, TenantShare, closed_when_idle
+from inference_svc.limits import TenantLimits, closed_when_idle
+from inference_svc.settings import BatchPolicy, TenantShare
 from inference_svc.signature import TensorInfo
 from inference_svc.stats import ModelStats
 from mlaas import errors

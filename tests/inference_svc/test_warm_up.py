@@ -8,11 +8,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from inference_svc.batcher import BatchPolicy
 from inference_svc.metrics import RuntimeMetrics
 from inference_svc.repository import ModelRepository
 from inference_svc.session import OnnxModel
-from inference_svc.settings import RuntimeSettings
+from inference_svc.settings import BatchPolicy, RuntimeSettings
 from mlaas.services.settings import ServerSettings
 
 

@@ -9,10 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from inference_svc.batcher import BatchPolicy
-from inference_svc.data_refs import DataRefPolicy
-from inference_svc.limits import TenantShare
-from inference_svc.settings import RuntimeSettings
+from inference_svc.settings import BatchPolicy, DataRefPolicy, RuntimeSettings, TenantShare
 from mlaas.services.settings import ServerSettings, env_names
 from monitor_svc.settings import MonitorSettings
 from registry_svc.settings import RegistrySettings
