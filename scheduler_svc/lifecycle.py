@@ -16,6 +16,7 @@ import redis
 from mlaas.errors import NotFound
 from mlaas.v1 import scheduler_pb2
 from scheduler_svc.backends import Backend
+from scheduler_svc.locks import KeptLock
 from scheduler_svc.replicas import as_status, publish_endpoints
 from scheduler_svc.replies import text
 from scheduler_svc.states import SHAREABLE
@@ -117,9 +118,10 @@ class Lifecycle:
         """lease id -> tenant."""
         return {text(k): text(v) for k, v in self._redis.hgetall(_leases_key(deployment_id)).items()}
 
-    def deployment_lock(self, deployment_id: str, seconds: float):
-        """Held by whoever changes a deployment's replicas (a rollout, the reconcile loop)."""
-        return self._redis.lock(f"mlaas:deployment-lock:{deployment_id}", timeout=seconds, blocking_timeout=seconds)
+    def deployment_lock(self, deployment_id: str, seconds: float) -> KeptLock:
+        """Held by whoever changes a deployment's replicas (a rollout, the reconcile loop); a
+        blocking acquire waits up to `seconds` for it."""
+        return KeptLock(self._redis, f"mlaas:deployment-lock:{deployment_id}", seconds)
 
     def reshare(self, deployment: scheduler_pb2.Deployment, old_versions: set[int]) -> None:
         """After a rollout, Deploys of the new version share this deployment, not of the old ones."""

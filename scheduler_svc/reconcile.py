@@ -15,11 +15,8 @@ may run this loop side by side.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
-
-from redis.exceptions import LockError
 
 from mlaas.errors import Aborted, NotFound
 from mlaas.services.net import HealthProbe, port_is_free
@@ -125,8 +122,7 @@ class Reconciler:
                         endpoints.add(replica.endpoint)
                         self._check(deployment, replica)
             finally:
-                with contextlib.suppress(LockError):  # expired meanwhile: nothing to release
-                    lock.release()
+                lock.release()
         for gone in set(self._seen) - present:
             del self._seen[gone]
         self._probe.keep_only(endpoints)

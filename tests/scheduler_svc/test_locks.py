@@ -1,0 +1,42 @@
+"""A deployment's lock on a real Redis (scheduler_svc/locks.py): kept while its holder lives,
+however long the change takes, and free within its short expiry once the holder is gone."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+from redis.exceptions import LockError
+
+from mlaas.local.redis_embedded import EmbeddedRedis
+from scheduler_svc.locks import KeptLock
+
+
+@pytest.fixture
+def client(tmp_path):
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    connection = redis.Redis.from_url(server.url)
+    yield connection
+    connection.close()
+    server.stop()
+
+
+def test_a_living_holder_keeps_it_past_its_expiry_and_a_dead_one_loses_it_within_it(client):
+    holder = KeptLock(client, "mlaas:deployment-lock:d-1", wait_seconds=5, ttl=0.6)
+    with holder:
+        deadline = time.monotonic() + 2.0  # more than three expiries
+        while time.monotonic() < deadline:
+            assert not KeptLock(client, "mlaas:deployment-lock:d-1", wait_seconds=0.1, ttl=0.6).acquire(blocking=False)
+            time.sleep(0.1)
+        waiting = KeptLock(client, "mlaas:deployment-lock:d-1", wait_seconds=0.2, ttl=0.6)
+        with pytest.raises(LockError, match="is held by another"), waiting:
+            pass
+    # Released: the next holder gets it at once.
+    assert KeptLock(client, "mlaas:deployment-lock:d-1", wait_seconds=0.1).acquire(blocking=False)
+
+    # A holder that died (nobody renews: a plain lock of the same short expiry stands for it).
+    client.lock("mlaas:deployment-lock:d-2", timeout=0.6).acquire()
+    started = time.monotonic()
+    with KeptLock(client, "mlaas:deployment-lock:d-2", wait_seconds=10, ttl=0.6):
+        assert time.monotonic() - started < 5  # freed by its expiry, not after the longest change
