@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import psutil
 import pytest
 
 from mlaas.client import RegistryClient
@@ -74,6 +75,12 @@ def test_a_job_an_earlier_scheduler_started_is_held_to_its_memory_too(tmp_path):
     grows = "import time; held = bytearray(256 << 20); time.sleep(60)"
     job = subprocess.Popen([sys.executable, "-c", grows, "mlaas.retraining.train_job"], start_new_session=True)
     try:
+        # Adopted jobs have long run: until it has exec'd, the child is a copy of this test's
+        # process, not the mesh's (on a busy machine the first look came that early).
+        deadline = time.monotonic() + 30
+        while "mlaas.retraining.train_job" not in psutil.Process(job.pid).cmdline():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         backend = LocalBackend("127.0.0.1:1", tmp_path / "logs", tool_env(MLAAS_DATA_DIR=str(tmp_path / "data")))
         adopted = ReplicaStatus("j-1", "", True, handle=str(job.pid), memory_bytes=64 << 20)
         deadline = time.monotonic() + 30
