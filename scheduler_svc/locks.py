@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 
 import redis
 from redis.exceptions import LockError
@@ -34,14 +35,24 @@ class KeptLock:
         return True
 
     def _keep(self) -> None:
+        renewed = time.monotonic()
         while not self._released.wait(self._ttl / 3):
             try:
                 self._lock.reacquire()
+                renewed = time.monotonic()
             except LockError:  # lost (Redis restarted, or this process stalled past the expiry)
                 log.warning("lost %s while holding it", self._lock.name)
                 return
-            except redis.RedisError as err:  # the next renewal may get through before it expires
-                log.warning("could not renew %s: %s", self._lock.name, err)
+            except redis.RedisError as err:
+                if time.monotonic() - renewed > self._ttl:  # expired by now: nothing left to keep
+                    log.warning("lost %s while holding it: %s", self._lock.name, err)
+                    return
+                log.warning("could not renew %s: %s", self._lock.name, err)  # the next try may get through
+
+    @property
+    def keeping(self) -> bool:
+        """Whether a thread of its holder is renewing it."""
+        return self._keeper is not None and self._keeper.is_alive()
 
     def release(self) -> None:
         self._released.set()

@@ -33,10 +33,23 @@ def test_a_living_holder_keeps_it_past_its_expiry_and_a_dead_one_loses_it_within
         with pytest.raises(LockError, match="is held by another"), waiting:
             pass
     # Released: the next holder gets it at once.
-    assert KeptLock(client, "mlaas:deployment-lock:d-1", wait_seconds=0.1).acquire(blocking=False)
+    next_holder = KeptLock(client, "mlaas:deployment-lock:d-1", wait_seconds=0.1)
+    assert next_holder.acquire(blocking=False)
+    next_holder.release()
 
     # A holder that died (nobody renews: a plain lock of the same short expiry stands for it).
     client.lock("mlaas:deployment-lock:d-2", timeout=0.6).acquire()
     started = time.monotonic()
     with KeptLock(client, "mlaas:deployment-lock:d-2", wait_seconds=10, ttl=0.6):
         assert time.monotonic() - started < 5  # freed by its expiry, not after the longest change
+
+
+def test_a_holder_that_cannot_reach_redis_past_the_expiry_stops_keeping(tmp_path):
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    holder = KeptLock(redis.Redis.from_url(server.url), "mlaas:deployment-lock:d-3", wait_seconds=1, ttl=0.3)
+    assert holder.acquire()
+    server.stop()  # gone: the lock cannot be kept, and the keeper gives up once it has expired
+    deadline = time.monotonic() + 10
+    while holder.keeping:
+        assert time.monotonic() < deadline, "the keeper went on renewing a lock that had expired"
+        time.sleep(0.05)
