@@ -570,12 +570,23 @@ class SchedulerClient(GrpcClient):
                 raise FailedPrecondition(f"deployment {deployment_id} {update.event.detail}")
         raise FailedPrecondition(f"deployment {deployment_id}: the watch ended before it was ready")
 
-    def endpoints(self, deployment_id: str, bulk: bool = False) -> tuple[str, str]:
+    def activate(self, deployment_id: str, timeout: float | None = None) -> scheduler_pb2.Deployment:
+        """The deployment once a replica of it serves: one that scaled to zero (an autoscaling
+        policy with min_replicas 0) gets one back. DeadlineExceeded after `timeout` seconds."""
+        request = scheduler_pb2.ActivateDeploymentRequest(deployment_id=deployment_id)
+        response: scheduler_pb2.ActivateDeploymentResponse = self._call(self._stub.ActivateDeployment, request, timeout)
+        return response.deployment
+
+    def endpoints(self, deployment_id: str, bulk: bool = False, activate_seconds: float = 0.0) -> tuple[str, str]:
         """(the ready replicas' endpoints joined by commas, model name): an address for
         `InferenceClient`, balanced over the replicas; with `bulk`, their bulk endpoints (for
-        requests over BULK_THRESHOLD_BYTES) where they have them. FailedPrecondition while none
-        serves."""
+        requests over BULK_THRESHOLD_BYTES) where they have them. A deployment that may scale to
+        zero and has no replica now is activated, waiting up to `activate_seconds` for it;
+        otherwise FailedPrecondition while none serves."""
         deployment = self.get(deployment_id)
+        scales_to_zero = deployment.HasField("autoscaling") and deployment.autoscaling.min_replicas == 0
+        if not deployment.endpoints and scales_to_zero and activate_seconds > 0:
+            deployment = self.activate(deployment_id, activate_seconds)
         if deployment.state not in SERVING or not deployment.endpoints:
             state = state_name(deployment.state)
             detail = f" ({deployment.reason})" if deployment.reason else ""

@@ -221,7 +221,8 @@ class DeploymentInference:
     requests that had no answer on a new connection, so no request fails or goes missing. The
     endpoints are also asked again every `refresh_seconds`, so that calls reach the replicas the
     scheduler adds (Scale, autoscaling); while the scheduler does not answer, calls go on to the
-    endpoints known. An open stream stays on the replicas it started on.
+    endpoints known. An open stream stays on the replicas it started on. A call to a deployment
+    that scaled to zero activates it and waits for its replica, within `retry_seconds`.
 
         with SchedulerClient(address) as scheduler:
             runtime = DeploymentInference(scheduler, deployment_id)
@@ -280,7 +281,7 @@ class DeploymentInference:
             if client is not None and time.monotonic() < asked_at + self._refresh_seconds:
                 return client
             try:
-                address, self.model = self._scheduler.endpoints(self._deployment_id, bulk)
+                address, self.model = self._scheduler.endpoints(self._deployment_id, bulk, self._retry_seconds)
             except MlaasError:
                 if client is None:
                     raise

@@ -18,9 +18,11 @@ from mlaas import tls
 from mlaas.client import RegistryClient
 from mlaas.services.auth import Authenticator, MeshKey
 from mlaas.services.periodic import Periodic
-from mlaas.services.server import MeshServer, Service
+from mlaas.services.server import MeshServer, Service, bind_host
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
 from scheduler_svc.access import Access
+from scheduler_svc.activation import Activation
+from scheduler_svc.activator import Activator, ActivatorServer
 from scheduler_svc.autoscaler import Autoscaler, LoadReader
 from scheduler_svc.backends import Backend
 from scheduler_svc.backends.docker import DockerBackend
@@ -64,6 +66,7 @@ class Scheduler:
     jobs: TrainingJobs
     job_store: JobStore
     load_reader: LoadReader
+    activator: ActivatorServer | None
     # How long a stop waits for its loops: a placement worker may be waiting for a replica to
     # become healthy (the start timeout).
     join_seconds: float = 130.0
@@ -71,6 +74,8 @@ class Scheduler:
     def start(self) -> Scheduler:
         self.reconciler.bring_back()
         self.server.start()
+        if self.activator is not None:
+            self.activator.start()
         for worker in self.workers:
             worker.start()
         return self
@@ -80,6 +85,8 @@ class Scheduler:
         CACHED deployments stay so, for the next start to bring back."""
         self.stop_workers.set()
         self.server.stop(grace)
+        if self.activator is not None:
+            self.activator.stop(grace)
         # Every loop ends before the replicas stop: a reconcile round or a placement still going
         # would start a replica after them, and nothing would ever stop it.
         deadline = time.monotonic() + self.join_seconds
@@ -150,6 +157,19 @@ def mesh_key(settings: SchedulerSettings, authenticator: Authenticator) -> MeshK
     return MeshKey.from_file(settings.server.mesh_key_file)
 
 
+def activator_server(
+    settings: SchedulerSettings, activation: Activation, authenticator: Authenticator
+) -> ActivatorServer | None:
+    """The activator on its port, bound (not started yet); None with MLAAS_ACTIVATOR_PORT=-1."""
+    if settings.activator_port < 0:
+        return None
+    activator = Activator(activation, authenticator, settings.activator_calls, settings.activator_calls_per_caller)
+    host = bind_host(settings.server, authenticator)
+    # One thread per call it holds, and a few for the calls it refuses when they are all taken.
+    threads = settings.activator_calls + 4
+    return ActivatorServer(activator, host, settings.activator_port, settings.server.tls, threads)
+
+
 def build_scheduler(
     settings: SchedulerSettings, env: dict[str, str], name: str = "scheduler", backend: Backend | None = None
 ) -> Scheduler:
@@ -187,8 +207,10 @@ def build_scheduler(
     tenant_cap = settings.max_replicas_per_tenant if authenticator.enabled else None
     updates = Updates(store, queue, lifecycle, access, registry, tenant_cap)
     training = Training(jobs, job_store, store, access, registry, settings.backend)
-    views = Views(settings, store, job_store, access)
-    servicer = SchedulerServicer(authenticator, store, deploys, updates, training, views)
+    activation = Activation(store, updates, access, settings.start_timeout_seconds)
+    activator = activator_server(settings, activation, authenticator)
+    views = Views(settings, store, job_store, access, activator.endpoint if activator else "")
+    servicer = SchedulerServicer(authenticator, store, deploys, updates, training, views, activation)
     service = Service(SERVICE_NAME, servicer, scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server)
     stop = threading.Event()
     workers = [
@@ -231,5 +253,6 @@ def build_scheduler(
         jobs,
         job_store,
         load_reader,
+        activator,
         join_seconds=settings.start_timeout_seconds + 10,
     )

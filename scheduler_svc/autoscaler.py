@@ -147,6 +147,7 @@ class Autoscaler:
         if watched is None:
             self._watched[d.id] = _Watched(now, current, Stabiliser())
             return None
+        watched.stabiliser.observe(now, d.replicas)
         pairs = [(watched.readings[i], reading) for i, reading in current.items() if i in watched.readings]
         seconds = now - watched.at
         watched.at, watched.readings = now, current
@@ -158,7 +159,8 @@ class Autoscaler:
         return watched.cap(d.replicas, wanted, now), load
 
     def _ask(self, d: S.Deployment, wanted: int, load: Load, now: float) -> bool:
-        why = _why(d.autoscaling, load, d.replicas)
+        window = scale_down_window(d.autoscaling)
+        why = f"no request for {window:g} s" if wanted == 0 else _why(d.autoscaling, load, d.replicas)
         try:
             self._rescale(d.id, wanted, f"autoscaling from {d.replicas} to {wanted} replica(s): {why}", True)
         except MlaasError as err:  # it moved meanwhile (its owner changed it, or dropped it)

@@ -9,7 +9,10 @@ From the deployment's load a recommendation is made each interval: enough replic
 target in flight per replica, or, for a latency target, more replicas in proportion to how far
 the 99th percentile is over it and one fewer when it is under half of it. More replicas come at
 once; fewer only when every recommendation of the scale-down window wanted fewer (Kubernetes'
-HPA stabilisation), so a load that comes and goes does not make replicas come and go.
+HPA stabilisation), so a load that comes and goes does not make replicas come and go; after
+the replicas went up (by the load, or by an activation from zero) a whole window passes again
+before any go. Zero replicas (a policy with min_replicas 0) is wanted only by an interval in which
+no request came at all: however light, traffic keeps one replica.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ TARGET_P99_MS_RANGE = (0.1, 3.6e6)
 def check_policy(policy: scheduler_pb2.AutoscalingPolicy, max_replicas: int, tenant_cap: int | None = None) -> None:
     """INVALID_ARGUMENT, with what is wrong, unless the policy can be followed; `tenant_cap`:
     the most replicas one tenant's autoscaled deployments get (None: no such cap)."""
-    if policy.min_replicas < 1:
-        raise InvalidArgument("autoscaling.min_replicas must be at least 1")
+    if policy.min_replicas < 0:
+        raise InvalidArgument("autoscaling.min_replicas must be at least 0 (0: scale to zero when idle)")
+    if policy.max_replicas < 1:
+        raise InvalidArgument("autoscaling.max_replicas must be at least 1")
     if tenant_cap is not None and policy.min_replicas > tenant_cap:
         raise InvalidArgument(
             f"autoscaling.min_replicas must be at most {tenant_cap}, the replicas one tenant's autoscaled "
@@ -64,6 +69,11 @@ class Load:
     in_flight: float  # mean requests in flight
     latency_counts: tuple[int, ...] = ()  # answered requests per latency bucket
     latency_bounds: tuple[float, ...] = ()
+
+    @property
+    def idle(self) -> bool:
+        """No request in flight and none answered."""
+        return self.in_flight == 0 and not sum(self.latency_counts)
 
     def p99_seconds(self) -> float | None:
         """The 99th percentile latency (the upper bound of its bucket), None with nothing answered."""
@@ -115,7 +125,8 @@ def recommend(policy: scheduler_pb2.AutoscalingPolicy, current: int, load: Load)
             wanted = current - 1
         else:
             wanted = current
-    return min(max(wanted, policy.min_replicas), policy.max_replicas)
+    floor = policy.min_replicas if load.idle else max(policy.min_replicas, 1)
+    return min(max(wanted, floor), policy.max_replicas)
 
 
 @dataclass
@@ -124,18 +135,26 @@ class Stabiliser:
     for a whole window."""
 
     recommendations: deque[tuple[float, int]] = field(default_factory=deque)
-    since: float | None = None  # when the first of them was made
+    since: float | None = None  # when the first of them was made (since the replicas last went up)
+    replicas: int = 0  # as many as at the last decision
+
+    def observe(self, now: float, current: int) -> None:
+        """The replicas there are now, also when nothing can be decided (none serves): once they
+        went up, the window starts again."""
+        if self.since is None or current > self.replicas:
+            self.since = now
+            self.recommendations.clear()
+        self.replicas = current
 
     def decide(self, now: float, current: int, recommendation: int, window: float) -> int:
         """The replicas to have: more at once; fewer only once every recommendation of the last
         `window` seconds wanted fewer (the most of them)."""
-        if self.since is None:
-            self.since = now
+        self.observe(now, current)
         self.recommendations.append((now, recommendation))
         while self.recommendations and self.recommendations[0][0] < now - window:
             self.recommendations.popleft()
         if recommendation >= current:
             return recommendation
-        if now - self.since < window:  # not watched a whole window yet
+        if self.since is not None and now - self.since < window:  # not watched a whole window yet
             return current
         return min(current, max(r for _, r in self.recommendations))

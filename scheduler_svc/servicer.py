@@ -2,7 +2,8 @@
 and token from the metadata in, the response message out). Deploy answers at once with a QUEUED
 deployment (or a lease on a running one of the same version); placement workers do the rest
 (deploys.py). Scale and UpdateDeployment answer at once too, with the deployment UPDATING; a
-worker rolls it (updates.py, rollout.py). Training jobs: training.py; what callers read: views.py."""
+worker rolls it (updates.py, rollout.py). ActivateDeployment waits for a replica of a deployment
+that scaled to zero (activation.py). Training jobs: training.py; what callers read: views.py."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import grpc
 from mlaas.services.auth import Authenticator, bearer_token
 from mlaas.services.servicing import maps_errors
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
+from scheduler_svc.activation import Activation
 from scheduler_svc.deploys import Deploys
 from scheduler_svc.states import TERMINAL
 from scheduler_svc.store import DeploymentStore
@@ -25,8 +27,9 @@ S = scheduler_pb2
 class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     def __init__(
         self, authenticator: Authenticator, store: DeploymentStore, deploys: Deploys, updates: Updates,
-        training: Training, views: Views,
+        training: Training, views: Views, activation: Activation,
     ):  # fmt: skip
+        self._activation = activation
         self._auth = authenticator
         self._store = store
         self._deploys = deploys
@@ -43,7 +46,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         return self._caller(context)[0]
 
     def Deploy(self, request, context):
-        return self._deploys.deploy(request, *self._caller(context))
+        response = self._deploys.deploy(request, *self._caller(context))
+        self._views.addressed(response.deployment)
+        return response
 
     def GetDeployment(self, request, context):
         return S.GetDeploymentResponse(deployment=self._views.deployment(request.deployment_id, self._tenant(context)))
@@ -57,7 +62,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             self._views.deployment(request.deployment_id, tenant)  # a lease dropped meanwhile ends it
             for entry_id, event in self._store.events(request.deployment_id, seen, block_ms=1000):
                 seen = entry_id
-                yield S.WatchDeploymentResponse(event=event, deployment=self._store.get(request.deployment_id))
+                deployment = self._views.addressed(self._store.get(request.deployment_id))
+                yield S.WatchDeploymentResponse(event=event, deployment=deployment)
                 if event.state in TERMINAL:
                     return
 
@@ -66,13 +72,19 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         return S.ListNodesResponse(nodes=self._views.nodes())
 
     def Decommission(self, request, context):
-        return S.DecommissionResponse(deployment=self._updates.decommission(request, self._tenant(context)))
+        deployment = self._updates.decommission(request, self._tenant(context))
+        return S.DecommissionResponse(deployment=self._views.addressed(deployment))
 
     def Scale(self, request, context):
-        return S.ScaleResponse(deployment=self._updates.scale(request, self._tenant(context)))
+        return S.ScaleResponse(deployment=self._views.addressed(self._updates.scale(request, self._tenant(context))))
 
     def UpdateDeployment(self, request, context):
-        return S.UpdateDeploymentResponse(deployment=self._updates.update(request, *self._caller(context)))
+        deployment = self._updates.update(request, *self._caller(context))
+        return S.UpdateDeploymentResponse(deployment=self._views.addressed(deployment))
+
+    def ActivateDeployment(self, request, context):
+        deployment = self._activation.activate(request.deployment_id, self._tenant(context), context.time_remaining())
+        return S.ActivateDeploymentResponse(deployment=self._views.addressed(deployment))
 
     def RunTrainingJob(self, request, context):
         return S.RunTrainingJobResponse(job=self._training.run(request, *self._caller(context)))

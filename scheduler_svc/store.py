@@ -250,6 +250,11 @@ class DeploymentStore:
                 except redis.WatchError:
                     continue  # someone else changed it meanwhile: read again
 
+    def last_event_id(self, deployment_id: str) -> str:
+        """The stream id of the deployment's latest event ("0" with none): follow from there."""
+        latest = self._redis.xrevrange(_events_key(deployment_id), count=1)
+        return text(latest[0][0] or b"0") if latest else "0"
+
     def events(
         self, deployment_id: str, after: str = "0", block_ms: int | None = None
     ) -> builtins.list[tuple[str, scheduler_pb2.DeploymentEvent]]:

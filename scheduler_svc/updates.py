@@ -129,6 +129,13 @@ class Updates:
         ):
             raise InvalidArgument("autoscaling or clear_autoscaling goes alone: nothing else with it")
         if request.clear_autoscaling:
+            if deployment.replicas == 0:  # scaled to zero: nothing would ever start a replica again
+
+                def off_with_one(d: S.Deployment) -> None:
+                    d.ClearField("autoscaling")
+                    d.replicas = 1
+
+                return self._begin(deployment, off_with_one, "autoscaling off: scaling from 0 to 1 replica")
             return self._store.update(deployment.id, lambda d: d.ClearField("autoscaling"), detail="autoscaling off")
         policy = request.autoscaling
         check_policy(policy, MAX_REPLICAS, self._tenant_cap)

@@ -1,5 +1,6 @@
 """What callers read from the scheduler, free of transport (servicer.py adapts it): the
-deployments a caller may see, filtered and paged, and the nodes with what is placed on them."""
+deployments a caller may see, filtered and paged, each with where the activator reaches it, and
+the nodes with what is placed on them."""
 
 from __future__ import annotations
 
@@ -16,14 +17,25 @@ S = scheduler_pb2
 
 
 class Views:
-    def __init__(self, settings: SchedulerSettings, store: DeploymentStore, job_store: JobStore, access: Access):
+    def __init__(
+        self, settings: SchedulerSettings, store: DeploymentStore, job_store: JobStore, access: Access,
+        activator_endpoint: str = "",
+    ):  # fmt: skip
+        """`activator_endpoint`: where the activator serves ("": it does not)."""
+        self._activator_endpoint = activator_endpoint
         self._settings = settings
         self._store = store
         self._job_store = job_store
         self._access = access
 
+    def addressed(self, deployment: S.Deployment) -> S.Deployment:
+        """The deployment as callers see it: with where the activator reaches it (the mesh's
+        address, not part of the record)."""
+        deployment.activator_endpoint = self._activator_endpoint
+        return deployment
+
     def deployment(self, deployment_id: str, tenant: str) -> S.Deployment:
-        return self._access.visible(self._store.get(deployment_id), tenant)
+        return self.addressed(self._access.visible(self._store.get(deployment_id), tenant))
 
     def deployments(self, request: S.ListDeploymentsRequest, tenant: str) -> S.ListDeploymentsResponse:
         """The caller's deployments (a mesh role: everyone's) in the states, of the model and
@@ -42,7 +54,7 @@ class Views:
                 or request.model_version in {d.model.version, *(r.model_version for r in d.replica_status)}
             )
         ]
-        return _page(found, request)
+        return _page([self.addressed(d) for d in found], request)
 
     def nodes(self) -> list[S.Node]:
         """Every node: what it has, what deployments and running jobs hold of it, what is free."""

@@ -39,7 +39,12 @@ def autoscaling_policy(args) -> scheduler_pb2.AutoscalingPolicy | None:
 
 def add_autoscaling_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("autoscaling (the scheduler sets the replicas from the load)")
-    group.add_argument("--min-replicas", type=int, default=1, help="the fewest replicas (default 1)")
+    group.add_argument(
+        "--min-replicas",
+        type=int,
+        default=1,
+        help="the fewest replicas (default 1; 0: none while idle, the next request starts one)",
+    )
     group.add_argument("--max-replicas", type=int, help="the most replicas: turns autoscaling on")
     target = group.add_mutually_exclusive_group()
     target.add_argument("--target-inflight", type=float, help="requests in flight per replica to hold")

@@ -63,6 +63,7 @@ class _Mesh:
     registry: str
     scheduler: str
     monitor: str
+    activator: str  # "": none
     env: dict[str, str]
     roles: dict[str, str]
     tls: ClientTLS | None
@@ -73,11 +74,19 @@ class _Mesh:
         return {**self.env, "MLAAS_TOKEN": self.roles[role]} if self.roles else self.env
 
 
+def _activator_port(args) -> int:
+    """The one asked for; by default the usual one, or a free one beside a free scheduler port."""
+    if args.activator_port is None:
+        return free_port() if args.scheduler_port == 0 else addresses.ACTIVATOR_PORT
+    return args.activator_port or free_port()
+
+
 def _plan(args, root: Path, redis_url: str) -> _Mesh:
     """Ports, identities and certificates of the mesh about to start, and its environment."""
     registry_port, scheduler_port, monitor_port = (
         port or free_port() for port in (args.registry_port, args.scheduler_port, args.monitor_port)
     )
+    activator_port = _activator_port(args)
     registry, scheduler, monitor = (f"127.0.0.1:{port}" for port in (registry_port, scheduler_port, monitor_port))
     identity, roles = {}, {}
     if os.environ.get("MLAAS_AUTH_TOKENS_FILE"):  # with auth: each component gets its role's token
@@ -105,6 +114,7 @@ def _plan(args, root: Path, redis_url: str) -> _Mesh:
         MLAAS_REGISTRY_METRICS_PORT=str(args.registry_metrics_port),
         MLAAS_SCHEDULER_PORT=str(scheduler_port),
         MLAAS_SCHEDULER_METRICS_PORT=str(args.scheduler_metrics_port),
+        MLAAS_ACTIVATOR_PORT=str(activator_port),
         MLAAS_MONITOR_PORT=str(monitor_port),
         MLAAS_MONITOR_METRICS_PORT=str(args.monitor_metrics_port),
         # Runtimes send their inference records here (the scheduler passes it on to them).
@@ -114,7 +124,8 @@ def _plan(args, root: Path, redis_url: str) -> _Mesh:
         **identity,
         **tls_env,
     )
-    return _Mesh(root, registry, scheduler, monitor, env, roles, tls, pki)
+    activator = f"127.0.0.1:{activator_port}" if activator_port > 0 else ""
+    return _Mesh(root, registry, scheduler, monitor, activator, env, roles, tls, pki)
 
 
 def _endpoints(args, mesh: _Mesh, redis: EmbeddedRedis, supervisor: Supervisor) -> dict[str, str]:
@@ -122,6 +133,7 @@ def _endpoints(args, mesh: _Mesh, redis: EmbeddedRedis, supervisor: Supervisor) 
         "registry": mesh.registry,
         "scheduler": mesh.scheduler,
         "monitor": mesh.monitor,
+        "activator": mesh.activator,
         "registry_metrics": f"http://127.0.0.1:{args.registry_metrics_port}/metrics",
         "scheduler_metrics": f"http://127.0.0.1:{args.scheduler_metrics_port}/metrics",
         "monitor_metrics": f"http://127.0.0.1:{args.monitor_metrics_port}/metrics",
@@ -174,7 +186,8 @@ def run_up(args) -> int:
     private_by_default()  # every component inherits it: nothing in the data dir is for other users
     private_dir(root)
     say = (lambda *_: None) if args.json else print
-    taken = _in_use({"registry": args.registry_port, "scheduler": args.scheduler_port, "monitor": args.monitor_port})
+    ports = {"registry": args.registry_port, "scheduler": args.scheduler_port, "monitor": args.monitor_port}
+    taken = _in_use(ports | {"activator": max(args.activator_port or 0, 0)})
     if taken:
         print(f"error: {taken}", file=sys.stderr)
         return 1
@@ -229,4 +242,9 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
     up.add_argument("--scheduler-metrics-port", type=int, default=9452)
     up.add_argument("--monitor-port", type=int, default=addresses.MONITOR_PORT, help="0 picks a free port")
     up.add_argument("--monitor-metrics-port", type=int, default=9453)
+    up.add_argument(
+        "--activator-port", type=int,
+        help=f"where plain gRPC clients reach any deployment (default {addresses.ACTIVATOR_PORT}, a free port with "
+        "--scheduler-port 0; 0 picks a free port, -1: none)",
+    )  # fmt: skip
     up.set_defaults(run=run_up)

@@ -43,6 +43,7 @@ RULES: dict[str, frozenset[str]] = {
         _SCHEDULER + "ListNodes": {TENANT},
         _SCHEDULER + "Scale": {TENANT},
         _SCHEDULER + "UpdateDeployment": {TENANT, MONITOR},
+        _SCHEDULER + "ActivateDeployment": {TENANT},
         _SCHEDULER + "RunTrainingJob": {TENANT, MONITOR},
         _SCHEDULER + "GetTrainingJob": {TENANT, MONITOR, REGISTRY},
         _SCHEDULER + "CancelTrainingJob": {TENANT, MONITOR},

@@ -75,6 +75,11 @@ class SchedulerServiceStub:
                 request_serializer=mlaas_dot_v1_dot_scheduler__pb2.UpdateDeploymentRequest.SerializeToString,
                 response_deserializer=mlaas_dot_v1_dot_scheduler__pb2.UpdateDeploymentResponse.FromString,
                 _registered_method=True)
+        self.ActivateDeployment = channel.unary_unary(
+                '/mlaas.v1.SchedulerService/ActivateDeployment',
+                request_serializer=mlaas_dot_v1_dot_scheduler__pb2.ActivateDeploymentRequest.SerializeToString,
+                response_deserializer=mlaas_dot_v1_dot_scheduler__pb2.ActivateDeploymentResponse.FromString,
+                _registered_method=True)
         self.RunTrainingJob = channel.unary_unary(
                 '/mlaas.v1.SchedulerService/RunTrainingJob',
                 request_serializer=mlaas_dot_v1_dot_scheduler__pb2.RunTrainingJobRequest.SerializeToString,
@@ -163,6 +168,14 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ActivateDeployment(self, request, context):
+        """Brings an autoscaled deployment that scaled to zero back to a replica, and answers once one
+        serves (or at the call's deadline with DEADLINE_EXCEEDED); at once if one serves already.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RunTrainingJob(self, request, context):
         """Places and starts a training job with the model's train resources (retraining): it fits the
         model's registered recipe on a labeled dataset and writes the ONNX model. Answers at once.
@@ -243,6 +256,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.UpdateDeployment,
                     request_deserializer=mlaas_dot_v1_dot_scheduler__pb2.UpdateDeploymentRequest.FromString,
                     response_serializer=mlaas_dot_v1_dot_scheduler__pb2.UpdateDeploymentResponse.SerializeToString,
+            ),
+            'ActivateDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActivateDeployment,
+                    request_deserializer=mlaas_dot_v1_dot_scheduler__pb2.ActivateDeploymentRequest.FromString,
+                    response_serializer=mlaas_dot_v1_dot_scheduler__pb2.ActivateDeploymentResponse.SerializeToString,
             ),
             'RunTrainingJob': grpc.unary_unary_rpc_method_handler(
                     servicer.RunTrainingJob,
@@ -487,6 +505,33 @@ class SchedulerService:
             '/mlaas.v1.SchedulerService/UpdateDeployment',
             mlaas_dot_v1_dot_scheduler__pb2.UpdateDeploymentRequest.SerializeToString,
             mlaas_dot_v1_dot_scheduler__pb2.UpdateDeploymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActivateDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlaas.v1.SchedulerService/ActivateDeployment',
+            mlaas_dot_v1_dot_scheduler__pb2.ActivateDeploymentRequest.SerializeToString,
+            mlaas_dot_v1_dot_scheduler__pb2.ActivateDeploymentResponse.FromString,
             options,
             channel_credentials,
             insecure,

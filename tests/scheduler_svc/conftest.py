@@ -59,6 +59,7 @@ def parts(request, tmp_path, registry, iris_model) -> Iterator[Parts]:
         restart_backoff_seconds=0.5,
         jobs_dir=tmp_path / "jobs",
         warm_trainers=False,
+        activator_port=0,
     )
     runtime_env = tool_env(MLAAS_DATA_DIR=str(tmp_path / "runtime"))
     started: list[Scheduler] = []

@@ -26,8 +26,8 @@ def policy(**fields) -> S.AutoscalingPolicy:
 @pytest.mark.parametrize(
     "fields, says",
     [
-        ({"min_replicas": 0}, "min_replicas must be at least 1"),
-        ({"min_replicas": -2}, "min_replicas must be at least 1"),
+        ({"min_replicas": -2}, "min_replicas must be at least 0"),
+        ({"min_replicas": 0, "max_replicas": 0}, "max_replicas must be at least 1"),
         ({"min_replicas": 3, "max_replicas": 2}, "max_replicas must be between min_replicas and 64"),
         ({"max_replicas": 65}, "max_replicas must be between min_replicas and 64"),
         ({"target_inflight": 0.0}, "exactly one target"),
@@ -49,6 +49,7 @@ def test_a_policy_that_cannot_be_followed_is_refused_with_what_is_wrong(fields, 
 
 def test_a_sound_policy_passes():
     check_policy(policy(), 64)
+    check_policy(policy(min_replicas=0, max_replicas=1), 64)
     check_policy(policy(target_inflight=0.0, target_p99_ms=20.0, scale_down_window_seconds=5.0), 64)
 
 
@@ -84,6 +85,17 @@ def test_a_target_in_flight_asks_for_enough_replicas_within_the_bounds():
     assert recommend(policy(min_replicas=2), 3, Load(0.0)) == 2  # min
 
 
+def test_only_an_interval_without_any_request_wants_zero_replicas():
+    to_zero = policy(min_replicas=0)
+    assert recommend(to_zero, 1, Load(0.0, (0,) * 5, BOUNDS)) == 0
+    # However light, traffic keeps one: a request answered, or one in flight.
+    assert recommend(to_zero, 1, Load(1e-6, (0,) * 5, BOUNDS)) == 1
+    assert recommend(to_zero, 1, Load(0.0, (1, 0, 0, 0, 0), BOUNDS)) == 1
+    latency = policy(min_replicas=0, target_inflight=0.0, target_p99_ms=100.0)
+    assert recommend(latency, 1, Load(0.001, (9, 0, 0, 0, 0), BOUNDS)) == 1  # far under the target, still used
+    assert recommend(latency, 1, Load(0.0, (0,) * 5, BOUNDS)) == 0
+
+
 def test_a_latency_target_adds_replicas_in_proportion_and_removes_one_when_well_under():
     latency = policy(target_inflight=0.0, target_p99_ms=10.0)
 
@@ -114,6 +126,19 @@ def test_replicas_come_at_once_and_go_only_after_a_whole_window_that_wanted_fewe
     for t in range(52, 64):
         wanted = stable.decide(float(t), 2, 1, window=10.0)
     assert wanted == 1
+
+
+def test_after_the_replicas_went_up_a_whole_window_passes_before_any_go():
+    stable = Stabiliser()
+    for t in range(0, 12):  # idle for more than a window at one replica: zero wanted
+        wanted = stable.decide(float(t), 1, 0, window=10.0)
+    assert wanted == 0
+    stable.observe(15.0, 0)  # at zero: nothing to decide
+    # Activated from zero by a request: one replica again, and then idle at once. It stays a
+    # whole window, not one interval.
+    assert stable.decide(20.0, 1, 0, window=10.0) == 1
+    assert stable.decide(29.0, 1, 0, window=10.0) == 1
+    assert stable.decide(30.5, 1, 0, window=10.0) == 0
 
 
 class Readings:
@@ -201,3 +226,28 @@ def test_one_deployment_whose_round_fails_does_not_stop_the_others_and_a_past_sc
         readings.by_endpoint["beta:0"] = reading(int(100 * t), 5.0 * t)
         scaler.run_once()
     assert asked == [("d-beta", 2)]
+
+
+def test_an_idle_deployment_that_may_scale_to_zero_goes_to_zero_after_its_window_and_stays_there():
+    clock = [0.0]
+    asked: list[tuple[str, int, str]] = []
+    readings = Readings()
+    idle = deployment(1, min_replicas=0, max_replicas=2, scale_down_window_seconds=3.0)
+    listed = [idle]
+
+    def rescale(deployment_id, replicas, why, autoscaler):
+        asked.append((deployment_id, replicas, why))
+        listed[0].state = S.DEPLOYMENT_STATE_UPDATING  # as Updates.rescale leaves it
+
+    scaler = Autoscaler(lambda states: listed, rescale, readings, CollectorRegistry(), None, clock=lambda: clock[0])
+    readings.by_endpoint["alpha:0"] = reading(5, 1.0)
+    for t in range(0, 6):  # no request from here on
+        clock[0] = float(t)
+        scaler.run_once()
+    assert asked == [("d-alpha", 0, "autoscaling from 1 to 0 replica(s): no request for 3 s")]
+    # At zero nothing is read, so nothing is decided: only a request brings a replica back.
+    listed[:] = [deployment(0, min_replicas=0, max_replicas=2, scale_down_window_seconds=3.0)]
+    for t in range(6, 20):
+        clock[0] = float(t)
+        scaler.run_once()
+    assert len(asked) == 1

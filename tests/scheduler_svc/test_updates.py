@@ -196,7 +196,9 @@ def test_an_autoscaling_policy_is_its_owners_to_set_checked_and_scale_then_defer
     with pytest.raises(PermissionDenied, match="may update it"):  # a lease holder does not steer it
         autoscale("beta", autoscaling=good)
     refused = [
-        ("min_replicas must be at least 1", {"autoscaling": S.AutoscalingPolicy(max_replicas=2, target_inflight=1)}),
+        ("min_replicas must be at least 0",
+         {"autoscaling": S.AutoscalingPolicy(min_replicas=-1, max_replicas=2, target_inflight=1)}),
+        ("max_replicas must be at least 1", {"autoscaling": S.AutoscalingPolicy(target_inflight=1)}),
         ("max_replicas must be between min_replicas and 64",
          {"autoscaling": S.AutoscalingPolicy(min_replicas=3, max_replicas=2, target_inflight=1)}),
         ("target_inflight must be a number between",

@@ -1,0 +1,226 @@
+"""The activator: one gRPC address (MLAAS_ACTIVATOR_PORT) through which any gRPC client
+(tritonclient, grpcurl, a generated stub) reaches a deployment's replicas, naming it in the
+metadata `mlaas-deployment: ID`, as KServe routes by host name. It serves what the runtimes
+serve (the Open Inference Protocol, a STRICT node's labels) and forwards each call, as bytes, to
+one of the deployment's ready replicas, round robin. A deployment that scaled to zero is woken
+first (activation.py) and the call held until a replica serves, within its deadline, so the first
+request after an idle spell is answered, not refused.
+
+The caller is checked as ActivateDeployment's would be (a valid token, a tenant that may use the
+deployment), and the call then goes on with the caller's own metadata: the runtime checks its
+token again. Held calls hold threads, so they are bounded: `calls` at once in all, and at most
+`calls_per_caller` of one tenant's, so one tenant's burst cannot hold everyone else's out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from typing import NoReturn
+
+import grpc
+from google.protobuf import descriptor_pool
+
+from mlaas import tls
+from mlaas.errors import InvalidArgument, MlaasError, PermissionDenied, ResourceExhausted
+from mlaas.message_limits import MAX_MESSAGE_BYTES
+from mlaas.oip import open_inference_v2_pb2 as oip
+from mlaas.services import permissions
+from mlaas.services.auth import Authenticator
+from mlaas.services.server import add_port
+from mlaas.tls import ServerTLS
+from mlaas.v1 import node_pb2, scheduler_pb2
+from scheduler_svc.activation import Activation
+
+ROUTE_KEY = "mlaas-deployment"
+ACTIVATE = "/" + scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name + "/ActivateDeployment"
+FORWARDED_SERVICES = (
+    oip.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+    node_pb2.DESCRIPTOR.services_by_name["NodeLabelsService"].full_name,
+)
+# Call metadata that belongs to one hop of HTTP/2, not to the call.
+_HOP_KEYS = {"user-agent", "te", "content-type", "host"}
+_IDLE_CHANNEL_SECONDS = 60.0
+
+
+def _passed_on(context: grpc.ServicerContext) -> list[tuple[str, str | bytes]]:
+    """The caller's metadata, to go on with its call."""
+    return [(k, v) for k, v in context.invocation_metadata() if k not in _HOP_KEYS and not k.startswith((":", "grpc-"))]
+
+
+def _remaining(context: grpc.ServicerContext) -> float | None:
+    """The caller's deadline, as a timeout for the call forwarded (None: it set none, which
+    grpc tells as some 10^18 seconds)."""
+    remaining = context.time_remaining()
+    return None if remaining is None or remaining > 1e9 else remaining
+
+
+def _abort(context: grpc.ServicerContext, err: grpc.RpcError | MlaasError) -> NoReturn:
+    """Ends the call with the error's status (grpc's abort raises)."""
+    code, details = (err.code, err.message) if isinstance(err, MlaasError) else (err.code(), err.details())
+    context.abort(code, details or "")
+    raise AssertionError("context.abort returned")
+
+
+class _Replicas:
+    """Channels to the replicas, one per endpoint, closed once unused for a minute."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._channels: dict[str, tuple[grpc.Channel, float]] = {}
+        self._turns = itertools.count()
+
+    def channel(self, endpoints: list[str]) -> grpc.Channel:
+        endpoint = endpoints[next(self._turns) % len(endpoints)]
+        now = time.monotonic()
+        with self._lock:
+            for idle in [e for e, (_, used) in self._channels.items() if now - used > _IDLE_CHANNEL_SECONDS]:
+                self._channels.pop(idle)[0].close()
+            channel = self._channels[endpoint][0] if endpoint in self._channels else tls.channel(endpoint)
+            self._channels[endpoint] = channel, now
+            return channel
+
+    def close(self) -> None:
+        with self._lock:
+            for channel, _ in self._channels.values():
+                channel.close()
+            self._channels.clear()
+
+
+class CallSlots:
+    """Calls held or forwarded at once: `total` in all, `per_caller` of one tenant's."""
+
+    def __init__(self, total: int, per_caller: int):
+        self._total, self._per_caller = total, per_caller
+        self._lock = threading.Lock()
+        self._held = Counter[str]()
+
+    def take(self, tenant: str) -> None:
+        with self._lock:
+            if self._held[tenant] >= self._per_caller:
+                raise ResourceExhausted(f"{self._per_caller} calls of yours are going through the activator already")
+            if self._held.total() >= self._total:
+                raise ResourceExhausted(f"the activator holds {self._total} calls already; retry shortly")
+            self._held[tenant] += 1
+
+    def give_back(self, tenant: str) -> None:
+        with self._lock:
+            self._held[tenant] -= 1
+
+
+class Activator(grpc.GenericRpcHandler):
+    def __init__(self, activation: Activation, authenticator: Authenticator, calls: int, calls_per_caller: int):
+        self._activation = activation
+        self._auth = authenticator
+        self._slots = CallSlots(calls, calls_per_caller)
+        self._replicas = _Replicas()
+        pool = descriptor_pool.Default()
+        self._methods = {
+            f"/{service}/{method.name}": (method.client_streaming, method.server_streaming)
+            for service in FORWARDED_SERVICES
+            for method in pool.FindServiceByName(service).methods
+        }
+
+    def service(self, handler_call_details):
+        streaming = self._methods.get(handler_call_details.method)
+        if streaming is None:
+            return None  # UNIMPLEMENTED: not a runtime's rpc
+        method, (client_streaming, server_streaming) = handler_call_details.method, streaming
+        kind = f"{'stream' if client_streaming else 'unary'}_{'stream' if server_streaming else 'unary'}"
+
+        def call(channel: grpc.Channel):
+            return getattr(channel, kind)(method)  # bytes in, bytes out
+
+        forward = self._stream if server_streaming else self._call
+        replayable = not client_streaming
+        return getattr(grpc, f"{kind}_rpc_method_handler")(
+            lambda request, context: forward(call, request, context, replayable)
+        )
+
+    def _route(self, context: grpc.ServicerContext) -> tuple[str, list[str]]:
+        """(the caller's tenant, the ready endpoints of the deployment it names), once it has
+        some; the caller checked as ActivateDeployment checks it."""
+        metadata = context.invocation_metadata()
+        routes = [v for k, v in metadata if k == ROUTE_KEY]
+        if len(routes) != 1 or not routes[0]:
+            raise InvalidArgument(f"name the deployment in the call's metadata: '{ROUTE_KEY}: <deployment id>'")
+        identity = self._auth.identity(metadata)
+        if self._auth.enabled and (denied := permissions.refusal(ACTIVATE, identity)):
+            raise PermissionDenied(denied)
+        deployment = self._activation.activate(str(routes[0]), identity.tenant, _remaining(context))
+        return identity.tenant, list(deployment.endpoints)
+
+    def _call(self, call: Callable, request, context: grpc.ServicerContext, replayable: bool):
+        """One answer from a replica; a replayable request goes once more to another replica
+        if the first was leaving (UNAVAILABLE)."""
+        try:
+            tenant, endpoints = self._route(context)
+            self._slots.take(tenant)
+            try:
+                for attempt in (1, 2):
+                    try:
+                        channel = self._replicas.channel(endpoints)
+                        return call(channel)(request, metadata=_passed_on(context), timeout=_remaining(context))
+                    except grpc.RpcError as err:
+                        if attempt == 2 or not replayable or err.code() != grpc.StatusCode.UNAVAILABLE:
+                            raise
+                        endpoints = self._route(context)[1]
+            finally:
+                self._slots.give_back(tenant)
+        except (MlaasError, grpc.RpcError) as err:
+            _abort(context, err)
+
+    def _stream(self, call: Callable, request, context: grpc.ServicerContext, replayable: bool) -> Iterator:
+        try:
+            tenant, endpoints = self._route(context)
+            self._slots.take(tenant)
+            try:
+                channel = self._replicas.channel(endpoints)
+                responses = call(channel)(request, metadata=_passed_on(context), timeout=_remaining(context))
+                context.add_callback(responses.cancel)
+                yield from responses
+            finally:
+                self._slots.give_back(tenant)
+        except (MlaasError, grpc.RpcError) as err:
+            _abort(context, err)
+
+    def close(self) -> None:
+        self._replicas.close()
+
+
+class ActivatorServer:
+    """The activator on its own port, beside the scheduler's (same host rules and TLS)."""
+
+    def __init__(self, activator: Activator, host: str, port: int, server_tls: ServerTLS | None, threads: int):
+        self.activator = activator
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="activator"),
+            handlers=[activator],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        self.port = add_port(self._server, f"{host}:{port}", server_tls)
+        if self.port == 0:
+            raise OSError(f"activator: cannot listen on {host}:{port}")
+        self.host = host
+
+    @property
+    def endpoint(self) -> str:
+        """Where clients reach it: this machine's name when it listens on every interface."""
+        host = socket.gethostname() if self.host in ("0.0.0.0", "::", "[::]") else self.host
+        return f"{host}:{self.port}"
+
+    def start(self) -> None:
+        self._server.start()
+
+    def stop(self, grace: float | None) -> None:
+        self._server.stop(grace).wait()
+        self.activator.close()

@@ -1,0 +1,148 @@
+"""Scale to zero on real runtimes: an autoscaled deployment with min_replicas 0 gives its replica
+back after a scale-down window without requests, and its next request is held, not refused:
+through the SDK (ActivateDeployment) and through the scheduler's activator for an unmodified
+tritonclient, several first requests at once making one activation and none lost. Only whoever
+may use the deployment wakes it. The decisions themselves are test_autoscaling.py's."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from mlaas import errors
+from mlaas.client import SchedulerClient
+from mlaas.inference_client import DeploymentInference
+from mlaas.v1 import scheduler_pb2
+from scheduler_svc.activator import CallSlots
+from scheduler_svc.app import Scheduler
+from tests.conftest import tool_env
+
+S = scheduler_pb2
+pytestmark = pytest.mark.spawns
+CLIENTS = Path(__file__).parent / "clients"
+ACTIVATED = "activated from zero to 1 replica(s) by a request"
+
+
+def policy(window: float) -> S.AutoscalingPolicy:
+    return S.AutoscalingPolicy(min_replicas=0, max_replicas=2, target_inflight=4, scale_down_window_seconds=window)
+
+
+def event_details(scheduler: Scheduler, deployment_id: str) -> list[str]:
+    """The details of the deployment's events so far, from the scheduler's store."""
+    return [event.detail for _, event in scheduler.store.events(deployment_id)]
+
+
+def wait_at_zero(
+    client: SchedulerClient, scheduler: Scheduler, deployment_id: str, seconds: float = 60
+) -> S.Deployment:
+    """The deployment once it is READY with no replica."""
+    deadline = time.monotonic() + seconds
+    while True:
+        deployment = client.get(deployment_id)
+        if deployment.state == S.DEPLOYMENT_STATE_READY and deployment.replicas == 0:
+            return deployment
+        assert time.monotonic() < deadline, event_details(scheduler, deployment_id)
+        time.sleep(0.1)
+
+
+def allocated_cpu(scheduler: SchedulerClient) -> int:
+    return sum(node.allocated.cpu_millicores for node in scheduler.nodes())
+
+
+def test_an_idle_deployment_gives_its_replica_back_and_the_sdk_wakes_it_with_its_next_request(parts, iris_model):
+    _, X, _ = iris_model
+    started = parts.start(autoscale_interval_seconds=0.3)
+    address = f"127.0.0.1:{started.server.port}"
+    with SchedulerClient(address) as scheduler:
+        deployment = scheduler.wait_ready(scheduler.deploy("iris", autoscaling=policy(2)).id)
+        assert len(deployment.endpoints) == 1 and deployment.replicas == 1
+        assert deployment.activator_endpoint == f"127.0.0.1:{started.activator.port}"
+        with DeploymentInference(scheduler, deployment.id) as runtime:
+            assert runtime.infer({"X": X[:3]})["label"].shape == (3,)
+
+            zero = wait_at_zero(scheduler, started, deployment.id)
+            assert not zero.endpoints and not zero.replica_status and allocated_cpu(scheduler) == 0
+            # The same client, whose replica is gone: its next call is held while one starts.
+            assert runtime.infer({"X": X[:5]})["label"].shape == (5,)
+        history = event_details(started, deployment.id)
+        assert "autoscaling from 1 to 0 replica(s): no request for 2 s" in history, history
+        assert history.count(ACTIVATED) == 1, history
+        assert scheduler.get(deployment.id).replicas == 1
+
+        # Turning autoscaling off at zero leaves it one replica, not none forever.
+        wait_at_zero(scheduler, started, deployment.id)
+        assert scheduler.set_autoscaling(deployment.id, None).replicas == 1
+        assert len(scheduler.wait_settled(deployment.id).endpoints) == 1
+
+
+def test_plain_grpc_clients_wake_a_deployment_through_the_activator_and_none_is_lost(parts):
+    started = parts.start(autoscale_interval_seconds=0.3)
+    with SchedulerClient(f"127.0.0.1:{started.server.port}") as scheduler:
+        deployment = scheduler.wait_ready(scheduler.deploy("iris", autoscaling=policy(1)).id)
+        wait_at_zero(scheduler, started, deployment.id)
+        check = subprocess.run(
+            [sys.executable, str(CLIENTS / "triton_activator_check.py"), deployment.activator_endpoint, deployment.id,
+             "-", "6"],
+            capture_output=True, text=True, env=tool_env(), timeout=240,
+        )  # fmt: skip
+        assert check.returncode == 0 and check.stdout.strip() == "ok 26", check.stdout + check.stderr
+        history = event_details(started, deployment.id)
+        assert history.count(ACTIVATED) == 1, history  # six first requests, one activation
+
+        # A deployment that does not exist, and an rpc the runtimes do not serve.
+        with grpc.insecure_channel(deployment.activator_endpoint) as channel:
+            infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+            with pytest.raises(grpc.RpcError) as missing:
+                infer(b"", metadata=[("mlaas-deployment", "d-nothing")], timeout=10)
+            assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+            with pytest.raises(grpc.RpcError) as other:
+                channel.unary_unary("/mlaas.v1.RuntimeService/GetLoad")(b"", timeout=10)
+            assert other.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_only_who_may_use_a_deployment_wakes_it(parts, identities):
+    started = parts.start(server=identities.server(), autoscale_interval_seconds=0.3)
+    address = f"127.0.0.1:{started.server.port}"
+    with (
+        SchedulerClient(address, identities.token("alpha")) as alpha,
+        SchedulerClient(address, identities.token("beta")) as beta,
+    ):
+        deployment = alpha.wait_ready(alpha.deploy("iris", autoscaling=policy(1)).id)
+        wait_at_zero(alpha, started, deployment.id)
+        with pytest.raises(errors.NotFound):
+            beta.activate(deployment.id, timeout=10)
+        with grpc.insecure_channel(deployment.activator_endpoint) as channel:
+            infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+            for metadata, code in (
+                ([("authorization", f"Bearer {identities.token('beta')}")], grpc.StatusCode.NOT_FOUND),
+                ([], grpc.StatusCode.UNAUTHENTICATED),
+                ([("authorization", "Bearer not-a-token")], grpc.StatusCode.UNAUTHENTICATED),
+            ):
+                with pytest.raises(grpc.RpcError) as refused:
+                    infer(b"", metadata=[("mlaas-deployment", deployment.id), *metadata], timeout=10)
+                assert refused.value.code() == code, refused.value.details()
+        assert alpha.get(deployment.id).replicas == 0  # none of them woke it
+        check = subprocess.run(
+            [sys.executable, str(CLIENTS / "triton_activator_check.py"), deployment.activator_endpoint, deployment.id,
+             identities.token("alpha"), "2"],
+            capture_output=True, text=True, env=tool_env(), timeout=240,
+        )  # fmt: skip
+        assert check.returncode == 0 and check.stdout.strip() == "ok 22", check.stdout + check.stderr
+
+
+def test_the_activator_holds_a_bounded_number_of_calls_and_one_tenant_never_all_of_them():
+    slots = CallSlots(total=3, per_caller=2)
+    slots.take("alpha")
+    slots.take("alpha")
+    with pytest.raises(errors.ResourceExhausted, match="2 calls of yours"):
+        slots.take("alpha")
+    slots.take("beta")  # alpha's burst left beta its share
+    with pytest.raises(errors.ResourceExhausted, match="holds 3 calls already"):
+        slots.take("gamma")
+    slots.give_back("alpha")
+    slots.take("gamma")
