@@ -25,7 +25,7 @@ from inference_svc.monitor_sink import MonitorConnection, MonitorSink
 from inference_svc.node_labels import NodeLabels, NodeStore
 from inference_svc.node_servicer import NodeLabelsServicer
 from inference_svc.repository import ModelRepository
-from inference_svc.rest import RestApp, RestServer
+from inference_svc.rest import RestApp
 from inference_svc.servicer import InferenceServicer
 from inference_svc.settings import RuntimeSettings
 from inference_svc.summary_sink import SummarySink
@@ -33,6 +33,7 @@ from inference_svc.wire import add_inference_service
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.refs import parse_ref
 from mlaas.services.auth import SCHEDULER, Authenticator
+from mlaas.services.http_server import HttpServer
 from mlaas.services.interceptors import AioAuthInterceptor
 from mlaas.services.server import AioMeshServer, Service, bind_host, tls_mode
 from mlaas.v1 import node_pb2, node_pb2_grpc, runtime_pb2, runtime_pb2_grpc, types_pb2
@@ -52,7 +53,7 @@ class Worker:
     catalog: Catalog
     servicer: InferenceServicer
     server: AioMeshServer
-    rest: RestServer | None
+    rest: HttpServer | None
     node_labels: NodeLabels | None
     monitor: MonitorConnection | None = None
     _background: list[asyncio.Task] = field(default_factory=list)
@@ -192,7 +193,7 @@ def build_worker(
     )  # fmt: skip
     rest = None
     if settings.http_port >= 0:
-        rest = RestServer(
+        rest = HttpServer(
             RestApp(settings, catalog, plane, rules), bind_host(settings.server, authenticator), settings.http_port,
             settings.server.tls, share_port=True, grace=settings.server.shutdown_grace_seconds,
             header_seconds=settings.rest_header_seconds,
