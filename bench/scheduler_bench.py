@@ -297,6 +297,7 @@ def main() -> None:
         data_dir=work / "scheduler",
         nodes=parse_nodes("bench:cpu=64,memory=64Gi"),
         activator_port=0,
+        activator_http_port=0,
     )
     results: dict[str, object] = {"machine_cpus": os.cpu_count()}
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -179,6 +180,13 @@ class ClientTLS:
             private_key=Path(self.key_file).read_bytes() if self.key_file else None,
             certificate_chain=Path(self.cert_file).read_bytes() if self.cert_file else None,
         )
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The same trust and certificate for an HTTPS client."""
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.cert_file and self.key_file:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        return context
 
     def env(self) -> dict[str, str]:
         """The MLAAS_TLS_* client variables that make a child process a client like this one."""

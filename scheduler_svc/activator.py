@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from typing import NoReturn
 
@@ -28,7 +28,7 @@ from google.protobuf import descriptor_pool
 
 from mlaas import tls
 from mlaas.errors import InvalidArgument, MlaasError, PermissionDenied, ResourceExhausted
-from mlaas.message_limits import MAX_MESSAGE_BYTES
+from mlaas.message_limits import BULK_THRESHOLD_BYTES, MAX_MESSAGE_BYTES
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.services import permissions
 from mlaas.services.auth import Authenticator
@@ -67,16 +67,20 @@ def _abort(context: grpc.ServicerContext, err: grpc.RpcError | MlaasError) -> No
     raise AssertionError("context.abort returned")
 
 
+def advertised(host: str, port: int) -> str:
+    """Where clients reach a server on (host, port): this machine's name when it listens on
+    every interface."""
+    return f"{socket.gethostname() if host in ('0.0.0.0', '::', '[::]') else host}:{port}"
+
+
 class _Replicas:
     """Channels to the replicas, one per endpoint, closed once unused for a minute."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._channels: dict[str, tuple[grpc.Channel, float]] = {}
-        self._turns = itertools.count()
 
-    def channel(self, endpoints: list[str]) -> grpc.Channel:
-        endpoint = endpoints[next(self._turns) % len(endpoints)]
+    def channel(self, endpoint: str) -> grpc.Channel:
         now = time.monotonic()
         with self._lock:
             for idle in [e for e, (_, used) in self._channels.items() if now - used > _IDLE_CHANNEL_SECONDS]:
@@ -113,11 +117,44 @@ class CallSlots:
             self._held[tenant] -= 1
 
 
-class Activator(grpc.GenericRpcHandler):
+class Router:
+    """What both activators do before they forward a call: who calls (checked as
+    ActivateDeployment checks its caller), which deployment it names, a slot for the call (taken
+    before any wait, so waits are bounded too), then the deployment once a replica serves."""
+
     def __init__(self, activation: Activation, authenticator: Authenticator, calls: int, calls_per_caller: int):
-        self._activation = activation
+        self.activation = activation
         self._auth = authenticator
         self._slots = CallSlots(calls, calls_per_caller)
+        self._turns = itertools.count()
+
+    def admit(self, metadata: Sequence[tuple[str, str | bytes]]) -> tuple[str, str]:
+        """(the caller's tenant, the deployment id it names), holding one of the caller's slots
+        until `release`."""
+        routes = [v for k, v in metadata if k == ROUTE_KEY]
+        if len(routes) != 1 or not isinstance(routes[0], str) or not routes[0]:
+            raise InvalidArgument(f"name the deployment in the call's metadata: '{ROUTE_KEY}: <deployment id>'")
+        identity = self._auth.identity(metadata)
+        if self._auth.enabled and (denied := permissions.refusal(ACTIVATE, identity)):
+            raise PermissionDenied(denied)
+        self._slots.take(identity.tenant)
+        return identity.tenant, routes[0]
+
+    def release(self, tenant: str) -> None:
+        self._slots.give_back(tenant)
+
+    def serving(self, tenant: str, deployment_id: str, timeout: float | None) -> scheduler_pb2.Deployment:
+        """The deployment once a replica of it serves (woken from zero if need be)."""
+        return self.activation.activate(deployment_id, tenant, timeout)
+
+    def pick(self, endpoints: Sequence[str]) -> str:
+        """One of them, round robin."""
+        return endpoints[next(self._turns) % len(endpoints)]
+
+
+class Activator(grpc.GenericRpcHandler):
+    def __init__(self, router: Router):
+        self._router = router
         self._replicas = _Replicas()
         pool = descriptor_pool.Default()
         self._methods = {
@@ -142,50 +179,36 @@ class Activator(grpc.GenericRpcHandler):
             lambda request, context: forward(call, request, context, replayable)
         )
 
-    def _route(self, context: grpc.ServicerContext) -> tuple[str, list[str]]:
-        """(the caller's tenant, the ready endpoints of the deployment it names), once it has
-        some; the caller checked as ActivateDeployment checks it."""
-        metadata = context.invocation_metadata()
-        routes = [v for k, v in metadata if k == ROUTE_KEY]
-        if len(routes) != 1 or not routes[0]:
-            raise InvalidArgument(f"name the deployment in the call's metadata: '{ROUTE_KEY}: <deployment id>'")
-        identity = self._auth.identity(metadata)
-        if self._auth.enabled and (denied := permissions.refusal(ACTIVATE, identity)):
-            raise PermissionDenied(denied)
-        deployment = self._activation.activate(str(routes[0]), identity.tenant, _remaining(context))
-        return identity.tenant, list(deployment.endpoints)
-
     def _call(self, call: Callable, request, context: grpc.ServicerContext, replayable: bool):
         """One answer from a replica; a replayable request goes once more to another replica
         if the first was leaving (UNAVAILABLE)."""
         try:
-            tenant, endpoints = self._route(context)
-            self._slots.take(tenant)
+            tenant, deployment_id = self._router.admit(context.invocation_metadata())
             try:
                 for attempt in (1, 2):
+                    deployment = self._router.serving(tenant, deployment_id, _remaining(context))
+                    channel = self._replicas.channel(self._router.pick(deployment.endpoints))
                     try:
-                        channel = self._replicas.channel(endpoints)
                         return call(channel)(request, metadata=_passed_on(context), timeout=_remaining(context))
                     except grpc.RpcError as err:
                         if attempt == 2 or not replayable or err.code() != grpc.StatusCode.UNAVAILABLE:
                             raise
-                        endpoints = self._route(context)[1]
             finally:
-                self._slots.give_back(tenant)
+                self._router.release(tenant)
         except (MlaasError, grpc.RpcError) as err:
             _abort(context, err)
 
     def _stream(self, call: Callable, request, context: grpc.ServicerContext, replayable: bool) -> Iterator:
         try:
-            tenant, endpoints = self._route(context)
-            self._slots.take(tenant)
+            tenant, deployment_id = self._router.admit(context.invocation_metadata())
             try:
-                channel = self._replicas.channel(endpoints)
+                deployment = self._router.serving(tenant, deployment_id, _remaining(context))
+                channel = self._replicas.channel(self._router.pick(deployment.endpoints))
                 responses = call(channel)(request, metadata=_passed_on(context), timeout=_remaining(context))
                 context.add_callback(responses.cancel)
                 yield from responses
             finally:
-                self._slots.give_back(tenant)
+                self._router.release(tenant)
         except (MlaasError, grpc.RpcError) as err:
             _abort(context, err)
 
@@ -201,8 +224,10 @@ class ActivatorServer:
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="activator"),
             handlers=[activator],
+            maximum_concurrent_rpcs=threads,  # beyond: RESOURCE_EXHAUSTED at once, never a queue
             options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                # The replicas' ports it forwards to take no more (their bulk ports are the SDK's).
+                ("grpc.max_receive_message_length", BULK_THRESHOLD_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
             ],
@@ -214,9 +239,7 @@ class ActivatorServer:
 
     @property
     def endpoint(self) -> str:
-        """Where clients reach it: this machine's name when it listens on every interface."""
-        host = socket.gethostname() if self.host in ("0.0.0.0", "::", "[::]") else self.host
-        return f"{host}:{self.port}"
+        return advertised(self.host, self.port)
 
     def start(self) -> None:
         self._server.start()

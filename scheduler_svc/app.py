@@ -22,7 +22,8 @@ from mlaas.services.server import MeshServer, Service, bind_host
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
 from scheduler_svc.access import Access
 from scheduler_svc.activation import Activation
-from scheduler_svc.activator import Activator, ActivatorServer
+from scheduler_svc.activator import Activator, ActivatorServer, Router
+from scheduler_svc.activator_http import HttpActivator, HttpActivatorServer
 from scheduler_svc.autoscaler import Autoscaler, LoadReader
 from scheduler_svc.backends import Backend
 from scheduler_svc.backends.docker import DockerBackend
@@ -66,7 +67,7 @@ class Scheduler:
     jobs: TrainingJobs
     job_store: JobStore
     load_reader: LoadReader
-    activator: ActivatorServer | None
+    activator: Activators
     # How long a stop waits for its loops: a placement worker may be waiting for a replica to
     # become healthy (the start timeout).
     join_seconds: float = 130.0
@@ -74,8 +75,7 @@ class Scheduler:
     def start(self) -> Scheduler:
         self.reconciler.bring_back()
         self.server.start()
-        if self.activator is not None:
-            self.activator.start()
+        self.activator.start()
         for worker in self.workers:
             worker.start()
         return self
@@ -85,8 +85,7 @@ class Scheduler:
         CACHED deployments stay so, for the next start to bring back."""
         self.stop_workers.set()
         self.server.stop(grace)
-        if self.activator is not None:
-            self.activator.stop(grace)
+        self.activator.stop(grace)
         # Every loop ends before the replicas stop: a reconcile round or a placement still going
         # would start a replica after them, and nothing would ever stop it.
         deadline = time.monotonic() + self.join_seconds
@@ -157,17 +156,43 @@ def mesh_key(settings: SchedulerSettings, authenticator: Authenticator) -> MeshK
     return MeshKey.from_file(settings.server.mesh_key_file)
 
 
-def activator_server(
-    settings: SchedulerSettings, activation: Activation, authenticator: Authenticator
-) -> ActivatorServer | None:
-    """The activator on its port, bound (not started yet); None with MLAAS_ACTIVATOR_PORT=-1."""
-    if settings.activator_port < 0:
-        return None
-    activator = Activator(activation, authenticator, settings.activator_calls, settings.activator_calls_per_caller)
+@dataclass
+class Activators:
+    """The activator's servers, bound: over gRPC and over HTTP (either may be off)."""
+
+    grpc: ActivatorServer | None
+    http: HttpActivatorServer | None
+
+    def start(self) -> None:
+        if self.grpc is not None:
+            self.grpc.start()
+
+    def stop(self, grace: float | None) -> None:
+        if self.grpc is not None:
+            self.grpc.stop(grace)
+        if self.http is not None:
+            self.http.stop()
+
+    def endpoints(self) -> tuple[str, str]:
+        """(gRPC, HTTP) where clients reach them, "" for one that is off."""
+        return (self.grpc.endpoint if self.grpc else "", self.http.endpoint if self.http else "")
+
+
+def activators(settings: SchedulerSettings, activation: Activation, authenticator: Authenticator) -> Activators:
+    """The activator on its ports (MLAAS_ACTIVATOR_PORT, MLAAS_ACTIVATOR_HTTP_PORT; -1: off)."""
+    router = Router(activation, authenticator, settings.activator_calls, settings.activator_calls_per_caller)
     host = bind_host(settings.server, authenticator)
     # One thread per call it holds, and a few for the calls it refuses when they are all taken.
     threads = settings.activator_calls + 4
-    return ActivatorServer(activator, host, settings.activator_port, settings.server.tls, threads)
+    served = None
+    if settings.activator_port >= 0:
+        served = ActivatorServer(Activator(router), host, settings.activator_port, settings.server.tls, threads)
+    http_served = None
+    if settings.activator_http_port >= 0:
+        app = HttpActivator(router, threads, tls.client_tls())
+        grace = settings.server.shutdown_grace_seconds
+        http_served = HttpActivatorServer(app, host, settings.activator_http_port, settings.server.tls, grace)
+    return Activators(served, http_served)
 
 
 def build_scheduler(
@@ -208,8 +233,8 @@ def build_scheduler(
     updates = Updates(store, queue, lifecycle, access, registry, tenant_cap)
     training = Training(jobs, job_store, store, access, registry, settings.backend)
     activation = Activation(store, updates, access, settings.start_timeout_seconds)
-    activator = activator_server(settings, activation, authenticator)
-    views = Views(settings, store, job_store, access, activator.endpoint if activator else "")
+    activator = activators(settings, activation, authenticator)
+    views = Views(settings, store, job_store, access, *activator.endpoints())
     servicer = SchedulerServicer(authenticator, store, deploys, updates, training, views, activation)
     service = Service(SERVICE_NAME, servicer, scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server)
     stop = threading.Event()

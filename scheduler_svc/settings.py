@@ -96,9 +96,10 @@ class SchedulerSettings:
     max_replicas_per_tenant: int = setting("MLAAS_MAX_REPLICAS_PER_TENANT", 32)
     # How often the autoscaler reads the replicas' load and decides (autoscaler.py).
     autoscale_interval_seconds: float = setting("MLAAS_AUTOSCALE_INTERVAL_SECONDS", 1.0)
-    # The activator (activator.py): its port (on the scheduler's host; -1: none), and the calls it
-    # holds or forwards at once, in all and of one tenant.
+    # The activator (activator.py, activator_http.py): its gRPC and HTTP ports (on the scheduler's
+    # host; -1: none), and the calls it holds or forwards at once, in all and of one tenant.
     activator_port: int = setting("MLAAS_ACTIVATOR_PORT", addresses.ACTIVATOR_PORT)
+    activator_http_port: int = setting("MLAAS_ACTIVATOR_HTTP_PORT", addresses.ACTIVATOR_HTTP_PORT)
     activator_calls: int = setting("MLAAS_ACTIVATOR_CALLS", 64)
     activator_calls_per_caller: int = setting("MLAAS_ACTIVATOR_CALLS_PER_CALLER", 16)
 

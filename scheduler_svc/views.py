@@ -19,10 +19,10 @@ S = scheduler_pb2
 class Views:
     def __init__(
         self, settings: SchedulerSettings, store: DeploymentStore, job_store: JobStore, access: Access,
-        activator_endpoint: str = "",
+        activator_endpoint: str = "", activator_http_endpoint: str = "",
     ):  # fmt: skip
-        """`activator_endpoint`: where the activator serves ("": it does not)."""
-        self._activator_endpoint = activator_endpoint
+        """`activator_endpoint`, `activator_http_endpoint`: where the activator serves ("": not)."""
+        self._activator_endpoints = activator_endpoint, activator_http_endpoint
         self._settings = settings
         self._store = store
         self._job_store = job_store
@@ -31,7 +31,7 @@ class Views:
     def addressed(self, deployment: S.Deployment) -> S.Deployment:
         """The deployment as callers see it: with where the activator reaches it (the mesh's
         address, not part of the record)."""
-        deployment.activator_endpoint = self._activator_endpoint
+        deployment.activator_endpoint, deployment.activator_http_endpoint = self._activator_endpoints
         return deployment
 
     def deployment(self, deployment_id: str, tenant: str) -> S.Deployment:

@@ -57,7 +57,7 @@ def test_a_deployment_runs_as_a_container_and_goes_away(image, registry, iris_mo
         # "edge" names its engine explicitly (the same one here: there is one engine on this machine).
         nodes=parse_nodes("docker-host:cpu=2,memory=4Gi;edge:cpu=1,memory=1Gi,docker=unix:///var/run/docker.sock"),
         start_timeout_seconds=120, placement_timeout_seconds=30, backend="docker",
-        runtime_image=image, jobs_dir=jobs, activator_port=0,
+        runtime_image=image, jobs_dir=jobs, activator_port=0, activator_http_port=0,
     )  # fmt: skip
     run = f"test-{uuid.uuid4().hex[:8]}"
     env = {"MLAAS_REGISTRY_ADDR": registry_address}

@@ -64,6 +64,7 @@ class _Mesh:
     scheduler: str
     monitor: str
     activator: str  # "": none
+    activator_http: str
     env: dict[str, str]
     roles: dict[str, str]
     tls: ClientTLS | None
@@ -74,11 +75,12 @@ class _Mesh:
         return {**self.env, "MLAAS_TOKEN": self.roles[role]} if self.roles else self.env
 
 
-def _activator_port(args) -> int:
-    """The one asked for; by default the usual one, or a free one beside a free scheduler port."""
-    if args.activator_port is None:
-        return free_port() if args.scheduler_port == 0 else addresses.ACTIVATOR_PORT
-    return args.activator_port or free_port()
+def _activator_port(args, asked: int | None, usual: int) -> int:
+    """The port asked for (0: a free one); by default the usual one, or a free one beside a free
+    scheduler port."""
+    if asked is None:
+        return free_port() if args.scheduler_port == 0 else usual
+    return asked or free_port()
 
 
 def _plan(args, root: Path, redis_url: str) -> _Mesh:
@@ -86,7 +88,8 @@ def _plan(args, root: Path, redis_url: str) -> _Mesh:
     registry_port, scheduler_port, monitor_port = (
         port or free_port() for port in (args.registry_port, args.scheduler_port, args.monitor_port)
     )
-    activator_port = _activator_port(args)
+    activator_port = _activator_port(args, args.activator_port, addresses.ACTIVATOR_PORT)
+    activator_http_port = _activator_port(args, args.activator_http_port, addresses.ACTIVATOR_HTTP_PORT)
     registry, scheduler, monitor = (f"127.0.0.1:{port}" for port in (registry_port, scheduler_port, monitor_port))
     identity, roles = {}, {}
     if os.environ.get("MLAAS_AUTH_TOKENS_FILE"):  # with auth: each component gets its role's token
@@ -115,6 +118,7 @@ def _plan(args, root: Path, redis_url: str) -> _Mesh:
         MLAAS_SCHEDULER_PORT=str(scheduler_port),
         MLAAS_SCHEDULER_METRICS_PORT=str(args.scheduler_metrics_port),
         MLAAS_ACTIVATOR_PORT=str(activator_port),
+        MLAAS_ACTIVATOR_HTTP_PORT=str(activator_http_port),
         MLAAS_MONITOR_PORT=str(monitor_port),
         MLAAS_MONITOR_METRICS_PORT=str(args.monitor_metrics_port),
         # Runtimes send their inference records here (the scheduler passes it on to them).
@@ -124,8 +128,8 @@ def _plan(args, root: Path, redis_url: str) -> _Mesh:
         **identity,
         **tls_env,
     )
-    activator = f"127.0.0.1:{activator_port}" if activator_port > 0 else ""
-    return _Mesh(root, registry, scheduler, monitor, activator, env, roles, tls, pki)
+    activator, activator_http = (f"127.0.0.1:{p}" if p > 0 else "" for p in (activator_port, activator_http_port))
+    return _Mesh(root, registry, scheduler, monitor, activator, activator_http, env, roles, tls, pki)
 
 
 def _endpoints(args, mesh: _Mesh, redis: EmbeddedRedis, supervisor: Supervisor) -> dict[str, str]:
@@ -134,6 +138,7 @@ def _endpoints(args, mesh: _Mesh, redis: EmbeddedRedis, supervisor: Supervisor) 
         "scheduler": mesh.scheduler,
         "monitor": mesh.monitor,
         "activator": mesh.activator,
+        "activator_http": mesh.activator_http,
         "registry_metrics": f"http://127.0.0.1:{args.registry_metrics_port}/metrics",
         "scheduler_metrics": f"http://127.0.0.1:{args.scheduler_metrics_port}/metrics",
         "monitor_metrics": f"http://127.0.0.1:{args.monitor_metrics_port}/metrics",
@@ -187,7 +192,8 @@ def run_up(args) -> int:
     private_dir(root)
     say = (lambda *_: None) if args.json else print
     ports = {"registry": args.registry_port, "scheduler": args.scheduler_port, "monitor": args.monitor_port}
-    taken = _in_use(ports | {"activator": max(args.activator_port or 0, 0)})
+    activators = {"activator": args.activator_port, "activator (HTTP)": args.activator_http_port}
+    taken = _in_use(ports | {name: max(port or 0, 0) for name, port in activators.items()})
     if taken:
         print(f"error: {taken}", file=sys.stderr)
         return 1
@@ -246,5 +252,9 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
         "--activator-port", type=int,
         help=f"where plain gRPC clients reach any deployment (default {addresses.ACTIVATOR_PORT}, a free port with "
         "--scheduler-port 0; 0 picks a free port, -1: none)",
+    )  # fmt: skip
+    up.add_argument(
+        "--activator-http-port", type=int,
+        help=f"the same over HTTP, for curl (default {addresses.ACTIVATOR_HTTP_PORT}, as --activator-port otherwise)",
     )  # fmt: skip
     up.set_defaults(run=run_up)

@@ -314,7 +314,7 @@ class DeploymentEvent(_message.Message):
     def __init__(self, state: _Optional[_Union[DeploymentState, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("id", "model", "mode", "node", "replicas", "resources", "state", "reason", "replica_status", "endpoints", "tenant", "leases", "created_at", "updated_at", "backend", "http_endpoints", "bulk_endpoints", "trial", "privacy", "autoscaling", "activator_endpoint")
+    __slots__ = ("id", "model", "mode", "node", "replicas", "resources", "state", "reason", "replica_status", "endpoints", "tenant", "leases", "created_at", "updated_at", "backend", "http_endpoints", "bulk_endpoints", "trial", "privacy", "autoscaling", "activator_endpoint", "activator_http_endpoint")
     ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -336,6 +336,7 @@ class Deployment(_message.Message):
     PRIVACY_FIELD_NUMBER: _ClassVar[int]
     AUTOSCALING_FIELD_NUMBER: _ClassVar[int]
     ACTIVATOR_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATOR_HTTP_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     id: str
     model: _types_pb2.ModelRef
     mode: PlacementMode
@@ -357,7 +358,8 @@ class Deployment(_message.Message):
     privacy: PrivacyTerms
     autoscaling: AutoscalingPolicy
     activator_endpoint: str
-    def __init__(self, id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., mode: _Optional[_Union[PlacementMode, str]] = ..., node: _Optional[str] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., reason: _Optional[str] = ..., replica_status: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., endpoints: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., leases: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backend: _Optional[str] = ..., http_endpoints: _Optional[_Iterable[str]] = ..., bulk_endpoints: _Optional[_Iterable[str]] = ..., trial: _Optional[_Union[Trial, _Mapping]] = ..., privacy: _Optional[_Union[PrivacyTerms, _Mapping]] = ..., autoscaling: _Optional[_Union[AutoscalingPolicy, _Mapping]] = ..., activator_endpoint: _Optional[str] = ...) -> None: ...
+    activator_http_endpoint: str
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[_Union[_types_pb2.ModelRef, _Mapping]] = ..., mode: _Optional[_Union[PlacementMode, str]] = ..., node: _Optional[str] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., reason: _Optional[str] = ..., replica_status: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., endpoints: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., leases: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backend: _Optional[str] = ..., http_endpoints: _Optional[_Iterable[str]] = ..., bulk_endpoints: _Optional[_Iterable[str]] = ..., trial: _Optional[_Union[Trial, _Mapping]] = ..., privacy: _Optional[_Union[PrivacyTerms, _Mapping]] = ..., autoscaling: _Optional[_Union[AutoscalingPolicy, _Mapping]] = ..., activator_endpoint: _Optional[str] = ..., activator_http_endpoint: _Optional[str] = ...) -> None: ...
 
 class PrivacyTerms(_message.Message):
     __slots__ = ("epsilon", "budget", "spent")

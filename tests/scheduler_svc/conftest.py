@@ -60,6 +60,7 @@ def parts(request, tmp_path, registry, iris_model) -> Iterator[Parts]:
         jobs_dir=tmp_path / "jobs",
         warm_trainers=False,
         activator_port=0,
+        activator_http_port=0,
     )
     runtime_env = tool_env(MLAAS_DATA_DIR=str(tmp_path / "runtime"))
     started: list[Scheduler] = []

@@ -112,6 +112,7 @@ def test_a_scheduler_killed_mid_placement_is_finished_by_another(parts, tmp_path
         MLAAS_SCHEDULER_PORT="0",
         MLAAS_SCHEDULER_METRICS_PORT="-1",
         MLAAS_ACTIVATOR_PORT="0",
+        MLAAS_ACTIVATOR_HTTP_PORT="0",
         MLAAS_CLAIM_IDLE_MS="1500",
         MLAAS_PLACEMENT_WORKERS="1",
     )

@@ -1,11 +1,12 @@
 """Scale to zero on real runtimes: an autoscaled deployment with min_replicas 0 gives its replica
 back after a scale-down window without requests, and its next request is held, not refused:
 through the SDK (ActivateDeployment) and through the scheduler's activator for an unmodified
-tritonclient, several first requests at once making one activation and none lost. Only whoever
-may use the deployment wakes it. The decisions themselves are test_autoscaling.py's."""
+tritonclient and for curl, several first requests at once making one activation and none lost.
+Only whoever may use the deployment wakes it. The decisions themselves are test_autoscaling.py's."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -50,6 +51,27 @@ def wait_at_zero(
         time.sleep(0.1)
 
 
+INFER_BODY = json.dumps(
+    {
+        "inputs": [
+            {"name": "X", "datatype": "FP32", "shape": [2, 4], "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}
+        ]
+    }
+)
+
+
+def curl(activator: str, path: str, deployment_id: str, body: str, token: str = "") -> dict:
+    """curl's answer (JSON) to a POST through the HTTP activator, naming the deployment if given."""
+    command = ["curl", "-s", "--max-time", "120", "-X", "POST", f"http://{activator}{path}", "-d", body]
+    if deployment_id:
+        command += ["-H", f"mlaas-deployment: {deployment_id}"]
+    if token:
+        command += ["-H", f"authorization: Bearer {token}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=150)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def allocated_cpu(scheduler: SchedulerClient) -> int:
     return sum(node.allocated.cpu_millicores for node in scheduler.nodes())
 
@@ -61,7 +83,7 @@ def test_an_idle_deployment_gives_its_replica_back_and_the_sdk_wakes_it_with_its
     with SchedulerClient(address) as scheduler:
         deployment = scheduler.wait_ready(scheduler.deploy("iris", autoscaling=policy(2)).id)
         assert len(deployment.endpoints) == 1 and deployment.replicas == 1
-        assert deployment.activator_endpoint == f"127.0.0.1:{started.activator.port}"
+        assert deployment.activator_endpoint == f"127.0.0.1:{started.activator.grpc.port}"
         with DeploymentInference(scheduler, deployment.id) as runtime:
             assert runtime.infer({"X": X[:3]})["label"].shape == (3,)
 
@@ -93,6 +115,15 @@ def test_plain_grpc_clients_wake_a_deployment_through_the_activator_and_none_is_
         assert check.returncode == 0 and check.stdout.strip() == "ok 26", check.stdout + check.stderr
         history = event_details(started, deployment.id)
         assert history.count(ACTIVATED) == 1, history  # six first requests, one activation
+
+        # curl, over HTTP, once it is at zero again.
+        wait_at_zero(scheduler, started, deployment.id)
+        assert deployment.activator_http_endpoint == f"127.0.0.1:{started.activator.http.port}"
+        answer = curl(deployment.activator_http_endpoint, "/v2/models/iris/infer", deployment.id, INFER_BODY)
+        assert answer["model_name"] == "iris" and answer["outputs"][0]["data"] == [0, 2], answer
+        assert event_details(started, deployment.id).count(ACTIVATED) == 2
+        refused = curl(deployment.activator_http_endpoint, "/v2/models/iris/infer", "", INFER_BODY)
+        assert "mlaas-deployment" in refused["error"], refused
 
         # A deployment that does not exist, and an rpc the runtimes do not serve.
         with grpc.insecure_channel(deployment.activator_endpoint) as channel:
@@ -126,6 +157,11 @@ def test_only_who_may_use_a_deployment_wakes_it(parts, identities):
                 with pytest.raises(grpc.RpcError) as refused:
                     infer(b"", metadata=[("mlaas-deployment", deployment.id), *metadata], timeout=10)
                 assert refused.value.code() == code, refused.value.details()
+        beta_says = curl(deployment.activator_http_endpoint, "/v2/models/iris/infer", deployment.id, INFER_BODY,
+                         identities.token("beta"))  # fmt: skip
+        assert beta_says == {"error": f"deployment {deployment.id!r} not found"}
+        nobody_says = curl(deployment.activator_http_endpoint, "/v2/models/iris/infer", deployment.id, INFER_BODY)
+        assert "authorization" in nobody_says["error"], nobody_says
         assert alpha.get(deployment.id).replicas == 0  # none of them woke it
         check = subprocess.run(
             [sys.executable, str(CLIENTS / "triton_activator_check.py"), deployment.activator_endpoint, deployment.id,
@@ -133,6 +169,9 @@ def test_only_who_may_use_a_deployment_wakes_it(parts, identities):
             capture_output=True, text=True, env=tool_env(), timeout=240,
         )  # fmt: skip
         assert check.returncode == 0 and check.stdout.strip() == "ok 22", check.stdout + check.stderr
+        answer = curl(deployment.activator_http_endpoint, "/v2/models/iris/infer", deployment.id, INFER_BODY,
+                      identities.token("alpha"))  # fmt: skip
+        assert answer["outputs"][0]["data"] == [0, 2], answer
 
 
 def test_the_activator_holds_a_bounded_number_of_calls_and_one_tenant_never_all_of_them():
