@@ -28,7 +28,14 @@ import numpy as np
 
 from mlaas import addresses
 from mlaas.env import env_bool
-from mlaas.errors import DeadlineExceeded, FailedPrecondition, MlaasError, Unavailable, from_rpc_error
+from mlaas.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    MlaasError,
+    ResourceExhausted,
+    Unavailable,
+    from_rpc_error,
+)
 from mlaas.message_limits import MAX_MESSAGE_BYTES
 from mlaas.quantities import parse_cpu, parse_memory
 from mlaas.refs import enum_value, job_state_name, parse_ref, state_name
@@ -586,7 +593,10 @@ class SchedulerClient(GrpcClient):
         deployment = self.get(deployment_id)
         scales_to_zero = deployment.HasField("autoscaling") and deployment.autoscaling.min_replicas == 0
         if not deployment.endpoints and scales_to_zero and activate_seconds > 0:
-            deployment = self.activate(deployment_id, activate_seconds)
+            try:
+                deployment = self.activate(deployment_id, activate_seconds)
+            except ResourceExhausted:  # the scheduler holds enough of our waits: it wakes anyway
+                raise FailedPrecondition(f"deployment {deployment_id} is waking up; ask again shortly") from None
         if deployment.state not in SERVING or not deployment.endpoints:
             state = state_name(deployment.state)
             detail = f" ({deployment.reason})" if deployment.reason else ""

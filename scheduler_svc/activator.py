@@ -8,26 +8,30 @@ request after an idle spell is answered, not refused.
 
 The caller is checked as ActivateDeployment's would be (a valid token, a tenant that may use the
 deployment), and the call then goes on with the caller's own metadata: the runtime checks its
-token again. Held calls hold threads, so they are bounded: `calls` at once in all, and at most
-`calls_per_caller` of one tenant's, so one tenant's burst cannot hold everyone else's out.
+token again. Held calls hold threads, so they are bounded: a caller takes a slot before any
+wait, `calls` at once in all and at most `calls_per_caller` of one tenant's, so one tenant's
+burst cannot hold everyone else's out; beyond, RESOURCE_EXHAUSTED at once. It answers gRPC
+health checks, as every mesh server does.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import socket
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
+from contextlib import contextmanager
 from typing import NoReturn
 
 import grpc
 from google.protobuf import descriptor_pool
+from grpc_health.v1 import health, health_pb2_grpc
 
 from mlaas import tls
-from mlaas.errors import InvalidArgument, MlaasError, PermissionDenied, ResourceExhausted
+from mlaas.errors import InvalidArgument, MlaasError, PermissionDenied
 from mlaas.message_limits import BULK_THRESHOLD_BYTES, MAX_MESSAGE_BYTES
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.services import permissions
@@ -35,8 +39,9 @@ from mlaas.services.auth import Authenticator
 from mlaas.services.server import add_port
 from mlaas.tls import ServerTLS
 from mlaas.v1 import node_pb2, scheduler_pb2
-from scheduler_svc.activation import Activation
+from scheduler_svc.activation import Activation, CallSlots
 
+log = logging.getLogger(__name__)
 ROUTE_KEY = "mlaas-deployment"
 ACTIVATE = "/" + scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name + "/ActivateDeployment"
 FORWARDED_SERVICES = (
@@ -45,7 +50,12 @@ FORWARDED_SERVICES = (
 )
 # Call metadata that belongs to one hop of HTTP/2, not to the call.
 _HOP_KEYS = {"user-agent", "te", "content-type", "host"}
-_IDLE_CHANNEL_SECONDS = 60.0
+_IDLE = 60.0  # seconds a channel to a replica stays open unused
+# Answers as large as the runtimes send (requests are held to what their ports take: see below).
+_UPSTREAM = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
 
 
 def _passed_on(context: grpc.ServicerContext) -> list[tuple[str, str | bytes]]:
@@ -74,47 +84,33 @@ def advertised(host: str, port: int) -> str:
 
 
 class _Replicas:
-    """Channels to the replicas, one per endpoint, closed once unused for a minute."""
+    """Channels to the replicas, one per endpoint, each closed once no call has used it for a
+    minute (a channel is never closed under a call, however long its stream)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._channels: dict[str, tuple[grpc.Channel, float]] = {}
+        self._channels: dict[str, tuple[grpc.Channel, int, float]] = {}  # endpoint -> (channel, calls, last used)
 
-    def channel(self, endpoint: str) -> grpc.Channel:
-        now = time.monotonic()
+    @contextmanager
+    def channel(self, endpoint: str) -> Iterator[grpc.Channel]:
         with self._lock:
-            for idle in [e for e, (_, used) in self._channels.items() if now - used > _IDLE_CHANNEL_SECONDS]:
+            now = time.monotonic()
+            for idle in [e for e, (_, calls, used) in self._channels.items() if not calls and now - used > _IDLE]:
                 self._channels.pop(idle)[0].close()
-            channel = self._channels[endpoint][0] if endpoint in self._channels else tls.channel(endpoint)
-            self._channels[endpoint] = channel, now
-            return channel
+            channel, calls, _ = self._channels.get(endpoint) or (tls.channel(endpoint, _UPSTREAM), 0, now)
+            self._channels[endpoint] = channel, calls + 1, now
+        try:
+            yield channel
+        finally:
+            with self._lock:
+                channel, calls, _ = self._channels[endpoint]
+                self._channels[endpoint] = channel, calls - 1, time.monotonic()
 
     def close(self) -> None:
         with self._lock:
-            for channel, _ in self._channels.values():
+            for channel, _, _ in self._channels.values():
                 channel.close()
             self._channels.clear()
-
-
-class CallSlots:
-    """Calls held or forwarded at once: `total` in all, `per_caller` of one tenant's."""
-
-    def __init__(self, total: int, per_caller: int):
-        self._total, self._per_caller = total, per_caller
-        self._lock = threading.Lock()
-        self._held = Counter[str]()
-
-    def take(self, tenant: str) -> None:
-        with self._lock:
-            if self._held[tenant] >= self._per_caller:
-                raise ResourceExhausted(f"{self._per_caller} calls of yours are going through the activator already")
-            if self._held.total() >= self._total:
-                raise ResourceExhausted(f"the activator holds {self._total} calls already; retry shortly")
-            self._held[tenant] += 1
-
-    def give_back(self, tenant: str) -> None:
-        with self._lock:
-            self._held[tenant] -= 1
 
 
 class Router:
@@ -122,10 +118,10 @@ class Router:
     ActivateDeployment checks its caller), which deployment it names, a slot for the call (taken
     before any wait, so waits are bounded too), then the deployment once a replica serves."""
 
-    def __init__(self, activation: Activation, authenticator: Authenticator, calls: int, calls_per_caller: int):
+    def __init__(self, activation: Activation, authenticator: Authenticator, slots: CallSlots):
         self.activation = activation
         self._auth = authenticator
-        self._slots = CallSlots(calls, calls_per_caller)
+        self._slots = slots
         self._turns = itertools.count()
 
     def admit(self, metadata: Sequence[tuple[str, str | bytes]]) -> tuple[str, str]:
@@ -147,9 +143,11 @@ class Router:
         """The deployment once a replica of it serves (woken from zero if need be)."""
         return self.activation.activate(deployment_id, tenant, timeout)
 
-    def pick(self, endpoints: Sequence[str]) -> str:
-        """One of them, round robin."""
-        return endpoints[next(self._turns) % len(endpoints)]
+    def pick(self, endpoints: Sequence[str], not_this: str = "") -> str:
+        """One of them, round robin; another than `not_this` (a replica that just failed) if
+        there is another."""
+        others = [e for e in endpoints if e != not_this] or list(endpoints)
+        return others[next(self._turns) % len(others)]
 
 
 class Activator(grpc.GenericRpcHandler):
@@ -166,7 +164,7 @@ class Activator(grpc.GenericRpcHandler):
     def service(self, handler_call_details):
         streaming = self._methods.get(handler_call_details.method)
         if streaming is None:
-            return None  # UNIMPLEMENTED: not a runtime's rpc
+            return None  # not a runtime's rpc: health checks, or UNIMPLEMENTED
         method, (client_streaming, server_streaming) = handler_call_details.method, streaming
         kind = f"{'stream' if client_streaming else 'unary'}_{'stream' if server_streaming else 'unary'}"
 
@@ -180,37 +178,46 @@ class Activator(grpc.GenericRpcHandler):
         )
 
     def _call(self, call: Callable, request, context: grpc.ServicerContext, replayable: bool):
-        """One answer from a replica; a replayable request goes once more to another replica
-        if the first was leaving (UNAVAILABLE)."""
+        """One answer from a replica; a replayable request goes once more, to another replica
+        if there is one, when the first was leaving or gone (UNAVAILABLE)."""
         try:
             tenant, deployment_id = self._router.admit(context.invocation_metadata())
             try:
+                failed = ""
                 for attempt in (1, 2):
                     deployment = self._router.serving(tenant, deployment_id, _remaining(context))
-                    channel = self._replicas.channel(self._router.pick(deployment.endpoints))
-                    try:
-                        return call(channel)(request, metadata=_passed_on(context), timeout=_remaining(context))
-                    except grpc.RpcError as err:
-                        if attempt == 2 or not replayable or err.code() != grpc.StatusCode.UNAVAILABLE:
-                            raise
+                    endpoint = self._router.pick(deployment.endpoints, not_this=failed)
+                    with self._replicas.channel(endpoint) as channel:
+                        try:
+                            return call(channel)(request, metadata=_passed_on(context), timeout=_remaining(context))
+                        except grpc.RpcError as err:
+                            if attempt == 2 or not replayable or err.code() != grpc.StatusCode.UNAVAILABLE:
+                                raise
+                            failed = endpoint
             finally:
                 self._router.release(tenant)
         except (MlaasError, grpc.RpcError) as err:
             _abort(context, err)
+        except Exception:
+            log.exception("the activator failed a call")
+            context.abort(grpc.StatusCode.INTERNAL, "the activator failed this call; see the scheduler's log")
 
     def _stream(self, call: Callable, request, context: grpc.ServicerContext, replayable: bool) -> Iterator:
         try:
             tenant, deployment_id = self._router.admit(context.invocation_metadata())
             try:
                 deployment = self._router.serving(tenant, deployment_id, _remaining(context))
-                channel = self._replicas.channel(self._router.pick(deployment.endpoints))
-                responses = call(channel)(request, metadata=_passed_on(context), timeout=_remaining(context))
-                context.add_callback(responses.cancel)
-                yield from responses
+                with self._replicas.channel(self._router.pick(deployment.endpoints)) as channel:
+                    responses = call(channel)(request, metadata=_passed_on(context), timeout=_remaining(context))
+                    context.add_callback(responses.cancel)
+                    yield from responses
             finally:
                 self._router.release(tenant)
         except (MlaasError, grpc.RpcError) as err:
             _abort(context, err)
+        except Exception:
+            log.exception("the activator failed a stream")
+            context.abort(grpc.StatusCode.INTERNAL, "the activator failed this call; see the scheduler's log")
 
     def close(self) -> None:
         self._replicas.close()
@@ -232,6 +239,7 @@ class ActivatorServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
+        health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), self._server)
         self.port = add_port(self._server, f"{host}:{port}", server_tls)
         if self.port == 0:
             raise OSError(f"activator: cannot listen on {host}:{port}")

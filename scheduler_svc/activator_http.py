@@ -38,6 +38,8 @@ _HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer",
     "transfer-encoding", "upgrade", "host", "content-length",
 }  # fmt: skip
+# What the activator's own server writes into every answer.
+_SERVER_WRITES = {"date", "server"}
 # How long a replica may take to answer a forwarded request.
 FORWARD_SECONDS = 300.0
 
@@ -126,7 +128,9 @@ class HttpActivator:
             response = connection.getresponse()
             reply = response.read()
             kept = [
-                (k.lower().encode(), v.encode("latin-1")) for k, v in response.getheaders() if k.lower() not in _HOP
+                (k.lower().encode(), v.encode("latin-1"))
+                for k, v in response.getheaders()
+                if k.lower() not in _HOP | _SERVER_WRITES
             ]
             return response.status, kept, reply
         except (OSError, http.client.HTTPException) as err:

@@ -21,7 +21,7 @@ from mlaas.services.periodic import Periodic
 from mlaas.services.server import MeshServer, Service, bind_host
 from mlaas.v1 import scheduler_pb2, scheduler_pb2_grpc
 from scheduler_svc.access import Access
-from scheduler_svc.activation import Activation
+from scheduler_svc.activation import Activation, CallSlots
 from scheduler_svc.activator import Activator, ActivatorServer, Router
 from scheduler_svc.activator_http import HttpActivator, HttpActivatorServer
 from scheduler_svc.autoscaler import Autoscaler, LoadReader
@@ -180,7 +180,8 @@ class Activators:
 
 def activators(settings: SchedulerSettings, activation: Activation, authenticator: Authenticator) -> Activators:
     """The activator on its ports (MLAAS_ACTIVATOR_PORT, MLAAS_ACTIVATOR_HTTP_PORT; -1: off)."""
-    router = Router(activation, authenticator, settings.activator_calls, settings.activator_calls_per_caller)
+    slots = CallSlots(settings.activator_calls, settings.activator_calls_per_caller, "activator calls")
+    router = Router(activation, authenticator, slots)
     host = bind_host(settings.server, authenticator)
     # One thread per call it holds, and a few for the calls it refuses when they are all taken.
     threads = settings.activator_calls + 4
@@ -232,7 +233,12 @@ def build_scheduler(
     tenant_cap = settings.max_replicas_per_tenant if authenticator.enabled else None
     updates = Updates(store, queue, lifecycle, access, registry, tenant_cap)
     training = Training(jobs, job_store, store, access, registry, settings.backend)
-    activation = Activation(store, updates, access, settings.start_timeout_seconds)
+    metrics = CollectorRegistry()
+    # ActivateDeployment's waits hold the scheduler's rpc threads: at most half of them, a
+    # quarter of those for one caller.
+    waits = max(2, settings.server.max_workers // 2)
+    rpc_waits = CallSlots(waits, max(1, waits // 4), "ActivateDeployment calls")
+    activation = Activation(store, updates, access, settings.start_timeout_seconds, metrics, rpc_waits)
     activator = activators(settings, activation, authenticator)
     views = Views(settings, store, job_store, access, *activator.endpoints())
     servicer = SchedulerServicer(authenticator, store, deploys, updates, training, views, activation)
@@ -252,7 +258,6 @@ def build_scheduler(
     )
     reconciler = Reconciler(store, replicas, lifecycle, reconcile, models)
     reconcile_loop = Periodic("reconciler", reconciler.reconcile_once, reconcile.interval_seconds, stop)
-    metrics = CollectorRegistry()
     server = MeshServer("scheduler", settings.server, [service], authenticator, metrics_registry=metrics)
     load_reader = LoadReader(settings.token)
     autoscaler = Autoscaler(store.list, updates.rescale, load_reader, metrics, tenant_cap)

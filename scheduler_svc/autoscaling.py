@@ -54,8 +54,8 @@ def check_policy(policy: scheduler_pb2.AutoscalingPolicy, max_replicas: int, ten
         if value != 0 and not low <= value <= high:  # NaN is in no range
             raise InvalidArgument(f"autoscaling.{name} must be a number between {low:g} and {high:g}")
     window = policy.scale_down_window_seconds
-    if not (math.isfinite(window) and 0 <= window <= 3600):
-        raise InvalidArgument("autoscaling.scale_down_window_seconds must be between 0 and 3600")
+    if not (math.isfinite(window) and (window == 0 or 1 <= window <= 3600)):  # under a second: a start per request
+        raise InvalidArgument("autoscaling.scale_down_window_seconds must be 0 (60 s) or between 1 and 3600")
 
 
 def scale_down_window(policy: scheduler_pb2.AutoscalingPolicy) -> float:
@@ -157,4 +157,7 @@ class Stabiliser:
             return recommendation
         if self.since is not None and now - self.since < window:  # not watched a whole window yet
             return current
-        return min(current, max(r for _, r in self.recommendations))
+        # Taken as done: a request that wakes it from zero before any interval saw it there
+        # still counts as replicas going up.
+        self.replicas = min(current, max(r for _, r in self.recommendations))
+        return self.replicas

@@ -83,7 +83,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         return S.UpdateDeploymentResponse(deployment=self._views.addressed(deployment))
 
     def ActivateDeployment(self, request, context):
-        deployment = self._activation.activate(request.deployment_id, self._tenant(context), context.time_remaining())
+        tenant, timeout = self._tenant(context), context.time_remaining()
+        deployment = self._activation.activate_for_rpc(request.deployment_id, tenant, timeout)
         return S.ActivateDeploymentResponse(deployment=self._views.addressed(deployment))
 
     def RunTrainingJob(self, request, context):

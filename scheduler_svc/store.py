@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import re
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable
@@ -28,6 +29,7 @@ from scheduler_svc.replies import stream_entries, text
 from scheduler_svc.states import TERMINAL
 
 PREFIX = "mlaas:deployment:"
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 INDEX = "mlaas:deployments"
 IDEMPOTENCY = "mlaas:idempotency:"
 TALLIES = "mlaas:tallies"
@@ -173,7 +175,8 @@ class DeploymentStore:
         return self.get(deployment_id)
 
     def get(self, deployment_id: str) -> scheduler_pb2.Deployment:
-        raw = self._redis.get(PREFIX + deployment_id)
+        # Only an id: one that names another of a deployment's keys (`ID:events`) is none.
+        raw = self._redis.get(PREFIX + deployment_id) if _ID.fullmatch(deployment_id) else None
         if raw is None:
             raise NotFound(f"deployment {deployment_id!r} not found")
         return scheduler_pb2.Deployment.FromString(raw)

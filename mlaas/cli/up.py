@@ -192,8 +192,14 @@ def run_up(args) -> int:
     private_dir(root)
     say = (lambda *_: None) if args.json else print
     ports = {"registry": args.registry_port, "scheduler": args.scheduler_port, "monitor": args.monitor_port}
-    activators = {"activator": args.activator_port, "activator (HTTP)": args.activator_http_port}
-    taken = _in_use(ports | {name: max(port or 0, 0) for name, port in activators.items()})
+    activators = {
+        "activator": (args.activator_port, addresses.ACTIVATOR_PORT),
+        "activator (HTTP)": (args.activator_http_port, addresses.ACTIVATOR_HTTP_PORT),
+    }
+    # By default the usual port beside a fixed scheduler port, a free one beside a free one.
+    fixed = {name: usual if port is None and args.scheduler_port else max(port or 0, 0)
+             for name, (port, usual) in activators.items()}  # fmt: skip
+    taken = _in_use(ports | fixed)
     if taken:
         print(f"error: {taken}", file=sys.stderr)
         return 1

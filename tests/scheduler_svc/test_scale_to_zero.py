@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -19,7 +20,7 @@ from mlaas import errors
 from mlaas.client import SchedulerClient
 from mlaas.inference_client import DeploymentInference
 from mlaas.v1 import scheduler_pb2
-from scheduler_svc.activator import CallSlots
+from scheduler_svc.activation import CallSlots
 from scheduler_svc.app import Scheduler
 from tests.conftest import tool_env
 
@@ -96,6 +97,25 @@ def test_an_idle_deployment_gives_its_replica_back_and_the_sdk_wakes_it_with_its
         assert history.count(ACTIVATED) == 1, history
         assert scheduler.get(deployment.id).replicas == 1
 
+        # The woken replica stays a whole window after it serves, although its one request was
+        # answered at once: the window starts again when the replicas go up.
+        wait_at_zero(scheduler, started, deployment.id)
+        events = [event for _, event in started.store.events(deployment.id)]
+        woken = max(i for i, e in enumerate(events) if e.detail == ACTIVATED)
+        served = next(e for e in events[woken:] if e.state == S.DEPLOYMENT_STATE_READY)
+        gone = next(e for e in events[woken:] if e.detail.startswith("autoscaling from 1 to 0"))
+        assert gone.time.ToNanoseconds() - served.time.ToNanoseconds() >= 2e9, (served, gone)
+
+        # Twelve application threads at once, each with its own client (more than the scheduler
+        # holds waits for one caller): every one answered, after one activation.
+        def first_answer(_: int) -> tuple[int, ...]:
+            with DeploymentInference(scheduler, deployment.id) as runtime:
+                return runtime.infer({"X": X[:2]})["label"].shape
+
+        with ThreadPoolExecutor(12) as pool:
+            assert list(pool.map(first_answer, range(12))) == [(2,)] * 12
+        assert event_details(started, deployment.id).count(ACTIVATED) == 2
+
         # Turning autoscaling off at zero leaves it one replica, not none forever.
         wait_at_zero(scheduler, started, deployment.id)
         assert scheduler.set_autoscaling(deployment.id, None).replicas == 1
@@ -147,6 +167,11 @@ def test_only_who_may_use_a_deployment_wakes_it(parts, identities):
         wait_at_zero(alpha, started, deployment.id)
         with pytest.raises(errors.NotFound):
             beta.activate(deployment.id, timeout=10)
+        for other_key in (f"{deployment.id}:events", f"{deployment.id}:leases"):  # no oracle of what exists
+            with pytest.raises(errors.NotFound):
+                beta.activate(other_key, timeout=10)
+            with pytest.raises(errors.NotFound):
+                beta.get(other_key)
         with grpc.insecure_channel(deployment.activator_endpoint) as channel:
             infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
             for metadata, code in (
@@ -175,13 +200,13 @@ def test_only_who_may_use_a_deployment_wakes_it(parts, identities):
 
 
 def test_the_activator_holds_a_bounded_number_of_calls_and_one_tenant_never_all_of_them():
-    slots = CallSlots(total=3, per_caller=2)
+    slots = CallSlots(total=3, per_caller=2, what="activator calls")
     slots.take("alpha")
     slots.take("alpha")
-    with pytest.raises(errors.ResourceExhausted, match="2 calls of yours"):
+    with pytest.raises(errors.ResourceExhausted, match="2 activator calls of yours are held already"):
         slots.take("alpha")
     slots.take("beta")  # alpha's burst left beta its share
-    with pytest.raises(errors.ResourceExhausted, match="holds 3 calls already"):
+    with pytest.raises(errors.ResourceExhausted, match="3 activator calls are held already"):
         slots.take("gamma")
     slots.give_back("alpha")
     slots.take("gamma")
