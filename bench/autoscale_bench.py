@@ -9,8 +9,11 @@ requests in flight per replica, a 10 s scale-down window), fixed at 1 replica an
 Reported per run: per phase the requests/s, p50 and p99 latency seen by the application and the
 failed requests; the serving replica count whenever it changed; for the autoscaled run each
 decision of the autoscaler (from its event, seconds since the ramp began) and how long the
-added replica took to serve after it; the replica-seconds each run held. Writes
-bench/results/autoscale.json.
+added replica took to serve after it; the replica-seconds each run held. Then the cold starts
+(`--cold-trials`, medians): a cold Deploy to its first answer, and the first answer from a
+deployment scaled to zero through the SDK and through the activator for an unmodified
+tritonclient, each beside the cold Deploy as a ratio. `--only-cold` measures those alone. Writes
+bench/results/autoscale.json (with --only-cold, only its cold starts are new).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -133,9 +138,71 @@ def decisions(scheduler: SchedulerClient, deployment_id: str, began_at: float) -
     return found
 
 
+def wait_at_zero(scheduler: SchedulerClient, deployment_id: str) -> None:
+    while scheduler.get(deployment_id).replicas != 0:
+        time.sleep(0.1)
+
+
+def cold_starts(mesh: Mesh, forest, X: np.ndarray, trials: int) -> dict:
+    """What the first answer costs: a cold Deploy (Deploy to the first answer through the SDK,
+    each of its own model so none revives a cached one), and the first request to a deployment
+    scaled to zero, through the SDK and through the activator for an unmodified tritonclient
+    (process already started, timed from its call to its answer)."""
+    rows = X[:8]
+    with RegistryClient(mesh.registry) as registry:
+        for index in range(trials):
+            register_sklearn(registry, forest, f"cold-{index}", X, run_resources=ONE_CPU)
+        register_sklearn(registry, forest, "to-zero", X, run_resources=ONE_CPU)
+    deploys, sdk, triton = [], [], []
+    with SchedulerClient(mesh.scheduler) as scheduler:
+        for index in range(trials):
+            began = time.monotonic()
+            deployment = scheduler.wait_ready(scheduler.deploy(f"cold-{index}").id)
+            with DeploymentInference(scheduler, deployment.id) as runtime:
+                runtime.infer({"X": rows})
+            deploys.append(time.monotonic() - began)
+            scheduler.decommission(deployment.id)
+        policy = scheduler_pb2.AutoscalingPolicy(
+            min_replicas=0, max_replicas=1, target_inflight=2.0, scale_down_window_seconds=2.0
+        )
+        deployment = scheduler.wait_ready(scheduler.deploy("to-zero", autoscaling=policy).id)
+        client = subprocess.Popen(
+            [sys.executable, str(HERE / "clients" / "triton_first_answer.py"), deployment.activator_endpoint,
+             deployment.id, "to-zero", str(X.shape[1])],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert client.stdin is not None and client.stdout is not None
+        assert client.stdout.readline().strip() == "ready"
+        try:
+            for _ in range(trials):
+                wait_at_zero(scheduler, deployment.id)
+                began = time.monotonic()
+                with DeploymentInference(scheduler, deployment.id) as runtime:
+                    runtime.infer({"X": rows})
+                sdk.append(time.monotonic() - began)
+                wait_at_zero(scheduler, deployment.id)
+                client.stdin.write("go\n")
+                client.stdin.flush()
+                triton.append(float(client.stdout.readline()))
+        finally:
+            client.stdin.close()
+            client.wait(60)
+        scheduler.decommission(deployment.id)
+    cold = statistics.median(deploys)
+
+    def summary(seconds: list[float]) -> dict:
+        median = statistics.median(seconds)
+        return {"median_s": round(median, 3), "all_s": [round(s, 3) for s in seconds],
+                "vs_cold_deploy": round(median / cold, 2)}  # fmt: skip
+
+    return {"cold_deploy": summary(deploys), "from_zero_sdk": summary(sdk), "from_zero_tritonclient": summary(triton)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--phase-seconds", type=float, default=8.0)
+    parser.add_argument("--cold-trials", type=int, default=5)
+    parser.add_argument("--only-cold", action="store_true", help="measure the cold starts alone")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     X = rng.random((5_000, 3)).astype(np.float32)
@@ -153,7 +220,8 @@ def main() -> None:
             policy = scheduler_pb2.AutoscalingPolicy(
                 min_replicas=1, max_replicas=2, target_inflight=2.0, scale_down_window_seconds=window
             )
-            for name, replicas, autoscaling in (("autoscaled", 1, policy), ("fixed-1", 1, None), ("fixed-2", 2, None)):
+            plans = () if args.only_cold else (("autoscaled", 1, policy), ("fixed-1", 1, None), ("fixed-2", 2, None))
+            for name, replicas, autoscaling in plans:
                 began = time.monotonic()
                 deployment = scheduler.wait_ready(scheduler.deploy(name, replicas, autoscaling=autoscaling).id)
                 cold = round(time.monotonic() - began, 2)
@@ -162,11 +230,16 @@ def main() -> None:
                 run["autoscaler_decisions"] = decisions(scheduler, deployment.id, run.pop("began_at"))
                 runs[name] = {"cold_deploy_seconds": cold, **run}
                 print(json.dumps({name: runs[name]}), flush=True)
+        cold = cold_starts(mesh, forest, X, args.cold_trials)
+        print(json.dumps({"cold_starts": cold}), flush=True)
     finally:
         mesh.stop()
+    path = HERE / "results" / "autoscale.json"
     result = {"phase_seconds": args.phase_seconds, "rows_per_request": ROWS, "scale_down_window_seconds": window,
               "runs": runs}  # fmt: skip
-    (HERE / "results" / "autoscale.json").write_text(json.dumps(result, indent=2) + "\n")
+    if args.only_cold and path.exists():  # the ramps of the last full run stay
+        result = json.loads(path.read_text())
+    path.write_text(json.dumps(result | {"cold_starts": cold}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
