@@ -177,23 +177,14 @@ class Activator(grpc.GenericRpcHandler):
             lambda request, context: forward(call, request, context, replayable)
         )
 
-    def _call(self, call: Callable, request, context: grpc.ServicerContext, replayable: bool):
-        """One answer from a replica; a replayable request goes once more, to another replica
-        if there is one, when the first was leaving or gone (UNAVAILABLE)."""
+    @contextmanager
+    def _admitted(self, context: grpc.ServicerContext) -> Iterator[tuple[str, str]]:
+        """(the caller's tenant, the deployment id it names) while it holds one of its slots;
+        whatever fails ends the call with its status."""
         try:
             tenant, deployment_id = self._router.admit(context.invocation_metadata())
             try:
-                failed = ""
-                for attempt in (1, 2):
-                    deployment = self._router.serving(tenant, deployment_id, _remaining(context))
-                    endpoint = self._router.pick(deployment.endpoints, not_this=failed)
-                    with self._replicas.channel(endpoint) as channel:
-                        try:
-                            return call(channel)(request, metadata=_passed_on(context), timeout=_remaining(context))
-                        except grpc.RpcError as err:
-                            if attempt == 2 or not replayable or err.code() != grpc.StatusCode.UNAVAILABLE:
-                                raise
-                            failed = endpoint
+                yield tenant, deployment_id
             finally:
                 self._router.release(tenant)
         except (MlaasError, grpc.RpcError) as err:
@@ -202,22 +193,29 @@ class Activator(grpc.GenericRpcHandler):
             log.exception("the activator failed a call")
             context.abort(grpc.StatusCode.INTERNAL, "the activator failed this call; see the scheduler's log")
 
-    def _stream(self, call: Callable, request, context: grpc.ServicerContext, replayable: bool) -> Iterator:
-        try:
-            tenant, deployment_id = self._router.admit(context.invocation_metadata())
-            try:
+    def _call(self, call: Callable, request, context: grpc.ServicerContext, replayable: bool):
+        """One answer from a replica; a replayable request goes once more, to another replica
+        if there is one, when the first was leaving or gone (UNAVAILABLE)."""
+        with self._admitted(context) as (tenant, deployment_id):
+            failed = ""
+            for attempt in (1, 2):
                 deployment = self._router.serving(tenant, deployment_id, _remaining(context))
-                with self._replicas.channel(self._router.pick(deployment.endpoints)) as channel:
-                    responses = call(channel)(request, metadata=_passed_on(context), timeout=_remaining(context))
-                    context.add_callback(responses.cancel)
-                    yield from responses
-            finally:
-                self._router.release(tenant)
-        except (MlaasError, grpc.RpcError) as err:
-            _abort(context, err)
-        except Exception:
-            log.exception("the activator failed a stream")
-            context.abort(grpc.StatusCode.INTERNAL, "the activator failed this call; see the scheduler's log")
+                endpoint = self._router.pick(deployment.endpoints, not_this=failed)
+                with self._replicas.channel(endpoint) as channel:
+                    try:
+                        return call(channel)(request, metadata=_passed_on(context), timeout=_remaining(context))
+                    except grpc.RpcError as err:
+                        if attempt == 2 or not replayable or err.code() != grpc.StatusCode.UNAVAILABLE:
+                            raise
+                        failed = endpoint
+
+    def _stream(self, call: Callable, request, context: grpc.ServicerContext, replayable: bool) -> Iterator:
+        with self._admitted(context) as (tenant, deployment_id):
+            deployment = self._router.serving(tenant, deployment_id, _remaining(context))
+            with self._replicas.channel(self._router.pick(deployment.endpoints)) as channel:
+                responses = call(channel)(request, metadata=_passed_on(context), timeout=_remaining(context))
+                context.add_callback(responses.cancel)
+                yield from responses
 
     def close(self) -> None:
         self._replicas.close()
