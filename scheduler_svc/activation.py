@@ -124,7 +124,13 @@ class Activation:
         )  # fmt: skip
 
     def activate_for_rpc(self, deployment_id: str, tenant: str, timeout: float | None) -> S.Deployment:
-        """`activate`, within the caller's share of the rpc's slots."""
+        """`activate`, its wait within the caller's share of the rpc's slots. The wake comes
+        first: a caller refused a wait (RESOURCE_EXHAUSTED) has still woken the deployment."""
+        deployment = self._access.visible(self._store.get(deployment_id), tenant)
+        if deployment.endpoints:
+            return deployment
+        if scaled_to_zero(deployment):
+            self._wake(deployment)
         with self._rpc_slots.held(tenant):
             return self.activate(deployment_id, tenant, timeout)
 

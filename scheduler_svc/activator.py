@@ -32,7 +32,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 
 from mlaas import tls
 from mlaas.errors import InvalidArgument, MlaasError, PermissionDenied
-from mlaas.message_limits import BULK_THRESHOLD_BYTES, MAX_MESSAGE_BYTES
+from mlaas.message_limits import BULK_THRESHOLD_BYTES
 from mlaas.oip import open_inference_v2_pb2 as oip
 from mlaas.services import permissions
 from mlaas.services.auth import Authenticator
@@ -51,10 +51,12 @@ FORWARDED_SERVICES = (
 # Call metadata that belongs to one hop of HTTP/2, not to the call.
 _HOP_KEYS = {"user-agent", "te", "content-type", "host"}
 _IDLE = 60.0  # seconds a channel to a replica stays open unused
-# Answers as large as the runtimes send (requests are held to what their ports take: see below).
+# The largest answer the activator passes on (a held call holds its answer until the caller
+# reads it: slots x this bounds the memory); requests are held to what the replicas' ports take.
+MAX_ANSWER_BYTES = 16 * 2**20
 _UPSTREAM = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_ANSWER_BYTES),
+    ("grpc.max_send_message_length", BULK_THRESHOLD_BYTES),
 ]
 
 
@@ -130,6 +132,8 @@ class Router:
         routes = [v for k, v in metadata if k == ROUTE_KEY]
         if len(routes) != 1 or not isinstance(routes[0], str) or not routes[0]:
             raise InvalidArgument(f"name the deployment in the call's metadata: '{ROUTE_KEY}: <deployment id>'")
+        if sum(k == "authorization" for k, _ in metadata) > 1:  # the one checked must be the one used
+            raise InvalidArgument("send one authorization, not several")
         identity = self._auth.identity(metadata)
         if self._auth.enabled and (denied := permissions.refusal(ACTIVATE, identity)):
             raise PermissionDenied(denied)
@@ -183,10 +187,11 @@ class Activator(grpc.GenericRpcHandler):
         whatever fails ends the call with its status."""
         try:
             tenant, deployment_id = self._router.admit(context.invocation_metadata())
-            try:
-                yield tenant, deployment_id
-            finally:
-                self._router.release(tenant)
+            # Held until the call ends, its answer sent: a client that reads nothing holds its
+            # own slots, not the scheduler's memory.
+            if not context.add_callback(lambda: self._router.release(tenant)):
+                self._router.release(tenant)  # it ended already
+            yield tenant, deployment_id
         except (MlaasError, grpc.RpcError) as err:
             _abort(context, err)
         except Exception:
@@ -233,7 +238,8 @@ class ActivatorServer:
             options=[
                 # The replicas' ports it forwards to take no more (their bulk ports are the SDK's).
                 ("grpc.max_receive_message_length", BULK_THRESHOLD_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_ANSWER_BYTES),
+                ("grpc.max_concurrent_streams", threads),
                 ("grpc.so_reuseport", 0),
             ],
         )

@@ -7,13 +7,16 @@ gave it. The activator's own refusals are JSON `{"error": ...}` with the gRPC st
 one, as the runtimes answer theirs.
 
 A body is read only once the caller holds a slot, within `body_seconds`, and up to the size the
-replicas' REST endpoints take, so slow or large bodies cannot hold more than the slots allow.
+replicas' REST endpoints take, and the slot is held until the answer (at most MAX_ANSWER_BYTES)
+is written, within `body_seconds` too: slow, large or unread bodies hold no more than the slots
+allow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import http.client
+import logging
 import ssl
 import threading
 from collections.abc import Awaitable, Callable
@@ -26,8 +29,9 @@ from mlaas.errors import DeadlineExceeded, MlaasError, Unavailable
 from mlaas.message_limits import BULK_THRESHOLD_BYTES
 from mlaas.services.http_server import HttpServer
 from mlaas.tls import ClientTLS, ServerTLS
-from scheduler_svc.activator import Router, advertised
+from scheduler_svc.activator import MAX_ANSWER_BYTES, Router, advertised
 
+log = logging.getLogger(__name__)
 HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400,
     grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.PERMISSION_DENIED: 403, grpc.StatusCode.NOT_FOUND: 404,
@@ -67,6 +71,17 @@ async def _body(receive: Receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _refusal(err: MlaasError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    status = 413 if isinstance(err, TooLarge) else HTTP_STATUS.get(err.code, 500)
+    return status, [(b"content-type", b"application/json")], orjson.dumps({"error": err.message})
+
+
+async def _reply(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class HttpActivator:
     """The ASGI application."""
 
@@ -84,22 +99,26 @@ class HttpActivator:
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
         try:
             tenant, deployment_id = await loop.run_in_executor(self._threads, self._router.admit, headers)
+        except MlaasError as err:
+            await _reply(send, *_refusal(err))
+            return
+        try:  # the slot is held until the answer is written: an unread one holds its caller's slot
             try:
                 try:
                     body = await asyncio.wait_for(_body(receive, BULK_THRESHOLD_BYTES), self._body_seconds)
                 except TimeoutError:
                     raise DeadlineExceeded(f"the request body did not arrive within {self._body_seconds:g} s") from None
-                status, reply_headers, reply = await loop.run_in_executor(
+                answer = await loop.run_in_executor(
                     self._threads, self._forward, tenant, deployment_id, scope, headers, body
                 )
-            finally:
-                self._router.release(tenant)
-        except MlaasError as err:
-            status = 413 if isinstance(err, TooLarge) else HTTP_STATUS.get(err.code, 500)
-            reply, reply_headers = orjson.dumps({"error": err.message}), [(b"content-type", b"application/json")]
-        reply_headers.append((b"content-length", str(len(reply)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": reply_headers})
-        await send({"type": "http.response.body", "body": reply})
+            except MlaasError as err:
+                answer = _refusal(err)
+            try:
+                await asyncio.wait_for(_reply(send, *answer), self._body_seconds)
+            except TimeoutError:  # the client reads nothing: its connection goes
+                log.info("an activator answer was not read within %g s", self._body_seconds)
+        finally:
+            self._router.release(tenant)
 
     def _forward(
         self, tenant: str, deployment_id: str, scope: Scope, headers: list[tuple[str, str]], body: bytes
@@ -126,7 +145,11 @@ class HttpActivator:
             connection.putheader("content-length", str(len(body)))
             connection.endheaders(body)
             response = connection.getresponse()
-            reply = response.read()
+            reply = response.read(MAX_ANSWER_BYTES + 1)
+            if len(reply) > MAX_ANSWER_BYTES:
+                raise Unavailable(
+                    f"the replica's answer is over {MAX_ANSWER_BYTES // 2**20} MiB, more than the activator passes on"
+                )
             kept = [
                 (k.lower().encode(), v.encode("latin-1"))
                 for k, v in response.getheaders()

@@ -100,8 +100,8 @@ class SchedulerSettings:
     # host; -1: none), and the calls it holds or forwards at once, in all and of one tenant.
     activator_port: int = setting("MLAAS_ACTIVATOR_PORT", addresses.ACTIVATOR_PORT)
     activator_http_port: int = setting("MLAAS_ACTIVATOR_HTTP_PORT", addresses.ACTIVATOR_HTTP_PORT)
-    activator_calls: int = setting("MLAAS_ACTIVATOR_CALLS", 256)
-    activator_calls_per_caller: int = setting("MLAAS_ACTIVATOR_CALLS_PER_CALLER", 64)
+    activator_calls: int = setting("MLAAS_ACTIVATOR_CALLS", 128)
+    activator_calls_per_caller: int = setting("MLAAS_ACTIVATOR_CALLS_PER_CALLER", 32)
 
     @property
     def training_dir(self) -> Path:

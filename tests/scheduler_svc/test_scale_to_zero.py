@@ -178,6 +178,14 @@ def test_only_who_may_use_a_deployment_wakes_it(parts, identities):
                 ([("authorization", f"Bearer {identities.token('beta')}")], grpc.StatusCode.NOT_FOUND),
                 ([], grpc.StatusCode.UNAUTHENTICATED),
                 ([("authorization", "Bearer not-a-token")], grpc.StatusCode.UNAUTHENTICATED),
+                # Two tokens: the one checked would not be the one the replica reads.
+                (
+                    [
+                        ("authorization", f"Bearer {identities.token('beta')}"),
+                        ("authorization", f"Bearer {identities.token('alpha')}"),
+                    ],
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                ),
             ):
                 with pytest.raises(grpc.RpcError) as refused:
                     infer(b"", metadata=[("mlaas-deployment", deployment.id), *metadata], timeout=10)
