@@ -36,15 +36,10 @@ from inference_svc.rest_codec import (
 from inference_svc.settings import RuntimeSettings
 from mlaas.errors import InvalidArgument, MlaasError, NotFound
 from mlaas.services.auth import bearer_token
+from mlaas.services.http_server import HTTP_STATUS
 
 log = logging.getLogger(__name__)
 
-_HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400, grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.PERMISSION_DENIED: 403, grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409, grpc.StatusCode.ABORTED: 409, grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.UNIMPLEMENTED: 501, grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-}  # fmt: skip
 _JSON = [(b"content-type", b"application/json")]
 # JSON larger than this is parsed on the worker's parsing thread, one at a time: its Python
 # objects would otherwise hold the event loop (~0.3 s for 16 MiB) and the memory of many.
@@ -172,7 +167,7 @@ class RestApp:
         except _BodyRefused as err:  # its connection closes: the body was not read to its end
             status, body, headers = _error(err.status, err.message)
         except MlaasError as err:
-            status, body, headers = _error(_HTTP_STATUS.get(err.code, 500), err.message)
+            status, body, headers = _error(HTTP_STATUS.get(err.code, 500), err.message)
         except Exception:
             log.exception("REST %s %s failed", scope["method"], scope["path"])
             status, body, headers = _error(500, "internal error; see the runtime's log")

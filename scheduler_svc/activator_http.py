@@ -27,16 +27,11 @@ import orjson
 
 from mlaas.errors import DeadlineExceeded, MlaasError, Unavailable
 from mlaas.message_limits import BULK_THRESHOLD_BYTES
-from mlaas.services.http_server import HttpServer
+from mlaas.services.http_server import HTTP_STATUS, HttpServer
 from mlaas.tls import ClientTLS, ServerTLS
 from scheduler_svc.activator import MAX_ANSWER_BYTES, Router, advertised
 
 log = logging.getLogger(__name__)
-HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.PERMISSION_DENIED: 403, grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429, grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-}  # fmt: skip
 # Headers of one hop (RFC 9110 7.6.1), and those the forwarded message gets anew.
 _HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer",

@@ -1,6 +1,7 @@
 """An HTTP/1.1 server for an ASGI application, with what uvicorn lacks against slow, idle or
 greedy clients: a cap on open connections, a deadline and a size limit for each request's
-headers. The runtime's REST endpoint and the scheduler's HTTP activator serve on it.
+headers; and the HTTP status that stands for each gRPC one. The runtime's REST endpoint and the
+scheduler's HTTP activator serve on it.
 """
 
 from __future__ import annotations
@@ -12,12 +13,21 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+import grpc
 import orjson
 
 from mlaas.tls import ServerTLS
 
 if TYPE_CHECKING:
     import uvicorn
+
+# A gRPC status as the HTTP one its REST twin answers (any other: 500).
+HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400, grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.PERMISSION_DENIED: 403, grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409, grpc.StatusCode.ABORTED: 409, grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNIMPLEMENTED: 501, grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}  # fmt: skip
 
 
 def ssl_context(tls: ServerTLS) -> ssl.SSLContext:
