@@ -66,6 +66,12 @@ class Aborted(MlaasError):
     code = grpc.StatusCode.ABORTED
 
 
+class Cancelled(MlaasError):
+    """The caller went away before the answer."""
+
+    code = grpc.StatusCode.CANCELLED
+
+
 _BY_CODE = {
     cls.code: cls
     for cls in (
@@ -80,6 +86,7 @@ _BY_CODE = {
         DeadlineExceeded,
         Internal,
         Aborted,
+        Cancelled,
     )
 }
 

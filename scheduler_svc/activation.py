@@ -14,13 +14,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
 import redis
 from prometheus_client import CollectorRegistry, Histogram
 
-from mlaas.errors import DeadlineExceeded, FailedPrecondition, MlaasError, ResourceExhausted
+from mlaas.errors import Cancelled, DeadlineExceeded, FailedPrecondition, MlaasError, ResourceExhausted
 from mlaas.refs import state_name
 from mlaas.v1 import scheduler_pb2
 from scheduler_svc.access import Access
@@ -134,9 +134,12 @@ class Activation:
         with self._rpc_slots.held(tenant):
             return self.activate(deployment_id, tenant, timeout)
 
-    def activate(self, deployment_id: str, tenant: str, timeout: float | None) -> S.Deployment:
+    def activate(
+        self, deployment_id: str, tenant: str, timeout: float | None, wanted: Callable[[], bool] = lambda: True
+    ) -> S.Deployment:
         """The deployment once a replica of it serves, waking it if it scaled to zero; waits at
-        most `timeout` seconds (None: the longest), then DEADLINE_EXCEEDED."""
+        most `timeout` seconds (None: the longest), then DEADLINE_EXCEEDED, and no longer than
+        its caller `wanted` it (then CANCELLED)."""
         deadline = time.monotonic() + (self._longest if timeout is None else min(timeout, self._longest))
         deployment = self._access.visible(self._store.get(deployment_id), tenant)
         if deployment.endpoints:
@@ -154,6 +157,8 @@ class Activation:
                     raise FailedPrecondition(f"deployment {deployment_id} is {state_name(deployment.state)}")
                 if scaled_to_zero(deployment) and self._wake(deployment):
                     woke_at = time.monotonic()
+                if not wanted():
+                    raise Cancelled(f"the call waiting for deployment {deployment_id} went away")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     detail = f" ({deployment.reason})" if deployment.reason else ""

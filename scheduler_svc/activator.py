@@ -115,6 +115,22 @@ class _Replicas:
             self._channels.clear()
 
 
+class _AfterBoth:
+    """Calls `action` at its second call, whichever two events they are."""
+
+    def __init__(self, action: Callable[[], None]):
+        self._action = action
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            self._calls += 1
+            last = self._calls == 2
+        if last:
+            self._action()
+
+
 class Router:
     """What both activators do before they forward a call: who calls (checked as
     ActivateDeployment checks its caller), which deployment it names, a slot for the call (taken
@@ -143,9 +159,12 @@ class Router:
     def release(self, tenant: str) -> None:
         self._slots.give_back(tenant)
 
-    def serving(self, tenant: str, deployment_id: str, timeout: float | None) -> scheduler_pb2.Deployment:
-        """The deployment once a replica of it serves (woken from zero if need be)."""
-        return self.activation.activate(deployment_id, tenant, timeout)
+    def serving(
+        self, tenant: str, deployment_id: str, timeout: float | None, wanted: Callable[[], bool] = lambda: True
+    ) -> scheduler_pb2.Deployment:
+        """The deployment once a replica of it serves (woken from zero if need be); the wait
+        ends early once the caller no longer `wanted` it (it went away)."""
+        return self.activation.activate(deployment_id, tenant, timeout, wanted)
 
     def pick(self, endpoints: Sequence[str], not_this: str = "") -> str:
         """One of them, round robin; another than `not_this` (a replica that just failed) if
@@ -187,11 +206,16 @@ class Activator(grpc.GenericRpcHandler):
         whatever fails ends the call with its status."""
         try:
             tenant, deployment_id = self._router.admit(context.invocation_metadata())
-            # Held until the call ends, its answer sent: a client that reads nothing holds its
-            # own slots, not the scheduler's memory.
-            if not context.add_callback(lambda: self._router.release(tenant)):
-                self._router.release(tenant)  # it ended already
-            yield tenant, deployment_id
+            # Held until the call has ended (its answer sent: a client that reads nothing holds
+            # its own slots, not the scheduler's memory) and its handler returned (a cancelled
+            # call's thread is still held until then).
+            release = _AfterBoth(lambda: self._router.release(tenant))
+            if not context.add_callback(release):
+                release()  # it ended already
+            try:
+                yield tenant, deployment_id
+            finally:
+                release()
         except (MlaasError, grpc.RpcError) as err:
             _abort(context, err)
         except Exception:
@@ -204,7 +228,7 @@ class Activator(grpc.GenericRpcHandler):
         with self._admitted(context) as (tenant, deployment_id):
             failed = ""
             for attempt in (1, 2):
-                deployment = self._router.serving(tenant, deployment_id, _remaining(context))
+                deployment = self._router.serving(tenant, deployment_id, _remaining(context), context.is_active)
                 endpoint = self._router.pick(deployment.endpoints, not_this=failed)
                 with self._replicas.channel(endpoint) as channel:
                     try:
@@ -216,7 +240,7 @@ class Activator(grpc.GenericRpcHandler):
 
     def _stream(self, call: Callable, request, context: grpc.ServicerContext, replayable: bool) -> Iterator:
         with self._admitted(context) as (tenant, deployment_id):
-            deployment = self._router.serving(tenant, deployment_id, _remaining(context))
+            deployment = self._router.serving(tenant, deployment_id, _remaining(context), context.is_active)
             with self._replicas.channel(self._router.pick(deployment.endpoints)) as channel:
                 responses = call(channel)(request, metadata=_passed_on(context), timeout=_remaining(context))
                 context.add_callback(responses.cancel)

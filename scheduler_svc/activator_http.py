@@ -39,6 +39,7 @@ _HOP = {
 }  # fmt: skip
 # What the activator's own server writes into every answer.
 _SERVER_WRITES = {"date", "server"}
+_CHUNK_BYTES = 64 * 2**10
 # How long a replica may take to answer a forwarded request.
 FORWARD_SECONDS = 300.0
 
@@ -72,9 +73,14 @@ def _refusal(err: MlaasError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
 
 
 async def _reply(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    """The answer, in chunks: the server waits for the client to take what it has before each
+    write, so an answer nobody reads stays here, within its caller's slot, not in the
+    connection's buffer; this returns once the client has taken (nearly) all of it."""
     headers = [*headers, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    for start in range(0, len(body), _CHUNK_BYTES):
+        await send({"type": "http.response.body", "body": body[start : start + _CHUNK_BYTES], "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
 
 
 class HttpActivator:
