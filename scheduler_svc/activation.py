@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 
 import redis
 from prometheus_client import CollectorRegistry, Histogram
@@ -124,28 +124,23 @@ class Activation:
         )  # fmt: skip
 
     def activate_for_rpc(self, deployment_id: str, tenant: str, timeout: float | None) -> S.Deployment:
-        """`activate`, its wait within the caller's share of the rpc's slots. The wake comes
-        first: a caller refused a wait (RESOURCE_EXHAUSTED) has still woken the deployment."""
-        deployment = self._access.visible(self._store.get(deployment_id), tenant)
-        if deployment.endpoints:
-            return deployment
-        if scaled_to_zero(deployment):
-            self._wake(deployment)
-        with self._rpc_slots.held(tenant):
-            return self.activate(deployment_id, tenant, timeout)
+        """`activate`, its wait within the caller's share of the rpc's slots (a caller refused
+        a wait has still woken the deployment)."""
+        return self.activate(deployment_id, tenant, timeout, slots=self._rpc_slots)
 
     def activate(
-        self, deployment_id: str, tenant: str, timeout: float | None, wanted: Callable[[], bool] = lambda: True
-    ) -> S.Deployment:
+        self, deployment_id: str, tenant: str, timeout: float | None, wanted: Callable[[], bool] = lambda: True,
+        slots: CallSlots | None = None,
+    ) -> S.Deployment:  # fmt: skip
         """The deployment once a replica of it serves, waking it if it scaled to zero; waits at
         most `timeout` seconds (None: the longest), then DEADLINE_EXCEEDED, and no longer than
-        its caller `wanted` it (then CANCELLED)."""
+        its caller `wanted` it (then CANCELLED); with `slots`, the wait holds one of the caller's."""
         deadline = time.monotonic() + (self._longest if timeout is None else min(timeout, self._longest))
         deployment = self._access.visible(self._store.get(deployment_id), tenant)
         if deployment.endpoints:
             return deployment
-        woke_at = None
-        with self._following(deployment_id) as followed:
+        woke_at = time.monotonic() if scaled_to_zero(deployment) and self._wake(deployment) else None
+        with slots.held(tenant) if slots is not None else nullcontext(), self._following(deployment_id) as followed:
             while True:
                 generation = followed.generation
                 deployment = self._access.visible(self._store.get(deployment_id), tenant)
