@@ -18,11 +18,16 @@ The threshold is calibrated by simulation, not from a table: stationary streams 
 bootstrapped from the reference data, each scored against its own bootstrapped reference (so
 the error of estimating the reference is part of the null), and the threshold is set where
 alarms come once per `expected_run_length` samples. After an alarm the detector starts afresh
-(its windows refill), as in the simulation.
+(its windows refill), as in the simulation. That simulation costs seconds of CPU, so each
+threshold is computed once per process for its inputs (`THRESHOLDS`): every deployment of a
+model version, and each of its replicas' first feedback, shares it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -174,6 +179,40 @@ def calibrate(
     return high
 
 
+class Thresholds:
+    """Calibrated thresholds by what they were calibrated from, the most recent `size`. One
+    caller calibrates a missing one while the others asking for it wait for its result."""
+
+    def __init__(self, size: int = 1024):
+        self._size = size
+        self._known: OrderedDict[bytes, float] = OrderedDict()
+        self._pending: dict[bytes, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def get(self, reference: np.ndarray, kinds: Sequence[str], expected_run_length: float,
+            windows: Sequence[int], seed: int) -> float:  # fmt: skip
+        inputs = (reference.shape, reference.dtype.str, tuple(kinds), expected_run_length, tuple(windows), seed)
+        key = hashlib.sha256(repr(inputs).encode() + np.ascontiguousarray(reference).tobytes()).digest()
+        with self._lock:
+            if key in self._known:
+                return self._known[key]
+            calibrating = self._pending.setdefault(key, threading.Lock())
+        with calibrating:
+            with self._lock:
+                if key in self._known:
+                    return self._known[key]
+            threshold = calibrate(reference, kinds, expected_run_length, windows, seed)
+            with self._lock:
+                self._known[key] = threshold
+                self._pending.pop(key, None)
+                while len(self._known) > self._size:
+                    self._known.popitem(last=False)
+            return threshold
+
+
+THRESHOLDS = Thresholds()
+
+
 class DriftScan:
     def __init__(
         self,
@@ -210,7 +249,8 @@ class DriftScan:
     ) -> DriftScan:
         reference = np.asarray(reference, dtype=np.float64)
         kinds = tuple(kinds) if kinds is not None else (NUMERIC,) * reference.shape[1]
-        return cls(reference, calibrate(reference, kinds, expected_run_length, windows, seed), names, kinds, windows)
+        threshold = THRESHOLDS.get(reference, kinds, expected_run_length, windows, seed)
+        return cls(reference, threshold, names, kinds, windows)
 
     def update(self, rows: np.ndarray) -> list[Alarm]:
         """Feeds rows (oldest first); returns the alarms they raised, in order."""

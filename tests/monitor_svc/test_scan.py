@@ -4,6 +4,8 @@ alarms however the stream is batched."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -58,3 +60,26 @@ def test_a_categorical_feature_drifts_by_chi_square():
     shifted = np.column_stack([rng.normal(size=1000), rng.choice(4, size=1000, p=[0.3, 0.3, 0.1, 0.3])])
     alarms = scan.update(shifted)  # a new category (3) appears and category 0 halves
     assert alarms and alarms[0].features == ("colour",) and alarms[0].statistic == "chi2"
+
+
+def test_a_threshold_is_calibrated_once_for_its_inputs_whoever_asks_at_once(monkeypatch):
+    """Calibration simulates hundreds of thousands of samples: every deployment of a model
+    version, and each of its replicas' first feedback, recalibrated it, and on a busy Monitor
+    feedback waited past its deadline."""
+    from monitor_svc.detectors import scan
+
+    calls = []
+
+    def counted(*args):
+        calls.append(args)
+        return calibrate(*args)
+
+    monkeypatch.setattr(scan, "calibrate", counted)
+    thresholds = scan.Thresholds()
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: thresholds.get(REFERENCE, [NUMERIC] * 5, 500, scan.WINDOWS, 0), range(4)))
+    assert len(calls) == 1 and got == [calibrate(REFERENCE, [NUMERIC] * 5, 500)] * 4
+    assert thresholds.get(REFERENCE.copy(), [NUMERIC] * 5, 500, scan.WINDOWS, 0) == got[0] and len(calls) == 1
+    other = thresholds.get(REFERENCE[:-1], [NUMERIC] * 5, 500, scan.WINDOWS, 0)  # one row fewer: its own
+    stricter = thresholds.get(REFERENCE, [NUMERIC] * 5, 5000, scan.WINDOWS, 0)
+    assert len(calls) == 3 and other != got[0] and stricter > got[0]
