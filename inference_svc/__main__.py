@@ -26,7 +26,8 @@ def parse_model_uri(text: str) -> tuple[str, str]:
     return Path(text.split("://", 1)[-1]).stem, text
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, preloaded: bool = False) -> int:
+    """`preloaded`: this process has the data plane imported already (see server.run)."""
     parser = argparse.ArgumentParser(prog="python -m inference_svc", description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", default=[], help="registry reference NAME[:VERSION|@ALIAS]")
     parser.add_argument("--model-uri", action="append", default=[], help="[NAME=]file://... or s3://...")
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not settings.models and not settings.model_uris:
         parser.error("give at least one --model or --model-uri (more can be loaded with RepositoryModelLoad)")
-    return run(settings)
+    return run(settings, preloaded)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Runs the runtime: a parent process that spawns N worker processes sharing one port
+"""Runs the runtime: a parent process that starts N worker processes sharing one port
 (SO_REUSEPORT, as in gRPC's Python multiprocessing example), serves their summed Prometheus
 metrics, and stops them gracefully on SIGTERM. Each worker (built by app.py) has its own event
 loop, batchers and ONNX sessions."""
@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 from collections.abc import Collection
 from pathlib import Path
 
@@ -45,7 +46,9 @@ async def run_worker(settings: RuntimeSettings, long_calls: LongCalls, load: Rep
 
 
 def _worker_main(settings: RuntimeSettings, parent_pid: int, long_calls: LongCalls, load: ReplicaLoad) -> None:
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker{settings.worker_index} %(name)s %(message)s")
+    logging.basicConfig(  # force: a forked worker has its parent's set-up
+        level=logging.INFO, format=f"%(asctime)s worker{settings.worker_index} %(name)s %(message)s", force=True
+    )
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     die_with_parent(parent_pid)  # an orphan would keep serving on the shared port
     if settings.bulk:
@@ -113,13 +116,20 @@ def _pick_ports(settings: RuntimeSettings, taken: Collection[int] = ()) -> tuple
     return chosen[0], chosen[1], chosen[2]
 
 
-def run(settings: RuntimeSettings) -> int:
-    """Spawns the workers and supervises them until SIGTERM/SIGINT or a worker dies."""
+def forks_workers(preloaded: bool) -> bool:
+    """Whether the workers are forked from this process, which has the data plane imported and
+    runs no thread (the warm runtime's child, inference_svc/warm.py), so that they begin warm;
+    otherwise they are spawned, as gRPC must not be forked once it runs."""
+    return preloaded and threading.active_count() == 1
+
+
+def run(settings: RuntimeSettings, preloaded: bool = False) -> int:
+    """Starts the workers and supervises them until SIGTERM/SIGINT or a worker dies."""
     import dataclasses
 
     _remove_orphaned_metrics_dirs()
     metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by the spawned workers
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by the workers
     metrics_port = -1
     if settings.server.metrics_port >= 0:  # bound before the other ports are picked: never one of them
         metrics_port = _serve_metrics(settings.server.metrics_port, "127.0.0.1")
@@ -134,7 +144,13 @@ def run(settings: RuntimeSettings) -> int:
     control_ports: list[int] = []
     for _ in range(processes_count if processes_count > 1 else 0):
         control_ports.append(_free_port_but([*ports, metrics_port, *control_ports]))
-    context = multiprocessing.get_context("spawn")  # grpc must not be forked after initialisation
+    context: multiprocessing.context.ForkContext | multiprocessing.context.SpawnContext
+    context = multiprocessing.get_context("spawn")
+    if forks_workers(preloaded):
+        context = multiprocessing.get_context("fork")
+        from prometheus_client import values  # which chose its value class when imported, before the above
+
+        values.ValueClass = values.get_value_class()
     long_calls, load = LongCalls(), ReplicaLoad(processes_count)
     processes = []
     for index in range(processes_count):

@@ -76,6 +76,9 @@ class SchedulerSettings:
     # (backends/trainers.py); the Docker backend runs each in a warm container of its node
     # (backends/docker_warm.py).
     warm_trainers: bool = setting("MLAAS_WARM_TRAINERS", True)
+    # The local backend forks replicas from a warm runtime (backends/local.py): a replica serves in
+    # a fraction of a second, not after three interpreters' imports.
+    warm_runtimes: bool = setting("MLAAS_WARM_RUNTIMES", True)
     k8s_namespace: str = setting("MLAAS_K8S_NAMESPACE", "mlaas")
     runtime_image: str = setting("MLAAS_RUNTIME_IMAGE", "mlaas:latest")
     # The Secret (tls.crt, tls.key, ca.crt) runtimes and jobs mount when the scheduler serves TLS.

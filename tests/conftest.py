@@ -136,7 +136,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True)
 def no_stray_runtimes():
     """After each test, no runtime process the test started may outlive it (a leaked replica is
-    a bug in the scheduler's clean-up, and would hold ports and CPU for the rest of the run)."""
+    a bug in the scheduler's clean-up, and would hold ports and CPU for the rest of the run). A
+    warm runtime (the fork server of a scheduler that may serve the next test too) is no replica."""
     import psutil
 
     me = psutil.Process()
@@ -145,7 +146,8 @@ def no_stray_runtimes():
     stray = []
     for child in me.children(recursive=True):
         try:
-            if child.pid not in before and "inference_svc" in " ".join(child.cmdline()):
+            command = " ".join(child.cmdline())
+            if child.pid not in before and "inference_svc" in command and "inference_svc.warm" not in command:
                 stray.append(child)
         except psutil.NoSuchProcess:
             continue
@@ -154,6 +156,23 @@ def no_stray_runtimes():
     for process in alive:
         process.kill()
     assert not alive, f"runtime processes outlived the test: {[p.pid for p in alive]}"
+
+
+def process_memory(pid: int) -> Iterator[bytes]:
+    """The readable private mappings of a process, one by one (read as its parent, or root, may)."""
+    import re
+
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            match = re.match(r"([0-9a-f]+)-([0-9a-f]+) r..p ", line)
+            if not match:
+                continue
+            start, end = (int(x, 16) for x in match.groups())
+            try:
+                mem.seek(start)
+                yield mem.read(end - start)
+            except (OSError, OverflowError, ValueError):  # a guard page, vsyscall
+                continue
 
 
 def _running(process) -> bool:

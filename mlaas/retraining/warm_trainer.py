@@ -1,20 +1,12 @@
 """A warm trainer (`python -m mlaas.retraining.warm_trainer`): a long-lived process per node that has
 imported the training job's libraries (scikit-learn, skl2onnx, ONNX Runtime, SciPy) and run one
-small fit and export through them, and starts each training job as a forked child of itself. A
-job then begins where a cold one would be after seconds of imports and first-call set-up.
+small fit and export through them, and starts each training job as a forked child of itself, a
+fork server (mlaas/services/fork_server.py says how a child is kept as separate as a cold one).
+A job then begins where a cold one would be after seconds of imports and first-call set-up.
 
-It reads requests on its standard input, one JSON object per line, and answers each on its
-standard output:
-
-    {"argv": [...train_job arguments...], "env": {...}, "log": "/path/job.log", "threads": 1}
-    -> {"pid": 1234}   or   {"error": "why not"}
-
-The child is the training job itself (mlaas.retraining.train_job.main with `argv`), under the same
-rules as a cold one: its own session (process group), its own log, exactly the environment the
-request gives (its credential), `threads` numeric-library threads; the scheduler watches its
-memory and deadline and stops it by its pid as it would a cold job's. The trainer holds no thread
-when it forks (it never opens a gRPC channel itself) and reaps its children. It exits when its
-standard input closes: the scheduler that started it is gone.
+The child is the training job itself (mlaas.retraining.train_job.main with the request's
+`argv`), with as many numeric-library threads as its environment's `OMP_NUM_THREADS`; the
+scheduler watches its memory and deadline and stops it by its pid as it would a cold job's.
 
 With `--one` (the Docker backend's warm job container, scheduler_svc/backends/docker_warm.py)
 it runs one job, in this very process and container: it warms up, says `{"ready": true}`, waits
@@ -28,15 +20,14 @@ import argparse
 import json
 import os
 import select
-import signal
 import sys
-import traceback
 
 # The libraries every job imports, once, here.
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mlaas.retraining import train_job
+from mlaas.services import fork_server
 from mlaas.v1 import types_pb2
 
 
@@ -76,62 +67,11 @@ def job_request(request: dict) -> tuple[list[str], dict[str, str], int]:
     return argv, env, max(1, threads)
 
 
-def start_job(request: dict) -> int:
-    """Forks the job; the pid of the child, which never returns here."""
-    argv, env, threads = job_request(request)
-    log = request["log"]
-    log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(log_fd)
-        raise
-    if pid:
-        os.close(log_fd)
-        return pid
-    code = 70  # EX_SOFTWARE: the job could not even begin
-    try:
-        os.setsid()
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
-        os.closerange(3, 1 << 16)  # nothing of the trainer's stays open in the job
-        os.environ.clear()
-        os.environ.update(env)
-        print(f"forked by warm trainer {os.getppid()}", flush=True)
-        with threadpool_limits(limits=threads):
-            code = train_job.main(argv)
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 2
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)  # no interpreter teardown: the job's outputs are written and closed
-
-
-def reap(*_: object) -> None:
-    """Collects the jobs that ended (the scheduler learns their end from their outputs)."""
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
-def serve(requests, answers) -> None:
-    for line in requests:
-        try:
-            answer: dict[str, object] = {"pid": start_job(json.loads(line))}
-        except Exception as err:  # the request's fault or the machine's: said, and the next one is served
-            answer = {"error": f"{type(err).__name__}: {err}"}
-        answers.write(json.dumps(answer) + "\n")
-        answers.flush()
+def run_forked_job(argv: list[str]) -> int:
+    """A forked job, with the threads its environment allows (the libraries are loaded already:
+    they no longer read it)."""
+    with threadpool_limits(limits=max(1, int(os.environ.get("OMP_NUM_THREADS", "1")))):
+        return train_job.main(argv)
 
 
 def run_one(requests, idle_seconds: float) -> int:
@@ -160,14 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)  # no interpreter teardown: the job's outputs are written and closed
-    signal.signal(signal.SIGCHLD, reap)
-    warm_up()
-    answers = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # what the libraries print goes to the log, not into the answers
-    answers.write(json.dumps({"ready": True}) + "\n")
-    answers.flush()
-    serve(sys.stdin, answers)
-    return 0
+    return fork_server.run(warm_up, run_forked_job, "warm trainer", "mlaas.retraining.train_job")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""Replicas as child processes of `python -m inference_svc` on free loopback ports, and training
-jobs as processes of `python -m mlaas.retraining.train_job`: forked by the node's warm trainer
-(trainers.py) once one runs there, otherwise started cold.
+"""Replicas as processes of `python -m inference_svc` on free loopback ports, and training jobs as
+processes of `python -m mlaas.retraining.train_job`: each forked by a fork server that has their
+libraries imported (mlaas/services/fork_server.py): replicas by the backend's warm runtime
+(inference_svc/warm.py, started with the first replica), jobs by their node's warm trainer
+(trainers.py, started when a node gets its first replica); started cold while none is ready.
 
 Each replica runs in its own session (it outlives a scheduler restart; the handle is its pid)
 with one worker per whole CPU it was given, and logs to the scheduler's data dir.
@@ -20,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +34,7 @@ from mlaas.quantities import format_memory
 from mlaas.services.net import free_port
 from mlaas.services.settings import data_dir
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, credential
+from scheduler_svc.backends.fork_client import ForkServer
 from scheduler_svc.backends.launch import job_args, runtime_args, runtime_env
 from scheduler_svc.backends.trainers import WarmTrainers
 
@@ -78,6 +82,10 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+RUNTIME_SERVER = "inference_svc.warm"
+# How long a replica waits for a warm runtime that is still warming up: less than a cold start.
+WARM_WAIT_SECONDS = 5.0
+
 # What a replica or job must not inherit from the scheduler's environment: its role's token, the
 # key that mints credentials, and Redis (whose password lets one rewrite every deployment).
 SCHEDULERS_OWN = ("MLAAS_TOKEN", "MLAAS_MESH_KEY_FILE", "MLAAS_REDIS_URL")
@@ -88,7 +96,7 @@ class LocalBackend:
 
     def __init__(
         self, registry_address: str, log_dir: Path, env: Mapping[str, str], python: str = sys.executable,
-        warm_trainers: bool = True,
+        warm_trainers: bool = True, warm_runtimes: bool = True,
     ):  # fmt: skip
         self._registry = registry_address
         self._log_dir = log_dir
@@ -96,14 +104,21 @@ class LocalBackend:
         self._env = {k: v for k, v in env.items() if k not in SCHEDULERS_OWN}
         self._python = python
         self._trainers = WarmTrainers(python, self._env, log_dir) if warm_trainers else None
+        self._warm_runtimes = warm_runtimes
+        self._runtime_server: ForkServer | None = None
+        self._runtime_lock = threading.Lock()
         self._children: dict[int, subprocess.Popen] = {}
+        self._forked: dict[int, ForkServer] = {}  # pid -> the server that forked it (and knows its exit code)
         self._memory_limits: dict[int, int] = {}  # pid -> bytes, for the jobs it started
         log_dir.mkdir(parents=True, exist_ok=True)
 
     @classmethod
     def for_settings(cls, settings: SchedulerSettings, env: Mapping[str, str]) -> LocalBackend:
         """The scheduler's local backend: runtimes fetch from its registry, log under its data dir."""
-        return cls(settings.registry_address, settings.data_dir / "replicas", env, warm_trainers=settings.warm_trainers)
+        return cls(
+            settings.registry_address, settings.data_dir / "replicas", env, warm_trainers=settings.warm_trainers,
+            warm_runtimes=settings.warm_runtimes,
+        )  # fmt: skip
 
     @property
     def trainers(self) -> WarmTrainers | None:
@@ -114,15 +129,37 @@ class LocalBackend:
 
     def create(self, spec: ReplicaSpec) -> ReplicaStatus:
         port, http_port, bulk_port = (p or free_port() for p in (spec.port, spec.http_port, spec.bulk_port))
-        command = [self._python, "-m", "inference_svc", "--registry", self._registry,
-                   *runtime_args(spec, port, http_port, bulk_port)]  # fmt: skip
-        pid = self._spawn(spec.replica_id, command, {**self._env, **runtime_env(spec)})
+        arguments = ["--registry", self._registry, *runtime_args(spec, port, http_port, bulk_port)]
+        env = {**self._env, **runtime_env(spec)}
+        pid = self._forked_runtime(spec.replica_id, arguments, env)
+        if pid is None:
+            pid = self._spawn(spec.replica_id, [self._python, "-m", "inference_svc", *arguments], env)
         if self._trainers is not None:  # warm before this replica's first retraining is due
             self._trainers.ensure(spec.node)
         return ReplicaStatus(
             spec.replica_id, f"127.0.0.1:{port}", True, handle=str(pid),
             http_endpoint=f"127.0.0.1:{http_port}", bulk_endpoint=f"127.0.0.1:{bulk_port}",
         )  # fmt: skip
+
+    def _forked_runtime(self, replica_id: str, arguments: list[str], env: Mapping[str, str]) -> int | None:
+        """The pid of the replica the warm runtime forked (started, or started again, if it is
+        not running); None for a cold start."""
+        if not self._warm_runtimes:
+            return None
+        with self._runtime_lock:
+            if self._runtime_server is None or not self._runtime_server.alive:
+                log_path = self._log_dir / "warm-runtime.log"
+                self._runtime_server = ForkServer(self._python, RUNTIME_SERVER, self._env, log_path)
+            server = self._runtime_server
+        return self._fork(server, arguments, env, self._log_path(replica_id), WARM_WAIT_SECONDS)
+
+    def _fork(
+        self, server: ForkServer, arguments: list[str], env: Mapping[str, str], log_path: Path, wait: float = 0.0
+    ) -> int | None:  # fmt: skip
+        pid = server.start(arguments, env, log_path, wait)
+        if pid is not None:
+            self._forked[pid] = server
+        return pid
 
     def start_job(self, spec: JobSpec) -> ReplicaStatus:
         arguments = job_args(spec, self._registry)
@@ -131,7 +168,7 @@ class LocalBackend:
         env = {**self._env, **limits, **credential(spec.token)}
         pid = None
         if self._trainers is not None:
-            pid = self._trainers.start_job(spec.node, arguments, env, self._log_path(spec.job_id), threads)
+            pid = self._fork(self._trainers.ensure(spec.node), arguments, env, self._log_path(spec.job_id))
         if pid is None:
             pid = self._spawn(spec.job_id, [self._python, "-m", "mlaas.retraining.train_job", *arguments], env)
         if spec.memory_bytes:
@@ -153,10 +190,12 @@ class LocalBackend:
         if child is not None:
             code = child.poll()
             running = code is None
-        else:  # started by an earlier scheduler process
+        else:  # forked, or started by an earlier scheduler process
             running, code = _alive(pid) and _ours(pid), None
             if running and replica.memory_bytes:  # its limit holds across the restart
                 self._memory_limits.setdefault(pid, replica.memory_bytes)
+            if not running and pid in self._forked:
+                code = self._forked[pid].exit_code(pid)
         if running and pid in self._memory_limits:
             running, code = self._within_memory(replica, pid)
         return ReplicaStatus(replica.replica_id, replica.endpoint, running, code, replica.handle)
@@ -212,9 +251,13 @@ class LocalBackend:
         _kill_group(pid)
 
     def close(self) -> None:
-        """The warm trainers go; replicas and jobs are processes of their own, and stay."""
+        """The warm runtime and trainers go; replicas and jobs are processes of their own, and stay."""
         if self._trainers is not None:
             self._trainers.close()
+        with self._runtime_lock:
+            server, self._runtime_server = self._runtime_server, None
+        if server is not None:
+            server.stop()
 
     def _reap(self, pid: int) -> None:
         child = self._children.get(pid)  # kept, so that status() still knows the exit code

@@ -21,24 +21,34 @@ from tests.conftest import tool_env
 pytestmark = pytest.mark.spawns  # see pyproject.toml
 
 
-def test_create_serve_status_logs_delete(tmp_path, registry, iris_model):
+@pytest.mark.parametrize("warm", [True, False], ids=["forked by the warm runtime", "started cold"])
+def test_create_serve_status_logs_delete(tmp_path, registry, iris_model, warm):
     model, X, _ = iris_model
     address = f"127.0.0.1:{registry.port}"
     with RegistryClient(address) as client:
         version = register_sklearn(client, model, "iris-local", X).model.version
-    backend = LocalBackend(address, tmp_path / "logs", tool_env(MLAAS_DATA_DIR=str(tmp_path / "data")))
+    env = tool_env(MLAAS_DATA_DIR=str(tmp_path / "data"))
+    backend = LocalBackend(address, tmp_path / "logs", env, warm_trainers=False, warm_runtimes=warm)
     spec = ReplicaSpec("r-1", "d-1", "local-a", f"iris-local:{version}", cpu_millicores=1000, memory_bytes=2**28)
-    replica = backend.create(spec)
     try:
-        wait_healthy(replica.endpoint, timeout=60)
-        with InferenceClient(replica.endpoint) as runtime:
-            assert np.array_equal(runtime.infer("iris-local", {"X": X[:3]})["label"], model.predict(X[:3]))
-        assert backend.status(replica).running
-        assert "serving ['iris-local']" in backend.logs(replica)
+        replica = backend.create(spec)
+        try:
+            wait_healthy(replica.endpoint, timeout=60)
+            with InferenceClient(replica.endpoint) as runtime:
+                assert np.array_equal(runtime.infer("iris-local", {"X": X[:3]})["label"], model.predict(X[:3]))
+            assert backend.status(replica).running
+            assert "serving ['iris-local']" in backend.logs(replica)
+            assert ("forked by warm runtime" in backend.logs(replica)) == warm
+            processes = [psutil.Process(int(replica.handle)), *psutil.Process(int(replica.handle)).children()]
+        finally:
+            backend.delete(replica, grace_seconds=10)
+        stopped = backend.status(replica)
+        assert not stopped.running and stopped.exit_code == 0
+        _, left = psutil.wait_procs(processes, timeout=30)  # its workers too
+        assert not [p for p in left if p.status() != psutil.STATUS_ZOMBIE]
+        assert not list((tmp_path / "logs").glob(".child-*.env"))  # the credential's file, read and gone
     finally:
-        backend.delete(replica, grace_seconds=10)
-    stopped = backend.status(replica)
-    assert not stopped.running and stopped.exit_code == 0
+        backend.close()
 
 
 def test_a_destroyed_deployments_node_store_is_removed_and_no_other(tmp_path):
