@@ -24,7 +24,14 @@ from mlaas.v1 import scheduler_pb2
 from scheduler_svc.backends import heals_itself
 from scheduler_svc.lifecycle import Lifecycle
 from scheduler_svc.replica_models import ReplicaModels
-from scheduler_svc.replicas import Replicas, as_status, endpoint_port, publish_endpoints, record_started
+from scheduler_svc.replicas import (
+    Replicas,
+    as_status,
+    endpoint_port,
+    publish_endpoints,
+    record_started,
+    require_replicas,
+)
 from scheduler_svc.states import WATCHED
 from scheduler_svc.store import DeploymentStore
 
@@ -176,6 +183,7 @@ class Reconciler:
         seen.recent_restarts += 1
 
         def restarted(d: scheduler_pb2.Deployment) -> None:
+            require_replicas(d, [replica.id])
             for r in d.replica_status:
                 if r.id == replica.id:
                     record_started(r, started)

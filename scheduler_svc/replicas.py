@@ -59,6 +59,14 @@ def record_started(replica: scheduler_pb2.Replica, started: ReplicaStatus) -> No
     replica.http_endpoint, replica.bulk_endpoint = started.http_endpoint, started.bulk_endpoint
 
 
+def require_replicas(deployment: scheduler_pb2.Deployment, replica_ids: Collection[str]) -> None:
+    """Raises Aborted unless the deployment still has the replicas `replica_ids`: a worker that
+    was slow enough for another to take its request over must not record its own replicas over
+    the other's, or call the other's ready."""
+    if not set(replica_ids) <= {r.id for r in deployment.replica_status}:
+        raise Aborted(f"deployment {deployment.id} has other replicas now (taken over)")
+
+
 def publish_endpoints(deployment: scheduler_pb2.Deployment) -> None:
     """The deployment's endpoints (gRPC, REST and bulk): those of its replicas that take traffic."""
     serving = [r for r in deployment.replica_status if r.ready]
@@ -119,6 +127,7 @@ class Replicas:
         started = {r.id: self._backend.create(self.spec(deployment, r)) for r in wanted}
 
         def record(d: scheduler_pb2.Deployment) -> None:
+            require_replicas(d, started)
             for replica in d.replica_status:
                 if replica.id in started:
                     record_started(replica, started[replica.id])

@@ -14,7 +14,7 @@ from mlaas.v1 import scheduler_pb2
 from scheduler_svc.lifecycle import ready_or_cached
 from scheduler_svc.placer import Placer
 from scheduler_svc.queue import Claimed, DeploymentQueue
-from scheduler_svc.replicas import Replicas, new_replica, publish_endpoints
+from scheduler_svc.replicas import Replicas, new_replica, publish_endpoints, require_replicas
 from scheduler_svc.rollout import Rollout
 from scheduler_svc.settings import SchedulerSettings
 from scheduler_svc.store import DeploymentStore
@@ -118,12 +118,13 @@ class PlacementWorker(threading.Thread):
             if problem:
                 self._replicas.remove(deployment.replica_status)
                 self._store.update(
-                    deployment.id, lambda d: None, S.DEPLOYMENT_STATE_FAILED, problem,
+                    deployment.id, lambda d: require_replicas(d, ids), S.DEPLOYMENT_STATE_FAILED, problem,
                     only_from={S.DEPLOYMENT_STATE_STARTING},
                 )  # fmt: skip
                 return
 
             def ready(d: scheduler_pb2.Deployment) -> None:
+                require_replicas(d, ids)
                 for replica in d.replica_status:
                     replica.ready = True
                 publish_endpoints(d)
