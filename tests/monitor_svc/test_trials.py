@@ -146,17 +146,18 @@ def test_a_canary_answers_its_share_of_the_requests_and_is_judged_on_them(mesh):
     started = subprocess.run(command, capture_output=True, text=True, env=tool_env(), timeout=120)
     assert started.returncode == 0, started.stderr
     assert json.loads(started.stdout)["trial"] == {"version": 2, "mode": "TRIAL_MODE_CANARY", "canary_percent": 20.0}
-    n = 1_000
-    answers = serve_and_label(schedulers, monitor, deployment.id, n, "canary", 3)
-    canary = sum(a.model_version == "2" for a in answers)
-    assert {a.model_version for a in answers} == {"1", "2"}
-    assert abs(canary - 0.2 * n) < 4 * math.sqrt(n * 0.2 * 0.8), canary  # a binomial bound, 4 sigma
+    # Before any label: once the trial has its labels it may be judged and promoted at once.
     with grpc.insecure_channel(schedulers.get(deployment.id).endpoints[0]) as channel:
         stub = oip_grpc.GRPCInferenceServiceStub(channel)
         pinned = [build_request("sea", {"X": np.zeros((1, 3), np.float32)}, f"pinned-{i}") for i in range(50)]
         for request in pinned:
             request.model_version = "1"  # a request pinned to the served version is no canary's
         assert {stub.ModelInfer(r).model_version for r in pinned} == {"1"}
+    n = 1_000
+    answers = serve_and_label(schedulers, monitor, deployment.id, n, "canary", 3)
+    canary = sum(a.model_version == "2" for a in answers)
+    assert {a.model_version for a in answers} == {"1", "2"}
+    assert abs(canary - 0.2 * n) < 4 * math.sqrt(n * 0.2 * 0.8), canary  # a binomial bound, 4 sigma
     judged, promoted = wait_decided(schedulers, monitor, deployment.id)
     assert judged.labels == 100 and judged.outcome.startswith("promoted: "), judged  # canary rows only
     assert promoted.model.version == 2
