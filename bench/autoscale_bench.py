@@ -1,19 +1,21 @@
 """Autoscaling on the running mesh: `mlaas up` (local backend, replicas of 1 CPU each on this
 machine's 2), one 30-tree forest, and an application of N threads each calling the deployment
 through the SDK (`DeploymentInference`, 512-row requests) in phases of 1, 2, 4, 8, 4, 2 and 1
-callers, then none. The same ramp runs three times: autoscaled (1 to 2 replicas, target 2
-requests in flight per replica, a 10 s scale-down window), fixed at 1 replica and fixed at 2.
+callers, then none. The same ramp runs autoscaled (1 to 2 replicas, target 2 requests in flight
+per replica, a 10 s scale-down window), fixed at 1 replica and fixed at 2; and autoscaled again
+on a second mesh whose replicas start cold (MLAAS_WARM_RUNTIMES=false: each a new interpreter, as
+before the warm runtime forked them), the baseline of the time to serve after a decision.
 
-    .venv/bin/python bench/autoscale_bench.py [--phase-seconds 8]
+    .venv/bin/python bench/autoscale_bench.py [--phase-seconds 8] [--runtimes warm cold]
 
 Reported per run: per phase the requests/s, p50 and p99 latency seen by the application and the
-failed requests; the serving replica count whenever it changed; for the autoscaled run each
+failed requests; the serving replica count whenever it changed; for the autoscaled runs each
 decision of the autoscaler (from its event, seconds since the ramp began) and how long the
-added replica took to serve after it; the replica-seconds each run held. Then the cold starts
-(`--cold-trials`, medians): a cold Deploy to its first answer, and the first answer from a
-deployment scaled to zero through the SDK and through the activator for an unmodified
-tritonclient, each beside the cold Deploy as a ratio. `--only-cold` measures those alone. Writes
-bench/results/autoscale.json (with --only-cold, only its cold starts are new).
+added replica took to serve after it; the replica-seconds each run held. Then on each mesh the
+cold starts (`--cold-trials`, medians): a cold Deploy to its first answer, and the first answer
+from a deployment scaled to zero through the SDK and through the activator for an unmodified
+tritonclient, each beside that mesh's cold Deploy as a ratio. `--only-cold` measures those
+alone. Writes bench/results/autoscale.json (with --only-cold, only its cold starts are new).
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ HERE = Path(__file__).resolve().parent
 PHASES = (1, 2, 4, 8, 4, 2, 1)
 ROWS = 512
 ONE_CPU = types_pb2.Resources(cpu_millicores=1000, memory_bytes=512 * 2**20)
+WINDOW = 10.0  # the autoscaled runs' scale-down window, s
+AUTOSCALED = scheduler_pb2.AutoscalingPolicy(
+    min_replicas=1, max_replicas=2, target_inflight=2.0, scale_down_window_seconds=WINDOW
+)
+RUNTIMES = {"warm": "", "cold": ", cold runtimes"}  # how replicas start -> the runs' name suffix
 
 
 class Replicas(threading.Thread):
@@ -203,43 +210,53 @@ def main() -> None:
     parser.add_argument("--phase-seconds", type=float, default=8.0)
     parser.add_argument("--cold-trials", type=int, default=5)
     parser.add_argument("--only-cold", action="store_true", help="measure the cold starts alone")
+    parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     X = rng.random((5_000, 3)).astype(np.float32)
     y = (X[:, 0] + rng.normal(0, 0.1, len(X)) > 0.5).astype(int)
-    rows = X[:ROWS]
-    mesh = Mesh(Path(tempfile.mkdtemp(prefix="mlaas-autoscale-")), warm=False)
-    window = 10.0
+    forest = RandomForestClassifier(n_estimators=30, random_state=0).fit(X, y)
     runs: dict[str, dict] = {}
-    try:
-        forest = RandomForestClassifier(n_estimators=30, random_state=0).fit(X, y)
-        with RegistryClient(mesh.registry) as registry:  # one name per run: no run revives another's
-            for name in ("autoscaled", "fixed-1", "fixed-2"):
-                register_sklearn(registry, forest, name, X, reference_data=X[:1000], run_resources=ONE_CPU)
-        with SchedulerClient(mesh.scheduler) as scheduler:
-            policy = scheduler_pb2.AutoscalingPolicy(
-                min_replicas=1, max_replicas=2, target_inflight=2.0, scale_down_window_seconds=window
-            )
-            plans = () if args.only_cold else (("autoscaled", 1, policy), ("fixed-1", 1, None), ("fixed-2", 2, None))
-            for name, replicas, autoscaling in plans:
-                began = time.monotonic()
-                deployment = scheduler.wait_ready(scheduler.deploy(name, replicas, autoscaling=autoscaling).id)
-                cold = round(time.monotonic() - began, 2)
-                run = ramp(scheduler, deployment.id, rows, args.phase_seconds, tail=window + 8 if autoscaling else 2)
-                scheduler.decommission(deployment.id)
-                run["autoscaler_decisions"] = decisions(scheduler, deployment.id, run.pop("began_at"))
-                runs[name] = {"cold_deploy_seconds": cold, **run}
-                print(json.dumps({name: runs[name]}), flush=True)
-        cold = cold_starts(mesh, forest, X, args.cold_trials)
-        print(json.dumps({"cold_starts": cold}), flush=True)
-    finally:
-        mesh.stop()
+    colds: dict[str, dict] = {}
+    for kind in args.runtimes:
+        mesh = Mesh(Path(tempfile.mkdtemp(prefix="mlaas-autoscale-")), warm=False, warm_runtimes=kind == "warm")
+        try:
+            if not args.only_cold:
+                runs |= ramps(mesh, forest, X, args.phase_seconds, kind, baselines=kind == args.runtimes[0])
+            colds[kind] = cold_starts(mesh, forest, X, args.cold_trials)
+            print(json.dumps({"cold_starts": {kind: colds[kind]}}), flush=True)
+        finally:
+            mesh.stop()
     path = HERE / "results" / "autoscale.json"
-    result = {"phase_seconds": args.phase_seconds, "rows_per_request": ROWS, "scale_down_window_seconds": window,
+    result = {"phase_seconds": args.phase_seconds, "rows_per_request": ROWS, "scale_down_window_seconds": WINDOW,
               "runs": runs}  # fmt: skip
     if args.only_cold and path.exists():  # the ramps of the last full run stay
         result = json.loads(path.read_text())
-    path.write_text(json.dumps(result | {"cold_starts": cold}, indent=2) + "\n")
+    path.write_text(json.dumps(result | {"cold_starts": colds}, indent=2) + "\n")
+
+
+def ramps(mesh: Mesh, forest, X: np.ndarray, phase_seconds: float, kind: str, baselines: bool) -> dict:
+    """The autoscaled ramp (named for how the mesh starts replicas), and with `baselines` the
+    fixed ones."""
+    plans = [("autoscaled", 1, AUTOSCALED)]
+    if baselines:
+        plans += [("fixed-1", 1, None), ("fixed-2", 2, None)]
+    runs = {}
+    with RegistryClient(mesh.registry) as registry:  # one model per run: no run revives another's
+        for model, _, _ in plans:
+            register_sklearn(registry, forest, model, X, reference_data=X[:1000], run_resources=ONE_CPU)
+    with SchedulerClient(mesh.scheduler) as scheduler:
+        for model, replicas, autoscaling in plans:
+            began = time.monotonic()
+            deployment = scheduler.wait_ready(scheduler.deploy(model, replicas, autoscaling=autoscaling).id)
+            cold = round(time.monotonic() - began, 2)
+            run = ramp(scheduler, deployment.id, X[:ROWS], phase_seconds, tail=WINDOW + 8 if autoscaling else 2)
+            scheduler.decommission(deployment.id)
+            run["autoscaler_decisions"] = decisions(scheduler, deployment.id, run.pop("began_at"))
+            name = model + (RUNTIMES[kind] if autoscaling else "")
+            runs[name] = {"cold_deploy_seconds": cold, **run}
+            print(json.dumps({name: runs[name]}), flush=True)
+    return runs
 
 
 if __name__ == "__main__":

@@ -75,13 +75,14 @@ def river(command: list[str]) -> str:
 class Mesh:
     """`mlaas up` in a data dir of its own, on free ports; stopped with SIGINT."""
 
-    def __init__(self, root: Path, backend: str = "local", warm: bool = True):
+    def __init__(self, root: Path, backend: str = "local", warm: bool = True, warm_runtimes: bool = True):
         command = [
             sys.executable, "-m", "mlaas.cli", "up", "--json", "--data-dir", str(root),
             "--registry-port", "0", "--registry-metrics-port", "-1", "--scheduler-port", "0",
             "--scheduler-metrics-port", "-1", "--monitor-port", "0", "--monitor-metrics-port", "-1",
         ]  # fmt: skip
-        env = {**os.environ, "MLAAS_BACKEND": backend, "MLAAS_WARM_TRAINERS": str(warm).lower()}
+        env = {**os.environ, "MLAAS_BACKEND": backend, "MLAAS_WARM_TRAINERS": str(warm).lower(),
+               "MLAAS_WARM_RUNTIMES": str(warm_runtimes).lower()}  # fmt: skip
         if backend == "docker":
             env["MLAAS_RUNTIME_IMAGE"] = DOCKER_IMAGE
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
