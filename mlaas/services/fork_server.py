@@ -55,27 +55,35 @@ def child_env(path: str) -> dict[str, str]:
     return env
 
 
-def start_child(request: dict, run_child: RunChild, server: str, child_module: str) -> int:
-    """Forks the child of `request`; its pid (the child never returns here)."""
+def start_child(request: dict, run_child: RunChild, server: str, child_module: str) -> tuple[int, int]:
+    """Forks the child of `request`: its pid, and the pipe to write one byte to once the client
+    has its pid. The child goes on only then: one whose pid never reached the client (the server
+    was killed or stalled meanwhile) would run untracked, so it exits when the pipe closes unwritten."""
     argv, env_file, log = request["argv"], request["env_file"], request["log"]
     if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
         raise ValueError("argv must be a list of strings")
     if not (isinstance(env_file, str) and isinstance(log, str)):
         raise ValueError("env_file and log must be paths")
     log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    go_read, go_write = os.pipe()
     try:
         pid = os.fork()
     except OSError:
-        os.close(log_fd)
+        for fd in (log_fd, go_read, go_write):
+            os.close(fd)
         raise
     if pid:
         os.close(log_fd)
-        return pid
+        os.close(go_read)
+        return pid, go_write
     code = 1  # as Python's for an exception nobody caught
     try:
         os.setsid()
         signal.set_wakeup_fd(-1)  # the server's, closed below
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.close(go_write)
+        if os.read(go_read, 1) != b"1":
+            os._exit(1)  # untracked: nobody would ever stop it
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(log_fd, 1)
@@ -86,8 +94,8 @@ def start_child(request: dict, run_child: RunChild, server: str, child_module: s
         setproctitle.setproctitle(" ".join([sys.executable, "-m", child_module, *argv]))
         print(f"forked by {server} {os.getppid()}", flush=True)
         code = run_child(argv)
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 2
+    except SystemExit as stop:  # as the interpreter says it: None is 0, a message is 1
+        code = 0 if stop.code is None else stop.code if isinstance(stop.code, int) else 1
     except BaseException:
         traceback.print_exc()
     finally:
@@ -135,12 +143,17 @@ def serve(requests: int, answers: IO[str], run_child: RunChild, server: str, chi
         for line in lines:
             try:
                 request = json.loads(line)
-                pid = start_child(request, run_child, server, child_module)
-                env_files[pid] = request["env_file"]
-                answer: dict[str, object] = {"pid": pid}
+                pid, go = start_child(request, run_child, server, child_module)
             except Exception as err:  # the request's fault or the machine's: said, and the next one is served
-                answer = {"error": f"{type(err).__name__}: {err}"}
-            _say(answers, answer)
+                _say(answers, {"error": f"{type(err).__name__}: {err}"})
+                continue
+            env_files[pid] = request["env_file"]
+            try:
+                _say(answers, {"pid": pid})
+                with contextlib.suppress(BrokenPipeError):  # the child is gone already (killed by its pid)
+                    os.write(go, b"1")
+            finally:
+                os.close(go)
 
 
 def _say(answers: IO[str], message: dict) -> None:

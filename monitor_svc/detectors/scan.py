@@ -201,10 +201,13 @@ class Thresholds:
             with self._lock:
                 if key in self._known:
                     return self._known[key]
-            threshold = calibrate(reference, kinds, expected_run_length, windows, seed)
+            try:
+                threshold = calibrate(reference, kinds, expected_run_length, windows, seed)
+            finally:
+                with self._lock:
+                    self._pending.pop(key, None)
             with self._lock:
                 self._known[key] = threshold
-                self._pending.pop(key, None)
                 while len(self._known) > self._size:
                     self._known.popitem(last=False)
             return threshold

@@ -20,6 +20,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 ANSWER_SECONDS = 10.0  # a fork is milliseconds; a server this slow is treated as gone
+WARM_UP_SECONDS = 60.0  # a server not ready by then is killed (and replaced), not waited for again
 EXIT_NOTICE_SECONDS = 0.5  # between a child's end and the server's word of it
 KEPT_EXITS = 4096  # exit codes kept for children nobody has asked about yet
 
@@ -35,6 +36,7 @@ class ForkServer:
             )  # fmt: skip
         assert self._process.stdin is not None and self._process.stdout is not None, "both asked for (PIPE)"
         self._requests, self._answers = self._process.stdin, self._process.stdout
+        self._started = time.monotonic()
         self._buffer = b""
         self._exits: dict[int, int] = {}  # pid -> exit code, of the children that ended
         self._ready = False
@@ -49,9 +51,18 @@ class ForkServer:
         return self._process.pid
 
     def ready(self, wait_seconds: float = 0.0) -> bool:
-        """Alive, and done warming up (waiting up to `wait_seconds` for it): its next child is forked."""
+        """Alive, and done warming up (waiting up to `wait_seconds` for it): its next child is
+        forked. One still not ready WARM_UP_SECONDS after it started is killed."""
         with self._lock:
-            return self.alive and (self._ready or self._is_ready(wait_seconds))
+            if not self.alive or self._ready:
+                return self._ready and self.alive
+            left = self._started + WARM_UP_SECONDS - time.monotonic()
+            if self._is_ready(max(0.0, min(wait_seconds, left))):
+                return True
+            if time.monotonic() > self._started + WARM_UP_SECONDS:
+                log.warning("%s %d not warm after %.0fs; killing it", self._module, self._process.pid, WARM_UP_SECONDS)
+                self._process.kill()
+            return False
 
     def start(
         self, argv: Sequence[str], env: Mapping[str, str], log_path: Path, wait_seconds: float = 0.0
@@ -135,6 +146,13 @@ class ForkServer:
         (each runs in its own session, and stays)."""
         with self._lock:
             self._stop()
+
+    def close(self) -> None:
+        """stop(), and its output closed too: for a server that died, whose pipes would stay open."""
+        with self._lock:
+            self._stop()
+            with contextlib.suppress(OSError):
+                self._answers.close()
 
     def _stop(self) -> None:
         with contextlib.suppress(OSError):

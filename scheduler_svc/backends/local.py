@@ -82,6 +82,15 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def _remove_stale_env_files(directory: Path, older_than: float = 600.0) -> None:
+    """Children's environment files (credentials) a scheduler killed mid-start left unread: none
+    so old can be one a start still waits for (another scheduler may share the directory)."""
+    for stale in directory.glob(".child-*.env"):
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > older_than:
+                stale.unlink()
+
+
 RUNTIME_SERVER = "inference_svc.warm"
 # How long a replica waits for a warm runtime that is still warming up: less than a cold start.
 WARM_WAIT_SECONDS = 5.0
@@ -102,6 +111,9 @@ class LocalBackend:
         self._log_dir = log_dir
         # The scheduler's own credentials stay with it; each child gets the one minted for it.
         self._env = {k: v for k, v in env.items() if k not in SCHEDULERS_OWN}
+        # ONNX Runtime's telemetry store, opened at import, is a file a forked child would close
+        # under it (and a STRICT node's runtime has no business sending telemetry anywhere).
+        self._env.setdefault("ORT_DISABLE_TELEMETRY", "1")
         self._python = python
         self._trainers = WarmTrainers(python, self._env, log_dir) if warm_trainers else None
         self._warm_runtimes = warm_runtimes
@@ -111,6 +123,7 @@ class LocalBackend:
         self._forked: dict[int, ForkServer] = {}  # pid -> the server that forked it (and knows its exit code)
         self._memory_limits: dict[int, int] = {}  # pid -> bytes, for the jobs it started
         log_dir.mkdir(parents=True, exist_ok=True)
+        _remove_stale_env_files(log_dir)
 
     @classmethod
     def for_settings(cls, settings: SchedulerSettings, env: Mapping[str, str]) -> LocalBackend:
@@ -148,6 +161,8 @@ class LocalBackend:
             return None
         with self._runtime_lock:
             if self._runtime_server is None or not self._runtime_server.alive:
+                if self._runtime_server is not None:
+                    self._runtime_server.close()
                 log_path = self._log_dir / "warm-runtime.log"
                 self._runtime_server = ForkServer(self._python, RUNTIME_SERVER, self._env, log_path)
             server = self._runtime_server

@@ -30,6 +30,8 @@ class WarmTrainers:
         with self._lock:
             trainer = self._trainers.get(node)
             if trainer is None or not trainer.alive:
+                if trainer is not None:
+                    trainer.close()
                 trainer = self._trainers[node] = ForkServer(self._python, MODULE, self._env, self._log_path(node))
             return trainer
 

@@ -1,6 +1,7 @@
 """A fork server for tests/mlaas/test_fork_server.py (`python -m tests.mlaas.fork_child`): nothing
 to warm, and a child that says what it got and then exits with the code its arguments give
-(`exit N`), sleeps until a signal ends it (`wait`), or raises (`raise`)."""
+(`exit N`), sleeps until a signal ends it (`wait`), raises (`raise`), or calls sys.exit with
+nothing or a message (`sys.exit [MESSAGE]`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ def run_child(argv: list[str]) -> int:
     sys.stdout.flush()
     if argv[0] == "wait":
         time.sleep(600)
+    if argv[0] == "sys.exit":
+        sys.exit(*argv[1:])
     if argv[0] == "raise":
         raise RuntimeError("the child failed")
     return int(argv[1])

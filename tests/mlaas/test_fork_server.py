@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -63,6 +64,8 @@ def test_a_child_that_raises_or_is_killed_reports_as_a_cold_one_and_the_server_g
         raising = server.start(["raise"], env, tmp_path / "raising.log")
         assert raising is not None and exit_code(server, raising) == 1
         assert "RuntimeError: the child failed" in (tmp_path / "raising.log").read_text()
+        for argv, code in ((["sys.exit"], 0), (["sys.exit", "a message"], 1)):  # as the interpreter says
+            assert exit_code(server, server.start(argv, env, tmp_path / "exits.log") or -1) == code
         waiting = server.start(["wait"], env, tmp_path / "waiting.log")
         assert waiting is not None
         os.kill(waiting, signal.SIGTERM)
@@ -87,3 +90,26 @@ def test_the_server_goes_once_its_client_has_and_its_children_have_ended(tmp_pat
     os.kill(waiting, signal.SIGTERM)
     server_process.wait(30)
     assert not server.alive
+
+
+def test_a_child_whose_pid_never_reached_the_client_does_not_run(tmp_path):
+    """A child the client never learnt of would run untracked (a replica on ports the scheduler
+    gives another): the server's answer fails here, as if it had been killed after the fork."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.mlaas.fork_child"], env=tool_env(), stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert server.stdout is not None and server.stdin is not None
+    assert json.loads(server.stdout.readline()) == {"ready": True}
+    server.stdout.close()  # nobody reads the answer
+    env_file = tmp_path / ".child-lost.env"
+    env_file.write_text(json.dumps({"MLAAS_CHILD": "1"}))
+    request = {"argv": ["wait", str(tmp_path)], "env_file": str(env_file), "log": str(tmp_path / "lost.log")}
+    server.stdin.write(json.dumps(request).encode() + b"\n")
+    server.stdin.flush()
+    server.wait(30)  # its answer found no reader
+    assert "forked by" not in (tmp_path / "lost.log").read_text()
+    assert env_file.exists()  # never read: the child went before it began
+    assert not [
+        p for p in psutil.process_iter(["cmdline"]) if str(tmp_path / "lost.log") in " ".join(p.info["cmdline"] or ())
+    ]

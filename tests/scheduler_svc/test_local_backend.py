@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -39,6 +41,9 @@ def test_create_serve_status_logs_delete(tmp_path, registry, iris_model, warm):
             assert backend.status(replica).running
             assert "serving ['iris-local']" in backend.logs(replica)
             assert ("forked by warm runtime" in backend.logs(replica)) == warm
+            for pid in (int(replica.handle), *([backend._runtime_server.pid] if backend._runtime_server else [])):
+                # ONNX Runtime's telemetry store: a forked child would close its files under it
+                assert not [f for f in Path(f"/proc/{pid}/fd").iterdir() if "onnxruntime" in str(f.readlink())]
             processes = [psutil.Process(int(replica.handle)), *psutil.Process(int(replica.handle)).children()]
         finally:
             backend.delete(replica, grace_seconds=10)
@@ -49,6 +54,17 @@ def test_create_serve_status_logs_delete(tmp_path, registry, iris_model, warm):
         assert not list((tmp_path / "logs").glob(".child-*.env"))  # the credential's file, read and gone
     finally:
         backend.close()
+
+
+def test_credential_files_a_killed_scheduler_left_unread_are_removed_once_old(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    old, fresh = logs / ".child-old.env", logs / ".child-fresh.env"
+    for path in (old, fresh):
+        path.write_text('{"MLAAS_TOKEN": "mlaas-scoped.x"}')
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    LocalBackend("127.0.0.1:1", logs, tool_env(MLAAS_DATA_DIR=str(tmp_path / "data")), warm_trainers=False).close()
+    assert not old.exists() and fresh.exists()  # a fresh one may be a start another scheduler waits for
 
 
 def test_a_destroyed_deployments_node_store_is_removed_and_no_other(tmp_path):
