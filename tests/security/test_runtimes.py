@@ -191,7 +191,7 @@ def test_on_a_shared_deployment_labels_match_only_the_reporters_own_requests(mes
         MonitorClient(mesh.monitor, TOKENS["alpha"]) as alpha,
         MonitorClient(mesh.monitor, TOKENS["beta"]) as beta,
     ):
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a first feedback waits for the detectors' calibration
         while True:  # the runtime sends its records in the background
             try:
                 if alpha.report(deployment.id).samples_seen >= 3:
@@ -312,7 +312,7 @@ def test_a_hot_swap_hands_the_runtime_the_new_versions_credential_and_no_more(me
         assert runtime.metadata("alpha-swap").versions == ["2"]
         runtime.infer("alpha-swap", {"X": X[:3]})  # feedback of version 2
     with MonitorClient(mesh.monitor, TOKENS["alpha"]) as monitor:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a first feedback waits for the detectors' calibration
         while True:  # the runtime sends its records in the background
             try:
                 if monitor.report(deployment.id).model_version == 2:
@@ -332,7 +332,7 @@ def test_a_hot_swap_hands_the_runtime_the_new_versions_credential_and_no_more(me
         for i in range(40):
             runtime.infer("alpha-swap", {"X": X[i : i + 1]}, request_id=f"trial-{i}")
     with MonitorClient(mesh.monitor, TOKENS["alpha"]) as monitor:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a first feedback waits for the detectors' calibration
         while monitor.report_labels(deployment.id, [(f"trial-{i}", str(y[i])) for i in range(40)]).unmatched:
             assert time.monotonic() < deadline, "the trial's feedback never reached the Monitor"
             time.sleep(0.2)
