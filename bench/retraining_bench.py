@@ -30,7 +30,7 @@ import numpy as np
 from venvs import ensure_venv
 
 from mlaas.recipes import recipe_from_steps
-from mlaas.retraining.rounds import holdout_split, judge, train
+from mlaas.retraining.rounds import cross_fit, folds_of, holdout_split, judge, train
 from mlaas.v1 import types_pb2
 from monitor_svc.detectors.error_rate import ErrorRateDetector
 from monitor_svc.monitoring import DEFAULT_CHALLENGER_CONFIDENCE, default_policy
@@ -44,9 +44,13 @@ RECIPE = recipe_from_steps([("sklearn.ensemble.RandomForestClassifier", {"n_esti
 CLASSIFICATION = types_pb2.TASK_CLASSIFICATION
 
 
-def run(X: np.ndarray, y: np.ndarray, champion, retrain: bool, first_round_labels: int | None = None) -> dict:
+def run(
+    X: np.ndarray, y: np.ndarray, champion, retrain: bool, first_round_labels: int | None = None,
+    judging: str = "cross",
+) -> dict:  # fmt: skip
     """The stream served and labelled as the Monitor sees it; what served each row, when
-    (`first_round_labels`: the policy's, if not its default)."""
+    (`first_round_labels`: the policy's, if not its default; `judging`: cross-validated as the
+    Monitor judges, or on a held-out quarter as it judges private rounds)."""
     policy = default_policy()
     if first_round_labels is not None:
         policy.first_round_labels = first_round_labels
@@ -65,17 +69,24 @@ def run(X: np.ndarray, y: np.ndarray, champion, retrain: bool, first_round_label
         due = schedule.due(stop) if retrain else None
         if due is None:
             continue
-        since = due.since
-        fit, held = holdout_split(stop - since, seed=stop, unseen_from=due.unseen_after - since)
-        window_X, window_y = X[since:stop], y[since:stop]
-        challenger = train(RECIPE, window_X[fit], window_y[fit])
+        window_X, window_y = X[due.since : stop], y[due.since : stop]
+        unseen_from = due.unseen_after - due.since
+        if judging == "cross":
+            fold = folds_of(stop - due.since, unseen_from, seed=stop)
+            challenger, predicted = cross_fit(lambda X, y: train(RECIPE, X, y), window_X, window_y, fold)
+            held = fold >= 0
+        else:
+            fit, held = holdout_split(stop - due.since, seed=stop, unseen_from=unseen_from)
+            predicted = train(RECIPE, window_X[fit], window_y[fit]).predict(window_X[held])
+            challenger = None
         verdict = judge(
-            CLASSIFICATION, window_y[held], model.predict(window_X[held]), challenger.predict(window_X[held]),
-            DEFAULT_CHALLENGER_CONFIDENCE, due.follow_up,
+            CLASSIFICATION, window_y[held], model.predict(window_X[held]), predicted, DEFAULT_CHALLENGER_CONFIDENCE,
+            due.follow_up,
         )  # fmt: skip
-        retrainings.append({"at_row": stop, "labels": stop - since, "rolled_out": verdict.roll_out})
-        if verdict.roll_out:  # judged on the held-out part; what serves learns from all of it
-            model, version_start = train(RECIPE, window_X, window_y), stop
+        retrainings.append({"at_row": stop, "labels": stop - due.since, "rolled_out": verdict.roll_out})
+        if verdict.roll_out:  # what serves learns from all the labels it was judged on
+            model = train(RECIPE, window_X, window_y) if challenger is None else challenger
+            version_start = stop
             detector = ErrorRateDetector(policy.performance_expected_run_length)
         schedule.finished(verdict.roll_out, stop)
     return {"right": (predictions == y).tolist(), "alarms": alarms, "retrainings": retrainings}
@@ -117,19 +128,23 @@ def main() -> None:
         "--first-round-labels", type=int, default=None, help="the policy's (default: its default; 500: no early round)"
     )
     parser.add_argument("--streams", nargs="+", default=[*ABRUPT, *GRADUAL, *CONTROLS])
+    parser.add_argument(
+        "--judging", nargs="+", choices=["cross", "holdout"], default=["cross", "holdout"],
+        help="how rounds are judged; each in the same run (held out: as before cross-validated rounds)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=HERE / "results" / "retraining.json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mlaas-retraining-bench-"))
     data = river_streams(args.seeds, work)
     results, errors = {}, {}
-    for name in args.streams:
+    for name, judging in [(n, j) for n in args.streams for j in args.judging]:
         settled = BEFORE + (WIDTH if name in GRADUAL else 0)  # where the new concept is all there is
         runs = []
         for seed in range(args.seeds):
             key = f"{name}_{seed}"
             X, y = data[f"X_{key}"], data[f"y_{key}"]
             champion = train(RECIPE, data[f"train_X_{key}"], data[f"train_y_{key}"])
-            ours, frozen = run(X, y, champion, True, args.first_round_labels), run(X, y, champion, False)
+            ours, frozen = run(X, y, champion, True, args.first_round_labels, judging), run(X, y, champion, False)
             oracle = train(RECIPE, data[f"oracle_X_{key}"], data[f"oracle_y_{key}"])
             errors[key] = 1.0 - np.asarray(frozen["right"], dtype=float)
             after = slice(settled + 1_000, settled + 2_000)
@@ -147,13 +162,13 @@ def main() -> None:
                 "oracle_second_1000": float(np.mean(oracle.predict(X[after]) == y[after])),
                 "retraining_log": ours["retrainings"],
             })  # fmt: skip
-        results[name] = runs
-        print(name, "done", flush=True)
+        results[name if judging == "cross" else f"{name}, held out"] = runs
+        print(name, judging, "done", flush=True)
     adwin = adwin_alarms(errors, work)
     summary = {}
     for name, runs in results.items():
         for seed, r in enumerate(runs):
-            r["adwin_delay"] = first_after(adwin[f"{name}_{seed}"], BEFORE)
+            r["adwin_delay"] = first_after(adwin[f"{name.split(',')[0]}_{seed}"], BEFORE)
         summary[name] = {
             "delay": median_or_none([r["delay"] for r in runs]),
             "adwin_delay": median_or_none([r["adwin_delay"] for r in runs]),

@@ -522,7 +522,8 @@ class SchedulerClient(GrpcClient):
         self, job_id: str, output: scheduler_pb2.TrainingOutput = scheduler_pb2.TRAINING_OUTPUT_MODEL
     ) -> bytes:
         """What a succeeded job wrote: its model (ONNX), or with TRAINING_OUTPUT_PARAMETERS a
-        federated step's parameters (.npz)."""
+        federated step's parameters (.npz), or with TRAINING_OUTPUT_PREDICTIONS a cross-validated
+        fit's predictions (.npy)."""
         request = scheduler_pb2.ReadTrainingJobOutputRequest(job_id=job_id, output=output)
         return b"".join(r.chunk for r in self._stream(self._stub.ReadTrainingJobOutput, request, self._timeout))
 

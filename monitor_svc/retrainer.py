@@ -1,11 +1,12 @@
 """Runs retrainings, each on a thread of its own, so that no rpc waits for a fit and no round
 waits for another.
 
-An OPEN deployment's retraining: the labeled samples since the change (from the store) -> the
-registered recipe fitted on most of them, as a training job the scheduler places with the
-model's train resources (RunTrainingJob with the data; ReadTrainingJobOutput for the model)
--> challenger and champion (the version serving now) scored on the held-out rest -> if a paired
-test says the challenger is better at the policy's confidence: a second job fits all of them.
+An OPEN deployment's retraining: the labeled samples since the change (from the store) -> one
+training job the scheduler places with the model's train resources (RunTrainingJob with the
+data and its folds; ReadTrainingJobOutput for the model and the predictions) fits the registered
+recipe on all of them and predicts each fold by a fit on the others -> challenger and champion
+(the version serving now) scored on the labels the champion never learnt from -> rolled out if
+a paired test says the challenger is better at the policy's confidence (mlaas/retraining/rounds.py).
 
 A STRICT deployment's retraining is one training job on its node (RunTrainingJob with a
 NodeRound), which does the same there from the data the node keeps and sends back only the
@@ -45,7 +46,15 @@ from mlaas.message_limits import MAX_MESSAGE_BYTES
 from mlaas.refs import job_state_name
 from mlaas.retraining.federated import assemble, average
 from mlaas.retraining.outcomes import targets
-from mlaas.retraining.rounds import HELD_OUT, decide, first_output, mcnemar, metric_name, round_result, run_round
+from mlaas.retraining.rounds import (
+    HELD_OUT,
+    cross_validated_round,
+    decide,
+    first_output,
+    mcnemar,
+    metric_name,
+    round_result,
+)  # fmt: skip
 from mlaas.retraining.stages import durations, stage_time
 from mlaas.v1 import monitor_pb2, scheduler_pb2, types_pb2
 from monitor_svc.changes import Changes
@@ -252,9 +261,9 @@ class Retrainer(threading.Thread):
             record.state = M.RETRAINING_STATE_EVALUATING
             self._save(record)
 
-        outcome = run_round(
+        outcome = cross_validated_round(
             context.task, X, y, unseen_from, lambda rows: first_output(artifact, rows),
-            lambda X_fit, y_fit, name: self._fit(context, X_fit, y_fit, name, record),
+            lambda X, y, fold: self._cross_fit(context, X, y, fold, record),
             job.confidence, job.follow_up, evaluating=evaluating,
         )  # fmt: skip
         result = round_result(
@@ -469,20 +478,21 @@ class Retrainer(threading.Thread):
         for stage in job.stages:
             record.stages.add(stage=f"{step} {stage.stage}").at.CopyFrom(stage.at)
 
-    def _fit(
-        self, context: ModelContext, X: np.ndarray, y: np.ndarray, name: str, record: monitor_pb2.Retraining
-    ) -> bytes:
-        """The recipe fitted on (X, y) by a training job the scheduler places; ONNX bytes. The
-        job's stages join the round's, under `name` (challenger, final)."""
+    def _cross_fit(
+        self, context: ModelContext, X: np.ndarray, y: np.ndarray, fold: np.ndarray, record: monitor_pb2.Retraining
+    ) -> tuple[bytes, np.ndarray]:
+        """By a training job the scheduler places: the recipe fitted on (X, y) (ONNX bytes), and
+        each fold's rows predicted by a fit on the others. The job's stages join the round's."""
         data = io.BytesIO()
-        np.savez(data, X=X, y=y)
+        np.savez(data, X=X, y=y, fold=fold)
         scheduler = self._scheduler
         ref = types_pb2.ModelRef(name=context.name, version=context.version)
         started = scheduler.run_training_job(ref, input_data=data.getvalue())
         with self._removing([started]):
             finished = scheduler.wait_training_job(started.id, poll=POLL_SECONDS)
-            self._add_stages(record, finished, name)
-            return scheduler.training_job_output(finished.id)
+            self._add_stages(record, finished, "challenger")
+            predictions = scheduler.training_job_output(finished.id, S.TRAINING_OUTPUT_PREDICTIONS)
+            return scheduler.training_job_output(finished.id), np.load(io.BytesIO(predictions), allow_pickle=False)
 
     def _register(
         self, job: Job, record: monitor_pb2.Retraining, onnx_model: bytes, reference: np.ndarray, score: float

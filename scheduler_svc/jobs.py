@@ -38,7 +38,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlaas.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from mlaas.refs import format_ref, job_state_name
-from mlaas.retraining.round_files import CANDIDATE, FAILURE_NOTE, PARAMETERS, ROUND_PLAN, ROUND_RESULT, STAGES
+from mlaas.retraining.round_files import (
+    CANDIDATE,
+    FAILURE_NOTE,
+    PARAMETERS,
+    PREDICTIONS,
+    ROUND_PLAN,
+    ROUND_RESULT,
+    STAGES,
+)  # fmt: skip
 from mlaas.retraining.stages import read_stages, stage_time
 from mlaas.services.auth import TRAINER, MeshKey
 from mlaas.v1 import scheduler_pb2, types_pb2
@@ -337,12 +345,20 @@ class TrainingJobs:
             if plan is None or not plan.parameters_only:
                 raise FailedPrecondition(f"training job {job.id} fitted no parameters: only a federated step does")
             path = model.with_name(PARAMETERS)
+        elif which == S.TRAINING_OUTPUT_PREDICTIONS:
+            if plan is not None:
+                raise FailedPrecondition(f"training job {job.id} is a node round: its predictions stay on its node")
+            path = model.with_name(PREDICTIONS)
+            if model.is_file() and not path.exists():
+                raise FailedPrecondition(f"training job {job.id} wrote no predictions: its input had no folds")
         elif which == S.TRAINING_OUTPUT_MODEL:
             if plan is not None and (plan.parameters_only or plan.judge_candidate or not job.round_result.better):
                 raise FailedPrecondition(f"training job {job.id} wrote no model: {job.round_result.reason or 'a step'}")
             path = model
         else:
-            raise InvalidArgument("output must be TRAINING_OUTPUT_MODEL or TRAINING_OUTPUT_PARAMETERS")
+            raise InvalidArgument(
+                "output must be TRAINING_OUTPUT_MODEL, TRAINING_OUTPUT_PARAMETERS or TRAINING_OUTPUT_PREDICTIONS"
+            )
         try:  # what the job wrote, never a link it may have left in its place
             descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:

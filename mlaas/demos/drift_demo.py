@@ -71,8 +71,8 @@ def run_drift_demo(
         where = f"STRICT on node {strict_node}" if strict_node else "OPEN"
         say(f"deployed {MODEL}:{deployment.model.version} as {deployment.id} ({where})")
         # SEA's change costs about 10 points of accuracy; a challenger fitted on a few hundred
-        # labels wins back about 3, which its ~190 held-out labels may show only below the
-        # default 95% confidence (the bench's river streams clear it at once).
+        # labels wins back about 3, which a first round's few hundred labels may show only
+        # below the default 95% confidence (the bench's river streams clear it at once).
         monitors.set_policy(deployment.id, monitor_pb2.MonitorPolicy(challenger_confidence=DEMO_CONFIDENCE))
         say(f"policy: a challenger rolls out when a paired test says it is better at {DEMO_CONFIDENCE:.0%} confidence")
         runtime = DeploymentInference(schedulers, deployment.id, token)

@@ -5,6 +5,7 @@ ROUND_PLAN = "round.json"  # the NodeRound, written by the scheduler
 CANDIDATE = "candidate.onnx"  # a federated judging step's model, moved in by the scheduler
 ROUND_RESULT = "result.json"  # the RoundResult: counts, scores, the verdict
 PARAMETERS = "parameters.npz"  # a federated fitting step's arrays
+PREDICTIONS = "predictions.npy"  # a cross-validated fit's, of each fold's rows by the fit without them
 # Why a round failed, in words the job chose (counts and ids, never the node's data): its log,
 # which may quote a label or a row in an exception, stays on the node.
 FAILURE_NOTE = "failure.txt"

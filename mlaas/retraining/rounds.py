@@ -2,9 +2,16 @@
 deployments, whose labels it keeps) or on a STRICT deployment's node (the on-node training job,
 mlaas/retraining/train_job.py, whose rows never leave it).
 
-A round splits the labels since a change into a part to fit and a held-out part the serving
-version (the champion) never learnt from, fits the registered recipe on the first, runs both
-models on the second and judges them with a one-sided paired test (`judge`).
+A round fits the registered recipe on the labels since a change and judges the challenger
+against the serving version (the champion) with a one-sided paired test (`judge`) on labels the
+champion never learnt from, each predicted by a fit that did not learn from it either:
+
+- cross-validated (`cross_validated_round`): every such label is in one of FOLDS folds, and a fit
+  on the other rows predicts each fold; the model that rolls out is fitted on all rows. Every
+  label the champion never saw judges, about four times the held-out part's, so a first round on
+  few labels after a change can already convince the test.
+- held out (`held_out_round`): a random quarter of those labels is kept out of the fit. For rounds
+  whose every fit costs privacy budget (one fit, judged once).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +28,7 @@ from mlaas.retraining.outcomes import paired_gain
 from mlaas.v1 import scheduler_pb2, types_pb2
 
 HELD_OUT = "held-out recent"  # the dataset a round's scores are on
+FOLDS = 4  # of a cross-validated round: each judging fit learns from 3/4 of the labels it may judge on
 
 
 def first_output(artifact: Path | bytes, rows: np.ndarray) -> np.ndarray:
@@ -42,6 +51,26 @@ def holdout_split(n: int, fraction: float = 0.25, seed: int = 0, unseen_from: in
     order = unseen_from + np.random.default_rng(seed).permutation(n - unseen_from)
     held = order[: max(1, min(round(n * fraction), order.size))]
     return np.setdiff1d(np.arange(n), held), np.sort(held)
+
+
+def folds_of(n: int, unseen_from: int, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
+    """Per row of n, the fold whose fit leaves it out and predicts it: the rows from `unseen_from`
+    on (the champion never learnt from them) dealt at random into `folds` folds; -1 for the rows
+    before, which every fit learns from and none judges."""
+    unseen_from = min(max(unseen_from, 0), n)
+    fold = np.full(n, -1, dtype=np.int64)
+    fold[unseen_from:] = np.random.default_rng(seed).permutation(n - unseen_from) % folds
+    return fold
+
+
+def cross_fit(fit: Callable[[np.ndarray, np.ndarray], Any], X: np.ndarray, y: np.ndarray, fold: np.ndarray):
+    """(the model `fit` on all rows, the predictions for the rows with a fold, in row order), each
+    prediction by a fit on the rows outside its fold."""
+    judged = fold[fold >= 0]
+    predictions = np.empty(judged.size, dtype=y.dtype)
+    for k in np.unique(judged):
+        predictions[judged == k] = fit(X[fold != k], y[fold != k]).predict(X[fold == k])
+    return fit(X, y), predictions
 
 
 def train(recipe: types_pb2.TrainingRecipe, X: np.ndarray, y: np.ndarray):
@@ -72,9 +101,10 @@ class Verdict:
 
 def judge(
     task: int, y_true: np.ndarray, champion: np.ndarray, challenger: np.ndarray, confidence: float,
-    follow_up: bool = False,
+    follow_up: bool = False, folds: int = 0,
 ) -> Verdict:  # fmt: skip
-    """Whether the challenger's predictions on held-out labels are better than the champion's,
+    """Whether the challenger's predictions on held-out labels (`folds`: each predicted by a fit
+    that left its fold out) are better than the champion's,
     by a one-sided paired test at `confidence`: for classification McNemar's exact test (of the
     samples exactly one model gets right, the challenger must get significantly more than half),
     otherwise the Wilcoxon signed-rank test on the differences of absolute errors.
@@ -92,7 +122,7 @@ def judge(
         from scipy.stats import wilcoxon  # here: a starting Monitor need not import scipy.stats (0.6 s)
 
         p_value = float(wilcoxon(gain, alternative="greater").pvalue) if np.any(gain != 0) else 1.0
-    return decide(champion_score, challenger_score, len(gain), p_value, confidence, follow_up, wins, losses)
+    return decide(champion_score, challenger_score, len(gain), p_value, confidence, follow_up, wins, losses, folds)
 
 
 def mcnemar(wins: int, losses: int) -> float:
@@ -105,10 +135,11 @@ def mcnemar(wins: int, losses: int) -> float:
 
 def decide(
     champion: float, challenger: float, held_out: int, p_value: float, confidence: float, follow_up: bool,
-    wins: int = 0, losses: int = 0,
+    wins: int = 0, losses: int = 0, folds: int = 0,
 ) -> Verdict:  # fmt: skip
     """The verdict from the scores and the paired test's p-value (see `judge`)."""
-    scores = f"challenger {challenger:.4f}, champion {champion:.4f} on {held_out} held-out labels"
+    how = f" ({folds}-fold cross-validation)" if folds else ""
+    scores = f"challenger {challenger:.4f}, champion {champion:.4f} on {held_out} held-out labels{how}"
     if follow_up:
         better = challenger >= champion
         outcome = "as good or better, on more labels" if better else "worse; the served version stays"
@@ -136,29 +167,45 @@ class RoundOutcome:
     verdict: Verdict
     model: bytes | None  # ONNX, what rolls out: only when the verdict says so
     training_samples: int  # the rolled-out model's (or, rejected, the challenger's)
-    held_out_samples: int
+    held_out_samples: int  # the labels judged on
 
 
-def run_round(
+def cross_validated_round(
     task: int, X: np.ndarray, y: np.ndarray, unseen_from: int, champion: Callable[[np.ndarray], np.ndarray],
-    fit: Callable[[np.ndarray, np.ndarray, str], bytes], confidence: float, follow_up: bool, refit_on_all: bool = True,
-    evaluating: Callable[[], None] = lambda: None,
+    cross_fitted: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[bytes, np.ndarray | None]], confidence: float,
+    follow_up: bool, evaluating: Callable[[], None] = lambda: None,
 ) -> RoundOutcome:  # fmt: skip
     """One round on labeled rows (X, y), the champion having learnt from none from row
-    `unseen_from` on: `fit(X, y, name)` gives a challenger (ONNX bytes) fitted on most rows,
-    `champion(rows)` the serving version's answers; both are judged on the held-out rest. A
-    better challenger is fitted again on all rows (`refit_on_all`) before it rolls out: judged on
-    the held-out part, it learns from all of it. `evaluating` is told when the fit is done."""
-    fit_rows, held = holdout_split(len(y), seed=len(y), unseen_from=unseen_from)
-    challenger = fit(X[fit_rows], y[fit_rows], "challenger")
+    `unseen_from` on: `cross_fitted(X, y, fold)` gives the challenger fitted on all rows (ONNX
+    bytes) and the predictions of the fits that left each fold out (`cross_fit`), which are
+    judged against `champion(rows)` (the serving version's answers) on those rows. `evaluating`
+    is told when the fits are done."""
+    fold = folds_of(len(y), unseen_from, seed=len(y))
+    model, predictions = cross_fitted(X, y, fold)
+    assert predictions is not None, "a fit given folds predicts them"
     evaluating()
+    judged = fold >= 0
+    verdict = judge(
+        task, y[judged], champion(X[judged]).astype(y.dtype), np.asarray(predictions).astype(y.dtype), confidence,
+        follow_up, folds=len(np.unique(fold[judged])),
+    )  # fmt: skip
+    return RoundOutcome(verdict, model if verdict.roll_out else None, len(y), int(judged.sum()))
+
+
+def held_out_round(
+    task: int, X: np.ndarray, y: np.ndarray, unseen_from: int, champion: Callable[[np.ndarray], np.ndarray],
+    fit: Callable[[np.ndarray, np.ndarray], bytes], confidence: float, follow_up: bool,
+) -> RoundOutcome:  # fmt: skip
+    """One round on labeled rows (X, y), the champion having learnt from none from row
+    `unseen_from` on: `fit(X, y)` gives a challenger (ONNX bytes) fitted on most rows,
+    `champion(rows)` the serving version's answers; both are judged on the held-out rest. A
+    better challenger rolls out as it was fitted (for private rounds: a fit on all rows would
+    spend the privacy budget again)."""
+    fit_rows, held = holdout_split(len(y), seed=len(y), unseen_from=unseen_from)
+    challenger = fit(X[fit_rows], y[fit_rows])
     # The champion as it serves now: the held-out rows may have been answered by an older
     # version (a second round of a series spans a rollout).
     champion_predictions = champion(X[held]).astype(y.dtype)
     challenger_predictions = first_output(challenger, X[held]).astype(y.dtype)
     verdict = judge(task, y[held], champion_predictions, challenger_predictions, confidence, follow_up)
-    if not verdict.roll_out:
-        return RoundOutcome(verdict, None, len(fit_rows), len(held))
-    if not refit_on_all:
-        return RoundOutcome(verdict, challenger, len(fit_rows), len(held))
-    return RoundOutcome(verdict, fit(X, y, "final"), len(y), len(held))
+    return RoundOutcome(verdict, challenger if verdict.roll_out else None, len(fit_rows), len(held))

@@ -6,7 +6,9 @@ model's train resources. Two kinds:
 
       python -m mlaas.retraining.train_job --registry ADDR --model NAME:VERSION --input DATA.npz --output MODEL.onnx
 
-  DATA.npz holds X (rows x features) and y.
+  DATA.npz holds X (rows x features) and y; with an integer array `fold` too (per row: -1, or a
+  fold below MAX_FOLDS), it also writes predictions.npy beside the model: each fold's rows
+  predicted by the recipe fitted on the other rows (a cross-validated round, rounds.py).
 - a round on a STRICT deployment's node: the plan (a NodeRound as JSON) says which of the labels
   the node keeps to learn from; the job fits the recipe on most of them (with differential
   privacy if the plan gives an epsilon), judges it against the version serving now (NAME:VERSION)
@@ -25,6 +27,7 @@ last log lines otherwise).
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import traceback
@@ -40,12 +43,22 @@ from mlaas.recipes import build_pipeline
 from mlaas.retraining.federated import local_parameters
 from mlaas.retraining.outcomes import targets
 from mlaas.retraining.private_fit import fit_private
-from mlaas.retraining.round_files import CANDIDATE, FAILURE_NOTE, PARAMETERS, STAGES
-from mlaas.retraining.rounds import first_output, holdout_split, judge, round_result, run_round
+from mlaas.retraining.round_files import CANDIDATE, FAILURE_NOTE, PARAMETERS, PREDICTIONS, STAGES
+from mlaas.retraining.rounds import (
+    cross_fit,
+    cross_validated_round,
+    first_output,
+    held_out_round,
+    holdout_split,
+    judge,
+    round_result,
+)  # fmt: skip
 from mlaas.retraining.stages import StageClock
 from mlaas.services.label_store import LabelStore
 from mlaas.services.private_files import private_by_default
 from mlaas.v1 import registry_pb2, scheduler_pb2, types_pb2
+
+MAX_FOLDS = 64  # of a cross-validated fit: each fold is one more fit
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -64,12 +77,46 @@ def fit_given(registry: RegistryClient, model: str, data_path: Path, output: Pat
             print(f"{data_path} must hold the arrays X and y; it has {sorted(data.files)}", file=sys.stderr)
             return 2
         X, y = data["X"].astype(np.float32), data["y"]
-    fitted = build_pipeline(recipe).fit(X, y)
-    clock.mark("fitted")
-    write_atomically(output, sklearn_to_onnx(fitted, X[:1]))
-    clock.mark("exported")
-    print(f"fitted {model}'s recipe on {len(X)} rows -> {output}")
+        fold = data["fold"] if "fold" in data.files else None
+    if fold is not None and (problem := fold_problem(fold, len(y))):
+        print(f"{data_path}: {problem}", file=sys.stderr)
+        return 2
+    exported, predictions = fit_recipe(recipe, X, y, fold, clock)
+    if predictions is not None:
+        saved = io.BytesIO()
+        np.save(saved, predictions, allow_pickle=False)
+        write_atomically(output.with_name(PREDICTIONS), saved.getvalue())
+    write_atomically(output, exported)
+    folds = "" if fold is None else ", and each of its folds predicted by a fit without it"
+    print(f"fitted {model}'s recipe on {len(X)} rows{folds} -> {output}")
     return 0
+
+
+def fit_recipe(
+    recipe: types_pb2.TrainingRecipe, X: np.ndarray, y: np.ndarray, fold: np.ndarray | None, clock: StageClock,
+    step: str = "",
+) -> tuple[bytes, np.ndarray | None]:  # fmt: skip
+    """The recipe fitted on all rows (ONNX), and with `fold` each fold's rows predicted by a fit
+    on the others (`cross_fit`); the clock marks the `step`'s fit and export."""
+    fit = lambda X, y: build_pipeline(recipe).fit(X, y)  # noqa: E731
+    fitted, predictions = (fit(X, y), None) if fold is None else cross_fit(fit, X, y, fold)
+    clock.mark(f"{step} fitted".lstrip())
+    exported = sklearn_to_onnx(fitted, X[:1])
+    clock.mark(f"{step} exported".lstrip())
+    return exported, predictions
+
+
+def fold_problem(fold: np.ndarray, rows: int) -> str:
+    """What is wrong with a fit's `fold` array, or ''."""
+    if fold.shape != (rows,) or fold.dtype.kind not in "iu":
+        return f"fold must be one integer per row ({rows}); it is {fold.dtype} of shape {fold.shape}"
+    if fold.size and (fold.min() < -1 or fold.max() >= MAX_FOLDS):
+        return f"each fold must be -1 or from 0 to {MAX_FOLDS - 1}"
+    if not np.any(fold >= 0):
+        return "no row has a fold: nothing to predict"
+    if len(np.unique(fold[fold >= 0])) == 1 and np.all(fold >= 0):
+        return "every row is in one fold: its fit would learn from no row"
+    return ""
 
 
 def round_on_node(
@@ -129,27 +176,28 @@ def _reference(registry: RegistryClient, model: str, work: Path) -> np.ndarray:
 def whole_round(
     description, plan, X, y, unseen_from, champion: Path, registry, model: str, output: Path, clock: StageClock
 ):
-    """Fit, judge and, if better, the model to roll out (this node's deployment alone)."""
-    reference = _reference(registry, model, output.parent) if plan.epsilon else None
+    """Fit, judge and, if better, the model to roll out (this node's deployment alone): judged by
+    cross-validation, or with differential privacy on a held-out part (each fit spends epsilon)."""
+    serving = lambda rows: first_output(champion, rows)  # noqa: E731
     spent = []
+    if plan.epsilon:
+        reference = _reference(registry, model, output.parent)
 
-    def fit(X_fit: np.ndarray, y_fit: np.ndarray, name: str) -> bytes:
-        if reference is not None:  # loaded for a private round only
+        def fit(X_fit: np.ndarray, y_fit: np.ndarray) -> bytes:
             fitted, epsilon = fit_private(description.recipe, X_fit, y_fit, reference, plan.epsilon)
             spent.append(epsilon)
-        else:
-            fitted = build_pipeline(description.recipe).fit(X_fit, y_fit)
-        clock.mark(f"{name} fitted")
-        exported = sklearn_to_onnx(fitted, X_fit[:1])
-        clock.mark(f"{name} exported")
-        return exported
+            clock.mark("challenger fitted")
+            exported = sklearn_to_onnx(fitted, X_fit[:1])
+            clock.mark("challenger exported")
+            return exported
 
-    # A private challenger rolls out as it was fitted: fitting it again on all rows would spend
-    # the epsilon twice.
-    outcome = run_round(
-        description.task, X, y, unseen_from, lambda rows: first_output(champion, rows), fit,
-        plan.confidence, plan.follow_up, refit_on_all=not plan.epsilon,
-    )  # fmt: skip
+        outcome = held_out_round(description.task, X, y, unseen_from, serving, fit, plan.confidence, plan.follow_up)
+    else:
+        outcome = cross_validated_round(
+            description.task, X, y, unseen_from, serving,
+            lambda X, y, fold: fit_recipe(description.recipe, X, y, fold, clock, "challenger"),
+            plan.confidence, plan.follow_up,
+        )  # fmt: skip
     if outcome.model is not None:
         write_atomically(output, outcome.model)
     return round_result(

@@ -25,6 +25,7 @@ class TrainingOutput(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRAINING_OUTPUT_UNSPECIFIED: _ClassVar[TrainingOutput]
     TRAINING_OUTPUT_MODEL: _ClassVar[TrainingOutput]
     TRAINING_OUTPUT_PARAMETERS: _ClassVar[TrainingOutput]
+    TRAINING_OUTPUT_PREDICTIONS: _ClassVar[TrainingOutput]
 
 class PlacementMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -64,6 +65,7 @@ JOB_STATE_PENDING: JobState
 TRAINING_OUTPUT_UNSPECIFIED: TrainingOutput
 TRAINING_OUTPUT_MODEL: TrainingOutput
 TRAINING_OUTPUT_PARAMETERS: TrainingOutput
+TRAINING_OUTPUT_PREDICTIONS: TrainingOutput
 PLACEMENT_MODE_UNSPECIFIED: PlacementMode
 PLACEMENT_MODE_OPEN: PlacementMode
 PLACEMENT_MODE_STRICT: PlacementMode

@@ -61,7 +61,7 @@ def test_concept_drift_is_detected_retrained_and_rolled_out_under_load(parts, st
         assert monitor.retrainings(deployment.id) == []  # a stationary stream retrains nothing
         # This test is about the loop's mechanics on real parts, so the change leaves no doubt
         # (each label flipped): on SEA 0 -> 3 alone a challenger is about 3 points better, and
-        # whether the first round's ~200 held-out labels show it depends on when they arrive,
+        # whether the first round's few hundred held-out labels show it depends on when they arrive,
         # which a busy machine decides (a run lost its round at p=0.69). The verdict's statistics
         # are tested in tests/mlaas/test_rounds.py and measured in bench/retraining_bench.py.
         after_X, concept_3 = sea(1_500, 3, rng)
@@ -105,11 +105,11 @@ def test_concept_drift_is_detected_retrained_and_rolled_out_under_load(parts, st
     # Every stage timed, in order, from the alarm to the new version serving.
     stages = [s.stage for s in retraining.stages]
     assert stages[:3] == ["alarm", "due", "challenger placed"], stages
-    assert stages[-3:] == ["judged", "registered", "serving"], stages
-    for step in ("challenger", "final"):
-        assert [s for s in stages if s.startswith(step)] == [
-            f"{step} {stage}" for stage in ("placed", "started", "ready", "fitted", "exported", "ended")
-        ], stages
+    # One training job fits the folds that judge and the version that rolls out.
+    assert stages[2:] == [
+        *(f"challenger {stage}" for stage in ("placed", "started", "ready", "fitted", "exported", "ended")),
+        "judged", "registered", "serving",
+    ], stages  # fmt: skip
     times = [s.at.ToNanoseconds() for s in retraining.stages]
     assert times == sorted(times), retraining.stages
     assert retraining.challenger_metrics[0].value > retraining.champion_metrics[0].value
