@@ -6,6 +6,7 @@ events published, a retraining submitted when one is due."""
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from monitor_svc.retrainer import Job, Retrainer, Site
 from monitor_svc.retraining import RetrainSchedule
 from monitor_svc.store import MonitorStore
 from monitor_svc.trials import Trials
+
+log = logging.getLogger(__name__)
 
 M = monitor_pb2
 MAX_WINDOW_LABELS = 10_000  # a node sends windows of a few dozen labels
@@ -88,7 +91,20 @@ class DeploymentMonitors:
                 return current  # another stream made it meanwhile, and counts into it already
             self._monitors[deployment_id] = monitor
             self._strict[deployment_id] = strict
+        for calibration in monitor.calibrations():
+            calibration.add_done_callback(lambda _: self._scan_waiting(monitor))
         return monitor
+
+    def _scan_waiting(self, monitor: DeploymentMonitor) -> None:
+        """Once a scan is calibrated, the rows it kept meanwhile are scanned, whether or not more
+        feedback comes soon."""
+        features = monitor.context.reference.shape[1]
+        try:
+            with monitor.lock:
+                events = monitor.observe(np.zeros((0, features)), np.zeros(0))
+            self.publish(monitor.deployment_id, events)
+        except Exception:  # a failed calibration: the next feedback meets it, and its caller hears of it
+            log.exception("the rows %s's drift scans kept could not be scanned", monitor.deployment_id)
 
     def is_open(self, deployment_id: str) -> bool:
         """The deployment's feedback showed it OPEN (its rows came here)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,9 +130,10 @@ class DeploymentMonitor:
         windows = scan_windows(policy.window_size)
         ert = detector_run_length(policy)
         names = context.feature_names or tuple(f"x{j}" for j in range(context.reference.shape[1]))
-        self.data = DriftScan.calibrated(context.reference, ert, names, windows=windows)
+        # Calibrated in the background: the first feedback of a rollout does not wait for it.
+        self.data = DriftScan.calibrating(context.reference, ert, names, windows=windows)
         kind = CATEGORICAL if context.classification else NUMERIC
-        self.prediction = DriftScan.calibrated(
+        self.prediction = DriftScan.calibrating(
             context.reference_predictions.reshape(-1, 1).astype(np.float64), ert, ("prediction",), (kind,), windows
         )
         self.performance = ErrorRateDetector(policy.performance_expected_run_length)
@@ -147,6 +149,10 @@ class DeploymentMonitor:
         self._drifts: dict[tuple[int, str], _Drift] = {}  # (kind, feature) -> its drift
         self._recent_errors: list[float] = []
         self.privacy_spent = 0.0  # the epsilon the deployment's retrainings spent (its ledger's)
+
+    def calibrations(self) -> list[Future[float]]:
+        """The scans' thresholds still being calibrated (their rows wait: DriftScan.update)."""
+        return [scan.calibration for scan in (self.data, self.prediction) if scan.calibration is not None]
 
     @property
     def samples_seen(self) -> int:

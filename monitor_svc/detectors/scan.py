@@ -20,7 +20,10 @@ the error of estimating the reference is part of the null), and the threshold is
 alarms come once per `expected_run_length` samples. After an alarm the detector starts afresh
 (its windows refill), as in the simulation. That simulation costs seconds of CPU, so each
 threshold is computed once per process for its inputs (`THRESHOLDS`): every deployment of a
-model version, and each of its replicas' first feedback, shares it.
+model version, and each of its replicas' first feedback, shares it. A new version's scan
+(`DriftScan.calibrating`) is calibrated in the background: the rows it is fed meanwhile wait and
+are scanned, with the same sample numbers, once its threshold is known, so the feedback that
+brings a rollout's first rows (and the labels matched to them) does not wait for the simulation.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +41,7 @@ from monitor_svc.detectors import Alarm
 
 WINDOWS = (8, 16, 32, 64, 128, 256)
 NUMERIC, CATEGORICAL = "numeric", "categorical"
+BACKLOG_ROWS = 50_000  # rows a scan keeps while it is calibrated; past them, feeding it waits
 
 
 @dataclass(frozen=True)
@@ -180,37 +185,49 @@ def calibrate(
 
 
 class Thresholds:
-    """Calibrated thresholds by what they were calibrated from, the most recent `size`. One
-    caller calibrates a missing one while the others asking for it wait for its result."""
+    """Calibrated thresholds by what they were calibrated from, the most recent `size`. A missing
+    one is calibrated once, on a worker thread, whoever asks for it meanwhile."""
 
-    def __init__(self, size: int = 1024):
+    def __init__(self, size: int = 1024, workers: int = 2):
         self._size = size
         self._known: OrderedDict[bytes, float] = OrderedDict()
-        self._pending: dict[bytes, threading.Lock] = {}
+        self._pending: dict[bytes, Future[float]] = {}
         self._lock = threading.Lock()
+        self._workers = ThreadPoolExecutor(workers, thread_name_prefix="calibrate")
 
     def get(self, reference: np.ndarray, kinds: Sequence[str], expected_run_length: float,
             windows: Sequence[int], seed: int) -> float:  # fmt: skip
+        return self.future(reference, kinds, expected_run_length, windows, seed).result()
+
+    def future(self, reference: np.ndarray, kinds: Sequence[str], expected_run_length: float,
+               windows: Sequence[int], seed: int) -> Future[float]:  # fmt: skip
+        """The threshold, known or being calibrated."""
         inputs = (reference.shape, reference.dtype.str, tuple(kinds), expected_run_length, tuple(windows), seed)
         key = hashlib.sha256(repr(inputs).encode() + np.ascontiguousarray(reference).tobytes()).digest()
         with self._lock:
             if key in self._known:
-                return self._known[key]
-            calibrating = self._pending.setdefault(key, threading.Lock())
-        with calibrating:
+                known: Future[float] = Future()
+                known.set_result(self._known[key])
+                return known
+            if key not in self._pending:
+                self._pending[key] = self._workers.submit(
+                    self._calibrate, key, reference.copy(), tuple(kinds), expected_run_length, tuple(windows), seed
+                )
+            return self._pending[key]
+
+    def _calibrate(self, key: bytes, *inputs) -> float:
+        try:
+            threshold = calibrate(*inputs)
+        except BaseException:
             with self._lock:
-                if key in self._known:
-                    return self._known[key]
-            try:
-                threshold = calibrate(reference, kinds, expected_run_length, windows, seed)
-            finally:
-                with self._lock:
-                    self._pending.pop(key, None)
-            with self._lock:
-                self._known[key] = threshold
-                while len(self._known) > self._size:
-                    self._known.popitem(last=False)
-            return threshold
+                self._pending.pop(key, None)  # the next one to ask tries again
+            raise
+        with self._lock:
+            self._pending.pop(key, None)
+            self._known[key] = threshold
+            while len(self._known) > self._size:
+                self._known.popitem(last=False)
+        return threshold
 
 
 THRESHOLDS = Thresholds()
@@ -220,16 +237,19 @@ class DriftScan:
     def __init__(
         self,
         reference: np.ndarray,
-        threshold: float,
+        threshold: float | Future[float],
         names: Sequence[str] | None = None,
         kinds: Sequence[str] | None = None,
         windows: Sequence[int] = WINDOWS,
     ):
+        """`threshold`, or its calibration under way: rows fed before it is known wait (see update)."""
         reference = np.asarray(reference, dtype=np.float64)
         features = reference.shape[1]
         self.names = tuple(names) if names is not None else tuple(f"x{j}" for j in range(features))
         self.kinds = tuple(kinds) if kinds is not None else (NUMERIC,) * features
-        self.threshold = threshold
+        self.calibration = threshold if isinstance(threshold, Future) else None  # until it is known
+        self.threshold = 0.0 if isinstance(threshold, Future) else threshold
+        self._waiting: list[np.ndarray] = []  # rows fed while it is calibrated, oldest first
         self.windows = tuple(sorted(windows))
         self._profile = Profile.fit(reference, self.kinds)
         order = self._profile.feature_order()
@@ -250,14 +270,39 @@ class DriftScan:
         windows: Sequence[int] = WINDOWS,
         seed: int = 0,
     ) -> DriftScan:
+        """A scan whose threshold is known when this returns."""
+        scan = cls.calibrating(reference, expected_run_length, names, kinds, windows, seed)
+        if scan.calibration is not None:
+            scan.threshold, scan.calibration = scan.calibration.result(), None
+        return scan
+
+    @classmethod
+    def calibrating(
+        cls,
+        reference: np.ndarray,
+        expected_run_length: float,
+        names: Sequence[str] | None = None,
+        kinds: Sequence[str] | None = None,
+        windows: Sequence[int] = WINDOWS,
+        seed: int = 0,
+    ) -> DriftScan:
+        """A scan whose threshold may still be calibrated in the background (see `update`)."""
         reference = np.asarray(reference, dtype=np.float64)
         kinds = tuple(kinds) if kinds is not None else (NUMERIC,) * reference.shape[1]
-        threshold = THRESHOLDS.get(reference, kinds, expected_run_length, windows, seed)
-        return cls(reference, threshold, names, kinds, windows)
+        threshold = THRESHOLDS.future(reference, kinds, expected_run_length, windows, seed)
+        return cls(reference, threshold.result() if threshold.done() else threshold, names, kinds, windows)
 
     def update(self, rows: np.ndarray) -> list[Alarm]:
-        """Feeds rows (oldest first); returns the alarms they raised, in order."""
+        """Feeds rows (oldest first); returns the alarms they raised, in order. While the threshold
+        is calibrated, rows wait and this returns none, unless BACKLOG_ROWS wait: then it waits
+        for the threshold. Alarms carry the sample numbers of their rows either way."""
         rows = np.asarray(rows, dtype=np.float64).reshape(-1, len(self.kinds))
+        if self.calibration is not None:
+            self._waiting.append(rows)
+            if not self.calibration.done() and sum(len(r) for r in self._waiting) < BACKLOG_ROWS:
+                return []
+            self.threshold, self.calibration = self.calibration.result(), None
+            rows, self._waiting = np.vstack(self._waiting), []
         encoded = self._profile.encode(rows)
         alarms = []
         while encoded.shape[0]:

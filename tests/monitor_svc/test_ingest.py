@@ -6,6 +6,9 @@ test_policies.py too; the rpcs over these run in test_service.py."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -61,3 +64,34 @@ def test_feedback_is_refused_whole_or_taken_whole(cores):
     with pytest.raises(FailedPrecondition, match="is STRICT: its labels stay on its node"):
         ingest.labels(STRICT, [("r-1", "1")])
     assert store.label_count(STRICT) == (0, 0)
+
+
+def test_a_versions_first_feedback_does_not_wait_for_its_calibration(cores, monkeypatch):
+    """Calibrating a version's drift scans simulates for seconds of CPU: the feedback that brings
+    a rollout's first rows is taken at once (its labels can match), and the drift its rows show
+    is found once the scans are calibrated, though no more feedback comes."""
+    from monitor_svc.detectors import scan
+
+    ingest, _, store, streams = cores
+    gate = threading.Event()
+    real = scan.calibrate
+
+    def slow(*args):
+        assert gate.wait(60), "the test let calibration go on"
+        return real(*args)
+
+    monkeypatch.setattr(scan, "calibrate", slow)
+    monkeypatch.setattr(scan, "THRESHOLDS", scan.Thresholds())  # none known from other tests
+    X = streams["shift_0"][:400]
+    ids = [f"r-{i}" for i in range(400)]
+    for request in feedback("d-1", X, (X[:, 0] > 0).astype(np.int64), ids):
+        assert ingest.feedback(request, "gauss", {1}) == (100, None)
+    assert ingest.labels("d-1", [("r-1", "1")]) == (1, 0)  # matched: its prediction is stored
+    assert store.events("d-1") == []  # the rows wait in the scans
+    gate.set()
+    deadline = time.monotonic() + 60
+    while not (data := [e for e in map(M.DriftEvent.FromString, (r for _, r in store.events("d-1")))
+                        if e.kind == M.DRIFT_KIND_DATA]):  # fmt: skip
+        assert time.monotonic() < deadline, "the waiting rows were never scanned"
+        time.sleep(0.05)
+    assert "x0" in data[0].features, data[0]

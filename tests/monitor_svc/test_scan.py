@@ -4,7 +4,8 @@ alarms however the stream is batched."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -83,3 +84,25 @@ def test_a_threshold_is_calibrated_once_for_its_inputs_whoever_asks_at_once(monk
     other = thresholds.get(REFERENCE[:-1], [NUMERIC] * 5, 500, scan.WINDOWS, 0)  # one row fewer: its own
     stricter = thresholds.get(REFERENCE, [NUMERIC] * 5, 5000, scan.WINDOWS, 0)
     assert len(calls) == 3 and other != got[0] and stricter > got[0]
+
+
+def test_rows_fed_while_the_scan_is_calibrated_wait_and_keep_their_sample_numbers(threshold_500, monkeypatch):
+    """A rollout's first feedback does not wait seconds for the new version's calibration: its
+    rows wait in the scan, which finds the same alarms at the same samples once its threshold is
+    known; past BACKLOG_ROWS waiting rows, feeding waits for the threshold."""
+    from monitor_svc.detectors import scan
+
+    shift = STREAMS["shift_0"]
+    known = DriftScan(REFERENCE, threshold_500).update(shift)
+    calibration: Future[float] = Future()
+    waiting = DriftScan(REFERENCE, calibration)
+    assert waiting.update(shift[:150]) == [] and waiting.update(shift[150:]) == []
+    calibration.set_result(threshold_500)
+    assert waiting.update(shift[:0]) == known and waiting.calibration is None
+
+    monkeypatch.setattr(scan, "BACKLOG_ROWS", 300)
+    calibration = Future()
+    full = DriftScan(REFERENCE, calibration)
+    assert full.update(shift[:200]) == []
+    threading.Timer(0.2, calibration.set_result, (threshold_500,)).start()
+    assert full.update(shift[200:]) == known  # waited for the threshold
