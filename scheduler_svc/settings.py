@@ -73,7 +73,7 @@ class SchedulerSettings:
     # cluster's nodes, in-cluster config or ~/.kube/config, MLAAS_RUNTIME_IMAGE, MLAAS_K8S_NAMESPACE).
     backend: str = setting("MLAAS_BACKEND", "local", choices=BACKENDS)
     # Training jobs start warm: the local backend forks them from a warm trainer per node
-    # (backends/trainers.py); the Docker backend runs each in a warm container of its node
+    # (backends/local.py); the Docker backend runs each in a warm container of its node
     # (backends/docker_warm.py).
     warm_trainers: bool = setting("MLAAS_WARM_TRAINERS", True)
     # The local backend forks replicas from a warm runtime (backends/local.py): a replica serves in

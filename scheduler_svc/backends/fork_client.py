@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,36 @@ class ForkServer:
     def _stop(self) -> None:
         with contextlib.suppress(OSError):
             self._requests.close()
+
+
+class ForkServers:
+    """Fork servers of one module by key (a node's warm trainer; the warm runtime), each started
+    on first use and started again when it died."""
+
+    def __init__(self, python: str, module: str, env: Mapping[str, str], log_path: Callable[[str], Path]):
+        self._python, self._module, self._env, self._log_path = python, module, dict(env), log_path
+        self._servers: dict[str, ForkServer] = {}
+        self._lock = threading.Lock()
+
+    def ensure(self, key: str) -> ForkServer:
+        with self._lock:
+            server = self._servers.get(key)
+            if server is None or not server.alive:
+                if server is not None:
+                    server.close()
+                server = self._servers[key] = ForkServer(self._python, self._module, self._env, self._log_path(key))
+            return server
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [server.pid for server in self._servers.values()]
+
+    def close(self) -> None:
+        """Each server goes once its children have (ForkServer.stop)."""
+        with self._lock:
+            servers, self._servers = list(self._servers.values()), {}
+        for server in servers:
+            server.stop()
 
 
 def _private_file(directory: Path, env: Mapping[str, str]) -> str:

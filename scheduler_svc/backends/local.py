@@ -2,7 +2,8 @@
 processes of `python -m mlaas.retraining.train_job`: each forked by a fork server that has their
 libraries imported (mlaas/services/fork_server.py): replicas by the backend's warm runtime
 (inference_svc/warm.py, started with the first replica), jobs by their node's warm trainer
-(trainers.py, started when a node gets its first replica); started cold while none is ready.
+(mlaas/retraining/warm_trainer.py, started when a node gets its first replica); started cold while
+none is ready, and a server that died is started again.
 
 Each replica runs in its own session (it outlives a scheduler restart; the handle is its pid)
 with one worker per whole CPU it was given, and logs to the scheduler's data dir.
@@ -22,7 +23,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,9 +34,8 @@ from mlaas.quantities import format_memory
 from mlaas.services.net import free_port
 from mlaas.services.settings import data_dir
 from scheduler_svc.backends import JobSpec, ReplicaSpec, ReplicaStatus, credential
-from scheduler_svc.backends.fork_client import ForkServer
+from scheduler_svc.backends.fork_client import ForkServer, ForkServers
 from scheduler_svc.backends.launch import job_args, runtime_args, runtime_env
-from scheduler_svc.backends.trainers import WarmTrainers
 
 if TYPE_CHECKING:
     from scheduler_svc.settings import SchedulerSettings
@@ -92,6 +91,7 @@ def _remove_stale_env_files(directory: Path, older_than: float = 600.0) -> None:
 
 
 RUNTIME_SERVER = "inference_svc.warm"
+TRAINER_SERVER = "mlaas.retraining.warm_trainer"
 # How long a replica waits for a warm runtime that is still warming up: less than a cold start.
 WARM_WAIT_SECONDS = 5.0
 
@@ -115,10 +115,14 @@ class LocalBackend:
         # under it (and a STRICT node's runtime has no business sending telemetry anywhere).
         self._env.setdefault("ORT_DISABLE_TELEMETRY", "1")
         self._python = python
-        self._trainers = WarmTrainers(python, self._env, log_dir) if warm_trainers else None
-        self._warm_runtimes = warm_runtimes
-        self._runtime_server: ForkServer | None = None
-        self._runtime_lock = threading.Lock()
+        self._trainers = (
+            ForkServers(python, TRAINER_SERVER, self._env, lambda node: log_dir / f"trainer-{node}.log")
+            if warm_trainers else None
+        )  # fmt: skip
+        self._runtimes = (
+            ForkServers(python, RUNTIME_SERVER, self._env, lambda _: log_dir / "warm-runtime.log")
+            if warm_runtimes else None
+        )  # fmt: skip
         self._children: dict[int, subprocess.Popen] = {}
         self._forked: dict[int, ForkServer] = {}  # pid -> the server that forked it (and knows its exit code)
         self._memory_limits: dict[int, int] = {}  # pid -> bytes, for the jobs it started
@@ -134,8 +138,14 @@ class LocalBackend:
         )  # fmt: skip
 
     @property
-    def trainers(self) -> WarmTrainers | None:
+    def trainers(self) -> ForkServers | None:
+        """A warm trainer per node."""
         return self._trainers
+
+    @property
+    def runtimes(self) -> ForkServers | None:
+        """The warm runtime (one, whatever the node)."""
+        return self._runtimes
 
     def _log_path(self, replica_id: str) -> Path:
         return self._log_dir / f"{replica_id}.log"
@@ -155,17 +165,10 @@ class LocalBackend:
         )  # fmt: skip
 
     def _forked_runtime(self, replica_id: str, arguments: list[str], env: Mapping[str, str]) -> int | None:
-        """The pid of the replica the warm runtime forked (started, or started again, if it is
-        not running); None for a cold start."""
-        if not self._warm_runtimes:
+        """The pid of the replica the warm runtime forked; None for a cold start."""
+        if self._runtimes is None:
             return None
-        with self._runtime_lock:
-            if self._runtime_server is None or not self._runtime_server.alive:
-                if self._runtime_server is not None:
-                    self._runtime_server.close()
-                log_path = self._log_dir / "warm-runtime.log"
-                self._runtime_server = ForkServer(self._python, RUNTIME_SERVER, self._env, log_path)
-            server = self._runtime_server
+        server = self._runtimes.ensure("")
         return self._fork(server, arguments, env, self._log_path(replica_id), WARM_WAIT_SECONDS)
 
     def _fork(
@@ -267,12 +270,9 @@ class LocalBackend:
 
     def close(self) -> None:
         """The warm runtime and trainers go; replicas and jobs are processes of their own, and stay."""
-        if self._trainers is not None:
-            self._trainers.close()
-        with self._runtime_lock:
-            server, self._runtime_server = self._runtime_server, None
-        if server is not None:
-            server.stop()
+        for servers in (self._trainers, self._runtimes):
+            if servers is not None:
+                servers.close()
 
     def _reap(self, pid: int) -> None:
         child = self._children.get(pid)  # kept, so that status() still knows the exit code

@@ -41,7 +41,7 @@ def test_create_serve_status_logs_delete(tmp_path, registry, iris_model, warm):
             assert backend.status(replica).running
             assert "serving ['iris-local']" in backend.logs(replica)
             assert ("forked by warm runtime" in backend.logs(replica)) == warm
-            for pid in (int(replica.handle), *([backend._runtime_server.pid] if backend._runtime_server else [])):
+            for pid in (int(replica.handle), *(backend.runtimes.pids() if backend.runtimes else [])):
                 # ONNX Runtime's telemetry store: a forked child would close its files under it
                 assert not [f for f in Path(f"/proc/{pid}/fd").iterdir() if "onnxruntime" in str(f.readlink())]
             processes = [psutil.Process(int(replica.handle)), *psutil.Process(int(replica.handle)).children()]
