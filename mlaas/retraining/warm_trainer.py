@@ -59,12 +59,8 @@ def warm_up() -> None:
 
 def job_request(request: dict) -> tuple[list[str], dict[str, str], int]:
     """(argv, env, threads) of a request, checked."""
-    argv, env, threads = request["argv"], request["env"], int(request.get("threads", 1))
-    if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
-        raise ValueError("argv must be a list of strings")
-    if not (isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
-        raise ValueError("env must map strings to strings")
-    return argv, env, max(1, threads)
+    argv, env = fork_server.checked_argv(request["argv"]), fork_server.checked_env(request["env"])
+    return argv, env, max(1, int(request.get("threads", 1)))
 
 
 def run_forked_job(argv: list[str]) -> int:

@@ -50,18 +50,28 @@ def child_env(path: str) -> dict[str, str]:
             env = json.load(env_file)
     finally:
         os.unlink(path)
+    return checked_env(env)
+
+
+def checked_env(env: object) -> dict[str, str]:
+    """A child's environment as a request gave it, if it maps strings to strings."""
     if not (isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
         raise ValueError("the environment must map strings to strings")
     return env
+
+
+def checked_argv(argv: object) -> list[str]:
+    """A child's arguments as a request gave them, if they are a list of strings."""
+    if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
+        raise ValueError("argv must be a list of strings")
+    return argv
 
 
 def start_child(request: dict, run_child: RunChild, server: str, child_module: str) -> tuple[int, int]:
     """Forks the child of `request`: its pid, and the pipe to write one byte to once the client
     has its pid. The child goes on only then: one whose pid never reached the client (the server
     was killed or stalled meanwhile) would run untracked, so it exits when the pipe closes unwritten."""
-    argv, env_file, log = request["argv"], request["env_file"], request["log"]
-    if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
-        raise ValueError("argv must be a list of strings")
+    argv, env_file, log = checked_argv(request["argv"]), request["env_file"], request["log"]
     if not (isinstance(env_file, str) and isinstance(log, str)):
         raise ValueError("env_file and log must be paths")
     log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
