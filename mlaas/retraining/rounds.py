@@ -55,9 +55,10 @@ def holdout_split(n: int, fraction: float = 0.25, seed: int = 0, unseen_from: in
 
 def folds_of(n: int, unseen_from: int, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
     """Per row of n, the fold whose fit leaves it out and predicts it: the rows from `unseen_from`
-    on (the champion never learnt from them) dealt at random into `folds` folds; -1 for the rows
-    before, which every fit learns from and none judges."""
-    unseen_from = min(max(unseen_from, 0), n)
+    on (the champion never learnt from them; the last row at least, as in `holdout_split`) dealt
+    at random into `folds` folds; -1 for the rows before, which every fit learns from and none
+    judges."""
+    unseen_from = min(max(unseen_from, 0), n - 1)
     fold = np.full(n, -1, dtype=np.int64)
     fold[unseen_from:] = np.random.default_rng(seed).permutation(n - unseen_from) % folds
     return fold

@@ -48,6 +48,7 @@ def test_every_label_the_champion_never_saw_is_in_one_fold():
     fold = folds_of(1_000, unseen_from=400, folds=4, seed=1)
     assert np.all(fold[:400] == -1)  # the champion learnt from them: they only train
     assert sorted(np.bincount(fold[400:])) == [150, 150, 150, 150]
+    assert list(folds_of(5, unseen_from=5)) == [-1, -1, -1, -1, 0]  # at least one label judges
 
 
 class _Remembers:
