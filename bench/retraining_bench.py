@@ -8,13 +8,18 @@ predictions, in chunks of 10. Beside it, in the same run: no retraining, river's
 same error stream (the detection delay of a well-known detector) and an oracle (the recipe fitted
 on 3,000 rows of the new concept alone).
 
-    .venv/bin/python bench/retraining_bench.py [--seeds 10] [--streams sea ...]   # ~7 minutes
+    .venv/bin/python bench/retraining_bench.py [--seeds 10] [--streams sea ...] [--judging cross holdout]
+        [--first-round-labels N]   # ~25 minutes
+
+Each stream runs once per `--judging`: rounds judged by cross-validation, as the Monitor judges
+them, and on a held-out quarter, as it judges private rounds (and judged every round before).
 
 Reported per stream (medians over seeds unless said): the labels from the change to the first
 performance alarm (ours, ADWIN), retrainings started and rolled out per run, rows served from the
 change until the first new version, accuracy after the change in windows of 500 (mean over
 seeds), and the accuracy in the second 1,000 rows after the change (gradual: after it completed)
-beside no retraining and the oracle. Writes bench/results/retraining.json (or `--out`).
+beside no retraining and the oracle; held-out runs under "STREAM, held out". Writes
+bench/results/retraining.json (or `--out`).
 """
 
 from __future__ import annotations
