@@ -41,7 +41,9 @@ from monitor_svc.detectors import Alarm
 
 WINDOWS = (8, 16, 32, 64, 128, 256)
 NUMERIC, CATEGORICAL = "numeric", "categorical"
-BACKLOG_ROWS = 50_000  # rows a scan keeps while it is calibrated; past them, feeding it waits
+# Values (rows x features, float64: 16 MiB) a scan keeps while it is calibrated; past them,
+# feeding it waits, so a flood of feedback during a rollout costs time, not memory.
+BACKLOG_VALUES = 1 << 21
 
 
 @dataclass(frozen=True)
@@ -294,12 +296,12 @@ class DriftScan:
 
     def update(self, rows: np.ndarray) -> list[Alarm]:
         """Feeds rows (oldest first); returns the alarms they raised, in order. While the threshold
-        is calibrated, rows wait and this returns none, unless BACKLOG_ROWS wait: then it waits
+        is calibrated, rows wait and this returns none, unless BACKLOG_VALUES wait: then it waits
         for the threshold. Alarms carry the sample numbers of their rows either way."""
         rows = np.asarray(rows, dtype=np.float64).reshape(-1, len(self.kinds))
         if self.calibration is not None:
             self._waiting.append(rows)
-            if not self.calibration.done() and sum(len(r) for r in self._waiting) < BACKLOG_ROWS:
+            if not self.calibration.done() and sum(r.size for r in self._waiting) < BACKLOG_VALUES:
                 return []
             self.threshold, self.calibration = self.calibration.result(), None
             rows, self._waiting = np.vstack(self._waiting), []

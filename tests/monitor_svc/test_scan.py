@@ -89,7 +89,7 @@ def test_a_threshold_is_calibrated_once_for_its_inputs_whoever_asks_at_once(monk
 def test_rows_fed_while_the_scan_is_calibrated_wait_and_keep_their_sample_numbers(threshold_500, monkeypatch):
     """A rollout's first feedback does not wait seconds for the new version's calibration: its
     rows wait in the scan, which finds the same alarms at the same samples once its threshold is
-    known; past BACKLOG_ROWS waiting rows, feeding waits for the threshold."""
+    known; past BACKLOG_VALUES waiting values, feeding waits for the threshold."""
     from monitor_svc.detectors import scan
 
     shift = STREAMS["shift_0"]
@@ -100,7 +100,7 @@ def test_rows_fed_while_the_scan_is_calibrated_wait_and_keep_their_sample_number
     calibration.set_result(threshold_500)
     assert waiting.update(shift[:0]) == known and waiting.calibration is None
 
-    monkeypatch.setattr(scan, "BACKLOG_ROWS", 300)
+    monkeypatch.setattr(scan, "BACKLOG_VALUES", 300 * 5)  # 300 rows of 5 features
     calibration = Future()
     full = DriftScan(REFERENCE, calibration)
     assert full.update(shift[:200]) == []
