@@ -54,7 +54,7 @@ from mlaas.retraining.rounds import (
     mcnemar,
     metric_name,
     round_result,
-)  # fmt: skip
+)
 from mlaas.retraining.stages import durations, stage_time
 from mlaas.v1 import monitor_pb2, scheduler_pb2, types_pb2
 from monitor_svc.changes import Changes

@@ -46,7 +46,7 @@ from mlaas.retraining.round_files import (
     ROUND_PLAN,
     ROUND_RESULT,
     STAGES,
-)  # fmt: skip
+)
 from mlaas.retraining.stages import read_stages, stage_time
 from mlaas.services.auth import TRAINER, MeshKey
 from mlaas.v1 import scheduler_pb2, types_pb2

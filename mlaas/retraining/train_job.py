@@ -52,7 +52,7 @@ from mlaas.retraining.rounds import (
     holdout_split,
     judge,
     round_result,
-)  # fmt: skip
+)
 from mlaas.retraining.stages import StageClock
 from mlaas.services.label_store import LabelStore
 from mlaas.services.private_files import private_by_default
