@@ -28,7 +28,9 @@ brings a rollout's first rows (and the labels matched to them) does not wait for
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -186,16 +188,24 @@ def calibrate(
     return high
 
 
+def _background_priority() -> None:
+    """The calling thread yields the CPU to the process's others (Linux: nice is per thread)."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
 class Thresholds:
     """Calibrated thresholds by what they were calibrated from, the most recent `size`. A missing
     one is calibrated once, on a worker thread, whoever asks for it meanwhile."""
 
-    def __init__(self, size: int = 1024, workers: int = 2):
+    def __init__(self, size: int = 1024):
         self._size = size
         self._known: OrderedDict[bytes, float] = OrderedDict()
         self._pending: dict[bytes, Future[float]] = {}
         self._lock = threading.Lock()
-        self._workers = ThreadPoolExecutor(workers, thread_name_prefix="calibrate")
+        # One at a time, and niced: a calibration may come late (its drift events with it), while
+        # the retraining jobs, runtimes and rpcs it would compete with may not.
+        self._workers = ThreadPoolExecutor(1, thread_name_prefix="calibrate", initializer=_background_priority)
 
     def get(self, reference: np.ndarray, kinds: Sequence[str], expected_run_length: float,
             windows: Sequence[int], seed: int) -> float:  # fmt: skip
