@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mlaas.errors import InvalidArgument, NotFound
+from mlaas.errors import InvalidArgument, NotFound, Unavailable
 from mlaas.services.label_store import Labeled
 from mlaas.v1 import monitor_pb2
 from monitor_svc.changes import Changes
@@ -103,6 +103,8 @@ class DeploymentMonitors:
             with monitor.lock:
                 events = monitor.observe(np.zeros((0, features)), np.zeros(0))
             self.publish(monitor.deployment_id, events)
+        except Unavailable:  # the store is closing: the Monitor stops
+            return
         except Exception:  # a failed calibration: the next feedback meets it, and its caller hears of it
             log.exception("the rows %s's drift scans kept could not be scanned", monitor.deployment_id)
 
