@@ -78,6 +78,10 @@ def fit_given(registry: RegistryClient, model: str, data_path: Path, output: Pat
             return 2
         X, y = data["X"].astype(np.float32), data["y"]
         fold = data["fold"] if "fold" in data.files else None
+    if X.ndim != 2 or y.shape != (len(X),):
+        print(f"{data_path}: X must be rows x features and y one label per row; X is {X.shape}, y {y.shape}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if fold is not None and (problem := fold_problem(fold, len(y))):
         print(f"{data_path}: {problem}", file=sys.stderr)
         return 2
@@ -183,15 +187,17 @@ def whole_round(
     if plan.epsilon:
         reference = _reference(registry, model, output.parent)
 
-        def fit(X_fit: np.ndarray, y_fit: np.ndarray) -> bytes:
+        def fit(X_fit: np.ndarray, y_fit: np.ndarray, step: str) -> bytes:
             fitted, epsilon = fit_private(description.recipe, X_fit, y_fit, reference, plan.epsilon)
             spent.append(epsilon)
-            clock.mark("challenger fitted")
+            clock.mark(f"{step} fitted")
             exported = sklearn_to_onnx(fitted, X_fit[:1])
-            clock.mark("challenger exported")
+            clock.mark(f"{step} exported")
             return exported
 
-        outcome = held_out_round(description.task, X, y, unseen_from, serving, fit, plan.confidence, plan.follow_up)
+        outcome = held_out_round(
+            description.task, X, y, unseen_from, serving, fit, plan.confidence, plan.follow_up, refit=False
+        )
     else:
         outcome = cross_validated_round(
             description.task, X, y, unseen_from, serving,
