@@ -34,7 +34,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -196,16 +196,17 @@ def _background_priority() -> None:
 
 class Thresholds:
     """Calibrated thresholds by what they were calibrated from, the most recent `size`. A missing
-    one is calibrated once, on a worker thread, whoever asks for it meanwhile."""
+    one is calibrated once, whoever asks for it meanwhile, on a thread of its own: none waits
+    behind another's (a tenant's wide model or strict policy calibrates for minutes). The thread
+    is niced, so a calibration may come late (its drift events with it), while the retraining
+    jobs, runtimes and rpcs it competes with may not; and a daemon, so a stopping Monitor does
+    not wait for it."""
 
     def __init__(self, size: int = 1024):
         self._size = size
         self._known: OrderedDict[bytes, float] = OrderedDict()
         self._pending: dict[bytes, Future[float]] = {}
         self._lock = threading.Lock()
-        # One at a time, and niced: a calibration may come late (its drift events with it), while
-        # the retraining jobs, runtimes and rpcs it would compete with may not.
-        self._workers = ThreadPoolExecutor(1, thread_name_prefix="calibrate", initializer=_background_priority)
 
     def get(self, reference: np.ndarray, kinds: Sequence[str], expected_run_length: float,
             windows: Sequence[int], seed: int) -> float:  # fmt: skip
@@ -222,24 +223,28 @@ class Thresholds:
                 known.set_result(self._known[key])
                 return known
             if key not in self._pending:
-                self._pending[key] = self._workers.submit(
-                    self._calibrate, key, reference.copy(), tuple(kinds), expected_run_length, tuple(windows), seed
-                )
+                pending = self._pending[key] = Future()
+                calibrating = (reference.copy(), tuple(kinds), expected_run_length, tuple(windows), seed)
+                threading.Thread(
+                    target=self._calibrate, args=(key, pending, calibrating), name="calibrate", daemon=True
+                ).start()
             return self._pending[key]
 
-    def _calibrate(self, key: bytes, *inputs) -> float:
+    def _calibrate(self, key: bytes, pending: Future[float], inputs: tuple) -> None:
+        _background_priority()
         try:
             threshold = calibrate(*inputs)
-        except BaseException:
+        except BaseException as err:
             with self._lock:
                 self._pending.pop(key, None)  # the next one to ask tries again
-            raise
+            pending.set_exception(err)
+            return
         with self._lock:
             self._pending.pop(key, None)
             self._known[key] = threshold
             while len(self._known) > self._size:
                 self._known.popitem(last=False)
-        return threshold
+        pending.set_result(threshold)
 
 
 THRESHOLDS = Thresholds()

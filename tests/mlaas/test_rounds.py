@@ -90,3 +90,12 @@ def test_a_cross_validated_round_judges_on_every_unseen_label():
     assert "on 200 held-out labels (4-fold cross-validation): better" in outcome.verdict.reason
     held_out_only = judge(types_pb2.TASK_CLASSIFICATION, y[60:110], champion[60:110], challenger[60:110], 0.95)
     assert not held_out_only.roll_out, held_out_only.reason
+
+
+def test_a_regressors_cross_validated_predictions_stay_numbers_whatever_the_labels_type():
+    from sklearn.linear_model import LinearRegression
+
+    X = np.arange(40, dtype=np.float32).reshape(20, 2)
+    y = np.arange(20, dtype=np.int64) * 3 + 1  # integer labels of a regression
+    _, predictions = cross_fit(lambda X, y: LinearRegression().fit(X, y / 2), X, y, folds_of(20, 0, seed=1))
+    assert predictions.dtype.kind == "f" and np.allclose(predictions, (y / 2)[folds_of(20, 0, seed=1) >= 0])

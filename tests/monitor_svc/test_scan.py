@@ -106,3 +106,24 @@ def test_rows_fed_while_the_scan_is_calibrated_wait_and_keep_their_sample_number
     assert full.update(shift[:200]) == []
     threading.Timer(0.2, calibration.set_result, (threshold_500,)).start()
     assert full.update(shift[200:]) == known  # waited for the threshold
+
+
+def test_no_calibration_waits_behind_another(monkeypatch):
+    """One tenant's wide model or strict policy calibrates for minutes: another's new version is
+    calibrated meanwhile, not after it."""
+    from monitor_svc.detectors import scan
+
+    gate = threading.Event()
+
+    def calibrated(reference, *_):
+        if len(reference) == 999:
+            assert gate.wait(60), "the test let the slow one go on"
+        return float(len(reference))
+
+    monkeypatch.setattr(scan, "calibrate", calibrated)
+    thresholds = scan.Thresholds()
+    slow = thresholds.future(np.zeros((999, 2)), [NUMERIC] * 2, 500, scan.WINDOWS, 0)
+    assert thresholds.future(np.zeros((10, 2)), [NUMERIC] * 2, 500, scan.WINDOWS, 0).result(timeout=30) == 10.0
+    assert not slow.done()
+    gate.set()
+    assert slow.result(timeout=30) == 999.0

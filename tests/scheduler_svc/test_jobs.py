@@ -144,6 +144,9 @@ def test_a_job_that_fails_says_why(scheduler):
     job = client.run_training_job("iris", f"file://{jobs_dir}/no-labels.npz")
     with pytest.raises(FailedPrecondition, match=r"j-\w+ failed: exited with 2: .* must hold the arrays X"):
         client.wait_training_job(job.id, timeout=120)
+    job = client.run_training_job("iris", input_data=_npz(X=np.zeros((5, 4), np.float32), y=np.zeros(4)))
+    with pytest.raises(FailedPrecondition, match=r"exited with 2: .* X is \(5, 4\), y \(4,\)"):
+        client.wait_training_job(job.id, timeout=120)
 
 
 def test_bad_training_jobs_are_refused(scheduler, parts, tmp_path):
