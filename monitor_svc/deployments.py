@@ -209,7 +209,7 @@ class DeploymentMonitors:
             epsilon=policy.privacy_epsilon, budget=policy.privacy_budget,
             federation=self._store.federation_of(deployment_id) if policy.federation else "",
             sites=sites, members=members, learnt=learnt, done=done, alarm_at=alarm_at if not due.follow_up else 0.0,
-            shadow=policy.shadow_retrained, early=due.early,
+            shadow=policy.shadow_retrained,
         )  # fmt: skip
         self._retrainer.submit(job)
 

@@ -51,7 +51,6 @@ from mlaas.retraining.rounds import (
     cross_validated_round,
     decide,
     first_output,
-    held_out_round,
     mcnemar,
     metric_name,
     round_result,
@@ -97,7 +96,6 @@ class Job:
     members: tuple[str, ...] = ()  # and every other one of the federation it rolls out to
     alarm_at: float = 0.0  # when the alarm that started the series was raised (seconds since the epoch)
     shadow: bool = False  # a better challenger runs in shadow first, and serves only if it wins there
-    early: bool = False  # an early round (RetrainSchedule): judged on a held-out part, two fits, not five
     # deployment -> the last label number its new version learnt from (filled when it rolls out)
     learnt: dict[str, int] = field(default_factory=dict)
     done: Callable[[bool], None] = lambda rolled_out: None  # told whether it rolled out
@@ -263,19 +261,11 @@ class Retrainer(threading.Thread):
             record.state = M.RETRAINING_STATE_EVALUATING
             self._save(record)
 
-        serving = lambda rows: first_output(artifact, rows)  # noqa: E731
-        if job.early:  # its speed is its point: cross-validation's five fits cost a loaded node seconds
-            outcome = held_out_round(
-                context.task, X, y, unseen_from, serving,
-                lambda X, y, step: self._fit(context, X, y, None, record, step)[0],
-                job.confidence, job.follow_up, refit=True, evaluating=evaluating,
-            )  # fmt: skip
-        else:
-            outcome = cross_validated_round(
-                context.task, X, y, unseen_from, serving,
-                lambda X, y, fold: self._fit(context, X, y, fold, record, "challenger"),
-                job.confidence, job.follow_up, evaluating=evaluating,
-            )  # fmt: skip
+        outcome = cross_validated_round(
+            context.task, X, y, unseen_from, lambda rows: first_output(artifact, rows),
+            lambda X, y, fold: self._cross_fit(context, X, y, fold, record),
+            job.confidence, job.follow_up, evaluating=evaluating,
+        )  # fmt: skip
         result = round_result(
             context.task, outcome.verdict, training_samples=outcome.training_samples,
             held_out_samples=outcome.held_out_samples,
@@ -488,29 +478,21 @@ class Retrainer(threading.Thread):
         for stage in job.stages:
             record.stages.add(stage=f"{step} {stage.stage}").at.CopyFrom(stage.at)
 
-    def _fit(
-        self, context: ModelContext, X: np.ndarray, y: np.ndarray, fold: np.ndarray | None,
-        record: monitor_pb2.Retraining, step: str,
-    ) -> tuple[bytes, np.ndarray | None]:  # fmt: skip
+    def _cross_fit(
+        self, context: ModelContext, X: np.ndarray, y: np.ndarray, fold: np.ndarray, record: monitor_pb2.Retraining
+    ) -> tuple[bytes, np.ndarray]:
         """By a training job the scheduler places: the recipe fitted on (X, y) (ONNX bytes), and
-        with `fold` each fold's rows predicted by a fit on the others. The job's stages join the
-        round's, under `step`."""
+        each fold's rows predicted by a fit on the others. The job's stages join the round's."""
         data = io.BytesIO()
-        if fold is None:
-            np.savez(data, X=X, y=y)
-        else:
-            np.savez(data, X=X, y=y, fold=fold)
+        np.savez(data, X=X, y=y, fold=fold)
         scheduler = self._scheduler
         ref = types_pb2.ModelRef(name=context.name, version=context.version)
         started = scheduler.run_training_job(ref, input_data=data.getvalue())
         with self._removing([started]):
             finished = scheduler.wait_training_job(started.id, poll=POLL_SECONDS)
-            self._add_stages(record, finished, step)
-            predictions = None
-            if fold is not None:
-                found = scheduler.training_job_output(finished.id, S.TRAINING_OUTPUT_PREDICTIONS)
-                predictions = np.load(io.BytesIO(found), allow_pickle=False)
-            return scheduler.training_job_output(finished.id), predictions
+            self._add_stages(record, finished, "challenger")
+            predictions = scheduler.training_job_output(finished.id, S.TRAINING_OUTPUT_PREDICTIONS)
+            return scheduler.training_job_output(finished.id), np.load(io.BytesIO(predictions), allow_pickle=False)
 
     def _register(
         self, job: Job, record: monitor_pb2.Retraining, onnx_model: bytes, reference: np.ndarray, score: float

@@ -28,7 +28,6 @@ class Round:
     since: int
     unseen_after: int
     follow_up: bool  # the serving version came from an earlier round of the same series
-    early: bool = False  # on first_labels: its speed is its point (judged on a held-out part)
 
 
 @dataclass
@@ -94,7 +93,7 @@ class RetrainSchedule:
         if labels_seen - self.change_start >= self.min_labels:  # the alarm came late: no early round
             self.size = max(self.size, self.min_labels)
         self.running, self.rounds, self._due_at = True, self.rounds + 1, labels_seen
-        return Round(self.change_start, self.unseen_after, follow_up=self.wins > 0, early=self.size < self.min_labels)
+        return Round(self.change_start, self.unseen_after, follow_up=self.wins > 0)
 
     def finished(self, rolled_out: bool, labels_seen: int) -> None:
         """The outcome of the running round."""

@@ -11,8 +11,7 @@ champion never learnt from, each predicted by a fit that did not learn from it e
   label the champion never saw judges, about four times the held-out part's, so a first round on
   few labels after a change can already convince the test.
 - held out (`held_out_round`): a random quarter of those labels is kept out of the fit. For rounds
-  whose every fit costs privacy budget (one fit, judged once), and for the Monitor's early
-  rounds, whose point is speed (two fits instead of five).
+  whose every fit costs privacy budget (one fit, judged once).
 """
 
 from __future__ import annotations
@@ -197,25 +196,18 @@ def cross_validated_round(
 
 def held_out_round(
     task: int, X: np.ndarray, y: np.ndarray, unseen_from: int, champion: Callable[[np.ndarray], np.ndarray],
-    fit: Callable[[np.ndarray, np.ndarray, str], bytes], confidence: float, follow_up: bool, refit: bool,
-    evaluating: Callable[[], None] = lambda: None,
+    fit: Callable[[np.ndarray, np.ndarray], bytes], confidence: float, follow_up: bool,
 ) -> RoundOutcome:  # fmt: skip
     """One round on labeled rows (X, y), the champion having learnt from none from row
-    `unseen_from` on: `fit(X, y, step)` gives a challenger (ONNX bytes) fitted on most rows,
+    `unseen_from` on: `fit(X, y)` gives a challenger (ONNX bytes) fitted on most rows,
     `champion(rows)` the serving version's answers; both are judged on the held-out rest. A
-    better challenger is fitted again on all rows if `refit`, or rolls out as it was fitted (a
-    private round: a fit on all rows would spend the privacy budget again). `evaluating` is told
-    when the first fit is done."""
+    better challenger rolls out as it was fitted (for private rounds: a fit on all rows would
+    spend the privacy budget again)."""
     fit_rows, held = holdout_split(len(y), seed=len(y), unseen_from=unseen_from)
-    challenger = fit(X[fit_rows], y[fit_rows], "challenger")
-    evaluating()
+    challenger = fit(X[fit_rows], y[fit_rows])
     # The champion as it serves now: the held-out rows may have been answered by an older
     # version (a second round of a series spans a rollout).
     champion_predictions = champion(X[held]).astype(y.dtype)
     challenger_predictions = first_output(challenger, X[held]).astype(y.dtype)
     verdict = judge(task, y[held], champion_predictions, challenger_predictions, confidence, follow_up)
-    if not verdict.roll_out:
-        return RoundOutcome(verdict, None, len(fit_rows), len(held))
-    if not refit:
-        return RoundOutcome(verdict, challenger, len(fit_rows), len(held))
-    return RoundOutcome(verdict, fit(X, y, "final"), len(y), len(held))
+    return RoundOutcome(verdict, challenger if verdict.roll_out else None, len(fit_rows), len(held))

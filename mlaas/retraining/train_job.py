@@ -187,17 +187,15 @@ def whole_round(
     if plan.epsilon:
         reference = _reference(registry, model, output.parent)
 
-        def fit(X_fit: np.ndarray, y_fit: np.ndarray, step: str) -> bytes:
+        def fit(X_fit: np.ndarray, y_fit: np.ndarray) -> bytes:
             fitted, epsilon = fit_private(description.recipe, X_fit, y_fit, reference, plan.epsilon)
             spent.append(epsilon)
-            clock.mark(f"{step} fitted")
+            clock.mark("challenger fitted")
             exported = sklearn_to_onnx(fitted, X_fit[:1])
-            clock.mark(f"{step} exported")
+            clock.mark("challenger exported")
             return exported
 
-        outcome = held_out_round(
-            description.task, X, y, unseen_from, serving, fit, plan.confidence, plan.follow_up, refit=False
-        )
+        outcome = held_out_round(description.task, X, y, unseen_from, serving, fit, plan.confidence, plan.follow_up)
     else:
         outcome = cross_validated_round(
             description.task, X, y, unseen_from, serving,

@@ -47,7 +47,7 @@ def test_until_a_round_wins_it_is_tried_again_on_the_latest_labels():
 def test_an_early_first_round_that_loses_is_followed_by_the_usual_one_on_the_same_change():
     schedule = RetrainSchedule(min_labels=500, quiet_labels=300, first_labels=200)
     assert schedule.on_alarm(1_000, 1_010)
-    assert schedule.due(1_199) is None and schedule.due(1_200) == Round(1_000, 1_000, follow_up=False, early=True)
+    assert schedule.due(1_199) is None and schedule.due(1_200) == Round(1_000, 1_000, follow_up=False)
     schedule.finished(False, 1_200)  # not convinced on its few labels
     assert schedule.due(1_499) is None and schedule.due(1_500) == Round(1_000, 1_000, follow_up=False)
     schedule.finished(True, 1_500)  # then the series goes on as ever: twice the labels
@@ -66,7 +66,7 @@ def test_an_alarm_that_comes_late_has_no_early_round():
 def test_an_early_first_round_that_wins_is_followed_as_a_series_without_it():
     schedule = RetrainSchedule(min_labels=500, first_labels=200)
     schedule.on_alarm(0, 10)
-    assert schedule.due(200) == Round(0, 0, follow_up=False, early=True)
+    assert schedule.due(200) == Round(0, 0, follow_up=False)
     schedule.finished(True, 200)
     assert schedule.due(499) is None and schedule.due(500) == Round(0, 200, follow_up=True)
     schedule.finished(True, 500)
