@@ -52,7 +52,7 @@ def summarise(null_alarms: list[int], null_length: int, firsts: list[int | None]
 def ours_covariate(data: dict, seeds: int, ert: float) -> dict:
     reference = data["reference_0"]
     started = time.perf_counter()
-    threshold = DriftScan.calibrated(reference, ert).threshold
+    threshold = DriftScan.calibrating(reference, ert, wait=True).threshold
     calibration_s = time.perf_counter() - started
     nulls, shifts, ramps = [], [], []
     for seed in range(seeds):

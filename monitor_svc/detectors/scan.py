@@ -278,22 +278,6 @@ class DriftScan:
         self.last_scores: dict[str, float] = {}
 
     @classmethod
-    def calibrated(
-        cls,
-        reference: np.ndarray,
-        expected_run_length: float,
-        names: Sequence[str] | None = None,
-        kinds: Sequence[str] | None = None,
-        windows: Sequence[int] = WINDOWS,
-        seed: int = 0,
-    ) -> DriftScan:
-        """A scan whose threshold is known when this returns."""
-        scan = cls.calibrating(reference, expected_run_length, names, kinds, windows, seed)
-        if scan.calibration is not None:
-            scan.threshold, scan.calibration = scan.calibration.result(), None
-        return scan
-
-    @classmethod
     def calibrating(
         cls,
         reference: np.ndarray,
@@ -302,12 +286,14 @@ class DriftScan:
         kinds: Sequence[str] | None = None,
         windows: Sequence[int] = WINDOWS,
         seed: int = 0,
+        wait: bool = False,
     ) -> DriftScan:
-        """A scan whose threshold may still be calibrated in the background (see `update`)."""
+        """A scan whose threshold may still be calibrated in the background (see `update`), or
+        with `wait` is known when this returns."""
         reference = np.asarray(reference, dtype=np.float64)
         kinds = tuple(kinds) if kinds is not None else (NUMERIC,) * reference.shape[1]
         threshold = THRESHOLDS.future(reference, kinds, expected_run_length, windows, seed)
-        return cls(reference, threshold.result() if threshold.done() else threshold, names, kinds, windows)
+        return cls(reference, threshold.result() if wait or threshold.done() else threshold, names, kinds, windows)
 
     def update(self, rows: np.ndarray) -> list[Alarm]:
         """Feeds rows (oldest first); returns the alarms they raised, in order. While the threshold

@@ -39,7 +39,7 @@ def test_the_calibrated_budget_holds_on_a_long_null_stream(threshold_500):
     null = np.vstack([STREAMS[f"null_{seed}"] for seed in range(3)])
     alarms = DriftScan(REFERENCE, threshold_500).update(null)
     assert 35 <= len(alarms) <= 90
-    strict = DriftScan.calibrated(REFERENCE, 20_000)
+    strict = DriftScan.calibrating(REFERENCE, 20_000, wait=True)
     assert strict.threshold > threshold_500 and len(strict.update(null)) <= 5
 
 
@@ -55,7 +55,7 @@ def test_feeding_in_batches_gives_the_same_alarms_as_at_once(threshold_500):
 def test_a_categorical_feature_drifts_by_chi_square():
     rng = np.random.default_rng(3)
     reference = np.column_stack([rng.normal(size=4000), rng.choice(3, size=4000, p=[0.6, 0.3, 0.1])])
-    scan = DriftScan.calibrated(reference, 1000, ["x", "colour"], [NUMERIC, CATEGORICAL])
+    scan = DriftScan.calibrating(reference, 1000, ["x", "colour"], [NUMERIC, CATEGORICAL], wait=True)
     stationary = np.column_stack([rng.normal(size=3000), rng.choice(3, size=3000, p=[0.6, 0.3, 0.1])])
     assert len(scan.update(stationary)) <= 10
     shifted = np.column_stack([rng.normal(size=1000), rng.choice(4, size=1000, p=[0.3, 0.3, 0.1, 0.3])])
