@@ -104,10 +104,15 @@ def fit_recipe(
     on the others (`cross_fit`); the clock marks the `step`'s fit and export."""
     fit = lambda X, y: build_pipeline(recipe).fit(X, y)  # noqa: E731
     fitted, predictions = (fit(X, y), None) if fold is None else cross_fit(fit, X, y, fold)
+    return exported(fitted, X, clock, step), predictions
+
+
+def exported(fitted, X: np.ndarray, clock: StageClock, step: str) -> bytes:
+    """A fitted model as ONNX; the clock marks the `step`'s fit (done) and export."""
     clock.mark(f"{step} fitted".lstrip())
-    exported = sklearn_to_onnx(fitted, X[:1])
+    model = sklearn_to_onnx(fitted, X[:1])
     clock.mark(f"{step} exported".lstrip())
-    return exported, predictions
+    return model
 
 
 def fold_problem(fold: np.ndarray, rows: int) -> str:
@@ -190,10 +195,7 @@ def whole_round(
         def fit(X_fit: np.ndarray, y_fit: np.ndarray) -> bytes:
             fitted, epsilon = fit_private(description.recipe, X_fit, y_fit, reference, plan.epsilon)
             spent.append(epsilon)
-            clock.mark("challenger fitted")
-            exported = sklearn_to_onnx(fitted, X_fit[:1])
-            clock.mark("challenger exported")
-            return exported
+            return exported(fitted, X_fit, clock, "challenger")
 
         outcome = held_out_round(description.task, X, y, unseen_from, serving, fit, plan.confidence, plan.follow_up)
     else:
