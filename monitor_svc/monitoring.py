@@ -279,7 +279,8 @@ class DeploymentMonitor:
         return M.DriftReport(
             deployment_id=self.deployment_id,
             model_version=self.context.version,
-            samples_seen=self.samples_seen,
+            samples_seen=self.samples_seen + self.data.waiting,
+            samples_waiting=self.data.waiting,
             labels_seen=labels_total,
             features=features,
             recent_performance=self.recent_performance(),

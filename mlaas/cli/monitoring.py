@@ -48,6 +48,8 @@ def cmd_drift(args) -> None:
         return
     print(f"deployment {report.deployment_id}, version {report.model_version}: {report.samples_seen} samples, "
           f"{report.labels_seen} labels, recent accuracy {report.recent_performance:.3f}")  # fmt: skip
+    if report.samples_waiting:
+        print(f"{report.samples_waiting} of them wait for the new version's drift thresholds (being calibrated)")
     if report.feedback_dropped:
         print(f"{report.feedback_dropped} feedback records dropped by the runtimes (their buffer was full)")
     if report.retraining_unavailable_reason:

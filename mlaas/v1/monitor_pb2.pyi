@@ -240,7 +240,7 @@ class FeatureDrift(_message.Message):
     def __init__(self, feature: _Optional[str] = ..., statistic: _Optional[str] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., drifted: _Optional[bool] = ..., first_seen_sample: _Optional[int] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class DriftReport(_message.Message):
-    __slots__ = ("deployment_id", "model_version", "samples_seen", "labels_seen", "features", "recent_events", "recent_performance", "retraining_unavailable_reason", "feedback_dropped", "trial")
+    __slots__ = ("deployment_id", "model_version", "samples_seen", "labels_seen", "features", "recent_events", "recent_performance", "retraining_unavailable_reason", "feedback_dropped", "trial", "samples_waiting")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_SEEN_FIELD_NUMBER: _ClassVar[int]
@@ -251,6 +251,7 @@ class DriftReport(_message.Message):
     RETRAINING_UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
     FEEDBACK_DROPPED_FIELD_NUMBER: _ClassVar[int]
     TRIAL_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_WAITING_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     model_version: int
     samples_seen: int
@@ -261,7 +262,8 @@ class DriftReport(_message.Message):
     retraining_unavailable_reason: str
     feedback_dropped: int
     trial: TrialJudgement
-    def __init__(self, deployment_id: _Optional[str] = ..., model_version: _Optional[int] = ..., samples_seen: _Optional[int] = ..., labels_seen: _Optional[int] = ..., features: _Optional[_Iterable[_Union[FeatureDrift, _Mapping]]] = ..., recent_events: _Optional[_Iterable[_Union[DriftEvent, _Mapping]]] = ..., recent_performance: _Optional[float] = ..., retraining_unavailable_reason: _Optional[str] = ..., feedback_dropped: _Optional[int] = ..., trial: _Optional[_Union[TrialJudgement, _Mapping]] = ...) -> None: ...
+    samples_waiting: int
+    def __init__(self, deployment_id: _Optional[str] = ..., model_version: _Optional[int] = ..., samples_seen: _Optional[int] = ..., labels_seen: _Optional[int] = ..., features: _Optional[_Iterable[_Union[FeatureDrift, _Mapping]]] = ..., recent_events: _Optional[_Iterable[_Union[DriftEvent, _Mapping]]] = ..., recent_performance: _Optional[float] = ..., retraining_unavailable_reason: _Optional[str] = ..., feedback_dropped: _Optional[int] = ..., trial: _Optional[_Union[TrialJudgement, _Mapping]] = ..., samples_waiting: _Optional[int] = ...) -> None: ...
 
 class TrialJudgement(_message.Message):
     __slots__ = ("champion_version", "challenger_version", "labels", "wins", "losses", "outcome")

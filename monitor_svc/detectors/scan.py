@@ -295,6 +295,11 @@ class DriftScan:
         threshold = THRESHOLDS.future(reference, kinds, expected_run_length, windows, seed)
         return cls(reference, threshold.result() if wait or threshold.done() else threshold, names, kinds, windows)
 
+    @property
+    def waiting(self) -> int:
+        """Rows fed while the threshold is calibrated, not scanned yet."""
+        return sum(rows.shape[0] for rows in self._waiting)
+
     def update(self, rows: np.ndarray) -> list[Alarm]:
         """Feeds rows (oldest first); returns the alarms they raised, in order. While the threshold
         is calibrated, rows wait and this returns none, unless BACKLOG_VALUES wait: then it waits

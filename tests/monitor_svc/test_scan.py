@@ -97,8 +97,9 @@ def test_rows_fed_while_the_scan_is_calibrated_wait_and_keep_their_sample_number
     calibration: Future[float] = Future()
     waiting = DriftScan(REFERENCE, calibration)
     assert waiting.update(shift[:150]) == [] and waiting.update(shift[150:]) == []
+    assert waiting.waiting == len(shift) and waiting.samples == 0
     calibration.set_result(threshold_500)
-    assert waiting.update(shift[:0]) == known and waiting.calibration is None
+    assert waiting.update(shift[:0]) == known and waiting.calibration is None and waiting.waiting == 0
 
     monkeypatch.setattr(scan, "BACKLOG_VALUES", 300 * 5)  # 300 rows of 5 features
     calibration = Future()

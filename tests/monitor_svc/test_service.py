@@ -9,6 +9,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 
 import grpc
 import numpy as np
@@ -91,6 +92,16 @@ def test_acknowledged_labels_survive_a_monitor_crash(gauss, tmp_path):
         second.wait()
 
 
+def scanned_report(monitor: MonitorClient, deployment_id: str, seconds: float = 120) -> M.DriftReport:
+    """The report once every sample fed is scanned: a new version's rows wait while its drift
+    thresholds are calibrated, seconds on a quiet machine, more on a busy one."""
+    deadline = time.monotonic() + seconds
+    while (report := monitor.report(deployment_id)).samples_waiting and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert report.samples_waiting == 0, f"{report.samples_waiting} samples still wait after {seconds} s"
+    return report
+
+
 def test_a_covariate_shift_raises_data_drift_and_names_the_feature(gauss, start_monitor):
     registry_address, streams = gauss
     server = start_monitor(registry_address)
@@ -100,12 +111,12 @@ def test_a_covariate_shift_raises_data_drift_and_names_the_feature(gauss, start_
         stub = monitor_pb2_grpc.MonitorServiceStub(channel)
         quiet = streams["null_0"][:1000]
         stub.IngestFeedback(feedback("d-2", quiet, model_labels(quiet), [""] * 1000))
-        assert [e for e in monitor.report("d-2").recent_events if e.kind == M.DRIFT_KIND_DATA] == []
+        assert [e for e in scanned_report(monitor, "d-2").recent_events if e.kind == M.DRIFT_KIND_DATA] == []
         shifted = streams["shift_0"]
         stub.IngestFeedback(feedback("d-2", shifted, model_labels(shifted), [""] * len(shifted)))
         for dropped in (3, 4):  # what a runtime's full buffer lost, reported with its next batches
             stub.IngestFeedback(iter([M.IngestFeedbackRequest(deployment_id="d-2", dropped=dropped)]))
-        report = monitor.report("d-2")
+        report = scanned_report(monitor, "d-2")
         first_page = stub.ListDriftEvents(M.ListDriftEventsRequest(deployment_id="d-2", page_size=2))
         every = list(monitor.drift_events("d-2"))
     data = [e for e in report.recent_events if e.kind == M.DRIFT_KIND_DATA]
@@ -127,8 +138,10 @@ def test_the_cli_report_says_when_a_feature_has_too_few_samples_to_test(gauss, s
     registry_address, streams = gauss
     address = f"127.0.0.1:{start_monitor(registry_address).server.port}"
     first = streams["null_0"][:3]  # fewer rows than the shortest window
-    with grpc.insecure_channel(address) as channel:
+    with grpc.insecure_channel(address) as channel, MonitorClient(address) as monitor:
         monitor_pb2_grpc.MonitorServiceStub(channel).IngestFeedback(feedback("d-4", first, np.zeros(3), [""] * 3))
+        assert monitor.report("d-4").samples_seen == 3  # scanned or waiting for the thresholds
+        scanned_report(monitor, "d-4")
     shown = subprocess.run([sys.executable, "-m", "mlaas.cli", "drift", "d-4", "--monitor", address],
                            capture_output=True, text=True, env=tool_env())  # fmt: skip
     assert shown.returncode == 0, shown.stderr
