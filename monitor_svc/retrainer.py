@@ -4,7 +4,8 @@ waits for another.
 An OPEN deployment's retraining: the labeled samples since the change (from the store) -> one
 training job the scheduler places with the model's train resources (RunTrainingJob with the
 data and its folds; ReadTrainingJobOutput for the model and the predictions) fits the registered
-recipe on all of them and predicts each fold by a fit on the others -> challenger and champion
+recipe on all of them and predicts each row with a fold by fits that never learnt it (the
+forest's out-of-bag trees, or a fit on the other folds) -> challenger and champion
 (the version serving now) scored on the labels the champion never learnt from -> rolled out if
 a paired test says the challenger is better at the policy's confidence (mlaas/retraining/rounds.py).
 
@@ -482,7 +483,8 @@ class Retrainer(threading.Thread):
         self, context: ModelContext, X: np.ndarray, y: np.ndarray, fold: np.ndarray, record: monitor_pb2.Retraining
     ) -> tuple[bytes, np.ndarray]:
         """By a training job the scheduler places: the recipe fitted on (X, y) (ONNX bytes), and
-        each fold's rows predicted by a fit on the others. The job's stages join the round's."""
+        the rows with a fold predicted by fits that never learnt them (rounds.cross_fit). The job's
+        stages join the round's."""
         data = io.BytesIO()
         np.savez(data, X=X, y=y, fold=fold)
         scheduler = self._scheduler

@@ -6,10 +6,12 @@ A round fits the registered recipe on the labels since a change and judges the c
 against the serving version (the champion) with a one-sided paired test (`judge`) on labels the
 champion never learnt from, each predicted by a fit that did not learn from it either:
 
-- cross-validated (`cross_validated_round`): every such label is in one of FOLDS folds, and a fit
-  on the other rows predicts each fold; the model that rolls out is fitted on all rows. Every
-  label the champion never saw judges, about four times the held-out part's, so a first round on
-  few labels after a change can already convince the test.
+- cross-validated (`cross_validated_round`): the model that rolls out is fitted on all rows,
+  and every label the champion never saw judges, about four times the held-out part's, so a
+  first round on few labels after a change can already convince the test. Each is predicted by
+  the trees whose bootstrap samples left it out if the recipe ends in a random forest (no fit
+  more: Breiman's out-of-bag estimate), else it is in one of FOLDS folds and predicted by a fit
+  on the other rows (FOLDS fits more).
 - held out (`held_out_round`): a random quarter of those labels is kept out of the fit. For rounds
   whose every fit costs privacy budget (one fit, judged once).
 """
@@ -64,15 +66,54 @@ def folds_of(n: int, unseen_from: int, folds: int = FOLDS, seed: int = 0) -> np.
     return fold
 
 
-def cross_fit(fit: Callable[[np.ndarray, np.ndarray], Any], X: np.ndarray, y: np.ndarray, fold: np.ndarray):
+def cross_fit(
+    fit: Callable[[np.ndarray, np.ndarray], Any], X: np.ndarray, y: np.ndarray, fold: np.ndarray,
+    out_of_bag: bool = True,
+):  # fmt: skip
     """(the model `fit` on all rows, the predictions for the rows with a fold, in row order), each
-    prediction by a fit on the rows outside its fold."""
+    prediction by fits that never learnt its label: a bagged forest's trees whose samples left
+    the row out (`out_of_bag_predictions`, no fit more), else the fit on the rows outside its
+    fold."""
+    model = fit(X, y)
     judged = fold[fold >= 0]
+    if out_of_bag and (predictions := out_of_bag_predictions(model, X, fold >= 0)) is not None:
+        return model, predictions
     found = {k: np.asarray(fit(X[fold != k], y[fold != k]).predict(X[fold == k])) for k in np.unique(judged)}
     predictions = np.empty(judged.size, dtype=np.result_type(*found.values()))  # a regressor's floats stay floats
     for k, predicted in found.items():
         predictions[judged == k] = predicted
-    return fit(X, y), predictions
+    return model, predictions
+
+
+def out_of_bag_predictions(model: Any, X: np.ndarray, judged: np.ndarray) -> np.ndarray | None:
+    """The `judged` rows (a mask) of the model's training rows X, each predicted by the trees of
+    its final bagged forest whose bootstrap samples left it out; None unless the model ends in
+    such a forest and every judged row has such trees. The steps before the forest (scalers,
+    PCA) learnt from the rows' features, never from their labels."""
+    steps = [step for _, step in model.steps] if hasattr(model, "steps") else [model]
+    forest = steps[-1]
+    samples = getattr(forest, "estimators_samples_", None)
+    if samples is None or not getattr(forest, "bootstrap", False):
+        return None
+    rows = X[judged]
+    for step in steps[:-1]:
+        rows = step.transform(rows)
+    index = np.flatnonzero(judged)
+    votes, trees = None, np.zeros(index.size)
+    for tree, sampled in zip(forest.estimators_, samples, strict=True):
+        left_out = ~np.isin(index, sampled)
+        if not left_out.any():
+            continue
+        predicted = tree.predict_proba(rows[left_out]) if hasattr(forest, "classes_") else tree.predict(rows[left_out])
+        if votes is None:
+            votes = np.zeros((index.size, *predicted.shape[1:]))
+        votes[left_out] += predicted
+        trees[left_out] += 1
+    if votes is None or not trees.all():
+        return None
+    if hasattr(forest, "classes_"):
+        return forest.classes_[np.argmax(votes, axis=1)]
+    return votes / trees
 
 
 def train(recipe: types_pb2.TrainingRecipe, X: np.ndarray, y: np.ndarray):
@@ -103,10 +144,10 @@ class Verdict:
 
 def judge(
     task: int, y_true: np.ndarray, champion: np.ndarray, challenger: np.ndarray, confidence: float,
-    follow_up: bool = False, folds: int = 0,
+    follow_up: bool = False, cross_validated: bool = False,
 ) -> Verdict:  # fmt: skip
-    """Whether the challenger's predictions on held-out labels (`folds`: each predicted by a fit
-    that left its fold out) are better than the champion's,
+    """Whether the challenger's predictions on held-out labels (`cross_validated`: each predicted
+    by fits that never learnt it, see cross_fit) are better than the champion's,
     by a one-sided paired test at `confidence`: for classification McNemar's exact test (of the
     samples exactly one model gets right, the challenger must get significantly more than half),
     otherwise the Wilcoxon signed-rank test on the differences of absolute errors.
@@ -124,7 +165,9 @@ def judge(
         from scipy.stats import wilcoxon  # here: a starting Monitor need not import scipy.stats (0.6 s)
 
         p_value = float(wilcoxon(gain, alternative="greater").pvalue) if np.any(gain != 0) else 1.0
-    return decide(champion_score, challenger_score, len(gain), p_value, confidence, follow_up, wins, losses, folds)
+    return decide(
+        champion_score, challenger_score, len(gain), p_value, confidence, follow_up, wins, losses, cross_validated
+    )
 
 
 def mcnemar(wins: int, losses: int) -> float:
@@ -137,10 +180,10 @@ def mcnemar(wins: int, losses: int) -> float:
 
 def decide(
     champion: float, challenger: float, held_out: int, p_value: float, confidence: float, follow_up: bool,
-    wins: int = 0, losses: int = 0, folds: int = 0,
+    wins: int = 0, losses: int = 0, cross_validated: bool = False,
 ) -> Verdict:  # fmt: skip
     """The verdict from the scores and the paired test's p-value (see `judge`)."""
-    how = f" ({folds}-fold cross-validation)" if folds else ""
+    how = " (cross-validated)" if cross_validated else ""
     scores = f"challenger {challenger:.4f}, champion {champion:.4f} on {held_out} held-out labels{how}"
     if follow_up:
         better = challenger >= champion
@@ -189,7 +232,7 @@ def cross_validated_round(
     judged = fold >= 0
     verdict = judge(
         task, y[judged], champion(X[judged]).astype(y.dtype), np.asarray(predictions).astype(y.dtype), confidence,
-        follow_up, folds=len(np.unique(fold[judged])),
+        follow_up, cross_validated=True,
     )  # fmt: skip
     return RoundOutcome(verdict, model if verdict.roll_out else None, len(y), int(judged.sum()))
 

@@ -7,8 +7,9 @@ model's train resources. Two kinds:
       python -m mlaas.retraining.train_job --registry ADDR --model NAME:VERSION --input DATA.npz --output MODEL.onnx
 
   DATA.npz holds X (rows x features) and y; with an integer array `fold` too (per row: -1, or a
-  fold below MAX_FOLDS), it also writes predictions.npy beside the model: each fold's rows
-  predicted by the recipe fitted on the other rows (a cross-validated round, rounds.py).
+  fold below MAX_FOLDS), it also writes predictions.npy beside the model: the rows with a fold,
+  each predicted by fits that never learnt its label (a cross-validated round: rounds.cross_fit,
+  out of bag for a forest, else the recipe fitted on the other folds).
 - a round on a STRICT deployment's node: the plan (a NodeRound as JSON) says which of the labels
   the node keeps to learn from; the job fits the recipe on most of them (with differential
   privacy if the plan gives an epsilon), judges it against the version serving now (NAME:VERSION)
@@ -91,7 +92,7 @@ def fit_given(registry: RegistryClient, model: str, data_path: Path, output: Pat
         np.save(saved, predictions, allow_pickle=False)
         write_atomically(output.with_name(PREDICTIONS), saved.getvalue())
     write_atomically(output, exported)
-    folds = "" if fold is None else ", and each of its folds predicted by a fit without it"
+    folds = "" if fold is None else ", and each row with a fold predicted by fits without it"
     print(f"fitted {model}'s recipe on {len(X)} rows{folds} -> {output}")
     return 0
 
@@ -100,8 +101,8 @@ def fit_recipe(
     recipe: types_pb2.TrainingRecipe, X: np.ndarray, y: np.ndarray, fold: np.ndarray | None, clock: StageClock,
     step: str = "",
 ) -> tuple[bytes, np.ndarray | None]:  # fmt: skip
-    """The recipe fitted on all rows (ONNX), and with `fold` each fold's rows predicted by a fit
-    on the others (`cross_fit`); the clock marks the `step`'s fit and export."""
+    """The recipe fitted on all rows (ONNX), and with `fold` the rows with a fold predicted by fits
+    that never learnt them (`cross_fit`); the clock marks the `step`'s fit and export."""
     fit = lambda X, y: build_pipeline(recipe).fit(X, y)  # noqa: E731
     fitted, predictions = (fit(X, y), None) if fold is None else cross_fit(fit, X, y, fold)
     return exported(fitted, X, clock, step), predictions

@@ -4,8 +4,19 @@ held-out labels it is judged on (a held-out part, or every fold of a cross-valid
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from mlaas.retraining.rounds import cross_fit, cross_validated_round, folds_of, holdout_split, judge
+from mlaas.recipes import recipe_from_steps
+from mlaas.retraining.rounds import (
+    FOLDS,
+    cross_fit,
+    cross_validated_round,
+    folds_of,
+    holdout_split,
+    judge,
+    out_of_bag_predictions,
+    train,
+)
 from mlaas.v1 import types_pb2
 
 
@@ -87,7 +98,7 @@ def test_a_cross_validated_round_judges_on_every_unseen_label():
     )
     assert outcome.held_out_samples == 200 and outcome.training_samples == 260
     assert outcome.verdict.roll_out and outcome.model == b"model", outcome.verdict.reason
-    assert "on 200 held-out labels (4-fold cross-validation): better" in outcome.verdict.reason
+    assert "on 200 held-out labels (cross-validated): better" in outcome.verdict.reason
     held_out_only = judge(types_pb2.TASK_CLASSIFICATION, y[60:110], champion[60:110], challenger[60:110], 0.95)
     assert not held_out_only.roll_out, held_out_only.reason
 
@@ -99,3 +110,57 @@ def test_a_regressors_cross_validated_predictions_stay_numbers_whatever_the_labe
     y = np.arange(20, dtype=np.int64) * 3 + 1  # integer labels of a regression
     _, predictions = cross_fit(lambda X, y: LinearRegression().fit(X, y / 2), X, y, folds_of(20, 0, seed=1))
     assert predictions.dtype.kind == "f" and np.allclose(predictions, (y / 2)[folds_of(20, 0, seed=1) >= 0])
+
+
+def counting(fit):
+    """`fit`, and the list its calls are counted in."""
+    calls = []
+
+    def counted(X, y):
+        calls.append(len(y))
+        return fit(X, y)
+
+    return counted, calls
+
+
+@pytest.mark.parametrize("steps", [["RandomForestClassifier"], ["StandardScaler", "RandomForestClassifier"]])
+def test_a_forest_is_judged_out_of_bag_in_one_fit_never_by_a_tree_that_learnt_the_row(steps):
+    """Labels of pure noise: the forest on all rows knows every one (what it learnt), each row's
+    out-of-bag trees answer at chance, as a model that never saw the row must."""
+    recipe = recipe_from_steps([(("sklearn.ensemble." if "Forest" in s else "sklearn.preprocessing.") + s, {})
+                                for s in steps])  # fmt: skip
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(400, 3)), rng.integers(0, 2, 400)
+    fold = folds_of(400, unseen_from=100, seed=3)
+    fit, calls = counting(lambda X, y: train(recipe, X, y))
+    model, predictions = cross_fit(fit, X, y, fold)
+    assert calls == [400]  # the model that rolls out, nothing more
+    assert np.mean(model.predict(X) == y) > 0.95  # it learnt the noise
+    assert predictions.shape == (300,) and 0.4 < np.mean(predictions == y[100:]) < 0.6
+
+
+def test_out_of_bag_predictions_are_scikit_learns_own():
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(300, 4))
+    labels = np.array(["low", "mid", "high"])[np.digitize(X[:, 0], [-0.5, 0.5])]
+    classifier = RandomForestClassifier(30, oob_score=True, random_state=0).fit(X, labels)
+    everyone = np.ones(300, dtype=bool)
+    own = classifier.classes_[np.argmax(classifier.oob_decision_function_, axis=1)]
+    assert np.array_equal(out_of_bag_predictions(classifier, X, everyone), own)
+    regressor = RandomForestRegressor(30, oob_score=True, random_state=0).fit(X, X[:, 0] * 2)
+    assert np.allclose(out_of_bag_predictions(regressor, X, everyone), regressor.oob_prediction_)
+
+
+def test_a_model_that_cannot_be_judged_out_of_bag_is_judged_by_folds():
+    """No bootstrap samples, or too few trees to leave every judged row out of one: the folds."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(7)
+    X, y = rng.normal(size=(200, 2)), rng.integers(0, 2, 200)
+    fold = folds_of(200, unseen_from=0, seed=1)
+    for forest in (lambda: RandomForestClassifier(30, bootstrap=False), lambda: RandomForestClassifier(2)):
+        fit, calls = counting(lambda X, y, forest=forest: forest().fit(X, y))
+        _, predictions = cross_fit(fit, X, y, fold)
+        assert len(calls) == 1 + FOLDS and predictions.shape == (200,)
