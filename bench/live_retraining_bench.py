@@ -19,8 +19,9 @@ docker-image`); `--trainers warm cold` runs every stream with warm training (the
 again with every job started cold, in the same run, for the ratio.
 
 Reported per stream and rate (medians over seeds): rows served from the change until the first
-new version served, the loop's own time from the round being due (its labels were there) to the
-new version serving and from the alarm to serving (each retraining's recorded stages), the
+new version served, the seconds from the first changed row's answer to the first alarm, the
+loop's own time from the round being due (its labels were there) to the new version serving and
+from the alarm to serving (each retraining's recorded stages), the
 retrainings rolled out and rejected per run, failed requests, and the accuracy served in the
 first and second 1,000 rows after the change (gradual: after it completed) beside no retraining,
 ARF, HAT and the oracle. Writes bench/results/live-retraining.json (live-retraining-docker.json
@@ -108,10 +109,11 @@ def serve(mesh: Mesh, name: str, X: np.ndarray, y: np.ndarray, train: tuple, rat
         deployment = scheduler.wait_ready(scheduler.deploy(name).id)
         rows = paced(({"X": X[i : i + 1].astype(np.float32)} for i in range(len(X))), rate)
 
-        versions, right, failed, waiting = [], [], 0, []
+        versions, right, answered_at, failed, waiting = [], [], [], 0, []
         with DeploymentInference(scheduler, deployment.id) as runtime:
             for result in runtime.stream(rows, (f"r{i}" for i in range(len(X)))):
                 i = int(result.request_id[1:])
+                answered_at.append(time.time())
                 if result.error:
                     failed += 1
                     versions.append(0)
@@ -130,13 +132,25 @@ def serve(mesh: Mesh, name: str, X: np.ndarray, y: np.ndarray, train: tuple, rat
             time.sleep(0.5)
         retrainings = monitor.retrainings(deployment.id)
         scheduler.decommission(deployment.id)
-    return {"versions": versions, "right": right, "failed": failed, "retrainings": retrainings}
+    return {
+        "versions": versions,
+        "right": right,
+        "answered_at": answered_at,
+        "failed": failed,
+        "retrainings": retrainings,
+    }
 
 
 def stage_seconds(retraining: M.Retraining, first: str, last: str) -> float | None:
     """Seconds from stage `first` to stage `last` of a retraining (None if it has not both)."""
     at = {s.stage: s.at.ToNanoseconds() for s in retraining.stages}
     return (at[last] - at[first]) / 1e9 if first in at and last in at else None
+
+
+def change_to_alarm(served: dict, settled: int) -> float | None:
+    """Seconds from the answer to the first changed row to the first round's alarm."""
+    alarms = [s.at.ToNanoseconds() / 1e9 for r in served["retrainings"] for s in r.stages if s.stage == "alarm"]
+    return round(min(alarms) - served["answered_at"][settled], 3) if alarms else None
 
 
 def accuracy(right, part: slice) -> float:
@@ -195,6 +209,7 @@ def run_streams(mesh: Mesh, args, data, online: dict, results: dict, summary: di
 
                 runs.append({
                     "rows_until_new_version": None if new_version is None else new_version - BEFORE,
+                    "change_to_alarm_s": change_to_alarm(served, settled),
                     "due_to_serving_s": [stage_seconds(r, "due", "serving") for r in rolled],
                     "alarm_to_serving_s": [stage_seconds(r, "alarm", "serving") for r in rolled],
                     "stages": [durations(r.stages) for r in rolled],
@@ -212,6 +227,7 @@ def run_streams(mesh: Mesh, args, data, online: dict, results: dict, summary: di
             results[label] = runs
             summary[label] = {
                 "rows_until_new_version": median([r["rows_until_new_version"] for r in runs]),
+                "change_to_alarm_s": median([r["change_to_alarm_s"] for r in runs]),
                 "due_to_serving_s": median([s for r in runs for s in r["due_to_serving_s"]]),
                 "alarm_to_serving_s": median([s for r in runs for s in r["alarm_to_serving_s"]]),
                 "rolled_out_per_run": statistics.mean(r["rolled_out"] for r in runs),

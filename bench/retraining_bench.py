@@ -12,13 +12,15 @@ on 3,000 rows of the new concept alone).
         [--first-round-labels N]   # ~25 minutes
 
 Each stream runs once per `--judging`: rounds judged by cross-validation, as the Monitor judges
-them, and on a held-out quarter, as it judges private rounds (and judged every round before).
+them (out of bag: the recipe is a forest), by 4 folds as it judges other recipes (`folds`), and
+on a held-out quarter, as it judges private rounds (and judged every round before).
 
 Reported per stream (medians over seeds unless said): the labels from the change to the first
 performance alarm (ours, ADWIN), retrainings started and rolled out per run, rows served from the
 change until the first new version, accuracy after the change in windows of 500 (mean over
 seeds), and the accuracy in the second 1,000 rows after the change (gradual: after it completed)
-beside no retraining and the oracle; held-out runs under "STREAM, held out". Writes
+beside no retraining and the oracle; other judgings under "STREAM, by folds" and "STREAM, held
+out". Writes
 bench/results/retraining.json (or `--out`).
 """
 
@@ -49,13 +51,17 @@ RECIPE = recipe_from_steps([("sklearn.ensemble.RandomForestClassifier", {"n_esti
 CLASSIFICATION = types_pb2.TASK_CLASSIFICATION
 
 
+JUDGED = {"folds": "by folds", "holdout": "held out"}  # the runs' names beside the Monitor's judging
+
+
 def run(
     X: np.ndarray, y: np.ndarray, champion, retrain: bool, first_round_labels: int | None = None,
     judging: str = "cross",
 ) -> dict:  # fmt: skip
     """The stream served and labelled as the Monitor sees it; what served each row, when
     (`first_round_labels`: the policy's, if not its default; `judging`: cross-validated as the
-    Monitor judges, or on a held-out quarter as it judges private rounds)."""
+    Monitor judges, by folds whatever the recipe, or on a held-out quarter as it judges private
+    rounds)."""
     policy = default_policy()
     if first_round_labels is not None:
         policy.first_round_labels = first_round_labels
@@ -76,9 +82,10 @@ def run(
             continue
         window_X, window_y = X[due.since : stop], y[due.since : stop]
         unseen_from = due.unseen_after - due.since
-        if judging == "cross":
+        if judging in ("cross", "folds"):
             fold = folds_of(stop - due.since, unseen_from, seed=stop)
-            challenger, predicted = cross_fit(lambda X, y: train(RECIPE, X, y), window_X, window_y, fold)
+            fit = lambda X, y: train(RECIPE, X, y)  # noqa: E731
+            challenger, predicted = cross_fit(fit, window_X, window_y, fold, out_of_bag=judging == "cross")
             held = fold >= 0
         else:
             fit, held = holdout_split(stop - due.since, seed=stop, unseen_from=unseen_from)
@@ -134,8 +141,9 @@ def main() -> None:
     )
     parser.add_argument("--streams", nargs="+", default=[*ABRUPT, *GRADUAL, *CONTROLS])
     parser.add_argument(
-        "--judging", nargs="+", choices=["cross", "holdout"], default=["cross", "holdout"],
-        help="how rounds are judged; each in the same run (held out: as before cross-validated rounds)",
+        "--judging", nargs="+", choices=["cross", "folds", "holdout"], default=["cross", "holdout"],
+        help="how rounds are judged; each in the same run (cross: as the Monitor, out of bag for this forest; "
+        "folds: by 4 folds whatever the recipe; held out: as before cross-validated rounds)",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=HERE / "results" / "retraining.json")
     args = parser.parse_args()
@@ -167,7 +175,7 @@ def main() -> None:
                 "oracle_second_1000": float(np.mean(oracle.predict(X[after]) == y[after])),
                 "retraining_log": ours["retrainings"],
             })  # fmt: skip
-        results[name if judging == "cross" else f"{name}, held out"] = runs
+        results[name if judging == "cross" else f"{name}, {JUDGED[judging]}"] = runs
         print(name, judging, "done", flush=True)
     adwin = adwin_alarms(errors, work)
     summary = {}
