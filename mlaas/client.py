@@ -647,7 +647,8 @@ class MonitorClient(GrpcClient):
         """(request id, true label) pairs: a string is a class label, a number a regression
         target. Returns once every label is on the Monitor's disk. While the Monitor is away
         (UNAVAILABLE: restarting) the labels are sent again for up to `retry_seconds`; a label
-        sent twice is stored once."""
+        sent twice is stored once. One batch goes in one unary call (ReportLabelBatch: no stream
+        to open, for an application labelling as it goes), more in one stream."""
         messages = [
             monitor_pb2.ReportLabelsRequest(deployment_id=deployment_id, labels=chunk)
             for chunk in label_batches(labels, batch)
@@ -655,8 +656,12 @@ class MonitorClient(GrpcClient):
         deadline, pause = time.monotonic() + retry_seconds, 0.05
         while True:
             try:
-                response: monitor_pb2.ReportLabelsResponse = self._call(self._stub.ReportLabels, iter(messages))
-                return response
+                if len(messages) != 1:
+                    response: monitor_pb2.ReportLabelsResponse = self._call(self._stub.ReportLabels, iter(messages))
+                    return response
+                one = monitor_pb2.ReportLabelBatchRequest(deployment_id=deployment_id, labels=messages[0].labels)
+                stored = self._call(self._stub.ReportLabelBatch, one)
+                return monitor_pb2.ReportLabelsResponse(accepted=stored.accepted, unmatched=stored.unmatched)
             except Unavailable:
                 if time.monotonic() > deadline:
                     raise

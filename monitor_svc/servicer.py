@@ -62,6 +62,11 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         namespace = self._access.label_namespace(context)
         return self._ingest.labels_stream(_until_gone(request_iterator), lambda d: self._check(context, d), namespace)
 
+    def ReportLabelBatch(self, request, context):
+        batch = M.ReportLabelsRequest(deployment_id=request.deployment_id, labels=request.labels)
+        stored = self.ReportLabels(iter([batch]), context)
+        return M.ReportLabelBatchResponse(accepted=stored.accepted, unmatched=stored.unmatched)
+
     def GetDriftReport(self, request, context):
         self._check(context, request.deployment_id)
         return M.GetDriftReportResponse(report=self._views.report(request.deployment_id))

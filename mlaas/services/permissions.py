@@ -52,6 +52,7 @@ RULES: dict[str, frozenset[str]] = {
         # Runtimes feed their own deployment's monitoring; nobody else does.
         _MONITOR + "IngestFeedback": {RUNTIME},
         _MONITOR + "ReportLabels": {TENANT, MONITOR},
+        _MONITOR + "ReportLabelBatch": {TENANT, MONITOR},
         _MONITOR + "GetDriftReport": {TENANT, MONITOR},
         _MONITOR + "ListDriftEvents": {TENANT, MONITOR},
         _MONITOR + "WatchDrift": {TENANT, MONITOR},

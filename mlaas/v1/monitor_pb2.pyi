@@ -195,6 +195,22 @@ class ReportLabelsResponse(_message.Message):
     unmatched: int
     def __init__(self, accepted: _Optional[int] = ..., unmatched: _Optional[int] = ...) -> None: ...
 
+class ReportLabelBatchRequest(_message.Message):
+    __slots__ = ("deployment_id", "labels")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: str
+    labels: _containers.RepeatedCompositeFieldContainer[Label]
+    def __init__(self, deployment_id: _Optional[str] = ..., labels: _Optional[_Iterable[_Union[Label, _Mapping]]] = ...) -> None: ...
+
+class ReportLabelBatchResponse(_message.Message):
+    __slots__ = ("accepted", "unmatched")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    UNMATCHED_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    unmatched: int
+    def __init__(self, accepted: _Optional[int] = ..., unmatched: _Optional[int] = ...) -> None: ...
+
 class DriftEvent(_message.Message):
     __slots__ = ("id", "deployment_id", "model_version", "kind", "features", "statistic", "value", "threshold", "window_start_sample", "window_end_sample", "time")
     ID_FIELD_NUMBER: _ClassVar[int]

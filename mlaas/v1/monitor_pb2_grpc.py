@@ -45,6 +45,11 @@ class MonitorServiceStub:
                 request_serializer=mlaas_dot_v1_dot_monitor__pb2.ReportLabelsRequest.SerializeToString,
                 response_deserializer=mlaas_dot_v1_dot_monitor__pb2.ReportLabelsResponse.FromString,
                 _registered_method=True)
+        self.ReportLabelBatch = channel.unary_unary(
+                '/mlaas.v1.MonitorService/ReportLabelBatch',
+                request_serializer=mlaas_dot_v1_dot_monitor__pb2.ReportLabelBatchRequest.SerializeToString,
+                response_deserializer=mlaas_dot_v1_dot_monitor__pb2.ReportLabelBatchResponse.FromString,
+                _registered_method=True)
         self.GetDriftReport = channel.unary_unary(
                 '/mlaas.v1.MonitorService/GetDriftReport',
                 request_serializer=mlaas_dot_v1_dot_monitor__pb2.GetDriftReportRequest.SerializeToString,
@@ -97,6 +102,15 @@ class MonitorServiceServicer:
     def ReportLabels(self, request_iterator, context):
         """Client streaming, from applications: true labels for earlier predictions. A label is
         durable before the response acknowledges it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportLabelBatch(self, request, context):
+        """Unary, from applications: one message of labels, taken as ReportLabels takes each of its
+        own, durable before the response acknowledges them. For an application that labels as it
+        goes, a few at a time: no stream to open, a round trip of about a millisecond.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -163,6 +177,11 @@ def add_MonitorServiceServicer_to_server(servicer, server):
                     servicer.ReportLabels,
                     request_deserializer=mlaas_dot_v1_dot_monitor__pb2.ReportLabelsRequest.FromString,
                     response_serializer=mlaas_dot_v1_dot_monitor__pb2.ReportLabelsResponse.SerializeToString,
+            ),
+            'ReportLabelBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportLabelBatch,
+                    request_deserializer=mlaas_dot_v1_dot_monitor__pb2.ReportLabelBatchRequest.FromString,
+                    response_serializer=mlaas_dot_v1_dot_monitor__pb2.ReportLabelBatchResponse.SerializeToString,
             ),
             'GetDriftReport': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDriftReport,
@@ -255,6 +274,33 @@ class MonitorService:
             '/mlaas.v1.MonitorService/ReportLabels',
             mlaas_dot_v1_dot_monitor__pb2.ReportLabelsRequest.SerializeToString,
             mlaas_dot_v1_dot_monitor__pb2.ReportLabelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportLabelBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlaas.v1.MonitorService/ReportLabelBatch',
+            mlaas_dot_v1_dot_monitor__pb2.ReportLabelBatchRequest.SerializeToString,
+            mlaas_dot_v1_dot_monitor__pb2.ReportLabelBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,7 +49,8 @@ def test_a_tenant_reaches_only_the_monitoring_of_deployments_it_can_see(parts, s
             lambda: beta.report(deployment_id),
             lambda: list(beta.drift_events(deployment_id)),
             lambda: next(iter(beta.watch_drift(deployment_id))),
-            lambda: beta.report_labels(deployment_id, [("r1", "0")]),
+            lambda: beta.report_labels(deployment_id, [("r1", "0")]),  # one batch: ReportLabelBatch
+            lambda: beta.report_labels(deployment_id, [("r1", "0"), ("r2", "0")], batch=1),  # streamed
         ):
             with pytest.raises(errors.NotFound, match=f"deployment '{deployment_id}' not found"):
                 call()
