@@ -92,7 +92,8 @@ def _remove_stale_env_files(directory: Path, older_than: float = 600.0) -> None:
 
 RUNTIME_SERVER = "inference_svc.warm"
 TRAINER_SERVER = "mlaas.retraining.warm_trainer"
-# How long a replica waits for a warm runtime that is still warming up: less than a cold start.
+# How long a replica or a job waits for a warm runtime or trainer that is still warming up: less
+# than a cold start, which would do the same imports from the beginning beside it.
 WARM_WAIT_SECONDS = 5.0
 
 # What a replica or job must not inherit from the scheduler's environment: its role's token, the
@@ -186,7 +187,8 @@ class LocalBackend:
         env = {**self._env, **limits, **credential(spec.token)}
         pid = None
         if self._trainers is not None:
-            pid = self._fork(self._trainers.ensure(spec.node), arguments, env, self._log_path(spec.job_id))
+            trainer = self._trainers.ensure(spec.node)
+            pid = self._fork(trainer, arguments, env, self._log_path(spec.job_id), WARM_WAIT_SECONDS)
         if pid is None:
             pid = self._spawn(spec.job_id, [self._python, "-m", "mlaas.retraining.train_job", *arguments], env)
         if spec.memory_bytes:
