@@ -16,6 +16,7 @@ from mlaas.services.live_scopes import LiveScopes
 from mlaas.services.server import MeshServer, Service
 from mlaas.v1 import monitor_pb2, monitor_pb2_grpc
 from monitor_svc.access import DeploymentAccess, scheduler_lookup
+from monitor_svc.background import warm_up_judging
 from monitor_svc.changes import Changes
 from monitor_svc.context import ContextLoader
 from monitor_svc.deployments import DeploymentMonitors
@@ -46,6 +47,7 @@ class Monitor:
         self.retrainer.start()
         self.deployments.trials.resume()
         self.server.start()
+        warm_up_judging()
         return self
 
     def stop(self, grace: float | None = None) -> None:

@@ -69,10 +69,12 @@ class DeploymentMonitors:
     def set_policy(self, deployment_id: str, policy: monitor_pb2.MonitorPolicy) -> None:
         self._store.put_policy(deployment_id, policy.SerializeToString())
         with self._lock:  # detectors are rebuilt with the new policy on the next feedback
-            self._monitors.pop(deployment_id, None)
+            replaced = self._monitors.pop(deployment_id, None)
             schedule = self._schedules.get(deployment_id)
             if schedule is not None:
                 schedule.follow(policy)
+        if replaced is not None:
+            replaced.close()
 
     def for_version(self, deployment_id: str, model_name: str, version: int, strict: bool) -> DeploymentMonitor:
         """The deployment's monitor for `version`; a new version (a rollout) gets a new one."""
@@ -91,6 +93,8 @@ class DeploymentMonitors:
                 return current  # another stream made it meanwhile, and counts into it already
             self._monitors[deployment_id] = monitor
             self._strict[deployment_id] = strict
+        if current is not None:
+            current.close()
         for calibration in monitor.calibrations():
             calibration.add_done_callback(lambda _: self._scan_waiting(monitor))
         return monitor
@@ -98,6 +102,8 @@ class DeploymentMonitors:
     def _scan_waiting(self, monitor: DeploymentMonitor) -> None:
         """Once a scan is calibrated, the rows it kept meanwhile are scanned, whether or not more
         feedback comes soon."""
+        if monitor.closed:  # replaced: its calibration was stopped, or its rows concern nobody
+            return
         features = monitor.context.reference.shape[1]
         try:
             with monitor.lock:
@@ -105,8 +111,8 @@ class DeploymentMonitors:
             self.publish(monitor.deployment_id, events)
         except Unavailable:  # the store is closing: the Monitor stops
             return
-        except Exception:  # a failed calibration: the next feedback meets it, and its caller hears of it
-            log.exception("the rows %s's drift scans kept could not be scanned", monitor.deployment_id)
+        except Exception as err:  # a failed calibration (or killed as the Monitor exits): the next feedback meets it
+            log.warning("the rows %s's drift scans kept could not be scanned: %s", monitor.deployment_id, err)
 
     def is_open(self, deployment_id: str) -> bool:
         """The deployment's feedback showed it OPEN (its rows came here)."""

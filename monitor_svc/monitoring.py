@@ -137,6 +137,7 @@ class DeploymentMonitor:
             context.reference_predictions.reshape(-1, 1).astype(np.float64), ert, ("prediction",), (kind,), windows
         )
         self.performance = ErrorRateDetector(policy.performance_expected_run_length)
+        self.closed = False
         # STRICT deployments send window summaries instead of rows.
         self.data_summaries = HistogramTest(context.reference, names, ert)
         self.prediction_summaries = HistogramTest(context.reference_predictions, ("prediction",), ert)
@@ -149,6 +150,13 @@ class DeploymentMonitor:
         self._drifts: dict[tuple[int, str], _Drift] = {}  # (kind, feature) -> its drift
         self._recent_errors: list[float] = []
         self.privacy_spent = 0.0  # the epsilon the deployment's retrainings spent (its ledger's)
+
+    def close(self) -> None:
+        """Another version, or another policy, replaced this monitor: a calibration of its scans
+        that nothing else waits for stops."""
+        self.closed = True
+        self.data.close()
+        self.prediction.close()
 
     def calibrations(self) -> list[Future[float]]:
         """The scans' thresholds still being calibrated (their rows wait: DriftScan.update)."""

@@ -24,17 +24,22 @@ model version, and each of its replicas' first feedback, shares it. A new versio
 (`DriftScan.calibrating`) is calibrated in the background: the rows it is fed meanwhile wait and
 are scanned, with the same sample numbers, once its threshold is known, so the feedback that
 brings a rollout's first rows (and the labels matched to them) does not wait for the simulation.
+The simulation runs in a child process at background priority (`calibrate_in_child`): in a
+thread of the Monitor's it held the interpreter's lock whenever the OS let it run, and every
+call the Monitor served waited behind it (at 400 requests/s, a label call took 20-30 ms instead
+of 11).
 """
 
 from __future__ import annotations
 
-import contextlib
+import collections
 import hashlib
+import multiprocessing
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from concurrent.futures import Future
+from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,24 +193,59 @@ def calibrate(
     return high
 
 
-def _background_priority() -> None:
-    """The calling thread yields the CPU to the process's others (Linux: nice is per thread)."""
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+def calibrate_in_child(*inputs, cancelled: threading.Event | None = None) -> float:
+    """`calibrate(*inputs)` in a child process of its own (forked from a server that has this
+    module imported), niced: a calibration may come late (its drift events with it), while the
+    retraining jobs, runtimes and rpcs it competes with may not. Once `cancelled` is set, the
+    child is killed and this raises CancelledError."""
+    receiving, sending = _CHILDREN.Pipe(duplex=False)
+    child = _CHILDREN.Process(target=_calibrate_and_send, args=(sending, inputs), name="calibrate", daemon=True)
+    child.start()
+    sending.close()
+    try:
+        while not receiving.poll(0.25):
+            if cancelled is not None and cancelled.is_set():
+                child.kill()
+                raise CancelledError("no drift scan waits for this threshold any more")
+        outcome = receiving.recv()
+    except EOFError:  # it died (killed, out of memory) before it answered
+        outcome = RuntimeError("the calibration process ended without a threshold")
+    finally:
+        receiving.close()
+        child.join()
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return float(outcome)
+
+
+def _calibrate_and_send(sending, inputs: tuple) -> None:
+    os.nice(10)
+    try:
+        sending.send(calibrate(*inputs))
+    except Exception as err:
+        sending.send(err)
+
+
+# Children fork from a server process started once (exec'd, not forked from the Monitor and its
+# gRPC threads) with this module imported.
+_CHILDREN = multiprocessing.get_context("forkserver")
+_CHILDREN.set_forkserver_preload([__name__])
 
 
 class Thresholds:
     """Calibrated thresholds by what they were calibrated from, the most recent `size`. A missing
-    one is calibrated once, whoever asks for it meanwhile, on a thread of its own: none waits
-    behind another's (a tenant's wide model or strict policy calibrates for minutes). The thread
-    is niced, so a calibration may come late (its drift events with it), while the retraining
-    jobs, runtimes and rpcs it competes with may not; and a daemon, so a stopping Monitor does
-    not wait for it."""
+    one is calibrated once, whoever asks for it meanwhile, by `calibrator` (in a child process),
+    waited for on a thread of its own: none waits behind another's (a tenant's wide model or
+    strict policy calibrates for minutes). The thread is a daemon, so a stopping Monitor does not
+    wait for it. A calibration no scan waits for any more (`forget`: its version was replaced
+    within seconds, as a fast series of rollouts does) is stopped: each costs seconds of CPU."""
 
-    def __init__(self, size: int = 1024):
+    def __init__(self, size: int = 1024, calibrator: Callable[..., float] = calibrate_in_child):
         self._size = size
+        self._calibrator = calibrator
         self._known: OrderedDict[bytes, float] = OrderedDict()
-        self._pending: dict[bytes, Future[float]] = {}
+        self._pending: dict[bytes, tuple[Future[float], threading.Event]] = {}  # and its cancel
+        self._waiting: collections.Counter[bytes] = collections.Counter()  # who waits for each pending one
         self._lock = threading.Lock()
 
     def get(self, reference: np.ndarray, kinds: Sequence[str], expected_run_length: float,
@@ -223,24 +263,38 @@ class Thresholds:
                 known.set_result(self._known[key])
                 return known
             if key not in self._pending:
-                pending = self._pending[key] = Future()
+                self._pending[key] = (Future(), threading.Event())
                 calibrating = (reference.copy(), tuple(kinds), expected_run_length, tuple(windows), seed)
-                threading.Thread(
-                    target=self._calibrate, args=(key, pending, calibrating), name="calibrate", daemon=True
-                ).start()
-            return self._pending[key]
+                threading.Thread(target=self._calibrate, args=(key, calibrating), name="calibrate", daemon=True).start()
+            self._waiting[key] += 1
+            return self._pending[key][0]
 
-    def _calibrate(self, key: bytes, pending: Future[float], inputs: tuple) -> None:
-        _background_priority()
+    def forget(self, future: Future[float]) -> None:
+        """One that asked for `future` no longer waits for it; with none left, it is stopped."""
+        with self._lock:
+            for key, (pending, cancel) in self._pending.items():
+                if pending is future:
+                    self._waiting[key] -= 1
+                    if self._waiting[key] <= 0:
+                        cancel.set()
+                    return
+
+    def _calibrate(self, key: bytes, inputs: tuple) -> None:
+        pending, cancel = self._pending[key]
         try:
-            threshold = calibrate(*inputs)
+            threshold = self._calibrator(*inputs, cancelled=cancel)
         except BaseException as err:
             with self._lock:
                 self._pending.pop(key, None)  # the next one to ask tries again
-            pending.set_exception(err)
+                self._waiting.pop(key, None)
+            if isinstance(err, CancelledError):
+                pending.cancel()
+            else:
+                pending.set_exception(err)
             return
         with self._lock:
             self._pending.pop(key, None)
+            self._waiting.pop(key, None)
             self._known[key] = threshold
             while len(self._known) > self._size:
                 self._known.popitem(last=False)
@@ -295,6 +349,12 @@ class DriftScan:
         threshold = THRESHOLDS.future(reference, kinds, expected_run_length, windows, seed)
         return cls(reference, threshold.result() if wait or threshold.done() else threshold, names, kinds, windows)
 
+    def close(self) -> None:
+        """Nobody feeds this scan any more: a calibration only it waits for stops (the rows it
+        kept are never scanned)."""
+        if self.calibration is not None:
+            THRESHOLDS.forget(self.calibration)
+
     @property
     def waiting(self) -> int:
         """Rows fed while the threshold is calibrated, not scanned yet."""
@@ -305,6 +365,8 @@ class DriftScan:
         is calibrated, rows wait and this returns none, unless BACKLOG_VALUES wait: then it waits
         for the threshold. Alarms carry the sample numbers of their rows either way."""
         rows = np.asarray(rows, dtype=np.float64).reshape(-1, len(self.kinds))
+        if self.calibration is not None and self.calibration.cancelled():  # closed: nobody reads it
+            return []
         if self.calibration is not None:
             self._waiting.append(rows)
             if not self.calibration.done() and sum(r.size for r in self._waiting) < BACKLOG_VALUES:

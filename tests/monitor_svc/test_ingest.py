@@ -75,12 +75,11 @@ def test_a_versions_first_feedback_does_not_wait_for_its_calibration(cores, monk
     ingest, _, store, streams = cores
     gate = threading.Event()
 
-    def slow(*args):
+    def slow(*args, cancelled):
         assert gate.wait(60), "the test let calibration go on"
-        return 6.0  # a threshold the shift passes; the simulation itself is test_scan.py's (and niced, slow here)
+        return 6.0  # a threshold the shift passes; the simulation itself is test_scan.py's
 
-    monkeypatch.setattr(scan, "calibrate", slow)
-    monkeypatch.setattr(scan, "THRESHOLDS", scan.Thresholds())  # none known from other tests
+    monkeypatch.setattr(scan, "THRESHOLDS", scan.Thresholds(calibrator=slow))  # none known from other tests
     X = streams["shift_0"][:400]
     ids = [f"r-{i}" for i in range(400)]
     for request in feedback("d-1", X, (X[:, 0] > 0).astype(np.int64), ids):

@@ -4,8 +4,9 @@ alarms however the stream is batched."""
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -71,12 +72,11 @@ def test_a_threshold_is_calibrated_once_for_its_inputs_whoever_asks_at_once(monk
 
     calls = []
 
-    def counted(*args):
+    def counted(*args, cancelled):
         calls.append(args)
         return calibrate(*args)
 
-    monkeypatch.setattr(scan, "calibrate", counted)
-    thresholds = scan.Thresholds()
+    thresholds = scan.Thresholds(calibrator=counted)
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda _: thresholds.get(REFERENCE, [NUMERIC] * 5, 500, scan.WINDOWS, 0), range(4)))
     assert len(calls) == 1 and got == [calibrate(REFERENCE, [NUMERIC] * 5, 500)] * 4
@@ -116,15 +116,67 @@ def test_no_calibration_waits_behind_another(monkeypatch):
 
     gate = threading.Event()
 
-    def calibrated(reference, *_):
+    def calibrated(reference, *_, cancelled):
         if len(reference) == 999:
             assert gate.wait(60), "the test let the slow one go on"
         return float(len(reference))
 
-    monkeypatch.setattr(scan, "calibrate", calibrated)
-    thresholds = scan.Thresholds()
+    thresholds = scan.Thresholds(calibrator=calibrated)
     slow = thresholds.future(np.zeros((999, 2)), [NUMERIC] * 2, 500, scan.WINDOWS, 0)
     assert thresholds.future(np.zeros((10, 2)), [NUMERIC] * 2, 500, scan.WINDOWS, 0).result(timeout=30) == 10.0
     assert not slow.done()
     gate.set()
     assert slow.result(timeout=30) == 999.0
+
+
+def test_a_threshold_is_calibrated_in_a_child_process_as_here_and_its_failure_comes_back(threshold_500):
+    """Seconds of simulation run in a child of their own, not on a thread that holds the
+    Monitor's interpreter lock; the threshold is the same, and so is an error."""
+    from monitor_svc.detectors.scan import calibrate_in_child
+
+    assert calibrate_in_child(REFERENCE, [NUMERIC] * 5, 500) == threshold_500
+    with pytest.raises(ValueError):  # no reference row to bootstrap from
+        calibrate_in_child(REFERENCE[:0], [NUMERIC] * 5, 500)
+
+
+def test_a_calibration_no_scan_waits_for_stops_and_is_done_again_when_asked():
+    """A fast series of rollouts replaces each version within seconds: the calibrations of the
+    replaced ones stop, the one still wanted goes on (the Monitor spent seconds of CPU on each)."""
+    from monitor_svc.detectors import scan
+
+    stopped = []
+
+    def until_cancelled(reference, *_, cancelled):
+        if not cancelled.wait(60):
+            return 5.0
+        stopped.append(len(reference))
+        raise CancelledError
+
+    thresholds = scan.Thresholds(calibrator=until_cancelled)
+    first = thresholds.future(REFERENCE, [NUMERIC] * 5, 500, scan.WINDOWS, 0)
+    second = thresholds.future(REFERENCE, [NUMERIC] * 5, 500, scan.WINDOWS, 0)  # another scan, the same inputs
+    assert first is second
+    thresholds.forget(first)
+    assert not first.done()  # the other scan still waits for it
+    thresholds.forget(second)
+    with pytest.raises(CancelledError):
+        first.result(timeout=30)
+    assert stopped == [len(REFERENCE)]
+    again = thresholds.future(REFERENCE, [NUMERIC] * 5, 500, scan.WINDOWS, 0)
+    assert again is not first and not again.done()
+    thresholds.forget(again)
+
+
+def test_a_stopped_calibrations_child_is_killed_and_its_scan_takes_rows_without_failing():
+    from monitor_svc.detectors.scan import calibrate_in_child
+
+    cancelled = threading.Event()
+    wide = np.random.default_rng(1).normal(size=(3_000, 30))  # a simulation of a minute, here
+    threading.Timer(0.5, cancelled.set).start()
+    with pytest.raises(CancelledError):
+        calibrate_in_child(wide, [NUMERIC] * 30, 200_000, cancelled=cancelled)
+    assert multiprocessing.active_children() == []  # killed and reaped
+    stopped: Future[float] = Future()
+    scan = DriftScan(REFERENCE, stopped)
+    stopped.cancel()
+    assert scan.update(REFERENCE[:10]) == [] and scan.waiting == 0
