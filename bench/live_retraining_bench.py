@@ -21,7 +21,9 @@ again with every job started cold, in the same run, for the ratio.
 Reported per stream and rate (medians over seeds): rows served from the change until the first
 new version served, the seconds from the first changed row's answer to the first alarm, the
 loop's own time from the round being due (its labels were there) to the new version serving and
-from the alarm to serving (each retraining's recorded stages), the
+from the alarm to serving (each retraining's recorded stages), per run how long the
+application's 10-label calls took (median, p99) and how long its loop over the answers took
+beside the stream's own length (a loop that falls behind reports its labels late), the
 retrainings rolled out and rejected per run, failed requests, and the accuracy served in the
 first and second 1,000 rows after the change (gradual: after it completed) beside no retraining,
 ARF, HAT and the oracle. Writes bench/results/live-retraining.json (live-retraining-docker.json
@@ -109,7 +111,7 @@ def serve(mesh: Mesh, name: str, X: np.ndarray, y: np.ndarray, train: tuple, rat
         deployment = scheduler.wait_ready(scheduler.deploy(name).id)
         rows = paced(({"X": X[i : i + 1].astype(np.float32)} for i in range(len(X))), rate)
 
-        versions, right, answered_at, failed, waiting = [], [], [], 0, []
+        versions, right, answered_at, failed, waiting, reporting = [], [], [], 0, [], []
         with DeploymentInference(scheduler, deployment.id) as runtime:
             for result in runtime.stream(rows, (f"r{i}" for i in range(len(X)))):
                 i = int(result.request_id[1:])
@@ -123,7 +125,9 @@ def serve(mesh: Mesh, name: str, X: np.ndarray, y: np.ndarray, train: tuple, rat
                     right.append(bool(result.outputs["label"][0] == y[i]))
                 waiting.append((result.request_id, str(y[i])))
                 if len(waiting) == CHUNK:
+                    started = time.perf_counter()
                     monitor.report_labels(deployment.id, waiting)
+                    reporting.append(time.perf_counter() - started)
                     waiting = []
         deadline = time.monotonic() + 60  # a round that started near the end goes on
         while any(r.state < M.RETRAINING_STATE_ROLLED_OUT for r in monitor.retrainings(deployment.id)):
@@ -133,12 +137,9 @@ def serve(mesh: Mesh, name: str, X: np.ndarray, y: np.ndarray, train: tuple, rat
         retrainings = monitor.retrainings(deployment.id)
         scheduler.decommission(deployment.id)
     return {
-        "versions": versions,
-        "right": right,
-        "answered_at": answered_at,
-        "failed": failed,
-        "retrainings": retrainings,
-    }
+        "versions": versions, "right": right, "answered_at": answered_at, "failed": failed, "retrainings": retrainings,
+        "label_report_ms": [round(1000 * np.median(reporting), 2), round(1000 * np.percentile(reporting, 99), 2)],
+    }  # fmt: skip
 
 
 def stage_seconds(retraining: M.Retraining, first: str, last: str) -> float | None:
@@ -210,6 +211,9 @@ def run_streams(mesh: Mesh, args, data, online: dict, results: dict, summary: di
                 runs.append({
                     "rows_until_new_version": None if new_version is None else new_version - BEFORE,
                     "change_to_alarm_s": change_to_alarm(served, settled),
+                    "label_report_ms": served["label_report_ms"],  # median, p99 of the 10-label calls
+                    # the application's loop over the answers, beside the stream's own length
+                    "loop_seconds": [round(served["answered_at"][-1] - served["answered_at"][0], 2), len(X) / rate],
                     "due_to_serving_s": [stage_seconds(r, "due", "serving") for r in rolled],
                     "alarm_to_serving_s": [stage_seconds(r, "alarm", "serving") for r in rolled],
                     "stages": [durations(r.stages) for r in rolled],
