@@ -111,15 +111,20 @@ def describe_sklearn(estimator) -> types_pb2.ModelDescription:
 def sklearn_to_onnx(estimator, sample: np.ndarray) -> bytes:
     """ONNX bytes of a fitted estimator taking FP32 rows; classifiers give `label` and a
     `probabilities` tensor (no ZipMap, so every output is a plain tensor)."""
-    from skl2onnx import to_onnx
+    from skl2onnx import convert_sklearn
+    from skl2onnx.algebra.type_helper import guess_initial_types
+
+    from mlaas.onnx_forests import CONVERTERS
 
     final = _final_estimator(estimator)
     options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
-    onnx_model = to_onnx(
+    onnx_model = convert_sklearn(
         estimator,
-        np.asarray(sample[:1], dtype=np.float32),
+        f"ONNX({type(estimator).__name__})",
+        guess_initial_types(np.asarray(sample[:1], dtype=np.float32), None),
         options=options,
         target_opset={"": 17, "ai.onnx.ml": 3},
+        custom_conversion_functions=CONVERTERS,
     )
     return onnx_model.SerializeToString()
 
