@@ -330,6 +330,7 @@ class DriftScan:
         self._count = 0  # samples since the start or the last alarm
         self.samples = 0  # samples since the start
         self.last_scores: dict[str, float] = {}
+        self.closed = False
 
     @classmethod
     def calibrating(
@@ -351,9 +352,10 @@ class DriftScan:
 
     def close(self) -> None:
         """Nobody feeds this scan any more: a calibration only it waits for stops (the rows it
-        kept are never scanned)."""
-        if self.calibration is not None:
+        kept are never scanned, and closing it again does nothing more)."""
+        if self.calibration is not None and not self.closed:
             THRESHOLDS.forget(self.calibration)
+        self.closed = True
 
     @property
     def waiting(self) -> int:
@@ -365,7 +367,7 @@ class DriftScan:
         is calibrated, rows wait and this returns none, unless BACKLOG_VALUES wait: then it waits
         for the threshold. Alarms carry the sample numbers of their rows either way."""
         rows = np.asarray(rows, dtype=np.float64).reshape(-1, len(self.kinds))
-        if self.calibration is not None and self.calibration.cancelled():  # closed: nobody reads it
+        if self.closed or (self.calibration is not None and self.calibration.cancelled()):  # nobody reads it
             return []
         if self.calibration is not None:
             self._waiting.append(rows)

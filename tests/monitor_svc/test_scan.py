@@ -167,6 +167,26 @@ def test_a_calibration_no_scan_waits_for_stops_and_is_done_again_when_asked():
     thresholds.forget(again)
 
 
+def test_a_scan_closed_twice_leaves_the_calibration_another_scan_waits_for(monkeypatch):
+    """Deployments of one version share its calibration; one closing twice (replaced, then shut
+    down) must not stop the other's."""
+    from monitor_svc.detectors import scan as scans
+
+    release = threading.Event()
+    calibrator = lambda *_, cancelled: release.wait(60) and 5.0  # noqa: E731
+    monkeypatch.setattr(scans, "THRESHOLDS", scans.Thresholds(calibrator=calibrator))
+    replaced = DriftScan.calibrating(REFERENCE, 500)
+    serving = DriftScan.calibrating(REFERENCE, 500)
+    assert replaced.calibration is serving.calibration
+    replaced.close()
+    replaced.close()
+    assert replaced.update(REFERENCE[:10]) == [] and replaced.waiting == 0  # a closed scan keeps no rows
+    serving.update(REFERENCE[:10])
+    release.set()
+    assert serving.calibration is not None and serving.calibration.result(timeout=30) == 5.0
+    serving.close()
+
+
 def test_a_stopped_calibrations_child_is_killed_and_its_scan_takes_rows_without_failing():
     from monitor_svc.detectors.scan import calibrate_in_child
 
