@@ -33,6 +33,7 @@ of 11).
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -197,11 +198,16 @@ def calibrate_in_child(*inputs, cancelled: threading.Event | None = None) -> flo
     """`calibrate(*inputs)` in a child process of its own (forked from a server that has this
     module imported), niced: a calibration may come late (its drift events with it), while the
     retraining jobs, runtimes and rpcs it competes with may not. Once `cancelled` is set, the
-    child is killed and this raises CancelledError."""
+    child is killed and this raises CancelledError; if this process dies, the child ends too
+    (its parent is the fork server, so it watches a pipe only this process writes to)."""
     receiving, sending = _CHILDREN.Pipe(duplex=False)
-    child = _CHILDREN.Process(target=_calibrate_and_send, args=(sending, inputs), name="calibrate", daemon=True)
+    watched, held_open = _CHILDREN.Pipe(duplex=False)
+    child = _CHILDREN.Process(
+        target=_calibrate_and_send, args=(sending, watched, inputs), name="calibrate", daemon=True
+    )
     child.start()
     sending.close()
+    watched.close()
     try:
         while not receiving.poll(0.25):
             if cancelled is not None and cancelled.is_set():
@@ -212,18 +218,28 @@ def calibrate_in_child(*inputs, cancelled: threading.Event | None = None) -> flo
         outcome = RuntimeError("the calibration process ended without a threshold")
     finally:
         receiving.close()
+        held_open.close()
         child.join()
     if isinstance(outcome, BaseException):
         raise outcome
     return float(outcome)
 
 
-def _calibrate_and_send(sending, inputs: tuple) -> None:
+def _calibrate_and_send(sending, watched, inputs: tuple) -> None:
     os.nice(10)
+    threading.Thread(target=_exit_when_closed, args=(watched,), daemon=True).start()
     try:
         sending.send(calibrate(*inputs))
     except Exception as err:
         sending.send(err)
+
+
+def _exit_when_closed(watched) -> None:
+    """Ends this process once the other end of `watched` is closed: the process that asked for
+    the calibration died, or no longer wants it."""
+    with contextlib.suppress(EOFError):
+        watched.recv()
+    os._exit(1)
 
 
 # Children fork from a server process started once (exec'd, not forked from the Monitor and its

@@ -187,6 +187,42 @@ def test_a_scan_closed_twice_leaves_the_calibration_another_scan_waits_for(monke
     serving.close()
 
 
+ASKS_FOR_A_LONG_CALIBRATION = """
+import multiprocessing, sys, threading
+import numpy as np
+from monitor_svc.detectors.scan import NUMERIC, calibrate_in_child
+wide = np.random.default_rng(1).normal(size=(3_000, 30))
+threading.Thread(target=calibrate_in_child, args=(wide, [NUMERIC] * 30, 200_000), daemon=True).start()
+while not multiprocessing.active_children():
+    threading.Event().wait(0.05)
+print(multiprocessing.active_children()[0].pid, flush=True)
+threading.Event().wait()
+"""
+
+
+def test_a_calibrations_child_ends_when_the_monitor_is_killed():
+    """The operator's `kill -9` of a Monitor: its calibration children (forked by the fork server,
+    not by it) must not run on for minutes with hundreds of megabytes each."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    monitor = subprocess.Popen([sys.executable, "-c", ASKS_FOR_A_LONG_CALIBRATION], stdout=subprocess.PIPE, text=True)
+    try:
+        assert monitor.stdout is not None
+        child = psutil.Process(int(monitor.stdout.readline()))
+        assert child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+    finally:
+        monitor.kill()
+        monitor.wait()
+    deadline = time.monotonic() + 20  # a calibration of this size runs for a minute or more
+    while child.is_running() and child.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+
+
 def test_a_stopped_calibrations_child_is_killed_and_its_scan_takes_rows_without_failing():
     from monitor_svc.detectors.scan import calibrate_in_child
 
