@@ -9,7 +9,11 @@ same error stream (the detection delay of a well-known detector) and an oracle (
 on 3,000 rows of the new concept alone).
 
     .venv/bin/python bench/retraining_bench.py [--seeds 10] [--streams sea ...] [--judging cross holdout]
-        [--first-round-labels N]   # ~25 minutes
+        [--first-round-labels N] [--lag ROWS] [--growth G --max-rounds N]   # ~25 minutes
+
+A round fits at the very row it becomes due and its version serves from there on, unless `--lag`
+says how many rows the live loop serves meanwhile (at 100 requests/s and 2 s per round: 200);
+`--growth` and `--max-rounds` try another retraining schedule (RetrainSchedule) than the Monitor's.
 
 Each stream runs once per `--judging`: rounds judged by cross-validation, as the Monitor judges
 them (out of bag: the recipe is a forest), by 4 folds as it judges other recipes (`folds`), and
@@ -31,6 +35,7 @@ import json
 import statistics
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,24 +59,42 @@ CLASSIFICATION = types_pb2.TASK_CLASSIFICATION
 JUDGED = {"folds": "by folds", "holdout": "held out"}  # the runs' names beside the Monitor's judging
 
 
-def run(
-    X: np.ndarray, y: np.ndarray, champion, retrain: bool, first_round_labels: int | None = None,
-    judging: str = "cross",
-) -> dict:  # fmt: skip
-    """The stream served and labelled as the Monitor sees it; what served each row, when
-    (`first_round_labels`: the policy's, if not its default; `judging`: cross-validated as the
-    Monitor judges, by folds whatever the recipe, or on a held-out quarter as it judges private
-    rounds)."""
+@dataclass(frozen=True)
+class Options:
+    """How the simulated Monitor retrains (the defaults: as it does)."""
+
+    first_round_labels: int | None = None  # the policy's, if not its default
+    judging: str = "cross"  # as the Monitor judges; by folds whatever the recipe; on a held-out quarter
+    lag: int = 0  # rows served between a round's labels and its version serving (the live loop's time)
+    growth: float | None = None  # the schedule's, if not its default
+    max_rounds: int | None = None
+
+
+def run(X: np.ndarray, y: np.ndarray, champion, retrain: bool, options: Options = Options()) -> dict:
+    """The stream served and labelled as the Monitor sees it; what served each row, when."""
     policy = default_policy()
-    if first_round_labels is not None:
-        policy.first_round_labels = first_round_labels
+    if options.first_round_labels is not None:
+        policy.first_round_labels = options.first_round_labels
     detector = ErrorRateDetector(policy.performance_expected_run_length)
     schedule = RetrainSchedule.for_policy(policy)
+    if options.growth is not None:
+        schedule.growth = options.growth
+    if options.max_rounds is not None:
+        schedule.max_rounds = options.max_rounds
+    judging = options.judging
     model, version_start = champion, 0  # the row the serving version's detector starts at
     predictions = np.zeros(y.size, dtype=y.dtype)
     alarms, retrainings = [], []
+    running = None  # (the row its version serves from, whether it rolls out, its model)
     for start in range(0, y.size, CHUNK):
         stop = min(start + CHUNK, y.size)
+        if running is not None and start >= running[0]:
+            _, rolled_out, challenger = running
+            if rolled_out:  # what serves learns from all the labels it was judged on
+                model, version_start = challenger, start
+                detector = ErrorRateDetector(policy.performance_expected_run_length)
+            schedule.finished(rolled_out, start)
+            running = None
         predictions[start:stop] = model.predict(X[start:stop])
         errors = (predictions[start:stop] != y[start:stop]).astype(float)
         for alarm in detector.update(errors):  # alarm.sample counts this version's labels
@@ -95,12 +118,11 @@ def run(
             CLASSIFICATION, window_y[held], model.predict(window_X[held]), predicted, DEFAULT_CHALLENGER_CONFIDENCE,
             due.follow_up,
         )  # fmt: skip
-        retrainings.append({"at_row": stop, "labels": stop - due.since, "rolled_out": verdict.roll_out})
-        if verdict.roll_out:  # what serves learns from all the labels it was judged on
-            model = train(RECIPE, window_X, window_y) if challenger is None else challenger
-            version_start = stop
-            detector = ErrorRateDetector(policy.performance_expected_run_length)
-        schedule.finished(verdict.roll_out, stop)
+        serving_from = stop + options.lag
+        retrainings.append({"at_row": serving_from, "labels": stop - due.since, "rolled_out": verdict.roll_out})
+        if verdict.roll_out and challenger is None:
+            challenger = train(RECIPE, window_X, window_y)
+        running = (serving_from, verdict.roll_out, challenger)
     return {"right": (predictions == y).tolist(), "alarms": alarms, "retrainings": retrainings}
 
 
@@ -145,6 +167,9 @@ def main() -> None:
         help="how rounds are judged; each in the same run (cross: as the Monitor, out of bag for this forest; "
         "folds: by 4 folds whatever the recipe; held out: as before cross-validated rounds)",
     )  # fmt: skip
+    parser.add_argument("--lag", type=int, default=0, help="rows served while a round runs (default 0: instant)")
+    parser.add_argument("--growth", type=float, default=None, help="labels of a round after a win / the last's")
+    parser.add_argument("--max-rounds", type=int, default=None, help="rounds per series (default: the schedule's)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "retraining.json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mlaas-retraining-bench-"))
@@ -157,7 +182,8 @@ def main() -> None:
             key = f"{name}_{seed}"
             X, y = data[f"X_{key}"], data[f"y_{key}"]
             champion = train(RECIPE, data[f"train_X_{key}"], data[f"train_y_{key}"])
-            ours, frozen = run(X, y, champion, True, args.first_round_labels, judging), run(X, y, champion, False)
+            options = Options(args.first_round_labels, judging, args.lag, args.growth, args.max_rounds)
+            ours, frozen = run(X, y, champion, True, options), run(X, y, champion, False)
             oracle = train(RECIPE, data[f"oracle_X_{key}"], data[f"oracle_y_{key}"])
             errors[key] = 1.0 - np.asarray(frozen["right"], dtype=float)
             after = slice(settled + 1_000, settled + 2_000)

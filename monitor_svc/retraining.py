@@ -55,6 +55,7 @@ class RetrainSchedule:
     min_labels: int = 500
     quiet_labels: int = 500
     max_rounds: int = 5
+    growth: float = 2.0  # a round after a win waits for this many times the labels of the last
     first_labels: int = 0  # 0: round 1 waits for min_labels
     change_start: int | None = None  # the labels of the series start after this one
     size: int = 0  # labels since the change the next round waits for
@@ -102,7 +103,7 @@ class RetrainSchedule:
         if rolled_out:  # the new version learnt from every label up to the round's start
             self.unseen_after = self._due_at
         if self.rounds < self.max_rounds and self.wins:  # after an early round, the usual sizes on
-            self.size = max(self.size * 2, self.min_labels)
+            self.size = max(round(self.size * self.growth), self.min_labels)
             return
         if not self.wins and self.size < self.min_labels:  # an early round lost: it does not count,
             self.size, self.rounds = self.min_labels, self.rounds - 1  # and the usual round 1 follows
