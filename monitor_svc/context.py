@@ -53,4 +53,5 @@ class ContextLoader:
             reference_predictions=first_output(artifact, reference),
             recipe=model.description.recipe,
             artifact=artifact,
+            owner=model.owner,
         )

@@ -95,8 +95,11 @@ class DeploymentMonitors:
             self._strict[deployment_id] = strict
         if current is not None:
             current.close()
-        for calibration in monitor.calibrations():
-            calibration.add_done_callback(lambda _: self._scan_waiting(monitor))
+
+        def scan_waiting() -> None:  # not in the thread that ends a calibration: it may hold monitor.lock
+            threading.Thread(target=self._scan_waiting, args=(monitor,), name="scan-waiting", daemon=True).start()
+
+        monitor.when_calibrated(scan_waiting)
         return monitor
 
     def _scan_waiting(self, monitor: DeploymentMonitor) -> None:
@@ -111,7 +114,7 @@ class DeploymentMonitors:
             self.publish(monitor.deployment_id, events)
         except Unavailable:  # the store is closing: the Monitor stops
             return
-        except Exception as err:  # a failed calibration (or killed as the Monitor exits): the next feedback meets it
+        except Exception as err:  # killed as the Monitor exits
             log.warning("the rows %s's drift scans kept could not be scanned: %s", monitor.deployment_id, err)
 
     def is_open(self, deployment_id: str) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from concurrent.futures import Future
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +66,7 @@ class ModelContext:
     reference_predictions: np.ndarray  # the model's first output on the reference rows
     recipe: types_pb2.TrainingRecipe = field(default_factory=types_pb2.TrainingRecipe)
     artifact: Path | None = None  # the ONNX model, to score it beside a challenger
+    owner: str = ""  # the tenant that registered it (its calibrations take that tenant's turns)
 
     @property
     def classification(self) -> bool:
@@ -131,11 +132,12 @@ class DeploymentMonitor:
         ert = detector_run_length(policy)
         names = context.feature_names or tuple(f"x{j}" for j in range(context.reference.shape[1]))
         # Calibrated in the background: the first feedback of a rollout does not wait for it.
-        self.data = DriftScan.calibrating(context.reference, ert, names, windows=windows)
+        self.data = DriftScan.calibrating(context.reference, ert, names, windows=windows, owner=context.owner)
         kind = CATEGORICAL if context.classification else NUMERIC
         self.prediction = DriftScan.calibrating(
-            context.reference_predictions.reshape(-1, 1).astype(np.float64), ert, ("prediction",), (kind,), windows
-        )
+            context.reference_predictions.reshape(-1, 1).astype(np.float64), ert, ("prediction",), (kind,), windows,
+            owner=context.owner,
+        )  # fmt: skip
         self.performance = ErrorRateDetector(policy.performance_expected_run_length)
         self.closed = False
         # STRICT deployments send window summaries instead of rows.
@@ -158,9 +160,16 @@ class DeploymentMonitor:
         self.data.close()
         self.prediction.close()
 
-    def calibrations(self) -> list[Future[float]]:
-        """The scans' thresholds still being calibrated (their rows wait: DriftScan.update)."""
-        return [scan.calibration for scan in (self.data, self.prediction) if scan.calibration is not None]
+    def when_calibrated(self, callback: Callable[[], None]) -> None:
+        """`callback()` each time a calibration of its scans ends (their rows wait until then:
+        DriftScan.update); it runs in whatever thread ends it, and should only hand work over."""
+        for scan in (self.data, self.prediction):
+            scan.when_calibrated(callback)
+
+    def scans_unavailable(self) -> str:
+        """Why its drift scans test nothing, if they do not."""
+        return "; ".join(f"the {kind} drift scan: {scan.unavailable}" for kind, scan in (
+            ("data", self.data), ("prediction", self.prediction)) if scan.unavailable)  # fmt: skip
 
     @property
     def samples_seen(self) -> int:
@@ -293,6 +302,7 @@ class DeploymentMonitor:
             features=features,
             recent_performance=self.recent_performance(),
             retraining_unavailable_reason=self.retraining_unavailable(),
+            drift_scans_unavailable_reason=self.scans_unavailable(),
         )
 
     def _feature_drift(self, name: str, statistic: str, value: float, limit: float) -> monitor_pb2.FeatureDrift:

@@ -50,6 +50,8 @@ def cmd_drift(args) -> None:
           f"{report.labels_seen} labels, recent accuracy {report.recent_performance:.3f}")  # fmt: skip
     if report.samples_waiting:
         print(f"{report.samples_waiting} of them wait for the new version's drift thresholds (being calibrated)")
+    if report.drift_scans_unavailable_reason:
+        print(f"no data or prediction drift is tested: {report.drift_scans_unavailable_reason}")
     if report.feedback_dropped:
         print(f"{report.feedback_dropped} feedback records dropped by the runtimes (their buffer was full)")
     if report.retraining_unavailable_reason:

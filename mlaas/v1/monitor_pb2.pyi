@@ -256,7 +256,7 @@ class FeatureDrift(_message.Message):
     def __init__(self, feature: _Optional[str] = ..., statistic: _Optional[str] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., drifted: _Optional[bool] = ..., first_seen_sample: _Optional[int] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class DriftReport(_message.Message):
-    __slots__ = ("deployment_id", "model_version", "samples_seen", "labels_seen", "features", "recent_events", "recent_performance", "retraining_unavailable_reason", "feedback_dropped", "trial", "samples_waiting")
+    __slots__ = ("deployment_id", "model_version", "samples_seen", "labels_seen", "features", "recent_events", "recent_performance", "retraining_unavailable_reason", "feedback_dropped", "trial", "samples_waiting", "drift_scans_unavailable_reason")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_SEEN_FIELD_NUMBER: _ClassVar[int]
@@ -268,6 +268,7 @@ class DriftReport(_message.Message):
     FEEDBACK_DROPPED_FIELD_NUMBER: _ClassVar[int]
     TRIAL_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_WAITING_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_SCANS_UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     model_version: int
     samples_seen: int
@@ -279,7 +280,8 @@ class DriftReport(_message.Message):
     feedback_dropped: int
     trial: TrialJudgement
     samples_waiting: int
-    def __init__(self, deployment_id: _Optional[str] = ..., model_version: _Optional[int] = ..., samples_seen: _Optional[int] = ..., labels_seen: _Optional[int] = ..., features: _Optional[_Iterable[_Union[FeatureDrift, _Mapping]]] = ..., recent_events: _Optional[_Iterable[_Union[DriftEvent, _Mapping]]] = ..., recent_performance: _Optional[float] = ..., retraining_unavailable_reason: _Optional[str] = ..., feedback_dropped: _Optional[int] = ..., trial: _Optional[_Union[TrialJudgement, _Mapping]] = ..., samples_waiting: _Optional[int] = ...) -> None: ...
+    drift_scans_unavailable_reason: str
+    def __init__(self, deployment_id: _Optional[str] = ..., model_version: _Optional[int] = ..., samples_seen: _Optional[int] = ..., labels_seen: _Optional[int] = ..., features: _Optional[_Iterable[_Union[FeatureDrift, _Mapping]]] = ..., recent_events: _Optional[_Iterable[_Union[DriftEvent, _Mapping]]] = ..., recent_performance: _Optional[float] = ..., retraining_unavailable_reason: _Optional[str] = ..., feedback_dropped: _Optional[int] = ..., trial: _Optional[_Union[TrialJudgement, _Mapping]] = ..., samples_waiting: _Optional[int] = ..., drift_scans_unavailable_reason: _Optional[str] = ...) -> None: ...
 
 class TrialJudgement(_message.Message):
     __slots__ = ("champion_version", "challenger_version", "labels", "wins", "losses", "outcome")

@@ -46,12 +46,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from monitor_svc.detectors import Alarm
+from monitor_svc.detectors.slots import FairSlots
 
 WINDOWS = (8, 16, 32, 64, 128, 256)
 NUMERIC, CATEGORICAL = "numeric", "categorical"
-# Values (rows x features, float64: 16 MiB) a scan keeps while it is calibrated; past them,
-# feeding it waits, so a flood of feedback during a rollout costs time, not memory.
+# Values (rows x features, float64: 16 MiB) a scan keeps while it is calibrated; past them the
+# oldest go unscanned, so a flood of feedback during a rollout costs neither memory nor waiting.
 BACKLOG_VALUES = 1 << 21
+# Calibrations tried per scan: one that fails (its child killed, out of memory) is tried again.
+CALIBRATION_ATTEMPTS = 3
+# Calibration children at once (each a core and up to hundreds of MB), one per model owner.
+CALIBRATION_CHILDREN = 2
 
 
 @dataclass(frozen=True)
@@ -251,14 +256,19 @@ _CHILDREN.set_forkserver_preload([__name__])
 class Thresholds:
     """Calibrated thresholds by what they were calibrated from, the most recent `size`. A missing
     one is calibrated once, whoever asks for it meanwhile, by `calibrator` (in a child process),
-    waited for on a thread of its own: none waits behind another's (a tenant's wide model or
-    strict policy calibrates for minutes). The thread is a daemon, so a stopping Monitor does not
-    wait for it. A calibration no scan waits for any more (`forget`: its version was replaced
-    within seconds, as a fast series of rollouts does) is stopped: each costs seconds of CPU."""
+    waited for on a thread of its own; at most CALIBRATION_CHILDREN run at once, one per owner,
+    taken in turns (`slots`), so a tenant's wide models or strict policies, which calibrate for
+    minutes, delay its own calibrations only. The threads are daemons, so a stopping Monitor does
+    not wait for them. A calibration no scan waits for any more (`forget`: its version was
+    replaced within seconds, as a fast series of rollouts does) is stopped, and the next to ask
+    for the same threshold starts another."""
 
-    def __init__(self, size: int = 1024, calibrator: Callable[..., float] = calibrate_in_child):
+    def __init__(
+        self, size: int = 1024, calibrator: Callable[..., float] = calibrate_in_child, slots: FairSlots | None = None
+    ):
         self._size = size
         self._calibrator = calibrator
+        self._slots = slots or FairSlots(CALIBRATION_CHILDREN)
         self._known: OrderedDict[bytes, float] = OrderedDict()
         self._pending: dict[bytes, tuple[Future[float], threading.Event]] = {}  # and its cancel
         self._waiting: collections.Counter[bytes] = collections.Counter()  # who waits for each pending one
@@ -269,8 +279,8 @@ class Thresholds:
         return self.future(reference, kinds, expected_run_length, windows, seed).result()
 
     def future(self, reference: np.ndarray, kinds: Sequence[str], expected_run_length: float,
-               windows: Sequence[int], seed: int) -> Future[float]:  # fmt: skip
-        """The threshold, known or being calibrated."""
+               windows: Sequence[int], seed: int, owner: str = "") -> Future[float]:  # fmt: skip
+        """The threshold, known or being calibrated (in `owner`'s turn)."""
         inputs = (reference.shape, reference.dtype.str, tuple(kinds), expected_run_length, tuple(windows), seed)
         key = hashlib.sha256(repr(inputs).encode() + np.ascontiguousarray(reference).tobytes()).digest()
         with self._lock:
@@ -281,43 +291,59 @@ class Thresholds:
             if key not in self._pending:
                 self._pending[key] = (Future(), threading.Event())
                 calibrating = (reference.copy(), tuple(kinds), expected_run_length, tuple(windows), seed)
-                threading.Thread(target=self._calibrate, args=(key, calibrating), name="calibrate", daemon=True).start()
+                threading.Thread(
+                    target=self._calibrate, args=(key, self._pending[key], calibrating, owner), name="calibrate",
+                    daemon=True,
+                ).start()  # fmt: skip
             self._waiting[key] += 1
             return self._pending[key][0]
 
     def forget(self, future: Future[float]) -> None:
-        """One that asked for `future` no longer waits for it; with none left, it is stopped."""
+        """One that asked for `future` no longer waits for it; with none left, it is stopped (and
+        whoever asks next starts afresh instead of getting the stopped one)."""
         with self._lock:
             for key, (pending, cancel) in self._pending.items():
                 if pending is future:
                     self._waiting[key] -= 1
                     if self._waiting[key] <= 0:
                         cancel.set()
+                        del self._pending[key], self._waiting[key]
                     return
 
-    def _calibrate(self, key: bytes, inputs: tuple) -> None:
-        pending, cancel = self._pending[key]
+    def _calibrate(self, key: bytes, entry: tuple[Future[float], threading.Event], inputs: tuple, owner: str) -> None:
+        pending, cancel = entry
         try:
-            threshold = self._calibrator(*inputs, cancelled=cancel)
+            if not self._slots.acquire(owner, cancel):
+                raise CancelledError("no drift scan waits for this threshold any more")
+            try:
+                threshold = self._calibrator(*inputs, cancelled=cancel)
+            finally:
+                self._slots.release(owner)
         except BaseException as err:
-            with self._lock:
-                self._pending.pop(key, None)  # the next one to ask tries again
-                self._waiting.pop(key, None)
+            self._settled(key, entry)  # the next one to ask tries again
             if isinstance(err, CancelledError):
                 pending.cancel()
             else:
                 pending.set_exception(err)
             return
-        with self._lock:
-            self._pending.pop(key, None)
-            self._waiting.pop(key, None)
-            self._known[key] = threshold
-            while len(self._known) > self._size:
-                self._known.popitem(last=False)
+        self._settled(key, entry, threshold)
         pending.set_result(threshold)
+
+    def _settled(self, key: bytes, entry: tuple, threshold: float | None = None) -> None:
+        with self._lock:
+            if self._pending.get(key) is entry:  # not forgotten and asked for again meanwhile
+                del self._pending[key], self._waiting[key]
+            if threshold is not None:
+                self._known[key] = threshold
+                while len(self._known) > self._size:
+                    self._known.popitem(last=False)
 
 
 THRESHOLDS = Thresholds()
+
+
+def _calling(callback: Callable[[], None]) -> Callable[[Future[float]], None]:
+    return lambda _: callback()
 
 
 class DriftScan:
@@ -337,6 +363,10 @@ class DriftScan:
         self.calibration = threshold if isinstance(threshold, Future) else None  # until it is known
         self.threshold = 0.0 if isinstance(threshold, Future) else threshold
         self._waiting: list[np.ndarray] = []  # rows fed while it is calibrated, oldest first
+        self._ask_again: Callable[[], Future[float]] | None = None  # another calibration, if one fails
+        self._attempts = 1
+        self._when_calibrated: list[Callable[[], None]] = []
+        self.unavailable = ""  # why this scan tests nothing: its threshold could not be calibrated
         self.windows = tuple(sorted(windows))
         self._profile = Profile.fit(reference, self.kinds)
         order = self._profile.feature_order()
@@ -358,13 +388,24 @@ class DriftScan:
         windows: Sequence[int] = WINDOWS,
         seed: int = 0,
         wait: bool = False,
+        owner: str = "",
     ) -> DriftScan:
-        """A scan whose threshold may still be calibrated in the background (see `update`), or
-        with `wait` is known when this returns."""
+        """A scan whose threshold may still be calibrated in the background (see `update`), in
+        `owner`'s turn, or with `wait` is known when this returns."""
         reference = np.asarray(reference, dtype=np.float64)
         kinds = tuple(kinds) if kinds is not None else (NUMERIC,) * reference.shape[1]
-        threshold = THRESHOLDS.future(reference, kinds, expected_run_length, windows, seed)
-        return cls(reference, threshold.result() if wait or threshold.done() else threshold, names, kinds, windows)
+        ask = lambda: THRESHOLDS.future(reference, kinds, expected_run_length, windows, seed, owner)  # noqa: E731
+        threshold = ask()
+        scan = cls(reference, threshold.result() if wait or threshold.done() else threshold, names, kinds, windows)
+        scan._ask_again = ask
+        return scan
+
+    def when_calibrated(self, callback: Callable[[], None]) -> None:
+        """`callback()` once the calibration under way (or the one that replaces it after a
+        failure) has ended, in whatever thread ends it: it should only hand work over."""
+        self._when_calibrated.append(callback)
+        if self.calibration is not None:
+            self.calibration.add_done_callback(_calling(callback))
 
     def close(self) -> None:
         """Nobody feeds this scan any more: a calibration only it waits for stops (the rows it
@@ -380,16 +421,17 @@ class DriftScan:
 
     def update(self, rows: np.ndarray) -> list[Alarm]:
         """Feeds rows (oldest first); returns the alarms they raised, in order. While the threshold
-        is calibrated, rows wait and this returns none, unless BACKLOG_VALUES wait: then it waits
-        for the threshold. Alarms carry the sample numbers of their rows either way."""
+        is calibrated, rows wait (the newest BACKLOG_VALUES) and this returns none; it never waits
+        itself. Alarms carry the sample numbers of their rows either way."""
         rows = np.asarray(rows, dtype=np.float64).reshape(-1, len(self.kinds))
-        if self.closed or (self.calibration is not None and self.calibration.cancelled()):  # nobody reads it
+        if self.closed or self.unavailable:  # nobody reads it, or it cannot test
+            self.samples += rows.shape[0]
             return []
         if self.calibration is not None:
             self._waiting.append(rows)
-            if not self.calibration.done() and sum(r.size for r in self._waiting) < BACKLOG_VALUES:
+            self._keep_newest_waiting()
+            if not self._calibrated():
                 return []
-            self.threshold, self.calibration = self.calibration.result(), None
             rows, self._waiting = np.vstack(self._waiting), []
         encoded = self._profile.encode(rows)
         alarms = []
@@ -409,6 +451,38 @@ class DriftScan:
                 self._history = joined[-self.windows[-1] :]
             encoded = encoded[used:]
         return alarms
+
+    def _keep_newest_waiting(self) -> None:
+        """Past BACKLOG_VALUES waiting, the oldest rows are counted as seen and never scanned."""
+        values = sum(r.size for r in self._waiting)
+        while values > BACKLOG_VALUES:
+            oldest = self._waiting[0]
+            dropped = min(oldest.shape[0], -(-(values - BACKLOG_VALUES) // len(self.kinds)))
+            self._waiting[0] = oldest[dropped:]
+            if not self._waiting[0].shape[0]:
+                self._waiting.pop(0)
+            self.samples += dropped
+            values -= dropped * len(self.kinds)
+
+    def _calibrated(self) -> bool:
+        """Whether the threshold is known now; a calibration that failed or was stopped is asked
+        for again, CALIBRATION_ATTEMPTS times in all, then the scan says why it cannot test."""
+        assert self.calibration is not None
+        while self.calibration.done():
+            if not self.calibration.cancelled() and self.calibration.exception() is None:
+                self.threshold, self.calibration = self.calibration.result(), None
+                return True
+            why = "stopped" if self.calibration.cancelled() else str(self.calibration.exception())
+            if self._ask_again is None or self._attempts >= CALIBRATION_ATTEMPTS:
+                self.unavailable = f"its threshold could not be calibrated ({self._attempts} attempts; the last: {why})"
+                self.samples += self.waiting
+                self.calibration, self._waiting = None, []
+                return False
+            self._attempts += 1
+            self.calibration = self._ask_again()
+            for callback in self._when_calibrated:
+                self.calibration.add_done_callback(_calling(callback))
+        return False
 
     def _alarm(self, scores: np.ndarray, windows: np.ndarray) -> Alarm:
         strongest = int(np.argmax(scores))

@@ -27,8 +27,9 @@ def monitor(seed: int = 0) -> tuple[DeploymentMonitor, np.random.Generator]:
     reference = rng.normal(size=(2000, 3))
     context = ModelContext("m", 1, types_pb2.TASK_REGRESSION, FEATURES, reference, reference[:, 0].copy())
     deployment = DeploymentMonitor("d-1", context, default_policy(), strict=False)
-    for calibration in deployment.calibrations():  # these tests feed rows and expect their events at once
-        calibration.result()
+    for scan in (deployment.data, deployment.prediction):  # these tests feed rows and expect their events at once
+        if scan.calibration is not None:
+            scan.calibration.result()
     return deployment, rng
 
 

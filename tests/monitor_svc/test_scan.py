@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 
 from mlaas.demos.scenarios import covariate_streams
 from monitor_svc.detectors.scan import CATEGORICAL, NUMERIC, DriftScan, calibrate
+from monitor_svc.detectors.slots import FairSlots
 
 STREAMS = covariate_streams(3)
 REFERENCE = STREAMS["reference_0"]
@@ -89,7 +91,8 @@ def test_a_threshold_is_calibrated_once_for_its_inputs_whoever_asks_at_once(monk
 def test_rows_fed_while_the_scan_is_calibrated_wait_and_keep_their_sample_numbers(threshold_500, monkeypatch):
     """A rollout's first feedback does not wait seconds for the new version's calibration: its
     rows wait in the scan, which finds the same alarms at the same samples once its threshold is
-    known; past BACKLOG_VALUES waiting values, feeding waits for the threshold."""
+    known; past BACKLOG_VALUES waiting values the oldest are counted and never scanned (a flood
+    of feedback must neither fill the Monitor's memory nor hold its threads)."""
     from monitor_svc.detectors import scan
 
     shift = STREAMS["shift_0"]
@@ -104,12 +107,13 @@ def test_rows_fed_while_the_scan_is_calibrated_wait_and_keep_their_sample_number
     monkeypatch.setattr(scan, "BACKLOG_VALUES", 300 * 5)  # 300 rows of 5 features
     calibration = Future()
     full = DriftScan(REFERENCE, calibration)
-    assert full.update(shift[:200]) == []
-    threading.Timer(0.2, calibration.set_result, (threshold_500,)).start()
-    assert full.update(shift[200:]) == known  # waited for the threshold
+    assert full.update(shift[:200]) == [] and full.update(shift[200:]) == []  # never waits
+    assert full.waiting == 300 and full.samples == len(shift) - 300  # the oldest go unscanned
+    calibration.set_result(threshold_500)
+    assert all(alarm.sample > len(shift) - 300 for alarm in full.update(shift[:0]))
 
 
-def test_no_calibration_waits_behind_another(monkeypatch):
+def test_no_calibration_waits_behind_another_tenants(monkeypatch):
     """One tenant's wide model or strict policy calibrates for minutes: another's new version is
     calibrated meanwhile, not after it."""
     from monitor_svc.detectors import scan
@@ -122,8 +126,9 @@ def test_no_calibration_waits_behind_another(monkeypatch):
         return float(len(reference))
 
     thresholds = scan.Thresholds(calibrator=calibrated)
-    slow = thresholds.future(np.zeros((999, 2)), [NUMERIC] * 2, 500, scan.WINDOWS, 0)
-    assert thresholds.future(np.zeros((10, 2)), [NUMERIC] * 2, 500, scan.WINDOWS, 0).result(timeout=30) == 10.0
+    slow = thresholds.future(np.zeros((999, 2)), [NUMERIC] * 2, 500, scan.WINDOWS, 0, owner="bob")
+    fast = thresholds.future(np.zeros((10, 2)), [NUMERIC] * 2, 500, scan.WINDOWS, 0, owner="alice")
+    assert fast.result(timeout=30) == 10.0
     assert not slow.done()
     gate.set()
     assert slow.result(timeout=30) == 999.0
@@ -205,7 +210,6 @@ def test_a_calibrations_child_ends_when_the_monitor_is_killed():
     not by it) must not run on for minutes with hundreds of megabytes each."""
     import subprocess
     import sys
-    import time
 
     import psutil
 
@@ -236,3 +240,126 @@ def test_a_stopped_calibrations_child_is_killed_and_its_scan_takes_rows_without_
     scan = DriftScan(REFERENCE, stopped)
     stopped.cancel()
     assert scan.update(REFERENCE[:10]) == [] and scan.waiting == 0
+
+
+def test_a_failed_calibration_is_tried_again_and_then_reported_without_failing_feedback(threshold_500, monkeypatch):
+    """A calibration child killed (out of memory, an operator): the scan asks again; after
+    CALIBRATION_ATTEMPTS failures it says why it tests nothing, keeps no rows, and its feedback
+    goes on (the predictions behind it are stored, the labels matched)."""
+    from monitor_svc.detectors import scan
+
+    outcomes = [RuntimeError("the calibration process ended without a threshold"), threshold_500]
+
+    def flaky(*_, cancelled):
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(scan, "THRESHOLDS", scan.Thresholds(calibrator=flaky))
+    shift = STREAMS["shift_0"]
+    recovered = DriftScan.calibrating(REFERENCE, 500)
+    ended = threading.Event()
+    recovered.when_calibrated(ended.set)
+    assert ended.wait(30)
+    deadline = time.monotonic() + 30
+    while recovered.calibration is not None and time.monotonic() < deadline:
+        recovered.update(shift[:0])  # meets the failure, asks again, then takes the second's threshold
+        time.sleep(0.05)
+    assert recovered.threshold == threshold_500 and not recovered.unavailable
+    assert recovered.update(shift) == DriftScan(REFERENCE, threshold_500).update(shift)
+
+    def dying(*_, cancelled):
+        raise RuntimeError("the calibration process ended without a threshold")
+
+    monkeypatch.setattr(scan, "THRESHOLDS", scan.Thresholds(calibrator=dying))
+    broken = DriftScan.calibrating(REFERENCE, 500)
+    deadline = time.monotonic() + 30
+    while not broken.unavailable and time.monotonic() < deadline:
+        assert broken.update(shift[:50]) == []
+        time.sleep(0.05)
+    assert "could not be calibrated (3 attempts" in broken.unavailable
+    assert broken.update(shift) == [] and broken.waiting == 0 and broken.samples >= len(shift)
+
+
+def test_a_scan_made_right_after_another_was_closed_gets_a_calibration_that_runs(threshold_500, monkeypatch):
+    """A policy change rebuilds a deployment's monitor: the old scans forget the calibration and
+    the new ones ask for the same threshold at once. They must get a calibration that runs, not
+    the one being stopped (which left drift detection off for good)."""
+    from monitor_svc.detectors import scan
+
+    started = threading.Semaphore(0)
+
+    def slow(*_, cancelled):  # notices a stop late, as a child's poll does
+        started.release()
+        time.sleep(0.5)
+        if cancelled.is_set():
+            raise CancelledError
+        return threshold_500
+
+    monkeypatch.setattr(scan, "THRESHOLDS", scan.Thresholds(calibrator=slow))
+    old = DriftScan.calibrating(REFERENCE, 500)
+    assert started.acquire(timeout=30)
+    old.close()
+    new = DriftScan.calibrating(REFERENCE, 500)
+    assert new.calibration is not None and new.calibration is not old.calibration
+    assert new.calibration.result(timeout=30) == threshold_500
+    shift = STREAMS["shift_0"]
+    assert new.update(shift) == DriftScan(REFERENCE, threshold_500).update(shift)
+
+
+def test_calibration_children_are_bounded_and_each_tenant_takes_its_turn():
+    """A tenant that deploys wide models in a loop starts no more calibrations at once than the
+    bound, one of its own at a time, and another tenant's is next when a slot frees."""
+    from monitor_svc.detectors import scan
+
+    release = {owner: threading.Event() for owner in ("bob", "alice")}
+    running: list[str] = []
+    seen_at_once: list[list[str]] = []
+    lock = threading.Lock()
+
+    def calibrator(reference, *_, cancelled):
+        owner = "bob" if reference.shape[1] == 2 else "alice"
+        with lock:
+            running.append(owner)
+            seen_at_once.append(sorted(running))
+        release[owner].wait(60)
+        with lock:
+            running.remove(owner)
+        return float(reference.shape[0])
+
+    thresholds = scan.Thresholds(calibrator=calibrator, slots=FairSlots(total=2))
+    bobs = [thresholds.future(np.zeros((n, 2)), [NUMERIC] * 2, 500, scan.WINDOWS, 0, owner="bob") for n in range(1, 6)]
+    alices = thresholds.future(np.zeros((7, 3)), [NUMERIC] * 3, 500, scan.WINDOWS, 0, owner="alice")
+    release["alice"].set()  # bob's stay blocked: alice's must not wait behind them
+    assert alices.result(timeout=30) == 7.0
+    release["bob"].set()
+    assert [f.result(timeout=30) for f in bobs] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert all(len(at_once) <= 2 and at_once.count("bob") <= 1 for at_once in seen_at_once), seen_at_once
+
+
+def test_fair_slots_give_a_free_slot_to_the_owner_served_least_recently():
+    slots = FairSlots(total=1)
+    never = threading.Event()
+    assert slots.acquire("bob", never)
+    order: list[str] = []
+
+    def wait_for(owner: str) -> None:
+        assert slots.acquire(owner, never)
+        order.append(owner)
+        slots.release(owner)
+
+    waiters = []
+    for owner in ("bob", "bob", "alice"):  # bob's second request queued before alice's first
+        waiters.append(threading.Thread(target=wait_for, args=(owner,)))
+        waiters[-1].start()
+        while len(slots._waiting) < len(waiters):  # queued in this order
+            threading.Event().wait(0.01)
+    slots.release("bob")
+    for waiter in waiters:
+        waiter.join(30)
+    assert order[0] == "alice" and sorted(order) == ["alice", "bob", "bob"]
+    cancelled = threading.Event()
+    assert slots.acquire("carol", never)
+    cancelled.set()
+    assert not slots.acquire("dave", cancelled) and slots.running == 1
