@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from mlaas.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from mlaas.services.label_store import label_pairs
+from mlaas.services.label_store import finite_number, label_pairs
 from mlaas.tensors import from_raw
 from mlaas.v1 import monitor_pb2
 from monitor_svc.access import check_versions
@@ -116,8 +116,12 @@ class Ingest:
                 f"deployment {deployment_id} is STRICT: its labels stay on its node; report them to its "
                 "replicas (DeploymentInference.report_labels, or mlaas feedback)"
             )
-        matched, waiting = self._store.add_labels(deployment_id, pairs)  # on disk from here
         monitor = self._deployments.get(deployment_id)
+        if monitor is not None and not monitor.context.classification:
+            wrong = next((label for _, label in pairs if finite_number(label) is None), None)
+            if wrong is not None:
+                raise InvalidArgument(f"{deployment_id} is a regression: {wrong!r} is not a finite number")
+        matched, waiting = self._store.add_labels(deployment_id, pairs)  # on disk from here
         if monitor is not None:
             with monitor.lock:
                 events = self._deployments.learn(monitor, matched)

@@ -46,7 +46,7 @@ from mlaas.export import sklearn_to_onnx
 from mlaas.message_limits import MAX_MESSAGE_BYTES
 from mlaas.refs import job_state_name
 from mlaas.retraining.federated import assemble, average
-from mlaas.retraining.outcomes import targets
+from mlaas.retraining.outcomes import targets, usable
 from mlaas.retraining.rounds import (
     HELD_OUT,
     cross_validated_round,
@@ -57,6 +57,7 @@ from mlaas.retraining.rounds import (
     round_result,
 )
 from mlaas.retraining.stages import durations, stage_time
+from mlaas.services.label_store import made_by
 from mlaas.v1 import monitor_pb2, scheduler_pb2, types_pb2
 from monitor_svc.changes import Changes
 from monitor_svc.context import ContextLoader
@@ -250,7 +251,10 @@ class Retrainer(threading.Thread):
         artifact = context.artifact
         if artifact is None:  # the loader always sets it; a context made by hand may not
             raise FailedPrecondition(f"{context.name}:{context.version} has no model file to judge against")
-        labeled = self._store.labeled_since(job.deployment_id, job.since_label)
+        # Only the model's owner's requests: a version registered as theirs, reference data
+        # included, never learns a lease holder's inputs.
+        labeled = made_by(self._store.labeled_since(job.deployment_id, job.since_label), context.owner)
+        labeled = usable(labeled, context.classification)
         labeled = labeled[-_rows_per_request(len(labeled[0].inputs) if labeled else 1) :]
         record.state, record.trained_on = M.RETRAINING_STATE_TRAINING, MONITOR_SITE
         self._save(record)

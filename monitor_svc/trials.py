@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mlaas.retraining.outcomes import targets
+from mlaas.retraining.outcomes import targets, usable
 from mlaas.retraining.rounds import judge, mcnemar
 from mlaas.services.label_store import Labeled
 from mlaas.v1 import monitor_pb2, types_pb2
@@ -126,7 +126,7 @@ class Trials:
         if not shadows:
             return
         with self._lock:
-            for labeled in matched:
+            for labeled in usable(matched, monitor.context.task == types_pb2.TASK_CLASSIFICATION):
                 if labeled.request_id not in shadows:
                     continue
                 challenger, answer = shadows[labeled.request_id]

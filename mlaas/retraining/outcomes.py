@@ -7,9 +7,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlaas.services.label_store import Labeled
+from mlaas.services.label_store import Labeled, finite_number
 
 REGRESSION_BASELINE = 200
+
+
+def usable(labeled: list[Labeled], classification: bool) -> list[Labeled]:
+    """The labeled predictions a model can learn from and be judged on: for a regression, those
+    whose label is a finite number (a label sent as text may be anything)."""
+    if classification:
+        return labeled
+    return [x for x in labeled if finite_number(x.label) is not None]
 
 
 def targets(labels: list[str], classification: bool) -> np.ndarray:
@@ -43,9 +51,10 @@ class Outcomes:
 
     def errors(self, labeled: list[Labeled]) -> np.ndarray:
         """1.0 for each wrong prediction, 0.0 for each right one, in order (a regression's
-        first ones only once its baseline is complete)."""
+        first ones only once its baseline is complete; labels that are not numbers left out)."""
         if self._classification:
             return np.array([x.prediction != x.label for x in labeled], dtype=np.float64)
+        labeled = usable(labeled, classification=False)
         residuals = np.abs(np.array([float(x.prediction) - float(x.label) for x in labeled]))
         if self._residual_limit is None:
             self._residuals.extend(residuals.tolist())

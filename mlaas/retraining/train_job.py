@@ -42,7 +42,7 @@ from mlaas.errors import MlaasError
 from mlaas.export import sklearn_to_onnx
 from mlaas.recipes import build_pipeline
 from mlaas.retraining.federated import local_parameters
-from mlaas.retraining.outcomes import targets
+from mlaas.retraining.outcomes import targets, usable
 from mlaas.retraining.private_fit import fit_private
 from mlaas.retraining.round_files import CANDIDATE, FAILURE_NOTE, PARAMETERS, PREDICTIONS, STAGES
 from mlaas.retraining.rounds import (
@@ -149,9 +149,10 @@ def round_on_node(
         store.close()
     if plan.until_label:  # a federated round's steps use the same labels
         labeled = [x for x in labeled if x.number <= plan.until_label]
+    classification = description.task == types_pb2.TASK_CLASSIFICATION
+    labeled = usable(labeled, classification)
     if len(labeled) < 2:
         return refuse(result, f"{len(labeled)} labels after {plan.since_label} on this node: too few to retrain")
-    classification = description.task == types_pb2.TASK_CLASSIFICATION
     X = np.vstack([x.inputs for x in labeled]).astype(np.float32)
     y = targets([x.label for x in labeled], classification)
     unseen_from = next((i for i, x in enumerate(labeled) if x.number > plan.unseen_after), len(labeled))

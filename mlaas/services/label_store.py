@@ -6,8 +6,8 @@ processes share.
 A label is committed before it is acknowledged. A label whose prediction has not arrived yet
 (feedback is batched and may come later than the label) stays unmatched and is matched when the
 prediction comes. Predictions are kept up to `keep_predictions` per deployment (the retraining
-window; an eighth more between trims), oldest dropped first; labels as many, and unmatched ones
-`unmatched_label_seconds`.
+window; an eighth more between trims), oldest dropped first; matched labels as many, unmatched
+ones as many apart (and for `unmatched_label_seconds` at most).
 """
 
 from __future__ import annotations
@@ -78,12 +78,20 @@ def _ids_in(db: sqlite3.Connection, table: str, deployment: str, ids: Sequence[s
 
 
 MAX_LABEL_CHARS = 256
+# Labels in one message (a call, or one message of a stream): each message is stored in one
+# transaction that holds the store, so it must stay short whoever sends it.
+MAX_LABELS_PER_MESSAGE = 10_000
 
 
-def label_pairs(labels: Iterable, namespace: str) -> list[tuple[str, str]]:
+def label_pairs(labels: Sequence, namespace: str) -> list[tuple[str, str]]:
     """(request id under `namespace`, label as text) of reported `Label` messages, which the
     store matches with predictions (stored as text too); InvalidArgument for one that makes no
     sense."""
+    if len(labels) > MAX_LABELS_PER_MESSAGE:
+        raise InvalidArgument(
+            f"{len(labels)} labels in one message; send at most {MAX_LABELS_PER_MESSAGE} per message (the SDK's "
+            "report_labels splits them)"
+        )
     pairs = []
     for label in labels:
         kind = label.WhichOneof("value")
@@ -97,6 +105,15 @@ def label_pairs(labels: Iterable, namespace: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def finite_number(label: str) -> float | None:
+    """A regression label as its number, or None when it is not a finite one."""
+    try:
+        value = float(label)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 @dataclass(frozen=True)
 class Labeled:
     """A prediction with its true label, numbered in the order labels were matched."""
@@ -107,6 +124,13 @@ class Labeled:
     inputs: np.ndarray
     prediction: str
     label: str
+
+
+def made_by(labeled: list[Labeled], tenant: str) -> list[Labeled]:
+    """The labeled requests `tenant` made: the runtimes record each request id under its
+    caller's tenant ("tenant/id"), so a shared deployment's lease holders' are told apart. All
+    of them without tenancy (tenant "")."""
+    return [x for x in labeled if x.request_id.startswith(f"{tenant}/")] if tenant else labeled
 
 
 class LabelStore:
@@ -144,22 +168,27 @@ class LabelStore:
                 raise
             self._db.execute("COMMIT")
 
-    def _trim(self, db: sqlite3.Connection, table: str, deployment: str, added: int) -> bool:
-        """Keeps the deployment's newest `keep_predictions` rows of `table`; whether it trimmed.
-        Finding the cut walks the index that far (5 ms at 50,000), so it runs once per eighth of
-        that the deployment added through this store, not per batch: a table may hold an eighth
-        more meanwhile."""
+    def _trim_due(self, table: str, deployment: str, added: int) -> bool:
+        """Whether the deployment's rows of `table` are trimmed now: finding a cut walks an index
+        that far (5 ms at 50,000), so it runs once per eighth of `keep_predictions` the deployment
+        added through this store, not per batch (a table may hold an eighth more meanwhile)."""
         key = (table, deployment)
         self._added[key] = self._added.get(key, 0) + added
         if self._added[key] < max(1, self._keep // 8):
             return False
         self._added[key] = 0
+        return True
+
+    def _keep_newest(
+        self, db: sqlite3.Connection, table: str, deployment: str, which: str = "", order: str = "seq"
+    ) -> None:
+        """Deletes all but the deployment's newest `keep_predictions` rows of `table` (`which`
+        of them, newest by `order`)."""
         db.execute(
-            f"DELETE FROM {table} WHERE deployment = ? AND seq <= "
-            f"(SELECT seq FROM {table} WHERE deployment = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+            f"DELETE FROM {table} WHERE deployment = ? {which} AND {order} <= "
+            f"(SELECT {order} FROM {table} WHERE deployment = ? {which} ORDER BY {order} DESC LIMIT 1 OFFSET ?)",
             (deployment, deployment, self._keep),
         )
-        return True
 
     def add_predictions(
         self,
@@ -187,7 +216,8 @@ class LabelStore:
             )
             waiting = _ids_in(db, "labels", deployment, [r[1] for r in rows], "AND matched IS NULL")
             matched.extend(self._match(db, deployment, [r[1] for r in rows if r[1] in waiting]))  # row order
-            self._trim(db, "predictions", deployment, len(rows))
+            if self._trim_due("predictions", deployment, len(rows)):
+                self._keep_newest(db, "predictions", deployment)
 
         self._write(insert)
         return matched
@@ -204,7 +234,8 @@ class LabelStore:
                 "VALUES (?, ?, ?, ?)",
                 rows,
             )
-            self._trim(db, "shadow_predictions", deployment, len(rows))
+            if self._trim_due("shadow_predictions", deployment, len(rows)):
+                self._keep_newest(db, "shadow_predictions", deployment)
 
         self._write(insert)
 
@@ -242,9 +273,13 @@ class LabelStore:
             known = _ids_in(db, "predictions", deployment, [r[1] for r in rows])
             predicted.update(known)
             matched.extend(self._match(db, deployment, [r[1] for r in rows if r[1] in known]))
-            # Retention: a deployment keeps no more labels than predictions (older ones have
-            # nothing to join), and a label whose prediction never came goes after a while.
-            if self._trim(db, "labels", deployment, len(rows)):
+            # Retention: a deployment keeps no more matched labels than predictions (older ones
+            # have nothing to join), as many unmatched ones apart (a flood of labels for requests
+            # nobody made, a lease holder's say, never pushes out matched ones or renumbers
+            # them), and a label whose prediction never came goes after a while.
+            if self._trim_due("labels", deployment, len(rows)):
+                self._keep_newest(db, "labels", deployment, "AND matched IS NOT NULL", order="matched")
+                self._keep_newest(db, "labels", deployment, "AND matched IS NULL")
                 db.execute(
                     "DELETE FROM labels WHERE deployment = ? AND matched IS NULL AND time < ?",
                     (deployment, now - self._unmatched_seconds),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlaas.retraining.outcomes import REGRESSION_BASELINE, Outcomes, paired_gain, targets
+from mlaas.retraining.outcomes import REGRESSION_BASELINE, Outcomes, paired_gain, targets, usable
 from mlaas.services.label_store import Labeled
 
 
@@ -34,3 +34,15 @@ def test_a_regression_is_wrong_beyond_the_90th_percentile_of_its_first_residuals
     assert first.size == REGRESSION_BASELINE and first.sum() == 20  # the baseline's top tenth
     assert outcomes.errors([labeled("0.1", "0"), labeled("5", "0")]).tolist() == [0.0, 1.0]
     assert Outcomes(classification=True).errors([labeled("1", "1"), labeled("1", "0")]).tolist() == [0.0, 1.0]
+
+
+def test_a_regressions_labels_that_are_not_finite_numbers_neither_count_nor_poison_its_baseline():
+    """A label reported as text ("nan", "inf", "abc") for a regression: left out, so the error
+    limit stays a number and wrong predictions keep counting as wrong."""
+    outcomes = Outcomes(classification=False)
+    poison = [labeled("0.0", text, i) for i, text in enumerate(["nan", "inf", "-inf", "abc", ""])]
+    baseline = [labeled("0.0", str(0.01 * i), 10 + i) for i in range(REGRESSION_BASELINE)]
+    assert outcomes.errors(poison + baseline).size == REGRESSION_BASELINE
+    assert outcomes.errors([labeled("0.0", "50.0"), labeled("0.0", "nan")]).tolist() == [1.0]
+    assert usable(poison + baseline[:1], classification=False) == baseline[:1]
+    assert usable(poison, classification=True) == poison  # a class may be named by any text

@@ -11,8 +11,10 @@ import time
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LinearRegression
 
 from mlaas.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from mlaas.services.label_store import MAX_LABELS_PER_MESSAGE
 from mlaas.services.settings import ServerSettings
 from mlaas.v1 import monitor_pb2 as M
 from monitor_svc.app import build_monitor
@@ -20,7 +22,7 @@ from monitor_svc.ingest import Ingest
 from monitor_svc.policies import Policies
 from monitor_svc.privacy import SchedulerPrivacy
 from monitor_svc.settings import MonitorSettings
-from tests.monitor_svc.test_service import feedback, gauss  # noqa: F401 (fixture)
+from tests.monitor_svc.test_service import feedback, gauss, tensor  # noqa: F401 (fixture)
 
 STRICT = "d-strict"
 
@@ -64,6 +66,32 @@ def test_feedback_is_refused_whole_or_taken_whole(cores):
     with pytest.raises(FailedPrecondition, match="is STRICT: its labels stay on its node"):
         ingest.labels(STRICT, [("r-1", "1")])
     assert store.label_count(STRICT) == (0, 0)
+
+
+def test_labels_that_make_no_sense_are_refused_before_anything_is_stored(cores, registry):
+    """One message of labels holds the store while it is written, so it is bounded (a tenant's
+    two million labels held everyone's for 37 s); a regression's label must be a number (sent
+    as text, "nan" switched its performance drift off)."""
+    from mlaas.client import RegistryClient
+    from mlaas.export import register_sklearn
+
+    ingest, _, store, streams = cores
+    too_many = [M.Label(request_id=f"r-{i}", class_label="1") for i in range(MAX_LABELS_PER_MESSAGE + 1)]
+    request = M.ReportLabelsRequest(deployment_id="d-1", labels=too_many)
+    with pytest.raises(InvalidArgument, match=f"send at most {MAX_LABELS_PER_MESSAGE} per message"):
+        ingest.labels_stream(iter([request]), lambda deployment_id: None, "alice/")
+    X = streams["reference_0"][:300]
+    with RegistryClient(f"127.0.0.1:{registry.port}") as client:
+        register_sklearn(client, LinearRegression().fit(X, X[:, 0]), "gauss-level", X, reference_data=X)
+    record = one_batch("d-reg", streams).records[0]
+    record.outputs[0].CopyFrom(tensor("variable", X[:100, :1].astype(np.float32)))
+    ingest.feedback(M.IngestFeedbackRequest(deployment_id="d-reg", model_name="gauss-level", records=[record]),
+                    "gauss-level", None)  # fmt: skip
+    for text in ("nan", "inf", "abc", ""):
+        with pytest.raises(InvalidArgument, match=f"d-reg is a regression: {text!r} is not a finite number"):
+            ingest.labels("d-reg", [("r-1", "0.5"), ("r-2", text)])
+    assert store.label_count("d-reg") == (0, 0) and store.label_count("d-1") == (0, 0)
+    assert ingest.labels("d-reg", [("r-1", "0.5"), ("r-2", repr(-1.25))]) == (2, 0)
 
 
 def test_a_versions_first_feedback_does_not_wait_for_its_calibration(cores, monkeypatch):
