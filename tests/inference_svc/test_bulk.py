@@ -163,10 +163,20 @@ def test_the_bulk_worker_holds_a_bounded_number_of_calls(tmp_path, models_dir, i
         wait_healthy(bulk)
         with grpc.insecure_channel(bulk) as channel, InferenceClient(bulk) as other:
             stub = oip_grpc.GRPCInferenceServiceStub(channel)
-            held: queue.Queue = queue.Queue()
-            stream = stub.ModelStreamInfer(iter(held.get, None))  # holds the one slot while open
-            held.put(build_request("iris", {"X": X[:1]}))
-            assert next(stream).error_message == ""
+
+            def open_stream():  # holds the one slot while open
+                held: queue.Queue = queue.Queue()
+                stream = stub.ModelStreamInfer(iter(held.get, None))
+                held.put(build_request("iris", {"X": X[:1]}))
+                try:
+                    assert next(stream).error_message == ""
+                except grpc.RpcError as err:
+                    if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        raise ResourceExhausted(err.details()) from err
+                    raise
+                return held, stream
+
+            held, stream = served_once_free(open_stream, "the health check's slot stayed taken")
             with pytest.raises(ResourceExhausted, match="Concurrent RPC limit"):
                 other.infer("iris", {"X": X[:1]})
             held.put(None)  # the stream ends: the slot is free again, once the server has closed it
