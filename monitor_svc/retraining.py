@@ -8,9 +8,9 @@ the registered recipe is trained on the labels since the change (a scikit-learn 
 the allowlist, never user code), the challenger and the champion are scored on a held-out part
 of them, and the challenger is rolled out only if a paired test on that part says it is better
 at the policy's confidence; what is rolled out is then fitted on all of them, held-out part
-included. A winning challenger is followed by another round on twice the labels since the same
-change (RetrainSchedule), so the served model learns more of the new concept as its labels
-accumulate, until the series' last round.
+included. A winning challenger is followed by another round on half as many labels again since
+the same change (RetrainSchedule), so the served model learns more of the new concept as its
+labels accumulate, until the series' last round.
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ class RetrainSchedule:
     across model versions).
 
     A performance alarm dates a change and starts a series: once `min_labels` labels followed
-    the change, round 1 fits the labels since it. Each round after a win is on twice as many
-    labels since the same change (abrupt change: the more of the new concept, the better); one
-    that loses leaves the served version, and the next still comes on twice its labels (on
-    noisy concepts an unlucky held-out draw must not stop the learning). Until a round has won,
+    the change, round 1 fits the labels since it. Each round after a win is on `growth` times as
+    many labels since the same change (abrupt change: the more of the new concept, the better;
+    1.5 rather than 2 keeps what serves closer to every label there is, at a round more per
+    series); one that loses leaves the served version, and the next still comes on `growth`
+    times its labels (on noisy concepts an unlucky held-out draw must not stop the learning). Until a round has won,
     a loss is tried again `min_labels` labels later on the latest labels only (gradual change:
     the concept was still moving). The series ends after `max_rounds`; then an alarm may start
     a new one after `quiet_labels` more labels (the new version's own detector needs them to
@@ -54,8 +55,8 @@ class RetrainSchedule:
 
     min_labels: int = 500
     quiet_labels: int = 500
-    max_rounds: int = 5
-    growth: float = 2.0  # a round after a win waits for this many times the labels of the last
+    max_rounds: int = 8  # 200, 500, 750, 1,125 ... 5,695 labels with the defaults
+    growth: float = 1.5  # a round after a win waits for this many times the labels of the last
     first_labels: int = 0  # 0: round 1 waits for min_labels
     change_start: int | None = None  # the labels of the series start after this one
     size: int = 0  # labels since the change the next round waits for

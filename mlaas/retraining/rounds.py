@@ -153,21 +153,25 @@ def judge(
     otherwise the Wilcoxon signed-rank test on the differences of absolute errors.
 
     A `follow_up` (the same recipe on more labels of the concept the champion was fitted on, a
-    superset of its own) needs only to be at least as good: it has more data, and a few hundred
-    held-out labels cannot show the smaller gains of a second or third round."""
+    superset of its own) rolls out unless the same test shows it worse: it has more data, a few
+    hundred held-out labels cannot show the smaller gains of a second or third round, and a
+    forest's out-of-bag votes (a third of its trees) understate it beside the whole champion."""
     champion_score, challenger_score = score(task, y_true, champion), score(task, y_true, challenger)
     classification = task == types_pb2.TASK_CLASSIFICATION
     gain = paired_gain(classification, y_true, champion, challenger)
     wins, losses = int(np.sum(gain > 0)), int(np.sum(gain < 0))
     if classification:
-        p_value = mcnemar(wins, losses)
+        p_value, p_worse = mcnemar(wins, losses), mcnemar(losses, wins)
     else:
         from scipy.stats import wilcoxon  # here: a starting Monitor need not import scipy.stats (0.6 s)
 
-        p_value = float(wilcoxon(gain, alternative="greater").pvalue) if np.any(gain != 0) else 1.0
+        changed = np.any(gain != 0)
+        p_value = float(wilcoxon(gain, alternative="greater").pvalue) if changed else 1.0
+        p_worse = float(wilcoxon(gain, alternative="less").pvalue) if changed else 1.0
     return decide(
-        champion_score, challenger_score, len(gain), p_value, confidence, follow_up, wins, losses, cross_validated
-    )
+        champion_score, challenger_score, len(gain), p_value, confidence, follow_up, wins, losses, cross_validated,
+        p_worse,
+    )  # fmt: skip
 
 
 def mcnemar(wins: int, losses: int) -> float:
@@ -180,15 +184,17 @@ def mcnemar(wins: int, losses: int) -> float:
 
 def decide(
     champion: float, challenger: float, held_out: int, p_value: float, confidence: float, follow_up: bool,
-    wins: int = 0, losses: int = 0, cross_validated: bool = False,
+    wins: int = 0, losses: int = 0, cross_validated: bool = False, p_worse: float | None = None,
 ) -> Verdict:  # fmt: skip
-    """The verdict from the scores and the paired test's p-value (see `judge`)."""
+    """The verdict from the scores and the paired test's p-values that the challenger is better
+    and (`p_worse`; by default from the counts) worse (see `judge`)."""
     how = " (cross-validated)" if cross_validated else ""
     scores = f"challenger {challenger:.4f}, champion {champion:.4f} on {held_out} held-out labels{how}"
     if follow_up:
-        better = challenger >= champion
-        outcome = "as good or better, on more labels" if better else "worse; the served version stays"
-        reason = f"{scores}: {outcome}"
+        p_worse = mcnemar(losses, wins) if p_worse is None else p_worse
+        better = p_worse >= 1.0 - confidence
+        outcome = "not worse, on more labels" if better else "worse; the served version stays"
+        reason = f"{scores}: {outcome} (p={p_worse:.2g} that it is worse)"
     elif p_value < 1.0 - confidence:
         better, reason = True, f"{scores}: better (p={p_value:.2g})"
     else:

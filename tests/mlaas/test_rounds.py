@@ -33,10 +33,18 @@ def test_the_challenger_must_be_better_by_a_paired_test():
     verdict = judge(types_pb2.TASK_CLASSIFICATION, truth, champion, barely, 0.95)
     assert not verdict.roll_out and "not better at 95% confidence" in verdict.reason
     assert not judge(types_pb2.TASK_CLASSIFICATION, truth, champion, champion, 0.95).roll_out  # a tie
-    # a follow-up round (more labels of the same concept) needs only to be as good
+    # a follow-up round (more labels of the same concept) rolls out unless shown worse: one
+    # answer fewer right is no evidence either way (out-of-bag votes understate a forest)
     assert judge(types_pb2.TASK_CLASSIFICATION, truth, champion, barely, 0.95, follow_up=True).roll_out
-    worse = judge(types_pb2.TASK_CLASSIFICATION, truth, barely, champion, 0.95, follow_up=True)
+    slightly = judge(types_pb2.TASK_CLASSIFICATION, truth, barely, champion, 0.95, follow_up=True)
+    assert slightly.roll_out and "not worse, on more labels" in slightly.reason
+    worse = judge(types_pb2.TASK_CLASSIFICATION, truth, better, champion, 0.95, follow_up=True)
     assert not worse.roll_out and "worse; the served version stays" in worse.reason
+    regression_truth = rng.normal(size=300)
+    close = regression_truth + rng.normal(scale=0.5, size=300)
+    far = regression_truth + rng.normal(scale=1.5, size=300)
+    assert not judge(types_pb2.TASK_REGRESSION, regression_truth, close, far, 0.95, follow_up=True).roll_out
+    assert judge(types_pb2.TASK_REGRESSION, regression_truth, close, close + 1e-3, 0.95, follow_up=True).roll_out
 
 
 def test_a_regression_challenger_is_judged_on_paired_absolute_errors():
